@@ -1,0 +1,183 @@
+//! ESP and AH cryptography behind one trait, with the backend chosen when an SA is installed.
+//!
+//! An [`EspTransform`] works on the ESP region of a packet, laid out as on the wire
+//! (RFC 4303 §2):
+//!
+//! ```text
+//! | SPI (4) | Sequence (4) | IV (iv_len) | payload | padding | pad len | next hdr | ICV (icv_len) |
+//! ```
+//!
+//! Each transform builds its own authenticated data from that region: AEADs use SPI and
+//! sequence number (with the ESN high half inserted, RFC 4106 §5 / RFC 7634 §2.2); CBC+HMAC
+//! authenticates SPI..ciphertext and appends the ESN high half to the MAC input only
+//! (RFC 4303 §2.2.1); GMAC authenticates everything (RFC 4543 §3.2).
+//!
+//! Every backend must agree byte for byte with the others and with the published vectors.
+
+use std::fmt;
+
+/// Length of the ESP header (SPI + sequence number).
+pub const ESP_HEADER_LEN: usize = 8;
+
+/// The ESP encryption algorithm of an SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cipher {
+    /// ENCR_NULL (RFC 2410): for tests and benchmarks only.
+    Null,
+    /// AES-CBC with a 128-bit key (RFC 3602).
+    AesCbc128,
+    /// AES-CBC with a 256-bit key (RFC 3602).
+    AesCbc256,
+    /// AES-GCM with a 128-bit key and 16-byte ICV (RFC 4106).
+    AesGcm128,
+    /// AES-GCM with a 256-bit key and 16-byte ICV (RFC 4106).
+    AesGcm256,
+    /// ChaCha20-Poly1305 (RFC 7634).
+    Chacha20Poly1305,
+    /// AES-GMAC with a 128-bit key: authentication only (RFC 4543).
+    AesGmac128,
+    /// AES-GMAC with a 256-bit key: authentication only (RFC 4543).
+    AesGmac256,
+}
+
+impl Cipher {
+    /// True for combined-mode algorithms that carry their own ICV (no separate integrity).
+    pub const fn is_aead(self) -> bool {
+        matches!(
+            self,
+            Cipher::AesGcm128
+                | Cipher::AesGcm256
+                | Cipher::Chacha20Poly1305
+                | Cipher::AesGmac128
+                | Cipher::AesGmac256
+        )
+    }
+
+    /// Key material length in bytes, including the 4-byte salt of the AEADs (RFC 4106 §8.1).
+    pub const fn key_len(self) -> usize {
+        match self {
+            Cipher::Null => 0,
+            Cipher::AesCbc128 => 16,
+            Cipher::AesCbc256 => 32,
+            Cipher::AesGcm128 | Cipher::AesGmac128 => 16 + 4,
+            Cipher::AesGcm256 | Cipher::AesGmac256 | Cipher::Chacha20Poly1305 => 32 + 4,
+        }
+    }
+}
+
+/// The ESP/AH integrity algorithm of an SA (none for AEADs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Integrity {
+    /// No separate integrity (AEAD ciphers, or NULL/CBC-only test SAs).
+    None,
+    /// HMAC-SHA-256-128 (RFC 4868).
+    HmacSha256,
+    /// HMAC-SHA-384-192 (RFC 4868).
+    HmacSha384,
+    /// HMAC-SHA-512-256 (RFC 4868).
+    HmacSha512,
+}
+
+impl Integrity {
+    /// Key length in bytes (RFC 4868 §2.1: the hash output size).
+    pub const fn key_len(self) -> usize {
+        match self {
+            Integrity::None => 0,
+            Integrity::HmacSha256 => 32,
+            Integrity::HmacSha384 => 48,
+            Integrity::HmacSha512 => 64,
+        }
+    }
+    /// Truncated ICV length in bytes.
+    pub const fn icv_len(self) -> usize {
+        match self {
+            Integrity::None => 0,
+            Integrity::HmacSha256 => 16,
+            Integrity::HmacSha384 => 24,
+            Integrity::HmacSha512 => 32,
+        }
+    }
+}
+
+/// Which implementation runs an SA's crypto.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// The fastest backend available for the algorithm.
+    #[default]
+    Auto,
+    /// Pure Rust: RustCrypto `aes` + `ghash` composed here, `hmac`/`sha2`, `chacha20poly1305`.
+    RustCrypto,
+    /// Intel ipsec-mb through FFI (feature `ipsec-mb`).
+    IpsecMb,
+}
+
+/// Why a crypto operation or set-up failed. Copy and string-free: it is used on the hot path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoError {
+    /// The ICV did not verify. The payload is left as it was received.
+    IcvMismatch,
+    /// The ESP region is too short, or the ciphertext is not a multiple of the block size.
+    BadLength,
+    /// A key of the wrong length was given at set-up.
+    BadKeyLength,
+    /// The algorithm combination is not valid (e.g. an AEAD with a separate integrity).
+    Unsupported,
+    /// The requested backend is not compiled in or not available on this CPU.
+    BackendUnavailable,
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CryptoError::IcvMismatch => "integrity check failed",
+            CryptoError::BadLength => "bad ESP length for the algorithm",
+            CryptoError::BadKeyLength => "key has the wrong length for the algorithm",
+            CryptoError::Unsupported => "unsupported algorithm combination",
+            CryptoError::BackendUnavailable => "crypto backend not available",
+        })
+    }
+}
+
+impl std::error::Error for CryptoError {}
+
+/// One SA's ESP transform (one direction's keys). Chosen once, at SA install time.
+///
+/// `seq_hi` is `Some(high 32 bits)` when the SA uses extended sequence numbers.
+pub trait EspTransform: Send + Sync + fmt::Debug {
+    /// Which cipher this is.
+    fn cipher(&self) -> Cipher;
+    /// Which separate integrity algorithm this is ([`Integrity::None`] for AEADs).
+    fn integrity(&self) -> Integrity;
+    /// Explicit IV bytes carried after the ESP header.
+    fn iv_len(&self) -> usize;
+    /// Payload + padding + pad length + next header must be a multiple of this
+    /// (16 for CBC, 4 otherwise: RFC 4303 §2.4).
+    fn block_align(&self) -> usize;
+    /// ICV length in bytes.
+    fn icv_len(&self) -> usize;
+    /// Writes the IV for the packet with sequence number `seq` (64-bit). AEADs use a unique
+    /// counter-derived value (RFC 4106 §3.1); CBC uses an unpredictable one (RFC 3602 §2.3).
+    fn write_iv(&self, seq: u64, iv: &mut [u8]);
+    /// Encrypts the plaintext part of `esp` in place and writes the ICV at its end.
+    /// The SPI, sequence number and IV must already be in place.
+    fn seal(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError>;
+    /// Verifies the ICV and, if it matches, decrypts the ciphertext in place.
+    fn open(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError>;
+}
+
+/// A keyed MAC for AH (RFC 4302) and for building HMAC-based ESP transforms.
+pub trait Mac: Send + Sync + fmt::Debug {
+    /// Which algorithm this is.
+    fn integrity(&self) -> Integrity;
+    /// Truncated ICV length.
+    fn icv_len(&self) -> usize;
+    /// Computes the truncated MAC over the concatenation of `chunks` into `out[..icv_len]`.
+    fn compute(&self, chunks: &[&[u8]], out: &mut [u8]);
+    /// Constant-time verification of `icv` over the concatenation of `chunks`.
+    fn verify(&self, chunks: &[&[u8]], icv: &[u8]) -> bool;
+}

@@ -1,0 +1,13 @@
+//! ferrogate's data-plane core.
+//!
+//! Everything in this crate without the `dpdk` feature is pure: it takes caller-owned buffers and
+//! returns verdicts, and never does I/O. The DPDK gateway and the IKEv2 control plane build on it.
+//!
+//! Panic rule for the whole crate: no function reachable from packet input panics on any input.
+//! Wire views check lengths once in `new_checked`; after that no accessor can panic.
+#![deny(unsafe_code)]
+
+pub mod buf;
+pub mod crypto;
+pub mod drop;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Safe binding to Intel ipsec-mb (placeholder until the backend lands).

@@ -1,0 +1,2 @@
+//! Shared helpers for ferrogate's benchmarks.
+#![deny(unsafe_code)]
