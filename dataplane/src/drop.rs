@@ -79,6 +79,12 @@ drop_reasons! {
     TtlExceeded => "ttl_exceeded",
     /// No route or neighbour for the destination.
     NoRoute => "no_route",
+    /// An outer IP fragment of an ESP/AH packet (reassembly happens before the core).
+    OuterFragment => "outer_fragment",
+    /// RFC 6040 §4.2: outer CE on a Not-ECT inner packet must be dropped.
+    EcnCeOnNotEct => "ecn_ce_on_not_ect",
+    /// The packet is an IKE datagram or NAT keepalive, not data: handed to the control plane.
+    ControlPlane => "control_plane",
 }
 
 /// One counter per [`DropReason`]. Plain integers: each worker owns its own set and the stats

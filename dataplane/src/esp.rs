@@ -1,0 +1,358 @@
+//! ESP encapsulation and decapsulation of one packet (RFC 4303), tunnel and transport mode,
+//! optionally in UDP (RFC 3948).
+//!
+//! Both directions take a caller-owned [`PacketBuf`] holding an IP packet (no link header) and
+//! either transform it in place or return the [`DropReason`]. On a drop the buffer may have been
+//! changed; the caller frees it. No allocation, no I/O.
+
+use crate::buf::PacketBuf;
+use crate::crypto::{EspTransform, ESP_HEADER_LEN};
+use crate::drop::DropReason;
+use crate::outer::{self, Outer, SecProto};
+use crate::sa::{DfMode, EcnMode, InboundSa, Mode, OutboundSa, SaCrypto};
+use crate::wire::ip_proto;
+
+/// Encapsulates the IP packet in `buf` with the outbound SA (ESP or AH by the SA's protocol).
+pub fn encap<B: PacketBuf + ?Sized>(sa: &OutboundSa, buf: &mut B) -> Result<(), DropReason> {
+    match &sa.crypto {
+        SaCrypto::Esp(t) => encap_esp(sa, t.as_ref(), buf),
+        SaCrypto::Ah(m) => crate::ah::encap(sa, m.as_ref(), buf),
+    }
+}
+
+/// Decapsulates the IPsec packet in `buf`, which [`outer::classify`] described as `o`, with the
+/// inbound SA found for it. On success `buf` holds the inner IP packet (tunnel mode) or the
+/// restored packet (transport mode), already checked against the SA's selectors.
+pub fn decap<B: PacketBuf + ?Sized>(
+    sa: &InboundSa,
+    buf: &mut B,
+    o: &Outer,
+) -> Result<(), DropReason> {
+    sa.check_hard()?;
+    // Link padding after the IP packet would sit where the ICV is expected.
+    let extra = buf.len().saturating_sub(o.ip_len);
+    if extra > 0 {
+        buf.trim(extra).map_err(|_| DropReason::Malformed)?;
+    }
+    match (&sa.crypto, o.proto) {
+        (SaCrypto::Esp(t), SecProto::Esp) => decap_esp(sa, t.as_ref(), buf, o)?,
+        (SaCrypto::Ah(m), SecProto::Ah) => crate::ah::decap(sa, m.as_ref(), buf, o)?,
+        _ => return Err(DropReason::NoSa),
+    }
+    check_selectors(sa, buf.data())?;
+    sa.account(buf.len());
+    Ok(())
+}
+
+/// RFC 4301 §5.2: the decapsulated packet must match the selectors of the SA that carried it.
+pub(crate) fn check_selectors(sa: &InboundSa, ip: &[u8]) -> Result<(), DropReason> {
+    let key = crate::flow::flow_key(ip).map_err(|_| DropReason::InnerMalformed)?;
+    if sa.selectors.iter().any(|s| s.matches(&key)) {
+        Ok(())
+    } else {
+        Err(DropReason::PolicyMismatch)
+    }
+}
+
+/// Padding (RFC 4303 §2.4): the bytes 1, 2, 3, ... up to a length that aligns
+/// payload + padding + the two trailer bytes to `align`.
+#[inline]
+fn pad_len(payload: usize, align: usize) -> usize {
+    (align - (payload + 2) % align) % align
+}
+
+fn encap_esp<B: PacketBuf + ?Sized>(
+    sa: &OutboundSa,
+    t: &dyn EspTransform,
+    buf: &mut B,
+) -> Result<(), DropReason> {
+    sa.check_hard()?;
+    let inner_len = buf.len();
+    let ver = crate::flow::ip_version(buf.data()).ok_or(DropReason::NotIp)?;
+    let iv_len = t.iv_len();
+    let icv_len = t.icv_len();
+    let udp_len = if sa.udp.is_some() { 8 } else { 0 };
+
+    // Where the ESP header goes, what it protects, what the trailer names, and (transport
+    // mode) which byte of the IP headers names the protocol.
+    let (front, payload_len, tfc, next_header, nh_pos) = match sa.mode {
+        Mode::Tunnel => {
+            let tfc = usize::from(sa.tfc_pad).saturating_sub(inner_len);
+            let nh = if ver == 4 {
+                ip_proto::IPV4
+            } else {
+                ip_proto::IPV6
+            };
+            (usize::from(sa.header_len) + udp_len, inner_len + tfc, tfc, nh, 0)
+        }
+        Mode::Transport => {
+            let (_, _, proto, l4_off, _, ip_len, _, fragment) = outer::ip_headers(buf.data())?;
+            if fragment {
+                // Transport-mode ESP applies to whole datagrams (RFC 4303 §3.3.5).
+                return Err(DropReason::OuterFragment);
+            }
+            if ip_len != inner_len {
+                buf.trim(inner_len - ip_len).map_err(|_| DropReason::Malformed)?;
+            }
+            let (hdr, nh_pos, nh) = if ver == 4 {
+                (l4_off, 9, proto)
+            } else {
+                let (hdr, nh_pos) = transport_v6_split(buf.data())?;
+                (hdr, nh_pos, buf.data()[nh_pos])
+            };
+            (udp_len, buf.len() - hdr, 0, nh, nh_pos)
+        }
+    };
+    let pad = pad_len(payload_len, t.block_align());
+    let tail = tfc + pad + 2 + icv_len;
+    let head = front + ESP_HEADER_LEN + iv_len;
+    if buf.headroom() < head {
+        return Err(DropReason::NoHeadroom);
+    }
+    if buf.tailroom() < tail {
+        return Err(DropReason::NoTailroom);
+    }
+    let seq = sa.next_seq()?;
+    let seq_hi = sa.esn.then_some((seq >> 32) as u32);
+    let orig_len = buf.len();
+    sa.account(orig_len);
+
+    // Trailer: TFC zeros, padding 1..n, pad length, next header; the ICV is written by seal().
+    let data = buf.append(tail).map_err(|_| DropReason::NoTailroom)?;
+    let mut i = orig_len;
+    for _ in 0..tfc {
+        data[i] = 0;
+        i += 1;
+    }
+    for k in 1..=pad {
+        data[i] = k as u8;
+        i += 1;
+    }
+    data[i] = pad as u8;
+    data[i + 1] = next_header;
+
+    let data = buf.prepend(head).map_err(|_| DropReason::NoHeadroom)?;
+    let esp_off = match sa.mode {
+        Mode::Tunnel => {
+            let inner_tc = outer::traffic_class(&data[head..]);
+            let inner_df = ver == 4 && data[head + 6] & 0x40 != 0;
+            let hl = usize::from(sa.header_len);
+            data[..hl].copy_from_slice(&sa.header[..hl]);
+            if let Some(u) = sa.udp {
+                data[hl..hl + 2].copy_from_slice(&u.local_port.to_be_bytes());
+                data[hl + 2..hl + 4].copy_from_slice(&u.remote_port.to_be_bytes());
+            }
+            // RFC 4301 §5.1.2.1: DSCP copied (or set); RFC 6040 §4.1: ECN copied or Not-ECT.
+            let dscp = sa.dscp.map(|d| d << 2).unwrap_or(inner_tc & 0xfc);
+            let ecn = match sa.ecn {
+                EcnMode::Normal => inner_tc & 3,
+                EcnMode::Compat => 0,
+            };
+            outer::set_traffic_class(data, dscp | ecn);
+            if !sa.outer_v6 {
+                let df = match sa.df {
+                    DfMode::Copy => inner_df || ver == 6,
+                    DfMode::Set => true,
+                    DfMode::Clear => false,
+                };
+                data[6] = if df { 0x40 } else { 0 };
+                data[7] = 0;
+            }
+            hl + udp_len
+        }
+        Mode::Transport => {
+            // Move the IP header (and IPv6 extension headers before ESP) to the new front.
+            let hdr_len = data.len() - head - tail - payload_len;
+            data.copy_within(head..head + hdr_len, 0);
+            data[nh_pos] = if sa.udp.is_some() {
+                ip_proto::UDP
+            } else {
+                ip_proto::ESP
+            };
+            if let Some(u) = sa.udp {
+                data[hdr_len..hdr_len + 2].copy_from_slice(&u.local_port.to_be_bytes());
+                data[hdr_len + 2..hdr_len + 4].copy_from_slice(&u.remote_port.to_be_bytes());
+            }
+            hdr_len + udp_len
+        }
+    };
+    data[esp_off..esp_off + 4].copy_from_slice(&sa.spi.to_be_bytes());
+    data[esp_off + 4..esp_off + 8].copy_from_slice(&(seq as u32).to_be_bytes());
+    t.write_iv(seq, &mut data[esp_off + 8..esp_off + 8 + iv_len]);
+    t.seal(&mut data[esp_off..], seq_hi)
+        .map_err(|_| DropReason::BadLength)?;
+
+    let total = data.len();
+    if ver_of(data) == 4 {
+        outer::finish_v4(data, total, seq as u16);
+    } else {
+        data[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+    }
+    if sa.udp.is_some() {
+        let v6 = ver_of(data) == 6;
+        outer::finish_udp(data, esp_off - 8, v6);
+    }
+    Ok(())
+}
+
+#[inline]
+fn ver_of(ip: &[u8]) -> u8 {
+    ip[0] >> 4
+}
+
+/// IPv6 transport mode: ESP goes after hop-by-hop, routing and fragment headers, and after
+/// destination options only when a routing header follows them (RFC 4303 §3.1.1). Returns the
+/// length of the part that stays in front and the position of the next-header byte to patch.
+fn transport_v6_split(ip: &[u8]) -> Result<(usize, usize), DropReason> {
+    let total = ip.len();
+    let (_, off, nh_pos, _) = outer::v6_walk(ip, total, |nh| {
+        nh == ip_proto::HOPOPT || nh == ip_proto::ROUTING
+    })?;
+    Ok((off, nh_pos))
+}
+
+fn decap_esp<B: PacketBuf + ?Sized>(
+    sa: &InboundSa,
+    t: &dyn EspTransform,
+    buf: &mut B,
+    o: &Outer,
+) -> Result<(), DropReason> {
+    if sa.udp.is_some() != o.udp.is_some() {
+        return Err(DropReason::BadUdpEncap);
+    }
+    let iv_len = t.iv_len();
+    let icv_len = t.icv_len();
+    let data = buf.data_mut();
+    let esp = data.get_mut(o.sec_off..).ok_or(DropReason::BadLength)?;
+    // RFC 4303 §2.4: payload, padding and trailer end on a 4-byte boundary (block size for CBC).
+    let min = ESP_HEADER_LEN + iv_len + 2 + icv_len;
+    if esp.len() < min {
+        return Err(DropReason::BadLength);
+    }
+    let ct_len = esp.len() - ESP_HEADER_LEN - iv_len - icv_len;
+    if ct_len % t.block_align() != 0 {
+        return Err(DropReason::BadLength);
+    }
+    let seq_lo = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
+    // RFC 4303 §3.4.3: check the window before spending cycles on the ICV...
+    let seq = sa.window.check(seq_lo).map_err(replay_drop)?;
+    let seq_hi = sa.esn.then_some((seq >> 32) as u32);
+    t.open(esp, seq_hi).map_err(|e| match e {
+        crate::crypto::CryptoError::IcvMismatch => DropReason::IcvMismatch,
+        _ => DropReason::BadLength,
+    })?;
+    // ...and update it only once the ICV verified.
+    sa.window.update(seq).map_err(replay_drop)?;
+
+    let trailer_end = esp.len() - icv_len;
+    let pad = usize::from(esp[trailer_end - 2]);
+    let next_header = esp[trailer_end - 1];
+    let payload_start = ESP_HEADER_LEN + iv_len;
+    if pad + 2 > trailer_end - payload_start {
+        return Err(DropReason::BadPadding);
+    }
+    let pad_start = trailer_end - 2 - pad;
+    // RFC 4303 §2.4: the default padding is 1, 2, 3, ... and the receiver checks it.
+    if esp[pad_start..trailer_end - 2]
+        .iter()
+        .enumerate()
+        .any(|(k, b)| usize::from(*b) != k + 1)
+    {
+        return Err(DropReason::BadPadding);
+    }
+    if next_header == ip_proto::NO_NEXT {
+        return Err(DropReason::DummyPacket); // RFC 4303 §2.6: dummy packet, discard
+    }
+    let payload_len = pad_start - payload_start;
+    let cut_back = icv_len + 2 + pad;
+    match sa.mode {
+        Mode::Tunnel => {
+            let want = match next_header {
+                ip_proto::IPV4 => 4,
+                ip_proto::IPV6 => 6,
+                _ => return Err(DropReason::BadNextHeader),
+            };
+            let front = o.sec_off + payload_start;
+            buf.trim(cut_back).map_err(|_| DropReason::BadLength)?;
+            buf.adj(front).map_err(|_| DropReason::BadLength)?;
+            finish_tunnel_decap(buf, want, o.ecn, payload_len)
+        }
+        Mode::Transport => {
+            let ins = o.sec_off + payload_start - o.ip_hdr_len;
+            let hdr_len = o.ip_hdr_len;
+            buf.trim(cut_back).map_err(|_| DropReason::BadLength)?;
+            let data = buf.data_mut();
+            data.copy_within(0..hdr_len, ins);
+            buf.adj(ins).map_err(|_| DropReason::BadLength)?;
+            restore_transport_header(buf.data_mut(), o.nh_pos, next_header)
+        }
+    }
+}
+
+/// Checks the inner packet of a tunnel, drops TFC padding (RFC 4303 §2.7: the inner IP length
+/// tells where the packet ends) and applies RFC 6040 ECN decapsulation.
+pub(crate) fn finish_tunnel_decap<B: PacketBuf + ?Sized>(
+    buf: &mut B,
+    want_version: u8,
+    outer_ecn: u8,
+    payload_len: usize,
+) -> Result<(), DropReason> {
+    let data = buf.data();
+    if crate::flow::ip_version(data) != Some(want_version) {
+        return Err(DropReason::BadNextHeader);
+    }
+    let ip_len = if want_version == 4 {
+        let p = crate::wire::ipv4::Packet::new_checked(data)
+            .map_err(|_| DropReason::InnerMalformed)?;
+        usize::from(p.total_len())
+    } else {
+        let p = crate::wire::ipv6::Packet::new_checked(data)
+            .map_err(|_| DropReason::InnerMalformed)?;
+        crate::wire::ipv6::HEADER_LEN + usize::from(p.payload_len())
+    };
+    if ip_len > payload_len {
+        return Err(DropReason::InnerMalformed);
+    }
+    if ip_len < buf.len() {
+        buf.trim(buf.len() - ip_len).map_err(|_| DropReason::InnerMalformed)?;
+    }
+    let data = buf.data_mut();
+    let tc = outer::traffic_class(data);
+    let ecn = outer::ecn_decap(tc & 3, outer_ecn).ok_or(DropReason::EcnCeOnNotEct)?;
+    if ecn != tc & 3 {
+        outer::set_traffic_class(data, (tc & 0xfc) | ecn);
+        if want_version == 4 {
+            outer::refresh_v4_checksum(data);
+        }
+    }
+    Ok(())
+}
+
+/// After transport-mode decapsulation: the IP header names the protected protocol again and
+/// carries the new length.
+pub(crate) fn restore_transport_header(
+    ip: &mut [u8],
+    nh_pos: usize,
+    next_header: u8,
+) -> Result<(), DropReason> {
+    let len = ip.len();
+    if nh_pos >= len {
+        return Err(DropReason::InnerMalformed);
+    }
+    ip[nh_pos] = next_header;
+    if ver_of(ip) == 4 {
+        ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        outer::refresh_v4_checksum(ip);
+    } else {
+        ip[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+    }
+    Ok(())
+}
+
+#[inline]
+pub(crate) fn replay_drop(e: crate::replay::ReplayError) -> DropReason {
+    match e {
+        crate::replay::ReplayError::Duplicate => DropReason::ReplayDuplicate,
+        _ => DropReason::ReplayTooOld,
+    }
+}

@@ -1,0 +1,626 @@
+//! Security associations: the control record ([`SaParams`]) and the per-direction runtime
+//! structs the packet path uses ([`OutboundSa`], [`InboundSa`]).
+//!
+//! Everything that varies between SAs (mode, outer IP version, UDP encapsulation, cipher) is
+//! decided here, once, when the SA is installed: the outbound SA carries a prebuilt outer header
+//! and the transform chosen for its cipher and backend. The sequence counter and the lifetime
+//! counters sit on cache lines of their own because every packet writes them.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, Backend, Cipher, CryptoError, EspTransform, Integrity, Mac};
+use crate::net::IpPrefix;
+use crate::replay::{AtomicWindow, ReplayError};
+use crate::spd::{PortRange, Selector};
+use crate::wire::ip_proto;
+
+/// ESP or AH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Encapsulating Security Payload (RFC 4303).
+    Esp,
+    /// Authentication Header (RFC 4302).
+    Ah,
+}
+
+/// Tunnel or transport mode (RFC 4301 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// A new outer IP header; the whole inner packet is protected.
+    Tunnel,
+    /// The packet's own IP header is kept; only its payload is protected.
+    Transport,
+}
+
+/// Which way an SA carries traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    /// We encrypt with it.
+    Out,
+    /// We decrypt with it.
+    In,
+}
+
+/// The outer header's DF bit in tunnel mode (RFC 4301 §8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DfMode {
+    /// Copy DF from an inner IPv4 header; set it for inner IPv6 (which never fragments en route).
+    #[default]
+    Copy,
+    /// Always set DF.
+    Set,
+    /// Always clear DF.
+    Clear,
+}
+
+/// How ECN crosses the tunnel (RFC 6040).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EcnMode {
+    /// RFC 6040 §4.1 normal mode: the outer ECN field is a copy of the inner one.
+    #[default]
+    Normal,
+    /// RFC 6040 §4.1 compatibility mode: the outer ECN field is Not-ECT.
+    Compat,
+}
+
+/// Soft and hard lifetimes in bytes and packets; 0 means no limit (RFC 4301 §4.4.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lifetime {
+    /// Raise a soft-expiry event after this many bytes.
+    pub soft_bytes: u64,
+    /// Stop using the SA after this many bytes.
+    pub hard_bytes: u64,
+    /// Raise a soft-expiry event after this many packets.
+    pub soft_packets: u64,
+    /// Stop using the SA after this many packets.
+    pub hard_packets: u64,
+}
+
+/// Tunnel-mode outer addresses, seen from this gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Our address (outbound: outer source; inbound: outer destination).
+    pub local: IpAddr,
+    /// The peer's address (outbound: outer destination; inbound: outer source).
+    pub remote: IpAddr,
+}
+
+/// UDP encapsulation of ESP (RFC 3948).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpEncap {
+    /// Our UDP port (normally 4500).
+    pub local_port: u16,
+    /// The peer's UDP port (4500, or what its NAT maps it to).
+    pub remote_port: u16,
+}
+
+/// The control record of one SA: everything needed to build its runtime struct.
+#[derive(Clone)]
+pub struct SaParams {
+    /// A label for logs and counters.
+    pub name: String,
+    /// Security parameter index.
+    pub spi: u32,
+    /// Which way it carries traffic.
+    pub direction: Direction,
+    /// ESP or AH.
+    pub protocol: Protocol,
+    /// Tunnel or transport.
+    pub mode: Mode,
+    /// ESP cipher ([`Cipher::Null`] for AH).
+    pub cipher: Cipher,
+    /// Separate integrity algorithm (required for AH).
+    pub integrity: Integrity,
+    /// Encryption key, including the salt of AEADs; wiped when dropped.
+    pub enc_key: Zeroizing<Vec<u8>>,
+    /// Integrity key; wiped when dropped.
+    pub auth_key: Zeroizing<Vec<u8>>,
+    /// Outer addresses (tunnel mode).
+    pub tunnel: Option<Endpoints>,
+    /// UDP encapsulation (ESP only).
+    pub udp_encap: Option<UdpEncap>,
+    /// Extended (64-bit) sequence numbers.
+    pub esn: bool,
+    /// Anti-replay window in packets (inbound; 0 disables anti-replay).
+    pub replay_window: u32,
+    /// Outbound: the last sequence number used (the first packet gets this + 1).
+    /// Inbound: the highest sequence number already seen.
+    pub initial_seq: u64,
+    /// Inner addresses on our side (outbound: sources; inbound: destinations).
+    pub local_ts: Vec<IpPrefix>,
+    /// Inner addresses on the peer's side (outbound: destinations; inbound: sources).
+    pub remote_ts: Vec<IpPrefix>,
+    /// Byte and packet lifetimes.
+    pub lifetime: Lifetime,
+    /// Outer DF handling.
+    pub df: DfMode,
+    /// Outer DSCP: `None` copies the inner DSCP (RFC 4301 §5.1.2.1), `Some` sets it.
+    pub dscp: Option<u8>,
+    /// ECN handling.
+    pub ecn: EcnMode,
+    /// Traffic-flow-confidentiality padding: pad inner packets up to this many bytes
+    /// (RFC 4303 §2.7; tunnel mode only, 0 = off).
+    pub tfc_pad: u16,
+    /// Crypto backend.
+    pub backend: Backend,
+}
+
+impl fmt::Debug for SaParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keys are never printed.
+        f.debug_struct("SaParams")
+            .field("name", &self.name)
+            .field("spi", &format_args!("{:#010x}", self.spi))
+            .field("direction", &self.direction)
+            .field("protocol", &self.protocol)
+            .field("mode", &self.mode)
+            .field("cipher", &self.cipher)
+            .field("integrity", &self.integrity)
+            .field("tunnel", &self.tunnel)
+            .field("udp_encap", &self.udp_encap)
+            .field("esn", &self.esn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaParams {
+    /// An SA with defaults for everything but the identity and keys: tunnel-less transport
+    /// ESP, no ESN, window 64, no lifetimes, any selectors.
+    pub fn new(spi: u32, direction: Direction, cipher: Cipher, integrity: Integrity) -> Self {
+        Self {
+            name: String::new(),
+            spi,
+            direction,
+            protocol: Protocol::Esp,
+            mode: Mode::Transport,
+            cipher,
+            integrity,
+            enc_key: Zeroizing::new(Vec::new()),
+            auth_key: Zeroizing::new(Vec::new()),
+            tunnel: None,
+            udp_encap: None,
+            esn: false,
+            replay_window: 64,
+            initial_seq: 0,
+            local_ts: Vec::new(),
+            remote_ts: Vec::new(),
+            lifetime: Lifetime::default(),
+            df: DfMode::Copy,
+            dscp: None,
+            ecn: EcnMode::Normal,
+            tfc_pad: 0,
+            backend: Backend::Auto,
+        }
+    }
+
+    /// The inner-packet selectors this SA carries, as seen on packets of its direction:
+    /// outbound packets go local → remote, inbound ones remote → local. Empty lists mean any
+    /// address of either family.
+    pub fn selectors(&self) -> Vec<Selector> {
+        let any = [IpPrefix::any_v4(), IpPrefix::any_v6()];
+        let local: &[IpPrefix] = if self.local_ts.is_empty() {
+            &any
+        } else {
+            &self.local_ts
+        };
+        let remote: &[IpPrefix] = if self.remote_ts.is_empty() {
+            &any
+        } else {
+            &self.remote_ts
+        };
+        let mut out = Vec::new();
+        for l in local {
+            for r in remote {
+                if l.is_ipv4() != r.is_ipv4() {
+                    continue;
+                }
+                let (src, dst) = match self.direction {
+                    Direction::Out => (*l, *r),
+                    Direction::In => (*r, *l),
+                };
+                out.push(Selector {
+                    src,
+                    dst,
+                    proto: None,
+                    src_ports: PortRange::ANY,
+                    dst_ports: PortRange::ANY,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Why an SA could not be installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaError {
+    /// The crypto set-up failed (key length, combination, backend).
+    #[error("SA {spi:#010x}: {source}")]
+    Crypto {
+        /// The SA.
+        spi: u32,
+        /// What the crypto layer said.
+        source: CryptoError,
+    },
+    /// The replay window size is not 0 or a power of two in 32..=65536.
+    #[error("SA {spi:#010x}: replay window {size} is not 0 or a power of two from 32 to 65536")]
+    ReplayWindow {
+        /// The SA.
+        spi: u32,
+        /// The size asked for.
+        size: u32,
+    },
+    /// The parameters contradict each other.
+    #[error("SA {spi:#010x}: {what}")]
+    Invalid {
+        /// The SA.
+        spi: u32,
+        /// What is wrong.
+        what: &'static str,
+    },
+}
+
+/// The crypto of one SA: an ESP transform or an AH MAC.
+#[derive(Debug)]
+pub enum SaCrypto {
+    /// ESP with this transform.
+    Esp(Box<dyn EspTransform>),
+    /// AH with this MAC.
+    Ah(Box<dyn Mac>),
+}
+
+impl SaCrypto {
+    fn new(p: &SaParams) -> Result<Self, SaError> {
+        let err = |source| SaError::Crypto { spi: p.spi, source };
+        match p.protocol {
+            Protocol::Esp => Ok(SaCrypto::Esp(
+                crypto::new_esp_transform(p.cipher, p.integrity, &p.enc_key, &p.auth_key, p.backend)
+                    .map_err(err)?,
+            )),
+            Protocol::Ah => {
+                if p.cipher != Cipher::Null || p.integrity == Integrity::None {
+                    return Err(SaError::Invalid {
+                        spi: p.spi,
+                        what: "AH takes an integrity algorithm and no cipher",
+                    });
+                }
+                Ok(SaCrypto::Ah(crypto::new_mac(p.integrity, &p.auth_key).map_err(err)?))
+            }
+        }
+    }
+}
+
+/// Something the control plane must hear about an SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaEvent {
+    /// A soft lifetime was reached: time to rekey.
+    SoftExpired,
+    /// A hard lifetime was reached: the SA no longer carries traffic.
+    HardExpired,
+    /// The outbound sequence number space is used up (RFC 4303 §3.3.3).
+    SeqExhausted,
+}
+
+/// Per-SA traffic counters and the lifetime state derived from them.
+#[derive(Debug, Default)]
+pub struct SaCounters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    soft_pending: AtomicBool,
+    hard_pending: AtomicBool,
+    exhausted_pending: AtomicBool,
+}
+
+impl SaCounters {
+    /// Packets counted so far.
+    pub fn packets(&self) -> u64 {
+        self.packets.load(Ordering::Relaxed)
+    }
+    /// Bytes counted so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Refuses a packet once a hard lifetime is used up (checked before the packet is processed).
+    #[inline]
+    fn hard_reached(&self, lt: &Lifetime) -> bool {
+        (lt.hard_packets != 0 && self.packets.load(Ordering::Relaxed) >= lt.hard_packets)
+            || (lt.hard_bytes != 0 && self.bytes.load(Ordering::Relaxed) >= lt.hard_bytes)
+    }
+
+    /// Counts one packet of `bytes` and notes lifetime crossings. Exactly one packet observes
+    /// each crossing, so each event is raised once.
+    #[inline]
+    fn account(&self, lt: &Lifetime, bytes: u64) {
+        let p = self.packets.fetch_add(1, Ordering::Relaxed) + 1;
+        let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let crossed = |limit: u64, before: u64, after: u64| limit != 0 && before < limit && after >= limit;
+        if crossed(lt.soft_packets, p - 1, p) || crossed(lt.soft_bytes, b - bytes, b) {
+            self.soft_pending.store(true, Ordering::Release);
+        }
+        if crossed(lt.hard_packets, p - 1, p) || crossed(lt.hard_bytes, b - bytes, b) {
+            self.hard_pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// Takes the next pending event, if any (called off the hot path by whoever reports events).
+    pub fn poll_event(&self) -> Option<SaEvent> {
+        if self.hard_pending.swap(false, Ordering::AcqRel) {
+            Some(SaEvent::HardExpired)
+        } else if self.soft_pending.swap(false, Ordering::AcqRel) {
+            Some(SaEvent::SoftExpired)
+        } else if self.exhausted_pending.swap(false, Ordering::AcqRel) {
+            Some(SaEvent::SeqExhausted)
+        } else {
+            None
+        }
+    }
+}
+
+/// Longest prebuilt outer header: IPv6 (40) + UDP (8).
+pub const MAX_OUTER_HEADER: usize = 48;
+
+/// The outbound runtime SA. Shared by reference between worker cores.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct OutboundSa {
+    /// Security parameter index.
+    pub spi: u32,
+    pub(crate) mode: Mode,
+    pub(crate) esn: bool,
+    pub(crate) df: DfMode,
+    pub(crate) dscp: Option<u8>,
+    pub(crate) ecn: EcnMode,
+    pub(crate) tfc_pad: u16,
+    /// Prebuilt tunnel header (outer IP, then UDP when encapsulated); lengths and checksums
+    /// are filled per packet.
+    pub(crate) header: [u8; MAX_OUTER_HEADER],
+    pub(crate) header_len: u8,
+    pub(crate) outer_v6: bool,
+    pub(crate) udp: Option<UdpEncap>,
+    pub(crate) crypto: SaCrypto,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) selectors: Vec<Selector>,
+    /// Last sequence number handed out (RFC 4303 §3.3.3): its own cache line.
+    pub(crate) seq: CachePadded<AtomicU64>,
+    /// Traffic counters: their own cache line.
+    pub(crate) counters: CachePadded<SaCounters>,
+}
+
+const _: () = assert!(std::mem::align_of::<OutboundSa>() == 64);
+const _: () = assert!(std::mem::align_of::<CachePadded<AtomicU64>>() >= 64);
+
+impl OutboundSa {
+    /// Builds the runtime SA from its control record.
+    pub fn new(p: &SaParams) -> Result<Self, SaError> {
+        let crypto = SaCrypto::new(p)?;
+        check_common(p)?;
+        let mut header = [0u8; MAX_OUTER_HEADER];
+        let mut header_len = 0usize;
+        let mut outer_v6 = false;
+        let l4 = match (p.protocol, p.udp_encap) {
+            (Protocol::Ah, _) => ip_proto::AH,
+            (Protocol::Esp, Some(_)) => ip_proto::UDP,
+            (Protocol::Esp, None) => ip_proto::ESP,
+        };
+        if p.mode == Mode::Tunnel {
+            let ep = p.tunnel.ok_or(SaError::Invalid {
+                spi: p.spi,
+                what: "tunnel mode needs local and remote outer addresses",
+            })?;
+            match (ep.local, ep.remote) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => {
+                    header[0] = 0x45;
+                    header[8] = 64; // TTL
+                    header[9] = l4;
+                    header[12..16].copy_from_slice(&s.octets());
+                    header[16..20].copy_from_slice(&d.octets());
+                    header_len = 20;
+                }
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    header[0] = 0x60;
+                    header[6] = l4;
+                    header[7] = 64; // hop limit
+                    header[8..24].copy_from_slice(&s.octets());
+                    header[24..40].copy_from_slice(&d.octets());
+                    header_len = 40;
+                    outer_v6 = true;
+                }
+                _ => {
+                    return Err(SaError::Invalid {
+                        spi: p.spi,
+                        what: "tunnel local and remote addresses must be the same IP version",
+                    })
+                }
+            }
+        }
+        Ok(Self {
+            spi: p.spi,
+            mode: p.mode,
+            esn: p.esn,
+            df: p.df,
+            dscp: p.dscp,
+            ecn: p.ecn,
+            tfc_pad: p.tfc_pad,
+            header,
+            header_len: header_len as u8,
+            outer_v6,
+            udp: p.udp_encap,
+            crypto,
+            lifetime: p.lifetime,
+            selectors: p.selectors(),
+            seq: CachePadded::new(AtomicU64::new(p.initial_seq)),
+            counters: CachePadded::new(SaCounters::default()),
+        })
+    }
+
+    /// The SA's crypto.
+    pub fn crypto(&self) -> &SaCrypto {
+        &self.crypto
+    }
+    /// Traffic counters and pending lifetime events.
+    pub fn counters(&self) -> &SaCounters {
+        &self.counters
+    }
+    /// The last sequence number handed out.
+    pub fn last_seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+    /// The selectors of the traffic this SA carries.
+    pub fn selectors(&self) -> &[Selector] {
+        &self.selectors
+    }
+
+    /// Refuses the packet if a hard lifetime is used up.
+    #[inline]
+    pub(crate) fn check_hard(&self) -> Result<(), crate::drop::DropReason> {
+        if self.counters.hard_reached(&self.lifetime) {
+            Err(crate::drop::DropReason::SaExpired)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Hands out the next sequence number, or refuses when the space is used up:
+    /// without ESN the counter must not cycle past 2^32 - 1 (RFC 4303 §3.3.3).
+    #[inline]
+    pub(crate) fn next_seq(&self) -> Result<u64, crate::drop::DropReason> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let limit = if self.esn { u64::MAX } else { u64::from(u32::MAX) };
+        if seq == 0 || seq > limit {
+            // Keep the counter pinned past the limit so it never wraps back into use.
+            self.seq.store(limit, Ordering::Relaxed);
+            self.counters.exhausted_pending.store(true, Ordering::Release);
+            return Err(crate::drop::DropReason::SeqExhausted);
+        }
+        Ok(seq)
+    }
+
+    #[inline]
+    pub(crate) fn account(&self, bytes: usize) {
+        self.counters.account(&self.lifetime, bytes as u64);
+    }
+}
+
+/// The inbound runtime SA. Shared by reference between worker cores.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct InboundSa {
+    /// Security parameter index.
+    pub spi: u32,
+    pub(crate) mode: Mode,
+    pub(crate) esn: bool,
+    pub(crate) udp: Option<UdpEncap>,
+    pub(crate) crypto: SaCrypto,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) selectors: Vec<Selector>,
+    /// Anti-replay window (RFC 6479), lock-free so cores can share the SA.
+    pub(crate) window: AtomicWindow,
+    /// Traffic counters: their own cache line.
+    pub(crate) counters: CachePadded<SaCounters>,
+}
+
+const _: () = assert!(std::mem::align_of::<InboundSa>() == 64);
+
+impl InboundSa {
+    /// Builds the runtime SA from its control record.
+    pub fn new(p: &SaParams) -> Result<Self, SaError> {
+        let crypto = SaCrypto::new(p)?;
+        check_common(p)?;
+        let window = AtomicWindow::with_top(p.replay_window, p.esn, p.initial_seq).map_err(
+            |e| match e {
+                ReplayError::BadWindowSize => SaError::ReplayWindow {
+                    spi: p.spi,
+                    size: p.replay_window,
+                },
+                _ => SaError::Invalid {
+                    spi: p.spi,
+                    what: "bad initial sequence number",
+                },
+            },
+        )?;
+        Ok(Self {
+            spi: p.spi,
+            mode: p.mode,
+            esn: p.esn,
+            udp: p.udp_encap,
+            crypto,
+            lifetime: p.lifetime,
+            selectors: p.selectors(),
+            window,
+            counters: CachePadded::new(SaCounters::default()),
+        })
+    }
+
+    /// The SA's crypto.
+    pub fn crypto(&self) -> &SaCrypto {
+        &self.crypto
+    }
+    /// Traffic counters and pending lifetime events.
+    pub fn counters(&self) -> &SaCounters {
+        &self.counters
+    }
+    /// The anti-replay window.
+    pub fn window(&self) -> &AtomicWindow {
+        &self.window
+    }
+    /// The selectors inner packets must match (RFC 4301 §5.2).
+    pub fn selectors(&self) -> &[Selector] {
+        &self.selectors
+    }
+    /// Whether the SA expects UDP-encapsulated ESP.
+    pub fn udp_encap(&self) -> Option<UdpEncap> {
+        self.udp
+    }
+
+    #[inline]
+    pub(crate) fn check_hard(&self) -> Result<(), crate::drop::DropReason> {
+        if self.counters.hard_reached(&self.lifetime) {
+            Err(crate::drop::DropReason::SaExpired)
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    pub(crate) fn account(&self, bytes: usize) {
+        self.counters.account(&self.lifetime, bytes as u64);
+    }
+}
+
+fn check_common(p: &SaParams) -> Result<(), SaError> {
+    if p.protocol == Protocol::Ah && p.udp_encap.is_some() {
+        return Err(SaError::Invalid {
+            spi: p.spi,
+            what: "AH cannot be UDP-encapsulated (RFC 3948 covers ESP only)",
+        });
+    }
+    if p.tfc_pad != 0 && p.mode != Mode::Tunnel {
+        return Err(SaError::Invalid {
+            spi: p.spi,
+            what: "TFC padding needs tunnel mode (the inner IP header gives the length back)",
+        });
+    }
+    if let Some(d) = p.dscp {
+        if d > 63 {
+            return Err(SaError::Invalid {
+                spi: p.spi,
+                what: "DSCP must be 0..=63",
+            });
+        }
+    }
+    Ok(())
+}
