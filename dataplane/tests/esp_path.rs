@@ -1,0 +1,489 @@
+//! The whole per-packet path: SA records → encap → classify → SAD → decap, for every cipher,
+//! mode, IP version pair, ESN and NAT-T; lifetimes, sequence exhaustion, ECN/DSCP, TFC; and the
+//! attacks the inbound path must count. Interop with an independent implementation is in
+//! tests/interop/scapy_esp.py; these tests pin our own invariants.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dataplane::buf::{HeapBuf, PacketBuf};
+use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
+use dataplane::crypto::{Cipher, Integrity};
+use dataplane::drop::{DropCounters, DropReason};
+use dataplane::esp;
+use dataplane::outer::{self, Arrival, Outer};
+use dataplane::sa::{
+    Direction, EcnMode, Endpoints, InboundSa, Mode, OutboundSa, Protocol, SaEvent, SaParams,
+    UdpEncap,
+};
+use dataplane::sad::Sad;
+use dataplane::spd::{Action, PortRange, Rule, Selector, Spd};
+
+const SUITES: &[(Cipher, Integrity)] = &[
+    (Cipher::Null, Integrity::HmacSha256),
+    (Cipher::AesCbc128, Integrity::HmacSha256),
+    (Cipher::AesCbc256, Integrity::HmacSha384),
+    (Cipher::AesCbc256, Integrity::HmacSha512),
+    (Cipher::AesGcm128, Integrity::None),
+    (Cipher::AesGcm256, Integrity::None),
+    (Cipher::Chacha20Poly1305, Integrity::None),
+    (Cipher::AesGmac128, Integrity::None),
+    (Cipher::AesGmac256, Integrity::None),
+];
+
+fn key(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn v4(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// An IPv4 UDP packet from `src` to `dst` with `len` payload bytes.
+fn udp4(src: [u8; 4], dst: [u8; 4], len: usize, tos: u8) -> Vec<u8> {
+    let total = 20 + 8 + len;
+    let mut p = vec![0u8; total];
+    p[0] = 0x45;
+    p[1] = tos;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 63;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    let c = !dataplane::wire::checksum::data(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..22].copy_from_slice(&1234u16.to_be_bytes());
+    p[22..24].copy_from_slice(&53u16.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+    for (i, b) in p[28..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    p
+}
+
+/// An IPv6 UDP packet with `len` payload bytes.
+fn udp6(len: usize, tc: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 40 + 8 + len];
+    p[0] = 0x60 | (tc >> 4);
+    p[1] = tc << 4;
+    p[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+    p[6] = 17;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&"2001:db8:10::5".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    p[24..40].copy_from_slice(&"2001:db8:20::7".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    p[40..42].copy_from_slice(&1234u16.to_be_bytes());
+    p[42..44].copy_from_slice(&53u16.to_be_bytes());
+    p[44..46].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+    for (i, b) in p[48..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    p
+}
+
+fn pair(
+    cipher: Cipher,
+    integ: Integrity,
+    protocol: Protocol,
+    mode: Mode,
+    outer6: bool,
+    esn: bool,
+    natt: bool,
+) -> (SaParams, SaParams) {
+    let mut out = SaParams::new(0x1001, Direction::Out, cipher, integ);
+    out.protocol = protocol;
+    out.mode = mode;
+    out.enc_key = key(cipher.key_len(), 1).into();
+    out.auth_key = key(integ.key_len(), 2).into();
+    if mode == Mode::Tunnel {
+        out.tunnel = Some(if outer6 {
+            Endpoints {
+                local: "2001:db8::1".parse().unwrap(),
+                remote: "2001:db8::2".parse().unwrap(),
+            }
+        } else {
+            Endpoints {
+                local: v4("10.1.0.1"),
+                remote: v4("10.2.0.1"),
+            }
+        });
+    }
+    if natt {
+        out.udp_encap = Some(UdpEncap {
+            local_port: 4500,
+            remote_port: 4500,
+        });
+    }
+    out.esn = esn;
+    if esn {
+        out.initial_seq = 0xffff_fffd; // the high half changes during the test
+    }
+    let mut inb = out.clone();
+    inb.direction = Direction::In;
+    if let Some(t) = inb.tunnel {
+        // Seen from the receiver, local and remote swap.
+        inb.tunnel = Some(Endpoints {
+            local: t.remote,
+            remote: t.local,
+        });
+    }
+    (out, inb)
+}
+
+fn classify(buf: &HeapBuf) -> Outer {
+    match outer::classify(buf.data(), |p| p == 4500).unwrap() {
+        Arrival::Ipsec(o) => o,
+        other => panic!("not IPsec: {other:?}"),
+    }
+}
+
+#[test]
+fn round_trip_every_suite_mode_family_esn_natt() {
+    let mut cases = 0;
+    for &(cipher, integ) in SUITES {
+        for protocol in [Protocol::Esp, Protocol::Ah] {
+            if protocol == Protocol::Ah && (cipher != Cipher::Null) {
+                continue;
+            }
+            for mode in [Mode::Tunnel, Mode::Transport] {
+                for outer6 in [false, true] {
+                    for inner6 in [false, true] {
+                        if mode == Mode::Transport && outer6 != inner6 {
+                            continue;
+                        }
+                        for esn in [false, true] {
+                            for natt in [false, true] {
+                                if natt && protocol == Protocol::Ah {
+                                    continue;
+                                }
+                                let (o, i) = pair(cipher, integ, protocol, mode, outer6, esn, natt);
+                                let out = OutboundSa::new(&o).unwrap();
+                                let inb = InboundSa::new(&i).unwrap();
+                                for len in [0usize, 1, 15, 16, 17, 100, 1400] {
+                                    let pkt = if inner6 {
+                                        udp6(len, 0)
+                                    } else {
+                                        udp4([192, 168, 10, 5], [192, 168, 20, 7], len, 0)
+                                    };
+                                    let mut b = HeapBuf::from_slice(&pkt);
+                                    esp::encap(&out, &mut b).unwrap();
+                                    assert_ne!(b.data(), &pkt[..]);
+                                    let o = classify(&b);
+                                    assert_eq!(o.spi, 0x1001);
+                                    assert_eq!(o.udp.is_some(), natt);
+                                    esp::decap(&inb, &mut b, &o).unwrap_or_else(|e| {
+                                        panic!("{cipher:?}/{integ:?} {protocol:?} {mode:?} o6={outer6} i6={inner6} esn={esn} natt={natt} len={len}: {e:?}")
+                                    });
+                                    assert_eq!(b.data(), &pkt[..]);
+                                    cases += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 500, "{cases}");
+}
+
+#[test]
+fn esn_high_half_carried_through_wrap() {
+    let (o, i) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, true, false);
+    let out = OutboundSa::new(&o).unwrap();
+    let inb = InboundSa::new(&i).unwrap();
+    let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 50, 0);
+    let mut seqs = Vec::new();
+    for _ in 0..6 {
+        let mut b = HeapBuf::from_slice(&pkt);
+        esp::encap(&out, &mut b).unwrap();
+        let o = classify(&b);
+        seqs.push(u32::from_be_bytes(b.data()[o.sec_off + 4..o.sec_off + 8].try_into().unwrap()));
+        esp::decap(&inb, &mut b, &o).unwrap();
+    }
+    // 0xfffffffe, 0xffffffff, then the low half wraps while the high half becomes 1.
+    assert_eq!(seqs, vec![0xffff_fffe, 0xffff_ffff, 0, 1, 2, 3]);
+    assert_eq!(inb.window().top(), 0x1_0000_0003);
+}
+
+#[test]
+fn sequence_exhaustion_without_esn() {
+    let (mut o, _) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    o.initial_seq = u64::from(u32::MAX) - 1;
+    let out = OutboundSa::new(&o).unwrap();
+    let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
+    let mut b = HeapBuf::from_slice(&pkt);
+    esp::encap(&out, &mut b).unwrap(); // seq 2^32 - 1, the last one
+    for _ in 0..3 {
+        let mut b = HeapBuf::from_slice(&pkt);
+        assert_eq!(esp::encap(&out, &mut b), Err(DropReason::SeqExhausted));
+    }
+    assert_eq!(out.counters().poll_event(), Some(SaEvent::SeqExhausted));
+    assert_eq!(out.counters().poll_event(), None);
+}
+
+#[test]
+fn lifetimes_raise_soft_then_hard_once() {
+    let (mut o, _) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    o.lifetime.soft_packets = 3;
+    o.lifetime.hard_packets = 5;
+    let out = OutboundSa::new(&o).unwrap();
+    let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
+    let mut events = Vec::new();
+    let mut results = Vec::new();
+    for _ in 0..7 {
+        let mut b = HeapBuf::from_slice(&pkt);
+        results.push(esp::encap(&out, &mut b).is_ok());
+        while let Some(e) = out.counters().poll_event() {
+            events.push(e);
+        }
+    }
+    assert_eq!(results, vec![true, true, true, true, true, false, false]);
+    assert_eq!(events, vec![SaEvent::SoftExpired, SaEvent::HardExpired]);
+    assert_eq!(out.counters().packets(), 5);
+}
+
+#[test]
+fn dscp_ecn_and_df_follow_rfc4301_and_rfc6040() {
+    let (o, i) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    let out = OutboundSa::new(&o).unwrap();
+    let inb = InboundSa::new(&i).unwrap();
+    // Inner DSCP 46 (EF), ECT(0), DF set.
+    let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, (46 << 2) | 2);
+    let mut b = HeapBuf::from_slice(&pkt);
+    esp::encap(&out, &mut b).unwrap();
+    assert_eq!(b.data()[1], (46 << 2) | 2, "outer copies DSCP and ECN (normal mode)");
+    assert_eq!(b.data()[6] & 0x40, 0x40, "DF copied");
+    // A router on the path marks congestion on the outer header.
+    b.data_mut()[1] |= 3;
+    let c = {
+        let d = b.data_mut();
+        d[10] = 0;
+        d[11] = 0;
+        !dataplane::wire::checksum::data(&d[..20])
+    };
+    b.data_mut()[10..12].copy_from_slice(&c.to_be_bytes());
+    let o = classify(&b);
+    esp::decap(&inb, &mut b, &o).unwrap();
+    assert_eq!(b.data()[1], (46 << 2) | 3, "CE propagates to the inner header");
+    assert_eq!(dataplane::wire::checksum::data(&b.data()[..20]), 0xffff, "inner checksum fixed");
+
+    // Compatibility mode: outer Not-ECT.
+    let (mut o2, _) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    o2.ecn = EcnMode::Compat;
+    o2.dscp = Some(10);
+    let out2 = OutboundSa::new(&o2).unwrap();
+    let mut b = HeapBuf::from_slice(&pkt);
+    esp::encap(&out2, &mut b).unwrap();
+    assert_eq!(b.data()[1], 10 << 2);
+
+    // Outer CE on a Not-ECT inner packet is dropped (RFC 6040 §4.2).
+    let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
+    let mut b = HeapBuf::from_slice(&pkt);
+    esp::encap(&out, &mut b).unwrap();
+    b.data_mut()[1] |= 3;
+    let o = classify(&b);
+    assert_eq!(esp::decap(&inb, &mut b, &o), Err(DropReason::EcnCeOnNotEct));
+}
+
+#[test]
+fn tfc_padding_is_removed_by_the_receiver() {
+    let (mut o, mut i) = pair(Cipher::AesGcm256, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    o.tfc_pad = 1000;
+    i.tfc_pad = 0;
+    let out = OutboundSa::new(&o).unwrap();
+    let inb = InboundSa::new(&i).unwrap();
+    let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
+    let mut b = HeapBuf::from_slice(&pkt);
+    esp::encap(&out, &mut b).unwrap();
+    assert!(b.len() > 1000, "padded to hide the length: {}", b.len());
+    let o = classify(&b);
+    esp::decap(&inb, &mut b, &o).unwrap();
+    assert_eq!(b.data(), &pkt[..]);
+}
+
+#[test]
+fn attacks_are_dropped_and_named() {
+    for &(cipher, integ) in &[(Cipher::AesGcm128, Integrity::None), (Cipher::AesCbc128, Integrity::HmacSha256)] {
+        let (o, i) = pair(cipher, integ, Protocol::Esp, Mode::Tunnel, false, false, false);
+        let out = OutboundSa::new(&o).unwrap();
+        let inb = InboundSa::new(&i).unwrap();
+        let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 40, 0);
+        let mut good = HeapBuf::from_slice(&pkt);
+        esp::encap(&out, &mut good).unwrap();
+        let wire = good.to_vec();
+        let o1 = classify(&good);
+
+        // Every single-byte change of the ESP part fails the ICV (changing the SPI would find
+        // no SA in a real SAD; decap with this SA still fails the ICV).
+        for pos in o1.sec_off..wire.len() {
+            let mut t = wire.clone();
+            t[pos] ^= 0x01;
+            let mut b = HeapBuf::from_slice(&t);
+            let r = esp::decap(&inb, &mut b, &o1);
+            assert_eq!(r, Err(DropReason::IcvMismatch), "{cipher:?} byte {pos}");
+        }
+        // Truncations: every length down to the IP header.
+        for cut in 1..(wire.len() - o1.sec_off) {
+            let mut t = wire[..wire.len() - cut].to_vec();
+            let l = t.len() as u16;
+            t[2..4].copy_from_slice(&l.to_be_bytes());
+            let b0 = HeapBuf::from_slice(&t);
+            match outer::classify(b0.data(), |_| false) {
+                Ok(Arrival::Ipsec(o)) => {
+                    let mut b = b0.clone();
+                    let r = esp::decap(&inb, &mut b, &o);
+                    assert!(
+                        matches!(r, Err(DropReason::BadLength) | Err(DropReason::IcvMismatch)),
+                        "{cipher:?} cut {cut}: {r:?}"
+                    );
+                }
+                Err(r) => assert_eq!(r, DropReason::BadLength),
+                Ok(other) => panic!("{other:?}"),
+            }
+        }
+        // The genuine packet passes once, then is a duplicate.
+        let mut b = HeapBuf::from_slice(&wire);
+        esp::decap(&inb, &mut b, &o1).unwrap();
+        let mut b = HeapBuf::from_slice(&wire);
+        assert_eq!(esp::decap(&inb, &mut b, &o1), Err(DropReason::ReplayDuplicate));
+        // 100 packets later the first one is too old for a 64-packet window.
+        for _ in 0..100 {
+            let mut b = HeapBuf::from_slice(&pkt);
+            esp::encap(&out, &mut b).unwrap();
+            let o = classify(&b);
+            esp::decap(&inb, &mut b, &o).unwrap();
+        }
+        let mut b = HeapBuf::from_slice(&wire);
+        assert_eq!(esp::decap(&inb, &mut b, &o1), Err(DropReason::ReplayTooOld));
+    }
+}
+
+#[test]
+fn inner_packet_outside_the_selectors_is_dropped() {
+    let (mut o, mut i) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    // The sender's SA carries anything; the receiver's only 192.168.10.0/24 -> 192.168.20.0/24.
+    o.local_ts.clear();
+    o.remote_ts.clear();
+    i.local_ts = vec!["192.168.20.0/24".parse().unwrap()];
+    i.remote_ts = vec!["192.168.10.0/24".parse().unwrap()];
+    let out = OutboundSa::new(&o).unwrap();
+    let inb = InboundSa::new(&i).unwrap();
+    let ok = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
+    let bad = udp4([192, 168, 10, 5], [192, 168, 99, 7], 10, 0);
+    let mut b = HeapBuf::from_slice(&ok);
+    esp::encap(&out, &mut b).unwrap();
+    let o1 = classify(&b);
+    esp::decap(&inb, &mut b, &o1).unwrap();
+    let mut b = HeapBuf::from_slice(&bad);
+    esp::encap(&out, &mut b).unwrap();
+    let o2 = classify(&b);
+    assert_eq!(esp::decap(&inb, &mut b, &o2), Err(DropReason::PolicyMismatch));
+}
+
+#[test]
+fn bursts_sort_packets_into_verdicts_and_counters() {
+    let (mut o, mut i) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    o.local_ts = vec!["192.168.10.0/24".parse().unwrap()];
+    o.remote_ts = vec!["192.168.20.0/24".parse().unwrap()];
+    i.local_ts = o.remote_ts.clone();
+    i.remote_ts = o.local_ts.clone();
+    let out = Arc::new(OutboundSa::new(&o).unwrap());
+    let inb = Arc::new(InboundSa::new(&i).unwrap());
+    let sel = |s: &str, d: &str| Selector {
+        src: s.parse().unwrap(),
+        dst: d.parse().unwrap(),
+        proto: None,
+        src_ports: PortRange::ANY,
+        dst_ports: PortRange::ANY,
+    };
+    let spd_out = Spd::build(vec![
+        Rule {
+            priority: 10,
+            selector: sel("192.168.10.0/24", "192.168.20.0/24"),
+            action: Action::Protect(OutboundTarget { policy_id: 1, sa: Some(out.clone()) }),
+        },
+        Rule {
+            priority: 20,
+            selector: sel("192.168.10.0/24", "192.168.30.0/24"),
+            action: Action::Protect(OutboundTarget { policy_id: 2, sa: None }),
+        },
+        Rule {
+            priority: 30,
+            selector: sel("192.168.10.0/24", "10.0.0.0/8"),
+            action: Action::Bypass,
+        },
+        Rule {
+            priority: 100,
+            selector: sel("0.0.0.0/0", "0.0.0.0/0"),
+            action: Action::Discard,
+        },
+    ])
+    .unwrap();
+    let mut pkts = vec![
+        HeapBuf::from_slice(&udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0)),
+        HeapBuf::from_slice(&udp4([192, 168, 10, 5], [192, 168, 30, 7], 10, 0)),
+        HeapBuf::from_slice(&udp4([192, 168, 10, 5], [10, 9, 9, 9], 10, 0)),
+        HeapBuf::from_slice(&udp4([172, 16, 0, 1], [192, 168, 20, 7], 10, 0)),
+        HeapBuf::from_slice(&[0x45, 0, 0]),
+    ];
+    let mut verdicts = [Verdict::Pending; 5];
+    let mut drops = DropCounters::default();
+    let n = burst::outbound(&OutboundTables { spd: &spd_out }, &mut pkts, &mut verdicts, &mut drops);
+    assert_eq!(n, 2);
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Forward,
+            Verdict::Drop(DropReason::NoSaForPolicy),
+            Verdict::Forward,
+            Verdict::Drop(DropReason::PolicyDiscard),
+            Verdict::Drop(DropReason::Malformed),
+        ]
+    );
+    assert_eq!(drops.total(), 3);
+
+    // Inbound: the encrypted packet, an IKE packet, a clear packet the SPD requires protected,
+    // and an unknown SPI.
+    let mut sad = Sad::new();
+    sad.insert(0x1001, Some(v4("10.2.0.1")), inb.clone());
+    let spd_in = Spd::build(vec![
+        Rule {
+            priority: 10,
+            selector: sel("192.168.10.0/24", "192.168.20.0/24"),
+            action: Action::Protect(()),
+        },
+        Rule {
+            priority: 100,
+            selector: sel("0.0.0.0/0", "0.0.0.0/0"),
+            action: Action::Bypass,
+        },
+    ])
+    .unwrap();
+    let mut ike = udp4([10, 1, 0, 1], [10, 2, 0, 1], 40, 0);
+    ike[22..24].copy_from_slice(&500u16.to_be_bytes());
+    let mut unknown = pkts[0].to_vec();
+    let o = classify(&pkts[0]);
+    unknown[o.sec_off] ^= 0xff;
+    let mut inpkts = vec![
+        pkts[0].clone(),
+        HeapBuf::from_slice(&ike),
+        HeapBuf::from_slice(&udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0)),
+        HeapBuf::from_slice(&unknown),
+    ];
+    let mut verdicts = [Verdict::Pending; 4];
+    let mut drops = DropCounters::default();
+    let t = InboundTables { sad: &sad, spd: &spd_in, natt_ports: &[4500] };
+    let n = burst::inbound(&t, &mut inpkts, &mut verdicts, &mut drops);
+    assert_eq!(n, 1);
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Forward,
+            Verdict::ToControlPlane,
+            Verdict::Drop(DropReason::UnprotectedInbound),
+            Verdict::Drop(DropReason::NoSa),
+        ]
+    );
+    assert_eq!(inpkts[0].data(), &udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0)[..]);
+}
