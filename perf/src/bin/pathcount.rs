@@ -1,0 +1,119 @@
+//! Runs the outbound or inbound ESP path N times, for instruction counting under callgrind
+//! (perf/callgrind.sh): instruction counts are repeatable on a noisy machine where times are not.
+//!
+//! `pathcount encap|decap SUITE SIZE N` — SUITE is one of `aes-gcm-128`, `aes-gcm-256`,
+//! `aes-cbc-256-sha256`, `chacha20-poly1305`, optionally suffixed `@ipsec-mb`.
+
+use std::process::ExitCode;
+
+use dataplane::buf::{HeapBuf, PacketBuf};
+use dataplane::crypto::{Backend, Cipher, Integrity};
+use dataplane::outer::{self, Arrival};
+use dataplane::sa::{Direction, Endpoints, InboundSa, Mode, OutboundSa, SaParams};
+
+fn suite(name: &str) -> Option<(Cipher, Integrity, Backend)> {
+    let (name, backend) = match name.split_once('@') {
+        Some((n, "ipsec-mb")) => (n, Backend::IpsecMb),
+        Some((n, "rustcrypto")) => (n, Backend::RustCrypto),
+        Some(_) => return None,
+        None => (name, Backend::Auto),
+    };
+    let (c, i) = match name {
+        "aes-gcm-128" => (Cipher::AesGcm128, Integrity::None),
+        "aes-gcm-256" => (Cipher::AesGcm256, Integrity::None),
+        "aes-cbc-256-sha256" => (Cipher::AesCbc256, Integrity::HmacSha256),
+        "chacha20-poly1305" => (Cipher::Chacha20Poly1305, Integrity::None),
+        "null-sha256" => (Cipher::Null, Integrity::HmacSha256),
+        _ => return None,
+    };
+    Some((c, i, backend))
+}
+
+/// An IPv4 UDP packet of `len` bytes in total (at least 28).
+fn packet(len: usize) -> Vec<u8> {
+    let len = len.max(28);
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&[192, 168, 10, 5]);
+    p[16..20].copy_from_slice(&[192, 168, 20, 7]);
+    p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
+    p
+}
+
+fn params(c: Cipher, i: Integrity, b: Backend, dir: Direction) -> SaParams {
+    let mut p = SaParams::new(0x1234, dir, c, i);
+    p.mode = Mode::Tunnel;
+    p.enc_key = (0..c.key_len() as u8).collect::<Vec<_>>().into();
+    p.auth_key = (0..i.key_len() as u8).collect::<Vec<_>>().into();
+    p.backend = b;
+    let (l, r) = ("10.1.0.1".parse().unwrap(), "10.2.0.1".parse().unwrap());
+    p.tunnel = Some(match dir {
+        Direction::Out => Endpoints { local: l, remote: r },
+        Direction::In => Endpoints { local: r, remote: l },
+    });
+    p.replay_window = 0; // the same packet is decrypted N times
+    p
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: pathcount encap|decap SUITE SIZE N";
+    if args.len() != 5 {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    }
+    let Some((c, i, b)) = suite(&args[2]) else {
+        eprintln!("unknown suite {}\n{usage}", args[2]);
+        return ExitCode::from(2);
+    };
+    let (Ok(size), Ok(n)) = (args[3].parse::<usize>(), args[4].parse::<u64>()) else {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    };
+    let out = match OutboundSa::new(&params(c, i, b, Direction::Out)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let plain = packet(size);
+    let mut buf = HeapBuf::with_room(256, 4096);
+    let mut checksum = 0u64;
+    match args[1].as_str() {
+        "encap" => {
+            for _ in 0..n {
+                buf.reset_from(&plain, 256);
+                if dataplane::esp::encap(&out, &mut buf).is_err() {
+                    return ExitCode::from(1);
+                }
+                checksum = checksum.wrapping_add(u64::from(buf.data()[buf.len() - 1]));
+            }
+        }
+        "decap" => {
+            let inb = InboundSa::new(&params(c, i, b, Direction::In)).expect("inbound SA");
+            buf.reset_from(&plain, 256);
+            dataplane::esp::encap(&out, &mut buf).expect("encap");
+            let wire = buf.to_vec();
+            let Ok(Arrival::Ipsec(o)) = outer::classify(&wire, |_| false) else {
+                return ExitCode::from(1);
+            };
+            for _ in 0..n {
+                buf.reset_from(&wire, 256);
+                if dataplane::esp::decap(&inb, &mut buf, &o).is_err() {
+                    return ExitCode::from(1);
+                }
+                checksum = checksum.wrapping_add(u64::from(buf.data()[buf.len() - 1]));
+            }
+        }
+        _ => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+    }
+    println!("{checksum}");
+    ExitCode::SUCCESS
+}
