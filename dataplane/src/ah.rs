@@ -3,8 +3,9 @@
 //! The ICV covers the IP header with its mutable fields zeroed (§3.3.3.1), the AH header with
 //! the ICV field zeroed, the payload, and with ESN the high half of the sequence number
 //! appended (§3.3.3.2.1 / RFC 4303 §2.2.1 by reference). IPv4 options and IPv6 extension
-//! headers in front of AH are covered as they are: options that routers change en route are
-//! not zeroed, so AH transport mode over such packets does not verify (as with many stacks).
+//! headers in front of AH are covered as they are: options that routers may change en route
+//! (IPv6 options with the change bit, RFC 8200 §4.2) are not zeroed yet, so AH transport mode
+//! over packets carrying such options does not verify.
 
 use crate::buf::PacketBuf;
 use crate::crypto::Mac;
@@ -63,11 +64,15 @@ fn icv(
     let n = zeroed_ip_header(ip, fixed, &mut hdr);
     let ext = &ip[n..ah_off]; // IPv6 extension headers in front of AH, as they are
     let ah_hdr = &ip[ah_off..ah_off + AH_FIXED];
-    let zero_icv = &ZEROS[..ah_total - AH_FIXED];
+    // The ICV is zeroed; explicit padding after it is covered as it is on the wire
+    // (RFC 4302 §3.3.3.2.1), which is zeros from us.
+    let icv_len = mac.icv_len();
+    let zero_icv = &ZEROS[..icv_len];
+    let padding = &ip[ah_off + AH_FIXED + icv_len..ah_off + ah_total];
     let payload = &ip[ah_off + ah_total..];
     let hi = seq_hi.map(u32::to_be_bytes).unwrap_or_default();
     let hi: &[u8] = if seq_hi.is_some() { &hi } else { &[] };
-    let chunks: [&[u8]; 6] = [&hdr[..n], ext, ah_hdr, zero_icv, payload, hi];
+    let chunks: [&[u8]; 7] = [&hdr[..n], ext, ah_hdr, zero_icv, padding, payload, hi];
     match expect {
         Some(icv) => mac.verify(&chunks, icv),
         None => {
