@@ -101,8 +101,7 @@ pub(crate) fn encap<B: PacketBuf + ?Sized>(
             (sa.outer_v6, usize::from(sa.header_len), 0, nh)
         }
         Mode::Transport => {
-            let (_, _, proto, l4_off, nh_pos, ip_len, _, fragment) =
-                outer::ip_headers(buf.data())?;
+            let (_, _, proto, l4_off, nh_pos, ip_len, _, fragment) = outer::ip_headers(buf.data())?;
             if fragment {
                 return Err(DropReason::OuterFragment);
             }
@@ -189,7 +188,15 @@ pub(crate) fn decap<B: PacketBuf + ?Sized>(
     let seq = sa.window.check(seq_lo).map_err(replay_drop)?;
     let seq_hi = sa.esn.then_some((seq >> 32) as u32);
     let received = &ah[AH_FIXED..AH_FIXED + icv_len];
-    if !icv(mac, data, o.sec_off, ah_total, seq_hi, Some(received), &mut []) {
+    if !icv(
+        mac,
+        data,
+        o.sec_off,
+        ah_total,
+        seq_hi,
+        Some(received),
+        &mut [],
+    ) {
         return Err(DropReason::IcvMismatch);
     }
     sa.window.update(seq).map_err(replay_drop)?;

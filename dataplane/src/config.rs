@@ -277,7 +277,9 @@ impl SaEntry {
             }
             (Mode::Transport, None, None) => None,
             (Mode::Transport, _, _) => {
-                return Err("`local`/`remote` are outer tunnel addresses; transport mode has none".into())
+                return Err(
+                    "`local`/`remote` are outer tunnel addresses; transport mode has none".into(),
+                )
             }
         };
         let mut p = SaParams::new(self.spi, self.direction, self.cipher, self.integrity);

@@ -83,7 +83,13 @@ fn encap_esp<B: PacketBuf + ?Sized>(
             } else {
                 ip_proto::IPV6
             };
-            (usize::from(sa.header_len) + udp_len, inner_len + tfc, tfc, nh, 0)
+            (
+                usize::from(sa.header_len) + udp_len,
+                inner_len + tfc,
+                tfc,
+                nh,
+                0,
+            )
         }
         Mode::Transport => {
             let (_, _, proto, l4_off, _, ip_len, _, fragment) = outer::ip_headers(buf.data())?;
@@ -92,7 +98,8 @@ fn encap_esp<B: PacketBuf + ?Sized>(
                 return Err(DropReason::OuterFragment);
             }
             if ip_len != inner_len {
-                buf.trim(inner_len - ip_len).map_err(|_| DropReason::Malformed)?;
+                buf.trim(inner_len - ip_len)
+                    .map_err(|_| DropReason::Malformed)?;
             }
             let (hdr, nh_pos, nh) = if ver == 4 {
                 (l4_off, 9, proto)
@@ -184,7 +191,12 @@ fn encap_esp<B: PacketBuf + ?Sized>(
 
     let total = data.len();
     if ver_of(data) == 4 {
-        outer::finish_v4(data, total, seq as u16);
+        // A tunnel header gets a fresh identification; a transport header keeps its own.
+        let ident = match sa.mode {
+            Mode::Tunnel => seq as u16,
+            Mode::Transport => u16::from_be_bytes([data[4], data[5]]),
+        };
+        outer::finish_v4(data, total, ident);
     } else {
         data[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
     }
@@ -302,19 +314,20 @@ pub(crate) fn finish_tunnel_decap<B: PacketBuf + ?Sized>(
         return Err(DropReason::BadNextHeader);
     }
     let ip_len = if want_version == 4 {
-        let p = crate::wire::ipv4::Packet::new_checked(data)
-            .map_err(|_| DropReason::InnerMalformed)?;
+        let p =
+            crate::wire::ipv4::Packet::new_checked(data).map_err(|_| DropReason::InnerMalformed)?;
         usize::from(p.total_len())
     } else {
-        let p = crate::wire::ipv6::Packet::new_checked(data)
-            .map_err(|_| DropReason::InnerMalformed)?;
+        let p =
+            crate::wire::ipv6::Packet::new_checked(data).map_err(|_| DropReason::InnerMalformed)?;
         crate::wire::ipv6::HEADER_LEN + usize::from(p.payload_len())
     };
     if ip_len > payload_len {
         return Err(DropReason::InnerMalformed);
     }
     if ip_len < buf.len() {
-        buf.trim(buf.len() - ip_len).map_err(|_| DropReason::InnerMalformed)?;
+        buf.trim(buf.len() - ip_len)
+            .map_err(|_| DropReason::InnerMalformed)?;
     }
     let data = buf.data_mut();
     let tc = outer::traffic_class(data);

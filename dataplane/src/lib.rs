@@ -7,14 +7,19 @@
 //! Wire views check lengths once in `new_checked`; after that no accessor can panic.
 #![deny(unsafe_code)]
 
-pub mod buf;
-pub mod crypto;
-pub mod drop;
-pub mod wire;
 pub mod ah;
+pub mod buf;
 pub mod burst;
 pub mod config;
+pub mod crypto;
+pub mod drop;
 pub mod esp;
 pub mod flow;
+pub mod net;
 pub mod outer;
+pub mod pcap;
+pub mod replay;
 pub mod sa;
+pub mod sad;
+pub mod spd;
+pub mod wire;

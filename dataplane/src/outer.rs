@@ -131,7 +131,16 @@ pub(crate) fn ip_headers(ip: &[u8]) -> Result<Headers, DropReason> {
             let fragment = frag & 0x3fff != 0; // MF or a non-zero offset
             let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
             let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-            Ok((src.into(), dst.into(), ip[9], ihl, 9, total, ip[1] & 3, fragment))
+            Ok((
+                src.into(),
+                dst.into(),
+                ip[9],
+                ihl,
+                9,
+                total,
+                ip[1] & 3,
+                fragment,
+            ))
         }
         Some(6) => {
             if ip.len() < 40 {
@@ -148,7 +157,16 @@ pub(crate) fn ip_headers(ip: &[u8]) -> Result<Headers, DropReason> {
             a.copy_from_slice(&ip[24..40]);
             let dst = Ipv6Addr::from(a);
             let (proto, off, nh_pos, fragment) = v6_walk(ip, total, |_| true)?;
-            Ok((src.into(), dst.into(), proto, off, nh_pos, total, ecn, fragment))
+            Ok((
+                src.into(),
+                dst.into(),
+                proto,
+                off,
+                nh_pos,
+                total,
+                ecn,
+                fragment,
+            ))
         }
         _ => Err(DropReason::NotIp),
     }

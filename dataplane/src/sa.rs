@@ -287,8 +287,14 @@ impl SaCrypto {
         let err = |source| SaError::Crypto { spi: p.spi, source };
         match p.protocol {
             Protocol::Esp => Ok(SaCrypto::Esp(
-                crypto::new_esp_transform(p.cipher, p.integrity, &p.enc_key, &p.auth_key, p.backend)
-                    .map_err(err)?,
+                crypto::new_esp_transform(
+                    p.cipher,
+                    p.integrity,
+                    &p.enc_key,
+                    &p.auth_key,
+                    p.backend,
+                )
+                .map_err(err)?,
             )),
             Protocol::Ah => {
                 if p.cipher != Cipher::Null || p.integrity == Integrity::None {
@@ -297,7 +303,9 @@ impl SaCrypto {
                         what: "AH takes an integrity algorithm and no cipher",
                     });
                 }
-                Ok(SaCrypto::Ah(crypto::new_mac(p.integrity, &p.auth_key).map_err(err)?))
+                Ok(SaCrypto::Ah(
+                    crypto::new_mac(p.integrity, &p.auth_key).map_err(err)?,
+                ))
             }
         }
     }
@@ -347,7 +355,8 @@ impl SaCounters {
     fn account(&self, lt: &Lifetime, bytes: u64) {
         let p = self.packets.fetch_add(1, Ordering::Relaxed) + 1;
         let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let crossed = |limit: u64, before: u64, after: u64| limit != 0 && before < limit && after >= limit;
+        let crossed =
+            |limit: u64, before: u64, after: u64| limit != 0 && before < limit && after >= limit;
         if crossed(lt.soft_packets, p - 1, p) || crossed(lt.soft_bytes, b - bytes, b) {
             self.soft_pending.store(true, Ordering::Release);
         }
@@ -400,7 +409,7 @@ pub struct OutboundSa {
     pub(crate) counters: CachePadded<SaCounters>,
 }
 
-const _: () = assert!(std::mem::align_of::<OutboundSa>() == 64);
+const _: () = assert!(std::mem::align_of::<OutboundSa>() >= 64);
 const _: () = assert!(std::mem::align_of::<CachePadded<AtomicU64>>() >= 64);
 
 impl OutboundSa {
@@ -499,11 +508,17 @@ impl OutboundSa {
     #[inline]
     pub(crate) fn next_seq(&self) -> Result<u64, crate::drop::DropReason> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        let limit = if self.esn { u64::MAX } else { u64::from(u32::MAX) };
+        let limit = if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
         if seq == 0 || seq > limit {
             // Keep the counter pinned past the limit so it never wraps back into use.
             self.seq.store(limit, Ordering::Relaxed);
-            self.counters.exhausted_pending.store(true, Ordering::Release);
+            self.counters
+                .exhausted_pending
+                .store(true, Ordering::Release);
             return Err(crate::drop::DropReason::SeqExhausted);
         }
         Ok(seq)
@@ -533,15 +548,15 @@ pub struct InboundSa {
     pub(crate) counters: CachePadded<SaCounters>,
 }
 
-const _: () = assert!(std::mem::align_of::<InboundSa>() == 64);
+const _: () = assert!(std::mem::align_of::<InboundSa>() >= 64);
 
 impl InboundSa {
     /// Builds the runtime SA from its control record.
     pub fn new(p: &SaParams) -> Result<Self, SaError> {
         let crypto = SaCrypto::new(p)?;
         check_common(p)?;
-        let window = AtomicWindow::with_top(p.replay_window, p.esn, p.initial_seq).map_err(
-            |e| match e {
+        let window =
+            AtomicWindow::with_top(p.replay_window, p.esn, p.initial_seq).map_err(|e| match e {
                 ReplayError::BadWindowSize => SaError::ReplayWindow {
                     spi: p.spi,
                     size: p.replay_window,
@@ -550,8 +565,7 @@ impl InboundSa {
                     spi: p.spi,
                     what: "bad initial sequence number",
                 },
-            },
-        )?;
+            })?;
         Ok(Self {
             spi: p.spi,
             mode: p.mode,

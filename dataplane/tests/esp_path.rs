@@ -32,7 +32,9 @@ const SUITES: &[(Cipher, Integrity)] = &[
 ];
 
 fn key(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn v4(s: &str) -> IpAddr {
@@ -70,8 +72,18 @@ fn udp6(len: usize, tc: u8) -> Vec<u8> {
     p[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
     p[6] = 17;
     p[7] = 64;
-    p[8..24].copy_from_slice(&"2001:db8:10::5".parse::<std::net::Ipv6Addr>().unwrap().octets());
-    p[24..40].copy_from_slice(&"2001:db8:20::7".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    p[8..24].copy_from_slice(
+        &"2001:db8:10::5"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    p[24..40].copy_from_slice(
+        &"2001:db8:20::7"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
     p[40..42].copy_from_slice(&1234u16.to_be_bytes());
     p[42..44].copy_from_slice(&53u16.to_be_bytes());
     p[44..46].copy_from_slice(&((8 + len) as u16).to_be_bytes());
@@ -189,7 +201,15 @@ fn round_trip_every_suite_mode_family_esn_natt() {
 
 #[test]
 fn esn_high_half_carried_through_wrap() {
-    let (o, i) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, true, false);
+    let (o, i) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        true,
+        false,
+    );
     let out = OutboundSa::new(&o).unwrap();
     let inb = InboundSa::new(&i).unwrap();
     let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 50, 0);
@@ -198,7 +218,9 @@ fn esn_high_half_carried_through_wrap() {
         let mut b = HeapBuf::from_slice(&pkt);
         esp::encap(&out, &mut b).unwrap();
         let o = classify(&b);
-        seqs.push(u32::from_be_bytes(b.data()[o.sec_off + 4..o.sec_off + 8].try_into().unwrap()));
+        seqs.push(u32::from_be_bytes(
+            b.data()[o.sec_off + 4..o.sec_off + 8].try_into().unwrap(),
+        ));
         esp::decap(&inb, &mut b, &o).unwrap();
     }
     // 0xfffffffe, 0xffffffff, then the low half wraps while the high half becomes 1.
@@ -208,7 +230,15 @@ fn esn_high_half_carried_through_wrap() {
 
 #[test]
 fn sequence_exhaustion_without_esn() {
-    let (mut o, _) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    let (mut o, _) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
     o.initial_seq = u64::from(u32::MAX) - 1;
     let out = OutboundSa::new(&o).unwrap();
     let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
@@ -224,7 +254,15 @@ fn sequence_exhaustion_without_esn() {
 
 #[test]
 fn lifetimes_raise_soft_then_hard_once() {
-    let (mut o, _) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    let (mut o, _) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
     o.lifetime.soft_packets = 3;
     o.lifetime.hard_packets = 5;
     let out = OutboundSa::new(&o).unwrap();
@@ -245,14 +283,26 @@ fn lifetimes_raise_soft_then_hard_once() {
 
 #[test]
 fn dscp_ecn_and_df_follow_rfc4301_and_rfc6040() {
-    let (o, i) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    let (o, i) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
     let out = OutboundSa::new(&o).unwrap();
     let inb = InboundSa::new(&i).unwrap();
     // Inner DSCP 46 (EF), ECT(0), DF set.
     let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, (46 << 2) | 2);
     let mut b = HeapBuf::from_slice(&pkt);
     esp::encap(&out, &mut b).unwrap();
-    assert_eq!(b.data()[1], (46 << 2) | 2, "outer copies DSCP and ECN (normal mode)");
+    assert_eq!(
+        b.data()[1],
+        (46 << 2) | 2,
+        "outer copies DSCP and ECN (normal mode)"
+    );
     assert_eq!(b.data()[6] & 0x40, 0x40, "DF copied");
     // A router on the path marks congestion on the outer header.
     b.data_mut()[1] |= 3;
@@ -265,11 +315,27 @@ fn dscp_ecn_and_df_follow_rfc4301_and_rfc6040() {
     b.data_mut()[10..12].copy_from_slice(&c.to_be_bytes());
     let o = classify(&b);
     esp::decap(&inb, &mut b, &o).unwrap();
-    assert_eq!(b.data()[1], (46 << 2) | 3, "CE propagates to the inner header");
-    assert_eq!(dataplane::wire::checksum::data(&b.data()[..20]), 0xffff, "inner checksum fixed");
+    assert_eq!(
+        b.data()[1],
+        (46 << 2) | 3,
+        "CE propagates to the inner header"
+    );
+    assert_eq!(
+        dataplane::wire::checksum::data(&b.data()[..20]),
+        0xffff,
+        "inner checksum fixed"
+    );
 
     // Compatibility mode: outer Not-ECT.
-    let (mut o2, _) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    let (mut o2, _) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
     o2.ecn = EcnMode::Compat;
     o2.dscp = Some(10);
     let out2 = OutboundSa::new(&o2).unwrap();
@@ -288,13 +354,21 @@ fn dscp_ecn_and_df_follow_rfc4301_and_rfc6040() {
 
 #[test]
 fn tfc_padding_is_removed_by_the_receiver() {
-    let (mut o, mut i) = pair(Cipher::AesGcm256, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    let (mut o, mut i) = pair(
+        Cipher::AesGcm256,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
     o.tfc_pad = 1000;
     i.tfc_pad = 0;
     let out = OutboundSa::new(&o).unwrap();
     let inb = InboundSa::new(&i).unwrap();
     let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
-    let mut b = HeapBuf::from_slice(&pkt);
+    let mut b = HeapBuf::from_slice_with_room(&pkt, 128, 2048);
     esp::encap(&out, &mut b).unwrap();
     assert!(b.len() > 1000, "padded to hide the length: {}", b.len());
     let o = classify(&b);
@@ -304,8 +378,19 @@ fn tfc_padding_is_removed_by_the_receiver() {
 
 #[test]
 fn attacks_are_dropped_and_named() {
-    for &(cipher, integ) in &[(Cipher::AesGcm128, Integrity::None), (Cipher::AesCbc128, Integrity::HmacSha256)] {
-        let (o, i) = pair(cipher, integ, Protocol::Esp, Mode::Tunnel, false, false, false);
+    for &(cipher, integ) in &[
+        (Cipher::AesGcm128, Integrity::None),
+        (Cipher::AesCbc128, Integrity::HmacSha256),
+    ] {
+        let (o, i) = pair(
+            cipher,
+            integ,
+            Protocol::Esp,
+            Mode::Tunnel,
+            false,
+            false,
+            false,
+        );
         let out = OutboundSa::new(&o).unwrap();
         let inb = InboundSa::new(&i).unwrap();
         let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 40, 0);
@@ -353,7 +438,10 @@ fn attacks_are_dropped_and_named() {
         let mut b = HeapBuf::from_slice(&wire);
         esp::decap(&inb, &mut b, &o1).unwrap();
         let mut b = HeapBuf::from_slice(&wire);
-        assert_eq!(esp::decap(&inb, &mut b, &o1), Err(DropReason::ReplayDuplicate));
+        assert_eq!(
+            esp::decap(&inb, &mut b, &o1),
+            Err(DropReason::ReplayDuplicate)
+        );
         // 100 packets later the first one is too old for a 64-packet window.
         for _ in 0..100 {
             let mut b = HeapBuf::from_slice(&pkt);
@@ -368,7 +456,15 @@ fn attacks_are_dropped_and_named() {
 
 #[test]
 fn inner_packet_outside_the_selectors_is_dropped() {
-    let (mut o, mut i) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    let (mut o, mut i) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
     // The sender's SA carries anything; the receiver's only 192.168.10.0/24 -> 192.168.20.0/24.
     o.local_ts.clear();
     o.remote_ts.clear();
@@ -385,12 +481,23 @@ fn inner_packet_outside_the_selectors_is_dropped() {
     let mut b = HeapBuf::from_slice(&bad);
     esp::encap(&out, &mut b).unwrap();
     let o2 = classify(&b);
-    assert_eq!(esp::decap(&inb, &mut b, &o2), Err(DropReason::PolicyMismatch));
+    assert_eq!(
+        esp::decap(&inb, &mut b, &o2),
+        Err(DropReason::PolicyMismatch)
+    );
 }
 
 #[test]
 fn bursts_sort_packets_into_verdicts_and_counters() {
-    let (mut o, mut i) = pair(Cipher::AesGcm128, Integrity::None, Protocol::Esp, Mode::Tunnel, false, false, false);
+    let (mut o, mut i) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
     o.local_ts = vec!["192.168.10.0/24".parse().unwrap()];
     o.remote_ts = vec!["192.168.20.0/24".parse().unwrap()];
     i.local_ts = o.remote_ts.clone();
@@ -408,12 +515,18 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
         Rule {
             priority: 10,
             selector: sel("192.168.10.0/24", "192.168.20.0/24"),
-            action: Action::Protect(OutboundTarget { policy_id: 1, sa: Some(out.clone()) }),
+            action: Action::Protect(OutboundTarget {
+                policy_id: 1,
+                sa: Some(out.clone()),
+            }),
         },
         Rule {
             priority: 20,
             selector: sel("192.168.10.0/24", "192.168.30.0/24"),
-            action: Action::Protect(OutboundTarget { policy_id: 2, sa: None }),
+            action: Action::Protect(OutboundTarget {
+                policy_id: 2,
+                sa: None,
+            }),
         },
         Rule {
             priority: 30,
@@ -436,7 +549,12 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
     ];
     let mut verdicts = [Verdict::Pending; 5];
     let mut drops = DropCounters::default();
-    let n = burst::outbound(&OutboundTables { spd: &spd_out }, &mut pkts, &mut verdicts, &mut drops);
+    let n = burst::outbound(
+        &OutboundTables { spd: &spd_out },
+        &mut pkts,
+        &mut verdicts,
+        &mut drops,
+    );
     assert_eq!(n, 2);
     assert_eq!(
         verdicts,
@@ -480,7 +598,11 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
     ];
     let mut verdicts = [Verdict::Pending; 4];
     let mut drops = DropCounters::default();
-    let t = InboundTables { sad: &sad, spd: &spd_in, natt_ports: &[4500] };
+    let t = InboundTables {
+        sad: &sad,
+        spd: &spd_in,
+        natt_ports: &[4500],
+    };
     let n = burst::inbound(&t, &mut inpkts, &mut verdicts, &mut drops);
     assert_eq!(n, 1);
     assert_eq!(
@@ -492,5 +614,8 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
             Verdict::Drop(DropReason::NoSa),
         ]
     );
-    assert_eq!(inpkts[0].data(), &udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0)[..]);
+    assert_eq!(
+        inpkts[0].data(),
+        &udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0)[..]
+    );
 }

@@ -24,7 +24,8 @@ use dataplane::sa::{Direction, InboundSa, OutboundSa};
 use dataplane::sad::Sad;
 use dataplane::wire::ethernet;
 
-const USAGE: &str = "usage: fgpcap encrypt|decrypt --sa SAS.yaml --in IN.pcap --out OUT.pcap [--json]";
+const USAGE: &str =
+    "usage: fgpcap encrypt|decrypt --sa SAS.yaml --in IN.pcap --out OUT.pcap [--json]";
 
 struct Args {
     encrypt: bool,
@@ -232,10 +233,7 @@ fn main() -> ExitCode {
         });
         println!("{v}");
     } else {
-        println!(
-            "{} packets in, {} out",
-            s.packets_in, s.packets_out
-        );
+        println!("{} packets in, {} out", s.packets_in, s.packets_out);
         for (r, n) in &drops {
             println!("  dropped {n:>8}  {r}");
         }

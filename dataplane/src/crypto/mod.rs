@@ -26,18 +26,24 @@ pub enum Cipher {
     /// ENCR_NULL (RFC 2410): for tests and benchmarks only.
     Null,
     /// AES-CBC with a 128-bit key (RFC 3602).
+    #[serde(rename = "aes-cbc-128")]
     AesCbc128,
     /// AES-CBC with a 256-bit key (RFC 3602).
+    #[serde(rename = "aes-cbc-256")]
     AesCbc256,
     /// AES-GCM with a 128-bit key and 16-byte ICV (RFC 4106).
+    #[serde(rename = "aes-gcm-128")]
     AesGcm128,
     /// AES-GCM with a 256-bit key and 16-byte ICV (RFC 4106).
+    #[serde(rename = "aes-gcm-256")]
     AesGcm256,
     /// ChaCha20-Poly1305 (RFC 7634).
     Chacha20Poly1305,
     /// AES-GMAC with a 128-bit key: authentication only (RFC 4543).
+    #[serde(rename = "aes-gmac-128")]
     AesGmac128,
     /// AES-GMAC with a 256-bit key: authentication only (RFC 4543).
+    #[serde(rename = "aes-gmac-256")]
     AesGmac256,
 }
 
@@ -180,4 +186,63 @@ pub trait Mac: Send + Sync + fmt::Debug {
     fn compute(&self, chunks: &[&[u8]], out: &mut [u8]);
     /// Constant-time verification of `icv` over the concatenation of `chunks`.
     fn verify(&self, chunks: &[&[u8]], icv: &[u8]) -> bool;
+}
+
+pub mod cbc;
+pub mod chacha;
+pub mod gcm;
+pub mod hmac;
+#[cfg(feature = "ipsec-mb")]
+mod ipsecmb;
+
+/// Builds the ESP transform of an SA: the algorithm pair, its keys and the backend are
+/// decided here, once, when the SA is installed.
+pub fn new_esp_transform(
+    cipher: Cipher,
+    integrity: Integrity,
+    enc_key: &[u8],
+    auth_key: &[u8],
+    backend: Backend,
+) -> Result<Box<dyn EspTransform>, CryptoError> {
+    if cipher.is_aead() && integrity != Integrity::None {
+        return Err(CryptoError::Unsupported);
+    }
+    if enc_key.len() != cipher.key_len() || auth_key.len() != integrity.key_len() {
+        return Err(CryptoError::BadKeyLength);
+    }
+    match backend {
+        Backend::IpsecMb => {
+            #[cfg(feature = "ipsec-mb")]
+            return ipsecmb::new_transform(cipher, integrity, enc_key, auth_key);
+            #[cfg(not(feature = "ipsec-mb"))]
+            return Err(CryptoError::BackendUnavailable);
+        }
+        Backend::Auto => {
+            #[cfg(feature = "ipsec-mb")]
+            if let Ok(t) = ipsecmb::new_transform(cipher, integrity, enc_key, auth_key) {
+                return Ok(t);
+            }
+        }
+        Backend::RustCrypto => {}
+    }
+    let mac = match integrity {
+        Integrity::None => None,
+        i => Some(hmac::HmacSha2::new(i, auth_key)?),
+    };
+    use aes::{Aes128, Aes256};
+    Ok(match cipher {
+        Cipher::Null => Box::new(cbc::EspNull::new(mac.ok_or(CryptoError::Unsupported)?)),
+        Cipher::AesCbc128 => Box::new(cbc::EspCbc::<Aes128>::new(cipher, enc_key, mac)?),
+        Cipher::AesCbc256 => Box::new(cbc::EspCbc::<Aes256>::new(cipher, enc_key, mac)?),
+        Cipher::AesGcm128 => Box::new(gcm::EspGcm::<Aes128>::new(cipher, enc_key, 16)?),
+        Cipher::AesGcm256 => Box::new(gcm::EspGcm::<Aes256>::new(cipher, enc_key, 32)?),
+        Cipher::AesGmac128 => Box::new(gcm::EspGmac::<Aes128>::new(cipher, enc_key, 16)?),
+        Cipher::AesGmac256 => Box::new(gcm::EspGmac::<Aes256>::new(cipher, enc_key, 32)?),
+        Cipher::Chacha20Poly1305 => Box::new(chacha::EspChaCha::new(enc_key)?),
+    })
+}
+
+/// Builds a keyed MAC (AH, or tests).
+pub fn new_mac(integrity: Integrity, key: &[u8]) -> Result<Box<dyn Mac>, CryptoError> {
+    Ok(Box::new(hmac::HmacSha2::new(integrity, key)?))
 }

@@ -51,8 +51,14 @@ fn params(c: Cipher, i: Integrity, b: Backend, dir: Direction) -> SaParams {
     p.backend = b;
     let (l, r) = ("10.1.0.1".parse().unwrap(), "10.2.0.1".parse().unwrap());
     p.tunnel = Some(match dir {
-        Direction::Out => Endpoints { local: l, remote: r },
-        Direction::In => Endpoints { local: r, remote: l },
+        Direction::Out => Endpoints {
+            local: l,
+            remote: r,
+        },
+        Direction::In => Endpoints {
+            local: r,
+            remote: l,
+        },
     });
     p.replay_window = 0; // the same packet is decrypted N times
     p

@@ -1,0 +1,437 @@
+//! AES-GCM (RFC 4106) and AES-GMAC (RFC 4543) composed from the `aes` and `ghash` crates.
+//!
+//! The expanded AES key and the GHASH key H are computed once per SA. Sealing is one pass over
+//! the data in chunks of eight blocks: eight counter blocks go through AES-NI together (the
+//! `aes` crate pipelines them), are XORed into the chunk, and the chunk's ciphertext is fed to
+//! GHASH while it is still in L1. Opening does the same in the other order and, if the tag
+//! does not verify, runs the keystream once more to put the ciphertext back as it was received
+//! (attack traffic pays for that, valid traffic never does).
+
+use aes::cipher::consts::U16;
+use aes::cipher::{generic_array::GenericArray, BlockEncrypt, BlockSizeUser, KeyInit};
+use aes::{Aes128, Aes256};
+use ghash::universal_hash::UniversalHash;
+use ghash::GHash;
+use subtle::ConstantTimeEq;
+
+use super::{Cipher, CryptoError, EspTransform, Integrity, ESP_HEADER_LEN};
+
+type Block = GenericArray<u8, U16>;
+
+/// Blocks processed together: AES-NI pipelines 8 independent blocks.
+const PAR: usize = 8;
+
+/// The GCM machinery for one key.
+#[derive(Clone)]
+pub struct GcmCore<C> {
+    cipher: C,
+    ghash: GHash,
+}
+
+impl<C> std::fmt::Debug for GcmCore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GcmCore { .. }") // no key material in logs
+    }
+}
+
+/// AES with 128- or 256-bit keys.
+pub trait AesCipher:
+    BlockEncrypt + KeyInit + BlockSizeUser<BlockSize = U16> + Clone + Send + Sync + 'static
+{
+}
+impl AesCipher for Aes128 {}
+impl AesCipher for Aes256 {}
+
+impl<C: AesCipher> GcmCore<C> {
+    /// Expands `key` and derives H = E_K(0^128).
+    pub fn new(key: &[u8]) -> Result<Self, CryptoError> {
+        let cipher = C::new_from_slice(key).map_err(|_| CryptoError::BadKeyLength)?;
+        let mut h = Block::default();
+        cipher.encrypt_block(&mut h);
+        Ok(Self {
+            cipher,
+            ghash: GHash::new(&h),
+        })
+    }
+
+    /// XORs the keystream starting at counter block `ctr` (big-endian 32-bit counter in the
+    /// last four bytes) into `data`, and feeds the ciphertext to `gh` (before XOR when
+    /// decrypting, after when encrypting).
+    #[inline]
+    fn ctr_ghash(&self, j0: &[u8; 16], data: &mut [u8], gh: &mut GHash, encrypt: bool) {
+        let base = u32::from_be_bytes([j0[12], j0[13], j0[14], j0[15]]);
+        let mut counter = base.wrapping_add(1);
+        let mut ks = [Block::default(); PAR];
+        let mut chunks = data.chunks_exact_mut(16 * PAR);
+        for chunk in &mut chunks {
+            for b in ks.iter_mut() {
+                b[..12].copy_from_slice(&j0[..12]);
+                b[12..].copy_from_slice(&counter.to_be_bytes());
+                counter = counter.wrapping_add(1);
+            }
+            self.cipher.encrypt_blocks(&mut ks);
+            if !encrypt {
+                gh.update_padded(chunk);
+            }
+            for (d, k) in chunk.iter_mut().zip(ks.iter().flat_map(|b| b.iter())) {
+                *d ^= k;
+            }
+            if encrypt {
+                gh.update_padded(chunk);
+            }
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let n = rest.len().div_ceil(16);
+            for b in ks[..n].iter_mut() {
+                b[..12].copy_from_slice(&j0[..12]);
+                b[12..].copy_from_slice(&counter.to_be_bytes());
+                counter = counter.wrapping_add(1);
+            }
+            self.cipher.encrypt_blocks(&mut ks[..n]);
+            if !encrypt {
+                gh.update_padded(rest);
+            }
+            for (d, k) in rest.iter_mut().zip(ks.iter().flat_map(|b| b.iter())) {
+                *d ^= k;
+            }
+            if encrypt {
+                gh.update_padded(rest);
+            }
+        }
+    }
+
+    /// The keystream alone (to undo a decryption whose tag failed).
+    fn ctr(&self, j0: &[u8; 16], data: &mut [u8]) {
+        let mut gh = self.ghash.clone();
+        self.ctr_ghash(j0, data, &mut gh, true);
+    }
+
+    fn finish(&self, j0: &[u8; 16], gh: GHash, aad_len: usize, ct_len: usize) -> [u8; 16] {
+        let mut gh = gh;
+        let mut lens = Block::default();
+        lens[..8].copy_from_slice(&((aad_len as u64) * 8).to_be_bytes());
+        lens[8..].copy_from_slice(&((ct_len as u64) * 8).to_be_bytes());
+        gh.update(&[lens]);
+        let mut s = gh.finalize();
+        let mut ek = Block::clone_from_slice(j0);
+        self.cipher.encrypt_block(&mut ek);
+        let mut tag = [0u8; 16];
+        for i in 0..16 {
+            tag[i] = s[i] ^ ek[i];
+        }
+        s.iter_mut().for_each(|b| *b = 0);
+        tag
+    }
+
+    /// GCM encryption with a 96-bit nonce: encrypts `data` in place and returns the tag.
+    pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+        let j0 = j0(nonce);
+        let mut gh = self.ghash.clone();
+        gh.update_padded(aad);
+        self.ctr_ghash(&j0, data, &mut gh, true);
+        self.finish(&j0, gh, aad.len(), data.len())
+    }
+
+    /// GCM decryption with a 96-bit nonce. On a tag mismatch `data` is left as it was and
+    /// false is returned.
+    pub fn open(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8]) -> bool {
+        let j0 = j0(nonce);
+        let mut gh = self.ghash.clone();
+        gh.update_padded(aad);
+        self.ctr_ghash(&j0, data, &mut gh, false);
+        let t = self.finish(&j0, gh, aad.len(), data.len());
+        if tag.len() == 16 && bool::from(t.ct_eq(tag)) {
+            true
+        } else {
+            self.ctr(&j0, data);
+            false
+        }
+    }
+
+    /// GMAC: the GCM tag of `aad_parts` (concatenated) with no plaintext.
+    pub fn gmac(&self, nonce: &[u8; 12], aad_parts: &[&[u8]]) -> [u8; 16] {
+        let j0 = j0(nonce);
+        let mut gh = self.ghash.clone();
+        let mut stream = Stream::default();
+        let mut total = 0;
+        for p in aad_parts {
+            total += p.len();
+            stream.feed(&mut gh, p);
+        }
+        stream.flush(&mut gh);
+        self.finish(&j0, gh, total, 0)
+    }
+}
+
+/// Buffers bytes into whole 16-byte blocks for GHASH (GMAC's AAD arrives in pieces).
+#[derive(Default)]
+struct Stream {
+    buf: [u8; 16],
+    n: usize,
+}
+
+impl Stream {
+    fn feed(&mut self, gh: &mut GHash, mut data: &[u8]) {
+        if self.n > 0 {
+            let take = (16 - self.n).min(data.len());
+            self.buf[self.n..self.n + take].copy_from_slice(&data[..take]);
+            self.n += take;
+            data = &data[take..];
+            if self.n < 16 {
+                return;
+            }
+            gh.update(&[Block::clone_from_slice(&self.buf)]);
+            self.n = 0;
+        }
+        let whole = data.len() / 16 * 16;
+        if whole > 0 {
+            gh.update_padded(&data[..whole]);
+        }
+        let rest = &data[whole..];
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.n = rest.len();
+    }
+    fn flush(&mut self, gh: &mut GHash) {
+        if self.n > 0 {
+            gh.update_padded(&self.buf[..self.n]);
+            self.n = 0;
+        }
+    }
+}
+
+#[inline]
+fn j0(nonce: &[u8; 12]) -> [u8; 16] {
+    let mut j = [0u8; 16];
+    j[..12].copy_from_slice(nonce);
+    j[15] = 1;
+    j
+}
+
+/// RFC 4106 AAD: SPI and sequence number, with the ESN high half between them (§5).
+#[inline]
+pub(crate) fn esp_aad(esp: &[u8], seq_hi: Option<u32>, out: &mut [u8; 12]) -> usize {
+    out[..4].copy_from_slice(&esp[..4]);
+    match seq_hi {
+        Some(hi) => {
+            out[4..8].copy_from_slice(&hi.to_be_bytes());
+            out[8..12].copy_from_slice(&esp[4..8]);
+            12
+        }
+        None => {
+            out[4..8].copy_from_slice(&esp[4..8]);
+            8
+        }
+    }
+}
+
+/// The 4-byte salt and the key proper (RFC 4106 §8.1: the salt is the last four bytes).
+fn split_salt(key: &[u8], key_len: usize) -> Result<(&[u8], [u8; 4]), CryptoError> {
+    if key.len() != key_len + 4 {
+        return Err(CryptoError::BadKeyLength);
+    }
+    let mut salt = [0u8; 4];
+    salt.copy_from_slice(&key[key_len..]);
+    Ok((&key[..key_len], salt))
+}
+
+#[inline]
+fn nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[..4].copy_from_slice(salt);
+    n[4..].copy_from_slice(&iv[..8]);
+    n
+}
+
+/// RFC 4106 AES-GCM-16 ESP transform.
+pub struct EspGcm<C> {
+    core: GcmCore<C>,
+    salt: [u8; 4],
+    cipher: Cipher,
+}
+
+impl<C: AesCipher> EspGcm<C> {
+    /// `key` is the AES key followed by the 4-byte salt.
+    pub fn new(cipher: Cipher, key: &[u8], aes_len: usize) -> Result<Self, CryptoError> {
+        let (k, salt) = split_salt(key, aes_len)?;
+        Ok(Self {
+            core: GcmCore::new(k)?,
+            salt,
+            cipher,
+        })
+    }
+}
+
+const GCM_IV: usize = 8;
+const GCM_ICV: usize = 16;
+
+impl<C: AesCipher> EspTransform for EspGcm<C> {
+    fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+    fn integrity(&self) -> Integrity {
+        Integrity::None
+    }
+    fn iv_len(&self) -> usize {
+        GCM_IV
+    }
+    fn block_align(&self) -> usize {
+        4
+    }
+    fn icv_len(&self) -> usize {
+        GCM_ICV
+    }
+    fn write_iv(&self, seq: u64, iv: &mut [u8]) {
+        // RFC 4106 §3.1: the IV must never repeat for a key; the 64-bit sequence number does not.
+        iv[..8].copy_from_slice(&seq.to_be_bytes());
+    }
+    fn seal(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
+        if esp.len() < ESP_HEADER_LEN + GCM_IV + GCM_ICV {
+            return Err(CryptoError::BadLength);
+        }
+        let mut aad = [0u8; 12];
+        let alen = esp_aad(esp, seq_hi, &mut aad);
+        let n = nonce(&self.salt, &esp[ESP_HEADER_LEN..]);
+        let end = esp.len() - GCM_ICV;
+        let (body, icv) = esp.split_at_mut(end);
+        let tag = self
+            .core
+            .seal(&n, &aad[..alen], &mut body[ESP_HEADER_LEN + GCM_IV..]);
+        icv.copy_from_slice(&tag);
+        Ok(())
+    }
+    fn open(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
+        if esp.len() < ESP_HEADER_LEN + GCM_IV + GCM_ICV {
+            return Err(CryptoError::BadLength);
+        }
+        let mut aad = [0u8; 12];
+        let alen = esp_aad(esp, seq_hi, &mut aad);
+        let n = nonce(&self.salt, &esp[ESP_HEADER_LEN..]);
+        let end = esp.len() - GCM_ICV;
+        let (body, icv) = esp.split_at_mut(end);
+        if self
+            .core
+            .open(&n, &aad[..alen], &mut body[ESP_HEADER_LEN + GCM_IV..], icv)
+        {
+            Ok(())
+        } else {
+            Err(CryptoError::IcvMismatch)
+        }
+    }
+}
+
+/// RFC 4543 ENCR_NULL_AUTH_AES_GMAC: authentication only.
+pub struct EspGmac<C> {
+    core: GcmCore<C>,
+    salt: [u8; 4],
+    cipher: Cipher,
+}
+
+impl<C: AesCipher> EspGmac<C> {
+    /// `key` is the AES key followed by the 4-byte salt.
+    pub fn new(cipher: Cipher, key: &[u8], aes_len: usize) -> Result<Self, CryptoError> {
+        let (k, salt) = split_salt(key, aes_len)?;
+        Ok(Self {
+            core: GcmCore::new(k)?,
+            salt,
+            cipher,
+        })
+    }
+
+    /// RFC 4543 §3.2: AAD = SPI, [ESN high], sequence, IV, payload (everything but the ICV).
+    fn tag(&self, esp: &[u8], seq_hi: Option<u32>) -> [u8; 16] {
+        let n = nonce(&self.salt, &esp[ESP_HEADER_LEN..]);
+        let body = &esp[..esp.len() - GCM_ICV];
+        match seq_hi {
+            Some(hi) => {
+                let hi = hi.to_be_bytes();
+                self.core.gmac(&n, &[&body[..4], &hi, &body[4..]])
+            }
+            None => self.core.gmac(&n, &[body]),
+        }
+    }
+}
+
+impl<C: AesCipher> EspTransform for EspGmac<C> {
+    fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+    fn integrity(&self) -> Integrity {
+        Integrity::None
+    }
+    fn iv_len(&self) -> usize {
+        GCM_IV
+    }
+    fn block_align(&self) -> usize {
+        4
+    }
+    fn icv_len(&self) -> usize {
+        GCM_ICV
+    }
+    fn write_iv(&self, seq: u64, iv: &mut [u8]) {
+        iv[..8].copy_from_slice(&seq.to_be_bytes());
+    }
+    fn seal(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
+        if esp.len() < ESP_HEADER_LEN + GCM_IV + GCM_ICV {
+            return Err(CryptoError::BadLength);
+        }
+        let t = self.tag(esp, seq_hi);
+        let end = esp.len() - GCM_ICV;
+        esp[end..].copy_from_slice(&t);
+        Ok(())
+    }
+    fn open(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
+        if esp.len() < ESP_HEADER_LEN + GCM_IV + GCM_ICV {
+            return Err(CryptoError::BadLength);
+        }
+        let t = self.tag(esp, seq_hi);
+        if bool::from(t.ct_eq(&esp[esp.len() - GCM_ICV..])) {
+            Ok(())
+        } else {
+            Err(CryptoError::IcvMismatch)
+        }
+    }
+}
+
+/// Raw AES-GCM with a 96-bit nonce and 16-byte tag, for published-vector tests and benches.
+#[doc(hidden)]
+pub fn aes_gcm_seal(
+    key: &[u8],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+) -> Result<[u8; 16], CryptoError> {
+    Ok(match key.len() {
+        16 => GcmCore::<Aes128>::new(key)?.seal(nonce, aad, data),
+        32 => GcmCore::<Aes256>::new(key)?.seal(nonce, aad, data),
+        _ => return Err(CryptoError::BadKeyLength),
+    })
+}
+
+/// Raw AES-GCM open; see [`aes_gcm_seal`].
+#[doc(hidden)]
+pub fn aes_gcm_open(
+    key: &[u8],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8],
+) -> Result<bool, CryptoError> {
+    Ok(match key.len() {
+        16 => GcmCore::<Aes128>::new(key)?.open(nonce, aad, data, tag),
+        32 => GcmCore::<Aes256>::new(key)?.open(nonce, aad, data, tag),
+        _ => return Err(CryptoError::BadKeyLength),
+    })
+}
+
+impl<C> std::fmt::Debug for EspGcm<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EspGcm({:?})", self.cipher)
+    }
+}
+
+impl<C> std::fmt::Debug for EspGmac<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EspGmac({:?})", self.cipher)
+    }
+}
