@@ -241,13 +241,30 @@ fn key(
         (Some(k), None) => parse_hex_key(&k).map_err(|m| format!("{what}: {m}")),
         (None, Some(f)) => {
             let p = base.join(f);
-            let text = Zeroizing::new(
-                std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?,
-            );
+            let text =
+                Zeroizing::new(read_key_file(&p).map_err(|e| format!("{}: {e}", p.display()))?);
             parse_hex_key(&text).map_err(|m| format!("{}: {m}", p.display()))
         }
         (None, None) => Ok(Zeroizing::new(Vec::new())),
     }
+}
+
+/// Reads a key file, refusing anything larger than a key could be (a path like /dev/zero must
+/// not hang the loader).
+fn read_key_file(p: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    const MAX: u64 = 4096;
+    let mut s = String::new();
+    std::fs::File::open(p)?
+        .take(MAX + 1)
+        .read_to_string(&mut s)?;
+    if s.len() as u64 > MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "key file is larger than 4 KiB",
+        ));
+    }
+    Ok(s)
 }
 
 impl SaEntry {

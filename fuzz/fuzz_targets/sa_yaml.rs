@@ -1,0 +1,15 @@
+//! The SA YAML loader on arbitrary text: a clear error or valid SAs, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(sas) = dataplane::config::parse_sa_yaml(text, std::path::Path::new("fuzz.yaml")) {
+            for p in &sas {
+                let _ = dataplane::sa::OutboundSa::new(p);
+                let _ = dataplane::sa::InboundSa::new(p);
+            }
+        }
+    }
+});

@@ -1,0 +1,36 @@
+//! Every wire view on arbitrary bytes: checked construction, then every accessor and, where
+//! there is one, Repr parse → emit → parse. No input may panic.
+#![no_main]
+
+use dataplane::wire::{esp, ethernet, ipv4, ipv6, udp_encap};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(f) = ethernet::Frame::new_checked(data) {
+        let _ = (f.dst_addr(), f.src_addr(), f.ethertype(), f.vlan(), f.payload());
+    }
+    if let Ok(p) = ipv4::Packet::new_checked(data) {
+        let _ = (p.version(), p.header_len(), p.dscp(), p.ecn(), p.ident(), p.dont_frag());
+        let _ = (p.more_frags(), p.frag_offset(), p.hop_limit(), p.next_header(), p.checksum());
+        let _ = (p.src_addr(), p.dst_addr(), p.options(), p.payload(), p.verify_checksum());
+        if let Ok(r) = ipv4::Repr::parse(&p) {
+            let mut b = vec![0u8; r.buffer_len() + r.payload_len];
+            r.emit(&mut b).unwrap();
+            let q = ipv4::Packet::new_checked(&b[..]).unwrap();
+            assert_eq!(ipv4::Repr::parse(&q).unwrap(), r);
+        }
+    }
+    if let Ok(p) = ipv6::Packet::new_checked(data) {
+        let _ = (p.traffic_class(), p.flow_label(), p.payload_len(), p.next_header());
+        let _ = (p.hop_limit(), p.src_addr(), p.dst_addr(), p.payload(), p.upper_layer());
+        let r = ipv6::Repr::parse(&p).unwrap();
+        let mut b = vec![0u8; r.buffer_len() + r.payload_len];
+        r.emit(&mut b).unwrap();
+        assert_eq!(ipv6::Repr::parse(&ipv6::Packet::new_checked(&b[..]).unwrap()).unwrap(), r);
+    }
+    if let Ok(p) = esp::Packet::new_checked(data) {
+        let _ = (p.spi(), p.sequence_number(), p.payload());
+    }
+    let _ = udp_encap::classify(data);
+    let _ = dataplane::flow::flow_key(data);
+});
