@@ -88,7 +88,7 @@ pub(crate) fn encap<B: PacketBuf + ?Sized>(
     buf: &mut B,
 ) -> Result<(), DropReason> {
     sa.check_hard()?;
-    let ver = crate::flow::ip_version(buf.data()).ok_or(DropReason::NotIp)?;
+    let ver = crate::esp::inner_ip(buf)?;
     let icv_len = mac.icv_len();
     // Where AH goes and what it names as the next header.
     let (outer_v6, hdr_len, nh_pos, next_header) = match sa.mode {
@@ -101,13 +101,9 @@ pub(crate) fn encap<B: PacketBuf + ?Sized>(
             (sa.outer_v6, usize::from(sa.header_len), 0, nh)
         }
         Mode::Transport => {
-            let (_, _, proto, l4_off, nh_pos, ip_len, _, fragment) = outer::ip_headers(buf.data())?;
+            let (_, _, proto, l4_off, nh_pos, _, _, fragment) = outer::ip_headers(buf.data())?;
             if fragment {
                 return Err(DropReason::OuterFragment);
-            }
-            let extra = buf.len() - ip_len;
-            if extra > 0 {
-                buf.trim(extra).map_err(|_| DropReason::Malformed)?;
             }
             (ver == 6, l4_off, nh_pos, proto)
         }

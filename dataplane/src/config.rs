@@ -172,7 +172,7 @@ pub fn parse_hex_key(s: &str) -> Result<Zeroizing<Vec<u8>>, String> {
             .filter(|b| !matches!(b, b':' | b' ' | b'\n' | b'\t'))
             .collect(),
     );
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err("hex key has an odd number of digits".into());
     }
     let mut out = Zeroizing::new(Vec::with_capacity(digits.len() / 2));

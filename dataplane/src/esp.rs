@@ -67,8 +67,8 @@ fn encap_esp<B: PacketBuf + ?Sized>(
     buf: &mut B,
 ) -> Result<(), DropReason> {
     sa.check_hard()?;
+    let ver = inner_ip(buf)?;
     let inner_len = buf.len();
-    let ver = crate::flow::ip_version(buf.data()).ok_or(DropReason::NotIp)?;
     let iv_len = t.iv_len();
     let icv_len = t.icv_len();
     let udp_len = if sa.udp.is_some() { 8 } else { 0 };
@@ -207,6 +207,32 @@ fn encap_esp<B: PacketBuf + ?Sized>(
     Ok(())
 }
 
+/// Checks the packet about to be protected is a whole IPv4 or IPv6 packet, drops link-layer
+/// padding after it (Ethernet pads short frames), and returns its version.
+pub(crate) fn inner_ip<B: PacketBuf + ?Sized>(buf: &mut B) -> Result<u8, DropReason> {
+    let (ver, ip_len) = match crate::flow::ip_version(buf.data()) {
+        Some(4) => {
+            let p = crate::wire::ipv4::Packet::new_checked(buf.data())
+                .map_err(|_| DropReason::Malformed)?;
+            (4, usize::from(p.total_len()))
+        }
+        Some(6) => {
+            let p = crate::wire::ipv6::Packet::new_checked(buf.data())
+                .map_err(|_| DropReason::Malformed)?;
+            (
+                6,
+                crate::wire::ipv6::HEADER_LEN + usize::from(p.payload_len()),
+            )
+        }
+        _ => return Err(DropReason::NotIp),
+    };
+    let extra = buf.len() - ip_len;
+    if extra > 0 {
+        buf.trim(extra).map_err(|_| DropReason::Malformed)?;
+    }
+    Ok(ver)
+}
+
 #[inline]
 fn ver_of(ip: &[u8]) -> u8 {
     ip[0] >> 4
@@ -242,7 +268,7 @@ fn decap_esp<B: PacketBuf + ?Sized>(
         return Err(DropReason::BadLength);
     }
     let ct_len = esp.len() - ESP_HEADER_LEN - iv_len - icv_len;
-    if ct_len % t.block_align() != 0 {
+    if !ct_len.is_multiple_of(t.block_align()) {
         return Err(DropReason::BadLength);
     }
     let seq_lo = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);

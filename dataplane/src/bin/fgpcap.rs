@@ -108,7 +108,7 @@ fn run(args: &Args) -> Result<Summary, String> {
             sad.insert(p.spi, dst, Arc::new(sa));
         }
     }
-    if outbound.is_empty() && sad.len() == 0 {
+    if outbound.is_empty() && sad.is_empty() {
         return Err(format!(
             "{}: no `direction: {}` SA to {} with",
             args.sa.display(),

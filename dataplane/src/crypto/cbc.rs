@@ -91,7 +91,7 @@ impl<C: AesCbcCipher> EspTransform for EspCbc<C> {
     fn seal(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
         let icv = self.icv();
         if esp.len() < ESP_HEADER_LEN + IV + icv
-            || (esp.len() - ESP_HEADER_LEN - IV - icv) % 16 != 0
+            || !(esp.len() - ESP_HEADER_LEN - IV - icv).is_multiple_of(16)
         {
             return Err(CryptoError::BadLength);
         }
@@ -115,7 +115,7 @@ impl<C: AesCbcCipher> EspTransform for EspCbc<C> {
     fn open(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
         let icv = self.icv();
         if esp.len() < ESP_HEADER_LEN + IV + icv
-            || (esp.len() - ESP_HEADER_LEN - IV - icv) % 16 != 0
+            || !(esp.len() - ESP_HEADER_LEN - IV - icv).is_multiple_of(16)
         {
             return Err(CryptoError::BadLength);
         }
