@@ -85,11 +85,12 @@ def ipv4_header_checksum_ok(ip_bytes):
     return s == 0xFFFF
 
 
-def ipv4_fix(ip_bytes):
-    """Rewrites total length and header checksum of an IPv4 packet (bytes -> bytes)."""
+def ipv4_fix(ip_bytes, total_length=None):
+    """Rewrites total length (to the packet's size unless given) and header checksum of an
+    IPv4 packet (bytes -> bytes)."""
     b = bytearray(ip_bytes)
     ihl = (b[0] & 0x0F) * 4
-    b[2:4] = struct.pack("!H", len(b))
+    b[2:4] = struct.pack("!H", len(b) if total_length is None else total_length)
     b[10:12] = b"\x00\x00"
     s = sum(struct.unpack("!%dH" % (ihl // 2), bytes(b[:ihl])))
     while s >> 16:
