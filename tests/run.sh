@@ -179,9 +179,19 @@ cargo_fmt() { cargo fmt --all -- --check; }
 cargo_clippy() { cargo clippy --workspace --all-targets "${FEATURE_ARGS[@]}" -- -D warnings; }
 cargo_test() { cargo test --workspace "${FEATURE_ARGS[@]}"; }
 build_fgpcap() {
+    rm -f "$WORK/fgpcap.built"
     cargo build --release -p dataplane --bin fgpcap
     test -x "$FGPCAP"
     echo "built $FGPCAP"
+    touch "$WORK/fgpcap.built"
+}
+need_fgpcap() {
+    # A target dir shared between checkouts may hold an fgpcap from other sources: only the one
+    # this run just built counts.
+    if [ ! -e "$WORK/fgpcap.built" ]; then
+        echo "fgpcap was not built by this run (see the build step); not testing a stale binary" >&2
+        return 1
+    fi
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -194,8 +204,14 @@ py_selftest() {
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_esp.py --selftest
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_attacks.py --selftest
 }
-py_esp() { TMPDIR="$WORK" timeout 1200 "$VENV_PY" tests/interop/scapy_esp.py "$FGPCAP"; }
-py_attacks() { TMPDIR="$WORK" timeout 600 "$VENV_PY" tests/interop/scapy_attacks.py "$FGPCAP"; }
+py_esp() {
+    need_fgpcap
+    TMPDIR="$WORK" timeout 1200 "$VENV_PY" tests/interop/scapy_esp.py "$FGPCAP"
+}
+py_attacks() {
+    need_fgpcap
+    TMPDIR="$WORK" timeout 600 "$VENV_PY" tests/interop/scapy_attacks.py "$FGPCAP"
+}
 
 # ---------------------------------------------------------------------------------------------
 # Fuzz smoke.
