@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# ferrogate test spine: everything CI runs, in one script.
+#
+# Usage (as root, from any directory, on a fresh Debian bookworm machine):
+#   tests/run.sh                 # full run: install deps, fmt, clippy, tests, fgpcap, python suites,
+#                                # fuzz smoke (20 s per fuzz target)
+#   tests/run.sh --long          # same, but fuzz each target for 600 s
+#   FUZZ_SECONDS=600 tests/run.sh   # the same as --long (any number of seconds works)
+#   SEED=1234 tests/run.sh       # fixed seed for the randomised scapy suites (printed otherwise)
+#   tests/run.sh --help
+#
+# CI runs `bash .ci/run` (which execs this script) with CI=true.
+#
+# Every step runs even when an earlier one failed; each prints PASS/FAIL/SKIP with its duration,
+# and the run ends with a summary and a closing line `N passed, N failed` (steps counted). The
+# exit status is non-zero when any step failed.
+#
+# Later suites (netns topologies, strongSwan, ipsec-secgw) register their cleanup with
+# `on_exit "command"` / `track_pid PID` / `make_tmpdir` so the EXIT trap undoes them.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+for arg in "$@"; do
+    case "$arg" in
+        --long) FUZZ_SECONDS=600 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+    esac
+done
+export FUZZ_SECONDS
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup: background PIDs, temp dirs and arbitrary hooks (namespaces later), run once on EXIT.
+BG_PIDS=()
+TMP_DIRS=()
+EXIT_HOOKS=()
+track_pid() { BG_PIDS+=("$1"); }
+on_exit() { EXIT_HOOKS+=("$1"); }
+make_tmpdir() {
+    # Usage: make_tmpdir VAR  -> creates a temp dir, stores its path in VAR, removes it on exit.
+    local d
+    d="$(mktemp -d "${TMPDIR:-/tmp}/ferrogate-tests.XXXXXX")"
+    TMP_DIRS+=("$d")
+    printf -v "$1" '%s' "$d"
+}
+cleanup() {
+    local rc=$?
+    set +e
+    local i
+    # Hooks run in reverse order of registration (last set up, first torn down).
+    for ((i = ${#EXIT_HOOKS[@]} - 1; i >= 0; i--)); do
+        eval "${EXIT_HOOKS[$i]}" >/dev/null 2>&1
+    done
+    for pid in "${BG_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+        fi
+    done
+    for d in "${TMP_DIRS[@]}"; do
+        rm -rf -- "$d"
+    done
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+make_tmpdir WORK
+
+# ---------------------------------------------------------------------------------------------
+# Step runner. A step is a command (usually a shell function); `set -e` applies inside it, its
+# failure is recorded and the script goes on.
+RESULTS=()
+PASSED=0
+FAILED=0
+SKIPPED=0
+
+step() {
+    local name="$1"
+    shift
+    echo
+    echo "==> [$name] $*"
+    local start end rc
+    start=$(date +%s)
+    set +e
+    (set -e; "$@")
+    rc=$?
+    set -e
+    end=$(date +%s)
+    if [ "$rc" -eq 0 ]; then
+        PASSED=$((PASSED + 1))
+        RESULTS+=("PASS  $(printf '%5ss' $((end - start)))  $name")
+        echo "PASS [$name] ($((end - start))s)"
+    else
+        FAILED=$((FAILED + 1))
+        RESULTS+=("FAIL  $(printf '%5ss' $((end - start)))  $name (exit $rc)")
+        echo "FAIL [$name] (exit $rc, $((end - start))s)"
+    fi
+}
+
+skip() {
+    local name="$1" reason="$2"
+    SKIPPED=$((SKIPPED + 1))
+    RESULTS+=("SKIP         $name: $reason")
+    echo
+    echo "SKIP [$name]: $reason"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Dependencies.
+APT_PACKAGES=(
+    build-essential pkg-config clang libclang-dev libipsec-mb-dev libpcap-dev
+    dpdk libdpdk-dev dpdk-dev dpdk-doc iproute2 tcpdump iperf3 python3-venv
+    strongswan-charon strongswan-swanctl libcharon-extra-plugins
+    libstrongswan-standard-plugins libstrongswan-extra-plugins
+)
+
+install_apt_packages() {
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "all ${#APT_PACKAGES[@]} Debian packages present"
+        return 0
+    fi
+    echo "installing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run.sh must run as root to install packages" >&2
+        return 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+VENV="$REPO/.venv"
+VENV_PY="$VENV/bin/python"
+REQUIREMENTS="$REPO/tests/interop/requirements.txt"
+
+install_venv() {
+    local stamp="$VENV/.ferrogate-requirements"
+    if [ -x "$VENV_PY" ] && [ -f "$stamp" ] && cmp -s "$stamp" "$REQUIREMENTS" &&
+        "$VENV_PY" -c 'import scapy, cryptography' 2>/dev/null; then
+        echo "venv present: $("$VENV_PY" -c 'import scapy, cryptography; print("scapy", scapy.__version__, "cryptography", cryptography.__version__)')"
+        return 0
+    fi
+    # Debian's python3 (python3-venv) is the one a fresh machine has; fall back to PATH's.
+    local py=/usr/bin/python3
+    [ -x "$py" ] || py="$(command -v python3)"
+    [ -x "$VENV_PY" ] || "$py" -m venv "$VENV"
+    "$VENV_PY" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+    cp "$REQUIREMENTS" "$stamp"
+    "$VENV_PY" -c 'import scapy, cryptography; print("scapy", scapy.__version__, "cryptography", cryptography.__version__)'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cargo steps.
+FGPCAP="${CARGO_TARGET_DIR:-$REPO/target}/release/fgpcap"
+
+FEATURE_ARGS=(--features dataplane/ipsec-mb)
+resolve_features() {
+    # `cargo tree` resolves features without compiling anything, so it tells whether the feature
+    # exists before clippy/test spend minutes on it.
+    if cargo tree --workspace "${FEATURE_ARGS[@]}" --depth 0 >/dev/null 2>"$WORK/feature.err"; then
+        echo "using ${FEATURE_ARGS[*]}"
+    else
+        echo "NOTE: '${FEATURE_ARGS[*]}' does not resolve; clippy and tests run without it:"
+        sed 's/^/    /' "$WORK/feature.err"
+        FEATURE_ARGS=()
+    fi
+}
+
+cargo_fmt() { cargo fmt --all -- --check; }
+cargo_clippy() { cargo clippy --workspace --all-targets "${FEATURE_ARGS[@]}" -- -D warnings; }
+cargo_test() { cargo test --workspace "${FEATURE_ARGS[@]}"; }
+build_fgpcap() {
+    rm -f "$WORK/fgpcap.built"
+    cargo build --release -p dataplane --bin fgpcap
+    test -x "$FGPCAP"
+    echo "built $FGPCAP"
+    touch "$WORK/fgpcap.built"
+}
+need_fgpcap() {
+    # A target dir shared between checkouts may hold an fgpcap from other sources: only the one
+    # this run just built counts.
+    if [ ! -e "$WORK/fgpcap.built" ]; then
+        echo "fgpcap was not built by this run (see the build step); not testing a stale binary" >&2
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Python suites (scapy is the independent reference; see shared/docs/interop.md).
+SEED="${SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
+export SEED
+
+py_selftest() {
+    # Validates the suites' scapy/cryptography side without fgpcap (reference round trips).
+    TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_esp.py --selftest
+    TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_attacks.py --selftest
+}
+py_esp() {
+    need_fgpcap
+    TMPDIR="$WORK" timeout 1200 "$VENV_PY" tests/interop/scapy_esp.py "$FGPCAP"
+}
+py_attacks() {
+    need_fgpcap
+    TMPDIR="$WORK" timeout 600 "$VENV_PY" tests/interop/scapy_attacks.py "$FGPCAP"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Fuzz smoke.
+ensure_cargo_fuzz() {
+    if cargo +nightly fuzz --version >/dev/null 2>&1; then
+        cargo +nightly fuzz --version
+        return 0
+    fi
+    cargo install cargo-fuzz --locked
+}
+
+fuzz_target() { cargo +nightly fuzz run "$1" -- -max_total_time="$FUZZ_SECONDS"; }
+
+run_fuzz() {
+    if [ ! -d "$REPO/fuzz" ]; then
+        skip "fuzz" "no fuzz/ directory yet"
+        return 0
+    fi
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+        skip "fuzz" "no nightly toolchain on this machine (cargo-fuzz needs nightly for -Zsanitizer); none can be fetched here"
+        return 0
+    fi
+    step "install cargo-fuzz" ensure_cargo_fuzz
+    local targets
+    if ! targets="$(cargo +nightly fuzz list 2>"$WORK/fuzz-list.err")"; then
+        step "fuzz list" sh -c "cat '$WORK/fuzz-list.err' >&2; exit 1"
+        return 0
+    fi
+    if [ -z "$targets" ]; then
+        skip "fuzz" "fuzz/ has no targets"
+        return 0
+    fi
+    local t
+    for t in $targets; do
+        step "fuzz $t (${FUZZ_SECONDS}s)" fuzz_target "$t"
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+echo "ferrogate tests: repo $REPO, CI=${CI:-false}, SEED=$SEED, FUZZ_SECONDS=$FUZZ_SECONDS"
+
+step "apt packages" install_apt_packages
+step "python venv (scapy, cryptography)" install_venv
+resolve_features
+step "cargo fmt --check" cargo_fmt
+step "cargo clippy -D warnings" cargo_clippy
+step "cargo test" cargo_test
+step "build fgpcap (release)" build_fgpcap
+step "scapy suites self-test" py_selftest
+step "scapy ESP/AH interop vs fgpcap" py_esp
+step "scapy attacks vs fgpcap" py_attacks
+run_fuzz
+
+echo
+echo "================================ summary ================================"
+for r in "${RESULTS[@]}"; do
+    echo "  $r"
+done
+[ "$SKIPPED" -eq 0 ] || echo "($SKIPPED skipped)"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
