@@ -16,7 +16,9 @@ fn main() {
         .map(|&n| {
             let mut s = Sad::with_capacity(n as usize);
             // SPIs as a control plane hands them out: random-looking 32-bit values.
-            let spis: Vec<u32> = (0..n).map(|i| i.wrapping_mul(2_654_435_761) | 0x100).collect();
+            let spis: Vec<u32> = (0..n)
+                .map(|i| i.wrapping_mul(2_654_435_761) | 0x100)
+                .collect();
             for (i, spi) in spis.iter().enumerate() {
                 s.insert(*spi, Some(dst), i as u32);
             }
@@ -34,12 +36,18 @@ fn main() {
     let mut bench = Interleaved::new();
     for (n, s, order) in &tables {
         let m = order.len();
-        bench.add(format!("{n} SAs hit"), Box::new(move |i| {
-            black_box(s.get(order[i % m], dst));
-        }));
-        bench.add(format!("{n} SAs miss"), Box::new(move |i| {
-            black_box(s.get((i as u32).wrapping_mul(7919) & 0xff, dst));
-        }));
+        bench.add(
+            format!("{n} SAs hit"),
+            Box::new(move |i| {
+                black_box(s.get(order[i % m], dst));
+            }),
+        );
+        bench.add(
+            format!("{n} SAs miss"),
+            Box::new(move |i| {
+                black_box(s.get((i as u32).wrapping_mul(7919) & 0xff, dst));
+            }),
+        );
     }
     for (name, ns) in bench.run(15, 200_000) {
         println!("{name:<22} {ns:>8.1} ns/lookup");

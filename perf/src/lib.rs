@@ -45,7 +45,9 @@ pub struct Interleaved<'a> {
 
 impl std::fmt::Debug for Interleaved<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Interleaved").field("names", &self.names).finish()
+        f.debug_struct("Interleaved")
+            .field("names", &self.names)
+            .finish()
     }
 }
 
