@@ -2,7 +2,7 @@
 //! there is one, Repr parse → emit → parse. No input may panic.
 #![no_main]
 
-use dataplane::wire::{esp, ethernet, ipv4, ipv6, udp_encap};
+use dataplane::wire::{ah, arp, esp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, udp_encap};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -30,6 +30,30 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(p) = esp::Packet::new_checked(data) {
         let _ = (p.spi(), p.sequence_number(), p.payload());
+    }
+    if let Ok(p) = ah::Packet::new_checked(data) {
+        let _ = (p.next_header(), p.spi(), p.sequence_number(), p.icv(), p.payload());
+    }
+    if let Ok(p) = arp::Packet::new_checked(data) {
+        if let Ok(r) = arp::Repr::parse(&p) {
+            let mut b = [0u8; arp::PACKET_LEN];
+            r.emit(&mut b).unwrap();
+            assert_eq!(&b[..], &data[..arp::PACKET_LEN]);
+        }
+    }
+    if let Ok(p) = udp::Packet::new_checked(data) {
+        let _ = (p.src_port(), p.dst_port(), p.payload(), udp::Repr::parse(&p));
+    }
+    let mut owned = data.to_vec();
+    if let Ok(mut p) = tcp::Packet::new_checked(&mut owned[..]) {
+        let _ = (p.seq_number(), p.ack_number(), p.syn(), p.options(), p.payload(), p.mss());
+        p.clamp_mss(1200);
+    }
+    if let Ok(p) = icmpv4::Packet::new_checked(data) {
+        let _ = (p.msg_type(), p.next_hop_mtu(), p.data(), p.verify_checksum());
+    }
+    if let Ok(p) = icmpv6::Packet::new_checked(data) {
+        let _ = (p.msg_type(), p.mtu(), p.data());
     }
     let _ = udp_encap::classify(data);
     let _ = dataplane::flow::flow_key(data);

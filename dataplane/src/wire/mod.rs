@@ -4,11 +4,17 @@
 //! `mod field` of byte ranges. Panic rule for this whole module: `new_checked` calls
 //! `check_len`, and once it has passed no accessor can panic on any input.
 
+pub mod ah;
+pub mod arp;
 pub mod checksum;
 pub mod esp;
 pub mod ethernet;
+pub mod icmpv4;
+pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 pub mod udp_encap;
 
 /// Why a wire view rejected its bytes.
