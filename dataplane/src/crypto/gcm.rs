@@ -12,7 +12,6 @@ use aes::cipher::{generic_array::GenericArray, BlockEncrypt, BlockSizeUser, KeyI
 use aes::{Aes128, Aes256};
 use ghash::universal_hash::UniversalHash;
 use ghash::GHash;
-use subtle::ConstantTimeEq;
 
 use super::{Cipher, CryptoError, EspTransform, Integrity, ESP_HEADER_LEN};
 
@@ -137,7 +136,7 @@ impl<C: AesCipher> GcmCore<C> {
         gh.update_padded(aad);
         self.ctr_ghash(&j0, data, &mut gh, false);
         let t = self.finish(&j0, gh, aad.len(), data.len());
-        if tag.len() == 16 && bool::from(t.ct_eq(tag)) {
+        if super::ct_eq(&t, tag) {
             true
         } else {
             self.ctr(&j0, data);
@@ -403,7 +402,7 @@ impl<C: AesCipher> EspTransform for EspGmac<C> {
             return Err(CryptoError::BadLength);
         }
         let t = self.tag(esp, seq_hi);
-        if bool::from(t.ct_eq(&esp[esp.len() - GCM_ICV..])) {
+        if super::ct_eq(&t, &esp[esp.len() - GCM_ICV..]) {
             Ok(())
         } else {
             Err(CryptoError::IcvMismatch)

@@ -3,7 +3,6 @@
 
 use hmac::{Hmac, Mac as _};
 use sha2::{Sha256, Sha384, Sha512};
-use subtle::ConstantTimeEq;
 
 use super::{CryptoError, Integrity, Mac};
 
@@ -81,6 +80,6 @@ impl Mac for HmacSha2 {
         let mut full = [0u8; 64];
         self.full(chunks, &mut full);
         let n = self.icv_len();
-        icv.len() == n && bool::from(full[..n].ct_eq(icv))
+        super::ct_eq(&full[..n], icv)
     }
 }

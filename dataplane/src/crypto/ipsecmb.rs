@@ -6,7 +6,6 @@
 //! second pass; valid traffic never does).
 
 use ipsec_mb::GcmKey;
-use subtle::ConstantTimeEq;
 
 use super::gcm::esp_aad;
 use super::{Cipher, CryptoError, EspTransform, Integrity, ESP_HEADER_LEN};
@@ -96,7 +95,7 @@ impl EspTransform for EspGcmMb {
         let (body, icv) = esp.split_at_mut(end);
         let data = &mut body[ESP_HEADER_LEN + IV..];
         let tag = self.key.decrypt(&n, &aad[..alen], data);
-        if bool::from(tag.ct_eq(icv)) {
+        if super::ct_eq(&tag, icv) {
             Ok(())
         } else {
             self.key.seal(&n, &aad[..alen], data);
