@@ -162,7 +162,11 @@ install_venv() {
 # Cargo steps.
 FGPCAP="${CARGO_TARGET_DIR:-$REPO/target}/release/fgpcap"
 
-FEATURE_ARGS=(--features dataplane/ipsec-mb)
+# `dpdk` implies `ipsec-mb`: clippy and the tests cover the DPDK wrapper (its smoke test runs
+# EAL with --no-huge on a net_ring vdev, as root) and the ipsec-mb backend.
+FEATURE_ARGS=(--features dataplane/dpdk)
+# The DPDK smoke test removes its EAL runtime directory itself; this catches a test that died.
+on_exit 'rm -rf /var/run/dpdk/fgtest*'
 resolve_features() {
     # `cargo tree` resolves features without compiling anything, so it tells whether the feature
     # exists before clippy/test spend minutes on it.

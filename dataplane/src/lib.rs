@@ -12,6 +12,9 @@ pub mod buf;
 pub mod burst;
 pub mod config;
 pub mod crypto;
+#[cfg(feature = "dpdk")]
+#[allow(unsafe_code)] // the one DPDK wrapper module: every unsafe block there says why it is sound
+pub mod dpdk;
 pub mod drop;
 pub mod esp;
 pub mod flow;

@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn hmac_sha256_128_over_ipv6_has_explicit_padding() {
         // 12 fixed + 16 ICV = 28, padded to 32 for IPv6: payload length field 6.
-        let mut b = vec![0u8; 40];
+        let mut b = [0u8; 40];
         b[0] = 6;
         b[1] = 6;
         b[4..8].copy_from_slice(&0x1001u32.to_be_bytes());

@@ -131,7 +131,7 @@ mod tests {
             "2001:db8::1".parse().unwrap(),
             "2001:db8::2".parse().unwrap(),
         );
-        let mut b = vec![0u8; 8 + 48];
+        let mut b = [0u8; 8 + 48];
         let mut p = Packet::new_checked(&mut b[..]).unwrap();
         p.set_type_code(kind::PACKET_TOO_BIG, 0);
         p.set_rest(1400);

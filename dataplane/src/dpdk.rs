@@ -1,0 +1,484 @@
+//! The safe wrapper over DPDK (feature `dpdk`): EAL, mempools, mbufs, ethdev ports and their
+//! queues. This and `ffi/` are the only places with `unsafe`; each block says why it holds.
+//!
+//! Ownership: an [`Mbuf`] owns one mbuf and frees it when dropped; sending one hands it to the
+//! driver. Queues are `!Sync` handles meant to be owned by one lcore each, so a queue is never
+//! polled by two cores.
+
+use std::ffi::CString;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use dpdk_sys as sys;
+
+use crate::buf::{BufError, PacketBuf};
+
+/// A DPDK call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpdkError {
+    /// EAL initialisation failed (bad arguments, no hugepages, permissions...).
+    #[error("EAL init failed: {0} (errno {1}); with no hugepages mounted, pass --no-huge")]
+    EalInit(String, i32),
+    /// EAL was already initialised in this process.
+    #[error("EAL is already initialised in this process")]
+    AlreadyInitialised,
+    /// An argument had an interior NUL byte.
+    #[error("argument contains a NUL byte")]
+    Nul,
+    /// A mempool could not be created.
+    #[error("mempool {0}: {1} (errno {2})")]
+    Mempool(String, String, i32),
+    /// No such port.
+    #[error("no DPDK port named {0}")]
+    NoPort(String),
+    /// A port operation failed.
+    #[error("port {port}: {what} failed: {msg} (errno {errno})")]
+    Port {
+        /// The port.
+        port: u16,
+        /// Which operation.
+        what: &'static str,
+        /// strerror text.
+        msg: String,
+        /// The negative errno DPDK returned.
+        errno: i32,
+    },
+}
+
+fn strerror(e: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(sys::rte_strerror(e)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn errno() -> i32 {
+    // SAFETY: reads the calling thread's rte_errno.
+    unsafe { sys::fg_rte_errno() }
+}
+
+/// The initialised Environment Abstraction Layer. Dropping it runs `rte_eal_cleanup`.
+#[derive(Debug)]
+pub struct Eal {
+    _not_send: PhantomData<*const ()>,
+}
+
+static EAL_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Eal {
+    /// Initialises EAL with command-line style arguments (the program name first).
+    pub fn init(args: &[&str]) -> Result<Eal, DpdkError> {
+        if EAL_STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(DpdkError::AlreadyInitialised);
+        }
+        let owned: Vec<CString> = args
+            .iter()
+            .map(|a| CString::new(*a).map_err(|_| DpdkError::Nul))
+            .collect::<Result<_, _>>()?;
+        let mut ptrs: Vec<*mut std::os::raw::c_char> =
+            owned.iter().map(|c| c.as_ptr() as *mut _).collect();
+        // SAFETY: argc/argv describe live NUL-terminated strings; EAL may permute `ptrs` but
+        // does not write through them, and keeps no pointer to them after returning.
+        let r = unsafe { sys::rte_eal_init(ptrs.len() as i32, ptrs.as_mut_ptr()) };
+        if r < 0 {
+            let e = errno();
+            return Err(DpdkError::EalInit(strerror(e), e));
+        }
+        Ok(Eal {
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The lcore the calling thread runs on.
+    pub fn lcore_id(&self) -> u32 {
+        // SAFETY: EAL is initialised (we hold an Eal).
+        unsafe { sys::rte_lcore_id() }
+    }
+
+    /// TSC cycles (for per-packet cycle accounting).
+    pub fn rdtsc(&self) -> u64 {
+        // SAFETY: reads the time-stamp counter; no memory is touched.
+        unsafe { sys::rte_rdtsc() }
+    }
+}
+
+impl Drop for Eal {
+    fn drop(&mut self) {
+        // SAFETY: EAL was initialised by this process and nothing uses it after the Eal.
+        unsafe {
+            sys::rte_eal_cleanup();
+        }
+    }
+}
+
+/// A pool of packet mbufs.
+#[derive(Debug)]
+pub struct Mempool {
+    pool: NonNull<sys::rte_mempool>,
+}
+
+// SAFETY: DPDK mempools are thread-safe (per-lcore caches plus a lock-free ring).
+unsafe impl Send for Mempool {}
+// SAFETY: as above.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// Creates a pool of `n` mbufs with `data_room` bytes each (headroom included).
+    pub fn new_pktmbuf(
+        _eal: &Eal,
+        name: &str,
+        n: u32,
+        cache: u32,
+        data_room: u16,
+    ) -> Result<Mempool, DpdkError> {
+        let cname = CString::new(name).map_err(|_| DpdkError::Nul)?;
+        // SAFETY: EAL is up (we were given &Eal); the name is a live C string, copied by DPDK.
+        let p = unsafe {
+            sys::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                n,
+                cache,
+                0,
+                data_room,
+                sys::rte_socket_id() as i32,
+            )
+        };
+        NonNull::new(p).map(|pool| Mempool { pool }).ok_or_else(|| {
+            let e = errno();
+            DpdkError::Mempool(name.to_owned(), strerror(e), e)
+        })
+    }
+
+    /// Mbufs currently in the pool (not handed out).
+    pub fn available(&self) -> u32 {
+        // SAFETY: the pool is alive for &self.
+        unsafe { sys::rte_mempool_avail_count(self.pool.as_ptr()) }
+    }
+
+    /// Takes an mbuf, or `None` when the pool is empty.
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: the pool is alive; a non-null result is a fresh mbuf we now own.
+        NonNull::new(unsafe { sys::rte_pktmbuf_alloc(self.pool.as_ptr()) }).map(|m| Mbuf { m })
+    }
+}
+
+impl Drop for Mempool {
+    fn drop(&mut self) {
+        // SAFETY: the pool came from rte_pktmbuf_pool_create; mbufs borrow nothing from the
+        // Mempool value, so the caller must return them first (dropping them does).
+        unsafe { sys::rte_mempool_free(self.pool.as_ptr()) }
+    }
+}
+
+/// One owned, single-segment packet mbuf.
+#[derive(Debug)]
+pub struct Mbuf {
+    m: NonNull<sys::rte_mbuf>,
+}
+
+// SAFETY: an Mbuf is exclusively owned; mbufs may be freed from any lcore.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    fn raw(&self) -> &sys::rte_mbuf {
+        // SAFETY: we own a live mbuf.
+        unsafe { self.m.as_ref() }
+    }
+    /// Gives the mbuf up (to a driver).
+    fn into_raw(self) -> *mut sys::rte_mbuf {
+        let p = self.m.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf and nobody else refers to it.
+        unsafe { sys::rte_pktmbuf_free(self.m.as_ptr()) }
+    }
+}
+
+impl PacketBuf for Mbuf {
+    fn data(&self) -> &[u8] {
+        let r = self.raw();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's data room, which
+        // lives as long as we own the mbuf.
+        unsafe {
+            std::slice::from_raw_parts(
+                (r.buf_addr as *const u8).add(usize::from(r.data_off)),
+                usize::from(r.data_len),
+            )
+        }
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        let r = self.raw();
+        let (addr, off, len) = (r.buf_addr as *mut u8, r.data_off, r.data_len);
+        // SAFETY: as in `data`, and we hold the only reference.
+        unsafe { std::slice::from_raw_parts_mut(addr.add(usize::from(off)), usize::from(len)) }
+    }
+    fn headroom(&self) -> usize {
+        // SAFETY: live mbuf.
+        usize::from(unsafe { sys::rte_pktmbuf_headroom(self.m.as_ptr()) })
+    }
+    fn tailroom(&self) -> usize {
+        // SAFETY: live mbuf.
+        usize::from(unsafe { sys::rte_pktmbuf_tailroom(self.m.as_ptr()) })
+    }
+    fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
+        let n = u16::try_from(n).map_err(|_| BufError::NoHeadroom)?;
+        // SAFETY: live, exclusively owned mbuf; NULL means no headroom and nothing changed.
+        let p = unsafe { sys::rte_pktmbuf_prepend(self.m.as_ptr(), n) };
+        if p.is_null() {
+            return Err(BufError::NoHeadroom);
+        }
+        Ok(self.data_mut())
+    }
+    fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
+        let n = u16::try_from(n).map_err(|_| BufError::NoTailroom)?;
+        // SAFETY: as above; NULL means no tailroom and nothing changed.
+        let p = unsafe { sys::rte_pktmbuf_append(self.m.as_ptr(), n) };
+        if p.is_null() {
+            return Err(BufError::NoTailroom);
+        }
+        Ok(self.data_mut())
+    }
+    fn adj(&mut self, n: usize) -> Result<(), BufError> {
+        let n = u16::try_from(n).map_err(|_| BufError::TooShort)?;
+        // SAFETY: as above; NULL means too short and nothing changed.
+        let p = unsafe { sys::rte_pktmbuf_adj(self.m.as_ptr(), n) };
+        if p.is_null() {
+            Err(BufError::TooShort)
+        } else {
+            Ok(())
+        }
+    }
+    fn trim(&mut self, n: usize) -> Result<(), BufError> {
+        let n = u16::try_from(n).map_err(|_| BufError::TooShort)?;
+        // SAFETY: as above; -1 means too short and nothing changed.
+        if unsafe { sys::rte_pktmbuf_trim(self.m.as_ptr(), n) } < 0 {
+            Err(BufError::TooShort)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Largest burst the queue handles take.
+pub const BURST: usize = 32;
+
+/// A burst of mbufs: capacity for [`BURST`] allocated once, then reused without allocating.
+#[derive(Debug, Default)]
+pub struct Burst {
+    pkts: Vec<Mbuf>,
+}
+
+impl Burst {
+    /// An empty burst with room for [`BURST`] mbufs (allocated once, reused).
+    pub fn new() -> Self {
+        Self {
+            pkts: Vec::with_capacity(BURST),
+        }
+    }
+    /// The packets.
+    pub fn pkts(&mut self) -> &mut Vec<Mbuf> {
+        &mut self.pkts
+    }
+}
+
+/// An ethdev port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port {
+    id: u16,
+}
+
+fn port_err(port: u16, what: &'static str, r: i32) -> DpdkError {
+    DpdkError::Port {
+        port,
+        what,
+        msg: strerror(-r),
+        errno: r,
+    }
+}
+
+impl Port {
+    /// The port a device was probed as (`net_ring0`, `0000:03:00.0`, ...).
+    pub fn by_name(_eal: &Eal, name: &str) -> Result<Port, DpdkError> {
+        let cname = CString::new(name).map_err(|_| DpdkError::Nul)?;
+        let mut id = 0u16;
+        // SAFETY: live C string and a valid out-pointer.
+        let r = unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+        if r < 0 {
+            return Err(DpdkError::NoPort(name.to_owned()));
+        }
+        Ok(Port { id })
+    }
+
+    /// The port number.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// Configures `rxq` receive and `txq` transmit queues of `desc` descriptors, receiving into
+    /// `pool`, and starts the port. Returns one handle per queue.
+    pub fn start(
+        &self,
+        rxq: u16,
+        txq: u16,
+        desc: u16,
+        pool: &Mempool,
+    ) -> Result<(Vec<RxQueue>, Vec<TxQueue>), DpdkError> {
+        let conf = sys::rte_eth_conf::default();
+        // SAFETY: valid port id from by_name, a zeroed (default) configuration.
+        let r = unsafe { sys::rte_eth_dev_configure(self.id, rxq, txq, &conf) };
+        if r < 0 {
+            return Err(port_err(self.id, "configure", r));
+        }
+        for q in 0..rxq {
+            // SAFETY: configured port; NULL rx_conf means the driver's defaults; the pool
+            // outlives the port's use (caller keeps it).
+            let r = unsafe {
+                sys::rte_eth_rx_queue_setup(
+                    self.id,
+                    q,
+                    desc,
+                    sys::rte_socket_id(),
+                    std::ptr::null(),
+                    pool.pool.as_ptr(),
+                )
+            };
+            if r < 0 {
+                return Err(port_err(self.id, "rx queue setup", r));
+            }
+        }
+        for q in 0..txq {
+            // SAFETY: as above.
+            let r = unsafe {
+                sys::rte_eth_tx_queue_setup(
+                    self.id,
+                    q,
+                    desc,
+                    sys::rte_socket_id(),
+                    std::ptr::null(),
+                )
+            };
+            if r < 0 {
+                return Err(port_err(self.id, "tx queue setup", r));
+            }
+        }
+        // SAFETY: configured port.
+        let r = unsafe { sys::rte_eth_dev_start(self.id) };
+        if r < 0 {
+            return Err(port_err(self.id, "start", r));
+        }
+        Ok((
+            (0..rxq)
+                .map(|q| RxQueue {
+                    port: self.id,
+                    queue: q,
+                    _one_core: PhantomData,
+                })
+                .collect(),
+            (0..txq)
+                .map(|q| TxQueue {
+                    port: self.id,
+                    queue: q,
+                    _one_core: PhantomData,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Stops the port.
+    pub fn stop(&self) -> Result<(), DpdkError> {
+        // SAFETY: valid port id.
+        let r = unsafe { sys::rte_eth_dev_stop(self.id) };
+        if r < 0 {
+            return Err(port_err(self.id, "stop", r));
+        }
+        Ok(())
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> Result<[u8; 6], DpdkError> {
+        let mut a = sys::rte_ether_addr::default();
+        // SAFETY: valid port id and out-pointer.
+        let r = unsafe { sys::rte_eth_macaddr_get(self.id, &mut a) };
+        if r < 0 {
+            return Err(port_err(self.id, "macaddr get", r));
+        }
+        Ok(a.addr_bytes)
+    }
+
+    /// Packets and bytes received and sent, and receive drops (ipackets, ibytes, opackets,
+    /// obytes, imissed).
+    pub fn stats(&self) -> Result<[u64; 5], DpdkError> {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: valid port id and out-pointer.
+        let r = unsafe { sys::rte_eth_stats_get(self.id, &mut s) };
+        if r < 0 {
+            return Err(port_err(self.id, "stats get", r));
+        }
+        Ok([s.ipackets, s.ibytes, s.opackets, s.obytes, s.imissed])
+    }
+}
+
+/// A receive queue, polled by one lcore.
+#[derive(Debug)]
+pub struct RxQueue {
+    port: u16,
+    queue: u16,
+    _one_core: PhantomData<*const ()>,
+}
+
+impl RxQueue {
+    /// Receives up to the burst's free room; returns how many arrived.
+    pub fn rx(&mut self, burst: &mut Burst) -> usize {
+        let room = BURST.saturating_sub(burst.pkts.len());
+        let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+        // SAFETY: the port is started and this queue is polled by this handle only; `raw`
+        // has room for `room` pointers.
+        let n =
+            unsafe { sys::rte_eth_rx_burst(self.port, self.queue, raw.as_mut_ptr(), room as u16) };
+        for p in &raw[..usize::from(n)] {
+            if let Some(m) = NonNull::new(*p) {
+                burst.pkts.push(Mbuf { m });
+            }
+        }
+        usize::from(n)
+    }
+}
+
+/// A transmit queue, used by one lcore.
+#[derive(Debug)]
+pub struct TxQueue {
+    port: u16,
+    queue: u16,
+    _one_core: PhantomData<*const ()>,
+}
+
+impl TxQueue {
+    /// Sends the burst's packets; those the driver did not take stay in the burst (the
+    /// caller retries or drops them). Returns how many were sent.
+    pub fn tx(&mut self, burst: &mut Burst) -> usize {
+        let n = burst.pkts.len().min(BURST);
+        let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+        for (slot, m) in raw.iter_mut().zip(burst.pkts.drain(..n)) {
+            *slot = m.into_raw();
+        }
+        // SAFETY: the port is started, this queue is used by this handle only, and `raw[..n]`
+        // are mbufs we owned; the driver takes ownership of the first `sent`.
+        let sent = usize::from(unsafe {
+            sys::rte_eth_tx_burst(self.port, self.queue, raw.as_mut_ptr(), n as u16)
+        });
+        // Re-own what the driver refused, in order, in front of anything left over. The
+        // vector's capacity already holds them (they were drained from it): no allocation.
+        for (k, p) in raw[sent..n].iter().enumerate() {
+            if let Some(m) = NonNull::new(*p) {
+                burst.pkts.insert(k, Mbuf { m });
+            }
+        }
+        sent
+    }
+}

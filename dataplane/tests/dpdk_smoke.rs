@@ -1,0 +1,122 @@
+//! DPDK wrapper smoke test (feature `dpdk`, needs root): EAL without hugepages, a mempool, a
+//! net_ring port that loops its TX back to RX, mbufs used through `PacketBuf`, and an ESP
+//! round trip through real mbufs. EAL can start once per process, so this is one test.
+#![cfg(feature = "dpdk")]
+
+use dataplane::buf::{BufError, PacketBuf};
+use dataplane::crypto::{Cipher, Integrity};
+use dataplane::dpdk::{Burst, Eal, Mempool, Port};
+use dataplane::outer::{self, Arrival};
+use dataplane::sa::{Direction, Endpoints, InboundSa, Mode, OutboundSa, SaParams};
+
+fn udp4(len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&[192, 168, 10, 5]);
+    p[16..20].copy_from_slice(&[192, 168, 20, 7]);
+    p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
+    let c = !dataplane::wire::checksum::data(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+#[test]
+fn eal_mempool_mbuf_ring_port_and_esp() {
+    // A prefix of our own; its runtime directory is removed at the end (and by tests/run.sh
+    // if the test dies first).
+    let prefix = format!("fgtest{}", std::process::id());
+    let eal = Eal::init(&[
+        "dpdk_smoke",
+        "--no-huge",
+        "-m",
+        "256",
+        "--no-pci",
+        "--vdev=net_ring0",
+        "-l",
+        "0",
+        "--log-level=error",
+        "--file-prefix",
+        &prefix,
+    ])
+    .expect("EAL init (needs root)");
+    assert!(matches!(
+        Eal::init(&["again"]),
+        Err(dataplane::dpdk::DpdkError::AlreadyInitialised)
+    ));
+    let pool = Mempool::new_pktmbuf(&eal, "fgtest", 1023, 0, 2048 + 128).unwrap();
+    let total = pool.available();
+
+    // PacketBuf on a real mbuf.
+    let mut m = pool.alloc().unwrap();
+    assert_eq!(m.len(), 0);
+    assert_eq!(m.headroom(), 128, "RTE_PKTMBUF_HEADROOM");
+    m.append(4).unwrap().copy_from_slice(&[1, 2, 3, 4]);
+    m.prepend(2).unwrap()[..2].copy_from_slice(&[9, 8]);
+    assert_eq!(m.data(), &[9, 8, 1, 2, 3, 4]);
+    m.adj(1).unwrap();
+    m.trim(2).unwrap();
+    assert_eq!(m.data(), &[8, 1, 2]);
+    assert_eq!(m.adj(10), Err(BufError::TooShort));
+    assert_eq!(m.prepend(4096).err(), Some(BufError::NoHeadroom));
+    drop(m);
+    assert_eq!(pool.available(), total, "dropping an Mbuf returns it");
+
+    // ESP through mbufs: encap, loop through the ring port, decap.
+    let mut o = SaParams::new(0x77, Direction::Out, Cipher::AesGcm128, Integrity::None);
+    o.mode = Mode::Tunnel;
+    o.enc_key = vec![5u8; 20].into();
+    o.tunnel = Some(Endpoints {
+        local: "10.1.0.1".parse().unwrap(),
+        remote: "10.2.0.1".parse().unwrap(),
+    });
+    let mut i = o.clone();
+    i.direction = Direction::In;
+    i.tunnel = Some(Endpoints {
+        local: "10.2.0.1".parse().unwrap(),
+        remote: "10.1.0.1".parse().unwrap(),
+    });
+    let out = OutboundSa::new(&o).unwrap();
+    let inb = InboundSa::new(&i).unwrap();
+
+    let port = Port::by_name(&eal, "net_ring0").unwrap();
+    let (mut rx, mut tx) = port.start(1, 1, 512, &pool).unwrap();
+    let plain: Vec<Vec<u8>> = (0..20).map(|k| udp4(40 + k * 50)).collect();
+    let mut burst = Burst::new();
+    for p in &plain {
+        let mut m = pool.alloc().unwrap();
+        m.append(p.len()).unwrap().copy_from_slice(p);
+        dataplane::esp::encap(&out, &mut m).unwrap();
+        burst.pkts().push(m);
+    }
+    assert_eq!(tx[0].tx(&mut burst), plain.len());
+    assert!(burst.pkts().is_empty());
+    let mut got = Burst::new();
+    let mut tries = 0;
+    while got.pkts().len() < plain.len() && tries < 1000 {
+        rx[0].rx(&mut got);
+        tries += 1;
+    }
+    assert_eq!(
+        got.pkts().len(),
+        plain.len(),
+        "net_ring loops TX back to RX"
+    );
+    for (m, p) in got.pkts().iter_mut().zip(&plain) {
+        let Ok(Arrival::Ipsec(o)) = outer::classify(m.data(), |_| false) else {
+            panic!("not ESP")
+        };
+        dataplane::esp::decap(&inb, m, &o).unwrap();
+        assert_eq!(m.data(), &p[..]);
+    }
+    let stats = port.stats().unwrap();
+    assert_eq!(stats[2], plain.len() as u64, "opackets");
+    drop(got);
+    port.stop().unwrap();
+    assert_eq!(pool.available(), total, "no mbuf leaked");
+    drop(pool);
+    drop(eal);
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+}
