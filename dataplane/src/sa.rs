@@ -344,9 +344,14 @@ impl SaCounters {
 
     /// Refuses a packet once a hard lifetime is used up (checked before the packet is processed).
     #[inline]
-    fn hard_reached(&self, lt: &Lifetime) -> bool {
-        (lt.hard_packets != 0 && self.packets.load(Ordering::Relaxed) >= lt.hard_packets)
+    fn check_hard(&self, lt: &Lifetime) -> Result<(), crate::drop::DropReason> {
+        if (lt.hard_packets != 0 && self.packets.load(Ordering::Relaxed) >= lt.hard_packets)
             || (lt.hard_bytes != 0 && self.bytes.load(Ordering::Relaxed) >= lt.hard_bytes)
+        {
+            Err(crate::drop::DropReason::SaExpired)
+        } else {
+            Ok(())
+        }
     }
 
     /// Counts one packet of `bytes` and notes lifetime crossings. Exactly one packet observes
@@ -496,11 +501,7 @@ impl OutboundSa {
     /// Refuses the packet if a hard lifetime is used up.
     #[inline]
     pub(crate) fn check_hard(&self) -> Result<(), crate::drop::DropReason> {
-        if self.counters.hard_reached(&self.lifetime) {
-            Err(crate::drop::DropReason::SaExpired)
-        } else {
-            Ok(())
-        }
+        self.counters.check_hard(&self.lifetime)
     }
 
     /// Hands out the next sequence number, or refuses when the space is used up:
@@ -600,13 +601,10 @@ impl InboundSa {
         self.udp
     }
 
+    /// Refuses the packet if a hard lifetime is used up.
     #[inline]
     pub(crate) fn check_hard(&self) -> Result<(), crate::drop::DropReason> {
-        if self.counters.hard_reached(&self.lifetime) {
-            Err(crate::drop::DropReason::SaExpired)
-        } else {
-            Ok(())
-        }
+        self.counters.check_hard(&self.lifetime)
     }
 
     #[inline]

@@ -13,6 +13,7 @@ use aes::{Aes128, Aes256};
 use ghash::universal_hash::UniversalHash;
 use ghash::GHash;
 
+use super::aead::{nonce, split_salt};
 use super::{Cipher, CryptoError, EspTransform, Integrity, ESP_HEADER_LEN};
 
 type Block = GenericArray<u8, U16>;
@@ -225,116 +226,26 @@ fn j0(nonce: &[u8; 12]) -> [u8; 16] {
     j
 }
 
-/// RFC 4106 AAD: SPI and sequence number, with the ESN high half between them (§5).
-#[inline]
-pub(crate) fn esp_aad(esp: &[u8], seq_hi: Option<u32>, out: &mut [u8; 12]) -> usize {
-    out[..4].copy_from_slice(&esp[..4]);
-    match seq_hi {
-        Some(hi) => {
-            out[4..8].copy_from_slice(&hi.to_be_bytes());
-            out[8..12].copy_from_slice(&esp[4..8]);
-            12
-        }
-        None => {
-            out[4..8].copy_from_slice(&esp[4..8]);
-            8
-        }
-    }
-}
-
-/// The 4-byte salt and the key proper (RFC 4106 §8.1: the salt is the last four bytes).
-fn split_salt(key: &[u8], key_len: usize) -> Result<(&[u8], [u8; 4]), CryptoError> {
-    if key.len() != key_len + 4 {
-        return Err(CryptoError::BadKeyLength);
-    }
-    let mut salt = [0u8; 4];
-    salt.copy_from_slice(&key[key_len..]);
-    Ok((&key[..key_len], salt))
-}
-
-#[inline]
-fn nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
-    let mut n = [0u8; 12];
-    n[..4].copy_from_slice(salt);
-    n[4..].copy_from_slice(&iv[..8]);
-    n
-}
-
-/// RFC 4106 AES-GCM-16 ESP transform.
-pub struct EspGcm<C> {
-    core: GcmCore<C>,
-    salt: [u8; 4],
-    cipher: Cipher,
-}
-
-impl<C: AesCipher> EspGcm<C> {
-    /// `key` is the AES key followed by the 4-byte salt.
-    pub fn new(cipher: Cipher, key: &[u8], aes_len: usize) -> Result<Self, CryptoError> {
-        let (k, salt) = split_salt(key, aes_len)?;
-        Ok(Self {
-            core: GcmCore::new(k)?,
-            salt,
-            cipher,
-        })
-    }
-}
-
 const GCM_IV: usize = 8;
 const GCM_ICV: usize = 16;
 
-impl<C: AesCipher> EspTransform for EspGcm<C> {
-    fn cipher(&self) -> Cipher {
-        self.cipher
+impl<C: AesCipher> super::aead::Aead96 for GcmCore<C> {
+    fn seal(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+        GcmCore::seal(self, nonce, aad, data)
     }
-    fn integrity(&self) -> Integrity {
-        Integrity::None
+    fn open(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8], tag: &[u8]) -> bool {
+        GcmCore::open(self, nonce, aad, data, tag)
     }
-    fn iv_len(&self) -> usize {
-        GCM_IV
-    }
-    fn block_align(&self) -> usize {
-        4
-    }
-    fn icv_len(&self) -> usize {
-        GCM_ICV
-    }
-    fn write_iv(&self, seq: u64, iv: &mut [u8]) {
-        // RFC 4106 §3.1: the IV must never repeat for a key; the 64-bit sequence number does not.
-        iv[..8].copy_from_slice(&seq.to_be_bytes());
-    }
-    fn seal(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
-        if esp.len() < ESP_HEADER_LEN + GCM_IV + GCM_ICV {
-            return Err(CryptoError::BadLength);
-        }
-        let mut aad = [0u8; 12];
-        let alen = esp_aad(esp, seq_hi, &mut aad);
-        let n = nonce(&self.salt, &esp[ESP_HEADER_LEN..]);
-        let end = esp.len() - GCM_ICV;
-        let (body, icv) = esp.split_at_mut(end);
-        let tag = self
-            .core
-            .seal(&n, &aad[..alen], &mut body[ESP_HEADER_LEN + GCM_IV..]);
-        icv.copy_from_slice(&tag);
-        Ok(())
-    }
-    fn open(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
-        if esp.len() < ESP_HEADER_LEN + GCM_IV + GCM_ICV {
-            return Err(CryptoError::BadLength);
-        }
-        let mut aad = [0u8; 12];
-        let alen = esp_aad(esp, seq_hi, &mut aad);
-        let n = nonce(&self.salt, &esp[ESP_HEADER_LEN..]);
-        let end = esp.len() - GCM_ICV;
-        let (body, icv) = esp.split_at_mut(end);
-        if self
-            .core
-            .open(&n, &aad[..alen], &mut body[ESP_HEADER_LEN + GCM_IV..], icv)
-        {
-            Ok(())
-        } else {
-            Err(CryptoError::IcvMismatch)
-        }
-    }
+}
+
+/// RFC 4106 AES-GCM-16 transform on the composed `aes` + `ghash` core.
+pub fn esp_gcm<C: AesCipher>(
+    cipher: Cipher,
+    key: &[u8],
+    aes_len: usize,
+) -> Result<super::aead::EspAead<GcmCore<C>>, CryptoError> {
+    let (k, salt) = split_salt(key, aes_len)?;
+    Ok(super::aead::EspAead::new(cipher, GcmCore::new(k)?, salt))
 }
 
 /// RFC 4543 ENCR_NULL_AUTH_AES_GMAC: authentication only.
@@ -439,12 +350,6 @@ pub fn aes_gcm_open(
         32 => GcmCore::<Aes256>::new(key)?.open(nonce, aad, data, tag),
         _ => return Err(CryptoError::BadKeyLength),
     })
-}
-
-impl<C> std::fmt::Debug for EspGcm<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EspGcm({:?})", self.cipher)
-    }
 }
 
 impl<C> std::fmt::Debug for EspGmac<C> {

@@ -188,6 +188,7 @@ pub trait Mac: Send + Sync + fmt::Debug {
     fn verify(&self, chunks: &[&[u8]], icv: &[u8]) -> bool;
 }
 
+pub mod aead;
 pub mod cbc;
 pub mod chacha;
 pub mod gcm;
@@ -258,11 +259,11 @@ pub fn new_esp_transform(
         Cipher::Null => Box::new(cbc::EspNull::new(mac.ok_or(CryptoError::Unsupported)?)),
         Cipher::AesCbc128 => Box::new(cbc::EspCbc::<Aes128>::new(cipher, enc_key, mac)?),
         Cipher::AesCbc256 => Box::new(cbc::EspCbc::<Aes256>::new(cipher, enc_key, mac)?),
-        Cipher::AesGcm128 => Box::new(gcm::EspGcm::<Aes128>::new(cipher, enc_key, 16)?),
-        Cipher::AesGcm256 => Box::new(gcm::EspGcm::<Aes256>::new(cipher, enc_key, 32)?),
+        Cipher::AesGcm128 => Box::new(gcm::esp_gcm::<Aes128>(cipher, enc_key, 16)?),
+        Cipher::AesGcm256 => Box::new(gcm::esp_gcm::<Aes256>(cipher, enc_key, 32)?),
         Cipher::AesGmac128 => Box::new(gcm::EspGmac::<Aes128>::new(cipher, enc_key, 16)?),
         Cipher::AesGmac256 => Box::new(gcm::EspGmac::<Aes256>::new(cipher, enc_key, 32)?),
-        Cipher::Chacha20Poly1305 => Box::new(chacha::EspChaCha::new(enc_key)?),
+        Cipher::Chacha20Poly1305 => Box::new(chacha::esp_chacha(enc_key)?),
     })
 }
 

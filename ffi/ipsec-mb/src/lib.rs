@@ -39,6 +39,20 @@ extern "C" {
     );
 }
 
+/// The shim's encrypt and decrypt entry points share one signature.
+type GcmFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const c_void,
+    i32,
+    *mut u8,
+    *const u8,
+    u64,
+    *const u8,
+    *const u8,
+    u64,
+    *mut u8,
+);
+
 struct Mgr(NonNull<c_void>);
 
 // SAFETY: the manager is written once by init_mb_mgr_auto and only read afterwards (its GCM
@@ -85,35 +99,22 @@ impl GcmKey {
 
     /// Encrypts `data` in place with a 96-bit IV and returns the 16-byte tag.
     pub fn seal(&self, iv: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
-        let mut tag = [0u8; 16];
-        let Some(m) = mgr() else { return tag };
-        // SAFETY: a GcmKey exists only if the manager does; in-place operation (dst == src) is
-        // supported by ipsec-mb; all lengths are those of the slices passed.
-        unsafe {
-            fg_gcm_enc(
-                m.0.as_ptr(),
-                self.key.as_ptr(),
-                self.key_len,
-                data.as_mut_ptr(),
-                data.as_ptr(),
-                data.len() as u64,
-                iv.as_ptr(),
-                aad.as_ptr(),
-                aad.len() as u64,
-                tag.as_mut_ptr(),
-            )
-        };
-        tag
+        self.run(fg_gcm_enc, iv, aad, data)
     }
 
     /// Decrypts `data` in place and returns the tag computed over the ciphertext; the caller
     /// compares it with the received one.
     pub fn decrypt(&self, iv: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+        self.run(fg_gcm_dec, iv, aad, data)
+    }
+
+    fn run(&self, f: GcmFn, iv: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
         let mut tag = [0u8; 16];
         let Some(m) = mgr() else { return tag };
-        // SAFETY: as in `seal`.
+        // SAFETY: a GcmKey exists only if the manager does; in-place operation (dst == src) is
+        // supported by ipsec-mb; all lengths are those of the slices passed.
         unsafe {
-            fg_gcm_dec(
+            f(
                 m.0.as_ptr(),
                 self.key.as_ptr(),
                 self.key_len,
