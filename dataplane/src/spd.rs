@@ -155,12 +155,83 @@ struct Node {
 
 const NODE_TAG: u32 = 1 << 31;
 
+/// An address word: `u32` for IPv4 tries, `u128` for IPv6 ones.
+trait Word: Copy + Eq + Default + std::ops::BitAnd<Output = Self> + std::fmt::Debug {
+    /// From a left-aligned 128-bit address (see [`addr_bits`]).
+    fn from_bits(v: u128) -> Self;
+}
+impl Word for u32 {
+    fn from_bits(v: u128) -> u32 {
+        (v >> 96) as u32
+    }
+}
+impl Word for u128 {
+    fn from_bits(v: u128) -> u128 {
+        v
+    }
+}
+
+/// A rule's selector as a leaf stores it, so that checking a candidate reads only the leaf
+/// (the rule record is read once, for the winner).
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry<W> {
+    dst: W,
+    dst_mask: W,
+    src: W,
+    src_mask: W,
+    dp_lo: u16,
+    dp_hi: u16,
+    sp_lo: u16,
+    sp_hi: u16,
+    /// Protocol, or `ANY_PROTO`.
+    proto: u16,
+    rule: u32,
+}
+
+const ANY_PROTO: u16 = 0x100;
+
+fn mask_bits(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
+}
+
+impl<W: Word> Entry<W> {
+    fn new(sel: &Selector, rule: u32) -> Self {
+        Self {
+            dst: W::from_bits(sel.dst.bits()),
+            dst_mask: W::from_bits(mask_bits(sel.dst.len())),
+            src: W::from_bits(sel.src.bits()),
+            src_mask: W::from_bits(mask_bits(sel.src.len())),
+            dp_lo: sel.dst_ports.lo,
+            dp_hi: sel.dst_ports.hi,
+            sp_lo: sel.src_ports.lo,
+            sp_hi: sel.src_ports.hi,
+            proto: sel.proto.map_or(ANY_PROTO, u16::from),
+            rule,
+        }
+    }
+
+    #[inline]
+    fn matches(&self, dst: W, src: W, k: &FlowKey) -> bool {
+        dst & self.dst_mask == self.dst
+            && src & self.src_mask == self.src
+            && (self.proto == ANY_PROTO || self.proto == u16::from(k.proto))
+            && self.dp_lo <= k.dst_port
+            && k.dst_port <= self.dp_hi
+            && self.sp_lo <= k.src_port
+            && k.src_port <= self.sp_hi
+    }
+}
+
 #[derive(Debug, Default)]
-struct Trie {
+struct Trie<W> {
     nodes: Vec<Node>,
-    /// Leaves: ranges into `rule_ids`.
+    /// Leaves: ranges into `entries`.
     leaves: Vec<(u32, u32)>,
-    rule_ids: Vec<u32>,
+    entries: Vec<Entry<W>>,
     /// Root slot (node or leaf).
     root: u32,
     width: u8,
@@ -170,8 +241,8 @@ struct Trie {
 #[derive(Debug)]
 pub struct Spd<T> {
     rules: Vec<Rule<T>>,
-    v4: Trie,
-    v6: Trie,
+    v4: Trie<u32>,
+    v6: Trie<u128>,
 }
 
 impl<T> Spd<T> {
@@ -207,16 +278,13 @@ impl<T> Spd<T> {
     /// The highest-priority rule matching `k`, if any.
     #[inline]
     pub fn lookup(&self, k: &FlowKey) -> Option<&Rule<T>> {
-        let trie = match (k.dst, k.src) {
-            (IpAddr::V4(_), IpAddr::V4(_)) => &self.v4,
-            (IpAddr::V6(_), IpAddr::V6(_)) => &self.v6,
-            _ => return None,
-        };
-        let (lo, hi) = trie.leaf(addr_bits(k.dst), addr_bits(k.src));
-        trie.rule_ids[lo as usize..hi as usize]
-            .iter()
-            .map(|&i| &self.rules[i as usize])
-            .find(|r| r.selector.matches(k))
+        let (dst, src) = (addr_bits(k.dst), addr_bits(k.src));
+        let rule = match (k.dst, k.src) {
+            (IpAddr::V4(_), IpAddr::V4(_)) => self.v4.find(dst, src, k),
+            (IpAddr::V6(_), IpAddr::V6(_)) => self.v6.find(dst, src, k),
+            _ => None,
+        }?;
+        self.rules.get(rule as usize)
     }
 
     /// The rules, in the order given.
@@ -233,12 +301,7 @@ impl<T> Spd<T> {
     }
     /// Memory held by the classifier (not the rules themselves), in bytes.
     pub fn memory_bytes(&self) -> usize {
-        let t = |t: &Trie| {
-            t.nodes.iter().map(|n| n.slots.len() * 4).sum::<usize>()
-                + t.leaves.len() * 8
-                + t.rule_ids.len() * 4
-        };
-        t(&self.v4) + t(&self.v6)
+        self.v4.memory_bytes() + self.v6.memory_bytes()
     }
     /// Depth of the deepest trie path (for benchmarks and tests).
     pub fn max_depth(&self) -> usize {
@@ -251,14 +314,14 @@ fn slice_bits(v: u128, offset: u8, stride: u8) -> usize {
     ((v << offset) >> (128 - u32::from(stride))) as usize
 }
 
-struct Builder<'a> {
+struct Builder<'a, W> {
     sels: &'a [Selector],
-    trie: Trie,
+    trie: Trie<W>,
     interned: HashMap<Vec<u32>, u32>,
 }
 
-impl Trie {
-    fn build(sels: &[Selector], ids: Vec<u32>, width: u8) -> Trie {
+impl<W: Word> Trie<W> {
+    fn build(sels: &[Selector], ids: Vec<u32>, width: u8) -> Trie<W> {
         let mut b = Builder {
             sels,
             trie: Trie {
@@ -284,6 +347,24 @@ impl Trie {
         self.leaves[slot as usize]
     }
 
+    /// The highest-priority matching rule's index.
+    #[inline]
+    fn find(&self, dst: u128, src: u128, k: &FlowKey) -> Option<u32> {
+        let (lo, hi) = self.leaf(dst, src);
+        let (d, s) = (W::from_bits(dst), W::from_bits(src));
+        self.entries
+            .get(lo as usize..hi as usize)?
+            .iter()
+            .find(|e| e.matches(d, s, k))
+            .map(|e| e.rule)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.nodes.iter().map(|n| n.slots.len() * 4).sum::<usize>()
+            + self.leaves.len() * 8
+            + self.entries.len() * std::mem::size_of::<Entry<W>>()
+    }
+
     fn depth(&self, slot: u32) -> usize {
         if slot & NODE_TAG == 0 {
             return 0;
@@ -300,7 +381,7 @@ impl Trie {
     }
 }
 
-impl Builder<'_> {
+impl<W: Word> Builder<'_, W> {
     fn prefix(&self, id: u32, dim: Dim) -> IpPrefix {
         let s = &self.sels[id as usize];
         match dim {
@@ -375,9 +456,12 @@ impl Builder<'_> {
         if let Some(&l) = self.interned.get(&ids) {
             return l;
         }
-        let lo = self.trie.rule_ids.len() as u32;
-        self.trie.rule_ids.extend_from_slice(&ids);
-        let hi = self.trie.rule_ids.len() as u32;
+        let lo = self.trie.entries.len() as u32;
+        let sels = self.sels;
+        self.trie
+            .entries
+            .extend(ids.iter().map(|&i| Entry::new(&sels[i as usize], i)));
+        let hi = self.trie.entries.len() as u32;
         let l = self.trie.leaves.len() as u32;
         self.trie.leaves.push((lo, hi));
         self.interned.insert(ids, l);
