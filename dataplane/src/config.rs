@@ -135,6 +135,17 @@ pub struct SaEntry {
     backend: Backend,
 }
 
+impl SaEntry {
+    /// The name, or the SPI when it has none.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            format!("spi {:#x}", self.spi)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
 impl fmt::Debug for SaEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SaEntry")
@@ -187,6 +198,20 @@ pub fn parse_hex_key(s: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     Ok(out)
 }
 
+/// A YAML error with the line and column it names.
+pub(crate) fn syntax_error(e: serde_yaml::Error, path: &Path) -> ConfigError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        message: e.to_string(),
+    }
+}
+
 /// Reads and validates an SA file. Key files are resolved relative to the SA file.
 pub fn load_sa_file(path: &Path) -> Result<Vec<SaParams>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -198,18 +223,7 @@ pub fn load_sa_file(path: &Path) -> Result<Vec<SaParams>, ConfigError> {
 
 /// Parses SA YAML text; `path` is used for messages and to resolve key files.
 pub fn parse_sa_yaml(text: &str, path: &Path) -> Result<Vec<SaParams>, ConfigError> {
-    let file: SaFile = serde_yaml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        ConfigError::Syntax {
-            path: path.to_owned(),
-            line,
-            column,
-            message: e.to_string(),
-        }
-    })?;
+    let file: SaFile = serde_yaml::from_str(text).map_err(|e| syntax_error(e, path))?;
     let base = path.parent().unwrap_or(Path::new("."));
     file.sas
         .into_iter()
@@ -268,7 +282,7 @@ fn read_key_file(p: &Path) -> std::io::Result<String> {
 }
 
 impl SaEntry {
-    fn into_params(self, base: &Path) -> Result<SaParams, String> {
+    pub(crate) fn into_params(self, base: &Path) -> Result<SaParams, String> {
         let enc_key = key(self.enc_key, self.enc_key_file, base, "enc_key")?;
         let auth_key = key(self.auth_key, self.auth_key_file, base, "auth_key")?;
         if enc_key.len() != self.cipher.key_len() {

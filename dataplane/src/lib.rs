@@ -18,6 +18,7 @@ pub mod dpdk;
 pub mod drop;
 pub mod esp;
 pub mod flow;
+pub mod gateway_config;
 pub mod net;
 pub mod outer;
 pub mod pcap;

@@ -1,4 +1,5 @@
-//! The SA YAML loader on arbitrary text: a clear error or valid SAs, never a panic.
+//! The SA and gateway YAML loaders on arbitrary text: a clear error or a valid configuration,
+//! never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,6 +11,11 @@ fuzz_target!(|data: &[u8]| {
                 let _ = dataplane::sa::OutboundSa::new(p);
                 let _ = dataplane::sa::InboundSa::new(p);
             }
+        }
+        let path = std::path::Path::new("fuzz.yaml");
+        if let Ok(g) = dataplane::gateway_config::GatewayConfig::parse(text, path) {
+            let _ = dataplane::spd::Spd::build(g.spd_out);
+            let _ = dataplane::spd::Spd::build(g.spd_in);
         }
     }
 });

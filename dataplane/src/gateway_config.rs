@@ -1,0 +1,598 @@
+//! The gateway's YAML: interfaces, routes, neighbours, cores, static SAs and policies.
+//!
+//! ```yaml
+//! interfaces:
+//!   - name: inside
+//!     device: "net_af_packet0,iface=veth-a-in"   # a DPDK vdev string or a PCI address
+//!     role: inside                               # inside | outside
+//!     addresses: [192.168.10.1/24, "2001:db8:10::1/64"]
+//!     mtu: 1500
+//! routes:
+//!   - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
+//! neighbours:
+//!   - { ip: 203.0.113.2, mac: "02:00:00:00:00:02", interface: outside }
+//! cores: { main: 0, workers: [1] }
+//! sas: [ ... the entries of crate::config ... ]
+//! policies:
+//!   - { direction: out, src: 192.168.10.0/24, dst: 192.168.20.0/24, action: protect, sa: a-to-b }
+//!   - { direction: in, src: 192.168.20.0/24, dst: 192.168.10.0/24, action: protect }
+//! mss_clamp: auto        # auto (from MTU and SA overhead) | off | a number
+//! ```
+//!
+//! Unknown keys are errors; YAML errors name the file, line and column; references between
+//! sections (an SA named by a policy, an interface named by a route) are checked, and those
+//! errors name the entry.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::config::{syntax_error, ConfigError, SaEntry};
+use crate::net::IpPrefix;
+use crate::sa::{Direction, SaParams};
+use crate::spd::{Action, PortRange, Rule, Selector};
+
+/// An interface address with its prefix length (host bits allowed: `192.168.10.1/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfAddr {
+    /// The address.
+    pub addr: IpAddr,
+    /// The on-link prefix length.
+    pub len: u8,
+}
+
+impl IfAddr {
+    /// The on-link prefix.
+    pub fn network(&self) -> IpPrefix {
+        IpPrefix::containing(self.addr, self.len)
+    }
+}
+
+impl FromStr for IfAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not ADDRESS/LENGTH"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("`{a}` is not an IP address"))?;
+        let len: u8 = l
+            .parse()
+            .map_err(|_| format!("`{l}` is not a prefix length"))?;
+        if len > if addr.is_ipv4() { 32 } else { 128 } {
+            return Err(format!("prefix length {len} is too long for {addr}"));
+        }
+        Ok(Self { addr, len })
+    }
+}
+
+/// A MAC address written `02:00:00:00:00:01`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut m = [0u8; 6];
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(format!(
+                "`{s}` is not a MAC address (six hex bytes separated by ':')"
+            ));
+        }
+        for (b, p) in m.iter_mut().zip(parts) {
+            *b = u8::from_str_radix(p, 16).map_err(|_| format!("`{s}` is not a MAC address"))?;
+        }
+        Ok(Mac(m))
+    }
+}
+
+macro_rules! string_serde {
+    ($t:ty) => {
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+string_serde!(IfAddr);
+string_serde!(Mac);
+
+/// Which side of the gateway an interface faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The protected site.
+    Inside,
+    /// The network the tunnels cross.
+    Outside,
+}
+
+/// One interface.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    /// Name used by routes and neighbours.
+    pub name: String,
+    /// DPDK device: a vdev string (`net_af_packet0,iface=eth1`, `net_tap0`...) or a PCI address.
+    pub device: String,
+    /// Inside or outside.
+    pub role: Role,
+    /// Addresses with their prefix lengths.
+    #[serde(default)]
+    pub addresses: Vec<IfAddr>,
+    /// MTU of the link.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// MAC to use instead of the device's.
+    #[serde(default)]
+    pub mac: Option<Mac>,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// A static route.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Destination prefix.
+    pub dst: IpPrefix,
+    /// Out of this interface.
+    pub interface: String,
+    /// Next hop (on-link if absent).
+    #[serde(default)]
+    pub via: Option<IpAddr>,
+}
+
+/// A static neighbour (ARP/ND entry).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Neighbour {
+    /// IP address.
+    pub ip: IpAddr,
+    /// Its MAC.
+    pub mac: Mac,
+    /// On this interface.
+    pub interface: String,
+}
+
+/// Which lcores do what.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cores {
+    /// The main lcore (rings, table publication, ARP, stats).
+    pub main: u32,
+    /// Worker lcores, one RX/TX queue pair each.
+    pub workers: Vec<u32>,
+}
+
+/// TCP MSS clamping on SYNs entering a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MssClamp {
+    /// Derived from the egress MTU and the SA's overhead.
+    #[default]
+    Auto,
+    /// Never.
+    Off,
+    /// This value.
+    Fixed(u16),
+}
+
+impl<'de> serde::Deserialize<'de> for MssClamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u16),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) if n >= 536 => Ok(MssClamp::Fixed(n)),
+            Raw::N(n) => Err(serde::de::Error::custom(format!(
+                "MSS {n} is below the 536 every host must accept"
+            ))),
+            Raw::S(s) if s == "auto" => Ok(MssClamp::Auto),
+            Raw::S(s) if s == "off" => Ok(MssClamp::Off),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "mss_clamp is auto, off or a number, not `{s}`"
+            ))),
+        }
+    }
+}
+
+/// A policy as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyEntry {
+    direction: Direction,
+    #[serde(default = "default_priority")]
+    priority: u32,
+    src: IpPrefix,
+    dst: IpPrefix,
+    #[serde(default)]
+    proto: Option<Proto>,
+    #[serde(default)]
+    src_ports: Option<Ports>,
+    #[serde(default)]
+    dst_ports: Option<Ports>,
+    action: PolicyAction,
+    #[serde(default)]
+    sa: Option<String>,
+}
+
+fn default_priority() -> u32 {
+    100
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum PolicyAction {
+    Protect,
+    Bypass,
+    Discard,
+}
+
+/// A protocol by name or number.
+#[derive(Debug, Clone, Copy)]
+struct Proto(u8);
+
+impl<'de> serde::Deserialize<'de> for Proto {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u8),
+            S(String),
+        }
+        use crate::wire::ip_proto;
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Proto(n)),
+            Raw::S(s) => match s.as_str() {
+                "tcp" => Ok(Proto(ip_proto::TCP)),
+                "udp" => Ok(Proto(ip_proto::UDP)),
+                "icmp" => Ok(Proto(ip_proto::ICMP)),
+                "ipv6-icmp" | "icmpv6" => Ok(Proto(ip_proto::ICMPV6)),
+                "esp" => Ok(Proto(ip_proto::ESP)),
+                "sctp" => Ok(Proto(132)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "unknown protocol `{s}` (tcp, udp, icmp, icmpv6, esp, sctp or a number)"
+                ))),
+            },
+        }
+    }
+}
+
+/// A port or `LO-HI` range.
+#[derive(Debug, Clone, Copy)]
+struct Ports(PortRange);
+
+impl<'de> serde::Deserialize<'de> for Ports {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u16),
+            S(String),
+        }
+        let bad = |s: &str| serde::de::Error::custom(format!("`{s}` is not a port or LO-HI range"));
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Ports(PortRange::single(n))),
+            Raw::S(s) => {
+                let (lo, hi) = s.split_once('-').ok_or_else(|| bad(&s))?;
+                let lo: u16 = lo.trim().parse().map_err(|_| bad(&s))?;
+                let hi: u16 = hi.trim().parse().map_err(|_| bad(&s))?;
+                if lo > hi {
+                    return Err(bad(&s));
+                }
+                Ok(Ports(PortRange { lo, hi }))
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    interfaces: Vec<Interface>,
+    #[serde(default)]
+    routes: Vec<Route>,
+    #[serde(default)]
+    neighbours: Vec<Neighbour>,
+    cores: Cores,
+    #[serde(default)]
+    sas: Vec<SaEntry>,
+    #[serde(default)]
+    policies: Vec<PolicyEntry>,
+    #[serde(default)]
+    mss_clamp: MssClamp,
+}
+
+/// A validated gateway configuration.
+#[derive(Debug)]
+pub struct GatewayConfig {
+    /// Interfaces, in the order given.
+    pub interfaces: Vec<Interface>,
+    /// Static routes.
+    pub routes: Vec<Route>,
+    /// Static neighbours.
+    pub neighbours: Vec<Neighbour>,
+    /// Core assignment.
+    pub cores: Cores,
+    /// Static SAs.
+    pub sas: Vec<SaParams>,
+    /// SPD-out: PROTECT rules carry the index of their SA in `sas`.
+    pub spd_out: Vec<Rule<usize>>,
+    /// SPD-in: PROTECT means "must arrive through IPsec".
+    pub spd_in: Vec<Rule<()>>,
+    /// MSS clamping.
+    pub mss_clamp: MssClamp,
+}
+
+impl GatewayConfig {
+    /// Reads and validates a gateway file; key files resolve relative to it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses gateway YAML; `path` names the file in errors and anchors key files.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let f: File = serde_yaml::from_str(text).map_err(|e| syntax_error(e, path))?;
+        let invalid =
+            |what: &str, index: usize, name: String, message: String| ConfigError::Invalid {
+                path: PathBuf::from(format!("{}: {what}", path.display())),
+                index,
+                name,
+                message,
+            };
+        if f.interfaces.is_empty() {
+            return Err(invalid(
+                "interfaces",
+                0,
+                String::new(),
+                "at least one interface is needed".into(),
+            ));
+        }
+        for (i, a) in f.interfaces.iter().enumerate() {
+            if f.interfaces[..i].iter().any(|b| b.name == a.name) {
+                return Err(invalid(
+                    "interfaces",
+                    i,
+                    a.name.clone(),
+                    "interface names must be unique".into(),
+                ));
+            }
+            if a.mtu < 576 {
+                return Err(invalid(
+                    "interfaces",
+                    i,
+                    a.name.clone(),
+                    format!("MTU {} is below 576", a.mtu),
+                ));
+            }
+        }
+        let known = |n: &str| f.interfaces.iter().any(|i| i.name == n);
+        for (i, r) in f.routes.iter().enumerate() {
+            if !known(&r.interface) {
+                return Err(invalid(
+                    "routes",
+                    i,
+                    r.dst.to_string(),
+                    format!("no interface named `{}`", r.interface),
+                ));
+            }
+        }
+        for (i, n) in f.neighbours.iter().enumerate() {
+            if !known(&n.interface) {
+                return Err(invalid(
+                    "neighbours",
+                    i,
+                    n.ip.to_string(),
+                    format!("no interface named `{}`", n.interface),
+                ));
+            }
+        }
+        if f.cores.workers.is_empty() || f.cores.workers.contains(&f.cores.main) {
+            return Err(invalid(
+                "cores",
+                0,
+                String::new(),
+                "give at least one worker, and not the main core".into(),
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut sas = Vec::with_capacity(f.sas.len());
+        let mut names = Vec::with_capacity(f.sas.len());
+        for (i, e) in f.sas.into_iter().enumerate() {
+            let label = e.label();
+            let p = e
+                .into_params(base)
+                .map_err(|m| invalid("sas", i, label.clone(), m))?;
+            names.push(label);
+            sas.push(p);
+        }
+        let mut spd_out = Vec::new();
+        let mut spd_in = Vec::new();
+        for (i, p) in f.policies.into_iter().enumerate() {
+            let label = format!("{} -> {}", p.src, p.dst);
+            if p.src.is_ipv4() != p.dst.is_ipv4() {
+                return Err(invalid(
+                    "policies",
+                    i,
+                    label,
+                    "src and dst are of different address families".into(),
+                ));
+            }
+            let selector = Selector {
+                src: p.src,
+                dst: p.dst,
+                proto: p.proto.map(|x| x.0),
+                src_ports: p.src_ports.map_or(PortRange::ANY, |x| x.0),
+                dst_ports: p.dst_ports.map_or(PortRange::ANY, |x| x.0),
+            };
+            match (p.direction, p.action) {
+                (Direction::Out, PolicyAction::Protect) => {
+                    let name = p.sa.ok_or_else(|| {
+                        invalid(
+                            "policies",
+                            i,
+                            label.clone(),
+                            "an outbound protect policy names its `sa`".into(),
+                        )
+                    })?;
+                    let k = names.iter().position(|n| *n == name).ok_or_else(|| {
+                        invalid(
+                            "policies",
+                            i,
+                            label.clone(),
+                            format!("no SA named `{name}`"),
+                        )
+                    })?;
+                    if sas[k].direction != Direction::Out {
+                        return Err(invalid(
+                            "policies",
+                            i,
+                            label,
+                            format!("SA `{name}` is not an outbound SA"),
+                        ));
+                    }
+                    spd_out.push(Rule {
+                        priority: p.priority,
+                        selector,
+                        action: Action::Protect(k),
+                    });
+                }
+                (Direction::Out, a) => spd_out.push(Rule {
+                    priority: p.priority,
+                    selector,
+                    action: simple(a),
+                }),
+                (Direction::In, a) => {
+                    if p.sa.is_some() {
+                        return Err(invalid("policies", i, label, "inbound policies name no SA: the SA that carried a packet is checked against its own selectors".into()));
+                    }
+                    let action = match a {
+                        PolicyAction::Protect => Action::Protect(()),
+                        other => simple(other),
+                    };
+                    spd_in.push(Rule {
+                        priority: p.priority,
+                        selector,
+                        action,
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            interfaces: f.interfaces,
+            routes: f.routes,
+            neighbours: f.neighbours,
+            cores: f.cores,
+            sas,
+            spd_out,
+            spd_in,
+            mss_clamp: f.mss_clamp,
+        })
+    }
+}
+
+fn simple<T>(a: PolicyAction) -> Action<T> {
+    match a {
+        PolicyAction::Bypass => Action::Bypass,
+        _ => Action::Discard,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/examples/site-a.yaml"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_example_site_parses() {
+        let c = GatewayConfig::parse(&example(), Path::new("site-a.yaml")).unwrap();
+        assert_eq!(c.interfaces.len(), 2);
+        assert_eq!(
+            c.interfaces[0].addresses[0],
+            "192.168.10.1/24".parse().unwrap()
+        );
+        assert_eq!(c.cores.workers, vec![1]);
+        assert_eq!(c.sas.len(), 2);
+        assert_eq!(c.spd_out.len(), 2);
+        assert!(matches!(c.spd_out[0].action, Action::Bypass));
+        assert!(matches!(c.spd_out[1].action, Action::Protect(0)));
+        assert_eq!(c.spd_in.len(), 2);
+        assert_eq!(c.mss_clamp, MssClamp::Auto);
+        // The rules compile into classifiers.
+        crate::spd::Spd::build(c.spd_out).unwrap();
+        crate::spd::Spd::build(c.spd_in).unwrap();
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        let e = GatewayConfig::parse(
+            &example().replace("mtu: 1500", "mtu: 1500\n    colour: red"),
+            Path::new("g.yaml"),
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(m.starts_with("g.yaml:") && m.contains("colour"), "{m}");
+        let e = GatewayConfig::parse(
+            &example().replace("sa: a-to-b", "sa: nope"),
+            Path::new("g.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no SA named `nope`"), "{e}");
+        let e = GatewayConfig::parse(
+            &example().replace("interface: outside, via", "interface: wan, via"),
+            Path::new("g.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no interface named `wan`"), "{e}");
+        let e = GatewayConfig::parse(
+            &example().replace("02:00:00:00:0b:01", "02:00:00:00:0b"),
+            Path::new("g.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a MAC address"), "{e}");
+        let e = GatewayConfig::parse(
+            &example().replace("mss_clamp: auto", "mss_clamp: 100"),
+            Path::new("g.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("536"), "{e}");
+        let e = GatewayConfig::parse(
+            &example().replace("dst_ports: 22", "dst_ports: 30-20"),
+            Path::new("g.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("LO-HI"), "{e}");
+    }
+}
