@@ -216,6 +216,10 @@ py_attacks() {
     need_fgpcap
     TMPDIR="$WORK" timeout 600 "$VENV_PY" tests/interop/scapy_attacks.py "$FGPCAP"
 }
+py_ah_options() {
+    need_fgpcap
+    TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
+}
 
 # ---------------------------------------------------------------------------------------------
 # Fuzz smoke.
@@ -267,6 +271,7 @@ step "build fgpcap (release)" build_fgpcap
 step "scapy suites self-test" py_selftest
 step "scapy ESP/AH interop vs fgpcap" py_esp
 step "scapy attacks vs fgpcap" py_attacks
+step "scapy AH with mutable IP options vs fgpcap" py_ah_options
 run_fuzz
 
 echo

@@ -3,9 +3,9 @@
 //! The ICV covers the IP header with its mutable fields zeroed (§3.3.3.1), the AH header with
 //! the ICV field zeroed, the payload, and with ESN the high half of the sequence number
 //! appended (§3.3.3.2.1 / RFC 4303 §2.2.1 by reference). IPv4 options and IPv6 extension
-//! headers in front of AH are covered as they are: options that routers may change en route
-//! (IPv6 options with the change bit, RFC 8200 §4.2) are not zeroed yet, so AH transport mode
-//! over packets carrying such options does not verify.
+//! headers in front of AH are covered with their mutable parts zeroed (RFC 4302 App. A; RFC 8200
+//! §4.2 for IPv6 options). IPv6 routing headers are covered as they arrive (type 0, whose
+//! addresses the sender would reorder, is deprecated by RFC 5095).
 
 use crate::buf::PacketBuf;
 use crate::crypto::Mac;
@@ -36,6 +36,7 @@ fn zeroed_ip_header(ip: &[u8], hdr_len: usize, out: &mut [u8; 60]) -> usize {
         out[8] = 0; // TTL
         out[10] = 0; // checksum
         out[11] = 0;
+        zero_mutable_v4_options(&mut out[20..hdr_len]);
         hdr_len
     } else {
         out[..40].copy_from_slice(&ip[..40]);
@@ -47,6 +48,72 @@ fn zeroed_ip_header(ip: &[u8], hdr_len: usize, out: &mut [u8; 60]) -> usize {
         40
     }
 }
+
+/// RFC 4302 Appendix A.1: IPv4 options that routers may change are zeroed whole; the
+/// immutable ones (end of list, no-op, the security options, router alert, SDMDD) are kept.
+/// A malformed option list is left as it is (the ICV then fails, as it should).
+fn zero_mutable_v4_options(opts: &mut [u8]) {
+    const IMMUTABLE: [u8; 6] = [130, 133, 134, 148, 149, 1];
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return,
+            1 => i += 1,
+            t => {
+                let Some(&len) = opts.get(i + 1) else { return };
+                let len = usize::from(len);
+                if len < 2 || i + len > opts.len() {
+                    return;
+                }
+                if !IMMUTABLE.contains(&t) {
+                    opts[i..i + len].fill(0);
+                }
+                i += len;
+            }
+        }
+    }
+}
+
+/// RFC 8200 §4.2: in hop-by-hop and destination options, the data of an option whose type has
+/// the "may change en route" bit (0x20) counts as zeros for AH; type and length are kept.
+/// Walks the IPv6 extension headers in `ext` (which begins with the header that the fixed
+/// header's next-header byte names).
+fn zero_mutable_v6_options(first: u8, ext: &mut [u8]) {
+    use crate::wire::ip_proto;
+    let mut nh = first;
+    let mut off = 0;
+    while off + 2 <= ext.len() {
+        let len = (usize::from(ext[off + 1]) + 1) * 8;
+        if off + len > ext.len() {
+            return;
+        }
+        if nh == ip_proto::HOPOPT || nh == ip_proto::DSTOPTS {
+            let opts = &mut ext[off + 2..off + len];
+            let mut i = 0;
+            while i < opts.len() {
+                if opts[i] == 0 {
+                    i += 1; // Pad1
+                    continue;
+                }
+                let Some(&olen) = opts.get(i + 1) else { return };
+                let end = i + 2 + usize::from(olen);
+                if end > opts.len() {
+                    return;
+                }
+                if opts[i] & 0x20 != 0 {
+                    opts[i + 2..end].fill(0);
+                }
+                i = end;
+            }
+        }
+        nh = ext[off];
+        off += len;
+    }
+}
+
+/// Extension headers in front of AH longer than this are refused (they do not occur in
+/// practice; the bound keeps the ICV input on the stack).
+const MAX_EXT: usize = 512;
 
 /// Computes (or verifies) the ICV of the AH packet `ip` whose AH header is at `ah_off`.
 fn icv(
@@ -62,7 +129,17 @@ fn icv(
     let fixed = if v4 { ah_off } else { 40 };
     let mut hdr = [0u8; 60];
     let n = zeroed_ip_header(ip, fixed, &mut hdr);
-    let ext = &ip[n..ah_off]; // IPv6 extension headers in front of AH, as they are
+    // IPv6 extension headers in front of AH, with mutable option data zeroed.
+    let mut ext_buf = [0u8; MAX_EXT];
+    let ext_len = ah_off - n;
+    if ext_len > MAX_EXT {
+        return false;
+    }
+    ext_buf[..ext_len].copy_from_slice(&ip[n..ah_off]);
+    if !v4 {
+        zero_mutable_v6_options(ip[6], &mut ext_buf[..ext_len]);
+    }
+    let ext = &ext_buf[..ext_len];
     let ah_hdr = &ip[ah_off..ah_off + AH_FIXED];
     // The ICV is zeroed; explicit padding after it is covered as it is on the wire
     // (RFC 4302 §3.3.3.2.1), which is zeros from us.
@@ -154,7 +231,9 @@ pub(crate) fn encap<B: PacketBuf + ?Sized>(
     ah[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
     ah[AH_FIXED..].fill(0);
     let mut out = [0u8; 64];
-    icv(mac, data, hdr_len, ah_total, seq_hi, None, &mut out);
+    if !icv(mac, data, hdr_len, ah_total, seq_hi, None, &mut out) {
+        return Err(DropReason::Malformed);
+    }
     data[hdr_len + AH_FIXED..hdr_len + AH_FIXED + icv_len].copy_from_slice(&out[..icv_len]);
     if data[0] >> 4 == 4 {
         outer::refresh_v4_checksum(data);

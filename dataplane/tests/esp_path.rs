@@ -619,3 +619,70 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
         &udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0)[..]
     );
 }
+
+/// AH covers the IP header with its mutable parts zeroed (RFC 4302 §3.3.3.1 and App. A): a
+/// router changing a Record Route option (IPv4) or an IPv6 option whose type has the change bit
+/// must not break the ICV; changing an immutable option must.
+#[test]
+fn ah_ignores_mutable_options_only() {
+    // IPv4 with a Record Route option (type 7, mutable) then Router Alert (148, immutable).
+    let mut v4 = udp4([192, 168, 10, 5], [192, 168, 20, 7], 16, 0);
+    let opts = [7u8, 7, 4, 0, 0, 0, 0, 148, 4, 0, 0, 0];
+    v4.splice(20..20, opts);
+    v4[0] = 0x48; // IHL 8 (32 bytes)
+    let total = v4.len() as u16;
+    v4[2..4].copy_from_slice(&total.to_be_bytes());
+    v4[10] = 0;
+    v4[11] = 0;
+    let c = !dataplane::wire::checksum::data(&v4[..32]);
+    v4[10..12].copy_from_slice(&c.to_be_bytes());
+
+    // IPv6 with a destination options header holding an option with the change bit (0x3e)
+    // and one without (0x1e).
+    let mut v6 = udp6(16, 0);
+    let dst_opts = [17u8, 0, 0x3e, 1, 0xaa, 0x1e, 1, 0xbb];
+    v6.splice(40..40, dst_opts);
+    v6[6] = 60; // next header: destination options
+    let plen = (v6.len() - 40) as u16;
+    v6[4..6].copy_from_slice(&plen.to_be_bytes());
+
+    for (pkt, outer6, mutable_at, immutable_at) in
+        [(v4, false, 22usize, 29usize), (v6, true, 44, 47)]
+    {
+        let (o, i) = pair(
+            Cipher::Null,
+            Integrity::HmacSha256,
+            Protocol::Ah,
+            Mode::Transport,
+            outer6,
+            false,
+            false,
+        );
+        let out = OutboundSa::new(&o).unwrap();
+        let inb = InboundSa::new(&i).unwrap();
+        for (pos, ok) in [(mutable_at, true), (immutable_at, false)] {
+            let mut b = HeapBuf::from_slice(&pkt);
+            esp::encap(&out, &mut b).unwrap();
+            b.data_mut()[pos] ^= 0x55; // a router en route
+            if !outer6 {
+                let hl = usize::from(b.data()[0] & 0xf) * 4;
+                let d = b.data_mut();
+                d[10] = 0;
+                d[11] = 0;
+                let c = !dataplane::wire::checksum::data(&d[..hl]);
+                d[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let o2 = classify(&b);
+            let r = esp::decap(&inb, &mut b, &o2);
+            if ok {
+                r.unwrap_or_else(|e| panic!("outer6={outer6}: mutable option changed: {e:?}"));
+            } else {
+                assert_eq!(
+                    r,
+                    Err(DropReason::IcvMismatch),
+                    "outer6={outer6}: immutable option changed"
+                );
+            }
+        }
+    }
+}
