@@ -58,7 +58,9 @@ pub(crate) fn check_selectors(sa: &InboundSa, ip: &[u8]) -> Result<(), DropReaso
 /// payload + padding + the two trailer bytes to `align`.
 #[inline]
 fn pad_len(payload: usize, align: usize) -> usize {
-    (align - (payload + 2) % align) % align
+    // Alignments are powers of two (4 or 16): masks, not divisions.
+    let m = align - 1;
+    (align - ((payload + 2) & m)) & m
 }
 
 fn encap_esp<B: PacketBuf + ?Sized>(
@@ -69,8 +71,12 @@ fn encap_esp<B: PacketBuf + ?Sized>(
     sa.check_hard()?;
     let ver = inner_ip(buf)?;
     let inner_len = buf.len();
-    let iv_len = t.iv_len();
-    let icv_len = t.icv_len();
+    // Sizes decided when the SA was installed, not asked of the transform per packet.
+    let (iv_len, icv_len, align) = (
+        usize::from(sa.iv_len),
+        usize::from(sa.icv_len),
+        usize::from(sa.align),
+    );
     let udp_len = if sa.udp.is_some() { 8 } else { 0 };
 
     // Where the ESP header goes, what it protects, what the trailer names, and (transport
@@ -110,7 +116,7 @@ fn encap_esp<B: PacketBuf + ?Sized>(
             (udp_len, buf.len() - hdr, 0, nh, nh_pos)
         }
     };
-    let pad = pad_len(payload_len, t.block_align());
+    let pad = pad_len(payload_len, align);
     let tail = tfc + pad + 2 + icv_len;
     let head = front + ESP_HEADER_LEN + iv_len;
     if buf.headroom() < head {
@@ -144,7 +150,12 @@ fn encap_esp<B: PacketBuf + ?Sized>(
             let inner_tc = outer::traffic_class(&data[head..]);
             let inner_df = ver == 4 && data[head + 6] & 0x40 != 0;
             let hl = usize::from(sa.header_len);
-            data[..hl].copy_from_slice(&sa.header[..hl]);
+            // Fixed-size copies compile to a few moves instead of a memcpy call.
+            if sa.outer_v6 {
+                data[..40].copy_from_slice(&sa.header[..40]);
+            } else {
+                data[..20].copy_from_slice(&sa.header[..20]);
+            }
             if let Some(u) = sa.udp {
                 data[hl..hl + 2].copy_from_slice(&u.local_port.to_be_bytes());
                 data[hl + 2..hl + 4].copy_from_slice(&u.remote_port.to_be_bytes());

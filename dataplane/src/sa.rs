@@ -404,6 +404,10 @@ pub struct OutboundSa {
     pub(crate) header: [u8; MAX_OUTER_HEADER],
     pub(crate) header_len: u8,
     pub(crate) outer_v6: bool,
+    /// The transform's IV, ICV and alignment sizes, cached at install time (ESP only).
+    pub(crate) iv_len: u8,
+    pub(crate) icv_len: u8,
+    pub(crate) align: u8,
     pub(crate) udp: Option<UdpEncap>,
     pub(crate) crypto: SaCrypto,
     pub(crate) lifetime: Lifetime,
@@ -461,7 +465,20 @@ impl OutboundSa {
                 }
             }
         }
+        let (iv_len, icv_len, align) = match &crypto {
+            SaCrypto::Esp(t) => (t.iv_len() as u8, t.icv_len() as u8, t.block_align() as u8),
+            SaCrypto::Ah(m) => (0, m.icv_len() as u8, 4),
+        };
+        if !align.is_power_of_two() {
+            return Err(SaError::Invalid {
+                spi: p.spi,
+                what: "transform alignment is not a power of two",
+            });
+        }
         Ok(Self {
+            iv_len,
+            icv_len,
+            align,
             spi: p.spi,
             mode: p.mode,
             esn: p.esn,
