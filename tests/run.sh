@@ -216,6 +216,16 @@ py_attacks() {
     need_fgpcap
     TMPDIR="$WORK" timeout 600 "$VENV_PY" tests/interop/scapy_attacks.py "$FGPCAP"
 }
+build_ferrogate() {
+    rm -f "$WORK/ferrogate.built"
+    cargo build -p dataplane --features dpdk --bin ferrogate
+    touch "$WORK/ferrogate.built"
+}
+py_gateway_pcap() {
+    # The DPDK gateway binary end to end on net_pcap ports (EAL --no-huge, as root).
+    [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
+    TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/gateway_pcap.py "${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
+}
 py_ah_options() {
     need_fgpcap
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
@@ -272,6 +282,8 @@ step "scapy suites self-test" py_selftest
 step "scapy ESP/AH interop vs fgpcap" py_esp
 step "scapy attacks vs fgpcap" py_attacks
 step "scapy AH with mutable IP options vs fgpcap" py_ah_options
+step "build ferrogate (DPDK gateway)" build_ferrogate
+step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 run_fuzz
 
 echo

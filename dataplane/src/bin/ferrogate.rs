@@ -1,0 +1,373 @@
+//! ferrogate: the DPDK gateway (first slice).
+//!
+//! ```text
+//! ferrogate --config GATEWAY.yaml [--eal "EXTRA EAL ARGS"] [--idle-exit-ms MS] [--stats-json FILE]
+//! ```
+//!
+//! What this slice does: starts EAL with the configured devices, opens every port, and runs
+//! one pipeline on the main lcore: frames from inside ports go through SPD-out and ESP encap,
+//! frames from outside ports through the inbound path (SAD, replay, decrypt, selectors), and
+//! what is forwarded leaves by the longest-prefix route with the static neighbour's MAC.
+//! Not yet: worker lcores, ARP/ND, ICMP, MSS clamping, fragmentation, the control-plane rings.
+//! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::buf::PacketBuf;
+use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
+use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxQueue, BURST};
+use dataplane::drop::{DropCounters, DropReason};
+use dataplane::gateway_config::{GatewayConfig, Role};
+use dataplane::net::IpPrefix;
+use dataplane::sa::{Direction, InboundSa, OutboundSa};
+use dataplane::sad::Sad;
+use dataplane::spd::{Action, Rule, Spd};
+use dataplane::wire::ethernet;
+
+struct Args {
+    config: PathBuf,
+    eal: Vec<String>,
+    idle_exit: Option<Duration>,
+    stats_json: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]";
+    let mut it = std::env::args().skip(1);
+    let (mut config, mut eal, mut idle_exit, mut stats_json) = (None, Vec::new(), None, None);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value\n{usage}"));
+        match a.as_str() {
+            "--config" => config = Some(PathBuf::from(value()?)),
+            "--eal" => eal = value()?.split_whitespace().map(str::to_owned).collect(),
+            "--idle-exit-ms" => {
+                let ms: u64 = value()?
+                    .parse()
+                    .map_err(|_| format!("--idle-exit-ms takes milliseconds\n{usage}"))?;
+                idle_exit = Some(Duration::from_millis(ms));
+            }
+            "--stats-json" => stats_json = Some(PathBuf::from(value()?)),
+            "-h" | "--help" => return Err(usage.into()),
+            _ => return Err(format!("unknown argument `{a}`\n{usage}")),
+        }
+    }
+    Ok(Args {
+        config: config.ok_or(format!("--config is required\n{usage}"))?,
+        eal,
+        idle_exit,
+        stats_json,
+    })
+}
+
+/// One opened interface.
+struct Iface {
+    name: String,
+    role: Role,
+    port: Port,
+    mac: [u8; 6],
+    rx: RxQueue,
+    tx: TxQueue,
+    /// Frames in and out, for the stats.
+    rx_frames: u64,
+    tx_frames: u64,
+}
+
+/// Where a destination goes: interface index and next-hop MAC.
+struct Fib {
+    /// (prefix, interface, next hop), longest prefix first.
+    routes: Vec<(IpPrefix, usize, Option<IpAddr>)>,
+    neighbours: Vec<(IpAddr, [u8; 6])>,
+}
+
+impl Fib {
+    fn lookup(&self, dst: IpAddr) -> Option<(usize, [u8; 6])> {
+        let (_, ifx, via) = self.routes.iter().find(|(p, _, _)| p.contains(dst))?;
+        let hop = via.unwrap_or(dst);
+        let mac = self.neighbours.iter().find(|(ip, _)| *ip == hop)?.1;
+        Some((*ifx, mac))
+    }
+}
+
+fn run(args: &Args) -> Result<serde_json::Value, String> {
+    let cfg = GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
+    let mut eal_args = vec!["ferrogate".to_owned()];
+    let mut lcores = vec![cfg.cores.main];
+    lcores.extend(&cfg.cores.workers);
+    eal_args.push("-l".into());
+    eal_args.push(
+        lcores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    eal_args.push("--main-lcore".into());
+    eal_args.push(cfg.cores.main.to_string());
+    let all_vdevs = cfg.interfaces.iter().all(|i| i.device.starts_with("net_"));
+    if all_vdevs {
+        eal_args.push("--no-pci".into());
+    }
+    for i in &cfg.interfaces {
+        if i.device.starts_with("net_") {
+            eal_args.push(format!("--vdev={}", i.device));
+        } else {
+            eal_args.push("-a".into());
+            eal_args.push(i.device.clone());
+        }
+    }
+    eal_args.extend(args.eal.iter().cloned());
+    let eal_refs: Vec<&str> = eal_args.iter().map(String::as_str).collect();
+    let eal = Eal::init(&eal_refs).map_err(|e| e.to_string())?;
+    let pool = Mempool::new_pktmbuf(&eal, "ferrogate", 8191, 256, 2048 + 128)
+        .map_err(|e| e.to_string())?;
+
+    let mut ifaces = Vec::new();
+    for i in &cfg.interfaces {
+        let dev = i.device.split(',').next().unwrap_or(&i.device);
+        let port = Port::by_name(&eal, dev).map_err(|e| format!("interface {}: {e}", i.name))?;
+        let (mut rx, mut tx) = port
+            .start(1, 1, 1024, &pool)
+            .map_err(|e| format!("interface {}: {e}", i.name))?;
+        let mac = match i.mac {
+            Some(m) => m.0,
+            None => port.mac().map_err(|e| e.to_string())?,
+        };
+        ifaces.push(Iface {
+            name: i.name.clone(),
+            role: i.role,
+            port,
+            mac,
+            rx: rx.remove(0),
+            tx: tx.remove(0),
+            rx_frames: 0,
+            tx_frames: 0,
+        });
+    }
+
+    // Routing: configured routes and connected networks, longest prefix first.
+    let index = |name: &str| cfg.interfaces.iter().position(|i| i.name == name);
+    let mut routes: Vec<(IpPrefix, usize, Option<IpAddr>)> = Vec::new();
+    for r in &cfg.routes {
+        if let Some(k) = index(&r.interface) {
+            routes.push((r.dst, k, r.via));
+        }
+    }
+    for (k, i) in cfg.interfaces.iter().enumerate() {
+        for a in &i.addresses {
+            routes.push((a.network(), k, None));
+        }
+    }
+    routes.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.len()));
+    let fib = Fib {
+        routes,
+        neighbours: cfg.neighbours.iter().map(|n| (n.ip, n.mac.0)).collect(),
+    };
+
+    // SAs and policies.
+    let mut out_sas: Vec<Option<Arc<OutboundSa>>> = Vec::new();
+    let mut sad = Sad::new();
+    let mut natt_ports = Vec::new();
+    for p in &cfg.sas {
+        match p.direction {
+            Direction::Out => out_sas.push(Some(Arc::new(
+                OutboundSa::new(p).map_err(|e| e.to_string())?,
+            ))),
+            Direction::In => {
+                out_sas.push(None);
+                if let Some(u) = p.udp_encap {
+                    natt_ports.push(u.local_port);
+                }
+                sad.insert(
+                    p.spi,
+                    p.tunnel.map(|t| t.local),
+                    Arc::new(InboundSa::new(p).map_err(|e| e.to_string())?),
+                );
+            }
+        }
+    }
+    let spd_out = Spd::build(
+        cfg.spd_out
+            .iter()
+            .enumerate()
+            .map(|(k, r)| Rule {
+                priority: r.priority,
+                selector: r.selector,
+                action: match r.action {
+                    Action::Protect(sa) => Action::Protect(OutboundTarget {
+                        policy_id: k as u32,
+                        sa: out_sas[sa].clone(),
+                    }),
+                    Action::Bypass => Action::Bypass,
+                    Action::Discard => Action::Discard,
+                },
+            })
+            .collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let spd_in = Spd::build(cfg.spd_in.clone()).map_err(|e| e.to_string())?;
+    let out_t = OutboundTables { spd: &spd_out };
+    let in_t = InboundTables {
+        sad: &sad,
+        spd: &spd_in,
+        natt_ports: &natt_ports,
+    };
+
+    let mut drops = DropCounters::default();
+    let mut not_ip = 0u64;
+    let mut rxb = Burst::new();
+    let mut verdicts = [Verdict::Pending; BURST];
+    // One pending transmit burst per interface.
+    let mut txb: Vec<Burst> = ifaces.iter().map(|_| Burst::new()).collect();
+    let started = Instant::now();
+    let mut last_traffic = Instant::now();
+    loop {
+        let mut moved = 0;
+        for k in 0..ifaces.len() {
+            let n = ifaces[k].rx.rx(&mut rxb);
+            if n == 0 {
+                continue;
+            }
+            moved += n;
+            ifaces[k].rx_frames += n as u64;
+            let pkts = rxb.pkts();
+            // Strip the Ethernet header; what is not IP is counted and left out.
+            for (m, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
+                *v = Verdict::Pending;
+                let off = match ethernet::Frame::new_checked(m.data()) {
+                    Ok(f)
+                        if matches!(
+                            f.ethertype(),
+                            ethernet::ethertype::IPV4 | ethernet::ethertype::IPV6
+                        ) =>
+                    {
+                        f.payload_offset()
+                    }
+                    _ => {
+                        *v = Verdict::Drop(DropReason::NotIp);
+                        not_ip += 1;
+                        continue;
+                    }
+                };
+                if m.adj(off).is_err() {
+                    *v = Verdict::Drop(DropReason::Malformed);
+                }
+            }
+            let n = pkts.len();
+            match ifaces[k].role {
+                Role::Inside => {
+                    burst::outbound(&out_t, &mut pkts[..], &mut verdicts[..n], &mut drops)
+                }
+                Role::Outside => {
+                    burst::inbound(&in_t, &mut pkts[..], &mut verdicts[..n], &mut drops)
+                }
+            };
+            for (m, v) in pkts.drain(..).zip(verdicts.iter()) {
+                if *v != Verdict::Forward {
+                    continue; // dropped (counted) or for the control plane (not connected yet)
+                }
+                let mut m: Mbuf = m;
+                let dst = match dataplane::flow::flow_key(m.data()) {
+                    Ok(key) => key.dst,
+                    Err(r) => {
+                        drops.inc(r);
+                        continue;
+                    }
+                };
+                let Some((out, mac)) = fib.lookup(dst) else {
+                    drops.inc(DropReason::NoRoute);
+                    continue;
+                };
+                let et = if m.data()[0] >> 4 == 6 {
+                    ethernet::ethertype::IPV6
+                } else {
+                    ethernet::ethertype::IPV4
+                };
+                let src_mac = ifaces[out].mac;
+                match m.prepend(ethernet::HEADER_LEN) {
+                    Ok(d) => {
+                        d[..6].copy_from_slice(&mac);
+                        d[6..12].copy_from_slice(&src_mac);
+                        d[12..14].copy_from_slice(&et.to_be_bytes());
+                    }
+                    Err(_) => {
+                        drops.inc(DropReason::NoHeadroom);
+                        continue;
+                    }
+                }
+                txb[out].pkts().push(m);
+                if txb[out].pkts().len() == BURST {
+                    let sent = ifaces[out].tx.tx(&mut txb[out]);
+                    ifaces[out].tx_frames += sent as u64;
+                }
+            }
+        }
+        for (k, b) in txb.iter_mut().enumerate() {
+            if !b.pkts().is_empty() {
+                let sent = ifaces[k].tx.tx(b);
+                ifaces[k].tx_frames += sent as u64;
+            }
+        }
+        if moved > 0 {
+            last_traffic = Instant::now();
+        } else if let Some(idle) = args.idle_exit {
+            if last_traffic.elapsed() >= idle {
+                break;
+            }
+        }
+    }
+    // Frames the drivers never took are dropped with the bursts here.
+    drop(txb);
+    let mut dropmap = serde_json::Map::new();
+    for (r, n) in drops.nonzero() {
+        dropmap.insert(r.as_str().to_owned(), n.into());
+    }
+    if not_ip > 0 {
+        dropmap.insert("not_ip_frames".into(), not_ip.into());
+    }
+    let ports: Vec<serde_json::Value> = ifaces
+        .iter()
+        .map(|i| serde_json::json!({"name": i.name, "rx_frames": i.rx_frames, "tx_frames": i.tx_frames}))
+        .collect();
+    let stats = serde_json::json!({
+        "seconds": started.elapsed().as_secs_f64(),
+        "ports": ports,
+        "drops": dropmap,
+    });
+    for i in &ifaces {
+        let _ = i.port.stop();
+    }
+    drop(ifaces);
+    drop(pool);
+    drop(eal);
+    Ok(stats)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(m) => {
+            eprintln!("ferrogate: {m}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(stats) => {
+            println!("{stats}");
+            if let Some(p) = &args.stats_json {
+                if let Err(e) = std::fs::write(p, format!("{stats}\n")) {
+                    eprintln!("ferrogate: {}: {e}", p.display());
+                    return ExitCode::from(1);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(m) => {
+            eprintln!("ferrogate: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
