@@ -29,20 +29,6 @@ fn suite(name: &str) -> Option<(Cipher, Integrity, Backend)> {
     Some((c, i, backend))
 }
 
-/// An IPv4 UDP packet of `len` bytes in total (at least 28).
-fn packet(len: usize) -> Vec<u8> {
-    let len = len.max(28);
-    let mut p = vec![0u8; len];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&[192, 168, 10, 5]);
-    p[16..20].copy_from_slice(&[192, 168, 20, 7]);
-    p[24..26].copy_from_slice(&((len - 20) as u16).to_be_bytes());
-    p
-}
-
 fn params(c: Cipher, i: Integrity, b: Backend, dir: Direction) -> SaParams {
     let mut p = SaParams::new(0x1234, dir, c, i);
     p.mode = Mode::Tunnel;
@@ -86,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let plain = packet(size);
+    let plain = perf::udp4(size);
     let mut buf = HeapBuf::with_room(256, 4096);
     let mut checksum = 0u64;
     match args[1].as_str() {
