@@ -19,6 +19,7 @@ pub mod drop;
 pub mod esp;
 pub mod flow;
 pub mod gateway_config;
+pub mod host;
 pub mod net;
 pub mod outer;
 pub mod pcap;

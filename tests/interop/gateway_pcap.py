@@ -8,8 +8,11 @@ B would. ferrogate runs until its ports fall idle. Then scapy checks:
     to B's MAC;
   - the bypass flow (SSH to 192.168.20.10) left in the clear, and traffic matching no policy
     was dropped (policy_discard);
-  - every ESP packet from B came out of the inside port decrypted, byte for byte, to the
-    host's MAC; a replayed one and a tampered one were dropped and counted.
+  - every ESP packet from B came out of the inside port decrypted, byte for byte (TTL one
+    lower: the gateway is a hop), to the host's MAC; a replayed one and a tampered one were
+    dropped and counted;
+  - the gateway answered ARP and ping for its inside address, and clamped the MSS of a TCP
+    SYN entering the tunnel (MTU 1500 - 160 = 1340).
 
 Usage: gateway_pcap.py FERROGATE
 """
@@ -20,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from scapy.all import IP, TCP, UDP, ICMP, Ether, Raw, rdpcap, wrpcap
+from scapy.all import ARP, IP, TCP, UDP, ICMP, Ether, Raw, rdpcap, wrpcap
 from scapy.layers.ipsec import ESP, SecurityAssociation
 
 K_OUT = bytes(range(36))          # a-to-b: AES-256 key + salt
@@ -65,6 +68,22 @@ policies:
 """
 
 
+def hop(p):
+    """The packet as a router forwards it: TTL one lower, checksum recomputed."""
+    q = IP(bytes(p))
+    q.ttl -= 1
+    del q.chksum
+    return bytes(IP(bytes(q)))
+
+
+def clamped(raw, mss):
+    """`raw` with its TCP MSS option lowered to `mss` and the TCP checksum recomputed."""
+    q = IP(raw)
+    q[TCP].options = [("MSS", mss) if k == "MSS" else (k, v) for k, v in q[TCP].options]
+    del q[TCP].chksum
+    return bytes(IP(bytes(q)))
+
+
 def main():
     if len(sys.argv) != 2 or not os.path.exists(sys.argv[1]):
         sys.exit("usage: gateway_pcap.py FERROGATE (a built ferrogate binary)")
@@ -81,9 +100,12 @@ def main():
         to_b = [IP(src="192.168.10.5", dst=f"192.168.20.{7 + i}") / UDP(sport=4000 + i, dport=5001) / Raw(bytes(range(i * 37 % 200)))
                 for i in range(12)]
         to_b += [IP(src="192.168.10.5", dst="192.168.20.9") / ICMP(id=7, seq=i) / Raw(b"ping" * 10) for i in range(3)]
+        to_b.append(IP(src="192.168.10.5", dst="192.168.20.7") / TCP(sport=40001, dport=443, flags="S", options=[("MSS", 1460)]))
         bypass = IP(src="192.168.10.5", dst="192.168.20.10") / TCP(sport=40000, dport=22, flags="S")
         nowhere = IP(src="192.168.10.5", dst="10.9.9.9") / UDP(sport=1, dport=2)
         inside = [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in to_b + [bypass, nowhere]]
+        inside.append(Ether(src=MAC_H1, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=MAC_H1, psrc="192.168.10.5", pdst="192.168.10.1"))
+        inside.append(Ether(src=MAC_H1, dst=MAC_A_IN) / IP(src="192.168.10.5", dst="192.168.10.1") / ICMP(id=99, seq=1) / Raw(b"are you there"))
         wrpcap(os.path.join(d, "in_rx.pcap"), inside)
 
         sa_b = SecurityAssociation(ESP, spi=SPI_IN, crypt_algo="AES-GCM", crypt_key=K_IN,
@@ -127,13 +149,30 @@ def main():
         got = []
         for f in esp_out:
             got.append(bytes(sa_a.decrypt(IP(bytes(f[IP])))))
-        check("scapy decrypts every ESP frame to the original packet", got == [bytes(p) for p in to_b])
-        check("the bypass flow left in the clear", [bytes(f[IP]) for f in clear_out] == [bytes(bypass)])
-        check("traffic matching no policy was dropped", stats["drops"].get("policy_discard") == 1, stats["drops"])
+        want = [hop(p) for p in to_b]
+        want[-1] = clamped(want[-1], 1340)
+        check("scapy decrypts every ESP frame to the original packet, TTL one lower", got == want,
+              [IP(g).summary() for g in got if g not in want])
+        syn = IP(got[-1]) if got else None
+        check("the SYN entering the tunnel has its MSS clamped to 1340, checksum valid",
+              syn is not None and dict(syn[TCP].options).get("MSS") == 1340
+              and TCP(bytes(syn[TCP])).chksum == IP(bytes(clamped(hop(to_b[-1]), 1340)))[TCP].chksum)
+        check("the bypass flow left in the clear", [bytes(f[IP]) for f in clear_out] == [hop(bypass)])
+        check("traffic matching no policy was dropped, and nothing else on the way out",
+              stats["drops"].get("policy_discard") == 1 and "not_ip" not in stats["drops"], stats["drops"])
 
-        in_tx = rdpcap(os.path.join(d, "in_tx.pcap"))
-        check("inside: every packet from B decrypted, byte for byte", [bytes(f[IP]) for f in in_tx] == [bytes(p) for p in from_b],
-              f"{len(in_tx)} frames")
+        in_all = rdpcap(os.path.join(d, "in_tx.pcap"))
+        arp = [f for f in in_all if ARP in f]
+        echo = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1"]
+        in_tx = [f for f in in_all if f not in arp and f not in echo]
+        check("the gateway answered ARP for its inside address",
+              len(arp) == 1 and arp[0][ARP].op == 2 and arp[0][ARP].hwsrc == MAC_A_IN and arp[0][ARP].psrc == "192.168.10.1"
+              and arp[0][Ether].dst == MAC_H1)
+        check("the gateway answered ping",
+              len(echo) == 1 and echo[0][ICMP].type == 0 and echo[0][ICMP].id == 99 and echo[0][Raw].load == b"are you there"
+              and echo[0][IP].dst == "192.168.10.5" and IP(bytes(echo[0][IP])).chksum == echo[0][IP].chksum)
+        check("inside: every packet from B decrypted, byte for byte (TTL one lower)",
+              [bytes(f[IP]) for f in in_tx] == [hop(p) for p in from_b], f"{len(in_tx)} frames")
         check("inside frames go to the host's MAC", all(f[Ether].dst == MAC_H1 and f[Ether].src == MAC_A_IN for f in in_tx))
         check("the replay and the tampered packet were counted",
               stats["drops"].get("replay_duplicate") == 1 and stats["drops"].get("icv_mismatch") == 1, stats["drops"])

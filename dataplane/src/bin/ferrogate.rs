@@ -8,7 +8,10 @@
 //! one pipeline on the main lcore: frames from inside ports go through SPD-out and ESP encap,
 //! frames from outside ports through the inbound path (SAD, replay, decrypt, selectors), and
 //! what is forwarded leaves by the longest-prefix route with the static neighbour's MAC.
-//! Not yet: worker lcores, ARP/ND, ICMP, MSS clamping, fragmentation, the control-plane rings.
+//! It answers ARP and ICMP echo for its own IPv4 addresses, decrements TTL / hop limit on
+//! forwarded packets, and clamps the MSS of TCP SYNs entering a tunnel.
+//! Not yet: worker lcores, ARP resolution of next hops (neighbours are static), IPv6 ND, ICMP
+//! errors (time exceeded, too big), fragmentation, the control-plane rings.
 //! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
 
 use std::net::IpAddr;
@@ -21,7 +24,7 @@ use dataplane::buf::PacketBuf;
 use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
 use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxQueue, BURST};
 use dataplane::drop::{DropCounters, DropReason};
-use dataplane::gateway_config::{GatewayConfig, Role};
+use dataplane::gateway_config::{GatewayConfig, MssClamp, Role};
 use dataplane::net::IpPrefix;
 use dataplane::sa::{Direction, InboundSa, OutboundSa};
 use dataplane::sad::Sad;
@@ -69,6 +72,8 @@ struct Iface {
     role: Role,
     port: Port,
     mac: [u8; 6],
+    /// Our IPv4 addresses on it (ARP and ICMP echo answer for these).
+    addrs: Vec<std::net::Ipv4Addr>,
     rx: RxQueue,
     tx: TxQueue,
     /// Frames in and out, for the stats.
@@ -141,6 +146,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             role: i.role,
             port,
             mac,
+            addrs: dataplane::host::v4_addrs(i.addresses.iter().map(|a| a.addr)),
             rx: rx.remove(0),
             tx: tx.remove(0),
             rx_frames: 0,
@@ -216,7 +222,22 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         natt_ports: &natt_ports,
     };
 
+    // MSS for SYNs entering a tunnel: the smallest outside MTU less the worst ESP tunnel
+    // overhead (outer IPv6 40 + UDP 8 + ESP 8 + IV 16 + padding 17 + ICV 32 = 121, taken as
+    // 120) and the inner IPv4/TCP headers (40).
+    let mss = match cfg.mss_clamp {
+        MssClamp::Off => None,
+        MssClamp::Fixed(n) => Some(n),
+        MssClamp::Auto => cfg
+            .interfaces
+            .iter()
+            .filter(|i| i.role == Role::Outside)
+            .map(|i| i.mtu.saturating_sub(160))
+            .min(),
+    };
     let mut drops = DropCounters::default();
+    let mut answered = 0u64;
+    let mut local = [false; BURST];
     let mut not_ip = 0u64;
     let mut rxb = Burst::new();
     let mut verdicts = [Verdict::Pending; BURST];
@@ -234,9 +255,23 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             moved += n;
             ifaces[k].rx_frames += n as u64;
             let pkts = rxb.pkts();
-            // Strip the Ethernet header; what is not IP is counted and left out.
-            for (m, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
+            let (my_mac, role) = (ifaces[k].mac, ifaces[k].role);
+            let mine = &ifaces[k].addrs;
+            // Answer ARP and ICMP echo for our addresses; strip the Ethernet header of the rest;
+            // what is not IP is counted and left out.
+            for ((m, v), l) in pkts
+                .iter_mut()
+                .zip(verdicts.iter_mut())
+                .zip(local.iter_mut())
+            {
                 *v = Verdict::Pending;
+                *l = false;
+                if dataplane::host::arp_reply(m.data_mut(), mine, my_mac) {
+                    // Answered here: a non-pending verdict keeps the pipeline off it.
+                    *l = true;
+                    *v = Verdict::ToControlPlane;
+                    continue;
+                }
                 let off = match ethernet::Frame::new_checked(m.data()) {
                     Ok(f)
                         if matches!(
@@ -252,8 +287,31 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                         continue;
                     }
                 };
+                let d = m.data_mut();
+                if dataplane::host::icmp_echo_reply(&mut d[off..], mine) {
+                    // Back to the sender: swap the MAC addresses.
+                    let mut src = [0u8; 6];
+                    src.copy_from_slice(&d[6..12]);
+                    d[..6].copy_from_slice(&src);
+                    d[6..12].copy_from_slice(&my_mac);
+                    *l = true;
+                    *v = Verdict::ToControlPlane;
+                    continue;
+                }
                 if m.adj(off).is_err() {
                     *v = Verdict::Drop(DropReason::Malformed);
+                    continue;
+                }
+                if role == Role::Inside {
+                    // A router's hop, before the packet disappears into the tunnel.
+                    if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
+                        *v = Verdict::Drop(r);
+                        drops.inc(r);
+                        continue;
+                    }
+                    if let Some(mss) = mss {
+                        dataplane::host::clamp_syn_mss(m.data_mut(), mss);
+                    }
                 }
             }
             let n = pkts.len();
@@ -265,11 +323,27 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     burst::inbound(&in_t, &mut pkts[..], &mut verdicts[..n], &mut drops)
                 }
             };
-            for (m, v) in pkts.drain(..).zip(verdicts.iter()) {
+            for ((m, v), l) in pkts.drain(..).zip(verdicts.iter()).zip(local.iter()) {
+                let mut m: Mbuf = m;
+                if *l {
+                    answered += 1;
+                    if txb[k].pkts().len() >= BURST {
+                        let sent = ifaces[k].tx.tx(&mut txb[k]);
+                        ifaces[k].tx_frames += sent as u64;
+                    }
+                    txb[k].pkts().push(m);
+                    continue;
+                }
                 if *v != Verdict::Forward {
                     continue; // dropped (counted) or for the control plane (not connected yet)
                 }
-                let mut m: Mbuf = m;
+                if role == Role::Outside {
+                    // The decapsulated packet's hop.
+                    if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
+                        drops.inc(r);
+                        continue;
+                    }
+                }
                 let dst = match dataplane::flow::flow_key(m.data()) {
                     Ok(key) => key.dst,
                     Err(r) => {
@@ -298,11 +372,11 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                         continue;
                     }
                 }
-                txb[out].pkts().push(m);
-                if txb[out].pkts().len() == BURST {
+                if txb[out].pkts().len() >= BURST {
                     let sent = ifaces[out].tx.tx(&mut txb[out]);
                     ifaces[out].tx_frames += sent as u64;
                 }
+                txb[out].pkts().push(m);
             }
         }
         for (k, b) in txb.iter_mut().enumerate() {
@@ -334,6 +408,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         .collect();
     let stats = serde_json::json!({
         "seconds": started.elapsed().as_secs_f64(),
+        "answered_arp_and_echo": answered,
         "ports": ports,
         "drops": dropmap,
     });

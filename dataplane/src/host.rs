@@ -1,0 +1,202 @@
+//! The gateway's own manners, as pure in-place transforms of a received frame: answering ARP
+//! for its addresses, answering ICMP echo, decrementing TTL / hop limit when forwarding, and
+//! clamping the TCP MSS of SYNs that enter a tunnel. No I/O: the caller sends what they return.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::drop::DropReason;
+use crate::wire::{arp, checksum, ethernet, icmpv4, ip_proto, ipv4, ipv6, tcp};
+
+/// Turns an ARP request for one of `ours` into the reply, in place (Ethernet header included).
+/// Returns false (frame untouched) for anything else.
+pub fn arp_reply(frame: &mut [u8], ours: &[Ipv4Addr], our_mac: [u8; 6]) -> bool {
+    let Ok(f) = ethernet::Frame::new_checked(&frame[..]) else {
+        return false;
+    };
+    if f.ethertype() != ethernet::ethertype::ARP {
+        return false;
+    }
+    let off = f.payload_offset();
+    let Some(body) = frame.get(off..) else {
+        return false;
+    };
+    let Ok(p) = arp::Packet::new_checked(body) else {
+        return false;
+    };
+    let Ok(req) = arp::Repr::parse(&p) else {
+        return false;
+    };
+    if req.operation != arp::Operation::Request || !ours.contains(&req.target_ip) {
+        return false;
+    }
+    let reply = arp::Repr {
+        operation: arp::Operation::Reply,
+        source_mac: our_mac,
+        source_ip: req.target_ip,
+        target_mac: req.source_mac,
+        target_ip: req.source_ip,
+    };
+    if reply.emit(&mut frame[off..]).is_err() {
+        return false;
+    }
+    frame[..6].copy_from_slice(&req.source_mac);
+    frame[6..12].copy_from_slice(&our_mac);
+    true
+}
+
+/// Turns an ICMP echo request to one of `ours` (IPv4, the IP packet in `ip`) into the echo
+/// reply in place (addresses swapped, TTL 64, checksums fixed). Returns false otherwise.
+pub fn icmp_echo_reply(ip: &mut [u8], ours: &[Ipv4Addr]) -> bool {
+    let Ok(p) = ipv4::Packet::new_checked(&ip[..]) else {
+        return false;
+    };
+    if p.next_header() != ip_proto::ICMP
+        || !ours.contains(&p.dst_addr())
+        || p.frag_offset() != 0
+        || p.more_frags()
+    {
+        return false;
+    }
+    let (src, dst, hl, total) = (
+        p.src_addr(),
+        p.dst_addr(),
+        p.header_len(),
+        usize::from(p.total_len()),
+    );
+    let Some(icmp) = ip.get(hl..total) else {
+        return false;
+    };
+    let Ok(m) = icmpv4::Packet::new_checked(icmp) else {
+        return false;
+    };
+    if m.msg_type() != icmpv4::kind::ECHO_REQUEST || m.msg_code() != 0 || !m.verify_checksum() {
+        return false;
+    }
+    let mut p = ipv4::Packet::new_unchecked(&mut ip[..]);
+    p.set_src_addr(dst);
+    p.set_dst_addr(src);
+    p.set_hop_limit(64);
+    p.fill_checksum();
+    let mut m = icmpv4::Packet::new_unchecked(&mut ip[hl..total]);
+    m.set_type_code(icmpv4::kind::ECHO_REPLY, 0);
+    m.fill_checksum();
+    true
+}
+
+/// A router's TTL / hop-limit decrement (RFC 1812 §5.3.1, RFC 8200 §3), with the IPv4 checksum
+/// updated incrementally (RFC 1624). Packets that would leave with TTL 0 are refused.
+pub fn decrement_ttl(ip: &mut [u8]) -> Result<(), DropReason> {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => {
+            let ttl = ip[8];
+            if ttl <= 1 {
+                return Err(DropReason::TtlExceeded);
+            }
+            let old = u16::from_be_bytes([ip[8], ip[9]]);
+            ip[8] = ttl - 1;
+            let new = u16::from_be_bytes([ip[8], ip[9]]);
+            let c = checksum::update(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            Ok(())
+        }
+        Some(6) if ip.len() >= 40 => {
+            if ip[7] <= 1 {
+                return Err(DropReason::TtlExceeded);
+            }
+            ip[7] -= 1;
+            Ok(())
+        }
+        _ => Err(DropReason::NotIp),
+    }
+}
+
+/// Lowers the MSS option of a TCP SYN in the IP packet `ip` to `max` (RFC 879, RFC 6691: what
+/// fits in the tunnel). Returns whether the packet changed.
+pub fn clamp_syn_mss(ip: &mut [u8], max: u16) -> bool {
+    let (proto, l4, end) = match ip.first().map(|b| b >> 4) {
+        Some(4) => match ipv4::Packet::new_checked(&ip[..]) {
+            Ok(p) if p.frag_offset() == 0 => {
+                (p.next_header(), p.header_len(), usize::from(p.total_len()))
+            }
+            _ => return false,
+        },
+        Some(6) => match ipv6::Packet::new_checked(&ip[..]) {
+            Ok(p) => match p.upper_layer() {
+                Ok((proto, off, false)) => {
+                    (proto, off, ipv6::HEADER_LEN + usize::from(p.payload_len()))
+                }
+                _ => return false,
+            },
+            Err(_) => return false,
+        },
+        _ => return false,
+    };
+    if proto != ip_proto::TCP {
+        return false;
+    }
+    let Some(seg) = ip.get_mut(l4..end) else {
+        return false;
+    };
+    match tcp::Packet::new_checked(seg) {
+        Ok(mut t) if t.syn() => t.clamp_mss(max),
+        _ => false,
+    }
+}
+
+/// The IPv4 addresses among `addrs`.
+pub fn v4_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Vec<Ipv4Addr> {
+    addrs
+        .into_iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v) => Some(v),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arp_request_for_us_becomes_the_reply() {
+        // Who has 10.0.0.1? Tell 10.0.0.2 (02:..:02), broadcast.
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 2, 0x08, 0x06]);
+        f.extend_from_slice(&[
+            0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2, 10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1,
+        ]);
+        let ours = [Ipv4Addr::new(10, 0, 0, 1)];
+        let mac = [2, 0, 0, 0, 0, 1];
+        let mut other = f.clone();
+        other[41] = 9; // for 10.0.0.9
+        assert!(!arp_reply(&mut other, &ours, mac));
+        assert!(arp_reply(&mut f, &ours, mac));
+        assert_eq!(&f[..12], &[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+        let r = arp::Repr::parse(&arp::Packet::new_checked(&f[14..]).unwrap()).unwrap();
+        assert_eq!(r.operation, arp::Operation::Reply);
+        assert_eq!((r.source_mac, r.source_ip), (mac, ours[0]));
+        assert_eq!(r.target_ip, Ipv4Addr::new(10, 0, 0, 2));
+    }
+
+    #[test]
+    fn ttl_decrement_keeps_the_checksum_right() {
+        let r = ipv4::Repr {
+            src_addr: Ipv4Addr::new(1, 2, 3, 4),
+            dst_addr: Ipv4Addr::new(5, 6, 7, 8),
+            next_header: 17,
+            payload_len: 0,
+            hop_limit: 2,
+            dscp: 0,
+            ecn: 0,
+            dont_frag: true,
+            ident: 7,
+        };
+        let mut b = [0u8; 20];
+        r.emit(&mut b).unwrap();
+        decrement_ttl(&mut b).unwrap();
+        assert_eq!(b[8], 1);
+        assert!(ipv4::Packet::new_checked(&b[..]).unwrap().verify_checksum());
+        assert_eq!(decrement_ttl(&mut b), Err(DropReason::TtlExceeded));
+    }
+}
