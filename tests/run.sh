@@ -114,7 +114,7 @@ skip() {
 # Dependencies.
 APT_PACKAGES=(
     build-essential pkg-config clang libclang-dev libipsec-mb-dev libpcap-dev
-    dpdk libdpdk-dev dpdk-dev dpdk-doc iproute2 tcpdump iperf3 python3-venv
+    dpdk libdpdk-dev dpdk-dev dpdk-doc iproute2 iputils-ping ethtool tcpdump iperf3 python3-venv
     strongswan-charon strongswan-swanctl libcharon-extra-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins
 )
@@ -226,6 +226,13 @@ py_gateway_pcap() {
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/gateway_pcap.py "${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
 }
+netns_site_to_site() {
+    # Two ferrogates on af_packet in network namespaces: ping, iperf3, wire decrypted.
+    need_fgpcap
+    [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
+    TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh \
+        "${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate" "$FGPCAP"
+}
 py_ah_options() {
     need_fgpcap
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
@@ -284,6 +291,7 @@ step "scapy attacks vs fgpcap" py_attacks
 step "scapy AH with mutable IP options vs fgpcap" py_ah_options
 step "build ferrogate (DPDK gateway)" build_ferrogate
 step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
+step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_site
 run_fuzz
 
 echo

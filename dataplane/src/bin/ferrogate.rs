@@ -36,12 +36,17 @@ struct Args {
     eal: Vec<String>,
     idle_exit: Option<Duration>,
     stats_json: Option<PathBuf>,
+    /// Print a line of counters this often (live counters).
+    stats_every: Option<Duration>,
+    /// Sleep this long when a poll round found nothing (0: busy-poll, for line rate).
+    idle_sleep: Duration,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]";
+    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US]";
     let mut it = std::env::args().skip(1);
     let (mut config, mut eal, mut idle_exit, mut stats_json) = (None, Vec::new(), None, None);
+    let (mut stats_every, mut idle_sleep) = (None, Duration::ZERO);
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{usage}"));
         match a.as_str() {
@@ -54,6 +59,18 @@ fn parse_args() -> Result<Args, String> {
                 idle_exit = Some(Duration::from_millis(ms));
             }
             "--stats-json" => stats_json = Some(PathBuf::from(value()?)),
+            "--stats-every-ms" => {
+                let ms: u64 = value()?
+                    .parse()
+                    .map_err(|_| format!("--stats-every-ms takes milliseconds\n{usage}"))?;
+                stats_every = Some(Duration::from_millis(ms.max(1)));
+            }
+            "--idle-sleep-us" => {
+                let us: u64 = value()?
+                    .parse()
+                    .map_err(|_| format!("--idle-sleep-us takes microseconds\n{usage}"))?;
+                idle_sleep = Duration::from_micros(us);
+            }
             "-h" | "--help" => return Err(usage.into()),
             _ => return Err(format!("unknown argument `{a}`\n{usage}")),
         }
@@ -63,6 +80,8 @@ fn parse_args() -> Result<Args, String> {
         eal,
         idle_exit,
         stats_json,
+        stats_every,
+        idle_sleep,
     })
 }
 
@@ -245,6 +264,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut txb: Vec<Burst> = ifaces.iter().map(|_| Burst::new()).collect();
     let started = Instant::now();
     let mut last_traffic = Instant::now();
+    let mut last_stats = Instant::now();
     loop {
         let mut moved = 0;
         for k in 0..ifaces.len() {
@@ -387,9 +407,57 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         }
         if moved > 0 {
             last_traffic = Instant::now();
-        } else if let Some(idle) = args.idle_exit {
-            if last_traffic.elapsed() >= idle {
-                break;
+        } else {
+            if let Some(idle) = args.idle_exit {
+                if last_traffic.elapsed() >= idle {
+                    break;
+                }
+            }
+            if !args.idle_sleep.is_zero() {
+                std::thread::sleep(args.idle_sleep);
+            }
+        }
+        if let Some(every) = args.stats_every {
+            if last_stats.elapsed() >= every {
+                last_stats = Instant::now();
+                let ports: Vec<String> = ifaces
+                    .iter()
+                    .map(|i| format!("{} rx {} tx {}", i.name, i.rx_frames, i.tx_frames))
+                    .collect();
+                let d: Vec<String> = drops
+                    .nonzero()
+                    .map(|(r, n)| format!("{}={n}", r.as_str()))
+                    .collect();
+                let sas: Vec<String> = out_sas
+                    .iter()
+                    .flatten()
+                    .map(|sa| {
+                        format!(
+                            "spi {:#x} out {} pkts {} bytes",
+                            sa.spi,
+                            sa.counters().packets(),
+                            sa.counters().bytes()
+                        )
+                    })
+                    .chain(sad.iter().map(|(spi, _, sa)| {
+                        format!(
+                            "spi {spi:#x} in {} pkts {} bytes",
+                            sa.counters().packets(),
+                            sa.counters().bytes()
+                        )
+                    }))
+                    .collect();
+                println!(
+                    "[{:>7.1}s] {} | {} | drops: {}",
+                    started.elapsed().as_secs_f64(),
+                    ports.join(", "),
+                    sas.join(", "),
+                    if d.is_empty() {
+                        "none".into()
+                    } else {
+                        d.join(" ")
+                    }
+                );
             }
         }
     }
