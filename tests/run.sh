@@ -230,8 +230,10 @@ netns_site_to_site() {
     # Two ferrogates on af_packet in network namespaces: ping, iperf3, wire decrypted.
     need_fgpcap
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
-    TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh \
-        "${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate" "$FGPCAP"
+    local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
+    TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
+    echo "== again with AES-256-CBC + HMAC-SHA-256-128"
+    CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
 py_ah_options() {
     need_fgpcap

@@ -10,6 +10,7 @@
 #
 #   site_to_site.sh FERROGATE FGPCAP              run the checks (tests/run.sh)
 #   site_to_site.sh FERROGATE FGPCAP --demo SECS  run traffic for SECS seconds, showing counters
+#   CIPHER=cbc site_to_site.sh ...                AES-256-CBC with HMAC-SHA-256-128 instead
 #
 # Cleans up its namespaces, processes (by PID) and EAL runtime directories on any exit.
 set -euo pipefail
@@ -59,6 +60,11 @@ MAC_HA=$(mac "$HA" hA0) MAC_HB=$(mac "$HB" hB0) MAC_GAO=$(mac "$GA" gAo) MAC_GBO
 
 K_AB=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fa0a1a2a3
 K_BA=202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3fb0b1b2b3
+SUITE="cipher: aes-gcm-256"
+if [ "${CIPHER:-gcm}" = cbc ]; then
+    K_AB=${K_AB:0:64} K_BA=${K_BA:0:64}
+    SUITE="cipher: aes-cbc-256, integrity: hmac-sha256, auth_key: \"0x$(printf '5a%.0s' {1..32})\""
+fi
 # gateway SIDE LOCAL_NET REMOTE_NET OUT_SA IN_SA OUT_KEY IN_KEY LOCAL_OUTER REMOTE_OUTER PEER_MAC HOST HOST_MAC MAIN WORKER
 gateway() {
     cat <<EOY
@@ -72,9 +78,9 @@ neighbours:
   - { ip: ${13}, mac: "${14}", interface: inside }
 cores: { main: ${15}, workers: [${16}] }
 sas:
-  - { name: out, spi: $5, direction: out, mode: tunnel, cipher: aes-gcm-256, enc_key: "0x$7",
+  - { name: out, spi: $5, direction: out, mode: tunnel, $SUITE, enc_key: "0x$7",
       local: ${10}, remote: ${11}, local_ts: [$3.0/24], remote_ts: [$4.0/24] }
-  - { name: in, spi: $6, direction: in, mode: tunnel, cipher: aes-gcm-256, enc_key: "0x$8",
+  - { name: in, spi: $6, direction: in, mode: tunnel, $SUITE, enc_key: "0x$8",
       local: ${10}, remote: ${11}, replay_window: 1024, local_ts: [$3.0/24], remote_ts: [$4.0/24] }
 policies:
   - { direction: out, src: $3.0/24, dst: $4.0/24, action: protect, sa: out }
@@ -132,7 +138,35 @@ ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
 PIDS+=($!)
 sleep 0.5
 check "iperf3 TCP A -> B for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json"
-python3 -c "import json,sys; d=json.load(open('$WORK/iperf.json')); print('iperf3 through the tunnel: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
+python3 -c "import json,sys; d=json.load(open('$WORK/iperf.json')); print('iperf3 A -> B through the tunnel: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
+ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
+PIDS+=($!)
+sleep 0.5
+check "iperf3 TCP B -> A for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -R -J --logfile "$WORK/iperf-r.json"
+python3 -c "import json,sys; d=json.load(open('$WORK/iperf-r.json')); print('iperf3 B -> A through the tunnel: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
+
+# 100 MB across the tunnel over TCP, checked byte for byte.
+head -c 100000000 /dev/urandom > "$WORK/blob"
+ip netns exec "$HB" timeout 60 python3 -c "
+import socket, sys
+s = socket.create_server(('192.168.20.5', 9000)); c, _ = s.accept()
+with open(sys.argv[1], 'wb') as f:
+    while (b := c.recv(1 << 16)):
+        f.write(b)
+" "$WORK/blob.recv" &
+RECV=$!
+PIDS+=($RECV)
+sleep 0.5
+send_blob() {
+    ip netns exec "$HA" timeout 60 python3 -c "
+import socket, sys
+c = socket.create_connection(('192.168.20.5', 9000))
+with open(sys.argv[1], 'rb') as f:
+    c.sendfile(f)
+c.close()
+" "$WORK/blob" && wait "$RECV" && cmp -s "$WORK/blob" "$WORK/blob.recv"
+}
+check "100 MB over TCP through the tunnel arrives byte-identical" send_blob
 sleep 1
 kill "$TCPDUMP_A" "$TCPDUMP_B" 2>/dev/null || true  # the captures are complete
 sleep 0.5
@@ -140,8 +174,8 @@ sleep 0.5
 # Decrypt the wire capture with the SAs as the receiving side sees them.
 cat > "$WORK/wire-sas.yaml" <<EOY
 sas:
-  - { spi: 0xa0b0, direction: in, mode: tunnel, cipher: aes-gcm-256, enc_key: "0x$K_AB", local: 203.0.113.2, remote: 203.0.113.1, replay_window: 0 }
-  - { spi: 0xb0a0, direction: in, mode: tunnel, cipher: aes-gcm-256, enc_key: "0x$K_BA", local: 203.0.113.1, remote: 203.0.113.2, replay_window: 0 }
+  - { spi: 0xa0b0, direction: in, mode: tunnel, $SUITE, enc_key: "0x$K_AB", local: 203.0.113.2, remote: 203.0.113.1, replay_window: 0 }
+  - { spi: 0xb0a0, direction: in, mode: tunnel, $SUITE, enc_key: "0x$K_BA", local: 203.0.113.1, remote: 203.0.113.2, replay_window: 0 }
 EOY
 for side in a b; do
     "$FGPCAP" decrypt --sa "$WORK/wire-sas.yaml" --in "$WORK/wire-$side.pcap" --out "$WORK/clear-$side.pcap" --json \
