@@ -401,11 +401,11 @@ impl Mapping {
         Ok(Mapping { ptr, len })
     }
 
-    /// Pointer to byte `off`. Callers keep `off + size_of access <= len`.
+    /// Pointer to byte `off` (only computed here; callers check `off + access size <= len`
+    /// before dereferencing it).
     fn at(&self, off: usize) -> *mut u8 {
         debug_assert!(off <= self.len);
-        // SAFETY: `off` is within the mapping (checked by callers; debug-asserted here).
-        unsafe { self.ptr.as_ptr().add(off) }
+        self.ptr.as_ptr().wrapping_add(off)
     }
 
     fn read_u32(&self, off: usize) -> u32 {
