@@ -1,5 +1,9 @@
-//! ferrogate's control plane. The IKEv2 daemon arrives with the control-plane issue; today this
-//! crate only fixes the dependency direction: it uses the data-plane core without DPDK.
+//! ferrogate's control plane: the IKEv2 daemon `ferrogate-ike` (protocol code free of I/O in
+//! [`ike`], configuration in [`config`]) and its link to the data plane.
 #![deny(unsafe_code)]
+
+pub mod config;
+pub mod export;
+pub mod ike;
 
 pub use dataplane;

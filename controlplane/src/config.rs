@@ -1,0 +1,545 @@
+//! `ferrogate-ike` configuration in YAML: tunnels written the way a strongSwan user thinks of
+//! them (swanctl.conf / ipsec.conf), with proposals in strongSwan notation.
+//!
+//! ```yaml
+//! tunnels:
+//!   - name: site-to-site
+//!     local: 203.0.113.1            # our outer address
+//!     remote: 203.0.113.2           # the peer's outer address
+//!     local_id: 203.0.113.1         # default: the local address (IP, FQDN, user@fqdn)
+//!     remote_id: 203.0.113.2        # default: the remote address
+//!     psk: "a long random secret"   # or psk_file: /etc/ferrogate/site.psk
+//!     ike_proposals: [aes256-sha256-modp1024]
+//!     ike_lifetime: 1h              # rekey the IKE SA after this (ikelifetime=)
+//!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold
+//!     start: start                  # start (auto=start) | trap (on demand) | none (wait)
+//!     keyingtries: 0                # 0 = forever
+//!     children:
+//!       - name: net
+//!         local_ts: [192.168.10.0/24]
+//!         remote_ts: [192.168.20.0/24]
+//!         esp_proposals: [aes256-sha256]    # add a DH group for PFS: aes256-sha256-modp2048
+//!         lifetime: 8h              # rekey the CHILD_SA after this (lifetime=)
+//!         mode: tunnel              # tunnel | transport
+//! ```
+//!
+//! Unknown keys are errors; every error names the file, line and column.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dataplane::net::IpPrefix;
+use zeroize::Zeroizing;
+
+use crate::ike::proposal::AlgSet;
+
+/// A configuration error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Malformed YAML or schema mismatch.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Line (1-based, 0 if unknown).
+        line: usize,
+        /// Column.
+        column: usize,
+        /// What was expected.
+        message: String,
+    },
+    /// A value that parses but is not acceptable.
+    #[error("{path}: tunnel `{tunnel}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The tunnel.
+        tunnel: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What to do when DPD declares the peer dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DpdAction {
+    /// Re-initiate the tunnel.
+    Restart,
+    /// Remove the tunnel.
+    Clear,
+    /// Remove it and wait for traffic to bring it up again.
+    Hold,
+}
+
+/// When a tunnel comes up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartAction {
+    /// Initiate at start-up (and keep trying).
+    Start,
+    /// Initiate when traffic needs it (acquire from the data plane).
+    Trap,
+    /// Only respond.
+    None,
+}
+
+/// Dead peer detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dpd {
+    /// Idle time before a liveness check.
+    pub delay: Duration,
+    /// Give up after this long without an answer.
+    pub timeout: Duration,
+    /// What then.
+    pub action: DpdAction,
+}
+
+/// One CHILD_SA's configuration.
+#[derive(Debug, Clone)]
+pub struct ChildConfig {
+    /// Name.
+    pub name: String,
+    /// Our protected subnets.
+    pub local_ts: Vec<IpPrefix>,
+    /// The peer's protected subnets.
+    pub remote_ts: Vec<IpPrefix>,
+    /// ESP proposals.
+    pub esp_proposals: Vec<AlgSet>,
+    /// Rekey after this long.
+    pub lifetime: Duration,
+    /// Tunnel or transport.
+    pub mode: dataplane::sa::Mode,
+}
+
+/// One tunnel (an IKE SA's configuration).
+#[derive(Clone)]
+pub struct TunnelConfig {
+    /// Name.
+    pub name: String,
+    /// Our address.
+    pub local: IpAddr,
+    /// The peer's address.
+    pub remote: IpAddr,
+    /// Our identity.
+    pub local_id: Identity,
+    /// The identity we expect from the peer.
+    pub remote_id: Identity,
+    /// Pre-shared key.
+    pub psk: Zeroizing<Vec<u8>>,
+    /// IKE proposals.
+    pub ike_proposals: Vec<AlgSet>,
+    /// IKE SA rekey time.
+    pub ike_lifetime: Duration,
+    /// DPD.
+    pub dpd: Dpd,
+    /// Start action.
+    pub start: StartAction,
+    /// Initiation attempts (0 = forever).
+    pub keyingtries: u32,
+    /// CHILD_SAs.
+    pub children: Vec<ChildConfig>,
+}
+
+impl std::fmt::Debug for TunnelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelConfig")
+            .field("name", &self.name)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("local_id", &self.local_id)
+            .field("remote_id", &self.remote_id)
+            .field("children", &self.children)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An IKE identity (RFC 7296 §3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// ID_IPV4_ADDR / ID_IPV6_ADDR.
+    Addr(IpAddr),
+    /// ID_FQDN.
+    Fqdn(String),
+    /// ID_RFC822_ADDR.
+    Email(String),
+}
+
+impl Identity {
+    /// Parses `1.2.3.4`, `fqdn` (`@fqdn` too, like strongSwan) or `user@fqdn`.
+    pub fn parse(s: &str) -> Identity {
+        if let Ok(a) = s.parse() {
+            return Identity::Addr(a);
+        }
+        if let Some(f) = s.strip_prefix('@') {
+            return Identity::Fqdn(f.to_string());
+        }
+        if s.contains('@') {
+            return Identity::Email(s.to_string());
+        }
+        Identity::Fqdn(s.to_string())
+    }
+    /// ID type and data.
+    pub fn encode(&self) -> (u8, Vec<u8>) {
+        match self {
+            Identity::Addr(IpAddr::V4(a)) => (1, a.octets().to_vec()),
+            Identity::Addr(IpAddr::V6(a)) => (5, a.octets().to_vec()),
+            Identity::Fqdn(s) => (2, s.as_bytes().to_vec()),
+            Identity::Email(s) => (3, s.as_bytes().to_vec()),
+        }
+    }
+    /// Does a received ID payload name this identity?
+    pub fn matches(&self, id_type: u8, data: &[u8]) -> bool {
+        let (t, d) = self.encode();
+        t == id_type && d == data
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Addr(a) => write!(f, "{a}"),
+            Identity::Fqdn(s) | Identity::Email(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tunnels.
+    pub tunnels: Vec<TunnelConfig>,
+    /// Warnings to log (weak groups and the like).
+    pub warnings: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    tunnels: Vec<RawTunnel>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDpd {
+    #[serde(default = "d30s")]
+    delay: String,
+    #[serde(default = "d120s")]
+    timeout: String,
+    #[serde(default = "restart")]
+    action: DpdAction,
+}
+
+fn d30s() -> String {
+    "30s".into()
+}
+fn d120s() -> String {
+    "120s".into()
+}
+fn restart() -> DpdAction {
+    DpdAction::Restart
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    name: String,
+    local: IpAddr,
+    remote: IpAddr,
+    #[serde(default)]
+    local_id: Option<String>,
+    #[serde(default)]
+    remote_id: Option<String>,
+    #[serde(default)]
+    psk: Option<String>,
+    #[serde(default)]
+    psk_file: Option<PathBuf>,
+    #[serde(default)]
+    ike_proposals: Vec<String>,
+    #[serde(default)]
+    ike_lifetime: Option<String>,
+    #[serde(default)]
+    dpd: Option<RawDpd>,
+    #[serde(default = "start_none")]
+    start: StartAction,
+    #[serde(default)]
+    keyingtries: u32,
+    children: Vec<RawChild>,
+}
+
+fn start_none() -> StartAction {
+    StartAction::None
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChild {
+    name: String,
+    local_ts: Vec<IpPrefix>,
+    remote_ts: Vec<IpPrefix>,
+    #[serde(default)]
+    esp_proposals: Vec<String>,
+    #[serde(default)]
+    lifetime: Option<String>,
+    #[serde(default = "tunnel")]
+    mode: dataplane::sa::Mode,
+}
+
+fn tunnel() -> dataplane::sa::Mode {
+    dataplane::sa::Mode::Tunnel
+}
+
+/// Parses `30s`, `500ms`, `1h`, `8h`, `10m`, `2d` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return None,
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs))
+}
+
+impl Config {
+    /// Loads a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.into(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses YAML text; `path` names it in errors and anchors relative `psk_file`s.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawFile = serde_yaml::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            ConfigError::Syntax {
+                path: path.into(),
+                line,
+                column,
+                message: e.to_string(),
+            }
+        })?;
+        let mut warnings = Vec::new();
+        let mut tunnels = Vec::new();
+        for t in raw.tunnels {
+            let inv = |m: String| ConfigError::Invalid {
+                path: path.into(),
+                tunnel: t.name.clone(),
+                message: m,
+            };
+            let psk = match (&t.psk, &t.psk_file) {
+                (Some(p), None) => Zeroizing::new(p.as_bytes().to_vec()),
+                (None, Some(f)) => {
+                    let f = path.parent().unwrap_or(Path::new(".")).join(f);
+                    let s = std::fs::read_to_string(&f)
+                        .map_err(|e| inv(format!("psk_file {}: {e}", f.display())))?;
+                    Zeroizing::new(s.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+                }
+                _ => return Err(inv("give exactly one of psk or psk_file".into())),
+            };
+            if psk.len() < 8 {
+                warnings.push(format!(
+                    "tunnel `{}`: the PSK is shorter than 8 bytes",
+                    t.name
+                ));
+            }
+            let ike_src = if t.ike_proposals.is_empty() {
+                vec![
+                    "aes256gcm16-prfsha256-curve25519".to_string(),
+                    "aes256-sha256-modp2048".to_string(),
+                ]
+            } else {
+                t.ike_proposals.clone()
+            };
+            let mut ike_proposals = Vec::new();
+            for p in &ike_src {
+                let a = AlgSet::parse(p, true).map_err(|e| inv(e.to_string()))?;
+                if a.dh.iter().any(|g| g.is_weak()) {
+                    warnings.push(format!(
+                        "tunnel `{}`: IKE proposal `{p}` uses modp1024, a weak group (RFC 8247 says SHOULD NOT); \
+                         accepted for compatibility",
+                        t.name
+                    ));
+                }
+                ike_proposals.push(a);
+            }
+            let dur =
+                |s: &Option<String>, default: u64, what: &str| -> Result<Duration, ConfigError> {
+                    match s {
+                        None => Ok(Duration::from_secs(default)),
+                        Some(s) => parse_duration(s).ok_or_else(|| {
+                            inv(format!("{what}: `{s}` is not a duration (e.g. 30s, 1h)"))
+                        }),
+                    }
+                };
+            let ike_lifetime = dur(&t.ike_lifetime, 3600, "ike_lifetime")?;
+            let dpd = match &t.dpd {
+                None => Dpd {
+                    delay: Duration::ZERO,
+                    timeout: Duration::from_secs(120),
+                    action: DpdAction::Clear,
+                },
+                Some(d) => Dpd {
+                    delay: dur(&Some(d.delay.clone()), 30, "dpd.delay")?,
+                    timeout: dur(&Some(d.timeout.clone()), 120, "dpd.timeout")?,
+                    action: d.action,
+                },
+            };
+            let mut children = Vec::new();
+            for c in &t.children {
+                let src = if c.esp_proposals.is_empty() {
+                    vec!["aes256gcm16".to_string(), "aes256-sha256".to_string()]
+                } else {
+                    c.esp_proposals.clone()
+                };
+                let mut esp = Vec::new();
+                for p in &src {
+                    esp.push(
+                        AlgSet::parse(p, false)
+                            .map_err(|e| inv(format!("child `{}`: {e}", c.name)))?,
+                    );
+                }
+                if c.local_ts.is_empty() || c.remote_ts.is_empty() {
+                    return Err(inv(format!(
+                        "child `{}`: local_ts and remote_ts must not be empty",
+                        c.name
+                    )));
+                }
+                children.push(ChildConfig {
+                    name: c.name.clone(),
+                    local_ts: c.local_ts.clone(),
+                    remote_ts: c.remote_ts.clone(),
+                    esp_proposals: esp,
+                    lifetime: dur(&c.lifetime, 8 * 3600, "lifetime")?,
+                    mode: c.mode,
+                });
+            }
+            if children.is_empty() {
+                return Err(inv("a tunnel needs at least one child".into()));
+            }
+            if t.local.is_ipv4() != t.remote.is_ipv4() {
+                return Err(inv("local and remote must be the same IP version".into()));
+            }
+            tunnels.push(TunnelConfig {
+                name: t.name.clone(),
+                local: t.local,
+                remote: t.remote,
+                local_id: t
+                    .local_id
+                    .as_deref()
+                    .map_or(Identity::Addr(t.local), Identity::parse),
+                remote_id: t
+                    .remote_id
+                    .as_deref()
+                    .map_or(Identity::Addr(t.remote), Identity::parse),
+                psk,
+                ike_proposals,
+                ike_lifetime,
+                dpd,
+                start: t.start,
+                keyingtries: t.keyingtries,
+                children,
+            });
+        }
+        Ok(Config { tunnels, warnings })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERENCE: &str = "
+tunnels:
+  - name: site-to-site
+    local: 203.0.113.1
+    remote: 203.0.113.2
+    psk: \"a long random secret\"
+    ike_proposals: [aes256-sha256-modp1024]
+    ike_lifetime: 1h
+    dpd: { delay: 30s, timeout: 120s, action: restart }
+    start: start
+    keyingtries: 0
+    children:
+      - name: net
+        local_ts: [192.168.10.0/24]
+        remote_ts: [192.168.20.0/24]
+        esp_proposals: [aes256-sha256]
+        lifetime: 8h
+";
+
+    #[test]
+    fn reference_scenario_parses_with_a_modp1024_warning() {
+        let c = Config::parse(REFERENCE, Path::new("t.yaml")).unwrap();
+        let t = &c.tunnels[0];
+        assert_eq!(t.ike_lifetime, Duration::from_secs(3600));
+        assert_eq!(t.children[0].lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(t.dpd.delay, Duration::from_secs(30));
+        assert_eq!(t.dpd.action, DpdAction::Restart);
+        assert_eq!(t.start, StartAction::Start);
+        assert_eq!(t.local_id, Identity::Addr("203.0.113.1".parse().unwrap()));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("modp1024"));
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let bad = REFERENCE.replace("keyingtries: 0", "keyingtries: 0\n    colour: blue");
+        let e = Config::parse(&bad, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.yaml:"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+        let bad = REFERENCE.replace("aes256-sha256-modp1024", "aes256-md5-modp1024");
+        let e = Config::parse(&bad, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown algorithm `md5`"), "{e}");
+        let bad = REFERENCE.replace("lifetime: 8h", "lifetime: 8 weeks");
+        assert!(Config::parse(&bad, Path::new("t.yaml")).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+
+    #[test]
+    fn identities() {
+        assert_eq!(
+            Identity::parse("@gw.example"),
+            Identity::Fqdn("gw.example".into())
+        );
+        assert_eq!(
+            Identity::parse("vpn@example.com"),
+            Identity::Email("vpn@example.com".into())
+        );
+        assert_eq!(Identity::parse("::1").encode().0, 5);
+    }
+}

@@ -1,0 +1,221 @@
+//! All IKE SAs of one daemon: dispatch of datagrams by SPI, responders created for new
+//! IKE_SA_INIT requests, start actions, restarts and timers. Still free of I/O.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::sa::{Action, IkeSa, State};
+use super::wire::{exchange, Header};
+use crate::config::{Config, StartAction, TunnelConfig};
+
+/// Delay before a failed or dead tunnel is initiated again.
+const RESTART_DELAY: Duration = Duration::from_secs(2);
+
+/// The daemon's protocol state.
+#[derive(Debug)]
+pub struct Daemon {
+    tunnels: Vec<Arc<TunnelConfig>>,
+    sas: HashMap<u64, IkeSa>,
+    /// Half-open responder SAs by (initiator SPI, peer address): catches IKE_SA_INIT retransmits.
+    half_open: HashMap<(u64, SocketAddr), u64>,
+    /// Tunnels waiting to be (re)initiated at a time, with attempts so far.
+    restarts: Vec<(usize, Instant, u32)>,
+    attempts: HashMap<usize, u32>,
+}
+
+impl Daemon {
+    /// A daemon for `config`; [`Daemon::start`] initiates the `start: start` tunnels.
+    pub fn new(config: &Config) -> Daemon {
+        Daemon {
+            tunnels: config.tunnels.iter().cloned().map(Arc::new).collect(),
+            sas: HashMap::new(),
+            half_open: HashMap::new(),
+            restarts: Vec::new(),
+            attempts: HashMap::new(),
+        }
+    }
+
+    /// Initiates every tunnel configured with `start: start`.
+    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        for i in 0..self.tunnels.len() {
+            if self.tunnels[i].start == StartAction::Start {
+                self.initiate(i, now, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Initiates tunnel `name` now (`fgctl initiate`).
+    pub fn initiate_by_name(&mut self, name: &str, now: Instant) -> Option<Vec<Action>> {
+        let i = self.tunnels.iter().position(|t| t.name == name)?;
+        let mut out = Vec::new();
+        self.initiate(i, now, &mut out);
+        Some(out)
+    }
+
+    fn initiate(&mut self, i: usize, now: Instant, out: &mut Vec<Action>) {
+        let (sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now);
+        *self.attempts.entry(i).or_default() += 1;
+        self.sas.insert(sa.our_spi(), sa);
+        self.collect(actions, now, out);
+    }
+
+    /// The IKE SAs (for status output).
+    pub fn sas(&self) -> impl Iterator<Item = &IkeSa> {
+        self.sas.values()
+    }
+
+    /// Handles one IKE datagram (without non-ESP marker).
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Ok(h) = Header::parse(data) else {
+            return out;
+        };
+        // The sender's role tells us which SPI is ours.
+        let ours = if h.is_initiator() { h.spi_r } else { h.spi_i };
+        if h.is_initiator()
+            && !h.is_response()
+            && h.exchange == exchange::IKE_SA_INIT
+            && h.spi_r == 0
+        {
+            if let Some(spi) = self.half_open.get(&(h.spi_i, remote)).copied() {
+                if let Some(sa) = self.sas.get_mut(&spi) {
+                    let mut acts = Vec::new();
+                    sa.handle(now, local, remote, data, &mut acts);
+                    // A retransmitted IKE_SA_INIT: resend the cached response.
+                    if acts.is_empty() {
+                        if let Some(a) = resend_init(sa) {
+                            out.push(a);
+                        }
+                    }
+                    self.collect(acts, now, &mut out);
+                }
+                return out;
+            }
+            let Some(cfg) = self
+                .tunnels
+                .iter()
+                .find(|t| t.remote == remote.ip() && t.local == local.ip())
+                .cloned()
+            else {
+                tracing::info!(peer = %remote, "IKE_SA_INIT from a peer we have no tunnel for: ignored");
+                return out;
+            };
+            let mut acts = Vec::new();
+            if let Some(sa) = IkeSa::respond_init(cfg, now, local, remote, data, &mut acts) {
+                self.half_open.insert((h.spi_i, remote), sa.our_spi());
+                self.sas.insert(sa.our_spi(), sa);
+            }
+            self.collect(acts, now, &mut out);
+            return out;
+        }
+        let Some(sa) = self.sas.get_mut(&ours) else {
+            tracing::debug!(spi = %format_args!("{ours:016x}"), "IKE message for an unknown SA");
+            return out;
+        };
+        let mut acts = Vec::new();
+        sa.handle(now, local, remote, data, &mut acts);
+        self.collect(acts, now, &mut out);
+        out
+    }
+
+    /// Timers. Call at least every few hundred milliseconds.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut acts = Vec::new();
+        for sa in self.sas.values_mut() {
+            sa.tick(now, &mut acts);
+        }
+        self.collect(acts, now, &mut out);
+        let due: Vec<usize> = self
+            .restarts
+            .iter()
+            .filter(|r| r.1 <= now)
+            .map(|r| r.0)
+            .collect();
+        self.restarts.retain(|r| r.1 > now);
+        for i in due {
+            self.initiate(i, now, &mut out);
+        }
+        out
+    }
+
+    /// Deletes every IKE SA (shutdown).
+    pub fn shutdown(&mut self, now: Instant) -> Vec<Action> {
+        let mut acts = Vec::new();
+        for sa in self.sas.values_mut() {
+            sa.delete(now, &mut acts);
+        }
+        let mut out = Vec::new();
+        self.restarts.clear();
+        self.collect(acts, now, &mut out);
+        out
+    }
+
+    /// Post-processes actions: adopts spawned SAs, forgets dead ones, schedules restarts, and
+    /// retires older IKE SAs of a tunnel once a new one is up.
+    fn collect(&mut self, actions: Vec<Action>, now: Instant, out: &mut Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Spawn(sa) => {
+                    let sa = *sa;
+                    self.sas.insert(sa.our_spi(), sa);
+                }
+                Action::Closed {
+                    ref tunnel,
+                    restart,
+                    ..
+                } => {
+                    if restart {
+                        if let Some(i) = self.tunnels.iter().position(|t| &t.name == tunnel) {
+                            let tries = self.tunnels[i].keyingtries;
+                            let n = self.attempts.get(&i).copied().unwrap_or(0);
+                            let still_up = self
+                                .sas
+                                .values()
+                                .any(|s| s.cfg.name == *tunnel && s.state != State::Dead);
+                            if (tries == 0 || n < tries)
+                                && !still_up
+                                && !self.restarts.iter().any(|r| r.0 == i)
+                            {
+                                self.restarts.push((i, now + RESTART_DELAY, n));
+                            }
+                        }
+                    }
+                    out.push(a);
+                }
+                Action::Established { ref tunnel, .. } => {
+                    if let Some(i) = self.tunnels.iter().position(|t| &t.name == tunnel) {
+                        self.attempts.insert(i, 0);
+                        self.restarts.retain(|r| r.0 != i);
+                    }
+                    out.push(a);
+                }
+                other => out.push(other),
+            }
+        }
+        self.sas.retain(|_, s| s.state != State::Dead);
+        let live: std::collections::HashSet<u64> = self.sas.keys().copied().collect();
+        self.half_open.retain(|_, spi| live.contains(spi));
+    }
+}
+
+fn resend_init(sa: &IkeSa) -> Option<Action> {
+    if sa.state != State::InitDone {
+        return None;
+    }
+    sa.cached_response().map(|d| Action::Send {
+        local: sa.local,
+        remote: sa.remote,
+        data: d,
+    })
+}

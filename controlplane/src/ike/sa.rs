@@ -1,0 +1,2118 @@
+//! One IKE SA's protocol state machine, free of I/O: datagrams and clock ticks in, [`Action`]s
+//! out (RFC 7296 §1.2-1.4, §2.1-2.25).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::crypto::{self, DhPrivate, IkeKeys, Secret, SkCodec};
+use super::proposal::{self, AlgSet, Chosen, Encr, Group, Integ};
+use super::wire::{
+    self, exchange, flags, notify, proto, ptype, Header, Message, Notify, Payload, TrafficSelector,
+};
+use crate::config::{ChildConfig, DpdAction, TunnelConfig};
+
+/// IKE's NAT-T port.
+pub const NATT_PORT: u16 = 4500;
+/// IKE's normal port.
+pub const IKE_PORT: u16 = 500;
+
+/// First retransmission timeout and back-off base (strongSwan's defaults are 4 s and 1.8).
+const RETX_FIRST: Duration = Duration::from_secs(2);
+const RETX_BASE: f64 = 1.8;
+const RETX_TRIES: u32 = 5;
+
+/// Keys and parameters of one CHILD_SA, both directions, ready for the data plane.
+#[derive(Clone)]
+pub struct ChildSaInstall {
+    /// Tunnel name.
+    pub tunnel: String,
+    /// Child name.
+    pub child: String,
+    /// Inbound SPI (ours).
+    pub spi_in: u32,
+    /// Outbound SPI (the peer's).
+    pub spi_out: u32,
+    /// Cipher.
+    pub encr: Encr,
+    /// Integrity, None for AEADs.
+    pub integ: Option<Integ>,
+    /// Extended sequence numbers.
+    pub esn: bool,
+    /// Inbound encryption key (with salt for AEADs).
+    pub enc_in: Secret,
+    /// Inbound integrity key.
+    pub auth_in: Secret,
+    /// Outbound encryption key.
+    pub enc_out: Secret,
+    /// Outbound integrity key.
+    pub auth_out: Secret,
+    /// Our protected traffic.
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's protected traffic.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Our outer address and IKE port.
+    pub local: SocketAddr,
+    /// The peer's outer address and IKE port.
+    pub remote: SocketAddr,
+    /// ESP in UDP (a NAT was detected): ports are those of `local`/`remote`.
+    pub udp_encap: bool,
+    /// Tunnel or transport.
+    pub mode: dataplane::sa::Mode,
+    /// The SA this one replaces (its inbound SPI), for make-before-break installs.
+    pub replaces: Option<u32>,
+    /// Use the outbound SA at once. False for the responder of a rekey: it keeps sending on
+    /// the old SA until the initiator deletes it ([`Action::Activate`]), so that no packet
+    /// reaches the initiator before its new inbound SA is in.
+    pub outbound_now: bool,
+}
+
+impl std::fmt::Debug for ChildSaInstall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSaInstall")
+            .field("tunnel", &self.tunnel)
+            .field("child", &self.child)
+            .field("spi_in", &format_args!("{:08x}", self.spi_in))
+            .field("spi_out", &format_args!("{:08x}", self.spi_out))
+            .field("encr", &self.encr)
+            .field("integ", &self.integ)
+            .field("udp_encap", &self.udp_encap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the state machine asks its environment to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Send an IKE datagram (the I/O layer adds the non-ESP marker on port 4500).
+    Send {
+        /// Our address and port.
+        local: SocketAddr,
+        /// The peer's.
+        remote: SocketAddr,
+        /// The IKE message.
+        data: Vec<u8>,
+    },
+    /// Install (or replace) a CHILD_SA.
+    Install(Box<ChildSaInstall>),
+    /// Start using the outbound half of an installed CHILD_SA (the old one is going away).
+    Activate {
+        /// Tunnel.
+        tunnel: String,
+        /// Inbound SPI of the SA to use.
+        spi_in: u32,
+        /// Its outbound SPI.
+        spi_out: u32,
+    },
+    /// Remove a CHILD_SA.
+    Remove {
+        /// Tunnel.
+        tunnel: String,
+        /// Child.
+        child: String,
+        /// Inbound SPI.
+        spi_in: u32,
+        /// Outbound SPI.
+        spi_out: u32,
+    },
+    /// The IKE SA is established.
+    Established {
+        /// Tunnel.
+        tunnel: String,
+        /// Chosen IKE algorithms.
+        algorithms: String,
+        /// Whether a NAT was detected.
+        nat: bool,
+    },
+    /// A new IKE SA that replaces this one (IKE SA rekey); the daemon adopts it.
+    Spawn(Box<IkeSa>),
+    /// The IKE SA is gone; `restart` asks the daemon to initiate the tunnel again.
+    Closed {
+        /// Tunnel.
+        tunnel: String,
+        /// Why.
+        reason: String,
+        /// Re-initiate.
+        restart: bool,
+    },
+}
+
+/// Where an IKE SA stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
+    InitDone,
+    /// Initiator: IKE_AUTH sent.
+    AuthSent,
+    /// Up.
+    Established,
+    /// Gone (the daemon drops it).
+    Dead,
+}
+
+#[derive(Debug)]
+enum Req {
+    Init,
+    Auth {
+        child: usize,
+        spi_in: u32,
+    },
+    Dpd,
+    DeleteChild {
+        spi_in: u32,
+    },
+    DeleteIke,
+    RekeyChild {
+        old: u32,
+        spi_in: u32,
+        ni: Vec<u8>,
+        dh: Option<DhPrivate>,
+        public: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    id: u32,
+    data: Vec<u8>,
+    tries: u32,
+    next: Instant,
+    first: Instant,
+    req: Req,
+}
+
+/// One installed CHILD_SA.
+#[derive(Debug, Clone)]
+pub struct Child {
+    /// Index into the tunnel's children.
+    pub cfg: usize,
+    /// Inbound SPI.
+    pub spi_in: u32,
+    /// Outbound SPI.
+    pub spi_out: u32,
+    /// Algorithms.
+    pub chosen: Chosen,
+    /// Our selectors.
+    pub local_ts: Vec<TrafficSelector>,
+    /// Peer selectors.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// When it was installed.
+    pub installed: Instant,
+    /// When we rekey it.
+    pub rekey_at: Instant,
+    /// Rekeyed: waiting for deletion.
+    pub rekeyed: bool,
+    /// The SA this one replaced.
+    pub replaces: Option<u32>,
+}
+
+/// One IKE SA.
+pub struct IkeSa {
+    /// The tunnel.
+    pub cfg: Arc<TunnelConfig>,
+    /// We are the original initiator.
+    pub initiator: bool,
+    /// State.
+    pub state: State,
+    /// Initiator SPI.
+    pub spi_i: u64,
+    /// Responder SPI.
+    pub spi_r: u64,
+    /// Our address and port.
+    pub local: SocketAddr,
+    /// The peer's.
+    pub remote: SocketAddr,
+    /// A NAT was detected (either side).
+    pub nat: bool,
+    chosen: Option<Chosen>,
+    keys: Option<IkeKeys>,
+    dh: Option<DhPrivate>,
+    group: Option<Group>,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    init_req: Vec<u8>,
+    init_resp: Vec<u8>,
+    cookie: Option<Vec<u8>>,
+    next_req_id: u32,
+    peer_next_id: u32,
+    last_resp: Option<(u32, Vec<u8>)>,
+    pending: Option<Pending>,
+    queue: std::collections::VecDeque<Req>,
+    /// CHILD_SAs.
+    pub children: Vec<Child>,
+    last_heard: Instant,
+    /// When the IKE SA was established.
+    pub established_at: Option<Instant>,
+    /// Messages sent and received (for `fgctl`).
+    pub stats: (u64, u64),
+}
+
+impl std::fmt::Debug for IkeSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IkeSa")
+            .field("tunnel", &self.cfg.name)
+            .field("initiator", &self.initiator)
+            .field("state", &self.state)
+            .field("spi_i", &format_args!("{:016x}", self.spi_i))
+            .field("spi_r", &format_args!("{:016x}", self.spi_r))
+            .finish_non_exhaustive()
+    }
+}
+
+fn rand_u64() -> u64 {
+    let b = crypto::random_bytes(8);
+    u64::from_be_bytes(b.try_into().unwrap_or([1; 8])).max(1)
+}
+
+/// A fresh inbound SPI (never 0 or the reserved 1-255 range, RFC 4303 §2.1).
+pub fn rand_spi() -> u32 {
+    loop {
+        let b = crypto::random_bytes(4);
+        let s = u32::from_be_bytes(b.try_into().unwrap_or([0; 4]));
+        if s > 255 {
+            return s;
+        }
+    }
+}
+
+fn ts_from_prefix(p: &dataplane::net::IpPrefix) -> TrafficSelector {
+    let (start, end) = prefix_range(p);
+    TrafficSelector {
+        ip_proto: 0,
+        start_port: 0,
+        end_port: 65535,
+        start,
+        end,
+    }
+}
+
+fn prefix_range(p: &dataplane::net::IpPrefix) -> (IpAddr, IpAddr) {
+    match p.addr() {
+        IpAddr::V4(a) => {
+            let base = u32::from(a);
+            let host = if p.len() == 0 {
+                u32::MAX
+            } else {
+                (1u32 << (32 - p.len())).wrapping_sub(1)
+            };
+            (IpAddr::V4(a), IpAddr::V4((base | host).into()))
+        }
+        IpAddr::V6(a) => {
+            let base = u128::from(a);
+            let host = if p.len() == 0 {
+                u128::MAX
+            } else {
+                (1u128 << (128 - p.len())).wrapping_sub(1)
+            };
+            (IpAddr::V6(a), IpAddr::V6((base | host).into()))
+        }
+    }
+}
+
+fn addr_key(a: IpAddr) -> (u8, u128) {
+    match a {
+        IpAddr::V4(a) => (4, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (6, u128::from(a)),
+    }
+}
+
+/// Intersection of two selectors (RFC 7296 §2.9 narrowing), if any.
+pub fn ts_intersect(a: &TrafficSelector, b: &TrafficSelector) -> Option<TrafficSelector> {
+    if a.start.is_ipv4() != b.start.is_ipv4() {
+        return None;
+    }
+    let proto = match (a.ip_proto, b.ip_proto) {
+        (0, p) | (p, 0) => p,
+        (x, y) if x == y => x,
+        _ => return None,
+    };
+    let start = if addr_key(a.start) >= addr_key(b.start) {
+        a.start
+    } else {
+        b.start
+    };
+    let end = if addr_key(a.end) <= addr_key(b.end) {
+        a.end
+    } else {
+        b.end
+    };
+    if addr_key(start) > addr_key(end) {
+        return None;
+    }
+    let sp = a.start_port.max(b.start_port);
+    let ep = a.end_port.min(b.end_port);
+    if sp > ep {
+        return None;
+    }
+    Some(TrafficSelector {
+        ip_proto: proto,
+        start_port: sp,
+        end_port: ep,
+        start,
+        end,
+    })
+}
+
+/// Narrows the peer's proposed selectors to our configured ones; empty if nothing overlaps.
+fn narrow(proposed: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<TrafficSelector> {
+    let mut out = Vec::new();
+    for p in proposed {
+        for o in ours {
+            if let Some(x) = ts_intersect(p, o) {
+                if !out.contains(&x) {
+                    out.push(x);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Retransmission delay before try `n` (0-based).
+fn retx_delay(n: u32) -> Duration {
+    RETX_FIRST.mul_f64(RETX_BASE.powi(n as i32))
+}
+
+/// Rekey time with up to 10% jitter subtracted, so both ends rarely rekey at once.
+fn jittered(lifetime: Duration) -> Duration {
+    let r = crypto::random_bytes(1)[0] as f64 / 255.0;
+    lifetime.mul_f64(1.0 - 0.1 * r)
+}
+
+impl IkeSa {
+    fn new(
+        cfg: Arc<TunnelConfig>,
+        initiator: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> IkeSa {
+        IkeSa {
+            cfg,
+            initiator,
+            state: State::InitSent,
+            spi_i: 0,
+            spi_r: 0,
+            local,
+            remote,
+            nat: false,
+            chosen: None,
+            keys: None,
+            dh: None,
+            group: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            init_req: Vec::new(),
+            init_resp: Vec::new(),
+            cookie: None,
+            next_req_id: 0,
+            peer_next_id: 0,
+            last_resp: None,
+            pending: None,
+            queue: Default::default(),
+            children: Vec::new(),
+            last_heard: now,
+            established_at: None,
+            stats: (0, 0),
+        }
+    }
+
+    /// The last response we sent (for retransmitted requests).
+    pub fn cached_response(&self) -> Option<Vec<u8>> {
+        self.last_resp.as_ref().map(|(_, d)| d.clone())
+    }
+
+    /// Our SPI: the one the daemon indexes this SA by.
+    pub fn our_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+
+    /// The negotiated IKE algorithms, strongSwan style.
+    pub fn algorithms(&self) -> String {
+        self.chosen.map(|c| c.as_set().name()).unwrap_or_default()
+    }
+
+    /// Starts a tunnel as initiator: builds and sends IKE_SA_INIT.
+    pub fn initiate(cfg: Arc<TunnelConfig>, now: Instant) -> (IkeSa, Vec<Action>) {
+        let local = SocketAddr::new(cfg.local, IKE_PORT);
+        let remote = SocketAddr::new(cfg.remote, IKE_PORT);
+        let mut sa = IkeSa::new(cfg, true, local, remote, now);
+        sa.spi_i = rand_u64();
+        sa.group = sa
+            .cfg
+            .ike_proposals
+            .first()
+            .and_then(|p| p.dh.first().copied());
+        let mut out = Vec::new();
+        sa.send_init(now, &mut out);
+        (sa, out)
+    }
+
+    fn send_init(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let group = self.group.unwrap_or(Group::Modp2048);
+        let (dh, public) = DhPrivate::generate(group);
+        self.dh = Some(dh);
+        self.ni = crypto::random_bytes(32);
+        let mut payloads = Vec::new();
+        if let Some(c) = &self.cookie {
+            payloads.push(Payload::notify(notify::COOKIE, c.clone()));
+        }
+        // Proposals whose group is not the KE's group still go out: the responder may ask
+        // for another group with INVALID_KE_PAYLOAD (§1.2).
+        let props = self
+            .cfg
+            .ike_proposals
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.to_proposal(i as u8 + 1, proto::IKE, Vec::new()))
+            .collect();
+        payloads.push(Payload::Sa(props));
+        payloads.push(Payload::Ke {
+            group: group.id(),
+            data: public,
+        });
+        payloads.push(Payload::Nonce(self.ni.clone()));
+        payloads.push(Payload::notify(
+            notify::NAT_DETECTION_SOURCE_IP,
+            crypto::nat_hash(self.spi_i, 0, self.local),
+        ));
+        payloads.push(Payload::notify(
+            notify::NAT_DETECTION_DESTINATION_IP,
+            crypto::nat_hash(self.spi_i, 0, self.remote),
+        ));
+        let h = self.header(exchange::IKE_SA_INIT, false, 0);
+        let data = Message::emit(h, &payloads);
+        self.init_req = data.clone();
+        self.state = State::InitSent;
+        self.send_request(now, 0, data, Req::Init, out);
+    }
+
+    fn header(&self, exch: u8, response: bool, msg_id: u32) -> Header {
+        let mut f = 0;
+        if self.initiator {
+            f |= flags::INITIATOR;
+        }
+        if response {
+            f |= flags::RESPONSE;
+        }
+        Header {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            next: 0,
+            version: 0x20,
+            exchange: exch,
+            flags: f,
+            msg_id,
+            length: 0,
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        now: Instant,
+        id: u32,
+        data: Vec<u8>,
+        req: Req,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Send {
+            local: self.local,
+            remote: self.remote,
+            data: data.clone(),
+        });
+        self.stats.0 += 1;
+        self.pending = Some(Pending {
+            id,
+            data,
+            tries: 0,
+            next: now + retx_delay(0),
+            first: now,
+            req,
+        });
+    }
+
+    fn codec(&self) -> Option<SkCodec<'_>> {
+        self.keys.as_ref().map(|keys| SkCodec {
+            keys,
+            initiator: self.initiator,
+        })
+    }
+
+    /// Sends an encrypted request if the window (size 1) is free, else queues it.
+    fn request(&mut self, now: Instant, req: Req, out: &mut Vec<Action>) {
+        if self.pending.is_some() {
+            self.queue.push_back(req);
+            return;
+        }
+        let (exch, payloads) = match &req {
+            Req::Dpd => (exchange::INFORMATIONAL, Vec::new()),
+            Req::DeleteChild { spi_in } => (
+                exchange::INFORMATIONAL,
+                vec![Payload::Delete {
+                    protocol: proto::ESP,
+                    spis: vec![spi_in.to_be_bytes().to_vec()],
+                }],
+            ),
+            Req::DeleteIke => (
+                exchange::INFORMATIONAL,
+                vec![Payload::Delete {
+                    protocol: proto::IKE,
+                    spis: Vec::new(),
+                }],
+            ),
+            Req::RekeyChild {
+                old,
+                spi_in,
+                ni,
+                dh,
+                public,
+            } => {
+                let Some(c) = self.children.iter().find(|c| c.spi_in == *old) else {
+                    return;
+                };
+                let ccfg = &self.cfg.children[c.cfg];
+                let mut p = vec![Payload::Notify(Notify {
+                    protocol: proto::ESP,
+                    spi: c.spi_in.to_be_bytes().to_vec(),
+                    ntype: notify::REKEY_SA,
+                    data: Vec::new(),
+                })];
+                p.push(Payload::Sa(esp_proposals(
+                    &ccfg.esp_proposals,
+                    *spi_in,
+                    false,
+                )));
+                p.push(Payload::Nonce(ni.clone()));
+                if let (Some(_), Some(g)) = (dh, pfs_group(ccfg)) {
+                    p.push(Payload::Ke {
+                        group: g.id(),
+                        data: public.clone(),
+                    });
+                }
+                if ccfg.mode == dataplane::sa::Mode::Transport {
+                    p.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
+                }
+                p.push(Payload::Ts {
+                    responder: false,
+                    selectors: c.local_ts.clone(),
+                });
+                p.push(Payload::Ts {
+                    responder: true,
+                    selectors: c.remote_ts.clone(),
+                });
+                (exchange::CREATE_CHILD_SA, p)
+            }
+            Req::Init | Req::Auth { .. } => return,
+        };
+        let id = self.next_req_id;
+        self.next_req_id += 1;
+        let data = self.seal(exchange_header(self, exch, false, id), &payloads);
+        self.send_request(now, id, data, req, out);
+    }
+
+    fn seal(&self, h: Header, payloads: &[Payload]) -> Vec<u8> {
+        match self.codec() {
+            Some(c) => c.seal_message(h, wire::first_type(payloads), &wire::emit_chain(payloads)),
+            None => Message::emit(h, payloads),
+        }
+    }
+
+    fn respond(&mut self, exch: u8, id: u32, payloads: &[Payload], out: &mut Vec<Action>) {
+        let data = self.seal(self.header(exch, true, id), payloads);
+        self.last_resp = Some((id, data.clone()));
+        self.peer_next_id = id.wrapping_add(1);
+        self.stats.0 += 1;
+        out.push(Action::Send {
+            local: self.local,
+            remote: self.remote,
+            data,
+        });
+    }
+
+    /// Handles a datagram for this SA. `local` is where it arrived, `remote` where it came from.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        let Ok(msg) = Message::parse(data) else {
+            tracing::debug!(tunnel = %self.cfg.name, "malformed IKE message dropped");
+            return;
+        };
+        let h = msg.header;
+        // A message's "Initiator" flag must say the other side's role.
+        if h.is_initiator() == self.initiator {
+            return;
+        }
+        if h.is_response() {
+            let Some(p) = &self.pending else { return };
+            if p.id != h.msg_id {
+                return;
+            }
+            let payloads = match self.decrypt(&msg, data) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(tunnel = %self.cfg.name, "response dropped: {e}");
+                    return;
+                }
+            };
+            self.stats.1 += 1;
+            self.last_heard = now;
+            let pending = self.pending.take().map(|p| p.req);
+            if h.exchange == exchange::IKE_SA_INIT {
+                self.spi_r = h.spi_r;
+                self.init_resp = data.to_vec();
+            }
+            // Follow the peer's address (NAT mapping change) once it is authenticated.
+            if self.state == State::Established || h.exchange != exchange::IKE_SA_INIT {
+                self.local = local;
+                self.remote = remote;
+            }
+            if let Some(req) = pending {
+                self.on_response(now, h, &msg, payloads, req, local, remote, out);
+            }
+            if self.pending.is_none() {
+                if let Some(req) = self.queue.pop_front() {
+                    self.request(now, req, out);
+                }
+            }
+        } else {
+            if self
+                .last_resp
+                .as_ref()
+                .is_some_and(|(id, _)| *id == h.msg_id)
+            {
+                // A retransmitted request: send the same response again (§2.1).
+                if let Some((_, d)) = &self.last_resp {
+                    out.push(Action::Send {
+                        local: self.local,
+                        remote: self.remote,
+                        data: d.clone(),
+                    });
+                }
+                return;
+            }
+            if h.msg_id != self.peer_next_id {
+                return;
+            }
+            let payloads = match self.decrypt(&msg, data) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(tunnel = %self.cfg.name, "request dropped: {e}");
+                    return;
+                }
+            };
+            self.stats.1 += 1;
+            self.last_heard = now;
+            if self.keys.is_some() {
+                self.local = local;
+                self.remote = remote;
+            }
+            self.on_request(now, h, payloads, out);
+        }
+    }
+
+    fn decrypt(&self, msg: &Message, data: &[u8]) -> Result<Vec<Payload>, String> {
+        match msg.payloads.last() {
+            Some(Payload::Sk { inner, .. }) => {
+                let codec = self.codec().ok_or("encrypted payload before keys")?;
+                let sk_off = data.len() - sk_len(data)?;
+                let plain = codec
+                    .open_message(data, sk_off, 0)
+                    .map_err(|e| e.to_string())?;
+                let mut v: Vec<Payload> = msg.payloads[..msg.payloads.len() - 1].to_vec();
+                v.extend(wire::parse_chain(*inner, &plain).map_err(|e| e.to_string())?);
+                Ok(v)
+            }
+            Some(Payload::Skf { .. }) => Err("IKE fragments are not supported yet".into()),
+            _ => {
+                if msg.header.exchange != exchange::IKE_SA_INIT {
+                    // Everything after IKE_SA_INIT must be protected (§3.14).
+                    return Err("unprotected message".into());
+                }
+                Ok(msg.payloads.clone())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_response(
+        &mut self,
+        now: Instant,
+        h: Header,
+        msg: &Message,
+        payloads: Vec<Payload>,
+        req: Req,
+        local: SocketAddr,
+        remote: SocketAddr,
+        out: &mut Vec<Action>,
+    ) {
+        let errors: Vec<&Notify> = notifies(&payloads)
+            .filter(|n| n.ntype < notify::FIRST_STATUS)
+            .collect();
+        match req {
+            Req::Init => {
+                if let Some(c) = notifies(&payloads).find(|n| n.ntype == notify::COOKIE) {
+                    self.cookie = Some(c.data.clone());
+                    self.send_init(now, out);
+                    return;
+                }
+                if let Some(n) = errors
+                    .iter()
+                    .find(|n| n.ntype == notify::INVALID_KE_PAYLOAD)
+                {
+                    let g = (n.data.len() == 2)
+                        .then(|| u16::from_be_bytes([n.data[0], n.data[1]]))
+                        .and_then(Group::from_id)
+                        .filter(|g| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g)));
+                    if let Some(g) = g {
+                        tracing::info!(tunnel = %self.cfg.name, group = g.name(), "peer asks for another DH group");
+                        self.group = Some(g);
+                        self.spi_r = 0;
+                        self.send_init(now, out);
+                        return;
+                    }
+                }
+                if !errors.is_empty() {
+                    self.fail(
+                        format!("IKE_SA_INIT refused: notify {}", errors[0].ntype),
+                        out,
+                    );
+                    return;
+                }
+                let _ = msg;
+                if let Err(e) = self.complete_init_as_initiator(h, &payloads, local, remote) {
+                    self.fail(format!("IKE_SA_INIT response: {e}"), out);
+                    return;
+                }
+                self.send_auth(now, out);
+            }
+            Req::Auth { child, spi_in } => {
+                if let Err(e) = self.complete_auth_as_initiator(now, &payloads, child, spi_in, out)
+                {
+                    self.fail(format!("IKE_AUTH: {e}"), out);
+                }
+            }
+            Req::Dpd => {}
+            Req::DeleteChild { spi_in } => {
+                if let Some(pos) = self.children.iter().position(|c| c.spi_in == spi_in) {
+                    let c = self.children.remove(pos);
+                    out.push(Action::Remove {
+                        tunnel: self.cfg.name.clone(),
+                        child: self.cfg.children[c.cfg].name.clone(),
+                        spi_in: c.spi_in,
+                        spi_out: c.spi_out,
+                    });
+                }
+            }
+            Req::DeleteIke => {
+                self.close("deleted".into(), false, out);
+            }
+            Req::RekeyChild {
+                old,
+                spi_in,
+                ni,
+                dh,
+                ..
+            } => {
+                if let Err(e) = self.complete_rekey_child(now, &payloads, old, spi_in, &ni, dh, out)
+                {
+                    tracing::warn!(tunnel = %self.cfg.name, "CHILD_SA rekey failed: {e}");
+                    if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old) {
+                        c.rekey_at = now + Duration::from_secs(10);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, reason: String, out: &mut Vec<Action>) {
+        tracing::warn!(tunnel = %self.cfg.name, "{reason}");
+        let restart = self.initiator && self.state != State::Established;
+        self.close(reason, restart, out);
+    }
+
+    fn close(&mut self, reason: String, restart: bool, out: &mut Vec<Action>) {
+        for c in self.children.drain(..) {
+            out.push(Action::Remove {
+                tunnel: self.cfg.name.clone(),
+                child: self.cfg.children[c.cfg].name.clone(),
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+            });
+        }
+        self.state = State::Dead;
+        self.pending = None;
+        self.queue.clear();
+        out.push(Action::Closed {
+            tunnel: self.cfg.name.clone(),
+            reason,
+            restart,
+        });
+    }
+
+    fn derive_keys(&mut self, chosen: Chosen, g_ir: &[u8]) {
+        let prf = chosen.prf.unwrap_or(proposal::Prf::HmacSha256);
+        let seed = crypto::skeyseed(prf, &self.ni, &self.nr, g_ir);
+        self.keys = Some(IkeKeys::derive(
+            prf,
+            chosen.encr,
+            chosen.integ,
+            &seed,
+            &self.ni,
+            &self.nr,
+            self.spi_i,
+            self.spi_r,
+        ));
+        self.chosen = Some(chosen);
+    }
+
+    /// NAT detection from the peer's notifies (§2.23). Returns true if either side is NATed.
+    fn detect_nat(
+        &self,
+        payloads: &[Payload],
+        h: &Header,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        let src: Vec<&Notify> = notifies(payloads)
+            .filter(|n| n.ntype == notify::NAT_DETECTION_SOURCE_IP)
+            .collect();
+        let dst: Vec<&Notify> = notifies(payloads)
+            .filter(|n| n.ntype == notify::NAT_DETECTION_DESTINATION_IP)
+            .collect();
+        if src.is_empty() || dst.is_empty() {
+            return false;
+        }
+        let their = crypto::nat_hash(h.spi_i, h.spi_r, remote);
+        let ours = crypto::nat_hash(h.spi_i, h.spi_r, local);
+        let peer_natted = !src.iter().any(|n| n.data == their);
+        let we_natted = !dst.iter().any(|n| n.data == ours);
+        peer_natted || we_natted
+    }
+
+    fn complete_init_as_initiator(
+        &mut self,
+        h: Header,
+        payloads: &[Payload],
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<(), String> {
+        let sa = payloads
+            .iter()
+            .find_map(|p| {
+                if let Payload::Sa(s) = p {
+                    Some(s)
+                } else {
+                    None
+                }
+            })
+            .ok_or("no SA payload")?;
+        let chosen = proposal::check_answer(&self.cfg.ike_proposals, sa, proto::IKE)
+            .ok_or("the responder chose a proposal we did not offer")?;
+        let (group, kex) = payloads
+            .iter()
+            .find_map(|p| {
+                if let Payload::Ke { group, data } = p {
+                    Some((*group, data))
+                } else {
+                    None
+                }
+            })
+            .ok_or("no KE payload")?;
+        if Some(group) != chosen.dh.map(Group::id) || Some(group) != self.group.map(Group::id) {
+            return Err("KE group does not match".into());
+        }
+        self.nr = payloads
+            .iter()
+            .find_map(|p| {
+                if let Payload::Nonce(n) = p {
+                    Some(n.clone())
+                } else {
+                    None
+                }
+            })
+            .ok_or("no nonce")?;
+        let dh = self.dh.take().ok_or("no DH state")?;
+        let g_ir = dh.shared(kex).map_err(|e| e.to_string())?;
+        self.nat = self.detect_nat(payloads, &h, local, remote);
+        self.derive_keys(chosen, &g_ir);
+        if self.nat {
+            // Float to 4500 (RFC 7296 §2.23).
+            self.local.set_port(NATT_PORT);
+            self.remote.set_port(NATT_PORT);
+        }
+        Ok(())
+    }
+
+    fn send_auth(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let cfg = self.cfg.clone();
+        let child = 0;
+        let ccfg = &cfg.children[child];
+        let spi_in = rand_spi();
+        let (id_type, id_data) = cfg.local_id.encode();
+        let id_body = id_body(id_type, &id_data);
+        let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
+        let auth = crypto::psk_auth(
+            keys.prf,
+            &cfg.psk,
+            &self.init_req,
+            &self.nr,
+            &keys.sk_pi,
+            &id_body,
+        );
+        let mut p = vec![
+            Payload::Id {
+                responder: false,
+                id_type,
+                data: id_data,
+            },
+            Payload::notify(notify::INITIAL_CONTACT, Vec::new()),
+        ];
+        let (rt, rd) = cfg.remote_id.encode();
+        p.push(Payload::Id {
+            responder: true,
+            id_type: rt,
+            data: rd,
+        });
+        p.push(Payload::Auth {
+            method: 2,
+            data: auth,
+        });
+        if ccfg.mode == dataplane::sa::Mode::Transport {
+            p.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
+        }
+        // Children of IKE_AUTH never do PFS: the IKE SA's DH covers them (§1.2).
+        p.push(Payload::Sa(esp_proposals(
+            &ccfg.esp_proposals,
+            spi_in,
+            true,
+        )));
+        p.push(Payload::Ts {
+            responder: false,
+            selectors: ccfg.local_ts.iter().map(ts_from_prefix).collect(),
+        });
+        p.push(Payload::Ts {
+            responder: true,
+            selectors: ccfg.remote_ts.iter().map(ts_from_prefix).collect(),
+        });
+        self.state = State::AuthSent;
+        let id = 1;
+        self.next_req_id = 2;
+        let data = self.seal(self.header(exchange::IKE_AUTH, false, id), &p);
+        self.send_request(now, id, data, Req::Auth { child, spi_in }, out);
+    }
+
+    fn complete_auth_as_initiator(
+        &mut self,
+        now: Instant,
+        payloads: &[Payload],
+        child: usize,
+        spi_in: u32,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        if let Some(n) = notifies(payloads).find(|n| n.ntype == notify::AUTHENTICATION_FAILED) {
+            return Err(format!(
+                "the peer says authentication failed (notify {})",
+                n.ntype
+            ));
+        }
+        let (id_type, id_data) = payloads
+            .iter()
+            .find_map(|p| match p {
+                Payload::Id {
+                    responder: true,
+                    id_type,
+                    data,
+                } => Some((*id_type, data.clone())),
+                _ => None,
+            })
+            .ok_or("no IDr")?;
+        if !self.cfg.remote_id.matches(id_type, &id_data) {
+            return Err(format!(
+                "peer identity does not match `{}`",
+                self.cfg.remote_id
+            ));
+        }
+        let auth = auth_payload(payloads).ok_or("no AUTH")?;
+        let keys = self.keys.as_ref().ok_or("no keys")?;
+        let expect = crypto::psk_auth(
+            keys.prf,
+            &self.cfg.psk,
+            &self.init_resp,
+            &self.ni,
+            &keys.sk_pr,
+            &id_body(id_type, &id_data),
+        );
+        if auth.0 != 2 || !ct_eq(&auth.1, &expect) {
+            return Err("the peer's AUTH does not verify (wrong PSK?)".into());
+        }
+        self.established(now, out);
+        // The child may still have failed (§1.2: errors here do not tear down the IKE SA).
+        if let Some(n) = notifies(payloads).find(|n| n.ntype < notify::FIRST_STATUS) {
+            tracing::warn!(tunnel = %self.cfg.name, notify = n.ntype, "CHILD_SA not created");
+            return Ok(());
+        }
+        self.adopt_child(now, payloads, child, spi_in, None, None, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn adopt_child(
+        &mut self,
+        now: Instant,
+        payloads: &[Payload],
+        cfg_idx: usize,
+        spi_in: u32,
+        rekey: Option<(Vec<u8>, Vec<u8>, Option<Secret>)>,
+        replaces: Option<u32>,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        let ccfg = self.cfg.children[cfg_idx].clone();
+        let sa = payloads
+            .iter()
+            .find_map(|p| {
+                if let Payload::Sa(s) = p {
+                    Some(s)
+                } else {
+                    None
+                }
+            })
+            .ok_or("no SA payload for the child")?;
+        let mine: Vec<AlgSet> = if rekey.is_some() {
+            ccfg.esp_proposals.clone()
+        } else {
+            ccfg.esp_proposals
+                .iter()
+                .map(|a| AlgSet {
+                    dh: Vec::new(),
+                    ..a.clone()
+                })
+                .collect()
+        };
+        let chosen = proposal::check_answer(&mine, sa, proto::ESP)
+            .ok_or("the responder chose an ESP proposal we did not offer")?;
+        let spi_out = sa[0]
+            .spi
+            .as_slice()
+            .try_into()
+            .map(u32::from_be_bytes)
+            .map_err(|_| "ESP SPI is not 4 bytes")?;
+        let tsi = ts_payload(payloads, false).ok_or("no TSi")?;
+        let tsr = ts_payload(payloads, true).ok_or("no TSr")?;
+        let ours_l: Vec<_> = ccfg.local_ts.iter().map(ts_from_prefix).collect();
+        let ours_r: Vec<_> = ccfg.remote_ts.iter().map(ts_from_prefix).collect();
+        // The responder may only narrow what we proposed.
+        if narrow(&tsi, &ours_l) != tsi
+            || narrow(&tsr, &ours_r) != tsr
+            || tsi.is_empty()
+            || tsr.is_empty()
+        {
+            return Err("the responder's traffic selectors are not within ours".into());
+        }
+        let (ni, nr, g) = match rekey {
+            Some((ni, nr, g)) => (ni, nr, g),
+            None => (self.ni.clone(), self.nr.clone(), None),
+        };
+        self.install_child(
+            now,
+            cfg_idx,
+            chosen,
+            spi_in,
+            spi_out,
+            tsi,
+            tsr,
+            true,
+            &ni,
+            &nr,
+            g.as_ref().map(|v| v.as_slice()),
+            replaces,
+            out,
+        );
+        Ok(())
+    }
+
+    /// Derives the child's keys (§2.17) and emits the install. `we_initiated` says whether we
+    /// were the initiator of the exchange that created it (key order).
+    #[allow(clippy::too_many_arguments)]
+    fn install_child(
+        &mut self,
+        now: Instant,
+        cfg_idx: usize,
+        chosen: Chosen,
+        spi_in: u32,
+        spi_out: u32,
+        local_ts: Vec<TrafficSelector>,
+        remote_ts: Vec<TrafficSelector>,
+        we_initiated: bool,
+        ni: &[u8],
+        nr: &[u8],
+        g_ir: Option<&[u8]>,
+        replaces: Option<u32>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(keys) = self.keys.as_ref() else {
+            return;
+        };
+        let el = chosen.encr.key_material_len();
+        let al = chosen.integ.map_or(0, Integ::key_len);
+        let mut seed = Vec::new();
+        if let Some(g) = g_ir {
+            seed.extend_from_slice(g);
+        }
+        seed.extend_from_slice(ni);
+        seed.extend_from_slice(nr);
+        let km = crypto::prf_plus(keys.prf, &keys.sk_d, &seed, 2 * (el + al));
+        let part =
+            |a: usize, n: usize| -> Secret { zeroize::Zeroizing::new(km[a..a + n].to_vec()) };
+        let (ei, ai, er, ar) = (
+            part(0, el),
+            part(el, al),
+            part(el + al, el),
+            part(2 * el + al, al),
+        );
+        let (enc_out, auth_out, enc_in, auth_in) = if we_initiated {
+            (ei, ai, er, ar)
+        } else {
+            (er, ar, ei, ai)
+        };
+        let ccfg = &self.cfg.children[cfg_idx];
+        let inst = ChildSaInstall {
+            tunnel: self.cfg.name.clone(),
+            child: ccfg.name.clone(),
+            spi_in,
+            spi_out,
+            encr: chosen.encr,
+            integ: chosen.integ,
+            esn: chosen.esn,
+            enc_in,
+            auth_in,
+            enc_out,
+            auth_out,
+            local_ts: local_ts.clone(),
+            remote_ts: remote_ts.clone(),
+            local: self.local,
+            remote: self.remote,
+            udp_encap: self.nat,
+            mode: ccfg.mode,
+            replaces,
+            outbound_now: we_initiated || replaces.is_none(),
+        };
+        tracing::info!(
+            tunnel = %self.cfg.name, child = %ccfg.name,
+            spi_in = %format_args!("{spi_in:08x}"), spi_out = %format_args!("{spi_out:08x}"),
+            algorithms = %chosen.as_set().name(), "CHILD_SA installed"
+        );
+        out.push(Action::Install(Box::new(inst)));
+        self.children.push(Child {
+            cfg: cfg_idx,
+            spi_in,
+            spi_out,
+            chosen,
+            local_ts,
+            remote_ts,
+            installed: now,
+            rekey_at: now + jittered(ccfg.lifetime),
+            rekeyed: false,
+            replaces,
+        });
+    }
+
+    fn established(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.state = State::Established;
+        self.established_at = Some(now);
+        tracing::info!(tunnel = %self.cfg.name, algorithms = %self.algorithms(), nat = self.nat, "IKE SA established");
+        out.push(Action::Established {
+            tunnel: self.cfg.name.clone(),
+            algorithms: self.algorithms(),
+            nat: self.nat,
+        });
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        h: Header,
+        payloads: Vec<Payload>,
+        out: &mut Vec<Action>,
+    ) {
+        match (h.exchange, self.state) {
+            (exchange::IKE_AUTH, State::InitDone) => self.responder_auth(now, h, &payloads, out),
+            (exchange::INFORMATIONAL, State::Established) => self.responder_info(h, &payloads, out),
+            (exchange::CREATE_CHILD_SA, State::Established) => {
+                self.responder_create_child(now, h, &payloads, out)
+            }
+            _ => {
+                tracing::debug!(tunnel = %self.cfg.name, exchange = h.exchange, "request ignored in state {:?}", self.state);
+            }
+        }
+    }
+
+    /// Responder: the first IKE_SA_INIT request. Returns None if the request is answered
+    /// without creating state (errors, INVALID_KE_PAYLOAD).
+    pub fn respond_init(
+        cfg: Arc<TunnelConfig>,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Action>,
+    ) -> Option<IkeSa> {
+        let msg = Message::parse(data).ok()?;
+        let h = msg.header;
+        let mut sa = IkeSa::new(cfg.clone(), false, local, remote, now);
+        sa.spi_i = h.spi_i;
+        let reply_err = |sa: &IkeSa, n: Payload, out: &mut Vec<Action>| {
+            let mut h2 = sa.header(exchange::IKE_SA_INIT, true, 0);
+            h2.spi_r = 0;
+            out.push(Action::Send {
+                local,
+                remote,
+                data: Message::emit(h2, &[n]),
+            });
+        };
+        let p = &msg.payloads;
+        let Some(props) = p.iter().find_map(|x| {
+            if let Payload::Sa(s) = x {
+                Some(s)
+            } else {
+                None
+            }
+        }) else {
+            reply_err(
+                &sa,
+                Payload::notify(notify::INVALID_SYNTAX, Vec::new()),
+                out,
+            );
+            return None;
+        };
+        let Some(chosen) = proposal::select(&cfg.ike_proposals, props, proto::IKE) else {
+            tracing::warn!(tunnel = %cfg.name, peer = %remote, "no acceptable IKE proposal");
+            reply_err(
+                &sa,
+                Payload::notify(notify::NO_PROPOSAL_CHOSEN, Vec::new()),
+                out,
+            );
+            return None;
+        };
+        let group = chosen.dh?;
+        let ke = p.iter().find_map(|x| {
+            if let Payload::Ke { group, data } = x {
+                Some((*group, data))
+            } else {
+                None
+            }
+        });
+        let Some((kg, kex)) = ke.filter(|(g, _)| *g == group.id()) else {
+            reply_err(
+                &sa,
+                Payload::notify(
+                    notify::INVALID_KE_PAYLOAD,
+                    group.id().to_be_bytes().to_vec(),
+                ),
+                out,
+            );
+            return None;
+        };
+        let _ = kg;
+        let Some(ni) = p.iter().find_map(|x| {
+            if let Payload::Nonce(n) = x {
+                Some(n.clone())
+            } else {
+                None
+            }
+        }) else {
+            reply_err(
+                &sa,
+                Payload::notify(notify::INVALID_SYNTAX, Vec::new()),
+                out,
+            );
+            return None;
+        };
+        let (dh, public) = DhPrivate::generate(group);
+        let Ok(g_ir) = dh.shared(kex) else {
+            reply_err(
+                &sa,
+                Payload::notify(notify::INVALID_SYNTAX, Vec::new()),
+                out,
+            );
+            return None;
+        };
+        sa.spi_r = rand_u64();
+        sa.ni = ni;
+        sa.nr = crypto::random_bytes(32);
+        sa.group = Some(group);
+        sa.nat = sa.detect_nat(p, &h, local, remote);
+        sa.derive_keys(chosen, &g_ir);
+        let mut resp = vec![
+            Payload::Sa(vec![chosen.as_set().to_proposal(
+                chosen.num,
+                proto::IKE,
+                Vec::new(),
+            )]),
+            Payload::Ke {
+                group: group.id(),
+                data: public,
+            },
+            Payload::Nonce(sa.nr.clone()),
+        ];
+        if notifies(p).any(|n| n.ntype == notify::NAT_DETECTION_SOURCE_IP) {
+            resp.push(Payload::notify(
+                notify::NAT_DETECTION_SOURCE_IP,
+                crypto::nat_hash(sa.spi_i, sa.spi_r, local),
+            ));
+            resp.push(Payload::notify(
+                notify::NAT_DETECTION_DESTINATION_IP,
+                crypto::nat_hash(sa.spi_i, sa.spi_r, remote),
+            ));
+        }
+        sa.init_req = data.to_vec();
+        let d = Message::emit(sa.header(exchange::IKE_SA_INIT, true, 0), &resp);
+        sa.init_resp = d.clone();
+        sa.last_resp = Some((0, d.clone()));
+        sa.peer_next_id = 1;
+        sa.state = State::InitDone;
+        sa.stats = (1, 1);
+        out.push(Action::Send {
+            local,
+            remote,
+            data: d,
+        });
+        tracing::info!(tunnel = %cfg.name, peer = %remote, algorithms = %sa.algorithms(), nat = sa.nat, "IKE_SA_INIT answered");
+        Some(sa)
+    }
+
+    fn responder_auth(&mut self, now: Instant, h: Header, p: &[Payload], out: &mut Vec<Action>) {
+        let cfg = self.cfg.clone();
+        let idi = p.iter().find_map(|x| match x {
+            Payload::Id {
+                responder: false,
+                id_type,
+                data,
+            } => Some((*id_type, data.clone())),
+            _ => None,
+        });
+        let ok = idi
+            .as_ref()
+            .is_some_and(|(t, d)| cfg.remote_id.matches(*t, d))
+            && auth_payload(p).is_some_and(|(m, a)| {
+                let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
+                let (t, d) = idi.as_ref().expect("checked");
+                m == 2
+                    && ct_eq(
+                        a,
+                        &crypto::psk_auth(
+                            keys.prf,
+                            &cfg.psk,
+                            &self.init_req,
+                            &self.nr,
+                            &keys.sk_pi,
+                            &id_body(*t, d),
+                        ),
+                    )
+            });
+        if !ok {
+            tracing::warn!(tunnel = %cfg.name, peer = %self.remote, "IKE_AUTH: identity or PSK does not match");
+            self.respond(
+                exchange::IKE_AUTH,
+                h.msg_id,
+                &[Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new())],
+                out,
+            );
+            self.close("authentication failed".into(), false, out);
+            return;
+        }
+        let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
+        let (id_type, id_data) = cfg.local_id.encode();
+        let auth = crypto::psk_auth(
+            keys.prf,
+            &cfg.psk,
+            &self.init_resp,
+            &self.ni,
+            &keys.sk_pr,
+            &id_body(id_type, &id_data),
+        );
+        let mut resp = vec![
+            Payload::Id {
+                responder: true,
+                id_type,
+                data: id_data,
+            },
+            Payload::Auth {
+                method: 2,
+                data: auth,
+            },
+        ];
+        let child = self.choose_child(p, None, true);
+        let mut install = None;
+        match child {
+            Ok((idx, chosen, spi_out, tsi, tsr)) => {
+                let spi_in = rand_spi();
+                if self.cfg.children[idx].mode == dataplane::sa::Mode::Transport {
+                    resp.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
+                }
+                resp.push(Payload::Sa(vec![chosen.as_set().to_proposal(
+                    chosen.num,
+                    proto::ESP,
+                    spi_in.to_be_bytes().to_vec(),
+                )]));
+                resp.push(Payload::Ts {
+                    responder: false,
+                    selectors: tsi.clone(),
+                });
+                resp.push(Payload::Ts {
+                    responder: true,
+                    selectors: tsr.clone(),
+                });
+                install = Some((idx, chosen, spi_in, spi_out, tsr, tsi));
+            }
+            Err(n) => resp.push(Payload::notify(n, Vec::new())),
+        }
+        self.respond(exchange::IKE_AUTH, h.msg_id, &resp, out);
+        self.established(now, out);
+        if let Some((idx, chosen, spi_in, spi_out, local_ts, remote_ts)) = install {
+            let (ni, nr) = (self.ni.clone(), self.nr.clone());
+            self.install_child(
+                now, idx, chosen, spi_in, spi_out, local_ts, remote_ts, false, &ni, &nr, None,
+                None, out,
+            );
+        }
+    }
+
+    /// Picks the configured child for a peer's SA + TS proposal (responder side). Returns the
+    /// child index, algorithms, the peer's SPI and the narrowed TSi/TSr.
+    #[allow(clippy::type_complexity)]
+    fn choose_child(
+        &self,
+        p: &[Payload],
+        only: Option<usize>,
+        ike_auth: bool,
+    ) -> Result<
+        (
+            usize,
+            Chosen,
+            u32,
+            Vec<TrafficSelector>,
+            Vec<TrafficSelector>,
+        ),
+        u16,
+    > {
+        let props = p
+            .iter()
+            .find_map(|x| {
+                if let Payload::Sa(s) = x {
+                    Some(s)
+                } else {
+                    None
+                }
+            })
+            .ok_or(notify::INVALID_SYNTAX)?;
+        let tsi = ts_payload(p, false).ok_or(notify::INVALID_SYNTAX)?;
+        let tsr = ts_payload(p, true).ok_or(notify::INVALID_SYNTAX)?;
+        let transport = notifies(p).any(|n| n.ntype == notify::USE_TRANSPORT_MODE);
+        let mut ts_ok = false;
+        for (idx, c) in self.cfg.children.iter().enumerate() {
+            if only.is_some_and(|o| o != idx) {
+                continue;
+            }
+            if transport != (c.mode == dataplane::sa::Mode::Transport) {
+                continue;
+            }
+            // The initiator's TSi is its side: our remote.
+            let ours_r: Vec<_> = c.remote_ts.iter().map(ts_from_prefix).collect();
+            let ours_l: Vec<_> = c.local_ts.iter().map(ts_from_prefix).collect();
+            let ni = narrow(&tsi, &ours_r);
+            let nr = narrow(&tsr, &ours_l);
+            if ni.is_empty() || nr.is_empty() {
+                continue;
+            }
+            ts_ok = true;
+            // Children of IKE_AUTH take their keys from the IKE SA's DH: PFS groups on either
+            // side are ignored there (RFC 7296 §1.2).
+            let chosen = if ike_auth {
+                let mine: Vec<AlgSet> = c
+                    .esp_proposals
+                    .iter()
+                    .map(|a| AlgSet {
+                        dh: Vec::new(),
+                        ..a.clone()
+                    })
+                    .collect();
+                let theirs: Vec<wire::Proposal> = props
+                    .iter()
+                    .map(|pr| wire::Proposal {
+                        transforms: pr
+                            .transforms
+                            .iter()
+                            .filter(|t| t.ttype != proposal::ttype::DH)
+                            .copied()
+                            .collect(),
+                        ..pr.clone()
+                    })
+                    .collect();
+                proposal::select(&mine, &theirs, proto::ESP)
+            } else {
+                proposal::select(&c.esp_proposals, props, proto::ESP)
+            };
+            let Some(chosen) = chosen else { continue };
+            let spi = props
+                .iter()
+                .find(|x| x.num == chosen.num && x.protocol == proto::ESP)
+                .and_then(|x| x.spi.as_slice().try_into().ok())
+                .map(u32::from_be_bytes)
+                .ok_or(notify::INVALID_SYNTAX)?;
+            return Ok((idx, chosen, spi, ni, nr));
+        }
+        Err(if ts_ok {
+            notify::NO_PROPOSAL_CHOSEN
+        } else {
+            notify::TS_UNACCEPTABLE
+        })
+    }
+
+    fn responder_info(&mut self, h: Header, p: &[Payload], out: &mut Vec<Action>) {
+        let mut resp = Vec::new();
+        let mut close = false;
+        for d in p {
+            let Payload::Delete { protocol, spis } = d else {
+                continue;
+            };
+            match *protocol {
+                proto::IKE => close = true,
+                proto::ESP => {
+                    let mut ours = Vec::new();
+                    for s in spis {
+                        let Ok(b) = <[u8; 4]>::try_from(s.as_slice()) else {
+                            continue;
+                        };
+                        let spi_out = u32::from_be_bytes(b);
+                        if let Some(pos) = self.children.iter().position(|c| c.spi_out == spi_out) {
+                            let c = self.children.remove(pos);
+                            if let Some(n) =
+                                self.children.iter().find(|n| n.replaces == Some(c.spi_in))
+                            {
+                                out.push(Action::Activate {
+                                    tunnel: self.cfg.name.clone(),
+                                    spi_in: n.spi_in,
+                                    spi_out: n.spi_out,
+                                });
+                            }
+                            ours.push(c.spi_in.to_be_bytes().to_vec());
+                            out.push(Action::Remove {
+                                tunnel: self.cfg.name.clone(),
+                                child: self.cfg.children[c.cfg].name.clone(),
+                                spi_in: c.spi_in,
+                                spi_out: c.spi_out,
+                            });
+                        }
+                    }
+                    if !ours.is_empty() {
+                        resp.push(Payload::Delete {
+                            protocol: proto::ESP,
+                            spis: ours,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if close {
+            self.respond(exchange::INFORMATIONAL, h.msg_id, &[], out);
+            self.close("deleted by the peer".into(), false, out);
+            return;
+        }
+        self.respond(exchange::INFORMATIONAL, h.msg_id, &resp, out);
+    }
+
+    fn responder_create_child(
+        &mut self,
+        now: Instant,
+        h: Header,
+        p: &[Payload],
+        out: &mut Vec<Action>,
+    ) {
+        let rekey = notifies(p)
+            .find(|n| n.ntype == notify::REKEY_SA && n.protocol == proto::ESP)
+            .and_then(|n| <[u8; 4]>::try_from(n.spi.as_slice()).ok())
+            .map(u32::from_be_bytes);
+        let is_ike = p
+            .iter()
+            .any(|x| matches!(x, Payload::Sa(s) if s.iter().any(|pr| pr.protocol == proto::IKE)));
+        if is_ike {
+            self.responder_rekey_ike(now, h, p, out);
+            return;
+        }
+        let old = rekey.and_then(|spi_out| self.children.iter().position(|c| c.spi_out == spi_out));
+        if rekey.is_some() && old.is_none() {
+            self.respond(
+                exchange::CREATE_CHILD_SA,
+                h.msg_id,
+                &[Payload::notify(notify::CHILD_SA_NOT_FOUND, Vec::new())],
+                out,
+            );
+            return;
+        }
+        let only = old.map(|i| self.children[i].cfg);
+        let (idx, chosen, spi_out, tsi, tsr) = match self.choose_child(p, only, false) {
+            Ok(x) => x,
+            Err(n) => {
+                self.respond(
+                    exchange::CREATE_CHILD_SA,
+                    h.msg_id,
+                    &[Payload::notify(n, Vec::new())],
+                    out,
+                );
+                return;
+            }
+        };
+        let Some(ni) = p.iter().find_map(|x| {
+            if let Payload::Nonce(n) = x {
+                Some(n.clone())
+            } else {
+                None
+            }
+        }) else {
+            self.respond(
+                exchange::CREATE_CHILD_SA,
+                h.msg_id,
+                &[Payload::notify(notify::INVALID_SYNTAX, Vec::new())],
+                out,
+            );
+            return;
+        };
+        let nr = crypto::random_bytes(32);
+        let mut resp = Vec::new();
+        let mut g_ir = None;
+        let mut ke_out = None;
+        if let Some(g) = chosen.dh {
+            let ke = p.iter().find_map(|x| {
+                if let Payload::Ke { group, data } = x {
+                    Some((*group, data))
+                } else {
+                    None
+                }
+            });
+            let Some((_, kex)) = ke.filter(|(gg, _)| *gg == g.id()) else {
+                self.respond(
+                    exchange::CREATE_CHILD_SA,
+                    h.msg_id,
+                    &[Payload::notify(
+                        notify::INVALID_KE_PAYLOAD,
+                        g.id().to_be_bytes().to_vec(),
+                    )],
+                    out,
+                );
+                return;
+            };
+            let (dh, public) = DhPrivate::generate(g);
+            match dh.shared(kex) {
+                Ok(s) => g_ir = Some(s),
+                Err(_) => {
+                    self.respond(
+                        exchange::CREATE_CHILD_SA,
+                        h.msg_id,
+                        &[Payload::notify(notify::INVALID_SYNTAX, Vec::new())],
+                        out,
+                    );
+                    return;
+                }
+            }
+            ke_out = Some((g, public));
+        }
+        let spi_in = rand_spi();
+        if self.cfg.children[idx].mode == dataplane::sa::Mode::Transport {
+            resp.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
+        }
+        resp.push(Payload::Sa(vec![chosen.as_set().to_proposal(
+            chosen.num,
+            proto::ESP,
+            spi_in.to_be_bytes().to_vec(),
+        )]));
+        resp.push(Payload::Nonce(nr.clone()));
+        if let Some((g, public)) = ke_out {
+            resp.push(Payload::Ke {
+                group: g.id(),
+                data: public,
+            });
+        }
+        resp.push(Payload::Ts {
+            responder: false,
+            selectors: tsi.clone(),
+        });
+        resp.push(Payload::Ts {
+            responder: true,
+            selectors: tsr.clone(),
+        });
+        self.respond(exchange::CREATE_CHILD_SA, h.msg_id, &resp, out);
+        let replaces = old.map(|i| {
+            self.children[i].rekeyed = true;
+            self.children[i].spi_in
+        });
+        self.install_child(
+            now,
+            idx,
+            chosen,
+            spi_in,
+            spi_out,
+            tsr,
+            tsi,
+            false,
+            &ni,
+            &nr,
+            g_ir.as_ref().map(|v| v.as_slice()),
+            replaces,
+            out,
+        );
+    }
+
+    fn responder_rekey_ike(
+        &mut self,
+        now: Instant,
+        h: Header,
+        p: &[Payload],
+        out: &mut Vec<Action>,
+    ) {
+        let fail = |s: &mut IkeSa, n: u16, data: Vec<u8>, out: &mut Vec<Action>| {
+            s.respond(
+                exchange::CREATE_CHILD_SA,
+                h.msg_id,
+                &[Payload::notify(n, data)],
+                out,
+            );
+        };
+        let Some(props) = p.iter().find_map(|x| {
+            if let Payload::Sa(s) = x {
+                Some(s)
+            } else {
+                None
+            }
+        }) else {
+            return fail(self, notify::INVALID_SYNTAX, Vec::new(), out);
+        };
+        let Some(chosen) = proposal::select(&self.cfg.ike_proposals, props, proto::IKE) else {
+            return fail(self, notify::NO_PROPOSAL_CHOSEN, Vec::new(), out);
+        };
+        let Some(new_spi_i) = props
+            .iter()
+            .find(|x| x.num == chosen.num && x.protocol == proto::IKE)
+            .and_then(|x| <[u8; 8]>::try_from(x.spi.as_slice()).ok())
+            .map(u64::from_be_bytes)
+        else {
+            return fail(self, notify::INVALID_SYNTAX, Vec::new(), out);
+        };
+        let Some(group) = chosen.dh else {
+            return fail(self, notify::NO_PROPOSAL_CHOSEN, Vec::new(), out);
+        };
+        let ke = p.iter().find_map(|x| {
+            if let Payload::Ke { group, data } = x {
+                Some((*group, data))
+            } else {
+                None
+            }
+        });
+        let Some((_, kex)) = ke.filter(|(g, _)| *g == group.id()) else {
+            return fail(
+                self,
+                notify::INVALID_KE_PAYLOAD,
+                group.id().to_be_bytes().to_vec(),
+                out,
+            );
+        };
+        let Some(ni) = p.iter().find_map(|x| {
+            if let Payload::Nonce(n) = x {
+                Some(n.clone())
+            } else {
+                None
+            }
+        }) else {
+            return fail(self, notify::INVALID_SYNTAX, Vec::new(), out);
+        };
+        let (dh, public) = DhPrivate::generate(group);
+        let Ok(g_ir) = dh.shared(kex) else {
+            return fail(self, notify::INVALID_SYNTAX, Vec::new(), out);
+        };
+        let nr = crypto::random_bytes(32);
+        let new_spi_r = rand_u64();
+        let resp = vec![
+            Payload::Sa(vec![chosen.as_set().to_proposal(
+                chosen.num,
+                proto::IKE,
+                new_spi_r.to_be_bytes().to_vec(),
+            )]),
+            Payload::Nonce(nr.clone()),
+            Payload::Ke {
+                group: group.id(),
+                data: public,
+            },
+        ];
+        self.respond(exchange::CREATE_CHILD_SA, h.msg_id, &resp, out);
+        let Some(old_keys) = self.keys.as_ref() else {
+            return;
+        };
+        let prf = chosen.prf.unwrap_or(proposal::Prf::HmacSha256);
+        let seed = old_keys.rekey_skeyseed(prf, &g_ir, &ni, &nr);
+        // The new IKE SA: the peer initiated the rekey, so it is the new SA's initiator (§2.18).
+        let mut new = IkeSa::new(self.cfg.clone(), false, self.local, self.remote, now);
+        new.spi_i = new_spi_i;
+        new.spi_r = new_spi_r;
+        new.ni = ni;
+        new.nr = nr;
+        new.nat = self.nat;
+        new.keys = Some(IkeKeys::derive(
+            prf,
+            chosen.encr,
+            chosen.integ,
+            &seed,
+            &new.ni,
+            &new.nr,
+            new_spi_i,
+            new_spi_r,
+        ));
+        new.chosen = Some(chosen);
+        new.state = State::Established;
+        new.established_at = Some(now);
+        new.children = std::mem::take(&mut self.children);
+        tracing::info!(tunnel = %self.cfg.name, algorithms = %new.algorithms(), "IKE SA rekeyed (responder)");
+        out.push(Action::Spawn(Box::new(new)));
+    }
+
+    /// Timers: retransmissions, DPD, CHILD_SA rekeying.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state == State::Dead {
+            return;
+        }
+        if let Some(p) = &mut self.pending {
+            if now >= p.next {
+                let is_dpd = matches!(p.req, Req::Dpd);
+                let limit = if is_dpd {
+                    self.cfg.dpd.timeout
+                } else {
+                    Duration::MAX
+                };
+                if p.tries + 1 >= RETX_TRIES || now.duration_since(p.first) >= limit {
+                    let (action, reason) = if self.state == State::Established {
+                        (self.cfg.dpd.action, "peer not responding (DPD)".to_string())
+                    } else {
+                        (
+                            DpdAction::Restart,
+                            "no answer to IKE_SA_INIT/IKE_AUTH".to_string(),
+                        )
+                    };
+                    tracing::warn!(tunnel = %self.cfg.name, "{reason}");
+                    let restart = action == DpdAction::Restart;
+                    self.close(reason, restart, out);
+                    return;
+                }
+                p.tries += 1;
+                p.next = now + retx_delay(p.tries);
+                out.push(Action::Send {
+                    local: self.local,
+                    remote: self.remote,
+                    data: p.data.clone(),
+                });
+                self.stats.0 += 1;
+            }
+            return;
+        }
+        if self.state != State::Established {
+            return;
+        }
+        if !self.cfg.dpd.delay.is_zero()
+            && now.duration_since(self.last_heard) >= self.cfg.dpd.delay
+        {
+            self.request(now, Req::Dpd, out);
+            return;
+        }
+        let due = self
+            .children
+            .iter()
+            .position(|c| !c.rekeyed && now >= c.rekey_at);
+        if let Some(idx) = due {
+            let spi_in = rand_spi();
+            let ni = crypto::random_bytes(32);
+            let (dh, public) = match pfs_group(&self.cfg.children[self.children[idx].cfg]) {
+                Some(g) => {
+                    let (d, public) = DhPrivate::generate(g);
+                    (Some(d), public)
+                }
+                None => (None, Vec::new()),
+            };
+            self.children[idx].rekey_at = now + Duration::from_secs(3600);
+            let old = self.children[idx].spi_in;
+            self.request(
+                now,
+                Req::RekeyChild {
+                    old,
+                    spi_in,
+                    ni,
+                    dh,
+                    public,
+                },
+                out,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn complete_rekey_child(
+        &mut self,
+        now: Instant,
+        p: &[Payload],
+        old_spi: u32,
+        spi_in: u32,
+        ni: &[u8],
+        dh: Option<DhPrivate>,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        if let Some(n) = notifies(p).find(|n| n.ntype < notify::FIRST_STATUS) {
+            return Err(format!("peer refused with notify {}", n.ntype));
+        }
+        let old = self
+            .children
+            .iter()
+            .find(|c| c.spi_in == old_spi)
+            .ok_or("child gone")?
+            .clone();
+        let nr = p
+            .iter()
+            .find_map(|x| {
+                if let Payload::Nonce(n) = x {
+                    Some(n.clone())
+                } else {
+                    None
+                }
+            })
+            .ok_or("no nonce")?;
+        let g_ir = match dh {
+            Some(d) => {
+                let kex = p
+                    .iter()
+                    .find_map(|x| {
+                        if let Payload::Ke { data, .. } = x {
+                            Some(data)
+                        } else {
+                            None
+                        }
+                    })
+                    .ok_or("no KE")?;
+                Some(d.shared(kex).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        self.adopt_child(
+            now,
+            p,
+            old.cfg,
+            spi_in,
+            Some((ni.to_vec(), nr, g_ir)),
+            Some(old.spi_in),
+            out,
+        )?;
+        if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old.spi_in) {
+            c.rekeyed = true;
+        }
+        // Make-before-break: the new pair is in and used outbound; the old inbound SA stays
+        // until the peer confirms the delete (it may still have packets in flight).
+        self.request(now, Req::DeleteChild { spi_in: old.spi_in }, out);
+        Ok(())
+    }
+
+    /// Deletes the IKE SA (and its children) politely.
+    pub fn delete(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.state == State::Established {
+            self.pending = None;
+            self.queue.clear();
+            self.request(now, Req::DeleteIke, out);
+        } else {
+            self.close("terminated".into(), false, out);
+        }
+    }
+}
+
+fn exchange_header(sa: &IkeSa, exch: u8, response: bool, id: u32) -> Header {
+    sa.header(exch, response, id)
+}
+
+fn esp_proposals(sets: &[AlgSet], spi: u32, strip_dh: bool) -> Vec<wire::Proposal> {
+    sets.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut a = a.clone();
+            if strip_dh {
+                a.dh.clear();
+            }
+            a.to_proposal(i as u8 + 1, proto::ESP, spi.to_be_bytes().to_vec())
+        })
+        .collect()
+}
+
+/// The PFS group a child's rekeys use: the first group of its first proposal.
+fn pfs_group(c: &ChildConfig) -> Option<Group> {
+    c.esp_proposals.first().and_then(|a| a.dh.first().copied())
+}
+
+fn notifies(p: &[Payload]) -> impl Iterator<Item = &Notify> {
+    p.iter().filter_map(|x| {
+        if let Payload::Notify(n) = x {
+            Some(n)
+        } else {
+            None
+        }
+    })
+}
+
+fn auth_payload(p: &[Payload]) -> Option<(u8, &Vec<u8>)> {
+    p.iter().find_map(|x| {
+        if let Payload::Auth { method, data } = x {
+            Some((*method, data))
+        } else {
+            None
+        }
+    })
+}
+
+fn ts_payload(p: &[Payload], responder: bool) -> Option<Vec<TrafficSelector>> {
+    p.iter().find_map(|x| match x {
+        Payload::Ts {
+            responder: r,
+            selectors,
+        } if *r == responder => Some(selectors.clone()),
+        _ => None,
+    })
+}
+
+fn id_body(id_type: u8, data: &[u8]) -> Vec<u8> {
+    let mut v = vec![id_type, 0, 0, 0];
+    v.extend_from_slice(data);
+    v
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Length of the last (SK) payload of a datagram, found by walking the chain.
+fn sk_len(data: &[u8]) -> Result<usize, String> {
+    let mut off = wire::HEADER_LEN;
+    let mut t = data.get(16).copied().ok_or("short")?;
+    loop {
+        if data.len() < off + 4 {
+            return Err("truncated".into());
+        }
+        let len = u16::from_be_bytes([data[off + 2], data[off + 3]]) as usize;
+        if t == ptype::SK || t == ptype::SKF {
+            return Ok(data.len() - off);
+        }
+        t = data[off];
+        off += len.max(4);
+    }
+}

@@ -1,0 +1,360 @@
+//! Two in-process daemons talking IKEv2 to each other through the I/O-free API. This proves
+//! the state machines agree with each other; agreement with strongSwan is tested in
+//! tests/strongswan (the real proof).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use controlplane::config::Config;
+use controlplane::ike::daemon::Daemon;
+use controlplane::ike::sa::{Action, ChildSaInstall};
+
+fn cfg(
+    local: &str,
+    remote: &str,
+    lts: &str,
+    rts: &str,
+    start: &str,
+    ike: &str,
+    esp: &str,
+    psk: &str,
+    child_life: &str,
+) -> Config {
+    let y = format!(
+        "tunnels:\n  - name: t\n    local: {local}\n    remote: {remote}\n    psk: \"{psk}\"\n    ike_proposals: [{ike}]\n    start: {start}\n    dpd: {{ delay: 30s, timeout: 120s, action: restart }}\n    children:\n      - name: c\n        local_ts: [{lts}]\n        remote_ts: [{rts}]\n        esp_proposals: [{esp}]\n        lifetime: {child_life}\n"
+    );
+    Config::parse(&y, Path::new("t.yaml")).unwrap()
+}
+
+struct Net {
+    a: Daemon,
+    b: Daemon,
+    a_installed: Vec<ChildSaInstall>,
+    b_installed: Vec<ChildSaInstall>,
+    a_removed: Vec<u32>,
+    b_removed: Vec<u32>,
+    up: (bool, bool),
+    sent: usize,
+    /// Optional NAT: rewrite the source port of A's packets as B sees them.
+    nat_port: Option<u16>,
+}
+
+const A: &str = "203.0.113.1";
+const B: &str = "203.0.113.2";
+
+impl Net {
+    fn new(ike: &str, esp: &str, psk_b: &str, child_life: &str) -> Net {
+        Net {
+            a: Daemon::new(&cfg(
+                A,
+                B,
+                "192.168.10.0/24",
+                "192.168.20.0/24",
+                "start",
+                ike,
+                esp,
+                "secret-psk-1",
+                child_life,
+            )),
+            b: Daemon::new(&cfg(
+                B,
+                A,
+                "192.168.20.0/24",
+                "192.168.10.0/24",
+                "none",
+                ike,
+                esp,
+                psk_b,
+                child_life,
+            )),
+            a_installed: vec![],
+            b_installed: vec![],
+            a_removed: vec![],
+            b_removed: vec![],
+            up: (false, false),
+            sent: 0,
+            nat_port: None,
+        }
+    }
+
+    /// Delivers actions until quiet.
+    fn run(&mut self, now: Instant, mut from_a: Vec<Action>, mut from_b: Vec<Action>) {
+        for _ in 0..100 {
+            if from_a.is_empty() && from_b.is_empty() {
+                return;
+            }
+            let mut next_a = Vec::new();
+            let mut next_b = Vec::new();
+            for act in from_a.drain(..) {
+                match act {
+                    Action::Send {
+                        local,
+                        remote,
+                        data,
+                    } => {
+                        self.sent += 1;
+                        let mut src = local;
+                        if let Some(p) = self.nat_port {
+                            src = SocketAddr::new(
+                                local.ip(),
+                                if local.port() == 500 { p } else { p + 1 },
+                            );
+                        }
+                        next_b.extend(self.b.handle(now, remote, src, &data));
+                    }
+                    Action::Install(c) => self.a_installed.push(*c),
+                    Action::Remove { spi_in, .. } => self.a_removed.push(spi_in),
+                    Action::Established { .. } => self.up.0 = true,
+                    _ => {}
+                }
+            }
+            for act in from_b.drain(..) {
+                match act {
+                    Action::Send {
+                        local,
+                        remote,
+                        data,
+                    } => {
+                        self.sent += 1;
+                        // Replies to the NATed address reach A at its real address.
+                        let dst = SocketAddr::new(
+                            remote.ip(),
+                            if remote.port() == 500 || self.nat_port == Some(remote.port()) {
+                                if self.nat_port.is_some() && remote.port() != 500 {
+                                    500
+                                } else {
+                                    remote.port()
+                                }
+                            } else {
+                                4500
+                            },
+                        );
+                        next_a.extend(self.a.handle(now, dst, local, &data));
+                    }
+                    Action::Install(c) => self.b_installed.push(*c),
+                    Action::Remove { spi_in, .. } => self.b_removed.push(spi_in),
+                    Action::Established { .. } => self.up.1 = true,
+                    _ => {}
+                }
+            }
+            from_a = next_a;
+            from_b = next_b;
+        }
+        panic!("the exchange did not settle");
+    }
+}
+
+fn assert_mirrored(a: &ChildSaInstall, b: &ChildSaInstall) {
+    assert_eq!(a.spi_in, b.spi_out);
+    assert_eq!(a.spi_out, b.spi_in);
+    assert_eq!(*a.enc_in, *b.enc_out);
+    assert_eq!(*a.enc_out, *b.enc_in);
+    assert_eq!(*a.auth_in, *b.auth_out);
+    assert_eq!(*a.auth_out, *b.auth_in);
+    assert_ne!(*a.enc_in, *a.enc_out);
+    assert_eq!(a.encr, b.encr);
+    assert_eq!(a.local_ts, b.remote_ts);
+}
+
+#[test]
+fn reference_scenario_comes_up_with_mirrored_child_keys() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp1024",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_eq!(n.a_installed.len(), 1);
+    assert_eq!(n.b_installed.len(), 1);
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+    assert_eq!(n.a_installed[0].enc_in.len(), 32);
+    assert_eq!(n.a_installed[0].auth_in.len(), 32);
+    assert!(!n.a_installed[0].udp_encap);
+    // IKE_SA_INIT + IKE_AUTH: four messages.
+    assert_eq!(n.sent, 4);
+}
+
+#[test]
+fn every_group_and_aead_comes_up() {
+    for (ike, esp) in [
+        ("aes128gcm16-prfsha256-curve25519", "aes128gcm16"),
+        ("aes256gcm16-prfsha384-ecp384", "aes256gcm16"),
+        ("chacha20poly1305-prfsha512-ecp256", "chacha20poly1305"),
+        ("aes128-sha512-modp2048", "aes128-sha384"),
+    ] {
+        let now = Instant::now();
+        let mut n = Net::new(ike, esp, "secret-psk-1", "8h");
+        let acts = n.a.start(now);
+        n.run(now, acts, vec![]);
+        assert_eq!(n.up, (true, true), "{ike}");
+        assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+    }
+}
+
+#[test]
+fn wrong_psk_fails_on_both_sides() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "another-psk",
+        "8h",
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (false, false));
+    assert!(n.a_installed.is_empty() && n.b_installed.is_empty());
+}
+
+#[test]
+fn invalid_ke_makes_the_initiator_retry_with_the_responders_group() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    // A prefers curve25519 but also offers modp2048; B only accepts modp2048.
+    n.a = Daemon::new(&cfg(
+        A,
+        B,
+        "192.168.10.0/24",
+        "192.168.20.0/24",
+        "start",
+        "aes256-sha256-curve25519, aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    ));
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_eq!(
+        n.sent, 6,
+        "INIT, INVALID_KE, INIT, INIT response, AUTH, AUTH response"
+    );
+}
+
+#[test]
+fn nat_is_detected_and_ike_floats_to_4500() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    n.nat_port = Some(40000);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert!(n.a_installed[0].udp_encap && n.b_installed[0].udp_encap);
+    assert_eq!(n.a_installed[0].local.port(), 4500);
+    assert_eq!(
+        n.b_installed[0].remote.port(),
+        40001,
+        "B sends ESP to A's mapped NAT-T port"
+    );
+}
+
+#[test]
+fn child_rekey_is_make_before_break() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256-modp2048",
+        "secret-psk-1",
+        "10s",
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let old_a = n.a_installed[0].spi_in;
+    let old_b = n.b_installed[0].spi_in;
+    // Lifetimes carry up to 10% jitter: by 10.1 s both sides are due; A or B starts.
+    let later = now + Duration::from_millis(10_100);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    eprintln!(
+        "A installed {:?}\nB installed {:?}\nA removed {:x?} B removed {:x?}",
+        n.a_installed, n.b_installed, n.a_removed, n.b_removed
+    );
+    // Whoever rekeyed, each side now has a new pair installed and the old one removed.
+    assert!(n.a_installed.len() >= 2 && n.b_installed.len() >= 2);
+    let new_a = n.a_installed.last().unwrap();
+    let new_b = n
+        .b_installed
+        .iter()
+        .find(|c| c.spi_out == new_a.spi_in)
+        .expect("peer has the new SA");
+    assert_mirrored(new_a, new_b);
+    assert_ne!(*new_a.enc_in, *n.a_installed[0].enc_in);
+    assert!(n.a_removed.contains(&old_a), "old inbound SA retired on A");
+    assert!(n.b_removed.contains(&old_b), "old inbound SA retired on B");
+    assert!(new_a.replaces.is_some() || new_b.replaces.is_some());
+}
+
+#[test]
+fn dead_peer_is_detected_and_the_tunnel_restarts() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    // B vanishes: A's DPD after 30 s idle, retransmits, then gives up and restarts.
+    let mut t = now;
+    let mut closed = false;
+    let mut reinit = false;
+    for _ in 0..4000 {
+        t += Duration::from_millis(100);
+        for a in n.a.tick(t) {
+            match a {
+                Action::Closed { restart, .. } => {
+                    assert!(restart);
+                    closed = true;
+                }
+                Action::Send { data, .. } if closed => {
+                    // A new IKE_SA_INIT (exchange type 34, message ID 0).
+                    reinit |= data[18] == 34;
+                }
+                _ => {}
+            }
+        }
+        if reinit {
+            break;
+        }
+    }
+    assert!(
+        closed && reinit,
+        "DPD closed the SA ({closed}) and restarted ({reinit})"
+    );
+    assert!(t.duration_since(now) < Duration::from_secs(30 + 120 + 10));
+}
+
+#[test]
+fn delete_from_the_initiator_removes_children_on_both_sides() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let acts = n.a.shutdown(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.a_removed, vec![n.a_installed[0].spi_in]);
+    assert_eq!(n.b_removed, vec![n.b_installed[0].spi_in]);
+    assert_eq!(n.a.sas().count(), 0);
+    assert_eq!(n.b.sas().count(), 0);
+}
