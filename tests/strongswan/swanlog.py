@@ -151,26 +151,37 @@ def parse_list_sas(text):
     return ikes, children
 
 
+IKE_NAMED = re.compile(r"^IKE_SA \S+\[(\d+)\] (?:rekeyed between|state change: CONNECTING => ESTABLISHED)")
+
+
 def ike_keys(path, list_sas=None):
-    sas = {}  # uid -> {field: hex}
-    order = []
+    """keymat_v2.c logs SKEYSEED and SK_* in the context of the IKE_SA doing the exchange. For an
+    IKE_SA rekey that is the old SA; the same thread then logs "IKE_SA gw[N] rekeyed between" or
+    "IKE_SA gw[N] state change: CONNECTING => ESTABLISHED" naming the new one, before it sends
+    anything."""
+    records = []   # [uid, {field: hex}]
+    fresh = {}     # thread -> record that a following naming line may still relabel
     for thread, group, name, kind, data in events(path):
-        if kind != "dump" or group != "IKE" or data[0] not in IKE_LABELS:
+        if kind == "dump":
+            if group != "IKE" or data[0] not in IKE_LABELS:
+                continue
+            if data[0] == "SKEYSEED" or thread not in fresh:
+                fresh[thread] = [ike_uid(name), {}]
+                records.append(fresh[thread])
+            fresh[thread][1][IKE_LABELS[data[0]]] = data[1].hex()
             continue
-        uid = ike_uid(name)
-        if data[0] == "SKEYSEED" and uid in sas:
-            # A second derivation under the same uid (IKE_SA rekey runs in the old SA's context):
-            # start a new record.
-            order.append(uid)
-            sas[uid] = {}
-        if uid not in sas:
-            sas[uid] = {}
-            order.append(uid)
-        sas[uid][IKE_LABELS[data[0]]] = data[1].hex()
+        if thread not in fresh:
+            continue
+        m = IKE_NAMED.match(data)
+        if m:
+            fresh.pop(thread)[0] = int(m.group(1))
+        elif data.startswith(("sending packet", "generating ")):
+            fresh.pop(thread)
     ikes = parse_list_sas(list_sas)[0] if list_sas else {}
     out = []
-    for uid in dict.fromkeys(order):
-        rec = sas[uid]
+    for uid, rec in records:
+        if "sk_d" not in rec:
+            continue  # PPK re-derivations etc.
         name, spi_i, spi_r = ikes.get(uid, ("-", "-", "-"))
         fields = " ".join("%s=%s" % (k, rec.get(k, "-")) for k in
                           ("sk_d", "sk_ai", "sk_ar", "sk_ei", "sk_er", "sk_pi", "sk_pr"))
