@@ -235,6 +235,13 @@ netns_site_to_site() {
     echo "== again with AES-256-CBC + HMAC-SHA-256-128"
     CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
+strongswan_vs_strongswan() {
+    # Two strongSwan charons (kernel-libipsec) in network namespaces: the harness ferrogate-ike
+    # will be tested in (tests/strongswan/README.md).
+    TMPDIR="$WORK" timeout 120 bash tests/strongswan/swan_vs_swan.sh
+    echo "== again with AES-256-GCM (IKE aes256gcm16-prfsha256-curve25519)"
+    SUITE=gcm TMPDIR="$WORK" timeout 120 bash tests/strongswan/swan_vs_swan.sh
+}
 py_ah_options() {
     need_fgpcap
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
@@ -294,6 +301,7 @@ step "scapy AH with mutable IP options vs fgpcap" py_ah_options
 step "build ferrogate (DPDK gateway)" build_ferrogate
 step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_site
+step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
 run_fuzz
 
 echo

@@ -1,0 +1,363 @@
+# shellcheck shell=bash
+# strongSwan (charon 5.9.8, Debian bookworm) as an IKEv2 peer inside network namespaces.
+#
+# Source this file, then install the cleanup trap yourself:
+#
+#   . tests/strongswan/lib.sh
+#   trap swan_cleanup EXIT
+#   swan_netns_add gwA                       # namespaces made here are deleted by swan_cleanup
+#   swan_mkdir DIR_A a; swan_start gwA a "$DIR_A"   # charon in namespace gwA, instance "a"
+#   swan_gen_swanctl --local 203.0.113.1 --remote 203.0.113.2 ... > f; swan_load a f
+#   swan_initiate a net; swan_wait_established a 10; swan_list a; swan_child_keys a
+#
+# Functions (all return non-zero on failure; none calls exit):
+#   swan_require_packages                       apt-get install what is missing (dpkg -s check)
+#   swan_mkdir VAR NAME                         a fresh directory under the library's temp dir
+#                                               (removed by swan_cleanup), its path put in VAR
+#   swan_netns_add NS...                        ip netns add, deleted again by swan_cleanup
+#   swan_track_pid PID                          kill PID (TERM, then KILL) in swan_cleanup
+#   swan_start NS NAME CONF_DIR [EXTRA]         start charon in NS; EXTRA is strongswan.conf text
+#                                               placed inside charon { } (e.g. "dos_protection = no")
+#   swan_stop NAME                              stop that charon (TERM, wait, KILL)
+#   swan_uri NAME                               prints unix://CONF_DIR/charon.vici
+#   swan_dir NAME                               prints CONF_DIR
+#   swan_ctl NAME ARGS...                       swanctl ARGS --uri (its own instance)
+#   swan_load NAME SWANCTL_CONF                 swanctl --load-all --file SWANCTL_CONF
+#   swan_initiate NAME CHILD [TIMEOUT_S]        swanctl --initiate --child CHILD
+#   swan_list NAME                              swanctl --list-sas
+#   swan_wait_established NAME TIMEOUT_S [N]    wait until N (default 1) CHILD_SAs are INSTALLED
+#   swan_sa_spis NAME                           "child{uid} in=SPI out=SPI" per installed CHILD_SA
+#   swan_child_keys NAME                        CHILD_SA keys from charon.log, one line per SA:
+#       child=net uid=1 dir=in spi=c0ffee01 role=initiator enc=HEX integ=HEX|- alg=...
+#   swan_ike_keys NAME                          IKE_SA keys (needs ike = 4 in SWAN_LOGLEVELS), one
+#       line per IKE_SA: ike=gw uid=1 spi_i=HEX spi_r=HEX sk_d=.. sk_ai=.. ... sk_pr=..
+#   swan_gen_swanctl [OPTIONS]                  swanctl.conf for a site-to-site PSK tunnel (stdout)
+#   swan_cleanup                                stop every charon and tracked PID, delete the
+#                                               namespaces and the temp dir
+#
+# Settings (environment, read by swan_start):
+#   SWAN_LOGLEVELS  filelog levels, default "default = 1, ike = 2, cfg = 2, chd = 4, knl = 1,
+#                   net = 1, enc = 1". chd = 4 logs the CHILD_SA keys; ike = 4 adds the IKE_SA
+#                   keys (SKEYSEED, SK_d, SK_ai/ar, SK_ei/er, SK_pi/pr, the DH shared secret);
+#                   enc = 2 logs every payload parsed, net = 2 every packet as a hex dump.
+#   SWAN_CHARON     the daemon, default /usr/lib/ipsec/charon
+#
+# Each instance gets CONF_DIR with strongswan.conf, charon.vici (vici socket), charon.log
+# (filelog), charon.out (stdout/stderr) and run/ (bind-mounted on /run inside the instance's own
+# mount namespace, so /var/run/charon.pid does not collide). The bind mount lives only in that
+# mount namespace and disappears with charon.
+
+SWAN_CHARON=${SWAN_CHARON:-/usr/lib/ipsec/charon}
+SWAN_LOGLEVELS=${SWAN_LOGLEVELS:-"default = 1, ike = 2, cfg = 2, chd = 4, knl = 1, net = 1, enc = 1"}
+SWAN_PLUGINS="random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici updown"
+SWAN_PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
+    libstrongswan-standard-plugins libstrongswan-extra-plugins
+    iproute2 tcpdump iputils-ping iperf3 python3 util-linux)
+# Debian's python3 (the parser needs only the standard library).
+SWAN_PYTHON=${SWAN_PYTHON:-$([ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)}
+SWAN_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+declare -gA SWAN_DIRS=() SWAN_CHARON_PIDS=()
+declare -ga SWAN_PIDS=() SWAN_NETNS=()
+SWAN_TMP=${SWAN_TMP:-}
+
+swan_log() { echo "swan: $*" >&2; }
+
+swan_require_packages() {
+    local missing=() p
+    for p in "${SWAN_PACKAGES[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    swan_log "installing: ${missing[*]}"
+    [ "$(id -u)" -eq 0 ] || { swan_log "must be root to install packages"; return 1; }
+    export DEBIAN_FRONTEND=noninteractive
+    # Another apt may hold the lock (first boot); wait for it instead of failing.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+swan_mkdir() { # VAR NAME: a fresh directory under the library's temp dir, its path in VAR
+    if [ -z "$SWAN_TMP" ]; then
+        SWAN_TMP=$(mktemp -d "${TMPDIR:-/tmp}/swan.XXXXXX") || return 1
+    fi
+    local d
+    d=$(mktemp -d "$SWAN_TMP/$2.XXXXXX") || return 1
+    printf -v "$1" '%s' "$d"
+}
+
+swan_netns_add() {
+    local ns
+    for ns in "$@"; do
+        ip netns add "$ns" || return 1
+        SWAN_NETNS+=("$ns")
+    done
+}
+
+swan_track_pid() { SWAN_PIDS+=("$1"); }
+
+swan_dir() { printf '%s\n' "${SWAN_DIRS[$1]:?swan: no instance named $1}"; }
+swan_uri() { printf 'unix://%s/charon.vici\n' "${SWAN_DIRS[$1]:?swan: no instance named $1}"; }
+swan_ctl() { local n=$1; shift; swanctl "$@" --uri "$(swan_uri "$n")"; }
+
+swan_write_conf() { # DIR EXTRA
+    local dir=$1 extra=${2:-} levels
+    # strongswan.conf wants one setting per line.
+    levels=$(printf '%s\n' "${SWAN_LOGLEVELS//,/$'\n'}" | sed 's/^ *//; /^$/d; s/^/            /')
+    cat > "$dir/strongswan.conf" <<EOF
+# generated by tests/strongswan/lib.sh
+charon {
+    load_modular = no
+    # kernel-libipsec before kernel-netlink: ESP in user space through a TUN device, routes
+    # (table 220) through kernel-netlink.
+    load = $SWAN_PLUGINS
+    install_routes = yes
+    install_virtual_ip = no
+    plugins {
+        vici {
+            socket = unix://$dir/charon.vici
+        }
+        kernel-libipsec {
+            load = yes
+            allow_peer_ts = no
+        }
+    }
+    filelog {
+        swan {
+            path = $dir/charon.log
+            append = no
+            flush_line = yes
+            ike_name = yes
+            time_format = %H:%M:%S
+            time_add_ms = yes
+$levels
+        }
+    }
+$extra
+}
+EOF
+}
+
+swan_start() { # NS NAME CONF_DIR [EXTRA]
+    local ns=$1 name=$2 dir=$3 extra=${4:-} pid i
+    [ -n "$ns" ] && [ -n "$name" ] && [ -n "$dir" ] || { swan_log "usage: swan_start NS NAME CONF_DIR [EXTRA]"; return 2; }
+    [ -z "${SWAN_CHARON_PIDS[$name]:-}" ] || { swan_log "instance $name already running"; return 1; }
+    mkdir -p "$dir/run" || return 1
+    dir=$(cd "$dir" && pwd -P)
+    case "$dir/" in
+    /run/* | /var/run/*) swan_log "CONF_DIR must not be under /run (it is hidden by the bind mount)"; return 1 ;;
+    esac
+    swan_write_conf "$dir" "$extra"
+    rm -f "$dir/charon.vici" "$dir/charon.log"
+    SWAN_DIRS[$name]=$dir
+    # ip netns exec, unshare (no --fork) and sh all exec: $! is charon's own PID.
+    STRONGSWAN_CONF="$dir/strongswan.conf" ip netns exec "$ns" \
+        unshare -m --propagation private \
+        sh -c 'mount --bind "$1" /run && exec "$2"' swan "$dir/run" "$SWAN_CHARON" \
+        > "$dir/charon.out" 2>&1 &
+    pid=$!
+    SWAN_CHARON_PIDS[$name]=$pid
+    for ((i = 0; i < 100; i++)); do
+        if swanctl --stats --uri "unix://$dir/charon.vici" > /dev/null 2>&1; then
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            swan_log "charon $name exited; charon.out:"; cat "$dir/charon.out" >&2
+            [ -f "$dir/charon.log" ] && tail -20 "$dir/charon.log" >&2
+            unset 'SWAN_CHARON_PIDS[$name]'
+            return 1
+        fi
+        sleep 0.1
+    done
+    swan_log "charon $name: vici socket did not answer within 10 s"
+    return 1
+}
+
+swan_stop() { # NAME
+    local name=$1 pid i
+    pid=${SWAN_CHARON_PIDS[$name]:-}
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset 'SWAN_CHARON_PIDS[$name]'
+    return 0
+}
+
+swan_load() { # NAME SWANCTL_CONF
+    # swanctl also loads credentials from x509/, private/, ... next to the file and complains
+    # about each directory that is missing; PSK setups have none, so drop those lines.
+    local errf rc=0
+    errf=$(mktemp) || return 1
+    swan_ctl "$1" --load-all --file "$2" 2> "$errf" || rc=$?
+    grep -v "^opening directory '.*' failed: No such file or directory$" "$errf" >&2 || true
+    rm -f "$errf"
+    return "$rc"
+}
+
+swan_initiate() { # NAME CHILD [TIMEOUT_S]
+    swan_ctl "$1" --initiate --child "$2" --timeout "${3:-15}"
+}
+
+swan_list() { # NAME
+    swan_ctl "$1" --list-sas
+}
+
+swan_sa_spis() { # NAME -> "net{1} in=c1234567 out=c7654321" per INSTALLED CHILD_SA
+    swan_list "$1" | "$SWAN_PYTHON" "$SWAN_LIB_DIR/swanlog.py" list-sas
+}
+
+swan_wait_established() { # NAME TIMEOUT_S [COUNT]
+    local name=$1 timeout=$2 want=${3:-1} n deadline
+    deadline=$((SECONDS + timeout))
+    while :; do
+        n=$(swan_sa_spis "$name" 2>/dev/null | wc -l)
+        [ "$n" -ge "$want" ] && return 0
+        [ "$SECONDS" -ge "$deadline" ] && break
+        sleep 0.2
+    done
+    swan_log "$name: $n of $want CHILD_SAs INSTALLED after ${timeout}s"
+    return 1
+}
+
+swan_child_keys() { # NAME
+    "$SWAN_PYTHON" "$SWAN_LIB_DIR/swanlog.py" child-keys "$(swan_dir "$1")/charon.log"
+}
+
+swan_ike_keys() { # NAME
+    swan_list "$1" | "$SWAN_PYTHON" "$SWAN_LIB_DIR/swanlog.py" ike-keys "$(swan_dir "$1")/charon.log" -
+}
+
+# swan_gen_swanctl [--conn NAME] [--child NAME] --local IP --remote IP --local-ts NET[,NET]
+#     --remote-ts NET[,NET] --psk SECRET --local-id ID --remote-id ID
+#     [--suite cbc|gcm] [--ike PROPOSALS] [--esp PROPOSALS] [--start none|trap|start|trap|start]
+#     [--dpd-delay 30s] [--dpd-action restart|clear|trap] [--ike-rekey 1h] [--child-rekey 8h]
+#     [--child-life 9h] [--encap no|yes] [--mobike yes|no] [--fragmentation yes|no|accept|force]
+# prints swanctl.conf. --suite cbc (the default) is IKE aes256-sha256-modp1024 with ESP
+# aes256-sha256; --suite gcm is IKE aes256gcm16-prfsha256-curve25519 with ESP aes256gcm16.
+# --ike/--esp override the suite. IDs are taken as strongSwan parses them: "gw.example" is
+# ID_FQDN, "a@b" ID_RFC822_ADDR, an IP address ID_IPV4_ADDR.
+swan_gen_swanctl() {
+    local conn=gw child=net local= remote= lts= rts= psk= lid= rid= suite=cbc ike= esp=
+    local start=none dpd_delay=30s dpd_action=restart ike_rekey=1h child_rekey=8h child_life=9h
+    local encap=no mobike=yes frag=yes
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --conn) conn=$2 ;;
+        --child) child=$2 ;;
+        --local) local=$2 ;;
+        --remote) remote=$2 ;;
+        --local-ts) lts=$2 ;;
+        --remote-ts) rts=$2 ;;
+        --psk) psk=$2 ;;
+        --local-id) lid=$2 ;;
+        --remote-id) rid=$2 ;;
+        --suite) suite=$2 ;;
+        --ike) ike=$2 ;;
+        --esp) esp=$2 ;;
+        --start) start=$2 ;;
+        --dpd-delay) dpd_delay=$2 ;;
+        --dpd-action) dpd_action=$2 ;;
+        --ike-rekey) ike_rekey=$2 ;;
+        --child-rekey) child_rekey=$2 ;;
+        --child-life) child_life=$2 ;;
+        --encap) encap=$2 ;;
+        --mobike) mobike=$2 ;;
+        --fragmentation) frag=$2 ;;
+        *) swan_log "swan_gen_swanctl: unknown option $1"; return 2 ;;
+        esac
+        shift 2 || { swan_log "swan_gen_swanctl: $1 needs a value"; return 2; }
+    done
+    local v
+    for v in local remote lts rts psk lid rid; do
+        [ -n "${!v}" ] || { swan_log "swan_gen_swanctl: missing ${v}"; return 2; }
+    done
+    case $suite in
+    cbc) : "${ike:=aes256-sha256-modp1024}" "${esp:=aes256-sha256}" ;;
+    gcm) : "${ike:=aes256gcm16-prfsha256-curve25519}" "${esp:=aes256gcm16}" ;;
+    *) swan_log "swan_gen_swanctl: unknown suite $suite"; return 2 ;;
+    esac
+    cat <<EOF
+# generated by tests/strongswan/lib.sh (swan_gen_swanctl)
+connections {
+    $conn {
+        version = 2
+        local_addrs = $local
+        remote_addrs = $remote
+        proposals = $ike
+        rekey_time = $ike_rekey
+        dpd_delay = $dpd_delay
+        encap = $encap
+        mobike = $mobike
+        fragmentation = $frag
+        local {
+            auth = psk
+            id = $lid
+        }
+        remote {
+            auth = psk
+            id = $rid
+        }
+        children {
+            $child {
+                mode = tunnel
+                local_ts = $lts
+                remote_ts = $rts
+                esp_proposals = $esp
+                rekey_time = $child_rekey
+                life_time = $child_life
+                dpd_action = $dpd_action
+                start_action = $start
+            }
+        }
+    }
+}
+secrets {
+    ike-$conn {
+        id-local = $lid
+        id-remote = $rid
+        secret = "$psk"
+    }
+}
+EOF
+}
+
+swan_cleanup() {
+    # Runs from an EXIT trap, often under set -e: nothing here may stop the cleanup half way.
+    local name pid i opts=$-
+    set +e
+    for name in "${!SWAN_CHARON_PIDS[@]}"; do
+        kill "${SWAN_CHARON_PIDS[$name]}" 2>/dev/null
+    done
+    for pid in "${SWAN_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    for name in "${!SWAN_CHARON_PIDS[@]}"; do
+        swan_stop "$name"
+    done
+    for pid in "${SWAN_PIDS[@]}"; do
+        for ((i = 0; i < 20; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    SWAN_PIDS=()
+    for ((i = ${#SWAN_NETNS[@]} - 1; i >= 0; i--)); do
+        ip netns del "${SWAN_NETNS[$i]}" 2>/dev/null
+    done
+    SWAN_NETNS=()
+    if [ -n "$SWAN_TMP" ] && [ -z "${SWAN_KEEP:-}" ]; then
+        rm -rf -- "$SWAN_TMP"
+        SWAN_TMP=
+    elif [ -n "$SWAN_TMP" ]; then
+        swan_log "kept $SWAN_TMP (SWAN_KEEP is set)"
+    fi
+    case $opts in *e*) set -e ;; esac
+    return 0
+}
