@@ -242,6 +242,24 @@ strongswan_vs_strongswan() {
     echo "== again with AES-256-GCM (IKE aes256gcm16-prfsha256-curve25519)"
     SUITE=gcm TMPDIR="$WORK" timeout 120 bash tests/strongswan/swan_vs_swan.sh
 }
+build_ferrogate_ike() {
+    rm -f "$WORK/ike.built"
+    cargo build -p controlplane --bin ferrogate-ike
+    touch "$WORK/ike.built"
+}
+ike_vs_strongswan() {
+    # ferrogate-ike against strongSwan 5.9.8 in network namespaces, both roles, both suites:
+    # keys compared with charon's, ESP both ways, CHILD_SA rekey, DPD restart, delete.
+    need_fgpcap
+    [ -e "$WORK/ike.built" ] || { echo "ferrogate-ike was not built by this run" >&2; return 1; }
+    local ike="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate-ike" suite role
+    for suite in cbc gcm; do
+        for role in initiator responder; do
+            echo "== SUITE=$suite ROLE=$role"
+            SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+        done
+    done
+}
 py_ah_options() {
     need_fgpcap
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
@@ -302,6 +320,8 @@ step "build ferrogate (DPDK gateway)" build_ferrogate
 step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_site
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
+step "build ferrogate-ike" build_ferrogate_ike
+step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD)" ike_vs_strongswan
 run_fuzz
 
 echo

@@ -10,6 +10,7 @@ use controlplane::config::Config;
 use controlplane::ike::daemon::Daemon;
 use controlplane::ike::sa::{Action, ChildSaInstall};
 
+#[allow(clippy::too_many_arguments)]
 fn cfg(
     local: &str,
     remote: &str,

@@ -232,6 +232,7 @@ impl std::fmt::Debug for IkeKeys {
 
 impl IkeKeys {
     /// Derives the IKE SA keys from SKEYSEED (§2.14).
+    #[allow(clippy::too_many_arguments)]
     pub fn derive(
         prf_alg: Prf,
         encr: Encr,
@@ -404,7 +405,7 @@ impl SkCodec<'_> {
         let (ek, ak) = self.recv_keys();
         let iv = &msg[body_start..ct_start];
         let mut ct = msg[ct_start..ct_end].to_vec();
-        if ct.is_empty() || ct.len() % enc.block_len() != 0 {
+        if ct.is_empty() || !ct.len().is_multiple_of(enc.block_len()) {
             return Err(CryptoError::Length);
         }
         if enc.is_aead() {
@@ -471,7 +472,7 @@ fn aead_nonce(key: &[u8], iv: &[u8]) -> ([u8; 12], usize) {
     (n, kl)
 }
 
-fn aead_seal(enc: Encr, key: &[u8], iv: &[u8], aad: &[u8], data: &mut Vec<u8>) -> Vec<u8> {
+fn aead_seal(enc: Encr, key: &[u8], iv: &[u8], aad: &[u8], data: &mut [u8]) -> Vec<u8> {
     let (nonce, kl) = aead_nonce(key, iv);
     let k = &key[..kl];
     let tag = match enc {

@@ -80,10 +80,11 @@ impl Encr {
             16
         }
     }
-    /// Block length for padding.
+    /// Block length of the SK payload's plaintext: 16 for CBC; AEADs are stream-like and
+    /// need no alignment (RFC 5282 §3: strongSwan sends unaligned GCM payloads).
     pub fn block_len(self) -> usize {
         if self.is_aead() {
-            4
+            1
         } else {
             16
         }
@@ -659,7 +660,10 @@ mod tests {
         let pfs = AlgSet::parse("aes256-sha256-modp2048", false)
             .unwrap()
             .to_proposal(1, 3, vec![1, 2, 3, 4]);
-        assert_eq!(select(&no_pfs, &[pfs.clone()], wire::proto::ESP), None);
+        assert_eq!(
+            select(&no_pfs, std::slice::from_ref(&pfs), wire::proto::ESP),
+            None
+        );
         let ours_pfs = vec![AlgSet::parse("aes256-sha256-modp2048", false).unwrap()];
         assert_eq!(
             select(&ours_pfs, &[pfs], wire::proto::ESP).unwrap().dh,
@@ -671,7 +675,7 @@ mod tests {
         assert_eq!(
             select(
                 &[AlgSet::parse("aes256gcm16", false).unwrap()],
-                &[esn.clone()],
+                std::slice::from_ref(&esn),
                 3
             ),
             None

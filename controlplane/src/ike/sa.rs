@@ -1053,7 +1053,7 @@ impl IkeSa {
             &keys.sk_pr,
             &id_body(id_type, &id_data),
         );
-        if auth.0 != 2 || !ct_eq(&auth.1, &expect) {
+        if auth.0 != 2 || !ct_eq(auth.1, &expect) {
             return Err("the peer's AUTH does not verify (wrong PSK?)".into());
         }
         self.established(now, out);

@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# ferrogate-ike against strongSwan 5.9.8 (charon, kernel-libipsec) in network namespaces.
+#
+#   [gA: ferrogate-ike, 203.0.113.1] --veth "wire"-- [gB: charon "b", 203.0.113.2 | 192.168.20.1] --veth-- hB (192.168.20.5)
+#
+# The reference scenario: site-to-site 192.168.10.0/24 <-> 192.168.20.0/24, PSK, FQDN identities,
+# IKE aes256-sha256-modp1024 + ESP aes256-sha256 (SUITE=gcm: aes256gcm16-prfsha256-curve25519 +
+# aes256gcm16). strongSwan's libipsec fakes a NAT, so ferrogate-ike must detect it, float to
+# UDP 4500 and negotiate UDP-encapsulated ESP. ferrogate-ike runs over plain UDP sockets here
+# (no data plane); it exports the CHILD_SA keys it negotiated in the SA YAML that fgpcap reads.
+#
+# Checks:
+#   - IKE SA and CHILD_SA up on both sides (ferrogate-ike's events, swanctl --list-sas);
+#   - the SPIs agree, and the keys ferrogate-ike derived equal the keys charon derived (chd = 4);
+#   - charon's ESP (pings from hB) captured on the wire decrypts with fgpcap and ferrogate-ike's
+#     inbound keys, to ICMP echo requests from 192.168.20.5;
+#   - ESP made by fgpcap with ferrogate-ike's outbound keys, sent from gA, is accepted by charon
+#     and reaches hB as ICMP echo requests from 192.168.10.5;
+#   - a CHILD_SA rekey (ROLE=initiator: ferrogate-ike rekeys; ROLE=responder: charon rekeys):
+#     new SPIs on both sides, keys equal again, the old SA gone;
+#   - ROLE=initiator: charon killed and restarted; ferrogate-ike's DPD notices and re-initiates
+#     (dpd action restart), and the tunnel comes back;
+#   - ferrogate-ike stopped with SIGTERM deletes the IKE SA on charon.
+#
+#   ike_vs_swan.sh FERROGATE_IKE FGPCAP PYTHON     PYTHON has scapy (the tests' venv)
+#   SUITE=cbc|gcm ROLE=initiator|responder         who starts the tunnel (default initiator)
+#   SWAN_KEEP=1                                    keep logs and captures
+#
+# Cleans up namespaces, processes (by PID) and its temp dir on any exit.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+trap swan_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+IKE=$1 FGPCAP=$2 PY=$3
+SUITE=${SUITE:-cbc}
+ROLE=${ROLE:-initiator}
+[ "$(id -u)" -eq 0 ] || { echo "ike_vs_swan.sh: run as root" >&2; exit 2; }
+swan_require_packages
+
+ID=$$
+GA=fi$ID-gA GB=fi$ID-gB HB=fi$ID-hB
+swan_mkdir WORK work
+
+passed=0 failed=0
+check() { # name, then a command
+    local name=$1; shift
+    if "$@"; then echo "PASS $name"; passed=$((passed + 1)); else echo "FAIL $name"; failed=$((failed + 1)); fi
+}
+
+swan_netns_add "$GA" "$GB" "$HB"
+ip link add gAo netns "$GA" type veth peer name gBo netns "$GB"
+ip link add gBi netns "$GB" type veth peer name hB0 netns "$HB"
+for n in "$GA" "$GB" "$HB"; do
+    ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$n" link set lo up
+done
+ip netns exec "$GB" sysctl -qw net.ipv4.ip_forward=1
+ip -n "$HB" link set hB0 up; ip -n "$HB" addr add 192.168.20.5/24 dev hB0; ip -n "$HB" route add default via 192.168.20.1
+ip -n "$GA" link set gAo up; ip -n "$GA" addr add 203.0.113.1/24 dev gAo
+ip -n "$GB" link set gBo up; ip -n "$GB" addr add 203.0.113.2/24 dev gBo
+ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
+
+PSK="ferrogate-interop-psk-0123456789"
+case $SUITE in
+cbc) IKE_PROP=aes256-sha256-modp1024 ESP_PROP=aes256-sha256 ;;
+gcm) IKE_PROP=aes256gcm16-prfsha256-curve25519 ESP_PROP=aes256gcm16 ;;
+*) echo "unknown SUITE $SUITE" >&2; exit 2 ;;
+esac
+if [ "$ROLE" = initiator ]; then
+    OUR_START=start SWAN_START=none OUR_CHILD_LIFE=8s SWAN_CHILD_REKEY=8h SWAN_CHILD_LIFE=9h OUR_DPD=2s OUR_DPD_TIMEOUT=10s
+else
+    OUR_START=none SWAN_START=start OUR_CHILD_LIFE=8h SWAN_CHILD_REKEY=8s SWAN_CHILD_LIFE=10s OUR_DPD=30s OUR_DPD_TIMEOUT=120s
+fi
+
+cat > "$WORK/ike.yaml" <<EOF
+tunnels:
+  - name: site
+    local: 203.0.113.1
+    remote: 203.0.113.2
+    local_id: gw-a.ferrogate.test
+    remote_id: gw-b.ferrogate.test
+    psk: "$PSK"
+    ike_proposals: [$IKE_PROP]
+    ike_lifetime: 1h
+    dpd: { delay: $OUR_DPD, timeout: $OUR_DPD_TIMEOUT, action: restart }
+    start: $OUR_START
+    keyingtries: 0
+    children:
+      - name: net
+        local_ts: [192.168.10.0/24]
+        remote_ts: [192.168.20.0/24]
+        esp_proposals: [$ESP_PROP]
+        lifetime: $OUR_CHILD_LIFE
+EOF
+swan_gen_swanctl --suite "$SUITE" --local 203.0.113.2 --remote 203.0.113.1 \
+    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 --psk "$PSK" \
+    --local-id gw-b.ferrogate.test --remote-id gw-a.ferrogate.test --start "$SWAN_START" \
+    --child-rekey "$SWAN_CHILD_REKEY" --child-life "$SWAN_CHILD_LIFE" --mobike no > "$WORK/b.conf"
+
+swan_mkdir DIR_B charon-b
+swan_start "$GB" b "$DIR_B"
+swan_load b "$WORK/b.conf" > "$WORK/load-b.txt"
+
+ip netns exec "$GA" tcpdump -q -n -U -i gAo -w "$WORK/wire.pcap" udp 2>/dev/null &
+TCPDUMP=$!
+swan_track_pid "$TCPDUMP"
+sleep 0.5
+
+start_ike() {
+    ip netns exec "$GA" "$IKE" --config "$WORK/ike.yaml" --export-dir "$WORK/export" --log "${IKE_LOG:-info}" \
+        >> "$WORK/events.jsonl" 2>> "$WORK/ike.log" &
+    IKE_PID=$!
+    swan_track_pid "$IKE_PID"
+}
+start_ike
+if [ "$SWAN_START" = start ]; then swan_initiate b net 10 > /dev/null 2>&1 || true; fi
+
+wait_event() { # jq-less: grep the JSON lines for an event, up to N seconds
+    local pat=$1 n=$2 i
+    for ((i = 0; i < n * 10; i++)); do
+        grep -q "$pat" "$WORK/events.jsonl" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "ferrogate-ike: IKE SA up ($IKE_PROP, NAT detected)" wait_event '"event":"ike-up".*"nat":true' 15
+check "ferrogate-ike: CHILD_SA up ($ESP_PROP, UDP-encapsulated)" wait_event '"event":"child-up".*"udp_encap":true' 10
+check "strongSwan: CHILD_SA INSTALLED" swan_wait_established b 10
+swan_list b > "$WORK/list-b.txt"
+echo "== swanctl --list-sas on gB"; cat "$WORK/list-b.txt"
+
+# Both views of the keys: ferrogate-ike's export and charon's chd=4 log.
+keys_agree() {
+    swan_sa_spis b > "$WORK/spis-b.txt"
+    swan_child_keys b > "$WORK/keys-b.txt"
+    "$SWAN_PYTHON" - "$WORK" <<'EOP'
+import re, sys
+w = sys.argv[1]
+spis = [dict(kv.split("=") for kv in l.split()[1:]) for l in open(w + "/spis-b.txt")]
+swan = {(r["dir"], r["spi"]): r for r in (dict(kv.split("=", 1) for kv in l.split()) for l in open(w + "/keys-b.txt"))}
+text = open(w + "/export/site.yaml").read()
+ours = {}
+for block in text.split("  - name: ")[1:]:
+    g = lambda k: (re.search(r"^\s+%s: \"?([^\"\n]+)\"?$" % k, block, re.M) or [None, None])[1]
+    ours[(g("direction"), "%08x" % int(g("spi"), 16))] = (g("enc_key")[2:], (g("auth_key") or "0x-")[2:])
+if not spis:
+    print("no installed CHILD_SA on strongSwan"); sys.exit(1)
+s = spis[-1]
+ok = True
+# strongSwan's inbound SA is our outbound one, and the other way round.
+for sd, od in (("in", "out"), ("out", "in")):
+    spi = s[sd]
+    mine = ours.get((od, spi))
+    theirs = swan.get((sd, spi))
+    if mine is None or theirs is None:
+        print("SPI %s: ferrogate-ike %s, strongSwan %s" % (spi, "has it" if mine else "lacks it", "has it" if theirs else "lacks it")); ok = False; continue
+    if mine != (theirs["enc"], theirs["integ"]):
+        print("SPI %s: keys differ" % spi); ok = False
+    else:
+        print("SPI %s (%s on strongSwan): keys equal (enc %d bytes)" % (spi, sd, len(mine[0]) // 2))
+sys.exit(0 if ok else 1)
+EOP
+}
+check "SPIs agree and ferrogate-ike's CHILD_SA keys equal strongSwan's" keys_agree
+
+# strongSwan -> us: pings from hB go into the tunnel; decrypt what crossed the wire with fgpcap.
+ip netns exec "$HB" ping -c 5 -i 0.2 -W 1 192.168.10.5 > /dev/null 2>&1 || true
+sleep 0.5
+cp "$WORK/wire.pcap" "$WORK/wire-1.pcap"
+decrypt_ok() {
+    "$FGPCAP" decrypt --sa "$WORK/export/site.yaml" --in "$WORK/wire-1.pcap" --out "$WORK/clear-1.pcap" --json > "$WORK/dec.json"
+    cat "$WORK/dec.json"
+    "$PY" - "$WORK" <<'EOP'
+import json, sys
+from scapy.all import rdpcap, IP, ICMP
+w = sys.argv[1]
+d = json.load(open(w + "/dec.json"))
+bad = {k: v for k, v in d["drops"].items() if k != "not_ipsec" and v}
+pk = [p for p in rdpcap(w + "/clear-1.pcap") if IP in p and ICMP in p and p[IP].src == "192.168.20.5"
+      and p[IP].dst == "192.168.10.5" and p[ICMP].type == 8]
+print("decrypted ICMP echo requests from hB:", len(pk), "drops:", bad)
+sys.exit(0 if len(pk) >= 5 and not bad else 1)
+EOP
+}
+check "strongSwan's ESP decrypts with ferrogate-ike's inbound keys (fgpcap)" decrypt_ok
+
+# us -> strongSwan: ESP built by fgpcap with our outbound keys, sent from gA's kernel.
+ip netns exec "$HB" tcpdump -q -n -U -i hB0 -w "$WORK/hb.pcap" icmp 2>/dev/null &
+HBDUMP=$!
+swan_track_pid "$HBDUMP"
+sleep 0.5
+inject_ok() {
+    "$PY" - "$WORK" <<'EOP'
+import sys
+from scapy.all import wrpcap, IP, ICMP, Raw
+w = sys.argv[1]
+wrpcap(w + "/plain.pcap", [IP(src="192.168.10.5", dst="192.168.20.5") / ICMP(id=0x4242, seq=i) / Raw(b"ferrogate-ike keys %d" % i) for i in range(5)])
+EOP
+    "$FGPCAP" encrypt --sa "$WORK/export/site.yaml" --in "$WORK/plain.pcap" --out "$WORK/esp.pcap" --json
+    ip netns exec "$GA" "$PY" - "$WORK" <<'EOP'
+import sys
+from scapy.all import rdpcap, send, IP, conf
+conf.verb = 0
+for p in rdpcap(sys.argv[1] + "/esp.pcap"):
+    send(IP(bytes(p)))
+EOP
+    sleep 1
+    kill "$HBDUMP" 2>/dev/null; wait "$HBDUMP" 2>/dev/null || true
+    "$PY" - "$WORK" <<'EOP'
+import sys
+from scapy.all import rdpcap, IP, ICMP
+pk = [p for p in rdpcap(sys.argv[1] + "/hb.pcap") if ICMP in p and p[IP].src == "192.168.10.5" and p[ICMP].id == 0x4242]
+print("echo requests that reached hB through strongSwan:", len(pk))
+sys.exit(0 if len(pk) == 5 else 1)
+EOP
+}
+check "ESP made with ferrogate-ike's outbound keys is accepted by strongSwan (5/5 reach hB)" inject_ok
+
+# CHILD_SA rekey: 8 s lifetime on one side (minus up to 10% jitter on ours).
+FIRST_SPI=$(grep -o '"event":"child-up"[^}]*' "$WORK/events.jsonl" | head -1 | grep -o '"spi_in":"[0-9a-f]*"' | cut -d'"' -f4)
+rekeyed() {
+    local i
+    for ((i = 0; i < 150; i++)); do
+        if grep -q '"event":"child-up".*"replaces":"'"$FIRST_SPI"'"' "$WORK/events.jsonl" &&
+            grep -q '"event":"child-down".*"spi_in":"'"$FIRST_SPI"'"' "$WORK/events.jsonl"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+check "CHILD_SA rekeyed ($([ "$ROLE" = initiator ] && echo "ferrogate-ike" || echo "strongSwan") initiates), old SA removed" rekeyed
+sleep 1
+check "after the rekey: strongSwan's new SPIs and keys agree with ferrogate-ike's" keys_agree
+rekey_count() {
+    local n
+    n=$(grep -c '"event":"child-up"' "$WORK/events.jsonl")
+    echo "CHILD_SAs installed so far: $n"
+    swan_list b | grep -q "INSTALLED"
+}
+check "strongSwan still has the tunnel INSTALLED after the rekey" rekey_count
+
+if [ "$ROLE" = initiator ]; then
+    # Kill charon outright and start a new one: ferrogate-ike's DPD (2 s) finds the peer gone,
+    # and dpd action restart brings the tunnel up again with the new charon.
+    swan_stop_hard() { kill -KILL "${SWAN_CHARON_PIDS[b]}"; wait "${SWAN_CHARON_PIDS[b]}" 2>/dev/null || true; unset 'SWAN_CHARON_PIDS[b]'; }
+    swan_stop_hard
+    swan_mkdir DIR_B2 charon-b2
+    swan_start "$GB" b "$DIR_B2"
+    swan_load b "$WORK/b.conf" > /dev/null
+    N_UP=$(grep -c '"event":"ike-up"' "$WORK/events.jsonl")
+    restarted() {
+        local i
+        for ((i = 0; i < 600; i++)); do
+            [ "$(grep -c '"event":"ike-up"' "$WORK/events.jsonl")" -gt "$N_UP" ] && break
+            sleep 0.1
+        done
+        grep '"event":"ike-down"' "$WORK/events.jsonl" | tail -1
+        swan_wait_established b 10
+    }
+    check "charon killed and restarted: DPD notices, the tunnel is re-initiated" restarted
+    check "after the restart: keys agree again" keys_agree
+fi
+
+deleted() {
+    kill -TERM "$IKE_PID"
+    wait "$IKE_PID" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 30; i++)); do
+        swan_list b | grep -q "ESTABLISHED" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "ferrogate-ike stopped with SIGTERM: strongSwan's IKE SA is deleted" deleted
+
+kill "$TCPDUMP" 2>/dev/null || true
+if [ "$failed" -ne 0 ] || [ -n "${SWAN_KEEP:-}" ]; then
+    echo "== ferrogate-ike log (tail)"; tail -30 "$WORK/ike.log"
+    echo "== events"; cat "$WORK/events.jsonl"
+    echo "== charon log (tail)"; tail -40 "$(swan_dir b)/charon.log" 2>/dev/null || true
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
