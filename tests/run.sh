@@ -260,6 +260,16 @@ ike_vs_strongswan() {
         done
     done
 }
+gateway_vs_strongswan() {
+    # The product against strongSwan: ferrogate (DPDK, af_packet) + ferrogate-ike through the
+    # shared-memory channel. The reference scenario with 100 CHILD_SA rekeys under load, then
+    # AES-GCM with a few; kills of either process under traffic.
+    [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
+    local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+    SUITE=cbc REKEYS="${REKEYS:-100}" TMPDIR="$WORK" timeout 900 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    echo "== again with AES-256-GCM"
+    SUITE=gcm REKEYS=5 TMPDIR="$WORK" timeout 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
+}
 py_ah_options() {
     need_fgpcap
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
@@ -322,6 +332,7 @@ step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_s
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
 step "build ferrogate-ike" build_ferrogate_ike
 step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD)" ike_vs_strongswan
+step "ferrogate + ferrogate-ike vs strongSwan (shm channel, 100 rekeys, kills)" gateway_vs_strongswan
 run_fuzz
 
 echo

@@ -32,6 +32,7 @@ struct Net {
     a: Daemon,
     b: Daemon,
     a_installed: Vec<ChildSaInstall>,
+    a_larval: Vec<ChildSaInstall>,
     b_installed: Vec<ChildSaInstall>,
     a_removed: Vec<u32>,
     b_removed: Vec<u32>,
@@ -70,6 +71,7 @@ impl Net {
                 child_life,
             )),
             a_installed: vec![],
+            a_larval: vec![],
             b_installed: vec![],
             a_removed: vec![],
             b_removed: vec![],
@@ -104,6 +106,7 @@ impl Net {
                         }
                         next_b.extend(self.b.handle(now, remote, src, &data));
                     }
+                    Action::Install(c) if c.larval => self.a_larval.push(*c),
                     Action::Install(c) => self.a_installed.push(*c),
                     Action::Remove { spi_in, .. } => self.a_removed.push(spi_in),
                     Action::Established { .. } => self.up.0 = true,
@@ -178,6 +181,12 @@ fn reference_scenario_comes_up_with_mirrored_child_keys() {
     assert!(!n.a_installed[0].udp_encap);
     // IKE_SA_INIT + IKE_AUTH: four messages.
     assert_eq!(n.sent, 4);
+    // The initiator's inbound half went in before IKE_AUTH, with the keys that stayed.
+    assert_eq!(n.a_larval.len(), 1);
+    assert_eq!(n.a_larval[0].spi_in, n.a_installed[0].spi_in);
+    assert_eq!(*n.a_larval[0].enc_in, *n.a_installed[0].enc_in);
+    assert_eq!(*n.a_larval[0].auth_in, *n.a_installed[0].auth_in);
+    assert!(n.a_larval[0].enc_out.is_empty() && !n.a_larval[0].outbound_now);
 }
 
 #[test]
@@ -210,6 +219,8 @@ fn wrong_psk_fails_on_both_sides() {
     n.run(now, acts, vec![]);
     assert_eq!(n.up, (false, false));
     assert!(n.a_installed.is_empty() && n.b_installed.is_empty());
+    // The larval inbound SA of the failed exchange is taken out again.
+    assert_eq!(n.a_removed, vec![n.a_larval[0].spi_in]);
 }
 
 #[test]

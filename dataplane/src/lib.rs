@@ -12,6 +12,7 @@ pub mod buf;
 pub mod burst;
 pub mod config;
 pub mod crypto;
+pub mod ctl;
 #[cfg(feature = "dpdk")]
 #[allow(unsafe_code)] // the one DPDK wrapper module: every unsafe block there says why it is sound
 pub mod dpdk;

@@ -1,11 +1,14 @@
 //! `ferrogate-ike`: the IKEv2 daemon.
 //!
 //! ```text
-//! ferrogate-ike --config ike.yaml [--export-dir DIR] [--log info]
+//! ferrogate-ike --config ike.yaml [--dataplane CHANNEL] [--export-dir DIR] [--log info]
 //! ```
 //!
-//! Today it speaks IKE over plain UDP sockets on ports 500 and 4500 of every tunnel's local
-//! address (the mode the design keeps for protocol tests without DPDK). Each event is printed
+//! With `--dataplane`, IKE travels through the data plane (`ferrogate --control CHANNEL`):
+//! datagrams punted from and injected into its ports through the shared-memory channel, and
+//! every CHILD_SA negotiated is installed there (make-before-break on rekeys). Without it, IKE
+//! runs over plain UDP sockets on ports 500 and 4500 of every tunnel's local address (protocol
+//! tests without DPDK; the keys only go to `--export-dir`). Each event is printed
 //! as one JSON line on stdout (IKE SA up/down, CHILD_SA installed/removed). With
 //! `--export-dir`, the keys of the CHILD_SAs that are up are kept in `DIR/<tunnel>.yaml` in the
 //! data plane's SA syntax, which `fgpcap` reads (mode 0600).
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use controlplane::config::Config;
+use controlplane::dataplane::ctl;
 use controlplane::export;
 use controlplane::ike::daemon::Daemon;
 use controlplane::ike::sa::{Action, ChildSaInstall, IKE_PORT, NATT_PORT};
@@ -30,10 +34,13 @@ struct Args {
     config: PathBuf,
     export_dir: Option<PathBuf>,
     log: String,
+    dataplane: Option<PathBuf>,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: ferrogate-ike --config FILE [--export-dir DIR] [--log LEVEL]");
+    eprintln!(
+        "usage: ferrogate-ike --config FILE [--dataplane CHANNEL] [--export-dir DIR] [--log LEVEL]"
+    );
     std::process::exit(2)
 }
 
@@ -42,6 +49,7 @@ fn parse_args() -> Args {
         config: PathBuf::new(),
         export_dir: None,
         log: "info".into(),
+        dataplane: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -51,6 +59,9 @@ fn parse_args() -> Args {
                 a.export_dir = Some(it.next().map(PathBuf::from).unwrap_or_else(|| usage()))
             }
             "--log" => a.log = it.next().unwrap_or_else(|| usage()),
+            "--dataplane" => {
+                a.dataplane = Some(it.next().map(PathBuf::from).unwrap_or_else(|| usage()))
+            }
             "-h" | "--help" => usage(),
             other => {
                 eprintln!("ferrogate-ike: unknown argument `{other}`");
@@ -64,12 +75,12 @@ fn parse_args() -> Args {
     a
 }
 
-struct Io {
+struct SocketIo {
     sockets: HashMap<SocketAddr, UdpSocket>,
 }
 
-impl Io {
-    fn bind(config: &Config) -> Result<Io, String> {
+impl SocketIo {
+    fn bind(config: &Config) -> Result<SocketIo, String> {
         let mut sockets = HashMap::new();
         for t in &config.tunnels {
             for port in [IKE_PORT, NATT_PORT] {
@@ -82,7 +93,7 @@ impl Io {
                 sockets.insert(addr, s);
             }
         }
-        Ok(Io { sockets })
+        Ok(SocketIo { sockets })
     }
 
     fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
@@ -193,7 +204,243 @@ fn event(v: serde_json::Value) {
     let _ = o.flush();
 }
 
-fn carry_out(actions: Vec<Action>, io: &Io, ex: &mut Exporter) {
+/// IKE through the data plane: the shared-memory channel of `ferrogate --control`.
+struct ChanIo {
+    path: PathBuf,
+    chan: Option<shmring::Channel>,
+    generation: u64,
+    last_try: Instant,
+    /// What we installed, to reinstall into a restarted data plane.
+    installed: BTreeMap<u32, ctl::ChildSa>,
+    /// SA pairs the data plane held when we started (an earlier incarnation's): removed once
+    /// their (tunnel, child) has a new SA pair, after a grace period.
+    stale: Vec<ctl::SaReport>,
+    replaced_at: HashMap<(String, String), Instant>,
+    /// The data plane's last report.
+    report: Vec<ctl::SaReport>,
+    report_seen: bool,
+}
+
+impl ChanIo {
+    fn new(path: PathBuf) -> ChanIo {
+        ChanIo {
+            path,
+            chan: None,
+            generation: 0,
+            last_try: Instant::now() - Duration::from_secs(1),
+            installed: BTreeMap::new(),
+            stale: Vec::new(),
+            replaced_at: HashMap::new(),
+            report: Vec::new(),
+            report_seen: false,
+        }
+    }
+
+    /// (Re)opens the channel when needed. Returns true when a data plane we had already
+    /// installed SAs into has restarted (they were reinstalled; the caller rekeys them).
+    fn maintain(&mut self) -> bool {
+        let retired = self.chan.as_ref().is_some_and(shmring::Channel::is_retired);
+        if self.chan.is_some() && !retired {
+            return false;
+        }
+        if self.last_try.elapsed() < Duration::from_millis(200) {
+            return false;
+        }
+        self.last_try = Instant::now();
+        self.chan = None;
+        match shmring::Channel::open(&self.path) {
+            Ok(c) => {
+                let g = c.generation();
+                let restarted = self.generation != 0 && g != self.generation;
+                self.generation = g;
+                self.chan = Some(c);
+                tracing::info!(channel = %self.path.display(), generation = g, "data plane channel open");
+                if restarted {
+                    tracing::warn!(
+                        "the data plane restarted: reinstalling {} CHILD_SAs",
+                        self.installed.len()
+                    );
+                    let all: Vec<ctl::ChildSa> = self.installed.values().cloned().collect();
+                    for sa in all {
+                        self.command(&ctl::Command::Add {
+                            v: ctl::VERSION,
+                            sa: Box::new(sa),
+                        });
+                    }
+                }
+                restarted
+            }
+            Err(e) => {
+                tracing::debug!("data plane channel {}: {e}", self.path.display());
+                false
+            }
+        }
+    }
+
+    fn command(&self, c: &ctl::Command) {
+        let Some(ch) = &self.chan else {
+            tracing::warn!("no data plane: command dropped");
+            return;
+        };
+        match ch.producer(ctl::ring::COMMANDS) {
+            Ok(mut p) => {
+                if let Err(e) = p.push(&c.encode()) {
+                    tracing::warn!("command ring: {e:?}");
+                }
+            }
+            Err(e) => tracing::warn!("command ring: {e}"),
+        }
+    }
+
+    fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let Some(ch) = &self.chan else { return };
+        let d = ctl::Datagram {
+            local,
+            remote,
+            message: data,
+        };
+        if let Ok(mut p) = ch.producer(ctl::ring::INJECT) {
+            if let Err(e) = p.push(&d.encode()) {
+                tracing::warn!("inject ring: {e:?}");
+            }
+        }
+    }
+
+    fn recv(&mut self, out: &mut Vec<(SocketAddr, SocketAddr, Vec<u8>)>) {
+        let Some(ch) = &self.chan else { return };
+        if let Ok(mut c) = ch.consumer(ctl::ring::PUNT) {
+            while let Ok(Some(Some(x))) = c.pop_with(|b| {
+                ctl::Datagram::decode(b).map(|d| (d.local, d.remote, d.message.to_vec()))
+            }) {
+                out.push(x);
+            }
+        }
+        let mut events = Vec::new();
+        if let Ok(mut c) = ch.consumer(ctl::ring::EVENTS) {
+            while let Ok(Some(e)) = c.pop_with(ctl::Event::decode) {
+                events.push(e);
+            }
+        }
+        for e in events {
+            match e {
+                Ok(ctl::Event::Sas { sas, .. }) => {
+                    self.report = sas;
+                    self.report_seen = true;
+                }
+                Ok(ctl::Event::Refused { reason, .. }) => {
+                    tracing::warn!("the data plane refused a command: {reason}")
+                }
+                Ok(ctl::Event::Hello { generation, .. }) => {
+                    tracing::debug!(generation, "data plane hello")
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+
+    fn install(&mut self, c: &ChildSaInstall) {
+        let sa = ctl::ChildSa {
+            tunnel: c.tunnel.clone(),
+            child: c.child.clone(),
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+            cipher: c.encr.esp_cipher(),
+            integrity: c
+                .integ
+                .map_or(dataplane::crypto::Integrity::None, |i| i.esp_integrity()),
+            esn: c.esn,
+            enc_in: ctl::hex(&c.enc_in),
+            auth_in: ctl::hex(&c.auth_in),
+            enc_out: ctl::hex(&c.enc_out),
+            auth_out: ctl::hex(&c.auth_out),
+            local: c.local.ip(),
+            remote: c.remote.ip(),
+            udp_encap: c.udp_encap.then_some(dataplane::sa::UdpEncap {
+                local_port: c.local.port(),
+                remote_port: c.remote.port(),
+            }),
+            mode: c.mode,
+            local_ts: c.local_ts.iter().flat_map(export::ts_prefixes).collect(),
+            remote_ts: c.remote_ts.iter().flat_map(export::ts_prefixes).collect(),
+            outbound_now: c.outbound_now,
+            replay_window: 1024,
+            larval: c.larval,
+        };
+        self.command(&ctl::Command::Add {
+            v: ctl::VERSION,
+            sa: Box::new(sa.clone()),
+        });
+        self.installed.insert(c.spi_in, sa);
+        if c.larval {
+            return;
+        }
+        self.replaced_at
+            .entry((c.tunnel.clone(), c.child.clone()))
+            .or_insert_with(Instant::now);
+    }
+
+    fn remove(&mut self, spi_in: u32) {
+        self.installed.remove(&spi_in);
+        self.command(&ctl::Command::Remove {
+            v: ctl::VERSION,
+            spi_in,
+        });
+    }
+
+    fn activate(&mut self, spi_in: u32) {
+        if let Some(sa) = self.installed.get_mut(&spi_in) {
+            sa.outbound_now = true;
+        }
+        self.command(&ctl::Command::Activate {
+            v: ctl::VERSION,
+            spi_in,
+        });
+    }
+
+    /// Retires the SA pairs of an earlier incarnation 5 s after their replacement is in.
+    fn retire_stale(&mut self) {
+        let due: Vec<u32> = self
+            .stale
+            .iter()
+            .filter(|s| {
+                self.replaced_at
+                    .get(&(s.tunnel.clone(), s.child.clone()))
+                    .is_some_and(|t| t.elapsed() >= Duration::from_secs(5))
+            })
+            .map(|s| s.spi_in)
+            .collect();
+        for spi in due {
+            tracing::info!(spi_in = %format_args!("{spi:08x}"), "removing an SA pair left by an earlier ferrogate-ike");
+            self.command(&ctl::Command::Remove {
+                v: ctl::VERSION,
+                spi_in: spi,
+            });
+            self.stale.retain(|s| s.spi_in != spi);
+        }
+    }
+}
+
+enum Io {
+    Sockets(SocketIo),
+    Channel(Box<ChanIo>),
+}
+
+impl Io {
+    fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        match self {
+            Io::Sockets(s) => s.send(local, remote, data),
+            Io::Channel(c) => c.send(local, remote, data),
+        }
+    }
+    fn recv(&mut self, out: &mut Vec<(SocketAddr, SocketAddr, Vec<u8>)>) {
+        match self {
+            Io::Sockets(s) => s.recv(out),
+            Io::Channel(c) => c.recv(out),
+        }
+    }
+}
+
+fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
     for a in actions {
         match a {
             Action::Send {
@@ -202,12 +449,18 @@ fn carry_out(actions: Vec<Action>, io: &Io, ex: &mut Exporter) {
                 data,
             } => io.send(local, remote, &data),
             Action::Install(c) => {
+                if let Io::Channel(ch) = io {
+                    ch.install(&c);
+                }
+                if c.larval {
+                    continue;
+                }
                 ex.install(&c);
                 event(serde_json::json!({
                     "event": "child-up", "tunnel": c.tunnel, "child": c.child,
                     "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
                     "encr": c.encr.name(), "integ": c.integ.map(|i| i.name()), "udp_encap": c.udp_encap,
-                    "replaces": c.replaces.map(|s| format!("{s:08x}")),
+                    "replaces": c.replaces.map(|s| format!("{s:08x}")), "outbound_now": c.outbound_now,
                 }));
             }
             Action::Remove {
@@ -217,8 +470,27 @@ fn carry_out(actions: Vec<Action>, io: &Io, ex: &mut Exporter) {
                 spi_out,
             } => {
                 ex.remove(&tunnel, spi_in);
+                if let Io::Channel(ch) = io {
+                    ch.remove(spi_in);
+                }
+                if spi_out == 0 {
+                    continue; // a larval SA whose exchange failed
+                }
                 event(serde_json::json!({
                     "event": "child-down", "tunnel": tunnel, "child": child,
+                    "spi_in": format!("{spi_in:08x}"), "spi_out": format!("{spi_out:08x}"),
+                }));
+            }
+            Action::Activate {
+                tunnel,
+                spi_in,
+                spi_out,
+            } => {
+                if let Io::Channel(ch) = io {
+                    ch.activate(spi_in);
+                }
+                event(serde_json::json!({
+                    "event": "child-outbound", "tunnel": tunnel,
                     "spi_in": format!("{spi_in:08x}"), "spi_out": format!("{spi_out:08x}"),
                 }));
             }
@@ -239,16 +511,6 @@ fn carry_out(actions: Vec<Action>, io: &Io, ex: &mut Exporter) {
                 event(
                     serde_json::json!({"event": "ike-down", "tunnel": tunnel, "reason": reason, "restart": restart}),
                 );
-            }
-            Action::Activate {
-                tunnel,
-                spi_in,
-                spi_out,
-            } => {
-                event(serde_json::json!({
-                    "event": "child-outbound", "tunnel": tunnel,
-                    "spi_in": format!("{spi_in:08x}"), "spi_out": format!("{spi_out:08x}"),
-                }));
             }
             Action::Spawn(_) => {}
         }
@@ -277,13 +539,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let io = match Io::bind(&config) {
-        Ok(io) => io,
-        Err(e) => {
-            eprintln!("ferrogate-ike: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
@@ -291,39 +546,91 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    let mut daemon = Daemon::new(&config);
+    let mut io = match &args.dataplane {
+        Some(path) => {
+            // Wait for the data plane, then learn what it still holds from an earlier
+            // ferrogate-ike: those tunnels come back without INITIAL_CONTACT (the peer keeps the
+            // old SAs, which keep carrying traffic), and the old pairs are removed once the new
+            // ones are in.
+            let mut ch = ChanIo::new(path.clone());
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while ch.chan.is_none() && Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                ch.maintain();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if ch.chan.is_none() {
+                eprintln!(
+                    "ferrogate-ike: no data plane at {} (is ferrogate --control running?)",
+                    path.display()
+                );
+                return ExitCode::from(1);
+            }
+            ch.command(&ctl::Command::Dump { v: ctl::VERSION });
+            let until = Instant::now() + Duration::from_secs(2);
+            let mut scratch = Vec::new();
+            while Instant::now() < until && !ch.report_seen {
+                ch.recv(&mut scratch);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ch.stale = ch.report.clone();
+            for s in &ch.stale {
+                tracing::info!(tunnel = %s.tunnel, spi_in = %format_args!("{:08x}", s.spi_in), "the data plane still holds an SA pair from an earlier ferrogate-ike");
+                daemon.without_initial_contact(&s.tunnel);
+            }
+            Io::Channel(Box::new(ch))
+        }
+        None => match SocketIo::bind(&config) {
+            Ok(io) => Io::Sockets(io),
+            Err(e) => {
+                eprintln!("ferrogate-ike: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     let mut ex = Exporter {
         dir: args.export_dir.clone(),
         children: BTreeMap::new(),
     };
-    let mut daemon = Daemon::new(&config);
-    carry_out(daemon.start(Instant::now()), &io, &mut ex);
+    carry_out(daemon.start(Instant::now()), &mut io, &mut ex);
     let mut inbox = Vec::new();
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if let Io::Channel(ch) = &mut io {
+            if ch.maintain() {
+                // Its sequence numbers started again from 0: new SAs before the peer's
+                // replay windows reject ours.
+                let acts = daemon.rekey_all_children(Instant::now());
+                carry_out(acts, &mut io, &mut ex);
+            }
+        }
         io.recv(&mut inbox);
         let now = Instant::now();
         let busy = !inbox.is_empty();
         for (local, remote, data) in inbox.drain(..) {
             let acts = daemon.handle(now, local, remote, &data);
-            carry_out(acts, &io, &mut ex);
+            carry_out(acts, &mut io, &mut ex);
         }
         if now.duration_since(last_tick) >= Duration::from_millis(100) {
             last_tick = now;
-            carry_out(daemon.tick(now), &io, &mut ex);
+            carry_out(daemon.tick(now), &mut io, &mut ex);
+            if let Io::Channel(ch) = &mut io {
+                ch.retire_stale();
+            }
         }
         if !busy {
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
     // Polite shutdown: send the deletes and give the peers a moment to answer.
     let now = Instant::now();
-    carry_out(daemon.shutdown(now), &io, &mut ex);
+    carry_out(daemon.shutdown(now), &mut io, &mut ex);
     let until = now + Duration::from_millis(500);
     while Instant::now() < until {
         io.recv(&mut inbox);
         for (local, remote, data) in inbox.drain(..) {
             let acts = daemon.handle(Instant::now(), local, remote, &data);
-            carry_out(acts, &io, &mut ex);
+            carry_out(acts, &mut io, &mut ex);
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -23,6 +23,9 @@ pub struct Daemon {
     /// Tunnels waiting to be (re)initiated at a time, with attempts so far.
     restarts: Vec<(usize, Instant, u32)>,
     attempts: HashMap<usize, u32>,
+    /// Tunnels whose next initiation leaves out INITIAL_CONTACT (the data plane still holds
+    /// their SAs from before a control-plane restart).
+    quiet_start: std::collections::HashSet<String>,
 }
 
 impl Daemon {
@@ -34,7 +37,22 @@ impl Daemon {
             half_open: HashMap::new(),
             restarts: Vec::new(),
             attempts: HashMap::new(),
+            quiet_start: Default::default(),
         }
+    }
+
+    /// The first initiation of `tunnel` leaves out INITIAL_CONTACT, so the peer keeps the old
+    /// SAs (still in the data plane) until the new ones replace them.
+    pub fn without_initial_contact(&mut self, tunnel: &str) {
+        self.quiet_start.insert(tunnel.to_string());
+    }
+
+    /// Rekeys every CHILD_SA now (after a data-plane restart lost the sequence numbers).
+    pub fn rekey_all_children(&mut self, now: Instant) -> Vec<Action> {
+        for sa in self.sas.values_mut() {
+            sa.rekey_children_now(now);
+        }
+        self.tick(now)
     }
 
     /// Initiates every tunnel configured with `start: start`.
@@ -57,7 +75,8 @@ impl Daemon {
     }
 
     fn initiate(&mut self, i: usize, now: Instant, out: &mut Vec<Action>) {
-        let (sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now);
+        let ic = !self.quiet_start.remove(&self.tunnels[i].name);
+        let (sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now, ic);
         *self.attempts.entry(i).or_default() += 1;
         self.sas.insert(sa.our_spi(), sa);
         self.collect(actions, now, out);

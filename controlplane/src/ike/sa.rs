@@ -65,6 +65,10 @@ pub struct ChildSaInstall {
     /// the old SA until the initiator deletes it ([`Action::Activate`]), so that no packet
     /// reaches the initiator before its new inbound SA is in.
     pub outbound_now: bool,
+    /// Inbound half only (spi_out 0, no outbound keys): installed before IKE_AUTH is sent, so
+    /// that ESP the peer sends as soon as it has answered is not dropped; the full install
+    /// with the same `spi_in` follows.
+    pub larval: bool,
 }
 
 impl std::fmt::Debug for ChildSaInstall {
@@ -247,6 +251,11 @@ pub struct IkeSa {
     pub established_at: Option<Instant>,
     /// Messages sent and received (for `fgctl`).
     pub stats: (u64, u64),
+    /// Send INITIAL_CONTACT in IKE_AUTH (not when the data plane still holds SAs of an
+    /// earlier incarnation that the peer should keep until the new ones are up).
+    pub initial_contact: bool,
+    /// The inbound SPI of a larval CHILD_SA installed before IKE_AUTH completed.
+    larval: Option<u32>,
 }
 
 impl std::fmt::Debug for IkeSa {
@@ -416,6 +425,8 @@ impl IkeSa {
             last_heard: now,
             established_at: None,
             stats: (0, 0),
+            initial_contact: true,
+            larval: None,
         }
     }
 
@@ -439,10 +450,15 @@ impl IkeSa {
     }
 
     /// Starts a tunnel as initiator: builds and sends IKE_SA_INIT.
-    pub fn initiate(cfg: Arc<TunnelConfig>, now: Instant) -> (IkeSa, Vec<Action>) {
+    pub fn initiate(
+        cfg: Arc<TunnelConfig>,
+        now: Instant,
+        initial_contact: bool,
+    ) -> (IkeSa, Vec<Action>) {
         let local = SocketAddr::new(cfg.local, IKE_PORT);
         let remote = SocketAddr::new(cfg.remote, IKE_PORT);
         let mut sa = IkeSa::new(cfg, true, local, remote, now);
+        sa.initial_contact = initial_contact;
         sa.spi_i = rand_u64();
         sa.group = sa
             .cfg
@@ -850,6 +866,14 @@ impl IkeSa {
                 spi_out: c.spi_out,
             });
         }
+        if let Some(spi_in) = self.larval.take() {
+            out.push(Action::Remove {
+                tunnel: self.cfg.name.clone(),
+                child: String::new(),
+                spi_in,
+                spi_out: 0,
+            });
+        }
         self.state = State::Dead;
         self.pending = None;
         self.queue.clear();
@@ -970,14 +994,14 @@ impl IkeSa {
             &keys.sk_pi,
             &id_body,
         );
-        let mut p = vec![
-            Payload::Id {
-                responder: false,
-                id_type,
-                data: id_data,
-            },
-            Payload::notify(notify::INITIAL_CONTACT, Vec::new()),
-        ];
+        let mut p = vec![Payload::Id {
+            responder: false,
+            id_type,
+            data: id_data,
+        }];
+        if self.initial_contact {
+            p.push(Payload::notify(notify::INITIAL_CONTACT, Vec::new()));
+        }
         let (rt, rd) = cfg.remote_id.encode();
         p.push(Payload::Id {
             responder: true,
@@ -1005,6 +1029,45 @@ impl IkeSa {
             responder: true,
             selectors: ccfg.remote_ts.iter().map(ts_from_prefix).collect(),
         });
+        // The likeliest choice (our first proposal's first algorithms): its inbound half goes
+        // in now, so ESP the responder sends right after answering finds its SA.
+        if let Some(first) = ccfg.esp_proposals.first() {
+            let guess = Chosen {
+                num: 1,
+                encr: first.encr[0],
+                prf: None,
+                integ: first.integ.first().copied(),
+                dh: None,
+                esn: first.esn.first().copied().unwrap_or(false),
+            };
+            if let Some((_, _, enc_in, auth_in)) =
+                self.child_keys(guess, &self.ni, &self.nr, None, true)
+            {
+                self.larval = Some(spi_in);
+                out.push(Action::Install(Box::new(ChildSaInstall {
+                    tunnel: cfg.name.clone(),
+                    child: ccfg.name.clone(),
+                    spi_in,
+                    spi_out: 0,
+                    encr: guess.encr,
+                    integ: guess.integ,
+                    esn: guess.esn,
+                    enc_in,
+                    auth_in,
+                    enc_out: zeroize::Zeroizing::new(Vec::new()),
+                    auth_out: zeroize::Zeroizing::new(Vec::new()),
+                    local_ts: ccfg.local_ts.iter().map(ts_from_prefix).collect(),
+                    remote_ts: ccfg.remote_ts.iter().map(ts_from_prefix).collect(),
+                    local: self.local,
+                    remote: self.remote,
+                    udp_encap: self.nat,
+                    mode: ccfg.mode,
+                    replaces: None,
+                    outbound_now: false,
+                    larval: true,
+                })));
+            }
+        }
         self.state = State::AuthSent;
         let id = 1;
         self.next_req_id = 2;
@@ -1140,6 +1203,41 @@ impl IkeSa {
         Ok(())
     }
 
+    /// A CHILD_SA's keys (§2.17): KEYMAT = prf+(SK_d, [g^ir] | Ni | Nr), split as
+    /// (outbound enc, outbound auth, inbound enc, inbound auth) from our side.
+    fn child_keys(
+        &self,
+        chosen: Chosen,
+        ni: &[u8],
+        nr: &[u8],
+        g_ir: Option<&[u8]>,
+        we_initiated: bool,
+    ) -> Option<(Secret, Secret, Secret, Secret)> {
+        let keys = self.keys.as_ref()?;
+        let el = chosen.encr.key_material_len();
+        let al = chosen.integ.map_or(0, Integ::key_len);
+        let mut seed = Vec::new();
+        if let Some(g) = g_ir {
+            seed.extend_from_slice(g);
+        }
+        seed.extend_from_slice(ni);
+        seed.extend_from_slice(nr);
+        let km = crypto::prf_plus(keys.prf, &keys.sk_d, &seed, 2 * (el + al));
+        let part =
+            |a: usize, n: usize| -> Secret { zeroize::Zeroizing::new(km[a..a + n].to_vec()) };
+        let (ei, ai, er, ar) = (
+            part(0, el),
+            part(el, al),
+            part(el + al, el),
+            part(2 * el + al, al),
+        );
+        Some(if we_initiated {
+            (ei, ai, er, ar)
+        } else {
+            (er, ar, ei, ai)
+        })
+    }
+
     /// Derives the child's keys (§2.17) and emits the install. `we_initiated` says whether we
     /// were the initiator of the exchange that created it (key order).
     #[allow(clippy::too_many_arguments)]
@@ -1159,30 +1257,10 @@ impl IkeSa {
         replaces: Option<u32>,
         out: &mut Vec<Action>,
     ) {
-        let Some(keys) = self.keys.as_ref() else {
+        let Some((enc_out, auth_out, enc_in, auth_in)) =
+            self.child_keys(chosen, ni, nr, g_ir, we_initiated)
+        else {
             return;
-        };
-        let el = chosen.encr.key_material_len();
-        let al = chosen.integ.map_or(0, Integ::key_len);
-        let mut seed = Vec::new();
-        if let Some(g) = g_ir {
-            seed.extend_from_slice(g);
-        }
-        seed.extend_from_slice(ni);
-        seed.extend_from_slice(nr);
-        let km = crypto::prf_plus(keys.prf, &keys.sk_d, &seed, 2 * (el + al));
-        let part =
-            |a: usize, n: usize| -> Secret { zeroize::Zeroizing::new(km[a..a + n].to_vec()) };
-        let (ei, ai, er, ar) = (
-            part(0, el),
-            part(el, al),
-            part(el + al, el),
-            part(2 * el + al, al),
-        );
-        let (enc_out, auth_out, enc_in, auth_in) = if we_initiated {
-            (ei, ai, er, ar)
-        } else {
-            (er, ar, ei, ai)
         };
         let ccfg = &self.cfg.children[cfg_idx];
         let inst = ChildSaInstall {
@@ -1205,12 +1283,16 @@ impl IkeSa {
             mode: ccfg.mode,
             replaces,
             outbound_now: we_initiated || replaces.is_none(),
+            larval: false,
         };
         tracing::info!(
             tunnel = %self.cfg.name, child = %ccfg.name,
             spi_in = %format_args!("{spi_in:08x}"), spi_out = %format_args!("{spi_out:08x}"),
             algorithms = %chosen.as_set().name(), "CHILD_SA installed"
         );
+        if self.larval == Some(spi_in) {
+            self.larval = None;
+        }
         out.push(Action::Install(Box::new(inst)));
         self.children.push(Child {
             cfg: cfg_idx,
@@ -2023,6 +2105,15 @@ impl IkeSa {
         // until the peer confirms the delete (it may still have packets in flight).
         self.request(now, Req::DeleteChild { spi_in: old.spi_in }, out);
         Ok(())
+    }
+
+    /// Makes every CHILD_SA due for rekeying at the next tick.
+    pub fn rekey_children_now(&mut self, now: Instant) {
+        for c in &mut self.children {
+            if !c.rekeyed {
+                c.rekey_at = now;
+            }
+        }
     }
 
     /// Deletes the IKE SA (and its children) politely.

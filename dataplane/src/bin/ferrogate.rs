@@ -14,6 +14,7 @@
 //! errors (time exceeded, too big), fragmentation, the control-plane rings.
 //! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::buf::PacketBuf;
 use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
+use dataplane::ctl;
 use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxQueue, BURST};
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::gateway_config::{GatewayConfig, MssClamp, Role};
@@ -40,13 +42,15 @@ struct Args {
     stats_every: Option<Duration>,
     /// Sleep this long when a poll round found nothing (0: busy-poll, for line rate).
     idle_sleep: Duration,
+    /// The control-plane channel file (shared-memory rings to ferrogate-ike).
+    control: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US]";
+    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US] [--control CHANNEL]";
     let mut it = std::env::args().skip(1);
     let (mut config, mut eal, mut idle_exit, mut stats_json) = (None, Vec::new(), None, None);
-    let (mut stats_every, mut idle_sleep) = (None, Duration::ZERO);
+    let (mut stats_every, mut idle_sleep, mut control) = (None, Duration::ZERO, None);
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{usage}"));
         match a.as_str() {
@@ -71,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("--idle-sleep-us takes microseconds\n{usage}"))?;
                 idle_sleep = Duration::from_micros(us);
             }
+            "--control" => control = Some(PathBuf::from(value()?)),
             "-h" | "--help" => return Err(usage.into()),
             _ => return Err(format!("unknown argument `{a}`\n{usage}")),
         }
@@ -82,6 +87,7 @@ fn parse_args() -> Result<Args, String> {
         stats_json,
         stats_every,
         idle_sleep,
+        control,
     })
 }
 
@@ -195,7 +201,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     // SAs and policies.
     let mut out_sas: Vec<Option<Arc<OutboundSa>>> = Vec::new();
     let mut sad = Sad::new();
-    let mut natt_ports = Vec::new();
+    let mut natt_ports: Vec<u16> = Vec::new();
     for p in &cfg.sas {
         match p.direction {
             Direction::Out => out_sas.push(Some(Arc::new(
@@ -214,32 +220,39 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             }
         }
     }
-    let spd_out = Spd::build(
-        cfg.spd_out
-            .iter()
-            .enumerate()
-            .map(|(k, r)| Rule {
-                priority: r.priority,
-                selector: r.selector,
-                action: match r.action {
-                    Action::Protect(sa) => Action::Protect(OutboundTarget {
-                        policy_id: k as u32,
-                        sa: out_sas[sa].clone(),
-                    }),
-                    Action::Bypass => Action::Bypass,
-                    Action::Discard => Action::Discard,
-                },
-            })
-            .collect(),
-    )
-    .map_err(|e| e.to_string())?;
-    let spd_in = Spd::build(cfg.spd_in.clone()).map_err(|e| e.to_string())?;
-    let out_t = OutboundTables { spd: &spd_out };
-    let in_t = InboundTables {
-        sad: &sad,
-        spd: &spd_in,
-        natt_ports: &natt_ports,
+    let static_out: Vec<Rule<OutboundTarget>> = cfg
+        .spd_out
+        .iter()
+        .enumerate()
+        .map(|(k, r)| Rule {
+            priority: r.priority,
+            selector: r.selector,
+            action: match r.action {
+                Action::Protect(sa) => Action::Protect(OutboundTarget {
+                    policy_id: k as u32,
+                    sa: out_sas[sa].clone(),
+                }),
+                Action::Bypass => Action::Bypass,
+                Action::Discard => Action::Discard,
+            },
+        })
+        .collect();
+    let static_in = cfg.spd_in.clone();
+    // The control-plane channel: IKE on UDP 500 and 4500 goes to ferrogate-ike, and the
+    // CHILD_SAs it negotiates are added to the tables between bursts.
+    let mut control = match &args.control {
+        Some(path) => {
+            if !natt_ports.contains(&4500) {
+                natt_ports.push(4500);
+            }
+            Some(Control::create(path)?)
+        }
+        None => None,
     };
+    let mut dynamic = Dynamic::default();
+    let (mut spd_out, mut spd_in) = dynamic.build(&static_out, &static_in)?;
+    let mut punt_buf = vec![0u8; dataplane::ctl::SLOT_SIZE as usize];
+    let mut last_report = Instant::now();
 
     // MSS for SYNs entering a tunnel: the smallest outside MTU less the worst ESP tunnel
     // overhead (outer IPv6 40 + UDP 8 + ESP 8 + IV 16 + padding 17 + ICV 32 = 121, taken as
@@ -266,6 +279,35 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut last_traffic = Instant::now();
     let mut last_stats = Instant::now();
     loop {
+        if let Some(c) = &mut control {
+            if c.poll_commands(&mut dynamic, &mut sad) {
+                match dynamic.build(&static_out, &static_in) {
+                    Ok((o, i)) => {
+                        spd_out = o;
+                        spd_in = i;
+                    }
+                    Err(e) => eprintln!("ferrogate: tables: {e}"),
+                }
+            }
+            // IKE datagrams from ferrogate-ike onto the wire.
+            while let Some(Some((m, out))) = c.next_inject(&pool, &fib, &ifaces) {
+                if txb[out].pkts().len() >= BURST {
+                    let sent = ifaces[out].tx.tx(&mut txb[out]);
+                    ifaces[out].tx_frames += sent as u64;
+                }
+                txb[out].pkts().push(m);
+            }
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                last_report = Instant::now();
+                c.report(&dynamic);
+            }
+        }
+        let out_t = OutboundTables { spd: &spd_out };
+        let in_t = InboundTables {
+            sad: &sad,
+            spd: &spd_in,
+            natt_ports: &natt_ports,
+        };
         let mut moved = 0;
         for k in 0..ifaces.len() {
             let n = ifaces[k].rx.rx(&mut rxb);
@@ -354,14 +396,27 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     txb[k].pkts().push(m);
                     continue;
                 }
+                if *v == Verdict::ToControlPlane {
+                    match &mut control {
+                        Some(c) => c.punt(m.data(), &mut punt_buf, &mut drops),
+                        None => drops.inc(DropReason::ControlPlane),
+                    }
+                    continue;
+                }
                 if *v != Verdict::Forward {
-                    continue; // dropped (counted) or for the control plane (not connected yet)
+                    continue; // dropped (counted)
                 }
                 if role == Role::Outside {
                     // The decapsulated packet's hop.
                     if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
                         drops.inc(r);
                         continue;
+                    }
+                    // SYN-ACKs coming out of the tunnel are clamped too: a peer gateway that
+                    // does not clamp (strongSwan) would otherwise let our side's hosts send
+                    // segments that no longer fit once encapsulated.
+                    if let Some(mss) = mss {
+                        dataplane::host::clamp_syn_mss(m.data_mut(), mss);
                     }
                 }
                 let dst = match dataplane::flow::flow_key(m.data()) {
@@ -439,6 +494,16 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                             sa.counters().bytes()
                         )
                     })
+                    .chain(dynamic.sas.values().filter_map(|d| {
+                        let o = d.out.as_ref()?;
+                        Some(format!(
+                            "spi {:#x} out {} pkts {} bytes{}",
+                            o.spi,
+                            o.counters().packets(),
+                            o.counters().bytes(),
+                            if d.active { "" } else { " (standby)" }
+                        ))
+                    }))
                     .chain(sad.iter().map(|(spi, _, sa)| {
                         format!(
                             "spi {spi:#x} in {} pkts {} bytes",
@@ -483,10 +548,339 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     for i in &ifaces {
         let _ = i.port.stop();
     }
+    if let (Some(c), Some(path)) = (control.take(), &args.control) {
+        drop(c);
+        let _ = shmring::Channel::remove(path);
+    }
     drop(ifaces);
     drop(pool);
     drop(eal);
     Ok(stats)
+}
+
+/// CHILD_SAs installed by the control plane, by inbound SPI.
+#[derive(Default)]
+struct Dynamic {
+    sas: BTreeMap<u32, DynSa>,
+    installed: u64,
+}
+
+struct DynSa {
+    tunnel: String,
+    child: String,
+    spi_out: u32,
+    local: IpAddr,
+    local_ts: Vec<IpPrefix>,
+    remote_ts: Vec<IpPrefix>,
+    /// None while larval (inbound only).
+    out: Option<Arc<OutboundSa>>,
+    inb: Arc<InboundSa>,
+    /// Outbound traffic of its (tunnel, child) uses this one.
+    active: bool,
+    order: u64,
+}
+
+/// Priority of the policies of negotiated CHILD_SAs: after the configuration's explicit rules
+/// of default priority (100), before catch-alls.
+const DYNAMIC_PRIORITY: u32 = 500;
+
+impl Dynamic {
+    fn activate(&mut self, spi_in: u32) {
+        let Some(d) = self.sas.get(&spi_in).filter(|d| d.out.is_some()) else {
+            return;
+        };
+        let (t, c) = (d.tunnel.clone(), d.child.clone());
+        for (k, x) in self.sas.iter_mut() {
+            if x.tunnel == t && x.child == c {
+                x.active = *k == spi_in;
+            }
+        }
+    }
+
+    /// Applies a command; returns whether the tables must be rebuilt.
+    fn apply(&mut self, cmd: ctl::Command, sad: &mut Sad<Arc<InboundSa>>) -> Result<bool, String> {
+        match cmd {
+            ctl::Command::Add { sa, .. } => {
+                match self.sas.get(&sa.spi_in) {
+                    // The full pair replaces its larval inbound half.
+                    Some(old) if old.out.is_none() => {
+                        sad.remove(sa.spi_in, Some(old.local));
+                        self.sas.remove(&sa.spi_in);
+                    }
+                    Some(_) => return Err(format!("SPI {:08x} is already installed", sa.spi_in)),
+                    None => {}
+                }
+                let (o, i) = sa.params()?;
+                let out = match o {
+                    Some(o) => Some(Arc::new(OutboundSa::new(&o).map_err(|e| e.to_string())?)),
+                    None => None,
+                };
+                let inb = Arc::new(InboundSa::new(&i).map_err(|e| e.to_string())?);
+                sad.insert(sa.spi_in, Some(sa.local), inb.clone());
+                let sibling_active = self
+                    .sas
+                    .values()
+                    .any(|x| x.tunnel == sa.tunnel && x.child == sa.child && x.active);
+                self.installed += 1;
+                let has_out = out.is_some();
+                self.sas.insert(
+                    sa.spi_in,
+                    DynSa {
+                        tunnel: sa.tunnel.clone(),
+                        child: sa.child.clone(),
+                        spi_out: sa.spi_out,
+                        local: sa.local,
+                        local_ts: sa.local_ts.clone(),
+                        remote_ts: sa.remote_ts.clone(),
+                        out,
+                        inb,
+                        active: false,
+                        order: self.installed,
+                    },
+                );
+                if has_out && (sa.outbound_now || !sibling_active) {
+                    self.activate(sa.spi_in);
+                }
+                Ok(true)
+            }
+            ctl::Command::Activate { spi_in, .. } => {
+                self.activate(spi_in);
+                Ok(true)
+            }
+            ctl::Command::Remove { spi_in, .. } => {
+                let Some(d) = self.sas.remove(&spi_in) else {
+                    return Ok(false);
+                };
+                sad.remove(spi_in, Some(d.local));
+                if d.active {
+                    let next = self
+                        .sas
+                        .iter()
+                        .filter(|(_, x)| {
+                            x.tunnel == d.tunnel && x.child == d.child && x.out.is_some()
+                        })
+                        .max_by_key(|(_, x)| x.order)
+                        .map(|(k, _)| *k);
+                    if let Some(k) = next {
+                        self.activate(k);
+                    }
+                }
+                Ok(true)
+            }
+            ctl::Command::Dump { .. } => Ok(false),
+        }
+    }
+
+    fn build(
+        &self,
+        static_out: &[Rule<OutboundTarget>],
+        static_in: &[Rule<()>],
+    ) -> Result<(Spd<OutboundTarget>, Spd<()>), String> {
+        let mut out = static_out.to_vec();
+        let mut inb = static_in.to_vec();
+        let mut seen = Vec::new();
+        for (n, d) in self.sas.values().enumerate() {
+            let pairs = d
+                .local_ts
+                .iter()
+                .flat_map(|l| d.remote_ts.iter().map(move |r| (*l, *r)))
+                .filter(|(l, r)| l.is_ipv4() == r.is_ipv4());
+            for (l, r) in pairs {
+                if let (true, Some(o)) = (d.active, &d.out) {
+                    out.push(Rule {
+                        priority: DYNAMIC_PRIORITY,
+                        selector: selector(l, r),
+                        action: Action::Protect(OutboundTarget {
+                            policy_id: 10_000 + n as u32,
+                            sa: Some(o.clone()),
+                        }),
+                    });
+                }
+                if !seen.contains(&(l, r)) {
+                    seen.push((l, r));
+                    // Traffic of a tunnel must arrive protected (RFC 4301 §5.2).
+                    inb.push(Rule {
+                        priority: DYNAMIC_PRIORITY,
+                        selector: selector(r, l),
+                        action: Action::Protect(()),
+                    });
+                }
+            }
+        }
+        Ok((
+            Spd::build(out).map_err(|e| e.to_string())?,
+            Spd::build(inb).map_err(|e| e.to_string())?,
+        ))
+    }
+
+    fn report(&self) -> Vec<ctl::SaReport> {
+        self.sas
+            .iter()
+            .map(|(spi_in, d)| ctl::SaReport {
+                tunnel: d.tunnel.clone(),
+                child: d.child.clone(),
+                spi_in: *spi_in,
+                spi_out: d.spi_out,
+                active: d.active,
+                out_packets: d.out.as_ref().map_or(0, |o| o.counters().packets()),
+                out_bytes: d.out.as_ref().map_or(0, |o| o.counters().bytes()),
+                in_packets: d.inb.counters().packets(),
+                in_bytes: d.inb.counters().bytes(),
+            })
+            .collect()
+    }
+}
+
+fn selector(src: IpPrefix, dst: IpPrefix) -> dataplane::spd::Selector {
+    dataplane::spd::Selector {
+        src,
+        dst,
+        proto: None,
+        src_ports: dataplane::spd::PortRange::ANY,
+        dst_ports: dataplane::spd::PortRange::ANY,
+    }
+}
+
+/// The data plane's end of the control-plane channel.
+struct Control {
+    chan: shmring::Channel,
+    punted: u64,
+    injected: u64,
+}
+
+impl Control {
+    fn create(path: &std::path::Path) -> Result<Control, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let chan = shmring::Channel::create(
+            path,
+            shmring::Layout {
+                rings: ctl::ring::COUNT,
+                slot_size: ctl::SLOT_SIZE,
+                slots: ctl::SLOTS,
+            },
+        )
+        .map_err(|e| format!("control channel {}: {e}", path.display()))?;
+        let c = Control {
+            chan,
+            punted: 0,
+            injected: 0,
+        };
+        c.event(&ctl::Event::Hello {
+            v: ctl::VERSION,
+            generation: c.chan.generation(),
+        });
+        Ok(c)
+    }
+
+    fn event(&self, e: &ctl::Event) {
+        if let Ok(mut p) = self.chan.producer(ctl::ring::EVENTS) {
+            // A control plane that is not reading loses events, never the data plane.
+            let _ = p.push(&e.encode());
+        }
+    }
+
+    fn report(&self, d: &Dynamic) {
+        self.event(&ctl::Event::Sas {
+            v: ctl::VERSION,
+            sas: d.report(),
+        });
+    }
+
+    /// Drains the command ring; true if the tables changed.
+    fn poll_commands(&mut self, d: &mut Dynamic, sad: &mut Sad<Arc<InboundSa>>) -> bool {
+        let Ok(mut cons) = self.chan.consumer(ctl::ring::COMMANDS) else {
+            return false;
+        };
+        let mut changed = false;
+        let mut dump = false;
+        loop {
+            // Copy out of shared memory once, then parse (the slot is wiped after this).
+            let msg = match cons.pop_with(|b| zeroize::Zeroizing::new(b.to_vec())) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("ferrogate: control channel: {e}");
+                    break;
+                }
+            };
+            let r = ctl::Command::decode(&msg).and_then(|c| {
+                dump |= matches!(c, ctl::Command::Dump { .. });
+                d.apply(c, sad)
+            });
+            match r {
+                Ok(c) => changed |= c,
+                Err(reason) => {
+                    eprintln!("ferrogate: control command refused: {reason}");
+                    self.event(&ctl::Event::Refused {
+                        v: ctl::VERSION,
+                        reason,
+                    });
+                }
+            }
+        }
+        drop(cons);
+        if dump {
+            self.report(d);
+        }
+        changed
+    }
+
+    /// Hands an IKE datagram (an IP packet) to the control plane.
+    fn punt(&mut self, ip: &[u8], scratch: &mut [u8], drops: &mut DropCounters) {
+        let Some(n) = ctl::Datagram::from_ip(ip).and_then(|d| d.encode_into(scratch)) else {
+            drops.inc(DropReason::Malformed);
+            return;
+        };
+        match self
+            .chan
+            .producer(ctl::ring::PUNT)
+            .map(|mut p| p.push(&scratch[..n]))
+        {
+            Ok(Ok(())) => self.punted += 1,
+            _ => drops.inc(DropReason::ControlPlane),
+        }
+    }
+
+    /// The next IKE datagram to send, built into an mbuf with its Ethernet header, and the
+    /// interface it leaves by. `Some(None)` when one was consumed but could not be sent.
+    fn next_inject(
+        &mut self,
+        pool: &Mempool,
+        fib: &Fib,
+        ifaces: &[Iface],
+    ) -> Option<Option<(Mbuf, usize)>> {
+        let mut cons = self.chan.consumer(ctl::ring::INJECT).ok()?;
+        let r = cons.pop_with(|b| {
+            let d = ctl::Datagram::decode(b)?;
+            let (out, mac) = fib.lookup(d.remote.ip())?;
+            let mut m = pool.alloc()?;
+            let len = 40 + 8 + 4 + d.message.len();
+            let buf = m.append(len).ok()?;
+            let n = d.to_ip(buf)?;
+            m.trim(len - n).ok()?;
+            let et = if d.remote.is_ipv4() {
+                ethernet::ethertype::IPV4
+            } else {
+                ethernet::ethertype::IPV6
+            };
+            let h = m.prepend(ethernet::HEADER_LEN).ok()?;
+            h[..6].copy_from_slice(&mac);
+            h[6..12].copy_from_slice(&ifaces[out].mac);
+            h[12..14].copy_from_slice(&et.to_be_bytes());
+            Some((m, out))
+        });
+        match r {
+            Ok(Some(x)) => {
+                if x.is_some() {
+                    self.injected += 1;
+                }
+                Some(x)
+            }
+            _ => None,
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# The whole product against strongSwan: ferrogate (DPDK data plane on af_packet ports) with
+# ferrogate-ike (IKEv2 through the data plane's shared-memory channel) as site A, strongSwan
+# 5.9.8 (charon, kernel-libipsec) as site B.
+#
+#   hA (192.168.10.5) --veth-- [gA: ferrogate + ferrogate-ike] --veth "wire"-- [gB: charon] --veth-- hB (192.168.20.5)
+#       inside 192.168.10.1 / outside 203.0.113.1                outside 203.0.113.2 / inside 192.168.20.1
+#
+# Reference scenario (SUITE=cbc: IKE aes256-sha256-modp1024, ESP aes256-sha256; SUITE=gcm:
+# aes256gcm16-prfsha256-curve25519 / aes256gcm16), PSK, DPD, start at boot. IKE reaches
+# ferrogate-ike only through the data plane (punt and inject rings), and the CHILD_SAs it
+# negotiates are installed there.
+#
+# Checks: tunnel up on both sides; ping both ways; iperf3 TCP A -> B (Mbit/s printed); CHILD_SA
+# rekeys every ~REKEY_S seconds under a 100 pps ping stream with no packet lost (REKEYS of them,
+# counted); ferrogate-ike killed with SIGKILL under traffic (the data plane keeps forwarding) and
+# restarted (it reconciles: new SAs, the old ones retired) with no packet lost; the data plane
+# killed with SIGKILL and restarted (ferrogate-ike reinstalls and rekeys; the outage is reported).
+#
+#   gateway_vs_swan.sh FERROGATE FERROGATE_IKE      as root
+#   SUITE=gcm REKEYS=100 REKEY_S=2 SWAN_KEEP=1
+#
+# Cleans up namespaces, processes (by PID), EAL runtime dirs and its temp dir on any exit.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+FG=$1 IKE=$2
+SUITE=${SUITE:-cbc}
+REKEYS=${REKEYS:-5}
+REKEY_S=${REKEY_S:-2}
+ID=$$
+on_exit() {
+    swan_cleanup
+    rm -rf "/var/run/dpdk/fgsw$ID"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+[ "$(id -u)" -eq 0 ] || { echo "gateway_vs_swan.sh: run as root" >&2; exit 2; }
+swan_require_packages
+
+HA=gs$ID-hA GA=gs$ID-gA GB=gs$ID-gB HB=gs$ID-hB
+swan_mkdir WORK work
+passed=0 failed=0
+check() { # name, then a command
+    local name=$1; shift
+    if "$@"; then echo "PASS $name"; passed=$((passed + 1)); else echo "FAIL $name"; failed=$((failed + 1)); fi
+}
+
+swan_netns_add "$HA" "$GA" "$GB" "$HB"
+ip link add hA0 netns "$HA" type veth peer name gAi netns "$GA"
+ip link add gAo netns "$GA" type veth peer name gBo netns "$GB"
+ip link add gBi netns "$GB" type veth peer name hB0 netns "$HB"
+for n in "$HA" "$GA" "$GB" "$HB"; do
+    ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$n" link set lo up
+done
+ip netns exec "$GB" sysctl -qw net.ipv4.ip_forward=1
+ip -n "$HA" link set hA0 up; ip -n "$HA" addr add 192.168.10.5/24 dev hA0; ip -n "$HA" route add default via 192.168.10.1
+ip -n "$HB" link set hB0 up; ip -n "$HB" addr add 192.168.20.5/24 dev hB0; ip -n "$HB" route add default via 192.168.20.1
+ip netns exec "$HA" ethtool -K hA0 tx off > /dev/null
+# gA's veths belong to ferrogate (af_packet): no kernel addresses there.
+ip -n "$GA" link set gAi up; ip -n "$GA" link set gAo up
+ip -n "$GB" link set gBo up; ip -n "$GB" addr add 203.0.113.2/24 dev gBo
+ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
+mac() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
+MAC_HA=$(mac "$HA" hA0) MAC_GBO=$(mac "$GB" gBo)
+
+PSK="ferrogate-interop-psk-0123456789"
+case $SUITE in
+cbc) IKE_PROP=aes256-sha256-modp1024 ESP_PROP=aes256-sha256 ;;
+gcm) IKE_PROP=aes256gcm16-prfsha256-curve25519 ESP_PROP=aes256gcm16 ;;
+*) echo "unknown SUITE $SUITE" >&2; exit 2 ;;
+esac
+
+cat > "$WORK/gw.yaml" <<EOF
+interfaces:
+  - { name: inside, device: "net_af_packet0,iface=gAi", role: inside, addresses: [192.168.10.1/24] }
+  - { name: outside, device: "net_af_packet1,iface=gAo", role: outside, addresses: [203.0.113.1/24] }
+routes:
+  - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
+neighbours:
+  - { ip: 203.0.113.2, mac: "$MAC_GBO", interface: outside }
+  - { ip: 192.168.10.5, mac: "$MAC_HA", interface: inside }
+cores: { main: 0, workers: [1] }
+mss_clamp: auto
+EOF
+cat > "$WORK/ike.yaml" <<EOF
+tunnels:
+  - name: site
+    local: 203.0.113.1
+    remote: 203.0.113.2
+    local_id: gw-a.ferrogate.test
+    remote_id: gw-b.ferrogate.test
+    psk: "$PSK"
+    ike_proposals: [$IKE_PROP]
+    ike_lifetime: 1h
+    dpd: { delay: 30s, timeout: 120s, action: restart }
+    start: start
+    keyingtries: 0
+    children:
+      - name: net
+        local_ts: [192.168.10.0/24]
+        remote_ts: [192.168.20.0/24]
+        esp_proposals: [$ESP_PROP]
+        lifetime: 8h
+EOF
+swan_gen_swanctl --suite "$SUITE" --local 203.0.113.2 --remote 203.0.113.1 \
+    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 --psk "$PSK" \
+    --local-id gw-b.ferrogate.test --remote-id gw-a.ferrogate.test --start none --mobike no > "$WORK/b.conf"
+swan_mkdir DIR_B charon-b
+swan_start "$GB" b "$DIR_B"
+swan_load b "$WORK/b.conf" > /dev/null
+
+CHAN=$WORK/ctl/channel
+start_fg() {
+    ip netns exec "$GA" "$FG" --config "$WORK/gw.yaml" --control "$CHAN" \
+        --eal "--no-huge -m 256 --file-prefix fgsw$ID --log-level=error" \
+        --idle-sleep-us 50 --stats-every-ms 60000 >> "$WORK/fg.log" 2>&1 &
+    FG_PID=$!
+    swan_track_pid "$FG_PID"
+}
+start_ike() { # [config]
+    ip netns exec "$GA" "$IKE" --config "${1:-$WORK/ike.yaml}" --dataplane "$CHAN" --log info \
+        >> "$WORK/events.jsonl" 2>> "$WORK/ike.log" &
+    IKE_PID=$!
+    swan_track_pid "$IKE_PID"
+}
+start_fg
+sleep 2
+kill -0 "$FG_PID" || { echo "ferrogate exited:"; cat "$WORK/fg.log"; exit 1; }
+start_ike
+
+count() { grep -c "$1" "$WORK/events.jsonl" 2>/dev/null || true; }
+wait_count() { # pattern, at least N, seconds
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        [ "$(count "$1")" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "IKE through the data plane: IKE SA up ($IKE_PROP)" wait_count '"event":"ike-up"' 1 15
+check "CHILD_SA installed in the data plane ($ESP_PROP)" wait_count '"event":"child-up"' 1 10
+check "strongSwan: CHILD_SA INSTALLED" swan_wait_established b 10
+ping_all() { # namespace, destination
+    ip netns exec "$1" ping -c 5 -i 0.2 -W 2 "$2" > "$WORK/ping.txt" || true
+    tail -2 "$WORK/ping.txt" | head -1
+    grep -q " 0% packet loss" "$WORK/ping.txt"
+}
+check "ping hA -> hB through ferrogate and strongSwan" ping_all "$HA" 192.168.20.5
+check "ping hB -> hA through strongSwan and ferrogate" ping_all "$HB" 192.168.10.5
+ip netns exec "$HB" iperf3 -s -D -I "$WORK/iperf3.pid" > /dev/null 2>&1
+sleep 0.5
+swan_track_pid "$(cat "$WORK/iperf3.pid")"
+iperf_ok() {
+    ip netns exec "$HA" timeout 30 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json" &&
+        "$SWAN_PYTHON" -c "import json; d=json.load(open('$WORK/iperf.json')); print('iperf3 hA -> hB, ferrogate <-> strongSwan ($SUITE): %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))"
+}
+check "iperf3 TCP hA -> hB for 3 s" iperf_ok
+
+# A 100 pps ping stream; losses are counted over each phase.
+# -c rather than -w: with a deadline, the echo still in flight when it expires counts as lost.
+stream() { # seconds -> ping summary in $WORK/stream.txt
+    ip netns exec "$HA" ping -i 0.01 -W 1 -c $(($1 * 100)) 192.168.20.5 > "$WORK/stream.txt" 2>&1 || true
+}
+lost() { # from the last stream: prints "sent received", true when nothing was lost
+    local tx rx
+    tx=$(grep -o '[0-9]* packets transmitted' "$WORK/stream.txt" | cut -d' ' -f1)
+    rx=$(grep -o '[0-9]* received' "$WORK/stream.txt" | cut -d' ' -f1)
+    echo "ping stream: $tx sent, $rx received, $((tx - rx)) lost"
+    [ -n "$tx" ] && [ "$tx" -gt 0 ] && [ "$tx" = "$rx" ]
+}
+
+# Rekeys under traffic: restart ferrogate-ike with a short CHILD_SA lifetime. It takes over
+# from itself (reconcile), then rekeys every ~REKEY_S s, make-before-break.
+sed "s/lifetime: 8h/lifetime: ${REKEY_S}s/" "$WORK/ike.yaml" > "$WORK/ike-rekey.yaml"
+BEFORE=$(count '"replaces":"')
+kill -KILL "$IKE_PID"; wait "$IKE_PID" 2>/dev/null || true
+start_ike "$WORK/ike-rekey.yaml"
+SECS=$(( (REKEYS + 2) * REKEY_S + 6 ))
+# Load: a TCP stream capped at 20 Mbit/s (so that a 2-core machine is not saturated and a
+# lost ping can only be the rekeys' fault), and the 100 pps ping stream that counts losses.
+ip netns exec "$HA" timeout $((SECS + 30)) iperf3 -c 192.168.20.5 -b 20M -t "$SECS" -J --logfile "$WORK/iperf-load.json" > /dev/null 2>&1 &
+LOAD=$!
+stream "$SECS"
+wait "$LOAD" || true
+N_REKEYS=$(( $(count '"replaces":"') - BEFORE ))
+rekeys_lossless() {
+    echo "CHILD_SA rekeys during the stream: $N_REKEYS (wanted >= $REKEYS)"
+    "$SWAN_PYTHON" -c "import json; e=json.load(open('$WORK/iperf-load.json'))['end']; print('TCP load alongside: %.1f Mbit/s, %d retransmits' % (e['sum_received']['bits_per_second']/1e6, e['sum_sent'].get('retransmits', 0)))" || true
+    lost && [ "$N_REKEYS" -ge "$REKEYS" ]
+}
+check "ferrogate-ike restarted, then $REKEYS+ CHILD_SA rekeys under TCP load and a 100 pps stream: no packet lost" rekeys_lossless
+stale_retired() {
+    grep -q "removing an SA pair left by an earlier ferrogate-ike" "$WORK/ike.log"
+}
+check "the restarted ferrogate-ike retired the SA pair its predecessor left in the data plane" stale_retired
+
+# The control plane dies under traffic: the data plane keeps forwarding with what it has.
+ip netns exec "$HA" ping -i 0.01 -W 1 -c 800 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
+PING=$!
+sleep 2
+kill -KILL "$IKE_PID"; wait "$IKE_PID" 2>/dev/null || true
+sleep 3
+start_ike
+wait "$PING" || true
+check "ferrogate-ike killed (SIGKILL) and restarted under a 100 pps stream: no packet lost" lost
+check "after the restart: the tunnel is up again with new SAs" swan_wait_established b 10
+
+# The data plane dies: ferrogate-ike reinstalls everything into the new one and rekeys.
+ip netns exec "$HA" ping -i 0.01 -W 1 -c 1200 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
+PING=$!
+sleep 2
+kill -KILL "$FG_PID"; wait "$FG_PID" 2>/dev/null || true
+rm -rf "/var/run/dpdk/fgsw$ID"
+start_fg
+wait "$PING" || true
+dp_restart() {
+    lost || true
+    grep -q "the data plane restarted: reinstalling" "$WORK/ike.log" &&
+        ping_all "$HA" 192.168.20.5
+}
+check "ferrogate killed (SIGKILL) and restarted: ferrogate-ike reinstalls, traffic flows again" dp_restart
+
+if [ "$failed" -ne 0 ] || [ -n "${SWAN_KEEP:-}" ]; then
+    echo "== ferrogate log (tail)"; tail -20 "$WORK/fg.log"
+    echo "== ferrogate-ike log (tail)"; tail -30 "$WORK/ike.log"
+    echo "== events (tail)"; tail -20 "$WORK/events.jsonl"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
