@@ -370,3 +370,121 @@ fn delete_from_the_initiator_removes_children_on_both_sides() {
     assert_eq!(n.a.sas().count(), 0);
     assert_eq!(n.b.sas().count(), 0);
 }
+
+#[test]
+fn ike_sa_rekey_keeps_the_children_and_the_new_sa_works() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "1h",
+    );
+    let mk = |l: &str, r: &str, lts: &str, rts: &str, start: &str| {
+        let mut c = cfg(
+            l,
+            r,
+            lts,
+            rts,
+            start,
+            "aes256-sha256-modp2048",
+            "aes256-sha256",
+            "secret-psk-1",
+            "1h",
+        );
+        for t in &mut c.tunnels {
+            t.ike_lifetime = Duration::from_secs(20);
+        }
+        c
+    };
+    n.a = Daemon::new(&mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start"));
+    n.b = Daemon::new(&mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none"));
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let old_spi = n.a.sas().next().unwrap().spi_i;
+    // Both are due after 18-20 s; one rekeys, the other answers.
+    let later = now + Duration::from_secs(21);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    let tb = n.b.tick(later);
+    n.run(later, vec![], tb);
+    assert_eq!(n.a.sas().count(), 1, "old IKE SA gone on A");
+    assert_eq!(n.b.sas().count(), 1, "old IKE SA gone on B");
+    let sa_a = n.a.sas().next().unwrap();
+    let sa_b = n.b.sas().next().unwrap();
+    assert_ne!(sa_a.spi_i, old_spi);
+    assert_eq!((sa_a.spi_i, sa_a.spi_r), (sa_b.spi_i, sa_b.spi_r));
+    assert_eq!(
+        sa_a.children.len(),
+        1,
+        "the CHILD_SA moved to the new IKE SA"
+    );
+    assert!(
+        n.a_removed.is_empty() && n.b_removed.is_empty(),
+        "no CHILD_SA was removed"
+    );
+    // The new IKE SA carries exchanges: a CHILD_SA rekey through it.
+    // (IKE rekeys and DPD are due too by then: a few rounds of timers.)
+    for k in 0..6 {
+        let t = now + Duration::from_secs(3601 + k);
+        let ta = n.a.tick(t);
+        let tb = n.b.tick(t);
+        n.run(t, ta, tb);
+    }
+    assert_eq!(n.a.sas().count(), 1);
+    assert_eq!(n.b.sas().count(), 1);
+    assert!(
+        n.a_installed.len() >= 2,
+        "a CHILD_SA was rekeyed over the new IKE SA"
+    );
+    let new_a = n.a_installed.last().unwrap();
+    assert!(n.b_installed.iter().any(|c| c.spi_out == new_a.spi_in));
+}
+
+#[test]
+fn simultaneous_child_rekeys_leave_one_new_pair() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256gcm16",
+        "secret-psk-1",
+        "10s",
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let later = now + Duration::from_millis(10_100);
+    // Both sides start a rekey of the same CHILD_SA in the same instant (§2.8.1).
+    let ta = n.a.tick(later);
+    let tb = n.b.tick(later);
+    assert!(!ta.is_empty() && !tb.is_empty(), "both rekey");
+    n.run(later, ta, tb);
+    let ca = &n.a.sas().next().unwrap().children;
+    let cb = &n.b.sas().next().unwrap().children;
+    assert_eq!(ca.len(), 1, "A keeps one CHILD_SA: {ca:?}");
+    assert_eq!(cb.len(), 1, "B keeps one CHILD_SA: {cb:?}");
+    assert_eq!(ca[0].spi_in, cb[0].spi_out);
+    assert_eq!(ca[0].spi_out, cb[0].spi_in);
+    // Both old SAs and the redundant new pair were removed from the data planes.
+    assert_eq!(n.a_removed.len(), 2);
+    assert_eq!(n.b_removed.len(), 2);
+}
+
+#[test]
+fn a_responder_under_load_demands_a_cookie_and_the_initiator_returns_it() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    n.b.set_cookie_threshold(0);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_eq!(
+        n.sent, 6,
+        "INIT, COOKIE, INIT with cookie, INIT response, AUTH, AUTH response"
+    );
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+}

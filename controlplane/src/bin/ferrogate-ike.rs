@@ -512,7 +512,7 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                     serde_json::json!({"event": "ike-down", "tunnel": tunnel, "reason": reason, "restart": restart}),
                 );
             }
-            Action::Spawn(_) => {}
+            Action::Spawn(_) | Action::MoveChildren { .. } => {}
         }
     }
 }

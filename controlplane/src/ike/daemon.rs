@@ -26,6 +26,9 @@ pub struct Daemon {
     /// Tunnels whose next initiation leaves out INITIAL_CONTACT (the data plane still holds
     /// their SAs from before a control-plane restart).
     quiet_start: std::collections::HashSet<String>,
+    /// Half-open SAs at which new IKE_SA_INIT requests must return a cookie (RFC 7296 §2.6).
+    cookie_threshold: usize,
+    cookie_secret: [u8; 32],
 }
 
 impl Daemon {
@@ -38,7 +41,35 @@ impl Daemon {
             restarts: Vec::new(),
             attempts: HashMap::new(),
             quiet_start: Default::default(),
+            cookie_threshold: 30,
+            cookie_secret: {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&super::crypto::random_bytes(32));
+                k
+            },
         }
+    }
+
+    /// Half-open IKE SAs at which responders demand cookies (default 30, like strongSwan).
+    pub fn set_cookie_threshold(&mut self, n: usize) {
+        self.cookie_threshold = n;
+    }
+
+    /// The cookie for a first request: version byte, then
+    /// SHA-256(secret | Ni | IPi | SPIi) (RFC 7296 §2.6's construction).
+    fn cookie(&self, ni: &[u8], ip: std::net::IpAddr, spi_i: u64) -> Vec<u8> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.cookie_secret);
+        h.update(ni);
+        match ip {
+            std::net::IpAddr::V4(a) => h.update(a.octets()),
+            std::net::IpAddr::V6(a) => h.update(a.octets()),
+        }
+        h.update(spi_i.to_be_bytes());
+        let mut c = vec![1u8];
+        c.extend_from_slice(&h.finalize()[..16]);
+        c
     }
 
     /// The first initiation of `tunnel` leaves out INITIAL_CONTACT, so the peer keeps the old
@@ -120,6 +151,46 @@ impl Daemon {
                 }
                 return out;
             }
+            if self.half_open.len() >= self.cookie_threshold {
+                // Under load: state only for initiators that prove their address (§2.6).
+                let Ok(m) = super::wire::Message::parse(data) else {
+                    return out;
+                };
+                let ni = m.payloads.iter().find_map(|p| {
+                    if let super::wire::Payload::Nonce(n) = p {
+                        Some(n.clone())
+                    } else {
+                        None
+                    }
+                });
+                let Some(ni) = ni else { return out };
+                let want = self.cookie(&ni, remote.ip(), h.spi_i);
+                let got = match m.payloads.first() {
+                    Some(super::wire::Payload::Notify(n))
+                        if n.ntype == super::wire::notify::COOKIE =>
+                    {
+                        Some(n.data.clone())
+                    }
+                    _ => None,
+                };
+                if got.as_deref() != Some(want.as_slice()) {
+                    let mut rh = h;
+                    rh.flags = super::wire::flags::RESPONSE;
+                    rh.spi_r = 0;
+                    out.push(Action::Send {
+                        local,
+                        remote,
+                        data: super::wire::Message::emit(
+                            rh,
+                            &[super::wire::Payload::notify(
+                                super::wire::notify::COOKIE,
+                                want,
+                            )],
+                        ),
+                    });
+                    return out;
+                }
+            }
             let Some(cfg) = self
                 .tunnels
                 .iter()
@@ -186,8 +257,18 @@ impl Daemon {
         for a in actions {
             match a {
                 Action::Spawn(sa) => {
-                    let sa = *sa;
+                    let mut sa = *sa;
+                    if sa.delete_now {
+                        let mut acts = Vec::new();
+                        sa.delete(now, &mut acts);
+                        out.extend(acts);
+                    }
                     self.sas.insert(sa.our_spi(), sa);
+                }
+                Action::MoveChildren { to, children } => {
+                    if let Some(sa) = self.sas.get_mut(&to) {
+                        sa.children.extend(children);
+                    }
                 }
                 Action::Closed {
                     ref tunnel,

@@ -130,6 +130,13 @@ pub enum Action {
     },
     /// A new IKE SA that replaces this one (IKE SA rekey); the daemon adopts it.
     Spawn(Box<IkeSa>),
+    /// CHILD_SAs that belong to another IKE SA of ours (the winner of a rekey collision).
+    MoveChildren {
+        /// Our SPI of the IKE SA that takes them.
+        to: u64,
+        /// The children.
+        children: Vec<Child>,
+    },
     /// The IKE SA is gone; `restart` asks the daemon to initiate the tunnel again.
     Closed {
         /// Tunnel.
@@ -168,6 +175,13 @@ enum Req {
         spi_in: u32,
     },
     DeleteIke,
+    RekeyIke {
+        spi: u64,
+        ni: Vec<u8>,
+        dh: DhPrivate,
+        public: Vec<u8>,
+        group: Group,
+    },
     RekeyChild {
         old: u32,
         spi_in: u32,
@@ -210,6 +224,9 @@ pub struct Child {
     pub rekeyed: bool,
     /// The SA this one replaced.
     pub replaces: Option<u32>,
+    /// The peer rekeyed this SA while our own rekey of it was in flight (§2.8.1): the
+    /// nonces of its exchange and the inbound SPI of the SA it created.
+    collision: Option<(Vec<u8>, Vec<u8>, u32)>,
 }
 
 /// One IKE SA.
@@ -256,6 +273,17 @@ pub struct IkeSa {
     pub initial_contact: bool,
     /// The inbound SPI of a larval CHILD_SA installed before IKE_AUTH completed.
     larval: Option<u32>,
+    /// When we rekey the IKE SA (RFC 7296 §2.18).
+    ike_rekey_at: Option<Instant>,
+    /// Rekeyed: the new IKE SA has the children; this one only waits for its delete.
+    superseded: bool,
+    /// The peer's IKE SA rekey crossed ours (§2.8.2): its nonces and our SPI of the SA it made.
+    collision: Option<(Vec<u8>, Vec<u8>, u64)>,
+    /// Redundant from birth (lost a rekey collision): delete it at once.
+    pub delete_now: bool,
+    /// Our KE public value and its group in IKE_SA_INIT.
+    ke_public: Vec<u8>,
+    ke_group: Option<Group>,
 }
 
 impl std::fmt::Debug for IkeSa {
@@ -427,6 +455,12 @@ impl IkeSa {
             stats: (0, 0),
             initial_contact: true,
             larval: None,
+            ike_rekey_at: None,
+            superseded: false,
+            collision: None,
+            delete_now: false,
+            ke_public: Vec::new(),
+            ke_group: None,
         }
     }
 
@@ -472,9 +506,18 @@ impl IkeSa {
 
     fn send_init(&mut self, now: Instant, out: &mut Vec<Action>) {
         let group = self.group.unwrap_or(Group::Modp2048);
-        let (dh, public) = DhPrivate::generate(group);
-        self.dh = Some(dh);
-        self.ni = crypto::random_bytes(32);
+        // A retry with a cookie repeats the same nonce and KE (§2.6); a new group needs a
+        // new KE.
+        if self.dh.is_none() || self.ke_group != Some(group) {
+            let (dh, public) = DhPrivate::generate(group);
+            self.dh = Some(dh);
+            self.ke_public = public;
+            self.ke_group = Some(group);
+        }
+        if self.ni.is_empty() {
+            self.ni = crypto::random_bytes(32);
+        }
+        let public = self.ke_public.clone();
         let mut payloads = Vec::new();
         if let Some(c) = &self.cookie {
             payloads.push(Payload::notify(notify::COOKIE, c.clone()));
@@ -623,6 +666,34 @@ impl IkeSa {
                     selectors: c.remote_ts.clone(),
                 });
                 (exchange::CREATE_CHILD_SA, p)
+            }
+            Req::RekeyIke {
+                spi,
+                ni,
+                public,
+                group,
+                ..
+            } => {
+                let props = self
+                    .cfg
+                    .ike_proposals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        a.to_proposal(i as u8 + 1, proto::IKE, spi.to_be_bytes().to_vec())
+                    })
+                    .collect();
+                (
+                    exchange::CREATE_CHILD_SA,
+                    vec![
+                        Payload::Sa(props),
+                        Payload::Nonce(ni.clone()),
+                        Payload::Ke {
+                            group: group.id(),
+                            data: public.clone(),
+                        },
+                    ],
+                )
             }
             Req::Init | Req::Auth { .. } => return,
         };
@@ -831,7 +902,29 @@ impl IkeSa {
                 }
             }
             Req::DeleteIke => {
-                self.close("deleted".into(), false, out);
+                let why = if self.superseded {
+                    "rekeyed"
+                } else {
+                    "deleted"
+                };
+                self.close(why.into(), false, out);
+            }
+            Req::RekeyIke {
+                spi, ni, dh, group, ..
+            } => {
+                if let Err(e) = self.complete_rekey_ike(now, &payloads, spi, &ni, dh, group, out) {
+                    if let Some((_, _, theirs)) = self.collision.take() {
+                        // Ours failed but the peer's went through: its SA takes over.
+                        out.push(Action::MoveChildren {
+                            to: theirs,
+                            children: std::mem::take(&mut self.children),
+                        });
+                        self.superseded = true;
+                    } else {
+                        tracing::warn!(tunnel = %self.cfg.name, "IKE SA rekey failed: {e}");
+                        self.ike_rekey_at = Some(now + Duration::from_secs(10));
+                    }
+                }
             }
             Req::RekeyChild {
                 old,
@@ -1305,12 +1398,14 @@ impl IkeSa {
             rekey_at: now + jittered(ccfg.lifetime),
             rekeyed: false,
             replaces,
+            collision: None,
         });
     }
 
     fn established(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.state = State::Established;
         self.established_at = Some(now);
+        self.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
         tracing::info!(tunnel = %self.cfg.name, algorithms = %self.algorithms(), nat = self.nat, "IKE SA established");
         out.push(Action::Established {
             tunnel: self.cfg.name.clone(),
@@ -1708,7 +1803,12 @@ impl IkeSa {
         }
         if close {
             self.respond(exchange::INFORMATIONAL, h.msg_id, &[], out);
-            self.close("deleted by the peer".into(), false, out);
+            let why = if self.superseded {
+                "rekeyed"
+            } else {
+                "deleted by the peer"
+            };
+            self.close(why.into(), false, out);
             return;
         }
         self.respond(exchange::INFORMATIONAL, h.msg_id, &resp, out);
@@ -1836,6 +1936,13 @@ impl IkeSa {
         self.respond(exchange::CREATE_CHILD_SA, h.msg_id, &resp, out);
         let replaces = old.map(|i| {
             self.children[i].rekeyed = true;
+            let ours_in_flight = self
+                .pending
+                .as_ref()
+                .is_some_and(|p| matches!(&p.req, Req::RekeyChild { old, .. } if *old == self.children[i].spi_in));
+            if ours_in_flight {
+                self.children[i].collision = Some((ni.clone(), nr.clone(), spi_in));
+            }
             self.children[i].spi_in
         });
         self.install_child(
@@ -1961,7 +2068,18 @@ impl IkeSa {
         new.chosen = Some(chosen);
         new.state = State::Established;
         new.established_at = Some(now);
-        new.children = std::mem::take(&mut self.children);
+        new.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| matches!(p.req, Req::RekeyIke { .. }))
+        {
+            // Our own rekey is in flight: who keeps the children is decided when it completes.
+            self.collision = Some((new.ni.clone(), new.nr.clone(), new_spi_r));
+        } else {
+            new.children = std::mem::take(&mut self.children);
+            self.superseded = true;
+        }
         tracing::info!(tunnel = %self.cfg.name, algorithms = %new.algorithms(), "IKE SA rekeyed (responder)");
         out.push(Action::Spawn(Box::new(new)));
     }
@@ -2004,7 +2122,21 @@ impl IkeSa {
             }
             return;
         }
-        if self.state != State::Established {
+        if self.state != State::Established || self.superseded {
+            return;
+        }
+        if self.ike_rekey_at.is_some_and(|t| now >= t) {
+            self.ike_rekey_at = Some(now + Duration::from_secs(3600));
+            let group = self.chosen.and_then(|c| c.dh).unwrap_or(Group::Modp2048);
+            let (dh, public) = DhPrivate::generate(group);
+            let req = Req::RekeyIke {
+                spi: rand_u64(),
+                ni: crypto::random_bytes(32),
+                dh,
+                public,
+                group,
+            };
+            self.request(now, req, out);
             return;
         }
         if !self.cfg.dpd.delay.is_zero()
@@ -2101,9 +2233,143 @@ impl IkeSa {
         if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old.spi_in) {
             c.rekeyed = true;
         }
+        if let Some((their_ni, our_nr, theirs)) = &old.collision {
+            // §2.8.1: the SA made with the lowest of the four nonces is redundant; its
+            // exchange's initiator deletes it.
+            let peer_nr = nr_of(p);
+            let lowest = [
+                ni,
+                peer_nr.as_slice(),
+                their_ni.as_slice(),
+                our_nr.as_slice(),
+            ]
+            .into_iter()
+            .min()
+            .unwrap_or_default();
+            if lowest == ni || lowest == peer_nr.as_slice() {
+                tracing::info!(tunnel = %self.cfg.name, "CHILD_SA rekey collision: ours is redundant");
+                if let Some(t) = self.children.iter().find(|c| c.spi_in == *theirs) {
+                    out.push(Action::Activate {
+                        tunnel: self.cfg.name.clone(),
+                        spi_in: t.spi_in,
+                        spi_out: t.spi_out,
+                    });
+                }
+                if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+                    c.rekeyed = true;
+                }
+                self.request(now, Req::DeleteChild { spi_in }, out);
+            }
+        }
         // Make-before-break: the new pair is in and used outbound; the old inbound SA stays
         // until the peer confirms the delete (it may still have packets in flight).
         self.request(now, Req::DeleteChild { spi_in: old.spi_in }, out);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn complete_rekey_ike(
+        &mut self,
+        now: Instant,
+        p: &[Payload],
+        our_spi: u64,
+        ni: &[u8],
+        dh: DhPrivate,
+        group: Group,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        if let Some(n) = notifies(p).find(|n| n.ntype < notify::FIRST_STATUS) {
+            return Err(format!("peer refused with notify {}", n.ntype));
+        }
+        let sa = p
+            .iter()
+            .find_map(|x| {
+                if let Payload::Sa(s) = x {
+                    Some(s)
+                } else {
+                    None
+                }
+            })
+            .ok_or("no SA payload")?;
+        let chosen = proposal::check_answer(&self.cfg.ike_proposals, sa, proto::IKE)
+            .ok_or("the responder chose a proposal we did not offer")?;
+        if chosen.dh != Some(group) {
+            return Err("the responder chose another DH group".into());
+        }
+        let their_spi = <[u8; 8]>::try_from(sa[0].spi.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| "IKE SPI is not 8 bytes")?;
+        let nr = p
+            .iter()
+            .find_map(|x| {
+                if let Payload::Nonce(n) = x {
+                    Some(n.clone())
+                } else {
+                    None
+                }
+            })
+            .ok_or("no nonce")?;
+        let kex = p
+            .iter()
+            .find_map(|x| {
+                if let Payload::Ke { group: g, data } = x {
+                    (*g == group.id()).then_some(data)
+                } else {
+                    None
+                }
+            })
+            .ok_or("no KE of our group")?;
+        let g_ir = dh.shared(kex).map_err(|e| e.to_string())?;
+        let old_keys = self.keys.as_ref().ok_or("no keys")?;
+        let prf = chosen.prf.unwrap_or(proposal::Prf::HmacSha256);
+        let seed = old_keys.rekey_skeyseed(prf, &g_ir, ni, &nr);
+        // We initiated the rekey: we are the new IKE SA's original initiator (§2.18).
+        let mut new = IkeSa::new(self.cfg.clone(), true, self.local, self.remote, now);
+        new.spi_i = our_spi;
+        new.spi_r = their_spi;
+        new.ni = ni.to_vec();
+        new.nr = nr;
+        new.nat = self.nat;
+        new.keys = Some(IkeKeys::derive(
+            prf,
+            chosen.encr,
+            chosen.integ,
+            &seed,
+            &new.ni,
+            &new.nr,
+            our_spi,
+            their_spi,
+        ));
+        new.chosen = Some(chosen);
+        new.state = State::Established;
+        new.established_at = Some(now);
+        new.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
+        let mut ours_redundant = false;
+        if let Some((their_ni, our_nr, theirs)) = self.collision.take() {
+            // §2.8.2: the new SA made with the lowest of the four nonces is redundant, and
+            // the initiator of that exchange deletes it.
+            let lowest = [&new.ni, &new.nr, &their_ni, &our_nr]
+                .into_iter()
+                .min()
+                .cloned()
+                .unwrap_or_default();
+            ours_redundant = lowest == new.ni || lowest == new.nr;
+            tracing::info!(tunnel = %self.cfg.name, ours_redundant, "IKE SA rekey collision");
+            if ours_redundant {
+                new.delete_now = true;
+                out.push(Action::MoveChildren {
+                    to: theirs,
+                    children: std::mem::take(&mut self.children),
+                });
+            }
+        }
+        if !ours_redundant {
+            new.children = std::mem::take(&mut self.children);
+        }
+        tracing::info!(tunnel = %self.cfg.name, algorithms = %new.algorithms(), "IKE SA rekeyed (initiator)");
+        out.push(Action::Spawn(Box::new(new)));
+        self.superseded = true;
+        self.request(now, Req::DeleteIke, out);
         Ok(())
     }
 
@@ -2148,6 +2414,18 @@ fn esp_proposals(sets: &[AlgSet], spi: u32, strip_dh: bool) -> Vec<wire::Proposa
 /// The PFS group a child's rekeys use: the first group of its first proposal.
 fn pfs_group(c: &ChildConfig) -> Option<Group> {
     c.esp_proposals.first().and_then(|a| a.dh.first().copied())
+}
+
+fn nr_of(p: &[Payload]) -> Vec<u8> {
+    p.iter()
+        .find_map(|x| {
+            if let Payload::Nonce(n) = x {
+                Some(n.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap_or_default()
 }
 
 fn notifies(p: &[Payload]) -> impl Iterator<Item = &Notify> {
