@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The ferrogate demo: two sites in network namespaces joined by two ferrogates over an ESP
-# tunnel (AES-256-GCM, static keys for now; IKEv2 arrives with the control plane). It pings and
-# runs iperf3 through the tunnel while gateway A prints its counters every second, then tears
-# everything down.
+# The ferrogate demo: the reference scenario. Two sites in network namespaces
+# (192.168.10.0/24 <-> 192.168.20.0/24) joined by two ferrogates (DPDK data planes on af_packet
+# ports), each with its ferrogate-ike negotiating IKEv2 with PSK: IKE aes256-sha256-modp1024
+# (accepted with a warning: weak group), ESP aes256-sha256, IKE lifetime 1h, CHILD_SA lifetime
+# 8h, DPD 30 s / 120 s / restart, gateway A starts the tunnel at boot. It shows `fgctl list-sas`,
+# pings and runs iperf3 through the tunnel while gateway A prints its counters every second, shows
+# `fgctl list-sas` and `fgctl stats` again, then tears everything down.
 #
-#   ./deploy/demo.sh [SECONDS]      default 15; run as root on Debian bookworm
+#   ./deploy/demo.sh [SECONDS]          default 15; run as root on Debian bookworm
+#   CIPHER=gcm ./deploy/demo.sh         IKE aes256gcm16-prfsha256-curve25519, ESP aes256gcm16
+#   STATIC=1 ./deploy/demo.sh           static keys instead of IKEv2
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -20,7 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "demo.sh: needs a Rust toolchain (cargo)" >&2; exit 1; }
-echo "== building ferrogate and fgpcap (release)"
+echo "== building ferrogate, fgpcap, ferrogate-ike and fgctl (release)"
 cargo build --release -q -p dataplane --features dpdk --bin ferrogate --bin fgpcap
+cargo build --release -q -p controlplane --bin ferrogate-ike --bin fgctl
 T="${CARGO_TARGET_DIR:-$REPO/target}/release"
+if [ -z "${STATIC:-}" ]; then
+    export IKE="$T/ferrogate-ike"
+    export CIPHER="${CIPHER:-cbc}"
+fi
 exec bash "$REPO/tests/netns/site_to_site.sh" "$T/ferrogate" "$T/fgpcap" --demo "$SECS"

@@ -235,6 +235,17 @@ netns_site_to_site() {
     echo "== again with AES-256-CBC + HMAC-SHA-256-128"
     CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
+netns_site_to_site_ike() {
+    # The same two sites with keys negotiated by ferrogate-ike on both gateways (plain ESP,
+    # through the shared-memory channels), plus fgctl.
+    need_fgpcap
+    [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
+    local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+    echo "== reference scenario: IKE aes256-sha256-modp1024, ESP aes256-sha256"
+    CIPHER=cbc IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP" || return 1
+    echo "== IKE aes256gcm16-prfsha256-curve25519, ESP aes256gcm16"
+    IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP"
+}
 strongswan_vs_strongswan() {
     # Two strongSwan charons (kernel-libipsec) in network namespaces: the harness ferrogate-ike
     # will be tested in (tests/strongswan/README.md).
@@ -244,7 +255,7 @@ strongswan_vs_strongswan() {
 }
 build_ferrogate_ike() {
     rm -f "$WORK/ike.built"
-    cargo build -p controlplane --bin ferrogate-ike
+    cargo build -p controlplane --bin ferrogate-ike --bin fgctl
     touch "$WORK/ike.built"
 }
 ike_vs_strongswan() {
@@ -333,6 +344,7 @@ step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswa
 step "build ferrogate-ike" build_ferrogate_ike
 step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD)" ike_vs_strongswan
 step "ferrogate + ferrogate-ike vs strongSwan (shm channel, 100 rekeys, kills)" gateway_vs_strongswan
+step "two ferrogates with IKEv2 (ferrogate-ike on both) and fgctl" netns_site_to_site_ike
 run_fuzz
 
 echo

@@ -5,5 +5,6 @@
 pub mod config;
 pub mod export;
 pub mod ike;
+pub mod mgmt;
 
 pub use dataplane;

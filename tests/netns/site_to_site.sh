@@ -11,6 +11,11 @@
 #   site_to_site.sh FERROGATE FGPCAP              run the checks (tests/run.sh)
 #   site_to_site.sh FERROGATE FGPCAP --demo SECS  run traffic for SECS seconds, showing counters
 #   CIPHER=cbc site_to_site.sh ...                AES-256-CBC with HMAC-SHA-256-128 instead
+#   IKE=path/to/ferrogate-ike site_to_site.sh ... keys negotiated by IKEv2 (PSK) instead of static:
+#       each gateway gets a ferrogate-ike over its shared-memory channel; A initiates the
+#       reference scenario (CIPHER=cbc: aes256-sha256-modp1024 / aes256-sha256; gcm:
+#       aes256gcm16-prfsha256-curve25519 / aes256gcm16), and the wire is decrypted with the keys
+#       each ferrogate-ike exported
 #
 # Cleans up its namespaces, processes (by PID) and EAL runtime directories on any exit.
 set -euo pipefail
@@ -77,6 +82,9 @@ neighbours:
   - { ip: ${11}, mac: "${12}", interface: outside }
   - { ip: ${13}, mac: "${14}", interface: inside }
 cores: { main: ${15}, workers: [${16}] }
+EOY
+    [ -n "${IKE:-}" ] && return 0
+    cat <<EOY
 sas:
   - { name: out, spi: $5, direction: out, mode: tunnel, $SUITE, enc_key: "0x$7",
       local: ${10}, remote: ${11}, local_ts: [$3.0/24], remote_ts: [$4.0/24] }
@@ -91,13 +99,54 @@ gateway A gA 192.168.10 192.168.20 0xa0b0 0xb0a0 $K_AB $K_BA _ 203.0.113.1 203.0
 gateway B gB 192.168.20 192.168.10 0xb0a0 0xa0b0 $K_BA $K_AB _ 203.0.113.2 203.0.113.1 "$MAC_GAO" 192.168.20.5 "$MAC_HB" 1 0 > "$WORK/b.yaml"
 
 EVERY=$([ "$DEMO" -gt 0 ] && echo 1000 || echo 60000)
+CTL_A=() CTL_B=()
+if [ -n "${IKE:-}" ]; then CTL_A=(--control "$WORK/ctl-a") CTL_B=(--control "$WORK/ctl-b"); fi
 ip netns exec "$GA" "$FG" --config "$WORK/a.yaml" --eal "--no-huge -m 256 --file-prefix fgA$ID --log-level=error" \
-    --idle-sleep-us 50 --stats-every-ms "$EVERY" > "$WORK/a.log" 2>&1 &
+    --idle-sleep-us 50 --stats-every-ms "$EVERY" --stats-file "$WORK/stats-a.json" "${CTL_A[@]}" > "$WORK/a.log" 2>&1 &
 PIDS+=($!)
 ip netns exec "$GB" "$FG" --config "$WORK/b.yaml" --eal "--no-huge -m 256 --file-prefix fgB$ID --log-level=error" \
-    --idle-sleep-us 50 --stats-every-ms "$EVERY" > "$WORK/b.log" 2>&1 &
+    --idle-sleep-us 50 --stats-every-ms "$EVERY" --stats-file "$WORK/stats-b.json" "${CTL_B[@]}" > "$WORK/b.log" 2>&1 &
 PIDS+=($!)
 sleep 3
+if [ -n "${IKE:-}" ]; then
+    # ike SIDE LOCAL REMOTE LOCAL_NET REMOTE_NET START
+    ike_conf() {
+        local ikep espp
+        if [ "${CIPHER:-gcm}" = cbc ]; then ikep=aes256-sha256-modp1024 espp=aes256-sha256; else ikep=aes256gcm16-prfsha256-curve25519 espp=aes256gcm16; fi
+        cat <<EOY
+tunnels:
+  - name: site-to-site
+    local: $2
+    remote: $3
+    psk: "ferrogate demo pre-shared key, 32+ bytes long"
+    ike_proposals: [$ikep]
+    ike_lifetime: 1h
+    dpd: { delay: 30s, timeout: 120s, action: restart }
+    start: $6
+    keyingtries: 0
+    children:
+      - { name: net, local_ts: [$4.0/24], remote_ts: [$5.0/24], esp_proposals: [$espp], lifetime: 8h }
+EOY
+    }
+    ike_conf A 203.0.113.1 203.0.113.2 192.168.10 192.168.20 start > "$WORK/ike-a.yaml"
+    ike_conf B 203.0.113.2 203.0.113.1 192.168.20 192.168.10 none > "$WORK/ike-b.yaml"
+    ip netns exec "$GB" "$IKE" --config "$WORK/ike-b.yaml" --dataplane "$WORK/ctl-b" --export-dir "$WORK/keys-b" \
+        --socket "$WORK/ike-b.sock" > "$WORK/ike-b.events" 2> "$WORK/ike-b.log" &
+    PIDS+=($!)
+    ip netns exec "$GA" "$IKE" --config "$WORK/ike-a.yaml" --dataplane "$WORK/ctl-a" --export-dir "$WORK/keys-a" \
+        --socket "$WORK/ike-a.sock" > "$WORK/ike-a.events" 2> "$WORK/ike-a.log" &
+    PIDS+=($!)
+    tunnel_up() {
+        local i
+        for ((i = 0; i < 150; i++)); do
+            grep -q '"event":"child-up"' "$WORK/ike-a.events" && grep -q '"event":"child-up"' "$WORK/ike-b.events" && return 0
+            sleep 0.1
+        done
+        cat "$WORK"/ike-*.log
+        return 1
+    }
+    check "IKEv2 through both data planes: CHILD_SA up on A and B ($(grep -o 'ike_proposals: \[.*\]' "$WORK/ike-a.yaml"))" tunnel_up
+fi
 for p in "${PIDS[@]}"; do
     kill -0 "$p" 2>/dev/null || { echo "a gateway exited:"; cat "$WORK"/*.log; exit 1; }
 done
@@ -113,6 +162,10 @@ TCPDUMP_B=$!
 sleep 1
 
 if [ "$DEMO" -gt 0 ]; then
+    if [ -n "${IKE:-}" ]; then
+        echo "== fgctl list-sas on gateway A (IKEv2, negotiated with gateway B's ferrogate-ike) =="
+        "$(dirname "$IKE")/fgctl" --socket "$WORK/ike-a.sock" list-sas
+    fi
     echo "== ping and iperf3 through the tunnel for $DEMO s; gateway A's counters every second =="
     tail -f "$WORK/a.log" &
     PIDS+=($!)
@@ -125,6 +178,13 @@ if [ "$DEMO" -gt 0 ]; then
     sleep 2
     echo "== ping =="; tail -3 "$WORK/ping.txt"
     echo "== iperf3 (TCP through the tunnel) =="; grep -E "sender|receiver" "$WORK/iperf.txt" || cat "$WORK/iperf.txt"
+    if [ -n "${IKE:-}" ]; then
+        sleep 1.2
+        echo "== fgctl list-sas on gateway A, after the traffic =="
+        "$(dirname "$IKE")/fgctl" --socket "$WORK/ike-a.sock" list-sas
+        echo "== fgctl stats on gateway A =="
+        "$(dirname "$IKE")/fgctl" stats --file "$WORK/stats-a.json"
+    fi
     exit 0
 fi
 
@@ -178,7 +238,10 @@ sas:
   - { spi: 0xb0a0, direction: in, mode: tunnel, $SUITE, enc_key: "0x$K_BA", local: 203.0.113.1, remote: 203.0.113.2, replay_window: 0 }
 EOY
 for side in a b; do
-    "$FGPCAP" decrypt --sa "$WORK/wire-sas.yaml" --in "$WORK/wire-$side.pcap" --out "$WORK/clear-$side.pcap" --json \
+    sas="$WORK/wire-sas.yaml"
+    # With IKE, each side's negotiated keys as its ferrogate-ike exported them.
+    [ -n "${IKE:-}" ] && sas="$WORK/keys-$side/site-to-site.yaml"
+    "$FGPCAP" decrypt --sa "$sas" --in "$WORK/wire-$side.pcap" --out "$WORK/clear-$side.pcap" --json \
         > "$WORK/decrypt-$side.json" || true
     echo "wire into $side: $(cat "$WORK/decrypt-$side.json")"
 done
@@ -193,5 +256,42 @@ for f in sys.argv[1:]:
 EOP
 }
 check "everything on the wire is ESP that decrypts with the SAs' keys" wire_ok
+
+if [ -n "${IKE:-}" ]; then
+    FGCTL="$(dirname "$IKE")/fgctl"
+    sleep 1.2 # the data plane reports counters to ferrogate-ike every second
+    list_sas() {
+        "$FGCTL" --socket "$WORK/ike-a.sock" list-sas | tee "$WORK/list-a.txt"
+        grep -q "ESTABLISHED" "$WORK/list-a.txt" && grep -q "net: INSTALLED" "$WORK/list-a.txt" &&
+            ! grep -q -- "- bytes_i" "$WORK/list-a.txt" && ! grep -q " 0 bytes_i" "$WORK/list-a.txt"
+    }
+    check "fgctl list-sas: the IKE SA, the CHILD_SA and its data-plane byte counters" list_sas
+    stats() {
+        "$FGCTL" stats --file "$WORK/stats-a.json" | tee "$WORK/stats-a.txt"
+        grep -E "^sa .* out +ike +[1-9][0-9]* pkts" "$WORK/stats-a.txt" | grep -q site-to-site/net
+    }
+    check "fgctl stats: the data plane's counters, per port, per SA and per drop reason" stats
+    policies() { "$FGCTL" --socket "$WORK/ike-a.sock" list-policies | tee "$WORK/pol.txt"; grep -q "dir out" "$WORK/pol.txt" && grep -q "dir in" "$WORK/pol.txt"; }
+    check "fgctl list-policies" policies
+    reload_unchanged() {
+        local before after
+        before=$(grep -c child-up "$WORK/ike-a.events")
+        "$FGCTL" --socket "$WORK/ike-a.sock" reload | tee "$WORK/reload.txt"
+        sleep 0.5
+        after=$(grep -c child-up "$WORK/ike-a.events")
+        grep -q '"changed":\[\]' "$WORK/reload.txt" && [ "$before" = "$after" ]
+    }
+    check "fgctl reload with an unchanged configuration touches no tunnel" reload_unchanged
+    term_init() {
+        "$FGCTL" --socket "$WORK/ike-a.sock" terminate site-to-site || return 1
+        local i
+        for ((i = 0; i < 50; i++)); do grep -q '"event":"ike-down"' "$WORK/ike-b.events" && break; sleep 0.1; done
+        grep -q '"event":"ike-down"' "$WORK/ike-b.events" || return 1
+        "$FGCTL" --socket "$WORK/ike-a.sock" initiate site-to-site || return 1
+        for ((i = 0; i < 50; i++)); do [ "$(grep -c child-up "$WORK/ike-b.events")" -ge 2 ] && break; sleep 0.1; done
+        ping_all "$HA" 192.168.20.5
+    }
+    check "fgctl terminate takes the tunnel down on both sides; fgctl initiate brings it back" term_init
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -122,7 +122,7 @@ start_fg() {
     swan_track_pid "$FG_PID"
 }
 start_ike() { # [config]
-    ip netns exec "$GA" "$IKE" --config "${1:-$WORK/ike.yaml}" --dataplane "$CHAN" --log info \
+    ip netns exec "$GA" "$IKE" --config "${1:-$WORK/ike.yaml}" --dataplane "$CHAN" --socket "$WORK/ike.sock" --log info \
         >> "$WORK/events.jsonl" 2>> "$WORK/ike.log" &
     IKE_PID=$!
     swan_track_pid "$IKE_PID"

@@ -111,7 +111,7 @@ swan_track_pid "$TCPDUMP"
 sleep 0.5
 
 start_ike() {
-    ip netns exec "$GA" "$IKE" --config "$WORK/ike.yaml" --export-dir "$WORK/export" --log "${IKE_LOG:-info}" \
+    ip netns exec "$GA" "$IKE" --config "$WORK/ike.yaml" --export-dir "$WORK/export" --socket "$WORK/ike.sock" --log "${IKE_LOG:-info}" \
         >> "$WORK/events.jsonl" 2>> "$WORK/ike.log" &
     IKE_PID=$!
     swan_track_pid "$IKE_PID"

@@ -13,6 +13,9 @@
 //! `--export-dir`, the keys of the CHILD_SAs that are up are kept in `DIR/<tunnel>.yaml` in the
 //! data plane's SA syntax, which `fgpcap` reads (mode 0600).
 //!
+//! With `--socket PATH` (default `/run/ferrogate/ike.sock`) it answers `fgctl`: list SAs and
+//! policies, initiate, terminate, reload the configuration, watch events.
+//!
 //! SIGTERM/SIGINT delete the IKE SAs politely (INFORMATIONAL Delete) before exiting.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +34,7 @@ use controlplane::ike::daemon::Daemon;
 use controlplane::ike::sa::{Action, ChildSaInstall, IKE_PORT, NATT_PORT};
 
 struct Args {
+    socket: Option<PathBuf>,
     config: PathBuf,
     export_dir: Option<PathBuf>,
     log: String,
@@ -46,6 +50,7 @@ fn usage() -> ! {
 
 fn parse_args() -> Args {
     let mut a = Args {
+        socket: Some(PathBuf::from("/run/ferrogate/ike.sock")),
         config: PathBuf::new(),
         export_dir: None,
         log: "info".into(),
@@ -59,6 +64,12 @@ fn parse_args() -> Args {
                 a.export_dir = Some(it.next().map(PathBuf::from).unwrap_or_else(|| usage()))
             }
             "--log" => a.log = it.next().unwrap_or_else(|| usage()),
+            "--socket" => {
+                a.socket = it
+                    .next()
+                    .map(PathBuf::from)
+                    .filter(|p| p.as_os_str() != "none")
+            }
             "--dataplane" => {
                 a.dataplane = Some(it.next().map(PathBuf::from).unwrap_or_else(|| usage()))
             }
@@ -198,10 +209,119 @@ impl Exporter {
     }
 }
 
+/// `fgctl watch` clients.
+static WATCHERS: std::sync::Mutex<Vec<std::os::unix::net::UnixStream>> =
+    std::sync::Mutex::new(Vec::new());
+
 fn event(v: serde_json::Value) {
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{v}");
     let _ = o.flush();
+    if let Ok(mut w) = WATCHERS.lock() {
+        let line = format!("{v}\n");
+        w.retain_mut(|s| s.write_all(line.as_bytes()).is_ok());
+    }
+}
+
+/// The management socket (`fgctl`).
+struct Mgmt {
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+}
+
+impl Mgmt {
+    fn bind(path: &std::path::Path) -> Result<Mgmt, String> {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        // A socket left by a killed predecessor.
+        if std::os::unix::net::UnixStream::connect(path).is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        Ok(Mgmt {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Serves pending requests.
+    fn serve(
+        &self,
+        daemon: &mut Daemon,
+        io: &mut Io,
+        ex: &mut Exporter,
+        config_path: &std::path::Path,
+    ) {
+        use controlplane::mgmt::Request;
+        use std::io::{BufRead, BufReader};
+        while let Ok((stream, _)) = self.listener.accept() {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut line = String::new();
+            if BufReader::new(&stream).read_line(&mut line).is_err() {
+                continue;
+            }
+            let now = Instant::now();
+            let reply = match serde_json::from_str::<Request>(&line) {
+                Err(e) => serde_json::json!({"error": format!("bad request: {e}")}),
+                Ok(Request::Watch) => {
+                    let _ = stream.set_nonblocking(true);
+                    if let Ok(mut w) = WATCHERS.lock() {
+                        w.push(stream);
+                    }
+                    continue;
+                }
+                Ok(Request::ListSas) | Ok(Request::ListPolicies) => {
+                    let counters = match io {
+                        Io::Channel(ch) => ch.counters(),
+                        Io::Sockets(_) => Default::default(),
+                    };
+                    serde_json::to_value(controlplane::mgmt::status(daemon, now, &counters))
+                        .unwrap_or_default()
+                }
+                Ok(Request::Initiate { tunnel }) => match daemon.initiate_by_name(&tunnel, now) {
+                    Some(acts) => {
+                        carry_out(acts, io, ex);
+                        serde_json::json!({"ok": format!("initiating {tunnel}")})
+                    }
+                    None => serde_json::json!({"error": format!("no tunnel named {tunnel}")}),
+                },
+                Ok(Request::Terminate { tunnel }) => match daemon.terminate_by_name(&tunnel, now) {
+                    Some(acts) => {
+                        carry_out(acts, io, ex);
+                        serde_json::json!({"ok": format!("terminating {tunnel}")})
+                    }
+                    None => serde_json::json!({"error": format!("no tunnel named {tunnel}")}),
+                },
+                Ok(Request::Reload) => match Config::load(config_path) {
+                    Err(e) => serde_json::json!({"error": e.to_string()}),
+                    Ok(c) => {
+                        for w in &c.warnings {
+                            tracing::warn!("{w}");
+                        }
+                        let (acts, changed) = daemon.reload(&c, now);
+                        carry_out(acts, io, ex);
+                        event(serde_json::json!({"event": "reloaded", "changed": changed}));
+                        serde_json::json!({"ok": "reloaded", "changed": changed})
+                    }
+                },
+            };
+            let mut s = &stream;
+            let _ = writeln!(s, "{reply}");
+        }
+    }
+}
+
+impl Drop for Mgmt {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// IKE through the data plane: the shared-memory channel of `ferrogate --control`.
@@ -395,6 +515,19 @@ impl ChanIo {
             v: ctl::VERSION,
             spi_in,
         });
+    }
+
+    /// The data plane's last counters by inbound SPI.
+    fn counters(&self) -> controlplane::mgmt::Counters {
+        self.report
+            .iter()
+            .map(|r| {
+                (
+                    r.spi_in,
+                    (r.in_bytes, r.in_packets, r.out_bytes, r.out_packets),
+                )
+            })
+            .collect()
     }
 
     /// Retires the SA pairs of an earlier incarnation 5 s after their replacement is in.
@@ -592,6 +725,16 @@ fn main() -> ExitCode {
         dir: args.export_dir.clone(),
         children: BTreeMap::new(),
     };
+    let mgmt = match &args.socket {
+        Some(p) => match Mgmt::bind(p) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("ferrogate-ike: management socket {e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     carry_out(daemon.start(Instant::now()), &mut io, &mut ex);
     let mut inbox = Vec::new();
     let mut last_tick = Instant::now();
@@ -610,6 +753,9 @@ fn main() -> ExitCode {
         for (local, remote, data) in inbox.drain(..) {
             let acts = daemon.handle(now, local, remote, &data);
             carry_out(acts, &mut io, &mut ex);
+        }
+        if let Some(m) = &mgmt {
+            m.serve(&mut daemon, &mut io, &mut ex, &args.config);
         }
         if now.duration_since(last_tick) >= Duration::from_millis(100) {
             last_tick = now;

@@ -113,6 +113,101 @@ impl Daemon {
         self.collect(actions, now, out);
     }
 
+    /// Deletes the IKE SAs of tunnel `name` (`fgctl terminate`). None if there is no such tunnel.
+    pub fn terminate_by_name(&mut self, name: &str, now: Instant) -> Option<Vec<Action>> {
+        if !self.tunnels.iter().any(|t| t.name == name) {
+            return None;
+        }
+        let mut acts = Vec::new();
+        for sa in self.sas.values_mut().filter(|s| s.cfg.name == name) {
+            sa.delete(now, &mut acts);
+        }
+        self.restarts
+            .retain(|r| self.tunnels.get(r.0).is_some_and(|t| t.name != name));
+        let mut out = Vec::new();
+        self.collect(acts, now, &mut out);
+        Some(out)
+    }
+
+    /// Takes a new configuration: tunnels that are unchanged keep their SAs; changed and removed
+    /// ones are deleted; changed and added ones with `start: start` are initiated. Returns the
+    /// actions and the names of the tunnels that changed.
+    pub fn reload(&mut self, config: &Config, now: Instant) -> (Vec<Action>, Vec<String>) {
+        fn fingerprint(t: &TunnelConfig) -> String {
+            use sha2::Digest;
+            let psk = sha2::Sha256::digest(&*t.psk);
+            format!(
+                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{psk:x}",
+                t.local,
+                t.remote,
+                t.local_id,
+                t.remote_id,
+                t.ike_proposals,
+                t.ike_lifetime,
+                t.dpd,
+                t.start,
+                t.keyingtries,
+                t.children
+            )
+        }
+        let mut acts = Vec::new();
+        let mut changed = Vec::new();
+        let old: Vec<Arc<TunnelConfig>> = std::mem::take(&mut self.tunnels);
+        let mut to_start = Vec::new();
+        for t in &config.tunnels {
+            match old.iter().find(|o| o.name == t.name) {
+                Some(o) if fingerprint(o) == fingerprint(t) => self.tunnels.push(o.clone()),
+                found => {
+                    if found.is_some() {
+                        for sa in self.sas.values_mut().filter(|s| s.cfg.name == t.name) {
+                            sa.delete(now, &mut acts);
+                        }
+                    }
+                    changed.push(t.name.clone());
+                    self.tunnels.push(Arc::new(t.clone()));
+                    if t.start == StartAction::Start {
+                        to_start.push(self.tunnels.len() - 1);
+                    }
+                }
+            }
+        }
+        for o in &old {
+            if !config.tunnels.iter().any(|t| t.name == o.name) {
+                changed.push(o.name.clone());
+                for sa in self.sas.values_mut().filter(|s| s.cfg.name == o.name) {
+                    sa.delete(now, &mut acts);
+                }
+            }
+        }
+        // Pending restarts and attempt counts follow their tunnels by name.
+        let names: Vec<String> = old.iter().map(|t| t.name.clone()).collect();
+        let remap = |i: usize| {
+            names
+                .get(i)
+                .and_then(|n| self.tunnels.iter().position(|t| &t.name == n))
+        };
+        self.restarts = self
+            .restarts
+            .iter()
+            .filter_map(|r| {
+                remap(r.0)
+                    .filter(|&k| !changed.contains(&self.tunnels[k].name))
+                    .map(|k| (k, r.1, r.2))
+            })
+            .collect();
+        self.attempts = self
+            .attempts
+            .iter()
+            .filter_map(|(i, n)| remap(*i).map(|k| (k, *n)))
+            .collect();
+        let mut out = Vec::new();
+        self.collect(acts, now, &mut out);
+        for i in to_start {
+            self.initiate(i, now, &mut out);
+        }
+        (out, changed)
+    }
+
     /// The IKE SAs (for status output).
     pub fn sas(&self) -> impl Iterator<Item = &IkeSa> {
         self.sas.values()

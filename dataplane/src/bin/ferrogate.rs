@@ -44,13 +44,16 @@ struct Args {
     idle_sleep: Duration,
     /// The control-plane channel file (shared-memory rings to ferrogate-ike).
     control: Option<PathBuf>,
+    /// Counters as JSON, rewritten every second (`fgctl stats` reads it).
+    stats_file: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US] [--control CHANNEL]";
+    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US] [--control CHANNEL] [--stats-file FILE]";
     let mut it = std::env::args().skip(1);
     let (mut config, mut eal, mut idle_exit, mut stats_json) = (None, Vec::new(), None, None);
-    let (mut stats_every, mut idle_sleep, mut control) = (None, Duration::ZERO, None);
+    let (mut stats_every, mut idle_sleep, mut control, mut stats_file) =
+        (None, Duration::ZERO, None, None);
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{usage}"));
         match a.as_str() {
@@ -76,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
                 idle_sleep = Duration::from_micros(us);
             }
             "--control" => control = Some(PathBuf::from(value()?)),
+            "--stats-file" => stats_file = Some(PathBuf::from(value()?)),
             "-h" | "--help" => return Err(usage.into()),
             _ => return Err(format!("unknown argument `{a}`\n{usage}")),
         }
@@ -88,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
         stats_every,
         idle_sleep,
         control,
+        stats_file,
     })
 }
 
@@ -253,6 +258,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let (mut spd_out, mut spd_in) = dynamic.build(&static_out, &static_in)?;
     let mut punt_buf = vec![0u8; dataplane::ctl::SLOT_SIZE as usize];
     let mut last_report = Instant::now();
+    let mut last_file = Instant::now() - Duration::from_secs(2);
 
     // MSS for SYNs entering a tunnel: the smallest outside MTU less the worst ESP tunnel
     // overhead (outer IPv6 40 + UDP 8 + ESP 8 + IV 16 + padding 17 + ICV 32 = 121, taken as
@@ -472,6 +478,23 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 std::thread::sleep(args.idle_sleep);
             }
         }
+        if let Some(p) = &args.stats_file {
+            if last_file.elapsed() >= Duration::from_secs(1) {
+                last_file = Instant::now();
+                let v = snapshot(&Snap {
+                    started,
+                    answered,
+                    not_ip,
+                    drops: &drops,
+                    ifaces: &ifaces,
+                    out_sas: &out_sas,
+                    sad: &sad,
+                    dynamic: &dynamic,
+                    control: control.as_ref(),
+                });
+                write_stats(p, &v);
+            }
+        }
         if let Some(every) = args.stats_every {
             if last_stats.elapsed() >= every {
                 last_stats = Instant::now();
@@ -528,23 +551,20 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     }
     // Frames the drivers never took are dropped with the bursts here.
     drop(txb);
-    let mut dropmap = serde_json::Map::new();
-    for (r, n) in drops.nonzero() {
-        dropmap.insert(r.as_str().to_owned(), n.into());
-    }
-    if not_ip > 0 {
-        dropmap.insert("not_ip_frames".into(), not_ip.into());
-    }
-    let ports: Vec<serde_json::Value> = ifaces
-        .iter()
-        .map(|i| serde_json::json!({"name": i.name, "rx_frames": i.rx_frames, "tx_frames": i.tx_frames}))
-        .collect();
-    let stats = serde_json::json!({
-        "seconds": started.elapsed().as_secs_f64(),
-        "answered_arp_and_echo": answered,
-        "ports": ports,
-        "drops": dropmap,
+    let stats = snapshot(&Snap {
+        started,
+        answered,
+        not_ip,
+        drops: &drops,
+        ifaces: &ifaces,
+        out_sas: &out_sas,
+        sad: &sad,
+        dynamic: &dynamic,
+        control: control.as_ref(),
     });
+    if let Some(p) = &args.stats_file {
+        write_stats(p, &stats);
+    }
     for i in &ifaces {
         let _ = i.port.stop();
     }
@@ -556,6 +576,73 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     drop(pool);
     drop(eal);
     Ok(stats)
+}
+
+struct Snap<'a> {
+    started: Instant,
+    answered: u64,
+    not_ip: u64,
+    drops: &'a DropCounters,
+    ifaces: &'a [Iface],
+    out_sas: &'a [Option<Arc<OutboundSa>>],
+    sad: &'a Sad<Arc<InboundSa>>,
+    dynamic: &'a Dynamic,
+    control: Option<&'a Control>,
+}
+
+/// Every counter as JSON: ports, drops by reason, SAs (static and negotiated), the
+/// control-plane channel.
+fn snapshot(s: &Snap<'_>) -> serde_json::Value {
+    let mut dropmap = serde_json::Map::new();
+    for (r, n) in s.drops.nonzero() {
+        dropmap.insert(r.as_str().to_owned(), n.into());
+    }
+    if s.not_ip > 0 {
+        dropmap.insert("not_ip_frames".into(), s.not_ip.into());
+    }
+    let ports: Vec<serde_json::Value> = s
+        .ifaces
+        .iter()
+        .map(|i| serde_json::json!({"name": i.name, "rx_frames": i.rx_frames, "tx_frames": i.tx_frames}))
+        .collect();
+    let mut sas: Vec<serde_json::Value> = s
+        .out_sas
+        .iter()
+        .flatten()
+        .map(|sa| serde_json::json!({"spi": format!("{:08x}", sa.spi), "direction": "out", "source": "static",
+            "packets": sa.counters().packets(), "bytes": sa.counters().bytes()}))
+        .collect();
+    for (spi, _, sa) in s.sad.iter() {
+        let dynamic = s.dynamic.sas.contains_key(&spi);
+        sas.push(
+            serde_json::json!({"spi": format!("{spi:08x}"), "direction": "in",
+            "source": if dynamic { "ike" } else { "static" },
+            "packets": sa.counters().packets(), "bytes": sa.counters().bytes()}),
+        );
+    }
+    for (spi_in, d) in &s.dynamic.sas {
+        if let Some(o) = &d.out {
+            sas.push(serde_json::json!({"spi": format!("{:08x}", o.spi), "direction": "out", "source": "ike",
+                "tunnel": d.tunnel, "child": d.child, "pair": format!("{spi_in:08x}"), "active": d.active,
+                "packets": o.counters().packets(), "bytes": o.counters().bytes()}));
+        }
+    }
+    serde_json::json!({
+        "seconds": s.started.elapsed().as_secs_f64(),
+        "answered_arp_and_echo": s.answered,
+        "ports": ports,
+        "drops": dropmap,
+        "sas": sas,
+        "control": s.control.map(|c| serde_json::json!({"punted": c.punted, "injected": c.injected})),
+    })
+}
+
+/// Replaces the stats file atomically (write, then rename).
+fn write_stats(path: &std::path::Path, v: &serde_json::Value) {
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, format!("{v}\n")).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
 }
 
 /// CHILD_SAs installed by the control plane, by inbound SPI.

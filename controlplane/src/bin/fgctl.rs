@@ -1,0 +1,179 @@
+//! `fgctl`: ferrogate's command line.
+//!
+//! ```text
+//! fgctl [--socket PATH] list-sas [--json]        IKE and CHILD_SAs (like swanctl --list-sas)
+//! fgctl [--socket PATH] list-policies [--json]   policies in the data plane (like ip xfrm policy)
+//! fgctl [--socket PATH] initiate TUNNEL | terminate TUNNEL | reload
+//! fgctl [--socket PATH] watch                    events as they happen (like ip xfrm monitor)
+//! fgctl stats [--file PATH] [--json]             data-plane counters (ferrogate --stats-file)
+//! ```
+//!
+//! `--socket` defaults to /run/ferrogate/ike.sock, `--file` to /run/ferrogate/stats.json.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use controlplane::mgmt::{render_policies, render_sas, IkeStatus, Request};
+
+const USAGE: &str = "usage: fgctl [--socket PATH] list-sas|list-policies [--json] | initiate TUNNEL | terminate TUNNEL | reload | watch\n       fgctl stats [--file PATH] [--json]";
+
+fn ask(socket: &PathBuf, req: &Request) -> Result<serde_json::Value, String> {
+    let mut s = UnixStream::connect(socket)
+        .map_err(|e| format!("{}: {e} (is ferrogate-ike running?)", socket.display()))?;
+    let line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    writeln!(s, "{line}").map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    BufReader::new(&s)
+        .read_line(&mut reply)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&reply).map_err(|e| format!("bad reply: {e}"))
+}
+
+fn stats_text(v: &serde_json::Value) -> String {
+    let mut s = format!("up {:.1}s\n", v["seconds"].as_f64().unwrap_or(0.0));
+    for p in v["ports"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "port {:<10} rx {:>12} frames  tx {:>12} frames\n",
+            p["name"].as_str().unwrap_or("?"),
+            p["rx_frames"],
+            p["tx_frames"]
+        ));
+    }
+    for sa in v["sas"].as_array().into_iter().flatten() {
+        let label = match (sa["tunnel"].as_str(), sa["child"].as_str()) {
+            (Some(t), Some(c)) => format!(
+                " {t}/{c}{}",
+                if sa["active"] == serde_json::Value::Bool(false) {
+                    " (standby)"
+                } else {
+                    ""
+                }
+            ),
+            _ => String::new(),
+        };
+        s.push_str(&format!(
+            "sa   {} {:<3} {:<6} {:>12} pkts {:>15} bytes{label}\n",
+            sa["spi"].as_str().unwrap_or("?"),
+            sa["direction"].as_str().unwrap_or("?"),
+            sa["source"].as_str().unwrap_or("?"),
+            sa["packets"],
+            sa["bytes"]
+        ));
+    }
+    match v["drops"].as_object() {
+        Some(d) if !d.is_empty() => {
+            for (k, n) in d {
+                s.push_str(&format!("drop {k:<28} {n}\n"));
+            }
+        }
+        _ => s.push_str("drops: none\n"),
+    }
+    if let Some(c) = v["control"].as_object() {
+        s.push_str(&format!(
+            "control channel: {} IKE datagrams punted, {} injected\n",
+            c["punted"], c["injected"]
+        ));
+    }
+    s
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut take = |flag: &str| -> Option<String> {
+        let i = args.iter().position(|a| a == flag)?;
+        args.remove(i);
+        (i < args.len()).then(|| args.remove(i))
+    };
+    let socket =
+        PathBuf::from(take("--socket").unwrap_or_else(|| "/run/ferrogate/ike.sock".into()));
+    let file = PathBuf::from(take("--file").unwrap_or_else(|| "/run/ferrogate/stats.json".into()));
+    let json = if let Some(i) = args.iter().position(|a| a == "--json") {
+        args.remove(i);
+        true
+    } else {
+        false
+    };
+    let cmd: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result: Result<String, String> = match cmd.as_slice() {
+        ["list-sas"] | ["list-policies"] => ask(&socket, &Request::ListSas).and_then(|v| {
+            if json {
+                return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            let sas: Vec<IkeStatus> =
+                serde_json::from_value(v.clone()).map_err(|_| format!("{v}"))?;
+            Ok(if cmd[0] == "list-sas" {
+                render_sas(&sas)
+            } else {
+                render_policies(&sas)
+            })
+        }),
+        ["initiate", t] => ask(
+            &socket,
+            &Request::Initiate {
+                tunnel: (*t).into(),
+            },
+        )
+        .map(|v| v.to_string()),
+        ["terminate", t] => ask(
+            &socket,
+            &Request::Terminate {
+                tunnel: (*t).into(),
+            },
+        )
+        .map(|v| v.to_string()),
+        ["reload"] => ask(&socket, &Request::Reload).map(|v| v.to_string()),
+        ["watch"] => {
+            let r = UnixStream::connect(&socket)
+                .map_err(|e| format!("{}: {e}", socket.display()))
+                .and_then(|mut s| {
+                    writeln!(
+                        s,
+                        "{}",
+                        serde_json::to_string(&Request::Watch).unwrap_or_default()
+                    )
+                    .map_err(|e| e.to_string())?;
+                    for line in BufReader::new(s).lines() {
+                        let Ok(line) = line else { break };
+                        println!("{line}");
+                    }
+                    Ok(String::new())
+                });
+            r
+        }
+        ["stats"] => std::fs::read_to_string(&file)
+            .map_err(|e| {
+                format!(
+                    "{}: {e} (is ferrogate running with --stats-file?)",
+                    file.display()
+                )
+            })
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
+            .map(|v| {
+                if json {
+                    serde_json::to_string_pretty(&v).unwrap_or_default()
+                } else {
+                    stats_text(&v)
+                }
+            }),
+        _ => Err(USAGE.into()),
+    };
+    match result {
+        Ok(s) => {
+            if s.contains("\"error\"") && !json {
+                eprintln!("fgctl: {s}");
+                return ExitCode::from(1);
+            }
+            print!("{s}");
+            if !s.ends_with('\n') && !s.is_empty() {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fgctl: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

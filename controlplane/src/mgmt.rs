@@ -1,0 +1,255 @@
+//! The management interface of `ferrogate-ike`, used by `fgctl`: a Unix socket (mode 0600)
+//! that takes one JSON request per connection and answers with one JSON value (or, for
+//! `watch`, a stream of event lines).
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ike::daemon::Daemon;
+use crate::ike::wire::TrafficSelector;
+
+/// A request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// IKE SAs and their CHILD_SAs.
+    ListSas,
+    /// The policies the CHILD_SAs put in the data plane.
+    ListPolicies,
+    /// Bring a tunnel up.
+    Initiate {
+        /// Tunnel name.
+        tunnel: String,
+    },
+    /// Tear a tunnel down (delete its IKE SAs).
+    Terminate {
+        /// Tunnel name.
+        tunnel: String,
+    },
+    /// Re-read the configuration; only changed tunnels are touched.
+    Reload,
+    /// Stream events until the client goes away.
+    Watch,
+}
+
+/// One CHILD_SA as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildStatus {
+    /// Child name.
+    pub name: String,
+    /// Inbound SPI (hex).
+    pub spi_in: String,
+    /// Outbound SPI (hex).
+    pub spi_out: String,
+    /// Algorithms, strongSwan style.
+    pub algorithms: String,
+    /// Seconds since installed.
+    pub installed_s: u64,
+    /// Seconds until rekeying (0 when rekeyed and waiting for deletion).
+    pub rekey_in_s: u64,
+    /// Our side.
+    pub local_ts: Vec<String>,
+    /// The peer's side.
+    pub remote_ts: Vec<String>,
+    /// Data-plane counters, when the data plane reported them.
+    pub bytes_in: Option<u64>,
+    /// Packets in.
+    pub packets_in: Option<u64>,
+    /// Bytes out.
+    pub bytes_out: Option<u64>,
+    /// Packets out.
+    pub packets_out: Option<u64>,
+}
+
+/// One IKE SA as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IkeStatus {
+    /// Tunnel name.
+    pub tunnel: String,
+    /// State.
+    pub state: String,
+    /// We are the original initiator.
+    pub initiator: bool,
+    /// Initiator SPI (hex).
+    pub spi_i: String,
+    /// Responder SPI (hex).
+    pub spi_r: String,
+    /// Our endpoint.
+    pub local: String,
+    /// The peer's endpoint.
+    pub remote: String,
+    /// NAT detected (ESP in UDP).
+    pub nat: bool,
+    /// Algorithms.
+    pub algorithms: String,
+    /// Seconds since established.
+    pub established_s: Option<u64>,
+    /// Messages sent and received.
+    pub messages: (u64, u64),
+    /// CHILD_SAs.
+    pub children: Vec<ChildStatus>,
+}
+
+fn ts_text(t: &TrafficSelector) -> Vec<String> {
+    let mut v: Vec<String> = crate::export::ts_prefixes(t)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    if t.ip_proto != 0 || t.start_port != 0 || t.end_port != 65535 {
+        for s in &mut v {
+            s.push_str(&format!("[{}/{}-{}]", t.ip_proto, t.start_port, t.end_port));
+        }
+    }
+    v
+}
+
+/// Data-plane counters for an inbound SPI: (in bytes, in packets, out bytes, out packets).
+pub type Counters = std::collections::HashMap<u32, (u64, u64, u64, u64)>;
+
+/// The IKE SAs of a daemon.
+pub fn status(d: &Daemon, now: Instant, counters: &Counters) -> Vec<IkeStatus> {
+    let mut v: Vec<IkeStatus> = d
+        .sas()
+        .map(|sa| IkeStatus {
+            tunnel: sa.cfg.name.clone(),
+            state: format!("{:?}", sa.state).to_uppercase(),
+            initiator: sa.initiator,
+            spi_i: format!("{:016x}", sa.spi_i),
+            spi_r: format!("{:016x}", sa.spi_r),
+            local: sa.local.to_string(),
+            remote: sa.remote.to_string(),
+            nat: sa.nat,
+            algorithms: sa.algorithms(),
+            established_s: sa.established_at.map(|t| now.duration_since(t).as_secs()),
+            messages: sa.stats,
+            children: sa
+                .children
+                .iter()
+                .map(|c| {
+                    let k = counters.get(&c.spi_in);
+                    ChildStatus {
+                        name: sa.cfg.children[c.cfg].name.clone(),
+                        spi_in: format!("{:08x}", c.spi_in),
+                        spi_out: format!("{:08x}", c.spi_out),
+                        algorithms: c.chosen.as_set().name(),
+                        installed_s: now.duration_since(c.installed).as_secs(),
+                        rekey_in_s: if c.rekeyed {
+                            0
+                        } else {
+                            c.rekey_at.saturating_duration_since(now).as_secs()
+                        },
+                        local_ts: c.local_ts.iter().flat_map(ts_text).collect(),
+                        remote_ts: c.remote_ts.iter().flat_map(ts_text).collect(),
+                        bytes_in: k.map(|k| k.0),
+                        packets_in: k.map(|k| k.1),
+                        bytes_out: k.map(|k| k.2),
+                        packets_out: k.map(|k| k.3),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.tunnel.cmp(&b.tunnel).then(a.spi_i.cmp(&b.spi_i)));
+    v
+}
+
+fn opt(n: Option<u64>) -> String {
+    n.map_or_else(|| "-".into(), |n| n.to_string())
+}
+
+/// `fgctl list-sas` text, in the spirit of `swanctl --list-sas`.
+pub fn render_sas(v: &[IkeStatus]) -> String {
+    let mut s = String::new();
+    for i in v {
+        s.push_str(&format!(
+            "{}: {}, IKEv2, {}_i{} {}_r{}\n",
+            i.tunnel,
+            i.state,
+            i.spi_i,
+            if i.initiator { "*" } else { "" },
+            i.spi_r,
+            if i.initiator { "" } else { "*" }
+        ));
+        s.push_str(&format!(
+            "  local  {}\n  remote {}{}\n",
+            i.local,
+            i.remote,
+            if i.nat { " (NAT-T)" } else { "" }
+        ));
+        s.push_str(&format!(
+            "  {}, established {}s ago, {} messages out, {} in\n",
+            i.algorithms,
+            opt(i.established_s),
+            i.messages.0,
+            i.messages.1
+        ));
+        for c in &i.children {
+            s.push_str(&format!(
+                "  {}: INSTALLED, TUNNEL{}, ESP SPIs: {}_i {}_o\n",
+                c.name,
+                if i.nat { "-in-UDP" } else { "" },
+                c.spi_in,
+                c.spi_out
+            ));
+            s.push_str(&format!(
+                "    {}, {} bytes_i ({} pkts), {} bytes_o ({} pkts), installed {}s ago, rekeying in {}s\n",
+                c.algorithms,
+                opt(c.bytes_in),
+                opt(c.packets_in),
+                opt(c.bytes_out),
+                opt(c.packets_out),
+                c.installed_s,
+                c.rekey_in_s
+            ));
+            s.push_str(&format!(
+                "    local  {}\n    remote {}\n",
+                c.local_ts.join(" "),
+                c.remote_ts.join(" ")
+            ));
+        }
+    }
+    if v.is_empty() {
+        s.push_str("no IKE SAs\n");
+    }
+    s
+}
+
+fn host(endpoint: &str) -> String {
+    endpoint
+        .parse::<std::net::SocketAddr>()
+        .map_or_else(|_| endpoint.to_string(), |a| a.ip().to_string())
+}
+
+/// `fgctl list-policies` text, in the spirit of `ip xfrm policy`.
+pub fn render_policies(v: &[IkeStatus]) -> String {
+    let mut s = String::new();
+    for i in v {
+        let (local, remote) = (host(&i.local), host(&i.remote));
+        for c in &i.children {
+            for l in &c.local_ts {
+                for r in &c.remote_ts {
+                    s.push_str(&format!(
+                        "src {l} dst {r}\n\tdir out priority 500 tunnel {} child {}\n\ttmpl src {} dst {} proto esp spi 0x{} mode tunnel{}\n",
+                        i.tunnel,
+                        c.name,
+                        local,
+                        remote,
+                        c.spi_out,
+                        if i.nat { " encap espinudp" } else { "" }
+                    ));
+                    s.push_str(&format!(
+                        "src {r} dst {l}\n\tdir in priority 500 tunnel {} child {}\n\ttmpl src {} dst {} proto esp spi 0x{} mode tunnel{}\n",
+                        i.tunnel,
+                        c.name,
+                        remote,
+                        local,
+                        c.spi_in,
+                        if i.nat { " encap espinudp" } else { "" }
+                    ));
+                }
+            }
+        }
+    }
+    s
+}
