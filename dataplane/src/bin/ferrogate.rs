@@ -259,6 +259,22 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut punt_buf = vec![0u8; dataplane::ctl::SLOT_SIZE as usize];
     let mut last_report = Instant::now();
     let mut last_file = Instant::now() - Duration::from_secs(2);
+    // Every counter as JSON, for --stats-file and the exit summary.
+    macro_rules! snap {
+        () => {
+            snapshot(&Snap {
+                started,
+                answered,
+                not_ip,
+                drops: &drops,
+                ifaces: &ifaces,
+                out_sas: &out_sas,
+                sad: &sad,
+                dynamic: &dynamic,
+                control: control.as_ref(),
+            })
+        };
+    }
 
     // MSS for SYNs entering a tunnel: the smallest outside MTU less the worst ESP tunnel
     // overhead (outer IPv6 40 + UDP 8 + ESP 8 + IV 16 + padding 17 + ICV 32 = 121, taken as
@@ -481,17 +497,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         if let Some(p) = &args.stats_file {
             if last_file.elapsed() >= Duration::from_secs(1) {
                 last_file = Instant::now();
-                let v = snapshot(&Snap {
-                    started,
-                    answered,
-                    not_ip,
-                    drops: &drops,
-                    ifaces: &ifaces,
-                    out_sas: &out_sas,
-                    sad: &sad,
-                    dynamic: &dynamic,
-                    control: control.as_ref(),
-                });
+                let v = snap!();
                 write_stats(p, &v);
             }
         }
@@ -551,17 +557,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     }
     // Frames the drivers never took are dropped with the bursts here.
     drop(txb);
-    let stats = snapshot(&Snap {
-        started,
-        answered,
-        not_ip,
-        drops: &drops,
-        ifaces: &ifaces,
-        out_sas: &out_sas,
-        sad: &sad,
-        dynamic: &dynamic,
-        control: control.as_ref(),
-    });
+    let stats = snap!();
     if let Some(p) = &args.stats_file {
         write_stats(p, &stats);
     }
