@@ -259,22 +259,6 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut punt_buf = vec![0u8; dataplane::ctl::SLOT_SIZE as usize];
     let mut last_report = Instant::now();
     let mut last_file = Instant::now() - Duration::from_secs(2);
-    // Every counter as JSON, for --stats-file and the exit summary.
-    macro_rules! snap {
-        () => {
-            snapshot(&Snap {
-                started,
-                answered,
-                not_ip,
-                drops: &drops,
-                ifaces: &ifaces,
-                out_sas: &out_sas,
-                sad: &sad,
-                dynamic: &dynamic,
-                control: control.as_ref(),
-            })
-        };
-    }
 
     // MSS for SYNs entering a tunnel: the smallest outside MTU less the worst ESP tunnel
     // overhead (outer IPv6 40 + UDP 8 + ESP 8 + IV 16 + padding 17 + ICV 32 = 121, taken as
@@ -300,6 +284,22 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let started = Instant::now();
     let mut last_traffic = Instant::now();
     let mut last_stats = Instant::now();
+    // Every counter as JSON, for --stats-file and the exit summary.
+    macro_rules! snap {
+        () => {
+            snapshot(&Snap {
+                started,
+                answered,
+                not_ip,
+                drops: &drops,
+                ifaces: &ifaces,
+                out_sas: &out_sas,
+                sad: &sad,
+                dynamic: &dynamic,
+                control: control.as_ref(),
+            })
+        };
+    }
     loop {
         if let Some(c) = &mut control {
             if c.poll_commands(&mut dynamic, &mut sad) {
