@@ -117,7 +117,7 @@ CHAN=$WORK/ctl/channel
 start_fg() {
     ip netns exec "$GA" "$FG" --config "$WORK/gw.yaml" --control "$CHAN" \
         --eal "--no-huge -m 256 --file-prefix fgsw$ID --log-level=error" \
-        --idle-sleep-us 50 --stats-every-ms 60000 >> "$WORK/fg.log" 2>&1 &
+        --idle-sleep-us 50 --stats-every-ms 60000 --stats-file "$WORK/stats.json" >> "$WORK/fg.log" 2>&1 &
     FG_PID=$!
     swan_track_pid "$FG_PID"
 }
@@ -187,6 +187,9 @@ LOAD=$!
 stream "$SECS"
 wait "$LOAD" || true
 N_REKEYS=$(( $(count '"replaces":"') - BEFORE ))
+sleep 1.1
+echo "== the data plane's drops after the rekeys (fgctl stats)"
+"$(dirname "$IKE")/fgctl" stats --file "$WORK/stats.json" | grep -E "^drop|drops:" || true
 rekeys_lossless() {
     echo "CHILD_SA rekeys during the stream: $N_REKEYS (wanted >= $REKEYS)"
     "$SWAN_PYTHON" -c "import json; e=json.load(open('$WORK/iperf-load.json'))['end']; print('TCP load alongside: %.1f Mbit/s, %d retransmits' % (e['sum_received']['bits_per_second']/1e6, e['sum_sent'].get('retransmits', 0)))" || true
