@@ -11,7 +11,7 @@
 //!     psk: "a long random secret"   # or psk_file: /etc/ferrogate/site.psk
 //!     ike_proposals: [aes256-sha256-modp1024]
 //!     ike_lifetime: 1h              # rekey the IKE SA after this (ikelifetime=)
-//!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold
+//!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold (trap)
 //!     start: start                  # start (auto=start) | trap (on demand) | none (wait)
 //!     keyingtries: 0                # 0 = forever
 //!     children:
@@ -519,6 +519,14 @@ tunnels:
         assert!(e.contains("unknown algorithm `md5`"), "{e}");
         let bad = REFERENCE.replace("lifetime: 8h", "lifetime: 8 weeks");
         assert!(Config::parse(&bad, Path::new("t.yaml")).is_err());
+    }
+
+    #[test]
+    fn the_deployed_example_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/ike-site-a.yaml");
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.tunnels[0].name, "site-to-site");
+        assert!(!c.tunnels[0].psk.is_empty());
     }
 
     #[test]

@@ -219,6 +219,29 @@ pub enum Command {
         /// Its inbound SPI.
         spi_in: u32,
     },
+    /// An on-demand policy: traffic from `local_ts` to `remote_ts` while no SA pair of this
+    /// (tunnel, child) is active is dropped and reported with an `acquire` event.
+    Trap {
+        /// Version.
+        v: u32,
+        /// Tunnel.
+        tunnel: String,
+        /// Child.
+        child: String,
+        /// Our side.
+        local_ts: Vec<IpPrefix>,
+        /// The peer's side.
+        remote_ts: Vec<IpPrefix>,
+    },
+    /// Removes the on-demand policy of a (tunnel, child).
+    Untrap {
+        /// Version.
+        v: u32,
+        /// Tunnel.
+        tunnel: String,
+        /// Child.
+        child: String,
+    },
     /// Report every dynamic SA pair (an `sas` event): a restarted control plane reconciles.
     Dump {
         /// Version.
@@ -233,6 +256,8 @@ impl Command {
             Command::Add { v, .. }
             | Command::Activate { v, .. }
             | Command::Remove { v, .. }
+            | Command::Trap { v, .. }
+            | Command::Untrap { v, .. }
             | Command::Dump { v } => *v,
         }
     }
@@ -293,6 +318,19 @@ pub enum Event {
         v: u32,
         /// The pairs.
         sas: Vec<SaReport>,
+    },
+    /// Traffic hit an on-demand policy that has no SA (at most once a second per policy).
+    Acquire {
+        /// Version.
+        v: u32,
+        /// Tunnel.
+        tunnel: String,
+        /// Child.
+        child: String,
+        /// The packet's source.
+        src: IpAddr,
+        /// The packet's destination.
+        dst: IpAddr,
     },
     /// A command was refused.
     Refused {

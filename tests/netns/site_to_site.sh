@@ -292,6 +292,24 @@ if [ -n "${IKE:-}" ]; then
         ping_all "$HA" 192.168.20.5
     }
     check "fgctl terminate takes the tunnel down on both sides; fgctl initiate brings it back" term_init
+    on_demand() {
+        # A now waits for traffic (start: trap): the reload deletes the tunnel, and the first
+        # packets that hit the trap policy bring it up again.
+        local downs ups
+        sed -i 's/start: start/start: trap/' "$WORK/ike-a.yaml"
+        downs=$(grep -c '"event":"ike-down"' "$WORK/ike-b.events")
+        "$FGCTL" --socket "$WORK/ike-a.sock" reload || return 1
+        for ((i = 0; i < 50; i++)); do [ "$(grep -c '"event":"ike-down"' "$WORK/ike-b.events")" -gt "$downs" ] && break; sleep 0.1; done
+        sleep 0.5
+        ups=$(grep -c '"event":"child-up"' "$WORK/ike-b.events")
+        "$FGCTL" --socket "$WORK/ike-a.sock" list-sas
+        ip netns exec "$HA" ping -c 10 -i 0.3 -W 1 192.168.20.5 > "$WORK/ping-od.txt" || true
+        tail -2 "$WORK/ping-od.txt" | head -1
+        grep -q "acquire: traffic for an on-demand tunnel" "$WORK/ike-a.log" &&
+            [ "$(grep -c '"event":"child-up"' "$WORK/ike-b.events")" -gt "$ups" ] &&
+            ! grep -q " 0 received" "$WORK/ping-od.txt" && ping_all "$HA" 192.168.20.5
+    }
+    check "on demand (start: trap after fgctl reload): traffic brings the tunnel up" on_demand
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -27,8 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use controlplane::config::Config;
+use controlplane::config::{Config, DpdAction, StartAction};
 use controlplane::dataplane::ctl;
+use controlplane::dataplane::net::IpPrefix;
 use controlplane::export;
 use controlplane::ike::daemon::Daemon;
 use controlplane::ike::sa::{Action, ChildSaInstall, IKE_PORT, NATT_PORT};
@@ -307,6 +308,9 @@ impl Mgmt {
                         }
                         let (acts, changed) = daemon.reload(&c, now);
                         carry_out(acts, io, ex);
+                        if let Io::Channel(ch) = io {
+                            ch.set_traps(traps_of(&c));
+                        }
                         event(serde_json::json!({"event": "reloaded", "changed": changed}));
                         serde_json::json!({"ok": "reloaded", "changed": changed})
                     }
@@ -325,6 +329,27 @@ impl Drop for Mgmt {
 }
 
 /// IKE through the data plane: the shared-memory channel of `ferrogate --control`.
+/// On-demand tunnels (start: trap) and those that wait for traffic after DPD (hold) keep a
+/// trap policy in the data plane.
+fn traps_of(config: &Config) -> Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)> {
+    let mut v = Vec::new();
+    for t in config
+        .tunnels
+        .iter()
+        .filter(|t| t.start == StartAction::Trap || t.dpd.action == DpdAction::Hold)
+    {
+        for c in &t.children {
+            v.push((
+                t.name.clone(),
+                c.name.clone(),
+                c.local_ts.clone(),
+                c.remote_ts.clone(),
+            ));
+        }
+    }
+    v
+}
+
 struct ChanIo {
     path: PathBuf,
     chan: Option<shmring::Channel>,
@@ -339,6 +364,10 @@ struct ChanIo {
     /// The data plane's last report.
     report: Vec<ctl::SaReport>,
     report_seen: bool,
+    /// Tunnels whose on-demand policy saw traffic.
+    acquires: Vec<String>,
+    /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
+    traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
 }
 
 impl ChanIo {
@@ -353,6 +382,8 @@ impl ChanIo {
             replaced_at: HashMap::new(),
             report: Vec::new(),
             report_seen: false,
+            acquires: Vec::new(),
+            traps: Vec::new(),
         }
     }
 
@@ -375,6 +406,7 @@ impl ChanIo {
                 self.generation = g;
                 self.chan = Some(c);
                 tracing::info!(channel = %self.path.display(), generation = g, "data plane channel open");
+                self.send_traps();
                 if restarted {
                     tracing::warn!(
                         "the data plane restarted: reinstalling {} CHILD_SAs",
@@ -394,6 +426,33 @@ impl ChanIo {
                 tracing::debug!("data plane channel {}: {e}", self.path.display());
                 false
             }
+        }
+    }
+
+    /// Replaces the on-demand policies (after a reload).
+    fn set_traps(&mut self, new: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>) {
+        for (t, c, _, _) in &self.traps {
+            if !new.iter().any(|n| &n.0 == t && &n.1 == c) {
+                self.command(&ctl::Command::Untrap {
+                    v: ctl::VERSION,
+                    tunnel: t.clone(),
+                    child: c.clone(),
+                });
+            }
+        }
+        self.traps = new;
+        self.send_traps();
+    }
+
+    fn send_traps(&self) {
+        for (tunnel, child, l, r) in &self.traps {
+            self.command(&ctl::Command::Trap {
+                v: ctl::VERSION,
+                tunnel: tunnel.clone(),
+                child: child.clone(),
+                local_ts: l.clone(),
+                remote_ts: r.clone(),
+            });
         }
     }
 
@@ -446,6 +505,16 @@ impl ChanIo {
                 Ok(ctl::Event::Sas { sas, .. }) => {
                     self.report = sas;
                     self.report_seen = true;
+                }
+                Ok(ctl::Event::Acquire {
+                    tunnel,
+                    child,
+                    src,
+                    dst,
+                    ..
+                }) => {
+                    tracing::info!(%tunnel, %child, %src, %dst, "acquire: traffic for an on-demand tunnel");
+                    self.acquires.push(tunnel);
                 }
                 Ok(ctl::Event::Refused { reason, .. }) => {
                     tracing::warn!("the data plane refused a command: {reason}")
@@ -687,6 +756,7 @@ fn main() -> ExitCode {
             // old SAs, which keep carrying traffic), and the old pairs are removed once the new
             // ones are in.
             let mut ch = ChanIo::new(path.clone());
+            ch.traps = traps_of(&config);
             let deadline = Instant::now() + Duration::from_secs(30);
             while ch.chan.is_none() && Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                 ch.maintain();
@@ -749,6 +819,13 @@ fn main() -> ExitCode {
         }
         io.recv(&mut inbox);
         let now = Instant::now();
+        if let Io::Channel(ch) = &mut io {
+            let acq = std::mem::take(&mut ch.acquires);
+            for t in acq {
+                let acts = daemon.acquire(&t, now);
+                carry_out(acts, &mut io, &mut ex);
+            }
+        }
         let busy = !inbox.is_empty();
         for (local, remote, data) in inbox.drain(..) {
             let acts = daemon.handle(now, local, remote, &data);

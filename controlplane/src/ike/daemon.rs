@@ -113,6 +113,23 @@ impl Daemon {
         self.collect(actions, now, out);
     }
 
+    /// Traffic hit tunnel `name`'s on-demand policy: initiate it unless an IKE SA of it is up
+    /// or being set up.
+    pub fn acquire(&mut self, name: &str, now: Instant) -> Vec<Action> {
+        let busy = self
+            .sas
+            .values()
+            .any(|s| s.cfg.name == name && s.state != State::Dead);
+        let mut out = Vec::new();
+        if busy {
+            return out;
+        }
+        if let Some(i) = self.tunnels.iter().position(|t| t.name == name) {
+            self.initiate(i, now, &mut out);
+        }
+        out
+    }
+
     /// Deletes the IKE SAs of tunnel `name` (`fgctl terminate`). None if there is no such tunnel.
     pub fn terminate_by_name(&mut self, name: &str, now: Instant) -> Option<Vec<Action>> {
         if !self.tunnels.iter().any(|t| t.name == name) {

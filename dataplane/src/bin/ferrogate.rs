@@ -425,6 +425,20 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     }
                     continue;
                 }
+                if *v == Verdict::Drop(DropReason::NoSaForPolicy) {
+                    // An on-demand policy without an SA: ask the control plane for one.
+                    if let (Some(c), Ok(key)) = (&mut control, dataplane::flow::flow_key(m.data()))
+                    {
+                        let target = spd_out.lookup(&key).and_then(|r| match &r.action {
+                            Action::Protect(t) => Some(t.policy_id),
+                            _ => None,
+                        });
+                        if let Some((t, ch)) = target.and_then(|p| dynamic.trap_of(p)) {
+                            c.acquire(t, ch, key.src, key.dst);
+                        }
+                    }
+                    continue;
+                }
                 if *v != Verdict::Forward {
                     continue; // dropped (counted)
                 }
@@ -646,7 +660,12 @@ fn write_stats(path: &std::path::Path, v: &serde_json::Value) {
 struct Dynamic {
     sas: BTreeMap<u32, DynSa>,
     installed: u64,
+    /// On-demand policies: (tunnel, child) -> (local_ts, remote_ts).
+    traps: BTreeMap<(String, String), (Vec<IpPrefix>, Vec<IpPrefix>)>,
 }
+
+/// Policy ids of on-demand policies start here (index into `Dynamic::traps`).
+const TRAP_POLICY_BASE: u32 = 20_000;
 
 struct DynSa {
     tunnel: String,
@@ -750,8 +769,27 @@ impl Dynamic {
                 }
                 Ok(true)
             }
+            ctl::Command::Trap {
+                tunnel,
+                child,
+                local_ts,
+                remote_ts,
+                ..
+            } => {
+                self.traps.insert((tunnel, child), (local_ts, remote_ts));
+                Ok(true)
+            }
+            ctl::Command::Untrap { tunnel, child, .. } => {
+                Ok(self.traps.remove(&(tunnel, child)).is_some())
+            }
             ctl::Command::Dump { .. } => Ok(false),
         }
+    }
+
+    /// The (tunnel, child) of an on-demand policy id.
+    fn trap_of(&self, policy_id: u32) -> Option<&(String, String)> {
+        let k = policy_id.checked_sub(TRAP_POLICY_BASE)? as usize;
+        self.traps.keys().nth(k)
     }
 
     fn build(
@@ -786,6 +824,22 @@ impl Dynamic {
                         priority: DYNAMIC_PRIORITY,
                         selector: selector(r, l),
                         action: Action::Protect(()),
+                    });
+                }
+            }
+        }
+        // On-demand policies sit just below the SAs' own: they only catch traffic while no
+        // SA pair of their (tunnel, child) is active.
+        for (k, (_, (lts, rts))) in self.traps.iter().enumerate() {
+            for l in lts {
+                for r in rts.iter().filter(|r| r.is_ipv4() == l.is_ipv4()) {
+                    out.push(Rule {
+                        priority: DYNAMIC_PRIORITY + 1,
+                        selector: selector(*l, *r),
+                        action: Action::Protect(OutboundTarget {
+                            policy_id: TRAP_POLICY_BASE + k as u32,
+                            sa: None,
+                        }),
                     });
                 }
             }
@@ -829,6 +883,8 @@ struct Control {
     chan: shmring::Channel,
     punted: u64,
     injected: u64,
+    /// Last acquire per (tunnel, child): at most one a second.
+    acquired: std::collections::HashMap<(String, String), Instant>,
 }
 
 impl Control {
@@ -849,6 +905,7 @@ impl Control {
             chan,
             punted: 0,
             injected: 0,
+            acquired: Default::default(),
         };
         c.event(&ctl::Event::Hello {
             v: ctl::VERSION,
@@ -908,6 +965,25 @@ impl Control {
             self.report(d);
         }
         changed
+    }
+
+    fn acquire(&mut self, tunnel: &str, child: &str, src: IpAddr, dst: IpAddr) {
+        let k = (tunnel.to_string(), child.to_string());
+        if self
+            .acquired
+            .get(&k)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.acquired.insert(k, Instant::now());
+        self.event(&ctl::Event::Acquire {
+            v: ctl::VERSION,
+            tunnel: tunnel.to_string(),
+            child: child.to_string(),
+            src,
+            dst,
+        });
     }
 
     /// Hands an IKE datagram (an IP packet) to the control plane.
