@@ -273,6 +273,15 @@ fn nat_is_detected_and_ike_floats_to_4500() {
         40001,
         "B sends ESP to A's mapped NAT-T port"
     );
+    // Only the side behind the NAT keeps its mapping alive, with one 0xFF byte every 20 s.
+    let later = now + Duration::from_secs(21);
+    let ka = |acts: Vec<Action>| {
+        acts.iter()
+            .filter(|a| matches!(a, Action::Send { data, .. } if data == &[0xff]))
+            .count()
+    };
+    assert_eq!(ka(n.a.tick(later)), 1, "A is behind the NAT");
+    assert_eq!(ka(n.b.tick(later)), 0, "B is not");
 }
 
 #[test]
@@ -487,4 +496,53 @@ fn a_responder_under_load_demands_a_cookie_and_the_initiator_returns_it() {
         "INIT, COOKIE, INIT with cookie, INIT response, AUTH, AUTH response"
     );
     assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+}
+
+#[test]
+fn several_subnets_per_side_are_negotiated_and_narrowed() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    n.a = Daemon::new(&cfg(
+        A,
+        B,
+        "192.168.10.0/24, 10.10.0.0/16",
+        "192.168.20.0/24, 10.20.0.0/16",
+        "start",
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    ));
+    // B only allows one of A's subnets: the result is narrowed to it.
+    n.b = Daemon::new(&cfg(
+        B,
+        A,
+        "192.168.20.0/24, 10.20.0.0/16",
+        "192.168.10.0/24",
+        "none",
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    ));
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    let a = &n.a_installed[0];
+    let ts = |v: &Vec<controlplane::ike::wire::TrafficSelector>| {
+        v.iter()
+            .map(|t| format!("{}-{}", t.start, t.end))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ts(&a.local_ts), ["192.168.10.0-192.168.10.255"]);
+    assert_eq!(
+        ts(&a.remote_ts),
+        ["192.168.20.0-192.168.20.255", "10.20.0.0-10.20.255.255"]
+    );
+    assert_eq!(a.local_ts, n.b_installed[0].remote_ts);
 }

@@ -480,7 +480,12 @@ impl<'a> Datagram<'a> {
     /// both families a UDP checksum.
     pub fn to_ip(&self, out: &mut [u8]) -> Option<usize> {
         use crate::wire::checksum;
-        let marker = if self.local.port() == 500 { 0 } else { 4 };
+        // No non-ESP marker on port 500, nor on a NAT keepalive (one 0xFF byte, RFC 3948 §2.3).
+        let marker = if self.local.port() == 500 || self.message == [0xff] {
+            0
+        } else {
+            4
+        };
         let ulen = 8 + marker + self.message.len();
         let (iplen, l4) = match (self.local.ip(), self.remote.ip()) {
             (IpAddr::V4(_), IpAddr::V4(_)) => (20 + ulen, 20),

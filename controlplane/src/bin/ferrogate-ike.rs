@@ -113,7 +113,8 @@ impl SocketIo {
             tracing::warn!(%local, "no socket to send from");
             return;
         };
-        let r = if local.port() == IKE_PORT {
+        // A NAT keepalive (one 0xFF byte) goes without the non-ESP marker.
+        let r = if local.port() == IKE_PORT || data == [0xff] {
             s.send_to(data, remote)
         } else {
             // RFC 3948 §2.2: IKE on the NAT-T port starts with the 4-byte non-ESP marker.

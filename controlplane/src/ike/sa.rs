@@ -21,6 +21,8 @@ pub const IKE_PORT: u16 = 500;
 const RETX_FIRST: Duration = Duration::from_secs(2);
 const RETX_BASE: f64 = 1.8;
 const RETX_TRIES: u32 = 5;
+/// NAT keepalive interval (strongSwan's default).
+const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Keys and parameters of one CHILD_SA, both directions, ready for the data plane.
 #[derive(Clone)]
@@ -281,6 +283,9 @@ pub struct IkeSa {
     collision: Option<(Vec<u8>, Vec<u8>, u64)>,
     /// Redundant from birth (lost a rekey collision): delete it at once.
     pub delete_now: bool,
+    /// We are behind a NAT: keep its mapping alive (RFC 3948 §2.3).
+    behind_nat: bool,
+    last_keepalive: Instant,
     /// Our KE public value and its group in IKE_SA_INIT.
     ke_public: Vec<u8>,
     ke_group: Option<Group>,
@@ -459,6 +464,8 @@ impl IkeSa {
             superseded: false,
             collision: None,
             delete_now: false,
+            behind_nat: false,
+            last_keepalive: now,
             ke_public: Vec::new(),
             ke_group: None,
         }
@@ -993,9 +1000,10 @@ impl IkeSa {
         self.chosen = Some(chosen);
     }
 
-    /// NAT detection from the peer's notifies (§2.23). Returns true if either side is NATed.
+    /// NAT detection from the peer's notifies (§2.23). Returns true if either side is NATed;
+    /// remembers whether we are the one behind it (then we send keepalives).
     fn detect_nat(
-        &self,
+        &mut self,
         payloads: &[Payload],
         h: &Header,
         local: SocketAddr,
@@ -1014,6 +1022,7 @@ impl IkeSa {
         let ours = crypto::nat_hash(h.spi_i, h.spi_r, local);
         let peer_natted = !src.iter().any(|n| n.data == their);
         let we_natted = !dst.iter().any(|n| n.data == ours);
+        self.behind_nat = we_natted;
         peer_natted || we_natted
     }
 
@@ -2124,6 +2133,16 @@ impl IkeSa {
         }
         if self.state != State::Established || self.superseded {
             return;
+        }
+        if self.behind_nat && now.duration_since(self.last_keepalive) >= NAT_KEEPALIVE {
+            // A single 0xFF byte on the NAT-T port (RFC 3948 §2.3); the I/O layer sends it
+            // without the non-ESP marker.
+            self.last_keepalive = now;
+            out.push(Action::Send {
+                local: self.local,
+                remote: self.remote,
+                data: vec![0xff],
+            });
         }
         if self.ike_rekey_at.is_some_and(|t| now >= t) {
             self.ike_rekey_at = Some(now + Duration::from_secs(3600));
