@@ -274,12 +274,14 @@ ike_vs_strongswan() {
 gateway_vs_strongswan() {
     # The product against strongSwan: ferrogate (DPDK, af_packet) + ferrogate-ike through the
     # shared-memory channel. The reference scenario with 100 CHILD_SA rekeys under load, then
-    # AES-GCM with a few; kills of either process under traffic.
+    # AES-GCM with a few; kills of either process under traffic; then strongSwan 6 (plain ESP).
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
     SUITE=cbc REKEYS="${REKEYS:-100}" TMPDIR="$WORK" timeout 900 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== again with AES-256-GCM"
-    SUITE=gcm REKEYS=5 TMPDIR="$WORK" timeout 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
+    SUITE=gcm REKEYS=5 TMPDIR="$WORK" timeout 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    echo "== strongSwan 6.0 (Debian trixie chroot, raw ESP: plain IP protocol 50)"
+    SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }
 py_ah_options() {
     need_fgpcap

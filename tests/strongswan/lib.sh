@@ -40,7 +40,8 @@
 #                   net = 1, enc = 1". chd = 4 logs the CHILD_SA keys; ike = 4 adds the IKE_SA
 #                   keys (SKEYSEED, SK_d, SK_ai/ar, SK_ei/er, SK_pi/pr, the DH shared secret);
 #                   enc = 2 logs every payload parsed, net = 2 every packet as a hex dump.
-#   SWAN_CHARON     the daemon, default /usr/lib/ipsec/charon
+#   SWAN_CHARON     the daemon, default /usr/lib/ipsec/charon (charon6.sh: strongSwan 6 in a chroot)
+#   SWAN_PLUGINS    the plugin load list; SWAN_LIBIPSEC_EXTRA extra kernel-libipsec settings
 #
 # Each instance gets CONF_DIR with strongswan.conf, charon.vici (vici socket), charon.log
 # (filelog), charon.out (stdout/stderr) and run/ (bind-mounted on /run inside the instance's own
@@ -49,7 +50,9 @@
 
 SWAN_CHARON=${SWAN_CHARON:-/usr/lib/ipsec/charon}
 SWAN_LOGLEVELS=${SWAN_LOGLEVELS:-"default = 1, ike = 2, cfg = 2, chd = 4, knl = 1, net = 1, enc = 1"}
-SWAN_PLUGINS="random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici updown"
+SWAN_PLUGINS=${SWAN_PLUGINS:-"random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici updown"}
+# Extra lines for the kernel-libipsec section (strongSwan 6: "raw_esp = yes" for plain ESP).
+SWAN_LIBIPSEC_EXTRA=${SWAN_LIBIPSEC_EXTRA:-}
 SWAN_PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins
     iproute2 tcpdump iputils-ping iperf3 python3 util-linux)
@@ -120,6 +123,7 @@ charon {
         kernel-libipsec {
             load = yes
             allow_peer_ts = no
+            $SWAN_LIBIPSEC_EXTRA
         }
     }
     filelog {
@@ -360,4 +364,20 @@ swan_cleanup() {
     fi
     case $opts in *e*) set -e ;; esac
     return 0
+}
+
+# swan6_root DIR: a Debian trixie chroot with strongSwan 6 (charon, kernel-libipsec) in DIR,
+# made with debootstrap once (about 45 s) and reused while DIR/.complete exists.
+swan6_root() {
+    local dir=$1
+    [ -e "$dir/.complete" ] && return 0
+    command -v debootstrap > /dev/null || {
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap > /dev/null || return 1
+    }
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    debootstrap --variant=minbase \
+        --include=strongswan-charon,strongswan-swanctl,libcharon-extra-plugins,libstrongswan-standard-plugins \
+        trixie "$dir" http://deb.debian.org/debian > "$dir.log" 2>&1 || { tail -5 "$dir.log" >&2; return 1; }
+    touch "$dir/.complete"
 }
