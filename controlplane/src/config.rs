@@ -20,6 +20,8 @@
 //!         remote_ts: [192.168.20.0/24]
 //!         esp_proposals: [aes256-sha256]    # add a DH group for PFS: aes256-sha256-modp2048
 //!         lifetime: 8h              # rekey the CHILD_SA after this (lifetime=)
+//!         rekey_bytes: 0            # and after this many bytes / packets (0 = no limit);
+//!         rekey_packets: 0          #   the data plane stops at 110% (hard limit)
 //!         mode: tunnel              # tunnel | transport
 //! ```
 //!
@@ -117,6 +119,11 @@ pub struct ChildConfig {
     pub esp_proposals: Vec<AlgSet>,
     /// Rekey after this long.
     pub lifetime: Duration,
+    /// Rekey after this many bytes in either direction (0: no limit; strongSwan's
+    /// `rekey_bytes`). The data plane refuses traffic at 110% of it (hard limit).
+    pub rekey_bytes: u64,
+    /// Rekey after this many packets (0: no limit; `rekey_packets`).
+    pub rekey_packets: u64,
     /// Tunnel or transport.
     pub mode: dataplane::sa::Mode,
 }
@@ -290,6 +297,10 @@ struct RawChild {
     esp_proposals: Vec<String>,
     #[serde(default)]
     lifetime: Option<String>,
+    #[serde(default)]
+    rekey_bytes: u64,
+    #[serde(default)]
+    rekey_packets: u64,
     #[serde(default = "tunnel")]
     mode: dataplane::sa::Mode,
 }
@@ -433,6 +444,8 @@ impl Config {
                     remote_ts: c.remote_ts.clone(),
                     esp_proposals: esp,
                     lifetime: dur(&c.lifetime, 8 * 3600, "lifetime")?,
+                    rekey_bytes: c.rekey_bytes,
+                    rekey_packets: c.rekey_packets,
                     mode: c.mode,
                 });
             }

@@ -86,6 +86,9 @@ pub struct ChildSa {
     pub outbound_now: bool,
     /// Anti-replay window.
     pub replay_window: u32,
+    /// Byte/packet lifetimes of each direction (soft: an `expired` event; hard: traffic stops).
+    #[serde(default)]
+    pub lifetime: Lifetime,
     /// Inbound half only, installed before the exchange that creates the SA completes (the
     /// peer may send on it before our side has processed the response); the full pair
     /// follows with the same inbound SPI and replaces it.
@@ -169,7 +172,7 @@ impl ChildSa {
                 initial_seq: 0,
                 local_ts: self.local_ts.clone(),
                 remote_ts: self.remote_ts.clone(),
-                lifetime: Lifetime::default(),
+                lifetime: self.lifetime,
                 df: DfMode::default(),
                 dscp: None,
                 ecn: EcnMode::default(),
@@ -331,6 +334,15 @@ pub enum Event {
         src: IpAddr,
         /// The packet's destination.
         dst: IpAddr,
+    },
+    /// An SA pair's byte or packet lifetime ran out in one direction.
+    Expired {
+        /// Version.
+        v: u32,
+        /// Inbound SPI of the pair.
+        spi_in: u32,
+        /// Hard (traffic stopped) rather than soft (time to rekey).
+        hard: bool,
     },
     /// A command was refused.
     Refused {
@@ -596,6 +608,7 @@ mod tests {
             remote_ts: vec!["192.168.20.0/24".parse().unwrap()],
             outbound_now: true,
             replay_window: 1024,
+            lifetime: Lifetime::default(),
             larval: false,
         };
         let c = Command::Add {

@@ -125,11 +125,13 @@ tunnels:
     start: $6
     keyingtries: 0
     children:
-      - { name: net, local_ts: [$4.0/24], remote_ts: [$5.0/24], esp_proposals: [$espp], lifetime: 8h }
+      - { name: net, local_ts: [$4.0/24], remote_ts: [$5.0/24], esp_proposals: [$espp], lifetime: 8h, rekey_bytes: $7 }
 EOY
     }
-    ike_conf A 203.0.113.1 203.0.113.2 192.168.10 192.168.20 start > "$WORK/ike-a.yaml"
-    ike_conf B 203.0.113.2 203.0.113.1 192.168.20 192.168.10 none > "$WORK/ike-b.yaml"
+    # A rekeys every 40 MB (its data plane reports the byte lifetime): the 100 MB transfer
+    # below crosses several rekeys. B has no byte limit.
+    ike_conf A 203.0.113.1 203.0.113.2 192.168.10 192.168.20 start 40000000 > "$WORK/ike-a.yaml"
+    ike_conf B 203.0.113.2 203.0.113.1 192.168.20 192.168.10 none 0 > "$WORK/ike-b.yaml"
     ip netns exec "$GB" "$IKE" --config "$WORK/ike-b.yaml" --dataplane "$WORK/ctl-b" --export-dir "$WORK/keys-b" \
         --socket "$WORK/ike-b.sock" > "$WORK/ike-b.events" 2> "$WORK/ike-b.log" &
     PIDS+=($!)
@@ -227,6 +229,15 @@ c.close()
 " "$WORK/blob" && wait "$RECV" && cmp -s "$WORK/blob" "$WORK/blob.recv"
 }
 check "100 MB over TCP through the tunnel arrives byte-identical" send_blob
+if [ -n "${IKE:-}" ]; then
+    byte_rekeys() {
+        local n
+        n=$(grep -c '"replaces":"' "$WORK/ike-a.events" || true)
+        echo "CHILD_SA rekeys started by A's 40 MB byte lifetime so far: $n"
+        grep -q "lifetime (bytes/packets) reached" "$WORK/ike-a.log" && [ "$n" -ge 2 ]
+    }
+    check "byte lifetimes: A's data plane reports them, ferrogate-ike rekeys (make-before-break, the transfer stayed intact)" byte_rekeys
+fi
 sleep 1
 kill "$TCPDUMP_A" "$TCPDUMP_B" 2>/dev/null || true  # the captures are complete
 sleep 0.5
@@ -240,7 +251,7 @@ EOY
 for side in a b; do
     sas="$WORK/wire-sas.yaml"
     # With IKE, each side's negotiated keys as its ferrogate-ike exported them.
-    [ -n "${IKE:-}" ] && sas="$WORK/keys-$side/site-to-site.yaml"
+    [ -n "${IKE:-}" ] && sas="$WORK/keys-$side/site-to-site-history.yaml"
     "$FGPCAP" decrypt --sa "$sas" --in "$WORK/wire-$side.pcap" --out "$WORK/clear-$side.pcap" --json \
         > "$WORK/decrypt-$side.json" || true
     echo "wire into $side: $(cat "$WORK/decrypt-$side.json")"
@@ -259,7 +270,10 @@ check "everything on the wire is ESP that decrypts with the SAs' keys" wire_ok
 
 if [ -n "${IKE:-}" ]; then
     FGCTL="$(dirname "$IKE")/fgctl"
-    sleep 1.2 # the data plane reports counters to ferrogate-ike every second
+    # Traffic on the CHILD_SA that is current now (byte lifetimes rekeyed it during the transfer);
+    # the data plane reports counters to ferrogate-ike every second.
+    ip netns exec "$HA" ping -c 3 -i 0.2 192.168.20.5 > /dev/null || true
+    sleep 1.2
     list_sas() {
         "$FGCTL" --socket "$WORK/ike-a.sock" list-sas | tee "$WORK/list-a.txt"
         grep -q "ESTABLISHED" "$WORK/list-a.txt" && grep -q "net: INSTALLED" "$WORK/list-a.txt" &&

@@ -197,11 +197,31 @@ impl Exporter {
         }
     }
     fn install(&mut self, c: &ChildSaInstall) {
+        let y = export::sa_yaml(c);
         self.children
             .entry(c.tunnel.clone())
             .or_default()
-            .insert(c.spi_in, export::sa_yaml(c));
+            .insert(c.spi_in, y.clone());
         self.write(&c.tunnel);
+        // Every SA ever negotiated, for captures that span rekeys: <tunnel>-history.yaml.
+        let Some(dir) = &self.dir else { return };
+        let path = dir.join(format!("{}-history.yaml", c.tunnel));
+        let r = (|| -> std::io::Result<()> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let fresh = !path.exists();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(&path)?;
+            if fresh {
+                f.write_all(b"# every CHILD_SA ferrogate-ike negotiated (keys!)\nsas:\n")?;
+            }
+            f.write_all(y.as_bytes())
+        })();
+        if let Err(e) = r {
+            tracing::warn!("export {}: {e}", path.display());
+        }
     }
     fn remove(&mut self, tunnel: &str, spi_in: u32) {
         if let Some(m) = self.children.get_mut(tunnel) {
@@ -367,6 +387,8 @@ struct ChanIo {
     report_seen: bool,
     /// Tunnels whose on-demand policy saw traffic.
     acquires: Vec<String>,
+    /// CHILD_SAs (inbound SPI) whose byte/packet lifetime ran out.
+    expired: Vec<u32>,
     /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
     traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
 }
@@ -384,6 +406,7 @@ impl ChanIo {
             report: Vec::new(),
             report_seen: false,
             acquires: Vec::new(),
+            expired: Vec::new(),
             traps: Vec::new(),
         }
     }
@@ -517,6 +540,10 @@ impl ChanIo {
                     tracing::info!(%tunnel, %child, %src, %dst, "acquire: traffic for an on-demand tunnel");
                     self.acquires.push(tunnel);
                 }
+                Ok(ctl::Event::Expired { spi_in, hard, .. }) => {
+                    tracing::info!(spi_in = %format_args!("{spi_in:08x}"), hard, "CHILD_SA lifetime (bytes/packets) reached");
+                    self.expired.push(spi_in);
+                }
                 Ok(ctl::Event::Refused { reason, .. }) => {
                     tracing::warn!("the data plane refused a command: {reason}")
                 }
@@ -554,6 +581,7 @@ impl ChanIo {
             remote_ts: c.remote_ts.iter().flat_map(export::ts_prefixes).collect(),
             outbound_now: c.outbound_now,
             replay_window: 1024,
+            lifetime: c.lifetime,
             larval: c.larval,
         };
         self.command(&ctl::Command::Add {
@@ -822,8 +850,13 @@ fn main() -> ExitCode {
         let now = Instant::now();
         if let Io::Channel(ch) = &mut io {
             let acq = std::mem::take(&mut ch.acquires);
+            let exp = std::mem::take(&mut ch.expired);
             for t in acq {
                 let acts = daemon.acquire(&t, now);
+                carry_out(acts, &mut io, &mut ex);
+            }
+            for spi in exp {
+                let acts = daemon.child_expired(spi, now);
                 carry_out(acts, &mut io, &mut ex);
             }
         }

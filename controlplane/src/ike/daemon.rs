@@ -78,6 +78,16 @@ impl Daemon {
         self.quiet_start.insert(tunnel.to_string());
     }
 
+    /// The data plane says a CHILD_SA's byte/packet lifetime ran out: rekey it.
+    pub fn child_expired(&mut self, spi_in: u32, now: Instant) -> Vec<Action> {
+        for sa in self.sas.values_mut() {
+            if sa.child_expired(spi_in, now) {
+                break;
+            }
+        }
+        self.tick(now)
+    }
+
     /// Rekeys every CHILD_SA now (after a data-plane restart lost the sequence numbers).
     pub fn rekey_all_children(&mut self, now: Instant) -> Vec<Action> {
         for sa in self.sas.values_mut() {

@@ -63,6 +63,8 @@ pub struct ChildSaInstall {
     pub mode: dataplane::sa::Mode,
     /// The SA this one replaces (its inbound SPI), for make-before-break installs.
     pub replaces: Option<u32>,
+    /// Byte and packet lifetimes for the data plane (soft: rekey; hard: stop).
+    pub lifetime: dataplane::sa::Lifetime,
     /// Use the outbound SA at once. False for the responder of a rekey: it keeps sending on
     /// the old SA until the initiator deletes it ([`Action::Activate`]), so that no packet
     /// reaches the initiator before its new inbound SA is in.
@@ -1167,6 +1169,7 @@ impl IkeSa {
                     replaces: None,
                     outbound_now: false,
                     larval: true,
+                    lifetime: child_lifetime(ccfg),
                 })));
             }
         }
@@ -1386,6 +1389,7 @@ impl IkeSa {
             replaces,
             outbound_now: we_initiated || replaces.is_none(),
             larval: false,
+            lifetime: child_lifetime(ccfg),
         };
         tracing::info!(
             tunnel = %self.cfg.name, child = %ccfg.name,
@@ -2392,6 +2396,20 @@ impl IkeSa {
         Ok(())
     }
 
+    /// A data-plane lifetime of the CHILD_SA with inbound SPI `spi_in` ran out: rekey it at the
+    /// next tick. Returns whether it is one of ours.
+    pub fn child_expired(&mut self, spi_in: u32, now: Instant) -> bool {
+        match self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+            Some(c) => {
+                if !c.rekeyed {
+                    c.rekey_at = now;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Makes every CHILD_SA due for rekeying at the next tick.
     pub fn rekey_children_now(&mut self, now: Instant) {
         for c in &mut self.children {
@@ -2428,6 +2446,18 @@ fn esp_proposals(sets: &[AlgSet], spi: u32, strip_dh: bool) -> Vec<wire::Proposa
             a.to_proposal(i as u8 + 1, proto::ESP, spi.to_be_bytes().to_vec())
         })
         .collect()
+}
+
+/// The data plane's byte/packet lifetimes of a child: soft at the configured rekey limits,
+/// hard 10% later (strongSwan's `life_bytes` default relation).
+fn child_lifetime(c: &ChildConfig) -> dataplane::sa::Lifetime {
+    let hard = |n: u64| if n == 0 { 0 } else { n.saturating_add(n / 10) };
+    dataplane::sa::Lifetime {
+        soft_bytes: c.rekey_bytes,
+        hard_bytes: hard(c.rekey_bytes),
+        soft_packets: c.rekey_packets,
+        hard_packets: hard(c.rekey_packets),
+    }
 }
 
 /// The PFS group a child's rekeys use: the first group of its first proposal.

@@ -319,9 +319,31 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 }
                 txb[out].pkts().push(m);
             }
-            if last_report.elapsed() >= Duration::from_secs(1) {
+            if last_report.elapsed() >= Duration::from_millis(100) {
                 last_report = Instant::now();
-                c.report(&dynamic);
+                // Lifetimes: soft and hard expiry of negotiated SAs go to the control plane.
+                for (spi_in, d) in &dynamic.sas {
+                    let outs = d.out.as_ref().map(|o| o.counters().poll_event());
+                    for e in [d.inb.counters().poll_event(), outs.flatten()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        let hard = match e {
+                            dataplane::sa::SaEvent::SoftExpired => false,
+                            dataplane::sa::SaEvent::HardExpired
+                            | dataplane::sa::SaEvent::SeqExhausted => true,
+                        };
+                        c.event(&ctl::Event::Expired {
+                            v: ctl::VERSION,
+                            spi_in: *spi_in,
+                            hard,
+                        });
+                    }
+                }
+                c.reports += 1;
+                if c.reports % 10 == 0 {
+                    c.report(&dynamic);
+                }
             }
         }
         let out_t = OutboundTables { spd: &spd_out };
@@ -885,6 +907,8 @@ struct Control {
     injected: u64,
     /// Last acquire per (tunnel, child): at most one a second.
     acquired: std::collections::HashMap<(String, String), Instant>,
+    /// Lifetime polls so far (every tenth sends the counters).
+    reports: u64,
 }
 
 impl Control {
@@ -906,6 +930,7 @@ impl Control {
             punted: 0,
             injected: 0,
             acquired: Default::default(),
+            reports: 0,
         };
         c.event(&ctl::Event::Hello {
             v: ctl::VERSION,
