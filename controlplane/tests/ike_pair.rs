@@ -546,3 +546,50 @@ fn several_subnets_per_side_are_negotiated_and_narrowed() {
     );
     assert_eq!(a.local_ts, n.b_installed[0].remote_ts);
 }
+
+#[test]
+fn a_peer_whose_nat_mapping_changes_is_followed() {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    n.nat_port = Some(40000);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.b_installed[0].remote.port(), 40001);
+    // The NAT forgets A and maps it anew; A's next message (a DPD check after 30 s idle)
+    // arrives from the new port, and B moves the tunnel there.
+    n.nat_port = Some(50000);
+    let later = now + Duration::from_secs(31);
+    let mut b_moves = Vec::new();
+    let ta = n.a.tick(later);
+    for act in ta {
+        if let Action::Send {
+            local,
+            remote,
+            data,
+        } = act
+        {
+            let src = SocketAddr::new(local.ip(), 50001);
+            for r in n.b.handle(later, remote, src, &data) {
+                if let Action::PeerMoved {
+                    remote, spis_in, ..
+                } = &r
+                {
+                    b_moves.push((*remote, spis_in.clone()));
+                }
+            }
+        }
+    }
+    assert_eq!(b_moves.len(), 1, "B follows A once");
+    assert_eq!(b_moves[0].0.port(), 50001);
+    assert_eq!(b_moves[0].1, vec![n.b_installed[0].spi_in]);
+    assert_eq!(
+        n.b.sas().next().unwrap().remote.port(),
+        50001,
+        "B's IKE SA follows too"
+    );
+}

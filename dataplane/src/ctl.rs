@@ -236,6 +236,18 @@ pub enum Command {
         /// The peer's side.
         remote_ts: Vec<IpPrefix>,
     },
+    /// The peer moved (NAT mapping change): the pair's outbound ESP goes to `remote`, keeping
+    /// its sequence numbers.
+    Move {
+        /// Version.
+        v: u32,
+        /// Inbound SPI of the pair.
+        spi_in: u32,
+        /// The peer's new address.
+        remote: IpAddr,
+        /// The peer's new UDP port (UDP-encapsulated ESP).
+        remote_port: u16,
+    },
     /// Removes the on-demand policy of a (tunnel, child).
     Untrap {
         /// Version.
@@ -260,6 +272,7 @@ impl Command {
             | Command::Activate { v, .. }
             | Command::Remove { v, .. }
             | Command::Trap { v, .. }
+            | Command::Move { v, .. }
             | Command::Untrap { v, .. }
             | Command::Dump { v } => *v,
         }

@@ -605,6 +605,21 @@ impl ChanIo {
         });
     }
 
+    fn moved(&mut self, spi_in: u32, remote: SocketAddr) {
+        if let Some(sa) = self.installed.get_mut(&spi_in) {
+            sa.remote = remote.ip();
+            if let Some(u) = &mut sa.udp_encap {
+                u.remote_port = remote.port();
+            }
+        }
+        self.command(&ctl::Command::Move {
+            v: ctl::VERSION,
+            spi_in,
+            remote: remote.ip(),
+            remote_port: remote.port(),
+        });
+    }
+
     fn activate(&mut self, spi_in: u32) {
         if let Some(sa) = self.installed.get_mut(&spi_in) {
             sa.outbound_now = true;
@@ -741,6 +756,21 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
             } => {
                 event(
                     serde_json::json!({"event": "ike-down", "tunnel": tunnel, "reason": reason, "restart": restart}),
+                );
+            }
+            Action::PeerMoved {
+                tunnel,
+                spis_in,
+                remote,
+                ..
+            } => {
+                if let Io::Channel(ch) = io {
+                    for spi_in in &spis_in {
+                        ch.moved(*spi_in, remote);
+                    }
+                }
+                event(
+                    serde_json::json!({"event": "peer-moved", "tunnel": tunnel, "remote": remote.to_string()}),
                 );
             }
             Action::Spawn(_) | Action::MoveChildren { .. } => {}

@@ -103,6 +103,17 @@ pub enum Action {
     },
     /// Install (or replace) a CHILD_SA.
     Install(Box<ChildSaInstall>),
+    /// The peer is now at `remote` (its NAT mapping changed): these CHILD_SAs' ESP goes there.
+    PeerMoved {
+        /// Tunnel.
+        tunnel: String,
+        /// Inbound SPIs of the CHILD_SAs.
+        spis_in: Vec<u32>,
+        /// Our endpoint.
+        local: SocketAddr,
+        /// The peer's new endpoint.
+        remote: SocketAddr,
+    },
     /// Start using the outbound half of an installed CHILD_SA (the old one is going away).
     Activate {
         /// Tunnel.
@@ -473,6 +484,27 @@ impl IkeSa {
         }
     }
 
+    /// An authenticated message came from (or to) another address: with a NAT in between the
+    /// peer's mapping changed (RFC 7296 §2.23: follow it); the CHILD_SAs' UDP-encapsulated ESP
+    /// goes there too.
+    fn follow(&mut self, local: SocketAddr, remote: SocketAddr, out: &mut Vec<Action>) {
+        if local == self.local && remote == self.remote {
+            return;
+        }
+        let moved = self.state == State::Established && self.nat && remote != self.remote;
+        self.local = local;
+        self.remote = remote;
+        if moved && !self.children.is_empty() {
+            tracing::info!(tunnel = %self.cfg.name, %remote, "the peer's NAT mapping changed: following it");
+            out.push(Action::PeerMoved {
+                tunnel: self.cfg.name.clone(),
+                spis_in: self.children.iter().map(|c| c.spi_in).collect(),
+                local,
+                remote,
+            });
+        }
+    }
+
     /// The last response we sent (for retransmitted requests).
     pub fn cached_response(&self) -> Option<Vec<u8>> {
         self.last_resp.as_ref().map(|(_, d)| d.clone())
@@ -770,8 +802,7 @@ impl IkeSa {
             }
             // Follow the peer's address (NAT mapping change) once it is authenticated.
             if self.state == State::Established || h.exchange != exchange::IKE_SA_INIT {
-                self.local = local;
-                self.remote = remote;
+                self.follow(local, remote, out);
             }
             if let Some(req) = pending {
                 self.on_response(now, h, &msg, payloads, req, local, remote, out);
@@ -810,8 +841,7 @@ impl IkeSa {
             self.stats.1 += 1;
             self.last_heard = now;
             if self.keys.is_some() {
-                self.local = local;
-                self.remote = remote;
+                self.follow(local, remote, out);
             }
             self.on_request(now, h, payloads, out);
         }

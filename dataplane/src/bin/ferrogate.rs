@@ -698,6 +698,8 @@ struct DynSa {
     remote_ts: Vec<IpPrefix>,
     /// None while larval (inbound only).
     out: Option<Arc<OutboundSa>>,
+    /// The outbound SA's parameters, to rebuild it when the peer moves.
+    params: Option<dataplane::sa::SaParams>,
     inb: Arc<InboundSa>,
     /// Outbound traffic of its (tunnel, child) uses this one.
     active: bool,
@@ -735,8 +737,8 @@ impl Dynamic {
                     None => {}
                 }
                 let (o, i) = sa.params()?;
-                let out = match o {
-                    Some(o) => Some(Arc::new(OutboundSa::new(&o).map_err(|e| e.to_string())?)),
+                let out = match &o {
+                    Some(o) => Some(Arc::new(OutboundSa::new(o).map_err(|e| e.to_string())?)),
                     None => None,
                 };
                 let inb = Arc::new(InboundSa::new(&i).map_err(|e| e.to_string())?);
@@ -757,6 +759,7 @@ impl Dynamic {
                         local_ts: sa.local_ts.clone(),
                         remote_ts: sa.remote_ts.clone(),
                         out,
+                        params: o,
                         inb,
                         active: false,
                         order: self.installed,
@@ -799,6 +802,32 @@ impl Dynamic {
                 ..
             } => {
                 self.traps.insert((tunnel, child), (local_ts, remote_ts));
+                Ok(true)
+            }
+            ctl::Command::Move {
+                spi_in,
+                remote,
+                remote_port,
+                ..
+            } => {
+                let d = self
+                    .sas
+                    .get_mut(&spi_in)
+                    .ok_or(format!("SPI {spi_in:08x} is not installed"))?;
+                let p = d
+                    .params
+                    .as_mut()
+                    .ok_or("a larval SA has no outbound half")?;
+                let old = d.out.as_ref().map_or(0, |o| o.last_seq());
+                if let Some(t) = &mut p.tunnel {
+                    t.remote = remote;
+                }
+                if let Some(u) = &mut p.udp_encap {
+                    u.remote_port = remote_port;
+                }
+                // The sequence numbers carry on: the peer's replay window has seen them.
+                p.initial_seq = old;
+                d.out = Some(Arc::new(OutboundSa::new(p).map_err(|e| e.to_string())?));
                 Ok(true)
             }
             ctl::Command::Untrap { tunnel, child, .. } => {
