@@ -461,7 +461,7 @@ impl<'a> Datagram<'a> {
         let (src, dst, l4) = match ip.first()? >> 4 {
             4 => {
                 let ihl = usize::from(ip.first()? & 15) * 4;
-                if ip.len() < ihl + 8 || *ip.get(9)? != 17 {
+                if ihl < 20 || ip.len() < ihl + 8 || *ip.get(9)? != 17 {
                     return None;
                 }
                 (
@@ -593,6 +593,11 @@ mod tests {
             }
         }
         assert_eq!(Datagram::decode(&[1, 5]), None);
+        // An IPv4 header length below 20 (found by fuzzing ctl_messages): refused, no panic.
+        assert_eq!(
+            Datagram::from_ip(&[0x41, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0]),
+            None
+        );
         assert_eq!(Datagram::decode(&[0; 38]), None);
     }
 

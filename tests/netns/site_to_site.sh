@@ -301,8 +301,12 @@ if [ -n "${IKE:-}" ]; then
         local i
         for ((i = 0; i < 50; i++)); do grep -q '"event":"ike-down"' "$WORK/ike-b.events" && break; sleep 0.1; done
         grep -q '"event":"ike-down"' "$WORK/ike-b.events" || return 1
+        local ups
+        ups=$(grep -c child-up "$WORK/ike-b.events")
         "$FGCTL" --socket "$WORK/ike-a.sock" initiate site-to-site || return 1
-        for ((i = 0; i < 50; i++)); do [ "$(grep -c child-up "$WORK/ike-b.events")" -ge 2 ] && break; sleep 0.1; done
+        for ((i = 0; i < 50; i++)); do [ "$(grep -c child-up "$WORK/ike-b.events")" -gt "$ups" ] && break; sleep 0.1; done
+        [ "$(grep -c child-up "$WORK/ike-b.events")" -gt "$ups" ] || return 1
+        sleep 0.2 # A installs its pair once it has B's IKE_AUTH response
         ping_all "$HA" 192.168.20.5
     }
     check "fgctl terminate takes the tunnel down on both sides; fgctl initiate brings it back" term_init
