@@ -11,11 +11,7 @@ use crate::ike::sa::ChildSaInstall;
 use crate::ike::wire::TrafficSelector;
 
 fn key(k: &[u8]) -> String {
-    let mut s = String::from("0x");
-    for b in k {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    format!("0x{}", *dataplane::ctl::hex(k))
 }
 
 fn to_u128(a: IpAddr) -> u128 {

@@ -413,7 +413,7 @@ impl SkCodec<'_> {
         } else {
             let integ = self.keys.integ.ok_or(CryptoError::Integrity)?;
             let mac = integ.mac(ak, &msg[..ct_end]);
-            if !dataplane_ct_eq(&mac, &msg[ct_end..]) {
+            if !ct_eq(&mac, &msg[ct_end..]) {
                 return Err(CryptoError::Integrity);
             }
             cbc_decrypt(enc, ek, iv, &mut ct);
@@ -427,7 +427,8 @@ impl SkCodec<'_> {
     }
 }
 
-fn dataplane_ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// Constant-time comparison of MACs, AUTH values and cookies (public lengths).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::crypto::{self, DhPrivate, IkeKeys, Secret, SkCodec};
 use super::proposal::{self, AlgSet, Chosen, Encr, Group, Integ};
 use super::wire::{
-    self, exchange, flags, notify, proto, ptype, Header, Message, Notify, Payload, TrafficSelector,
+    self, exchange, flags, notify, proto, Header, Message, Notify, Payload, TrafficSelector,
 };
 use crate::config::{ChildConfig, DpdAction, TunnelConfig};
 
@@ -740,7 +740,7 @@ impl IkeSa {
         };
         let id = self.next_req_id;
         self.next_req_id += 1;
-        let data = self.seal(exchange_header(self, exch, false, id), &payloads);
+        let data = self.seal(self.header(exch, false, id), &payloads);
         self.send_request(now, id, data, req, out);
     }
 
@@ -849,9 +849,10 @@ impl IkeSa {
 
     fn decrypt(&self, msg: &Message, data: &[u8]) -> Result<Vec<Payload>, String> {
         match msg.payloads.last() {
-            Some(Payload::Sk { inner, .. }) => {
+            Some(Payload::Sk { inner, body }) => {
                 let codec = self.codec().ok_or("encrypted payload before keys")?;
-                let sk_off = data.len() - sk_len(data)?;
+                // The SK payload is last (the parser checked): its header starts here.
+                let sk_off = data.len() - wire::GENERIC_LEN - body.len();
                 let plain = codec
                     .open_message(data, sk_off, 0)
                     .map_err(|e| e.to_string())?;
@@ -1251,7 +1252,7 @@ impl IkeSa {
             &keys.sk_pr,
             &id_body(id_type, &id_data),
         );
-        if auth.0 != 2 || !ct_eq(auth.1, &expect) {
+        if auth.0 != 2 || !crypto::ct_eq(auth.1, &expect) {
             return Err("the peer's AUTH does not verify (wrong PSK?)".into());
         }
         self.established(now, out);
@@ -1500,13 +1501,7 @@ impl IkeSa {
             });
         };
         let p = &msg.payloads;
-        let Some(props) = p.iter().find_map(|x| {
-            if let Payload::Sa(s) = x {
-                Some(s)
-            } else {
-                None
-            }
-        }) else {
+        let Some(props) = sa_of(p) else {
             reply_err(
                 &sa,
                 Payload::notify(notify::INVALID_SYNTAX, Vec::new()),
@@ -1524,13 +1519,7 @@ impl IkeSa {
             return None;
         };
         let group = chosen.dh?;
-        let ke = p.iter().find_map(|x| {
-            if let Payload::Ke { group, data } = x {
-                Some((*group, data))
-            } else {
-                None
-            }
-        });
+        let ke = ke_of(p);
         let Some((kg, kex)) = ke.filter(|(g, _)| *g == group.id()) else {
             reply_err(
                 &sa,
@@ -1543,13 +1532,7 @@ impl IkeSa {
             return None;
         };
         let _ = kg;
-        let Some(ni) = p.iter().find_map(|x| {
-            if let Payload::Nonce(n) = x {
-                Some(n.clone())
-            } else {
-                None
-            }
-        }) else {
+        let Some(ni) = nonce_of(p) else {
             reply_err(
                 &sa,
                 Payload::notify(notify::INVALID_SYNTAX, Vec::new()),
@@ -1627,7 +1610,7 @@ impl IkeSa {
                 let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
                 let (t, d) = idi.as_ref().expect("checked");
                 m == 2
-                    && ct_eq(
+                    && crypto::ct_eq(
                         a,
                         &crypto::psk_auth(
                             keys.prf,
@@ -1725,16 +1708,7 @@ impl IkeSa {
         ),
         u16,
     > {
-        let props = p
-            .iter()
-            .find_map(|x| {
-                if let Payload::Sa(s) = x {
-                    Some(s)
-                } else {
-                    None
-                }
-            })
-            .ok_or(notify::INVALID_SYNTAX)?;
+        let props = sa_of(p).ok_or(notify::INVALID_SYNTAX)?;
         let tsi = ts_payload(p, false).ok_or(notify::INVALID_SYNTAX)?;
         let tsr = ts_payload(p, true).ok_or(notify::INVALID_SYNTAX)?;
         let transport = notifies(p).any(|n| n.ntype == notify::USE_TRANSPORT_MODE);
@@ -1898,13 +1872,7 @@ impl IkeSa {
                 return;
             }
         };
-        let Some(ni) = p.iter().find_map(|x| {
-            if let Payload::Nonce(n) = x {
-                Some(n.clone())
-            } else {
-                None
-            }
-        }) else {
+        let Some(ni) = nonce_of(p) else {
             self.respond(
                 exchange::CREATE_CHILD_SA,
                 h.msg_id,
@@ -1918,13 +1886,7 @@ impl IkeSa {
         let mut g_ir = None;
         let mut ke_out = None;
         if let Some(g) = chosen.dh {
-            let ke = p.iter().find_map(|x| {
-                if let Payload::Ke { group, data } = x {
-                    Some((*group, data))
-                } else {
-                    None
-                }
-            });
+            let ke = ke_of(p);
             let Some((_, kex)) = ke.filter(|(gg, _)| *gg == g.id()) else {
                 self.respond(
                     exchange::CREATE_CHILD_SA,
@@ -2020,13 +1982,7 @@ impl IkeSa {
                 out,
             );
         };
-        let Some(props) = p.iter().find_map(|x| {
-            if let Payload::Sa(s) = x {
-                Some(s)
-            } else {
-                None
-            }
-        }) else {
+        let Some(props) = sa_of(p) else {
             return fail(self, notify::INVALID_SYNTAX, Vec::new(), out);
         };
         let Some(chosen) = proposal::select(&self.cfg.ike_proposals, props, proto::IKE) else {
@@ -2043,13 +1999,7 @@ impl IkeSa {
         let Some(group) = chosen.dh else {
             return fail(self, notify::NO_PROPOSAL_CHOSEN, Vec::new(), out);
         };
-        let ke = p.iter().find_map(|x| {
-            if let Payload::Ke { group, data } = x {
-                Some((*group, data))
-            } else {
-                None
-            }
-        });
+        let ke = ke_of(p);
         let Some((_, kex)) = ke.filter(|(g, _)| *g == group.id()) else {
             return fail(
                 self,
@@ -2058,13 +2008,7 @@ impl IkeSa {
                 out,
             );
         };
-        let Some(ni) = p.iter().find_map(|x| {
-            if let Payload::Nonce(n) = x {
-                Some(n.clone())
-            } else {
-                None
-            }
-        }) else {
+        let Some(ni) = nonce_of(p) else {
             return fail(self, notify::INVALID_SYNTAX, Vec::new(), out);
         };
         let (dh, public) = DhPrivate::generate(group);
@@ -2248,28 +2192,10 @@ impl IkeSa {
             .find(|c| c.spi_in == old_spi)
             .ok_or("child gone")?
             .clone();
-        let nr = p
-            .iter()
-            .find_map(|x| {
-                if let Payload::Nonce(n) = x {
-                    Some(n.clone())
-                } else {
-                    None
-                }
-            })
-            .ok_or("no nonce")?;
+        let nr = nonce_of(p).ok_or("no nonce")?;
         let g_ir = match dh {
             Some(d) => {
-                let kex = p
-                    .iter()
-                    .find_map(|x| {
-                        if let Payload::Ke { data, .. } = x {
-                            Some(data)
-                        } else {
-                            None
-                        }
-                    })
-                    .ok_or("no KE")?;
+                let kex = ke_of(p).map(|(_, d)| d).ok_or("no KE")?;
                 Some(d.shared(kex).map_err(|e| e.to_string())?)
             }
             None => None,
@@ -2334,16 +2260,7 @@ impl IkeSa {
         if let Some(n) = notifies(p).find(|n| n.ntype < notify::FIRST_STATUS) {
             return Err(format!("peer refused with notify {}", n.ntype));
         }
-        let sa = p
-            .iter()
-            .find_map(|x| {
-                if let Payload::Sa(s) = x {
-                    Some(s)
-                } else {
-                    None
-                }
-            })
-            .ok_or("no SA payload")?;
+        let sa = sa_of(p).ok_or("no SA payload")?;
         let chosen = proposal::check_answer(&self.cfg.ike_proposals, sa, proto::IKE)
             .ok_or("the responder chose a proposal we did not offer")?;
         if chosen.dh != Some(group) {
@@ -2352,25 +2269,10 @@ impl IkeSa {
         let their_spi = <[u8; 8]>::try_from(sa[0].spi.as_slice())
             .map(u64::from_be_bytes)
             .map_err(|_| "IKE SPI is not 8 bytes")?;
-        let nr = p
-            .iter()
-            .find_map(|x| {
-                if let Payload::Nonce(n) = x {
-                    Some(n.clone())
-                } else {
-                    None
-                }
-            })
-            .ok_or("no nonce")?;
-        let kex = p
-            .iter()
-            .find_map(|x| {
-                if let Payload::Ke { group: g, data } = x {
-                    (*g == group.id()).then_some(data)
-                } else {
-                    None
-                }
-            })
+        let nr = nonce_of(p).ok_or("no nonce")?;
+        let kex = ke_of(p)
+            .filter(|(g, _)| *g == group.id())
+            .map(|(_, d)| d)
             .ok_or("no KE of our group")?;
         let g_ir = dh.shared(kex).map_err(|e| e.to_string())?;
         let old_keys = self.keys.as_ref().ok_or("no keys")?;
@@ -2461,10 +2363,6 @@ impl IkeSa {
     }
 }
 
-fn exchange_header(sa: &IkeSa, exch: u8, response: bool, id: u32) -> Header {
-    sa.header(exch, response, id)
-}
-
 fn esp_proposals(sets: &[AlgSet], spi: u32, strip_dh: bool) -> Vec<wire::Proposal> {
     sets.iter()
         .enumerate()
@@ -2495,16 +2393,38 @@ fn pfs_group(c: &ChildConfig) -> Option<Group> {
     c.esp_proposals.first().and_then(|a| a.dh.first().copied())
 }
 
+fn sa_of(p: &[Payload]) -> Option<&Vec<wire::Proposal>> {
+    p.iter().find_map(|x| {
+        if let Payload::Sa(s) = x {
+            Some(s)
+        } else {
+            None
+        }
+    })
+}
+
+fn nonce_of(p: &[Payload]) -> Option<Vec<u8>> {
+    p.iter().find_map(|x| {
+        if let Payload::Nonce(n) = x {
+            Some(n.clone())
+        } else {
+            None
+        }
+    })
+}
+
+fn ke_of(p: &[Payload]) -> Option<(u16, &Vec<u8>)> {
+    p.iter().find_map(|x| {
+        if let Payload::Ke { group, data } = x {
+            Some((*group, data))
+        } else {
+            None
+        }
+    })
+}
+
 fn nr_of(p: &[Payload]) -> Vec<u8> {
-    p.iter()
-        .find_map(|x| {
-            if let Payload::Nonce(n) = x {
-                Some(n.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap_or_default()
+    nonce_of(p).unwrap_or_default()
 }
 
 fn notifies(p: &[Payload]) -> impl Iterator<Item = &Notify> {
@@ -2541,26 +2461,4 @@ fn id_body(id_type: u8, data: &[u8]) -> Vec<u8> {
     let mut v = vec![id_type, 0, 0, 0];
     v.extend_from_slice(data);
     v
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
-}
-
-/// Length of the last (SK) payload of a datagram, found by walking the chain.
-fn sk_len(data: &[u8]) -> Result<usize, String> {
-    let mut off = wire::HEADER_LEN;
-    let mut t = data.get(16).copied().ok_or("short")?;
-    loop {
-        if data.len() < off + 4 {
-            return Err("truncated".into());
-        }
-        let len = u16::from_be_bytes([data[off + 2], data[off + 3]]) as usize;
-        if t == ptype::SK || t == ptype::SKF {
-            return Ok(data.len() - off);
-        }
-        t = data[off];
-        off += len.max(4);
-    }
 }
