@@ -6,9 +6,14 @@
 //!   - name: site-to-site
 //!     local: 203.0.113.1            # our outer address
 //!     remote: 203.0.113.2           # the peer's outer address
-//!     local_id: 203.0.113.1         # default: the local address (IP, FQDN, user@fqdn)
-//!     remote_id: 203.0.113.2        # default: the remote address
+//!     local_id: 203.0.113.1         # default: the local address (IP, FQDN, user@fqdn, DN)
+//!     remote_id: 203.0.113.2        # default: the remote address (%any with certificates)
 //!     psk: "a long random secret"   # or psk_file: /etc/ferrogate/site.psk
+//!     # or certificates (RFC 7427 signatures; RSA, ECDSA P-256/P-384, Ed25519):
+//!     # auth: pubkey
+//!     # cert: gw-a.pem              # ours, PEM (intermediates may follow) or DER
+//!     # key: gw-a.key               # PKCS#8, SEC1 or PKCS#1; PEM or DER; unencrypted
+//!     # cacerts: [ca.pem]           # trust anchors for the peer's certificate
 //!     ike_proposals: [aes256-sha256-modp1024]
 //!     ike_lifetime: 1h              # rekey the IKE SA after this (ikelifetime=)
 //!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold (trap)
@@ -34,6 +39,9 @@ use std::time::Duration;
 use dataplane::net::IpPrefix;
 use zeroize::Zeroizing;
 
+use std::sync::Arc;
+
+use crate::ike::pki;
 use crate::ike::proposal::AlgSet;
 
 /// A configuration error.
@@ -141,8 +149,8 @@ pub struct TunnelConfig {
     pub local_id: Identity,
     /// The identity we expect from the peer.
     pub remote_id: Identity,
-    /// Pre-shared key.
-    pub psk: Zeroizing<Vec<u8>>,
+    /// How both sides authenticate.
+    pub auth: Auth,
     /// IKE proposals.
     pub ike_proposals: Vec<AlgSet>,
     /// IKE SA rekey time.
@@ -170,6 +178,66 @@ impl std::fmt::Debug for TunnelConfig {
     }
 }
 
+/// Authentication (the same method both ways).
+#[derive(Clone)]
+pub enum Auth {
+    /// Pre-shared key.
+    Psk(Zeroizing<Vec<u8>>),
+    /// X.509 certificates and signatures.
+    Pubkey(Arc<PubkeyAuth>),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Psk(_) => f.write_str("Psk(..)"),
+            Auth::Pubkey(p) => f.debug_tuple("Pubkey").field(p).finish(),
+        }
+    }
+}
+
+/// Certificate authentication: our credential and the CAs we trust for the peer's.
+#[derive(Debug)]
+pub struct PubkeyAuth {
+    /// Our certificate and key.
+    pub cred: pki::Credential,
+    /// Trust anchors.
+    pub cas: pki::TrustAnchors,
+}
+
+impl Auth {
+    /// A digest that changes when the credentials do (for `reload`).
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        match self {
+            Auth::Psk(p) => {
+                h.update(b"psk");
+                h.update(&**p);
+            }
+            Auth::Pubkey(p) => {
+                h.update(b"pubkey");
+                h.update(&p.cred.cert);
+                for c in p.cred.chain.iter().chain(p.cas.ders()) {
+                    h.update(c);
+                }
+                h.update(p.cred.key_fingerprint());
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
+impl TunnelConfig {
+    /// Our ID payload's type and data.
+    pub fn local_id_payload(&self) -> (u8, Vec<u8>) {
+        match (&self.local_id, &self.auth) {
+            (Identity::Dn(_), Auth::Pubkey(p)) => (9, p.cred.subject_der.clone()),
+            (id, _) => id.encode().unwrap_or((9, Vec::new())),
+        }
+    }
+}
+
 /// An IKE identity (RFC 7296 §3.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
@@ -179,13 +247,24 @@ pub enum Identity {
     Fqdn(String),
     /// ID_RFC822_ADDR.
     Email(String),
+    /// ID_DER_ASN1_DN, written `C=CH, O=..., CN=...` (a `*` value matches any).
+    Dn(String),
+    /// Any identity (`%any`) the peer's certificate confirms.
+    Any,
 }
 
 impl Identity {
-    /// Parses `1.2.3.4`, `fqdn` (`@fqdn` too, like strongSwan) or `user@fqdn`.
+    /// Parses `1.2.3.4`, `fqdn` (`@fqdn` too, like strongSwan), `user@fqdn`, a DN
+    /// (`C=CH, O=Example, CN=gw`) or `%any`.
     pub fn parse(s: &str) -> Identity {
         if let Ok(a) = s.parse() {
             return Identity::Addr(a);
+        }
+        if s == "%any" {
+            return Identity::Any;
+        }
+        if s.contains('=') && pki::parse_dn(s).is_some() {
+            return Identity::Dn(s.to_string());
         }
         if let Some(f) = s.strip_prefix('@') {
             return Identity::Fqdn(f.to_string());
@@ -195,19 +274,23 @@ impl Identity {
         }
         Identity::Fqdn(s.to_string())
     }
-    /// ID type and data.
-    pub fn encode(&self) -> (u8, Vec<u8>) {
-        match self {
+    /// ID type and data (None for a DN pattern or `%any`, which we do not send as IDr).
+    pub fn encode(&self) -> Option<(u8, Vec<u8>)> {
+        Some(match self {
             Identity::Addr(IpAddr::V4(a)) => (1, a.octets().to_vec()),
             Identity::Addr(IpAddr::V6(a)) => (5, a.octets().to_vec()),
             Identity::Fqdn(s) => (2, s.as_bytes().to_vec()),
             Identity::Email(s) => (3, s.as_bytes().to_vec()),
-        }
+            Identity::Dn(_) | Identity::Any => return None,
+        })
     }
     /// Does a received ID payload name this identity?
     pub fn matches(&self, id_type: u8, data: &[u8]) -> bool {
-        let (t, d) = self.encode();
-        t == id_type && d == data
+        match self {
+            Identity::Any => true,
+            Identity::Dn(p) => id_type == 9 && pki::dn_matches(p, data),
+            id => id.encode().is_some_and(|(t, d)| t == id_type && d == data),
+        }
     }
 }
 
@@ -215,7 +298,8 @@ impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Identity::Addr(a) => write!(f, "{a}"),
-            Identity::Fqdn(s) | Identity::Email(s) => f.write_str(s),
+            Identity::Fqdn(s) | Identity::Email(s) | Identity::Dn(s) => f.write_str(s),
+            Identity::Any => f.write_str("%any"),
         }
     }
 }
@@ -271,6 +355,14 @@ struct RawTunnel {
     #[serde(default)]
     psk_file: Option<PathBuf>,
     #[serde(default)]
+    auth: Option<AuthKind>,
+    #[serde(default)]
+    cert: Option<PathBuf>,
+    #[serde(default)]
+    key: Option<PathBuf>,
+    #[serde(default)]
+    cacerts: Vec<PathBuf>,
+    #[serde(default)]
     ike_proposals: Vec<String>,
     #[serde(default)]
     ike_lifetime: Option<String>,
@@ -281,6 +373,13 @@ struct RawTunnel {
     #[serde(default)]
     keyingtries: u32,
     children: Vec<RawChild>,
+}
+
+#[derive(serde::Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum AuthKind {
+    Psk,
+    Pubkey,
 }
 
 fn start_none() -> StartAction {
@@ -360,22 +459,57 @@ impl Config {
                 tunnel: t.name.clone(),
                 message: m,
             };
-            let psk = match (&t.psk, &t.psk_file) {
-                (Some(p), None) => Zeroizing::new(p.as_bytes().to_vec()),
-                (None, Some(f)) => {
-                    let f = path.parent().unwrap_or(Path::new(".")).join(f);
-                    let s = std::fs::read_to_string(&f)
-                        .map_err(|e| inv(format!("psk_file {}: {e}", f.display())))?;
-                    Zeroizing::new(s.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+            let rel = |f: &Path| path.parent().unwrap_or(Path::new(".")).join(f);
+            let kind = t.auth.unwrap_or(if t.cert.is_some() {
+                AuthKind::Pubkey
+            } else {
+                AuthKind::Psk
+            });
+            let auth = match kind {
+                AuthKind::Psk => {
+                    if t.cert.is_some() || t.key.is_some() || !t.cacerts.is_empty() {
+                        return Err(inv("cert, key and cacerts belong to `auth: pubkey`".into()));
+                    }
+                    let psk = match (&t.psk, &t.psk_file) {
+                        (Some(p), None) => Zeroizing::new(p.as_bytes().to_vec()),
+                        (None, Some(f)) => {
+                            let f = rel(f);
+                            let s = std::fs::read_to_string(&f)
+                                .map_err(|e| inv(format!("psk_file {}: {e}", f.display())))?;
+                            Zeroizing::new(s.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+                        }
+                        _ => return Err(inv("give exactly one of psk or psk_file".into())),
+                    };
+                    if psk.len() < 8 {
+                        warnings.push(format!(
+                            "tunnel `{}`: the PSK is shorter than 8 bytes",
+                            t.name
+                        ));
+                    }
+                    Auth::Psk(psk)
                 }
-                _ => return Err(inv("give exactly one of psk or psk_file".into())),
+                AuthKind::Pubkey => {
+                    if t.psk.is_some() || t.psk_file.is_some() {
+                        return Err(inv("psk and psk_file belong to `auth: psk`".into()));
+                    }
+                    let (Some(c), Some(k)) = (&t.cert, &t.key) else {
+                        return Err(inv("`auth: pubkey` needs cert and key".into()));
+                    };
+                    if t.cacerts.is_empty() {
+                        return Err(inv(
+                            "`auth: pubkey` needs cacerts (the CAs that issue the peer's certificate)"
+                                .into(),
+                        ));
+                    }
+                    let cred = pki::Credential::load(&rel(c), &rel(k))
+                        .map_err(|e| inv(format!("cert/key: {e}")))?;
+                    let paths: Vec<PathBuf> = t.cacerts.iter().map(|p| rel(p)).collect();
+                    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+                    let cas =
+                        pki::TrustAnchors::load(&refs).map_err(|e| inv(format!("cacerts: {e}")))?;
+                    Auth::Pubkey(Arc::new(PubkeyAuth { cred, cas }))
+                }
             };
-            if psk.len() < 8 {
-                warnings.push(format!(
-                    "tunnel `{}`: the PSK is shorter than 8 bytes",
-                    t.name
-                ));
-            }
             let ike_src = if t.ike_proposals.is_empty() {
                 vec![
                     "aes256gcm16-prfsha256-curve25519".to_string(),
@@ -455,19 +589,54 @@ impl Config {
             if t.local.is_ipv4() != t.remote.is_ipv4() {
                 return Err(inv("local and remote must be the same IP version".into()));
             }
+            let pubkey = matches!(auth, Auth::Pubkey(_));
+            let local_id = match (&t.local_id, &auth) {
+                (None, Auth::Pubkey(p)) => Identity::Dn(p.cred.subject.clone()),
+                (None, Auth::Psk(_)) => Identity::Addr(t.local),
+                (Some(s), _) => Identity::parse(s),
+            };
+            let remote_id = match &t.remote_id {
+                None if pubkey => Identity::Any,
+                None => Identity::Addr(t.remote),
+                Some(s) => Identity::parse(s),
+            };
+            match (&local_id, &auth) {
+                (Identity::Any, _) => return Err(inv("local_id cannot be %any".into())),
+                (Identity::Dn(_), Auth::Psk(_)) => {
+                    return Err(inv("a DN local_id needs `auth: pubkey`".into()))
+                }
+                (Identity::Dn(d), Auth::Pubkey(p)) if !pki::dn_matches(d, &p.cred.subject_der) => {
+                    return Err(inv(format!(
+                        "local_id `{d}` is not the certificate's subject `{}`",
+                        p.cred.subject
+                    )))
+                }
+                (id, Auth::Pubkey(p)) => {
+                    let (ty, data) = match id.encode() {
+                        Some(e) => e,
+                        None => (9, p.cred.subject_der.clone()),
+                    };
+                    if !pki::id_confirmed_by_cert(&p.cred.cert, ty, &data) {
+                        return Err(inv(format!(
+                            "local_id `{id}` is not in the certificate (it holds: {})",
+                            pki::cert_identities(&p.cred.cert).join("; ")
+                        )));
+                    }
+                }
+                _ => {}
+            }
+            if matches!(remote_id, Identity::Any | Identity::Dn(_)) && !pubkey {
+                return Err(inv(
+                    "remote_id %any or a DN needs `auth: pubkey` (a PSK names its peer)".into(),
+                ));
+            }
             tunnels.push(TunnelConfig {
                 name: t.name.clone(),
                 local: t.local,
                 remote: t.remote,
-                local_id: t
-                    .local_id
-                    .as_deref()
-                    .map_or(Identity::Addr(t.local), Identity::parse),
-                remote_id: t
-                    .remote_id
-                    .as_deref()
-                    .map_or(Identity::Addr(t.remote), Identity::parse),
-                psk,
+                local_id,
+                remote_id,
+                auth,
                 ike_proposals,
                 ike_lifetime,
                 dpd,
@@ -539,7 +708,7 @@ tunnels:
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/ike-site-a.yaml");
         let c = Config::load(&p).unwrap();
         assert_eq!(c.tunnels[0].name, "site-to-site");
-        assert!(!c.tunnels[0].psk.is_empty());
+        assert!(matches!(&c.tunnels[0].auth, Auth::Psk(p) if !p.is_empty()));
     }
 
     #[test]
@@ -561,6 +730,6 @@ tunnels:
             Identity::parse("vpn@example.com"),
             Identity::Email("vpn@example.com".into())
         );
-        assert_eq!(Identity::parse("::1").encode().0, 5);
+        assert_eq!(Identity::parse("::1").encode().unwrap().0, 5);
     }
 }

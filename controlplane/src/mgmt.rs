@@ -79,6 +79,12 @@ pub struct IkeStatus {
     pub local: String,
     /// The peer's endpoint.
     pub remote: String,
+    /// Our identity.
+    pub local_id: String,
+    /// The peer's identity (authenticated, or what we expect before).
+    pub remote_id: String,
+    /// Authentication (`psk` or `pubkey`).
+    pub auth: String,
     /// NAT detected (ESP in UDP).
     pub nat: bool,
     /// Algorithms.
@@ -119,6 +125,15 @@ pub fn status(d: &Daemon, now: Instant, counters: &Counters) -> Vec<IkeStatus> {
             spi_r: format!("{:016x}", sa.spi_r),
             local: sa.local.to_string(),
             remote: sa.remote.to_string(),
+            local_id: sa.cfg.local_id.to_string(),
+            remote_id: sa
+                .peer_id
+                .clone()
+                .unwrap_or_else(|| sa.cfg.remote_id.to_string()),
+            auth: match &sa.cfg.auth {
+                crate::config::Auth::Psk(_) => "psk".into(),
+                crate::config::Auth::Pubkey(p) => format!("pubkey ({})", p.cred.key_type()),
+            },
             nat: sa.nat,
             algorithms: sa.algorithms(),
             established_s: sa.established_at.map(|t| now.duration_since(t).as_secs()),
@@ -172,10 +187,13 @@ pub fn render_sas(v: &[IkeStatus]) -> String {
             if i.initiator { "" } else { "*" }
         ));
         s.push_str(&format!(
-            "  local  {}\n  remote {}{}\n",
+            "  local  '{}' @ {}\n  remote '{}' @ {}{}\n  auth   {}\n",
+            i.local_id,
             i.local,
+            i.remote_id,
             i.remote,
-            if i.nat { " (NAT-T)" } else { "" }
+            if i.nat { " (NAT-T)" } else { "" },
+            i.auth
         ));
         s.push_str(&format!(
             "  {}, established {}s ago, {} messages out, {} in\n",

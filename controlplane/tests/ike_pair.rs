@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use controlplane::config::Config;
 use controlplane::ike::daemon::Daemon;
-use controlplane::ike::sa::{Action, ChildSaInstall};
+use controlplane::ike::sa::{Action, ChildSaInstall, State};
 
 #[allow(clippy::too_many_arguments)]
 fn cfg(
@@ -22,8 +22,14 @@ fn cfg(
     psk: &str,
     child_life: &str,
 ) -> Config {
+    // `psk` is either a PSK or, starting with `auth:`, authentication lines as they are.
+    let auth = if psk.starts_with("auth:") {
+        psk.to_string()
+    } else {
+        format!("psk: \"{psk}\"")
+    };
     let y = format!(
-        "tunnels:\n  - name: t\n    local: {local}\n    remote: {remote}\n    psk: \"{psk}\"\n    ike_proposals: [{ike}]\n    start: {start}\n    dpd: {{ delay: 30s, timeout: 120s, action: restart }}\n    children:\n      - name: c\n        local_ts: [{lts}]\n        remote_ts: [{rts}]\n        esp_proposals: [{esp}]\n        lifetime: {child_life}\n"
+        "tunnels:\n  - name: t\n    local: {local}\n    remote: {remote}\n    {auth}\n    ike_proposals: [{ike}]\n    start: {start}\n    dpd: {{ delay: 30s, timeout: 120s, action: restart }}\n    children:\n      - name: c\n        local_ts: [{lts}]\n        remote_ts: [{rts}]\n        esp_proposals: [{esp}]\n        lifetime: {child_life}\n"
     );
     Config::parse(&y, Path::new("t.yaml")).unwrap()
 }
@@ -592,4 +598,207 @@ fn a_peer_whose_nat_mapping_changes_is_followed() {
         50001,
         "B's IKE SA follows too"
     );
+}
+
+/// Authentication lines for a certificate from tests/data/pki (made by OpenSSL).
+fn pubkey(cert: &str, key: &str, cas: &[&str], remote_id: Option<&str>) -> String {
+    let d = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pki");
+    let cas: Vec<String> = cas.iter().map(|c| format!("{d}/{c}")).collect();
+    let cert = if cert.starts_with('/') {
+        cert.to_string()
+    } else {
+        format!("{d}/{cert}")
+    };
+    let mut s = format!(
+        "auth: pubkey\n    cert: {cert}\n    key: {d}/{key}\n    cacerts: [{}]",
+        cas.join(", ")
+    );
+    if let Some(r) = remote_id {
+        s.push_str(&format!("\n    remote_id: \"{r}\""));
+    }
+    s
+}
+
+fn cert_net(a_auth: &str, b_auth: &str) -> Net {
+    let mut n = Net::new("aes256-sha256-modp2048", "aes256gcm16", "unused-psk", "8h");
+    n.a = Daemon::new(&cfg(
+        A,
+        B,
+        "192.168.10.0/24",
+        "192.168.20.0/24",
+        "start",
+        "aes256-sha256-modp2048",
+        "aes256gcm16",
+        a_auth,
+        "8h",
+    ));
+    n.b = Daemon::new(&cfg(
+        B,
+        A,
+        "192.168.20.0/24",
+        "192.168.10.0/24",
+        "none",
+        "aes256-sha256-modp2048",
+        "aes256gcm16",
+        b_auth,
+        "8h",
+    ));
+    n
+}
+
+fn peer_id(d: &Daemon) -> Option<String> {
+    d.sas().next().and_then(|s| s.peer_id.clone())
+}
+
+#[test]
+fn certificates_rsa_and_ecdsa_authenticate_both_ways() {
+    // A: RSA certificate from the RSA CA; B: ECDSA P-256 from the ECDSA P-384 CA.
+    let now = Instant::now();
+    let mut n = cert_net(
+        &pubkey(
+            "gw-a.pem",
+            "gw-a.key",
+            &["ca-ec.pem"],
+            Some("C=CH, O=ferrogate test, CN=gw-b.example"),
+        ),
+        &pubkey("gw-b.pem", "gw-b.key", &["ca-rsa.pem"], None),
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+    assert_eq!(
+        peer_id(&n.a).as_deref(),
+        Some("C=CH, O=ferrogate test, CN=gw-b.example")
+    );
+    assert_eq!(
+        peer_id(&n.b).as_deref(),
+        Some("C=CH, O=ferrogate test, CN=gw-a.example")
+    );
+}
+
+#[test]
+fn certificates_with_san_identities_and_an_intermediate() {
+    // D's RSA certificate comes from an intermediate of the ECDSA CA, which D sends along; C's
+    // P-256 certificate comes from the RSA CA. Identities are subjectAltNames.
+    let dir = std::env::temp_dir().join(format!("fg-pki-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pki");
+    let bundle = dir.join("gw-d-chain.pem");
+    std::fs::write(
+        &bundle,
+        [
+            std::fs::read(format!("{d}/gw-d.pem")).unwrap(),
+            std::fs::read(format!("{d}/int-ec.pem")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let now = Instant::now();
+    let mut n = cert_net(
+        &(pubkey(
+            bundle.to_str().unwrap(),
+            "gw-d.key",
+            &["ca-rsa.pem"],
+            Some("gw-c.example"),
+        ) + "\n    local_id: gw-d.example"),
+        &(pubkey("gw-c.pem", "gw-c.key", &["ca-ec.pem"], Some("gw-d.example"))
+            + "\n    local_id: gw-c.example"),
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(n.up, (true, true));
+    assert_eq!(peer_id(&n.a).as_deref(), Some("gw-c.example"));
+    assert_eq!(peer_id(&n.b).as_deref(), Some("gw-d.example"));
+}
+
+#[test]
+fn untrusted_or_misnamed_certificates_are_refused() {
+    let cases = [
+        // B does not trust A's CA.
+        (
+            pubkey("gw-a.pem", "gw-a.key", &["ca-ec.pem"], None),
+            pubkey("gw-b.pem", "gw-b.key", &["ca-ec.pem"], None),
+        ),
+        // A self-signed impostor with A's names.
+        (
+            pubkey("rogue.pem", "rogue.key", &["ca-ec.pem"], None),
+            pubkey("gw-b.pem", "gw-b.key", &["ca-rsa.pem"], None),
+        ),
+        // B expects another identity than the one A's certificate holds.
+        (
+            pubkey("gw-a.pem", "gw-a.key", &["ca-ec.pem"], None),
+            pubkey(
+                "gw-b.pem",
+                "gw-b.key",
+                &["ca-rsa.pem"],
+                Some("C=CH, O=ferrogate test, CN=gw-c.example"),
+            ),
+        ),
+        // A expects an identity B's certificate does not hold.
+        (
+            pubkey("gw-a.pem", "gw-a.key", &["ca-ec.pem"], Some("gw-x.example")),
+            pubkey("gw-b.pem", "gw-b.key", &["ca-rsa.pem"], None),
+        ),
+    ];
+    for (i, (a, b)) in cases.iter().enumerate() {
+        let now = Instant::now();
+        let mut n = cert_net(a, b);
+        let acts = n.a.start(now);
+        n.run(now, acts, vec![]);
+        assert!(!n.up.0, "case {i}");
+        assert!(n.a_installed.is_empty(), "case {i}");
+        // When A refuses B's answer, B had installed its CHILD_SA: A's delete takes it out.
+        for c in &n.b_installed {
+            assert!(n.b_removed.contains(&c.spi_in), "case {i}");
+        }
+        assert_eq!(
+            n.b.sas().filter(|s| s.state == State::Established).count(),
+            0,
+            "case {i}"
+        );
+    }
+    // A PSK peer does not get into a certificate tunnel.
+    let now = Instant::now();
+    let mut n = cert_net(
+        "auth: psk\n    psk: \"secret-psk-1\"\n    remote_id: 203.0.113.2",
+        &pubkey("gw-b.pem", "gw-b.key", &["ca-rsa.pem"], None),
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (false, false));
+}
+
+#[test]
+fn certificate_configuration_errors_are_clear() {
+    let d = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pki");
+    let y = |auth: &str| {
+        format!("tunnels:\n  - name: t\n    local: {A}\n    remote: {B}\n    {auth}\n    children:\n      - {{ name: c, local_ts: [10.1.0.0/16], remote_ts: [10.2.0.0/16] }}\n")
+    };
+    for (auth, want) in [
+        (
+            format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-b.key\n    cacerts: [{d}/ca-rsa.pem]"),
+            "does not match the certificate",
+        ),
+        (
+            format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    local_id: gw-b.example"),
+            "is not in the certificate",
+        ),
+        (
+            format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key"),
+            "needs cacerts",
+        ),
+        (
+            format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/gw-b.pem]"),
+            "is not a CA certificate",
+        ),
+        (
+            "psk: \"0123456789\"\n    remote_id: \"%any\"".to_string(),
+            "needs `auth: pubkey`",
+        ),
+    ] {
+        let e = Config::parse(&y(&auth), Path::new("t.yaml")).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
 }

@@ -24,6 +24,10 @@
 #
 #   ike_vs_swan.sh FERROGATE_IKE FGPCAP PYTHON     PYTHON has scapy (the tests' venv)
 #   SUITE=cbc|gcm ROLE=initiator|responder         who starts the tunnel (default initiator)
+#   AUTH=psk|rsa|ecdsa                             PSK (default), or X.509 certificates that
+#                                                  strongSwan's `pki` issues at run time: RSA
+#                                                  (DN identities) or ECDSA (FQDN identities
+#                                                  from subjectAltName); RFC 7427 signatures
 #   SWAN_KEEP=1                                    keep logs and captures
 #
 # Cleans up namespaces, processes (by PID) and its temp dir on any exit.
@@ -38,6 +42,7 @@ trap 'exit 143' TERM
 IKE=$1 FGPCAP=$2 PY=$3
 SUITE=${SUITE:-cbc}
 ROLE=${ROLE:-initiator}
+AUTH=${AUTH:-psk}
 [ "$(id -u)" -eq 0 ] || { echo "ike_vs_swan.sh: run as root" >&2; exit 2; }
 swan_require_packages
 
@@ -76,14 +81,40 @@ else
     OUR_START=none SWAN_START=start OUR_IKE_LIFE=1h SWAN_IKE_REKEY=20s OUR_CHILD_LIFE=8h SWAN_CHILD_REKEY=8s SWAN_CHILD_LIFE=10s OUR_DPD=30s OUR_DPD_TIMEOUT=120s
 fi
 
+CONF_B=$WORK/swan-b
+mkdir -p "$CONF_B"
+ID_A=gw-a.ferrogate.test ID_B=gw-b.ferrogate.test
+OUR_AUTH="psk: \"$PSK\""
+SWAN_AUTH=(--psk "$PSK")
+case $AUTH in
+psk) ;;
+rsa | ecdsa)
+    # strongSwan's pki makes the CA and both certificates: nothing here is ours.
+    DN_A="C=CH, O=ferrogate interop, CN=gw-a.ferrogate.test"
+    DN_B="C=CH, O=ferrogate interop, CN=gw-b.ferrogate.test"
+    swan_pki_ca "$WORK/pki" "$AUTH"
+    swan_pki_cert "$WORK/pki" "$AUTH" a "$DN_A" gw-a.ferrogate.test
+    swan_pki_cert "$WORK/pki" "$AUTH" b "$DN_B" gw-b.ferrogate.test
+    swan_pki_install "$WORK/pki" b "$CONF_B"
+    OUR_AUTH="auth: pubkey
+    cert: $WORK/pki/a.pem
+    key: $WORK/pki/a.key
+    cacerts: [$WORK/pki/ca.pem]"
+    SWAN_AUTH=(--auth pubkey --cert b.pem)
+    # RSA: distinguished names as identities; ECDSA: the FQDNs in subjectAltName.
+    if [ "$AUTH" = rsa ]; then ID_A=$DN_A ID_B=$DN_B; fi
+    ;;
+*) echo "unknown AUTH $AUTH" >&2; exit 2 ;;
+esac
+
 cat > "$WORK/ike.yaml" <<EOF
 tunnels:
   - name: site
     local: 203.0.113.1
     remote: 203.0.113.2
-    local_id: gw-a.ferrogate.test
-    remote_id: gw-b.ferrogate.test
-    psk: "$PSK"
+    local_id: "$ID_A"
+    remote_id: "$ID_B"
+    $OUR_AUTH
     ike_proposals: [$IKE_PROP]
     ike_lifetime: $OUR_IKE_LIFE
     dpd: { delay: $OUR_DPD, timeout: $OUR_DPD_TIMEOUT, action: restart }
@@ -97,13 +128,13 @@ tunnels:
         lifetime: $OUR_CHILD_LIFE
 EOF
 swan_gen_swanctl --suite "$SUITE" --local 203.0.113.2 --remote 203.0.113.1 \
-    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 --psk "$PSK" \
-    --local-id gw-b.ferrogate.test --remote-id gw-a.ferrogate.test --start "$SWAN_START" \
-    --ike-rekey "$SWAN_IKE_REKEY" --child-rekey "$SWAN_CHILD_REKEY" --child-life "$SWAN_CHILD_LIFE" --mobike no > "$WORK/b.conf"
+    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 "${SWAN_AUTH[@]}" \
+    --local-id "$ID_B" --remote-id "$ID_A" --start "$SWAN_START" \
+    --ike-rekey "$SWAN_IKE_REKEY" --child-rekey "$SWAN_CHILD_REKEY" --child-life "$SWAN_CHILD_LIFE" --mobike no > "$CONF_B/swanctl.conf"
 
 swan_mkdir DIR_B charon-b
 swan_start "$GB" b "$DIR_B"
-swan_load b "$WORK/b.conf" > "$WORK/load-b.txt"
+swan_load b "$CONF_B/swanctl.conf" > "$WORK/load-b.txt"
 
 ip netns exec "$GA" tcpdump -q -n -U -i gAo -w "$WORK/wire.pcap" udp 2>/dev/null &
 TCPDUMP=$!
@@ -132,6 +163,21 @@ check "ferrogate-ike: CHILD_SA up ($ESP_PROP, UDP-encapsulated)" wait_event '"ev
 check "strongSwan: CHILD_SA INSTALLED" swan_wait_established b 10
 swan_list b > "$WORK/list-b.txt"
 echo "== swanctl --list-sas on gB"; cat "$WORK/list-b.txt"
+if [ "$AUTH" != psk ]; then
+    # Each side verified the other's certificate chain and signature.
+    CHARON_LOG=$(swan_dir b)/charon.log
+    swan_authed() {
+        grep -E "received end entity cert \"$DN_A\"" "$CHARON_LOG" &&
+            grep -E "authentication of '$ID_A' with [A-Z0-9_]+ successful" "$CHARON_LOG" &&
+            grep -qF "remote '$ID_A' @ 203.0.113.1" "$WORK/list-b.txt"
+    }
+    check "strongSwan: verified our $AUTH certificate (issued by its pki) and RFC 7427 signature" swan_authed
+    we_authed() {
+        grep -F "peer certificate and signature verified" "$WORK/ike.log" &&
+            grep -F '"event":"ike-up"' "$WORK/events.jsonl" | grep -F "\"peer_id\":\"$ID_B\""
+    }
+    check "ferrogate-ike: verified strongSwan's $AUTH certificate and signature as '$ID_B'" we_authed
+fi
 
 # Both views of the keys: ferrogate-ike's export and charon's chd=4 log.
 keys_agree() {
@@ -268,7 +314,7 @@ if [ "$ROLE" = initiator ]; then
     swan_stop_hard
     swan_mkdir DIR_B2 charon-b2
     swan_start "$GB" b "$DIR_B2"
-    swan_load b "$WORK/b.conf" > /dev/null
+    swan_load b "$CONF_B/swanctl.conf" > /dev/null
     N_UP=$(grep -c '"event":"ike-up"' "$WORK/events.jsonl")
     restarted() {
         local i

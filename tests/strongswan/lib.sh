@@ -50,11 +50,11 @@
 
 SWAN_CHARON=${SWAN_CHARON:-/usr/lib/ipsec/charon}
 SWAN_LOGLEVELS=${SWAN_LOGLEVELS:-"default = 1, ike = 2, cfg = 2, chd = 4, knl = 1, net = 1, enc = 1"}
-SWAN_PLUGINS=${SWAN_PLUGINS:-"random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 kdf pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici updown"}
+SWAN_PLUGINS=${SWAN_PLUGINS:-"random nonce openssl aes sha1 sha2 hmac gcm gmp curve25519 kdf pem pkcs1 pkcs8 x509 pubkey constraints kernel-libipsec kernel-netlink socket-default vici updown"}
 # Extra lines for the kernel-libipsec section (strongSwan 6: "raw_esp = yes" for plain ESP).
 SWAN_LIBIPSEC_EXTRA=${SWAN_LIBIPSEC_EXTRA:-}
 SWAN_PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
-    libstrongswan-standard-plugins libstrongswan-extra-plugins
+    libstrongswan-standard-plugins libstrongswan-extra-plugins strongswan-pki
     iproute2 tcpdump iputils-ping iperf3 python3 util-linux)
 # Debian's python3 (the parser needs only the standard library).
 SWAN_PYTHON=${SWAN_PYTHON:-$([ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)}
@@ -241,6 +241,8 @@ swan_ike_keys() { # NAME
 #     [--suite cbc|gcm] [--ike PROPOSALS] [--esp PROPOSALS] [--start none|trap|start|trap|start]
 #     [--dpd-delay 30s] [--dpd-action restart|clear|trap] [--ike-rekey 1h] [--child-rekey 8h]
 #     [--child-life 9h] [--encap no|yes] [--mobike yes|no] [--fragmentation yes|no|accept|force]
+#     [--auth psk|pubkey --cert FILE]   pubkey: FILE in x509/ next to the swanctl.conf, its key in
+#                                       private/, CAs in x509ca/ (see swan_pki); no --psk then
 # prints swanctl.conf. --suite cbc (the default) is IKE aes256-sha256-modp1024 with ESP
 # aes256-sha256; --suite gcm is IKE aes256gcm16-prfsha256-curve25519 with ESP aes256gcm16.
 # --ike/--esp override the suite. IDs are taken as strongSwan parses them: "gw.example" is
@@ -248,7 +250,7 @@ swan_ike_keys() { # NAME
 swan_gen_swanctl() {
     local conn=gw child=net local= remote= lts= rts= psk= lid= rid= suite=cbc ike= esp=
     local start=none dpd_delay=30s dpd_action=restart ike_rekey=1h child_rekey=8h child_life=9h
-    local encap=no mobike=yes frag=yes
+    local encap=no mobike=yes frag=yes auth=psk cert=
     while [ $# -gt 0 ]; do
         case $1 in
         --conn) conn=$2 ;;
@@ -272,14 +274,24 @@ swan_gen_swanctl() {
         --encap) encap=$2 ;;
         --mobike) mobike=$2 ;;
         --fragmentation) frag=$2 ;;
+        --auth) auth=$2 ;;
+        --cert) cert=$2 ;;
         *) swan_log "swan_gen_swanctl: unknown option $1"; return 2 ;;
         esac
         shift 2 || { swan_log "swan_gen_swanctl: $1 needs a value"; return 2; }
     done
     local v
-    for v in local remote lts rts psk lid rid; do
+    local need="local remote lts rts lid rid psk"
+    [ "$auth" = pubkey ] && need="local remote lts rts lid rid cert"
+    for v in $need; do
         [ -n "${!v}" ] || { swan_log "swan_gen_swanctl: missing ${v}"; return 2; }
     done
+    local lauth="auth = psk" rauth="auth = psk"
+    if [ "$auth" = pubkey ]; then
+        lauth="auth = pubkey
+            certs = $cert"
+        rauth="auth = pubkey"
+    fi
     case $suite in
     cbc) : "${ike:=aes256-sha256-modp1024}" "${esp:=aes256-sha256}" ;;
     gcm) : "${ike:=aes256gcm16-prfsha256-curve25519}" "${esp:=aes256gcm16}" ;;
@@ -299,12 +311,12 @@ connections {
         mobike = $mobike
         fragmentation = $frag
         local {
-            auth = psk
-            id = $lid
+            $lauth
+            id = "$lid"
         }
         remote {
-            auth = psk
-            id = $rid
+            $rauth
+            id = "$rid"
         }
         children {
             $child {
@@ -320,6 +332,9 @@ connections {
         }
     }
 }
+EOF
+    [ "$auth" = psk ] || return 0
+    cat <<EOF
 secrets {
     ike-$conn {
         id-local = $lid
@@ -328,6 +343,38 @@ secrets {
     }
 }
 EOF
+}
+
+# swan_pki_ca DIR rsa|ecdsa                 a CA made with strongSwan's own `pki`: DIR/ca.key,
+#                                           DIR/ca.pem (RSA 3072 or ECDSA P-384)
+# swan_pki_cert DIR rsa|ecdsa NAME DN SAN   DIR/NAME.key (RSA 2048 / ECDSA P-256) and DIR/NAME.pem,
+#                                           issued by that CA with subjectAltName SAN
+swan_pki_ca() {
+    local dir=$1 type=$2 size=3072
+    [ "$type" = ecdsa ] && size=384
+    mkdir -p "$dir"
+    pki --gen --type "$type" --size "$size" --outform pem > "$dir/ca.key" 2>> "$dir/pki.log"
+    pki --self --ca --lifetime 30 --in "$dir/ca.key" --type "$type" \
+        --dn "C=CH, O=ferrogate interop, CN=interop $type CA" --outform pem > "$dir/ca.pem" 2>> "$dir/pki.log"
+}
+swan_pki_cert() {
+    local dir=$1 type=$2 name=$3 dn=$4 san=$5 size=2048
+    [ "$type" = ecdsa ] && size=256
+    pki --gen --type "$type" --size "$size" --outform pem > "$dir/$name.key" 2>> "$dir/pki.log"
+    pki --pub --in "$dir/$name.key" --type "$type" 2>> "$dir/pki.log" |
+        pki --issue --lifetime 30 --cacert "$dir/ca.pem" --cakey "$dir/ca.key" --dn "$dn" \
+            --san "$san" --flag serverAuth --outform pem > "$dir/$name.pem" 2>> "$dir/pki.log"
+}
+# swan_pki_install DIR NAME CONFDIR         NAME's certificate, key and the CA where swanctl
+#                                           --load-all looks (x509/, private/, x509ca/ next to
+#                                           CONFDIR/swanctl.conf)
+swan_pki_install() {
+    local dir=$1 name=$2 conf=$3
+    mkdir -p "$conf/x509" "$conf/x509ca" "$conf/private"
+    cp "$dir/$name.pem" "$conf/x509/"
+    cp "$dir/ca.pem" "$conf/x509ca/"
+    cp "$dir/$name.key" "$conf/private/"
+    chmod 600 "$conf/private/$name.key"
 }
 
 swan_cleanup() {

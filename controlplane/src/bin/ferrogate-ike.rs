@@ -744,9 +744,10 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                 tunnel,
                 algorithms,
                 nat,
+                peer_id,
             } => {
                 event(
-                    serde_json::json!({"event": "ike-up", "tunnel": tunnel, "algorithms": algorithms, "nat": nat}),
+                    serde_json::json!({"event": "ike-up", "tunnel": tunnel, "algorithms": algorithms, "nat": nat, "peer_id": peer_id}),
                 );
             }
             Action::Closed {
@@ -783,6 +784,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match Config::load(&args.config) {
         Ok(c) => c,

@@ -532,19 +532,28 @@ pub fn nat_hash(spi_i: u64, spi_r: u64, addr: std::net::SocketAddr) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// The PSK AUTH value (RFC 7296 §2.15):
-/// prf(prf(PSK, "Key Pad for IKEv2"), <message> | <peer nonce> | prf(SK_p, <ID payload body>)).
-pub fn psk_auth(
+/// The octets an AUTH payload covers (RFC 7296 §2.15): `message | nonce | prf(SK_p, IDbody)`.
+pub fn signed_octets(
     prf_alg: Prf,
-    psk: &[u8],
     message: &[u8],
     nonce: &[u8],
     sk_p: &[u8],
     id_body: &[u8],
 ) -> Vec<u8> {
     let maced_id = prf(prf_alg, sk_p, &[id_body]);
+    let mut v = Vec::with_capacity(message.len() + nonce.len() + maced_id.len());
+    v.extend_from_slice(message);
+    v.extend_from_slice(nonce);
+    v.extend_from_slice(&maced_id);
+    v
+}
+
+/// The PSK AUTH value (RFC 7296 §2.15):
+/// prf(prf(PSK, "Key Pad for IKEv2"), <message> | <peer nonce> | prf(SK_p, <ID payload body>)).
+/// `octets` from [`signed_octets`].
+pub fn psk_auth(prf_alg: Prf, psk: &[u8], octets: &[u8]) -> Vec<u8> {
     let key = prf(prf_alg, psk, &[b"Key Pad for IKEv2"]);
-    prf(prf_alg, &key, &[message, nonce, &maced_id])
+    prf(prf_alg, &key, &[octets])
 }
 
 #[cfg(test)]

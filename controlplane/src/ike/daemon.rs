@@ -161,10 +161,8 @@ impl Daemon {
     /// actions and the names of the tunnels that changed.
     pub fn reload(&mut self, config: &Config, now: Instant) -> (Vec<Action>, Vec<String>) {
         fn fingerprint(t: &TunnelConfig) -> String {
-            use sha2::Digest;
-            let psk = sha2::Sha256::digest(&*t.psk);
             format!(
-                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{psk:x}",
+                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{}",
                 t.local,
                 t.remote,
                 t.local_id,
@@ -174,7 +172,8 @@ impl Daemon {
                 t.dpd,
                 t.start,
                 t.keyingtries,
-                t.children
+                t.children,
+                t.auth.fingerprint()
             )
         }
         let mut acts = Vec::new();

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::crypto::{self, DhPrivate, IkeKeys, Secret, SkCodec};
+use super::pki;
 use super::proposal::{self, AlgSet, Chosen, Encr, Group, Integ};
 use super::wire::{
     self, exchange, flags, notify, proto, Header, Message, Notify, Payload, TrafficSelector,
 };
-use crate::config::{ChildConfig, DpdAction, TunnelConfig};
+use crate::config::{Auth, ChildConfig, DpdAction, TunnelConfig};
 
 /// IKE's NAT-T port.
 pub const NATT_PORT: u16 = 4500;
@@ -142,6 +143,8 @@ pub enum Action {
         algorithms: String,
         /// Whether a NAT was detected.
         nat: bool,
+        /// The peer's authenticated identity.
+        peer_id: String,
     },
     /// A new IKE SA that replaces this one (IKE SA rekey); the daemon adopts it.
     Spawn(Box<IkeSa>),
@@ -298,6 +301,10 @@ pub struct IkeSa {
     pub delete_now: bool,
     /// We are behind a NAT: keep its mapping alive (RFC 3948 §2.3).
     behind_nat: bool,
+    /// The peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427); empty if it sent none.
+    peer_hashes: Vec<u16>,
+    /// The peer's authenticated identity (for `fgctl`).
+    pub peer_id: Option<String>,
     last_keepalive: Instant,
     /// Our KE public value and its group in IKE_SA_INIT.
     ke_public: Vec<u8>,
@@ -461,6 +468,8 @@ impl IkeSa {
             nr: Vec::new(),
             init_req: Vec::new(),
             init_resp: Vec::new(),
+            peer_hashes: Vec::new(),
+            peer_id: None,
             cookie: None,
             next_req_id: 0,
             peer_next_id: 0,
@@ -586,6 +595,12 @@ impl IkeSa {
             notify::NAT_DETECTION_DESTINATION_IP,
             crypto::nat_hash(self.spi_i, 0, self.remote),
         ));
+        if matches!(self.cfg.auth, Auth::Pubkey(_)) {
+            payloads.push(Payload::notify(
+                notify::SIGNATURE_HASH_ALGORITHMS,
+                pki::supported_hashes(),
+            ));
+        }
         let h = self.header(exchange::IKE_SA_INIT, false, 0);
         let data = Message::emit(h, &payloads);
         self.init_req = data.clone();
@@ -926,6 +941,26 @@ impl IkeSa {
             Req::Auth { child, spi_in } => {
                 if let Err(e) = self.complete_auth_as_initiator(now, &payloads, child, spi_in, out)
                 {
+                    // The responder thinks the SA is up: tell it (RFC 7296 §2.21.2).
+                    if !notifies(&payloads).any(|n| n.ntype == notify::AUTHENTICATION_FAILED) {
+                        let id = self.next_req_id;
+                        self.next_req_id += 1;
+                        let data = self.seal(
+                            self.header(exchange::INFORMATIONAL, false, id),
+                            &[
+                                Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new()),
+                                Payload::Delete {
+                                    protocol: proto::IKE,
+                                    spis: Vec::new(),
+                                },
+                            ],
+                        );
+                        out.push(Action::Send {
+                            local: self.local,
+                            remote: self.remote,
+                            data,
+                        });
+                    }
                     self.fail(format!("IKE_AUTH: {e}"), out);
                 }
             }
@@ -1078,6 +1113,7 @@ impl IkeSa {
             .ok_or("no SA payload")?;
         let chosen = proposal::check_answer(&self.cfg.ike_proposals, sa, proto::IKE)
             .ok_or("the responder chose a proposal we did not offer")?;
+        self.peer_hashes = sig_hashes(payloads);
         let (group, kex) = payloads
             .iter()
             .find_map(|p| {
@@ -1113,40 +1149,127 @@ impl IkeSa {
         Ok(())
     }
 
+    /// Our AUTH payload over `message | nonce | prf(SK_p, IDbody)` (RFC 7296 §2.15).
+    fn make_auth(
+        &self,
+        message: &[u8],
+        nonce: &[u8],
+        sk_p: &[u8],
+        id_body: &[u8],
+    ) -> Result<(u8, Vec<u8>), pki::PkiError> {
+        let prf = self.keys.as_ref().expect("keys after IKE_SA_INIT").prf;
+        let octets = crypto::signed_octets(prf, message, nonce, sk_p, id_body);
+        match &self.cfg.auth {
+            Auth::Psk(psk) => Ok((pki::method::PSK, crypto::psk_auth(prf, psk, &octets))),
+            Auth::Pubkey(pk) => pk.cred.sign(&octets, &self.peer_hashes),
+        }
+    }
+
+    /// Checks the peer's identity and AUTH payload; with certificates, also its chain to our
+    /// CAs and that the certificate vouches for the identity.
+    fn check_peer_auth(
+        &mut self,
+        payloads: &[Payload],
+        id_type: u8,
+        id_data: &[u8],
+        message: &[u8],
+        nonce: &[u8],
+        sk_p: &[u8],
+    ) -> Result<(), String> {
+        let shown = id_display(id_type, id_data);
+        if !self.cfg.remote_id.matches(id_type, id_data) {
+            return Err(format!(
+                "peer identity `{shown}` does not match `{}`",
+                self.cfg.remote_id
+            ));
+        }
+        let (method, data) = auth_payload(payloads).ok_or("no AUTH")?;
+        let prf = self.keys.as_ref().ok_or("no keys")?.prf;
+        let octets = crypto::signed_octets(prf, message, nonce, sk_p, &id_body(id_type, id_data));
+        match &self.cfg.auth {
+            Auth::Psk(psk) => {
+                let expect = crypto::psk_auth(prf, psk, &octets);
+                if method != pki::method::PSK || !crypto::ct_eq(data, &expect) {
+                    return Err("the peer's AUTH does not verify (wrong PSK?)".into());
+                }
+            }
+            Auth::Pubkey(pk) => {
+                if method == pki::method::PSK {
+                    return Err("the peer used a PSK; this tunnel needs a certificate".into());
+                }
+                let certs: Vec<Vec<u8>> = payloads
+                    .iter()
+                    .filter_map(|x| match x {
+                        Payload::Cert { encoding, data }
+                            if *encoding == pki::CERT_X509_SIGNATURE =>
+                        {
+                            Some(data.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let (leaf, rest) = certs
+                    .split_first()
+                    .ok_or("the peer sent no certificate (no CERT payload)")?;
+                let ca = pk
+                    .cas
+                    .verify(leaf, rest)
+                    .map_err(|e| format!("peer certificate: {e}"))?;
+                if !pki::id_confirmed_by_cert(leaf, id_type, id_data) {
+                    return Err(format!(
+                        "peer identity `{shown}` is not in its certificate (which holds: {})",
+                        pki::cert_identities(leaf).join("; ")
+                    ));
+                }
+                pki::verify_auth(leaf, method, data, &octets)
+                    .map_err(|e| format!("the peer's AUTH signature: {e}"))?;
+                tracing::info!(tunnel = %self.cfg.name, peer_id = %shown, ca = %ca, method, "peer certificate and signature verified");
+            }
+        }
+        self.peer_id = Some(shown);
+        Ok(())
+    }
+
     fn send_auth(&mut self, now: Instant, out: &mut Vec<Action>) {
         let cfg = self.cfg.clone();
         let child = 0;
         let ccfg = &cfg.children[child];
         let spi_in = rand_spi();
-        let (id_type, id_data) = cfg.local_id.encode();
+        let (id_type, id_data) = cfg.local_id_payload();
         let id_body = id_body(id_type, &id_data);
         let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
-        let auth = crypto::psk_auth(
-            keys.prf,
-            &cfg.psk,
-            &self.init_req,
-            &self.nr,
-            &keys.sk_pi,
-            &id_body,
-        );
+        let sk_pi = keys.sk_pi.clone();
+        let (method, auth) = match self.make_auth(&self.init_req, &self.nr, &sk_pi, &id_body) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(tunnel = %cfg.name, error = %e, "cannot sign IKE_AUTH");
+                self.close(format!("cannot authenticate: {e}"), false, out);
+                return;
+            }
+        };
         let mut p = vec![Payload::Id {
             responder: false,
             id_type,
             data: id_data,
         }];
+        if let Auth::Pubkey(pk) = &cfg.auth {
+            push_certs(&mut p, &pk.cred);
+            p.push(Payload::CertReq {
+                encoding: pki::CERT_X509_SIGNATURE,
+                data: pk.cas.certreq(),
+            });
+        }
         if self.initial_contact {
             p.push(Payload::notify(notify::INITIAL_CONTACT, Vec::new()));
         }
-        let (rt, rd) = cfg.remote_id.encode();
-        p.push(Payload::Id {
-            responder: true,
-            id_type: rt,
-            data: rd,
-        });
-        p.push(Payload::Auth {
-            method: 2,
-            data: auth,
-        });
+        if let Some((rt, rd)) = cfg.remote_id.encode() {
+            p.push(Payload::Id {
+                responder: true,
+                id_type: rt,
+                data: rd,
+            });
+        }
+        p.push(Payload::Auth { method, data: auth });
         if ccfg.mode == dataplane::sa::Mode::Transport {
             p.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
         }
@@ -1236,25 +1359,10 @@ impl IkeSa {
                 _ => None,
             })
             .ok_or("no IDr")?;
-        if !self.cfg.remote_id.matches(id_type, &id_data) {
-            return Err(format!(
-                "peer identity does not match `{}`",
-                self.cfg.remote_id
-            ));
-        }
-        let auth = auth_payload(payloads).ok_or("no AUTH")?;
-        let keys = self.keys.as_ref().ok_or("no keys")?;
-        let expect = crypto::psk_auth(
-            keys.prf,
-            &self.cfg.psk,
-            &self.init_resp,
-            &self.ni,
-            &keys.sk_pr,
-            &id_body(id_type, &id_data),
-        );
-        if auth.0 != 2 || !crypto::ct_eq(auth.1, &expect) {
-            return Err("the peer's AUTH does not verify (wrong PSK?)".into());
-        }
+        let sk_pr = self.keys.as_ref().ok_or("no keys")?.sk_pr.clone();
+        let init_resp = self.init_resp.clone();
+        let ni = self.ni.clone();
+        self.check_peer_auth(payloads, id_type, &id_data, &init_resp, &ni, &sk_pr)?;
         self.established(now, out);
         // The child may still have failed (§1.2: errors here do not tear down the IKE SA).
         if let Some(n) = notifies(payloads).find(|n| n.ntype < notify::FIRST_STATUS) {
@@ -1455,6 +1563,7 @@ impl IkeSa {
             tunnel: self.cfg.name.clone(),
             algorithms: self.algorithms(),
             nat: self.nat,
+            peer_id: self.peer_id.clone().unwrap_or_default(),
         });
     }
 
@@ -1577,6 +1686,17 @@ impl IkeSa {
                 crypto::nat_hash(sa.spi_i, sa.spi_r, remote),
             ));
         }
+        sa.peer_hashes = sig_hashes(p);
+        if let Auth::Pubkey(pk) = &cfg.auth {
+            resp.push(Payload::CertReq {
+                encoding: pki::CERT_X509_SIGNATURE,
+                data: pk.cas.certreq(),
+            });
+            resp.push(Payload::notify(
+                notify::SIGNATURE_HASH_ALGORITHMS,
+                pki::supported_hashes(),
+            ));
+        }
         sa.init_req = data.to_vec();
         let d = Message::emit(sa.header(exchange::IKE_SA_INIT, true, 0), &resp);
         sa.init_resp = d.clone();
@@ -1603,57 +1723,46 @@ impl IkeSa {
             } => Some((*id_type, data.clone())),
             _ => None,
         });
-        let ok = idi
-            .as_ref()
-            .is_some_and(|(t, d)| cfg.remote_id.matches(*t, d))
-            && auth_payload(p).is_some_and(|(m, a)| {
-                let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
-                let (t, d) = idi.as_ref().expect("checked");
-                m == 2
-                    && crypto::ct_eq(
-                        a,
-                        &crypto::psk_auth(
-                            keys.prf,
-                            &cfg.psk,
-                            &self.init_req,
-                            &self.nr,
-                            &keys.sk_pi,
-                            &id_body(*t, d),
-                        ),
-                    )
-            });
-        if !ok {
-            tracing::warn!(tunnel = %cfg.name, peer = %self.remote, "IKE_AUTH: identity or PSK does not match");
-            self.respond(
-                exchange::IKE_AUTH,
-                h.msg_id,
-                &[Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new())],
-                out,
-            );
-            self.close("authentication failed".into(), false, out);
-            return;
-        }
         let keys = self.keys.as_ref().expect("keys after IKE_SA_INIT");
-        let (id_type, id_data) = cfg.local_id.encode();
-        let auth = crypto::psk_auth(
-            keys.prf,
-            &cfg.psk,
-            &self.init_resp,
-            &self.ni,
-            &keys.sk_pr,
-            &id_body(id_type, &id_data),
+        let (sk_pi, sk_pr) = (keys.sk_pi.clone(), keys.sk_pr.clone());
+        let (init_req, init_resp, nr, ni) = (
+            self.init_req.clone(),
+            self.init_resp.clone(),
+            self.nr.clone(),
+            self.ni.clone(),
         );
-        let mut resp = vec![
-            Payload::Id {
-                responder: true,
-                id_type,
-                data: id_data,
-            },
-            Payload::Auth {
-                method: 2,
-                data: auth,
-            },
-        ];
+        let checked = match &idi {
+            Some((t, d)) => self.check_peer_auth(p, *t, d, &init_req, &nr, &sk_pi),
+            None => Err("no IDi".into()),
+        };
+        let (id_type, id_data) = cfg.local_id_payload();
+        let signed = checked.and_then(|()| {
+            self.make_auth(&init_resp, &ni, &sk_pr, &id_body(id_type, &id_data))
+                .map_err(|e| format!("cannot sign our AUTH: {e}"))
+        });
+        let (method, auth) = match signed {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(tunnel = %cfg.name, peer = %self.remote, error = %e, "IKE_AUTH failed");
+                self.respond(
+                    exchange::IKE_AUTH,
+                    h.msg_id,
+                    &[Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new())],
+                    out,
+                );
+                self.close(format!("authentication failed: {e}"), false, out);
+                return;
+            }
+        };
+        let mut resp = vec![Payload::Id {
+            responder: true,
+            id_type,
+            data: id_data,
+        }];
+        if let Auth::Pubkey(pk) = &cfg.auth {
+            push_certs(&mut resp, &pk.cred);
+        }
+        resp.push(Payload::Auth { method, data: auth });
         let child = self.choose_child(p, None, true);
         let mut install = None;
         match child {
@@ -2037,6 +2146,7 @@ impl IkeSa {
         let seed = old_keys.rekey_skeyseed(prf, &g_ir, &ni, &nr);
         // The new IKE SA: the peer initiated the rekey, so it is the new SA's initiator (§2.18).
         let mut new = IkeSa::new(self.cfg.clone(), false, self.local, self.remote, now);
+        new.peer_id = self.peer_id.clone();
         new.spi_i = new_spi_i;
         new.spi_r = new_spi_r;
         new.ni = ni;
@@ -2280,6 +2390,7 @@ impl IkeSa {
         let seed = old_keys.rekey_skeyseed(prf, &g_ir, ni, &nr);
         // We initiated the rekey: we are the new IKE SA's original initiator (§2.18).
         let mut new = IkeSa::new(self.cfg.clone(), true, self.local, self.remote, now);
+        new.peer_id = self.peer_id.clone();
         new.spi_i = our_spi;
         new.spi_r = their_spi;
         new.ni = ni.to_vec();
@@ -2455,6 +2566,37 @@ fn ts_payload(p: &[Payload], responder: bool) -> Option<Vec<TrafficSelector>> {
         } if *r == responder => Some(selectors.clone()),
         _ => None,
     })
+}
+
+fn sig_hashes(p: &[Payload]) -> Vec<u16> {
+    notifies(p)
+        .find(|n| n.ntype == notify::SIGNATURE_HASH_ALGORITHMS)
+        .map(|n| pki::parse_hashes(&n.data))
+        .unwrap_or_default()
+}
+
+/// CERT payloads: our certificate, then the intermediates.
+fn push_certs(p: &mut Vec<Payload>, cred: &pki::Credential) {
+    for c in std::iter::once(&cred.cert).chain(&cred.chain) {
+        p.push(Payload::Cert {
+            encoding: pki::CERT_X509_SIGNATURE,
+            data: c.clone(),
+        });
+    }
+}
+
+/// An identity for logs and `fgctl`.
+fn id_display(id_type: u8, data: &[u8]) -> String {
+    match (
+        id_type,
+        <[u8; 4]>::try_from(data),
+        <[u8; 16]>::try_from(data),
+    ) {
+        (1, Ok(a), _) => std::net::Ipv4Addr::from(a).to_string(),
+        (5, _, Ok(a)) => std::net::Ipv6Addr::from(a).to_string(),
+        (9, _, _) => pki::dn_der_to_string(data).unwrap_or_else(|| "(malformed DN)".into()),
+        _ => String::from_utf8_lossy(data).into_owned(),
+    }
 }
 
 fn id_body(id_type: u8, data: &[u8]) -> Vec<u8> {

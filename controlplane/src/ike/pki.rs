@@ -1,0 +1,1118 @@
+//! X.509 certificates and signature authentication for IKEv2 (RFC 7296 §2.15 and §3.6–3.8,
+//! RFC 7427 digital signatures, RFC 4754 ECDSA, RFC 8420 Ed25519).
+//!
+//! Certificates are parsed with `x509-parser`; every signature (certificate chains and IKE AUTH
+//! payloads) is made and checked with `ring`, whose RSA and ECDSA code is constant time. What a
+//! peer sends is untrusted: every failure is a typed [`PkiError`], never a panic.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Name};
+use zeroize::Zeroizing;
+
+/// AUTH methods (RFC 7296 §3.8, RFC 4754, RFC 7427).
+pub mod method {
+    /// RSA Digital Signature (PKCS#1 v1.5 over SHA-1).
+    pub const RSA_SIG: u8 = 1;
+    /// Shared Key Message Integrity Code.
+    pub const PSK: u8 = 2;
+    /// ECDSA with SHA-256 on P-256 (RFC 4754).
+    pub const ECDSA_256: u8 = 9;
+    /// ECDSA with SHA-384 on P-384 (RFC 4754).
+    pub const ECDSA_384: u8 = 10;
+    /// ECDSA with SHA-512 on P-521 (RFC 4754; not supported).
+    pub const ECDSA_521: u8 = 11;
+    /// Digital Signature (RFC 7427).
+    pub const DIGITAL_SIGNATURE: u8 = 14;
+}
+
+/// Hash algorithm numbers of SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4, RFC 8420).
+pub mod hash {
+    /// SHA2-256.
+    pub const SHA2_256: u16 = 2;
+    /// SHA2-384.
+    pub const SHA2_384: u16 = 3;
+    /// SHA2-512.
+    pub const SHA2_512: u16 = 4;
+    /// "Identity": the signature algorithm hashes itself (Ed25519, RFC 8420).
+    pub const IDENTITY: u16 = 5;
+}
+
+/// The SIGNATURE_HASH_ALGORITHMS notify data we send: what we can verify.
+pub fn supported_hashes() -> Vec<u8> {
+    [
+        hash::SHA2_256,
+        hash::SHA2_384,
+        hash::SHA2_512,
+        hash::IDENTITY,
+    ]
+    .iter()
+    .flat_map(|h| h.to_be_bytes())
+    .collect()
+}
+
+/// Parses SIGNATURE_HASH_ALGORITHMS notify data (a list of 16-bit numbers).
+pub fn parse_hashes(data: &[u8]) -> Vec<u16> {
+    data.chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// CERT / CERTREQ encoding "X.509 Certificate - Signature" (RFC 7296 §3.6).
+pub const CERT_X509_SIGNATURE: u8 = 4;
+
+// ASN.1 AlgorithmIdentifiers as RFC 7427 Appendix A writes them.
+const ALG_SHA256_RSA: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+];
+const ALG_ECDSA_SHA256: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+];
+const ALG_ECDSA_SHA384: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
+];
+const ALG_ED25519: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+
+// Dotted OIDs.
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_SHA1_RSA: &str = "1.2.840.113549.1.1.5";
+const OID_RSA_PSS: &str = "1.2.840.113549.1.1.10";
+const OID_SHA256_RSA: &str = "1.2.840.113549.1.1.11";
+const OID_SHA384_RSA: &str = "1.2.840.113549.1.1.12";
+const OID_SHA512_RSA: &str = "1.2.840.113549.1.1.13";
+const OID_EC: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+const OID_ECDSA_SHA384: &str = "1.2.840.10045.4.3.3";
+const OID_ECDSA_SHA512: &str = "1.2.840.10045.4.3.4";
+const OID_ED25519: &str = "1.3.101.112";
+
+/// What went wrong with a certificate, key or signature.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PkiError {
+    /// A file could not be read.
+    #[error("{0}")]
+    Io(String),
+    /// Not a certificate we can parse.
+    #[error("malformed certificate: {0}")]
+    BadCert(String),
+    /// Not a private key we can use.
+    #[error("unusable private key: {0}")]
+    BadKey(String),
+    /// The private key does not belong to the certificate.
+    #[error("the private key does not match the certificate's public key")]
+    KeyMismatch,
+    /// A key or signature algorithm we do not implement.
+    #[error("unsupported algorithm: {0}")]
+    Unsupported(String),
+    /// A signature did not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// A certificate is outside its validity period.
+    #[error("certificate `{0}` is not valid now (expired or not yet valid)")]
+    Expired(String),
+    /// No path from the certificate to a configured CA.
+    #[error("no trusted CA issued `{0}`")]
+    Untrusted(String),
+    /// An issuer in the chain is not a CA.
+    #[error("`{0}` is not a CA certificate (basicConstraints)")]
+    NotCa(String),
+    /// The chain is longer than we follow.
+    #[error("certificate chain longer than {0}")]
+    ChainTooLong(usize),
+    /// The peer's AUTH payload is malformed.
+    #[error("malformed AUTH payload: {0}")]
+    BadAuth(&'static str),
+    /// The peer did not announce RFC 7427, and our key needs it.
+    #[error("the peer does not support RFC 7427 signatures, which an {0} key needs")]
+    NeedsRfc7427(&'static str),
+}
+
+fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
+    match X509Certificate::from_der(der) {
+        Ok(([], c)) => Ok(c),
+        Ok(_) => Err(PkiError::BadCert("trailing data".into())),
+        Err(e) => Err(PkiError::BadCert(e.to_string())),
+    }
+}
+
+/// Reads certificates from a file: one or more PEM `CERTIFICATE` blocks, or one DER
+/// certificate. Each is parsed once to fail early.
+pub fn load_certs(path: &Path) -> Result<Vec<Vec<u8>>, PkiError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| PkiError::Io(format!("{}: {e}", path.display())))?;
+    let ders = if bytes.starts_with(b"-----BEGIN") || bytes.windows(10).any(|w| w == b"-----BEGIN")
+    {
+        let mut v = Vec::new();
+        for p in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+            let p = p.map_err(|e| PkiError::BadCert(format!("{}: {e}", path.display())))?;
+            if p.label == "CERTIFICATE" {
+                v.push(p.contents);
+            }
+        }
+        v
+    } else {
+        vec![bytes]
+    };
+    if ders.is_empty() {
+        return Err(PkiError::BadCert(format!(
+            "{}: no CERTIFICATE in it",
+            path.display()
+        )));
+    }
+    for d in &ders {
+        parse_cert(d).map_err(|e| PkiError::BadCert(format!("{}: {e}", path.display())))?;
+    }
+    Ok(ders)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyKind {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+/// A private key: the DER we were given, normalised to what `ring` loads (PKCS#8, or
+/// PKCS#1 for RSA), and its kind.
+struct PrivateKey {
+    der: Zeroizing<Vec<u8>>,
+    pkcs1: bool,
+    kind: KeyKind,
+}
+
+impl PrivateKey {
+    fn from_der(der: &[u8], label: &str) -> Result<PrivateKey, PkiError> {
+        let rng = SystemRandom::new();
+        let key = |kind, pkcs1, der: &[u8]| PrivateKey {
+            der: Zeroizing::new(der.to_vec()),
+            pkcs1,
+            kind,
+        };
+        match label {
+            "RSA PRIVATE KEY" => RsaKeyPair::from_der(der)
+                .map(|_| key(KeyKind::Rsa, true, der))
+                .map_err(|e| PkiError::BadKey(e.to_string())),
+            "EC PRIVATE KEY" => {
+                // SEC1 (RFC 5915): re-wrap as PKCS#8 for ring.
+                use p256::pkcs8::EncodePrivateKey;
+                if let Ok(k) = p256::SecretKey::from_sec1_der(der) {
+                    let p8 = k
+                        .to_pkcs8_der()
+                        .map_err(|e| PkiError::BadKey(e.to_string()))?;
+                    return Ok(key(KeyKind::P256, false, p8.as_bytes()));
+                }
+                if let Ok(k) = p384::SecretKey::from_sec1_der(der) {
+                    let p8 = k
+                        .to_pkcs8_der()
+                        .map_err(|e| PkiError::BadKey(e.to_string()))?;
+                    return Ok(key(KeyKind::P384, false, p8.as_bytes()));
+                }
+                Err(PkiError::Unsupported(
+                    "EC private key on a curve other than P-256/P-384".into(),
+                ))
+            }
+            _ => {
+                if RsaKeyPair::from_pkcs8(der).is_ok() {
+                    Ok(key(KeyKind::Rsa, false, der))
+                } else if EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    der,
+                    &rng,
+                )
+                .is_ok()
+                {
+                    Ok(key(KeyKind::P256, false, der))
+                } else if EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+                    der,
+                    &rng,
+                )
+                .is_ok()
+                {
+                    Ok(key(KeyKind::P384, false, der))
+                } else if Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).is_ok() {
+                    Ok(key(KeyKind::Ed25519, false, der))
+                } else if RsaKeyPair::from_der(der).is_ok() {
+                    Ok(key(KeyKind::Rsa, true, der))
+                } else {
+                    Err(PkiError::BadKey(
+                        "neither an RSA (2048 bits or more), P-256, P-384 nor Ed25519 key".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Reads a PEM (`PRIVATE KEY`, `RSA PRIVATE KEY`, `EC PRIVATE KEY`) or DER key file.
+    fn load(path: &Path) -> Result<PrivateKey, PkiError> {
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(|e| PkiError::Io(format!("{}: {e}", path.display())))?,
+        );
+        let ctx = |e: PkiError| match e {
+            PkiError::BadKey(m) => PkiError::BadKey(format!("{}: {m}", path.display())),
+            e => e,
+        };
+        if bytes.windows(10).any(|w| w == b"-----BEGIN") {
+            for p in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+                let p = p.map_err(|e| PkiError::BadKey(format!("{}: {e}", path.display())))?;
+                let contents = Zeroizing::new(p.contents);
+                if p.label.ends_with("PRIVATE KEY") {
+                    if p.label.contains("ENCRYPTED") {
+                        return Err(PkiError::BadKey(format!(
+                            "{}: encrypted keys are not supported; store it unencrypted with mode 0600",
+                            path.display()
+                        )));
+                    }
+                    return PrivateKey::from_der(&contents, &p.label).map_err(ctx);
+                }
+            }
+            Err(PkiError::BadKey(format!(
+                "{}: no PRIVATE KEY block",
+                path.display()
+            )))
+        } else {
+            PrivateKey::from_der(&bytes, "").map_err(ctx)
+        }
+    }
+
+    fn rsa(&self) -> Result<RsaKeyPair, PkiError> {
+        if self.pkcs1 {
+            RsaKeyPair::from_der(&self.der)
+        } else {
+            RsaKeyPair::from_pkcs8(&self.der)
+        }
+        .map_err(|e| PkiError::BadKey(e.to_string()))
+    }
+
+    fn ecdsa(
+        &self,
+        alg: &'static signature::EcdsaSigningAlgorithm,
+    ) -> Result<EcdsaKeyPair, PkiError> {
+        EcdsaKeyPair::from_pkcs8(alg, &self.der, &SystemRandom::new())
+            .map_err(|e| PkiError::BadKey(e.to_string()))
+    }
+
+    fn public_key(&self) -> Result<Vec<u8>, PkiError> {
+        Ok(match self.kind {
+            KeyKind::Rsa => self.rsa()?.public().as_ref().to_vec(),
+            KeyKind::P256 => self
+                .ecdsa(&signature::ECDSA_P256_SHA256_ASN1_SIGNING)?
+                .public_key()
+                .as_ref()
+                .to_vec(),
+            KeyKind::P384 => self
+                .ecdsa(&signature::ECDSA_P384_SHA384_ASN1_SIGNING)?
+                .public_key()
+                .as_ref()
+                .to_vec(),
+            KeyKind::Ed25519 => Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.der)
+                .map_err(|e| PkiError::BadKey(e.to_string()))?
+                .public_key()
+                .as_ref()
+                .to_vec(),
+        })
+    }
+}
+
+/// Our own certificate (plus intermediates to send along) and its private key.
+pub struct Credential {
+    /// The end-entity certificate (DER).
+    pub cert: Vec<u8>,
+    /// Intermediate CA certificates sent after it.
+    pub chain: Vec<Vec<u8>>,
+    /// The certificate's subject DN (DER): our ID_DER_ASN1_DN.
+    pub subject_der: Vec<u8>,
+    /// The subject in strongSwan's notation (`C=CH, O=..., CN=...`).
+    pub subject: String,
+    key: PrivateKey,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("subject", &self.subject)
+            .field("key", &self.key.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// Loads a certificate file (PEM: the first certificate is ours, the rest intermediates)
+    /// and its private key, and checks that they belong together.
+    pub fn load(cert: &Path, key: &Path) -> Result<Credential, PkiError> {
+        let mut certs = load_certs(cert)?;
+        let leaf = certs.remove(0);
+        let key = PrivateKey::load(key)?;
+        Credential::new(leaf, certs, key)
+    }
+
+    fn new(cert: Vec<u8>, chain: Vec<Vec<u8>>, key: PrivateKey) -> Result<Credential, PkiError> {
+        let c = parse_cert(&cert)?;
+        if c.public_key().subject_public_key.data.as_ref() != key.public_key()?.as_slice() {
+            return Err(PkiError::KeyMismatch);
+        }
+        let subject_der = c.subject().as_raw().to_vec();
+        let subject = dn_string(c.subject());
+        drop(c);
+        Ok(Credential {
+            cert,
+            chain,
+            subject_der,
+            subject,
+            key,
+        })
+    }
+
+    /// SHA-256 of the private key's DER (notices a changed key on reload; not secret).
+    pub fn key_fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(&*self.key.der).into()
+    }
+
+    /// The key's algorithm, for logs and `fgctl`.
+    pub fn key_type(&self) -> &'static str {
+        match self.key.kind {
+            KeyKind::Rsa => "RSA",
+            KeyKind::P256 => "ECDSA P-256",
+            KeyKind::P384 => "ECDSA P-384",
+            KeyKind::Ed25519 => "Ed25519",
+        }
+    }
+
+    /// Signs IKE's signed octets (RFC 7296 §2.15). With RFC 7427 (the peer sent
+    /// SIGNATURE_HASH_ALGORITHMS, `peer_hashes`) the AUTH method is Digital Signature;
+    /// otherwise ECDSA keys use RFC 4754's methods and RSA keys fail (SHA-1 is not signed).
+    /// Returns the AUTH method and data.
+    pub fn sign(&self, octets: &[u8], peer_hashes: &[u16]) -> Result<(u8, Vec<u8>), PkiError> {
+        let rng = SystemRandom::new();
+        let rfc7427 = |alg: &[u8], sig: &[u8]| {
+            let mut v = Vec::with_capacity(1 + alg.len() + sig.len());
+            v.push(alg.len() as u8);
+            v.extend_from_slice(alg);
+            v.extend_from_slice(sig);
+            (method::DIGITAL_SIGNATURE, v)
+        };
+        let fail = |_| PkiError::BadKey("signing failed".into());
+        match self.key.kind {
+            KeyKind::Rsa => {
+                if !peer_hashes.contains(&hash::SHA2_256) {
+                    return Err(PkiError::NeedsRfc7427("RSA"));
+                }
+                let kp = self.key.rsa()?;
+                let mut sig = vec![0; kp.public().modulus_len()];
+                kp.sign(&signature::RSA_PKCS1_SHA256, &rng, octets, &mut sig)
+                    .map_err(fail)?;
+                Ok(rfc7427(ALG_SHA256_RSA, &sig))
+            }
+            KeyKind::P256 | KeyKind::P384 => {
+                let p256 = self.key.kind == KeyKind::P256;
+                let (h, alg_id) = if p256 {
+                    (hash::SHA2_256, ALG_ECDSA_SHA256)
+                } else {
+                    (hash::SHA2_384, ALG_ECDSA_SHA384)
+                };
+                if peer_hashes.contains(&h) {
+                    let alg = if p256 {
+                        &signature::ECDSA_P256_SHA256_ASN1_SIGNING
+                    } else {
+                        &signature::ECDSA_P384_SHA384_ASN1_SIGNING
+                    };
+                    let sig = self.key.ecdsa(alg)?.sign(&rng, octets).map_err(fail)?;
+                    Ok(rfc7427(alg_id, sig.as_ref()))
+                } else {
+                    let (alg, m) = if p256 {
+                        (
+                            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                            method::ECDSA_256,
+                        )
+                    } else {
+                        (
+                            &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                            method::ECDSA_384,
+                        )
+                    };
+                    let sig = self.key.ecdsa(alg)?.sign(&rng, octets).map_err(fail)?;
+                    Ok((m, sig.as_ref().to_vec()))
+                }
+            }
+            KeyKind::Ed25519 => {
+                if !peer_hashes.contains(&hash::IDENTITY) {
+                    return Err(PkiError::NeedsRfc7427("Ed25519"));
+                }
+                let kp = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&self.key.der)
+                    .map_err(|e| PkiError::BadKey(e.to_string()))?;
+                Ok(rfc7427(ALG_ED25519, kp.sign(octets).as_ref()))
+            }
+        }
+    }
+}
+
+fn curve_of(spki: &SubjectPublicKeyInfo<'_>) -> Option<String> {
+    spki.algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string())
+}
+
+/// Verifies `sig` over `msg` with a certificate's public key, for the signature algorithm
+/// `sig_oid` (an X.509 / RFC 7427 AlgorithmIdentifier OID).
+fn verify_with(
+    spki: &SubjectPublicKeyInfo<'_>,
+    sig_oid: &str,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), PkiError> {
+    use signature::VerificationAlgorithm as V;
+    let key_oid = spki.algorithm.algorithm.to_id_string();
+    let alg: &'static dyn V = match (key_oid.as_str(), sig_oid) {
+        (OID_RSA, OID_SHA256_RSA) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        (OID_RSA, OID_SHA384_RSA) => &signature::RSA_PKCS1_2048_8192_SHA384,
+        (OID_RSA, OID_SHA512_RSA) => &signature::RSA_PKCS1_2048_8192_SHA512,
+        (OID_EC, OID_ECDSA_SHA256 | OID_ECDSA_SHA384) => {
+            let curve = curve_of(spki).unwrap_or_default();
+            match (curve.as_str(), sig_oid) {
+                (OID_P256, OID_ECDSA_SHA256) => &signature::ECDSA_P256_SHA256_ASN1,
+                (OID_P256, _) => &signature::ECDSA_P256_SHA384_ASN1,
+                (OID_P384, OID_ECDSA_SHA256) => &signature::ECDSA_P384_SHA256_ASN1,
+                (OID_P384, _) => &signature::ECDSA_P384_SHA384_ASN1,
+                _ => return Err(PkiError::Unsupported(format!("EC curve {curve}"))),
+            }
+        }
+        (OID_ED25519, OID_ED25519) => &signature::ED25519,
+        (_, OID_RSA_PSS) => {
+            return Err(PkiError::Unsupported(
+                "RSASSA-PSS signatures (strongSwan uses them only with charon.rsa_pss = yes)"
+                    .into(),
+            ))
+        }
+        (k, s) => {
+            let name = |o: &str| match o {
+                OID_SHA1_RSA => "sha1WithRSAEncryption".to_string(),
+                OID_ECDSA_SHA512 => "ecdsa-with-SHA512".to_string(),
+                OID_RSA => "rsaEncryption".to_string(),
+                OID_EC => "ecPublicKey".to_string(),
+                o => o.to_string(),
+            };
+            return Err(PkiError::Unsupported(format!(
+                "signature {} with a {} key",
+                name(s),
+                name(k)
+            )));
+        }
+    };
+    signature::UnparsedPublicKey::new(alg, spki.subject_public_key.data.as_ref())
+        .verify(msg, sig)
+        .map_err(|_| PkiError::BadSignature)
+}
+
+/// Verifies a peer's AUTH payload (`method`, `data`) over the signed octets with the public
+/// key of its certificate `cert` (DER).
+pub fn verify_auth(
+    cert: &[u8],
+    auth_method: u8,
+    data: &[u8],
+    octets: &[u8],
+) -> Result<(), PkiError> {
+    let c = parse_cert(cert)?;
+    let spki = c.public_key();
+    match auth_method {
+        method::DIGITAL_SIGNATURE => {
+            let (&len, rest) = data.split_first().ok_or(PkiError::BadAuth("empty"))?;
+            let len = usize::from(len);
+            if rest.len() < len {
+                return Err(PkiError::BadAuth(
+                    "AlgorithmIdentifier longer than the payload",
+                ));
+            }
+            let (alg, sig) = rest.split_at(len);
+            let parsed = AlgorithmIdentifier::from_der(alg)
+                .map_err(|_| PkiError::BadAuth("AlgorithmIdentifier is not DER"))?;
+            if !parsed.0.is_empty() {
+                return Err(PkiError::BadAuth(
+                    "trailing bytes after the AlgorithmIdentifier",
+                ));
+            }
+            verify_with(spki, &parsed.1.algorithm.to_id_string(), octets, sig)
+        }
+        method::ECDSA_256 | method::ECDSA_384 => {
+            let curve = curve_of(spki).unwrap_or_default();
+            let alg: &'static dyn signature::VerificationAlgorithm =
+                match (auth_method, curve.as_str()) {
+                    (method::ECDSA_256, OID_P256) => &signature::ECDSA_P256_SHA256_FIXED,
+                    (method::ECDSA_384, OID_P384) => &signature::ECDSA_P384_SHA384_FIXED,
+                    _ => {
+                        return Err(PkiError::Unsupported(format!(
+                            "AUTH method {auth_method} with this certificate's key"
+                        )))
+                    }
+                };
+            signature::UnparsedPublicKey::new(alg, spki.subject_public_key.data.as_ref())
+                .verify(octets, data)
+                .map_err(|_| PkiError::BadSignature)
+        }
+        method::RSA_SIG => {
+            if spki.algorithm.algorithm.to_id_string() != OID_RSA {
+                return Err(PkiError::Unsupported(
+                    "AUTH method 1 (RSA) with a non-RSA certificate".into(),
+                ));
+            }
+            signature::UnparsedPublicKey::new(
+                &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+                spki.subject_public_key.data.as_ref(),
+            )
+            .verify(octets, data)
+            .map_err(|_| PkiError::BadSignature)
+        }
+        m => Err(PkiError::Unsupported(format!("AUTH method {m}"))),
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn valid_at(c: &X509Certificate<'_>, t: i64) -> bool {
+    let v = c.validity();
+    v.not_before.timestamp() <= t && t <= v.not_after.timestamp()
+}
+
+/// Trust anchors: the CA certificates that may issue peers' certificates.
+pub struct TrustAnchors {
+    cas: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TrustAnchors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .cas
+            .iter()
+            .filter_map(|d| parse_cert(d).ok().map(|c| dn_string(c.subject())))
+            .collect();
+        f.debug_struct("TrustAnchors").field("cas", &names).finish()
+    }
+}
+
+/// The longest chain we follow (end entity + intermediates).
+pub const MAX_CHAIN: usize = 6;
+
+impl TrustAnchors {
+    /// Loads CA certificates from files (each may hold several PEM certificates).
+    pub fn load(paths: &[&Path]) -> Result<TrustAnchors, PkiError> {
+        let mut cas = Vec::new();
+        for p in paths {
+            cas.extend(load_certs(p)?);
+        }
+        TrustAnchors::new(cas)
+    }
+
+    /// From DER certificates.
+    pub fn new(cas: Vec<Vec<u8>>) -> Result<TrustAnchors, PkiError> {
+        for d in &cas {
+            let c = parse_cert(d)?;
+            if !c.is_ca() && c.subject() != c.issuer() {
+                return Err(PkiError::NotCa(dn_string(c.subject())));
+            }
+        }
+        Ok(TrustAnchors { cas })
+    }
+
+    /// The DER of each anchor (for the fingerprint of a configuration).
+    pub fn ders(&self) -> &[Vec<u8>] {
+        &self.cas
+    }
+
+    /// CERTREQ data: the SHA-1 of each CA's SubjectPublicKeyInfo, concatenated (§3.7).
+    pub fn certreq(&self) -> Vec<u8> {
+        use sha1::Digest;
+        let mut v = Vec::new();
+        for d in &self.cas {
+            if let Ok(c) = parse_cert(d) {
+                v.extend_from_slice(&sha1::Sha1::digest(c.public_key().raw));
+            }
+        }
+        v
+    }
+
+    /// Checks that `leaf` chains to one of the anchors through `intermediates` (any order),
+    /// every certificate valid now, every issuer a CA. Returns the subject of the anchor.
+    pub fn verify(&self, leaf: &[u8], intermediates: &[Vec<u8>]) -> Result<String, PkiError> {
+        self.verify_at(leaf, intermediates, now_secs())
+    }
+
+    /// [`TrustAnchors::verify`] at a given time (seconds since the epoch).
+    pub fn verify_at(
+        &self,
+        leaf: &[u8],
+        intermediates: &[Vec<u8>],
+        now: i64,
+    ) -> Result<String, PkiError> {
+        // A peer certificate configured as an anchor itself is trusted as it is.
+        if self.cas.iter().any(|a| a == leaf) {
+            let c = parse_cert(leaf)?;
+            if !valid_at(&c, now) {
+                return Err(PkiError::Expired(dn_string(c.subject())));
+            }
+            return Ok(dn_string(c.subject()));
+        }
+        let mut cur: &[u8] = leaf;
+        for _ in 0..MAX_CHAIN {
+            let c = parse_cert(cur)?;
+            if !valid_at(&c, now) {
+                return Err(PkiError::Expired(dn_string(c.subject())));
+            }
+            let tbs = c.tbs_certificate.as_ref();
+            let sig_oid = c.signature_algorithm.algorithm.to_id_string();
+            let sig = c.signature_value.data.as_ref();
+            let mut last_err = None;
+            for a in &self.cas {
+                let ac = parse_cert(a)?;
+                if ac.subject().as_raw() != c.issuer().as_raw() {
+                    continue;
+                }
+                match verify_with(ac.public_key(), &sig_oid, tbs, sig) {
+                    Ok(()) if valid_at(&ac, now) => return Ok(dn_string(ac.subject())),
+                    Ok(()) => last_err = Some(PkiError::Expired(dn_string(ac.subject()))),
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            let mut next = None;
+            for i in intermediates {
+                if i.as_slice() == cur {
+                    continue;
+                }
+                let Ok(ic) = parse_cert(i) else { continue };
+                if ic.subject().as_raw() != c.issuer().as_raw() {
+                    continue;
+                }
+                if !ic.is_ca() {
+                    last_err = Some(PkiError::NotCa(dn_string(ic.subject())));
+                    continue;
+                }
+                match verify_with(ic.public_key(), &sig_oid, tbs, sig) {
+                    Ok(()) => {
+                        next = Some(i.as_slice());
+                        break;
+                    }
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            match next {
+                Some(n) => cur = n,
+                None => {
+                    return Err(
+                        last_err.unwrap_or_else(|| PkiError::Untrusted(dn_string(c.subject())))
+                    )
+                }
+            }
+        }
+        Err(PkiError::ChainTooLong(MAX_CHAIN))
+    }
+}
+
+/// A certificate's subject in strongSwan's notation.
+pub fn cert_subject(cert: &[u8]) -> Result<String, PkiError> {
+    Ok(dn_string(parse_cert(cert)?.subject()))
+}
+
+fn attr_name(oid: &str) -> String {
+    match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.12" => "T",
+        "2.5.4.42" => "G",
+        "2.5.4.46" => "dnQualifier",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "1.2.840.113549.1.9.1" => "E",
+        o => o,
+    }
+    .to_string()
+}
+
+fn dn_pairs(n: &X509Name<'_>) -> Vec<(String, String)> {
+    n.iter_attributes()
+        .map(|a| {
+            let v = match a.as_str() {
+                Ok(s) => s.to_string(),
+                Err(_) => String::from_utf8_lossy(a.as_slice()).into_owned(),
+            };
+            (attr_name(&a.attr_type().to_id_string()), v)
+        })
+        .collect()
+}
+
+fn dn_string(n: &X509Name<'_>) -> String {
+    dn_pairs(n)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Renders a DER distinguished name (an ID_DER_ASN1_DN) as `C=CH, O=..., CN=...`.
+pub fn dn_der_to_string(der: &[u8]) -> Option<String> {
+    match X509Name::from_der(der) {
+        Ok(([], n)) => Some(dn_string(&n)),
+        _ => None,
+    }
+}
+
+fn canonical_attr(k: &str) -> String {
+    match k.trim().to_ascii_lowercase().as_str() {
+        "emailaddress" | "email" | "e" => "E".into(),
+        "s" | "st" => "ST".into(),
+        "surname" | "sn" => "SN".into(),
+        k => attr_name_upper(k),
+    }
+}
+
+fn attr_name_upper(k: &str) -> String {
+    match k {
+        "serialnumber" => "serialNumber".into(),
+        "dnqualifier" => "dnQualifier".into(),
+        k => k.to_ascii_uppercase(),
+    }
+}
+
+/// Parses a DN written like strongSwan's (`C=CH, O=strongSwan, CN=moon`; `/` also separates).
+/// Returns None unless every part is `type=value`.
+pub fn parse_dn(s: &str) -> Option<Vec<(String, String)>> {
+    let sep = if s.starts_with('/') { '/' } else { ',' };
+    let mut v = Vec::new();
+    for part in s.split(sep).map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, val) = part.split_once('=')?;
+        if k.trim().is_empty() {
+            return None;
+        }
+        v.push((canonical_attr(k), val.trim().to_string()));
+    }
+    (!v.is_empty()).then_some(v)
+}
+
+/// Does the DER distinguished name `der` match the pattern `pattern` (same attributes in the
+/// same order; values compare case-insensitively; a value `*` matches any value)?
+pub fn dn_matches(pattern: &str, der: &[u8]) -> bool {
+    let Some(want) = parse_dn(pattern) else {
+        return false;
+    };
+    let Ok((rest, n)) = X509Name::from_der(der) else {
+        return false;
+    };
+    if !rest.is_empty() {
+        return false;
+    }
+    let have = dn_pairs(&n);
+    have.len() == want.len()
+        && have.iter().zip(&want).all(|((hk, hv), (wk, wv))| {
+            canonical_attr(hk) == *wk && (wv == "*" || hv.eq_ignore_ascii_case(wv))
+        })
+}
+
+/// Is the IKE identity (`id_type`, `data`) one the certificate vouches for: its subject DN,
+/// or a subjectAltName of the same kind (IP address, DNS name, email)?
+pub fn id_confirmed_by_cert(cert: &[u8], id_type: u8, data: &[u8]) -> bool {
+    let Ok(c) = parse_cert(cert) else {
+        return false;
+    };
+    if id_type == 9 {
+        return c.subject().as_raw() == data
+            || dn_der_to_string(data).is_some_and(|s| dn_matches(&s, c.subject().as_raw()));
+    }
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return false;
+    };
+    san.value.general_names.iter().any(|g| match (id_type, g) {
+        (1, GeneralName::IPAddress(a)) | (5, GeneralName::IPAddress(a)) => *a == data,
+        (2, GeneralName::DNSName(n)) => n.as_bytes().eq_ignore_ascii_case(data),
+        (3, GeneralName::RFC822Name(n)) => n.as_bytes().eq_ignore_ascii_case(data),
+        _ => false,
+    })
+}
+
+/// The identities a certificate holds, for messages (`subject` and subjectAltNames).
+pub fn cert_identities(cert: &[u8]) -> Vec<String> {
+    let Ok(c) = parse_cert(cert) else {
+        return Vec::new();
+    };
+    let mut v = vec![dn_string(c.subject())];
+    if let Ok(Some(san)) = c.subject_alternative_name() {
+        for g in &san.value.general_names {
+            match g {
+                GeneralName::DNSName(n) | GeneralName::RFC822Name(n) => v.push(n.to_string()),
+                GeneralName::IPAddress(a) => {
+                    if let Ok(b) = <[u8; 4]>::try_from(*a) {
+                        v.push(IpAddr::from(b).to_string());
+                    } else if let Ok(b) = <[u8; 16]>::try_from(*a) {
+                        v.push(IpAddr::from(b).to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/pki")
+            .join(name)
+    }
+    fn cert(name: &str) -> Vec<u8> {
+        load_certs(&data(name)).unwrap().remove(0)
+    }
+    fn cred(name: &str) -> Credential {
+        Credential::load(&data(&format!("{name}.pem")), &data(&format!("{name}.key"))).unwrap()
+    }
+    fn anchors(names: &[&str]) -> TrustAnchors {
+        TrustAnchors::new(names.iter().map(|n| cert(n)).collect()).unwrap()
+    }
+    const ALL: &[u16] = &[
+        hash::SHA2_256,
+        hash::SHA2_384,
+        hash::SHA2_512,
+        hash::IDENTITY,
+    ];
+
+    #[test]
+    fn loads_pkcs8_sec1_and_pkcs1_keys() {
+        assert_eq!(cred("gw-a").key_type(), "RSA"); // PKCS#8
+        assert_eq!(cred("gw-b").key_type(), "ECDSA P-256"); // SEC1
+        assert_eq!(cred("gw-d").key_type(), "RSA"); // PKCS#1
+        assert_eq!(
+            cred("gw-a").subject,
+            "C=CH, O=ferrogate test, CN=gw-a.example"
+        );
+    }
+
+    #[test]
+    fn refuses_a_key_of_another_certificate() {
+        let e = Credential::load(&data("gw-a.pem"), &data("rogue.key")).unwrap_err();
+        assert_eq!(e, PkiError::KeyMismatch);
+        let e = Credential::load(&data("gw-a.pem"), &data("gw-b.key")).unwrap_err();
+        assert_eq!(e, PkiError::KeyMismatch);
+        assert!(matches!(
+            Credential::load(&data("gw-a.pem"), &data("msg.bin")),
+            Err(PkiError::BadKey(_))
+        ));
+        assert!(matches!(
+            load_certs(&data("msg.bin")),
+            Err(PkiError::BadCert(_))
+        ));
+    }
+
+    #[test]
+    fn verifies_signatures_openssl_made() {
+        // RFC 7427 AUTH data: length, AlgorithmIdentifier, then the signature OpenSSL made.
+        let msg = std::fs::read(data("msg.bin")).unwrap();
+        for (c, alg) in [("gw-a", ALG_SHA256_RSA), ("gw-b", ALG_ECDSA_SHA256)] {
+            let sig = std::fs::read(data(&format!("msg.{c}.sig"))).unwrap();
+            let mut auth = vec![alg.len() as u8];
+            auth.extend_from_slice(alg);
+            auth.extend_from_slice(&sig);
+            let leaf = cert(&format!("{c}.pem"));
+            verify_auth(&leaf, method::DIGITAL_SIGNATURE, &auth, &msg).unwrap();
+            let mut bad = msg.clone();
+            bad[0] ^= 1;
+            assert_eq!(
+                verify_auth(&leaf, method::DIGITAL_SIGNATURE, &auth, &bad),
+                Err(PkiError::BadSignature)
+            );
+            // The other certificate's key does not verify it.
+            let other = cert(if c == "gw-a" { "rogue.pem" } else { "gw-c.pem" });
+            assert_eq!(
+                verify_auth(&other, method::DIGITAL_SIGNATURE, &auth, &msg),
+                Err(PkiError::BadSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn rfc7427_algorithm_identifiers_parse_to_their_oids() {
+        // The DER blobs are RFC 7427 Appendix A's; x509-parser reads them back.
+        for (der, oid) in [
+            (ALG_SHA256_RSA, OID_SHA256_RSA),
+            (ALG_ECDSA_SHA256, OID_ECDSA_SHA256),
+            (ALG_ECDSA_SHA384, OID_ECDSA_SHA384),
+            (ALG_ED25519, OID_ED25519),
+        ] {
+            let (rest, a) = AlgorithmIdentifier::from_der(der).unwrap();
+            assert!(rest.is_empty());
+            assert_eq!(a.algorithm.to_id_string(), oid);
+        }
+    }
+
+    #[test]
+    fn sign_then_verify_every_key_and_method() {
+        let octets = b"IKE signed octets";
+        for name in ["gw-a", "gw-b", "gw-c", "gw-d"] {
+            let c = cred(name);
+            let (m, auth) = c.sign(octets, ALL).unwrap();
+            assert_eq!(m, method::DIGITAL_SIGNATURE);
+            verify_auth(&c.cert, m, &auth, octets).unwrap();
+            let mut t = auth.clone();
+            let last = t.len() - 1;
+            t[last] ^= 0x40;
+            assert!(verify_auth(&c.cert, m, &t, octets).is_err(), "{name}");
+        }
+        // Without RFC 7427: ECDSA falls back to RFC 4754, RSA refuses (no SHA-1 signing).
+        let (m, auth) = cred("gw-b").sign(octets, &[]).unwrap();
+        assert_eq!((m, auth.len()), (method::ECDSA_256, 64));
+        verify_auth(&cert("gw-b.pem"), m, &auth, octets).unwrap();
+        assert_eq!(
+            cred("gw-a").sign(octets, &[]).unwrap_err(),
+            PkiError::NeedsRfc7427("RSA")
+        );
+    }
+
+    #[test]
+    fn malformed_auth_payloads_are_errors() {
+        let leaf = cert("gw-a.pem");
+        for bad in [
+            &[][..],
+            &[0x20, 0x30][..],
+            &[0x02, 0x30, 0x00, 1, 2, 3][..],
+            &[0x03, 0x05, 0x00, 0x00][..],
+        ] {
+            assert!(
+                matches!(
+                    verify_auth(&leaf, method::DIGITAL_SIGNATURE, bad, b"x"),
+                    Err(PkiError::BadAuth(_) | PkiError::Unsupported(_) | PkiError::BadSignature)
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            verify_auth(&leaf, 200, b"", b"x"),
+            Err(PkiError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn chains_to_configured_cas_only() {
+        let rsa = anchors(&["ca-rsa.pem"]);
+        let ec = anchors(&["ca-ec.pem"]);
+        let both = anchors(&["ca-rsa.pem", "ca-ec.pem"]);
+        assert_eq!(
+            rsa.verify(&cert("gw-a.pem"), &[]).unwrap(),
+            "C=CH, O=ferrogate test, CN=ferrogate RSA CA"
+        );
+        rsa.verify(&cert("gw-c.pem"), &[]).unwrap(); // ECDSA leaf, RSA CA
+        ec.verify(&cert("gw-b.pem"), &[]).unwrap(); // P-256 leaf, P-384 CA (SHA-256)
+        assert!(matches!(
+            ec.verify(&cert("gw-a.pem"), &[]),
+            Err(PkiError::Untrusted(_))
+        ));
+        // The impostor's subject and names are gw-a's; no CA signed it.
+        assert!(both.verify(&cert("rogue.pem"), &[]).is_err());
+        // Through an intermediate sent along, in any order among other certificates.
+        let d = cert("gw-d.pem");
+        assert!(ec.verify(&d, &[]).is_err());
+        ec.verify(&d, &[cert("gw-a.pem"), cert("int-ec.pem")])
+            .unwrap();
+        // A non-CA certificate cannot act as an intermediate.
+        assert!(rsa.verify(&d, &[cert("gw-c.pem")]).is_err());
+        // Expiry: before the validity period and after it (the test PKI lasts 100 years).
+        let t1990 = 631_152_000;
+        let t2200 = 7_258_118_400;
+        assert!(matches!(
+            rsa.verify_at(&cert("gw-a.pem"), &[], t1990),
+            Err(PkiError::Expired(_))
+        ));
+        assert!(matches!(
+            rsa.verify_at(&cert("gw-a.pem"), &[], t2200),
+            Err(PkiError::Expired(_))
+        ));
+        // A leaf may not be a trust anchor unless it is a CA or self-signed.
+        assert!(matches!(
+            TrustAnchors::new(vec![cert("gw-a.pem")]),
+            Err(PkiError::NotCa(_))
+        ));
+        // A self-signed peer certificate configured as an anchor is trusted as it is.
+        anchors(&["rogue.pem"])
+            .verify(&cert("rogue.pem"), &[])
+            .unwrap();
+    }
+
+    #[test]
+    fn certreq_is_sha1_of_each_spki() {
+        use sha1::Digest;
+        let both = anchors(&["ca-rsa.pem", "ca-ec.pem"]);
+        let r = both.certreq();
+        assert_eq!(r.len(), 40);
+        let c = cert("ca-ec.pem");
+        let parsed = parse_cert(&c).unwrap();
+        assert_eq!(&r[20..], &sha1::Sha1::digest(parsed.public_key().raw)[..]);
+    }
+
+    #[test]
+    fn identities_confirmed_by_certificates() {
+        let a = cert("gw-a.pem");
+        let c = cred("gw-a");
+        assert!(id_confirmed_by_cert(&a, 9, &c.subject_der));
+        assert!(id_confirmed_by_cert(&a, 2, b"GW-A.example"));
+        assert!(id_confirmed_by_cert(&a, 1, &[192, 0, 2, 1]));
+        assert!(id_confirmed_by_cert(&a, 3, b"vpn@gw-a.example"));
+        assert!(!id_confirmed_by_cert(&a, 2, b"gw-b.example"));
+        assert!(!id_confirmed_by_cert(&a, 1, &[192, 0, 2, 2]));
+        assert!(!id_confirmed_by_cert(&a, 9, &cred("gw-b").subject_der));
+        assert!(!id_confirmed_by_cert(&a, 9, b"\x30\x03garbage"));
+        assert_eq!(
+            cert_identities(&a),
+            [
+                "C=CH, O=ferrogate test, CN=gw-a.example",
+                "gw-a.example",
+                "192.0.2.1",
+                "vpn@gw-a.example"
+            ]
+        );
+    }
+
+    #[test]
+    fn dn_patterns_like_strongswan() {
+        let der = cred("gw-a").subject_der;
+        assert!(dn_matches("C=CH, O=ferrogate test, CN=gw-a.example", &der));
+        assert!(dn_matches("c=ch,o=Ferrogate Test,cn=GW-A.example", &der));
+        assert!(dn_matches("/C=CH/O=ferrogate test/CN=gw-a.example", &der));
+        assert!(dn_matches("C=CH, O=ferrogate test, CN=*", &der));
+        assert!(!dn_matches("C=CH, O=ferrogate test, CN=gw-b.example", &der));
+        assert!(!dn_matches("C=CH, O=ferrogate test", &der));
+        assert!(!dn_matches("CN=gw-a.example, O=ferrogate test, C=CH", &der));
+        assert!(!dn_matches("not a dn", &der));
+        assert_eq!(
+            dn_der_to_string(&der).as_deref(),
+            Some("C=CH, O=ferrogate test, CN=gw-a.example")
+        );
+        assert_eq!(dn_der_to_string(b"\x30\x01"), None);
+    }
+
+    #[test]
+    fn hash_notify_round_trip() {
+        assert_eq!(parse_hashes(&supported_hashes()), ALL);
+        assert_eq!(parse_hashes(&[0, 2, 0]), [2]);
+    }
+}
