@@ -14,6 +14,8 @@
 //!     local: 10.1.0.1           # tunnel: our outer address
 //!     remote: 10.2.0.1          # tunnel: the peer's outer address
 //!     udp_encap: { local_port: 4500, remote_port: 4500 }
+//!     natt_oa: { remote: 10.0.0.5, local: 198.51.100.1 }  # inbound transport + udp_encap:
+//!                               # original addresses (RFC 3948 §3.1.2); either may be left out
 //!     esn: false
 //!     replay_window: 64
 //!     initial_seq: 0
@@ -32,7 +34,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{Backend, Cipher, Integrity};
 use crate::net::IpPrefix;
 use crate::sa::{
-    DfMode, Direction, EcnMode, Endpoints, Lifetime, Mode, Protocol, SaParams, UdpEncap,
+    DfMode, Direction, EcnMode, Endpoints, Lifetime, Mode, NatOa, Protocol, SaParams, UdpEncap,
 };
 
 /// A configuration error, with where it is.
@@ -111,6 +113,8 @@ pub struct SaEntry {
     remote: Option<IpAddr>,
     #[serde(default)]
     udp_encap: Option<UdpEncap>,
+    #[serde(default)]
+    natt_oa: Option<NatOa>,
     #[serde(default)]
     esn: bool,
     #[serde(default = "default_window")]
@@ -321,6 +325,7 @@ impl SaEntry {
         p.auth_key = auth_key;
         p.tunnel = tunnel;
         p.udp_encap = self.udp_encap;
+        p.natt_oa = self.natt_oa;
         p.esn = self.esn;
         p.replay_window = self.replay_window;
         p.initial_seq = self.initial_seq;
