@@ -394,4 +394,32 @@ sas:
         assert_eq!(v[0].udp_encap.unwrap().remote_port, 4501);
         assert_eq!(v[0].mode, Mode::Tunnel);
     }
+
+    #[test]
+    fn natt_oa_parses_and_belongs_to_inbound_transport_natt() {
+        use crate::sa::{InboundSa, OutboundSa};
+        let entry = |dir: &str, mode: &str, udp: &str, oa: &str| {
+            format!(
+                "sas:\n  - spi: 1\n    direction: {dir}\n    mode: {mode}\n    cipher: aes-gcm-128\n    enc_key: \"0x000102030405060708090a0b0c0d0e0f10111213\"\n{udp}{oa}"
+            )
+        };
+        let udp = "    udp_encap: { local_port: 4500, remote_port: 4500 }\n";
+        let both = "    natt_oa: { remote: 10.0.0.5, local: 203.0.113.1 }\n";
+        let v = parse_sa_yaml(&entry("in", "transport", udp, both), Path::new("x")).unwrap();
+        let oa = v[0].natt_oa.unwrap();
+        assert_eq!(oa.remote, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(oa.local, Some("203.0.113.1".parse().unwrap()));
+        assert!(InboundSa::new(&v[0]).is_ok());
+        let remote_only = "    natt_oa: { remote: 10.0.0.5 }\n";
+        let v = parse_sa_yaml(&entry("in", "transport", udp, remote_only), Path::new("x")).unwrap();
+        assert_eq!(v[0].natt_oa.unwrap().local, None);
+        assert!(InboundSa::new(&v[0]).is_ok());
+        // Not without UDP encapsulation, not outbound; unknown keys are refused.
+        let v = parse_sa_yaml(&entry("in", "transport", "", both), Path::new("x")).unwrap();
+        assert!(InboundSa::new(&v[0]).is_err());
+        let v = parse_sa_yaml(&entry("out", "transport", udp, both), Path::new("x")).unwrap();
+        assert!(OutboundSa::new(&v[0]).is_err());
+        let bad = "    natt_oa: { peer: 10.0.0.5 }\n";
+        assert!(parse_sa_yaml(&entry("in", "transport", udp, bad), Path::new("x")).is_err());
+    }
 }
