@@ -207,6 +207,7 @@ py_selftest() {
     # Validates the suites' scapy/cryptography side without fgpcap (reference round trips).
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_esp.py --selftest
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_attacks.py --selftest
+    TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_natt_transport.py --selftest
 }
 py_esp() {
     need_fgpcap
@@ -291,6 +292,12 @@ gateway_vs_strongswan() {
     echo "== strongSwan 6.0 (Debian trixie chroot, raw ESP: plain IP protocol 50)"
     SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }
+py_natt_transport() {
+    # Transport-mode ESP in UDP from behind NATs: the inner TCP/UDP checksum fix-up
+    # (RFC 3948 §3.1.2), judged by scapy's checksum over the addresses on the wire.
+    need_fgpcap
+    TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_natt_transport.py "$FGPCAP"
+}
 py_ah_options() {
     need_fgpcap
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
@@ -347,6 +354,7 @@ step "scapy suites self-test" py_selftest
 step "scapy ESP/AH interop vs fgpcap" py_esp
 step "scapy attacks vs fgpcap" py_attacks
 step "scapy AH with mutable IP options vs fgpcap" py_ah_options
+step "scapy NAT-T transport checksum fix-up vs fgpcap" py_natt_transport
 step "build ferrogate (DPDK gateway)" build_ferrogate
 step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_site

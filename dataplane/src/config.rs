@@ -14,6 +14,8 @@
 //!     local: 10.1.0.1           # tunnel: our outer address
 //!     remote: 10.2.0.1          # tunnel: the peer's outer address
 //!     udp_encap: { local_port: 4500, remote_port: 4500 }
+//!     natt_oa: { remote: 10.0.0.5, local: 198.51.100.1 }  # inbound transport + udp_encap:
+//!                               # original addresses (RFC 3948 §3.1.2); either may be left out
 //!     esn: false
 //!     replay_window: 64
 //!     initial_seq: 0
@@ -32,7 +34,7 @@ use zeroize::Zeroizing;
 use crate::crypto::{Backend, Cipher, Integrity};
 use crate::net::IpPrefix;
 use crate::sa::{
-    DfMode, Direction, EcnMode, Endpoints, Lifetime, Mode, Protocol, SaParams, UdpEncap,
+    DfMode, Direction, EcnMode, Endpoints, Lifetime, Mode, NatOa, Protocol, SaParams, UdpEncap,
 };
 
 /// A configuration error, with where it is.
@@ -111,6 +113,8 @@ pub struct SaEntry {
     remote: Option<IpAddr>,
     #[serde(default)]
     udp_encap: Option<UdpEncap>,
+    #[serde(default)]
+    natt_oa: Option<NatOa>,
     #[serde(default)]
     esn: bool,
     #[serde(default = "default_window")]
@@ -321,6 +325,7 @@ impl SaEntry {
         p.auth_key = auth_key;
         p.tunnel = tunnel;
         p.udp_encap = self.udp_encap;
+        p.natt_oa = self.natt_oa;
         p.esn = self.esn;
         p.replay_window = self.replay_window;
         p.initial_seq = self.initial_seq;
@@ -388,5 +393,33 @@ sas:
         assert!(v[0].esn);
         assert_eq!(v[0].udp_encap.unwrap().remote_port, 4501);
         assert_eq!(v[0].mode, Mode::Tunnel);
+    }
+
+    #[test]
+    fn natt_oa_parses_and_belongs_to_inbound_transport_natt() {
+        use crate::sa::{InboundSa, OutboundSa};
+        let entry = |dir: &str, mode: &str, udp: &str, oa: &str| {
+            format!(
+                "sas:\n  - spi: 1\n    direction: {dir}\n    mode: {mode}\n    cipher: aes-gcm-128\n    enc_key: \"0x000102030405060708090a0b0c0d0e0f10111213\"\n{udp}{oa}"
+            )
+        };
+        let udp = "    udp_encap: { local_port: 4500, remote_port: 4500 }\n";
+        let both = "    natt_oa: { remote: 10.0.0.5, local: 203.0.113.1 }\n";
+        let v = parse_sa_yaml(&entry("in", "transport", udp, both), Path::new("x")).unwrap();
+        let oa = v[0].natt_oa.unwrap();
+        assert_eq!(oa.remote, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(oa.local, Some("203.0.113.1".parse().unwrap()));
+        assert!(InboundSa::new(&v[0]).is_ok());
+        let remote_only = "    natt_oa: { remote: 10.0.0.5 }\n";
+        let v = parse_sa_yaml(&entry("in", "transport", udp, remote_only), Path::new("x")).unwrap();
+        assert_eq!(v[0].natt_oa.unwrap().local, None);
+        assert!(InboundSa::new(&v[0]).is_ok());
+        // Not without UDP encapsulation, not outbound; unknown keys are refused.
+        let v = parse_sa_yaml(&entry("in", "transport", "", both), Path::new("x")).unwrap();
+        assert!(InboundSa::new(&v[0]).is_err());
+        let v = parse_sa_yaml(&entry("out", "transport", udp, both), Path::new("x")).unwrap();
+        assert!(OutboundSa::new(&v[0]).is_err());
+        let bad = "    natt_oa: { peer: 10.0.0.5 }\n";
+        assert!(parse_sa_yaml(&entry("in", "transport", udp, bad), Path::new("x")).is_err());
     }
 }

@@ -163,6 +163,8 @@ impl ChildSa {
                     remote: self.remote,
                 }),
                 udp_encap: self.udp_encap,
+                // No NAT-OA from IKE yet: transport-mode NAT-T recomputes inner checksums.
+                natt_oa: None,
                 esn: self.esn,
                 replay_window: if dir == Direction::In {
                     self.replay_window

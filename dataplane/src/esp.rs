@@ -9,8 +9,8 @@ use crate::buf::PacketBuf;
 use crate::crypto::{EspTransform, ESP_HEADER_LEN};
 use crate::drop::DropReason;
 use crate::outer::{self, Outer, SecProto};
-use crate::sa::{DfMode, EcnMode, InboundSa, Mode, OutboundSa, SaCrypto};
-use crate::wire::ip_proto;
+use crate::sa::{DfMode, EcnMode, InboundSa, Mode, NatOa, NattChecksum, OutboundSa, SaCrypto};
+use crate::wire::{checksum, ip_proto};
 
 /// Encapsulates the IP packet in `buf` with the outbound SA (ESP or AH by the SA's protocol).
 pub fn encap<B: PacketBuf + ?Sized>(sa: &OutboundSa, buf: &mut B) -> Result<(), DropReason> {
@@ -333,7 +333,16 @@ fn decap_esp<B: PacketBuf + ?Sized>(
             let data = buf.data_mut();
             data.copy_within(0..hdr_len, ins);
             buf.adj(ins).map_err(|_| DropReason::BadLength)?;
-            restore_transport_header(buf.data_mut(), o.nh_pos, next_header)
+            restore_transport_header(buf.data_mut(), o.nh_pos, next_header)?;
+            match sa.natt_checksum {
+                NattChecksum::Keep => Ok(()),
+                NattChecksum::Recompute => {
+                    natt_transport_checksum(buf.data_mut(), hdr_len, next_header, None)
+                }
+                NattChecksum::Incremental(oa) => {
+                    natt_transport_checksum(buf.data_mut(), hdr_len, next_header, Some(oa))
+                }
+            }
         }
     }
 }
@@ -396,6 +405,86 @@ pub(crate) fn restore_transport_header(
     } else {
         ip[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
     }
+    Ok(())
+}
+
+/// RFC 3948 §3.1.2, transport mode: the peer computed the TCP/UDP checksum over the addresses
+/// it knew, and a NAT between us rewrote the IP header since. With the original addresses
+/// (NAT-OA) the checksum is updated incrementally (RFC 1624 eqn. 3) from them to the addresses
+/// on the wire; without them it is recomputed. ICMP and other protocols have no pseudo-header
+/// and are left alone. A UDP checksum of zero means "none" (RFC 768; over IPv6 only where
+/// RFC 6935 allows it) and stays zero: the sender's choice is not ours to change.
+/// `ip` is the restored packet and `l4_off` where its TCP/UDP header starts.
+fn natt_transport_checksum(
+    ip: &mut [u8],
+    l4_off: usize,
+    proto: u8,
+    oa: Option<NatOa>,
+) -> Result<(), DropReason> {
+    let field = match proto {
+        ip_proto::TCP => 16,
+        ip_proto::UDP => 6,
+        _ => return Ok(()),
+    };
+    let v6 = ver_of(ip) == 6;
+    let (src, dst) = if v6 {
+        (8..24, 24..40)
+    } else {
+        (12..16, 16..20)
+    };
+    let seg_len = ip.len().saturating_sub(l4_off);
+    if seg_len < field + 2 || ip.len() < dst.end {
+        return Err(DropReason::InnerMalformed);
+    }
+    let at = l4_off + field;
+    let old = u16::from_be_bytes([ip[at], ip[at + 1]]);
+    if proto == ip_proto::UDP && old == 0 {
+        return Ok(());
+    }
+    // NAT-OA of the other IP version than the packet's cannot describe it: recompute.
+    let same_family = |a: Option<std::net::IpAddr>| a.is_none_or(|a| a.is_ipv6() == v6);
+    let new = match oa {
+        Some(oa) if same_family(oa.remote) && same_family(oa.local) => {
+            // Only the addresses that were translated take part; the others cancel out.
+            let mut was = [0u16; 2];
+            let mut now = [0u16; 2];
+            for (i, (orig, wire)) in [(oa.remote, &src), (oa.local, &dst)]
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(a) = orig {
+                    was[i] = match a {
+                        std::net::IpAddr::V4(a) => checksum::data(&a.octets()),
+                        std::net::IpAddr::V6(a) => checksum::data(&a.octets()),
+                    };
+                    now[i] = checksum::data(&ip[wire.clone()]);
+                }
+            }
+            !checksum::combine(&[!old, !was[0], !was[1], now[0], now[1]])
+        }
+        _ => {
+            ip[at] = 0;
+            ip[at + 1] = 0;
+            // The pseudo-header (RFC 768 / RFC 8200 §8.1): addresses, length and protocol sum
+            // the same in either version's layout.
+            let sum = checksum::combine(&[
+                checksum::data(&ip[src]),
+                checksum::data(&ip[dst]),
+                (seg_len >> 16) as u16,
+                seg_len as u16,
+                u16::from(proto),
+                checksum::data(&ip[l4_off..]),
+            ]);
+            !sum
+        }
+    };
+    // A computed UDP checksum of zero is sent as all ones (RFC 768).
+    let new = if proto == ip_proto::UDP && new == 0 {
+        0xffff
+    } else {
+        new
+    };
+    ip[at..at + 2].copy_from_slice(&new.to_be_bytes());
     Ok(())
 }
 

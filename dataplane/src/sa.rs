@@ -106,6 +106,20 @@ pub struct UdpEncap {
     pub remote_port: u16,
 }
 
+/// The original addresses of a UDP-encapsulated transport-mode SA (NAT-OA: RFC 3947 §5.2,
+/// RFC 7296 §2.23), as the peer's TCP/UDP checksums saw them before a NAT rewrote the IP header.
+/// An address left out is taken to be the one on the wire (not translated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatOa {
+    /// The peer's own (private) address: the source its checksums cover.
+    #[serde(default)]
+    pub remote: Option<IpAddr>,
+    /// Our address as the peer addressed us: the destination its checksums cover.
+    #[serde(default)]
+    pub local: Option<IpAddr>,
+}
+
 /// The control record of one SA: everything needed to build its runtime struct.
 #[derive(Clone)]
 pub struct SaParams {
@@ -131,6 +145,10 @@ pub struct SaParams {
     pub tunnel: Option<Endpoints>,
     /// UDP encapsulation (ESP only).
     pub udp_encap: Option<UdpEncap>,
+    /// Inbound transport mode with UDP encapsulation: the original addresses, when known, for
+    /// the incremental checksum fix-up (RFC 3948 §3.1.2); without them the inner TCP/UDP
+    /// checksum is recomputed.
+    pub natt_oa: Option<NatOa>,
     /// Extended (64-bit) sequence numbers.
     pub esn: bool,
     /// Anti-replay window in packets (inbound; 0 disables anti-replay).
@@ -170,6 +188,7 @@ impl fmt::Debug for SaParams {
             .field("integrity", &self.integrity)
             .field("tunnel", &self.tunnel)
             .field("udp_encap", &self.udp_encap)
+            .field("natt_oa", &self.natt_oa)
             .field("esn", &self.esn)
             .finish_non_exhaustive()
     }
@@ -191,6 +210,7 @@ impl SaParams {
             auth_key: Zeroizing::new(Vec::new()),
             tunnel: None,
             udp_encap: None,
+            natt_oa: None,
             esn: false,
             replay_window: 64,
             initial_seq: 0,
@@ -421,10 +441,33 @@ pub struct OutboundSa {
 const _: () = assert!(std::mem::align_of::<OutboundSa>() >= 64);
 const _: () = assert!(std::mem::align_of::<CachePadded<AtomicU64>>() >= 64);
 
+/// The ESP transform for [`OutboundSa::with_esp_transform`] and
+/// [`InboundSa::with_esp_transform`], after checking the SA is ESP.
+fn esp_crypto(p: &SaParams, t: Box<dyn EspTransform>) -> Result<SaCrypto, SaError> {
+    if p.protocol != Protocol::Esp {
+        return Err(SaError::Invalid {
+            spi: p.spi,
+            what: "an ESP transform needs an ESP SA",
+        });
+    }
+    Ok(SaCrypto::Esp(t))
+}
+
 impl OutboundSa {
     /// Builds the runtime SA from its control record.
     pub fn new(p: &SaParams) -> Result<Self, SaError> {
-        let crypto = SaCrypto::new(p)?;
+        Self::build(p, SaCrypto::new(p)?)
+    }
+
+    /// Builds the runtime SA around an ESP transform made in code; `p.cipher`, `p.integrity`,
+    /// the keys and the backend are not looked at. For transforms no configuration can ask
+    /// for: the RFC test vectors' CBC without integrity, or a fixed IV. Configuration, the
+    /// control channel and IKE install through [`OutboundSa::new`].
+    pub fn with_esp_transform(p: &SaParams, t: Box<dyn EspTransform>) -> Result<Self, SaError> {
+        Self::build(p, esp_crypto(p, t)?)
+    }
+
+    fn build(p: &SaParams, crypto: SaCrypto) -> Result<Self, SaError> {
         check_common(p)?;
         let mut header = [0u8; MAX_OUTER_HEADER];
         let mut header_len = 0usize;
@@ -557,6 +600,8 @@ pub struct InboundSa {
     pub(crate) mode: Mode,
     pub(crate) esn: bool,
     pub(crate) udp: Option<UdpEncap>,
+    /// Transport mode in UDP: how the inner TCP/UDP checksum is repaired (RFC 3948 §3.1.2).
+    pub(crate) natt_checksum: NattChecksum,
     pub(crate) crypto: SaCrypto,
     pub(crate) lifetime: Lifetime,
     pub(crate) selectors: Vec<Selector>,
@@ -568,10 +613,34 @@ pub struct InboundSa {
 
 const _: () = assert!(std::mem::align_of::<InboundSa>() >= 64);
 
+/// What transport-mode decapsulation of UDP-encapsulated ESP does to the inner TCP/UDP
+/// checksum, which the peer computed over the addresses it knew, before any NAT rewrote them
+/// (RFC 3948 §3.1.2). Decided when the SA is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NattChecksum {
+    /// Tunnel mode, or no UDP encapsulation: the checksum is the peer's business.
+    Keep,
+    /// The original addresses are unknown: recompute the checksum over the packet as
+    /// delivered (RFC 3948 §3.1.2 allows it for transport mode).
+    Recompute,
+    /// NAT-OA known: incremental update (RFC 1624) from the original addresses to those on
+    /// the wire.
+    Incremental(NatOa),
+}
+
 impl InboundSa {
     /// Builds the runtime SA from its control record.
     pub fn new(p: &SaParams) -> Result<Self, SaError> {
-        let crypto = SaCrypto::new(p)?;
+        Self::build(p, SaCrypto::new(p)?)
+    }
+
+    /// Builds the runtime SA around an ESP transform made in code; see
+    /// [`OutboundSa::with_esp_transform`].
+    pub fn with_esp_transform(p: &SaParams, t: Box<dyn EspTransform>) -> Result<Self, SaError> {
+        Self::build(p, esp_crypto(p, t)?)
+    }
+
+    fn build(p: &SaParams, crypto: SaCrypto) -> Result<Self, SaError> {
         check_common(p)?;
         let window =
             AtomicWindow::with_top(p.replay_window, p.esn, p.initial_seq).map_err(|e| match e {
@@ -584,11 +653,17 @@ impl InboundSa {
                     what: "bad initial sequence number",
                 },
             })?;
+        let natt_checksum = match (p.mode, p.udp_encap, p.natt_oa) {
+            (Mode::Transport, Some(_), Some(oa)) => NattChecksum::Incremental(oa),
+            (Mode::Transport, Some(_), None) => NattChecksum::Recompute,
+            _ => NattChecksum::Keep,
+        };
         Ok(Self {
             spi: p.spi,
             mode: p.mode,
             esn: p.esn,
             udp: p.udp_encap,
+            natt_checksum,
             crypto,
             lifetime: p.lifetime,
             selectors: p.selectors(),
@@ -641,6 +716,14 @@ fn check_common(p: &SaParams) -> Result<(), SaError> {
         return Err(SaError::Invalid {
             spi: p.spi,
             what: "TFC padding needs tunnel mode (the inner IP header gives the length back)",
+        });
+    }
+    if p.natt_oa.is_some()
+        && (p.direction != Direction::In || p.mode != Mode::Transport || p.udp_encap.is_none())
+    {
+        return Err(SaError::Invalid {
+            spi: p.spi,
+            what: "natt_oa belongs to inbound transport-mode SAs with udp_encap (RFC 3948 §3.1.2)",
         });
     }
     if let Some(d) = p.dscp {

@@ -7,9 +7,11 @@ record are exactly what the test meant, independent of scapy's dissectors.
 import ipaddress
 import json
 import os
+import random
 import struct
 import subprocess
 import sys
+import tempfile
 
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
@@ -158,6 +160,44 @@ def run_fgpcap(tool, verb, sa_path, in_path, out_path):
         if key not in stats:
             raise ToolError("%s: JSON lacks %r: %r" % (verb, key, stats))
     return stats
+
+
+def tool_from_args(args, usage, real, selftest):
+    """`PATH/TO/fgpcap` or `--selftest` -> (tool, label), where `real(path)` and `selftest()`
+    make the tool; None (after printing `usage`) for anything else."""
+    if args == ["--selftest"]:
+        return selftest(), "selftest: fgpcap emulated with scapy"
+    if len(args) == 1 and not args[0].startswith("-"):
+        check_tool(args[0])
+        return real(os.path.abspath(args[0])), "fgpcap %s" % args[0]
+    sys.stderr.write(usage)
+    return None
+
+
+def run_cases(suite, label, cases, run_case, skip=lambda case: None):
+    """Runs `run_case(tmp, rng, case)` for each case (each has a `.name`) that `skip(case)` gives
+    no reason to skip, one generator per case derived from SEED and its name so that a failure
+    reproduces alone; prints one line per case and the closing count, and returns the exit
+    status."""
+    seed = seed_from_env()
+    print("%s: %s, SEED=%d (set SEED to reproduce)" % (suite, label, seed), flush=True)
+    tally = Tally()
+    with tempfile.TemporaryDirectory(prefix=suite + ".") as tmp:
+        for c in cases:
+            why = skip(c)
+            if why:
+                tally.skip(c.name, why)
+                continue
+            rng = random.Random("%d/%s" % (seed, c.name))
+            try:
+                run_case(tmp, rng, c)
+            except (AssertionError, ToolError, ValueError) as e:
+                tally.fail(c.name, e)
+            except Exception as e:  # a scapy error on odd bytes is a failure, not a crash
+                tally.fail(c.name, "%s: %s" % (type(e).__name__, e))
+            else:
+                tally.ok(c.name)
+    return tally.finish()
 
 
 def nonzero_drops(stats):

@@ -26,18 +26,16 @@ files, expected sequence numbers and every check above are validated without the
 
 import ipaddress
 import os
-import random
 import struct
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (  # noqa: E402
-    LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, Tally, ToolError, check_tool,
-    ethernet, ethertype_for, hexkey, ip_version, ipv4_header_checksum_ok, nonzero_drops,
-    random_addr, read_pcap, run_fgpcap, sa_yaml, seed_from_env, udp4_checksum_ok, write_pcap)
+    LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW, ethernet, ethertype_for,
+    hexkey, ip_version, ipv4_header_checksum_ok, nonzero_drops, random_addr, read_pcap,
+    run_cases, run_fgpcap, sa_yaml, tool_from_args, udp4_checksum_ok, write_pcap)
 
 import logging  # noqa: E402
 
@@ -467,39 +465,17 @@ def main():
         k = args.index("--only")
         only = args[k + 1]
         del args[k:k + 2]
-    if args == ["--selftest"]:
-        tool = ScapyTool()
-        label = "selftest: fgpcap emulated with scapy"
-    elif len(args) == 1 and not args[0].startswith("-"):
-        check_tool(args[0])
-        tool = RealTool(os.path.abspath(args[0]))
-        label = "fgpcap %s" % args[0]
-    else:
-        sys.stderr.write(__doc__)
+    picked = tool_from_args(args, __doc__, RealTool, ScapyTool)
+    if picked is None:
         return 2
-    seed = seed_from_env()
-    print("scapy_esp: %s, SEED=%d (set SEED to reproduce)" % (label, seed), flush=True)
-    tally = Tally()
-    with tempfile.TemporaryDirectory(prefix="scapy-esp.") as tmp:
-        for c in combos():
-            if only and only not in c.name:
-                continue
-            # One generator per combination, derived from the seed and the name, so a failing
-            # combination reproduces alone with --only.
-            missing = [a for a in (c.s_crypt, c.s_auth) if a and a not in CRYPT_ALGOS and a not in AUTH_ALGOS]
-            if missing:
-                tally.skip(c.name, "this scapy has no %s" % ", ".join(missing))
-                continue
-            rng = random.Random("%d/%s" % (seed, c.name))
-            try:
-                run_combo(tool, tmp, rng, c)
-            except (AssertionError, ToolError, ValueError) as e:
-                tally.fail(c.name, e)
-            except Exception as e:  # a scapy error on odd bytes is a failure, not a crash
-                tally.fail(c.name, "%s: %s" % (type(e).__name__, e))
-            else:
-                tally.ok(c.name)
-    return tally.finish()
+    tool, label = picked
+
+    def skip(c):
+        missing = [a for a in (c.s_crypt, c.s_auth) if a and a not in CRYPT_ALGOS and a not in AUTH_ALGOS]
+        return "this scapy has no %s" % ", ".join(missing) if missing else None
+
+    cases = [c for c in combos() if not only or only in c.name]
+    return run_cases("scapy_esp", label, cases, lambda tmp, rng, c: run_combo(tool, tmp, rng, c), skip)
 
 
 if __name__ == "__main__":

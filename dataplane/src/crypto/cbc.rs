@@ -16,7 +16,9 @@ type Block = GenericArray<u8, U16>;
 const IV: usize = 16;
 const PAR: usize = 8;
 
-/// AES in CBC mode, with or without an HMAC (without only for RFC 3602's test vectors).
+/// AES in CBC mode, with or without an HMAC. Without one it is confidentiality only, which
+/// [`super::new_esp_transform`] (and so every configuration) refuses: only code that builds this
+/// directly, such as the RFC 3602 test vectors, gets it.
 pub struct EspCbc<C> {
     aes: C,
     /// Derives unpredictable IVs from sequence numbers: IV = AES_k'(seq) with a random k'

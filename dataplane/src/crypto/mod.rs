@@ -76,7 +76,8 @@ impl Cipher {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Integrity {
-    /// No separate integrity (AEAD ciphers, or NULL/CBC-only test SAs).
+    /// No separate integrity: only for AEAD ciphers ([`new_esp_transform`] refuses it for CBC
+    /// and NULL).
     None,
     /// HMAC-SHA-256-128 (RFC 4868).
     HmacSha256,
@@ -230,6 +231,13 @@ pub fn new_esp_transform(
     backend: Backend,
 ) -> Result<Box<dyn EspTransform>, CryptoError> {
     if cipher.is_aead() && integrity != Integrity::None {
+        return Err(CryptoError::Unsupported);
+    }
+    // RFC 4303 §1 lets ESP offer confidentiality alone but warns that it is open to active
+    // attacks; CBC without an ICV is (bit flipping, padding and cut-and-paste oracles). So no
+    // configuration can ask for it (strongSwan refuses it by default too); RFC 3602's test
+    // vectors, which have no ICV, build [`cbc::EspCbc`] without a MAC directly.
+    if matches!(cipher, Cipher::AesCbc128 | Cipher::AesCbc256) && integrity == Integrity::None {
         return Err(CryptoError::Unsupported);
     }
     if enc_key.len() != cipher.key_len() || auth_key.len() != integrity.key_len() {
