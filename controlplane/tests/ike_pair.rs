@@ -40,6 +40,24 @@ struct Net {
     sent: usize,
     /// Optional NAT: rewrite the source port of A's packets as B sees them.
     nat_port: Option<u16>,
+    /// IKE fragments seen on the wire: (from A, exchange, response, datagram length).
+    skf: Vec<(bool, u8, bool, usize)>,
+    /// Deliver each fragmented message's fragments last first, with a tampered copy of the
+    /// last fragment ahead of it and every other fragment twice.
+    mangle: bool,
+    held: [Vec<Vec<u8>>; 2],
+    /// Drop the next fragmented message from B (all its fragments).
+    drop_next_b_fragments: bool,
+}
+
+/// (fragment number, total) of an SKF datagram (IKE header, then the SKF payload first).
+fn skf_numbers(d: &[u8]) -> Option<(u16, u16)> {
+    (d.len() > 36 && d[16] == 53).then(|| {
+        (
+            u16::from_be_bytes([d[32], d[33]]),
+            u16::from_be_bytes([d[34], d[35]]),
+        )
+    })
 }
 
 const A: &str = "203.0.113.1";
@@ -78,7 +96,45 @@ impl Net {
             up: (false, false),
             sent: 0,
             nat_port: None,
+            skf: Vec::new(),
+            mangle: false,
+            held: [Vec::new(), Vec::new()],
+            drop_next_b_fragments: false,
         }
+    }
+
+    /// The datagrams to deliver now for one that `from_a` (or B) sent.
+    fn wire(&mut self, from_a: bool, d: Vec<u8>) -> Vec<Vec<u8>> {
+        let Some((number, total)) = skf_numbers(&d) else {
+            return vec![d];
+        };
+        self.skf.push((from_a, d[18], d[19] & 0x20 != 0, d.len()));
+        if !from_a && self.drop_next_b_fragments {
+            if number == total {
+                self.drop_next_b_fragments = false;
+            }
+            return Vec::new();
+        }
+        if !self.mangle {
+            return vec![d];
+        }
+        let held = &mut self.held[usize::from(!from_a)];
+        held.push(d);
+        if number < total {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut tampered = held.last().cloned().unwrap_or_default();
+        let n = tampered.len();
+        tampered[n - 1] ^= 0x80;
+        out.push(tampered);
+        for (i, f) in held.drain(..).rev().enumerate() {
+            out.push(f.clone());
+            if i > 0 {
+                out.push(f);
+            }
+        }
+        out
     }
 
     /// Delivers actions until quiet.
@@ -104,7 +160,9 @@ impl Net {
                                 if local.port() == 500 { p } else { p + 1 },
                             );
                         }
-                        next_b.extend(self.b.handle(now, remote, src, &data));
+                        for d in self.wire(true, data) {
+                            next_b.extend(self.b.handle(now, remote, src, &d));
+                        }
                     }
                     Action::Install(c) if c.larval => self.a_larval.push(*c),
                     Action::Install(c) => self.a_installed.push(*c),
@@ -134,7 +192,9 @@ impl Net {
                                 4500
                             },
                         );
-                        next_a.extend(self.a.handle(now, dst, local, &data));
+                        for d in self.wire(false, data) {
+                            next_a.extend(self.a.handle(now, dst, local, &d));
+                        }
                     }
                     Action::Install(c) => self.b_installed.push(*c),
                     Action::Remove { spi_in, .. } => self.b_removed.push(spi_in),
@@ -159,6 +219,19 @@ fn assert_mirrored(a: &ChildSaInstall, b: &ChildSaInstall) {
     assert_ne!(*a.enc_in, *a.enc_out);
     assert_eq!(a.encr, b.encr);
     assert_eq!(a.local_ts, b.remote_ts);
+}
+
+/// After a CHILD_SA rekey: A's newest SA and its mirror on B, checked.
+fn newest_pair(n: &Net) -> (&ChildSaInstall, &ChildSaInstall) {
+    assert!(n.a_installed.len() >= 2 && n.b_installed.len() >= 2);
+    let new_a = n.a_installed.last().unwrap();
+    let new_b = n
+        .b_installed
+        .iter()
+        .find(|c| c.spi_out == new_a.spi_in)
+        .expect("peer has the new SA");
+    assert_mirrored(new_a, new_b);
+    (new_a, new_b)
 }
 
 #[test]
@@ -306,14 +379,7 @@ fn child_rekey_is_make_before_break() {
         n.a_installed, n.b_installed, n.a_removed, n.b_removed
     );
     // Whoever rekeyed, each side now has a new pair installed and the old one removed.
-    assert!(n.a_installed.len() >= 2 && n.b_installed.len() >= 2);
-    let new_a = n.a_installed.last().unwrap();
-    let new_b = n
-        .b_installed
-        .iter()
-        .find(|c| c.spi_out == new_a.spi_in)
-        .expect("peer has the new SA");
-    assert_mirrored(new_a, new_b);
+    let (new_a, new_b) = newest_pair(&n);
     assert_ne!(*new_a.enc_in, *n.a_installed[0].enc_in);
     assert!(n.a_removed.contains(&old_a), "old inbound SA retired on A");
     assert!(n.b_removed.contains(&old_b), "old inbound SA retired on B");
@@ -592,4 +658,137 @@ fn a_peer_whose_nat_mapping_changes_is_followed() {
         50001,
         "B's IKE SA follows too"
     );
+}
+
+/// A pair whose tunnels fragment IKE messages above `fragment_size` bytes of IP datagram, with
+/// four subnets a side so that IKE_AUTH (and PFS rekeys) need several fragments. B announces
+/// fragmentation support only with `b_fragmentation`.
+fn fragmenting(fragment_size: usize, esp: &str, child_life: &str, b_fragmentation: bool) -> Net {
+    let ike = "aes256-sha256-modp2048";
+    let mut n = Net::new(ike, esp, "secret-psk-1", child_life);
+    let a_nets = "192.168.10.0/24, 10.10.0.0/16, 10.11.0.0/16, 10.12.0.0/16";
+    let b_nets = "192.168.20.0/24, 10.20.0.0/16, 10.21.0.0/16, 10.22.0.0/16";
+    let psk = "secret-psk-1";
+    let mut a = cfg(A, B, a_nets, b_nets, "start", ike, esp, psk, child_life);
+    let mut b = cfg(B, A, b_nets, a_nets, "none", ike, esp, psk, child_life);
+    for t in a.tunnels.iter_mut().chain(&mut b.tunnels) {
+        t.fragment_size = fragment_size;
+    }
+    b.tunnels[0].fragmentation = b_fragmentation;
+    n.a = Daemon::new(&a);
+    n.b = Daemon::new(&b);
+    n
+}
+
+/// How many fragments went (from A?, exchange, response?).
+fn fragments(n: &Net, from_a: bool, exch: u8, response: bool) -> usize {
+    n.skf
+        .iter()
+        .filter(|f| (f.0, f.1, f.2) == (from_a, exch, response))
+        .count()
+}
+
+const IKE_AUTH: u8 = 35;
+const CREATE_CHILD_SA: u8 = 36;
+
+#[test]
+fn ike_auth_and_create_child_sa_are_fragmented_both_ways() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256-sha256-modp2048", "10s", true);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+    assert!(fragments(&n, true, IKE_AUTH, false) >= 2, "{:?}", n.skf);
+    assert!(fragments(&n, false, IKE_AUTH, true) >= 2, "{:?}", n.skf);
+    // Every fragment fits 300 bytes of IPv4 datagram: 20 IP + 8 UDP (port 500, no marker).
+    assert!(n.skf.iter().all(|f| f.3 + 28 <= 300), "{:?}", n.skf);
+    assert!(n.a.sas().next().unwrap().fragmentation().0);
+    // A CHILD_SA rekey with PFS (a 256-byte KE each way) goes fragmented too.
+    let later = now + Duration::from_millis(10_100);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    let tb = n.b.tick(later);
+    n.run(later, vec![], tb);
+    newest_pair(&n);
+    let req =
+        fragments(&n, true, CREATE_CHILD_SA, false) + fragments(&n, false, CREATE_CHILD_SA, false);
+    let resp =
+        fragments(&n, true, CREATE_CHILD_SA, true) + fragments(&n, false, CREATE_CHILD_SA, true);
+    assert!(req >= 2 && resp >= 2, "{:?}", n.skf);
+    let (_, stats) = n.b.sas().next().unwrap().fragmentation();
+    assert!(
+        stats.reassembled >= 2 && stats.dropped_integrity == 0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn fragments_behind_a_nat_count_the_non_esp_marker() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256gcm16", "8h", true);
+    n.nat_port = Some(40000);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert!(n.a_installed[0].udp_encap);
+    assert!(fragments(&n, true, IKE_AUTH, false) >= 2);
+    // On port 4500 the datagram also carries the 4-byte non-ESP marker.
+    assert!(n.skf.iter().all(|f| f.3 + 32 <= 300), "{:?}", n.skf);
+}
+
+#[test]
+fn out_of_order_duplicated_and_tampered_fragments_still_bring_the_tunnel_up() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256-sha256-modp2048", "10s", true);
+    n.mangle = true;
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+    let later = now + Duration::from_millis(10_100);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    newest_pair(&n);
+    for (who, d) in [("A", &n.a), ("B", &n.b)] {
+        let (on, s) = d.sas().next().unwrap().fragmentation();
+        assert!(on);
+        assert!(s.dropped_integrity >= 1, "{who}: {s:?}");
+        assert!(s.dropped_duplicate >= 1, "{who}: {s:?}");
+        assert!(s.reassembled >= 1, "{who}: {s:?}");
+    }
+}
+
+#[test]
+fn a_lost_fragmented_response_comes_again_once_per_retransmitted_request() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256-sha256", "8h", true);
+    n.drop_next_b_fragments = true;
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (false, true), "B answered, A never heard it");
+    let req = fragments(&n, true, IKE_AUTH, false);
+    let resp = fragments(&n, false, IKE_AUTH, true);
+    assert!(req >= 2 && resp >= 2);
+    // A retransmits every fragment of IKE_AUTH; B answers fragment 1 only (RFC 7383 §2.6.1)
+    // with every fragment of its cached response.
+    let later = now + Duration::from_secs(3);
+    let ta = n.a.tick(later);
+    assert_eq!(ta.len(), req, "all fragments retransmitted");
+    n.run(later, ta, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_eq!(fragments(&n, true, IKE_AUTH, false), 2 * req);
+    assert_eq!(fragments(&n, false, IKE_AUTH, true), 2 * resp);
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+}
+
+#[test]
+fn without_fragmentation_on_one_side_nothing_is_fragmented() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256-sha256", "8h", false);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert!(n.skf.is_empty(), "{:?}", n.skf);
+    assert!(!n.a.sas().next().unwrap().fragmentation().0);
 }

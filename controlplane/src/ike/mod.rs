@@ -4,6 +4,7 @@
 
 pub mod crypto;
 pub mod daemon;
+pub mod frag;
 pub mod proposal;
 pub mod sa;
 pub mod wire;
