@@ -266,8 +266,27 @@ impl Frag {
         // §2.6: integrity first, so that forged fragments never displace genuine ones.
         let plain = open_fragment(codec, msg, data)?;
         self.stats.received += 1;
-        let id = msg.header.msg_id;
-        let slot = if msg.header.is_response() {
+        let h = msg.header;
+        self.store(h.is_response(), h.msg_id, inner, number, total, plain)
+    }
+
+    /// Stores the plaintext of a fragment whose integrity was verified: fragment `number` of
+    /// `total` of request (or `response`) `id`, `inner` its SKF Next Payload. Applies the
+    /// Total Fragments rules and limits; returns the message when it is complete. (Public for
+    /// the fuzz target, which has no keys to make fragments that verify.)
+    pub fn store(
+        &mut self,
+        response: bool,
+        id: u32,
+        inner: u8,
+        number: u16,
+        total: u16,
+        plain: Vec<u8>,
+    ) -> Result<Option<(u8, Vec<u8>)>, FragError> {
+        if number == 0 || number > total {
+            return Err(FragError::Numbering);
+        }
+        let slot = if response {
             &mut self.responses
         } else {
             &mut self.requests
