@@ -446,6 +446,24 @@ fn delete_from_the_initiator_removes_children_on_both_sides() {
     assert_eq!(n.b.sas().count(), 0);
 }
 
+/// Brings the pair up and lets its IKE SA (20 s lifetime) rekey: each side is left with one
+/// IKE SA, under new SPIs.
+fn up_then_rekey_ike(n: &mut Net, now: Instant) {
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    let old_spi = n.a.sas().next().unwrap().spi_i;
+    // Both are due after 18-20 s; one rekeys, the other answers.
+    let later = now + Duration::from_secs(21);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    let tb = n.b.tick(later);
+    n.run(later, vec![], tb);
+    assert_eq!(n.a.sas().count(), 1, "old IKE SA gone on A");
+    assert_eq!(n.b.sas().count(), 1, "old IKE SA gone on B");
+    assert_ne!(n.a.sas().next().unwrap().spi_i, old_spi);
+}
+
 #[test]
 fn ike_sa_rekey_keeps_the_children_and_the_new_sa_works() {
     let now = Instant::now();
@@ -474,20 +492,9 @@ fn ike_sa_rekey_keeps_the_children_and_the_new_sa_works() {
     };
     n.a = Daemon::new(&mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start"));
     n.b = Daemon::new(&mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none"));
-    let acts = n.a.start(now);
-    n.run(now, acts, vec![]);
-    let old_spi = n.a.sas().next().unwrap().spi_i;
-    // Both are due after 18-20 s; one rekeys, the other answers.
-    let later = now + Duration::from_secs(21);
-    let ta = n.a.tick(later);
-    n.run(later, ta, vec![]);
-    let tb = n.b.tick(later);
-    n.run(later, vec![], tb);
-    assert_eq!(n.a.sas().count(), 1, "old IKE SA gone on A");
-    assert_eq!(n.b.sas().count(), 1, "old IKE SA gone on B");
+    up_then_rekey_ike(&mut n, now);
     let sa_a = n.a.sas().next().unwrap();
     let sa_b = n.b.sas().next().unwrap();
-    assert_ne!(sa_a.spi_i, old_spi);
     assert_eq!((sa_a.spi_i, sa_a.spi_r), (sa_b.spi_i, sa_b.spi_r));
     assert_eq!(
         sa_a.children.len(),
@@ -664,8 +671,25 @@ fn a_peer_whose_nat_mapping_changes_is_followed() {
 /// four subnets a side so that IKE_AUTH (and PFS rekeys) need several fragments. B announces
 /// fragmentation support only with `b_fragmentation`.
 fn fragmenting(fragment_size: usize, esp: &str, child_life: &str, b_fragmentation: bool) -> Net {
+    let (a, b) = fragmenting_cfgs(fragment_size, esp, child_life, b_fragmentation);
+    with_cfgs(&a, &b)
+}
+
+fn with_cfgs(a: &Config, b: &Config) -> Net {
+    let mut n = Net::new("aes256-sha256-modp2048", "aes256-sha256", "x", "8h");
+    n.a = Daemon::new(a);
+    n.b = Daemon::new(b);
+    n
+}
+
+/// The two configurations of [`fragmenting`].
+fn fragmenting_cfgs(
+    fragment_size: usize,
+    esp: &str,
+    child_life: &str,
+    b_fragmentation: bool,
+) -> (Config, Config) {
     let ike = "aes256-sha256-modp2048";
-    let mut n = Net::new(ike, esp, "secret-psk-1", child_life);
     let a_nets = "192.168.10.0/24, 10.10.0.0/16, 10.11.0.0/16, 10.12.0.0/16";
     let b_nets = "192.168.20.0/24, 10.20.0.0/16, 10.21.0.0/16, 10.22.0.0/16";
     let psk = "secret-psk-1";
@@ -675,9 +699,7 @@ fn fragmenting(fragment_size: usize, esp: &str, child_life: &str, b_fragmentatio
         t.fragment_size = fragment_size;
     }
     b.tunnels[0].fragmentation = b_fragmentation;
-    n.a = Daemon::new(&a);
-    n.b = Daemon::new(&b);
-    n
+    (a, b)
 }
 
 /// How many fragments went (from A?, exchange, response?).
@@ -791,4 +813,32 @@ fn without_fragmentation_on_one_side_nothing_is_fragmented() {
     assert_eq!(n.up, (true, true));
     assert!(n.skf.is_empty(), "{:?}", n.skf);
     assert!(!n.a.sas().next().unwrap().fragmentation().0);
+}
+
+#[test]
+fn a_rekeyed_ike_sa_keeps_fragmenting() {
+    let now = Instant::now();
+    let (mut a, mut b) = fragmenting_cfgs(300, "aes256-sha256", "1h", true);
+    for t in a.tunnels.iter_mut().chain(&mut b.tunnels) {
+        t.ike_lifetime = Duration::from_secs(20);
+    }
+    let mut n = with_cfgs(&a, &b);
+    // The IKE SA rekey carries a 256-byte modp2048 KE each way: fragmented at 300 bytes.
+    up_then_rekey_ike(&mut n, now);
+    let sa = n.a.sas().next().unwrap();
+    assert!(sa.fragmentation().0 && n.b.sas().next().unwrap().fragmentation().0);
+    let ike_rekey =
+        fragments(&n, true, CREATE_CHILD_SA, false) + fragments(&n, false, CREATE_CHILD_SA, false);
+    assert!(ike_rekey >= 2, "{:?}", n.skf);
+    // A CHILD_SA rekey through the new IKE SA: its messages (eight selectors) go in fragments.
+    for k in 0..6 {
+        let t = now + Duration::from_secs(3601 + k);
+        let ta = n.a.tick(t);
+        let tb = n.b.tick(t);
+        n.run(t, ta, tb);
+    }
+    newest_pair(&n);
+    let all =
+        fragments(&n, true, CREATE_CHILD_SA, false) + fragments(&n, false, CREATE_CHILD_SA, false);
+    assert!(all > ike_rekey, "{:?}", n.skf);
 }
