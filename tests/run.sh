@@ -261,7 +261,8 @@ build_ferrogate_ike() {
 }
 ike_vs_strongswan() {
     # ferrogate-ike against strongSwan 5.9.8 in network namespaces, both roles, both suites:
-    # keys compared with charon's, ESP both ways, CHILD_SA rekey, DPD restart, delete.
+    # keys compared with charon's, ESP both ways, CHILD_SA rekey, DPD restart, delete; then
+    # once more with IKE fragmentation (RFC 7383) both ways.
     need_fgpcap
     [ -e "$WORK/ike.built" ] || { echo "ferrogate-ike was not built by this run" >&2; return 1; }
     local ike="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate-ike" suite role
@@ -271,13 +272,15 @@ ike_vs_strongswan() {
             SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
         done
     done
-    # X.509 certificates that strongSwan's pki issues: RSA with DN identities (we initiate),
-    # ECDSA with subjectAltName FQDNs (strongSwan initiates).
-    local combo auth
-    for combo in "rsa initiator cbc" "ecdsa responder gcm"; do
-        read -r auth role suite <<< "$combo"
-        echo "== AUTH=$auth ROLE=$role SUITE=$suite"
-        AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+    # X.509 certificates that strongSwan's pki issues: RSA with DN identities (we initiate; IKE
+    # fragmentation both ways, fragment_size 400 on both sides), ECDSA with subjectAltName FQDNs
+    # (strongSwan initiates, unfragmented).
+    local combo auth frag
+    for combo in "rsa initiator cbc 1" "ecdsa responder gcm -"; do
+        read -r auth role suite frag <<< "$combo"
+        [ "$frag" = - ] && frag=
+        echo "== AUTH=$auth ROLE=$role SUITE=$suite FRAG=$frag"
+        FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
 }
 gateway_vs_strongswan() {
@@ -360,7 +363,7 @@ step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_site
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
 step "build ferrogate-ike" build_ferrogate_ike
-step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD)" ike_vs_strongswan
+step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD, fragmentation)" ike_vs_strongswan
 step "ferrogate + ferrogate-ike vs strongSwan (shm channel, 100 rekeys, kills)" gateway_vs_strongswan
 step "two ferrogates with IKEv2 (ferrogate-ike on both) and fgctl" netns_site_to_site_ike
 run_fuzz

@@ -17,6 +17,8 @@
 //!     ike_proposals: [aes256-sha256-modp1024]
 //!     ike_lifetime: 1h              # rekey the IKE SA after this (ikelifetime=)
 //!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold (trap)
+//!     fragmentation: yes            # IKE fragmentation (RFC 7383) when the peer supports it
+//!     fragment_size: 1280           # largest IP datagram of a fragment (charon.fragment_size)
 //!     start: start                  # start (auto=start) | trap (on demand) | none (wait)
 //!     keyingtries: 0                # 0 = forever
 //!     children:
@@ -157,6 +159,12 @@ pub struct TunnelConfig {
     pub ike_lifetime: Duration,
     /// DPD.
     pub dpd: Dpd,
+    /// IKE fragmentation (RFC 7383): announce support and fragment large messages when the
+    /// peer supports it too (strongSwan's `fragmentation = yes`).
+    pub fragmentation: bool,
+    /// Largest IP datagram (IP and UDP headers included) an IKE fragment may make
+    /// (strongSwan's `charon.fragment_size`).
+    pub fragment_size: usize,
     /// Start action.
     pub start: StartAction,
     /// Initiation attempts (0 = forever).
@@ -368,6 +376,10 @@ struct RawTunnel {
     ike_lifetime: Option<String>,
     #[serde(default)]
     dpd: Option<RawDpd>,
+    #[serde(default)]
+    fragmentation: Option<YesNo>,
+    #[serde(default)]
+    fragment_size: Option<usize>,
     #[serde(default = "start_none")]
     start: StartAction,
     #[serde(default)]
@@ -381,6 +393,31 @@ enum AuthKind {
     Psk,
     Pubkey,
 }
+
+/// `yes`/`no` as strongSwan writes them (YAML 1.2 reads them as strings), or a YAML boolean.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum YesNo {
+    Bool(bool),
+    Word(String),
+}
+
+impl YesNo {
+    fn get(&self) -> Option<bool> {
+        match self {
+            YesNo::Bool(b) => Some(*b),
+            YesNo::Word(w) => match w.as_str() {
+                "yes" | "true" => Some(true),
+                "no" | "false" => Some(false),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The smallest `fragment_size`: IPv6 and UDP headers, the non-ESP marker, the IKE and SKF
+/// headers, the largest IV, ICV and padding still leave room for about 100 bytes of payload.
+pub const MIN_FRAGMENT_SIZE: usize = 256;
 
 fn start_none() -> StartAction {
     StartAction::None
@@ -552,6 +589,20 @@ impl Config {
                     action: d.action,
                 },
             };
+            let fragmentation = match &t.fragmentation {
+                None => true,
+                Some(f) => f
+                    .get()
+                    .ok_or_else(|| inv("fragmentation: give yes or no".into()))?,
+            };
+            let fragment_size = t
+                .fragment_size
+                .unwrap_or(crate::ike::frag::DEFAULT_FRAGMENT_SIZE);
+            if !(MIN_FRAGMENT_SIZE..=65_535).contains(&fragment_size) {
+                return Err(inv(format!(
+                    "fragment_size: {fragment_size} is outside {MIN_FRAGMENT_SIZE}..=65535 (bytes of IP datagram)"
+                )));
+            }
             let mut children = Vec::new();
             for c in &t.children {
                 let src = if c.esp_proposals.is_empty() {
@@ -640,6 +691,8 @@ impl Config {
                 ike_proposals,
                 ike_lifetime,
                 dpd,
+                fragmentation,
+                fragment_size,
                 start: t.start,
                 keyingtries: t.keyingtries,
                 children,
@@ -709,6 +762,33 @@ tunnels:
         let c = Config::load(&p).unwrap();
         assert_eq!(c.tunnels[0].name, "site-to-site");
         assert!(matches!(&c.tunnels[0].auth, Auth::Psk(p) if !p.is_empty()));
+    }
+
+    #[test]
+    fn fragmentation_keys() {
+        let c = Config::parse(REFERENCE, Path::new("t.yaml")).unwrap();
+        assert!(c.tunnels[0].fragmentation);
+        assert_eq!(c.tunnels[0].fragment_size, 1280);
+        for (text, on, size) in [
+            ("fragmentation: no\n    fragment_size: 400", false, 400),
+            ("fragmentation: yes", true, 1280),
+            ("fragmentation: false", false, 1280),
+        ] {
+            let y = REFERENCE.replace("keyingtries: 0", &format!("keyingtries: 0\n    {text}"));
+            let t = &Config::parse(&y, Path::new("t.yaml")).unwrap().tunnels[0];
+            assert_eq!((t.fragmentation, t.fragment_size), (on, size), "{text}");
+        }
+        for bad in [
+            "fragmentation: maybe",
+            "fragment_size: 100",
+            "fragment_size: 70000",
+        ] {
+            let y = REFERENCE.replace("keyingtries: 0", &format!("keyingtries: 0\n    {bad}"));
+            let e = Config::parse(&y, Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(bad.split(':').next().unwrap()), "{e}");
+        }
     }
 
     #[test]

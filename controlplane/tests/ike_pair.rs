@@ -46,6 +46,24 @@ struct Net {
     sent: usize,
     /// Optional NAT: rewrite the source port of A's packets as B sees them.
     nat_port: Option<u16>,
+    /// IKE fragments seen on the wire: (from A, exchange, response, datagram length).
+    skf: Vec<(bool, u8, bool, usize)>,
+    /// Deliver each fragmented message's fragments last first, with a tampered copy of the
+    /// last fragment ahead of it and every other fragment twice.
+    mangle: bool,
+    held: [Vec<Vec<u8>>; 2],
+    /// Drop the next fragmented message from B (all its fragments).
+    drop_next_b_fragments: bool,
+}
+
+/// (fragment number, total) of an SKF datagram (IKE header, then the SKF payload first).
+fn skf_numbers(d: &[u8]) -> Option<(u16, u16)> {
+    (d.len() > 36 && d[16] == 53).then(|| {
+        (
+            u16::from_be_bytes([d[32], d[33]]),
+            u16::from_be_bytes([d[34], d[35]]),
+        )
+    })
 }
 
 const A: &str = "203.0.113.1";
@@ -84,7 +102,45 @@ impl Net {
             up: (false, false),
             sent: 0,
             nat_port: None,
+            skf: Vec::new(),
+            mangle: false,
+            held: [Vec::new(), Vec::new()],
+            drop_next_b_fragments: false,
         }
+    }
+
+    /// The datagrams to deliver now for one that `from_a` (or B) sent.
+    fn wire(&mut self, from_a: bool, d: Vec<u8>) -> Vec<Vec<u8>> {
+        let Some((number, total)) = skf_numbers(&d) else {
+            return vec![d];
+        };
+        self.skf.push((from_a, d[18], d[19] & 0x20 != 0, d.len()));
+        if !from_a && self.drop_next_b_fragments {
+            if number == total {
+                self.drop_next_b_fragments = false;
+            }
+            return Vec::new();
+        }
+        if !self.mangle {
+            return vec![d];
+        }
+        let held = &mut self.held[usize::from(!from_a)];
+        held.push(d);
+        if number < total {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut tampered = held.last().cloned().unwrap_or_default();
+        let n = tampered.len();
+        tampered[n - 1] ^= 0x80;
+        out.push(tampered);
+        for (i, f) in held.drain(..).rev().enumerate() {
+            out.push(f.clone());
+            if i > 0 {
+                out.push(f);
+            }
+        }
+        out
     }
 
     /// Delivers actions until quiet.
@@ -110,7 +166,9 @@ impl Net {
                                 if local.port() == 500 { p } else { p + 1 },
                             );
                         }
-                        next_b.extend(self.b.handle(now, remote, src, &data));
+                        for d in self.wire(true, data) {
+                            next_b.extend(self.b.handle(now, remote, src, &d));
+                        }
                     }
                     Action::Install(c) if c.larval => self.a_larval.push(*c),
                     Action::Install(c) => self.a_installed.push(*c),
@@ -140,7 +198,9 @@ impl Net {
                                 4500
                             },
                         );
-                        next_a.extend(self.a.handle(now, dst, local, &data));
+                        for d in self.wire(false, data) {
+                            next_a.extend(self.a.handle(now, dst, local, &d));
+                        }
                     }
                     Action::Install(c) => self.b_installed.push(*c),
                     Action::Remove { spi_in, .. } => self.b_removed.push(spi_in),
@@ -165,6 +225,19 @@ fn assert_mirrored(a: &ChildSaInstall, b: &ChildSaInstall) {
     assert_ne!(*a.enc_in, *a.enc_out);
     assert_eq!(a.encr, b.encr);
     assert_eq!(a.local_ts, b.remote_ts);
+}
+
+/// After a CHILD_SA rekey: A's newest SA and its mirror on B, checked.
+fn newest_pair(n: &Net) -> (&ChildSaInstall, &ChildSaInstall) {
+    assert!(n.a_installed.len() >= 2 && n.b_installed.len() >= 2);
+    let new_a = n.a_installed.last().unwrap();
+    let new_b = n
+        .b_installed
+        .iter()
+        .find(|c| c.spi_out == new_a.spi_in)
+        .expect("peer has the new SA");
+    assert_mirrored(new_a, new_b);
+    (new_a, new_b)
 }
 
 #[test]
@@ -312,14 +385,7 @@ fn child_rekey_is_make_before_break() {
         n.a_installed, n.b_installed, n.a_removed, n.b_removed
     );
     // Whoever rekeyed, each side now has a new pair installed and the old one removed.
-    assert!(n.a_installed.len() >= 2 && n.b_installed.len() >= 2);
-    let new_a = n.a_installed.last().unwrap();
-    let new_b = n
-        .b_installed
-        .iter()
-        .find(|c| c.spi_out == new_a.spi_in)
-        .expect("peer has the new SA");
-    assert_mirrored(new_a, new_b);
+    let (new_a, new_b) = newest_pair(&n);
     assert_ne!(*new_a.enc_in, *n.a_installed[0].enc_in);
     assert!(n.a_removed.contains(&old_a), "old inbound SA retired on A");
     assert!(n.b_removed.contains(&old_b), "old inbound SA retired on B");
@@ -386,6 +452,24 @@ fn delete_from_the_initiator_removes_children_on_both_sides() {
     assert_eq!(n.b.sas().count(), 0);
 }
 
+/// Brings the pair up and lets its IKE SA (20 s lifetime) rekey: each side is left with one
+/// IKE SA, under new SPIs.
+fn up_then_rekey_ike(n: &mut Net, now: Instant) {
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    let old_spi = n.a.sas().next().unwrap().spi_i;
+    // Both are due after 18-20 s; one rekeys, the other answers.
+    let later = now + Duration::from_secs(21);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    let tb = n.b.tick(later);
+    n.run(later, vec![], tb);
+    assert_eq!(n.a.sas().count(), 1, "old IKE SA gone on A");
+    assert_eq!(n.b.sas().count(), 1, "old IKE SA gone on B");
+    assert_ne!(n.a.sas().next().unwrap().spi_i, old_spi);
+}
+
 #[test]
 fn ike_sa_rekey_keeps_the_children_and_the_new_sa_works() {
     let now = Instant::now();
@@ -414,20 +498,9 @@ fn ike_sa_rekey_keeps_the_children_and_the_new_sa_works() {
     };
     n.a = Daemon::new(&mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start"));
     n.b = Daemon::new(&mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none"));
-    let acts = n.a.start(now);
-    n.run(now, acts, vec![]);
-    let old_spi = n.a.sas().next().unwrap().spi_i;
-    // Both are due after 18-20 s; one rekeys, the other answers.
-    let later = now + Duration::from_secs(21);
-    let ta = n.a.tick(later);
-    n.run(later, ta, vec![]);
-    let tb = n.b.tick(later);
-    n.run(later, vec![], tb);
-    assert_eq!(n.a.sas().count(), 1, "old IKE SA gone on A");
-    assert_eq!(n.b.sas().count(), 1, "old IKE SA gone on B");
+    up_then_rekey_ike(&mut n, now);
     let sa_a = n.a.sas().next().unwrap();
     let sa_b = n.b.sas().next().unwrap();
-    assert_ne!(sa_a.spi_i, old_spi);
     assert_eq!((sa_a.spi_i, sa_a.spi_r), (sa_b.spi_i, sa_b.spi_r));
     assert_eq!(
         sa_a.children.len(),
@@ -598,6 +671,182 @@ fn a_peer_whose_nat_mapping_changes_is_followed() {
         50001,
         "B's IKE SA follows too"
     );
+}
+
+/// A pair whose tunnels fragment IKE messages above `fragment_size` bytes of IP datagram, with
+/// four subnets a side so that IKE_AUTH (and PFS rekeys) need several fragments. B announces
+/// fragmentation support only with `b_fragmentation`.
+fn fragmenting(fragment_size: usize, esp: &str, child_life: &str, b_fragmentation: bool) -> Net {
+    let (a, b) = fragmenting_cfgs(fragment_size, esp, child_life, b_fragmentation);
+    with_cfgs(&a, &b)
+}
+
+fn with_cfgs(a: &Config, b: &Config) -> Net {
+    let mut n = Net::new("aes256-sha256-modp2048", "aes256-sha256", "x", "8h");
+    n.a = Daemon::new(a);
+    n.b = Daemon::new(b);
+    n
+}
+
+/// The two configurations of [`fragmenting`].
+fn fragmenting_cfgs(
+    fragment_size: usize,
+    esp: &str,
+    child_life: &str,
+    b_fragmentation: bool,
+) -> (Config, Config) {
+    let ike = "aes256-sha256-modp2048";
+    let a_nets = "192.168.10.0/24, 10.10.0.0/16, 10.11.0.0/16, 10.12.0.0/16";
+    let b_nets = "192.168.20.0/24, 10.20.0.0/16, 10.21.0.0/16, 10.22.0.0/16";
+    let psk = "secret-psk-1";
+    let mut a = cfg(A, B, a_nets, b_nets, "start", ike, esp, psk, child_life);
+    let mut b = cfg(B, A, b_nets, a_nets, "none", ike, esp, psk, child_life);
+    for t in a.tunnels.iter_mut().chain(&mut b.tunnels) {
+        t.fragment_size = fragment_size;
+    }
+    b.tunnels[0].fragmentation = b_fragmentation;
+    (a, b)
+}
+
+/// How many fragments went (from A?, exchange, response?).
+fn fragments(n: &Net, from_a: bool, exch: u8, response: bool) -> usize {
+    n.skf
+        .iter()
+        .filter(|f| (f.0, f.1, f.2) == (from_a, exch, response))
+        .count()
+}
+
+const IKE_AUTH: u8 = 35;
+const CREATE_CHILD_SA: u8 = 36;
+
+#[test]
+fn ike_auth_and_create_child_sa_are_fragmented_both_ways() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256-sha256-modp2048", "10s", true);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+    assert!(fragments(&n, true, IKE_AUTH, false) >= 2, "{:?}", n.skf);
+    assert!(fragments(&n, false, IKE_AUTH, true) >= 2, "{:?}", n.skf);
+    // Every fragment fits 300 bytes of IPv4 datagram: 20 IP + 8 UDP (port 500, no marker).
+    assert!(n.skf.iter().all(|f| f.3 + 28 <= 300), "{:?}", n.skf);
+    assert!(n.a.sas().next().unwrap().fragmentation().0);
+    // A CHILD_SA rekey with PFS (a 256-byte KE each way) goes fragmented too.
+    let later = now + Duration::from_millis(10_100);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    let tb = n.b.tick(later);
+    n.run(later, vec![], tb);
+    newest_pair(&n);
+    let req =
+        fragments(&n, true, CREATE_CHILD_SA, false) + fragments(&n, false, CREATE_CHILD_SA, false);
+    let resp =
+        fragments(&n, true, CREATE_CHILD_SA, true) + fragments(&n, false, CREATE_CHILD_SA, true);
+    assert!(req >= 2 && resp >= 2, "{:?}", n.skf);
+    let (_, stats) = n.b.sas().next().unwrap().fragmentation();
+    assert!(
+        stats.reassembled >= 2 && stats.dropped_integrity == 0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn fragments_behind_a_nat_count_the_non_esp_marker() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256gcm16", "8h", true);
+    n.nat_port = Some(40000);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert!(n.a_installed[0].udp_encap);
+    assert!(fragments(&n, true, IKE_AUTH, false) >= 2);
+    // On port 4500 the datagram also carries the 4-byte non-ESP marker.
+    assert!(n.skf.iter().all(|f| f.3 + 32 <= 300), "{:?}", n.skf);
+}
+
+#[test]
+fn out_of_order_duplicated_and_tampered_fragments_still_bring_the_tunnel_up() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256-sha256-modp2048", "10s", true);
+    n.mangle = true;
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+    let later = now + Duration::from_millis(10_100);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    newest_pair(&n);
+    for (who, d) in [("A", &n.a), ("B", &n.b)] {
+        let (on, s) = d.sas().next().unwrap().fragmentation();
+        assert!(on);
+        assert!(s.dropped_integrity >= 1, "{who}: {s:?}");
+        assert!(s.dropped_duplicate >= 1, "{who}: {s:?}");
+        assert!(s.reassembled >= 1, "{who}: {s:?}");
+    }
+}
+
+#[test]
+fn a_lost_fragmented_response_comes_again_once_per_retransmitted_request() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256-sha256", "8h", true);
+    n.drop_next_b_fragments = true;
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (false, true), "B answered, A never heard it");
+    let req = fragments(&n, true, IKE_AUTH, false);
+    let resp = fragments(&n, false, IKE_AUTH, true);
+    assert!(req >= 2 && resp >= 2);
+    // A retransmits every fragment of IKE_AUTH; B answers fragment 1 only (RFC 7383 §2.6.1)
+    // with every fragment of its cached response.
+    let later = now + Duration::from_secs(3);
+    let ta = n.a.tick(later);
+    assert_eq!(ta.len(), req, "all fragments retransmitted");
+    n.run(later, ta, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_eq!(fragments(&n, true, IKE_AUTH, false), 2 * req);
+    assert_eq!(fragments(&n, false, IKE_AUTH, true), 2 * resp);
+    assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
+}
+
+#[test]
+fn without_fragmentation_on_one_side_nothing_is_fragmented() {
+    let now = Instant::now();
+    let mut n = fragmenting(300, "aes256-sha256", "8h", false);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert!(n.skf.is_empty(), "{:?}", n.skf);
+    assert!(!n.a.sas().next().unwrap().fragmentation().0);
+}
+
+#[test]
+fn a_rekeyed_ike_sa_keeps_fragmenting() {
+    let now = Instant::now();
+    let (mut a, mut b) = fragmenting_cfgs(300, "aes256-sha256", "1h", true);
+    for t in a.tunnels.iter_mut().chain(&mut b.tunnels) {
+        t.ike_lifetime = Duration::from_secs(20);
+    }
+    let mut n = with_cfgs(&a, &b);
+    // The IKE SA rekey carries a 256-byte modp2048 KE each way: fragmented at 300 bytes.
+    up_then_rekey_ike(&mut n, now);
+    let sa = n.a.sas().next().unwrap();
+    assert!(sa.fragmentation().0 && n.b.sas().next().unwrap().fragmentation().0);
+    let ike_rekey =
+        fragments(&n, true, CREATE_CHILD_SA, false) + fragments(&n, false, CREATE_CHILD_SA, false);
+    assert!(ike_rekey >= 2, "{:?}", n.skf);
+    // A CHILD_SA rekey through the new IKE SA: its messages (eight selectors) go in fragments.
+    for k in 0..6 {
+        let t = now + Duration::from_secs(3601 + k);
+        let ta = n.a.tick(t);
+        let tb = n.b.tick(t);
+        n.run(t, ta, tb);
+    }
+    newest_pair(&n);
+    let all =
+        fragments(&n, true, CREATE_CHILD_SA, false) + fragments(&n, false, CREATE_CHILD_SA, false);
+    assert!(all > ike_rekey, "{:?}", n.skf);
 }
 
 /// Authentication lines for a certificate from tests/data/pki (made by OpenSSL).
@@ -801,4 +1050,48 @@ fn certificate_configuration_errors_are_clear() {
         let e = Config::parse(&y(&auth), Path::new("t.yaml")).unwrap_err().to_string();
         assert!(e.contains(want), "{e}");
     }
+}
+
+#[test]
+fn certificate_exchanges_are_fragmented() {
+    // An IKE_AUTH with an RSA certificate is ~1.3 kB: with fragment_size 500 it goes in pieces
+    // both ways, and each side still verifies the other's chain and signature.
+    let ike = "aes256-sha256-modp2048";
+    let mut a = cfg(
+        A,
+        B,
+        "192.168.10.0/24",
+        "192.168.20.0/24",
+        "start",
+        ike,
+        "aes256gcm16",
+        &pubkey("gw-a.pem", "gw-a.key", &["ca-ec.pem"], None),
+        "8h",
+    );
+    let mut b = cfg(
+        B,
+        A,
+        "192.168.20.0/24",
+        "192.168.10.0/24",
+        "none",
+        ike,
+        "aes256gcm16",
+        &pubkey("gw-b.pem", "gw-b.key", &["ca-rsa.pem"], None),
+        "8h",
+    );
+    for t in a.tunnels.iter_mut().chain(&mut b.tunnels) {
+        t.fragment_size = 500;
+    }
+    let now = Instant::now();
+    let mut n = with_cfgs(&a, &b);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert!(fragments(&n, true, IKE_AUTH, false) >= 3, "{:?}", n.skf);
+    assert!(fragments(&n, false, IKE_AUTH, true) >= 2, "{:?}", n.skf);
+    assert!(n.skf.iter().all(|f| f.3 + 28 <= 500), "{:?}", n.skf);
+    assert_eq!(
+        peer_id(&n.b).as_deref(),
+        Some("C=CH, O=ferrogate test, CN=gw-a.example")
+    );
 }

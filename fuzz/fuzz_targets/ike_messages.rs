@@ -1,5 +1,8 @@
 //! IKEv2 messages from the wire: the codec, a responder receiving first messages, and an
-//! established IKE SA receiving anything with its SPIs (the SK decrypt and payload paths).
+//! established IKE SA receiving anything with its SPIs (the SK decrypt and payload paths; SKF
+//! fragments reach the reassembler, which checks their integrity first). The reassembly
+//! buffer itself is driven with fragments as if they had verified: numbers, totals, message
+//! IDs and sizes from the input (RFC 7383 §2.6 rules, limits).
 #![no_main]
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -8,6 +11,7 @@ use std::time::Instant;
 
 use controlplane::config::Config;
 use controlplane::ike::daemon::Daemon;
+use controlplane::ike::frag::{Frag, MAX_REASSEMBLED};
 use controlplane::ike::sa::Action;
 use controlplane::ike::wire::{parse_chain, Message};
 use libfuzzer_sys::fuzz_target;
@@ -46,15 +50,43 @@ fn setup() -> World {
     }
     let sa = b.sas().next().expect("pair established");
     let spis = (sa.spi_i, sa.spi_r);
-    World { responder: Daemon::new(&cfg("192.0.2.2", "192.0.2.1", "none")), b, spis }
+    World {
+        responder: Daemon::new(&cfg("192.0.2.2", "192.0.2.1", "none")),
+        b,
+        spis,
+    }
 }
 
 thread_local! {
     static WORLD: RefCell<Option<World>> = const { RefCell::new(None) };
 }
 
+/// Each 6 input bytes are one verified fragment: flags (bit 0: response, bits 1-2: message
+/// ID), inner type, number, total (one byte each, so that they collide often), and a length
+/// in 64-byte units.
+fn reassemble(data: &[u8]) {
+    let mut f = Frag::new();
+    f.negotiated = true;
+    for op in data.chunks_exact(6) {
+        let len = usize::from(u16::from_be_bytes([op[4], op[5]]) % 1100) * 64;
+        let done = f.store(
+            op[0] & 1 != 0,
+            u32::from(op[0] >> 1 & 3),
+            op[1],
+            u16::from(op[2]),
+            u16::from(op[3]),
+            vec![0x5a; len],
+        );
+        if let Ok(Some((_, plain))) = done {
+            assert!(plain.len() <= MAX_REASSEMBLED);
+        }
+        assert!(f.buffered() <= 2 * MAX_REASSEMBLED);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let _ = Message::parse(data);
+    reassemble(data);
     if data.len() > 1 {
         let _ = parse_chain(data[0], &data[1..]);
     }

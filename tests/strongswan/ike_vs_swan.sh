@@ -21,6 +21,11 @@
 #   - ROLE=initiator: charon killed and restarted; ferrogate-ike's DPD notices and re-initiates
 #     (dpd action restart), and the tunnel comes back;
 #   - ferrogate-ike stopped with SIGTERM deletes the IKE SA on charon.
+#   - FRAG=1: IKE fragmentation (RFC 7383) both ways. charon has fragmentation = yes and
+#     charon.fragment_size = 400, ferrogate-ike fragment_size: 400, and each side protects eight
+#     subnets so that IKE_AUTH and CREATE_CHILD_SA do not fit 400 bytes. The capture must show
+#     SKF fragments of IKE_AUTH and CREATE_CHILD_SA from both sides, ours all within 400 bytes
+#     of IP datagram; charon's log must show it reassembled ours and split its own.
 #
 #   ike_vs_swan.sh FERROGATE_IKE FGPCAP PYTHON     PYTHON has scapy (the tests' venv)
 #   SUITE=cbc|gcm ROLE=initiator|responder         who starts the tunnel (default initiator)
@@ -28,6 +33,7 @@
 #                                                  strongSwan's `pki` issues at run time: RSA
 #                                                  (DN identities) or ECDSA (FQDN identities
 #                                                  from subjectAltName); RFC 7427 signatures
+#   FRAG=1                                         the fragmentation variant (above)
 #   SWAN_KEEP=1                                    keep logs and captures
 #
 # Cleans up namespaces, processes (by PID) and its temp dir on any exit.
@@ -43,6 +49,7 @@ IKE=$1 FGPCAP=$2 PY=$3
 SUITE=${SUITE:-cbc}
 ROLE=${ROLE:-initiator}
 AUTH=${AUTH:-psk}
+FRAG=${FRAG:-}
 [ "$(id -u)" -eq 0 ] || { echo "ike_vs_swan.sh: run as root" >&2; exit 2; }
 swan_require_packages
 
@@ -107,6 +114,20 @@ rsa | ecdsa)
 *) echo "unknown AUTH $AUTH" >&2; exit 2 ;;
 esac
 
+# FRAG=1: seven more subnets a side make IKE_AUTH and CREATE_CHILD_SA larger than 400 bytes.
+A_NETS=192.168.10.0/24 B_NETS=192.168.20.0/24 SWAN_EXTRA= OUR_FRAG=
+if [ -n "$FRAG" ]; then
+    for i in 1 2 3 4 5 6 7; do
+        A_NETS="$A_NETS,10.1$i.0.0/16" B_NETS="$B_NETS,10.2$i.0.0/16"
+        # kernel-libipsec routes each pair through its TUN device with a source address of
+        # gB's inside its local subnet.
+        ip -n "$GB" addr add "10.2$i.0.1/16" dev gBi
+    done
+    SWAN_EXTRA="fragment_size = 400"
+    OUR_FRAG="fragmentation: yes
+    fragment_size: 400"
+fi
+
 cat > "$WORK/ike.yaml" <<EOF
 tunnels:
   - name: site
@@ -120,20 +141,21 @@ tunnels:
     dpd: { delay: $OUR_DPD, timeout: $OUR_DPD_TIMEOUT, action: restart }
     start: $OUR_START
     keyingtries: 0
+    $OUR_FRAG
     children:
       - name: net
-        local_ts: [192.168.10.0/24]
-        remote_ts: [192.168.20.0/24]
+        local_ts: [${A_NETS//,/, }]
+        remote_ts: [${B_NETS//,/, }]
         esp_proposals: [$ESP_PROP]
         lifetime: $OUR_CHILD_LIFE
 EOF
 swan_gen_swanctl --suite "$SUITE" --local 203.0.113.2 --remote 203.0.113.1 \
-    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 "${SWAN_AUTH[@]}" \
+    --local-ts "$B_NETS" --remote-ts "$A_NETS" "${SWAN_AUTH[@]}" --fragmentation yes \
     --local-id "$ID_B" --remote-id "$ID_A" --start "$SWAN_START" \
     --ike-rekey "$SWAN_IKE_REKEY" --child-rekey "$SWAN_CHILD_REKEY" --child-life "$SWAN_CHILD_LIFE" --mobike no > "$CONF_B/swanctl.conf"
 
 swan_mkdir DIR_B charon-b
-swan_start "$GB" b "$DIR_B"
+swan_start "$GB" b "$DIR_B" "$SWAN_EXTRA"
 swan_load b "$CONF_B/swanctl.conf" > "$WORK/load-b.txt"
 
 ip netns exec "$GA" tcpdump -q -n -U -i gAo -w "$WORK/wire.pcap" udp 2>/dev/null &
@@ -307,13 +329,66 @@ ping_through() { # the CHILD_SA still carries strongSwan's ESP to our keys after
 }
 check "IKE SA rekeyed ($([ "$ROLE" = initiator ] && echo "ferrogate-ike" || echo "strongSwan") initiates), still ESTABLISHED on strongSwan" ike_rekeyed
 
+# FRAG=1: what crossed the wire so far (IKE_AUTH, a CHILD_SA rekey, an IKE SA rekey) and what
+# charon says about it.
+fragments_on_the_wire() {
+    cp "$WORK/wire.pcap" "$WORK/wire-frag.pcap"
+    "$PY" - "$WORK/wire-frag.pcap" <<'EOP'
+import struct, sys
+from collections import Counter
+from scapy.all import rdpcap, IP, UDP
+NAMES = {35: "IKE_AUTH", 36: "CREATE_CHILD_SA", 37: "INFORMATIONAL"}
+seen, biggest, msgs = Counter(), {}, Counter()
+for p in rdpcap(sys.argv[1]):
+    if IP not in p or UDP not in p or 4500 not in (p[UDP].sport, p[UDP].dport):
+        continue
+    ike = bytes(p[UDP].payload)
+    if len(ike) < 4 + 36 or ike[:4] != b"\0\0\0\0":  # non-ESP marker, IKE header, SKF fields
+        continue
+    ike = ike[4:]
+    if ike[16] != 53:  # Next Payload: Encrypted Fragment (RFC 7383)
+        continue
+    who = "ferrogate-ike" if p[IP].src == "203.0.113.1" else "strongSwan"
+    exch = NAMES.get(ike[18], str(ike[18]))
+    kind = "response" if ike[19] & 0x20 else "request"
+    number, total = struct.unpack("!HH", ike[32:36])
+    seen[(who, exch, kind)] += 1
+    msgs[(who, exch, kind)] += number == total
+    biggest[who] = max(biggest.get(who, 0), p[IP].len)
+for k in sorted(seen):
+    print("%s sent %d fragments of %d %s %s message(s)" % (k[0], seen[k], msgs[k], k[1], k[2]))
+print("largest fragment datagram (IP length):", biggest)
+ok = True
+for who in ("ferrogate-ike", "strongSwan"):
+    if sum(n for (w, e, _), n in seen.items() if w == who and e == "IKE_AUTH") < 2:
+        print("FAIL: no fragmented IKE_AUTH from", who); ok = False
+    if sum(n for (w, e, _), n in seen.items() if w == who and e == "CREATE_CHILD_SA") < 2:
+        print("FAIL: no fragmented CREATE_CHILD_SA from", who); ok = False
+# Ours count IP (20), UDP (8) and the non-ESP marker (4) into the 400 (RFC 7383 s2.5.1).
+if biggest.get("ferrogate-ike", 0) > 400:
+    print("FAIL: ferrogate-ike sent a fragment above 400 bytes"); ok = False
+sys.exit(0 if ok else 1)
+EOP
+}
+charon_fragment_log() {
+    local log
+    log="$(swan_dir b)/charon.log"
+    grep -E "fragment|splitting" "$log" | sed 's/^/    /' | head -20
+    grep -q "received fragment #" "$log" && grep -q "reassembled fragmented IKE message" "$log" &&
+        grep -q "splitting IKE message" "$log"
+}
+if [ -n "$FRAG" ]; then
+    check "IKE fragments on the wire both ways (IKE_AUTH, CREATE_CHILD_SA), ours within fragment_size 400" fragments_on_the_wire
+    check "charon reassembled ferrogate-ike's fragments and split its own messages (charon.log)" charon_fragment_log
+fi
+
 if [ "$ROLE" = initiator ]; then
     # Kill charon outright and start a new one: ferrogate-ike's DPD (2 s) finds the peer gone,
     # and dpd action restart brings the tunnel up again with the new charon.
     swan_stop_hard() { kill -KILL "${SWAN_CHARON_PIDS[b]}"; wait "${SWAN_CHARON_PIDS[b]}" 2>/dev/null || true; unset 'SWAN_CHARON_PIDS[b]'; }
     swan_stop_hard
     swan_mkdir DIR_B2 charon-b2
-    swan_start "$GB" b "$DIR_B2"
+    swan_start "$GB" b "$DIR_B2" "$SWAN_EXTRA"
     swan_load b "$CONF_B/swanctl.conf" > /dev/null
     N_UP=$(grep -c '"event":"ike-up"' "$WORK/events.jsonl")
     restarted() {

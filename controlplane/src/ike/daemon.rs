@@ -182,7 +182,13 @@ impl Daemon {
         let mut to_start = Vec::new();
         for t in &config.tunnels {
             match old.iter().find(|o| o.name == t.name) {
-                Some(o) if fingerprint(o) == fingerprint(t) => self.tunnels.push(o.clone()),
+                Some(o)
+                    if fingerprint(o) == fingerprint(t)
+                        && (o.fragmentation, o.fragment_size)
+                            == (t.fragmentation, t.fragment_size) =>
+                {
+                    self.tunnels.push(o.clone())
+                }
                 found => {
                     if found.is_some() {
                         for sa in self.sas.values_mut().filter(|s| s.cfg.name == t.name) {

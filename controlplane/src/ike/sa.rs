@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::crypto::{self, DhPrivate, IkeKeys, Secret, SkCodec};
+use super::frag::{self, Frag};
 use super::pki;
 use super::proposal::{self, AlgSet, Chosen, Encr, Group, Integ};
 use super::wire::{
@@ -212,7 +213,9 @@ enum Req {
 #[derive(Debug)]
 struct Pending {
     id: u32,
-    data: Vec<u8>,
+    /// The request's datagrams (several when fragmented, RFC 7383): all go out again on a
+    /// retransmission.
+    data: Vec<Vec<u8>>,
     tries: u32,
     next: Instant,
     first: Instant,
@@ -276,7 +279,7 @@ pub struct IkeSa {
     cookie: Option<Vec<u8>>,
     next_req_id: u32,
     peer_next_id: u32,
-    last_resp: Option<(u32, Vec<u8>)>,
+    last_resp: Option<(u32, Vec<Vec<u8>>)>,
     pending: Option<Pending>,
     queue: std::collections::VecDeque<Req>,
     /// CHILD_SAs.
@@ -309,6 +312,8 @@ pub struct IkeSa {
     /// Our KE public value and its group in IKE_SA_INIT.
     ke_public: Vec<u8>,
     ke_group: Option<Group>,
+    /// IKE fragmentation (RFC 7383): whether both ends support it, partial messages, counters.
+    frag: Frag,
 }
 
 impl std::fmt::Debug for IkeSa {
@@ -490,6 +495,7 @@ impl IkeSa {
             last_keepalive: now,
             ke_public: Vec::new(),
             ke_group: None,
+            frag: Frag::new(),
         }
     }
 
@@ -514,9 +520,18 @@ impl IkeSa {
         }
     }
 
-    /// The last response we sent (for retransmitted requests).
+    /// The last response we sent (for retransmitted requests), if it was one datagram (an
+    /// IKE_SA_INIT response always is).
     pub fn cached_response(&self) -> Option<Vec<u8>> {
-        self.last_resp.as_ref().map(|(_, d)| d.clone())
+        match self.last_resp.as_ref().map(|(_, d)| d.as_slice()) {
+            Some([one]) => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    /// IKE fragmentation counters, and whether it was negotiated (RFC 7383).
+    pub fn fragmentation(&self) -> (bool, frag::Stats) {
+        (self.frag.negotiated, self.frag.stats)
     }
 
     /// Our SPI: the one the daemon indexes this SA by.
@@ -601,11 +616,17 @@ impl IkeSa {
                 pki::supported_hashes(),
             ));
         }
+        if self.cfg.fragmentation {
+            payloads.push(Payload::notify(
+                notify::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+        }
         let h = self.header(exchange::IKE_SA_INIT, false, 0);
         let data = Message::emit(h, &payloads);
         self.init_req = data.clone();
         self.state = State::InitSent;
-        self.send_request(now, 0, data, Req::Init, out);
+        self.send_request(now, 0, vec![data], Req::Init, out);
     }
 
     fn header(&self, exch: u8, response: bool, msg_id: u32) -> Header {
@@ -632,15 +653,11 @@ impl IkeSa {
         &mut self,
         now: Instant,
         id: u32,
-        data: Vec<u8>,
+        data: Vec<Vec<u8>>,
         req: Req,
         out: &mut Vec<Action>,
     ) {
-        out.push(Action::Send {
-            local: self.local,
-            remote: self.remote,
-            data: data.clone(),
-        });
+        self.send_all(&data, out);
         self.stats.0 += 1;
         self.pending = Some(Pending {
             id,
@@ -759,23 +776,42 @@ impl IkeSa {
         self.send_request(now, id, data, req, out);
     }
 
-    fn seal(&self, h: Header, payloads: &[Payload]) -> Vec<u8> {
+    /// A message's datagrams: one SK message, or SKF fragments when fragmentation was
+    /// negotiated and the message would make a datagram above `fragment_size` (RFC 7383 §2.5).
+    fn seal(&self, h: Header, payloads: &[Payload]) -> Vec<Vec<u8>> {
         match self.codec() {
-            Some(c) => c.seal_message(h, wire::first_type(payloads), &wire::emit_chain(payloads)),
-            None => Message::emit(h, payloads),
+            Some(c) => {
+                let max = self.frag.negotiated.then(|| {
+                    let below = frag::transport_overhead(self.local, self.remote);
+                    self.cfg.fragment_size.saturating_sub(below)
+                });
+                let plain = wire::emit_chain(payloads);
+                frag::seal(&c, h, wire::first_type(payloads), &plain, max)
+            }
+            None => vec![Message::emit(h, payloads)],
+        }
+    }
+
+    /// Sends the datagrams of one message.
+    fn send_all(&mut self, data: &[Vec<u8>], out: &mut Vec<Action>) {
+        if data.len() > 1 {
+            self.frag.stats.sent += data.len() as u64;
+        }
+        for d in data {
+            out.push(Action::Send {
+                local: self.local,
+                remote: self.remote,
+                data: d.clone(),
+            });
         }
     }
 
     fn respond(&mut self, exch: u8, id: u32, payloads: &[Payload], out: &mut Vec<Action>) {
         let data = self.seal(self.header(exch, true, id), payloads);
-        self.last_resp = Some((id, data.clone()));
+        self.send_all(&data, out);
+        self.last_resp = Some((id, data));
         self.peer_next_id = id.wrapping_add(1);
         self.stats.0 += 1;
-        out.push(Action::Send {
-            local: self.local,
-            remote: self.remote,
-            data,
-        });
     }
 
     /// Handles a datagram for this SA. `local` is where it arrived, `remote` where it came from.
@@ -802,7 +838,8 @@ impl IkeSa {
                 return;
             }
             let payloads = match self.decrypt(&msg, data) {
-                Ok(p) => p,
+                Ok(Some(p)) => p,
+                Ok(None) => return,
                 Err(e) => {
                     tracing::debug!(tunnel = %self.cfg.name, "response dropped: {e}");
                     return;
@@ -833,13 +870,14 @@ impl IkeSa {
                 .as_ref()
                 .is_some_and(|(id, _)| *id == h.msg_id)
             {
-                // A retransmitted request: send the same response again (§2.1).
-                if let Some((_, d)) = &self.last_resp {
-                    out.push(Action::Send {
-                        local: self.local,
-                        remote: self.remote,
-                        data: d.clone(),
-                    });
+                // A retransmitted request: send the same response again (§2.1); of a
+                // fragmented one, only fragment 1 asks for it (RFC 7383 §2.6.1).
+                if !Frag::retransmit_trigger(self.codec().as_ref(), &msg, data) {
+                    return;
+                }
+                if let Some((_, d)) = self.last_resp.take() {
+                    self.send_all(&d, out);
+                    self.last_resp = Some((h.msg_id, d));
                 }
                 return;
             }
@@ -847,7 +885,8 @@ impl IkeSa {
                 return;
             }
             let payloads = match self.decrypt(&msg, data) {
-                Ok(p) => p,
+                Ok(Some(p)) => p,
+                Ok(None) => return,
                 Err(e) => {
                     tracing::debug!(tunnel = %self.cfg.name, "request dropped: {e}");
                     return;
@@ -862,7 +901,9 @@ impl IkeSa {
         }
     }
 
-    fn decrypt(&self, msg: &Message, data: &[u8]) -> Result<Vec<Payload>, String> {
+    /// The message's payloads, the SK payload's decrypted; None while an SKF message waits
+    /// for the rest of its fragments.
+    fn decrypt(&mut self, msg: &Message, data: &[u8]) -> Result<Option<Vec<Payload>>, String> {
         match msg.payloads.last() {
             Some(Payload::Sk { inner, body }) => {
                 let codec = self.codec().ok_or("encrypted payload before keys")?;
@@ -873,15 +914,32 @@ impl IkeSa {
                     .map_err(|e| e.to_string())?;
                 let mut v: Vec<Payload> = msg.payloads[..msg.payloads.len() - 1].to_vec();
                 v.extend(wire::parse_chain(*inner, &plain).map_err(|e| e.to_string())?);
-                Ok(v)
+                Ok(Some(v))
             }
-            Some(Payload::Skf { .. }) => Err("IKE fragments are not supported yet".into()),
+            Some(Payload::Skf { .. }) => {
+                let keys = self.keys.as_ref().ok_or("encrypted fragment before keys")?;
+                let codec = SkCodec {
+                    keys,
+                    initiator: self.initiator,
+                };
+                let Some((inner, plain)) = self
+                    .frag
+                    .accept(&codec, msg, data)
+                    .map_err(|e| e.to_string())?
+                else {
+                    return Ok(None);
+                };
+                // RFC 7383 §2.5.3: unprotected payloads travel in fragment 1 only; there are
+                // none in the exchanges we speak, so the reassembled chain is the message.
+                let v = wire::parse_chain(inner, &plain).map_err(|e| e.to_string())?;
+                Ok(Some(v))
+            }
             _ => {
                 if msg.header.exchange != exchange::IKE_SA_INIT {
                     // Everything after IKE_SA_INIT must be protected (§3.14).
                     return Err("unprotected message".into());
                 }
-                Ok(msg.payloads.clone())
+                Ok(Some(msg.payloads.clone()))
             }
         }
     }
@@ -945,7 +1003,7 @@ impl IkeSa {
                     if !notifies(&payloads).any(|n| n.ntype == notify::AUTHENTICATION_FAILED) {
                         let id = self.next_req_id;
                         self.next_req_id += 1;
-                        let data = self.seal(
+                        let datagrams = self.seal(
                             self.header(exchange::INFORMATIONAL, false, id),
                             &[
                                 Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new()),
@@ -955,11 +1013,13 @@ impl IkeSa {
                                 },
                             ],
                         );
-                        out.push(Action::Send {
-                            local: self.local,
-                            remote: self.remote,
-                            data,
-                        });
+                        for data in datagrams {
+                            out.push(Action::Send {
+                                local: self.local,
+                                remote: self.remote,
+                                data,
+                            });
+                        }
                     }
                     self.fail(format!("IKE_AUTH: {e}"), out);
                 }
@@ -1045,6 +1105,7 @@ impl IkeSa {
         self.state = State::Dead;
         self.pending = None;
         self.queue.clear();
+        self.frag.clear();
         out.push(Action::Closed {
             tunnel: self.cfg.name.clone(),
             reason,
@@ -1140,6 +1201,7 @@ impl IkeSa {
         let dh = self.dh.take().ok_or("no DH state")?;
         let g_ir = dh.shared(kex).map_err(|e| e.to_string())?;
         self.nat = self.detect_nat(payloads, &h, local, remote);
+        self.frag.negotiated = self.cfg.fragmentation && announces_fragmentation(payloads);
         self.derive_keys(chosen, &g_ir);
         if self.nat {
             // Float to 4500 (RFC 7296 §2.23).
@@ -1697,10 +1759,18 @@ impl IkeSa {
                 pki::supported_hashes(),
             ));
         }
+        if cfg.fragmentation && announces_fragmentation(p) {
+            // RFC 7383 §2.3: announced in the response only when the request did.
+            resp.push(Payload::notify(
+                notify::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            ));
+            sa.frag.negotiated = true;
+        }
         sa.init_req = data.to_vec();
         let d = Message::emit(sa.header(exchange::IKE_SA_INIT, true, 0), &resp);
         sa.init_resp = d.clone();
-        sa.last_resp = Some((0, d.clone()));
+        sa.last_resp = Some((0, vec![d.clone()]));
         sa.peer_next_id = 1;
         sa.state = State::InitDone;
         sa.stats = (1, 1);
@@ -2152,6 +2222,7 @@ impl IkeSa {
         new.ni = ni;
         new.nr = nr;
         new.nat = self.nat;
+        new.frag = self.frag.inherit();
         new.keys = Some(IkeKeys::derive(
             prf,
             chosen.encr,
@@ -2210,11 +2281,12 @@ impl IkeSa {
                 }
                 p.tries += 1;
                 p.next = now + retx_delay(p.tries);
-                out.push(Action::Send {
-                    local: self.local,
-                    remote: self.remote,
-                    data: p.data.clone(),
-                });
+                // Every fragment again (RFC 7383 §2.6.1: the peer cannot ask for some).
+                let data = std::mem::take(&mut p.data);
+                self.send_all(&data, out);
+                if let Some(p) = &mut self.pending {
+                    p.data = data;
+                }
                 self.stats.0 += 1;
             }
             return;
@@ -2396,6 +2468,7 @@ impl IkeSa {
         new.ni = ni.to_vec();
         new.nr = nr;
         new.nat = self.nat;
+        new.frag = self.frag.inherit();
         new.keys = Some(IkeKeys::derive(
             prf,
             chosen.encr,
@@ -2546,6 +2619,11 @@ fn notifies(p: &[Payload]) -> impl Iterator<Item = &Notify> {
             None
         }
     })
+}
+
+/// The peer sent IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3).
+fn announces_fragmentation(p: &[Payload]) -> bool {
+    notifies(p).any(|n| n.ntype == notify::IKEV2_FRAGMENTATION_SUPPORTED)
 }
 
 fn auth_payload(p: &[Payload]) -> Option<(u8, &Vec<u8>)> {
