@@ -19,6 +19,11 @@
 #
 #   gateway_vs_swan.sh FERROGATE FERROGATE_IKE      as root
 #   SUITE=gcm REKEYS=100 REKEY_S=2 SWAN_KEEP=1
+#   AUTH=rsa|ecdsa: X.509 certificates (strongSwan's pki issues the CA and both certificates)
+#       instead of the PSK; with RSA the IKE_AUTH messages are fragmented (RFC 7383) through the
+#       punt and inject rings
+#   START=trap: on demand: no tunnel until hA's traffic hits the trap policy (acquire); then
+#       ping, iperf3 and the wire are checked, and the rekey/kill phases are skipped
 #   SWAN6=1: the peer is strongSwan 6.0 from Debian trixie (a debootstrap chroot, cached in
 #       SWAN6_ROOT, default /var/cache/ferrogate/swan6-trixie) with kernel-libipsec's raw_esp:
 #       no fake NAT, so ESP travels as IP protocol 50 (checked on the wire)
@@ -32,6 +37,8 @@ FG=$1 IKE=$2
 SUITE=${SUITE:-cbc}
 REKEYS=${REKEYS:-5}
 REKEY_S=${REKEY_S:-2}
+AUTH=${AUTH:-psk}
+START=${START:-start}
 ID=$$
 on_exit() {
     swan_cleanup
@@ -97,18 +104,40 @@ neighbours:
 cores: { main: 0, workers: [1] }
 mss_clamp: auto
 EOF
+CONF_B=$WORK/swan-b
+mkdir -p "$CONF_B"
+ID_A=gw-a.ferrogate.test ID_B=gw-b.ferrogate.test
+OUR_AUTH="psk: \"$PSK\""
+SWAN_AUTH=(--psk "$PSK")
+case $AUTH in
+psk) ;;
+rsa | ecdsa)
+    swan_pki_ca "$WORK/pki" "$AUTH"
+    swan_pki_cert "$WORK/pki" "$AUTH" a "C=CH, O=ferrogate interop, CN=gw-a.ferrogate.test" gw-a.ferrogate.test
+    swan_pki_cert "$WORK/pki" "$AUTH" b "C=CH, O=ferrogate interop, CN=gw-b.ferrogate.test" gw-b.ferrogate.test
+    swan_pki_install "$WORK/pki" b "$CONF_B"
+    OUR_AUTH="auth: pubkey
+    cert: $WORK/pki/a.pem
+    key: $WORK/pki/a.key
+    cacerts: [$WORK/pki/ca.pem]"
+    SWAN_AUTH=(--auth pubkey --cert b.pem)
+    ;;
+*) echo "unknown AUTH $AUTH" >&2; exit 2 ;;
+esac
+case $START in start | trap) ;; *) echo "unknown START $START" >&2; exit 2 ;; esac
+
 cat > "$WORK/ike.yaml" <<EOF
 tunnels:
   - name: site
     local: 203.0.113.1
     remote: 203.0.113.2
-    local_id: gw-a.ferrogate.test
-    remote_id: gw-b.ferrogate.test
-    psk: "$PSK"
+    local_id: $ID_A
+    remote_id: $ID_B
+    $OUR_AUTH
     ike_proposals: [$IKE_PROP]
     ike_lifetime: 1h
     dpd: { delay: 30s, timeout: 120s, action: restart }
-    start: start
+    start: $START
     keyingtries: 0
     children:
       - name: net
@@ -118,11 +147,11 @@ tunnels:
         lifetime: 8h
 EOF
 swan_gen_swanctl --suite "$SUITE" --local 203.0.113.2 --remote 203.0.113.1 \
-    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 --psk "$PSK" \
-    --local-id gw-b.ferrogate.test --remote-id gw-a.ferrogate.test --start none --mobike no > "$WORK/b.conf"
+    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 "${SWAN_AUTH[@]}" \
+    --local-id "$ID_B" --remote-id "$ID_A" --start none --mobike no > "$CONF_B/swanctl.conf"
 swan_mkdir DIR_B charon-b
 swan_start "$GB" b "$DIR_B"
-swan_load b "$WORK/b.conf" > /dev/null
+swan_load b "$CONF_B/swanctl.conf" > /dev/null
 
 CHAN=$WORK/ctl/channel
 start_fg() {
@@ -152,7 +181,21 @@ wait_count() { # pattern, at least N, seconds
     done
     return 1
 }
-check "IKE through the data plane: IKE SA up ($IKE_PROP)" wait_count '"event":"ike-up"' 1 15
+if [ "$START" = trap ]; then
+    # No tunnel until traffic asks for one: the trap policy is in, no IKE SA for 3 s.
+    on_demand() {
+        sleep 3
+        [ "$(count '"event":"ike-up"')" -eq 0 ] || { echo "an IKE SA came up without traffic"; return 1; }
+        "$(dirname "$IKE")/fgctl" --socket "$WORK/ike.sock" list-policies > "$WORK/policies.txt" || true
+        grep -i trap "$WORK/policies.txt" | head -2
+        # The first echo hits the trap: the data plane reports an acquire, ferrogate-ike initiates.
+        ip netns exec "$HA" ping -c 1 -W 1 192.168.20.5 > /dev/null 2>&1 || true
+        wait_count '"event":"ike-up"' 1 15 || return 1
+        grep -m1 '"event":"acquire"' "$WORK/events.jsonl" || grep -m1 -i acquire "$WORK/ike.log"
+    }
+    check "on demand: no IKE SA until hA's traffic hits the trap policy, then the tunnel comes up" on_demand
+fi
+check "IKE through the data plane: IKE SA up ($IKE_PROP, $AUTH)" wait_count '"event":"ike-up"' 1 15
 check "CHILD_SA installed in the data plane ($ESP_PROP)" wait_count '"event":"child-up"' 1 10
 check "strongSwan: CHILD_SA INSTALLED" swan_wait_established b 10
 ping_all() { # namespace, destination
@@ -187,6 +230,21 @@ wire_kind() {
     fi
 }
 check "the wire: $([ -n "${SWAN6:-}" ] && echo "plain ESP (no NAT with strongSwan 6's raw_esp)" || echo "ESP in UDP 4500 (strongSwan 5.9's libipsec fakes a NAT)")" wire_kind
+
+if [ "$AUTH" != psk ]; then
+    certs_ok() {
+        grep -E "authentication of '$ID_A' with [A-Z0-9_]+ successful" "$(swan_dir b)/charon.log" &&
+            grep -m1 -F "peer certificate and signature verified" "$WORK/ike.log" &&
+            grep -F '"event":"ike-up"' "$WORK/events.jsonl" | grep -qF "\"peer_id\":\"$ID_B\"" &&
+            { grep -m2 "fragment" "$(swan_dir b)/charon.log" || true; }
+    }
+    check "both sides verified the other's $AUTH certificate (issued by strongSwan's pki)" certs_ok
+fi
+if [ "$START" = trap ]; then
+    echo "$passed passed, $failed failed (START=trap: rekey and kill phases skipped)"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 
 # A 100 pps ping stream; losses are counted over each phase.
 STREAMS=0
