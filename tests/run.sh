@@ -208,6 +208,7 @@ py_selftest() {
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_esp.py --selftest
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_attacks.py --selftest
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_natt_transport.py --selftest
+    TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_fragments.py --selftest
 }
 py_esp() {
     need_fgpcap
@@ -303,6 +304,12 @@ py_natt_transport() {
     need_fgpcap
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_natt_transport.py "$FGPCAP"
 }
+py_fragments() {
+    # ESP that scapy encrypted and then fragmented (IPv4, IPv6, ESP in UDP): fgpcap reassembles
+    # and decrypts it; an overlapping duplicate fragment costs its datagram only.
+    need_fgpcap
+    TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_fragments.py "$FGPCAP"
+}
 py_ah_options() {
     need_fgpcap
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
@@ -360,6 +367,7 @@ step "scapy ESP/AH interop vs fgpcap" py_esp
 step "scapy attacks vs fgpcap" py_attacks
 step "scapy AH with mutable IP options vs fgpcap" py_ah_options
 step "scapy NAT-T transport checksum fix-up vs fgpcap" py_natt_transport
+step "scapy fragmented ESP (outer reassembly) vs fgpcap" py_fragments
 step "build ferrogate (DPDK gateway)" build_ferrogate
 step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_site

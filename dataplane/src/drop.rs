@@ -81,6 +81,8 @@ drop_reasons! {
     NoRoute => "no_route",
     /// An outer IP fragment of an ESP/AH packet (reassembly happens before the core).
     OuterFragment => "outer_fragment",
+    /// Outer fragments that could not be reassembled (overlapping, inconsistent, too big).
+    Reassembly => "reassembly",
     /// RFC 6040 §4.2: outer CE on a Not-ECT inner packet must be dropped.
     EcnCeOnNotEct => "ecn_ce_on_not_ect",
     /// The packet is an IKE datagram or NAT keepalive, not data: handed to the control plane.

@@ -24,6 +24,7 @@ pub mod host;
 pub mod net;
 pub mod outer;
 pub mod pcap;
+pub mod reasm;
 pub mod replay;
 pub mod sa;
 pub mod sad;

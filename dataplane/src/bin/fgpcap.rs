@@ -84,6 +84,7 @@ struct Summary {
     packets_out: u64,
     drops: DropCounters,
     not_ipsec: u64,
+    reasm: dataplane::reasm::ReasmStats,
 }
 
 fn run(args: &Args) -> Result<Summary, String> {
@@ -129,6 +130,8 @@ fn run(args: &Args) -> Result<Summary, String> {
     let mut frame = Vec::new();
     let mut buf = HeapBuf::with_room(256, 65_536 + 1024);
     let mut out = Vec::with_capacity(65_536 + 1024);
+    // Fragmented ESP (the peer's MTU was smaller than its packets) is put back together first.
+    let mut reasm = dataplane::reasm::Reassembler::new(64, 30_000);
     while let Some(rec) = reader
         .next_record(&mut frame)
         .map_err(|e| format!("{}: {e}", args.input.display()))?
@@ -141,6 +144,22 @@ fn run(args: &Args) -> Result<Summary, String> {
         if !buf.reset_from(&frame[off..], 256) {
             s.drops.inc(DropReason::Malformed);
             continue;
+        }
+        if !args.encrypt && dataplane::reasm::is_fragment(buf.data()) {
+            let now_ms = u64::from(rec.ts_sec) * 1000;
+            match reasm.push(buf.data(), now_ms) {
+                Ok(Some(whole)) => {
+                    if !buf.reset_from(whole, 256) {
+                        s.drops.inc(DropReason::Malformed);
+                        continue;
+                    }
+                }
+                Ok(None) => continue,
+                Err(_) => {
+                    s.drops.inc(DropReason::Reassembly);
+                    continue;
+                }
+            }
         }
         let result = if args.encrypt {
             encrypt_one(&outbound, &mut buf)
@@ -178,6 +197,7 @@ fn run(args: &Args) -> Result<Summary, String> {
     writer
         .into_inner()
         .map_err(|e| format!("{}: {e}", args.output.display()))?;
+    s.reasm = reasm.stats;
     Ok(s)
 }
 
@@ -230,10 +250,18 @@ fn main() -> ExitCode {
             "packets_in": s.packets_in,
             "packets_out": s.packets_out,
             "drops": drops,
+            "fragments": s.reasm.fragments,
+            "reassembled": s.reasm.reassembled,
         });
         println!("{v}");
     } else {
         println!("{} packets in, {} out", s.packets_in, s.packets_out);
+        if s.reasm.fragments > 0 {
+            println!(
+                "  {} outer fragments reassembled into {} packets",
+                s.reasm.fragments, s.reasm.reassembled
+            );
+        }
         for (r, n) in &drops {
             println!("  dropped {n:>8}  {r}");
         }
