@@ -25,6 +25,9 @@ use dataplane::buf::PacketBuf;
 use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
 use dataplane::ctl;
 use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxQueue, BURST};
+
+/// The largest outer datagram the gateway reassembles (bytes of IP packet).
+const REASM_ROOM: u16 = 9216;
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::gateway_config::{GatewayConfig, MssClamp, Role};
 use dataplane::net::IpPrefix;
@@ -274,6 +277,11 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             .min(),
     };
     let mut drops = DropCounters::default();
+    // Outer fragments of ESP (a path MTU below the peer's packets) are reassembled into mbufs
+    // of a pool with 9 KiB data rooms; bigger datagrams are dropped as `reassembly`.
+    let mut reasm = dataplane::reasm::Reassembler::new(16, 30_000);
+    let jumbo = Mempool::new_pktmbuf(&eal, "ferrogate-reasm", 255, 0, REASM_ROOM + 128)
+        .map_err(|e| format!("reassembly mempool: {e}"))?;
     let mut answered = 0u64;
     let mut local = [false; BURST];
     let mut not_ip = 0u64;
@@ -297,6 +305,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 sad: &sad,
                 dynamic: &dynamic,
                 control: control.as_ref(),
+                reasm: reasm.stats,
             })
         };
     }
@@ -407,6 +416,42 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 if m.adj(off).is_err() {
                     *v = Verdict::Drop(DropReason::Malformed);
                     continue;
+                }
+                if role == Role::Outside && dataplane::reasm::is_fragment(m.data()) {
+                    let now_ms = started.elapsed().as_millis() as u64;
+                    match reasm.push(m.data(), now_ms) {
+                        Ok(None) => {
+                            // Held until the rest arrives: not a drop.
+                            *v = Verdict::Drop(DropReason::OuterFragment);
+                            continue;
+                        }
+                        Ok(Some(whole)) => {
+                            let fits = whole.len() <= usize::from(REASM_ROOM);
+                            match jumbo.alloc().filter(|_| fits) {
+                                Some(mut w) => match w.append(whole.len()) {
+                                    Ok(d) => {
+                                        d.copy_from_slice(whole);
+                                        *m = w;
+                                    }
+                                    Err(_) => {
+                                        *v = Verdict::Drop(DropReason::Reassembly);
+                                        drops.inc(DropReason::Reassembly);
+                                        continue;
+                                    }
+                                },
+                                None => {
+                                    *v = Verdict::Drop(DropReason::Reassembly);
+                                    drops.inc(DropReason::Reassembly);
+                                    continue;
+                                }
+                            }
+                        }
+                        Err(_) => {
+                            *v = Verdict::Drop(DropReason::Reassembly);
+                            drops.inc(DropReason::Reassembly);
+                            continue;
+                        }
+                    }
                 }
                 if role == Role::Inside {
                     // A router's hop, before the packet disappears into the tunnel.
@@ -605,6 +650,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         let _ = shmring::Channel::remove(path);
     }
     drop(ifaces);
+    drop(jumbo);
     drop(pool);
     drop(eal);
     Ok(stats)
@@ -620,6 +666,7 @@ struct Snap<'a> {
     sad: &'a Sad<Arc<InboundSa>>,
     dynamic: &'a Dynamic,
     control: Option<&'a Control>,
+    reasm: dataplane::reasm::ReasmStats,
 }
 
 /// Every counter as JSON: ports, drops by reason, SAs (static and negotiated), the
@@ -666,6 +713,9 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         "drops": dropmap,
         "sas": sas,
         "control": s.control.map(|c| serde_json::json!({"punted": c.punted, "injected": c.injected})),
+        "reassembly": {"fragments": s.reasm.fragments, "reassembled": s.reasm.reassembled,
+            "timed_out": s.reasm.timed_out, "evicted": s.reasm.evicted,
+            "overlaps": s.reasm.overlaps, "malformed": s.reasm.malformed, "too_big": s.reasm.too_big},
     })
 }
 
