@@ -233,9 +233,9 @@ netns_site_to_site() {
     need_fgpcap
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
-    TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
-    echo "== again with AES-256-CBC + HMAC-SHA-256-128"
-    CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
+    TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
+    echo "== again with AES-256-CBC + HMAC-SHA-256-128, next hops resolved by ARP (no static neighbours)"
+    NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
 netns_site_to_site_ike() {
     # The same two sites with keys negotiated by ferrogate-ike on both gateways (plain ESP,

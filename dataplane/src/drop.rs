@@ -77,8 +77,11 @@ drop_reasons! {
     TooBig => "too_big",
     /// TTL or hop limit reached zero.
     TtlExceeded => "ttl_exceeded",
-    /// No route or neighbour for the destination.
+    /// No route for the destination.
     NoRoute => "no_route",
+    /// The next hop's MAC is not known yet (an ARP request / neighbor solicitation went out)
+    /// or it did not answer.
+    NeighbourUnresolved => "neighbour_unresolved",
     /// An outer IP fragment of an ESP/AH packet (reassembly happens before the core).
     OuterFragment => "outer_fragment",
     /// Outer fragments that could not be reassembled (overlapping, inconsistent, too big).

@@ -11,6 +11,9 @@
 #   site_to_site.sh FERROGATE FGPCAP              run the checks (tests/run.sh)
 #   site_to_site.sh FERROGATE FGPCAP --demo SECS  run traffic for SECS seconds, showing counters
 #   CIPHER=cbc site_to_site.sh ...                AES-256-CBC with HMAC-SHA-256-128 instead
+#   NEIGH=arp site_to_site.sh ...                 no static neighbours: the gateways find the hosts'
+#       and each other's MACs by ARP (the first packets towards an unknown hop are dropped and
+#       counted while the request is out; a warm-up ping goes first)
 #   IKE=path/to/ferrogate-ike site_to_site.sh ... keys negotiated by IKEv2 (PSK) instead of static:
 #       each gateway gets a ferrogate-ike over its shared-memory channel; A initiates the
 #       reference scenario (CIPHER=cbc: aes256-sha256-modp1024 / aes256-sha256; gcm:
@@ -78,10 +81,12 @@ interfaces:
   - { name: outside, device: "net_af_packet1,iface=$2o", role: outside, addresses: [${10}/24] }
 routes:
   - { dst: $4.0/24, interface: outside, via: ${11} }
+cores: { main: ${15}, workers: [${16}] }
+EOY
+    [ "${NEIGH:-static}" = arp ] || cat <<EOY
 neighbours:
   - { ip: ${11}, mac: "${12}", interface: outside }
   - { ip: ${13}, mac: "${14}", interface: inside }
-cores: { main: ${15}, workers: [${16}] }
 EOY
     [ -n "${IKE:-}" ] && return 0
     cat <<EOY
@@ -194,6 +199,19 @@ ping_all() { # namespace, destination: 5 echo requests, 5 replies
     ip netns exec "$1" ping -c 5 -i 0.2 -W 2 "$2" | tee "$WORK/ping.txt" | tail -2
     grep -q " 0% packet loss" "$WORK/ping.txt"
 }
+if [ "${NEIGH:-static}" = arp ]; then
+    # Each gateway resolves its host and its peer on first use (drop and count meanwhile).
+    ip netns exec "$HA" ping -c 4 -i 0.3 -W 1 192.168.20.5 > /dev/null 2>&1 || true
+    ip netns exec "$HB" ping -c 4 -i 0.3 -W 1 192.168.10.5 > /dev/null 2>&1 || true
+    sleep 1.2
+    resolved() {
+        local f
+        for f in a b; do
+            python3 -c "import json,sys; d=json.load(open('$WORK/stats-$f.json')); n=d['neighbours']; print('gateway $f: neighbours', n, 'unresolved drops', d['drops'].get('neighbour_unresolved', 0)); sys.exit(0 if n['learned'] >= 2 and n['requests'] >= 1 and n['failed'] == 0 else 1)" || return 1
+        done
+    }
+    check "no static neighbours: each gateway resolved its host and its peer by ARP" resolved
+fi
 check "ping site A -> site B through the tunnel, no loss" ping_all "$HA" 192.168.20.5
 check "ping site B -> site A through the tunnel, no loss" ping_all "$HB" 192.168.10.5
 ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &

@@ -10,7 +10,9 @@
 //! what is forwarded leaves by the longest-prefix route with the static neighbour's MAC.
 //! It answers ARP and ICMP echo for its own IPv4 addresses, decrements TTL / hop limit on
 //! forwarded packets, and clamps the MSS of TCP SYNs entering a tunnel.
-//! Not yet: worker lcores, ARP resolution of next hops (neighbours are static), IPv6 ND, ICMP
+//! Next hops without a static neighbour are resolved by ARP / IPv6 neighbor discovery
+//! (`dataplane::neigh`; packets for an unresolved hop are dropped and counted).
+//! Not yet: worker lcores, ICMP
 //! errors (time exceeded, too big), fragmentation, the control-plane rings.
 //! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
 
@@ -25,6 +27,7 @@ use dataplane::buf::PacketBuf;
 use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
 use dataplane::ctl;
 use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxQueue, BURST};
+use dataplane::neigh::{self, NeighTable, Resolution};
 
 /// The largest outer datagram the gateway reassembles (bytes of IP packet).
 const REASM_ROOM: u16 = 9216;
@@ -107,6 +110,8 @@ struct Iface {
     mac: [u8; 6],
     /// Our IPv4 addresses on it (ARP and ICMP echo answer for these).
     addrs: Vec<std::net::Ipv4Addr>,
+    /// Our IPv6 addresses on it (neighbor solicitations are answered for these).
+    addrs6: Vec<std::net::Ipv6Addr>,
     rx: RxQueue,
     tx: TxQueue,
     /// Frames in and out, for the stats.
@@ -114,19 +119,47 @@ struct Iface {
     tx_frames: u64,
 }
 
-/// Where a destination goes: interface index and next-hop MAC.
+/// Where a destination goes: interface index and next-hop MAC, resolved by ARP / ND when
+/// no static neighbour names it.
 struct Fib {
     /// (prefix, interface, next hop), longest prefix first.
     routes: Vec<(IpPrefix, usize, Option<IpAddr>)>,
-    neighbours: Vec<(IpAddr, [u8; 6])>,
+    neigh: NeighTable,
+    /// Requests to send after this burst: (interface, next hop). Bounded by [`MAX_ASKS`].
+    asks: Vec<(usize, IpAddr)>,
+    /// Milliseconds since start, set once per burst.
+    now_ms: u64,
 }
 
+/// Neighbour requests sent per burst at most.
+const MAX_ASKS: usize = 32;
+
 impl Fib {
-    fn lookup(&self, dst: IpAddr) -> Option<(usize, [u8; 6])> {
-        let (_, ifx, via) = self.routes.iter().find(|(p, _, _)| p.contains(dst))?;
+    fn lookup(&mut self, dst: IpAddr) -> Result<(usize, [u8; 6]), DropReason> {
+        let &(_, ifx, via) = self
+            .routes
+            .iter()
+            .find(|(p, _, _)| p.contains(dst))
+            .ok_or(DropReason::NoRoute)?;
         let hop = via.unwrap_or(dst);
-        let mac = self.neighbours.iter().find(|(ip, _)| *ip == hop)?.1;
-        Some((*ifx, mac))
+        match self.neigh.resolve(hop, self.now_ms) {
+            Resolution::Mac(m) => Ok((ifx, m)),
+            Resolution::MacAndRequest(m) => {
+                self.ask(ifx, hop);
+                Ok((ifx, m))
+            }
+            Resolution::Request => {
+                self.ask(ifx, hop);
+                Err(DropReason::NeighbourUnresolved)
+            }
+            Resolution::Unresolved | Resolution::TableFull => Err(DropReason::NeighbourUnresolved),
+        }
+    }
+
+    fn ask(&mut self, ifx: usize, hop: IpAddr) {
+        if self.asks.len() < MAX_ASKS && !self.asks.contains(&(ifx, hop)) {
+            self.asks.push((ifx, hop));
+        }
     }
 }
 
@@ -180,6 +213,14 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             port,
             mac,
             addrs: dataplane::host::v4_addrs(i.addresses.iter().map(|a| a.addr)),
+            addrs6: i
+                .addresses
+                .iter()
+                .filter_map(|a| match a.addr {
+                    IpAddr::V6(v) => Some(v),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
             rx: rx.remove(0),
             tx: tx.remove(0),
             rx_frames: 0,
@@ -201,9 +242,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         }
     }
     routes.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.len()));
-    let fib = Fib {
+    let mut neigh = NeighTable::new(4096);
+    for n in &cfg.neighbours {
+        neigh.add_static(n.ip, n.mac.0);
+    }
+    let mut fib = Fib {
         routes,
-        neighbours: cfg.neighbours.iter().map(|n| (n.ip, n.mac.0)).collect(),
+        neigh,
+        asks: Vec::with_capacity(MAX_ASKS),
+        now_ms: 0,
     };
 
     // SAs and policies.
@@ -306,6 +353,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 dynamic: &dynamic,
                 control: control.as_ref(),
                 reasm: reasm.stats,
+                neigh: (fib.neigh.stats, fib.neigh.len()),
             })
         };
     }
@@ -321,7 +369,8 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 }
             }
             // IKE datagrams from ferrogate-ike onto the wire.
-            while let Some(Some((m, out))) = c.next_inject(&pool, &fib, &ifaces) {
+            fib.now_ms = started.elapsed().as_millis() as u64;
+            while let Some(Some((m, out))) = c.next_inject(&pool, &mut fib, &ifaces) {
                 if txb[out].pkts().len() >= BURST {
                     let sent = ifaces[out].tx.tx(&mut txb[out]);
                     ifaces[out].tx_frames += sent as u64;
@@ -362,6 +411,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             natt_ports: &natt_ports,
         };
         let mut moved = 0;
+        fib.now_ms = started.elapsed().as_millis() as u64;
         for k in 0..ifaces.len() {
             let n = ifaces[k].rx.rx(&mut rxb);
             if n == 0 {
@@ -381,6 +431,38 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             {
                 *v = Verdict::Pending;
                 *l = false;
+                // Neighbours: learn from ARP (RFC 826: requests for us create entries, the
+                // rest only refresh), answer neighbor solicitations for our IPv6 addresses and
+                // learn from advertisements.
+                if let Some((ip, mac)) = neigh::arp_sender(m.data()) {
+                    let for_us = m.data().get(38..42).is_some_and(|t| {
+                        mine.contains(&std::net::Ipv4Addr::new(t[0], t[1], t[2], t[3]))
+                    });
+                    fib.neigh.learn(ip.into(), mac, fib.now_ms, for_us);
+                }
+                if let Some((ty, src, target, mac)) = neigh::parse_nd(m.data()) {
+                    if let Some(mac) = mac.filter(|_| !src.is_unspecified()) {
+                        let ip = if ty == 135 { src } else { target };
+                        fib.neigh.learn(ip.into(), mac, fib.now_ms, ty == 135);
+                    }
+                    let to_mac = m.data()[6..12].try_into().unwrap_or([0; 6]);
+                    if ty == 135
+                        && ifaces[k].addrs6.contains(&target)
+                        && !src.is_unspecified()
+                        && m.len() >= neigh::NA_FRAME_LEN
+                    {
+                        let n = neigh::neighbor_advert(m.data_mut(), my_mac, target, src, to_mac);
+                        let extra = m.len() - n;
+                        if m.trim(extra).is_ok() {
+                            *l = true;
+                            *v = Verdict::ToControlPlane;
+                            continue;
+                        }
+                    }
+                    *v = Verdict::Drop(DropReason::NotIp);
+                    not_ip += 1;
+                    continue;
+                }
                 if dataplane::host::arp_reply(m.data_mut(), mine, my_mac) {
                     // Answered here: a non-pending verdict keeps the pipeline off it.
                     *l = true;
@@ -529,9 +611,12 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                         continue;
                     }
                 };
-                let Some((out, mac)) = fib.lookup(dst) else {
-                    drops.inc(DropReason::NoRoute);
-                    continue;
+                let (out, mac) = match fib.lookup(dst) {
+                    Ok(x) => x,
+                    Err(r) => {
+                        drops.inc(r);
+                        continue;
+                    }
                 };
                 let et = if m.data()[0] >> 4 == 6 {
                     ethernet::ethertype::IPV6
@@ -555,6 +640,28 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     ifaces[out].tx_frames += sent as u64;
                 }
                 txb[out].pkts().push(m);
+            }
+        }
+        // ARP requests / neighbor solicitations for next hops that lookups asked about.
+        for (ifx, hop) in fib.asks.drain(..) {
+            let Some(mut m) = pool.alloc() else { break };
+            let i = &ifaces[ifx];
+            let built = match hop {
+                IpAddr::V4(t) => i.addrs.first().and_then(|&a| {
+                    let f = m.append(neigh::ARP_FRAME_LEN).ok()?;
+                    Some(neigh::arp_request(f, i.mac, a, t))
+                }),
+                IpAddr::V6(t) => i.addrs6.first().and_then(|&a| {
+                    let f = m.append(neigh::NS_FRAME_LEN).ok()?;
+                    Some(neigh::neighbor_solicit(f, i.mac, a, t))
+                }),
+            };
+            if built.is_some() {
+                if txb[ifx].pkts().len() >= BURST {
+                    let sent = ifaces[ifx].tx.tx(&mut txb[ifx]);
+                    ifaces[ifx].tx_frames += sent as u64;
+                }
+                txb[ifx].pkts().push(m);
             }
         }
         for (k, b) in txb.iter_mut().enumerate() {
@@ -667,6 +774,7 @@ struct Snap<'a> {
     dynamic: &'a Dynamic,
     control: Option<&'a Control>,
     reasm: dataplane::reasm::ReasmStats,
+    neigh: (dataplane::neigh::NeighStats, usize),
 }
 
 /// Every counter as JSON: ports, drops by reason, SAs (static and negotiated), the
@@ -713,6 +821,8 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         "drops": dropmap,
         "sas": sas,
         "control": s.control.map(|c| serde_json::json!({"punted": c.punted, "injected": c.injected})),
+        "neighbours": {"entries": s.neigh.1, "requests": s.neigh.0.requests,
+            "learned": s.neigh.0.learned, "failed": s.neigh.0.failed},
         "reassembly": {"fragments": s.reasm.fragments, "reassembled": s.reasm.reassembled,
             "timed_out": s.reasm.timed_out, "evicted": s.reasm.evicted,
             "overlaps": s.reasm.overlaps, "malformed": s.reasm.malformed, "too_big": s.reasm.too_big},
@@ -1111,13 +1221,13 @@ impl Control {
     fn next_inject(
         &mut self,
         pool: &Mempool,
-        fib: &Fib,
+        fib: &mut Fib,
         ifaces: &[Iface],
     ) -> Option<Option<(Mbuf, usize)>> {
         let mut cons = self.chan.consumer(ctl::ring::INJECT).ok()?;
         let r = cons.pop_with(|b| {
             let d = ctl::Datagram::decode(b)?;
-            let (out, mac) = fib.lookup(d.remote.ip())?;
+            let (out, mac) = fib.lookup(d.remote.ip()).ok()?;
             let mut m = pool.alloc()?;
             let len = 40 + 8 + 4 + d.message.len();
             let buf = m.append(len).ok()?;
