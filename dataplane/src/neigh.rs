@@ -260,6 +260,42 @@ fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, body: &[u8]) -> u16 {
     ])
 }
 
+/// Writes an ND message (`kind`, `flags`, `target`, one link-layer address option of type
+/// `opt` carrying `our_mac`) in Ethernet + IPv6 (hop limit 255) into `out[..NS_FRAME_LEN]`.
+#[allow(clippy::too_many_arguments)]
+fn nd_frame(
+    out: &mut [u8],
+    dst_mac: [u8; 6],
+    our_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    kind: u8,
+    flags: u8,
+    target: Ipv6Addr,
+    opt: u8,
+) -> usize {
+    let f = &mut out[..NS_FRAME_LEN];
+    f[..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&our_mac);
+    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let ip = &mut f[14..];
+    ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    ip[4..6].copy_from_slice(&32u16.to_be_bytes());
+    ip[6] = 58;
+    ip[7] = 255;
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&dst.octets());
+    let body = &mut ip[40..72];
+    body[..8].copy_from_slice(&[kind, 0, 0, 0, flags, 0, 0, 0]);
+    body[8..24].copy_from_slice(&target.octets());
+    body[24] = opt;
+    body[25] = 1;
+    body[26..32].copy_from_slice(&our_mac);
+    let c = icmpv6_checksum(&src, &dst, body);
+    body[2..4].copy_from_slice(&c.to_be_bytes());
+    NS_FRAME_LEN
+}
+
 /// Builds a neighbor solicitation for `target` (to its solicited-node multicast address,
 /// hop limit 255, with our link-layer address option) into `out` (at least
 /// [`NS_FRAME_LEN`] bytes). Returns the frame length.
@@ -271,26 +307,8 @@ pub fn neighbor_solicit(
 ) -> usize {
     let dst = solicited_node(target);
     let d = dst.octets();
-    let f = &mut out[..NS_FRAME_LEN];
-    f[..6].copy_from_slice(&[0x33, 0x33, d[12], d[13], d[14], d[15]]);
-    f[6..12].copy_from_slice(&our_mac);
-    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-    let ip = &mut f[14..];
-    ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    ip[4..6].copy_from_slice(&32u16.to_be_bytes());
-    ip[6] = 58;
-    ip[7] = 255;
-    ip[8..24].copy_from_slice(&our_ip.octets());
-    ip[24..40].copy_from_slice(&d);
-    let body = &mut ip[40..72];
-    body[..8].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
-    body[8..24].copy_from_slice(&target.octets());
-    body[24] = 1; // source link-layer address
-    body[25] = 1;
-    body[26..32].copy_from_slice(&our_mac);
-    let c = icmpv6_checksum(&our_ip, &dst, body);
-    body[2..4].copy_from_slice(&c.to_be_bytes());
-    NS_FRAME_LEN
+    let mac = [0x33, 0x33, d[12], d[13], d[14], d[15]];
+    nd_frame(out, mac, our_mac, our_ip, dst, 135, 0, target, 1)
 }
 
 /// A neighbor solicitation or advertisement in a whole Ethernet frame: (the message type,
@@ -352,26 +370,7 @@ pub fn neighbor_advert(
     to_ip: Ipv6Addr,
     to_mac: [u8; 6],
 ) -> usize {
-    let f = &mut out[..NA_FRAME_LEN];
-    f[..6].copy_from_slice(&to_mac);
-    f[6..12].copy_from_slice(&our_mac);
-    f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-    let ip = &mut f[14..];
-    ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    ip[4..6].copy_from_slice(&32u16.to_be_bytes());
-    ip[6] = 58;
-    ip[7] = 255;
-    ip[8..24].copy_from_slice(&target.octets());
-    ip[24..40].copy_from_slice(&to_ip.octets());
-    let body = &mut ip[40..72];
-    body[..8].copy_from_slice(&[136, 0, 0, 0, 0xe0, 0, 0, 0]); // R, S, O
-    body[8..24].copy_from_slice(&target.octets());
-    body[24] = 2; // target link-layer address
-    body[25] = 1;
-    body[26..32].copy_from_slice(&our_mac);
-    let c = icmpv6_checksum(&target, &to_ip, body);
-    body[2..4].copy_from_slice(&c.to_be_bytes());
-    NA_FRAME_LEN
+    nd_frame(out, to_mac, our_mac, target, to_ip, 136, 0xe0, target, 2)
 }
 
 #[cfg(test)]
