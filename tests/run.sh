@@ -116,7 +116,7 @@ APT_PACKAGES=(
     build-essential pkg-config clang libclang-dev libipsec-mb-dev libpcap-dev
     dpdk libdpdk-dev dpdk-dev dpdk-doc iproute2 iputils-ping ethtool tcpdump iperf3 python3-venv
     strongswan-charon strongswan-swanctl libcharon-extra-plugins
-    libstrongswan-standard-plugins libstrongswan-extra-plugins strongswan-pki
+    libstrongswan-standard-plugins libstrongswan-extra-plugins strongswan-pki nftables conntrack
 )
 
 install_apt_packages() {
@@ -308,6 +308,17 @@ gateway_vs_strongswan() {
     echo "== strongSwan 6.0 (Debian trixie chroot, raw ESP: plain IP protocol 50)"
     SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }
+nat_vs_strongswan() {
+    # strongSwan behind a NAT (nftables SNAT) whose mapping changes under a 100 pps ping stream:
+    # ferrogate-ike follows the peer's authenticated DPD from the new address and port, and the
+    # data plane moves its outbound ESP there (RFC 7296 §2.23). Both address and port change,
+    # then (GCM) only the port.
+    [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
+    local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+    TMPDIR="$WORK" timeout 120 bash tests/strongswan/nat_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    echo "== again with AES-256-GCM, only the NAT's port changing"
+    SUITE=gcm NAT_MOVE=port TMPDIR="$WORK" timeout 120 bash tests/strongswan/nat_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
+}
 py_natt_transport() {
     # Transport-mode ESP in UDP from behind NATs: the inner TCP/UDP checksum fix-up
     # (RFC 3948 §3.1.2), judged by scapy's checksum over the addresses on the wire.
@@ -386,6 +397,7 @@ step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswa
 step "build ferrogate-ike" build_ferrogate_ike
 step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD, fragmentation)" ike_vs_strongswan
 step "ferrogate + ferrogate-ike vs strongSwan (shm channel, 100 rekeys, kills)" gateway_vs_strongswan
+step "ferrogate + ferrogate-ike vs strongSwan behind a NAT whose mapping changes" nat_vs_strongswan
 step "two ferrogates with IKEv2 (ferrogate-ike on both) and fgctl" netns_site_to_site_ike
 run_fuzz
 

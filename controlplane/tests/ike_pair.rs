@@ -335,6 +335,23 @@ fn invalid_ke_makes_the_initiator_retry_with_the_responders_group() {
 #[test]
 fn nat_is_detected_and_ike_floats_to_4500() {
     let now = Instant::now();
+    let mut n = up_behind_nat(now);
+    assert!(n.a_installed[0].udp_encap && n.b_installed[0].udp_encap);
+    assert_eq!(n.a_installed[0].local.port(), 4500);
+    assert_eq!(
+        n.b_installed[0].remote.port(),
+        40001,
+        "B sends ESP to A's mapped NAT-T port"
+    );
+    // Only the side behind the NAT keeps its mapping alive, with one 0xFF byte every 20 s.
+    let later = now + Duration::from_secs(21);
+    assert_eq!(keepalives(n.a.tick(later)), 1, "A is behind the NAT");
+    assert_eq!(keepalives(n.b.tick(later)), 0, "B is not");
+}
+
+/// The reference pair, up, with A behind a NAT (A's ports 500 and 4500 seen as 40000 and 40001
+/// by B).
+fn up_behind_nat(now: Instant) -> Net {
     let mut n = Net::new(
         "aes256-sha256-modp2048",
         "aes256-sha256",
@@ -345,22 +362,14 @@ fn nat_is_detected_and_ike_floats_to_4500() {
     let acts = n.a.start(now);
     n.run(now, acts, vec![]);
     assert_eq!(n.up, (true, true));
-    assert!(n.a_installed[0].udp_encap && n.b_installed[0].udp_encap);
-    assert_eq!(n.a_installed[0].local.port(), 4500);
-    assert_eq!(
-        n.b_installed[0].remote.port(),
-        40001,
-        "B sends ESP to A's mapped NAT-T port"
-    );
-    // Only the side behind the NAT keeps its mapping alive, with one 0xFF byte every 20 s.
-    let later = now + Duration::from_secs(21);
-    let ka = |acts: Vec<Action>| {
-        acts.iter()
-            .filter(|a| matches!(a, Action::Send { data, .. } if data == &[0xff]))
-            .count()
-    };
-    assert_eq!(ka(n.a.tick(later)), 1, "A is behind the NAT");
-    assert_eq!(ka(n.b.tick(later)), 0, "B is not");
+    n
+}
+
+/// How many NAT keepalives (one 0xFF byte) are among the actions.
+fn keepalives(acts: Vec<Action>) -> usize {
+    acts.iter()
+        .filter(|a| matches!(a, Action::Send { data, .. } if data == &[0xff]))
+        .count()
 }
 
 #[test]
@@ -454,6 +463,36 @@ fn delete_from_the_initiator_removes_children_on_both_sides() {
 
 /// Brings the pair up and lets its IKE SA (20 s lifetime) rekey: each side is left with one
 /// IKE SA, under new SPIs.
+/// The reference pair with an IKE SA lifetime of 20 s on both sides (CHILD_SAs: 1 h).
+fn short_ike_lifetime() -> Net {
+    let mk = |l: &str, r: &str, lts: &str, rts: &str, start: &str| {
+        let mut c = cfg(
+            l,
+            r,
+            lts,
+            rts,
+            start,
+            "aes256-sha256-modp2048",
+            "aes256-sha256",
+            "secret-psk-1",
+            "1h",
+        );
+        for t in &mut c.tunnels {
+            t.ike_lifetime = Duration::from_secs(20);
+        }
+        c
+    };
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "1h",
+    );
+    n.a = Daemon::new(&mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start"));
+    n.b = Daemon::new(&mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none"));
+    n
+}
+
 fn up_then_rekey_ike(n: &mut Net, now: Instant) {
     let acts = n.a.start(now);
     n.run(now, acts, vec![]);
@@ -473,31 +512,7 @@ fn up_then_rekey_ike(n: &mut Net, now: Instant) {
 #[test]
 fn ike_sa_rekey_keeps_the_children_and_the_new_sa_works() {
     let now = Instant::now();
-    let mut n = Net::new(
-        "aes256-sha256-modp2048",
-        "aes256-sha256",
-        "secret-psk-1",
-        "1h",
-    );
-    let mk = |l: &str, r: &str, lts: &str, rts: &str, start: &str| {
-        let mut c = cfg(
-            l,
-            r,
-            lts,
-            rts,
-            start,
-            "aes256-sha256-modp2048",
-            "aes256-sha256",
-            "secret-psk-1",
-            "1h",
-        );
-        for t in &mut c.tunnels {
-            t.ike_lifetime = Duration::from_secs(20);
-        }
-        c
-    };
-    n.a = Daemon::new(&mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start"));
-    n.b = Daemon::new(&mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none"));
+    let mut n = short_ike_lifetime();
     up_then_rekey_ike(&mut n, now);
     let sa_a = n.a.sas().next().unwrap();
     let sa_b = n.b.sas().next().unwrap();
@@ -629,15 +644,7 @@ fn several_subnets_per_side_are_negotiated_and_narrowed() {
 #[test]
 fn a_peer_whose_nat_mapping_changes_is_followed() {
     let now = Instant::now();
-    let mut n = Net::new(
-        "aes256-sha256-modp2048",
-        "aes256-sha256",
-        "secret-psk-1",
-        "8h",
-    );
-    n.nat_port = Some(40000);
-    let acts = n.a.start(now);
-    n.run(now, acts, vec![]);
+    let mut n = up_behind_nat(now);
     assert_eq!(n.b_installed[0].remote.port(), 40001);
     // The NAT forgets A and maps it anew; A's next message (a DPD check after 30 s idle)
     // arrives from the new port, and B moves the tunnel there.
@@ -671,6 +678,49 @@ fn a_peer_whose_nat_mapping_changes_is_followed() {
         50001,
         "B's IKE SA follows too"
     );
+}
+
+#[test]
+fn a_host_behind_the_nat_does_not_follow_the_peer() {
+    let now = Instant::now();
+    let mut n = up_behind_nat(now);
+    let b_at = n.a.sas().next().unwrap().remote;
+    assert_eq!(b_at, SocketAddr::new(B.parse().unwrap(), 4500));
+    // B's DPD check (30 s without a word from A) reaches A from another address and port: A is
+    // behind the NAT, so it keeps B's address (RFC 7296 §2.23: a host behind a NAT SHOULD NOT
+    // follow; one packet from elsewhere would break its tunnel) and still answers there.
+    let later = now + Duration::from_secs(31);
+    let elsewhere = SocketAddr::new("198.51.100.7".parse().unwrap(), 4600);
+    let mut answered = 0;
+    for act in n.b.tick(later) {
+        if let Action::Send { remote, data, .. } = act {
+            let at = SocketAddr::new(remote.ip(), 4500);
+            for r in n.a.handle(later, at, elsewhere, &data) {
+                match r {
+                    Action::PeerMoved { .. } => panic!("A, behind the NAT, followed the peer"),
+                    Action::Send { remote, .. } => {
+                        assert_eq!(remote, b_at, "A answers at B's known address");
+                        answered += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(answered, 1, "A answered B's DPD check");
+    assert_eq!(n.a.sas().next().unwrap().remote, b_at);
+}
+
+#[test]
+fn a_rekeyed_ike_sa_behind_the_nat_keeps_sending_keepalives() {
+    let now = Instant::now();
+    let mut n = short_ike_lifetime();
+    n.nat_port = Some(40000);
+    up_then_rekey_ike(&mut n, now);
+    // The new IKE SA is still behind the NAT: A keeps its mapping alive, B does not need to.
+    let later = now + Duration::from_secs(21 + 21);
+    assert_eq!(keepalives(n.a.tick(later)), 1, "A is still behind the NAT");
+    assert_eq!(keepalives(n.b.tick(later)), 0, "B is not");
 }
 
 /// A pair whose tunnels fragment IKE messages above `fragment_size` bytes of IP datagram, with

@@ -86,11 +86,7 @@ mac() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
 MAC_HA=$(mac "$HA" hA0) MAC_GBO=$(mac "$GB" gBo)
 
 PSK="ferrogate-interop-psk-0123456789"
-case $SUITE in
-cbc) IKE_PROP=aes256-sha256-modp1024 ESP_PROP=aes256-sha256 ;;
-gcm) IKE_PROP=aes256gcm16-prfsha256-curve25519 ESP_PROP=aes256gcm16 ;;
-*) echo "unknown SUITE $SUITE" >&2; exit 2 ;;
-esac
+swan_suite "$SUITE" || exit 2
 
 cat > "$WORK/gw.yaml" <<EOF
 interfaces:

@@ -77,11 +77,7 @@ ip -n "$GB" link set gBo up; ip -n "$GB" addr add 203.0.113.2/24 dev gBo
 ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
 
 PSK="ferrogate-interop-psk-0123456789"
-case $SUITE in
-cbc) IKE_PROP=aes256-sha256-modp1024 ESP_PROP=aes256-sha256 ;;
-gcm) IKE_PROP=aes256gcm16-prfsha256-curve25519 ESP_PROP=aes256gcm16 ;;
-*) echo "unknown SUITE $SUITE" >&2; exit 2 ;;
-esac
+swan_suite "$SUITE" || exit 2
 if [ "$ROLE" = initiator ]; then
     OUR_START=start SWAN_START=none OUR_IKE_LIFE=6s SWAN_IKE_REKEY=1h OUR_CHILD_LIFE=8s SWAN_CHILD_REKEY=8h SWAN_CHILD_LIFE=9h OUR_DPD=2s OUR_DPD_TIMEOUT=10s
 else

@@ -501,9 +501,15 @@ impl IkeSa {
 
     /// An authenticated message came from (or to) another address: with a NAT in between the
     /// peer's mapping changed (RFC 7296 §2.23: follow it); the CHILD_SAs' UDP-encapsulated ESP
-    /// goes there too.
+    /// goes there too. Only the side that is not behind the NAT follows: for a host behind one,
+    /// §2.23 says SHOULD NOT (one packet from elsewhere would break its tunnel); it keeps its own
+    /// mapping alive with keepalives instead.
     fn follow(&mut self, local: SocketAddr, remote: SocketAddr, out: &mut Vec<Action>) {
         if local == self.local && remote == self.remote {
+            return;
+        }
+        if self.state == State::Established && self.behind_nat {
+            tracing::debug!(tunnel = %self.cfg.name, %remote, "a message from another address: not followed, we are behind a NAT");
             return;
         }
         let moved = self.state == State::Established && self.nat && remote != self.remote;
@@ -2222,6 +2228,7 @@ impl IkeSa {
         new.ni = ni;
         new.nr = nr;
         new.nat = self.nat;
+        new.behind_nat = self.behind_nat;
         new.frag = self.frag.inherit();
         new.keys = Some(IkeKeys::derive(
             prf,
@@ -2468,6 +2475,7 @@ impl IkeSa {
         new.ni = ni.to_vec();
         new.nr = nr;
         new.nat = self.nat;
+        new.behind_nat = self.behind_nat;
         new.frag = self.frag.inherit();
         new.keys = Some(IkeKeys::derive(
             prf,
