@@ -209,6 +209,9 @@ py_selftest() {
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_attacks.py --selftest
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_natt_transport.py --selftest
     TMPDIR="$WORK" "$VENV_PY" tests/interop/scapy_fragments.py --selftest
+    # The committed ICMP error / fragment vectors are still what scapy builds (the Rust test
+    # dataplane/tests/icmp_vectors.rs compares our builder with them).
+    "$VENV_PY" tests/interop/icmp_vectors.py --check dataplane/tests/vectors/icmp_errors.json
 }
 py_esp() {
     need_fgpcap
@@ -246,6 +249,16 @@ interop_secgw() {
     SUITE=gcm TMPDIR="$WORK" timeout 300 bash tests/interop/secgw.sh "$fg" "$FGPCAP" || return 1
     echo "== again with AES-256-CBC + HMAC-SHA-256-128"
     SUITE=cbc TMPDIR="$WORK" timeout 300 bash tests/interop/secgw.sh "$fg" "$FGPCAP"
+}
+netns_icmp() {
+    # The same two sites, ICMP manners: time exceeded from either gateway (B's through the
+    # tunnel), pre-fragmentation, fragmentation needed with the SA's inner MTU and with B's
+    # narrower inside MTU, counters. About 10 s per suite.
+    [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
+    local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
+    ICMP=1 TMPDIR="$WORK" timeout 120 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
+    echo "== again with AES-256-CBC + HMAC-SHA-256-128"
+    CIPHER=cbc ICMP=1 TMPDIR="$WORK" timeout 120 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
 netns_site_to_site_ike() {
     # The same two sites with keys negotiated by ferrogate-ike on both gateways (plain ESP,
@@ -393,6 +406,7 @@ step "build ferrogate (DPDK gateway)" build_ferrogate
 step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_site
 step "ferrogate vs DPDK ipsec-secgw (ping, iperf3, wire)" interop_secgw
+step "two ferrogates: ICMP time exceeded, too big, pre-fragmentation" netns_icmp
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
 step "build ferrogate-ike" build_ferrogate_ike
 step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD, fragmentation)" ike_vs_strongswan

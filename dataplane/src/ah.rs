@@ -21,7 +21,7 @@ static ZEROS: [u8; 64] = [0; 64];
 /// AH header length for an ICV of `icv_len` bytes: 32-bit aligned for IPv4 and 64-bit aligned
 /// for IPv6 (RFC 4302 §3.3.3.2.1), the difference being explicit padding in the ICV field.
 #[inline]
-fn ah_len(icv_len: usize, v6: bool) -> usize {
+pub(crate) fn ah_len(icv_len: usize, v6: bool) -> usize {
     let align = if v6 { 8 } else { 4 };
     (AH_FIXED + icv_len).div_ceil(align) * align
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::drop::{DropCounters, DropReason};
+use crate::icmp_err::{self, Oversize};
 use crate::outer::{self, Arrival};
 use crate::sa::{InboundSa, OutboundSa};
 use crate::sad::Sad;
@@ -26,6 +27,14 @@ pub enum Verdict {
     ToControlPlane,
     /// Drop it, counted under this reason.
     Drop(DropReason),
+    /// Outbound: IPv4 without DF that would exceed the MTU once encapsulated. Not encapsulated:
+    /// the caller cuts it into fragments of at most this many bytes and encapsulates each
+    /// with the SA its policy names (RFC 4301 §8.1).
+    Fragment(u16),
+    /// Outbound: too big once encapsulated, and not to be fragmented (DF, or IPv6). Not
+    /// encapsulated and counted as [`DropReason::TooBig`]: the caller sends the source an ICMP
+    /// error with this MTU (RFC 4301 §8.2.1).
+    TooBig(u16),
 }
 
 /// An outbound PROTECT policy's target: the SA to use, once the control plane installed one.
@@ -42,6 +51,8 @@ pub struct OutboundTarget {
 pub struct OutboundTables<'a> {
     /// SPD-out.
     pub spd: &'a Spd<OutboundTarget>,
+    /// The MTU of the port encapsulated packets leave by.
+    pub mtu: u16,
 }
 
 /// The tables an inbound burst reads.
@@ -69,10 +80,15 @@ pub fn outbound<B: PacketBuf>(
             continue;
         }
         *v = match outbound_one(t, pkt) {
-            Ok(()) => {
+            Ok(Verdict::Forward) => {
                 forwarded += 1;
                 Verdict::Forward
             }
+            Ok(Verdict::TooBig(mtu)) => {
+                drops.inc(DropReason::TooBig);
+                Verdict::TooBig(mtu)
+            }
+            Ok(v) => v,
             Err(r) => {
                 drops.inc(r);
                 Verdict::Drop(r)
@@ -82,15 +98,19 @@ pub fn outbound<B: PacketBuf>(
     forwarded
 }
 
-fn outbound_one<B: PacketBuf>(t: &OutboundTables<'_>, pkt: &mut B) -> Result<(), DropReason> {
+fn outbound_one<B: PacketBuf>(t: &OutboundTables<'_>, pkt: &mut B) -> Result<Verdict, DropReason> {
     let key = crate::flow::flow_key(pkt.data())?;
     let rule = t.spd.lookup(&key).ok_or(DropReason::PolicyDiscard)?;
     match &rule.action {
-        Action::Bypass => Ok(()),
+        Action::Bypass => Ok(Verdict::Forward),
         Action::Discard => Err(DropReason::PolicyDiscard),
         Action::Protect(target) => {
             let sa = target.sa.as_ref().ok_or(DropReason::NoSaForPolicy)?;
-            crate::esp::encap(sa, pkt)
+            match icmp_err::oversize(pkt.data(), sa.max_inner_len(t.mtu)) {
+                Oversize::Fits => crate::esp::encap(sa, pkt).map(|()| Verdict::Forward),
+                Oversize::Fragment(max) => Ok(Verdict::Fragment(max)),
+                Oversize::TooBig(max) => Ok(Verdict::TooBig(max)),
+            }
         }
     }
 }

@@ -88,6 +88,10 @@ drop_reasons! {
     Reassembly => "reassembly",
     /// RFC 6040 §4.2: outer CE on a Not-ECT inner packet must be dropped.
     EcnCeOnNotEct => "ecn_ce_on_not_ect",
+    /// The mempool had no mbuf for a fragment or an ICMP error.
+    NoMbuf => "no_mbuf",
+    /// An ICMP error about a packet of a family the gateway has no address of on that side.
+    NoIcmpSource => "no_icmp_source",
     /// The packet is an IKE datagram or NAT keepalive, not data: handed to the control plane.
     ControlPlane => "control_plane",
 }

@@ -21,6 +21,7 @@ pub mod esp;
 pub mod flow;
 pub mod gateway_config;
 pub mod host;
+pub mod icmp_err;
 pub mod neigh;
 pub mod net;
 pub mod outer;

@@ -558,6 +558,50 @@ impl OutboundSa {
         &self.selectors
     }
 
+    /// The largest inner IP packet that still fits in `mtu` bytes once this SA encapsulated it
+    /// (RFC 4301 §8.2.1: the PMTU the gateway reports for the tunnel, RFC 1191's next-hop MTU).
+    /// Tunnel-mode ESP adds the outer IP header, the optional UDP header (RFC 3948), the ESP
+    /// header, the IV, padding of payload + 2 trailer bytes to the block alignment, and the
+    /// ICV. Transport mode keeps the packet's header (taken as the 20 / 40 fixed bytes) in
+    /// front of the ESP header. TFC padding is not counted: it only pads packets shorter than
+    /// it. Returns 0 when nothing fits.
+    pub fn max_inner_len(&self, mtu: u16) -> u16 {
+        let mtu = usize::from(mtu);
+        let udp = if self.udp.is_some() { 8 } else { 0 };
+        let front = match self.mode {
+            Mode::Tunnel => usize::from(self.header_len),
+            Mode::Transport => 0,
+        };
+        let fits = match &self.crypto {
+            SaCrypto::Ah(m) => {
+                let ah = crate::ah::ah_len(m.icv_len(), self.outer_v6);
+                mtu.saturating_sub(front + ah)
+            }
+            SaCrypto::Esp(_) => {
+                let align = usize::from(self.align);
+                let fixed = front + udp + 8 + usize::from(self.iv_len) + usize::from(self.icv_len);
+                // Transport mode: only the payload after the kept header is padded.
+                let kept = match self.mode {
+                    Mode::Tunnel => 0,
+                    Mode::Transport if self.selectors_v6() => 40,
+                    Mode::Transport => 20,
+                };
+                let room = mtu.saturating_sub(fixed + kept);
+                let padded = room & !(align - 1);
+                if padded < 2 {
+                    0
+                } else {
+                    padded - 2 + kept
+                }
+            }
+        };
+        u16::try_from(fits).unwrap_or(u16::MAX)
+    }
+
+    fn selectors_v6(&self) -> bool {
+        self.selectors.first().is_some_and(|s| !s.src.is_ipv4())
+    }
+
     /// Refuses the packet if a hard lifetime is used up.
     #[inline]
     pub(crate) fn check_hard(&self) -> Result<(), crate::drop::DropReason> {

@@ -550,7 +550,10 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
     let mut verdicts = [Verdict::Pending; 5];
     let mut drops = DropCounters::default();
     let n = burst::outbound(
-        &OutboundTables { spd: &spd_out },
+        &OutboundTables {
+            spd: &spd_out,
+            mtu: 1500,
+        },
         &mut pkts,
         &mut verdicts,
         &mut drops,
@@ -685,4 +688,102 @@ fn ah_ignores_mutable_options_only() {
             }
         }
     }
+}
+
+/// `max_inner_len` is exact: the largest inner packet it names leaves at most `mtu` bytes
+/// once encapsulated, and one byte more does not fit, for every suite, mode, outer family,
+/// NAT-T and AH.
+#[test]
+fn max_inner_len_is_the_largest_that_fits() {
+    let protos = [Protocol::Esp, Protocol::Ah];
+    for &(cipher, integ) in SUITES {
+        for proto in protos {
+            for mode in [Mode::Tunnel, Mode::Transport] {
+                for (outer6, natt) in [(false, false), (true, false), (false, true)] {
+                    if proto == Protocol::Ah && (natt || cipher != Cipher::Null) {
+                        continue;
+                    }
+                    let (o, _) = pair(cipher, integ, proto, mode, outer6, false, natt);
+                    let sa = OutboundSa::new(&o).unwrap();
+                    for mtu in [1500u16, 1400, 1280] {
+                        let max = usize::from(sa.max_inner_len(mtu));
+                        let what = format!(
+                            "{cipher:?} {proto:?} {mode:?} v6 {outer6} natt {natt} mtu {mtu}"
+                        );
+                        let encapped = |len: usize| {
+                            let p = udp4([192, 168, 10, 5], [192, 168, 20, 7], len - 28, 0);
+                            let mut b = HeapBuf::from_slice(&p);
+                            esp::encap(&sa, &mut b).unwrap();
+                            b.len()
+                        };
+                        assert!(encapped(max) <= usize::from(mtu), "{what}");
+                        assert!(encapped(max + 1) > usize::from(mtu), "{what}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packets too big for the tunnel: DF or IPv6 ones are refused with the MTU to report
+/// (counted as too_big), IPv4 without DF is left for the caller to fragment.
+#[test]
+fn oversized_packets_get_too_big_or_fragment_verdicts() {
+    let (o, _) = pair(
+        Cipher::AesGcm256,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
+    let out = Arc::new(OutboundSa::new(&o).unwrap());
+    assert_eq!(out.max_inner_len(1500), 1446);
+    let spd = Spd::build(vec![Rule {
+        priority: 10,
+        selector: Selector {
+            src: "0.0.0.0/0".parse().unwrap(),
+            dst: "0.0.0.0/0".parse().unwrap(),
+            proto: None,
+            src_ports: PortRange::ANY,
+            dst_ports: PortRange::ANY,
+        },
+        action: Action::Protect(OutboundTarget {
+            policy_id: 1,
+            sa: Some(out.clone()),
+        }),
+    }])
+    .unwrap();
+    let df = udp4([192, 168, 10, 5], [192, 168, 20, 7], 1447 - 28, 0);
+    let mut no_df = df.clone();
+    no_df[6] = 0;
+    no_df[10..12].fill(0);
+    let c = !dataplane::wire::checksum::data(&no_df[..20]);
+    no_df[10..12].copy_from_slice(&c.to_be_bytes());
+    let fits = udp4([192, 168, 10, 5], [192, 168, 20, 7], 1446 - 28, 0);
+    let mut pkts = vec![
+        HeapBuf::from_slice(&df),
+        HeapBuf::from_slice(&no_df),
+        HeapBuf::from_slice(&fits),
+    ];
+    let mut verdicts = [Verdict::Pending; 3];
+    let mut drops = DropCounters::default();
+    let t = OutboundTables {
+        spd: &spd,
+        mtu: 1500,
+    };
+    assert_eq!(burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops), 1);
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::TooBig(1446),
+            Verdict::Fragment(1446),
+            Verdict::Forward
+        ]
+    );
+    assert_eq!(drops.get(DropReason::TooBig), 1);
+    assert_eq!(drops.total(), 1);
+    assert_eq!(pkts[0].data(), &df[..]);
+    assert_eq!(pkts[2].len(), 1500);
 }

@@ -14,6 +14,12 @@
 #   NEIGH=arp site_to_site.sh ...                 no static neighbours: the gateways find the hosts'
 #       and each other's MACs by ARP (the first packets towards an unknown hop are dropped and
 #       counted while the request is out; a warm-up ping goes first)
+#   ICMP=1 site_to_site.sh ...                   the gateways' ICMP manners instead of the bulk
+#       traffic: time exceeded from A (ping -t 1) and from B through the tunnel (ping -t 2),
+#       pre-fragmentation (ping -M dont -s 1472, ESP on the wire within the 1500 MTU),
+#       fragmentation needed with the SA's inner MTU (ping -M do -s 1472), and from B, whose
+#       inside port has MTU 1400, fragmentation needed through the tunnel (ping -M do -s 1410);
+#       a burst of 200 expiring pings meets the rate limit
 #   IKE=path/to/ferrogate-ike site_to_site.sh ... keys negotiated by IKEv2 (PSK) instead of static:
 #       each gateway gets a ferrogate-ike over its shared-memory channel; A initiates the
 #       reference scenario (CIPHER=cbc: aes256-sha256-modp1024 / aes256-sha256; gcm:
@@ -77,7 +83,7 @@ fi
 gateway() {
     cat <<EOY
 interfaces:
-  - { name: inside, device: "net_af_packet0,iface=$2i", role: inside, addresses: [$3.1/24] }
+  - { name: inside, device: "net_af_packet0,iface=$2i", role: inside, addresses: [$3.1/24], mtu: $INSIDE_MTU }
   - { name: outside, device: "net_af_packet1,iface=$2o", role: outside, addresses: [${10}/24] }
 routes:
   - { dst: $4.0/24, interface: outside, via: ${11} }
@@ -100,7 +106,10 @@ policies:
   - { direction: in, src: $4.0/24, dst: $3.0/24, action: protect }
 EOY
 }
+# With ICMP=1, B's inside port is narrower than the tunnel: decapsulated packets may not fit.
+INSIDE_MTU=1500
 gateway A gA 192.168.10 192.168.20 0xa0b0 0xb0a0 $K_AB $K_BA _ 203.0.113.1 203.0.113.2 "$MAC_GBO" 192.168.10.5 "$MAC_HA" 0 1 > "$WORK/a.yaml"
+[ -n "${ICMP:-}" ] && INSIDE_MTU=1400
 gateway B gB 192.168.20 192.168.10 0xb0a0 0xa0b0 $K_BA $K_AB _ 203.0.113.2 203.0.113.1 "$MAC_GAO" 192.168.20.5 "$MAC_HB" 1 0 > "$WORK/b.yaml"
 
 EVERY=$([ "$DEMO" -gt 0 ] && echo 1000 || echo 60000)
@@ -214,6 +223,77 @@ if [ "${NEIGH:-static}" = arp ]; then
 fi
 check "ping site A -> site B through the tunnel, no loss" ping_all "$HA" 192.168.20.5
 check "ping site B -> site A through the tunnel, no loss" ping_all "$HB" 192.168.10.5
+if [ -n "${ICMP:-}" ]; then
+    # The largest inner packet that fits the 1500-byte outside MTU once encapsulated: outer
+    # IPv4 20 + ESP 8 + IV + padding of (inner + 2) to the block + ICV.
+    if [ "${CIPHER:-gcm}" = cbc ]; then IV=16 ICV=16 BLK=16; else IV=8 ICV=16 BLK=4; fi
+    ROOM=$((1500 - 20 - 8 - IV - ICV))
+    SA_MTU=$((ROOM / BLK * BLK - 2))
+    echo "inner MTU of the ${CIPHER:-gcm} SA: 1500 - 20 - 8 - $IV - $ICV = $ROOM, aligned to $BLK, less 2 = $SA_MTU"
+    ping_says() { # expected text, then the ping arguments (from host A)
+        local want=$1; shift
+        ip netns exec "$HA" ping -n -c 1 -W 2 "$@" 192.168.20.5 > "$WORK/icmp.txt" 2>&1 || true
+        grep -E "From|mtu|received" "$WORK/icmp.txt" | head -3
+        grep -q -- "$want" "$WORK/icmp.txt"
+    }
+    check "ping -t 1: time exceeded from gateway A's inside address" \
+        ping_says "From 192.168.10.1 icmp_seq=1 Time to live exceeded" -t 1
+    check "ping -t 2: time exceeded from gateway B's inside address, back through the tunnel" \
+        ping_says "From 192.168.20.1 icmp_seq=1 Time to live exceeded" -t 2
+    # Before any frag-needed: host A would otherwise fragment to the learnt PMTU itself.
+    frag_ok() {
+        ip netns exec "$HA" ping -n -c 3 -i 0.2 -W 2 -M dont -s 1472 192.168.20.5 | tee "$WORK/ping.txt" | tail -2
+        grep -q " 0% packet loss" "$WORK/ping.txt"
+    }
+    check "ping -M dont -s 1472 (1500 bytes, no DF): fragmented before encapsulation, echoed whole" frag_ok
+    check "ping -M do -s 1472: fragmentation needed, mtu = $SA_MTU (the SA's inner MTU)" \
+        ping_says "mtu = $SA_MTU" -M do -s 1472
+    check "ping -M do -s 1410 (1438 bytes, fits the tunnel): B's inside MTU 1400 comes back through the tunnel" \
+        ping_says "mtu = 1400" -M do -s 1410
+    # 200 expiring probes in about 0.4 s against a bucket of 100 a second (burst 100): the
+    # gateway answers some, suppresses the rest and counts them (rate_limited, below).
+    ip netns exec "$HA" ping -n -q -c 200 -i 0.002 -W 1 -t 1 192.168.20.5 > /dev/null 2>&1 || true
+    sleep 1.5 # the stats files are rewritten every second
+    kill "$TCPDUMP_A" "$TCPDUMP_B" 2>/dev/null || true
+    sleep 0.3
+    wire_fits() {
+        python3 - "$WORK/wire-b.pcap" "$WORK/wire-a.pcap" <<'EOP'
+import struct, sys
+# ESP frames from A to B (B's capture) and back: none over the 1500-byte MTU, and the
+# pre-fragmented echoes made some near it.
+for f in sys.argv[1:]:
+    b = open(f, "rb").read()
+    le = b[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+    i, sizes = 24, []
+    while i + 16 <= len(b):
+        incl, orig = struct.unpack("<II" if le else ">II", b[i + 8:i + 16])
+        sizes.append(orig - 14)
+        i += 16 + incl
+    print(f"{f.rsplit('/', 1)[-1]}: {len(sizes)} ESP packets, largest {max(sizes)} bytes of IP")
+    if not sizes or max(sizes) > 1500 or max(sizes) < 1400:
+        sys.exit(1)
+EOP
+    }
+    check "ESP on the wire both ways stays within the 1500-byte MTU" wire_fits
+    counters() {
+        python3 - "$WORK/stats-a.json" "$WORK/stats-b.json" <<'EOP'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:])
+for side, s in (("A", a), ("B", b)):
+    print(f"gateway {side}: icmp {json.dumps(s['icmp'])} drops {json.dumps(s['drops'])}")
+ia, ib = a["icmp"], b["icmp"]
+ok = (ia["time_exceeded_sent"] >= 1 and ia["too_big_sent"] >= 1 and ia["fragmented"] >= 3
+      and ia["fragments"] >= 6 and ib["time_exceeded_sent"] >= 1 and ib["too_big_sent"] >= 1
+      and ib["fragmented"] >= 3 and a["drops"].get("too_big", 0) >= 1
+      and ia["rate_limited"] >= 1 and ia["time_exceeded_sent"] < 200)
+sys.exit(0 if ok else 1)
+EOP
+    }
+    check "--stats-file counts the errors sent, those the rate limit suppressed, and the fragments made" counters
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
 PIDS+=($!)
 sleep 0.5

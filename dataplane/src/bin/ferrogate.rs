@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ferrogate --config GATEWAY.yaml [--eal "EXTRA EAL ARGS"] [--idle-exit-ms MS] [--stats-json FILE]
+//!           [--icmp-errors-per-s N]
 //! ```
 //!
 //! What this slice does: starts EAL with the configured devices, opens every port, and runs
@@ -9,11 +10,15 @@
 //! frames from outside ports through the inbound path (SAD, replay, decrypt, selectors), and
 //! what is forwarded leaves by the longest-prefix route with the static neighbour's MAC.
 //! It answers ARP and ICMP echo for its own IPv4 addresses, decrements TTL / hop limit on
-//! forwarded packets, and clamps the MSS of TCP SYNs entering a tunnel.
+//! forwarded packets, and clamps the MSS of TCP SYNs entering a tunnel. It sends ICMP time
+//! exceeded when a TTL / hop limit runs out and ICMP fragmentation needed / packet too big
+//! when a packet would not fit the outside MTU once encapsulated (or the inside MTU once
+//! decapsulated), and fragments IPv4 packets without DF instead (before encapsulation); errors
+//! about packets that came out of the tunnel go back through it (module `icmp_err`).
 //! Next hops without a static neighbour are resolved by ARP / IPv6 neighbor discovery
-//! (`dataplane::neigh`; packets for an unresolved hop are dropped and counted).
-//! Not yet: worker lcores, ICMP
-//! errors (time exceeded, too big), fragmentation, the control-plane rings.
+//! (`dataplane::neigh`; packets for an unresolved hop are dropped and counted), and outer
+//! fragments of ESP are reassembled (`dataplane::reasm`) before decryption.
+//! Not yet: worker lcores.
 //! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
 
 use std::collections::BTreeMap;
@@ -27,12 +32,10 @@ use dataplane::buf::PacketBuf;
 use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
 use dataplane::ctl;
 use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxQueue, BURST};
-use dataplane::neigh::{self, NeighTable, Resolution};
-
-/// The largest outer datagram the gateway reassembles (bytes of IP packet).
-const REASM_ROOM: u16 = 9216;
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::gateway_config::{GatewayConfig, MssClamp, Role};
+use dataplane::icmp_err::{self, Error as IcmpError, Oversize};
+use dataplane::neigh::{self, NeighTable, Resolution};
 use dataplane::net::IpPrefix;
 use dataplane::sa::{Direction, InboundSa, OutboundSa};
 use dataplane::sad::Sad;
@@ -52,14 +55,17 @@ struct Args {
     control: Option<PathBuf>,
     /// Counters as JSON, rewritten every second (`fgctl stats` reads it).
     stats_file: Option<PathBuf>,
+    /// ICMP errors the gateway sends a second at most (the token bucket's rate and burst).
+    icmp_rate: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US] [--control CHANNEL] [--stats-file FILE]";
+    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US] [--control CHANNEL] [--stats-file FILE]\n                 [--icmp-errors-per-s N]";
     let mut it = std::env::args().skip(1);
     let (mut config, mut eal, mut idle_exit, mut stats_json) = (None, Vec::new(), None, None);
     let (mut stats_every, mut idle_sleep, mut control, mut stats_file) =
         (None, Duration::ZERO, None, None);
+    let mut icmp_rate = 100;
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{usage}"));
         match a.as_str() {
@@ -86,6 +92,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--control" => control = Some(PathBuf::from(value()?)),
             "--stats-file" => stats_file = Some(PathBuf::from(value()?)),
+            "--icmp-errors-per-s" => {
+                icmp_rate = value()?
+                    .parse()
+                    .map_err(|_| format!("--icmp-errors-per-s takes a count\n{usage}"))?;
+            }
             "-h" | "--help" => return Err(usage.into()),
             _ => return Err(format!("unknown argument `{a}`\n{usage}")),
         }
@@ -99,6 +110,7 @@ fn parse_args() -> Result<Args, String> {
         idle_sleep,
         control,
         stats_file,
+        icmp_rate,
     })
 }
 
@@ -110,8 +122,12 @@ struct Iface {
     mac: [u8; 6],
     /// Our IPv4 addresses on it (ARP and ICMP echo answer for these).
     addrs: Vec<std::net::Ipv4Addr>,
-    /// Our IPv6 addresses on it (neighbor solicitations are answered for these).
+    /// Our first IPv6 address on it (ICMPv6 errors come from it).
+    addr6: Option<std::net::Ipv6Addr>,
+    /// All our IPv6 addresses on it (neighbor solicitations are answered for these).
     addrs6: Vec<std::net::Ipv6Addr>,
+    /// Its MTU (IP bytes).
+    mtu: u16,
     rx: RxQueue,
     tx: TxQueue,
     /// Frames in and out, for the stats.
@@ -134,14 +150,19 @@ struct Fib {
 /// Neighbour requests sent per burst at most.
 const MAX_ASKS: usize = 32;
 
+/// The largest outer datagram the gateway reassembles (bytes of IP packet).
+const REASM_ROOM: u16 = 9216;
+
 impl Fib {
+    /// The interface and next hop for `dst`.
+    fn route_of(&self, dst: IpAddr) -> Option<(usize, IpAddr)> {
+        let (_, ifx, via) = self.routes.iter().find(|(p, _, _)| p.contains(dst))?;
+        Some((*ifx, via.unwrap_or(dst)))
+    }
+
+    /// The interface and next-hop MAC for `dst`; an unknown hop is asked for.
     fn lookup(&mut self, dst: IpAddr) -> Result<(usize, [u8; 6]), DropReason> {
-        let &(_, ifx, via) = self
-            .routes
-            .iter()
-            .find(|(p, _, _)| p.contains(dst))
-            .ok_or(DropReason::NoRoute)?;
-        let hop = via.unwrap_or(dst);
+        let (ifx, hop) = self.route_of(dst).ok_or(DropReason::NoRoute)?;
         match self.neigh.resolve(hop, self.now_ms) {
             Resolution::Mac(m) => Ok((ifx, m)),
             Resolution::MacAndRequest(m) => {
@@ -213,6 +234,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             port,
             mac,
             addrs: dataplane::host::v4_addrs(i.addresses.iter().map(|a| a.addr)),
+            addr6: i.addresses.iter().find_map(|a| match a.addr {
+                IpAddr::V6(v) => Some(v),
+                IpAddr::V4(_) => None,
+            }),
             addrs6: i
                 .addresses
                 .iter()
@@ -221,6 +246,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     IpAddr::V4(_) => None,
                 })
                 .collect(),
+            mtu: i.mtu,
             rx: rx.remove(0),
             tx: tx.remove(0),
             rx_frames: 0,
@@ -323,6 +349,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             .map(|i| i.mtu.saturating_sub(160))
             .min(),
     };
+    // Encapsulated packets leave by an outside port: the smallest outside MTU bounds them.
+    let out_mtu = cfg
+        .interfaces
+        .iter()
+        .filter(|i| i.role == Role::Outside)
+        .map(|i| i.mtu)
+        .min()
+        .unwrap_or(1500);
+    let mut manners = Manners::new(args.icmp_rate);
     let mut drops = DropCounters::default();
     // Outer fragments of ESP (a path MTU below the peer's packets) are reassembled into mbufs
     // of a pool with 9 KiB data rooms; bigger datagrams are dropped as `reassembly`.
@@ -330,7 +365,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let jumbo = Mempool::new_pktmbuf(&eal, "ferrogate-reasm", 255, 0, REASM_ROOM + 128)
         .map_err(|e| format!("reassembly mempool: {e}"))?;
     let mut answered = 0u64;
-    let mut local = [false; BURST];
+    let mut local = [Local::No; BURST];
     let mut not_ip = 0u64;
     let mut rxb = Burst::new();
     let mut verdicts = [Verdict::Pending; BURST];
@@ -346,6 +381,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 started,
                 answered,
                 not_ip,
+                icmp: &manners.counters,
                 drops: &drops,
                 ifaces: &ifaces,
                 out_sas: &out_sas,
@@ -404,14 +440,16 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 }
             }
         }
-        let out_t = OutboundTables { spd: &spd_out };
+        let out_t = OutboundTables {
+            spd: &spd_out,
+            mtu: out_mtu,
+        };
         let in_t = InboundTables {
             sad: &sad,
             spd: &spd_in,
             natt_ports: &natt_ports,
         };
         let mut moved = 0;
-        fib.now_ms = started.elapsed().as_millis() as u64;
         for k in 0..ifaces.len() {
             let n = ifaces[k].rx.rx(&mut rxb);
             if n == 0 {
@@ -422,6 +460,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             let pkts = rxb.pkts();
             let (my_mac, role) = (ifaces[k].mac, ifaces[k].role);
             let mine = &ifaces[k].addrs;
+            let (my4, my6) = (mine.first().copied(), ifaces[k].addr6);
             // Answer ARP and ICMP echo for our addresses; strip the Ethernet header of the rest;
             // what is not IP is counted and left out.
             for ((m, v), l) in pkts
@@ -430,7 +469,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 .zip(local.iter_mut())
             {
                 *v = Verdict::Pending;
-                *l = false;
+                *l = Local::No;
                 // Neighbours: learn from ARP (RFC 826: requests for us create entries, the
                 // rest only refresh), answer neighbor solicitations for our IPv6 addresses and
                 // learn from advertisements.
@@ -454,7 +493,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                         let n = neigh::neighbor_advert(m.data_mut(), my_mac, target, src, to_mac);
                         let extra = m.len() - n;
                         if m.trim(extra).is_ok() {
-                            *l = true;
+                            *l = Local::Answer;
                             *v = Verdict::ToControlPlane;
                             continue;
                         }
@@ -465,7 +504,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 }
                 if dataplane::host::arp_reply(m.data_mut(), mine, my_mac) {
                     // Answered here: a non-pending verdict keeps the pipeline off it.
-                    *l = true;
+                    *l = Local::Answer;
                     *v = Verdict::ToControlPlane;
                     continue;
                 }
@@ -491,7 +530,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     src.copy_from_slice(&d[6..12]);
                     d[..6].copy_from_slice(&src);
                     d[6..12].copy_from_slice(&my_mac);
-                    *l = true;
+                    *l = Local::Answer;
                     *v = Verdict::ToControlPlane;
                     continue;
                 }
@@ -501,7 +540,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 }
                 if role == Role::Outside && dataplane::reasm::is_fragment(m.data()) {
                     let now_ms = started.elapsed().as_millis() as u64;
-                    match reasm.push(m.data(), now_ms) {
+                    let r = match reasm.push(m.data(), now_ms) {
                         Ok(None) => {
                             // Held until the rest arrives: not a drop.
                             *v = Verdict::Drop(DropReason::OuterFragment);
@@ -514,25 +553,19 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                                     Ok(d) => {
                                         d.copy_from_slice(whole);
                                         *m = w;
+                                        None
                                     }
-                                    Err(_) => {
-                                        *v = Verdict::Drop(DropReason::Reassembly);
-                                        drops.inc(DropReason::Reassembly);
-                                        continue;
-                                    }
+                                    Err(_) => Some(DropReason::Reassembly),
                                 },
-                                None => {
-                                    *v = Verdict::Drop(DropReason::Reassembly);
-                                    drops.inc(DropReason::Reassembly);
-                                    continue;
-                                }
+                                None => Some(DropReason::Reassembly),
                             }
                         }
-                        Err(_) => {
-                            *v = Verdict::Drop(DropReason::Reassembly);
-                            drops.inc(DropReason::Reassembly);
-                            continue;
-                        }
+                        Err(_) => Some(DropReason::Reassembly),
+                    };
+                    if let Some(r) = r {
+                        *v = Verdict::Drop(r);
+                        drops.inc(r);
+                        continue;
                     }
                 }
                 if role == Role::Inside {
@@ -540,6 +573,12 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
                         *v = Verdict::Drop(r);
                         drops.inc(r);
+                        // Time exceeded, from our address on this side (RFC 792).
+                        let from = source_for(m.data(), my4, my6);
+                        let e = IcmpError::TimeExceeded;
+                        if r == DropReason::TtlExceeded && manners.build(e, m, from) {
+                            *l = Local::Error(e);
+                        }
                         continue;
                     }
                     if let Some(mss) = mss {
@@ -558,19 +597,26 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             };
             for ((m, v), l) in pkts.drain(..).zip(verdicts.iter()).zip(local.iter()) {
                 let mut m: Mbuf = m;
-                if *l {
+                let mut tx = Tx {
+                    fib: &mut fib,
+                    ifaces: &mut ifaces,
+                    txb: &mut txb,
+                    drops: &mut drops,
+                };
+                if let Local::Error(e) = *l {
+                    let ok = tx.deliver(m, &out_t);
+                    manners.sent(e, ok);
+                    continue;
+                }
+                if *l == Local::Answer {
                     answered += 1;
-                    if txb[k].pkts().len() >= BURST {
-                        let sent = ifaces[k].tx.tx(&mut txb[k]);
-                        ifaces[k].tx_frames += sent as u64;
-                    }
-                    txb[k].pkts().push(m);
+                    tx.push(k, m);
                     continue;
                 }
                 if *v == Verdict::ToControlPlane {
                     match &mut control {
-                        Some(c) => c.punt(m.data(), &mut punt_buf, &mut drops),
-                        None => drops.inc(DropReason::ControlPlane),
+                        Some(c) => c.punt(m.data(), &mut punt_buf, tx.drops),
+                        None => tx.drops.inc(DropReason::ControlPlane),
                     }
                     continue;
                 }
@@ -588,13 +634,41 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     }
                     continue;
                 }
-                if *v != Verdict::Forward {
-                    continue; // dropped (counted)
+                match *v {
+                    Verdict::Forward => {}
+                    Verdict::TooBig(mtu) => {
+                        // RFC 4301 §8.2.1: the tunnel's PMTU goes back to the inside host.
+                        let from = source_for(m.data(), my4, my6);
+                        manners.answer(IcmpError::TooBig { mtu }, m, from, &mut tx, &out_t);
+                        continue;
+                    }
+                    Verdict::Fragment(max) => {
+                        // RFC 4301 §8.1: fragments of the inner packet, each encapsulated with
+                        // the SA the whole packet's policy names.
+                        let sa = dataplane::flow::flow_key(m.data())
+                            .ok()
+                            .and_then(|key| spd_out.lookup(&key))
+                            .and_then(|r| match &r.action {
+                                Action::Protect(t) => t.sa.as_deref(),
+                                _ => None,
+                            });
+                        match sa {
+                            Some(sa) => tx.fragment(&m, max, Some(sa), &pool, &mut manners),
+                            None => tx.drops.inc(DropReason::NoSaForPolicy),
+                        }
+                        continue;
+                    }
+                    _ => continue, // dropped (counted)
                 }
                 if role == Role::Outside {
-                    // The decapsulated packet's hop.
+                    // The decapsulated packet's hop. Errors about it go to its source across
+                    // the tunnel, from our inside address, if SPD-out protects them.
                     if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
-                        drops.inc(r);
+                        tx.drops.inc(r);
+                        if r == DropReason::TtlExceeded {
+                            let from = tx.inside_source(m.data());
+                            manners.answer(IcmpError::TimeExceeded, m, from, &mut tx, &out_t);
+                        }
                         continue;
                     }
                     // SYN-ACKs coming out of the tunnel are clamped too: a peer gateway that
@@ -603,43 +677,25 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     if let Some(mss) = mss {
                         dataplane::host::clamp_syn_mss(m.data_mut(), mss);
                     }
-                }
-                let dst = match dataplane::flow::flow_key(m.data()) {
-                    Ok(key) => key.dst,
-                    Err(r) => {
-                        drops.inc(r);
-                        continue;
-                    }
-                };
-                let (out, mac) = match fib.lookup(dst) {
-                    Ok(x) => x,
-                    Err(r) => {
-                        drops.inc(r);
-                        continue;
-                    }
-                };
-                let et = if m.data()[0] >> 4 == 6 {
-                    ethernet::ethertype::IPV6
-                } else {
-                    ethernet::ethertype::IPV4
-                };
-                let src_mac = ifaces[out].mac;
-                match m.prepend(ethernet::HEADER_LEN) {
-                    Ok(d) => {
-                        d[..6].copy_from_slice(&mac);
-                        d[6..12].copy_from_slice(&src_mac);
-                        d[12..14].copy_from_slice(&et.to_be_bytes());
-                    }
-                    Err(_) => {
-                        drops.inc(DropReason::NoHeadroom);
-                        continue;
+                    // The inside port's MTU: fragment, or tell the source (across the tunnel).
+                    if let Some(mtu) = tx.egress_mtu(m.data()) {
+                        match icmp_err::oversize(m.data(), mtu) {
+                            Oversize::Fits => {}
+                            Oversize::Fragment(max) => {
+                                tx.fragment(&m, max, None, &pool, &mut manners);
+                                continue;
+                            }
+                            Oversize::TooBig(mtu) => {
+                                tx.drops.inc(DropReason::TooBig);
+                                let from = tx.inside_source(m.data());
+                                let e = IcmpError::TooBig { mtu };
+                                manners.answer(e, m, from, &mut tx, &out_t);
+                                continue;
+                            }
+                        }
                     }
                 }
-                if txb[out].pkts().len() >= BURST {
-                    let sent = ifaces[out].tx.tx(&mut txb[out]);
-                    ifaces[out].tx_frames += sent as u64;
-                }
-                txb[out].pkts().push(m);
+                tx.route(m);
             }
         }
         // ARP requests / neighbor solicitations for next hops that lookups asked about.
@@ -763,18 +819,268 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     Ok(stats)
 }
 
+/// What the first pass over a burst did with a packet itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Local {
+    /// Nothing: the pipeline decides.
+    No,
+    /// An ARP or echo reply, back out of the port it came in by.
+    Answer,
+    /// The mbuf now holds this ICMP error (an IP packet), to be routed.
+    Error(IcmpError),
+}
+
+/// The gateway's ICMP errors: when it may send one, how many, and what it did.
+struct Manners {
+    limit: icmp_err::RateLimit,
+    clock: Instant,
+    counters: icmp_err::Counters,
+}
+
+impl Manners {
+    fn new(per_second: u32) -> Self {
+        Self {
+            limit: icmp_err::RateLimit::new(per_second, per_second),
+            clock: Instant::now(),
+            counters: Default::default(),
+        }
+    }
+
+    /// Rewrites `m`, which holds an IP packet, into the ICMP error `e` about it, sent from
+    /// `from`. False (and counted) when no error may or can be sent; `m` is then to be freed.
+    fn build(&mut self, e: IcmpError, m: &mut Mbuf, from: Option<IpAddr>) -> bool {
+        if !icmp_err::may_report(m.data()) {
+            self.counters.not_reportable += 1;
+            return false;
+        }
+        let now = u64::try_from(self.clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if !self.limit.allow(now) {
+            self.counters.rate_limited += 1;
+            return false;
+        }
+        // The error quotes the packet it replaces: build it aside, then copy it over.
+        let mut buf = [0u8; icmp_err::V6_ERROR_MAX];
+        let Some(n) = from.and_then(|f| icmp_err::build(e, m.data(), f, &mut buf).ok()) else {
+            self.counters.not_sent += 1;
+            return false;
+        };
+        let len = m.len();
+        let resized = if len > n {
+            m.trim(len - n).is_ok()
+        } else {
+            m.append(n - len).is_ok()
+        };
+        if !resized {
+            self.counters.not_sent += 1;
+            return false;
+        }
+        m.data_mut().copy_from_slice(&buf[..n]);
+        true
+    }
+
+    /// Counts an error that was built: sent, or refused on its way out.
+    fn sent(&mut self, e: IcmpError, ok: bool) {
+        match (ok, e) {
+            (false, _) => self.counters.not_sent += 1,
+            (true, IcmpError::TimeExceeded) => self.counters.time_exceeded_sent += 1,
+            (true, IcmpError::TooBig { .. }) => self.counters.too_big_sent += 1,
+        }
+    }
+
+    /// Builds the error about the packet in `m` and sends it.
+    fn answer(
+        &mut self,
+        e: IcmpError,
+        mut m: Mbuf,
+        from: Option<IpAddr>,
+        tx: &mut Tx<'_>,
+        out_t: &OutboundTables<'_>,
+    ) {
+        if self.build(e, &mut m, from) {
+            let ok = tx.deliver(m, out_t);
+            self.sent(e, ok);
+        }
+    }
+}
+
+/// Our address of the IP packet's family on the port it came in by.
+fn source_for(
+    ip: &[u8],
+    v4: Option<std::net::Ipv4Addr>,
+    v6: Option<std::net::Ipv6Addr>,
+) -> Option<IpAddr> {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => v4.map(IpAddr::V4),
+        Some(6) => v6.map(IpAddr::V6),
+        _ => None,
+    }
+}
+
+/// The transmit side of the burst loop: routing, Ethernet headers, per-port bursts.
+struct Tx<'a> {
+    fib: &'a mut Fib,
+    ifaces: &'a mut [Iface],
+    txb: &'a mut [Burst],
+    drops: &'a mut DropCounters,
+}
+
+impl Tx<'_> {
+    /// Queues `m` on port `out`, sending the port's burst first when it is full.
+    fn push(&mut self, out: usize, m: Mbuf) {
+        if self.txb[out].pkts().len() >= BURST {
+            let sent = self.ifaces[out].tx.tx(&mut self.txb[out]);
+            self.ifaces[out].tx_frames += sent as u64;
+        }
+        self.txb[out].pkts().push(m);
+    }
+
+    /// Routes the IP packet in `m` by its destination: the Ethernet header for the next hop,
+    /// then the port's burst. Unroutable packets are counted.
+    fn route(&mut self, mut m: Mbuf) -> bool {
+        let dst = match dataplane::flow::flow_key(m.data()) {
+            Ok(key) => key.dst,
+            Err(r) => {
+                self.drops.inc(r);
+                return false;
+            }
+        };
+        let (out, mac) = match self.fib.lookup(dst) {
+            Ok(x) => x,
+            Err(r) => {
+                self.drops.inc(r);
+                return false;
+            }
+        };
+        let et = if m.data()[0] >> 4 == 6 {
+            ethernet::ethertype::IPV6
+        } else {
+            ethernet::ethertype::IPV4
+        };
+        let src_mac = self.ifaces[out].mac;
+        match m.prepend(ethernet::HEADER_LEN) {
+            Ok(d) => {
+                d[..6].copy_from_slice(&mac);
+                d[6..12].copy_from_slice(&src_mac);
+                d[12..14].copy_from_slice(&et.to_be_bytes());
+            }
+            Err(_) => {
+                self.drops.inc(DropReason::NoHeadroom);
+                return false;
+            }
+        }
+        self.push(out, m);
+        true
+    }
+
+    /// Sends a packet the gateway made (an ICMP error): where its destination lies beyond an
+    /// outside port, it goes through SPD-out first, so it enters the tunnel when the policy
+    /// protects it, leaves in the clear when it bypasses, and is dropped (counted) otherwise.
+    fn deliver(&mut self, mut m: Mbuf, out_t: &OutboundTables<'_>) -> bool {
+        let outside = dataplane::flow::flow_key(m.data())
+            .ok()
+            .and_then(|k| self.fib.route_of(k.dst))
+            .is_some_and(|(out, _)| self.ifaces[out].role == Role::Outside);
+        if outside {
+            let mut v = [Verdict::Pending];
+            burst::outbound(out_t, std::slice::from_mut(&mut m), &mut v, self.drops);
+            if v[0] != Verdict::Forward {
+                if let Verdict::Fragment(_) = v[0] {
+                    self.drops.inc(DropReason::TooBig);
+                }
+                return false;
+            }
+        }
+        self.route(m)
+    }
+
+    /// The MTU of the port the IP packet would leave by.
+    fn egress_mtu(&self, ip: &[u8]) -> Option<u16> {
+        let key = dataplane::flow::flow_key(ip).ok()?;
+        let (out, _) = self.fib.route_of(key.dst)?;
+        Some(self.ifaces[out].mtu)
+    }
+
+    /// The address errors about a packet leaving by an inside port come from: that port's
+    /// address of the packet's family, else the first inside port's (it must lie in the
+    /// tunnel's local selectors for the error to go back through the tunnel).
+    fn inside_source(&self, ip: &[u8]) -> Option<IpAddr> {
+        let by_route = dataplane::flow::flow_key(ip)
+            .ok()
+            .and_then(|k| self.fib.route_of(k.dst))
+            .map(|(out, _)| out);
+        let of = |i: &Iface| source_for(ip, i.addrs.first().copied(), i.addr6);
+        by_route
+            .filter(|k| self.ifaces[*k].role == Role::Inside)
+            .and_then(|k| of(&self.ifaces[k]))
+            .or_else(|| {
+                self.ifaces
+                    .iter()
+                    .filter(|i| i.role == Role::Inside)
+                    .find_map(of)
+            })
+    }
+
+    /// Cuts the IPv4 packet in `orig` into fragments of at most `max` bytes (RFC 791 §3.2) in
+    /// fresh mbufs from `pool`, encapsulates each with `sa` if there is one, and routes them.
+    fn fragment(
+        &mut self,
+        orig: &Mbuf,
+        max: u16,
+        sa: Option<&OutboundSa>,
+        pool: &Mempool,
+        manners: &mut Manners,
+    ) {
+        manners.counters.fragmented += 1;
+        let mut next = Some(0);
+        while let Some(offset) = next {
+            let Some(mut f) = pool.alloc() else {
+                self.drops.inc(DropReason::NoMbuf);
+                return;
+            };
+            let room = usize::from(max);
+            let cut = match f.append(room) {
+                Ok(buf) => icmp_err::fragment_v4(orig.data(), max, offset, buf),
+                Err(_) => Err(DropReason::NoTailroom),
+            };
+            let n = match cut {
+                Ok((n, after)) => {
+                    next = after;
+                    n
+                }
+                Err(r) => {
+                    self.drops.inc(r);
+                    return;
+                }
+            };
+            if f.trim(room - n).is_err() {
+                self.drops.inc(DropReason::Malformed);
+                return;
+            }
+            if let Some(sa) = sa {
+                if let Err(r) = dataplane::esp::encap(sa, &mut f) {
+                    self.drops.inc(r);
+                    continue;
+                }
+            }
+            manners.counters.fragments += 1;
+            self.route(f);
+        }
+    }
+}
+
 struct Snap<'a> {
+    reasm: dataplane::reasm::ReasmStats,
+    neigh: (dataplane::neigh::NeighStats, usize),
     started: Instant,
     answered: u64,
     not_ip: u64,
+    icmp: &'a icmp_err::Counters,
     drops: &'a DropCounters,
     ifaces: &'a [Iface],
     out_sas: &'a [Option<Arc<OutboundSa>>],
     sad: &'a Sad<Arc<InboundSa>>,
     dynamic: &'a Dynamic,
     control: Option<&'a Control>,
-    reasm: dataplane::reasm::ReasmStats,
-    neigh: (dataplane::neigh::NeighStats, usize),
 }
 
 /// Every counter as JSON: ports, drops by reason, SAs (static and negotiated), the
@@ -817,6 +1123,15 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
     serde_json::json!({
         "seconds": s.started.elapsed().as_secs_f64(),
         "answered_arp_and_echo": s.answered,
+        "icmp": {
+            "time_exceeded_sent": s.icmp.time_exceeded_sent,
+            "too_big_sent": s.icmp.too_big_sent,
+            "rate_limited": s.icmp.rate_limited,
+            "not_reportable": s.icmp.not_reportable,
+            "not_sent": s.icmp.not_sent,
+            "fragmented": s.icmp.fragmented,
+            "fragments": s.icmp.fragments,
+        },
         "ports": ports,
         "drops": dropmap,
         "sas": sas,

@@ -1,0 +1,601 @@
+//! The ICMP errors a gateway owes the hosts it forwards for, and IPv4 fragmentation before
+//! encapsulation. Pure functions over caller-owned buffers: the caller picks the buffer (an
+//! mbuf, a stack array), sends what comes back, and counts what does not.
+//!
+//! - Time exceeded in transit (RFC 792; RFC 4443 §3.3) when the TTL / hop limit runs out.
+//! - Fragmentation needed with the next-hop MTU (RFC 792, RFC 1191 §4) / packet too big
+//!   (RFC 4443 §3.2) when a packet cannot go on whole: RFC 4301 §8.2.1 has the gateway report
+//!   the tunnel's PMTU to the host that sent it.
+//! - Fragmentation of inner IPv4 packets without DF before encapsulation (RFC 4301 §8.1
+//!   "pre-fragmentation"; RFC 791 §3.2 for the fragments themselves).
+//! - When not to send an error at all (RFC 1812 §4.3.2.7, RFC 4443 §2.4 (e)), and a token
+//!   bucket (RFC 1812 §4.3.2.8, RFC 4443 §2.4 (f)) for how many to send.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::drop::DropReason;
+use crate::wire::{icmpv4, icmpv6, ip_proto, ipv4, ipv6};
+
+/// RFC 1812 §4.3.2.3: an ICMPv4 error carries as much of the original datagram as fits in
+/// 576 bytes.
+pub const V4_ERROR_MAX: usize = 576;
+/// RFC 4443 §2.4 (c): an ICMPv6 error is at most the minimum IPv6 MTU.
+pub const V6_ERROR_MAX: usize = 1280;
+/// RFC 8200 §5: the minimum IPv6 MTU, the least a packet-too-big may report.
+pub const V6_MIN_MTU: u32 = 1280;
+/// RFC 791: every IPv4 host takes 68-byte datagrams unfragmented; no smaller MTU is reported.
+pub const V4_MIN_MTU: u16 = 68;
+
+/// Which error to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// TTL / hop limit exceeded in transit (ICMPv4 11/0, ICMPv6 3/0).
+    TimeExceeded,
+    /// The packet does not fit: ICMPv4 3/4 with this next-hop MTU, or ICMPv6 2/0 with it
+    /// (raised to 1280).
+    TooBig {
+        /// The largest packet that goes on whole.
+        mtu: u16,
+    },
+}
+
+/// What to do with a packet longer than the path allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    /// It fits.
+    Fits,
+    /// IPv4 without DF: cut it into fragments of at most this many bytes.
+    Fragment(u16),
+    /// IPv4 with DF, or IPv6: drop it and send [`Error::TooBig`] with this MTU.
+    TooBig(u16),
+}
+
+/// Decides between forwarding, fragmenting and refusing an IP packet of `ip.len()` bytes
+/// (its IP length; link padding is not counted) on a path that takes `max` bytes.
+pub fn oversize(ip: &[u8], max: u16) -> Oversize {
+    let len = match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 4 => usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+        Some(6) if ip.len() >= 6 => 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
+        _ => return Oversize::Fits,
+    };
+    if len <= usize::from(max) {
+        return Oversize::Fits;
+    }
+    let df = ip[0] >> 4 == 4 && ip.len() >= 7 && ip[6] & 0x40 != 0;
+    // A path below 68 bytes cannot carry fragments with 8 bytes of data each: refuse instead.
+    if ip[0] >> 4 == 4 && !df && max >= V4_MIN_MTU {
+        Oversize::Fragment(max)
+    } else {
+        Oversize::TooBig(max)
+    }
+}
+
+/// Whether an ICMP error may be sent about the IP packet `ip`: not about ICMP errors, about
+/// non-first fragments, about packets to multicast or broadcast addresses, or about packets
+/// whose source is not one host (RFC 1812 §4.3.2.7, RFC 4443 §2.4 (e)).
+pub fn may_report(ip: &[u8]) -> bool {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => {
+            let Ok(p) = ipv4::Packet::new_checked(ip) else {
+                return false;
+            };
+            let (src, dst) = (p.src_addr(), p.dst_addr());
+            let one_host = |a: Ipv4Addr| {
+                !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
+            };
+            if p.frag_offset() != 0 || !one_host(src) || dst.is_multicast() || dst.is_broadcast() {
+                return false;
+            }
+            p.next_header() != ip_proto::ICMP
+                || p.payload().first().is_some_and(|t| !is_icmpv4_error(*t))
+        }
+        Some(6) => {
+            let Ok(p) = ipv6::Packet::new_checked(ip) else {
+                return false;
+            };
+            let (src, dst) = (p.src_addr(), p.dst_addr());
+            if src.is_unspecified() || src.is_multicast() || src.is_loopback() || dst.is_multicast()
+            {
+                return false;
+            }
+            match p.upper_layer() {
+                Ok((_, _, true)) | Err(_) => false,
+                // RFC 4443 §2.1: types 0 to 127 are errors.
+                Ok((ip_proto::ICMPV6, off, false)) => ip.get(off).is_some_and(|t| *t >= 128),
+                Ok(_) => true,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// ICMPv4 error types (RFC 792, RFC 1812 §4.3.2.7): destination unreachable, source quench,
+/// redirect, time exceeded, parameter problem.
+fn is_icmpv4_error(t: u8) -> bool {
+    matches!(t, 3 | 4 | 5 | 11 | 12)
+}
+
+/// Writes into `out` the IP packet carrying error `e` about the IP packet `orig`, sent from
+/// `from` (the gateway's address, of `orig`'s family) back to `orig`'s source, and returns its
+/// length. As much of `orig` is quoted as fits in 576 bytes (IPv4) or 1280 (IPv6), and in
+/// `out`. Does not check [`may_report`]: the caller does, before spending a token.
+pub fn build(e: Error, orig: &[u8], from: IpAddr, out: &mut [u8]) -> Result<usize, DropReason> {
+    match (orig.first().map(|b| b >> 4), from) {
+        (Some(4), IpAddr::V4(from)) => build_v4(e, orig, from, out),
+        (Some(6), IpAddr::V6(from)) => build_v6(e, orig, from, out),
+        _ => Err(DropReason::NoIcmpSource),
+    }
+}
+
+fn build_v4(e: Error, orig: &[u8], from: Ipv4Addr, out: &mut [u8]) -> Result<usize, DropReason> {
+    let p = ipv4::Packet::new_checked(orig).map_err(|_| DropReason::Malformed)?;
+    let ip_len = usize::from(p.total_len()).min(orig.len());
+    let head = ipv4::HEADER_LEN + icmpv4::HEADER_LEN;
+    let quote = ip_len
+        .min(V4_ERROR_MAX - head)
+        .min(out.len().saturating_sub(head));
+    // RFC 792: at least the header and 64 bits of the data.
+    if quote < (p.header_len() + 8).min(ip_len) {
+        return Err(DropReason::NoTailroom);
+    }
+    let total = head + quote;
+    ipv4::Repr {
+        src_addr: from,
+        dst_addr: p.src_addr(),
+        next_header: ip_proto::ICMP,
+        payload_len: icmpv4::HEADER_LEN + quote,
+        hop_limit: 64,
+        // RFC 1812 §4.3.2.5: errors may keep the precedence; the ECN bits are not echoed.
+        dscp: p.dscp(),
+        ecn: 0,
+        dont_frag: false,
+        ident: 0,
+    }
+    .emit(out)
+    .map_err(|_| DropReason::NoTailroom)?;
+    out[head..total].copy_from_slice(&orig[..quote]);
+    let mut m = icmpv4::Packet::new_unchecked(&mut out[ipv4::HEADER_LEN..total]);
+    match e {
+        Error::TimeExceeded => {
+            m.set_type_code(icmpv4::kind::TIME_EXCEEDED, 0);
+            m.set_rest(0, 0);
+        }
+        Error::TooBig { mtu } => {
+            m.set_type_code(
+                icmpv4::kind::DEST_UNREACHABLE,
+                icmpv4::kind::CODE_FRAG_NEEDED,
+            );
+            // RFC 1191 §4: the unused high half stays zero, the low half is the next-hop MTU.
+            m.set_rest(0, mtu.max(V4_MIN_MTU));
+        }
+    }
+    m.fill_checksum();
+    Ok(total)
+}
+
+fn build_v6(e: Error, orig: &[u8], from: Ipv6Addr, out: &mut [u8]) -> Result<usize, DropReason> {
+    let p = ipv6::Packet::new_checked(orig).map_err(|_| DropReason::Malformed)?;
+    let ip_len = (ipv6::HEADER_LEN + usize::from(p.payload_len())).min(orig.len());
+    let head = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
+    let quote = ip_len
+        .min(V6_ERROR_MAX - head)
+        .min(out.len().saturating_sub(head));
+    if quote < ipv6::HEADER_LEN.min(ip_len) {
+        return Err(DropReason::NoTailroom);
+    }
+    let total = head + quote;
+    let dst = p.src_addr();
+    ipv6::Repr {
+        src_addr: from,
+        dst_addr: dst,
+        next_header: ip_proto::ICMPV6,
+        payload_len: icmpv6::HEADER_LEN + quote,
+        hop_limit: 64,
+        traffic_class: p.traffic_class() & !3,
+        flow_label: 0,
+    }
+    .emit(out)
+    .map_err(|_| DropReason::NoTailroom)?;
+    out[head..total].copy_from_slice(&orig[..quote]);
+    let mut m = icmpv6::Packet::new_unchecked(&mut out[ipv6::HEADER_LEN..total]);
+    match e {
+        Error::TimeExceeded => {
+            m.set_type_code(icmpv6::kind::TIME_EXCEEDED, 0);
+            m.set_rest(0);
+        }
+        Error::TooBig { mtu } => {
+            m.set_type_code(icmpv6::kind::PACKET_TOO_BIG, 0);
+            m.set_rest(u32::from(mtu).max(V6_MIN_MTU));
+        }
+    }
+    m.fill_checksum(&from, &dst);
+    Ok(total)
+}
+
+/// One IPv4 fragment of `orig` (RFC 791 §3.2), cut for a path of `max` bytes: the fragment
+/// whose data starts `offset` bytes into `orig`'s data is written into `out`. Returns its
+/// length and the offset of the next fragment's data (`None` after the last). The first
+/// fragment keeps every option, the others those with the copied flag; `orig` may itself be a
+/// fragment (offsets add up, and the last piece keeps its MF flag).
+pub fn fragment_v4(
+    orig: &[u8],
+    max: u16,
+    offset: usize,
+    out: &mut [u8],
+) -> Result<(usize, Option<usize>), DropReason> {
+    let p = ipv4::Packet::new_checked(orig).map_err(|_| DropReason::Malformed)?;
+    if p.dont_frag() {
+        return Err(DropReason::TooBig);
+    }
+    let hl = p.header_len();
+    let data = p.payload();
+    if offset >= data.len() && !(offset == 0 && data.is_empty()) {
+        return Err(DropReason::Malformed);
+    }
+    // The header: all of it for the first fragment, the copied options for the others,
+    // padded with end-of-options to 32 bits.
+    let mut header = [0u8; 60];
+    header[..ipv4::HEADER_LEN].copy_from_slice(&orig[..ipv4::HEADER_LEN]);
+    let header_len = if offset == 0 {
+        header[..hl].copy_from_slice(&orig[..hl]);
+        hl
+    } else {
+        let n = copied_options(p.options(), &mut header[ipv4::HEADER_LEN..]);
+        ipv4::HEADER_LEN + n.div_ceil(4) * 4
+    };
+    let room = usize::from(max).saturating_sub(header_len) & !7;
+    if room == 0 {
+        return Err(DropReason::TooBig);
+    }
+    let take = room.min(data.len() - offset);
+    let last = offset + take == data.len();
+    let total = header_len + take;
+    let out = out.get_mut(..total).ok_or(DropReason::NoTailroom)?;
+    out[..header_len].copy_from_slice(&header[..header_len]);
+    out[header_len..].copy_from_slice(&data[offset..offset + take]);
+    let base = usize::from(p.frag_offset());
+    let units = u16::try_from((base + offset) / 8).map_err(|_| DropReason::Malformed)?;
+    if units > 0x1fff {
+        return Err(DropReason::Malformed);
+    }
+    let mf = !last || p.more_frags();
+    out[0] = 0x40 | (header_len / 4) as u8;
+    out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    out[6..8].copy_from_slice(&(units | if mf { 0x2000 } else { 0 }).to_be_bytes());
+    let mut f = ipv4::Packet::new_unchecked(out);
+    f.fill_checksum();
+    Ok((total, (!last).then_some(offset + take)))
+}
+
+/// Copies the options of `opts` whose copied flag is set (RFC 791: bit 0x80 of the type) to
+/// `out`, returning how many bytes it wrote.
+fn copied_options(opts: &[u8], out: &mut [u8]) -> usize {
+    let (mut i, mut n) = (0, 0);
+    while let Some(&t) = opts.get(i) {
+        let len = match t {
+            0 => break,
+            1 => 1,
+            _ => match opts.get(i + 1) {
+                Some(&l) if l >= 2 && i + usize::from(l) <= opts.len() => usize::from(l),
+                _ => break,
+            },
+        };
+        if t & 0x80 != 0 {
+            if let Some(dst) = out.get_mut(n..n + len) {
+                dst.copy_from_slice(&opts[i..i + len]);
+                n += len;
+            }
+        }
+        i += len;
+    }
+    if let Some(pad) = out.get_mut(n..n.div_ceil(4) * 4) {
+        pad.fill(0);
+    }
+    n
+}
+
+/// A token bucket for the gateway's ICMP errors (RFC 1812 §4.3.2.8, RFC 4443 §2.4 (f)):
+/// `rate` a second on average, `burst` back to back. Time is the caller's clock in
+/// nanoseconds, so the bucket does no I/O.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    /// Tokens, in billionths (one token = 1e9), so refills need no division remainder.
+    tokens: u64,
+    burst: u64,
+    rate: u64,
+    last_ns: u64,
+}
+
+const TOKEN: u64 = 1_000_000_000;
+
+impl RateLimit {
+    /// A full bucket of `burst` tokens, refilled at `rate` a second.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        let burst = u64::from(burst.max(1)) * TOKEN;
+        Self {
+            tokens: burst,
+            burst,
+            rate: u64::from(rate),
+            last_ns: 0,
+        }
+    }
+
+    /// Takes a token if there is one at time `now_ns`.
+    pub fn allow(&mut self, now_ns: u64) -> bool {
+        let elapsed = now_ns.saturating_sub(self.last_ns);
+        self.last_ns = self.last_ns.max(now_ns);
+        // Tokens (in billionths) = rate * seconds * 1e9 = rate * nanoseconds.
+        self.tokens = self
+            .tokens
+            .saturating_add(self.rate.saturating_mul(elapsed))
+            .min(self.burst);
+        if self.tokens >= TOKEN {
+            self.tokens -= TOKEN;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the gateway did about TTL expiry and oversized packets, for the stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Time-exceeded errors sent.
+    pub time_exceeded_sent: u64,
+    /// Fragmentation-needed / packet-too-big errors sent.
+    pub too_big_sent: u64,
+    /// Errors not sent because the token bucket was empty.
+    pub rate_limited: u64,
+    /// Errors not sent because the packet may not be reported (an ICMP error, a non-first
+    /// fragment, a multicast or broadcast destination).
+    pub not_reportable: u64,
+    /// Errors that could not be built or sent (no address of the family, no route, no mbuf,
+    /// the policy refused them).
+    pub not_sent: u64,
+    /// IPv4 packets fragmented (before encapsulation, or for the inside port).
+    pub fragmented: u64,
+    /// Fragments produced from them.
+    pub fragments: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(len: usize, df: bool, proto: u8, ttl: u8) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        ipv4::Repr {
+            src_addr: Ipv4Addr::new(192, 168, 10, 5),
+            dst_addr: Ipv4Addr::new(192, 168, 20, 5),
+            next_header: proto,
+            payload_len: len - 20,
+            hop_limit: ttl,
+            dscp: 0,
+            ecn: 0,
+            dont_frag: df,
+            ident: 0x1234,
+        }
+        .emit(&mut b)
+        .unwrap();
+        for (i, x) in b[20..].iter_mut().enumerate() {
+            *x = i as u8;
+        }
+        b
+    }
+
+    fn v6(len: usize, nh: u8) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        ipv6::Repr {
+            src_addr: "2001:db8:10::5".parse().unwrap(),
+            dst_addr: "2001:db8:20::5".parse().unwrap(),
+            next_header: nh,
+            payload_len: len - 40,
+            hop_limit: 1,
+            traffic_class: 0,
+            flow_label: 7,
+        }
+        .emit(&mut b)
+        .unwrap();
+        for (i, x) in b[40..].iter_mut().enumerate() {
+            *x = i as u8;
+        }
+        b
+    }
+
+    #[test]
+    fn time_exceeded_v4_quotes_up_to_576() {
+        let orig = v4(1400, true, ip_proto::UDP, 1);
+        let mut out = [0u8; 1500];
+        let from = IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1));
+        let n = build(Error::TimeExceeded, &orig, from, &mut out).unwrap();
+        assert_eq!(n, 576);
+        let p = ipv4::Packet::new_checked(&out[..n]).unwrap();
+        assert!(p.verify_checksum());
+        assert_eq!(p.dst_addr(), Ipv4Addr::new(192, 168, 10, 5));
+        let m = icmpv4::Packet::new_checked(p.payload()).unwrap();
+        assert!(m.verify_checksum());
+        assert_eq!((m.msg_type(), m.msg_code()), (11, 0));
+        assert_eq!(m.data(), &orig[..548]);
+    }
+
+    #[test]
+    fn frag_needed_carries_the_mtu() {
+        let orig = v4(100, true, ip_proto::ICMP, 64);
+        let mut out = [0u8; 600];
+        let from = IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1));
+        let n = build(Error::TooBig { mtu: 1446 }, &orig, from, &mut out).unwrap();
+        assert_eq!(n, 128);
+        let m = icmpv4::Packet::new_checked(&out[20..n]).unwrap();
+        assert_eq!((m.msg_type(), m.msg_code(), m.next_hop_mtu()), (3, 4, 1446));
+        assert!(m.verify_checksum());
+        // The wrong family has no source to send from.
+        let v6from = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(
+            build(Error::TimeExceeded, &orig, v6from, &mut out),
+            Err(DropReason::NoIcmpSource)
+        );
+    }
+
+    #[test]
+    fn packet_too_big_v6_fits_1280_and_reports_at_least_1280() {
+        let orig = v6(1500, ip_proto::UDP);
+        let mut out = [0u8; 1500];
+        let from: Ipv6Addr = "2001:db8:10::1".parse().unwrap();
+        let n = build(
+            Error::TooBig { mtu: 1200 },
+            &orig,
+            IpAddr::V6(from),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(n, 1280);
+        let p = ipv6::Packet::new_checked(&out[..n]).unwrap();
+        let m = icmpv6::Packet::new_checked(&out[40..n]).unwrap();
+        assert!(m.verify_checksum(&from, &p.dst_addr()));
+        assert_eq!((m.msg_type(), m.msg_code(), m.mtu()), (2, 0, 1280));
+        assert_eq!(m.data(), &orig[..1232]);
+    }
+
+    #[test]
+    fn no_errors_about_errors_fragments_or_multicast() {
+        let mut err = v4(56, false, ip_proto::ICMP, 1);
+        err[20] = 11; // a time exceeded
+        assert!(!may_report(&err));
+        err[20] = 8; // an echo request
+        assert!(may_report(&err));
+        let mut frag = v4(100, false, ip_proto::UDP, 1);
+        frag[7] = 1; // offset 8
+        assert!(!may_report(&frag));
+        let mut mc = v4(100, false, ip_proto::UDP, 1);
+        mc[16] = 224;
+        assert!(!may_report(&mc));
+        let mut bc = v4(100, false, ip_proto::UDP, 1);
+        bc[16..20].fill(255);
+        assert!(!may_report(&bc));
+        let mut e6 = v6(100, ip_proto::ICMPV6);
+        e6[40] = 1; // destination unreachable
+        assert!(!may_report(&e6));
+        e6[40] = 128;
+        assert!(may_report(&e6));
+        let mut m6 = v6(100, ip_proto::UDP);
+        m6[24] = 0xff;
+        assert!(!may_report(&m6));
+        assert!(!may_report(&[0x45, 0, 0]));
+    }
+
+    #[test]
+    fn oversize_decides_by_df_and_family() {
+        assert_eq!(oversize(&v4(1400, true, 17, 9), 1446), Oversize::Fits);
+        assert_eq!(
+            oversize(&v4(1500, true, 17, 9), 1446),
+            Oversize::TooBig(1446)
+        );
+        assert_eq!(
+            oversize(&v4(1500, false, 17, 9), 1446),
+            Oversize::Fragment(1446)
+        );
+        assert_eq!(oversize(&v6(1500, 17), 1400), Oversize::TooBig(1400));
+    }
+
+    #[test]
+    fn fragments_cover_the_data_in_multiples_of_8() {
+        let orig = v4(1500, false, ip_proto::ICMP, 63);
+        let mut out = [0u8; 2048];
+        let mut got = Vec::new();
+        let mut off = Some(0);
+        while let Some(o) = off {
+            let (n, next) = fragment_v4(&orig, 1446, o, &mut out).unwrap();
+            assert!(n <= 1446);
+            let p = ipv4::Packet::new_checked(&out[..n]).unwrap();
+            assert!(p.verify_checksum());
+            assert_eq!(usize::from(p.frag_offset()), o);
+            assert_eq!(p.more_frags(), next.is_some());
+            assert_eq!(p.ident(), 0x1234);
+            got.extend_from_slice(p.payload());
+            off = next;
+        }
+        assert_eq!(got, orig[20..]);
+        assert_eq!(
+            fragment_v4(&v4(1500, true, 17, 9), 1446, 0, &mut out),
+            Err(DropReason::TooBig)
+        );
+    }
+
+    #[test]
+    fn later_fragments_keep_only_copied_options() {
+        // 24-byte header: a copied option (0x94, router alert, 4 bytes) then nothing else;
+        // and a 28-byte one with a non-copied record-route stub (7) ahead of it.
+        let mut orig = vec![0u8; 228];
+        orig[0] = 0x47;
+        orig[2..4].copy_from_slice(&228u16.to_be_bytes());
+        orig[8] = 9;
+        orig[9] = 17;
+        orig[20..24].copy_from_slice(&[7, 4, 4, 0]);
+        orig[24..28].copy_from_slice(&[0x94, 4, 0, 0]);
+        let mut out = [0u8; 256];
+        let (n, next) = fragment_v4(&orig, 100, 0, &mut out).unwrap();
+        assert_eq!((n, next), (28 + 72, Some(72)));
+        let (n, next) = fragment_v4(&orig, 100, 72, &mut out).unwrap();
+        assert_eq!(out[0], 0x46);
+        assert_eq!(&out[20..24], &[0x94, 4, 0, 0]);
+        assert_eq!((n, next), (24 + 72, Some(144)));
+        let (n, next) = fragment_v4(&orig, 100, 144, &mut out).unwrap();
+        assert_eq!((n, next), (24 + 56, None));
+        assert!(!ipv4::Packet::new_checked(&out[..n]).unwrap().more_frags());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600),
+            version in 0u8..3,
+            max in 0u16..2000,
+            off in 0usize..1600,
+            room in 0usize..1600,
+        ) {
+            let mut b = b;
+            if let Some(x) = b.first_mut() {
+                // Mostly IPv4 / IPv6 with arbitrary header lengths, sometimes anything.
+                *x = match version { 0 => 0x40 | (*x & 15), 1 => 0x60, _ => *x };
+            }
+            let _ = (may_report(&b), oversize(&b, max));
+            let mut out = vec![0u8; room];
+            let v4 = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+            let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+            for from in [v4, v6] {
+                let _ = build(Error::TimeExceeded, &b, from, &mut out);
+                let _ = build(Error::TooBig { mtu: max }, &b, from, &mut out);
+            }
+            if let Ok((n, _)) = fragment_v4(&b, max, off, &mut out) {
+                proptest::prop_assert!(n <= usize::from(max));
+            }
+        }
+
+        #[test]
+        fn fragments_reassemble(len in 21usize..1600, max in 28u16..1600) {
+            let orig = v4(len, false, ip_proto::UDP, 9);
+            let mut out = [0u8; 1600];
+            let (mut got, mut next) = (Vec::new(), Some(0));
+            while let Some(o) = next {
+                let (n, after) = fragment_v4(&orig, max, o, &mut out).unwrap();
+                proptest::prop_assert!(n <= usize::from(max));
+                got.extend_from_slice(&out[20..n]);
+                next = after;
+            }
+            proptest::prop_assert_eq!(&got[..], &orig[20..]);
+        }
+    }
+
+    #[test]
+    fn token_bucket_refills_at_its_rate() {
+        let mut r = RateLimit::new(10, 3);
+        assert!(r.allow(0) && r.allow(0) && r.allow(0));
+        assert!(!r.allow(1));
+        assert!(!r.allow(99_000_000));
+        assert!(r.allow(100_000_000)); // 0.1 s at 10/s: one token
+        assert!(!r.allow(100_000_001));
+        assert!(r.allow(10_000_000_000) && r.allow(10_000_000_000) && r.allow(10_000_000_000));
+        assert!(!r.allow(10_000_000_000)); // the burst caps the refill
+    }
+}
