@@ -238,7 +238,9 @@ netns_site_to_site() {
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
     TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
     echo "== again with AES-256-CBC + HMAC-SHA-256-128, next hops resolved by ARP (no static neighbours)"
-    NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
+    NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
+    echo "== the same topology without IPsec (bypass policies): the baseline for the figures above"
+    BASELINE=1 TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
 interop_secgw() {
     # ferrogate against DPDK's ipsec-secgw (built now from dpdk-doc's example source) with the

@@ -11,6 +11,9 @@
 #   site_to_site.sh FERROGATE FGPCAP              run the checks (tests/run.sh)
 #   site_to_site.sh FERROGATE FGPCAP --demo SECS  run traffic for SECS seconds, showing counters
 #   CIPHER=cbc site_to_site.sh ...                AES-256-CBC with HMAC-SHA-256-128 instead
+#   BASELINE=1 site_to_site.sh ...                the same topology without IPsec (bypass policies
+#       both ways, no SAs): the iperf3 figures to compare the tunnel with; the wire must carry
+#       no ESP
 #   NEIGH=arp site_to_site.sh ...                 no static neighbours: the gateways find the hosts'
 #       and each other's MACs by ARP (the first packets towards an unknown hop are dropped and
 #       counted while the request is out; a warm-up ping goes first)
@@ -95,6 +98,14 @@ neighbours:
   - { ip: ${13}, mac: "${14}", interface: inside }
 EOY
     [ -n "${IKE:-}" ] && return 0
+    if [ -n "${BASELINE:-}" ]; then
+        cat <<EOY
+policies:
+  - { direction: out, src: $3.0/24, dst: $4.0/24, action: bypass }
+  - { direction: in, src: $4.0/24, dst: $3.0/24, action: bypass }
+EOY
+        return 0
+    fi
     cat <<EOY
 sas:
   - { name: out, spi: $5, direction: out, mode: tunnel, $SUITE, enc_key: "0x$7",
@@ -204,6 +215,7 @@ if [ "$DEMO" -gt 0 ]; then
     exit 0
 fi
 
+WHAT=$([ -n "${BASELINE:-}" ] && echo "without IPsec (baseline)" || echo "through the tunnel")
 ping_all() { # namespace, destination: 5 echo requests, 5 replies
     ip netns exec "$1" ping -c 5 -i 0.2 -W 2 "$2" | tee "$WORK/ping.txt" | tail -2
     grep -q " 0% packet loss" "$WORK/ping.txt"
@@ -298,12 +310,12 @@ ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
 PIDS+=($!)
 sleep 0.5
 check "iperf3 TCP A -> B for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json"
-python3 -c "import json,sys; d=json.load(open('$WORK/iperf.json')); print('iperf3 A -> B through the tunnel: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
+python3 -c "import json,sys; d=json.load(open('$WORK/iperf.json')); print('iperf3 A -> B $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
 ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
 PIDS+=($!)
 sleep 0.5
 check "iperf3 TCP B -> A for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -R -J --logfile "$WORK/iperf-r.json"
-python3 -c "import json,sys; d=json.load(open('$WORK/iperf-r.json')); print('iperf3 B -> A through the tunnel: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
+python3 -c "import json,sys; d=json.load(open('$WORK/iperf-r.json')); print('iperf3 B -> A $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
 
 # 100 MB across the tunnel over TCP, checked byte for byte.
 head -c 100000000 /dev/urandom > "$WORK/blob"
@@ -364,7 +376,13 @@ for f in sys.argv[1:]:
         sys.exit(1)
 EOP
 }
-check "everything on the wire is ESP that decrypts with the SAs' keys" wire_ok
+if [ -n "${BASELINE:-}" ]; then
+    no_esp() { [ "$(jq_in a)" = 0 ] && [ "$(jq_in b)" = 0 ]; }
+    jq_in() { python3 -c "import json; print(json.load(open('$WORK/decrypt-$1.json'))['packets_in'])"; }
+    check "baseline: no ESP on the wire (bypass both ways)" no_esp
+else
+    check "everything on the wire is ESP that decrypts with the SAs' keys" wire_ok
+fi
 
 if [ -n "${IKE:-}" ]; then
     FGCTL="$(dirname "$IKE")/fgctl"

@@ -206,7 +206,9 @@ import re, sys
 w = sys.argv[1]
 spis = [dict(kv.split("=") for kv in l.split()[1:]) for l in open(w + "/spis-b.txt")]
 swan = {(r["dir"], r["spi"]): r for r in (dict(kv.split("=", 1) for kv in l.split()) for l in open(w + "/keys-b.txt"))}
-text = open(w + "/export/site.yaml").read()
+# Every SA ferrogate-ike ever negotiated: with rekeys every few seconds, the current export may
+# already have moved past the SA strongSwan lists.
+text = open(w + "/export/site-history.yaml").read()
 ours = {}
 for block in text.split("  - name: ")[1:]:
     g = lambda k: (re.search(r"^\s+%s: \"?([^\"\n]+)\"?$" % k, block, re.M) or [None, None])[1]
