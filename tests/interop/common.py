@@ -162,6 +162,17 @@ def run_fgpcap(tool, verb, sa_path, in_path, out_path):
     return stats
 
 
+class FgpcapDecrypt:
+    """The real tool for the decrypt-only suites: `decrypt(case, sa, in, out, keys)` runs
+    `fgpcap decrypt` (the case and keys are for the scapy stand-in's use)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def decrypt(self, c, sa_path, in_path, out_path, keys):
+        return run_fgpcap(self.path, "decrypt", sa_path, in_path, out_path)
+
+
 def tool_from_args(args, usage, real, selftest):
     """`PATH/TO/fgpcap` or `--selftest` -> (tool, label), where `real(path)` and `selftest()`
     make the tool; None (after printing `usage`) for anything else."""

@@ -26,7 +26,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (  # noqa: E402
-    LINKTYPE_RAW, hexkey, nonzero_drops, read_pcap, run_cases, run_fgpcap, sa_yaml,
+    FgpcapDecrypt as RealTool,
+    LINKTYPE_RAW, hexkey, nonzero_drops, read_pcap, run_cases, sa_yaml,
     tool_from_args, write_pcap)
 
 import logging  # noqa: E402
@@ -111,14 +112,6 @@ def split(c, pkt_bytes, ident):
     nh, rest = p.nh, raw(p.payload)
     p = IPv6(src=p.src, dst=p.dst, hlim=p.hlim) / IPv6ExtHdrFragment(id=ident, nh=nh) / Raw(rest)
     return [raw(f) for f in fragment6(p, c.fragsize)]
-
-
-class RealTool:
-    def __init__(self, path):
-        self.path = path
-
-    def decrypt(self, c, sa_path, in_path, out_path, keys):
-        return run_fgpcap(self.path, "decrypt", sa_path, in_path, out_path)
 
 
 class ScapyTool:

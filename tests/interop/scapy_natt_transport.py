@@ -33,7 +33,8 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (  # noqa: E402
-    LINKTYPE_RAW, hexkey, nonzero_drops, read_pcap, run_cases, run_fgpcap, sa_yaml,
+    FgpcapDecrypt as RealTool,
+    LINKTYPE_RAW, hexkey, nonzero_drops, read_pcap, run_cases, sa_yaml,
     tool_from_args, write_pcap)
 
 import logging  # noqa: E402
@@ -158,14 +159,6 @@ def scapy_sa(c, spi, enc_key, auth_key, seq):
         kw["auth_key"] = auth_key
     return SecurityAssociation(ESP, spi=spi, seq_num=seq,
                                nat_t_header=UDP(sport=NATT_PORT, dport=NATT_PORT), **kw)
-
-
-class RealTool:
-    def __init__(self, path):
-        self.path = path
-
-    def decrypt(self, c, sa_path, in_path, out_path, keys):
-        return run_fgpcap(self.path, "decrypt", sa_path, in_path, out_path)
 
 
 class ScapyTool:
