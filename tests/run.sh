@@ -78,6 +78,7 @@ RESULTS=()
 PASSED=0
 FAILED=0
 SKIPPED=0
+FAIL_DETAILS=()
 
 step() {
     local name="$1"
@@ -86,10 +87,19 @@ step() {
     echo "==> [$name] $*"
     local start end rc
     start=$(date +%s)
+    local log="$WORK/step-$((PASSED + FAILED + 1)).log"
+    local tee_pid i
+    # The output goes to the terminal and to $log. tee is not waited for as a pipeline would
+    # be: a process a step failed to stop would keep the pipe open and hang the run.
+    mkfifo "$log.fifo"
+    tee "$log" < "$log.fifo" &
+    tee_pid=$!
     set +e
-    (set -e; "$@")
+    (set -e; "$@") > "$log.fifo" 2>&1
     rc=$?
     set -e
+    rm -f "$log.fifo"
+    for i in $(seq 50); do kill -0 "$tee_pid" 2> /dev/null || break; sleep 0.1; done
     end=$(date +%s)
     if [ "$rc" -eq 0 ]; then
         PASSED=$((PASSED + 1))
@@ -99,6 +109,12 @@ step() {
         FAILED=$((FAILED + 1))
         RESULTS+=("FAIL  $(printf '%5ss' $((end - start)))  $name (exit $rc)")
         echo "FAIL [$name] (exit $rc, $((end - start))s)"
+        # What failed, for the summary: each FAIL/error line with the lines that led to it.
+        FAIL_DETAILS+=("  --- $name")
+        local line
+        while IFS= read -r line; do FAIL_DETAILS+=("    ${line:0:200}"); done < <(
+            grep -a -E -B12 '^(FAIL |not ok)|FAILED|panicked at|^error(\[|:)|[Ee]rror:|[Tt]imed out' "$log" | tail -40
+            grep -q -a -E '^(FAIL |not ok)|FAILED|panicked at|^error(\[|:)|[Ee]rror:|[Tt]imed out' "$log" || tail -10 "$log")
     fi
 }
 
@@ -232,13 +248,14 @@ py_gateway_pcap() {
     TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/gateway_pcap.py "${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
 }
 netns_site_to_site() {
-    # Two ferrogates on af_packet in network namespaces: ping, iperf3, wire decrypted.
+    # Two ferrogates on af_packet in network namespaces: ping, iperf3, wire decrypted; IPv4 and
+    # IPv6 inside the tunnel; counters checked against a known number of echoes.
     need_fgpcap
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
     TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
-    echo "== again with AES-256-CBC + HMAC-SHA-256-128, next hops resolved by ARP (no static neighbours)"
-    NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
+    echo "== again with AES-256-CBC + HMAC-SHA-256-128, next hops resolved by ARP and ND (no static neighbours), on hugepages"
+    HUGE=1 NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
     echo "== the same topology without IPsec (bypass policies): the baseline for the figures above"
     BASELINE=1 TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
@@ -406,7 +423,7 @@ step "scapy NAT-T transport checksum fix-up vs fgpcap" py_natt_transport
 step "scapy fragmented ESP (outer reassembly) vs fgpcap" py_fragments
 step "build ferrogate (DPDK gateway)" build_ferrogate
 step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
-step "two ferrogates in network namespaces (ping, iperf3, wire)" netns_site_to_site
+step "two ferrogates in network namespaces (IPv4+IPv6 inside, ping, iperf3, counters, wire, hugepages)" netns_site_to_site
 step "ferrogate vs DPDK ipsec-secgw (ping, iperf3, wire)" interop_secgw
 step "two ferrogates: ICMP time exceeded, too big, pre-fragmentation" netns_icmp
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
@@ -423,5 +440,9 @@ for r in "${RESULTS[@]}"; do
     echo "  $r"
 done
 [ "$SKIPPED" -eq 0 ] || echo "($SKIPPED skipped)"
+if [ "$FAILED" -ne 0 ]; then
+    echo "what the failed steps printed around their failures:"
+    for r in "${FAIL_DETAILS[@]}"; do echo "$r"; done
+fi
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

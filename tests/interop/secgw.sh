@@ -30,7 +30,8 @@ HA=${NS[0]} GA=${NS[1]} GB=${NS[2]} HB=${NS[3]}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-secgw.XXXXXX")
 HUGE=$WORK/huge
 PIDS=()
-OLD_HUGE=$(cat /proc/sys/vm/nr_hugepages)
+# shellcheck source=../hugepages.sh
+. "$(dirname "$0")/../hugepages.sh"
 cleanup() {
     set +e
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -40,8 +41,7 @@ cleanup() {
         wait "$p" 2>/dev/null
     done
     for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
-    mountpoint -q "$HUGE" && umount "$HUGE"
-    echo "$OLD_HUGE" > /proc/sys/vm/nr_hugepages
+    huge_release "$HUGE"
     [ -n "${SECGW_KEEP:-}" ] || rm -rf "$WORK"
     rm -rf "/var/run/dpdk/fgsg$ID" "/var/run/dpdk/sg$ID"
 }
@@ -63,11 +63,7 @@ make -C "$WORK/src" -j2 > "$WORK/build.log" 2>&1 || { tail -20 "$WORK/build.log"
 SECGW=$WORK/src/build/ipsec-secgw
 
 # Hugepages: ipsec-secgw's LPM tables want 256 x 2 MB.
-want=$((OLD_HUGE + 256))
-echo "$want" > /proc/sys/vm/nr_hugepages
-[ "$(cat /proc/sys/vm/nr_hugepages)" -ge "$want" ] || { echo "secgw.sh: could not reserve 256 hugepages" >&2; exit 1; }
-mkdir -p "$HUGE"
-mount -t hugetlbfs -o pagesize=2M nodev "$HUGE"
+huge_reserve "$HUGE" 256 || exit 1
 
 for n in "${NS[@]}"; do ip netns add "$n"; done
 ip link add hA0 netns "$HA" type veth peer name gAi netns "$GA"

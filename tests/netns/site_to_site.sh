@@ -6,7 +6,10 @@
 #
 # The gateways attach to their veths with DPDK's af_packet PMD (EAL --no-huge) and use static
 # AES-256-GCM keys. Checks: ping both ways through the tunnel, a TCP transfer with iperf3, and
-# that what crosses the wire is ESP which fgpcap decrypts back to the hosts' packets.
+# that what crosses the wire is ESP which fgpcap decrypts back to the hosts' packets. The static
+# runs (not BASELINE, ICMP or IKE) carry IPv6 inside the same IPv4 tunnel as well (fd00:10::/64 <->
+# fd00:20::/64: the hosts find their gateway by neighbour discovery), and count: a known number of
+# echoes must show up exactly in the per-SA and per-port counters of both gateways.
 #
 #   site_to_site.sh FERROGATE FGPCAP              run the checks (tests/run.sh)
 #   site_to_site.sh FERROGATE FGPCAP --demo SECS  run traffic for SECS seconds, showing counters
@@ -23,6 +26,8 @@
 #       fragmentation needed with the SA's inner MTU (ping -M do -s 1472), and from B, whose
 #       inside port has MTU 1400, fragmentation needed through the tunnel (ping -M do -s 1410);
 #       a burst of 200 expiring pings meets the rate limit
+#   HUGE=1 site_to_site.sh ...                   the gateways' EAL on 2 MB hugepages (a private
+#       hugetlbfs mount and a reservation the script makes and gives back) instead of --no-huge
 #   IKE=path/to/ferrogate-ike site_to_site.sh ... keys negotiated by IKEv2 (PSK) instead of static:
 #       each gateway gets a ferrogate-ike over its shared-memory channel; A initiates the
 #       reference scenario (CIPHER=cbc: aes256-sha256-modp1024 / aes256-sha256; gcm:
@@ -39,11 +44,14 @@ NS=(fg$ID-hA fg$ID-gA fg$ID-gB fg$ID-hB)
 HA=${NS[0]} GA=${NS[1]} GB=${NS[2]} HB=${NS[3]}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-netns.XXXXXX")
 PIDS=()
+# shellcheck source=../hugepages.sh
+. "$(dirname "$0")/../hugepages.sh"
 cleanup() {
     set +e
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
     for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
+    huge_release "$WORK/huge"
     rm -rf "/var/run/dpdk/fgA$ID" "/var/run/dpdk/fgB$ID" "$WORK"
 }
 trap cleanup EXIT
@@ -58,13 +66,25 @@ for n in "${NS[@]}"; do ip netns add "$n"; done
 ip link add hA0 netns "$HA" type veth peer name gAi netns "$GA"
 ip link add gAo netns "$GA" type veth peer name gBo netns "$GB"
 ip link add gBi netns "$GB" type veth peer name hB0 netns "$HB"
+INNER6=
+[ -z "${BASELINE:-}${ICMP:-}${IKE:-}" ] && INNER6=1
 for g in "${NS[@]}"; do
-    # This tunnel carries IPv4: no IPv6 neighbour discovery or MLD noise on these links.
+    # The outside link carries IPv4 only, and the gateways' kernels keep off their veths.
     ip netns exec "$g" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
 ip -n "$HA" link set lo up; ip -n "$HB" link set lo up
 ip -n "$HA" link set hA0 up; ip -n "$HA" addr add 192.168.10.5/24 dev hA0; ip -n "$HA" route add default via 192.168.10.1
 ip -n "$HB" link set hB0 up; ip -n "$HB" addr add 192.168.20.5/24 dev hB0; ip -n "$HB" route add default via 192.168.20.1
+if [ -n "$INNER6" ]; then
+    # The hosts speak IPv6 too; each finds its gateway's MAC by neighbour discovery.
+    for h in "$HA:hA0:10" "$HB:hB0:20"; do
+        IFS=: read -r n dev net <<< "$h"
+        ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+            "net.ipv6.conf.$dev.disable_ipv6=0" "net.ipv6.conf.$dev.accept_dad=0"
+        ip -n "$n" -6 addr add "fd00:$net::5/64" dev "$dev" nodad
+        ip -n "$n" -6 route add default via "fd00:$net::1" dev "$dev"
+    done
+fi
 # The hosts' veths would hand TCP/UDP to the gateways with checksums left to "hardware"
 # (CHECKSUM_PARTIAL), which a kernel-bypass gateway never completes; real NICs deliver whole
 # checksums. Have the hosts compute them.
@@ -84,9 +104,14 @@ if [ "${CIPHER:-gcm}" = cbc ]; then
 fi
 # gateway SIDE LOCAL_NET REMOTE_NET OUT_SA IN_SA OUT_KEY IN_KEY LOCAL_OUTER REMOTE_OUTER PEER_MAC HOST HOST_MAC MAIN WORKER
 gateway() {
+    # IPv6 inside: 192.168.10 -> fd00:10.
+    local v6l=fd00:${3##*.} v6r=fd00:${4##*.} a6="" ts_l="$3.0/24" ts_r="$4.0/24"
+    if [ -n "$INNER6" ]; then
+        a6=", $v6l::1/64" ts_l="$3.0/24, $v6l::/64" ts_r="$4.0/24, $v6r::/64"
+    fi
     cat <<EOY
 interfaces:
-  - { name: inside, device: "net_af_packet0,iface=$2i", role: inside, addresses: [$3.1/24], mtu: $INSIDE_MTU }
+  - { name: inside, device: "net_af_packet0,iface=$2i", role: inside, addresses: [$3.1/24$a6], mtu: $INSIDE_MTU }
   - { name: outside, device: "net_af_packet1,iface=$2o", role: outside, addresses: [${10}/24] }
 routes:
   - { dst: $4.0/24, interface: outside, via: ${11} }
@@ -97,6 +122,7 @@ neighbours:
   - { ip: ${11}, mac: "${12}", interface: outside }
   - { ip: ${13}, mac: "${14}", interface: inside }
 EOY
+    [ "${NEIGH:-static}" = arp ] || [ -z "$INNER6" ] || echo "  - { ip: \"$v6l::5\", mac: \"${14}\", interface: inside }"
     [ -n "${IKE:-}" ] && return 0
     if [ -n "${BASELINE:-}" ]; then
         cat <<EOY
@@ -109,12 +135,16 @@ EOY
     cat <<EOY
 sas:
   - { name: out, spi: $5, direction: out, mode: tunnel, $SUITE, enc_key: "0x$7",
-      local: ${10}, remote: ${11}, local_ts: [$3.0/24], remote_ts: [$4.0/24] }
+      local: ${10}, remote: ${11}, local_ts: [$ts_l], remote_ts: [$ts_r] }
   - { name: in, spi: $6, direction: in, mode: tunnel, $SUITE, enc_key: "0x$8",
-      local: ${10}, remote: ${11}, replay_window: 1024, local_ts: [$3.0/24], remote_ts: [$4.0/24] }
+      local: ${10}, remote: ${11}, replay_window: 1024, local_ts: [$ts_l], remote_ts: [$ts_r] }
 policies:
   - { direction: out, src: $3.0/24, dst: $4.0/24, action: protect, sa: out }
   - { direction: in, src: $4.0/24, dst: $3.0/24, action: protect }
+EOY
+    [ -z "$INNER6" ] || cat <<EOY
+  - { direction: out, src: "$v6l::/64", dst: "$v6r::/64", action: protect, sa: out }
+  - { direction: in, src: "$v6r::/64", dst: "$v6l::/64", action: protect }
 EOY
 }
 # With ICMP=1, B's inside port is narrower than the tunnel: decapsulated packets may not fit.
@@ -126,10 +156,16 @@ gateway B gB 192.168.20 192.168.10 0xb0a0 0xa0b0 $K_BA $K_AB _ 203.0.113.2 203.0
 EVERY=$([ "$DEMO" -gt 0 ] && echo 1000 || echo 60000)
 CTL_A=() CTL_B=()
 if [ -n "${IKE:-}" ]; then CTL_A=(--control "$WORK/ctl-a") CTL_B=(--control "$WORK/ctl-b"); fi
-ip netns exec "$GA" "$FG" --config "$WORK/a.yaml" --eal "--no-huge -m 256 --file-prefix fgA$ID --log-level=error" \
+MEM="--no-huge -m 256"
+if [ -n "${HUGE:-}" ]; then
+    # 192 pages of 2 MB (384 MB) for both gateways; EAL takes what it needs from them.
+    huge_reserve "$WORK/huge" 192 || exit 1
+    MEM="--huge-dir $WORK/huge"
+fi
+ip netns exec "$GA" "$FG" --config "$WORK/a.yaml" --eal "$MEM --file-prefix fgA$ID --log-level=error" \
     --idle-sleep-us 50 --stats-every-ms "$EVERY" --stats-file "$WORK/stats-a.json" "${CTL_A[@]}" > "$WORK/a.log" 2>&1 &
 PIDS+=($!)
-ip netns exec "$GB" "$FG" --config "$WORK/b.yaml" --eal "--no-huge -m 256 --file-prefix fgB$ID --log-level=error" \
+ip netns exec "$GB" "$FG" --config "$WORK/b.yaml" --eal "$MEM --file-prefix fgB$ID --log-level=error" \
     --idle-sleep-us 50 --stats-every-ms "$EVERY" --stats-file "$WORK/stats-b.json" "${CTL_B[@]}" > "$WORK/b.log" 2>&1 &
 PIDS+=($!)
 sleep 3
@@ -177,6 +213,16 @@ fi
 for p in "${PIDS[@]}"; do
     kill -0 "$p" 2>/dev/null || { echo "a gateway exited:"; cat "$WORK"/*.log; exit 1; }
 done
+if [ -n "${HUGE:-}" ]; then
+    on_hugepages() {
+        # EAL backs its memory with files on the hugetlbfs mount, named after each file prefix.
+        local a b
+        a=$(find "$WORK/huge" -name "fgA$ID*" | wc -l) b=$(find "$WORK/huge" -name "fgB$ID*" | wc -l)
+        echo "hugepage files: gateway A $a, gateway B $b; $(grep -E 'HugePages_(Total|Free)' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"
+        [ "$a" -gt 0 ] && [ "$b" -gt 0 ]
+    }
+    check "both gateways run on 2 MB hugepages (private hugetlbfs mount)" on_hugepages
+fi
 
 # af_packet transmits bypass the kernel's taps, so each side captures what it receives: A's
 # outside veth sees B -> A, B's sees A -> B.
@@ -224,17 +270,67 @@ if [ "${NEIGH:-static}" = arp ]; then
     # Each gateway resolves its host and its peer on first use (drop and count meanwhile).
     ip netns exec "$HA" ping -c 4 -i 0.3 -W 1 192.168.20.5 > /dev/null 2>&1 || true
     ip netns exec "$HB" ping -c 4 -i 0.3 -W 1 192.168.10.5 > /dev/null 2>&1 || true
+    # and, for IPv6, its host by neighbour discovery.
+    if [ -n "$INNER6" ]; then
+        ip netns exec "$HA" ping -c 4 -i 0.3 -W 1 fd00:20::5 > /dev/null 2>&1 || true
+        ip netns exec "$HB" ping -c 4 -i 0.3 -W 1 fd00:10::5 > /dev/null 2>&1 || true
+    fi
     sleep 1.2
     resolved() {
-        local f
+        local f want=$((INNER6 ? 3 : 2))
         for f in a b; do
-            python3 -c "import json,sys; d=json.load(open('$WORK/stats-$f.json')); n=d['neighbours']; print('gateway $f: neighbours', n, 'unresolved drops', d['drops'].get('neighbour_unresolved', 0)); sys.exit(0 if n['learned'] >= 2 and n['requests'] >= 1 and n['failed'] == 0 else 1)" || return 1
+            python3 -c "import json,sys; d=json.load(open('$WORK/stats-$f.json')); n=d['neighbours']; print('gateway $f: neighbours', n, 'unresolved drops', d['drops'].get('neighbour_unresolved', 0)); sys.exit(0 if n['learned'] >= $want and n['requests'] >= 1 and n['failed'] == 0 else 1)" || return 1
         done
     }
-    check "no static neighbours: each gateway resolved its host and its peer by ARP" resolved
+    check "no static neighbours: each gateway resolved its host and its peer by ARP$([ -n "$INNER6" ] && echo ", and its host's IPv6 address by ND")" resolved
 fi
 check "ping site A -> site B through the tunnel, no loss" ping_all "$HA" 192.168.20.5
 check "ping site B -> site A through the tunnel, no loss" ping_all "$HB" 192.168.10.5
+if [ -n "$INNER6" ]; then
+    check "ping IPv6 site A -> site B (inside the IPv4 tunnel; hA found its gateway by ND), no loss" ping_all "$HA" fd00:20::5
+    check "ping IPv6 site B -> site A (inside the IPv4 tunnel), no loss" ping_all "$HB" fd00:10::5
+    # Counters against what was sent: 300 IPv4 and 200 IPv6 echoes of 56 bytes (IP packets of
+    # 84 and 104 bytes) while nothing else crosses the tunnel. The stats files are rewritten
+    # every second.
+    sleep 1.2
+    cp "$WORK/stats-a.json" "$WORK/count-a0.json"; cp "$WORK/stats-b.json" "$WORK/count-b0.json"
+    ip netns exec "$HA" ping -q -c 300 -i 0.005 -W 1 192.168.20.5 > "$WORK/count4.txt" 2>&1 || true
+    ip netns exec "$HA" ping -q -c 200 -i 0.005 -W 1 fd00:20::5 > "$WORK/count6.txt" 2>&1 || true
+    sleep 1.2
+    cp "$WORK/stats-a.json" "$WORK/count-a1.json"; cp "$WORK/stats-b.json" "$WORK/count-b1.json"
+    counts_match() {
+        grep -h "packets transmitted" "$WORK/count4.txt" "$WORK/count6.txt"
+        python3 - "$WORK" "${NEIGH:-static}" <<'EOP'
+import json, sys
+w, neigh = sys.argv[1], sys.argv[2]
+snap = {k: json.load(open(f"{w}/count-{k}.json")) for k in ("a0", "a1", "b0", "b1")}
+def sa(k, spi, d):
+    (e,) = [s for s in snap[k]["sas"] if s["spi"] == spi and s["direction"] == d]
+    return e["packets"], e["bytes"]
+def port(k, name):
+    (e,) = [p for p in snap[k]["ports"] if p["name"] == name]
+    return e["rx_frames"], e["tx_frames"]
+want = (500, 300 * 84 + 200 * 104)
+ok = True
+# A -> B requests on SA 0xa0b0, replies B -> A on SA 0xb0a0: each counted once on each side.
+for gw, spi, d in (("a", "0000a0b0", "out"), ("b", "0000a0b0", "in"), ("b", "0000b0a0", "out"), ("a", "0000b0a0", "in")):
+    p0, b0 = sa(gw + "0", spi, d)
+    p1, b1 = sa(gw + "1", spi, d)
+    got = (p1 - p0, b1 - b0)
+    print(f"gateway {gw.upper()} SA {spi} {d}: +{got[0]} packets, +{got[1]} bytes (want +{want[0]}, +{want[1]})")
+    ok &= got == want
+# The wire carries nothing but this ESP (static neighbours: no ARP on it either).
+if neigh == "static":
+    for gw in "ab":
+        r0, t0 = port(gw + "0", "outside")
+        r1, t1 = port(gw + "1", "outside")
+        print(f"gateway {gw.upper()} outside port: +{r1 - r0} frames in, +{t1 - t0} out (want +500, +500)")
+        ok &= (r1 - r0, t1 - t0) == (500, 500)
+sys.exit(0 if ok else 1)
+EOP
+    }
+    check "counters match what was sent: 500 echoes through the tunnel, per SA (packets and inner bytes) and per port, on both gateways" counts_match
+fi
 if [ -n "${ICMP:-}" ]; then
     # The largest inner packet that fits the 1500-byte outside MTU once encapsulated: outer
     # IPv4 20 + ESP 8 + IV + padding of (inner + 2) to the block + ICV.
@@ -316,6 +412,13 @@ PIDS+=($!)
 sleep 0.5
 check "iperf3 TCP B -> A for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -R -J --logfile "$WORK/iperf-r.json"
 python3 -c "import json,sys; d=json.load(open('$WORK/iperf-r.json')); print('iperf3 B -> A $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
+if [ -n "$INNER6" ]; then
+    ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
+    PIDS+=($!)
+    sleep 0.5
+    check "iperf3 TCP over IPv6 A -> B for 3 s" ip netns exec "$HA" timeout 20 iperf3 -6 -c fd00:20::5 -t 3 -J --logfile "$WORK/iperf6.json"
+    python3 -c "import json,sys; d=json.load(open('$WORK/iperf6.json')); print('iperf3 IPv6 A -> B $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
+fi
 
 # 100 MB across the tunnel over TCP, checked byte for byte.
 head -c 100000000 /dev/urandom > "$WORK/blob"
@@ -382,6 +485,30 @@ if [ -n "${BASELINE:-}" ]; then
     check "baseline: no ESP on the wire (bypass both ways)" no_esp
 else
     check "everything on the wire is ESP that decrypts with the SAs' keys" wire_ok
+fi
+if [ -n "$INNER6" ]; then
+    inner_v6() {
+        python3 - "$WORK/clear-a.pcap" "$WORK/clear-b.pcap" <<'EOP'
+import struct, sys
+# What fgpcap decrypted, each way: IPv6 packets among the IPv4 ones.
+ok = True
+for f in sys.argv[1:]:
+    b = open(f, "rb").read()
+    le = b[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+    link = struct.unpack("<I" if le else ">I", b[20:24])[0] & 0xFFFF
+    off = 14 if link == 1 else 0
+    i, v = 24, {4: 0, 6: 0}
+    while i + 16 <= len(b):
+        incl = struct.unpack("<I" if le else ">I", b[i + 8:i + 12])[0]
+        if incl > off:
+            v[b[i + 16 + off] >> 4] = v.get(b[i + 16 + off] >> 4, 0) + 1
+        i += 16 + incl
+    print(f"{f.rsplit('/', 1)[-1]}: {v[4]} IPv4 and {v[6]} IPv6 inner packets")
+    ok &= v[4] > 0 and v[6] > 0
+sys.exit(0 if ok else 1)
+EOP
+    }
+    check "the wire's ESP carries IPv6 as well as IPv4 inner packets (decrypted by fgpcap)" inner_v6
 fi
 
 if [ -n "${IKE:-}" ]; then

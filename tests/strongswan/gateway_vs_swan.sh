@@ -246,7 +246,43 @@ fi
 STREAMS=0
 # -c rather than -w: with a deadline, the echo still in flight when it expires counts as lost.
 stream() { # seconds -> ping summary in $WORK/stream.txt
-    ip netns exec "$HA" ping -i 0.01 -W 1 -c $(($1 * 100)) 192.168.20.5 > "$WORK/stream.txt" 2>&1 || true
+    ip netns exec "$HA" ping -D -i 0.01 -W 1 -c $(($1 * 100)) 192.168.20.5 > "$WORK/stream.txt" 2>&1 || true
+}
+explain_loss() { # which echoes went unanswered, when, and what ferrogate-ike logged then
+    "$SWAN_PYTHON" - "$WORK/stream.txt" "$WORK/ike.log" <<'EOP'
+import datetime, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+got = {}
+for l in lines:
+    m = re.match(r"\[(\d+\.\d+)\].*icmp_seq=(\d+)", l)
+    if m:
+        got[int(m.group(2))] = float(m.group(1))
+tx = re.search(r"(\d+) packets transmitted", "\n".join(lines))
+tx = int(tx.group(1)) if tx else max(got, default=0)
+ranges, start = [], None
+for i in range(1, tx + 2):
+    if i not in got and i <= tx:
+        start = i if start is None else start
+    elif start is not None:
+        ranges.append((start, i - 1))
+        start = None
+def when(seq):  # the time of the last answered echo before seq
+    t = max((got[k] for k in got if k < seq), default=None)
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc) if t else None
+for a, b in ranges[:8]:
+    w = when(a)
+    print(f"lost: icmp_seq {a}-{b} ({b - a + 1}), after the reply at {w.strftime('%H:%M:%S.%f') if w else '?'}")
+if ranges and when(ranges[0][0]):
+    t0 = when(ranges[0][0])
+    print("ferrogate-ike around the first loss:")
+    for l in open(sys.argv[2], errors="replace"):
+        try:
+            t = datetime.datetime.fromisoformat(l[:26].rstrip("Z") + "+00:00")
+        except ValueError:
+            continue
+        if abs((t - t0).total_seconds()) <= 1.0:
+            print("  " + l.rstrip()[:220])
+EOP
 }
 lost() { # from the last stream: prints "sent received", true when nothing was lost
     local tx rx
@@ -254,6 +290,7 @@ lost() { # from the last stream: prints "sent received", true when nothing was l
     tx=$(grep -o '[0-9]* packets transmitted' "$WORK/stream.txt" | cut -d' ' -f1)
     rx=$(grep -o '[0-9]* received' "$WORK/stream.txt" | cut -d' ' -f1)
     echo "ping stream: $tx sent, $rx received, $((tx - rx)) lost"
+    [ -n "$tx" ] && [ -n "$rx" ] && [ "$tx" != "$rx" ] && explain_loss
     [ -n "$tx" ] && [ "$tx" -gt 0 ] && [ "$tx" = "$rx" ]
 }
 
@@ -302,7 +339,7 @@ stale_retired() {
 check "the restarted ferrogate-ike retired the SA pair its predecessor left in the data plane" stale_retired
 
 # The control plane dies under traffic: the data plane keeps forwarding with what it has.
-ip netns exec "$HA" ping -i 0.01 -W 1 -c 800 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
+ip netns exec "$HA" ping -D -i 0.01 -W 1 -c 800 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
 PING=$!
 sleep 2
 kill -KILL "$IKE_PID"; wait "$IKE_PID" 2>/dev/null || true
@@ -313,7 +350,7 @@ check "ferrogate-ike killed (SIGKILL) and restarted under a 100 pps stream: no p
 check "after the restart: the tunnel is up again with new SAs" swan_wait_established b 10
 
 # The data plane dies: ferrogate-ike reinstalls everything into the new one and rekeys.
-ip netns exec "$HA" ping -i 0.01 -W 1 -c 1200 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
+ip netns exec "$HA" ping -D -i 0.01 -W 1 -c 1200 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
 PING=$!
 sleep 2
 kill -KILL "$FG_PID"; wait "$FG_PID" 2>/dev/null || true
