@@ -13,7 +13,7 @@ use crate::icmp_err::{self, Oversize};
 use crate::outer::{self, Arrival};
 use crate::sa::{InboundSa, OutboundSa};
 use crate::sad::Sad;
-use crate::spd::{Action, Spd};
+use crate::spd::{Action, PolicyHits, Spd};
 
 /// What to do with one packet of a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,18 +68,20 @@ pub struct InboundTables<'a> {
 
 /// Runs SPD-out and encapsulation over `pkts`, writing one verdict per packet. Packets already
 /// holding a non-`Pending` verdict are skipped. Returns how many are to be forwarded.
+/// Each packet SPD-out classifies is counted in `hits` under its policy.
 pub fn outbound<B: PacketBuf>(
     t: &OutboundTables<'_>,
     pkts: &mut [B],
     verdicts: &mut [Verdict],
     drops: &mut DropCounters,
+    hits: &mut PolicyHits,
 ) -> usize {
     let mut forwarded = 0;
     for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
         if *v != Verdict::Pending {
             continue;
         }
-        *v = match outbound_one(t, pkt) {
+        *v = match outbound_one(t, pkt, hits) {
             Ok(Verdict::Forward) => {
                 forwarded += 1;
                 Verdict::Forward
@@ -98,9 +100,14 @@ pub fn outbound<B: PacketBuf>(
     forwarded
 }
 
-fn outbound_one<B: PacketBuf>(t: &OutboundTables<'_>, pkt: &mut B) -> Result<Verdict, DropReason> {
+fn outbound_one<B: PacketBuf>(
+    t: &OutboundTables<'_>,
+    pkt: &mut B,
+    hits: &mut PolicyHits,
+) -> Result<Verdict, DropReason> {
     let key = crate::flow::flow_key(pkt.data())?;
-    let rule = t.spd.lookup(&key).ok_or(DropReason::PolicyDiscard)?;
+    let (id, rule) = t.spd.lookup_id(&key).ok_or(DropReason::PolicyDiscard)?;
+    hits.hit(id, pkt.data().len());
     match &rule.action {
         Action::Bypass => Ok(Verdict::Forward),
         Action::Discard => Err(DropReason::PolicyDiscard),
@@ -117,18 +124,22 @@ fn outbound_one<B: PacketBuf>(t: &OutboundTables<'_>, pkt: &mut B) -> Result<Ver
 
 /// Runs the inbound pipeline over `pkts`, writing one verdict per packet. Packets already
 /// holding a non-`Pending` verdict are skipped. Returns how many are to be forwarded.
+/// Packets that arrive in the clear are counted in `hits` under the SPD-in policy that
+/// classified them; protected packets are checked against their SA's selectors instead
+/// (RFC 4301 §5.2) and counted per SA.
 pub fn inbound<B: PacketBuf>(
     t: &InboundTables<'_>,
     pkts: &mut [B],
     verdicts: &mut [Verdict],
     drops: &mut DropCounters,
+    hits: &mut PolicyHits,
 ) -> usize {
     let mut forwarded = 0;
     for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
         if *v != Verdict::Pending {
             continue;
         }
-        *v = match inbound_one(t, pkt) {
+        *v = match inbound_one(t, pkt, hits) {
             Ok(v) => v,
             Err(r) => {
                 drops.inc(r);
@@ -142,7 +153,11 @@ pub fn inbound<B: PacketBuf>(
     forwarded
 }
 
-fn inbound_one<B: PacketBuf>(t: &InboundTables<'_>, pkt: &mut B) -> Result<Verdict, DropReason> {
+fn inbound_one<B: PacketBuf>(
+    t: &InboundTables<'_>,
+    pkt: &mut B,
+    hits: &mut PolicyHits,
+) -> Result<Verdict, DropReason> {
     let ports = t.natt_ports;
     match outer::classify(pkt.data(), |p| ports.contains(&p))? {
         Arrival::Ipsec(o) => {
@@ -154,7 +169,11 @@ fn inbound_one<B: PacketBuf>(t: &InboundTables<'_>, pkt: &mut B) -> Result<Verdi
         Arrival::NatKeepalive => Err(DropReason::ControlPlane),
         Arrival::Clear => {
             let key = crate::flow::flow_key(pkt.data())?;
-            match t.spd.lookup(&key).map(|r| &r.action) {
+            let rule = t.spd.lookup_id(&key);
+            if let Some((id, _)) = rule {
+                hits.hit(id, pkt.data().len());
+            }
+            match rule.map(|(_, r)| &r.action) {
                 Some(Action::Bypass) => Ok(Verdict::Forward),
                 Some(Action::Protect(())) => Err(DropReason::UnprotectedInbound),
                 Some(Action::Discard) | None => Err(DropReason::PolicyDiscard),

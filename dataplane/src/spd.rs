@@ -111,6 +111,17 @@ pub enum Action<T> {
     Discard,
 }
 
+impl<T> Action<T> {
+    /// Which action, without its target: 0 protect, 1 bypass, 2 discard.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Action::Protect(_) => 0,
+            Action::Bypass => 1,
+            Action::Discard => 2,
+        }
+    }
+}
+
 /// One policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule<T> {
@@ -278,13 +289,20 @@ impl<T> Spd<T> {
     /// The highest-priority rule matching `k`, if any.
     #[inline]
     pub fn lookup(&self, k: &FlowKey) -> Option<&Rule<T>> {
+        self.lookup_id(k).map(|(_, r)| r)
+    }
+
+    /// The highest-priority rule matching `k` with its index in [`Spd::rules`] (for
+    /// [`PolicyHits`]).
+    #[inline]
+    pub fn lookup_id(&self, k: &FlowKey) -> Option<(usize, &Rule<T>)> {
         let (dst, src) = (addr_bits(k.dst), addr_bits(k.src));
         let rule = match (k.dst, k.src) {
             (IpAddr::V4(_), IpAddr::V4(_)) => self.v4.find(dst, src, k),
             (IpAddr::V6(_), IpAddr::V6(_)) => self.v6.find(dst, src, k),
             _ => None,
-        }?;
-        self.rules.get(rule as usize)
+        }? as usize;
+        self.rules.get(rule).map(|r| (rule, r))
     }
 
     /// The rules, in the order given.
@@ -469,6 +487,69 @@ impl<W: Word> Builder<'_, W> {
     }
 }
 
+/// Per-policy counters of one pipeline: the packets (and their IP bytes, as classified) each
+/// rule of one SPD matched. Plain integers, owned by the pipeline that counts: nothing shared
+/// is written per packet. Sized once per table version, off the hot path.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyHits {
+    hits: Vec<[u64; 2]>,
+}
+
+impl PolicyHits {
+    /// Zeroed counters for a table of `rules` rules.
+    pub fn new(rules: usize) -> Self {
+        PolicyHits {
+            hits: vec![[0; 2]; rules],
+        }
+    }
+
+    /// Counts one packet of `bytes` bytes for rule `id` (ids outside the table are ignored).
+    #[inline]
+    pub fn hit(&mut self, id: usize, bytes: usize) {
+        if let Some(h) = self.hits.get_mut(id) {
+            h[0] += 1;
+            h[1] += bytes as u64;
+        }
+    }
+
+    /// (packets, bytes) of rule `id`.
+    pub fn get(&self, id: usize) -> (u64, u64) {
+        self.hits.get(id).map_or((0, 0), |h| (h[0], h[1]))
+    }
+
+    /// Number of rules counted.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// True when there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// Counters for `new`, a table that replaces `old` (whose counters these are): a rule of
+    /// `new` with the same priority, selector and kind of action as a rule of `old` keeps that
+    /// rule's counts; other rules start at zero.
+    pub fn carried<T, U>(&self, old: &Spd<T>, new: &Spd<U>) -> PolicyHits {
+        let key = |r: &Rule<T>| (r.priority, r.selector, r.action.kind());
+        let mut before = std::collections::HashMap::with_capacity(old.len());
+        for (i, r) in old.rules().iter().enumerate() {
+            before.entry(key(r)).or_insert(i);
+        }
+        let mut out = PolicyHits::new(new.len());
+        for (i, r) in new.rules().iter().enumerate() {
+            if let Some(&j) = before.get(&(r.priority, r.selector, r.action.kind())) {
+                if let (Some(h), Some(o)) = (out.hits.get_mut(i), self.hits.get(j)) {
+                    *h = *o;
+                }
+                // Each old rule's counts go to one new rule only.
+                before.remove(&(r.priority, r.selector, r.action.kind()));
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,6 +573,52 @@ mod tests {
             src_port: sp,
             dst_port: dp,
         }
+    }
+
+    #[test]
+    fn policy_hits_follow_their_rules_across_a_rebuild() {
+        let rule = |p: u32, s: &str, d: &str, a: Action<()>| Rule {
+            priority: p,
+            selector: sel(s, d),
+            action: a,
+        };
+        let old = Spd::build(vec![
+            rule(10, "10.0.0.0/8", "10.1.0.0/16", Action::Protect(())),
+            rule(20, "10.0.0.0/8", "0.0.0.0/0", Action::Bypass),
+            rule(30, "0.0.0.0/0", "0.0.0.0/0", Action::Discard),
+        ])
+        .unwrap();
+        let mut hits = PolicyHits::new(old.len());
+        for (k, n) in [
+            (key("10.2.0.1", "10.1.0.1", 17, 1, 2), 100),
+            (key("10.2.0.1", "10.1.0.9", 6, 1, 2), 60),
+            (key("10.2.0.1", "192.0.2.1", 6, 1, 2), 40),
+            (key("192.0.2.1", "10.1.0.1", 6, 1, 2), 20),
+        ] {
+            let (id, _) = old.lookup_id(&k).unwrap();
+            hits.hit(id, n);
+        }
+        assert_eq!(
+            (hits.get(0), hits.get(1), hits.get(2)),
+            ((2, 160), (1, 40), (1, 20))
+        );
+        // The new table drops the bypass rule, adds one in front and changes the discard
+        // rule's action: only the unchanged PROTECT rule keeps its counts.
+        let new = Spd::build(vec![
+            rule(5, "10.9.0.0/16", "10.1.0.0/16", Action::Discard),
+            rule(10, "10.0.0.0/8", "10.1.0.0/16", Action::Protect(())),
+            rule(30, "0.0.0.0/0", "0.0.0.0/0", Action::Bypass),
+        ])
+        .unwrap();
+        let carried = hits.carried(&old, &new);
+        assert_eq!(carried.len(), 3);
+        assert_eq!(
+            (carried.get(0), carried.get(1), carried.get(2)),
+            ((0, 0), (2, 160), (0, 0))
+        );
+        // Out of range ids count nothing and read as zero.
+        hits.hit(99, 1);
+        assert_eq!(hits.get(99), (0, 0));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use dataplane::sa::{
     UdpEncap,
 };
 use dataplane::sad::Sad;
-use dataplane::spd::{Action, PortRange, Rule, Selector, Spd};
+use dataplane::spd::{Action, PolicyHits, PortRange, Rule, Selector, Spd};
 
 const SUITES: &[(Cipher, Integrity)] = &[
     (Cipher::Null, Integrity::HmacSha256),
@@ -549,6 +549,8 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
     ];
     let mut verdicts = [Verdict::Pending; 5];
     let mut drops = DropCounters::default();
+    let lens: Vec<u64> = pkts.iter().map(|p| p.data().len() as u64).collect();
+    let mut hits = PolicyHits::new(spd_out.len());
     let n = burst::outbound(
         &OutboundTables {
             spd: &spd_out,
@@ -557,8 +559,15 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
         &mut pkts,
         &mut verdicts,
         &mut drops,
+        &mut hits,
     );
     assert_eq!(n, 2);
+    // Each classified packet counted once under its policy, with its cleartext length; the
+    // malformed one under none.
+    assert_eq!(
+        (0..4).map(|i| hits.get(i)).collect::<Vec<_>>(),
+        vec![(1, lens[0]), (1, lens[1]), (1, lens[2]), (1, lens[3])]
+    );
     assert_eq!(
         verdicts,
         [
@@ -606,8 +615,11 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
         spd: &spd_in,
         natt_ports: &[4500],
     };
-    let n = burst::inbound(&t, &mut inpkts, &mut verdicts, &mut drops);
+    let mut hits = PolicyHits::new(spd_in.len());
+    let n = burst::inbound(&t, &mut inpkts, &mut verdicts, &mut drops, &mut hits);
     assert_eq!(n, 1);
+    // Only the packet that arrived in the clear met SPD-in (and its PROTECT policy refused it).
+    assert_eq!((hits.get(0), hits.get(1)), ((1, lens[0]), (0, 0)));
     assert_eq!(
         verdicts,
         [
@@ -773,7 +785,11 @@ fn oversized_packets_get_too_big_or_fragment_verdicts() {
         spd: &spd,
         mtu: 1500,
     };
-    assert_eq!(burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops), 1);
+    let mut hits = PolicyHits::new(spd.len());
+    assert_eq!(
+        burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits),
+        1
+    );
     assert_eq!(
         verdicts,
         [

@@ -85,6 +85,7 @@ fuzz_target!(|data: &[u8]| {
     let mut verdicts = [Verdict::Pending; 1];
     let mut drops = DropCounters::default();
     let t = InboundTables { sad: &w.sad, spd: &w.spd, natt_ports: &[4500] };
-    burst::inbound(&t, &mut pkts, &mut verdicts, &mut drops);
+    let mut hits = dataplane::spd::PolicyHits::new(w.spd.len());
+    burst::inbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
     let _ = pkts[0].data();
 });

@@ -319,6 +319,17 @@ for gw, spi, d in (("a", "0000a0b0", "out"), ("b", "0000a0b0", "in"), ("b", "000
     got = (p1 - p0, b1 - b0)
     print(f"gateway {gw.upper()} SA {spi} {d}: +{got[0]} packets, +{got[1]} bytes (want +{want[0]}, +{want[1]})")
     ok &= got == want
+# Per policy: SPD-out classified each request on A and each reply on B, IPv4 and IPv6 apart.
+# (Protected arrivals are checked against their SA's selectors, not SPD-in: counted per SA.)
+def pol(k, d, src):
+    (e,) = [p for p in snap[k]["policies"][d] if p["src"] == src]
+    return e["packets"], e["bytes"]
+for gw, src, n, size in (("a", "192.168.10.0/24", 300, 84), ("a", "fd00:10::/64", 200, 104),
+                         ("b", "192.168.20.0/24", 300, 84), ("b", "fd00:20::/64", 200, 104)):
+    p0, b0 = pol(gw + "0", "out", src)
+    p1, b1 = pol(gw + "1", "out", src)
+    print(f"gateway {gw.upper()} policy out from {src}: +{p1 - p0} packets, +{b1 - b0} bytes (want +{n}, +{n * size})")
+    ok &= (p1 - p0, b1 - b0) == (n, n * size)
 # The wire carries nothing but this ESP (static neighbours: no ARP on it either).
 if neigh == "static":
     for gw in "ab":
@@ -329,7 +340,7 @@ if neigh == "static":
 sys.exit(0 if ok else 1)
 EOP
     }
-    check "counters match what was sent: 500 echoes through the tunnel, per SA (packets and inner bytes) and per port, on both gateways" counts_match
+    check "counters match what was sent: 500 echoes through the tunnel, per SA (packets and inner bytes), per policy and per port, on both gateways" counts_match
 fi
 if [ -n "${ICMP:-}" ]; then
     # The largest inner packet that fits the 1500-byte outside MTU once encapsulated: outer

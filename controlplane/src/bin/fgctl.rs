@@ -35,10 +35,11 @@ fn stats_text(v: &serde_json::Value) -> String {
     let mut s = format!("up {:.1}s\n", v["seconds"].as_f64().unwrap_or(0.0));
     for p in v["ports"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "port {:<10} rx {:>12} frames  tx {:>12} frames\n",
+            "port {:<10} rx {:>12} frames  tx {:>12} frames  rx missed {}\n",
             p["name"].as_str().unwrap_or("?"),
             p["rx_frames"],
-            p["tx_frames"]
+            p["tx_frames"],
+            p["rx_missed"].as_u64().unwrap_or(0)
         ));
     }
     for sa in v["sas"].as_array().into_iter().flatten() {
@@ -58,9 +59,39 @@ fn stats_text(v: &serde_json::Value) -> String {
             sa["spi"].as_str().unwrap_or("?"),
             sa["direction"].as_str().unwrap_or("?"),
             sa["source"].as_str().unwrap_or("?"),
-            sa["packets"],
-            sa["bytes"]
+            sa["packets"].as_u64().unwrap_or(0),
+            sa["bytes"].as_u64().unwrap_or(0)
         ));
+    }
+    for dir in ["out", "in"] {
+        for p in v["policies"][dir].as_array().into_iter().flatten() {
+            let mut sel = format!(
+                "{} -> {}",
+                p["src"].as_str().unwrap_or("?"),
+                p["dst"].as_str().unwrap_or("?")
+            );
+            for (k, label) in [
+                ("proto", "proto"),
+                ("src_ports", "sport"),
+                ("dst_ports", "dport"),
+            ] {
+                if !p[k].is_null() {
+                    sel.push_str(&format!(" {label} {}", p[k].to_string().trim_matches('"')));
+                }
+            }
+            let action = match p["sa"].as_str() {
+                Some(spi) => format!("{} {spi}", p["action"].as_str().unwrap_or("?")),
+                None => p["action"].as_str().unwrap_or("?").to_owned(),
+            };
+            s.push_str(&format!(
+                "policy {dir:<3} {sel:<40} {action:<16} {:>12} pkts {:>15} bytes\n",
+                p["packets"].as_u64().unwrap_or(0),
+                p["bytes"].as_u64().unwrap_or(0)
+            ));
+        }
+    }
+    if let Some(n) = v["policies"]["omitted"].as_u64().filter(|n| *n > 0) {
+        s.push_str(&format!("({n} more policies not listed)\n"));
     }
     match v["drops"].as_object() {
         Some(d) if !d.is_empty() => {

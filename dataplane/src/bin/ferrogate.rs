@@ -39,7 +39,7 @@ use dataplane::neigh::{self, NeighTable, Resolution};
 use dataplane::net::IpPrefix;
 use dataplane::sa::{Direction, InboundSa, OutboundSa};
 use dataplane::sad::Sad;
-use dataplane::spd::{Action, Rule, Spd};
+use dataplane::spd::{Action, PolicyHits, Rule, Spd};
 use dataplane::wire::ethernet;
 
 struct Args {
@@ -332,6 +332,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     };
     let mut dynamic = Dynamic::default();
     let (mut spd_out, mut spd_in) = dynamic.build(&static_out, &static_in)?;
+    // Per-policy counters, sized to the tables; a rebuilt table keeps the counts of the
+    // policies it still has.
+    let mut hits_out = PolicyHits::new(spd_out.len());
+    let mut hits_in = PolicyHits::new(spd_in.len());
     let mut punt_buf = vec![0u8; dataplane::ctl::SLOT_SIZE as usize];
     let mut last_report = Instant::now();
     let mut last_file = Instant::now() - Duration::from_secs(2);
@@ -388,6 +392,17 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 sad: &sad,
                 dynamic: &dynamic,
                 control: control.as_ref(),
+                policies: [
+                    (
+                        "out",
+                        policy_counts(&spd_out, &hits_out, |t: &OutboundTarget| {
+                            t.sa.as_ref().map(|sa| format!("{:08x}", sa.spi))
+                        }),
+                    ),
+                    ("in", policy_counts(&spd_in, &hits_in, |_: &()| None)),
+                ],
+                omitted: spd_out.len().saturating_sub(POLICIES_LISTED)
+                    + spd_in.len().saturating_sub(POLICIES_LISTED),
                 reasm: reasm.stats,
                 neigh: (fib.neigh.stats, fib.neigh.len()),
             })
@@ -398,6 +413,8 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             if c.poll_commands(&mut dynamic, &mut sad) {
                 match dynamic.build(&static_out, &static_in) {
                     Ok((o, i)) => {
+                        hits_out = hits_out.carried(&spd_out, &o);
+                        hits_in = hits_in.carried(&spd_in, &i);
                         spd_out = o;
                         spd_in = i;
                     }
@@ -588,12 +605,20 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             }
             let n = pkts.len();
             match ifaces[k].role {
-                Role::Inside => {
-                    burst::outbound(&out_t, &mut pkts[..], &mut verdicts[..n], &mut drops)
-                }
-                Role::Outside => {
-                    burst::inbound(&in_t, &mut pkts[..], &mut verdicts[..n], &mut drops)
-                }
+                Role::Inside => burst::outbound(
+                    &out_t,
+                    &mut pkts[..],
+                    &mut verdicts[..n],
+                    &mut drops,
+                    &mut hits_out,
+                ),
+                Role::Outside => burst::inbound(
+                    &in_t,
+                    &mut pkts[..],
+                    &mut verdicts[..n],
+                    &mut drops,
+                    &mut hits_in,
+                ),
             };
             for ((m, v), l) in pkts.drain(..).zip(verdicts.iter()).zip(local.iter()) {
                 let mut m: Mbuf = m;
@@ -602,6 +627,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     ifaces: &mut ifaces,
                     txb: &mut txb,
                     drops: &mut drops,
+                    hits: &mut hits_out,
                 };
                 if let Local::Error(e) = *l {
                     let ok = tx.deliver(m, &out_t);
@@ -922,6 +948,8 @@ struct Tx<'a> {
     ifaces: &'a mut [Iface],
     txb: &'a mut [Burst],
     drops: &'a mut DropCounters,
+    /// SPD-out's per-policy counters (the gateway's own ICMP errors cross SPD-out too).
+    hits: &'a mut PolicyHits,
 }
 
 impl Tx<'_> {
@@ -982,7 +1010,13 @@ impl Tx<'_> {
             .is_some_and(|(out, _)| self.ifaces[out].role == Role::Outside);
         if outside {
             let mut v = [Verdict::Pending];
-            burst::outbound(out_t, std::slice::from_mut(&mut m), &mut v, self.drops);
+            burst::outbound(
+                out_t,
+                std::slice::from_mut(&mut m),
+                &mut v,
+                self.drops,
+                self.hits,
+            );
             if v[0] != Verdict::Forward {
                 if let Verdict::Fragment(_) = v[0] {
                     self.drops.inc(DropReason::TooBig);
@@ -1081,6 +1115,48 @@ struct Snap<'a> {
     sad: &'a Sad<Arc<InboundSa>>,
     dynamic: &'a Dynamic,
     control: Option<&'a Control>,
+    policies: [(&'a str, Vec<serde_json::Value>); 2],
+    /// Policies beyond [`POLICIES_LISTED`], both directions.
+    omitted: usize,
+}
+
+/// Policies listed per direction in the stats (the file is rewritten every second from the
+/// packet loop: a table of 100,000 rules is summarised, not listed).
+const POLICIES_LISTED: usize = 1024;
+
+/// Each policy of a table with what it matched: selector, action, packets and bytes.
+fn policy_counts<T>(
+    spd: &Spd<T>,
+    hits: &PolicyHits,
+    target: impl Fn(&T) -> Option<String>,
+) -> Vec<serde_json::Value> {
+    spd.rules()
+        .iter()
+        .enumerate()
+        .take(POLICIES_LISTED)
+        .map(|(k, r)| {
+            let (packets, bytes) = hits.get(k);
+            let sel = &r.selector;
+            let mut v = serde_json::json!({"priority": r.priority, "src": sel.src.to_string(),
+                "dst": sel.dst.to_string(), "packets": packets, "bytes": bytes,
+                "action": match r.action.kind() { 0 => "protect", 1 => "bypass", _ => "discard" }});
+            if let Some(p) = sel.proto {
+                v["proto"] = p.into();
+            }
+            if !sel.src_ports.is_any() {
+                v["src_ports"] = format!("{}-{}", sel.src_ports.lo, sel.src_ports.hi).into();
+            }
+            if !sel.dst_ports.is_any() {
+                v["dst_ports"] = format!("{}-{}", sel.dst_ports.lo, sel.dst_ports.hi).into();
+            }
+            if let Action::Protect(t) = &r.action {
+                if let Some(spi) = target(t) {
+                    v["sa"] = spi.into();
+                }
+            }
+            v
+        })
+        .collect()
 }
 
 /// Every counter as JSON: ports, drops by reason, SAs (static and negotiated), the
@@ -1096,7 +1172,13 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
     let ports: Vec<serde_json::Value> = s
         .ifaces
         .iter()
-        .map(|i| serde_json::json!({"name": i.name, "rx_frames": i.rx_frames, "tx_frames": i.tx_frames}))
+        .map(|i| {
+            // What the device itself counted: frames it could not deliver for want of room
+            // (a full receive ring: af_packet's socket drops, a NIC's missed packets).
+            let [_, _, _, _, imissed] = i.port.stats().unwrap_or_default();
+            serde_json::json!({"name": i.name, "rx_frames": i.rx_frames, "tx_frames": i.tx_frames,
+                "rx_missed": imissed})
+        })
         .collect();
     let mut sas: Vec<serde_json::Value> = s
         .out_sas
@@ -1135,6 +1217,8 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         "ports": ports,
         "drops": dropmap,
         "sas": sas,
+        "policies": {s.policies[0].0: s.policies[0].1, s.policies[1].0: s.policies[1].1,
+            "omitted": s.omitted},
         "control": s.control.map(|c| serde_json::json!({"punted": c.punted, "injected": c.injected})),
         "neighbours": {"entries": s.neigh.1, "requests": s.neigh.0.requests,
             "learned": s.neigh.0.learned, "failed": s.neigh.0.failed},
