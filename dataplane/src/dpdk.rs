@@ -1,9 +1,10 @@
-//! The safe wrapper over DPDK (feature `dpdk`): EAL, mempools, mbufs, ethdev ports and their
-//! queues. This and `ffi/` are the only places with `unsafe`; each block says why it holds.
+//! The safe wrapper over DPDK (feature `dpdk`): EAL, worker lcores, mempools, mbufs, rings,
+//! ethdev ports and their queues (several per port, spread by RSS). This and `ffi/` are the
+//! only places with `unsafe`; each block says why it holds.
 //!
 //! Ownership: an [`Mbuf`] owns one mbuf and frees it when dropped; sending one hands it to the
-//! driver. Queues are `!Sync` handles meant to be owned by one lcore each, so a queue is never
-//! polled by two cores.
+//! driver or a ring. Queues are `Send` but `!Sync` handles: each is moved to the one lcore that
+//! polls it, so a queue is never polled by two cores.
 
 use std::ffi::CString;
 use std::marker::PhantomData;
@@ -32,6 +33,12 @@ pub enum DpdkError {
     /// No such port.
     #[error("no DPDK port named {0}")]
     NoPort(String),
+    /// A worker lcore could not be started.
+    #[error("lcore {0}: launch failed: {1} (errno {2}); is it in EAL's -l list, and idle?")]
+    Launch(u32, String, i32),
+    /// A ring could not be created.
+    #[error("ring {0}: {1} (errno {2})")]
+    Ring(String, String, i32),
     /// A port operation failed.
     #[error("port {port}: {what} failed: {msg} (errno {errno})")]
     Port {
@@ -100,6 +107,179 @@ impl Eal {
     pub fn rdtsc(&self) -> u64 {
         // SAFETY: reads the time-stamp counter; no memory is touched.
         unsafe { sys::rte_rdtsc() }
+    }
+
+    /// The worker lcores EAL was given (`-l`), in order, without the main one.
+    pub fn worker_lcores(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        // SAFETY: EAL is initialised; rte_get_next_lcore only reads its lcore table, and
+        // returns RTE_MAX_LCORE past the last one (wrap = 0).
+        let mut i = unsafe { sys::rte_get_next_lcore(u32::MAX, 1, 0) };
+        while i < sys::RTE_MAX_LCORE {
+            out.push(i);
+            // SAFETY: as above.
+            i = unsafe { sys::rte_get_next_lcore(i, 1, 0) };
+        }
+        out
+    }
+
+    /// Runs `f` on worker lcore `lcore`: EAL's thread for it, pinned to its CPU. The value `f`
+    /// returns (or -1 if it panicked) comes back from [`Lcore::wait`].
+    pub fn launch<F>(&self, lcore: u32, f: F) -> Result<Lcore, DpdkError>
+    where
+        F: FnOnce() -> i32 + Send + 'static,
+    {
+        // EAL would "launch" on an lcore it never started (writing to a pipe nobody reads):
+        // only its own worker lcores are accepted.
+        if !self.worker_lcores().contains(&lcore) {
+            return Err(DpdkError::Launch(
+                lcore,
+                "not one of EAL's worker lcores".into(),
+                -22,
+            ));
+        }
+        type Job = Box<dyn FnOnce() -> i32 + Send>;
+        extern "C" fn trampoline(arg: *mut std::os::raw::c_void) -> std::os::raw::c_int {
+            // SAFETY: `arg` is the Box<Job> leaked below, handed to exactly one launch and
+            // taken back here once.
+            let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
+            // A panic must not unwind into EAL's C frames.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(-1)
+        }
+        let arg = Box::into_raw(Box::new(Box::new(f) as Job));
+        // SAFETY: trampoline has the lcore_function_t signature; `arg` stays valid until the
+        // trampoline takes it back.
+        let r = unsafe { sys::rte_eal_remote_launch(Some(trampoline), arg.cast(), lcore) };
+        if r < 0 {
+            // Not launched: the job is still ours to free.
+            // SAFETY: `arg` came from Box::into_raw above and was not handed over.
+            drop(unsafe { Box::from_raw(arg) });
+            return Err(DpdkError::Launch(lcore, strerror(-r), r));
+        }
+        Ok(Lcore { id: lcore })
+    }
+}
+
+/// A job running on a worker lcore ([`Eal::launch`]).
+#[derive(Debug)]
+#[must_use = "wait for the lcore before EAL is cleaned up"]
+pub struct Lcore {
+    id: u32,
+}
+
+impl Lcore {
+    /// The lcore's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Waits for the job to return, and gives its value.
+    pub fn wait(self) -> i32 {
+        // SAFETY: the lcore was launched by us; waiting only reads its state.
+        unsafe { sys::rte_eal_wait_lcore(self.id) }
+    }
+}
+
+/// A ring of mbufs between lcores (DPDK's lock-free `rte_ring`): any number of producers and
+/// consumers unless made single-producer / single-consumer. Mbufs in it belong to the ring;
+/// whatever is left when it is dropped is freed.
+#[derive(Debug)]
+pub struct MbufRing {
+    ring: NonNull<sys::rte_ring>,
+}
+
+// SAFETY: rte_ring is built for concurrent use: multi-producer/multi-consumer rings take any
+// number of threads, and the single-producer/-consumer ones are documented to need one each,
+// which `MbufRing::new`'s caller promises by choosing them (see its docs).
+unsafe impl Send for MbufRing {}
+// SAFETY: as above.
+unsafe impl Sync for MbufRing {}
+
+impl MbufRing {
+    /// A ring of `count` slots (a power of two; it holds `count - 1` mbufs). `single_producer`
+    /// / `single_consumer` select the faster one-thread variants: only one lcore may then
+    /// enqueue / dequeue.
+    pub fn new(
+        _eal: &Eal,
+        name: &str,
+        count: u32,
+        single_producer: bool,
+        single_consumer: bool,
+    ) -> Result<MbufRing, DpdkError> {
+        const RING_F_SP_ENQ: u32 = 1;
+        const RING_F_SC_DEQ: u32 = 2;
+        let cname = CString::new(name).map_err(|_| DpdkError::Nul)?;
+        let flags = if single_producer { RING_F_SP_ENQ } else { 0 }
+            | if single_consumer { RING_F_SC_DEQ } else { 0 };
+        // SAFETY: EAL is initialised (we were handed an Eal); reads the caller's NUMA socket.
+        let socket = unsafe { sys::rte_socket_id() } as i32;
+        // SAFETY: a live C string; EAL is initialised.
+        let r = unsafe { sys::rte_ring_create(cname.as_ptr(), count, socket, flags) };
+        match NonNull::new(r) {
+            Some(ring) => Ok(MbufRing { ring }),
+            None => {
+                let e = errno();
+                Err(DpdkError::Ring(name.to_owned(), strerror(e), e))
+            }
+        }
+    }
+
+    /// Moves as many of the burst's mbufs as fit into the ring, in order; the rest stay in the
+    /// burst. Returns how many went in.
+    pub fn enqueue(&self, burst: &mut Burst) -> usize {
+        let n = burst.pkts.len().min(BURST);
+        let mut raw = [std::ptr::null_mut::<std::os::raw::c_void>(); BURST];
+        for (slot, m) in raw.iter_mut().zip(&burst.pkts[..n]) {
+            *slot = m.m.as_ptr().cast();
+        }
+        // SAFETY: a live ring; `raw[..n]` are mbufs the burst owns. The ring takes ownership
+        // of the first `put`, which we then forget below.
+        let put = unsafe {
+            sys::rte_ring_enqueue_burst(
+                self.ring.as_ptr(),
+                raw.as_ptr(),
+                n as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
+        for m in burst.pkts.drain(..put) {
+            std::mem::forget(m);
+        }
+        put
+    }
+
+    /// Takes up to the burst's free room from the ring. Returns how many came out.
+    pub fn dequeue(&self, burst: &mut Burst) -> usize {
+        let room = BURST.saturating_sub(burst.pkts.len());
+        let mut raw = [std::ptr::null_mut::<std::os::raw::c_void>(); BURST];
+        // SAFETY: a live ring; `raw` has room for `room` pointers; what comes out are mbufs
+        // an enqueue handed over, now ours.
+        let got = unsafe {
+            sys::rte_ring_dequeue_burst(
+                self.ring.as_ptr(),
+                raw.as_mut_ptr(),
+                room as u32,
+                std::ptr::null_mut(),
+            )
+        } as usize;
+        for p in &raw[..got] {
+            if let Some(m) = NonNull::new(p.cast::<sys::rte_mbuf>()) {
+                burst.pkts.push(Mbuf { m });
+            }
+        }
+        got
+    }
+}
+
+impl Drop for MbufRing {
+    fn drop(&mut self) {
+        let mut b = Burst::new();
+        while self.dequeue(&mut b) > 0 {
+            b.pkts.clear();
+        }
+        // SAFETY: the ring came from rte_ring_create and is empty; nobody else holds it (we
+        // are dropping the only handle).
+        unsafe { sys::rte_ring_free(self.ring.as_ptr()) }
     }
 }
 
@@ -321,7 +501,10 @@ impl Port {
     }
 
     /// Configures `rxq` receive and `txq` transmit queues of `desc` descriptors, receiving into
-    /// `pool`, and starts the port. Returns one handle per queue.
+    /// `pool`, and starts the port. Returns one handle per queue. With several receive queues
+    /// the device spreads flows over them by RSS on the IP addresses and TCP/UDP ports (the
+    /// hash types it supports of those); a device without RSS (af_packet, which spreads its
+    /// `qpairs` by PACKET_FANOUT_HASH) keeps its own way.
     pub fn start(
         &self,
         rxq: u16,
@@ -329,7 +512,14 @@ impl Port {
         desc: u16,
         pool: &Mempool,
     ) -> Result<(Vec<RxQueue>, Vec<TxQueue>), DpdkError> {
-        let conf = sys::rte_eth_conf::default();
+        let mut conf = sys::rte_eth_conf::default();
+        if rxq > 1 {
+            let hf = self.rss_hash_types()?;
+            if hf != 0 {
+                conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_hf = hf;
+            }
+        }
         // SAFETY: valid port id from by_name, a zeroed (default) configuration.
         let r = unsafe { sys::rte_eth_dev_configure(self.id, rxq, txq, &conf) };
         if r < 0 {
@@ -390,6 +580,30 @@ impl Port {
         ))
     }
 
+    /// The RSS hash types this port will use: IPv4/IPv6 addresses and TCP/UDP ports, fragments
+    /// and other protocols by address, as far as the device supports them (0: no RSS).
+    pub fn rss_hash_types(&self) -> Result<u64, DpdkError> {
+        // RTE_ETH_RSS_IPV4 | FRAG_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP |
+        // NONFRAG_IPV4_OTHER, and the same for IPv6 (bits 2-5, 7, 8-11, 13 of rte_ethdev.h).
+        const WANT: u64 = (1 << 2)
+            | (1 << 3)
+            | (1 << 4)
+            | (1 << 5)
+            | (1 << 7)
+            | (1 << 8)
+            | (1 << 9)
+            | (1 << 10)
+            | (1 << 11)
+            | (1 << 13);
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: valid port id and out-pointer.
+        let r = unsafe { sys::rte_eth_dev_info_get(self.id, &mut info) };
+        if r < 0 {
+            return Err(port_err(self.id, "dev info get", r));
+        }
+        Ok(info.flow_type_rss_offloads & WANT)
+    }
+
     /// Stops the port.
     pub fn stop(&self) -> Result<(), DpdkError> {
         // SAFETY: valid port id.
@@ -429,7 +643,7 @@ impl Port {
 pub struct RxQueue {
     port: u16,
     queue: u16,
-    _one_core: PhantomData<*const ()>,
+    _one_core: PhantomData<std::cell::Cell<()>>,
 }
 
 impl RxQueue {
@@ -455,7 +669,7 @@ impl RxQueue {
 pub struct TxQueue {
     port: u16,
     queue: u16,
-    _one_core: PhantomData<*const ()>,
+    _one_core: PhantomData<std::cell::Cell<()>>,
 }
 
 impl TxQueue {

@@ -25,7 +25,8 @@
 #       pre-fragmentation (ping -M dont -s 1472, ESP on the wire within the 1500 MTU),
 #       fragmentation needed with the SA's inner MTU (ping -M do -s 1472), and from B, whose
 #       inside port has MTU 1400, fragmentation needed through the tunnel (ping -M do -s 1410);
-#       a burst of 200 expiring pings meets the rate limit
+#       a burst of 200 expiring pings meets the rate limit; and the ICMPv6 counterparts (time
+#       exceeded from A and from B, packet too big from A and from B through the tunnel)
 #   HUGE=1 site_to_site.sh ...                   the gateways' EAL on 2 MB hugepages (a private
 #       hugetlbfs mount and a reservation the script makes and gives back) instead of --no-huge
 #   IKE=path/to/ferrogate-ike site_to_site.sh ... keys negotiated by IKEv2 (PSK) instead of static:
@@ -67,7 +68,7 @@ ip link add hA0 netns "$HA" type veth peer name gAi netns "$GA"
 ip link add gAo netns "$GA" type veth peer name gBo netns "$GB"
 ip link add gBi netns "$GB" type veth peer name hB0 netns "$HB"
 INNER6=
-[ -z "${BASELINE:-}${ICMP:-}${IKE:-}" ] && INNER6=1
+[ -z "${BASELINE:-}${IKE:-}" ] && INNER6=1
 for g in "${NS[@]}"; do
     # The outside link carries IPv4 only, and the gateways' kernels keep off their veths.
     ip netns exec "$g" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -369,6 +370,21 @@ if [ -n "${ICMP:-}" ]; then
         ping_says "mtu = $SA_MTU" -M do -s 1472
     check "ping -M do -s 1410 (1438 bytes, fits the tunnel): B's inside MTU 1400 comes back through the tunnel" \
         ping_says "mtu = 1400" -M do -s 1410
+    # The same over IPv6 (ICMPv6, RFC 4443; routers never fragment IPv6: too big it is).
+    ping6_says() { # expected text, then the ping arguments (from host A)
+        local want=$1; shift
+        ip netns exec "$HA" ping -6 -n -c 1 -W 2 "$@" fd00:20::5 > "$WORK/icmp.txt" 2>&1 || true
+        grep -E "From|mtu|received" "$WORK/icmp.txt" | head -3
+        grep -q -- "$want" "$WORK/icmp.txt"
+    }
+    check "ping -6 -t 1: ICMPv6 time exceeded (hop limit) from gateway A's inside address" \
+        ping6_says "From fd00:10::1 icmp_seq=1 Time exceeded: Hop limit" -t 1
+    check "ping -6 -t 2: ICMPv6 time exceeded from gateway B's inside address, back through the tunnel" \
+        ping6_says "From fd00:20::1 icmp_seq=1 Time exceeded: Hop limit" -t 2
+    check "ping -6 -M do -s 1452 (1500 bytes): ICMPv6 packet too big from gateway A, mtu = $SA_MTU" \
+        ping6_says "From fd00:10::1 icmp_seq=1 Packet too big: mtu=$SA_MTU" -M do -s 1452
+    check "ping -6 -M do -s 1390 (1438 bytes, fits the tunnel): B's inside MTU 1400 as packet too big through the tunnel" \
+        ping6_says "From fd00:20::1 icmp_seq=1 Packet too big: mtu=1400" -M do -s 1390
     # 200 expiring probes in about 0.4 s against a bucket of 100 a second (burst 100): the
     # gateway answers some, suppresses the rest and counts them (rate_limited, below).
     ip netns exec "$HA" ping -n -q -c 200 -i 0.002 -W 1 -t 1 192.168.20.5 > /dev/null 2>&1 || true

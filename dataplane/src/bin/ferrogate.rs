@@ -1001,13 +1001,18 @@ impl Tx<'_> {
     }
 
     /// Sends a packet the gateway made (an ICMP error): where its destination lies beyond an
-    /// outside port, it goes through SPD-out first, so it enters the tunnel when the policy
-    /// protects it, leaves in the clear when it bypasses, and is dropped (counted) otherwise.
+    /// outside port, or no route covers it (a remote site reached only through a tunnel, as
+    /// transit traffic reaches it: by policy, the outer header being routed), it goes through
+    /// SPD-out first, so it enters the tunnel when the policy protects it, leaves in the clear
+    /// when it bypasses, and is dropped (counted) otherwise.
     fn deliver(&mut self, mut m: Mbuf, out_t: &OutboundTables<'_>) -> bool {
-        let outside = dataplane::flow::flow_key(m.data())
-            .ok()
-            .and_then(|k| self.fib.route_of(k.dst))
-            .is_some_and(|(out, _)| self.ifaces[out].role == Role::Outside);
+        let outside = match dataplane::flow::flow_key(m.data()) {
+            Ok(k) => self
+                .fib
+                .route_of(k.dst)
+                .is_none_or(|(out, _)| self.ifaces[out].role == Role::Outside),
+            Err(_) => false,
+        };
         if outside {
             let mut v = [Verdict::Pending];
             burst::outbound(
