@@ -92,6 +92,9 @@ drop_reasons! {
     NoMbuf => "no_mbuf",
     /// An ICMP error about a packet of a family the gateway has no address of on that side.
     NoIcmpSource => "no_icmp_source",
+    /// The port's transmit queue refused a full burst: the packets it did not take are dropped
+    /// rather than queued without bound.
+    TxFull => "tx_full",
     /// The packet is an IKE datagram or NAT keepalive, not data: handed to the control plane.
     ControlPlane => "control_plane",
 }

@@ -425,8 +425,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             fib.now_ms = started.elapsed().as_millis() as u64;
             while let Some(Some((m, out))) = c.next_inject(&pool, &mut fib, &ifaces) {
                 if txb[out].pkts().len() >= BURST {
-                    let sent = ifaces[out].tx.tx(&mut txb[out]);
-                    ifaces[out].tx_frames += sent as u64;
+                    send_burst(&mut ifaces[out], &mut txb[out], &mut drops, true);
                 }
                 txb[out].pkts().push(m);
             }
@@ -740,16 +739,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             };
             if built.is_some() {
                 if txb[ifx].pkts().len() >= BURST {
-                    let sent = ifaces[ifx].tx.tx(&mut txb[ifx]);
-                    ifaces[ifx].tx_frames += sent as u64;
+                    send_burst(&mut ifaces[ifx], &mut txb[ifx], &mut drops, true);
                 }
                 txb[ifx].pkts().push(m);
             }
         }
         for (k, b) in txb.iter_mut().enumerate() {
             if !b.pkts().is_empty() {
-                let sent = ifaces[k].tx.tx(b);
-                ifaces[k].tx_frames += sent as u64;
+                // What the driver does not take now is retried after the next burst.
+                send_burst(&mut ifaces[k], b, &mut drops, false);
             }
         }
         if moved > 0 {
@@ -929,6 +927,20 @@ impl Manners {
     }
 }
 
+/// Hands port `iface`'s pending burst to its transmit queue. With `full` (the burst has no room
+/// for the next packet), what the driver refuses is dropped and counted as `tx_full`, so a
+/// burst never grows past [`BURST`] (no allocation, no unbounded queue); otherwise it stays
+/// for the next try.
+fn send_burst(iface: &mut Iface, b: &mut Burst, drops: &mut DropCounters, full: bool) {
+    let sent = iface.tx.tx(b);
+    iface.tx_frames += sent as u64;
+    if full {
+        for _ in b.pkts().drain(..) {
+            drops.inc(DropReason::TxFull);
+        }
+    }
+}
+
 /// Our address of the IP packet's family on the port it came in by.
 fn source_for(
     ip: &[u8],
@@ -956,8 +968,7 @@ impl Tx<'_> {
     /// Queues `m` on port `out`, sending the port's burst first when it is full.
     fn push(&mut self, out: usize, m: Mbuf) {
         if self.txb[out].pkts().len() >= BURST {
-            let sent = self.ifaces[out].tx.tx(&mut self.txb[out]);
-            self.ifaces[out].tx_frames += sent as u64;
+            send_burst(&mut self.ifaces[out], &mut self.txb[out], self.drops, true);
         }
         self.txb[out].pkts().push(m);
     }
