@@ -29,6 +29,8 @@
 //!         lifetime: 8h              # rekey the CHILD_SA after this (lifetime=)
 //!         rekey_bytes: 0            # and after this many bytes / packets (0 = no limit);
 //!         rekey_packets: 0          #   the data plane stops at 110% (hard limit)
+//!         life_bytes: 0             # that hard limit instead (strongSwan's life_bytes /
+//!         life_packets: 0           #   life_packets): leave room to rekey at line rate
 //!         mode: tunnel              # tunnel | transport
 //! ```
 //!
@@ -134,6 +136,11 @@ pub struct ChildConfig {
     pub rekey_bytes: u64,
     /// Rekey after this many packets (0: no limit; `rekey_packets`).
     pub rekey_packets: u64,
+    /// The data plane refuses traffic on the CHILD_SA after this many bytes (0: no limit;
+    /// `life_bytes`, by default 110% of `rekey_bytes`).
+    pub life_bytes: u64,
+    /// The same for packets (`life_packets`, by default 110% of `rekey_packets`).
+    pub life_packets: u64,
     /// Tunnel or transport.
     pub mode: dataplane::sa::Mode,
 }
@@ -437,6 +444,10 @@ struct RawChild {
     rekey_bytes: u64,
     #[serde(default)]
     rekey_packets: u64,
+    #[serde(default)]
+    life_bytes: Option<u64>,
+    #[serde(default)]
+    life_packets: Option<u64>,
     #[serde(default = "tunnel")]
     mode: dataplane::sa::Mode,
 }
@@ -623,6 +634,21 @@ impl Config {
                         c.name
                     )));
                 }
+                // Hard limits: as configured, else 10% past the rekey limit (strongSwan's
+                // default relation); a hard limit at or below the rekey limit could never let
+                // the rekey happen first.
+                let hard = |life: Option<u64>, rekey: u64, what: &str| match life {
+                    None => Ok(if rekey == 0 {
+                        0
+                    } else {
+                        rekey.saturating_add(rekey / 10)
+                    }),
+                    Some(l) if l != 0 && rekey != 0 && l <= rekey => Err(inv(format!(
+                        "child `{}`: life_{what} ({l}) must be above rekey_{what} ({rekey})",
+                        c.name
+                    ))),
+                    Some(l) => Ok(l),
+                };
                 children.push(ChildConfig {
                     name: c.name.clone(),
                     local_ts: c.local_ts.clone(),
@@ -631,6 +657,8 @@ impl Config {
                     lifetime: dur(&c.lifetime, 8 * 3600, "lifetime")?,
                     rekey_bytes: c.rekey_bytes,
                     rekey_packets: c.rekey_packets,
+                    life_bytes: hard(c.life_bytes, c.rekey_bytes, "bytes")?,
+                    life_packets: hard(c.life_packets, c.rekey_packets, "packets")?,
                     mode: c.mode,
                 });
             }
@@ -762,6 +790,45 @@ tunnels:
         let c = Config::load(&p).unwrap();
         assert_eq!(c.tunnels[0].name, "site-to-site");
         assert!(matches!(&c.tunnels[0].auth, Auth::Psk(p) if !p.is_empty()));
+    }
+
+    #[test]
+    fn hard_lifetimes_default_to_110_percent_or_take_life_keys() {
+        let c = Config::parse(REFERENCE, Path::new("t.yaml")).unwrap();
+        let ch = &c.tunnels[0].children[0];
+        assert_eq!(
+            (ch.rekey_bytes, ch.life_bytes),
+            (0, 0),
+            "no limits unless asked"
+        );
+        let set = |extra: &str| {
+            let text = REFERENCE.replace("lifetime: 8h", &format!("lifetime: 8h\n        {extra}"));
+            Config::parse(&text, Path::new("t.yaml")).map(|c| {
+                let ch = &c.tunnels[0].children[0];
+                (ch.life_bytes, ch.life_packets)
+            })
+        };
+        assert_eq!(set("rekey_bytes: 1000000").unwrap(), (1_100_000, 0));
+        assert_eq!(
+            set("rekey_bytes: 1000000\n        life_bytes: 3000000").unwrap(),
+            (3_000_000, 0)
+        );
+        assert_eq!(
+            set("rekey_packets: 100\n        life_packets: 500").unwrap(),
+            (0, 500)
+        );
+        assert_eq!(
+            set("life_bytes: 5000").unwrap(),
+            (5000, 0),
+            "a hard limit alone"
+        );
+        let e = set("rekey_bytes: 1000000\n        life_bytes: 1000000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("life_bytes (1000000) must be above rekey_bytes"),
+            "{e}"
+        );
     }
 
     #[test]

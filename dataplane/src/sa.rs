@@ -342,6 +342,16 @@ pub enum SaEvent {
     SeqExhausted,
 }
 
+/// Raised whenever an SA notes a lifetime crossing or runs out of sequence numbers: whoever
+/// reports SA events ([`SaCounters::poll_event`]) looks at once, instead of at its next periodic
+/// scan. A byte lifetime's soft limit at line rate leaves little time before the hard one.
+static EVENT_RAISED: AtomicBool = AtomicBool::new(false);
+
+/// True (once) when an SA raised an event since the last call. A load, and a swap only when set.
+pub fn take_event_hint() -> bool {
+    EVENT_RAISED.load(Ordering::Relaxed) && EVENT_RAISED.swap(false, Ordering::AcqRel)
+}
+
 /// Per-SA traffic counters and the lifetime state derived from them.
 #[derive(Debug, Default)]
 pub struct SaCounters {
@@ -384,9 +394,11 @@ impl SaCounters {
             |limit: u64, before: u64, after: u64| limit != 0 && before < limit && after >= limit;
         if crossed(lt.soft_packets, p - 1, p) || crossed(lt.soft_bytes, b - bytes, b) {
             self.soft_pending.store(true, Ordering::Release);
+            EVENT_RAISED.store(true, Ordering::Release);
         }
         if crossed(lt.hard_packets, p - 1, p) || crossed(lt.hard_bytes, b - bytes, b) {
             self.hard_pending.store(true, Ordering::Release);
+            EVENT_RAISED.store(true, Ordering::Release);
         }
     }
 
@@ -624,6 +636,7 @@ impl OutboundSa {
             self.counters
                 .exhausted_pending
                 .store(true, Ordering::Release);
+            EVENT_RAISED.store(true, Ordering::Release);
             return Err(crate::drop::DropReason::SeqExhausted);
         }
         Ok(seq)

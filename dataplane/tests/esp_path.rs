@@ -269,14 +269,22 @@ fn lifetimes_raise_soft_then_hard_once() {
     let pkt = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
     let mut events = Vec::new();
     let mut results = Vec::new();
+    let mut hinted = Vec::new();
     for _ in 0..7 {
         let mut b = HeapBuf::from_slice(&pkt);
         results.push(esp::encap(&out, &mut b).is_ok());
+        // The process-wide hint that tells the reporter to look now. (Other tests in this
+        // binary may raise it too, so only the packets that cross a limit are checked.)
+        hinted.push(dataplane::sa::take_event_hint());
         while let Some(e) = out.counters().poll_event() {
             events.push(e);
         }
     }
     assert_eq!(results, vec![true, true, true, true, true, false, false]);
+    assert!(
+        hinted[2] && hinted[4],
+        "the 3rd packet crosses soft, the 5th hard: {hinted:?}"
+    );
     assert_eq!(events, vec![SaEvent::SoftExpired, SaEvent::HardExpired]);
     assert_eq!(out.counters().packets(), 5);
 }

@@ -2569,14 +2569,13 @@ fn esp_proposals(sets: &[AlgSet], spi: u32, strip_dh: bool) -> Vec<wire::Proposa
 }
 
 /// The data plane's byte/packet lifetimes of a child: soft at the configured rekey limits,
-/// hard 10% later (strongSwan's `life_bytes` default relation).
+/// hard at the configured (or default: 10% later) life limits.
 fn child_lifetime(c: &ChildConfig) -> dataplane::sa::Lifetime {
-    let hard = |n: u64| if n == 0 { 0 } else { n.saturating_add(n / 10) };
     dataplane::sa::Lifetime {
         soft_bytes: c.rekey_bytes,
-        hard_bytes: hard(c.rekey_bytes),
+        hard_bytes: c.life_bytes,
         soft_packets: c.rekey_packets,
-        hard_packets: hard(c.rekey_packets),
+        hard_packets: c.life_packets,
     }
 }
 

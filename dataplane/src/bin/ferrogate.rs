@@ -429,8 +429,13 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 }
                 txb[out].pkts().push(m);
             }
-            if last_report.elapsed() >= Duration::from_millis(100) {
-                last_report = Instant::now();
+            // Every 100 ms, or at once when an SA crossed a lifetime limit (the rekey must
+            // finish before the hard limit).
+            let hint = dataplane::sa::take_event_hint();
+            if hint || last_report.elapsed() >= Duration::from_millis(100) {
+                if !hint {
+                    last_report = Instant::now();
+                }
                 // Lifetimes: soft and hard expiry of negotiated SAs go to the control plane.
                 for (spi_in, d) in &dynamic.sas {
                     let outs = d.out.as_ref().map(|o| o.counters().poll_event());
@@ -450,9 +455,11 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                         });
                     }
                 }
-                c.reports += 1;
-                if c.reports % 10 == 0 {
-                    c.report(&dynamic);
+                if !hint {
+                    c.reports += 1;
+                    if c.reports % 10 == 0 {
+                        c.report(&dynamic);
+                    }
                 }
             }
         }
