@@ -391,7 +391,15 @@ struct ChanIo {
     expired: Vec<u32>,
     /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
     traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
+    /// SA pairs deleted but still in the data plane until then (inbound SPI): ESP the peer
+    /// sealed just before the delete may arrive after the exchange that ended it.
+    lingering: Vec<(Instant, u32)>,
 }
+
+/// How long a deleted SA pair stays in the data plane. strongSwan's libipsec, for one, sends
+/// ESP from another thread than its IKE: an ESP packet it sealed under the old SA can trail the
+/// DELETE response that made us drop that SA (seen: one `no_sa` drop per few hundred rekeys).
+const LINGER: Duration = Duration::from_secs(1);
 
 impl ChanIo {
     fn new(path: PathBuf) -> ChanIo {
@@ -403,6 +411,7 @@ impl ChanIo {
             installed: BTreeMap::new(),
             stale: Vec::new(),
             replaced_at: HashMap::new(),
+            lingering: Vec::new(),
             report: Vec::new(),
             report_seen: false,
             acquires: Vec::new(),
@@ -597,12 +606,28 @@ impl ChanIo {
             .or_insert_with(Instant::now);
     }
 
+    /// Forgets the SA pair; the data plane drops it [`LINGER`] later ([`ChanIo::retire_stale`]).
     fn remove(&mut self, spi_in: u32) {
         self.installed.remove(&spi_in);
-        self.command(&ctl::Command::Remove {
-            v: ctl::VERSION,
-            spi_in,
-        });
+        self.lingering.push((Instant::now() + LINGER, spi_in));
+    }
+
+    /// Removes from the data plane the deleted SA pairs whose time is up (all with `all`).
+    fn remove_lingering(&mut self, all: bool) {
+        let now = Instant::now();
+        let due: Vec<u32> = self
+            .lingering
+            .iter()
+            .filter(|(t, _)| all || *t <= now)
+            .map(|(_, s)| *s)
+            .collect();
+        self.lingering.retain(|(t, _)| !(all || *t <= now));
+        for spi_in in due {
+            self.command(&ctl::Command::Remove {
+                v: ctl::VERSION,
+                spi_in,
+            });
+        }
     }
 
     fn moved(&mut self, spi_in: u32, remote: SocketAddr) {
@@ -643,8 +668,10 @@ impl ChanIo {
             .collect()
     }
 
-    /// Retires the SA pairs of an earlier incarnation 5 s after their replacement is in.
+    /// Retires the SA pairs of an earlier incarnation 5 s after their replacement is in, and
+    /// deleted ones whose linger time is over.
     fn retire_stale(&mut self) {
+        self.remove_lingering(false);
         let due: Vec<u32> = self
             .stale
             .iter()
@@ -687,7 +714,14 @@ impl Io {
 }
 
 fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
-    for a in actions {
+    // New SAs go to the data plane before any datagram of the same batch: the response that
+    // completes an exchange lets the peer use the new SA at once, and the data plane applies
+    // the commands it has before it sends the datagrams it has. (Sent first, a responder's
+    // CREATE_CHILD_SA or IKE_AUTH answer could bring ESP under an SPI not installed yet.)
+    let (installs, rest): (Vec<Action>, Vec<Action>) = actions
+        .into_iter()
+        .partition(|a| matches!(a, Action::Install(_)));
+    for a in installs.into_iter().chain(rest) {
         match a {
             Action::Send {
                 local,
@@ -922,6 +956,9 @@ fn main() -> ExitCode {
             carry_out(acts, &mut io, &mut ex);
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Io::Channel(ch) = &mut io {
+        ch.remove_lingering(true);
     }
     ExitCode::SUCCESS
 }
