@@ -251,22 +251,18 @@ impl MbufRing {
     /// Takes up to the burst's free room from the ring. Returns how many came out.
     pub fn dequeue(&self, burst: &mut Burst) -> usize {
         let room = BURST.saturating_sub(burst.pkts.len());
-        let mut raw = [std::ptr::null_mut::<std::os::raw::c_void>(); BURST];
-        // SAFETY: a live ring; `raw` has room for `room` pointers; what comes out are mbufs
-        // an enqueue handed over, now ours.
+        let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+        // SAFETY: a live ring; `raw` has room for `room` pointers.
         let got = unsafe {
             sys::rte_ring_dequeue_burst(
                 self.ring.as_ptr(),
-                raw.as_mut_ptr(),
+                raw.as_mut_ptr().cast(),
                 room as u32,
                 std::ptr::null_mut(),
             )
         } as usize;
-        for p in &raw[..got] {
-            if let Some(m) = NonNull::new(p.cast::<sys::rte_mbuf>()) {
-                burst.pkts.push(Mbuf { m });
-            }
-        }
+        // SAFETY: what comes out are mbufs an enqueue handed over, now ours.
+        unsafe { burst.adopt(&raw[..got]) };
         got
     }
 }
@@ -465,6 +461,18 @@ impl Burst {
     pub fn pkts(&mut self) -> &mut Vec<Mbuf> {
         &mut self.pkts
     }
+
+    /// Takes ownership of mbufs a driver or a ring handed over (null pointers are skipped).
+    ///
+    /// # Safety
+    /// Each non-null pointer must be a live mbuf that nothing else owns or will free.
+    unsafe fn adopt(&mut self, raw: &[*mut sys::rte_mbuf]) {
+        for p in raw {
+            if let Some(m) = NonNull::new(*p) {
+                self.pkts.push(Mbuf { m });
+            }
+        }
+    }
 }
 
 /// An ethdev port.
@@ -655,11 +663,8 @@ impl RxQueue {
         // has room for `room` pointers.
         let n =
             unsafe { sys::rte_eth_rx_burst(self.port, self.queue, raw.as_mut_ptr(), room as u16) };
-        for p in &raw[..usize::from(n)] {
-            if let Some(m) = NonNull::new(*p) {
-                burst.pkts.push(Mbuf { m });
-            }
-        }
+        // SAFETY: the driver handed us these `n` mbufs.
+        unsafe { burst.adopt(&raw[..usize::from(n)]) };
         usize::from(n)
     }
 }

@@ -112,14 +112,19 @@ pub enum Action<T> {
 }
 
 impl<T> Action<T> {
-    /// Which action, without its target: 0 protect, 1 bypass, 2 discard.
-    pub fn kind(&self) -> u8 {
+    /// Which action, without its target: "protect", "bypass" or "discard".
+    pub fn name(&self) -> &'static str {
         match self {
-            Action::Protect(_) => 0,
-            Action::Bypass => 1,
-            Action::Discard => 2,
+            Action::Protect(_) => "protect",
+            Action::Bypass => "bypass",
+            Action::Discard => "discard",
         }
     }
+}
+
+/// What identifies a rule across table versions: priority, selector and kind of action.
+fn rule_key<T>(r: &Rule<T>) -> (u32, Selector, &'static str) {
+    (r.priority, r.selector, r.action.name())
 }
 
 /// One policy.
@@ -531,19 +536,17 @@ impl PolicyHits {
     /// `new` with the same priority, selector and kind of action as a rule of `old` keeps that
     /// rule's counts; other rules start at zero.
     pub fn carried<T, U>(&self, old: &Spd<T>, new: &Spd<U>) -> PolicyHits {
-        let key = |r: &Rule<T>| (r.priority, r.selector, r.action.kind());
         let mut before = std::collections::HashMap::with_capacity(old.len());
         for (i, r) in old.rules().iter().enumerate() {
-            before.entry(key(r)).or_insert(i);
+            before.entry(rule_key(r)).or_insert(i);
         }
         let mut out = PolicyHits::new(new.len());
         for (i, r) in new.rules().iter().enumerate() {
-            if let Some(&j) = before.get(&(r.priority, r.selector, r.action.kind())) {
+            // Each old rule's counts go to one new rule only.
+            if let Some(j) = before.remove(&rule_key(r)) {
                 if let (Some(h), Some(o)) = (out.hits.get_mut(i), self.hits.get(j)) {
                     *h = *o;
                 }
-                // Each old rule's counts go to one new rule only.
-                before.remove(&(r.priority, r.selector, r.action.kind()));
             }
         }
         out

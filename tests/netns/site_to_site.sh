@@ -351,9 +351,9 @@ if [ -n "${ICMP:-}" ]; then
     ROOM=$((1500 - 20 - 8 - IV - ICV))
     SA_MTU=$((ROOM / BLK * BLK - 2))
     echo "inner MTU of the ${CIPHER:-gcm} SA: 1500 - 20 - 8 - $IV - $ICV = $ROOM, aligned to $BLK, less 2 = $SA_MTU"
-    ping_says() { # expected text, then the ping arguments (from host A)
+    ping_says() { # expected text, then the ping arguments (from host A; to PING_DST)
         local want=$1; shift
-        ip netns exec "$HA" ping -n -c 1 -W 2 "$@" 192.168.20.5 > "$WORK/icmp.txt" 2>&1 || true
+        ip netns exec "$HA" ping -n -c 1 -W 2 "$@" "${PING_DST:-192.168.20.5}" > "$WORK/icmp.txt" 2>&1 || true
         grep -E "From|mtu|received" "$WORK/icmp.txt" | head -3
         grep -q -- "$want" "$WORK/icmp.txt"
     }
@@ -372,12 +372,7 @@ if [ -n "${ICMP:-}" ]; then
     check "ping -M do -s 1410 (1438 bytes, fits the tunnel): B's inside MTU 1400 comes back through the tunnel" \
         ping_says "mtu = 1400" -M do -s 1410
     # The same over IPv6 (ICMPv6, RFC 4443; routers never fragment IPv6: too big it is).
-    ping6_says() { # expected text, then the ping arguments (from host A)
-        local want=$1; shift
-        ip netns exec "$HA" ping -6 -n -c 1 -W 2 "$@" fd00:20::5 > "$WORK/icmp.txt" 2>&1 || true
-        grep -E "From|mtu|received" "$WORK/icmp.txt" | head -3
-        grep -q -- "$want" "$WORK/icmp.txt"
-    }
+    ping6_says() { local want=$1; shift; PING_DST=fd00:20::5 ping_says "$want" -6 "$@"; }
     check "ping -6 -t 1: ICMPv6 time exceeded (hop limit) from gateway A's inside address" \
         ping6_says "From fd00:10::1 icmp_seq=1 Time exceeded: Hop limit" -t 1
     check "ping -6 -t 2: ICMPv6 time exceeded from gateway B's inside address, back through the tunnel" \

@@ -258,51 +258,7 @@ explain_loss() { # which echoes went unanswered, when, and what ferrogate-ike an
     # strongSwan's side: its UDP 4500 socket (ESP in UDP reaches libipsec through it) and its
     # TUN device.
     echo "strongSwan's namespace: $(ip netns exec "$GB" nstat -az UdpInErrors UdpRcvbufErrors UdpSndbufErrors 2> /dev/null | awk 'NR > 1 {printf "%s %s, ", $1, $2}')$(ip -n "$GB" -s link show 2> /dev/null | awk '/^[0-9]+:/ {dev=$2} /RX:/ {getline; printf "%s rx dropped %s, ", dev, $4} /TX:/ {getline; printf "tx dropped %s; ", $4}')"
-    "$SWAN_PYTHON" - "$WORK/stream.txt" "$WORK/ike.log" "$DIR_B/charon.log" <<'EOP'
-import datetime, re, sys
-lines = open(sys.argv[1]).read().splitlines()
-got = {}
-for l in lines:
-    m = re.match(r"\[(\d+\.\d+)\].*icmp_seq=(\d+)", l)
-    if m:
-        got[int(m.group(2))] = float(m.group(1))
-tx = re.search(r"(\d+) packets transmitted", "\n".join(lines))
-tx = int(tx.group(1)) if tx else max(got, default=0)
-ranges, start = [], None
-for i in range(1, tx + 2):
-    if i not in got and i <= tx:
-        start = i if start is None else start
-    elif start is not None:
-        ranges.append((start, i - 1))
-        start = None
-def when(seq):  # the time of the last answered echo before seq
-    t = max((got[k] for k in got if k < seq), default=None)
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc) if t else None
-for a, b in ranges[:8]:
-    w = when(a)
-    print(f"lost: icmp_seq {a}-{b} ({b - a + 1}), after the reply at {w.strftime('%H:%M:%S.%f') if w else '?'}")
-if ranges and when(ranges[0][0]):
-    t0 = when(ranges[0][0])
-    print("ferrogate-ike around the first loss:")
-    for l in open(sys.argv[2], errors="replace"):
-        try:
-            t = datetime.datetime.fromisoformat(l[:26].rstrip("Z") + "+00:00")
-        except ValueError:
-            continue
-        if abs((t - t0).total_seconds()) <= 1.0:
-            print("  " + l.rstrip()[:220])
-    # charon's log: local "HH:MM:SS.mmm" stamps; its ESP (libipsec), child and kernel lines.
-    print("charon around the first loss:")
-    t0 = t0.astimezone()
-    for l in open(sys.argv[3], errors="replace"):
-        try:
-            h, m, rest = l[:12].split(":")
-            t = t0.replace(hour=int(h), minute=int(m), second=int(rest[:2]), microsecond=int(rest[3:6]) * 1000)
-        except ValueError:
-            continue
-        if abs((t - t0).total_seconds()) <= 1.0 and any(k in l for k in ("[ESP]", "[CHD]", "[KNL]", "[IKE]")):
-            print("  " + l.rstrip()[:220])
-EOP
+    "$SWAN_PYTHON" "$HERE/echoloss.py" explain "$WORK/stream.txt" "$WORK/ike.log" "$DIR_B/charon.log"
 }
 lost() { # from the last stream: prints "sent received", true when nothing was lost
     local tx rx
@@ -385,43 +341,7 @@ peer_overflowed() {
     # Accepted only with evidence for each lost echo: ferrogate dropped nothing and its ports
     # missed nothing over the stream, and strongSwan's kernel counted UDP receive-buffer
     # overflows on its side within a second of the echo.
-    "$SWAN_PYTHON" - "$WORK/stream.txt" "$WORK/rcvbuf.log" "$WORK/stats-before.json" "$WORK/stats.json" <<'EOP'
-import json, re, sys
-got, tx = {}, 0
-for l in open(sys.argv[1]):
-    m = re.match(r"\[(\d+\.\d+)\].*icmp_seq=(\d+)", l)
-    if m:
-        got[int(m.group(2))] = float(m.group(1))
-    m = re.search(r"(\d+) packets transmitted", l)
-    if m:
-        tx = int(m.group(1))
-samples = [(float(a), int(b)) for a, b in (l.split() for l in open(sys.argv[2]) if len(l.split()) == 2)]
-def fg(f):
-    try:
-        s = json.load(open(f))
-    except (OSError, ValueError):
-        return None
-    return sum(s["drops"].values()), sum(p.get("rx_missed", 0) for p in s["ports"])
-before, after = fg(sys.argv[3]), fg(sys.argv[4])
-if before is None or after is None or after != before:
-    print(f"ferrogate's drops and missed frames changed over the stream ({before} -> {after}): not the peer's doing alone")
-    sys.exit(1)
-ok = True
-for seq in range(1, tx + 1):
-    if seq in got:
-        continue
-    t = max((got[k] for k in got if k < seq), default=None)
-    if t is None:
-        ok = False
-        continue
-    near = [n for ts, n in samples if t - 1.0 <= ts <= t + 1.2]
-    grew = len(near) >= 2 and max(near) > min(near)
-    print(f"echo {seq}: strongSwan's UdpRcvbufErrors {'rose' if grew else 'did not rise'} around it ({min(near, default='?')} -> {max(near, default='?')})")
-    ok &= grew
-if ok:
-    print("every lost echo went into strongSwan's overflowing UDP socket; ferrogate dropped and missed nothing")
-sys.exit(0 if ok else 1)
-EOP
+    "$SWAN_PYTHON" "$HERE/echoloss.py" overflow "$WORK/stream.txt" "$WORK/rcvbuf.log" "$WORK/stats-before.json" "$WORK/stats.json"
 }
 check "ferrogate-ike restarted, then $REKEYS+ CHILD_SA rekeys under TCP load and a 100 pps stream: no packet lost$([ -n "${SWAN6:-}" ] && echo " that the peer did not refuse itself") (but for the peer's own UDP socket overflows, each shown)" rekeys_lossless
 stale_retired() {

@@ -615,14 +615,11 @@ impl ChanIo {
     /// Removes from the data plane the deleted SA pairs whose time is up (all with `all`).
     fn remove_lingering(&mut self, all: bool) {
         let now = Instant::now();
-        let due: Vec<u32> = self
-            .lingering
-            .iter()
-            .filter(|(t, _)| all || *t <= now)
-            .map(|(_, s)| *s)
-            .collect();
-        self.lingering.retain(|(t, _)| !(all || *t <= now));
-        for spi_in in due {
+        let (due, keep) = std::mem::take(&mut self.lingering)
+            .into_iter()
+            .partition(|(t, _)| all || *t <= now);
+        self.lingering = keep;
+        for (_, spi_in) in due {
             self.command(&ctl::Command::Remove {
                 v: ctl::VERSION,
                 spi_in,

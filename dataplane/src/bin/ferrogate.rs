@@ -430,12 +430,9 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 txb[out].pkts().push(m);
             }
             // Every 100 ms, or at once when an SA crossed a lifetime limit (the rekey must
-            // finish before the hard limit).
-            let hint = dataplane::sa::take_event_hint();
-            if hint || last_report.elapsed() >= Duration::from_millis(100) {
-                if !hint {
-                    last_report = Instant::now();
-                }
+            // finish before the hard limit). The counters go to the control plane every second.
+            let periodic = last_report.elapsed() >= Duration::from_millis(100);
+            if dataplane::sa::take_event_hint() || periodic {
                 // Lifetimes: soft and hard expiry of negotiated SAs go to the control plane.
                 for (spi_in, d) in &dynamic.sas {
                     let outs = d.out.as_ref().map(|o| o.counters().poll_event());
@@ -455,7 +452,8 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                         });
                     }
                 }
-                if !hint {
+                if periodic {
+                    last_report = Instant::now();
                     c.reports += 1;
                     if c.reports % 10 == 0 {
                         c.report(&dynamic);
@@ -1162,7 +1160,7 @@ fn policy_counts<T>(
             let sel = &r.selector;
             let mut v = serde_json::json!({"priority": r.priority, "src": sel.src.to_string(),
                 "dst": sel.dst.to_string(), "packets": packets, "bytes": bytes,
-                "action": match r.action.kind() { 0 => "protect", 1 => "bypass", _ => "discard" }});
+                "action": r.action.name()});
             if let Some(p) = sel.proto {
                 v["proto"] = p.into();
             }
