@@ -4,14 +4,23 @@
 //! replay check → decrypt → replay update → selector check (RFC 4301 §5.2), or, for packets that
 //! arrive in the clear, the inbound SPD. Nothing is allocated per packet or per burst; every drop
 //! is counted under its reason.
+//!
+//! Both directions work in two passes over each run of up to [`STAGE`] packets: first every
+//! packet is classified and checked (outbound: measured for ESP; inbound: decrypted and
+//! checked against its SA's selectors), then each SA among them takes its sequence numbers and
+//! counts its packets and bytes against its lifetimes once for the whole run, with one atomic
+//! operation per counter instead of one per packet, and the outbound packets are sealed. Each
+//! packet gets the verdict, sequence number and bytes it would get processed alone, in order,
+//! and the lifetime limits hold exactly (see [`crate::sa::SaCounters`]).
 
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::drop::{DropCounters, DropReason};
+use crate::esp::EspPlan;
 use crate::icmp_err::{self, Oversize};
 use crate::outer::{self, Arrival};
-use crate::sa::{InboundSa, OutboundSa};
+use crate::sa::{InboundSa, OutboundSa, SaCrypto};
 use crate::sad::Sad;
 use crate::spd::{Action, PolicyHits, Spd};
 
@@ -66,6 +75,10 @@ pub struct InboundTables<'a> {
     pub natt_ports: &'a [u16],
 }
 
+/// How many packets the pipelines stage at once: a DPDK burst. Longer slices are processed in
+/// runs of this many.
+pub const STAGE: usize = 32;
+
 /// Runs SPD-out and encapsulation over `pkts`, writing one verdict per packet. Packets already
 /// holding a non-`Pending` verdict are skipped. Returns how many are to be forwarded.
 /// Each packet SPD-out classifies is counted in `hits` under its policy.
@@ -76,49 +89,213 @@ pub fn outbound<B: PacketBuf>(
     drops: &mut DropCounters,
     hits: &mut PolicyHits,
 ) -> usize {
+    encap_runs(
+        pkts,
+        verdicts,
+        drops,
+        |stage, i, pkt, v| match outbound_one(t, pkt, hits) {
+            Ok(Step::Staged(sa)) => stage.plan(i, sa, pkt, v),
+            Ok(Step::Done(v2)) => *v = v2,
+            Err(r) => *v = Verdict::Drop(r),
+        },
+    )
+}
+
+/// Encapsulates every pending packet of `pkts` with one SA, without SPD lookup or MTU check
+/// (for a caller that already chose the SA, such as the fragments of one datagram), as
+/// [`outbound`] does: one verdict per packet ([`Verdict::Forward`] or [`Verdict::Drop`], the
+/// drops counted in `drops`), the sequence numbers and lifetime counts taken once per run of
+/// [`STAGE`] packets. Each packet gets the bytes [`crate::esp::encap`] would give it, in order.
+/// Returns how many are to be forwarded.
+pub fn encap<B: PacketBuf>(
+    sa: &OutboundSa,
+    pkts: &mut [B],
+    verdicts: &mut [Verdict],
+    drops: &mut DropCounters,
+) -> usize {
+    encap_runs(pkts, verdicts, drops, |stage, i, pkt, v| {
+        stage.plan(i, sa, pkt, v)
+    })
+}
+
+/// The two passes of the outbound functions over each run of [`STAGE`] packets: `first`
+/// decides or stages each pending packet, then the staged ones are sealed and the run's
+/// verdicts tallied. Returns how many packets are to be forwarded.
+fn encap_runs<'a, B: PacketBuf>(
+    pkts: &mut [B],
+    verdicts: &mut [Verdict],
+    drops: &mut DropCounters,
+    mut first: impl FnMut(&mut EncapStage<'a>, usize, &mut B, &mut Verdict),
+) -> usize {
     let mut forwarded = 0;
-    for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
-        if *v != Verdict::Pending {
-            continue;
+    for (pkts, verdicts) in pkts.chunks_mut(STAGE).zip(verdicts.chunks_mut(STAGE)) {
+        let mine = pending(verdicts);
+        let mut stage = EncapStage::new();
+        for (i, (pkt, v)) in pkts.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+            if *v == Verdict::Pending {
+                first(&mut stage, i, pkt, v);
+            }
         }
-        *v = match outbound_one(t, pkt, hits) {
-            Ok(Verdict::Forward) => {
-                forwarded += 1;
-                Verdict::Forward
-            }
-            Ok(Verdict::TooBig(mtu)) => {
-                drops.inc(DropReason::TooBig);
-                Verdict::TooBig(mtu)
-            }
-            Ok(v) => v,
-            Err(r) => {
-                drops.inc(r);
-                Verdict::Drop(r)
-            }
-        };
+        stage.seal(pkts, verdicts);
+        forwarded += tally(verdicts, mine, drops);
     }
     forwarded
 }
 
-fn outbound_one<B: PacketBuf>(
-    t: &OutboundTables<'_>,
+/// The packets of a run (at most [`STAGE`]) whose verdict is still pending, as a bit mask.
+fn pending(verdicts: &[Verdict]) -> u32 {
+    let mut mask = 0;
+    for (i, v) in verdicts.iter().enumerate() {
+        if *v == Verdict::Pending {
+            mask |= 1 << i;
+        }
+    }
+    mask
+}
+
+/// Counts the drops (and `TooBig` verdicts) among the packets of a run in `mask` (those this
+/// pass decided) under their reasons; returns how many of them are to be forwarded.
+fn tally(verdicts: &[Verdict], mask: u32, drops: &mut DropCounters) -> usize {
+    let mut forwarded = 0;
+    for (i, v) in verdicts.iter().enumerate() {
+        if mask & (1 << i) == 0 {
+            continue;
+        }
+        match *v {
+            Verdict::Forward => forwarded += 1,
+            Verdict::Drop(r) => drops.inc(r),
+            Verdict::TooBig(_) => drops.inc(DropReason::TooBig),
+            _ => {}
+        }
+    }
+    forwarded
+}
+
+/// What the first pass decided for a packet.
+enum Step<S> {
+    /// Outbound: encapsulate it with this SA in the second pass. Inbound: decapsulated with
+    /// this SA, forwarded once counted against its lifetime in the second pass.
+    Staged(S),
+    /// Decided.
+    Done(Verdict),
+}
+
+fn outbound_one<'a, B: PacketBuf>(
+    t: &OutboundTables<'a>,
     pkt: &mut B,
     hits: &mut PolicyHits,
-) -> Result<Verdict, DropReason> {
+) -> Result<Step<&'a OutboundSa>, DropReason> {
     let key = crate::flow::flow_key(pkt.data())?;
     let (id, rule) = t.spd.lookup_id(&key).ok_or(DropReason::PolicyDiscard)?;
     hits.hit(id, pkt.data().len());
     match &rule.action {
-        Action::Bypass => Ok(Verdict::Forward),
+        Action::Bypass => Ok(Step::Done(Verdict::Forward)),
         Action::Discard => Err(DropReason::PolicyDiscard),
         Action::Protect(target) => {
-            let sa = target.sa.as_ref().ok_or(DropReason::NoSaForPolicy)?;
+            let sa = target.sa.as_deref().ok_or(DropReason::NoSaForPolicy)?;
             match icmp_err::oversize(pkt.data(), sa.max_inner_len(t.mtu)) {
-                Oversize::Fits => crate::esp::encap(sa, pkt).map(|()| Verdict::Forward),
-                Oversize::Fragment(max) => Ok(Verdict::Fragment(max)),
-                Oversize::TooBig(max) => Ok(Verdict::TooBig(max)),
+                Oversize::Fits => Ok(Step::Staged(sa)),
+                Oversize::Fragment(max) => Ok(Step::Done(Verdict::Fragment(max))),
+                Oversize::TooBig(max) => Ok(Step::Done(Verdict::TooBig(max))),
             }
         }
+    }
+}
+
+/// Up to [`STAGE`] packets measured for ESP encapsulation, each with its SA, waiting for their
+/// sequence numbers.
+struct EncapStage<'a> {
+    sa: [Option<&'a OutboundSa>; STAGE],
+    plan: [EspPlan; STAGE],
+}
+
+impl<'a> EncapStage<'a> {
+    fn new() -> Self {
+        Self {
+            sa: [None; STAGE],
+            plan: [EspPlan::default(); STAGE],
+        }
+    }
+
+    /// Measures packet `i` for `sa` (ESP), leaving its verdict pending, or decides it: AH
+    /// packets are encapsulated at once, and refused packets get their drop verdict.
+    fn plan<B: PacketBuf>(&mut self, i: usize, sa: &'a OutboundSa, pkt: &mut B, v: &mut Verdict) {
+        let r = match &sa.crypto {
+            SaCrypto::Esp(_) => match crate::esp::plan_esp(sa, pkt) {
+                Ok(p) => {
+                    self.sa[i] = Some(sa);
+                    self.plan[i] = p;
+                    return;
+                }
+                Err(r) => Err(r),
+            },
+            SaCrypto::Ah(_) => crate::esp::encap(sa, pkt),
+        };
+        *v = match r {
+            Ok(()) => Verdict::Forward,
+            Err(r) => Verdict::Drop(r),
+        };
+    }
+
+    /// Gives each SA's packets their sequence numbers and counts them, once per SA, then
+    /// seals them and writes their verdicts.
+    fn seal<B: PacketBuf>(&self, pkts: &mut [B], verdicts: &mut [Verdict]) {
+        for_each_sa(&self.sa, |sa, members| {
+            let SaCrypto::Esp(t) = &sa.crypto else {
+                return;
+            };
+            let mut lens = [0u32; STAGE];
+            for (l, &i) in lens.iter_mut().zip(members) {
+                *l = self.plan[usize::from(i)].len;
+            }
+            let (first, granted) = sa.reserve_seqs(members.len() as u64);
+            let granted = granted as usize;
+            let counted = sa.reserve_counts(&lens[..granted]);
+            for (k, &i) in members.iter().enumerate() {
+                let i = usize::from(i);
+                let r = if k < counted {
+                    let seq = first + k as u64;
+                    crate::esp::seal_esp(sa, t.as_ref(), &mut pkts[i], &self.plan[i], seq)
+                } else if k < granted {
+                    Err(DropReason::SaExpired)
+                } else {
+                    Err(DropReason::SeqExhausted)
+                };
+                verdicts[i] = match r {
+                    Ok(()) => Verdict::Forward,
+                    Err(r) => Verdict::Drop(r),
+                };
+            }
+        });
+    }
+}
+
+/// Calls `f` once for each distinct SA in `sas` (one slot per packet of a run, `None` for
+/// packets it has no business with), with the positions of that SA's packets in order. SAs
+/// are told apart by address.
+fn for_each_sa<T>(sas: &[Option<&T>; STAGE], mut f: impl FnMut(&T, &[u8])) {
+    let mut todo: u32 = 0;
+    for (i, s) in sas.iter().enumerate() {
+        if s.is_some() {
+            todo |= 1 << i;
+        }
+    }
+    let mut members = [0u8; STAGE];
+    while todo != 0 {
+        let first = todo.trailing_zeros() as usize;
+        let Some(sa) = sas[first] else { break };
+        let mut n = 0;
+        let mut rest = todo;
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            if sas[i].is_some_and(|s| std::ptr::eq(s, sa)) {
+                members[n] = i as u8;
+                n += 1;
+                todo &= !(1 << i);
+            }
+        }
+        f(sa, &members[..n]);
     }
 }
 
@@ -135,37 +312,56 @@ pub fn inbound<B: PacketBuf>(
     hits: &mut PolicyHits,
 ) -> usize {
     let mut forwarded = 0;
-    for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
-        if *v != Verdict::Pending {
-            continue;
-        }
-        *v = match inbound_one(t, pkt, hits) {
-            Ok(v) => v,
-            Err(r) => {
-                drops.inc(r);
-                Verdict::Drop(r)
+    for (pkts, verdicts) in pkts.chunks_mut(STAGE).zip(verdicts.chunks_mut(STAGE)) {
+        let mine = pending(verdicts);
+        // Decapsulated packets wait here, with their SA and length, to be counted.
+        let mut sas: [Option<&InboundSa>; STAGE] = [None; STAGE];
+        let mut lens = [0u32; STAGE];
+        for (i, (pkt, v)) in pkts.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+            if *v != Verdict::Pending {
+                continue;
             }
-        };
-        if *v == Verdict::Forward {
-            forwarded += 1;
+            match inbound_one(t, pkt, hits) {
+                Ok(Step::Staged(sa)) => {
+                    sas[i] = Some(sa);
+                    lens[i] = pkt.len() as u32;
+                }
+                Ok(Step::Done(v2)) => *v = v2,
+                Err(r) => *v = Verdict::Drop(r),
+            }
         }
+        for_each_sa(&sas, |sa, members| {
+            let mut run = [0u32; STAGE];
+            for (l, &i) in run.iter_mut().zip(members) {
+                *l = lens[usize::from(i)];
+            }
+            let counted = sa.reserve_counts(&run[..members.len()]);
+            for (k, &i) in members.iter().enumerate() {
+                verdicts[usize::from(i)] = if k < counted {
+                    Verdict::Forward
+                } else {
+                    Verdict::Drop(DropReason::SaExpired)
+                };
+            }
+        });
+        forwarded += tally(verdicts, mine, drops);
     }
     forwarded
 }
 
-fn inbound_one<B: PacketBuf>(
-    t: &InboundTables<'_>,
+fn inbound_one<'a, B: PacketBuf>(
+    t: &InboundTables<'a>,
     pkt: &mut B,
     hits: &mut PolicyHits,
-) -> Result<Verdict, DropReason> {
+) -> Result<Step<&'a InboundSa>, DropReason> {
     let ports = t.natt_ports;
     match outer::classify(pkt.data(), |p| ports.contains(&p))? {
         Arrival::Ipsec(o) => {
             let sa = t.sad.get(o.spi, o.dst).ok_or(DropReason::NoSa)?;
-            crate::esp::decap(sa, pkt, &o)?;
-            Ok(Verdict::Forward)
+            crate::esp::decap_uncounted(sa, pkt, &o)?;
+            Ok(Step::Staged(sa.as_ref()))
         }
-        Arrival::Ike => Ok(Verdict::ToControlPlane),
+        Arrival::Ike => Ok(Step::Done(Verdict::ToControlPlane)),
         Arrival::NatKeepalive => Err(DropReason::ControlPlane),
         Arrival::Clear => {
             let key = crate::flow::flow_key(pkt.data())?;
@@ -174,7 +370,7 @@ fn inbound_one<B: PacketBuf>(
                 hits.hit(id, pkt.data().len());
             }
             match rule.map(|(_, r)| &r.action) {
-                Some(Action::Bypass) => Ok(Verdict::Forward),
+                Some(Action::Bypass) => Ok(Step::Done(Verdict::Forward)),
                 Some(Action::Protect(())) => Err(DropReason::UnprotectedInbound),
                 Some(Action::Discard) | None => Err(DropReason::PolicyDiscard),
             }

@@ -28,6 +28,22 @@ pub fn decap<B: PacketBuf + ?Sized>(
     buf: &mut B,
     o: &Outer,
 ) -> Result<(), DropReason> {
+    decap_uncounted(sa, buf, o)?;
+    if sa.reserve_counts(&[buf.len() as u32]) == 0 {
+        return Err(DropReason::SaExpired);
+    }
+    Ok(())
+}
+
+/// [`decap`] up to, not including, counting the packet against the SA's lifetime, which
+/// burst pipelines do once per SA per burst ([`InboundSa::reserve_counts`]): a packet is
+/// forwarded only once counted.
+#[inline]
+pub(crate) fn decap_uncounted<B: PacketBuf + ?Sized>(
+    sa: &InboundSa,
+    buf: &mut B,
+    o: &Outer,
+) -> Result<(), DropReason> {
     sa.check_hard()?;
     // Link padding after the IP packet would sit where the ICV is expected.
     let extra = buf.len().saturating_sub(o.ip_len);
@@ -39,9 +55,7 @@ pub fn decap<B: PacketBuf + ?Sized>(
         (SaCrypto::Ah(m), SecProto::Ah) => crate::ah::decap(sa, m.as_ref(), buf, o)?,
         _ => return Err(DropReason::NoSa),
     }
-    check_selectors(sa, buf.data())?;
-    sa.account(buf.len());
-    Ok(())
+    check_selectors(sa, buf.data())
 }
 
 /// RFC 4301 §5.2: the decapsulated packet must match the selectors of the SA that carried it.
@@ -68,6 +82,50 @@ fn encap_esp<B: PacketBuf + ?Sized>(
     t: &dyn EspTransform,
     buf: &mut B,
 ) -> Result<(), DropReason> {
+    let plan = plan_esp(sa, buf)?;
+    let (seq, granted) = sa.reserve_seqs(1);
+    if granted == 0 {
+        return Err(DropReason::SeqExhausted);
+    }
+    if sa.reserve_counts(&[plan.len]) == 0 {
+        return Err(DropReason::SaExpired);
+    }
+    seal_esp(sa, t, buf, &plan, seq)
+}
+
+/// The layout of one packet's ESP encapsulation, decided before it is given a sequence
+/// number ([`plan_esp`]) and applied once it has one ([`seal_esp`]). Burst pipelines plan a
+/// whole burst first, so that each SA hands out its sequence numbers and counts its lifetime
+/// once per burst.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct EspPlan {
+    /// The inner packet's IP version.
+    ver: u8,
+    /// What the trailer names.
+    next_header: u8,
+    /// Transport mode: the byte of the IP headers that names the protocol.
+    nh_pos: u16,
+    /// The payload ESP protects (tunnel: the inner packet and TFC padding).
+    payload_len: u32,
+    /// TFC padding bytes (RFC 4303 §2.7).
+    tfc: u16,
+    /// Padding bytes (RFC 4303 §2.4).
+    pad: u8,
+    /// Bytes added in front: outer headers, ESP header, IV.
+    head: u16,
+    /// Bytes added behind: TFC padding, padding, pad length, next header, ICV.
+    tail: u16,
+    /// The packet's length before encapsulation, which the lifetime counters count.
+    pub(crate) len: u32,
+}
+
+/// Checks and measures a packet for encapsulation with `sa`: everything that can refuse it
+/// before it takes a sequence number. Changes nothing but link padding after the IP packet.
+#[inline]
+pub(crate) fn plan_esp<B: PacketBuf + ?Sized>(
+    sa: &OutboundSa,
+    buf: &mut B,
+) -> Result<EspPlan, DropReason> {
     sa.check_hard()?;
     let ver = inner_ip(buf)?;
     let inner_len = buf.len();
@@ -125,64 +183,114 @@ fn encap_esp<B: PacketBuf + ?Sized>(
     if buf.tailroom() < tail {
         return Err(DropReason::NoTailroom);
     }
-    let seq = sa.next_seq()?;
-    let seq_hi = sa.esn.then_some((seq >> 32) as u32);
-    let orig_len = buf.len();
-    sa.account(orig_len);
+    // IP packets are at most 65535 bytes (inner_ip checked the length field), so are their
+    // parts, and TFC padding is a u16.
+    Ok(EspPlan {
+        ver,
+        next_header,
+        nh_pos: nh_pos as u16,
+        payload_len: payload_len as u32,
+        tfc: tfc as u16,
+        pad: pad as u8,
+        head: head as u16,
+        tail: tail as u16,
+        len: buf.len() as u32,
+    })
+}
+
+/// Padding bytes (RFC 4303 §2.4), written 16 at a time: padding is shorter than the
+/// largest alignment (16), and the pad length, next header and ICV after it are written
+/// over whatever lands beyond.
+const PAD16: [u8; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+
+/// Encapsulates a packet [`plan_esp`] measured, with the sequence number reserved for it.
+#[inline]
+pub(crate) fn seal_esp<B: PacketBuf + ?Sized>(
+    sa: &OutboundSa,
+    t: &dyn EspTransform,
+    buf: &mut B,
+    plan: &EspPlan,
+    seq: u64,
+) -> Result<(), DropReason> {
+    let iv_len = usize::from(sa.iv_len);
+    let udp_len = if sa.udp.is_some() { 8 } else { 0 };
+    let (orig_len, tfc, pad) = (buf.len(), usize::from(plan.tfc), usize::from(plan.pad));
+    let (head, tail) = (usize::from(plan.head), usize::from(plan.tail));
+    let ver = plan.ver;
 
     // Trailer: TFC zeros, padding 1..n, pad length, next header; the ICV is written by seal().
     let data = buf.append(tail).map_err(|_| DropReason::NoTailroom)?;
-    let mut i = orig_len;
-    for _ in 0..tfc {
-        data[i] = 0;
-        i += 1;
+    let (_, trailer) = data.split_at_mut(orig_len);
+    let (tfc_bytes, trailer) = trailer.split_at_mut(tfc);
+    if tfc > 0 {
+        tfc_bytes.fill(0); // a memset call, which TFC-less packets skip
     }
-    for k in 1..=pad {
-        data[i] = k as u8;
-        i += 1;
+    if let Some(p16) = trailer.get_mut(..16) {
+        p16.copy_from_slice(&PAD16);
+    } else {
+        trailer[..pad].copy_from_slice(&PAD16[..pad]);
     }
-    data[i] = pad as u8;
-    data[i + 1] = next_header;
+    trailer[pad] = pad as u8;
+    trailer[pad + 1] = plan.next_header;
 
     let data = buf.prepend(head).map_err(|_| DropReason::NoHeadroom)?;
+    let total = data.len();
     let esp_off = match sa.mode {
         Mode::Tunnel => {
             let inner_tc = outer::traffic_class(&data[head..]);
             let inner_df = ver == 4 && data[head + 6] & 0x40 != 0;
-            let hl = usize::from(sa.header_len);
-            // Fixed-size copies compile to a few moves instead of a memcpy call.
-            if sa.outer_v6 {
-                data[..40].copy_from_slice(&sa.header[..40]);
-            } else {
-                data[..20].copy_from_slice(&sa.header[..20]);
-            }
-            if let Some(u) = sa.udp {
-                data[hl..hl + 2].copy_from_slice(&u.local_port.to_be_bytes());
-                data[hl + 2..hl + 4].copy_from_slice(&u.remote_port.to_be_bytes());
-            }
             // RFC 4301 §5.1.2.1: DSCP copied (or set); RFC 6040 §4.1: ECN copied or Not-ECT.
             let dscp = sa.dscp.map(|d| d << 2).unwrap_or(inner_tc & 0xfc);
             let ecn = match sa.ecn {
                 EcnMode::Normal => inner_tc & 3,
                 EcnMode::Compat => 0,
             };
-            outer::set_traffic_class(data, dscp | ecn);
-            if !sa.outer_v6 {
+            let tc = dscp | ecn;
+            let hl = usize::from(sa.header_len);
+            // Fixed-size copies compile to a few moves instead of a memcpy call.
+            if sa.outer_v6 {
+                let h = &mut data[..40];
+                h.copy_from_slice(&sa.header[..40]);
+                h[0] = 0x60 | (tc >> 4);
+                h[1] = (h[1] & 0x0f) | (tc << 4);
+                h[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+            } else {
                 let df = match sa.df {
                     DfMode::Copy => inner_df || ver == 6,
                     DfMode::Set => true,
                     DfMode::Clear => false,
                 };
-                data[6] = if df { 0x40 } else { 0 };
-                data[7] = 0;
+                let flags: u16 = if df { 0x4000 } else { 0 };
+                // A tunnel header gets a fresh identification.
+                let (len, ident) = (total as u16, seq as u16);
+                // The checksum from the SA's precomputed sum and this packet's fields, not
+                // read back from the bytes just written.
+                let mut sum = sa.header_sum
+                    + u32::from(tc)
+                    + u32::from(len)
+                    + u32::from(ident)
+                    + u32::from(flags);
+                sum = (sum & 0xffff) + (sum >> 16);
+                sum = (sum & 0xffff) + (sum >> 16);
+                let h = &mut data[..20];
+                h.copy_from_slice(&sa.header[..20]);
+                h[1] = tc;
+                h[2..4].copy_from_slice(&len.to_be_bytes());
+                h[4..6].copy_from_slice(&ident.to_be_bytes());
+                h[6..8].copy_from_slice(&flags.to_be_bytes());
+                h[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            }
+            if let Some(u) = sa.udp {
+                data[hl..hl + 2].copy_from_slice(&u.local_port.to_be_bytes());
+                data[hl + 2..hl + 4].copy_from_slice(&u.remote_port.to_be_bytes());
             }
             hl + udp_len
         }
         Mode::Transport => {
             // Move the IP header (and IPv6 extension headers before ESP) to the new front.
-            let hdr_len = data.len() - head - tail - payload_len;
+            let hdr_len = total - head - tail - plan.payload_len as usize;
             data.copy_within(head..head + hdr_len, 0);
-            data[nh_pos] = if sa.udp.is_some() {
+            data[usize::from(plan.nh_pos)] = if sa.udp.is_some() {
                 ip_proto::UDP
             } else {
                 ip_proto::ESP
@@ -191,26 +299,22 @@ fn encap_esp<B: PacketBuf + ?Sized>(
                 data[hdr_len..hdr_len + 2].copy_from_slice(&u.local_port.to_be_bytes());
                 data[hdr_len + 2..hdr_len + 4].copy_from_slice(&u.remote_port.to_be_bytes());
             }
+            if ver == 4 {
+                // A transport header keeps its own identification.
+                let ident = u16::from_be_bytes([data[4], data[5]]);
+                outer::finish_v4(data, total, ident);
+            } else {
+                data[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+            }
             hdr_len + udp_len
         }
     };
-    data[esp_off..esp_off + 4].copy_from_slice(&sa.spi.to_be_bytes());
-    data[esp_off + 4..esp_off + 8].copy_from_slice(&(seq as u32).to_be_bytes());
-    t.write_iv(seq, &mut data[esp_off + 8..esp_off + 8 + iv_len]);
-    t.seal(&mut data[esp_off..], seq_hi)
+    let esp = &mut data[esp_off..];
+    esp[..4].copy_from_slice(&sa.spi.to_be_bytes());
+    esp[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+    t.write_iv(seq, &mut esp[8..8 + iv_len]);
+    t.seal(esp, sa.esn.then_some((seq >> 32) as u32))
         .map_err(|_| DropReason::BadLength)?;
-
-    let total = data.len();
-    if ver_of(data) == 4 {
-        // A tunnel header gets a fresh identification; a transport header keeps its own.
-        let ident = match sa.mode {
-            Mode::Tunnel => seq as u16,
-            Mode::Transport => u16::from_be_bytes([data[4], data[5]]),
-        };
-        outer::finish_v4(data, total, ident);
-    } else {
-        data[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
-    }
     if sa.udp.is_some() {
         let v6 = ver_of(data) == 6;
         outer::finish_udp(data, esp_off - 8, v6);

@@ -388,15 +388,67 @@ impl SaCounters {
     /// each crossing, so each event is raised once.
     #[inline]
     fn account(&self, lt: &Lifetime, bytes: u64) {
-        let p = self.packets.fetch_add(1, Ordering::Relaxed) + 1;
-        let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let p = self.packets.fetch_add(1, Ordering::Relaxed);
+        let b = self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.note_crossings(lt, p, p + 1, b, b + bytes);
+    }
+
+    /// Counts a run of packets of one SA (their lengths in order, as many as a burst holds)
+    /// with one atomic add per counter, as if each packet in turn had been checked against
+    /// the hard limits ([`Self::check_hard`]) and counted. Returns how many of the first packets
+    /// fit: a packet is refused when the packets or bytes counted before it, by this run and
+    /// every run reserved before it on any core, reach a hard limit. Refused packets (always
+    /// the last ones) are taken back out of the counters, so the counters hold exactly the
+    /// packets let through and never pass a hard packet limit, even with several cores
+    /// counting at once. Soft and hard crossings are noted as [`Self::account`] notes them,
+    /// once per crossing.
+    #[inline]
+    pub(crate) fn reserve(&self, lt: &Lifetime, lens: &[u32]) -> usize {
+        let n = lens.len();
+        if n == 0 {
+            return 0;
+        }
+        let total: u64 = lens.iter().map(|&l| u64::from(l)).sum();
+        let p0 = self.packets.fetch_add(n as u64, Ordering::Relaxed);
+        let b0 = self.bytes.fetch_add(total, Ordering::Relaxed);
+        let (mut fit, mut fit_bytes) = (n, total);
+        if lt.hard_packets != 0 || lt.hard_bytes != 0 {
+            // The last packet of the run sees the most before it: if it fits, all do.
+            let last = u64::from(lens[n - 1]);
+            let under = |p: u64, b: u64| {
+                (lt.hard_packets == 0 || p < lt.hard_packets)
+                    && (lt.hard_bytes == 0 || b < lt.hard_bytes)
+            };
+            if !under(p0 + n as u64 - 1, b0 + total - last) {
+                let mut b = b0;
+                fit = lens
+                    .iter()
+                    .enumerate()
+                    .position(|(i, &l)| {
+                        let stop = !under(p0 + i as u64, b);
+                        b += u64::from(l);
+                        stop
+                    })
+                    .unwrap_or(n);
+                fit_bytes = lens[..fit].iter().map(|&l| u64::from(l)).sum();
+                self.packets.fetch_sub((n - fit) as u64, Ordering::Relaxed);
+                self.bytes.fetch_sub(total - fit_bytes, Ordering::Relaxed);
+            }
+        }
+        self.note_crossings(lt, p0, p0 + fit as u64, b0, b0 + fit_bytes);
+        fit
+    }
+
+    /// Raises the lifetime events whose limits lie in `(p0, p1]` packets or `(b0, b1]` bytes.
+    #[inline]
+    fn note_crossings(&self, lt: &Lifetime, p0: u64, p1: u64, b0: u64, b1: u64) {
         let crossed =
             |limit: u64, before: u64, after: u64| limit != 0 && before < limit && after >= limit;
-        if crossed(lt.soft_packets, p - 1, p) || crossed(lt.soft_bytes, b - bytes, b) {
+        if crossed(lt.soft_packets, p0, p1) || crossed(lt.soft_bytes, b0, b1) {
             self.soft_pending.store(true, Ordering::Release);
             EVENT_RAISED.store(true, Ordering::Release);
         }
-        if crossed(lt.hard_packets, p - 1, p) || crossed(lt.hard_bytes, b - bytes, b) {
+        if crossed(lt.hard_packets, p0, p1) || crossed(lt.hard_bytes, b0, b1) {
             self.hard_pending.store(true, Ordering::Release);
             EVENT_RAISED.store(true, Ordering::Release);
         }
@@ -436,6 +488,10 @@ pub struct OutboundSa {
     pub(crate) header: [u8; MAX_OUTER_HEADER],
     pub(crate) header_len: u8,
     pub(crate) outer_v6: bool,
+    /// IPv4 tunnel header: the ones'-complement sum of its fixed words (version, TTL,
+    /// protocol, addresses), to which each packet adds its TOS, length, identification and DF
+    /// for the header checksum.
+    pub(crate) header_sum: u32,
     /// The transform's IV, ICV and alignment sizes, cached at install time (ESP only).
     pub(crate) iv_len: u8,
     pub(crate) icv_len: u8,
@@ -530,10 +586,19 @@ impl OutboundSa {
                 what: "transform alignment is not a power of two",
             });
         }
+        let header_sum = if header_len == 20 {
+            header[..20]
+                .chunks_exact(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                .sum()
+        } else {
+            0
+        };
         Ok(Self {
             iv_len,
             icv_len,
             align,
+            header_sum,
             spi: p.spi,
             mode: p.mode,
             esn: p.esn,
@@ -624,22 +689,47 @@ impl OutboundSa {
     /// without ESN the counter must not cycle past 2^32 - 1 (RFC 4303 §3.3.3).
     #[inline]
     pub(crate) fn next_seq(&self) -> Result<u64, crate::drop::DropReason> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        match self.reserve_seqs(1) {
+            (first, 1) => Ok(first),
+            _ => Err(crate::drop::DropReason::SeqExhausted),
+        }
+    }
+
+    /// Hands out up to `n` consecutive sequence numbers with one atomic compare-and-swap:
+    /// returns the first and how many were granted, fewer than `n` (and then the
+    /// [`SaEvent::SeqExhausted`] event) only when the space runs out (RFC 4303 §3.3.3: no
+    /// cycling past 2^32 - 1 without ESN, 2^64 - 1 with it). The counter stops at the last
+    /// number, so it never wraps back into use; each number goes to one packet, whichever core
+    /// asks.
+    #[inline]
+    pub(crate) fn reserve_seqs(&self, n: u64) -> (u64, u64) {
         let limit = if self.esn {
             u64::MAX
         } else {
             u64::from(u32::MAX)
         };
-        if seq == 0 || seq > limit {
-            // Keep the counter pinned past the limit so it never wraps back into use.
-            self.seq.store(limit, Ordering::Relaxed);
+        let got = self
+            .seq
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                (s < limit).then(|| s + n.min(limit - s))
+            });
+        let (first, granted) = match got {
+            Ok(s) => (s + 1, n.min(limit - s)),
+            Err(_) => (0, 0),
+        };
+        if granted < n {
             self.counters
                 .exhausted_pending
                 .store(true, Ordering::Release);
             EVENT_RAISED.store(true, Ordering::Release);
-            return Err(crate::drop::DropReason::SeqExhausted);
         }
-        Ok(seq)
+        (first, granted)
+    }
+
+    /// Counts a run of packets; see [`SaCounters::reserve`].
+    #[inline]
+    pub(crate) fn reserve_counts(&self, lens: &[u32]) -> usize {
+        self.counters.reserve(&self.lifetime, lens)
     }
 
     #[inline]
@@ -756,9 +846,10 @@ impl InboundSa {
         self.counters.check_hard(&self.lifetime)
     }
 
+    /// Counts a run of packets; see [`SaCounters::reserve`].
     #[inline]
-    pub(crate) fn account(&self, bytes: usize) {
-        self.counters.account(&self.lifetime, bytes as u64);
+    pub(crate) fn reserve_counts(&self, lens: &[u32]) -> usize {
+        self.counters.reserve(&self.lifetime, lens)
     }
 }
 

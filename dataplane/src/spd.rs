@@ -89,6 +89,17 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// Any traffic from `src` to `dst`: any protocol, any ports.
+    pub fn between(src: IpPrefix, dst: IpPrefix) -> Self {
+        Self {
+            src,
+            dst,
+            proto: None,
+            src_ports: PortRange::ANY,
+            dst_ports: PortRange::ANY,
+        }
+    }
+
     /// Whether the packet matches (the RFC 4301 §5.2 inbound check uses this directly).
     #[inline]
     pub fn matches(&self, k: &FlowKey) -> bool {
@@ -559,13 +570,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn sel(s: &str, d: &str) -> Selector {
-        Selector {
-            src: s.parse().unwrap(),
-            dst: d.parse().unwrap(),
-            proto: None,
-            src_ports: PortRange::ANY,
-            dst_ports: PortRange::ANY,
-        }
+        Selector::between(s.parse().unwrap(), d.parse().unwrap())
     }
 
     fn key(s: &str, d: &str, proto: u8, sp: u16, dp: u16) -> FlowKey {

@@ -1,8 +1,12 @@
 //! Runs the outbound or inbound ESP path N times, for instruction counting under callgrind
 //! (perf/callgrind.sh): instruction counts are repeatable on a noisy machine where times are not.
 //!
-//! `pathcount encap|decap SUITE SIZE N` — SUITE is one of `aes-gcm-128`, `aes-gcm-256`,
-//! `aes-cbc-256-sha256`, `chacha20-poly1305`, optionally suffixed `@ipsec-mb`.
+//! `pathcount encap|decap|encap-burst SUITE SIZE N` — SUITE is one of `aes-gcm-128`,
+//! `aes-gcm-256`, `aes-cbc-256-sha256`, `chacha20-poly1305`, optionally suffixed `@ipsec-mb`.
+//! `encap` copies the packet into the buffer before each encapsulation; `encap-burst` runs
+//! `burst::encap` on 32 buffers at a time, in place: before each burst every buffer's window
+//! goes back over its inner packet and its 28-byte IPv4+UDP header is written again (N is
+//! rounded up to whole bursts).
 
 use std::process::ExitCode;
 
@@ -52,7 +56,7 @@ fn params(c: Cipher, i: Integrity, b: Backend, dir: Direction) -> SaParams {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: pathcount encap|decap SUITE SIZE N";
+    let usage = "usage: pathcount encap|decap|encap-burst SUITE SIZE N";
     if args.len() != 5 {
         eprintln!("{usage}");
         return ExitCode::from(2);
@@ -83,6 +87,27 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
                 checksum = checksum.wrapping_add(u64::from(buf.data()[buf.len() - 1]));
+            }
+        }
+        "encap-burst" => {
+            const BURST: usize = 32;
+            let mut bufs: Vec<HeapBuf> = (0..BURST)
+                .map(|_| HeapBuf::from_slice_with_room(&plain, 256, 4096))
+                .collect();
+            let mut drops = dataplane::drop::DropCounters::default();
+            for round in 0..n.div_ceil(BURST as u64) {
+                if round > 0 {
+                    for b in bufs.iter_mut() {
+                        b.adj(256 - b.headroom()).expect("adj");
+                        b.trim(b.len() - plain.len()).expect("trim");
+                        b.data_mut()[..28].copy_from_slice(&plain[..28]);
+                    }
+                }
+                let mut v = [dataplane::burst::Verdict::Pending; BURST];
+                if dataplane::burst::encap(&out, &mut bufs, &mut v, &mut drops) != BURST {
+                    return ExitCode::from(1);
+                }
+                checksum = checksum.wrapping_add(u64::from(bufs[0].data()[bufs[0].len() - 1]));
             }
         }
         "decap" => {

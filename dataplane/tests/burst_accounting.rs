@@ -1,0 +1,441 @@
+//! Burst-level accounting: the burst pipelines take sequence numbers and count lifetimes once
+//! per SA per burst. Each packet must still get what it would get processed alone: the same
+//! bytes, sequence numbers in order, refusal exactly past a hard limit (packets or bytes, in
+//! the middle of a burst), each lifetime event once, and no sequence number twice even with
+//! several threads sharing the SA.
+
+mod common;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dataplane::buf::{HeapBuf, PacketBuf};
+use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
+use dataplane::crypto::{Cipher, Integrity};
+use dataplane::drop::{DropCounters, DropReason};
+use dataplane::esp;
+use dataplane::outer::{self, Arrival};
+use dataplane::sa::{
+    Direction, Endpoints, InboundSa, Lifetime, Mode, OutboundSa, SaEvent, SaParams, UdpEncap,
+};
+use dataplane::sad::Sad;
+use dataplane::spd::{Action, PolicyHits, Rule, Selector, Spd};
+
+fn v4(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// An IPv4 UDP packet 192.168.10.5 → 192.168.20.`dst` with `len` payload bytes.
+fn udp4(dst: u8, len: usize) -> Vec<u8> {
+    common::udp4([192, 168, 10, 5], [192, 168, 20, dst], len, 0x2a)
+}
+
+/// An outbound/inbound pair of AES-GCM-128 tunnel SAs; `f` adjusts the outbound parameters
+/// before the inbound copy is made.
+fn pair(spi: u32, f: impl FnOnce(&mut SaParams)) -> (SaParams, SaParams) {
+    let c = Cipher::AesGcm128;
+    let mut o = SaParams::new(spi, Direction::Out, c, Integrity::None);
+    o.mode = Mode::Tunnel;
+    o.enc_key = (0..c.key_len() as u8)
+        .map(|x| x.wrapping_mul(29).wrapping_add(spi as u8))
+        .collect::<Vec<_>>()
+        .into();
+    o.tunnel = Some(Endpoints {
+        local: v4("10.1.0.1"),
+        remote: v4("10.2.0.1"),
+    });
+    f(&mut o);
+    let mut i = o.clone();
+    i.direction = Direction::In;
+    i.tunnel = o.tunnel.map(|t| Endpoints {
+        local: t.remote,
+        remote: t.local,
+    });
+    (o, i)
+}
+
+fn esp_seq(pkt: &[u8]) -> u32 {
+    match outer::classify(pkt, |p| p == 4500).unwrap() {
+        Arrival::Ipsec(o) => {
+            u32::from_be_bytes(pkt[o.sec_off + 4..o.sec_off + 8].try_into().unwrap())
+        }
+        other => panic!("not ESP: {other:?}"),
+    }
+}
+
+fn events(c: &dataplane::sa::SaCounters) -> Vec<SaEvent> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+/// A buffer with room for TFC padding.
+fn buf(p: &[u8]) -> HeapBuf {
+    HeapBuf::from_slice_with_room(p, 128, 512)
+}
+
+fn bufs(pkts: &[Vec<u8>]) -> Vec<HeapBuf> {
+    pkts.iter().map(|p| buf(p)).collect()
+}
+
+fn sel(s: &str, d: &str) -> Selector {
+    Selector::between(s.parse().unwrap(), d.parse().unwrap())
+}
+
+/// A change to an SA's parameters.
+type Variant = dyn Fn(&mut SaParams);
+
+/// Bursts give every packet the bytes and the outcome one-by-one encapsulation gives it, for
+/// every framing the burst path stages (IPv4 and IPv6 outer headers, NAT-T, transport mode,
+/// TFC padding, CBC's 16-byte alignment), over more packets than one stage holds.
+#[test]
+fn bursts_equal_packet_by_packet() {
+    let variants: Vec<Box<Variant>> = vec![
+        Box::new(|_| {}),
+        Box::new(|p| {
+            p.tunnel = Some(Endpoints {
+                local: "2001:db8::1".parse().unwrap(),
+                remote: "2001:db8::2".parse().unwrap(),
+            })
+        }),
+        Box::new(|p| {
+            p.udp_encap = Some(UdpEncap {
+                local_port: 4500,
+                remote_port: 4501,
+            })
+        }),
+        Box::new(|p| {
+            p.mode = Mode::Transport;
+            p.tunnel = None;
+        }),
+        Box::new(|p| p.tfc_pad = 300),
+        Box::new(|p| {
+            p.cipher = Cipher::AesCbc256;
+            p.integrity = Integrity::HmacSha256;
+            p.enc_key = vec![3u8; 32].into();
+            p.auth_key = vec![4u8; 32].into();
+        }),
+        Box::new(|p| {
+            p.esn = true;
+            p.initial_seq = 0xffff_fff0;
+        }),
+    ];
+    for (n, v) in variants.iter().enumerate() {
+        let (o, i) = pair(0x100 + n as u32, v);
+        let one = OutboundSa::new(&o).unwrap();
+        let many = OutboundSa::new(&o).unwrap();
+        let inb = InboundSa::new(&i).unwrap();
+        // CBC IVs are random: compare what the receiver gets back instead of the bytes.
+        let random_iv = o.cipher == Cipher::AesCbc256;
+        let plain: Vec<Vec<u8>> = (0..70).map(|k| udp4(7, (k * 37) % 1400)).collect();
+        let mut want = Vec::new();
+        for p in &plain {
+            let mut b = buf(p);
+            esp::encap(&one, &mut b).unwrap();
+            want.push(b.to_vec());
+        }
+        let mut pkts = bufs(&plain);
+        let mut verdicts = vec![Verdict::Pending; pkts.len()];
+        let mut drops = DropCounters::default();
+        let fwd = burst::encap(&many, &mut pkts, &mut verdicts, &mut drops);
+        assert_eq!(fwd, plain.len(), "variant {n}");
+        assert!(verdicts.iter().all(|v| *v == Verdict::Forward));
+        for (k, (got, want)) in pkts.iter().zip(&want).enumerate() {
+            if random_iv {
+                assert_eq!(got.len(), want.len(), "variant {n} packet {k}");
+                let mut b = got.clone();
+                let Ok(Arrival::Ipsec(ob)) = outer::classify(b.data(), |p| p == 4500) else {
+                    panic!("not ESP")
+                };
+                esp::decap(&inb, &mut b, &ob).unwrap();
+                assert_eq!(b.data(), &plain[k][..], "variant {n} packet {k}");
+            } else {
+                assert_eq!(got.data(), &want[..], "variant {n} packet {k}");
+            }
+        }
+        assert_eq!(one.last_seq(), many.last_seq());
+        assert_eq!(one.counters().packets(), many.counters().packets());
+        assert_eq!(one.counters().bytes(), many.counters().bytes());
+    }
+}
+
+/// A burst through SPD-out that crosses the hard packet limit in its middle: the packets up to
+/// the limit leave with sequence numbers 1, 2, ... in order, the rest are refused as expired;
+/// soft and hard events are raised once, and the counters hold exactly what was sent.
+#[test]
+fn outbound_burst_crossing_the_hard_packet_limit() {
+    let (mut o, _) = pair(0x200, |_| {});
+    o.lifetime = Lifetime {
+        soft_packets: 3,
+        hard_packets: 5,
+        ..Lifetime::default()
+    };
+    let sa = Arc::new(OutboundSa::new(&o).unwrap());
+    let spd = Spd::build(vec![Rule {
+        priority: 10,
+        selector: sel("192.168.10.0/24", "192.168.20.0/24"),
+        action: Action::Protect(OutboundTarget {
+            policy_id: 1,
+            sa: Some(sa.clone()),
+        }),
+    }])
+    .unwrap();
+    let t = OutboundTables {
+        spd: &spd,
+        mtu: 1500,
+    };
+    let plain: Vec<Vec<u8>> = (0..8).map(|k| udp4(7, 10 + k)).collect();
+    let mut pkts = bufs(&plain);
+    let mut verdicts = [Verdict::Pending; 8];
+    let mut drops = DropCounters::default();
+    let mut hits = PolicyHits::new(spd.len());
+    let n = burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+    assert_eq!(n, 5);
+    let expired = Verdict::Drop(DropReason::SaExpired);
+    assert_eq!(verdicts[..5], [Verdict::Forward; 5]);
+    assert_eq!(verdicts[5..], [expired; 3]);
+    let seqs: Vec<u32> = pkts[..5].iter().map(|p| esp_seq(p.data())).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    // Refused packets are left as they came.
+    for (p, want) in pkts[5..].iter().zip(&plain[5..]) {
+        assert_eq!(p.data(), &want[..]);
+    }
+    assert_eq!(drops.get(DropReason::SaExpired), 3);
+    assert_eq!(sa.counters().packets(), 5);
+    let sent: u64 = plain[..5].iter().map(|p| p.len() as u64).sum();
+    assert_eq!(sa.counters().bytes(), sent);
+    assert_eq!(
+        events(sa.counters()),
+        vec![SaEvent::HardExpired, SaEvent::SoftExpired]
+    );
+
+    // The next burst is refused whole, and nothing more is counted or raised.
+    let mut pkts = bufs(&plain[..3]);
+    let mut verdicts = [Verdict::Pending; 3];
+    let n = burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+    assert_eq!(n, 0);
+    assert_eq!(verdicts, [expired; 3]);
+    assert_eq!(sa.counters().packets(), 5);
+    assert_eq!(events(sa.counters()), vec![]);
+}
+
+/// Byte limits inside a burst, as packet by packet: a packet is refused once the bytes before it
+/// reach the hard limit (so the packet that crosses it still goes), and "exactly at the limit"
+/// refuses the next one. The soft byte limit raises its event once.
+#[test]
+fn byte_limits_inside_a_burst() {
+    let plain: Vec<Vec<u8>> = (0..6).map(|_| udp4(7, 72)).collect(); // 100 bytes each
+    for (hard, passed) in [(250u64, 3usize), (300, 3), (301, 4), (100, 1), (1, 1)] {
+        let (mut o, _) = pair(0x300, |_| {});
+        o.lifetime = Lifetime {
+            soft_bytes: 150,
+            hard_bytes: hard,
+            ..Lifetime::default()
+        };
+        // Burst and one by one must agree.
+        let alone = OutboundSa::new(&o).unwrap();
+        let one_by_one: Vec<bool> = plain
+            .iter()
+            .map(|p| esp::encap(&alone, &mut HeapBuf::from_slice(p)).is_ok())
+            .collect();
+        let sa = OutboundSa::new(&o).unwrap();
+        let mut pkts = bufs(&plain);
+        let mut verdicts = [Verdict::Pending; 6];
+        let mut drops = DropCounters::default();
+        let n = burst::encap(&sa, &mut pkts, &mut verdicts, &mut drops);
+        assert_eq!(n, passed, "hard_bytes {hard}");
+        let in_burst: Vec<bool> = verdicts.iter().map(|v| *v == Verdict::Forward).collect();
+        assert_eq!(in_burst, one_by_one, "hard_bytes {hard}");
+        assert!(verdicts[passed..]
+            .iter()
+            .all(|v| *v == Verdict::Drop(DropReason::SaExpired)));
+        assert_eq!(sa.counters().bytes(), 100 * passed as u64);
+        assert_eq!(alone.counters().bytes(), 100 * passed as u64);
+        let ev = events(sa.counters());
+        assert_eq!(
+            ev.contains(&SaEvent::SoftExpired),
+            passed >= 2,
+            "{hard}: {ev:?}"
+        );
+        assert!(ev.contains(&SaEvent::HardExpired), "{hard}: {ev:?}");
+        assert_eq!(events(sa.counters()), vec![]);
+    }
+}
+
+/// The sequence space running out in the middle of a burst (no ESN): the last numbers go to
+/// the first packets, the rest are refused as exhausted, once evented, and not counted.
+#[test]
+fn sequence_space_running_out_inside_a_burst() {
+    let (mut o, _) = pair(0x400, |_| {});
+    o.initial_seq = u64::from(u32::MAX) - 2;
+    let sa = OutboundSa::new(&o).unwrap();
+    let plain: Vec<Vec<u8>> = (0..5).map(|k| udp4(7, 20 + k)).collect();
+    let mut pkts = bufs(&plain);
+    let mut verdicts = [Verdict::Pending; 5];
+    let mut drops = DropCounters::default();
+    assert_eq!(burst::encap(&sa, &mut pkts, &mut verdicts, &mut drops), 2);
+    let gone = Verdict::Drop(DropReason::SeqExhausted);
+    assert_eq!(
+        verdicts,
+        [Verdict::Forward, Verdict::Forward, gone, gone, gone]
+    );
+    assert_eq!(esp_seq(pkts[0].data()), u32::MAX - 1);
+    assert_eq!(esp_seq(pkts[1].data()), u32::MAX);
+    assert_eq!(sa.counters().packets(), 2);
+    assert_eq!(sa.last_seq(), u64::from(u32::MAX));
+    assert_eq!(events(sa.counters()), vec![SaEvent::SeqExhausted]);
+    // And it stays used up.
+    let mut pkts = bufs(&plain[..1]);
+    let mut verdicts = [Verdict::Pending; 1];
+    assert_eq!(burst::encap(&sa, &mut pkts, &mut verdicts, &mut drops), 0);
+    assert_eq!(verdicts, [gone]);
+    assert_eq!(sa.last_seq(), u64::from(u32::MAX));
+}
+
+/// Two SAs interleaved in one burst: each numbers its own packets 1, 2, ... in burst order and
+/// counts only its own; packets decided before the call are left alone and not counted again.
+#[test]
+fn interleaved_sas_number_and_count_their_own_packets() {
+    let (o1, _) = pair(0x501, |_| {});
+    let (o2, _) = pair(0x502, |_| {});
+    let (s1, s2) = (
+        Arc::new(OutboundSa::new(&o1).unwrap()),
+        Arc::new(OutboundSa::new(&o2).unwrap()),
+    );
+    let rule = |prio, d: &str, sa: &Arc<OutboundSa>| Rule {
+        priority: prio,
+        selector: sel("192.168.10.0/24", d),
+        action: Action::Protect(OutboundTarget {
+            policy_id: prio,
+            sa: Some(sa.clone()),
+        }),
+    };
+    let spd = Spd::build(vec![
+        rule(10, "192.168.20.1/32", &s1),
+        rule(20, "192.168.20.2/32", &s2),
+    ])
+    .unwrap();
+    let dsts = [1u8, 2, 2, 1, 1, 2, 1, 3, 1, 2];
+    let plain: Vec<Vec<u8>> = dsts.iter().map(|&d| udp4(d, 30)).collect();
+    let mut pkts = bufs(&plain);
+    let mut verdicts = [Verdict::Pending; 10];
+    verdicts[4] = Verdict::Drop(DropReason::TtlExceeded); // decided by the caller
+    let mut drops = DropCounters::default();
+    let mut hits = PolicyHits::new(spd.len());
+    let t = OutboundTables {
+        spd: &spd,
+        mtu: 1500,
+    };
+    let n = burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+    assert_eq!(n, 8);
+    assert_eq!(verdicts[4], Verdict::Drop(DropReason::TtlExceeded));
+    assert_eq!(verdicts[7], Verdict::Drop(DropReason::PolicyDiscard));
+    assert_eq!(drops.total(), 1, "only the discard is this call's drop");
+    let seqs = |d: u8| -> Vec<u32> {
+        (0..10)
+            .filter(|&k| dsts[k] == d && verdicts[k] == Verdict::Forward)
+            .map(|k| esp_seq(pkts[k].data()))
+            .collect()
+    };
+    assert_eq!(seqs(1), vec![1, 2, 3, 4]);
+    assert_eq!(seqs(2), vec![1, 2, 3, 4]);
+    assert_eq!((s1.counters().packets(), s2.counters().packets()), (4, 4));
+    assert_eq!(s1.last_seq(), 4);
+}
+
+/// Inbound: a burst of valid packets that crosses the SA's hard limit is decrypted, but only
+/// the packets within the limit are forwarded; the rest are dropped as expired.
+#[test]
+fn inbound_burst_crossing_the_hard_packet_limit() {
+    let (o, mut i) = pair(0x600, |_| {});
+    i.lifetime = Lifetime {
+        soft_packets: 2,
+        hard_packets: 3,
+        ..Lifetime::default()
+    };
+    let out = OutboundSa::new(&o).unwrap();
+    let inb = Arc::new(InboundSa::new(&i).unwrap());
+    let plain: Vec<Vec<u8>> = (0..5).map(|k| udp4(7, 40 + k)).collect();
+    let mut pkts = bufs(&plain);
+    let mut verdicts = [Verdict::Pending; 5];
+    let mut drops = DropCounters::default();
+    assert_eq!(burst::encap(&out, &mut pkts, &mut verdicts, &mut drops), 5);
+    let mut sad = Sad::new();
+    sad.insert(0x600, Some(v4("10.2.0.1")), inb.clone());
+    let spd_in: Spd<()> = Spd::build(Vec::new()).unwrap();
+    let t = InboundTables {
+        sad: &sad,
+        spd: &spd_in,
+        natt_ports: &[4500],
+    };
+    let mut verdicts = [Verdict::Pending; 5];
+    let mut hits = PolicyHits::new(0);
+    let n = burst::inbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+    assert_eq!(n, 3);
+    let expired = Verdict::Drop(DropReason::SaExpired);
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Forward,
+            Verdict::Forward,
+            Verdict::Forward,
+            expired,
+            expired
+        ]
+    );
+    for (p, want) in pkts[..3].iter().zip(&plain) {
+        assert_eq!(p.data(), &want[..]);
+    }
+    assert_eq!(inb.counters().packets(), 3);
+    let sent: u64 = plain[..3].iter().map(|p| p.len() as u64).sum();
+    assert_eq!(inb.counters().bytes(), sent);
+    assert_eq!(drops.get(DropReason::SaExpired), 2);
+    assert_eq!(
+        events(inb.counters()),
+        vec![SaEvent::HardExpired, SaEvent::SoftExpired]
+    );
+}
+
+/// Several threads encapsulating bursts with one SA: no sequence number is handed out twice,
+/// and the hard packet limit lets through exactly that many packets, no more.
+#[test]
+fn threads_sharing_an_sa_never_pass_the_hard_limit_or_repeat_a_number() {
+    const HARD: u64 = 1000;
+    let (mut o, _) = pair(0x700, |_| {});
+    o.lifetime.hard_packets = HARD;
+    let sa = Arc::new(OutboundSa::new(&o).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let sa = sa.clone();
+            std::thread::spawn(move || {
+                let mut seqs = Vec::new();
+                let mut drops = DropCounters::default();
+                for round in 0..20 {
+                    let plain: Vec<Vec<u8>> = (0..32)
+                        .map(|k| udp4(7, (t * 13 + round + k) % 90))
+                        .collect();
+                    let mut pkts = bufs(&plain);
+                    let mut verdicts = [Verdict::Pending; 32];
+                    burst::encap(&sa, &mut pkts, &mut verdicts, &mut drops);
+                    for (p, v) in pkts.iter().zip(&verdicts) {
+                        match v {
+                            Verdict::Forward => seqs.push(esp_seq(p.data())),
+                            Verdict::Drop(DropReason::SaExpired) => {}
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    // 4 x 20 x 32 = 2560 packets offered.
+    assert_eq!(all.len() as u64, HARD);
+    assert_eq!(sa.counters().packets(), HARD);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len() as u64, HARD, "a sequence number was used twice");
+    assert_eq!(events(sa.counters()), vec![SaEvent::HardExpired]);
+}
