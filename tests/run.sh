@@ -254,8 +254,8 @@ netns_site_to_site() {
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
     TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
-    echo "== again with AES-256-CBC + HMAC-SHA-256-128, next hops resolved by ARP and ND (no static neighbours), on hugepages"
-    HUGE=1 NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
+    echo "== again with two workers per gateway, AES-256-CBC + HMAC-SHA-256-128, next hops resolved by ARP and ND (no static neighbours), on hugepages"
+    WORKERS=2 HUGE=1 NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
     echo "== the same topology without IPsec (bypass policies): the baseline for the figures above"
     BASELINE=1 TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
@@ -287,8 +287,8 @@ netns_site_to_site_ike() {
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
     echo "== reference scenario: IKE aes256-sha256-modp1024, ESP aes256-sha256"
     CIPHER=cbc IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP" || return 1
-    echo "== IKE aes256gcm16-prfsha256-curve25519, ESP aes256gcm16"
-    IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP"
+    echo "== IKE aes256gcm16-prfsha256-curve25519, ESP aes256gcm16, two workers per gateway"
+    WORKERS=2 IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP"
 }
 strongswan_vs_strongswan() {
     # Two strongSwan charons (kernel-libipsec) in network namespaces: the harness ferrogate-ike
@@ -423,7 +423,7 @@ step "scapy NAT-T transport checksum fix-up vs fgpcap" py_natt_transport
 step "scapy fragmented ESP (outer reassembly) vs fgpcap" py_fragments
 step "build ferrogate (DPDK gateway)" build_ferrogate
 step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
-step "two ferrogates in network namespaces (IPv4+IPv6 inside, ping, iperf3, counters, wire, hugepages)" netns_site_to_site
+step "two ferrogates in network namespaces (IPv4+IPv6 inside, ping, iperf3, counters, wire, 1 and 2 workers, hugepages)" netns_site_to_site
 step "ferrogate vs DPDK ipsec-secgw (ping, iperf3, wire)" interop_secgw
 step "two ferrogates: ICMP time exceeded, too big, pre-fragmentation" netns_icmp
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan

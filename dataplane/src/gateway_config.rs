@@ -177,9 +177,11 @@ pub struct Neighbour {
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cores {
-    /// The main lcore (rings, table publication, ARP, stats).
+    /// The main lcore (the control-plane channel, table publication, stats).
     pub main: u32,
-    /// Worker lcores, one RX/TX queue pair each.
+    /// Worker lcores, one pipeline each with a receive queue on every port (RSS spreads
+    /// the traffic) and a transmit queue on every port. Empty: the main lcore runs the one
+    /// pipeline.
     pub workers: Vec<u32>,
 }
 
@@ -412,12 +414,17 @@ impl GatewayConfig {
                 ));
             }
         }
-        if f.cores.workers.is_empty() || f.cores.workers.contains(&f.cores.main) {
+        let mut seen = f.cores.workers.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if f.cores.workers.contains(&f.cores.main) || seen.len() != f.cores.workers.len() {
             return Err(invalid(
                 "cores",
                 0,
                 String::new(),
-                "give at least one worker, and not the main core".into(),
+                "worker lcores must differ from the main one and from each other ([] runs \
+                 the pipeline on the main lcore)"
+                    .into(),
             ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -594,5 +601,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("LO-HI"), "{e}");
+    }
+
+    #[test]
+    fn cores_take_several_workers_or_none() {
+        let with = |cores: &str| {
+            GatewayConfig::parse(
+                &example().replace("cores: { main: 0, workers: [1] }", cores),
+                Path::new("g.yaml"),
+            )
+        };
+        let c = with("cores: { main: 0, workers: [1, 2, 3] }").unwrap();
+        assert_eq!(c.cores.workers, vec![1, 2, 3]);
+        assert!(with("cores: { main: 0, workers: [] }")
+            .unwrap()
+            .cores
+            .workers
+            .is_empty());
+        for bad in [
+            "cores: { main: 0, workers: [0, 1] }",
+            "cores: { main: 0, workers: [1, 1] }",
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("cores") && e.contains("differ"), "{bad}: {e}");
+        }
     }
 }

@@ -359,6 +359,19 @@ pub struct Counters {
     pub fragments: u64,
 }
 
+impl Counters {
+    /// Adds another set (another pipeline's) into this one.
+    pub fn merge(&mut self, other: &Counters) {
+        self.time_exceeded_sent += other.time_exceeded_sent;
+        self.too_big_sent += other.too_big_sent;
+        self.rate_limited += other.rate_limited;
+        self.not_reportable += other.not_reportable;
+        self.not_sent += other.not_sent;
+        self.fragmented += other.fragmented;
+        self.fragments += other.fragments;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

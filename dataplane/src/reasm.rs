@@ -36,6 +36,19 @@ pub struct ReasmStats {
     pub too_big: u64,
 }
 
+impl ReasmStats {
+    /// Adds another set (another pipeline's) into this one.
+    pub fn merge(&mut self, other: &ReasmStats) {
+        self.fragments += other.fragments;
+        self.reassembled += other.reassembled;
+        self.timed_out += other.timed_out;
+        self.evicted += other.evicted;
+        self.overlaps += other.overlaps;
+        self.malformed += other.malformed;
+        self.too_big += other.too_big;
+    }
+}
+
 /// Why a fragment was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReasmError {

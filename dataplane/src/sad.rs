@@ -16,7 +16,7 @@ struct Key {
 }
 
 /// The SAD index.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Sad<V> {
     slots: Vec<Option<(Key, V)>>,
     len: usize,

@@ -506,9 +506,37 @@ impl<W: Word> Builder<'_, W> {
 /// Per-policy counters of one pipeline: the packets (and their IP bytes, as classified) each
 /// rule of one SPD matched. Plain integers, owned by the pipeline that counts: nothing shared
 /// is written per packet. Sized once per table version, off the hot path.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct PolicyHits {
     hits: Vec<[u64; 2]>,
+}
+
+impl Clone for PolicyHits {
+    fn clone(&self) -> Self {
+        PolicyHits {
+            hits: self.hits.clone(),
+        }
+    }
+
+    /// Reuses this one's allocation when it is large enough.
+    fn clone_from(&mut self, source: &Self) {
+        self.hits.clone_from(&source.hits);
+    }
+}
+
+/// For each rule of `new`, a table that replaces `old`, the index of the rule of `old` whose
+/// counts it keeps ([`PolicyHits::carried`]), or `u32::MAX`. Computed once per new version
+/// (it hashes every rule), then applied by each pipeline with [`PolicyHits::remapped`].
+pub fn carry_map<T, U>(old: &Spd<T>, new: &Spd<U>) -> Vec<u32> {
+    let mut before = HashMap::with_capacity(old.len());
+    for (i, r) in old.rules().iter().enumerate() {
+        before.entry(rule_key(r)).or_insert(i as u32);
+    }
+    // Each old rule's counts go to one new rule only.
+    new.rules()
+        .iter()
+        .map(|r| before.remove(&rule_key(r)).unwrap_or(u32::MAX))
+        .collect()
 }
 
 impl PolicyHits {
@@ -543,24 +571,30 @@ impl PolicyHits {
         self.hits.is_empty()
     }
 
+    /// Adds another pipeline's counters for the same table into these.
+    pub fn merge(&mut self, other: &PolicyHits) {
+        for (a, b) in self.hits.iter_mut().zip(&other.hits) {
+            a[0] += b[0];
+            a[1] += b[1];
+        }
+    }
+
     /// Counters for `new`, a table that replaces `old` (whose counters these are): a rule of
     /// `new` with the same priority, selector and kind of action as a rule of `old` keeps that
     /// rule's counts; other rules start at zero.
     pub fn carried<T, U>(&self, old: &Spd<T>, new: &Spd<U>) -> PolicyHits {
-        let mut before = std::collections::HashMap::with_capacity(old.len());
-        for (i, r) in old.rules().iter().enumerate() {
-            before.entry(rule_key(r)).or_insert(i);
+        self.remapped(&carry_map(old, new))
+    }
+
+    /// Counters for a new table from [`carry_map`]'s answer: rule `i` takes the counts of old
+    /// rule `map[i]`.
+    pub fn remapped(&self, map: &[u32]) -> PolicyHits {
+        PolicyHits {
+            hits: map
+                .iter()
+                .map(|&j| self.hits.get(j as usize).copied().unwrap_or([0; 2]))
+                .collect(),
         }
-        let mut out = PolicyHits::new(new.len());
-        for (i, r) in new.rules().iter().enumerate() {
-            // Each old rule's counts go to one new rule only.
-            if let Some(j) = before.remove(&rule_key(r)) {
-                if let (Some(h), Some(o)) = (out.hits.get_mut(i), self.hits.get(j)) {
-                    *h = *o;
-                }
-            }
-        }
-        out
     }
 }
 
@@ -624,6 +658,17 @@ mod tests {
             (carried.get(0), carried.get(1), carried.get(2)),
             ((0, 0), (2, 160), (0, 0))
         );
+        // The same through a map computed once (what the gateway's main lcore hands workers),
+        // and merged counters of two pipelines add up.
+        let map = carry_map(&old, &new);
+        assert_eq!(map, vec![u32::MAX, 0, u32::MAX]);
+        let mut merged = hits.remapped(&map);
+        assert_eq!(merged.get(1), carried.get(1));
+        merged.merge(&carried);
+        assert_eq!(merged.get(1), (4, 320));
+        let mut reused = PolicyHits::new(1);
+        reused.clone_from(&merged);
+        assert_eq!((reused.len(), reused.get(1)), (3, (4, 320)));
         // Out of range ids count nothing and read as zero.
         hits.hit(99, 1);
         assert_eq!(hits.get(99), (0, 0));

@@ -27,6 +27,10 @@
 #       inside port has MTU 1400, fragmentation needed through the tunnel (ping -M do -s 1410);
 #       a burst of 200 expiring pings meets the rate limit; and the ICMPv6 counterparts (time
 #       exceeded from A and from B, packet too big from A and from B through the tunnel)
+#   WORKERS=N site_to_site.sh ...               N worker lcores per gateway instead of one (af_packet
+#       qpairs=N: N receive and transmit queues per port, PACKET_FANOUT_HASH spreading flows over
+#       them; the lcores share the 2 CPUs through EAL --lcores): every check above, plus 4
+#       parallel TCP streams that every worker of both gateways must have received some of
 #   HUGE=1 site_to_site.sh ...                   the gateways' EAL on 2 MB hugepages (a private
 #       hugetlbfs mount and a reservation the script makes and gives back) instead of --no-huge
 #   IKE=path/to/ferrogate-ike site_to_site.sh ... keys negotiated by IKEv2 (PSK) instead of static:
@@ -113,8 +117,8 @@ gateway() {
     fi
     cat <<EOY
 interfaces:
-  - { name: inside, device: "net_af_packet0,iface=$2i", role: inside, addresses: [$3.1/24$a6], mtu: $INSIDE_MTU }
-  - { name: outside, device: "net_af_packet1,iface=$2o", role: outside, addresses: [${10}/24] }
+  - { name: inside, device: "net_af_packet0,iface=$2i$QPAIRS", role: inside, addresses: [$3.1/24$a6], mtu: $INSIDE_MTU }
+  - { name: outside, device: "net_af_packet1,iface=$2o$QPAIRS", role: outside, addresses: [${10}/24] }
 routes:
   - { dst: $4.0/24, interface: outside, via: ${11} }
 cores: { main: ${15}, workers: [${16}] }
@@ -151,9 +155,18 @@ EOY
 }
 # With ICMP=1, B's inside port is narrower than the tunnel: decapsulated packets may not fit.
 INSIDE_MTU=1500
-gateway A gA 192.168.10 192.168.20 0xa0b0 0xb0a0 $K_AB $K_BA _ 203.0.113.1 203.0.113.2 "$MAC_GBO" 192.168.10.5 "$MAC_HA" 0 1 > "$WORK/a.yaml"
+# One worker lcore per gateway on the CPU its main lcore does not use; with WORKERS=N, lcores
+# 1..N alternate between the two CPUs (EAL --lcores LCORE@CPU).
+WORKERS=${WORKERS:-1}
+QPAIRS="" LCORES_A="" LCORES_B="" WL_A=1 WL_B=0 MAIN_B=1
+if [ "$WORKERS" -gt 1 ]; then
+    QPAIRS=",qpairs=$WORKERS" LCORES_A="--lcores 0@0" LCORES_B="--lcores 0@1"
+    WL_A=$(seq -s ', ' 1 "$WORKERS") WL_B=$(seq -s ', ' 1 "$WORKERS") MAIN_B=0
+    for w in $(seq 1 "$WORKERS"); do LCORES_A+=",$w@$((w % 2))" LCORES_B+=",$w@$(((w + 1) % 2))"; done
+fi
+gateway A gA 192.168.10 192.168.20 0xa0b0 0xb0a0 $K_AB $K_BA _ 203.0.113.1 203.0.113.2 "$MAC_GBO" 192.168.10.5 "$MAC_HA" 0 "$WL_A" > "$WORK/a.yaml"
 [ -n "${ICMP:-}" ] && INSIDE_MTU=1400
-gateway B gB 192.168.20 192.168.10 0xb0a0 0xa0b0 $K_BA $K_AB _ 203.0.113.2 203.0.113.1 "$MAC_GAO" 192.168.20.5 "$MAC_HB" 1 0 > "$WORK/b.yaml"
+gateway B gB 192.168.20 192.168.10 0xb0a0 0xa0b0 $K_BA $K_AB _ 203.0.113.2 203.0.113.1 "$MAC_GAO" 192.168.20.5 "$MAC_HB" "$MAIN_B" "$WL_B" > "$WORK/b.yaml"
 
 EVERY=$([ "$DEMO" -gt 0 ] && echo 1000 || echo 60000)
 CTL_A=() CTL_B=()
@@ -164,10 +177,10 @@ if [ -n "${HUGE:-}" ]; then
     huge_reserve "$WORK/huge" 192 || exit 1
     MEM="--huge-dir $WORK/huge"
 fi
-ip netns exec "$GA" "$FG" --config "$WORK/a.yaml" --eal "$MEM --file-prefix fgA$ID --log-level=error" \
+ip netns exec "$GA" "$FG" --config "$WORK/a.yaml" --eal "$MEM $LCORES_A --file-prefix fgA$ID --log-level=error" \
     --idle-sleep-us 50 --stats-every-ms "$EVERY" --stats-file "$WORK/stats-a.json" "${CTL_A[@]}" > "$WORK/a.log" 2>&1 &
 PIDS+=($!)
-ip netns exec "$GB" "$FG" --config "$WORK/b.yaml" --eal "$MEM --file-prefix fgB$ID --log-level=error" \
+ip netns exec "$GB" "$FG" --config "$WORK/b.yaml" --eal "$MEM $LCORES_B --file-prefix fgB$ID --log-level=error" \
     --idle-sleep-us 50 --stats-every-ms "$EVERY" --stats-file "$WORK/stats-b.json" "${CTL_B[@]}" > "$WORK/b.log" 2>&1 &
 PIDS+=($!)
 sleep 3
@@ -442,6 +455,31 @@ if [ -n "$INNER6" ]; then
     check "iperf3 TCP over IPv6 A -> B for 3 s" ip netns exec "$HA" timeout 20 iperf3 -6 -c fd00:20::5 -t 3 -J --logfile "$WORK/iperf6.json"
     python3 -c "import json,sys; d=json.load(open('$WORK/iperf6.json')); print('iperf3 IPv6 A -> B $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
 fi
+if [ "$WORKERS" -gt 1 ]; then
+    # Four TCP flows: PACKET_FANOUT_HASH spreads them over the inside ports' queues, so every
+    # worker must take part (A's receive the data, B's the acknowledgements).
+    ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
+    PIDS+=($!)
+    sleep 0.5
+    check "iperf3 4 TCP streams A -> B for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -P 4 -J --logfile "$WORK/iperf-p4.json"
+    python3 -c "import json,sys; d=json.load(open('$WORK/iperf-p4.json')); print('iperf3 4 streams A -> B $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
+    sleep 1.5 # a fresh --stats-file
+    spread() {
+        local f
+        for f in a b; do
+            python3 - "$WORK/stats-$f.json" "$f" "$WORKERS" <<'EOP' || return 1
+import json, sys
+d = json.load(open(sys.argv[1]))
+inside = [p['name'] for p in d['ports']].index('inside')
+rx = [w['rx_by_port'][inside] for w in d['workers']]
+print(f"gateway {sys.argv[2]}: inside-port frames received per worker lcore",
+      {w['lcore']: n for w, n in zip(d['workers'], rx)})
+sys.exit(0 if len(rx) == int(sys.argv[3]) and min(rx) > 0 else 1)
+EOP
+        done
+    }
+    check "$WORKERS workers on each gateway, each received part of the inside traffic" spread
+fi
 
 # 100 MB across the tunnel over TCP, checked byte for byte.
 head -c 100000000 /dev/urandom > "$WORK/blob"
@@ -491,6 +529,13 @@ for side in a b; do
     sas="$WORK/wire-sas.yaml"
     # With IKE, each side's negotiated keys as its ferrogate-ike exported them.
     [ -n "${IKE:-}" ] && sas="$WORK/keys-$side/site-to-site-history.yaml"
+    if [ -n "${IKE:-}" ] && [ "$WORKERS" -gt 1 ]; then
+        # Several workers encapsulate with one SA, each with the sequence numbers it took for
+        # its burst: the wire carries them slightly out of order (the gateways' 1024-packet
+        # windows take that). The capture is decrypted without a replay window.
+        sed '/^    direction: in$/a\    replay_window: 0' "$sas" > "$WORK/keys-$side/noreplay.yaml"
+        sas="$WORK/keys-$side/noreplay.yaml"
+    fi
     "$FGPCAP" decrypt --sa "$sas" --in "$WORK/wire-$side.pcap" --out "$WORK/clear-$side.pcap" --json \
         > "$WORK/decrypt-$side.json" || true
     echo "wire into $side: $(cat "$WORK/decrypt-$side.json")"

@@ -5,8 +5,9 @@
 //!           [--icmp-errors-per-s N]
 //! ```
 //!
-//! What this slice does: starts EAL with the configured devices, opens every port, and runs
-//! one pipeline on the main lcore: frames from inside ports go through SPD-out and ESP encap,
+//! What it does: starts EAL with the configured devices and opens every port with one receive
+//! and one transmit queue per worker lcore (RSS spreads the traffic over them). Each worker runs its own pipeline over its queues
+//! (`Pipeline`): frames from inside ports go through SPD-out and ESP encap,
 //! frames from outside ports through the inbound path (SAD, replay, decrypt, selectors), and
 //! what is forwarded leaves by the longest-prefix route with the static neighbour's MAC.
 //! It answers ARP and ICMP echo for its own IPv4 addresses, decrements TTL / hop limit on
@@ -18,20 +19,32 @@
 //! Next hops without a static neighbour are resolved by ARP / IPv6 neighbor discovery
 //! (`dataplane::neigh`; packets for an unresolved hop are dropped and counted), and outer
 //! fragments of ESP are reassembled (`dataplane::reasm`) before decryption.
-//! Not yet: worker lcores.
+//! The main lcore serves the control plane: it applies what ferrogate-ike installs and
+//! publishes new versions of the SPDs and the SAD, which each worker picks up between two
+//! bursts (`arc_swap`: no lock on the hot path), hands the IKE datagrams the workers punt to
+//! ferrogate-ike (an `rte_ring`), sends what ferrogate-ike injects through worker 0 once every
+//! worker uses the tables published before it (make-before-break), and sums the workers'
+//! counters for the stats. Workers learn neighbours from the ARP / ND they receive and pass
+//! them to the other lcores (lock-free queues). With `workers: []` the main lcore runs the
+//! only pipeline itself.
 //! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 
 use dataplane::buf::PacketBuf;
 use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verdict};
 use dataplane::ctl;
-use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxQueue, BURST};
+use dataplane::dpdk::{Burst, Eal, Mbuf, MbufRing, Mempool, Port, RxQueue, TxQueue, BURST};
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::gateway_config::{GatewayConfig, MssClamp, Role};
 use dataplane::icmp_err::{self, Error as IcmpError, Oversize};
@@ -115,6 +128,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// One opened interface.
+/// One opened interface: what every lcore knows about it (fixed once the ports start).
 struct Iface {
     name: String,
     role: Role,
@@ -128,18 +142,49 @@ struct Iface {
     addrs6: Vec<std::net::Ipv6Addr>,
     /// Its MTU (IP bytes).
     mtu: u16,
-    rx: RxQueue,
-    tx: TxQueue,
-    /// Frames in and out, for the stats.
-    rx_frames: u64,
-    tx_frames: u64,
+}
+
+/// One lcore's queues: a receive queue per port (none on the main lcore while workers poll)
+/// and a way out per port, each used by this lcore only.
+struct Queues {
+    rx: Vec<Option<RxQueue>>,
+    tx: Vec<TxOut>,
+    /// Worker 0 only: what the main lcore hands it to send, one ring per port, and the
+    /// bursts it is sent from.
+    handoff_in: Vec<Arc<MbufRing>>,
+    ctl: Vec<Burst>,
+    /// One pending transmit burst per port.
+    txb: Vec<Burst>,
+    /// Frames in and out per port, for the stats.
+    rx_frames: Vec<u64>,
+    tx_frames: Vec<u64>,
+}
+
+/// Where one lcore's frames for a port go.
+enum TxOut {
+    /// The port's transmit queue this lcore owns.
+    Queue(TxQueue),
+    /// The main lcore in worker mode (the ports have a queue per worker only: af_packet's
+    /// `qpairs` are receive and transmit queues alike): a ring to worker 0, which sends them.
+    Handoff(Arc<MbufRing>),
+}
+
+impl TxOut {
+    /// Sends (or hands over) what it can of the burst; the rest stays in it.
+    fn send(&mut self, b: &mut Burst) -> usize {
+        match self {
+            TxOut::Queue(q) => q.tx(b),
+            TxOut::Handoff(r) => r.enqueue(b),
+        }
+    }
 }
 
 /// Where a destination goes: interface index and next-hop MAC, resolved by ARP / ND when
-/// no static neighbour names it.
+/// no static neighbour names it. Each lcore has its own (no lock on the hot path); what one
+/// learns it passes to the others ([`Shared::learn`]).
 struct Fib {
     /// (prefix, interface, next hop), longest prefix first.
-    routes: Vec<(IpPrefix, usize, Option<IpAddr>)>,
+    routes: Arc<[(IpPrefix, usize, Option<IpAddr>)]>,
     neigh: NeighTable,
     /// Requests to send after this burst: (interface, next hop). Bounded by [`MAX_ASKS`].
     asks: Vec<(usize, IpAddr)>,
@@ -184,19 +229,125 @@ impl Fib {
     }
 }
 
+/// The tables the pipelines classify with. The main lcore builds a new version when the
+/// control plane changes something and publishes it whole; each pipeline picks it up between
+/// two bursts (an atomic pointer load per round, no lock).
+struct Tables {
+    /// Versions count up from 0.
+    generation: u64,
+    spd_out: Spd<OutboundTarget>,
+    spd_in: Spd<()>,
+    sad: Sad<Arc<InboundSa>>,
+    /// Which rule of the previous version each rule keeps the counts of
+    /// ([`dataplane::spd::carry_map`], computed once here rather than on every worker).
+    carry_out: Vec<u32>,
+    carry_in: Vec<u32>,
+}
+
+/// A neighbour one lcore learned, passed to the others: (address, MAC, may create an entry).
+type Learned = (IpAddr, [u8; 6], bool);
+
+/// An on-demand policy's packet seen by a pipeline: (policy id, source, destination).
+type Acquire = (u32, IpAddr, IpAddr);
+
+/// What all lcores share. Written after start only through atomics, lock-free queues and
+/// the stats slots (which a pipeline updates with `try_lock`, never waiting).
+struct Shared {
+    ifaces: Vec<Iface>,
+    natt_ports: Vec<u16>,
+    /// MSS for SYNs entering (and leaving) a tunnel.
+    mss: Option<u16>,
+    /// Encapsulated packets leave by an outside port: the smallest outside MTU bounds them.
+    out_mtu: u16,
+    tables: ArcSwap<Tables>,
+    /// Set by the main lcore: the workers return.
+    stop: AtomicBool,
+    /// IKE datagrams the pipelines punt, for the main lcore to hand to the control plane
+    /// (multi-producer, single consumer). None without a control channel.
+    punts: Option<MbufRing>,
+    /// Packets of on-demand policies without an SA, for the main lcore to acquire.
+    acquires: ArrayQueue<Acquire>,
+    /// Neighbours learned, one queue per pipeline (the main lcore's last).
+    learn: Vec<ArrayQueue<Learned>>,
+    /// Each polling pipeline's counters, refreshed every [`STATS_EVERY`].
+    stats: Vec<Mutex<PipeStats>>,
+    /// The tables' generation each polling pipeline uses (written when it picks up a new
+    /// version): the main lcore sends what the control plane injects only once all have
+    /// caught up, so the SAs an IKE message completes are in every worker's tables first.
+    seen: Vec<CachePadded<AtomicU64>>,
+    /// Cleared when a worker's job returns (or panics): the main lcore then stops.
+    alive: Vec<AtomicBool>,
+    /// Milliseconds since start of the last received frame (for `--idle-exit-ms`).
+    last_rx_ms: CachePadded<AtomicU64>,
+    started: Instant,
+    idle_sleep: Duration,
+}
+
+/// How often a pipeline copies its counters to its stats slot.
+const STATS_EVERY: Duration = Duration::from_millis(50);
+
+/// One pipeline's counters, as last copied to its stats slot.
+#[derive(Default)]
+struct PipeStats {
+    lcore: u32,
+    rx_frames: Vec<u64>,
+    tx_frames: Vec<u64>,
+    drops: DropCounters,
+    answered: u64,
+    not_ip: u64,
+    icmp: icmp_err::Counters,
+    reasm: dataplane::reasm::ReasmStats,
+    neigh: (dataplane::neigh::NeighStats, usize),
+    /// Per-policy counters and the tables they count for.
+    hits_out: PolicyHits,
+    hits_in: PolicyHits,
+    tables: Option<Arc<Tables>>,
+}
+
+/// One lcore's packet pipeline: its queues, its neighbour table, its counters, its view of
+/// the tables. Workers each run one; without workers the main lcore runs the only one. In
+/// worker mode the main lcore keeps one too, without receive queues, to send what the
+/// control plane injects and the neighbour requests those need.
+struct Pipeline {
+    /// Index into [`Shared::learn`] and [`Shared::stats`].
+    id: usize,
+    lcore: u32,
+    q: Queues,
+    fib: Fib,
+    manners: Manners,
+    reasm: dataplane::reasm::Reassembler,
+    drops: DropCounters,
+    answered: u64,
+    not_ip: u64,
+    hits_out: PolicyHits,
+    hits_in: PolicyHits,
+    tables: Arc<Tables>,
+    rxb: Burst,
+    verdicts: [Verdict; BURST],
+    local: [Local; BURST],
+    punt: Burst,
+    pool: Arc<Mempool>,
+    jumbo: Arc<Mempool>,
+    last_stats: Instant,
+}
+
 fn run(args: &Args) -> Result<serde_json::Value, String> {
     let cfg = GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
     let mut eal_args = vec!["ferrogate".to_owned()];
-    let mut lcores = vec![cfg.cores.main];
-    lcores.extend(&cfg.cores.workers);
-    eal_args.push("-l".into());
-    eal_args.push(
-        lcores
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    // `--eal "--lcores ..."` maps lcores onto CPUs itself (several lcores on one CPU, say);
+    // otherwise lcore N runs on CPU N.
+    if !args.eal.iter().any(|a| a.starts_with("--lcores")) {
+        let mut lcores = vec![cfg.cores.main];
+        lcores.extend(&cfg.cores.workers);
+        eal_args.push("-l".into());
+        eal_args.push(
+            lcores
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
     eal_args.push("--main-lcore".into());
     eal_args.push(cfg.cores.main.to_string());
     let all_vdevs = cfg.interfaces.iter().all(|i| i.device.starts_with("net_"));
@@ -214,16 +365,43 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     eal_args.extend(args.eal.iter().cloned());
     let eal_refs: Vec<&str> = eal_args.iter().map(String::as_str).collect();
     let eal = Eal::init(&eal_refs).map_err(|e| e.to_string())?;
-    let pool = Mempool::new_pktmbuf(&eal, "ferrogate", 8191, 256, 2048 + 128)
-        .map_err(|e| e.to_string())?;
+    let workers = cfg.cores.workers.clone();
+    let have = eal.worker_lcores();
+    if let Some(w) = workers.iter().find(|w| !have.contains(w)) {
+        return Err(format!(
+            "cores: worker lcore {w} is not one EAL started (it has {have:?}; see --lcores)"
+        ));
+    }
+    // One receive and one transmit queue per worker on every port (RSS spreads the traffic);
+    // the main lcore hands what it sends to worker 0. Without workers the main lcore polls.
+    let nq = workers.len().max(1);
+    let nports = cfg.interfaces.len();
+    // Every descriptor of every queue may hold an mbuf, plus each lcore's bursts and the
+    // hand-off rings.
+    let mbufs = (nports * nq * 2 * 1024 + (nq + 1) * (nports + 2) * BURST + nports * 256 + 2048)
+        .next_power_of_two()
+        - 1;
+    let pool = Arc::new(
+        Mempool::new_pktmbuf(&eal, "ferrogate", mbufs as u32, 256, 2048 + 128)
+            .map_err(|e| format!("mempool of {mbufs} mbufs: {e}"))?,
+    );
 
     let mut ifaces = Vec::new();
+    let mut rxqs: Vec<Vec<RxQueue>> = Vec::new();
+    let mut txqs: Vec<Vec<TxQueue>> = Vec::new();
     for i in &cfg.interfaces {
         let dev = i.device.split(',').next().unwrap_or(&i.device);
         let port = Port::by_name(&eal, dev).map_err(|e| format!("interface {}: {e}", i.name))?;
-        let (mut rx, mut tx) = port
-            .start(1, 1, 1024, &pool)
-            .map_err(|e| format!("interface {}: {e}", i.name))?;
+        let (rx, tx) = port.start(nq as u16, nq as u16, 1024, &pool).map_err(|e| {
+            let hint = if nq > 1 && dev.starts_with("net_af_packet") {
+                format!(" ({nq} workers need qpairs={nq} in its device string)")
+            } else {
+                String::new()
+            };
+            format!("interface {}: {e}{hint}", i.name)
+        })?;
+        rxqs.push(rx);
+        txqs.push(tx);
         let mac = match i.mac {
             Some(m) => m.0,
             None => port.mac().map_err(|e| e.to_string())?,
@@ -247,10 +425,6 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 })
                 .collect(),
             mtu: i.mtu,
-            rx: rx.remove(0),
-            tx: tx.remove(0),
-            rx_frames: 0,
-            tx_frames: 0,
         });
     }
 
@@ -268,15 +442,18 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         }
     }
     routes.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.len()));
-    let mut neigh = NeighTable::new(4096);
-    for n in &cfg.neighbours {
-        neigh.add_static(n.ip, n.mac.0);
-    }
-    let mut fib = Fib {
-        routes,
-        neigh,
-        asks: Vec::with_capacity(MAX_ASKS),
-        now_ms: 0,
+    let routes: Arc<[(IpPrefix, usize, Option<IpAddr>)]> = routes.into();
+    let new_fib = || {
+        let mut neigh = NeighTable::new(4096);
+        for n in &cfg.neighbours {
+            neigh.add_static(n.ip, n.mac.0);
+        }
+        Fib {
+            routes: Arc::clone(&routes),
+            neigh,
+            asks: Vec::with_capacity(MAX_ASKS),
+            now_ms: 0,
+        }
     };
 
     // SAs and policies.
@@ -320,7 +497,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         .collect();
     let static_in = cfg.spd_in.clone();
     // The control-plane channel: IKE on UDP 500 and 4500 goes to ferrogate-ike, and the
-    // CHILD_SAs it negotiates are added to the tables between bursts.
+    // CHILD_SAs it negotiates are added to the tables, published to the pipelines.
     let mut control = match &args.control {
         Some(path) => {
             if !natt_ports.contains(&4500) {
@@ -330,15 +507,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         }
         None => None,
     };
+    let punts = match control {
+        Some(_) => Some(
+            MbufRing::new(&eal, "ferrogate-punt", 1024, workers.len() <= 1, true)
+                .map_err(|e| format!("punt ring: {e}"))?,
+        ),
+        None => None,
+    };
     let mut dynamic = Dynamic::default();
-    let (mut spd_out, mut spd_in) = dynamic.build(&static_out, &static_in)?;
-    // Per-policy counters, sized to the tables; a rebuilt table keeps the counts of the
-    // policies it still has.
-    let mut hits_out = PolicyHits::new(spd_out.len());
-    let mut hits_in = PolicyHits::new(spd_in.len());
-    let mut punt_buf = vec![0u8; dataplane::ctl::SLOT_SIZE as usize];
-    let mut last_report = Instant::now();
-    let mut last_file = Instant::now() - Duration::from_secs(2);
+    let (spd_out, spd_in) = dynamic.build(&static_out, &static_in)?;
 
     // MSS for SYNs entering a tunnel: the smallest outside MTU less the worst ESP tunnel
     // overhead (outer IPv6 40 + UDP 8 + ESP 8 + IV 16 + padding 17 + ICV 32 = 121, taken as
@@ -361,73 +538,202 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         .map(|i| i.mtu)
         .min()
         .unwrap_or(1500);
-    let mut manners = Manners::new(args.icmp_rate);
-    let mut drops = DropCounters::default();
     // Outer fragments of ESP (a path MTU below the peer's packets) are reassembled into mbufs
     // of a pool with 9 KiB data rooms; bigger datagrams are dropped as `reassembly`.
-    let mut reasm = dataplane::reasm::Reassembler::new(16, 30_000);
-    let jumbo = Mempool::new_pktmbuf(&eal, "ferrogate-reasm", 255, 0, REASM_ROOM + 128)
-        .map_err(|e| format!("reassembly mempool: {e}"))?;
-    let mut answered = 0u64;
-    let mut local = [Local::No; BURST];
-    let mut not_ip = 0u64;
-    let mut rxb = Burst::new();
-    let mut verdicts = [Verdict::Pending; BURST];
-    // One pending transmit burst per interface.
-    let mut txb: Vec<Burst> = ifaces.iter().map(|_| Burst::new()).collect();
+    let jumbo = Arc::new(
+        Mempool::new_pktmbuf(&eal, "ferrogate-reasm", 255, 0, REASM_ROOM + 128)
+            .map_err(|e| format!("reassembly mempool: {e}"))?,
+    );
+    let tables = Arc::new(Tables {
+        generation: 0,
+        carry_out: Vec::new(),
+        carry_in: Vec::new(),
+        spd_out,
+        spd_in,
+        sad: sad.clone(),
+    });
     let started = Instant::now();
-    let mut last_traffic = Instant::now();
+    let npipes = nq + usize::from(!workers.is_empty());
+    let sh = Arc::new(Shared {
+        ifaces,
+        natt_ports,
+        mss,
+        out_mtu,
+        tables: ArcSwap::new(Arc::clone(&tables)),
+        stop: AtomicBool::new(false),
+        punts,
+        acquires: ArrayQueue::new(256),
+        learn: (0..npipes).map(|_| ArrayQueue::new(256)).collect(),
+        stats: (0..nq).map(|_| Mutex::new(PipeStats::default())).collect(),
+        seen: (0..nq)
+            .map(|_| CachePadded::new(AtomicU64::new(0)))
+            .collect(),
+        alive: (0..workers.len()).map(|_| AtomicBool::new(true)).collect(),
+        last_rx_ms: CachePadded::new(AtomicU64::new(0)),
+        started,
+        idle_sleep: args.idle_sleep,
+    });
+    // Pipeline `w` polls receive queue `w` of every port and sends on transmit queue `w`;
+    // the main lcore's (last) has no queues: it hands its frames to worker 0.
+    let handoff: Vec<Arc<MbufRing>> = if workers.is_empty() {
+        Vec::new()
+    } else {
+        (0..nports)
+            .map(|k| {
+                MbufRing::new(&eal, &format!("ferrogate-tx{k}"), 256, true, true)
+                    .map(Arc::new)
+                    .map_err(|e| format!("hand-off ring: {e}"))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut rx_of: Vec<std::vec::IntoIter<RxQueue>> =
+        rxqs.into_iter().map(Vec::into_iter).collect();
+    let mut tx_of: Vec<std::vec::IntoIter<TxQueue>> =
+        txqs.into_iter().map(Vec::into_iter).collect();
+    // The ICMP error budget is shared out among the pipelines (0 stays 0).
+    let icmp_rate = match args.icmp_rate {
+        0 => 0,
+        r => (r / nq as u32).max(1),
+    };
+    let mut make = |id: usize, lcore: u32, polls: bool| Pipeline {
+        id,
+        lcore,
+        q: Queues {
+            rx: rx_of
+                .iter_mut()
+                .map(|q| if polls { q.next() } else { None })
+                .collect(),
+            tx: if id < nq {
+                tx_of
+                    .iter_mut()
+                    .filter_map(Iterator::next)
+                    .map(TxOut::Queue)
+                    .collect()
+            } else {
+                handoff.iter().cloned().map(TxOut::Handoff).collect()
+            },
+            handoff_in: if id == 0 { handoff.clone() } else { Vec::new() },
+            ctl: (0..if id == 0 { handoff.len() } else { 0 })
+                .map(|_| Burst::new())
+                .collect(),
+            txb: (0..nports).map(|_| Burst::new()).collect(),
+            rx_frames: vec![0; nports],
+            tx_frames: vec![0; nports],
+        },
+        fib: new_fib(),
+        manners: Manners::new(icmp_rate),
+        reasm: dataplane::reasm::Reassembler::new(16, 30_000),
+        drops: DropCounters::default(),
+        answered: 0,
+        not_ip: 0,
+        hits_out: PolicyHits::new(tables.spd_out.len()),
+        hits_in: PolicyHits::new(tables.spd_in.len()),
+        tables: Arc::clone(&tables),
+        rxb: Burst::new(),
+        verdicts: [Verdict::Pending; BURST],
+        local: [Local::No; BURST],
+        punt: Burst::new(),
+        pool: Arc::clone(&pool),
+        jumbo: Arc::clone(&jumbo),
+        last_stats: Instant::now(),
+    };
+    // Dropped before `eal` (declared after it), also when this thread unwinds: the workers
+    // stop before EAL is cleaned up.
+    let mut launched = Launched {
+        sh: Arc::clone(&sh),
+        lcores: Vec::new(),
+    };
+    for (w, &lcore) in workers.iter().enumerate() {
+        let p = make(w, lcore, true);
+        let shw = Arc::clone(&sh);
+        let job = move || {
+            let _alive = Alive(&shw.alive[w]);
+            p.run_worker(&shw)
+        };
+        match eal.launch(lcore, job) {
+            Ok(l) => launched.lcores.push(l),
+            Err(e) => return Err(format!("worker lcore {lcore}: {e}")),
+        }
+    }
+    // The main lcore's own pipeline: the only one without workers.
+    let mut main = make(npipes - 1, eal.lcore_id(), workers.is_empty());
+    let inline = workers.is_empty();
+    drop(tables);
+    // Every version of the tables published, until no pipeline holds it (freed here, not on
+    // a worker).
+    let mut retired: Vec<Arc<Tables>> = Vec::new();
+    let mut punt_buf = vec![0u8; dataplane::ctl::SLOT_SIZE as usize];
+    let mut generation = 0u64;
+    let mut failure = None;
+    let mut punted = Burst::new();
+    let mut last_report = Instant::now();
+    let mut last_file = Instant::now() - Duration::from_secs(2);
     let mut last_stats = Instant::now();
     // Every counter as JSON, for --stats-file and the exit summary.
-    macro_rules! snap {
-        () => {
-            snapshot(&Snap {
-                started,
-                answered,
-                not_ip,
-                icmp: &manners.counters,
-                drops: &drops,
-                ifaces: &ifaces,
-                out_sas: &out_sas,
-                sad: &sad,
-                dynamic: &dynamic,
-                control: control.as_ref(),
-                policies: [
-                    (
-                        "out",
-                        policy_counts(&spd_out, &hits_out, |t: &OutboundTarget| {
-                            t.sa.as_ref().map(|sa| format!("{:08x}", sa.spi))
-                        }),
-                    ),
-                    ("in", policy_counts(&spd_in, &hits_in, |_: &()| None)),
-                ],
-                omitted: spd_out.len().saturating_sub(POLICIES_LISTED)
-                    + spd_in.len().saturating_sub(POLICIES_LISTED),
-                reasm: reasm.stats,
-                neigh: (fib.neigh.stats, fib.neigh.len()),
-            })
-        };
-    }
+    let snap = |main: &mut Pipeline, dynamic: &Dynamic, control: Option<&Control>| {
+        if inline {
+            main.publish_stats(&sh, true);
+        }
+        snapshot(&Snap {
+            sh: &sh,
+            main,
+            out_sas: &out_sas,
+            dynamic,
+            control,
+        })
+    };
     loop {
+        main.fib.now_ms = started.elapsed().as_millis() as u64;
         if let Some(c) = &mut control {
             if c.poll_commands(&mut dynamic, &mut sad) {
                 match dynamic.build(&static_out, &static_in) {
-                    Ok((o, i)) => {
-                        hits_out = hits_out.carried(&spd_out, &o);
-                        hits_in = hits_in.carried(&spd_in, &i);
-                        spd_out = o;
-                        spd_in = i;
+                    Ok((spd_out, spd_in)) => {
+                        let old = sh.tables.load_full();
+                        generation += 1;
+                        let t = Arc::new(Tables {
+                            generation,
+                            carry_out: dataplane::spd::carry_map(&old.spd_out, &spd_out),
+                            carry_in: dataplane::spd::carry_map(&old.spd_in, &spd_in),
+                            spd_out,
+                            spd_in,
+                            sad: sad.clone(),
+                        });
+                        retired.push(sh.tables.swap(t));
+                        if inline {
+                            main.refresh_tables(&sh);
+                        }
                     }
                     Err(e) => eprintln!("ferrogate: tables: {e}"),
                 }
             }
-            // IKE datagrams from ferrogate-ike onto the wire.
-            fib.now_ms = started.elapsed().as_millis() as u64;
-            while let Some(Some((m, out))) = c.next_inject(&pool, &mut fib, &ifaces) {
-                if txb[out].pkts().len() >= BURST {
-                    send_burst(&mut ifaces[out], &mut txb[out], &mut drops, true);
+            retired.retain(|t| Arc::strong_count(t) > 1);
+            // IKE datagrams the pipelines received, to ferrogate-ike.
+            if let Some(r) = &sh.punts {
+                while r.dequeue(&mut punted) > 0 {
+                    for m in punted.pkts().drain(..) {
+                        c.punt(m.data(), &mut punt_buf, &mut main.drops);
+                    }
                 }
-                txb[out].pkts().push(m);
+            }
+            // On-demand policies that caught a packet.
+            while let Some((policy, src, dst)) = sh.acquires.pop() {
+                if let Some((t, ch)) = dynamic.trap_of(policy) {
+                    let (t, ch) = (t.clone(), ch.clone());
+                    c.acquire(&t, &ch, src, dst);
+                }
+            }
+            // IKE datagrams from ferrogate-ike onto the wire, once every pipeline classifies
+            // with the tables published so far (they wait in the ring until then).
+            main.take_learned(&sh);
+            let caught_up = sh
+                .seen
+                .iter()
+                .all(|s| s.load(Ordering::Acquire) >= generation);
+            while let Some(Some((m, out))) = caught_up
+                .then(|| c.next_inject(&main.pool, &mut main.fib, &sh.ifaces))
+                .flatten()
+            {
+                push_tx(&mut main.q, out, m, &mut main.drops);
             }
             // Every 100 ms, or at once when an SA crossed a lifetime limit (the rekey must
             // finish before the hard limit). The counters go to the control plane every second.
@@ -461,277 +767,448 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 }
             }
         }
-        let out_t = OutboundTables {
-            spd: &spd_out,
-            mtu: out_mtu,
-        };
-        let in_t = InboundTables {
-            sad: &sad,
-            spd: &spd_in,
-            natt_ports: &natt_ports,
-        };
+        if let Some(w) = sh.alive.iter().position(|a| !a.load(Ordering::Relaxed)) {
+            failure = Some(format!("worker lcore {} stopped (it panicked)", workers[w]));
+            break;
+        }
+        let moved = if inline { main.poll(&sh) } else { 0 };
+        if !inline {
+            main.take_learned(&sh);
+        }
+        main.flush(&sh);
+        if moved == 0 {
+            if let Some(idle) = args.idle_exit {
+                let last = sh.last_rx_ms.load(Ordering::Relaxed);
+                if started.elapsed().as_millis() as u64 >= last + idle.as_millis() as u64 {
+                    break;
+                }
+            }
+            if !args.idle_sleep.is_zero() {
+                std::thread::sleep(args.idle_sleep);
+            }
+        }
+        if let Some(p) = &args.stats_file {
+            if last_file.elapsed() >= Duration::from_secs(1) {
+                last_file = Instant::now();
+                let v = snap(&mut main, &dynamic, control.as_ref());
+                write_stats(p, &v);
+            }
+        }
+        if let Some(every) = args.stats_every {
+            if last_stats.elapsed() >= every {
+                last_stats = Instant::now();
+                let v = snap(&mut main, &dynamic, control.as_ref());
+                println!("{}", live_line(&v));
+            }
+        }
+    }
+    drop(launched);
+    // Frames the drivers never took are dropped with the bursts here.
+    for b in &mut main.q.txb {
+        b.pkts().clear();
+    }
+    let stats = snap(&mut main, &dynamic, control.as_ref());
+    if let Some(p) = &args.stats_file {
+        write_stats(p, &stats);
+    }
+    for i in &sh.ifaces {
+        let _ = i.port.stop();
+    }
+    if let (Some(c), Some(path)) = (control.take(), &args.control) {
+        drop(c);
+        let _ = shmring::Channel::remove(path);
+    }
+    drop(main);
+    drop(handoff);
+    drop(punted);
+    drop(retired);
+    drop(sh);
+    drop(jumbo);
+    drop(pool);
+    drop(eal);
+    match failure {
+        Some(f) => Err(f),
+        None => Ok(stats),
+    }
+}
+
+/// The workers launched: told to stop and waited for when dropped.
+struct Launched {
+    sh: Arc<Shared>,
+    lcores: Vec<dataplane::dpdk::Lcore>,
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        self.sh.stop.store(true, Ordering::Relaxed);
+        for l in self.lcores.drain(..) {
+            l.wait();
+        }
+    }
+}
+
+/// Clears a worker's `alive` flag when its job ends, by return or by panic.
+struct Alive<'a>(&'a AtomicBool);
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Pipeline {
+    /// Picks up a newer version of the tables, carrying this pipeline's per-policy counts.
+    fn refresh_tables(&mut self, sh: &Shared) {
+        if Arc::ptr_eq(&self.tables, &sh.tables.load()) {
+            return;
+        }
+        let new = sh.tables.load_full();
+        if new.generation == self.tables.generation + 1 {
+            self.hits_out = self.hits_out.remapped(&new.carry_out);
+            self.hits_in = self.hits_in.remapped(&new.carry_in);
+        } else {
+            // Versions skipped: matched against the one this pipeline had (rare).
+            self.hits_out = self.hits_out.carried(&self.tables.spd_out, &new.spd_out);
+            self.hits_in = self.hits_in.carried(&self.tables.spd_in, &new.spd_in);
+        }
+        // The old version is freed by the main lcore (it keeps every version it published
+        // until no pipeline holds it).
+        self.tables = new;
+        if let Some(s) = sh.seen.get(self.id) {
+            s.store(self.tables.generation, Ordering::Release);
+        }
+    }
+
+    /// Takes in what the other lcores learned about neighbours.
+    fn take_learned(&mut self, sh: &Shared) {
+        while let Some((ip, mac, create)) = sh.learn[self.id].pop() {
+            self.fib.neigh.learn(ip, mac, self.fib.now_ms, create);
+        }
+    }
+
+    /// Learns a neighbour from a frame pipeline `id` received, and tells the other lcores.
+    fn learn(fib: &mut Fib, id: usize, sh: &Shared, ip: IpAddr, mac: [u8; 6], create: bool) {
+        fib.neigh.learn(ip, mac, fib.now_ms, create);
+        for (k, q) in sh.learn.iter().enumerate() {
+            if k != id {
+                // A full queue loses the news; the next request or packet brings it again.
+                let _ = q.push((ip, mac, create));
+            }
+        }
+    }
+
+    /// One round: a burst from each receive queue through the pipeline. Returns the frames
+    /// received.
+    fn poll(&mut self, sh: &Shared) -> usize {
+        self.fib.now_ms = sh.started.elapsed().as_millis() as u64;
+        self.refresh_tables(sh);
+        self.take_learned(sh);
         let mut moved = 0;
-        for k in 0..ifaces.len() {
-            let n = ifaces[k].rx.rx(&mut rxb);
+        for k in 0..sh.ifaces.len() {
+            let Some(rxq) = self.q.rx[k].as_mut() else {
+                continue;
+            };
+            let n = rxq.rx(&mut self.rxb);
             if n == 0 {
                 continue;
             }
             moved += n;
-            ifaces[k].rx_frames += n as u64;
-            let pkts = rxb.pkts();
-            let (my_mac, role) = (ifaces[k].mac, ifaces[k].role);
-            let mine = &ifaces[k].addrs;
-            let (my4, my6) = (mine.first().copied(), ifaces[k].addr6);
-            // Answer ARP and ICMP echo for our addresses; strip the Ethernet header of the rest;
-            // what is not IP is counted and left out.
-            for ((m, v), l) in pkts
-                .iter_mut()
-                .zip(verdicts.iter_mut())
-                .zip(local.iter_mut())
-            {
-                *v = Verdict::Pending;
-                *l = Local::No;
-                // Neighbours: learn from ARP (RFC 826: requests for us create entries, the
-                // rest only refresh), answer neighbor solicitations for our IPv6 addresses and
-                // learn from advertisements.
-                if let Some((ip, mac)) = neigh::arp_sender(m.data()) {
-                    let for_us = m.data().get(38..42).is_some_and(|t| {
-                        mine.contains(&std::net::Ipv4Addr::new(t[0], t[1], t[2], t[3]))
-                    });
-                    fib.neigh.learn(ip.into(), mac, fib.now_ms, for_us);
-                }
-                if let Some((ty, src, target, mac)) = neigh::parse_nd(m.data()) {
-                    if let Some(mac) = mac.filter(|_| !src.is_unspecified()) {
-                        let ip = if ty == 135 { src } else { target };
-                        fib.neigh.learn(ip.into(), mac, fib.now_ms, ty == 135);
-                    }
-                    let to_mac = m.data()[6..12].try_into().unwrap_or([0; 6]);
-                    if ty == 135
-                        && ifaces[k].addrs6.contains(&target)
-                        && !src.is_unspecified()
-                        && m.len() >= neigh::NA_FRAME_LEN
-                    {
-                        let n = neigh::neighbor_advert(m.data_mut(), my_mac, target, src, to_mac);
-                        let extra = m.len() - n;
-                        if m.trim(extra).is_ok() {
-                            *l = Local::Answer;
-                            *v = Verdict::ToControlPlane;
-                            continue;
-                        }
-                    }
-                    *v = Verdict::Drop(DropReason::NotIp);
-                    not_ip += 1;
-                    continue;
-                }
-                if dataplane::host::arp_reply(m.data_mut(), mine, my_mac) {
-                    // Answered here: a non-pending verdict keeps the pipeline off it.
-                    *l = Local::Answer;
-                    *v = Verdict::ToControlPlane;
-                    continue;
-                }
-                let off = match ethernet::Frame::new_checked(m.data()) {
-                    Ok(f)
-                        if matches!(
-                            f.ethertype(),
-                            ethernet::ethertype::IPV4 | ethernet::ethertype::IPV6
-                        ) =>
-                    {
-                        f.payload_offset()
-                    }
-                    _ => {
-                        *v = Verdict::Drop(DropReason::NotIp);
-                        not_ip += 1;
-                        continue;
-                    }
-                };
-                let d = m.data_mut();
-                if dataplane::host::icmp_echo_reply(&mut d[off..], mine) {
-                    // Back to the sender: swap the MAC addresses.
-                    let mut src = [0u8; 6];
-                    src.copy_from_slice(&d[6..12]);
-                    d[..6].copy_from_slice(&src);
-                    d[6..12].copy_from_slice(&my_mac);
-                    *l = Local::Answer;
-                    *v = Verdict::ToControlPlane;
-                    continue;
-                }
-                if m.adj(off).is_err() {
-                    *v = Verdict::Drop(DropReason::Malformed);
-                    continue;
-                }
-                if role == Role::Outside && dataplane::reasm::is_fragment(m.data()) {
-                    let now_ms = started.elapsed().as_millis() as u64;
-                    let r = match reasm.push(m.data(), now_ms) {
-                        Ok(None) => {
-                            // Held until the rest arrives: not a drop.
-                            *v = Verdict::Drop(DropReason::OuterFragment);
-                            continue;
-                        }
-                        Ok(Some(whole)) => {
-                            let fits = whole.len() <= usize::from(REASM_ROOM);
-                            match jumbo.alloc().filter(|_| fits) {
-                                Some(mut w) => match w.append(whole.len()) {
-                                    Ok(d) => {
-                                        d.copy_from_slice(whole);
-                                        *m = w;
-                                        None
-                                    }
-                                    Err(_) => Some(DropReason::Reassembly),
-                                },
-                                None => Some(DropReason::Reassembly),
-                            }
-                        }
-                        Err(_) => Some(DropReason::Reassembly),
-                    };
-                    if let Some(r) = r {
-                        *v = Verdict::Drop(r);
-                        drops.inc(r);
-                        continue;
-                    }
-                }
-                if role == Role::Inside {
-                    // A router's hop, before the packet disappears into the tunnel.
-                    if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
-                        *v = Verdict::Drop(r);
-                        drops.inc(r);
-                        // Time exceeded, from our address on this side (RFC 792).
-                        let from = source_for(m.data(), my4, my6);
-                        let e = IcmpError::TimeExceeded;
-                        if r == DropReason::TtlExceeded && manners.build(e, m, from) {
-                            *l = Local::Error(e);
-                        }
-                        continue;
-                    }
-                    if let Some(mss) = mss {
-                        dataplane::host::clamp_syn_mss(m.data_mut(), mss);
-                    }
-                }
+            self.q.rx_frames[k] += n as u64;
+            self.burst(sh, k);
+        }
+        if moved > 0 && sh.last_rx_ms.load(Ordering::Relaxed) != self.fib.now_ms {
+            sh.last_rx_ms.store(self.fib.now_ms, Ordering::Relaxed);
+        }
+        if !self.punt.pkts().is_empty() {
+            if let Some(r) = &sh.punts {
+                r.enqueue(&mut self.punt);
             }
-            let n = pkts.len();
-            match ifaces[k].role {
-                Role::Inside => burst::outbound(
-                    &out_t,
-                    &mut pkts[..],
-                    &mut verdicts[..n],
-                    &mut drops,
-                    &mut hits_out,
-                ),
-                Role::Outside => burst::inbound(
-                    &in_t,
-                    &mut pkts[..],
-                    &mut verdicts[..n],
-                    &mut drops,
-                    &mut hits_in,
-                ),
-            };
-            for ((m, v), l) in pkts.drain(..).zip(verdicts.iter()).zip(local.iter()) {
-                let mut m: Mbuf = m;
-                let mut tx = Tx {
-                    fib: &mut fib,
-                    ifaces: &mut ifaces,
-                    txb: &mut txb,
-                    drops: &mut drops,
-                    hits: &mut hits_out,
-                };
-                if let Local::Error(e) = *l {
-                    let ok = tx.deliver(m, &out_t);
-                    manners.sent(e, ok);
-                    continue;
-                }
-                if *l == Local::Answer {
-                    answered += 1;
-                    tx.push(k, m);
-                    continue;
-                }
-                if *v == Verdict::ToControlPlane {
-                    match &mut control {
-                        Some(c) => c.punt(m.data(), &mut punt_buf, tx.drops),
-                        None => tx.drops.inc(DropReason::ControlPlane),
-                    }
-                    continue;
-                }
-                if *v == Verdict::Drop(DropReason::NoSaForPolicy) {
-                    // An on-demand policy without an SA: ask the control plane for one.
-                    if let (Some(c), Ok(key)) = (&mut control, dataplane::flow::flow_key(m.data()))
-                    {
-                        let target = spd_out.lookup(&key).and_then(|r| match &r.action {
-                            Action::Protect(t) => Some(t.policy_id),
-                            _ => None,
-                        });
-                        if let Some((t, ch)) = target.and_then(|p| dynamic.trap_of(p)) {
-                            c.acquire(t, ch, key.src, key.dst);
-                        }
-                    }
-                    continue;
-                }
-                match *v {
-                    Verdict::Forward => {}
-                    Verdict::TooBig(mtu) => {
-                        // RFC 4301 §8.2.1: the tunnel's PMTU goes back to the inside host.
-                        let from = source_for(m.data(), my4, my6);
-                        manners.answer(IcmpError::TooBig { mtu }, m, from, &mut tx, &out_t);
-                        continue;
-                    }
-                    Verdict::Fragment(max) => {
-                        // RFC 4301 §8.1: fragments of the inner packet, each encapsulated with
-                        // the SA the whole packet's policy names.
-                        let sa = dataplane::flow::flow_key(m.data())
-                            .ok()
-                            .and_then(|key| spd_out.lookup(&key))
-                            .and_then(|r| match &r.action {
-                                Action::Protect(t) => t.sa.as_deref(),
-                                _ => None,
-                            });
-                        match sa {
-                            Some(sa) => tx.fragment(&m, max, Some(sa), &pool, &mut manners),
-                            None => tx.drops.inc(DropReason::NoSaForPolicy),
-                        }
-                        continue;
-                    }
-                    _ => continue, // dropped (counted)
-                }
-                if role == Role::Outside {
-                    // The decapsulated packet's hop. Errors about it go to its source across
-                    // the tunnel, from our inside address, if SPD-out protects them.
-                    if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
-                        tx.drops.inc(r);
-                        if r == DropReason::TtlExceeded {
-                            let from = tx.inside_source(m.data());
-                            manners.answer(IcmpError::TimeExceeded, m, from, &mut tx, &out_t);
-                        }
-                        continue;
-                    }
-                    // SYN-ACKs coming out of the tunnel are clamped too: a peer gateway that
-                    // does not clamp (strongSwan) would otherwise let our side's hosts send
-                    // segments that no longer fit once encapsulated.
-                    if let Some(mss) = mss {
-                        dataplane::host::clamp_syn_mss(m.data_mut(), mss);
-                    }
-                    // The inside port's MTU: fragment, or tell the source (across the tunnel).
-                    if let Some(mtu) = tx.egress_mtu(m.data()) {
-                        match icmp_err::oversize(m.data(), mtu) {
-                            Oversize::Fits => {}
-                            Oversize::Fragment(max) => {
-                                tx.fragment(&m, max, None, &pool, &mut manners);
-                                continue;
-                            }
-                            Oversize::TooBig(mtu) => {
-                                tx.drops.inc(DropReason::TooBig);
-                                let from = tx.inside_source(m.data());
-                                let e = IcmpError::TooBig { mtu };
-                                manners.answer(e, m, from, &mut tx, &out_t);
-                                continue;
-                            }
-                        }
-                    }
-                }
-                tx.route(m);
+            // What the ring did not take (the main lcore is behind) is dropped and counted.
+            for _ in self.punt.pkts().drain(..) {
+                self.drops.inc(DropReason::ControlPlane);
             }
         }
+        moved
+    }
+
+    /// The burst in `self.rxb`, received on port `k`.
+    fn burst(&mut self, sh: &Shared, k: usize) {
+        let mut rxb = std::mem::take(&mut self.rxb);
+        let pkts = rxb.pkts();
+        let iface = &sh.ifaces[k];
+        let (my_mac, role) = (iface.mac, iface.role);
+        let mine = &iface.addrs;
+        let (my4, my6) = (mine.first().copied(), iface.addr6);
+        // Answer ARP and ICMP echo for our addresses; strip the Ethernet header of the rest;
+        // what is not IP is counted and left out.
+        for (j, m) in pkts.iter_mut().enumerate() {
+            let (v, l) = (&mut self.verdicts[j], &mut self.local[j]);
+            *v = Verdict::Pending;
+            *l = Local::No;
+            // Neighbours: learn from ARP (RFC 826: requests for us create entries, the
+            // rest only refresh), answer neighbor solicitations for our IPv6 addresses and
+            // learn from advertisements.
+            if let Some((ip, mac)) = neigh::arp_sender(m.data()) {
+                let for_us = m.data().get(38..42).is_some_and(|t| {
+                    mine.contains(&std::net::Ipv4Addr::new(t[0], t[1], t[2], t[3]))
+                });
+                Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, for_us);
+            }
+            if let Some((ty, src, target, mac)) = neigh::parse_nd(m.data()) {
+                if let Some(mac) = mac.filter(|_| !src.is_unspecified()) {
+                    let ip = if ty == 135 { src } else { target };
+                    Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, ty == 135);
+                }
+                let to_mac = m.data()[6..12].try_into().unwrap_or([0; 6]);
+                if ty == 135
+                    && iface.addrs6.contains(&target)
+                    && !src.is_unspecified()
+                    && m.len() >= neigh::NA_FRAME_LEN
+                {
+                    let n = neigh::neighbor_advert(m.data_mut(), my_mac, target, src, to_mac);
+                    let extra = m.len() - n;
+                    if m.trim(extra).is_ok() {
+                        *l = Local::Answer;
+                        *v = Verdict::ToControlPlane;
+                        continue;
+                    }
+                }
+                *v = Verdict::Drop(DropReason::NotIp);
+                self.not_ip += 1;
+                continue;
+            }
+            if dataplane::host::arp_reply(m.data_mut(), mine, my_mac) {
+                // Answered here: a non-pending verdict keeps the pipeline off it.
+                *l = Local::Answer;
+                *v = Verdict::ToControlPlane;
+                continue;
+            }
+            let off = match ethernet::Frame::new_checked(m.data()) {
+                Ok(f)
+                    if matches!(
+                        f.ethertype(),
+                        ethernet::ethertype::IPV4 | ethernet::ethertype::IPV6
+                    ) =>
+                {
+                    f.payload_offset()
+                }
+                _ => {
+                    *v = Verdict::Drop(DropReason::NotIp);
+                    self.not_ip += 1;
+                    continue;
+                }
+            };
+            let d = m.data_mut();
+            if dataplane::host::icmp_echo_reply(&mut d[off..], mine) {
+                // Back to the sender: swap the MAC addresses.
+                let mut src = [0u8; 6];
+                src.copy_from_slice(&d[6..12]);
+                d[..6].copy_from_slice(&src);
+                d[6..12].copy_from_slice(&my_mac);
+                *l = Local::Answer;
+                *v = Verdict::ToControlPlane;
+                continue;
+            }
+            if m.adj(off).is_err() {
+                *v = Verdict::Drop(DropReason::Malformed);
+                continue;
+            }
+            if role == Role::Outside && dataplane::reasm::is_fragment(m.data()) {
+                let r = match self.reasm.push(m.data(), self.fib.now_ms) {
+                    Ok(None) => {
+                        // Held until the rest arrives: not a drop.
+                        *v = Verdict::Drop(DropReason::OuterFragment);
+                        continue;
+                    }
+                    Ok(Some(whole)) => {
+                        let fits = whole.len() <= usize::from(REASM_ROOM);
+                        match self.jumbo.alloc().filter(|_| fits) {
+                            Some(mut w) => match w.append(whole.len()) {
+                                Ok(d) => {
+                                    d.copy_from_slice(whole);
+                                    *m = w;
+                                    None
+                                }
+                                Err(_) => Some(DropReason::Reassembly),
+                            },
+                            None => Some(DropReason::Reassembly),
+                        }
+                    }
+                    Err(_) => Some(DropReason::Reassembly),
+                };
+                if let Some(r) = r {
+                    *v = Verdict::Drop(r);
+                    self.drops.inc(r);
+                    continue;
+                }
+            }
+            if role == Role::Inside {
+                // A router's hop, before the packet disappears into the tunnel.
+                if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
+                    *v = Verdict::Drop(r);
+                    self.drops.inc(r);
+                    // Time exceeded, from our address on this side (RFC 792).
+                    let from = source_for(m.data(), my4, my6);
+                    let e = IcmpError::TimeExceeded;
+                    if r == DropReason::TtlExceeded && self.manners.build(e, m, from) {
+                        *l = Local::Error(e);
+                    }
+                    continue;
+                }
+                if let Some(mss) = sh.mss {
+                    dataplane::host::clamp_syn_mss(m.data_mut(), mss);
+                }
+            }
+        }
+        let n = pkts.len();
+        let tables: &Tables = &self.tables;
+        let out_t = OutboundTables {
+            spd: &tables.spd_out,
+            mtu: sh.out_mtu,
+        };
+        let in_t = InboundTables {
+            sad: &tables.sad,
+            spd: &tables.spd_in,
+            natt_ports: &sh.natt_ports,
+        };
+        match role {
+            Role::Inside => burst::outbound(
+                &out_t,
+                &mut pkts[..],
+                &mut self.verdicts[..n],
+                &mut self.drops,
+                &mut self.hits_out,
+            ),
+            Role::Outside => burst::inbound(
+                &in_t,
+                &mut pkts[..],
+                &mut self.verdicts[..n],
+                &mut self.drops,
+                &mut self.hits_in,
+            ),
+        };
+        for (j, m) in pkts.drain(..).enumerate() {
+            let (v, l) = (self.verdicts[j], self.local[j]);
+            let mut m: Mbuf = m;
+            let mut tx = Tx {
+                fib: &mut self.fib,
+                ifaces: &sh.ifaces,
+                q: &mut self.q,
+                drops: &mut self.drops,
+                hits: &mut self.hits_out,
+            };
+            if let Local::Error(e) = l {
+                let ok = tx.deliver(m, &out_t);
+                self.manners.sent(e, ok);
+                continue;
+            }
+            if l == Local::Answer {
+                self.answered += 1;
+                tx.push(k, m);
+                continue;
+            }
+            if v == Verdict::ToControlPlane {
+                if sh.punts.is_some() {
+                    if self.punt.pkts().len() >= BURST {
+                        tx.drops.inc(DropReason::ControlPlane);
+                    } else {
+                        self.punt.pkts().push(m);
+                    }
+                } else {
+                    tx.drops.inc(DropReason::ControlPlane);
+                }
+                continue;
+            }
+            if v == Verdict::Drop(DropReason::NoSaForPolicy) {
+                // An on-demand policy without an SA: the main lcore asks the control plane
+                // for one.
+                if let (true, Ok(key)) = (sh.punts.is_some(), dataplane::flow::flow_key(m.data())) {
+                    let target = tables.spd_out.lookup(&key).and_then(|r| match &r.action {
+                        Action::Protect(t) if t.sa.is_none() => Some(t.policy_id),
+                        _ => None,
+                    });
+                    if let Some(p) = target {
+                        let _ = sh.acquires.push((p, key.src, key.dst));
+                    }
+                }
+                continue;
+            }
+            match v {
+                Verdict::Forward => {}
+                Verdict::TooBig(mtu) => {
+                    // RFC 4301 §8.2.1: the tunnel's PMTU goes back to the inside host.
+                    let from = source_for(m.data(), my4, my6);
+                    self.manners
+                        .answer(IcmpError::TooBig { mtu }, m, from, &mut tx, &out_t);
+                    continue;
+                }
+                Verdict::Fragment(max) => {
+                    // RFC 4301 §8.1: fragments of the inner packet, each encapsulated with
+                    // the SA the whole packet's policy names.
+                    let sa = dataplane::flow::flow_key(m.data())
+                        .ok()
+                        .and_then(|key| tables.spd_out.lookup(&key))
+                        .and_then(|r| match &r.action {
+                            Action::Protect(t) => t.sa.as_deref(),
+                            _ => None,
+                        });
+                    match sa {
+                        Some(sa) => tx.fragment(&m, max, Some(sa), &self.pool, &mut self.manners),
+                        None => tx.drops.inc(DropReason::NoSaForPolicy),
+                    }
+                    continue;
+                }
+                _ => continue, // dropped (counted)
+            }
+            if role == Role::Outside {
+                // The decapsulated packet's hop. Errors about it go to its source across
+                // the tunnel, from our inside address, if SPD-out protects them.
+                if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
+                    tx.drops.inc(r);
+                    if r == DropReason::TtlExceeded {
+                        let from = tx.inside_source(m.data());
+                        self.manners
+                            .answer(IcmpError::TimeExceeded, m, from, &mut tx, &out_t);
+                    }
+                    continue;
+                }
+                // SYN-ACKs coming out of the tunnel are clamped too: a peer gateway that
+                // does not clamp (strongSwan) would otherwise let our side's hosts send
+                // segments that no longer fit once encapsulated.
+                if let Some(mss) = sh.mss {
+                    dataplane::host::clamp_syn_mss(m.data_mut(), mss);
+                }
+                // The inside port's MTU: fragment, or tell the source (across the tunnel).
+                if let Some(mtu) = tx.egress_mtu(m.data()) {
+                    match icmp_err::oversize(m.data(), mtu) {
+                        Oversize::Fits => {}
+                        Oversize::Fragment(max) => {
+                            tx.fragment(&m, max, None, &self.pool, &mut self.manners);
+                            continue;
+                        }
+                        Oversize::TooBig(mtu) => {
+                            tx.drops.inc(DropReason::TooBig);
+                            let from = tx.inside_source(m.data());
+                            let e = IcmpError::TooBig { mtu };
+                            self.manners.answer(e, m, from, &mut tx, &out_t);
+                            continue;
+                        }
+                    }
+                }
+            }
+            tx.route(m);
+        }
+        self.rxb = rxb;
+    }
+
+    /// Sends the neighbour requests lookups asked for, then every port's pending burst.
+    fn flush(&mut self, sh: &Shared) {
         // ARP requests / neighbor solicitations for next hops that lookups asked about.
-        for (ifx, hop) in fib.asks.drain(..) {
-            let Some(mut m) = pool.alloc() else { break };
-            let i = &ifaces[ifx];
+        for (ifx, hop) in self.fib.asks.drain(..) {
+            let Some(mut m) = self.pool.alloc() else {
+                break;
+            };
+            let i = &sh.ifaces[ifx];
             let built = match hop {
                 IpAddr::V4(t) => i.addrs.first().and_then(|&a| {
                     let f = m.append(neigh::ARP_FRAME_LEN).ok()?;
@@ -743,109 +1220,84 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 }),
             };
             if built.is_some() {
-                if txb[ifx].pkts().len() >= BURST {
-                    send_burst(&mut ifaces[ifx], &mut txb[ifx], &mut drops, true);
-                }
-                txb[ifx].pkts().push(m);
+                push_tx(&mut self.q, ifx, m, &mut self.drops);
             }
         }
-        for (k, b) in txb.iter_mut().enumerate() {
+        // What the main lcore handed over (IKE, neighbour requests) goes first, in bursts of
+        // its own: a port whose data burst the driver keeps refusing must not hold it back.
+        for (k, r) in self.q.handoff_in.iter().enumerate() {
+            let b = &mut self.q.ctl[k];
+            r.dequeue(b);
             if !b.pkts().is_empty() {
+                self.q.tx_frames[k] += self.q.tx[k].send(b) as u64;
+            }
+        }
+        for k in 0..self.q.txb.len() {
+            if !self.q.txb[k].pkts().is_empty() {
                 // What the driver does not take now is retried after the next burst.
-                send_burst(&mut ifaces[k], b, &mut drops, false);
+                send_burst(&mut self.q, k, &mut self.drops, false);
             }
         }
-        if moved > 0 {
-            last_traffic = Instant::now();
+    }
+
+    /// Copies the counters to this pipeline's stats slot, at most every [`STATS_EVERY`]
+    /// unless `now`; skipped (until the next round) while the main lcore is reading it.
+    fn publish_stats(&mut self, sh: &Shared, now: bool) {
+        if !now && self.last_stats.elapsed() < STATS_EVERY {
+            return;
+        }
+        let Some(slot) = sh.stats.get(self.id) else {
+            return;
+        };
+        let mut s = if now {
+            match slot.lock() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            }
         } else {
-            if let Some(idle) = args.idle_exit {
-                if last_traffic.elapsed() >= idle {
-                    break;
-                }
+            match slot.try_lock() {
+                Ok(s) => s,
+                Err(_) => return,
             }
-            if !args.idle_sleep.is_zero() {
-                std::thread::sleep(args.idle_sleep);
-            }
-        }
-        if let Some(p) = &args.stats_file {
-            if last_file.elapsed() >= Duration::from_secs(1) {
-                last_file = Instant::now();
-                let v = snap!();
-                write_stats(p, &v);
-            }
-        }
-        if let Some(every) = args.stats_every {
-            if last_stats.elapsed() >= every {
-                last_stats = Instant::now();
-                let ports: Vec<String> = ifaces
-                    .iter()
-                    .map(|i| format!("{} rx {} tx {}", i.name, i.rx_frames, i.tx_frames))
-                    .collect();
-                let d: Vec<String> = drops
-                    .nonzero()
-                    .map(|(r, n)| format!("{}={n}", r.as_str()))
-                    .collect();
-                let sas: Vec<String> = out_sas
-                    .iter()
-                    .flatten()
-                    .map(|sa| {
-                        format!(
-                            "spi {:#x} out {} pkts {} bytes",
-                            sa.spi,
-                            sa.counters().packets(),
-                            sa.counters().bytes()
-                        )
-                    })
-                    .chain(dynamic.sas.values().filter_map(|d| {
-                        let o = d.out.as_ref()?;
-                        Some(format!(
-                            "spi {:#x} out {} pkts {} bytes{}",
-                            o.spi,
-                            o.counters().packets(),
-                            o.counters().bytes(),
-                            if d.active { "" } else { " (standby)" }
-                        ))
-                    }))
-                    .chain(sad.iter().map(|(spi, _, sa)| {
-                        format!(
-                            "spi {spi:#x} in {} pkts {} bytes",
-                            sa.counters().packets(),
-                            sa.counters().bytes()
-                        )
-                    }))
-                    .collect();
-                println!(
-                    "[{:>7.1}s] {} | {} | drops: {}",
-                    started.elapsed().as_secs_f64(),
-                    ports.join(", "),
-                    sas.join(", "),
-                    if d.is_empty() {
-                        "none".into()
-                    } else {
-                        d.join(" ")
-                    }
-                );
-            }
+        };
+        self.last_stats = Instant::now();
+        s.lcore = self.lcore;
+        s.rx_frames.clone_from(&self.q.rx_frames);
+        s.tx_frames.clone_from(&self.q.tx_frames);
+        s.drops.clone_from(&self.drops);
+        s.answered = self.answered;
+        s.not_ip = self.not_ip;
+        s.icmp = self.manners.counters;
+        s.reasm = self.reasm.stats;
+        s.neigh = (self.fib.neigh.stats, self.fib.neigh.len());
+        s.hits_out.clone_from(&self.hits_out);
+        s.hits_in.clone_from(&self.hits_in);
+        if !s
+            .tables
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, &self.tables))
+        {
+            s.tables = Some(Arc::clone(&self.tables));
         }
     }
-    // Frames the drivers never took are dropped with the bursts here.
-    drop(txb);
-    let stats = snap!();
-    if let Some(p) = &args.stats_file {
-        write_stats(p, &stats);
+
+    /// A worker's loop: rounds until the main lcore says stop.
+    fn run_worker(mut self, sh: &Shared) -> i32 {
+        while !sh.stop.load(Ordering::Relaxed) {
+            let n = self.poll(sh);
+            self.flush(sh);
+            self.publish_stats(sh, false);
+            if n == 0 && !sh.idle_sleep.is_zero() {
+                std::thread::sleep(sh.idle_sleep);
+            }
+        }
+        // Frames the drivers never took are dropped with the bursts.
+        for b in &mut self.q.txb {
+            b.pkts().clear();
+        }
+        self.publish_stats(sh, true);
+        0
     }
-    for i in &ifaces {
-        let _ = i.port.stop();
-    }
-    if let (Some(c), Some(path)) = (control.take(), &args.control) {
-        drop(c);
-        let _ = shmring::Channel::remove(path);
-    }
-    drop(ifaces);
-    drop(jumbo);
-    drop(pool);
-    drop(eal);
-    Ok(stats)
 }
 
 /// What the first pass over a burst did with a packet itself.
@@ -931,19 +1383,26 @@ impl Manners {
         }
     }
 }
-
-/// Hands port `iface`'s pending burst to its transmit queue. With `full` (the burst has no room
+/// Hands port `k`'s pending burst to its transmit queue. With `full` (the burst has no room
 /// for the next packet), what the driver refuses is dropped and counted as `tx_full`, so a
 /// burst never grows past [`BURST`] (no allocation, no unbounded queue); otherwise it stays
 /// for the next try.
-fn send_burst(iface: &mut Iface, b: &mut Burst, drops: &mut DropCounters, full: bool) {
-    let sent = iface.tx.tx(b);
-    iface.tx_frames += sent as u64;
+fn send_burst(q: &mut Queues, k: usize, drops: &mut DropCounters, full: bool) {
+    let sent = q.tx[k].send(&mut q.txb[k]);
+    q.tx_frames[k] += sent as u64;
     if full {
-        for _ in b.pkts().drain(..) {
+        for _ in q.txb[k].pkts().drain(..) {
             drops.inc(DropReason::TxFull);
         }
     }
+}
+
+/// Queues `m` on port `k`, sending the port's burst first when it is full.
+fn push_tx(q: &mut Queues, k: usize, m: Mbuf, drops: &mut DropCounters) {
+    if q.txb[k].pkts().len() >= BURST {
+        send_burst(q, k, drops, true);
+    }
+    q.txb[k].pkts().push(m);
 }
 
 /// Our address of the IP packet's family on the port it came in by.
@@ -959,11 +1418,11 @@ fn source_for(
     }
 }
 
-/// The transmit side of the burst loop: routing, Ethernet headers, per-port bursts.
+/// The transmit side of a pipeline: routing, Ethernet headers, per-port bursts.
 struct Tx<'a> {
     fib: &'a mut Fib,
-    ifaces: &'a mut [Iface],
-    txb: &'a mut [Burst],
+    ifaces: &'a [Iface],
+    q: &'a mut Queues,
     drops: &'a mut DropCounters,
     /// SPD-out's per-policy counters (the gateway's own ICMP errors cross SPD-out too).
     hits: &'a mut PolicyHits,
@@ -972,10 +1431,7 @@ struct Tx<'a> {
 impl Tx<'_> {
     /// Queues `m` on port `out`, sending the port's burst first when it is full.
     fn push(&mut self, out: usize, m: Mbuf) {
-        if self.txb[out].pkts().len() >= BURST {
-            send_burst(&mut self.ifaces[out], &mut self.txb[out], self.drops, true);
-        }
-        self.txb[out].pkts().push(m);
+        push_tx(self.q, out, m, self.drops);
     }
 
     /// Routes the IP packet in `m` by its destination: the Ethernet header for the next hop,
@@ -1124,21 +1580,12 @@ impl Tx<'_> {
 }
 
 struct Snap<'a> {
-    reasm: dataplane::reasm::ReasmStats,
-    neigh: (dataplane::neigh::NeighStats, usize),
-    started: Instant,
-    answered: u64,
-    not_ip: u64,
-    icmp: &'a icmp_err::Counters,
-    drops: &'a DropCounters,
-    ifaces: &'a [Iface],
+    sh: &'a Shared,
+    /// The main lcore's pipeline (in worker mode: what it sent and dropped itself).
+    main: &'a Pipeline,
     out_sas: &'a [Option<Arc<OutboundSa>>],
-    sad: &'a Sad<Arc<InboundSa>>,
     dynamic: &'a Dynamic,
     control: Option<&'a Control>,
-    policies: [(&'a str, Vec<serde_json::Value>); 2],
-    /// Policies beyond [`POLICIES_LISTED`], both directions.
-    omitted: usize,
 }
 
 /// Policies listed per direction in the stats (the file is rewritten every second from the
@@ -1180,24 +1627,82 @@ fn policy_counts<T>(
         .collect()
 }
 
-/// Every counter as JSON: ports, drops by reason, SAs (static and negotiated), the
-/// control-plane channel.
+/// Every counter as JSON: ports, drops by reason, SAs (static and negotiated), policies,
+/// the control-plane channel, and what each worker did. The pipelines' counters are summed.
 fn snapshot(s: &Snap<'_>) -> serde_json::Value {
+    let sh = s.sh;
+    let current = sh.tables.load_full();
+    let nports = sh.ifaces.len();
+    let (mut rx, mut tx) = (vec![0u64; nports], vec![0u64; nports]);
+    let mut drops = DropCounters::default();
+    let (mut answered, mut not_ip) = (0u64, 0u64);
+    let mut icmp = icmp_err::Counters::default();
+    let mut reasm = dataplane::reasm::ReasmStats::default();
+    let mut neigh = dataplane::neigh::NeighStats::default();
+    let mut neigh_entries = 0;
+    let mut hits_out = PolicyHits::new(current.spd_out.len());
+    let mut hits_in = PolicyHits::new(current.spd_in.len());
+    let mut workers = Vec::new();
+    for slot in &sh.stats {
+        let p = match slot.lock() {
+            Ok(p) => p,
+            Err(e) => e.into_inner(),
+        };
+        for k in 0..nports {
+            rx[k] += p.rx_frames.get(k).copied().unwrap_or(0);
+            tx[k] += p.tx_frames.get(k).copied().unwrap_or(0);
+        }
+        drops.merge(&p.drops);
+        answered += p.answered;
+        not_ip += p.not_ip;
+        icmp.merge(&p.icmp);
+        reasm.merge(&p.reasm);
+        // Requests are frames each pipeline sent; every pipeline hears of every neighbour
+        // learned (its own or passed on), so the busiest table's count is the total.
+        neigh.requests += p.neigh.0.requests;
+        neigh.learned = neigh.learned.max(p.neigh.0.learned);
+        neigh.failed += p.neigh.0.failed;
+        neigh_entries = neigh_entries.max(p.neigh.1);
+        // Counts for an older version of the tables are carried to the current one.
+        if let Some(t) = &p.tables {
+            if Arc::ptr_eq(t, &current) {
+                hits_out.merge(&p.hits_out);
+                hits_in.merge(&p.hits_in);
+            } else {
+                hits_out.merge(&p.hits_out.carried(&t.spd_out, &current.spd_out));
+                hits_in.merge(&p.hits_in.carried(&t.spd_in, &current.spd_in));
+            }
+        }
+        workers.push(serde_json::json!({"lcore": p.lcore,
+            "rx_frames": p.rx_frames.iter().sum::<u64>(), "rx_by_port": p.rx_frames,
+            "tx_frames": p.tx_frames.iter().sum::<u64>(),
+            "drops": p.drops.total()}));
+    }
+    // In worker mode the main lcore's own pipeline only sends (IKE, neighbour requests),
+    // through worker 0, which counts the frames.
+    let m = s.main;
+    if m.id >= sh.stats.len() {
+        drops.merge(&m.drops);
+        neigh.requests += m.fib.neigh.stats.requests;
+        neigh.failed += m.fib.neigh.stats.failed;
+        neigh_entries = neigh_entries.max(m.fib.neigh.len());
+    }
     let mut dropmap = serde_json::Map::new();
-    for (r, n) in s.drops.nonzero() {
+    for (r, n) in drops.nonzero() {
         dropmap.insert(r.as_str().to_owned(), n.into());
     }
-    if s.not_ip > 0 {
-        dropmap.insert("not_ip_frames".into(), s.not_ip.into());
+    if not_ip > 0 {
+        dropmap.insert("not_ip_frames".into(), not_ip.into());
     }
-    let ports: Vec<serde_json::Value> = s
+    let ports: Vec<serde_json::Value> = sh
         .ifaces
         .iter()
-        .map(|i| {
+        .enumerate()
+        .map(|(k, i)| {
             // What the device itself counted: frames it could not deliver for want of room
             // (a full receive ring: af_packet's socket drops, a NIC's missed packets).
             let [_, _, _, _, imissed] = i.port.stats().unwrap_or_default();
-            serde_json::json!({"name": i.name, "rx_frames": i.rx_frames, "tx_frames": i.tx_frames,
+            serde_json::json!({"name": i.name, "rx_frames": rx[k], "tx_frames": tx[k],
                 "rx_missed": imissed})
         })
         .collect();
@@ -1208,7 +1713,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         .map(|sa| serde_json::json!({"spi": format!("{:08x}", sa.spi), "direction": "out", "source": "static",
             "packets": sa.counters().packets(), "bytes": sa.counters().bytes()}))
         .collect();
-    for (spi, _, sa) in s.sad.iter() {
+    for (spi, _, sa) in current.sad.iter() {
         let dynamic = s.dynamic.sas.contains_key(&spi);
         sas.push(
             serde_json::json!({"spi": format!("{spi:08x}"), "direction": "in",
@@ -1223,30 +1728,86 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
                 "packets": o.counters().packets(), "bytes": o.counters().bytes()}));
         }
     }
+    let out = policy_counts(&current.spd_out, &hits_out, |t: &OutboundTarget| {
+        t.sa.as_ref().map(|sa| format!("{:08x}", sa.spi))
+    });
+    let inb = policy_counts(&current.spd_in, &hits_in, |_: &()| None);
+    let omitted = current.spd_out.len().saturating_sub(POLICIES_LISTED)
+        + current.spd_in.len().saturating_sub(POLICIES_LISTED);
+    let punted = s.control.map_or(0, |c| c.punted);
+    let injected = s.control.map_or(0, |c| c.injected);
     serde_json::json!({
-        "seconds": s.started.elapsed().as_secs_f64(),
-        "answered_arp_and_echo": s.answered,
+        "seconds": sh.started.elapsed().as_secs_f64(),
+        "answered_arp_and_echo": answered,
         "icmp": {
-            "time_exceeded_sent": s.icmp.time_exceeded_sent,
-            "too_big_sent": s.icmp.too_big_sent,
-            "rate_limited": s.icmp.rate_limited,
-            "not_reportable": s.icmp.not_reportable,
-            "not_sent": s.icmp.not_sent,
-            "fragmented": s.icmp.fragmented,
-            "fragments": s.icmp.fragments,
+            "time_exceeded_sent": icmp.time_exceeded_sent,
+            "too_big_sent": icmp.too_big_sent,
+            "rate_limited": icmp.rate_limited,
+            "not_reportable": icmp.not_reportable,
+            "not_sent": icmp.not_sent,
+            "fragmented": icmp.fragmented,
+            "fragments": icmp.fragments,
         },
         "ports": ports,
         "drops": dropmap,
         "sas": sas,
-        "policies": {s.policies[0].0: s.policies[0].1, s.policies[1].0: s.policies[1].1,
-            "omitted": s.omitted},
-        "control": s.control.map(|c| serde_json::json!({"punted": c.punted, "injected": c.injected})),
-        "neighbours": {"entries": s.neigh.1, "requests": s.neigh.0.requests,
-            "learned": s.neigh.0.learned, "failed": s.neigh.0.failed},
-        "reassembly": {"fragments": s.reasm.fragments, "reassembled": s.reasm.reassembled,
-            "timed_out": s.reasm.timed_out, "evicted": s.reasm.evicted,
-            "overlaps": s.reasm.overlaps, "malformed": s.reasm.malformed, "too_big": s.reasm.too_big},
+        "policies": {"out": out, "in": inb, "omitted": omitted},
+        "control": s.control.map(|_| serde_json::json!({"punted": punted, "injected": injected})),
+        "neighbours": {"entries": neigh_entries, "requests": neigh.requests,
+            "learned": neigh.learned, "failed": neigh.failed},
+        "reassembly": {"fragments": reasm.fragments, "reassembled": reasm.reassembled,
+            "timed_out": reasm.timed_out, "evicted": reasm.evicted,
+            "overlaps": reasm.overlaps, "malformed": reasm.malformed, "too_big": reasm.too_big},
+        "workers": workers,
     })
+}
+
+/// The live counters line (`--stats-every-ms`): ports, SAs, drops.
+fn live_line(v: &serde_json::Value) -> String {
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let ports: Vec<String> = list("ports")
+        .iter()
+        .map(|p| {
+            format!(
+                "{} rx {} tx {}",
+                p["name"].as_str().unwrap_or("?"),
+                p["rx_frames"],
+                p["tx_frames"]
+            )
+        })
+        .collect();
+    let sas: Vec<String> = list("sas")
+        .iter()
+        .map(|s| {
+            format!(
+                "spi {} {} {} pkts {} bytes{}",
+                s["spi"].as_str().unwrap_or("?"),
+                s["direction"].as_str().unwrap_or("?"),
+                s["packets"],
+                s["bytes"],
+                if s["active"] == serde_json::Value::Bool(false) {
+                    " (standby)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    let drops: Vec<String> = v["drops"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, n)| format!("{k}={n}")).collect())
+        .unwrap_or_default();
+    format!(
+        "[{:>7.1}s] {} | {} | drops: {}",
+        v["seconds"].as_f64().unwrap_or(0.0),
+        ports.join(", "),
+        sas.join(", "),
+        if drops.is_empty() {
+            "none".into()
+        } else {
+            drops.join(" ")
+        }
+    )
 }
 
 /// Replaces the stats file atomically (write, then rename).
@@ -1263,10 +1824,20 @@ struct Dynamic {
     sas: BTreeMap<u32, DynSa>,
     installed: u64,
     /// On-demand policies: (tunnel, child) -> (local_ts, remote_ts).
-    traps: BTreeMap<(String, String), (Vec<IpPrefix>, Vec<IpPrefix>)>,
+    traps: BTreeMap<(String, String), Trap>,
+    /// The next on-demand policy id (ids stay with their trap: a worker's acquire may name
+    /// one from an older version of the tables).
+    next_trap: u32,
 }
 
-/// Policy ids of on-demand policies start here (index into `Dynamic::traps`).
+/// An on-demand policy: (local_ts, remote_ts) and its policy id.
+struct Trap {
+    local_ts: Vec<IpPrefix>,
+    remote_ts: Vec<IpPrefix>,
+    id: u32,
+}
+
+/// Policy ids of on-demand policies start here.
 const TRAP_POLICY_BASE: u32 = 20_000;
 
 struct DynSa {
@@ -1381,7 +1952,16 @@ impl Dynamic {
                 remote_ts,
                 ..
             } => {
-                self.traps.insert((tunnel, child), (local_ts, remote_ts));
+                let id = TRAP_POLICY_BASE + self.next_trap;
+                self.next_trap = self.next_trap.wrapping_add(1) % (u32::MAX - TRAP_POLICY_BASE);
+                self.traps.insert(
+                    (tunnel, child),
+                    Trap {
+                        local_ts,
+                        remote_ts,
+                        id,
+                    },
+                );
                 Ok(true)
             }
             ctl::Command::Move {
@@ -1419,8 +1999,10 @@ impl Dynamic {
 
     /// The (tunnel, child) of an on-demand policy id.
     fn trap_of(&self, policy_id: u32) -> Option<&(String, String)> {
-        let k = policy_id.checked_sub(TRAP_POLICY_BASE)? as usize;
-        self.traps.keys().nth(k)
+        self.traps
+            .iter()
+            .find(|(_, t)| t.id == policy_id)
+            .map(|(k, _)| k)
     }
 
     fn build(
@@ -1461,14 +2043,14 @@ impl Dynamic {
         }
         // On-demand policies sit just below the SAs' own: they only catch traffic while no
         // SA pair of their (tunnel, child) is active.
-        for (k, (_, (lts, rts))) in self.traps.iter().enumerate() {
-            for l in lts {
-                for r in rts.iter().filter(|r| r.is_ipv4() == l.is_ipv4()) {
+        for t in self.traps.values() {
+            for l in &t.local_ts {
+                for r in t.remote_ts.iter().filter(|r| r.is_ipv4() == l.is_ipv4()) {
                     out.push(Rule {
                         priority: DYNAMIC_PRIORITY + 1,
                         selector: selector(*l, *r),
                         action: Action::Protect(OutboundTarget {
-                            policy_id: TRAP_POLICY_BASE + k as u32,
+                            policy_id: t.id,
                             sa: None,
                         }),
                     });
