@@ -70,15 +70,18 @@ struct Args {
     stats_file: Option<PathBuf>,
     /// ICMP errors the gateway sends a second at most (the token bucket's rate and burst).
     icmp_rate: u32,
+    /// The log filter (`tracing` env-filter syntax: `info`, `debug`, `dataplane=debug`...).
+    log: String,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US] [--control CHANNEL] [--stats-file FILE]\n                 [--icmp-errors-per-s N]";
+    let usage = "usage: ferrogate --config GATEWAY.yaml [--eal \"EAL ARGS\"] [--idle-exit-ms MS] [--stats-json FILE]\n                 [--stats-every-ms MS] [--idle-sleep-us US] [--control CHANNEL] [--stats-file FILE]\n                 [--icmp-errors-per-s N] [--log FILTER]";
     let mut it = std::env::args().skip(1);
     let (mut config, mut eal, mut idle_exit, mut stats_json) = (None, Vec::new(), None, None);
     let (mut stats_every, mut idle_sleep, mut control, mut stats_file) =
         (None, Duration::ZERO, None, None);
     let mut icmp_rate = 100;
+    let mut log = "info".to_owned();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value\n{usage}"));
         match a.as_str() {
@@ -110,6 +113,7 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--icmp-errors-per-s takes a count\n{usage}"))?;
             }
+            "--log" => log = value()?,
             "-h" | "--help" => return Err(usage.into()),
             _ => return Err(format!("unknown argument `{a}`\n{usage}")),
         }
@@ -124,6 +128,7 @@ fn parse_args() -> Result<Args, String> {
         control,
         stats_file,
         icmp_rate,
+        log,
     })
 }
 
@@ -400,6 +405,8 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             };
             format!("interface {}: {e}{hint}", i.name)
         })?;
+        tracing::info!(interface = %i.name, device = %i.device, port = port.id(), role = ?i.role,
+            queues = nq, mtu = i.mtu, "port started");
         rxqs.push(rx);
         txqs.push(tx);
         let mac = match i.mac {
@@ -651,7 +658,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             p.run_worker(&shw)
         };
         match eal.launch(lcore, job) {
-            Ok(l) => launched.lcores.push(l),
+            Ok(l) => {
+                tracing::info!(lcore, worker = w, "worker pipeline started");
+                launched.lcores.push(l);
+            }
             Err(e) => return Err(format!("worker lcore {lcore}: {e}")),
         }
     }
@@ -698,12 +708,19 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                             spd_in,
                             sad: sad.clone(),
                         });
+                        tracing::debug!(
+                            generation,
+                            rules_out = t.spd_out.len(),
+                            rules_in = t.spd_in.len(),
+                            sas_in = t.sad.len(),
+                            "tables published"
+                        );
                         retired.push(sh.tables.swap(t));
                         if inline {
                             main.refresh_tables(&sh);
                         }
                     }
-                    Err(e) => eprintln!("ferrogate: tables: {e}"),
+                    Err(e) => tracing::warn!(error = %e, "tables not rebuilt"),
                 }
             }
             retired.retain(|t| Arc::strong_count(t) > 1);
@@ -1919,6 +1936,10 @@ impl Dynamic {
                 if has_out && (sa.outbound_now || !sibling_active) {
                     self.activate(sa.spi_in);
                 }
+                tracing::info!(tunnel = %sa.tunnel, child = %sa.child,
+                    spi_in = format_args!("{:08x}", sa.spi_in),
+                    spi_out = format_args!("{:08x}", sa.spi_out), larval = !has_out,
+                    "SA pair installed");
                 Ok(true)
             }
             ctl::Command::Activate { spi_in, .. } => {
@@ -1930,6 +1951,8 @@ impl Dynamic {
                     return Ok(false);
                 };
                 sad.remove(spi_in, Some(d.local));
+                tracing::info!(tunnel = %d.tunnel, child = %d.child,
+                    spi_in = format_args!("{spi_in:08x}"), "SA pair removed");
                 if d.active {
                     let next = self
                         .sas
@@ -1987,6 +2010,8 @@ impl Dynamic {
                 }
                 // The sequence numbers carry on: the peer's replay window has seen them.
                 p.initial_seq = old;
+                tracing::info!(spi_in = format_args!("{spi_in:08x}"), %remote, remote_port,
+                    "peer moved: outbound SA follows");
                 d.out = Some(Arc::new(OutboundSa::new(p).map_err(|e| e.to_string())?));
                 Ok(true)
             }
@@ -2157,7 +2182,7 @@ impl Control {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
                 Err(e) => {
-                    eprintln!("ferrogate: control channel: {e}");
+                    tracing::warn!(error = %e, "control channel");
                     break;
                 }
             };
@@ -2168,7 +2193,7 @@ impl Control {
             match r {
                 Ok(c) => changed |= c,
                 Err(reason) => {
-                    eprintln!("ferrogate: control command refused: {reason}");
+                    tracing::warn!(%reason, "control command refused");
                     self.event(&ctl::Event::Refused {
                         v: ctl::VERSION,
                         reason,
@@ -2266,6 +2291,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     match run(&args) {
         Ok(stats) => {
             println!("{stats}");
@@ -2278,6 +2308,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(m) => {
+            tracing::error!("{m}");
             eprintln!("ferrogate: {m}");
             ExitCode::from(1)
         }
