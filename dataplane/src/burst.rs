@@ -60,7 +60,8 @@ pub struct OutboundTarget {
 pub struct OutboundTables<'a> {
     /// SPD-out.
     pub spd: &'a Spd<OutboundTarget>,
-    /// The MTU of the port encapsulated packets leave by.
+    /// The MTU of the port encapsulated packets leave by, for SAs that do not know their
+    /// own ([`OutboundSa::egress_mtu`]).
     pub mtu: u16,
 }
 
@@ -193,7 +194,8 @@ fn outbound_one<'a, B: PacketBuf>(
         Action::Discard => Err(DropReason::PolicyDiscard),
         Action::Protect(target) => {
             let sa = target.sa.as_deref().ok_or(DropReason::NoSaForPolicy)?;
-            match icmp_err::oversize(pkt.data(), sa.max_inner_len(t.mtu)) {
+            let mtu = sa.egress_mtu().unwrap_or(t.mtu);
+            match icmp_err::oversize(pkt.data(), sa.max_inner_len(mtu)) {
                 Oversize::Fits => Ok(Step::Staged(sa)),
                 Oversize::Fragment(max) => Ok(Step::Done(Verdict::Fragment(max))),
                 Oversize::TooBig(max) => Ok(Step::Done(Verdict::TooBig(max))),

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use zeroize::Zeroizing;
@@ -496,6 +496,9 @@ pub struct OutboundSa {
     pub(crate) iv_len: u8,
     pub(crate) icv_len: u8,
     pub(crate) align: u8,
+    /// The MTU of the port its packets leave by, when the gateway knows it (0: unknown, the
+    /// caller's default applies). Set off the hot path ([`OutboundSa::set_egress_mtu`]).
+    pub(crate) egress_mtu: AtomicU16,
     pub(crate) udp: Option<UdpEncap>,
     pub(crate) crypto: SaCrypto,
     pub(crate) lifetime: Lifetime,
@@ -599,6 +602,7 @@ impl OutboundSa {
             icv_len,
             align,
             header_sum,
+            egress_mtu: AtomicU16::new(0),
             spi: p.spi,
             mode: p.mode,
             esn: p.esn,
@@ -616,6 +620,21 @@ impl OutboundSa {
             seq: CachePadded::new(AtomicU64::new(p.initial_seq)),
             counters: CachePadded::new(SaCounters::default()),
         })
+    }
+
+    /// Records the MTU of the port this SA's packets leave by (a gateway with several outside
+    /// ports of different MTUs sets it per SA from its routes); 0 forgets it.
+    pub fn set_egress_mtu(&self, mtu: u16) {
+        self.egress_mtu.store(mtu, Ordering::Relaxed);
+    }
+
+    /// The egress MTU set by [`OutboundSa::set_egress_mtu`], if any.
+    #[inline]
+    pub fn egress_mtu(&self) -> Option<u16> {
+        match self.egress_mtu.load(Ordering::Relaxed) {
+            0 => None,
+            m => Some(m),
+        }
     }
 
     /// The SA's crypto.

@@ -790,4 +790,20 @@ fn oversized_packets_get_too_big_or_fragment_verdicts() {
     assert_eq!(drops.total(), 1);
     assert_eq!(pkts[0].data(), &df[..]);
     assert_eq!(pkts[2].len(), 1500);
+
+    // The SA's own egress MTU (a narrower outside port) wins over the tables' default: the
+    // packet that fit a 1500-byte port is now too big, with that port's inner MTU.
+    out.set_egress_mtu(1400);
+    assert_eq!(out.egress_mtu(), Some(1400));
+    let mut pkts = vec![HeapBuf::from_slice(&fits), HeapBuf::from_slice(&no_df)];
+    let mut verdicts = [Verdict::Pending; 2];
+    burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+    assert_eq!(
+        verdicts,
+        [Verdict::TooBig(1346), Verdict::Fragment(1346)],
+        "{}",
+        out.max_inner_len(1400)
+    );
+    out.set_egress_mtu(0);
+    assert_eq!(out.egress_mtu(), None);
 }

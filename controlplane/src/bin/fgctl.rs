@@ -42,6 +42,15 @@ fn stats_text(v: &serde_json::Value) -> String {
             p["rx_missed"].as_u64().unwrap_or(0)
         ));
     }
+    for w in v["workers"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "worker lcore {:<3} rx {:>12} frames  tx {:>12} frames  drops {}\n",
+            w["lcore"].as_u64().unwrap_or(0),
+            w["rx_frames"].as_u64().unwrap_or(0),
+            w["tx_frames"].as_u64().unwrap_or(0),
+            w["drops"].as_u64().unwrap_or(0)
+        ));
+    }
     for sa in v["sas"].as_array().into_iter().flatten() {
         let label = match (sa["tunnel"].as_str(), sa["child"].as_str()) {
             (Some(t), Some(c)) => format!(

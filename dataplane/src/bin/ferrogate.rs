@@ -469,9 +469,11 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut natt_ports: Vec<u16> = Vec::new();
     for p in &cfg.sas {
         match p.direction {
-            Direction::Out => out_sas.push(Some(Arc::new(
-                OutboundSa::new(p).map_err(|e| e.to_string())?,
-            ))),
+            Direction::Out => {
+                let sa = OutboundSa::new(p).map_err(|e| e.to_string())?;
+                set_egress_mtu(&sa, p, &routes, &cfg);
+                out_sas.push(Some(Arc::new(sa)));
+            }
             Direction::In => {
                 out_sas.push(None);
                 if let Some(u) = p.udp_encap {
@@ -696,6 +698,11 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         main.fib.now_ms = started.elapsed().as_millis() as u64;
         if let Some(c) = &mut control {
             if c.poll_commands(&mut dynamic, &mut sad) {
+                for d in dynamic.sas.values() {
+                    if let (Some(o), Some(p)) = (&d.out, &d.params) {
+                        set_egress_mtu(o, p, &routes, &cfg);
+                    }
+                }
                 match dynamic.build(&static_out, &static_in) {
                     Ok((spd_out, spd_in)) => {
                         let old = sh.tables.load_full();
@@ -846,6 +853,23 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     match failure {
         Some(f) => Err(f),
         None => Ok(stats),
+    }
+}
+
+/// Tells a tunnel-mode SA the MTU of the port its peer is routed through (several outside
+/// ports may differ); the smallest outside MTU stays the default for the others.
+fn set_egress_mtu(
+    sa: &OutboundSa,
+    p: &dataplane::sa::SaParams,
+    routes: &[(IpPrefix, usize, Option<IpAddr>)],
+    cfg: &GatewayConfig,
+) {
+    let port = p
+        .tunnel
+        .and_then(|t| routes.iter().find(|(pfx, _, _)| pfx.contains(t.remote)))
+        .map(|(_, k, _)| *k);
+    if let Some(i) = port.and_then(|k| cfg.interfaces.get(k)) {
+        sa.set_egress_mtu(i.mtu);
     }
 }
 
