@@ -106,18 +106,23 @@ impl HeapBuf {
 }
 
 impl PacketBuf for HeapBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.storage[self.start..self.end]
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.storage[self.start..self.end]
     }
+    #[inline]
     fn headroom(&self) -> usize {
         self.start
     }
+    #[inline]
     fn tailroom(&self) -> usize {
         self.storage.len() - self.end
     }
+    #[inline]
     fn prepend(&mut self, n: usize) -> Result<&mut [u8], BufError> {
         if n > self.start {
             return Err(BufError::NoHeadroom);
@@ -125,6 +130,7 @@ impl PacketBuf for HeapBuf {
         self.start -= n;
         Ok(self.data_mut())
     }
+    #[inline]
     fn append(&mut self, n: usize) -> Result<&mut [u8], BufError> {
         if n > self.tailroom() {
             return Err(BufError::NoTailroom);
@@ -132,6 +138,7 @@ impl PacketBuf for HeapBuf {
         self.end += n;
         Ok(self.data_mut())
     }
+    #[inline]
     fn adj(&mut self, n: usize) -> Result<(), BufError> {
         if n > self.end - self.start {
             return Err(BufError::TooShort);
@@ -139,6 +146,7 @@ impl PacketBuf for HeapBuf {
         self.start += n;
         Ok(())
     }
+    #[inline]
     fn trim(&mut self, n: usize) -> Result<(), BufError> {
         if n > self.end - self.start {
             return Err(BufError::TooShort);

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
+use crate::crypto::SealPrep;
 use crate::drop::{DropCounters, DropReason};
 use crate::esp::EspPlan;
 use crate::icmp_err::{self, Oversize};
@@ -223,10 +224,9 @@ impl<'a> EncapStage<'a> {
     /// packets are encapsulated at once, and refused packets get their drop verdict.
     fn plan<B: PacketBuf>(&mut self, i: usize, sa: &'a OutboundSa, pkt: &mut B, v: &mut Verdict) {
         let r = match &sa.crypto {
-            SaCrypto::Esp(_) => match crate::esp::plan_esp(sa, pkt) {
-                Ok(p) => {
+            SaCrypto::Esp(_) => match crate::esp::plan_esp(sa, pkt, &mut self.plan[i]) {
+                Ok(()) => {
                     self.sa[i] = Some(sa);
-                    self.plan[i] = p;
                     return;
                 }
                 Err(r) => Err(r),
@@ -253,11 +253,13 @@ impl<'a> EncapStage<'a> {
             let (first, granted) = sa.reserve_seqs(members.len() as u64);
             let granted = granted as usize;
             let counted = sa.reserve_counts(&lens[..granted]);
+            // Every packet's nonce and AAD before the first seal (see EspTransform::prepare).
+            let mut preps = [SealPrep::default(); STAGE];
+            t.prepare(sa.spi, first, sa.esn, &mut preps[..counted]);
             for (k, &i) in members.iter().enumerate() {
                 let i = usize::from(i);
-                let r = if k < counted {
-                    let seq = first + k as u64;
-                    crate::esp::seal_esp(sa, t.as_ref(), &mut pkts[i], &self.plan[i], seq)
+                let r = if let Some(prep) = preps[..counted].get(k) {
+                    crate::esp::seal_esp(sa, t.as_ref(), &mut pkts[i], &self.plan[i], prep)
                 } else if k < granted {
                     Err(DropReason::SaExpired)
                 } else {

@@ -6,7 +6,7 @@
 //! changed; the caller frees it. No allocation, no I/O.
 
 use crate::buf::PacketBuf;
-use crate::crypto::{EspTransform, ESP_HEADER_LEN};
+use crate::crypto::{EspTransform, SealPrep, ESP_HEADER_LEN};
 use crate::drop::DropReason;
 use crate::outer::{self, Outer, SecProto};
 use crate::sa::{DfMode, EcnMode, InboundSa, Mode, NatOa, NattChecksum, OutboundSa, SaCrypto};
@@ -82,7 +82,8 @@ fn encap_esp<B: PacketBuf + ?Sized>(
     t: &dyn EspTransform,
     buf: &mut B,
 ) -> Result<(), DropReason> {
-    let plan = plan_esp(sa, buf)?;
+    let mut plan = EspPlan::default();
+    plan_esp(sa, buf, &mut plan)?;
     let (seq, granted) = sa.reserve_seqs(1);
     if granted == 0 {
         return Err(DropReason::SeqExhausted);
@@ -90,7 +91,9 @@ fn encap_esp<B: PacketBuf + ?Sized>(
     if sa.reserve_counts(&[plan.len]) == 0 {
         return Err(DropReason::SaExpired);
     }
-    seal_esp(sa, t, buf, &plan, seq)
+    let mut prep = [SealPrep::default()];
+    t.prepare(sa.spi, seq, sa.esn, &mut prep);
+    seal_esp(sa, t, buf, &plan, &prep[0])
 }
 
 /// The layout of one packet's ESP encapsulation, decided before it is given a sequence
@@ -101,6 +104,10 @@ fn encap_esp<B: PacketBuf + ?Sized>(
 pub(crate) struct EspPlan {
     /// The inner packet's IP version.
     ver: u8,
+    /// Tunnel mode: the inner packet's traffic class, and (IPv4) whether it has DF set,
+    /// read while its header is checked so that sealing does not parse it again.
+    inner_tc: u8,
+    inner_df: bool,
     /// What the trailer names.
     next_header: u8,
     /// Transport mode: the byte of the IP headers that names the protocol.
@@ -121,13 +128,16 @@ pub(crate) struct EspPlan {
 
 /// Checks and measures a packet for encapsulation with `sa`: everything that can refuse it
 /// before it takes a sequence number. Changes nothing but link padding after the IP packet.
+/// The plan is written to `out` (where the burst keeps it) rather than returned: a returned
+/// plan copied on by the caller made the CPU wait for the stores just made (store forwarding).
 #[inline]
 pub(crate) fn plan_esp<B: PacketBuf + ?Sized>(
     sa: &OutboundSa,
     buf: &mut B,
-) -> Result<EspPlan, DropReason> {
+    out: &mut EspPlan,
+) -> Result<(), DropReason> {
     sa.check_hard()?;
-    let ver = inner_ip(buf)?;
+    let (ver, inner_tc, inner_df) = inner_ip_tc(buf)?;
     let inner_len = buf.len();
     // Sizes decided when the SA was installed, not asked of the transform per packet.
     let (iv_len, icv_len, align) = (
@@ -185,8 +195,10 @@ pub(crate) fn plan_esp<B: PacketBuf + ?Sized>(
     }
     // IP packets are at most 65535 bytes (inner_ip checked the length field), so are their
     // parts, and TFC padding is a u16.
-    Ok(EspPlan {
+    *out = EspPlan {
         ver,
+        inner_tc,
+        inner_df,
         next_header,
         nh_pos: nh_pos as u16,
         payload_len: payload_len as u32,
@@ -195,7 +207,8 @@ pub(crate) fn plan_esp<B: PacketBuf + ?Sized>(
         head: head as u16,
         tail: tail as u16,
         len: buf.len() as u32,
-    })
+    };
+    Ok(())
 }
 
 /// Padding bytes (RFC 4303 §2.4), written 16 at a time: padding is shorter than the
@@ -203,16 +216,17 @@ pub(crate) fn plan_esp<B: PacketBuf + ?Sized>(
 /// over whatever lands beyond.
 const PAD16: [u8; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 
-/// Encapsulates a packet [`plan_esp`] measured, with the sequence number reserved for it.
+/// Encapsulates a packet [`plan_esp`] measured, with the sequence number reserved for it,
+/// which `prep` ([`EspTransform::prepare`]) holds.
 #[inline]
 pub(crate) fn seal_esp<B: PacketBuf + ?Sized>(
     sa: &OutboundSa,
     t: &dyn EspTransform,
     buf: &mut B,
     plan: &EspPlan,
-    seq: u64,
+    prep: &SealPrep,
 ) -> Result<(), DropReason> {
-    let iv_len = usize::from(sa.iv_len);
+    let seq = prep.seq();
     let udp_len = if sa.udp.is_some() { 8 } else { 0 };
     let (orig_len, tfc, pad) = (buf.len(), usize::from(plan.tfc), usize::from(plan.pad));
     let (head, tail) = (usize::from(plan.head), usize::from(plan.tail));
@@ -237,8 +251,7 @@ pub(crate) fn seal_esp<B: PacketBuf + ?Sized>(
     let total = data.len();
     let esp_off = match sa.mode {
         Mode::Tunnel => {
-            let inner_tc = outer::traffic_class(&data[head..]);
-            let inner_df = ver == 4 && data[head + 6] & 0x40 != 0;
+            let (inner_tc, inner_df) = (plan.inner_tc, plan.inner_df);
             // RFC 4301 §5.1.2.1: DSCP copied (or set); RFC 6040 §4.1: ECN copied or Not-ECT.
             let dscp = sa.dscp.map(|d| d << 2).unwrap_or(inner_tc & 0xfc);
             let ecn = match sa.ecn {
@@ -249,7 +262,9 @@ pub(crate) fn seal_esp<B: PacketBuf + ?Sized>(
             let hl = usize::from(sa.header_len);
             // Fixed-size copies compile to a few moves instead of a memcpy call.
             if sa.outer_v6 {
-                let h = &mut data[..40];
+                let (h, _) = data
+                    .split_first_chunk_mut::<40>()
+                    .ok_or(DropReason::NoHeadroom)?;
                 h.copy_from_slice(&sa.header[..40]);
                 h[0] = 0x60 | (tc >> 4);
                 h[1] = (h[1] & 0x0f) | (tc << 4);
@@ -272,7 +287,9 @@ pub(crate) fn seal_esp<B: PacketBuf + ?Sized>(
                     + u32::from(flags);
                 sum = (sum & 0xffff) + (sum >> 16);
                 sum = (sum & 0xffff) + (sum >> 16);
-                let h = &mut data[..20];
+                let (h, _) = data
+                    .split_first_chunk_mut::<20>()
+                    .ok_or(DropReason::NoHeadroom)?;
                 h.copy_from_slice(&sa.header[..20]);
                 h[1] = tc;
                 h[2..4].copy_from_slice(&len.to_be_bytes());
@@ -309,11 +326,8 @@ pub(crate) fn seal_esp<B: PacketBuf + ?Sized>(
             hdr_len + udp_len
         }
     };
-    let esp = &mut data[esp_off..];
-    esp[..4].copy_from_slice(&sa.spi.to_be_bytes());
-    esp[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-    t.write_iv(seq, &mut esp[8..8 + iv_len]);
-    t.seal(esp, sa.esn.then_some((seq >> 32) as u32))
+    let esp = data.get_mut(esp_off..).ok_or(DropReason::BadLength)?;
+    t.seal_prepared(esp, prep)
         .map_err(|_| DropReason::BadLength)?;
     if sa.udp.is_some() {
         let v6 = ver_of(data) == 6;
@@ -325,27 +339,40 @@ pub(crate) fn seal_esp<B: PacketBuf + ?Sized>(
 /// Checks the packet about to be protected is a whole IPv4 or IPv6 packet, drops link-layer
 /// padding after it (Ethernet pads short frames), and returns its version.
 pub(crate) fn inner_ip<B: PacketBuf + ?Sized>(buf: &mut B) -> Result<u8, DropReason> {
-    let (ver, ip_len) = match crate::flow::ip_version(buf.data()) {
+    inner_ip_tc(buf).map(|(ver, ..)| ver)
+}
+
+/// [`inner_ip`], also returning the packet's traffic class and (IPv4) whether DF is set, read
+/// from the fixed header it checks: version 4 with IHL ≥ 5 and header ≤ total length ≤ buffer,
+/// or version 6 with 40 + payload length ≤ buffer.
+#[inline]
+fn inner_ip_tc<B: PacketBuf + ?Sized>(buf: &mut B) -> Result<(u8, u8, bool), DropReason> {
+    let d = buf.data();
+    let (ip_len, r) = match d.first().map(|b| b >> 4) {
         Some(4) => {
-            let p = crate::wire::ipv4::Packet::new_checked(buf.data())
-                .map_err(|_| DropReason::Malformed)?;
-            (4, usize::from(p.total_len()))
+            let h = d.first_chunk::<20>().ok_or(DropReason::Malformed)?;
+            let hl = usize::from(h[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            if hl < 20 || total < hl || total > d.len() {
+                return Err(DropReason::Malformed);
+            }
+            (total, (4, h[1], h[6] & 0x40 != 0))
         }
         Some(6) => {
-            let p = crate::wire::ipv6::Packet::new_checked(buf.data())
-                .map_err(|_| DropReason::Malformed)?;
-            (
-                6,
-                crate::wire::ipv6::HEADER_LEN + usize::from(p.payload_len()),
-            )
+            let h = d.first_chunk::<40>().ok_or(DropReason::Malformed)?;
+            let total = 40 + usize::from(u16::from_be_bytes([h[4], h[5]]));
+            if total > d.len() {
+                return Err(DropReason::Malformed);
+            }
+            (total, (6, (h[0] << 4) | (h[1] >> 4), false))
         }
         _ => return Err(DropReason::NotIp),
     };
-    let extra = buf.len() - ip_len;
+    let extra = d.len() - ip_len;
     if extra > 0 {
         buf.trim(extra).map_err(|_| DropReason::Malformed)?;
     }
-    Ok(ver)
+    Ok(r)
 }
 
 #[inline]

@@ -2,7 +2,7 @@
 //! ChaCha20-Poly1305 (RFC 7634): key material = key || 4-byte salt, an 8-byte explicit IV,
 //! nonce = salt || IV, AAD = SPI || [ESN high] || sequence, a 16-byte ICV.
 
-use super::{Cipher, CryptoError, EspTransform, Integrity, ESP_HEADER_LEN};
+use super::{Cipher, CryptoError, EspTransform, Integrity, SealPrep, ESP_HEADER_LEN};
 
 /// Explicit IV length.
 const IV: usize = 8;
@@ -54,15 +54,6 @@ pub(crate) fn nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
     n
 }
 
-/// One packet's pieces as the AEAD sees them.
-struct Parts<'a> {
-    nonce: [u8; 12],
-    aad: [u8; 12],
-    aad_len: usize,
-    data: &'a mut [u8],
-    icv: &'a mut [u8],
-}
-
 /// An AEAD framed for ESP.
 pub struct EspAead<A> {
     aead: A,
@@ -82,24 +73,33 @@ impl<A: Aead96> EspAead<A> {
         Self { aead, salt, cipher }
     }
 
-    /// Splits an ESP region into nonce, AAD, data and ICV.
+    /// Splits an ESP region into nonce, AAD, data and ICV and hands them to `f`. Without
+    /// ESN the AAD (SPI || sequence) is read where it lies in the packet, not copied.
     #[inline]
-    fn parts<'a>(&self, esp: &'a mut [u8], seq_hi: Option<u32>) -> Result<Parts<'a>, CryptoError> {
-        if esp.len() < ESP_HEADER_LEN + IV + ICV {
-            return Err(CryptoError::BadLength);
-        }
-        let mut aad = [0u8; 12];
-        let aad_len = esp_aad(esp, seq_hi, &mut aad);
-        let nonce = nonce(&self.salt, &esp[ESP_HEADER_LEN..]);
-        let end = esp.len() - ICV;
-        let (body, icv) = esp.split_at_mut(end);
-        Ok(Parts {
-            nonce,
-            aad,
-            aad_len,
-            data: &mut body[ESP_HEADER_LEN + IV..],
-            icv,
-        })
+    fn with_parts<R>(
+        &self,
+        esp: &mut [u8],
+        seq_hi: Option<u32>,
+        f: impl FnOnce(&[u8; 12], &[u8], &mut [u8], &mut [u8; ICV]) -> R,
+    ) -> Result<R, CryptoError> {
+        let (head, rest) = esp
+            .split_first_chunk_mut::<{ ESP_HEADER_LEN + IV }>()
+            .ok_or(CryptoError::BadLength)?;
+        let (data, icv) = rest
+            .split_last_chunk_mut::<ICV>()
+            .ok_or(CryptoError::BadLength)?;
+        let (hdr, iv) = head
+            .split_first_chunk::<ESP_HEADER_LEN>()
+            .ok_or(CryptoError::BadLength)?;
+        let mut esn_aad = [0u8; 12];
+        let aad: &[u8] = match seq_hi {
+            Some(hi) => {
+                esp_aad(hdr, Some(hi), &mut esn_aad);
+                &esn_aad
+            }
+            None => hdr,
+        };
+        Ok(f(&nonce(&self.salt, iv), aad, data, icv))
     }
 }
 
@@ -125,14 +125,52 @@ impl<A: Aead96> EspTransform for EspAead<A> {
         iv[..IV].copy_from_slice(&seq.to_be_bytes());
     }
     fn seal(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
-        let p = self.parts(esp, seq_hi)?;
-        p.icv
-            .copy_from_slice(&self.aead.seal(&p.nonce, &p.aad[..p.aad_len], p.data));
+        self.with_parts(esp, seq_hi, |nonce, aad, data, icv| {
+            *icv = self.aead.seal(nonce, aad, data);
+        })
+    }
+    fn prepare(&self, spi: u32, first: u64, esn: bool, preps: &mut [SealPrep]) {
+        let spi_be = spi.to_be_bytes();
+        for (k, prep) in preps.iter_mut().enumerate() {
+            // Sequence numbers end at 2^64 - 1 (reserve_seqs); no range that could overflow.
+            let seq = first.wrapping_add(k as u64);
+            let seq_be = seq.to_be_bytes();
+            prep.spi = spi;
+            prep.seq = seq;
+            prep.esn = esn;
+            // RFC 4106 §3.1: the IV is the 64-bit sequence number, which never repeats.
+            prep.nonce[..4].copy_from_slice(&self.salt);
+            prep.nonce[4..].copy_from_slice(&seq_be);
+            prep.aad[..4].copy_from_slice(&spi_be);
+            if esn {
+                prep.aad[4..].copy_from_slice(&seq_be);
+                prep.aad_len = 12;
+            } else {
+                prep.aad[4..8].copy_from_slice(&seq_be[4..]);
+                prep.aad_len = 8;
+            }
+        }
+    }
+    fn seal_prepared(&self, esp: &mut [u8], prep: &SealPrep) -> Result<(), CryptoError> {
+        // Header and IV from the sequence number: nothing is read back from the packet.
+        let Some((head, rest)) = esp.split_first_chunk_mut::<{ ESP_HEADER_LEN + IV }>() else {
+            return Err(CryptoError::BadLength);
+        };
+        let Some((data, icv)) = rest.split_last_chunk_mut::<ICV>() else {
+            return Err(CryptoError::BadLength);
+        };
+        let aad = prep.aad.get(..usize::from(prep.aad_len)).unwrap_or(&[]);
+        head[..4].copy_from_slice(&prep.spi.to_be_bytes());
+        head[4..8].copy_from_slice(&(prep.seq as u32).to_be_bytes());
+        head[8..].copy_from_slice(&prep.seq.to_be_bytes());
+        *icv = self.aead.seal(&prep.nonce, aad, data);
         Ok(())
     }
     fn open(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError> {
-        let p = self.parts(esp, seq_hi)?;
-        if self.aead.open(&p.nonce, &p.aad[..p.aad_len], p.data, p.icv) {
+        let ok = self.with_parts(esp, seq_hi, |nonce, aad, data, icv| {
+            self.aead.open(nonce, aad, data, icv)
+        })?;
+        if ok {
             Ok(())
         } else {
             Err(CryptoError::IcvMismatch)

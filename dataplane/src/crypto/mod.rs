@@ -175,6 +175,61 @@ pub trait EspTransform: Send + Sync + fmt::Debug {
     fn seal(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError>;
     /// Verifies the ICV and, if it matches, decrypts the ciphertext in place.
     fn open(&self, esp: &mut [u8], seq_hi: Option<u32>) -> Result<(), CryptoError>;
+    /// Makes what [`EspTransform::seal_prepared`] needs for a run of packets of the SA `spi`
+    /// with consecutive sequence numbers from `first` (`preps[k]` for `first + k`; `esn`: the SA
+    /// uses extended sequence numbers). AEADs build their nonce and authenticated data here: a
+    /// burst prepares all its packets before sealing the first, so the crypto library reads
+    /// bytes written long before rather than just now (which stalls the load until the stores
+    /// land).
+    fn prepare(&self, spi: u32, first: u64, esn: bool, preps: &mut [SealPrep]) {
+        for (k, prep) in preps.iter_mut().enumerate() {
+            // Sequence numbers end at 2^64 - 1 (reserve_seqs); no range that could overflow.
+            let seq = first.wrapping_add(k as u64);
+            prep.spi = spi;
+            prep.seq = seq;
+            prep.esn = esn;
+        }
+    }
+    /// Protects one outbound packet in one call: writes the ESP header (SPI, the low half of
+    /// the sequence number) and the IV at the front of `esp`, then seals as
+    /// [`EspTransform::seal`] does.
+    fn seal_prepared(&self, esp: &mut [u8], prep: &SealPrep) -> Result<(), CryptoError> {
+        let iv = esp
+            .get_mut(ESP_HEADER_LEN..ESP_HEADER_LEN + self.iv_len())
+            .ok_or(CryptoError::BadLength)?;
+        self.write_iv(prep.seq, iv);
+        esp[..4].copy_from_slice(&prep.spi.to_be_bytes());
+        esp[4..8].copy_from_slice(&(prep.seq as u32).to_be_bytes());
+        self.seal(esp, prep.esn.then_some((prep.seq >> 32) as u32))
+    }
+}
+
+/// One outbound packet's sequence number and what its transform derives from it ahead of
+/// sealing ([`EspTransform::prepare`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SealPrep {
+    pub(crate) spi: u32,
+    pub(crate) seq: u64,
+    pub(crate) esn: bool,
+    /// AEADs (RFC 4106 framing): salt || IV, and SPI || [ESN high] || sequence.
+    pub(crate) nonce: [u8; 12],
+    pub(crate) aad: [u8; 12],
+    pub(crate) aad_len: u8,
+}
+
+impl SealPrep {
+    /// The SA's SPI.
+    pub fn spi(&self) -> u32 {
+        self.spi
+    }
+    /// The packet's 64-bit sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// Whether the SA uses extended sequence numbers.
+    pub fn esn(&self) -> bool {
+        self.esn
+    }
 }
 
 /// A keyed MAC for AH (RFC 4302) and for building HMAC-based ESP transforms.
