@@ -115,7 +115,9 @@ routes:
   - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
 neighbours:
   - { ip: 203.0.113.2, mac: "$MAC_GBO", interface: outside }
-cores: { main: 0, workers: [1] }
+# ipsec-secgw polls on lcore 1 (CPU 1): ferrogate's worker takes CPU 0, its main lcore (the
+# control plane, idle here) shares CPU 1.
+cores: { main: 1, workers: [0] }
 mss_clamp: auto   # TCP through both gateways fits the 1500-byte wire (secgw cannot take more on af_packet)
 sas:
   - { name: out, spi: $SPI_AB, direction: out, mode: tunnel, $OURS_AB,
