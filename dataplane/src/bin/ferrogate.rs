@@ -696,6 +696,11 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     };
     loop {
         main.fib.now_ms = started.elapsed().as_millis() as u64;
+        if !inline {
+            // Neighbours the workers learned, for what the main lcore sends (its poll takes
+            // them in when it is the only pipeline).
+            main.take_learned(&sh);
+        }
         if let Some(c) = &mut control {
             if c.poll_commands(&mut dynamic, &mut sad) {
                 for d in dynamic.sas.values() {
@@ -742,13 +747,11 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             // On-demand policies that caught a packet.
             while let Some((policy, src, dst)) = sh.acquires.pop() {
                 if let Some((t, ch)) = dynamic.trap_of(policy) {
-                    let (t, ch) = (t.clone(), ch.clone());
-                    c.acquire(&t, &ch, src, dst);
+                    c.acquire(t, ch, src, dst);
                 }
             }
             // IKE datagrams from ferrogate-ike onto the wire, once every pipeline classifies
             // with the tables published so far (they wait in the ring until then).
-            main.take_learned(&sh);
             let caught_up = sh
                 .seen
                 .iter()
@@ -796,9 +799,6 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             break;
         }
         let moved = if inline { main.poll(&sh) } else { 0 };
-        if !inline {
-            main.take_learned(&sh);
-        }
         main.flush(&sh);
         if moved == 0 {
             if let Some(idle) = args.idle_exit {

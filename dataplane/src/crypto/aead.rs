@@ -139,8 +139,7 @@ impl<A: Aead96> EspTransform for EspAead<A> {
             prep.seq = seq;
             prep.esn = esn;
             // RFC 4106 §3.1: the IV is the 64-bit sequence number, which never repeats.
-            prep.nonce[..4].copy_from_slice(&self.salt);
-            prep.nonce[4..].copy_from_slice(&seq_be);
+            prep.nonce = nonce(&self.salt, &seq_be);
             prep.aad[..4].copy_from_slice(&spi_be);
             if esn {
                 prep.aad[4..].copy_from_slice(&seq_be);
