@@ -277,7 +277,9 @@ fn ipsec_mb_and_rustcrypto_agree() {
             crypto::new_esp_transform(c, Integrity::None, &key, &[], Backend::RustCrypto).unwrap();
         let b = crypto::new_esp_transform(c, Integrity::None, &key, &[], Backend::IpsecMb).unwrap();
         for len in [
-            0usize, 1, 4, 15, 16, 17, 64, 100, 127, 128, 129, 1400, 1500, 9000,
+            // Around the RustCrypto keystream's 512-byte segments as well.
+            0usize, 1, 4, 15, 16, 17, 64, 100, 127, 128, 129, 511, 512, 513, 1023, 1024, 1025, 1400,
+            1500, 2049, 9000,
         ] {
             for esn in [None, Some(3)] {
                 let mut x = vec![0u8; 8 + 8 + len + 16];
