@@ -23,7 +23,7 @@ use crate::icmp_err::{self, Oversize};
 use crate::outer::{self, Arrival};
 use crate::sa::{InboundSa, OutboundSa, SaCrypto};
 use crate::sad::Sad;
-use crate::spd::{Action, PolicyHits, Spd};
+use crate::spd::{Action, FlowKey, PolicyHits, Spd};
 
 /// What to do with one packet of a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,16 +91,36 @@ pub fn outbound<B: PacketBuf>(
     drops: &mut DropCounters,
     hits: &mut PolicyHits,
 ) -> usize {
-    encap_runs(
-        pkts,
-        verdicts,
-        drops,
-        |stage, i, pkt, v| match outbound_one(t, pkt, hits) {
-            Ok(Step::Staged(sa)) => stage.plan(i, sa, pkt, v),
-            Ok(Step::Done(v2)) => *v = v2,
-            Err(r) => *v = Verdict::Drop(r),
-        },
-    )
+    let mut forwarded = 0;
+    for (pkts, verdicts) in pkts.chunks_mut(STAGE).zip(verdicts.chunks_mut(STAGE)) {
+        // The run's flow keys first, then one SPD lookup for all of them (their trie walks
+        // overlap), then each packet on its own.
+        let mut keys: [Option<FlowKey>; STAGE] = [None; STAGE];
+        let mut unparsed: [Option<DropReason>; STAGE] = [None; STAGE];
+        for (i, (pkt, v)) in pkts.iter().zip(verdicts.iter()).enumerate() {
+            if *v == Verdict::Pending {
+                match crate::flow::flow_key(pkt.data()) {
+                    Ok(k) => keys[i] = Some(k),
+                    Err(r) => unparsed[i] = Some(r),
+                }
+            }
+        }
+        let n = pkts.len();
+        let mut rules = [None; STAGE];
+        t.spd.lookup_ids(&keys[..n], &mut rules[..n]);
+        forwarded += encap_runs(pkts, verdicts, drops, |stage, i, pkt, v| {
+            let step = match unparsed[i] {
+                Some(r) => Err(r),
+                None => outbound_one(t, rules[i], pkt, hits),
+            };
+            match step {
+                Ok(Step::Staged(sa)) => stage.plan(i, sa, pkt, v),
+                Ok(Step::Done(v2)) => *v = v2,
+                Err(r) => *v = Verdict::Drop(r),
+            }
+        });
+    }
+    forwarded
 }
 
 /// Encapsulates every pending packet of `pkts` with one SA, without SPD lookup or MTU check
@@ -182,13 +202,16 @@ enum Step<S> {
     Done(Verdict),
 }
 
+/// The rest of the outbound path for a packet SPD-out classified under rule `id` (`None`: no
+/// rule matched).
 fn outbound_one<'a, B: PacketBuf>(
     t: &OutboundTables<'a>,
+    id: Option<usize>,
     pkt: &mut B,
     hits: &mut PolicyHits,
 ) -> Result<Step<&'a OutboundSa>, DropReason> {
-    let key = crate::flow::flow_key(pkt.data())?;
-    let (id, rule) = t.spd.lookup_id(&key).ok_or(DropReason::PolicyDiscard)?;
+    let id = id.ok_or(DropReason::PolicyDiscard)?;
+    let rule = t.spd.rules().get(id).ok_or(DropReason::PolicyDiscard)?;
     hits.hit(id, pkt.data().len());
     match &rule.action {
         Action::Bypass => Ok(Step::Done(Verdict::Forward)),

@@ -28,6 +28,9 @@ use crate::net::{addr_bits, IpPrefix};
 /// Leaves with more rules than this are split further when the rules allow it.
 pub const LEAF_MAX: usize = 8;
 
+/// Keys [`Spd::lookup_ids`] walks down the tries together (a burst).
+pub const LANES: usize = 32;
+
 /// The selector fields of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -205,6 +208,18 @@ fn node_parts(w: Slot) -> (usize, u8, u8, bool) {
     )
 }
 
+/// From node `w` to the slot the addresses select in it (an empty leaf if `slots` were not
+/// the node's trie).
+#[inline]
+fn step(slots: &[Slot], w: Slot, dst: u128, src: u128) -> Slot {
+    let (base, offset, stride, is_src) = node_parts(w);
+    let v = if is_src { src } else { dst };
+    slots
+        .get(base + slice_bits(v, offset, stride))
+        .copied()
+        .unwrap_or(0)
+}
+
 /// (first entry, count) of a leaf slot.
 #[inline]
 fn leaf_parts(w: Slot) -> (usize, usize) {
@@ -360,6 +375,67 @@ impl<T> Spd<T> {
         self.rules.get(rule).map(|r| (rule, r))
     }
 
+    /// [`Spd::lookup_id`]'s answer (the rule's index) for each key, in order; `None` keys get
+    /// `None`. The tries are walked one level at a time for [`LANES`] keys together, so that
+    /// on rule sets too large for the caches the keys' reads are in flight at once instead of
+    /// one lookup's misses after another's. `out` must be as long as `keys` (extra keys are
+    /// left out).
+    pub fn lookup_ids(&self, keys: &[Option<FlowKey>], out: &mut [Option<usize>]) {
+        for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            self.lookup_lanes(keys, out);
+        }
+    }
+
+    fn lookup_lanes(&self, keys: &[Option<FlowKey>], out: &mut [Option<usize>]) {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Fam {
+            None,
+            V4,
+            V6,
+        }
+        let n = keys.len().min(out.len()).min(LANES);
+        let mut fam = [Fam::None; LANES];
+        let mut at = [0 as Slot; LANES];
+        let mut dst = [0u128; LANES];
+        let mut src = [0u128; LANES];
+        for i in 0..n {
+            let Some(k) = &keys[i] else { continue };
+            (dst[i], src[i]) = (addr_bits(k.dst), addr_bits(k.src));
+            (fam[i], at[i]) = match (k.dst, k.src) {
+                (IpAddr::V4(_), IpAddr::V4(_)) => (Fam::V4, self.v4.root),
+                (IpAddr::V6(_), IpAddr::V6(_)) => (Fam::V6, self.v6.root),
+                _ => (Fam::None, 0),
+            };
+        }
+        // Bounded: each level consumes at least 8 bits of one of two addresses.
+        loop {
+            let mut deeper = false;
+            for i in 0..n {
+                if at[i] & NODE_TAG == 0 {
+                    continue;
+                }
+                let slots = if fam[i] == Fam::V4 {
+                    &self.v4.slots
+                } else {
+                    &self.v6.slots
+                };
+                at[i] = step(slots, at[i], dst[i], src[i]);
+                deeper |= at[i] & NODE_TAG != 0;
+            }
+            if !deeper {
+                break;
+            }
+        }
+        for i in 0..n {
+            let rule = match (&keys[i], fam[i]) {
+                (Some(k), Fam::V4) => self.v4.find_in(at[i], dst[i], src[i], k),
+                (Some(k), Fam::V6) => self.v6.find_in(at[i], dst[i], src[i], k),
+                _ => None,
+            };
+            out[i] = rule.map(|r| r as usize).filter(|&r| r < self.rules.len());
+        }
+    }
+
     /// The rules, in the order given.
     pub fn rules(&self) -> &[Rule<T>] {
         &self.rules
@@ -408,26 +484,21 @@ impl<W: Word> Trie<W> {
         b.trie
     }
 
-    #[inline]
-    fn leaf(&self, dst: u128, src: u128) -> (usize, usize) {
-        let mut w = self.root;
-        // Bounded: each level consumes at least 8 bits of one of two addresses.
-        while w & NODE_TAG != 0 {
-            let (base, offset, stride, is_src) = node_parts(w);
-            let v = if is_src { src } else { dst };
-            w = self
-                .slots
-                .get(base + slice_bits(v, offset, stride))
-                .copied()
-                .unwrap_or(0);
-        }
-        leaf_parts(w)
-    }
-
     /// The highest-priority matching rule's index.
     #[inline]
     fn find(&self, dst: u128, src: u128, k: &FlowKey) -> Option<u32> {
-        let (lo, n) = self.leaf(dst, src);
+        let mut w = self.root;
+        // Bounded: each level consumes at least 8 bits of one of two addresses.
+        while w & NODE_TAG != 0 {
+            w = step(&self.slots, w, dst, src);
+        }
+        self.find_in(w, dst, src, k)
+    }
+
+    /// The highest-priority rule of leaf `w` matching `k`.
+    #[inline]
+    fn find_in(&self, w: Slot, dst: u128, src: u128, k: &FlowKey) -> Option<u32> {
+        let (lo, n) = leaf_parts(w);
         let (d, s) = (W::from_bits(dst), W::from_bits(src));
         self.entries
             .get(lo..lo + n)?
@@ -760,6 +831,26 @@ mod tests {
             Some(Action::Protect(2))
         );
         assert_eq!(act(key("2001:db8:10::1", "2001:db8:99::1", 17, 1, 2)), None);
+        // The burst lookup, families mixed in one batch with a mixed-family key and a gap.
+        let mut mixed = key("192.168.10.1", "192.168.20.2", 6, 999, 80);
+        mixed.dst = "2001:db8:20::1".parse().unwrap();
+        let batch = [
+            Some(key("2001:db8:10::1", "2001:db8:20::1", 17, 1, 2)),
+            Some(key("192.168.10.1", "192.168.20.2", 6, 999, 22)),
+            None,
+            Some(mixed),
+            Some(key("192.168.10.1", "192.168.20.2", 6, 999, 80)),
+            Some(key("2001:db8:10::1", "2001:db8:99::1", 17, 1, 2)),
+            Some(key("192.168.10.1", "192.168.30.2", 6, 999, 80)),
+        ];
+        let mut out = [Some(usize::MAX); 7];
+        spd.lookup_ids(&batch, &mut out);
+        let want: Vec<Option<usize>> = batch
+            .iter()
+            .map(|k| k.and_then(|k| spd.lookup_id(&k).map(|(i, _)| i)))
+            .collect();
+        assert_eq!(out.to_vec(), want);
+        assert_eq!(want, [Some(3), Some(1), None, None, Some(0), None, Some(2)]);
         assert!(Spd::build(vec![Rule {
             priority: 1,
             selector: sel("10.0.0.0/8", "::/0"),
@@ -852,6 +943,19 @@ mod tests {
                 if let Action::Protect(x) = &mut r.action { *x = i; }
             }
             let spd = Spd::build(rules.clone()).unwrap();
+            // The burst lookup gives each key the same answer (with gaps, in runs of LANES).
+            let batch: Vec<Option<FlowKey>> = keys.iter().enumerate().map(|(i, &(s, d, low, proto, port))| {
+                (i % 5 != 4).then(|| FlowKey {
+                    src: IpAddr::V4((0x0a00_0000 | (s << 21) | (s << 3) | (low & 7)).into()),
+                    dst: IpAddr::V4((0xc0a8_0000 | (d << 13) | d ^ (low >> 3)).into()),
+                    proto, src_port: 7, dst_port: port,
+                })
+            }).collect();
+            let mut out = vec![Some(usize::MAX); batch.len()];
+            spd.lookup_ids(&batch, &mut out);
+            for (k, got) in batch.iter().zip(&out) {
+                prop_assert_eq!(*got, k.and_then(|k| spd.lookup_id(&k).map(|(i, _)| i)));
+            }
             for (s, d, low, proto, port) in keys {
                 let k = FlowKey {
                     src: IpAddr::V4((0x0a00_0000 | (s << 21) | (s << 3) | (low & 7)).into()),
