@@ -23,7 +23,7 @@ use crate::icmp_err::{self, Oversize};
 use crate::outer::{self, Arrival};
 use crate::sa::{InboundSa, OutboundSa, SaCrypto};
 use crate::sad::Sad;
-use crate::spd::{Action, FlowKey, PolicyHits, Spd};
+use crate::spd::{Action, FlowKey, PolicyHits, Rule, Spd};
 
 /// What to do with one packet of a burst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,6 +91,14 @@ pub fn outbound<B: PacketBuf>(
     drops: &mut DropCounters,
     hits: &mut PolicyHits,
 ) -> usize {
+    if t.spd.len() < crate::spd::WALK_TOGETHER_MIN {
+        // A small SPD stays in cache: classify each packet on its own.
+        return encap_runs(pkts, verdicts, drops, |stage, i, pkt, v| {
+            let step = crate::flow::flow_key(pkt.data())
+                .and_then(|k| outbound_one(t, t.spd.lookup_id(&k), pkt, hits));
+            stage.apply(step, i, pkt, v);
+        });
+    }
     let mut forwarded = 0;
     for (pkts, verdicts) in pkts.chunks_mut(STAGE).zip(verdicts.chunks_mut(STAGE)) {
         // The run's flow keys first, then one SPD lookup for all of them (their trie walks
@@ -111,13 +119,14 @@ pub fn outbound<B: PacketBuf>(
         forwarded += encap_runs(pkts, verdicts, drops, |stage, i, pkt, v| {
             let step = match unparsed[i] {
                 Some(r) => Err(r),
-                None => outbound_one(t, rules[i], pkt, hits),
+                None => outbound_one(
+                    t,
+                    rules[i].and_then(|id| Some((id, t.spd.rules().get(id)?))),
+                    pkt,
+                    hits,
+                ),
             };
-            match step {
-                Ok(Step::Staged(sa)) => stage.plan(i, sa, pkt, v),
-                Ok(Step::Done(v2)) => *v = v2,
-                Err(r) => *v = Verdict::Drop(r),
-            }
+            stage.apply(step, i, pkt, v);
         });
     }
     forwarded
@@ -206,12 +215,11 @@ enum Step<S> {
 /// rule matched).
 fn outbound_one<'a, B: PacketBuf>(
     t: &OutboundTables<'a>,
-    id: Option<usize>,
+    rule: Option<(usize, &'a Rule<OutboundTarget>)>,
     pkt: &mut B,
     hits: &mut PolicyHits,
 ) -> Result<Step<&'a OutboundSa>, DropReason> {
-    let id = id.ok_or(DropReason::PolicyDiscard)?;
-    let rule = t.spd.rules().get(id).ok_or(DropReason::PolicyDiscard)?;
+    let (id, rule) = rule.ok_or(DropReason::PolicyDiscard)?;
     hits.hit(id, pkt.data().len());
     match &rule.action {
         Action::Bypass => Ok(Step::Done(Verdict::Forward)),
@@ -240,6 +248,22 @@ impl<'a> EncapStage<'a> {
         Self {
             sa: [None; STAGE],
             plan: [EspPlan::default(); STAGE],
+        }
+    }
+
+    /// Stages packet `i` for its SA, or writes the verdict the first pass reached.
+    #[inline]
+    fn apply<B: PacketBuf>(
+        &mut self,
+        step: Result<Step<&'a OutboundSa>, DropReason>,
+        i: usize,
+        pkt: &mut B,
+        v: &mut Verdict,
+    ) {
+        match step {
+            Ok(Step::Staged(sa)) => self.plan(i, sa, pkt, v),
+            Ok(Step::Done(v2)) => *v = v2,
+            Err(r) => *v = Verdict::Drop(r),
         }
     }
 

@@ -475,8 +475,9 @@ fn inner_packet_outside_the_selectors_is_dropped() {
     );
 }
 
-#[test]
-fn bursts_sort_packets_into_verdicts_and_counters() {
+/// A tunnel-mode AES-GCM SA pair between 192.168.10.0/24 and 192.168.20.0/24 (the outbound
+/// SA's parameters first).
+fn site_pair() -> (SaParams, SaParams) {
     let (mut o, mut i) = pair(
         Cipher::AesGcm128,
         Integrity::None,
@@ -490,16 +491,25 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
     o.remote_ts = vec!["192.168.20.0/24".parse().unwrap()];
     i.local_ts = o.remote_ts.clone();
     i.remote_ts = o.local_ts.clone();
-    let out = Arc::new(OutboundSa::new(&o).unwrap());
-    let inb = Arc::new(InboundSa::new(&i).unwrap());
-    let sel = |s: &str, d: &str| Selector {
+    (o, i)
+}
+
+/// A selector on addresses alone.
+fn any_ports(s: &str, d: &str) -> Selector {
+    Selector {
         src: s.parse().unwrap(),
         dst: d.parse().unwrap(),
         proto: None,
         src_ports: PortRange::ANY,
         dst_ports: PortRange::ANY,
-    };
-    let spd_out = Spd::build(vec![
+    }
+}
+
+/// SPD-out of site 192.168.10.0/24: PROTECT towards 192.168.20.0/24 with `out`, PROTECT
+/// towards 192.168.30.0/24 with no SA yet, BYPASS towards 10.0.0.0/8, DISCARD the rest.
+fn site_policies(out: &Arc<OutboundSa>) -> Vec<Rule<OutboundTarget>> {
+    let sel = any_ports;
+    vec![
         Rule {
             priority: 10,
             selector: sel("192.168.10.0/24", "192.168.20.0/24"),
@@ -526,8 +536,104 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
             selector: sel("0.0.0.0/0", "0.0.0.0/0"),
             action: Action::Discard,
         },
-    ])
-    .unwrap();
+    ]
+}
+
+/// `burst::outbound` classifies a run of packets with one `Spd::lookup_ids` call once the SPD
+/// is large (`WALK_TOGETHER_MIN` rules or more) and one packet at a time below that; both must
+/// reach the same verdicts, policy counts and drop counts, over more than one run of packets
+/// and with packets already decided left alone.
+#[test]
+fn large_and_small_spds_classify_bursts_alike() {
+    let (o, _) = site_pair();
+    let out = Arc::new(OutboundSa::new(&o).unwrap());
+    let rules = |fillers: usize| {
+        let mut r = site_policies(&out);
+        // Rules for other sites, some of them more specific inside 10.0.0.0/8.
+        for k in 0..fillers {
+            let dst = format!("10.{}.{}.0/24", 100 + k / 200, k % 200);
+            r.push(Rule {
+                priority: 5,
+                selector: any_ports("172.31.0.0/16", &dst),
+                action: Action::Protect(OutboundTarget {
+                    policy_id: 100 + k as u32,
+                    sa: None,
+                }),
+            });
+        }
+        Spd::build(r).unwrap()
+    };
+    let small = rules(0);
+    let large = rules(300);
+    assert!(small.len() < dataplane::spd::WALK_TOGETHER_MIN);
+    assert!(large.len() >= dataplane::spd::WALK_TOGETHER_MIN);
+    let kinds = [
+        udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0),
+        udp4([192, 168, 10, 5], [192, 168, 30, 7], 10, 0),
+        udp4([192, 168, 10, 5], [10, 100, 3, 9], 10, 0),
+        udp4([172, 16, 0, 1], [192, 168, 20, 7], 10, 0),
+        vec![0x45, 0, 0],
+        udp4([172, 31, 2, 2], [10, 100, 7, 1], 10, 0),
+    ];
+    let run = |spd: &Spd<OutboundTarget>| {
+        let mut pkts: Vec<HeapBuf> = (0..45)
+            .map(|k| HeapBuf::from_slice(&kinds[k % kinds.len()]))
+            .collect();
+        let mut verdicts = vec![Verdict::Pending; pkts.len()];
+        // Decided before the pipeline: left as they are, and not counted.
+        verdicts[7] = Verdict::Drop(DropReason::TooBig);
+        verdicts[40] = Verdict::Forward;
+        let mut drops = DropCounters::default();
+        let mut hits = PolicyHits::new(spd.len());
+        let n = burst::outbound(
+            &OutboundTables { spd, mtu: 1500 },
+            &mut pkts,
+            &mut verdicts,
+            &mut drops,
+            &mut hits,
+        );
+        let counts: Vec<(u64, u64)> = (0..spd.len()).map(|i| hits.get(i)).collect();
+        (n, verdicts, counts, drops.total())
+    };
+    let (n, verdicts, counts, dropped) = run(&small);
+    let (ln, lverdicts, lcounts, ldropped) = run(&large);
+    assert_eq!((ln, ldropped), (n, dropped));
+    // The sixth kind (172.31.2.2 -> 10.100.7.1) is the only one a filler rule (id 4 + 7, no
+    // SA yet) catches; the small SPD discards it.
+    for (k, (a, b)) in verdicts.iter().zip(&lverdicts).enumerate() {
+        if k % kinds.len() == 5 && k != 7 && k != 40 {
+            assert_eq!(*a, Verdict::Drop(DropReason::PolicyDiscard), "{k}");
+            assert_eq!(*b, Verdict::Drop(DropReason::NoSaForPolicy), "{k}");
+        } else {
+            assert_eq!(a, b, "{k}");
+        }
+    }
+    let sixth = (0..45).filter(|k| k % 6 == 5).count() as u64;
+    assert_eq!(lcounts[..3], counts[..3]);
+    assert_eq!(lcounts[3].0 + sixth, counts[3].0);
+    assert_eq!(lcounts[4 + 7].0, sixth);
+    assert_eq!(
+        lcounts.iter().map(|c| c.0).sum::<u64>(),
+        counts.iter().map(|c| c.0).sum::<u64>()
+    );
+    // And what that is: 45 packets of 6 kinds, two of them decided beforehand.
+    assert_eq!(verdicts[0], Verdict::Forward);
+    assert_eq!(verdicts[1], Verdict::Drop(DropReason::NoSaForPolicy));
+    assert_eq!(verdicts[2], Verdict::Forward);
+    assert_eq!(verdicts[3], Verdict::Drop(DropReason::PolicyDiscard));
+    assert_eq!(verdicts[4], Verdict::Drop(DropReason::Malformed));
+    assert_eq!(verdicts[7], Verdict::Drop(DropReason::TooBig));
+    assert_eq!(verdicts[40], Verdict::Forward);
+    assert_eq!(n, 16);
+    assert_eq!(dropped, 27);
+}
+
+#[test]
+fn bursts_sort_packets_into_verdicts_and_counters() {
+    let (o, i) = site_pair();
+    let out = Arc::new(OutboundSa::new(&o).unwrap());
+    let inb = Arc::new(InboundSa::new(&i).unwrap());
+    let spd_out = Spd::build(site_policies(&out)).unwrap();
     let mut pkts = vec![
         HeapBuf::from_slice(&udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0)),
         HeapBuf::from_slice(&udp4([192, 168, 10, 5], [192, 168, 30, 7], 10, 0)),
@@ -575,12 +681,12 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
     let spd_in = Spd::build(vec![
         Rule {
             priority: 10,
-            selector: sel("192.168.10.0/24", "192.168.20.0/24"),
+            selector: any_ports("192.168.10.0/24", "192.168.20.0/24"),
             action: Action::Protect(()),
         },
         Rule {
             priority: 100,
-            selector: sel("0.0.0.0/0", "0.0.0.0/0"),
+            selector: any_ports("0.0.0.0/0", "0.0.0.0/0"),
             action: Action::Bypass,
         },
     ])

@@ -6,7 +6,9 @@
 //! `encap` copies the packet into the buffer before each encapsulation; `encap-burst` runs
 //! `burst::encap` on 32 buffers at a time, in place: before each burst every buffer's window
 //! goes back over its inner packet and its 28-byte IPv4+UDP header is written again (N is
-//! rounded up to whole bursts).
+//! rounded up to whole bursts). `outbound-burst` is the same through `burst::outbound`, the
+//! gateway's inside-port pipeline: flow keys, SPD-out (one PROTECT rule), policy counters,
+//! MTU check, encapsulation.
 
 use std::process::ExitCode;
 
@@ -56,7 +58,7 @@ fn params(c: Cipher, i: Integrity, b: Backend, dir: Direction) -> SaParams {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: pathcount encap|decap|encap-burst SUITE SIZE N";
+    let usage = "usage: pathcount encap|decap|encap-burst|outbound-burst SUITE SIZE N";
     if args.len() != 5 {
         eprintln!("{usage}");
         return ExitCode::from(2);
@@ -70,7 +72,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let out = match OutboundSa::new(&params(c, i, b, Direction::Out)) {
-        Ok(s) => s,
+        Ok(s) => std::sync::Arc::new(s),
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(1);
@@ -89,8 +91,23 @@ fn main() -> ExitCode {
                 checksum = checksum.wrapping_add(u64::from(buf.data()[buf.len() - 1]));
             }
         }
-        "encap-burst" => {
+        mode @ ("encap-burst" | "outbound-burst") => {
             const BURST: usize = 32;
+            let any = dataplane::net::IpPrefix::any_v4();
+            let spd = dataplane::spd::Spd::build(vec![dataplane::spd::Rule {
+                priority: 1,
+                selector: dataplane::spd::Selector::between(any, any),
+                action: dataplane::spd::Action::Protect(dataplane::burst::OutboundTarget {
+                    policy_id: 1,
+                    sa: Some(out.clone()),
+                }),
+            }])
+            .expect("SPD");
+            let tables = dataplane::burst::OutboundTables {
+                spd: &spd,
+                mtu: 9000,
+            };
+            let mut hits = dataplane::spd::PolicyHits::new(1);
             let mut bufs: Vec<HeapBuf> = (0..BURST)
                 .map(|_| HeapBuf::from_slice_with_room(&plain, 256, 4096))
                 .collect();
@@ -104,7 +121,12 @@ fn main() -> ExitCode {
                     }
                 }
                 let mut v = [dataplane::burst::Verdict::Pending; BURST];
-                if dataplane::burst::encap(&out, &mut bufs, &mut v, &mut drops) != BURST {
+                let sent = if mode == "encap-burst" {
+                    dataplane::burst::encap(&out, &mut bufs, &mut v, &mut drops)
+                } else {
+                    dataplane::burst::outbound(&tables, &mut bufs, &mut v, &mut drops, &mut hits)
+                };
+                if sent != BURST {
                     return ExitCode::from(1);
                 }
                 checksum = checksum.wrapping_add(u64::from(bufs[0].data()[bufs[0].len() - 1]));
