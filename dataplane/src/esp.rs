@@ -344,7 +344,10 @@ pub(crate) fn inner_ip<B: PacketBuf + ?Sized>(buf: &mut B) -> Result<u8, DropRea
 
 /// [`inner_ip`], also returning the packet's traffic class and (IPv4) whether DF is set, read
 /// from the fixed header it checks: version 4 with IHL ≥ 5 and header ≤ total length ≤ buffer,
-/// or version 6 with 40 + payload length ≤ buffer.
+/// or version 6 with 40 + payload length ≤ buffer. These are the checks of the `wire::ipv4`
+/// and `wire::ipv6` views' `new_checked`, done on fixed-size reads: through the views (and
+/// their accessors) the outbound path took ~30 more instructions a packet (callgrind,
+/// `pathcount encap-burst`, 46 B: 892 against 863).
 #[inline]
 fn inner_ip_tc<B: PacketBuf + ?Sized>(buf: &mut B) -> Result<(u8, u8, bool), DropReason> {
     let d = buf.data();

@@ -54,6 +54,25 @@ pub(crate) fn nonce(salt: &[u8; 4], iv: &[u8]) -> [u8; 12] {
     n
 }
 
+/// An ESP region split into its ESP header and IV, ciphertext, and ICV.
+type EspParts<'a> = (
+    &'a mut [u8; ESP_HEADER_LEN + IV],
+    &'a mut [u8],
+    &'a mut [u8; ICV],
+);
+
+/// Splits an ESP region (see [`EspParts`]).
+#[inline]
+fn split_esp(esp: &mut [u8]) -> Result<EspParts<'_>, CryptoError> {
+    let (head, rest) = esp
+        .split_first_chunk_mut::<{ ESP_HEADER_LEN + IV }>()
+        .ok_or(CryptoError::BadLength)?;
+    let (data, icv) = rest
+        .split_last_chunk_mut::<ICV>()
+        .ok_or(CryptoError::BadLength)?;
+    Ok((head, data, icv))
+}
+
 /// An AEAD framed for ESP.
 pub struct EspAead<A> {
     aead: A,
@@ -82,12 +101,7 @@ impl<A: Aead96> EspAead<A> {
         seq_hi: Option<u32>,
         f: impl FnOnce(&[u8; 12], &[u8], &mut [u8], &mut [u8; ICV]) -> R,
     ) -> Result<R, CryptoError> {
-        let (head, rest) = esp
-            .split_first_chunk_mut::<{ ESP_HEADER_LEN + IV }>()
-            .ok_or(CryptoError::BadLength)?;
-        let (data, icv) = rest
-            .split_last_chunk_mut::<ICV>()
-            .ok_or(CryptoError::BadLength)?;
+        let (head, data, icv) = split_esp(esp)?;
         let (hdr, iv) = head
             .split_first_chunk::<ESP_HEADER_LEN>()
             .ok_or(CryptoError::BadLength)?;
@@ -152,12 +166,7 @@ impl<A: Aead96> EspTransform for EspAead<A> {
     }
     fn seal_prepared(&self, esp: &mut [u8], prep: &SealPrep) -> Result<(), CryptoError> {
         // Header and IV from the sequence number: nothing is read back from the packet.
-        let Some((head, rest)) = esp.split_first_chunk_mut::<{ ESP_HEADER_LEN + IV }>() else {
-            return Err(CryptoError::BadLength);
-        };
-        let Some((data, icv)) = rest.split_last_chunk_mut::<ICV>() else {
-            return Err(CryptoError::BadLength);
-        };
+        let (head, data, icv) = split_esp(esp)?;
         let aad = prep.aad.get(..usize::from(prep.aad_len)).unwrap_or(&[]);
         head[..4].copy_from_slice(&prep.spi.to_be_bytes());
         head[4..8].copy_from_slice(&(prep.seq as u32).to_be_bytes());
