@@ -19,6 +19,7 @@ use crate::buf::PacketBuf;
 use crate::crypto::SealPrep;
 use crate::drop::{DropCounters, DropReason};
 use crate::esp::EspPlan;
+use crate::flowcache::FlowCache;
 use crate::icmp_err::{self, Oversize};
 use crate::outer::{self, Arrival};
 use crate::sa::{InboundSa, OutboundSa, SaCrypto};
@@ -91,6 +92,31 @@ pub fn outbound<B: PacketBuf>(
     drops: &mut DropCounters,
     hits: &mut PolicyHits,
 ) -> usize {
+    outbound_with(t, None, pkts, verdicts, drops, hits)
+}
+
+/// [`outbound`], with SPD-out answers for known flows taken from the pipeline's flow cache
+/// (see [`FlowCache`]; it is only consulted for SPDs of
+/// [`crate::spd::WALK_TOGETHER_MIN`] rules or more). The verdicts are the same.
+pub fn outbound_cached<B: PacketBuf>(
+    t: &OutboundTables<'_>,
+    cache: &mut FlowCache,
+    pkts: &mut [B],
+    verdicts: &mut [Verdict],
+    drops: &mut DropCounters,
+    hits: &mut PolicyHits,
+) -> usize {
+    outbound_with(t, Some(cache), pkts, verdicts, drops, hits)
+}
+
+fn outbound_with<B: PacketBuf>(
+    t: &OutboundTables<'_>,
+    mut cache: Option<&mut FlowCache>,
+    pkts: &mut [B],
+    verdicts: &mut [Verdict],
+    drops: &mut DropCounters,
+    hits: &mut PolicyHits,
+) -> usize {
     if t.spd.len() < crate::spd::WALK_TOGETHER_MIN {
         // A small SPD stays in cache: classify each packet on its own.
         return encap_runs(pkts, verdicts, drops, |stage, i, pkt, v| {
@@ -115,7 +141,10 @@ pub fn outbound<B: PacketBuf>(
         }
         let n = pkts.len();
         let mut rules = [None; STAGE];
-        t.spd.lookup_ids(&keys[..n], &mut rules[..n]);
+        match cache.as_deref_mut() {
+            Some(c) => c.lookup_ids(t.spd, &keys[..n], &mut rules[..n]),
+            None => t.spd.lookup_ids(&keys[..n], &mut rules[..n]),
+        }
         forwarded += encap_runs(pkts, verdicts, drops, |stage, i, pkt, v| {
             let step = match unparsed[i] {
                 Some(r) => Err(r),

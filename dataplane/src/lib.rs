@@ -19,6 +19,7 @@ pub mod dpdk;
 pub mod drop;
 pub mod esp;
 pub mod flow;
+pub mod flowcache;
 pub mod gateway_config;
 pub mod host;
 pub mod icmp_err;

@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::net::{addr_bits, IpPrefix};
 
@@ -321,7 +322,12 @@ pub struct Spd<T> {
     rules: Vec<Rule<T>>,
     v4: Trie<u32>,
     v6: Trie<u128>,
+    /// Unique to this build in the process (see [`Spd::generation`]).
+    generation: u64,
 }
+
+/// The next [`Spd::generation`].
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl<T> Spd<T> {
     /// Compiles the rules. The order of `rules` breaks priority ties.
@@ -360,7 +366,20 @@ impl<T> Spd<T> {
         {
             return Err(SpdError::TooMany(rules.len()));
         }
-        Ok(Self { v4, v6, rules })
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        Ok(Self {
+            v4,
+            v6,
+            rules,
+            generation,
+        })
+    }
+
+    /// A number no other SPD built in this process has (never 0): what a
+    /// [`crate::flowcache::FlowCache`] remembers its answers under, so that answers of a
+    /// replaced SPD are never given for its successor.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The highest-priority rule matching `k`, if any.

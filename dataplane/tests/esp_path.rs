@@ -14,6 +14,7 @@ use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verd
 use dataplane::crypto::{Cipher, Integrity};
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::esp;
+use dataplane::flowcache::FlowCache;
 use dataplane::outer::{self, Arrival, Outer};
 use dataplane::sa::{
     Direction, EcnMode, Endpoints, InboundSa, Mode, OutboundSa, Protocol, SaEvent, SaParams,
@@ -575,7 +576,7 @@ fn large_and_small_spds_classify_bursts_alike() {
         vec![0x45, 0, 0],
         udp4([172, 31, 2, 2], [10, 100, 7, 1], 10, 0),
     ];
-    let run = |spd: &Spd<OutboundTarget>| {
+    let run = |spd: &Spd<OutboundTarget>, cache: Option<&mut FlowCache>| {
         let mut pkts: Vec<HeapBuf> = (0..45)
             .map(|k| HeapBuf::from_slice(&kinds[k % kinds.len()]))
             .collect();
@@ -585,18 +586,39 @@ fn large_and_small_spds_classify_bursts_alike() {
         verdicts[40] = Verdict::Forward;
         let mut drops = DropCounters::default();
         let mut hits = PolicyHits::new(spd.len());
-        let n = burst::outbound(
-            &OutboundTables { spd, mtu: 1500 },
-            &mut pkts,
-            &mut verdicts,
-            &mut drops,
-            &mut hits,
-        );
+        let t = OutboundTables { spd, mtu: 1500 };
+        let n = match cache {
+            Some(c) => {
+                burst::outbound_cached(&t, c, &mut pkts, &mut verdicts, &mut drops, &mut hits)
+            }
+            None => burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits),
+        };
         let counts: Vec<(u64, u64)> = (0..spd.len()).map(|i| hits.get(i)).collect();
         (n, verdicts, counts, drops.total())
     };
-    let (n, verdicts, counts, dropped) = run(&small);
-    let (ln, lverdicts, lcounts, ldropped) = run(&large);
+    let (n, verdicts, counts, dropped) = run(&small, None);
+    let (ln, lverdicts, lcounts, ldropped) = run(&large, None);
+    // Through a pipeline's flow cache: the same verdicts and counts when the cache is empty
+    // and when it answers. The first run of 32 packets misses (its keys are probed before any
+    // is stored): 26 keys (7 is decided, 4, 10, 16, 22, 28 do not parse); the 11 keys of the
+    // second run, and all 37 of the second pass, hit.
+    let mut cache = FlowCache::new(FlowCache::DEFAULT_SETS);
+    for pass in 0..2 {
+        let got = run(&large, Some(&mut cache));
+        assert_eq!(
+            got,
+            (ln, lverdicts.clone(), lcounts.clone(), ldropped),
+            "pass {pass}"
+        );
+    }
+    let st = cache.stats();
+    assert_eq!((st.misses, st.hits, st.bypassed), (26, 48, 0));
+    // A small SPD does not use the cache.
+    assert_eq!(
+        run(&small, Some(&mut cache)),
+        (n, verdicts.clone(), counts.clone(), dropped)
+    );
+    assert_eq!(cache.stats(), st);
     assert_eq!((ln, ldropped), (n, dropped));
     // The sixth kind (172.31.2.2 -> 10.100.7.1) is the only one a filler rule (id 4 + 7, no
     // SA yet) catches; the small SPD discards it.

@@ -29,6 +29,10 @@
 //!
 //! Calls with an index that is not a multiple of 32 do nothing, so the time per call is the
 //! time per packet.
+//!
+//! For quick comparisons, `ESP_BENCH_CASES=1420B` (comma-separated case names) and
+//! `ESP_BENCH_SUITES=ipsec-mb` (suite names containing any of the comma-separated words) run
+//! a subset; the raw rows always run.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -166,7 +170,15 @@ fn main() {
             ),
         );
     }
-    let cases = [
+    let only = |var: &str| -> Option<Vec<String>> {
+        std::env::var(var)
+            .ok()
+            .map(|v| v.split(',').map(str::to_string).collect())
+    };
+    if let Some(words) = only("ESP_BENCH_SUITES") {
+        suites.retain(|(n, ..)| words.iter().any(|w| n.contains(w.as_str())));
+    }
+    let mut cases = vec![
         Case {
             name: "64B",
             sizes: vec![46],
@@ -180,6 +192,9 @@ fn main() {
             sizes: vec![1420],
         },
     ];
+    if let Some(names) = only("ESP_BENCH_CASES") {
+        cases.retain(|c| names.iter().any(|n| n == c.name));
+    }
     let mut report = Vec::new();
     println!(
         "{:<8} {:<34} {:>10} {:>12} {:>16}",

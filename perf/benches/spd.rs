@@ -7,11 +7,17 @@
 //! the rules port-specific, a few wide bypass rules and a final discard. Inbound shape: the
 //! same with source and destination swapped (the destination cannot tell rules apart).
 //! Keys hit uniformly random rules (so the larger sets do not fit in L1/L2), or miss; the
-//! `-burst` rows classify the same keys 32 at a time with `Spd::lookup_ids`.
+//! `-burst` rows classify the same keys 32 at a time with `Spd::lookup_ids`, and the `-cached`
+//! rows 32 at a time through a pipeline's `FlowCache` (see the comments where they are added).
+//! The `hit` rows replay 4096 keys of random rules; `all-burst` and `all-cached` go through
+//! every rule's key in turn, which at 100,000 rules touches far more of the tables.
+//!
+//! `SPD_BENCH_SIZES=10,100000` runs only those sizes (the first is the yardstick).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
+use dataplane::flowcache::FlowCache;
 use dataplane::net::IpPrefix;
 use dataplane::spd::{Action, FlowKey, PortRange, Rule, Selector, Spd};
 use perf::Interleaved;
@@ -123,7 +129,11 @@ fn ruleset(n: usize, inbound: bool, rng: &mut Rng) -> (Vec<Rule<u32>>, Vec<FlowK
 const BURST: usize = dataplane::spd::LANES;
 
 fn main() {
-    let sizes = [10usize, 100, 1_000, 10_000, 100_000];
+    let sizes: Vec<usize> = match std::env::var("SPD_BENCH_SIZES") {
+        // For quick comparisons: SPD_BENCH_SIZES=10,100000 (the first is the yardstick).
+        Ok(v) => v.split(',').filter_map(|x| x.parse().ok()).collect(),
+        Err(_) => vec![10, 100, 1_000, 10_000, 100_000],
+    };
     for inbound in [false, true] {
         let shape = if inbound { "inbound" } else { "outbound" };
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -161,6 +171,7 @@ fn main() {
                 .map(|_| keys[r.below(keys.len() as u64) as usize])
                 .collect();
             let sample_b: Vec<Option<FlowKey>> = sample.iter().copied().map(Some).collect();
+            let sample_c = sample_b.clone();
             bench.add(
                 format!("{shape} {n} hit"),
                 Box::new(move |i| {
@@ -182,13 +193,51 @@ fn main() {
             );
             // The same keys classified a burst at a time (`Spd::lookup_ids`, as the gateway's
             // outbound pipeline does): 32 keys walk the trie level by level together.
-            for (kind, set) in [("hit-burst", sample_b), ("hot-burst", hot_b)] {
+            let all_b: Vec<Option<FlowKey>> = {
+                let mut v: Vec<Option<FlowKey>> = keys.iter().copied().map(Some).collect();
+                for i in (1..v.len()).rev() {
+                    v.swap(i, r.below(i as u64 + 1) as usize);
+                }
+                while v.len() < BURST {
+                    v.extend_from_within(..);
+                }
+                v
+            };
+            // `all-burst`: every rule's flow in turn (the hit rows' 4096-key sample touches
+            // at most 4096 rules' paths, which partly stay in cache).
+            for (kind, set) in [
+                ("hit-burst", sample_b),
+                ("hot-burst", hot_b),
+                ("all-burst", all_b.clone()),
+            ] {
                 bench.add(
                     format!("{shape} {n} {kind}"),
                     Box::new(move |i| {
                         let at = (i * BURST) % (set.len() - BURST + 1);
                         let mut out = [None; BURST];
                         spd.lookup_ids(&set[at..at + BURST], &mut out);
+                        black_box(out);
+                    }),
+                );
+            }
+            // The same bursts through a pipeline's flow cache (`FlowCache`, as the gateway's
+            // inside ports classify): `hit-cached` and `miss-cached` replay 4096 flows, which
+            // the cache holds after the warm-up; `all-cached` walks every rule's flow in
+            // turn, n flows, more than the cache holds at 100,000 (so mostly misses: the
+            // first packets of flows). Below 64 rules the cache is not used.
+            let miss_c: Vec<Option<FlowKey>> = misses.iter().copied().map(Some).collect();
+            for (kind, set) in [
+                ("hit-cached", sample_c),
+                ("miss-cached", miss_c),
+                ("all-cached", all_b),
+            ] {
+                let mut cache = FlowCache::new(FlowCache::DEFAULT_SETS);
+                bench.add(
+                    format!("{shape} {n} {kind}"),
+                    Box::new(move |i| {
+                        let at = (i * BURST) % (set.len() - BURST + 1);
+                        let mut out = [None; BURST];
+                        cache.lookup_ids(spd, &set[at..at + BURST], &mut out);
                         black_box(out);
                     }),
                 );
@@ -212,7 +261,7 @@ fn main() {
             let kind = name.rsplit(' ').next().unwrap_or("");
             let base = base_of(kind);
             // A burst row's call classifies BURST keys.
-            let per_key = if kind.ends_with("burst") {
+            let per_key = if kind.ends_with("burst") || kind.ends_with("cached") {
                 BURST as f64
             } else {
                 1.0

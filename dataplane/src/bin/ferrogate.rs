@@ -46,6 +46,7 @@ use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verd
 use dataplane::ctl;
 use dataplane::dpdk::{Burst, Eal, Mbuf, MbufRing, Mempool, Port, RxQueue, TxQueue, BURST};
 use dataplane::drop::{DropCounters, DropReason};
+use dataplane::flowcache::{FlowCache, FlowCacheStats};
 use dataplane::gateway_config::{GatewayConfig, MssClamp, Role};
 use dataplane::icmp_err::{self, Error as IcmpError, Oversize};
 use dataplane::neigh::{self, NeighTable, Resolution};
@@ -306,6 +307,7 @@ struct PipeStats {
     /// Per-policy counters and the tables they count for.
     hits_out: PolicyHits,
     hits_in: PolicyHits,
+    flow_cache: FlowCacheStats,
     tables: Option<Arc<Tables>>,
 }
 
@@ -326,6 +328,8 @@ struct Pipeline {
     not_ip: u64,
     hits_out: PolicyHits,
     hits_in: PolicyHits,
+    /// SPD-out answers for the flows this pipeline has seen.
+    flow_cache: FlowCache,
     tables: Arc<Tables>,
     rxb: Burst,
     verdicts: [Verdict; BURST],
@@ -637,6 +641,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         not_ip: 0,
         hits_out: PolicyHits::new(tables.spd_out.len()),
         hits_in: PolicyHits::new(tables.spd_in.len()),
+        flow_cache: FlowCache::new(FlowCache::DEFAULT_SETS),
         tables: Arc::clone(&tables),
         rxb: Burst::new(),
         verdicts: [Verdict::Pending; BURST],
@@ -1113,8 +1118,9 @@ impl Pipeline {
             natt_ports: &sh.natt_ports,
         };
         match role {
-            Role::Inside => burst::outbound(
+            Role::Inside => burst::outbound_cached(
                 &out_t,
+                &mut self.flow_cache,
                 &mut pkts[..],
                 &mut self.verdicts[..n],
                 &mut self.drops,
@@ -1313,6 +1319,7 @@ impl Pipeline {
         s.neigh = (self.fib.neigh.stats, self.fib.neigh.len());
         s.hits_out.clone_from(&self.hits_out);
         s.hits_in.clone_from(&self.hits_in);
+        s.flow_cache = self.flow_cache.stats();
         if !s
             .tables
             .as_ref()
@@ -1683,6 +1690,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
     let mut neigh_entries = 0;
     let mut hits_out = PolicyHits::new(current.spd_out.len());
     let mut hits_in = PolicyHits::new(current.spd_in.len());
+    let mut cache = FlowCacheStats::default();
     let mut workers = Vec::new();
     for slot in &sh.stats {
         let p = match slot.lock() {
@@ -1696,6 +1704,9 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         drops.merge(&p.drops);
         answered += p.answered;
         not_ip += p.not_ip;
+        cache.hits += p.flow_cache.hits;
+        cache.misses += p.flow_cache.misses;
+        cache.bypassed += p.flow_cache.bypassed;
         icmp.merge(&p.icmp);
         reasm.merge(&p.reasm);
         // Requests are frames each pipeline sent; every pipeline hears of every neighbour
@@ -1793,6 +1804,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         "drops": dropmap,
         "sas": sas,
         "policies": {"out": out, "in": inb, "omitted": omitted},
+        "spd_flow_cache": {"hits": cache.hits, "misses": cache.misses, "bypassed": cache.bypassed},
         "control": s.control.map(|_| serde_json::json!({"punted": punted, "injected": injected})),
         "neighbours": {"entries": neigh_entries, "requests": neigh.requests,
             "learned": neigh.learned, "failed": neigh.failed},

@@ -1,0 +1,477 @@
+//! A per-pipeline SPD flow cache: the answer of [`Spd::lookup_ids`] for flows seen before.
+//!
+//! A large SPD outgrows the CPU caches. With 100,000 rules a trie walk for a random flow makes
+//! four or five dependent reads into ~26 MiB, and costs several times a 10-rule lookup even a
+//! burst at a time. But a gateway sees each flow's packets many times, so each pipeline keeps
+//! the answers for the flows it has seen, keyed by the whole 5-tuple, in a table sized to stay
+//! in its core's L2: a packet of a known flow costs one hash and one or two cache-line reads
+//! whatever the rule count. The first packet of a flow (a miss) still walks the trie, its
+//! answer is stored, and a miss costs the probe more than the walk alone. VPP's IPsec SPD
+//! flow cache answers the same problem the same way.
+//!
+//! Exactness: an entry holds the whole key and the [`Spd::generation`] it was answered under,
+//! so a hit is the answer the SPD gives for that very key, never a neighbour's, and answers of
+//! a replaced SPD are never given for its successor (no flush is needed when tables change).
+//! Sets are picked by a hash seeded per cache from the OS's random source, so that a sender
+//! cannot aim many flows at one set; one that tries anyway only makes its own packets miss,
+//! which costs them a trie walk, never a wrong answer.
+//!
+//! When flows do not repeat (more active flows than the cache holds, or a scan), nearly every
+//! lookup misses, and a miss costs more than a walk alone: the probe and the store of a
+//! line that is no longer in any CPU cache. So the cache watches itself: over each
+//! [`SAMPLE`] lookups, if fewer than half hit, it stands aside for the next [`REST`]
+//! lookups (they walk the SPD directly, counted as `bypassed`), then samples again. Traffic
+//! that churns pays the miss cost on about 3% of its lookups; traffic that repeats never
+//! stops using the cache.
+//!
+//! SPDs smaller than [`WALK_TOGETHER_MIN`] rules stay in cache and are looked up directly,
+//! as [`Spd::lookup_ids`] does: for them the probe would cost as much as the lookup.
+
+use crate::net::addr_bits;
+use crate::spd::{FlowKey, Spd, LANES, WALK_TOGETHER_MIN};
+
+/// Ways per set: two entries, so that two flows whose hashes share a set both stay.
+const WAYS: usize = 2;
+
+/// `rule` of an entry whose answer is "no rule matches".
+const NO_RULE: u32 = u32::MAX;
+
+/// Lookups over which the cache measures its hit rate.
+pub const SAMPLE: u64 = 1024;
+
+/// Lookups the cache stands aside for after a sample in which fewer than half hit.
+pub const REST: u64 = 32 * 1024;
+
+/// One cached answer: the key as compared, the SPD generation, the rule's index. One cache
+/// line, so that a probe of one way reads one line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Entry {
+    src: u128,
+    dst: u128,
+    /// 0: empty (generations start at 1).
+    generation: u64,
+    /// Source port << 16 | destination port.
+    ports: u32,
+    rule: u32,
+    proto: u8,
+    /// Bit 0: source is IPv6; bit 1: destination is IPv6 (mixed keys are cached too: no rule
+    /// matches them).
+    fam: u8,
+}
+
+impl Entry {
+    #[inline]
+    fn of(k: &FlowKey, generation: u64) -> Self {
+        Entry {
+            src: addr_bits(k.src),
+            dst: addr_bits(k.dst),
+            generation,
+            ports: u32::from(k.src_port) << 16 | u32::from(k.dst_port),
+            rule: NO_RULE,
+            proto: k.proto,
+            fam: u8::from(k.src.is_ipv6()) | u8::from(k.dst.is_ipv6()) << 1,
+        }
+    }
+
+    /// Same key under the same generation (the answer aside).
+    #[inline]
+    fn same_key(&self, o: &Entry) -> bool {
+        self.src == o.src
+            && self.dst == o.dst
+            && self.generation == o.generation
+            && self.ports == o.ports
+            && self.proto == o.proto
+            && self.fam == o.fam
+    }
+
+    #[inline]
+    fn answer(&self) -> Option<usize> {
+        (self.rule != NO_RULE).then_some(self.rule as usize)
+    }
+}
+
+/// Hits and misses of a [`FlowCache`] (lookups the cache answered, and those that walked the
+/// SPD), for statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowCacheStats {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that walked the SPD (and stored their answer).
+    pub misses: u64,
+    /// Lookups that walked the SPD while the cache stood aside (see the module
+    /// documentation).
+    pub bypassed: u64,
+}
+
+/// A pipeline's cache of SPD answers (see the module documentation). Owned by one pipeline and
+/// used through `&mut`: nothing is shared between cores.
+#[derive(Debug)]
+pub struct FlowCache {
+    /// `WAYS` entries per set, one set after another; way 0 is the most recently stored.
+    entries: Box<[Entry]>,
+    /// Sets - 1 (sets are a power of two).
+    mask: usize,
+    seed: u64,
+    stats: FlowCacheStats,
+    /// Hits and lookups of the current sample.
+    sample_hits: u64,
+    sample_len: u64,
+    /// Lookups left to walk without the cache.
+    resting: u64,
+}
+
+impl FlowCache {
+    /// Sets of a gateway pipeline's cache: 32,768 flows in 2 MiB, an L2's worth.
+    pub const DEFAULT_SETS: usize = 16_384;
+
+    /// A cache of `sets` sets (rounded up to a power of two, at least one) of two flows each.
+    /// Allocates `sets * 128` bytes, once.
+    pub fn new(sets: usize) -> Self {
+        let sets = sets.max(1).next_power_of_two();
+        let mut seed = [0u8; 8];
+        // Without the OS's random source the seed is fixed: still exact, only easier to aim
+        // flows at one set.
+        let _ = getrandom::getrandom(&mut seed);
+        FlowCache {
+            entries: vec![Entry::default(); sets * WAYS].into_boxed_slice(),
+            mask: sets - 1,
+            seed: u64::from_ne_bytes(seed) | 1,
+            stats: FlowCacheStats::default(),
+            sample_hits: 0,
+            sample_len: 0,
+            resting: 0,
+        }
+    }
+
+    /// Hits and misses so far.
+    pub fn stats(&self) -> FlowCacheStats {
+        self.stats
+    }
+
+    /// Flows the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The first entry of the set `e`'s key hashes to.
+    #[inline]
+    fn set_of(&self, e: &Entry) -> usize {
+        const M: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut h = self.seed;
+        for w in [
+            e.src as u64,
+            (e.src >> 64) as u64,
+            e.dst as u64,
+            (e.dst >> 64) as u64,
+            u64::from(e.ports) | u64::from(e.proto) << 32 | u64::from(e.fam) << 40,
+        ] {
+            h = (h ^ w).wrapping_mul(M);
+            h ^= h >> 32;
+        }
+        (h as usize & self.mask) * WAYS
+    }
+
+    /// [`Spd::lookup_ids`]'s answers for `keys` (`None` keys get `None`; `out` as long as
+    /// `keys`, extra keys left out), from the cache where it has them; the others walk the
+    /// SPD together and are stored. SPDs of fewer than [`WALK_TOGETHER_MIN`] rules are looked
+    /// up directly, without the cache.
+    pub fn lookup_ids<T>(
+        &mut self,
+        spd: &Spd<T>,
+        keys: &[Option<FlowKey>],
+        out: &mut [Option<usize>],
+    ) {
+        if spd.len() < WALK_TOGETHER_MIN {
+            spd.lookup_ids(keys, out);
+            return;
+        }
+        let generation = spd.generation();
+        for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            let n = keys.len().min(out.len());
+            if self.resting > 0 {
+                spd.lookup_ids(&keys[..n], &mut out[..n]);
+                let looked = keys[..n].iter().filter(|k| k.is_some()).count() as u64;
+                self.stats.bypassed += looked;
+                self.resting = self.resting.saturating_sub(looked);
+                continue;
+            }
+            // The run's misses: their keys, where their answers go, and their sets.
+            let mut miss_keys: [Option<FlowKey>; LANES] = [None; LANES];
+            let mut miss_at = [0u8; LANES];
+            let mut miss_set = [0usize; LANES];
+            let mut m = 0;
+            for i in 0..n {
+                let Some(k) = &keys[i] else {
+                    out[i] = None;
+                    continue;
+                };
+                let e = Entry::of(k, generation);
+                let set = self.set_of(&e);
+                let ways = &self.entries[set..set + WAYS];
+                self.sample_len += 1;
+                if let Some(w) = ways.iter().find(|w| w.same_key(&e)) {
+                    out[i] = w.answer();
+                    self.stats.hits += 1;
+                    self.sample_hits += 1;
+                } else {
+                    miss_keys[m] = Some(*k);
+                    miss_at[m] = i as u8;
+                    miss_set[m] = set;
+                    m += 1;
+                }
+            }
+            if self.sample_len >= SAMPLE {
+                if self.sample_hits * 2 < self.sample_len {
+                    self.resting = REST;
+                }
+                (self.sample_hits, self.sample_len) = (0, 0);
+            }
+            if m == 0 {
+                continue;
+            }
+            let mut answers = [None; LANES];
+            spd.lookup_ids(&miss_keys[..m], &mut answers[..m]);
+            for j in 0..m {
+                let Some(k) = &miss_keys[j] else { continue };
+                let answer = answers[j];
+                out[usize::from(miss_at[j])] = answer;
+                let mut e = Entry::of(k, generation);
+                // Rule indices are below 2^31 (Spd::build refuses more).
+                e.rule = answer.map_or(NO_RULE, |r| r as u32);
+                let set = miss_set[j];
+                let ways = &mut self.entries[set..set + WAYS];
+                // A key twice in one run missed twice: store it once.
+                if !ways[0].same_key(&e) {
+                    ways[1] = ways[0];
+                }
+                ways[0] = e;
+            }
+            self.stats.misses += m as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::IpPrefix;
+    use crate::spd::{Action, PortRange, Rule, Selector};
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    /// Rules over a small address space (10.0.0.0/24 and fd00::/120 hosts), so that random
+    /// keys hit, miss and overlap them.
+    fn arb_rule() -> impl Strategy<Value = Rule<usize>> {
+        (
+            any::<bool>(),
+            (0u8..=255, 24u8..=32, 0u8..=255, 24u8..=32),
+            prop::option::of(prop_oneof![Just(6u8), Just(17u8), Just(1u8)]),
+            prop::option::of((0u16..8, 0u16..8)),
+            0u32..20,
+        )
+            .prop_map(|(v6, (s, sl, d, dl), proto, ports, priority)| {
+                let p = |x: u8, len: u8| {
+                    if v6 {
+                        let a = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(x)));
+                        IpPrefix::containing(a, len + 96)
+                    } else {
+                        IpPrefix::containing(IpAddr::V4(Ipv4Addr::new(10, 0, 0, x)), len)
+                    }
+                };
+                let dst_ports = ports.map_or(PortRange::ANY, |(a, b)| PortRange {
+                    lo: a.min(b),
+                    hi: a.max(b),
+                });
+                Rule {
+                    priority,
+                    selector: Selector {
+                        src: p(s, sl),
+                        dst: p(d, dl),
+                        proto,
+                        src_ports: PortRange::ANY,
+                        dst_ports,
+                    },
+                    action: Action::Protect(0),
+                }
+            })
+    }
+
+    fn arb_key() -> impl Strategy<Value = FlowKey> {
+        (
+            0u8..4,
+            0u8..=255,
+            0u8..=255,
+            prop_oneof![Just(6u8), Just(17u8)],
+            0u16..8,
+        )
+            .prop_map(|(fam, s, d, proto, dp)| {
+                let v4 = |x| IpAddr::V4(Ipv4Addr::new(10, 0, 0, x));
+                let v6 = |x| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(x)));
+                let (src, dst) = match fam {
+                    0 | 1 => (v4(s), v4(d)),
+                    2 => (v6(s), v6(d)),
+                    _ => (v4(s), v6(d)), // mixed: matches nothing
+                };
+                FlowKey {
+                    src,
+                    dst,
+                    proto,
+                    src_port: 40000,
+                    dst_port: dp,
+                }
+            })
+    }
+
+    /// Numbered rules (the action names the rule) so that answers can be compared across two
+    /// SPDs.
+    fn numbered(mut rules: Vec<Rule<usize>>) -> Vec<Rule<usize>> {
+        for (i, r) in rules.iter_mut().enumerate() {
+            r.action = Action::Protect(i);
+        }
+        rules
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Every answer, hit or miss, is the SPD's own answer for that key, through evictions
+        /// (a tiny cache), repeats within a run, `None` gaps, and an SPD replaced by another
+        /// with other rules for the same keys.
+        #[test]
+        fn answers_equal_the_spds(
+            rules_a in prop::collection::vec(arb_rule(), WALK_TOGETHER_MIN..140),
+            rules_b in prop::collection::vec(arb_rule(), WALK_TOGETHER_MIN..140),
+            keys in prop::collection::vec(prop::option::weighted(0.9, arb_key()), 1..40),
+            sets in 1usize..8,
+            rounds in 2usize..5,
+        ) {
+            let a = Spd::build(numbered(rules_a)).unwrap();
+            let b = Spd::build(numbered(rules_b)).unwrap();
+            prop_assert_ne!(a.generation(), b.generation());
+            let mut cache = FlowCache::new(sets);
+            let mut lookups = 0u64;
+            for round in 0..rounds {
+                // A then B then A again: B's answers must not leak into A's, nor A's into B's.
+                let spd = if round % 2 == 1 { &b } else { &a };
+                let mut out = vec![Some(usize::MAX); keys.len()];
+                cache.lookup_ids(spd, &keys, &mut out);
+                for (k, o) in keys.iter().zip(&out) {
+                    let want = k.as_ref().and_then(|k| spd.lookup_id(k)).map(|(i, _)| i);
+                    prop_assert_eq!(*o, want, "key {:?} round {}", k, round);
+                }
+                lookups += keys.iter().filter(|k| k.is_some()).count() as u64;
+            }
+            let s = cache.stats();
+            prop_assert_eq!(s.hits + s.misses + s.bypassed, lookups);
+        }
+    }
+
+    #[test]
+    fn known_flows_hit_and_small_spds_bypass_the_cache() {
+        let any = IpPrefix::any_v4();
+        let rules: Vec<Rule<usize>> = (0..100u8)
+            .map(|i| Rule {
+                priority: 10,
+                selector: Selector::between(
+                    any,
+                    IpPrefix::containing(IpAddr::V4(Ipv4Addr::new(10, 1, i, 0)), 24),
+                ),
+                action: Action::Protect(usize::from(i)),
+            })
+            .collect();
+        let spd = Spd::build(rules).unwrap();
+        let key = |i: u8| FlowKey {
+            src: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 1, i, 9)),
+            proto: 17,
+            src_port: 1,
+            dst_port: 2,
+        };
+        let keys: Vec<Option<FlowKey>> = (0..40).map(|i| Some(key(i))).collect();
+        let mut cache = FlowCache::new(FlowCache::DEFAULT_SETS);
+        assert_eq!(cache.capacity(), 2 * FlowCache::DEFAULT_SETS);
+        let mut out = [None; 40];
+        cache.lookup_ids(&spd, &keys, &mut out);
+        let st = |hits, misses, bypassed| FlowCacheStats {
+            hits,
+            misses,
+            bypassed,
+        };
+        assert_eq!(cache.stats(), st(0, 40, 0));
+        out = [None; 40];
+        cache.lookup_ids(&spd, &keys, &mut out);
+        assert_eq!(cache.stats(), st(40, 40, 0));
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(*o, Some(i));
+        }
+        // A 10-rule SPD: looked up directly, nothing counted.
+        let small = Spd::build(spd.rules()[..10].to_vec()).unwrap();
+        cache.lookup_ids(&small, &keys, &mut out);
+        assert_eq!(cache.stats(), st(40, 40, 0));
+        assert_eq!(out[3], Some(3));
+        assert_eq!(out[20], None);
+    }
+
+    /// Flows that never repeat make the cache stand aside after one sample, for `REST`
+    /// lookups, with every answer still the SPD's; then it samples again, and a repeating
+    /// working set keeps it in use.
+    #[test]
+    fn churn_makes_the_cache_stand_aside() {
+        let rules: Vec<Rule<usize>> = (0..=255u8)
+            .map(|i| Rule {
+                priority: 10,
+                selector: Selector::between(
+                    IpPrefix::any_v4(),
+                    IpPrefix::containing(IpAddr::V4(Ipv4Addr::new(10, 2, i, 0)), 24),
+                ),
+                action: Action::Protect(usize::from(i)),
+            })
+            .collect();
+        let spd = Spd::build(rules).unwrap();
+        let key = |n: u32| FlowKey {
+            src: IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 | n)),
+            dst: IpAddr::V4(Ipv4Addr::new(10, 2, n as u8, 1)),
+            proto: 6,
+            src_port: 1,
+            dst_port: 2,
+        };
+        let mut cache = FlowCache::new(64);
+        let mut next = 0u32;
+        let mut run = |cache: &mut FlowCache, distinct: bool| {
+            let keys: Vec<Option<FlowKey>> = (0..32)
+                .map(|j| {
+                    let k = if distinct { next + j } else { j };
+                    Some(key(k))
+                })
+                .collect();
+            if distinct {
+                next += 32;
+            }
+            let mut out = [None; 32];
+            cache.lookup_ids(&spd, &keys, &mut out);
+            for (k, o) in keys.iter().zip(out) {
+                assert_eq!(o, spd.lookup_id(k.as_ref().unwrap()).map(|(i, _)| i));
+            }
+        };
+        // One sample of distinct flows: all miss, then the cache rests.
+        for _ in 0..SAMPLE / 32 {
+            run(&mut cache, true);
+        }
+        assert_eq!(cache.stats().misses, SAMPLE);
+        for _ in 0..REST / 32 {
+            run(&mut cache, true);
+        }
+        assert_eq!(cache.stats().bypassed, REST);
+        assert_eq!(cache.stats().hits, 0);
+        // Back in use: 32 repeating flows miss once, then hit for the rest of the sample.
+        for _ in 0..SAMPLE / 32 {
+            run(&mut cache, false);
+        }
+        assert_eq!(cache.stats().misses, SAMPLE + 32);
+        assert_eq!(cache.stats().hits, SAMPLE - 32);
+        assert_eq!(cache.stats().bypassed, REST);
+        // A good sample: still in use.
+        run(&mut cache, false);
+        assert_eq!(cache.stats().hits, SAMPLE);
+    }
+}
