@@ -21,7 +21,7 @@ use crate::drop::{DropCounters, DropReason};
 use crate::esp::EspPlan;
 use crate::flowcache::FlowCache;
 use crate::icmp_err::{self, Oversize};
-use crate::outer::{self, Arrival};
+use crate::outer::{self, Arrival, Outer};
 use crate::sa::{InboundSa, OutboundSa, SaCrypto};
 use crate::sad::Sad;
 use crate::spd::{Action, FlowKey, PolicyHits, Rule, Spd};
@@ -233,8 +233,8 @@ fn tally(verdicts: &[Verdict], mask: u32, drops: &mut DropCounters) -> usize {
 
 /// What the first pass decided for a packet.
 enum Step<S> {
-    /// Outbound: encapsulate it with this SA in the second pass. Inbound: decapsulated with
-    /// this SA, forwarded once counted against its lifetime in the second pass.
+    /// Outbound: encapsulate it with this SA in the second pass. Inbound: an IPsec arrival,
+    /// looked up and decapsulated in the second pass.
     Staged(S),
     /// Decided.
     Done(Verdict),
@@ -397,16 +397,28 @@ pub fn inbound<B: PacketBuf>(
         // Decapsulated packets wait here, with their SA and length, to be counted.
         let mut sas: [Option<&InboundSa>; STAGE] = [None; STAGE];
         let mut lens = [0u32; STAGE];
+        // Every packet classified before the first SAD lookup: a lookup reading the outer
+        // header's fields (SPI, destination) right after classify wrote them made the CPU
+        // wait for those stores (the 8-byte read of the address spans a 1- and a 4-byte
+        // store, which cannot be forwarded); a run later they are plain L1 reads.
+        let mut outers: [Option<Outer>; STAGE] = [None; STAGE];
         for (i, (pkt, v)) in pkts.iter_mut().zip(verdicts.iter_mut()).enumerate() {
             if *v != Verdict::Pending {
                 continue;
             }
-            match inbound_one(t, pkt, hits) {
-                Ok(Step::Staged(sa)) => {
+            match arrival(t, pkt, hits) {
+                Ok(Step::Staged(o)) => outers[i] = Some(o),
+                Ok(Step::Done(v2)) => *v = v2,
+                Err(r) => *v = Verdict::Drop(r),
+            }
+        }
+        for (i, (pkt, v)) in pkts.iter_mut().zip(verdicts.iter_mut()).enumerate() {
+            let Some(o) = &outers[i] else { continue };
+            match decap_one(t, pkt, o) {
+                Ok(sa) => {
                     sas[i] = Some(sa);
                     lens[i] = pkt.len() as u32;
                 }
-                Ok(Step::Done(v2)) => *v = v2,
                 Err(r) => *v = Verdict::Drop(r),
             }
         }
@@ -429,18 +441,17 @@ pub fn inbound<B: PacketBuf>(
     forwarded
 }
 
-fn inbound_one<'a, B: PacketBuf>(
-    t: &InboundTables<'a>,
+/// The first inbound step for a packet: IPsec arrivals are staged with their outer header for
+/// [`decap_one`]; everything else is decided here.
+#[inline]
+fn arrival<B: PacketBuf>(
+    t: &InboundTables<'_>,
     pkt: &mut B,
     hits: &mut PolicyHits,
-) -> Result<Step<&'a InboundSa>, DropReason> {
+) -> Result<Step<Outer>, DropReason> {
     let ports = t.natt_ports;
     match outer::classify(pkt.data(), |p| ports.contains(&p))? {
-        Arrival::Ipsec(o) => {
-            let sa = t.sad.get(o.spi, o.dst).ok_or(DropReason::NoSa)?;
-            crate::esp::decap_uncounted(sa, pkt, &o)?;
-            Ok(Step::Staged(sa.as_ref()))
-        }
+        Arrival::Ipsec(o) => Ok(Step::Staged(o)),
         Arrival::Ike => Ok(Step::Done(Verdict::ToControlPlane)),
         Arrival::NatKeepalive => Err(DropReason::ControlPlane),
         Arrival::Clear => {
@@ -456,4 +467,16 @@ fn inbound_one<'a, B: PacketBuf>(
             }
         }
     }
+}
+
+/// The SAD lookup and decapsulation of an IPsec arrival; the SA, to count the packet against.
+#[inline]
+fn decap_one<'a, B: PacketBuf>(
+    t: &InboundTables<'a>,
+    pkt: &mut B,
+    o: &Outer,
+) -> Result<&'a InboundSa, DropReason> {
+    let sa = t.sad.get(o.spi, o.dst).ok_or(DropReason::NoSa)?;
+    crate::esp::decap_uncounted(sa, pkt, o)?;
+    Ok(sa.as_ref())
 }

@@ -116,6 +116,7 @@ type Headers = (IpAddr, IpAddr, u8, usize, usize, usize, u8, bool);
 /// Walks the IP header (and IPv6 extension headers) up to the first header that is not an
 /// IP extension: returns addresses, that protocol, its offset, the position of the byte that
 /// names it, the IP length, the ECN field and whether the packet is a fragment.
+#[inline(always)]
 pub(crate) fn ip_headers(ip: &[u8]) -> Result<Headers, DropReason> {
     match ip.first().map(|b| b >> 4) {
         Some(4) => {

@@ -58,7 +58,8 @@ fn params(c: Cipher, i: Integrity, b: Backend, dir: Direction) -> SaParams {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: pathcount encap|decap|encap-burst|outbound-burst SUITE SIZE N";
+    let usage =
+        "usage: pathcount encap|decap|encap-burst|outbound-burst|inbound-burst SUITE SIZE N";
     if args.len() != 5 {
         eprintln!("{usage}");
         return ExitCode::from(2);
@@ -146,6 +147,39 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
                 checksum = checksum.wrapping_add(u64::from(buf.data()[buf.len() - 1]));
+            }
+        }
+        "inbound-burst" => {
+            // burst::inbound as an outside port runs it (classify, SAD lookup, decap, selector
+            // check), 32 packets a call, each copied in first (as the decap mode copies).
+            const BURST: usize = 32;
+            let inb = InboundSa::new(&params(c, i, b, Direction::In)).expect("inbound SA");
+            let spi = inb.spi;
+            let mut sad = dataplane::sad::Sad::new();
+            sad.insert(spi, None, std::sync::Arc::new(inb));
+            let spd: dataplane::spd::Spd<()> = dataplane::spd::Spd::build(Vec::new()).expect("SPD");
+            let mut hits = dataplane::spd::PolicyHits::new(0);
+            buf.reset_from(&plain, 256);
+            dataplane::esp::encap(&out, &mut buf).expect("encap");
+            let wire = buf.to_vec();
+            let mut bufs: Vec<HeapBuf> =
+                (0..BURST).map(|_| HeapBuf::with_room(256, 4096)).collect();
+            let mut drops = dataplane::drop::DropCounters::default();
+            let t = dataplane::burst::InboundTables {
+                sad: &sad,
+                spd: &spd,
+                natt_ports: &[4500],
+            };
+            for _ in 0..n.div_ceil(BURST as u64) {
+                for b in bufs.iter_mut() {
+                    b.reset_from(&wire, 256);
+                }
+                let mut v = [dataplane::burst::Verdict::Pending; BURST];
+                if dataplane::burst::inbound(&t, &mut bufs, &mut v, &mut drops, &mut hits) != BURST
+                {
+                    return ExitCode::from(1);
+                }
+                checksum = checksum.wrapping_add(u64::from(bufs[0].data()[bufs[0].len() - 1]));
             }
         }
         _ => {
