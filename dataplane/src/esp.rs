@@ -403,8 +403,8 @@ fn decap_esp<B: PacketBuf + ?Sized>(
     if sa.udp.is_some() != o.udp.is_some() {
         return Err(DropReason::BadUdpEncap);
     }
-    let iv_len = t.iv_len();
-    let icv_len = t.icv_len();
+    // Sizes cached when the SA was installed, not asked of the transform per packet.
+    let (iv_len, icv_len) = (usize::from(sa.iv_len), usize::from(sa.icv_len));
     let data = buf.data_mut();
     let esp = data.get_mut(o.sec_off..).ok_or(DropReason::BadLength)?;
     // RFC 4303 §2.4: payload, padding and trailer end on a 4-byte boundary (block size for CBC).
@@ -413,7 +413,7 @@ fn decap_esp<B: PacketBuf + ?Sized>(
         return Err(DropReason::BadLength);
     }
     let ct_len = esp.len() - ESP_HEADER_LEN - iv_len - icv_len;
-    if !ct_len.is_multiple_of(t.block_align()) {
+    if !ct_len.is_multiple_of(usize::from(sa.align)) {
         return Err(DropReason::BadLength);
     }
     let seq_lo = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);

@@ -303,6 +303,14 @@ pub enum SaCrypto {
 }
 
 impl SaCrypto {
+    /// IV, ICV and alignment sizes (AH: no IV, its ICV, 4), which the SAs cache.
+    fn sizes(&self) -> (u8, u8, u8) {
+        match self {
+            SaCrypto::Esp(t) => (t.iv_len() as u8, t.icv_len() as u8, t.block_align() as u8),
+            SaCrypto::Ah(m) => (0, m.icv_len() as u8, 4),
+        }
+    }
+
     fn new(p: &SaParams) -> Result<Self, SaError> {
         let err = |source| SaError::Crypto { spi: p.spi, source };
         match p.protocol {
@@ -579,10 +587,7 @@ impl OutboundSa {
                 }
             }
         }
-        let (iv_len, icv_len, align) = match &crypto {
-            SaCrypto::Esp(t) => (t.iv_len() as u8, t.icv_len() as u8, t.block_align() as u8),
-            SaCrypto::Ah(m) => (0, m.icv_len() as u8, 4),
-        };
+        let (iv_len, icv_len, align) = crypto.sizes();
         if !align.is_power_of_two() {
             return Err(SaError::Invalid {
                 spi: p.spi,
@@ -769,6 +774,11 @@ pub struct InboundSa {
     /// Transport mode in UDP: how the inner TCP/UDP checksum is repaired (RFC 3948 §3.1.2).
     pub(crate) natt_checksum: NattChecksum,
     pub(crate) crypto: SaCrypto,
+    /// The transform's IV, ICV and alignment sizes, cached at install time (ESP only), so
+    /// that decapsulation does not ask the transform per packet.
+    pub(crate) iv_len: u8,
+    pub(crate) icv_len: u8,
+    pub(crate) align: u8,
     pub(crate) lifetime: Lifetime,
     pub(crate) selectors: Vec<Selector>,
     /// Anti-replay window (RFC 6479), lock-free so cores can share the SA.
@@ -819,6 +829,7 @@ impl InboundSa {
                     what: "bad initial sequence number",
                 },
             })?;
+        let (iv_len, icv_len, align) = crypto.sizes();
         let natt_checksum = match (p.mode, p.udp_encap, p.natt_oa) {
             (Mode::Transport, Some(_), Some(oa)) => NattChecksum::Incremental(oa),
             (Mode::Transport, Some(_), None) => NattChecksum::Recompute,
@@ -830,6 +841,9 @@ impl InboundSa {
             esn: p.esn,
             udp: p.udp_encap,
             natt_checksum,
+            iv_len,
+            icv_len,
+            align,
             crypto,
             lifetime: p.lifetime,
             selectors: p.selectors(),
