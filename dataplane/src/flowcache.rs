@@ -124,6 +124,8 @@ pub struct FlowCache {
     sample_evictions: u64,
     /// Lookups left to walk without the cache.
     resting: u64,
+    /// A run's missed keys, for one `Spd::lookup_ids` call.
+    miss_keys: [Option<FlowKey>; LANES],
 }
 
 impl FlowCache {
@@ -147,6 +149,7 @@ impl FlowCache {
             sample_len: 0,
             sample_evictions: 0,
             resting: 0,
+            miss_keys: [None; LANES],
         }
     }
 
@@ -163,19 +166,14 @@ impl FlowCache {
     /// The first entry of the set `e`'s key hashes to.
     #[inline]
     fn set_of(&self, e: &Entry) -> usize {
-        const M: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut h = self.seed;
-        for w in [
-            e.src as u64,
-            (e.src >> 64) as u64,
-            e.dst as u64,
-            (e.dst >> 64) as u64,
-            u64::from(e.ports) | u64::from(e.proto) << 32 | u64::from(e.fam) << 40,
-        ] {
-            h = (h ^ w).wrapping_mul(M);
-            h ^= h >> 32;
-        }
-        (h as usize & self.mask) * WAYS
+        // Two multiplies, the set from the high bits of the product.
+        const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+        const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+        let misc = u64::from(e.ports) | u64::from(e.proto) << 32 | u64::from(e.fam) << 40;
+        let a = e.src as u64 ^ ((e.src >> 64) as u64).rotate_left(32) ^ self.seed;
+        let b = e.dst as u64 ^ ((e.dst >> 64) as u64).rotate_left(32) ^ misc.rotate_left(17);
+        let h = (a.wrapping_mul(K1) ^ b).wrapping_mul(K2);
+        ((h >> 40) as usize & self.mask) * WAYS
     }
 
     /// [`Spd::lookup_ids`]'s answers for `keys` (`None` keys get `None`; `out` as long as
@@ -202,11 +200,11 @@ impl FlowCache {
                 self.resting = self.resting.saturating_sub(looked);
                 continue;
             }
-            // The run's misses: their keys, where their answers go, and their sets.
-            let mut miss_keys: [Option<FlowKey>; LANES] = [None; LANES];
+            // The run's misses: their keys (in `self.miss_keys`, kept between calls so that a
+            // run does not clear 32 keys' worth of stack), where their answers go, their sets.
             let mut miss_at = [0u8; LANES];
             let mut miss_set = [0usize; LANES];
-            let mut m = 0;
+            let (mut m, mut looked, mut hit) = (0, 0u64, 0u64);
             for i in 0..n {
                 let Some(k) = &keys[i] else {
                     out[i] = None;
@@ -215,18 +213,20 @@ impl FlowCache {
                 let e = Entry::of(k, generation);
                 let set = self.set_of(&e);
                 let ways = &self.entries[set..set + WAYS];
-                self.sample_len += 1;
+                looked += 1;
                 if let Some(w) = ways.iter().find(|w| w.same_key(&e)) {
                     out[i] = w.answer();
-                    self.stats.hits += 1;
-                    self.sample_hits += 1;
+                    hit += 1;
                 } else {
-                    miss_keys[m] = Some(*k);
+                    self.miss_keys[m] = Some(*k);
                     miss_at[m] = i as u8;
                     miss_set[m] = set;
                     m += 1;
                 }
             }
+            self.stats.hits += hit;
+            self.sample_hits += hit;
+            self.sample_len += looked;
             if self.sample_len >= SAMPLE {
                 if self.sample_hits * 2 < self.sample_len
                     && self.sample_evictions * 4 >= self.sample_len
@@ -239,9 +239,11 @@ impl FlowCache {
                 continue;
             }
             let mut answers = [None; LANES];
-            spd.lookup_ids(&miss_keys[..m], &mut answers[..m]);
+            spd.lookup_ids(&self.miss_keys[..m], &mut answers[..m]);
             for j in 0..m {
-                let Some(k) = &miss_keys[j] else { continue };
+                let Some(k) = &self.miss_keys[j] else {
+                    continue;
+                };
                 let answer = answers[j];
                 out[usize::from(miss_at[j])] = answer;
                 let mut e = Entry::of(k, generation);
