@@ -102,6 +102,17 @@ fn stats_text(v: &serde_json::Value) -> String {
     if let Some(n) = v["policies"]["omitted"].as_u64().filter(|n| *n > 0) {
         s.push_str(&format!("({n} more policies not listed)\n"));
     }
+    // Shown once SPD-out is large enough to use it (64 rules or more).
+    let c = &v["spd_flow_cache"];
+    let count = |k: &str| c[k].as_u64().unwrap_or(0);
+    if count("hits") + count("misses") + count("bypassed") > 0 {
+        s.push_str(&format!(
+            "spd flow cache: {} hits, {} misses, {} bypassed\n",
+            count("hits"),
+            count("misses"),
+            count("bypassed")
+        ));
+    }
     match v["drops"].as_object() {
         Some(d) if !d.is_empty() => {
             for (k, n) in d {
@@ -215,5 +226,24 @@ fn main() -> ExitCode {
             eprintln!("fgctl: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stats_text;
+
+    #[test]
+    fn stats_show_the_flow_cache_only_once_used() {
+        let mut v = serde_json::json!({"seconds": 2.0, "ports": [], "sas": [], "drops": {},
+            "policies": {"out": [], "in": [], "omitted": 0},
+            "spd_flow_cache": {"hits": 0, "misses": 0, "bypassed": 0}});
+        assert!(!stats_text(&v).contains("flow cache"));
+        v["spd_flow_cache"] = serde_json::json!({"hits": 498, "misses": 2, "bypassed": 7});
+        let text = stats_text(&v);
+        assert!(
+            text.contains("spd flow cache: 498 hits, 2 misses, 7 bypassed\n"),
+            "{text}"
+        );
     }
 }
