@@ -56,6 +56,9 @@ fn params(c: Cipher, i: Integrity, b: Backend, dir: Direction) -> SaParams {
     p
 }
 
+/// Packets per call in the burst modes (a DPDK burst).
+const BURST: usize = 32;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let usage =
@@ -82,6 +85,13 @@ fn main() -> ExitCode {
     let plain = perf::udp4(size);
     let mut buf = HeapBuf::with_room(256, 4096);
     let mut checksum = 0u64;
+    // The ESP packet the decap modes replay.
+    let wire = || {
+        let mut b = HeapBuf::with_room(256, 4096);
+        b.reset_from(&plain, 256);
+        dataplane::esp::encap(&out, &mut b).expect("encap");
+        b.to_vec()
+    };
     match args[1].as_str() {
         "encap" => {
             for _ in 0..n {
@@ -93,7 +103,6 @@ fn main() -> ExitCode {
             }
         }
         mode @ ("encap-burst" | "outbound-burst") => {
-            const BURST: usize = 32;
             let any = dataplane::net::IpPrefix::any_v4();
             let spd = dataplane::spd::Spd::build(vec![dataplane::spd::Rule {
                 priority: 1,
@@ -135,9 +144,7 @@ fn main() -> ExitCode {
         }
         "decap" => {
             let inb = InboundSa::new(&params(c, i, b, Direction::In)).expect("inbound SA");
-            buf.reset_from(&plain, 256);
-            dataplane::esp::encap(&out, &mut buf).expect("encap");
-            let wire = buf.to_vec();
+            let wire = wire();
             let Ok(Arrival::Ipsec(o)) = outer::classify(&wire, |_| false) else {
                 return ExitCode::from(1);
             };
@@ -152,16 +159,13 @@ fn main() -> ExitCode {
         "inbound-burst" => {
             // burst::inbound as an outside port runs it (classify, SAD lookup, decap, selector
             // check), 32 packets a call, each copied in first (as the decap mode copies).
-            const BURST: usize = 32;
             let inb = InboundSa::new(&params(c, i, b, Direction::In)).expect("inbound SA");
             let spi = inb.spi;
             let mut sad = dataplane::sad::Sad::new();
             sad.insert(spi, None, std::sync::Arc::new(inb));
             let spd: dataplane::spd::Spd<()> = dataplane::spd::Spd::build(Vec::new()).expect("SPD");
             let mut hits = dataplane::spd::PolicyHits::new(0);
-            buf.reset_from(&plain, 256);
-            dataplane::esp::encap(&out, &mut buf).expect("encap");
-            let wire = buf.to_vec();
+            let wire = wire();
             let mut bufs: Vec<HeapBuf> =
                 (0..BURST).map(|_| HeapBuf::with_room(256, 4096)).collect();
             let mut drops = dataplane::drop::DropCounters::default();
