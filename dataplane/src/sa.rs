@@ -9,6 +9,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use zeroize::Zeroizing;
@@ -511,6 +512,17 @@ pub struct OutboundSa {
     pub(crate) crypto: SaCrypto,
     pub(crate) lifetime: Lifetime,
     pub(crate) selectors: Vec<Selector>,
+    /// The sequence counter and traffic counters, shared with the copies of this SA that
+    /// [`OutboundSa::moved`] makes.
+    pub(crate) state: Arc<OutboundState>,
+}
+
+/// What stays with an outbound SA when it moves to a new peer address or port: the copies a
+/// move makes share it, so cores still holding the old copy and cores on the new one draw
+/// from one sequence counter (never the same number twice under one key, RFC 4303 §3.3.3 and
+/// RFC 4106 §3.1) and count towards one lifetime.
+#[derive(Debug, Default)]
+pub(crate) struct OutboundState {
     /// Last sequence number handed out (RFC 4303 §3.3.3): its own cache line.
     pub(crate) seq: CachePadded<AtomicU64>,
     /// Traffic counters: their own cache line.
@@ -622,9 +634,29 @@ impl OutboundSa {
             crypto,
             lifetime: p.lifetime,
             selectors: p.selectors(),
-            seq: CachePadded::new(AtomicU64::new(p.initial_seq)),
-            counters: CachePadded::new(SaCounters::default()),
+            state: Arc::new(OutboundState {
+                seq: CachePadded::new(AtomicU64::new(p.initial_seq)),
+                counters: CachePadded::new(SaCounters::default()),
+            }),
         })
+    }
+
+    /// This SA sent somewhere else: the peer's address or its NAT mapping changed (RFC 4555,
+    /// RFC 3948), and `p` holds the new tunnel end points or UDP ports. The copy shares this
+    /// SA's sequence counter and traffic counters, so a core that still holds this copy and
+    /// one already on the new copy never hand out the same sequence number, and the lifetimes
+    /// keep counting; `p.initial_seq` is not looked at. `p` must be this SA's: same SPI,
+    /// protocol and mode.
+    pub fn moved(&self, p: &SaParams) -> Result<Self, SaError> {
+        if p.spi != self.spi || p.mode != self.mode || p.esn != self.esn {
+            return Err(SaError::Invalid {
+                spi: p.spi,
+                what: "a moved SA keeps its SPI, mode and ESN",
+            });
+        }
+        let mut sa = Self::new(p)?;
+        sa.state = Arc::clone(&self.state);
+        Ok(sa)
     }
 
     /// Records the MTU of the port this SA's packets leave by (a gateway with several outside
@@ -648,11 +680,11 @@ impl OutboundSa {
     }
     /// Traffic counters and pending lifetime events.
     pub fn counters(&self) -> &SaCounters {
-        &self.counters
+        &self.state.counters
     }
     /// The last sequence number handed out.
     pub fn last_seq(&self) -> u64 {
-        self.seq.load(Ordering::Relaxed)
+        self.state.seq.load(Ordering::Relaxed)
     }
     /// The selectors of the traffic this SA carries.
     pub fn selectors(&self) -> &[Selector] {
@@ -706,7 +738,7 @@ impl OutboundSa {
     /// Refuses the packet if a hard lifetime is used up.
     #[inline]
     pub(crate) fn check_hard(&self) -> Result<(), crate::drop::DropReason> {
-        self.counters.check_hard(&self.lifetime)
+        self.state.counters.check_hard(&self.lifetime)
     }
 
     /// Hands out the next sequence number, or refuses when the space is used up:
@@ -733,6 +765,7 @@ impl OutboundSa {
             u64::from(u32::MAX)
         };
         let got = self
+            .state
             .seq
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
                 (s < limit).then(|| s + n.min(limit - s))
@@ -742,7 +775,8 @@ impl OutboundSa {
             Err(_) => (0, 0),
         };
         if granted < n {
-            self.counters
+            self.state
+                .counters
                 .exhausted_pending
                 .store(true, Ordering::Release);
             EVENT_RAISED.store(true, Ordering::Release);
@@ -753,12 +787,12 @@ impl OutboundSa {
     /// Counts a run of packets; see [`SaCounters::reserve`].
     #[inline]
     pub(crate) fn reserve_counts(&self, lens: &[u32]) -> usize {
-        self.counters.reserve(&self.lifetime, lens)
+        self.state.counters.reserve(&self.lifetime, lens)
     }
 
     #[inline]
     pub(crate) fn account(&self, bytes: usize) {
-        self.counters.account(&self.lifetime, bytes as u64);
+        self.state.counters.account(&self.lifetime, bytes as u64);
     }
 }
 

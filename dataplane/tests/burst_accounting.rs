@@ -439,3 +439,117 @@ fn threads_sharing_an_sa_never_pass_the_hard_limit_or_repeat_a_number() {
     assert_eq!(all.len() as u64, HARD, "a sequence number was used twice");
     assert_eq!(events(sa.counters()), vec![SaEvent::HardExpired]);
 }
+
+/// The peer's NAT mapping changes while traffic flows: the gateway makes a moved copy of the
+/// outbound SA (new UDP port) and its cores pick it up one by one, some of them sealing a few
+/// more bursts with the old copy first. Every sequence number is a nonce under the SA's one
+/// key, so none may be handed out twice, across both copies; and the lifetime keeps counting
+/// across the move.
+#[test]
+fn a_moved_sa_never_repeats_a_number_while_cores_still_hold_the_old_copy() {
+    use std::sync::RwLock;
+    const MOVES: u16 = 6;
+    let (mut o, _) = pair(0x800, |p| {
+        p.udp_encap = Some(UdpEncap {
+            local_port: 4500,
+            remote_port: 4500,
+        });
+    });
+    let first = Arc::new(OutboundSa::new(&o).unwrap());
+
+    // Made in order first: a core's late burst on the old copy after the move, then the new
+    // copy's first burst. The old way (read the old copy's counter, start the new copy after
+    // it) repeats numbers here.
+    let seal = |sa: &OutboundSa, n: usize| -> Vec<(u32, u16)> {
+        let mut pkts = bufs(&(0..n).map(|k| udp4(9, k * 7)).collect::<Vec<_>>());
+        let mut verdicts = [Verdict::Pending; 32];
+        let mut drops = DropCounters::default();
+        burst::encap(sa, &mut pkts, &mut verdicts[..n], &mut drops);
+        pkts.iter()
+            .zip(&verdicts)
+            .map(|(p, v)| {
+                assert_eq!(*v, Verdict::Forward);
+                let d = p.data();
+                let port = u16::from_be_bytes([d[22], d[23]]);
+                let Ok(Arrival::Ipsec(outer)) = outer::classify(d, |p| p == port) else {
+                    panic!("not ESP in UDP");
+                };
+                let at = outer.sec_off + 4;
+                (u32::from_be_bytes(d[at..at + 4].try_into().unwrap()), port)
+            })
+            .collect()
+    };
+    let before = seal(&first, 8);
+    let last_before_move = first.last_seq();
+    o.udp_encap.as_mut().unwrap().remote_port = 20780;
+    let second = Arc::new(first.moved(&o).unwrap());
+    let late = seal(&first, 8);
+    let after = seal(&second, 8);
+    assert_eq!(last_before_move, 8);
+    assert!(before.iter().chain(&late).all(|&(_, port)| port == 4500));
+    assert!(after.iter().all(|&(_, port)| port == 20780));
+    let ordered: Vec<u32> = [&before, &late, &after]
+        .iter()
+        .flat_map(|v| v.iter().map(|&(s, _)| s))
+        .collect();
+    assert_eq!(ordered, (1..=24).collect::<Vec<u32>>());
+    assert_eq!(second.counters().packets(), 24);
+    assert_eq!(first.counters().packets(), 24);
+
+    // A move needs the same SA.
+    let mut other = o.clone();
+    other.spi = 0x801;
+    assert!(second.moved(&other).is_err());
+
+    // Under load: four cores take up the current copy at different paces while the main
+    // thread moves the SA six more times.
+    let current = Arc::new(RwLock::new(second));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4usize)
+        .map(|t| {
+            let current = current.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut mine = current.read().unwrap().clone();
+                let mut seen = Vec::new();
+                let mut round = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || round < 50 {
+                    // Core t picks up new tables every t + 1 bursts.
+                    if round.is_multiple_of(t + 1) {
+                        mine = current.read().unwrap().clone();
+                    }
+                    seen.extend(seal(&mine, 1 + (round + t) % 32));
+                    round += 1;
+                }
+                // Every core ends on the last copy.
+                seen.extend(seal(&current.read().unwrap(), 32));
+                seen
+            })
+        })
+        .collect();
+    for m in 1..=MOVES {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        o.udp_encap.as_mut().unwrap().remote_port = 20780 + m;
+        let next = current.read().unwrap().moved(&o).unwrap();
+        *current.write().unwrap() = Arc::new(next);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut all: Vec<(u32, u16)> = workers
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let n = all.len();
+    let ports: std::collections::BTreeSet<u16> = all.iter().map(|&(_, p)| p).collect();
+    let expected: std::collections::BTreeSet<u16> = (0..=MOVES).map(|m| 20780 + m).collect();
+    assert!(ports.is_subset(&expected), "ports seen: {ports:?}");
+    assert!(ports.contains(&(20780 + MOVES)), "ports seen: {ports:?}");
+    assert!(ports.len() >= 2, "ports seen: {ports:?}");
+    let total = current.read().unwrap().counters().packets();
+    assert_eq!(total, 24 + n as u64);
+    all.sort_unstable_by_key(|&(s, _)| s);
+    all.dedup_by_key(|&mut (s, _)| s);
+    assert_eq!(all.len(), n, "a sequence number was handed out twice");
+    // Every number from 25 on went to exactly one packet.
+    assert_eq!(all.first().map(|&(s, _)| s), Some(25));
+    assert_eq!(all.last().map(|&(s, _)| s), Some(24 + n as u32));
+}

@@ -2037,18 +2037,24 @@ impl Dynamic {
                     .params
                     .as_mut()
                     .ok_or("a larval SA has no outbound half")?;
-                let old = d.out.as_ref().map_or(0, |o| o.last_seq());
                 if let Some(t) = &mut p.tunnel {
                     t.remote = remote;
                 }
                 if let Some(u) = &mut p.udp_encap {
                     u.remote_port = remote_port;
                 }
-                // The sequence numbers carry on: the peer's replay window has seen them.
-                p.initial_seq = old;
                 tracing::info!(spi_in = format_args!("{spi_in:08x}"), %remote, remote_port,
                     "peer moved: outbound SA follows");
-                d.out = Some(Arc::new(OutboundSa::new(p).map_err(|e| e.to_string())?));
+                // The sequence numbers carry on: the peer's replay window has seen them, and
+                // they are nonces under the same key. Workers keep sealing with the old copy
+                // until they pick up the new tables, so both copies draw from one counter
+                // (reading the old counter here and starting the new copy after it would
+                // race with a worker's last reservation on the old one).
+                let moved = match &d.out {
+                    Some(o) => o.moved(p),
+                    None => OutboundSa::new(p),
+                };
+                d.out = Some(Arc::new(moved.map_err(|e| e.to_string())?));
                 Ok(true)
             }
             ctl::Command::Untrap { tunnel, child, .. } => {
