@@ -94,6 +94,12 @@ pub struct ChildSa {
     /// follows with the same inbound SPI and replaces it.
     #[serde(default)]
     pub larval: bool,
+    /// The last outbound sequence number already used under this SA's key: numbering goes on
+    /// after it. A data plane that restarted lost its counters, and every number is a nonce
+    /// under the key (RFC 4106 §3.1), so the control plane reinstalls with what the last
+    /// report said plus what could have been sent since ([`ChildSa::continue_after`]).
+    #[serde(default)]
+    pub out_seq_from: u64,
 }
 
 impl std::fmt::Debug for ChildSa {
@@ -130,7 +136,30 @@ fn unhex(s: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     Ok(out)
 }
 
+/// Sequence numbers one SA could have handed out per second, for [`ChildSa::continue_after`]:
+/// 2^28 (268 million) a second, above the 148.8 million minimum-size frames a second of a
+/// 100 Gbit/s port.
+pub const SEQ_RATE_BOUND: u64 = 1 << 28;
+
 impl ChildSa {
+    /// Where a reinstalled SA's outbound numbering may go on (for [`ChildSa::out_seq_from`]),
+    /// given the last sequence number a report of the old data plane gave (`reported`) and
+    /// the seconds since that report was read (`secs`): the reported number plus
+    /// [`SEQ_RATE_BOUND`] for every second since, and one more. None when that leaves no room:
+    /// without ESN the 32-bit space must keep 2^24 numbers; with ESN the jump must stay under
+    /// 2^31, so that the peer still infers the high half right (RFC 4303 Appendix A). Then
+    /// the SA can only be reinstalled without its outbound half.
+    pub fn continue_after(&self, reported: u64, secs: u64) -> Option<u64> {
+        let jump = SEQ_RATE_BOUND.checked_mul(secs.checked_add(1)?)?;
+        let from = reported.checked_add(jump)?;
+        let fits = if self.esn {
+            jump < 1 << 31
+        } else {
+            from < (1 << 32) - (1 << 24)
+        };
+        fits.then_some(from)
+    }
+
     /// The outbound (none for a larval SA) and inbound SA parameters.
     pub fn params(&self) -> Result<(Option<SaParams>, SaParams), String> {
         let mk = |dir: Direction, spi: u32, enc: &str, auth: &str| -> Result<SaParams, String> {
@@ -171,7 +200,11 @@ impl ChildSa {
                 } else {
                     0
                 },
-                initial_seq: 0,
+                initial_seq: if dir == Direction::Out {
+                    self.out_seq_from
+                } else {
+                    0
+                },
                 local_ts: self.local_ts.clone(),
                 remote_ts: self.remote_ts.clone(),
                 lifetime: self.lifetime,
@@ -317,6 +350,9 @@ pub struct SaReport {
     pub in_packets: u64,
     /// Bytes in.
     pub in_bytes: u64,
+    /// The last outbound sequence number handed out.
+    #[serde(default)]
+    pub out_seq: u64,
 }
 
 /// An event from the data plane.
@@ -630,7 +666,50 @@ mod tests {
             replay_window: 1024,
             lifetime: Lifetime::default(),
             larval: false,
+            out_seq_from: 0,
         };
+        // A reinstall after a data plane restart: numbering goes on after the given number,
+        // outbound only; a command without the field (an older control plane) starts at 0.
+        let mut later = sa.clone();
+        later.out_seq_from = 0x1234_5678;
+        let (o, i) = later.params().unwrap();
+        assert_eq!((o.unwrap().initial_seq, i.initial_seq), (0x1234_5678, 0));
+        let older = String::from_utf8(
+            Command::Add {
+                v: VERSION,
+                sa: Box::new(later),
+            }
+            .encode()
+            .to_vec(),
+        )
+        .unwrap()
+        .replace(",\"out_seq_from\":305419896", "");
+        assert!(!older.contains("out_seq_from"), "{older}");
+        let Command::Add { sa: old, .. } = Command::decode(older.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(old.params().unwrap().0.unwrap().initial_seq, 0);
+
+        // Where numbering may go on: the reported number plus 2^28 a second since the report
+        // was read, plus one second; none where the space (32-bit) or the peer's inference of
+        // the high half (ESN: a jump under 2^31) has no room.
+        assert_eq!(sa.continue_after(1000, 0), Some(1000 + (1 << 28)));
+        assert_eq!(sa.continue_after(1000, 2), Some(1000 + 3 * (1 << 28)));
+        assert_eq!(sa.continue_after(0, 14), Some(15 << 28));
+        assert_eq!(sa.continue_after(0, 15), None);
+        assert_eq!(
+            sa.continue_after((1 << 32) - (1 << 28) - (1 << 24), 0),
+            None
+        );
+        assert_eq!(sa.continue_after(u64::MAX, 0), None);
+        assert_eq!(sa.continue_after(0, u64::MAX), None);
+        let esn = ChildSa {
+            esn: true,
+            ..sa.clone()
+        };
+        assert_eq!(esn.continue_after(5 << 32, 6), Some((5 << 32) + (7 << 28)));
+        assert_eq!(esn.continue_after(5 << 32, 7), None);
+
         let c = Command::Add {
             v: VERSION,
             sa: Box::new(sa),

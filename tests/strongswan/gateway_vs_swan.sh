@@ -361,19 +361,66 @@ check "ferrogate-ike killed (SIGKILL) and restarted under a 100 pps stream: no p
 check "after the restart: the tunnel is up again with new SAs" swan_wait_established b 10
 
 # The data plane dies: ferrogate-ike reinstalls everything into the new one and rekeys.
+# The peer ignores our IKE (UDP 500, and 4500 with the non-ESP marker) from the kill until
+# 1.5 s after the reinstall, so that the reinstalled SAs carry traffic until a retransmitted
+# rekey gets through, as with a distant peer.
+ip netns exec "$GB" tcpdump -q -n -U -i gBo -w "$WORK/restart.pcap" "esp or udp port 4500" 2>/dev/null &
+RWIRE=$!
+swan_track_pid "$RWIRE"
 ip netns exec "$HA" ping -D -i 0.01 -W 1 -c 1200 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
 PING=$!
 sleep 2
+REINSTALLS=$(grep -c "the data plane restarted: reinstalling" "$WORK/ike.log" || true)
+printf '%s\n' "table inet fgblock {" "  chain in {" "    type filter hook input priority -10;" \
+    "    ip saddr 203.0.113.1 udp dport 500 drop" \
+    "    ip saddr 203.0.113.1 udp dport 4500 @th,64,32 0 drop" "  }" "}" |
+    ip netns exec "$GB" nft -f -
 kill -KILL "$FG_PID"; wait "$FG_PID" 2>/dev/null || true
 rm -rf "/var/run/dpdk/fgsw$ID"
 start_fg
+for ((i = 0; i < 300; i++)); do
+    [ "$(grep -c "the data plane restarted: reinstalling" "$WORK/ike.log" || true)" -gt "$REINSTALLS" ] && break
+    sleep 0.1
+done
+sleep 1.5
+ip netns exec "$GB" nft delete table inet fgblock
 wait "$PING" || true
+sleep 1
+kill "$RWIRE" 2>/dev/null; wait "$RWIRE" 2>/dev/null || true
 dp_restart() {
     lost || true
     grep -q "the data plane restarted: reinstalling" "$WORK/ike.log" &&
         ping_all "$HA" 192.168.20.5
 }
 check "ferrogate killed (SIGKILL) and restarted: ferrogate-ike reinstalls, traffic flows again" dp_restart
+
+# The reinstalled SAs keep their keys, so their numbering must not start again: every ESP
+# sequence number is a nonce under the SA's key (RFC 4106 §3.1). ferrogate's ESP on the wire
+# (a 100 pps stream: nothing overtakes), before and after the restart, must go forward on
+# every SPI; a number lower than one already seen is one used twice (the capture began after
+# the SA's first numbers).
+no_seq_reuse() {
+    tcpdump -n -r "$WORK/restart.pcap" 2>/dev/null | "$SWAN_PYTHON" -c '
+import re, sys
+pat = re.compile(r"IP 203\.0\.113\.1(?:\.\d+)? > \S+: (?:UDP-encap: )?ESP\(spi=(0x[0-9a-f]+),seq=(0x[0-9a-f]+)\)")
+last, n, back = {}, {}, []
+for line in sys.stdin:
+    m = pat.search(line)
+    if not m:
+        continue
+    spi, seq = m[1], int(m[2], 16)
+    n[spi] = n.get(spi, 0) + 1
+    if spi in last and seq <= last[spi][1]:
+        back.append((spi, last[spi][1], seq))
+    last[spi] = (last[spi][0] if spi in last else seq, max(seq, last.get(spi, (0, 0))[1]))
+for spi in sorted(n):
+    print("SPI %s: %d ESP packets, sequence numbers %#x..%#x" % (spi, n[spi], last[spi][0], last[spi][1]))
+if back:
+    print("%d numbers went back, first: SPI %s %#x after %#x" % (len(back), back[0][0], back[0][2], back[0][1]))
+sys.exit(1 if back or not n else 0)
+'
+}
+check "across the data plane restart ESP sequence numbers only go forward on every SPI (no nonce used twice)" no_seq_reuse
 
 if [ "$failed" -ne 0 ] || [ -n "${SWAN_KEEP:-}" ]; then
     echo "== ferrogate log (tail)"; tail -20 "$WORK/fg.log"

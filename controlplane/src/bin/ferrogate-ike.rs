@@ -382,9 +382,10 @@ struct ChanIo {
     /// their (tunnel, child) has a new SA pair, after a grace period.
     stale: Vec<ctl::SaReport>,
     replaced_at: HashMap<(String, String), Instant>,
-    /// The data plane's last report.
+    /// The data plane's last report, and when it was read.
     report: Vec<ctl::SaReport>,
     report_seen: bool,
+    report_at: Instant,
     /// Tunnels whose on-demand policy saw traffic.
     acquires: Vec<String>,
     /// CHILD_SAs (inbound SPI) whose byte/packet lifetime ran out.
@@ -414,6 +415,7 @@ impl ChanIo {
             lingering: Vec::new(),
             report: Vec::new(),
             report_seen: false,
+            report_at: Instant::now(),
             acquires: Vec::new(),
             expired: Vec::new(),
             traps: Vec::new(),
@@ -447,10 +449,13 @@ impl ChanIo {
                     );
                     let all: Vec<ctl::ChildSa> = self.installed.values().cloned().collect();
                     for sa in all {
+                        let sa = self.reinstalled(sa);
                         self.command(&ctl::Command::Add {
                             v: ctl::VERSION,
-                            sa: Box::new(sa),
+                            sa: Box::new(sa.clone()),
                         });
+                        // A second restart before the next report goes on from here.
+                        self.installed.insert(sa.spi_in, sa);
                     }
                 }
                 restarted
@@ -460,6 +465,38 @@ impl ChanIo {
                 false
             }
         }
+    }
+
+    /// `sa` as it goes into a data plane that restarted. Its keys are the same, and the new
+    /// data plane's sequence counters start from nothing: sending from 1 again would repeat
+    /// nonces under the key (and the peer's replay window would drop it all). So the outbound
+    /// numbering goes on after the last number the old data plane reported, plus what it
+    /// could have sent since ([`ctl::ChildSa::continue_after`]). Without a report of it, or
+    /// without room, only the inbound half goes back (larval) until the rekey that follows
+    /// brings a new pair.
+    fn reinstalled(&self, mut sa: ctl::ChildSa) -> ctl::ChildSa {
+        if sa.larval {
+            return sa;
+        }
+        let secs = self.report_at.elapsed().as_secs();
+        let from = self
+            .report
+            .iter()
+            .find(|r| r.spi_in == sa.spi_in && r.spi_out == sa.spi_out)
+            .and_then(|r| sa.continue_after(r.out_seq.max(sa.out_seq_from), secs));
+        match from {
+            Some(n) => {
+                tracing::info!(spi_out = %format_args!("{:08x}", sa.spi_out), from = n,
+                    "reinstalled: outbound sequence numbers go on past what was used");
+                sa.out_seq_from = n;
+            }
+            None => {
+                tracing::warn!(spi_out = %format_args!("{:08x}", sa.spi_out),
+                    "reinstalled inbound only: no safe outbound sequence number is known");
+                sa.larval = true;
+            }
+        }
+        sa
     }
 
     /// Replaces the on-demand policies (after a reload).
@@ -538,6 +575,7 @@ impl ChanIo {
                 Ok(ctl::Event::Sas { sas, .. }) => {
                     self.report = sas;
                     self.report_seen = true;
+                    self.report_at = Instant::now();
                 }
                 Ok(ctl::Event::Acquire {
                     tunnel,
@@ -592,6 +630,7 @@ impl ChanIo {
             replay_window: 1024,
             lifetime: c.lifetime,
             larval: c.larval,
+            out_seq_from: 0,
         };
         self.command(&ctl::Command::Add {
             v: ctl::VERSION,
@@ -903,8 +942,9 @@ fn main() -> ExitCode {
     while !stop.load(Ordering::Relaxed) {
         if let Io::Channel(ch) = &mut io {
             if ch.maintain() {
-                // Its sequence numbers started again from 0: new SAs before the peer's
-                // replay windows reject ours.
+                // The reinstalled SAs go on numbering past what was reported used (or are
+                // inbound only), but their inbound replay windows start afresh and the jump
+                // spends sequence space: new SAs, at once.
                 let acts = daemon.rekey_all_children(Instant::now());
                 carry_out(acts, &mut io, &mut ex);
             }

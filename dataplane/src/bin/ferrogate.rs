@@ -2143,6 +2143,7 @@ impl Dynamic {
                 out_bytes: d.out.as_ref().map_or(0, |o| o.counters().bytes()),
                 in_packets: d.inb.counters().packets(),
                 in_bytes: d.inb.counters().bytes(),
+                out_seq: d.out.as_ref().map_or(0, |o| o.last_seq()),
             })
             .collect()
     }
