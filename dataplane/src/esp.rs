@@ -60,6 +60,25 @@ pub(crate) fn decap_uncounted<B: PacketBuf + ?Sized>(
 
 /// RFC 4301 §5.2: the decapsulated packet must match the selectors of the SA that carried it.
 pub(crate) fn check_selectors(sa: &InboundSa, ip: &[u8]) -> Result<(), DropReason> {
+    if sa.selectors_addr_only && crate::flow::ip_version(ip) == Some(4) {
+        // The same header check as `flow_key`, without reading the ports no selector asks
+        // about. (IPv6 takes the full path: `flow_key` also walks its extension headers.)
+        let p =
+            crate::wire::ipv4::Packet::new_checked(ip).map_err(|_| DropReason::InnerMalformed)?;
+        let (src, dst) = (
+            std::net::IpAddr::V4(p.src_addr()),
+            std::net::IpAddr::V4(p.dst_addr()),
+        );
+        return if sa
+            .selectors
+            .iter()
+            .any(|s| s.dst.contains(dst) && s.src.contains(src))
+        {
+            Ok(())
+        } else {
+            Err(DropReason::PolicyMismatch)
+        };
+    }
     let key = crate::flow::flow_key(ip).map_err(|_| DropReason::InnerMalformed)?;
     if sa.selectors.iter().any(|s| s.matches(&key)) {
         Ok(())

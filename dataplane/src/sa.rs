@@ -815,6 +815,10 @@ pub struct InboundSa {
     pub(crate) align: u8,
     pub(crate) lifetime: Lifetime,
     pub(crate) selectors: Vec<Selector>,
+    /// Every selector is addresses only (any protocol, any ports), as IKE's traffic
+    /// selectors usually are: the RFC 4301 §5.2 check of an IPv4 packet then reads only its
+    /// addresses, not its ports.
+    pub(crate) selectors_addr_only: bool,
     /// Anti-replay window (RFC 6479), lock-free so cores can share the SA.
     pub(crate) window: AtomicWindow,
     /// Traffic counters: their own cache line.
@@ -880,6 +884,10 @@ impl InboundSa {
             align,
             crypto,
             lifetime: p.lifetime,
+            selectors_addr_only: p
+                .selectors()
+                .iter()
+                .all(|x| x.proto.is_none() && x.src_ports.is_any() && x.dst_ports.is_any()),
             selectors: p.selectors(),
             window,
             counters: CachePadded::new(SaCounters::default()),
