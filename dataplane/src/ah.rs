@@ -260,7 +260,7 @@ pub(crate) fn decap<B: PacketBuf + ?Sized>(
     }
     let next_header = ah[0];
     let seq_lo = u32::from_be_bytes([ah[8], ah[9], ah[10], ah[11]]);
-    let seq = sa.window.check(seq_lo).map_err(replay_drop)?;
+    let seq = sa.state.window.check(seq_lo).map_err(replay_drop)?;
     let seq_hi = sa.esn.then_some((seq >> 32) as u32);
     let received = &ah[AH_FIXED..AH_FIXED + icv_len];
     if !icv(
@@ -274,7 +274,7 @@ pub(crate) fn decap<B: PacketBuf + ?Sized>(
     ) {
         return Err(DropReason::IcvMismatch);
     }
-    sa.window.update(seq).map_err(replay_drop)?;
+    sa.state.window.update(seq).map_err(replay_drop)?;
     if next_header == ip_proto::NO_NEXT {
         return Err(DropReason::DummyPacket);
     }

@@ -437,14 +437,14 @@ fn decap_esp<B: PacketBuf + ?Sized>(
     }
     let seq_lo = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
     // RFC 4303 §3.4.3: check the window before spending cycles on the ICV...
-    let seq = sa.window.check(seq_lo).map_err(replay_drop)?;
+    let seq = sa.state.window.check(seq_lo).map_err(replay_drop)?;
     let seq_hi = sa.esn.then_some((seq >> 32) as u32);
     t.open(esp, seq_hi).map_err(|e| match e {
         crate::crypto::CryptoError::IcvMismatch => DropReason::IcvMismatch,
         _ => DropReason::BadLength,
     })?;
     // ...and update it only once the ICV verified.
-    sa.window.update(seq).map_err(replay_drop)?;
+    sa.state.window.update(seq).map_err(replay_drop)?;
 
     let trailer_end = esp.len() - icv_len;
     let pad = usize::from(esp[trailer_end - 2]);

@@ -819,6 +819,16 @@ pub struct InboundSa {
     /// selectors usually are: the RFC 4301 §5.2 check of an IPv4 packet then reads only its
     /// addresses, not its ports.
     pub(crate) selectors_addr_only: bool,
+    /// The anti-replay window and traffic counters, shared with the copy that
+    /// [`InboundSa::replacing`] makes.
+    pub(crate) state: Arc<InboundState>,
+}
+
+/// What stays with an inbound SA when it is rebuilt (its larval inbound half replaced by the
+/// full pair): the anti-replay window, so that a packet accepted before is still refused as
+/// a replay after, and the counters.
+#[derive(Debug)]
+pub(crate) struct InboundState {
     /// Anti-replay window (RFC 6479), lock-free so cores can share the SA.
     pub(crate) window: AtomicWindow,
     /// Traffic counters: their own cache line.
@@ -889,9 +899,26 @@ impl InboundSa {
                 .iter()
                 .all(|x| x.proto.is_none() && x.src_ports.is_any() && x.dst_ports.is_any()),
             selectors: p.selectors(),
-            window,
-            counters: CachePadded::new(SaCounters::default()),
+            state: Arc::new(InboundState {
+                window,
+                counters: CachePadded::new(SaCounters::default()),
+            }),
         })
+    }
+
+    /// This SA rebuilt from `p` (the full pair's parameters replacing a larval inbound
+    /// half), keeping this copy's anti-replay window and counters: the packets the larval
+    /// half accepted stay seen. `p` must be this SA's: same SPI, ESN and window size.
+    pub fn replacing(&self, p: &SaParams) -> Result<Self, SaError> {
+        if p.spi != self.spi || p.esn != self.esn || p.replay_window != self.state.window.size() {
+            return Err(SaError::Invalid {
+                spi: p.spi,
+                what: "a replacement keeps its SPI, ESN and replay window",
+            });
+        }
+        let mut sa = Self::new(p)?;
+        sa.state = Arc::clone(&self.state);
+        Ok(sa)
     }
 
     /// The SA's crypto.
@@ -900,11 +927,11 @@ impl InboundSa {
     }
     /// Traffic counters and pending lifetime events.
     pub fn counters(&self) -> &SaCounters {
-        &self.counters
+        &self.state.counters
     }
     /// The anti-replay window.
     pub fn window(&self) -> &AtomicWindow {
-        &self.window
+        &self.state.window
     }
     /// The selectors inner packets must match (RFC 4301 §5.2).
     pub fn selectors(&self) -> &[Selector] {
@@ -918,13 +945,13 @@ impl InboundSa {
     /// Refuses the packet if a hard lifetime is used up.
     #[inline]
     pub(crate) fn check_hard(&self) -> Result<(), crate::drop::DropReason> {
-        self.counters.check_hard(&self.lifetime)
+        self.state.counters.check_hard(&self.lifetime)
     }
 
     /// Counts a run of packets; see [`SaCounters::reserve`].
     #[inline]
     pub(crate) fn reserve_counts(&self, lens: &[u32]) -> usize {
-        self.counters.reserve(&self.lifetime, lens)
+        self.state.counters.reserve(&self.lifetime, lens)
     }
 }
 

@@ -935,3 +935,50 @@ fn oversized_packets_get_too_big_or_fragment_verdicts() {
     out.set_egress_mtu(0);
     assert_eq!(out.egress_mtu(), None);
 }
+
+/// The full SA pair replaces its larval inbound half (installed before the exchange that
+/// creates the SA completed): what the larval half accepted must stay seen, or a replay of
+/// it would be accepted once more by the full pair.
+#[test]
+fn a_replacing_inbound_sa_keeps_the_replay_window_and_counters() {
+    let (o, i) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        false,
+        false,
+        false,
+    );
+    let out = OutboundSa::new(&o).unwrap();
+    let larval = InboundSa::new(&i).unwrap();
+    let wires: Vec<Vec<u8>> = (0..3)
+        .map(|k| {
+            let mut b = HeapBuf::from_slice(&udp4([192, 168, 10, 5], [192, 168, 20, 7], 10 + k, 0));
+            esp::encap(&out, &mut b).unwrap();
+            b.data().to_vec()
+        })
+        .collect();
+    let open = |sa: &InboundSa, w: &[u8]| {
+        let mut b = HeapBuf::from_slice(w);
+        let o = classify(&b);
+        esp::decap(sa, &mut b, &o)
+    };
+    // The larval half accepts sequence number 2.
+    open(&larval, &wires[1]).unwrap();
+    let full = larval.replacing(&i).unwrap();
+    assert_eq!(open(&full, &wires[1]), Err(DropReason::ReplayDuplicate));
+    open(&full, &wires[0]).unwrap();
+    open(&full, &wires[2]).unwrap();
+    assert_eq!(full.counters().packets(), 3);
+    // Built afresh instead, the replay would pass.
+    let fresh = InboundSa::new(&i).unwrap();
+    assert!(open(&fresh, &wires[1]).is_ok());
+    // Only the same SA can be replaced.
+    let mut other = i.clone();
+    other.spi ^= 1;
+    assert!(full.replacing(&other).is_err());
+    let mut wider = i.clone();
+    wider.replay_window *= 2;
+    assert!(full.replacing(&wider).is_err());
+}

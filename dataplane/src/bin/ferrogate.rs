@@ -1938,21 +1938,28 @@ impl Dynamic {
     fn apply(&mut self, cmd: ctl::Command, sad: &mut Sad<Arc<InboundSa>>) -> Result<bool, String> {
         match cmd {
             ctl::Command::Add { sa, .. } => {
-                match self.sas.get(&sa.spi_in) {
-                    // The full pair replaces its larval inbound half.
-                    Some(old) if old.out.is_none() => {
-                        sad.remove(sa.spi_in, Some(old.local));
-                        self.sas.remove(&sa.spi_in);
-                    }
-                    Some(_) => return Err(format!("SPI {:08x} is already installed", sa.spi_in)),
-                    None => {}
-                }
                 let (o, i) = sa.params()?;
+                // The full pair replaces its larval inbound half, keeping the anti-replay
+                // window of what that half already accepted (and its counters).
+                let larval = match self.sas.get(&sa.spi_in) {
+                    Some(old) if old.out.is_none() => Some(old.inb.clone()),
+                    Some(_) => return Err(format!("SPI {:08x} is already installed", sa.spi_in)),
+                    None => None,
+                };
+                let inb = match &larval {
+                    Some(l) => l.replacing(&i),
+                    None => InboundSa::new(&i),
+                };
+                let inb = Arc::new(inb.map_err(|e| e.to_string())?);
                 let out = match &o {
                     Some(o) => Some(Arc::new(OutboundSa::new(o).map_err(|e| e.to_string())?)),
                     None => None,
                 };
-                let inb = Arc::new(InboundSa::new(&i).map_err(|e| e.to_string())?);
+                if larval.is_some() {
+                    if let Some(old) = self.sas.remove(&sa.spi_in) {
+                        sad.remove(sa.spi_in, Some(old.local));
+                    }
+                }
                 sad.insert(sa.spi_in, Some(sa.local), inb.clone());
                 let sibling_active = self
                     .sas
