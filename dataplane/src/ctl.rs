@@ -100,6 +100,12 @@ pub struct ChildSa {
     /// report said plus what could have been sent since ([`ChildSa::continue_after`]).
     #[serde(default)]
     pub out_seq_from: u64,
+    /// The highest inbound sequence number the old data plane reported accepting: a
+    /// reinstalled SA's anti-replay window starts as having seen everything up to it, so
+    /// that packets from before a data plane restart are not accepted a second time (and,
+    /// with ESN, the high half is inferred from the right epoch).
+    #[serde(default)]
+    pub in_seq_from: u64,
 }
 
 impl std::fmt::Debug for ChildSa {
@@ -203,7 +209,7 @@ impl ChildSa {
                 initial_seq: if dir == Direction::Out {
                     self.out_seq_from
                 } else {
-                    0
+                    self.in_seq_from
                 },
                 local_ts: self.local_ts.clone(),
                 remote_ts: self.remote_ts.clone(),
@@ -353,6 +359,9 @@ pub struct SaReport {
     /// The last outbound sequence number handed out.
     #[serde(default)]
     pub out_seq: u64,
+    /// The highest inbound sequence number accepted (the top of the anti-replay window).
+    #[serde(default)]
+    pub in_seq: u64,
 }
 
 /// An event from the data plane.
@@ -667,6 +676,7 @@ mod tests {
             lifetime: Lifetime::default(),
             larval: false,
             out_seq_from: 0,
+            in_seq_from: 0,
         };
         // A reinstall after a data plane restart: numbering goes on after the given number,
         // outbound only; a command without the field (an older control plane) starts at 0.
@@ -674,6 +684,10 @@ mod tests {
         later.out_seq_from = 0x1234_5678;
         let (o, i) = later.params().unwrap();
         assert_eq!((o.unwrap().initial_seq, i.initial_seq), (0x1234_5678, 0));
+        later.in_seq_from = 77;
+        let (o, i) = later.params().unwrap();
+        assert_eq!((o.unwrap().initial_seq, i.initial_seq), (0x1234_5678, 77));
+        later.in_seq_from = 0;
         let older = String::from_utf8(
             Command::Add {
                 v: VERSION,

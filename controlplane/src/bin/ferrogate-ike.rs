@@ -473,17 +473,23 @@ impl ChanIo {
     /// numbering goes on after the last number the old data plane reported, plus what it
     /// could have sent since ([`ctl::ChildSa::continue_after`]). Without a report of it, or
     /// without room, only the inbound half goes back (larval) until the rekey that follows
-    /// brings a new pair.
+    /// brings a new pair. The inbound window starts as having seen everything up to the
+    /// reported top, so that packets from before the restart are not accepted again (those
+    /// accepted after the last report still could be, once, until the rekey).
     fn reinstalled(&self, mut sa: ctl::ChildSa) -> ctl::ChildSa {
+        let report = self
+            .report
+            .iter()
+            .find(|r| r.spi_in == sa.spi_in && r.spi_out == sa.spi_out);
+        // The inbound window: as having seen what the old one had (as of the report).
+        if let Some(r) = report {
+            sa.in_seq_from = sa.in_seq_from.max(r.in_seq);
+        }
         if sa.larval {
             return sa;
         }
         let secs = self.report_at.elapsed().as_secs();
-        let from = self
-            .report
-            .iter()
-            .find(|r| r.spi_in == sa.spi_in && r.spi_out == sa.spi_out)
-            .and_then(|r| sa.continue_after(r.out_seq.max(sa.out_seq_from), secs));
+        let from = report.and_then(|r| sa.continue_after(r.out_seq.max(sa.out_seq_from), secs));
         match from {
             Some(n) => {
                 tracing::info!(spi_out = %format_args!("{:08x}", sa.spi_out), from = n,
@@ -631,6 +637,7 @@ impl ChanIo {
             lifetime: c.lifetime,
             larval: c.larval,
             out_seq_from: 0,
+            in_seq_from: 0,
         };
         self.command(&ctl::Command::Add {
             v: ctl::VERSION,

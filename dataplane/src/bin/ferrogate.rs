@@ -2158,6 +2158,7 @@ impl Dynamic {
                 in_packets: d.inb.counters().packets(),
                 in_bytes: d.inb.counters().bytes(),
                 out_seq: d.out.as_ref().map_or(0, |o| o.last_seq()),
+                in_seq: d.inb.window().top(),
             })
             .collect()
     }
