@@ -641,12 +641,12 @@ impl OutboundSa {
         })
     }
 
-    /// This SA sent somewhere else: the peer's address or its NAT mapping changed (RFC 4555,
-    /// RFC 3948), and `p` holds the new tunnel end points or UDP ports. The copy shares this
+    /// This SA sent somewhere else: the peer's address or its NAT mapping changed (RFC 7296
+    /// §2.23, RFC 3948), and `p` holds the new tunnel end points or UDP ports. The copy shares this
     /// SA's sequence counter and traffic counters, so a core that still holds this copy and
     /// one already on the new copy never hand out the same sequence number, and the lifetimes
-    /// keep counting; `p.initial_seq` is not looked at. `p` must be this SA's: same SPI,
-    /// protocol and mode.
+    /// keep counting; `p.initial_seq` is not looked at. `p` must be this SA's: same SPI, mode
+    /// and ESN.
     pub fn moved(&self, p: &SaParams) -> Result<Self, SaError> {
         if p.spi != self.spi || p.mode != self.mode || p.esn != self.esn {
             return Err(SaError::Invalid {
