@@ -642,11 +642,11 @@ impl OutboundSa {
     }
 
     /// This SA sent somewhere else: the peer's address or its NAT mapping changed (RFC 7296
-    /// §2.23, RFC 3948), and `p` holds the new tunnel end points or UDP ports. The copy shares this
-    /// SA's sequence counter and traffic counters, so a core that still holds this copy and
-    /// one already on the new copy never hand out the same sequence number, and the lifetimes
-    /// keep counting; `p.initial_seq` is not looked at. `p` must be this SA's: same SPI, mode
-    /// and ESN.
+    /// §2.23, RFC 3948), and `p` holds the new tunnel end points or UDP ports. The copy
+    /// shares this SA's sequence counter and traffic counters, so a core that still holds
+    /// this copy and one already on the new copy never hand out the same sequence number, and
+    /// the lifetimes keep counting; `p.initial_seq` is not looked at. `p` must be this SA's:
+    /// same SPI, mode and ESN.
     pub fn moved(&self, p: &SaParams) -> Result<Self, SaError> {
         if p.spi != self.spi || p.mode != self.mode || p.esn != self.esn {
             return Err(SaError::Invalid {
@@ -878,6 +878,7 @@ impl InboundSa {
                 },
             })?;
         let (iv_len, icv_len, align) = crypto.sizes();
+        let selectors = p.selectors();
         let natt_checksum = match (p.mode, p.udp_encap, p.natt_oa) {
             (Mode::Transport, Some(_), Some(oa)) => NattChecksum::Incremental(oa),
             (Mode::Transport, Some(_), None) => NattChecksum::Recompute,
@@ -894,11 +895,10 @@ impl InboundSa {
             align,
             crypto,
             lifetime: p.lifetime,
-            selectors_addr_only: p
-                .selectors()
+            selectors_addr_only: selectors
                 .iter()
                 .all(|x| x.proto.is_none() && x.src_ports.is_any() && x.dst_ports.is_any()),
-            selectors: p.selectors(),
+            selectors,
             state: Arc::new(InboundState {
                 window,
                 counters: CachePadded::new(SaCounters::default()),

@@ -12,11 +12,11 @@
 //! would hold more than [`LEAF_MAX`] rules at the root, [`LEAF_MAX_DEEP`] below it, and it
 //! cuts the destination until no rule can be told apart by it, then the source (so a
 //! concentrator's inbound SPD, with one local subnet and 100,000 remote ones, splits on the
-//! source). Lookup is one array read per level (each
-//! slot says where and how its child cuts) plus a short scan, nearly independent
-//! of the number of rules; memory is bounded by the rule replication that set pruning causes,
-//! which the builder reports in [`Spd::memory_bytes`]. [`Spd::lookup_ids`] classifies a burst,
-//! walking its keys down together so that on large databases their cache misses overlap.
+//! source). Lookup is one array read per level (each slot says where and how its child
+//! cuts) plus a short scan, nearly independent of the number of rules; memory is bounded by
+//! the rule replication that set pruning causes, which the builder reports in
+//! [`Spd::memory_bytes`]. [`Spd::lookup_ids`] classifies a burst, walking its keys down
+//! together so that on large databases their cache misses overlap.
 //!
 //! Selector semantics: ports are matched for TCP, UDP and SCTP; for ICMP/ICMPv6 the type is in
 //! the source port and the code in the destination port (RFC 4301 §4.4.1.1). Packets without

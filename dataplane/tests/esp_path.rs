@@ -941,15 +941,7 @@ fn oversized_packets_get_too_big_or_fragment_verdicts() {
 /// it would be accepted once more by the full pair.
 #[test]
 fn a_replacing_inbound_sa_keeps_the_replay_window_and_counters() {
-    let (o, i) = pair(
-        Cipher::AesGcm128,
-        Integrity::None,
-        Protocol::Esp,
-        Mode::Tunnel,
-        false,
-        false,
-        false,
-    );
+    let (o, i) = site_pair();
     let out = OutboundSa::new(&o).unwrap();
     let larval = InboundSa::new(&i).unwrap();
     let wires: Vec<Vec<u8>> = (0..3)

@@ -403,18 +403,19 @@ no_seq_reuse() {
     tcpdump -n -r "$WORK/restart.pcap" 2>/dev/null | "$SWAN_PYTHON" -c '
 import re, sys
 pat = re.compile(r"IP 203\.0\.113\.1(?:\.\d+)? > \S+: (?:UDP-encap: )?ESP\(spi=(0x[0-9a-f]+),seq=(0x[0-9a-f]+)\)")
-last, n, back = {}, {}, []
+first, top, n, back = {}, {}, {}, []
 for line in sys.stdin:
     m = pat.search(line)
     if not m:
         continue
     spi, seq = m[1], int(m[2], 16)
     n[spi] = n.get(spi, 0) + 1
-    if spi in last and seq <= last[spi][1]:
-        back.append((spi, last[spi][1], seq))
-    last[spi] = (last[spi][0] if spi in last else seq, max(seq, last.get(spi, (0, 0))[1]))
+    first.setdefault(spi, seq)
+    if spi in top and seq <= top[spi]:
+        back.append((spi, top[spi], seq))
+    top[spi] = max(seq, top.get(spi, seq))
 for spi in sorted(n):
-    print("SPI %s: %d ESP packets, sequence numbers %#x..%#x" % (spi, n[spi], last[spi][0], last[spi][1]))
+    print("SPI %s: %d ESP packets, sequence numbers %#x..%#x" % (spi, n[spi], first[spi], top[spi]))
 if back:
     print("%d numbers went back, first: SPI %s %#x after %#x" % (len(back), back[0][0], back[0][2], back[0][1]))
 sys.exit(1 if back or not n else 0)

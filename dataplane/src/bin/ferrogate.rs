@@ -479,7 +479,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     // outlives the counter (RFC 4106 and RFC 4543 forbid manual keys for them).
                     // Kept for tests and for peers that only do static keys (ipsec-secgw).
                     tracing::warn!(sa = %p.name, cipher = ?p.cipher, initial_seq = p.initial_seq,
-                        "static key with a counter-nonce cipher: every restart numbers from                          initial_seq again, reusing nonces under the same key, unless                          initial_seq is raised past what was sent; use IKE (ferrogate-ike)                          for these ciphers outside tests");
+                        "static key with a counter-nonce cipher: every restart numbers from \
+                         initial_seq again, reusing nonces under the same key, unless \
+                         initial_seq is raised past what was sent; use IKE (ferrogate-ike) \
+                         for these ciphers outside tests");
                 }
                 let sa = OutboundSa::new(p).map_err(|e| e.to_string())?;
                 set_egress_mtu(&sa, p, &routes, &cfg);
