@@ -26,12 +26,15 @@ ETH_P_IPV6 = 0x86DD
 # pcap (classic libpcap format, https://www.tcpdump.org/manpages/pcap-savefile.5.html)
 
 def write_pcap(path, linktype, frames):
-    """Writes `frames` (bytes) as a microsecond pcap, little endian, one record per frame."""
+    """Writes `frames` (bytes) as a microsecond pcap, little endian, one record per frame,
+    1 ms apart (one second apart, a capture of 32 fragments outlasted fgpcap's 30 s
+    reassembly timeout)."""
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
         for i, frame in enumerate(frames):
             frame = bytes(frame)
-            f.write(struct.pack("<IIII", 1_700_000_000 + i, 0, len(frame), len(frame)))
+            ts_sec, ts_usec = 1_700_000_000 + i // 1000, (i % 1000) * 1000
+            f.write(struct.pack("<IIII", ts_sec, ts_usec, len(frame), len(frame)))
             f.write(frame)
 
 

@@ -245,6 +245,16 @@ fn main() -> ExitCode {
     if s.not_ipsec > 0 {
         drops.insert("not_ipsec", s.not_ipsec);
     }
+    // Partial datagrams the reassembler gave up on: their fragments were taken in, so they
+    // are drops too (the other reassembly failures are counted as `reassembly` above).
+    for (name, n) in [
+        ("reassembly_timed_out", s.reasm.timed_out),
+        ("reassembly_evicted", s.reasm.evicted),
+    ] {
+        if n > 0 {
+            drops.insert(name, n);
+        }
+    }
     if args.json {
         let v = serde_json::json!({
             "packets_in": s.packets_in,
