@@ -98,3 +98,116 @@ impl<'a> Interleaved<'a> {
             .collect()
     }
 }
+
+/// The SPD bench's rule sets (`benches/spd.rs`), shared with `spdcount`.
+pub mod spdshape {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use dataplane::net::IpPrefix;
+    use dataplane::spd::{Action, FlowKey, PortRange, Rule, Selector};
+
+    /// xorshift64*: deterministic and dependency-free.
+    #[derive(Debug)]
+    pub struct Rng(pub u64);
+    impl Rng {
+        pub fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+    }
+
+    pub fn v4(x: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(x))
+    }
+
+    /// `n` rules and, for each, a key that the rule matches.
+    pub fn ruleset(n: usize, inbound: bool, rng: &mut Rng) -> (Vec<Rule<u32>>, Vec<FlowKey>) {
+        let locals: Vec<IpPrefix> = (0..4)
+            .map(|i| IpPrefix::containing(v4(0xc0a8_0000 | (i << 10)), 22))
+            .collect();
+        let mut rules = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let body = n.saturating_sub(3);
+        for i in 0..body {
+            let len = 16 + rng.below(17) as u8;
+            let remote_addr = 0x0a00_0000
+                | (rng.next_u64() as u32 & 0x00ff_ffff)
+                | ((rng.below(200) as u32 + 20) << 24);
+            let remote = IpPrefix::containing(v4(remote_addr), len);
+            let local = locals[i % locals.len()];
+            let port_specific = rng.below(20) == 0;
+            let (proto, dports) = if port_specific {
+                (Some(6u8), PortRange::single(443))
+            } else {
+                (None, PortRange::ANY)
+            };
+            let (src, dst) = if inbound {
+                (remote, local)
+            } else {
+                (local, remote)
+            };
+            rules.push(Rule {
+                priority: 100 + (i as u32 % 7),
+                selector: Selector {
+                    src,
+                    dst,
+                    proto,
+                    src_ports: PortRange::ANY,
+                    dst_ports: dports,
+                },
+                action: Action::Protect(i as u32),
+            });
+            let host = |p: IpPrefix, r: &mut Rng| {
+                let IpAddr::V4(a) = p.addr() else {
+                    unreachable!()
+                };
+                let span = if p.len() == 32 {
+                    0
+                } else {
+                    (1u64 << (32 - p.len())) - 1
+                };
+                v4(u32::from(a) | (r.below(span.max(1)) as u32 & span as u32))
+            };
+            keys.push(FlowKey {
+                src: host(src, rng),
+                dst: host(dst, rng),
+                proto: 6,
+                src_port: 40000,
+                dst_port: if port_specific { 443 } else { 80 },
+            });
+        }
+        let any = IpPrefix::any_v4();
+        let wide = |s: &str| s.parse::<IpPrefix>().unwrap();
+        for (k, (s, d)) in [
+            (wide("172.16.0.0/12"), any),
+            (any, wide("172.16.0.0/12")),
+            (any, any),
+        ]
+        .into_iter()
+        .enumerate()
+        .take(n.min(3))
+        {
+            rules.push(Rule {
+                priority: if k == 2 { 1000 } else { 50 },
+                selector: Selector {
+                    src: s,
+                    dst: d,
+                    proto: None,
+                    src_ports: PortRange::ANY,
+                    dst_ports: PortRange::ANY,
+                },
+                action: if k == 2 {
+                    Action::Discard
+                } else {
+                    Action::Bypass
+                },
+            });
+        }
+        (rules, keys)
+    }
+}
