@@ -98,14 +98,20 @@ pub struct ChildSa {
     /// after it. A data plane that restarted lost its counters, and every number is a nonce
     /// under the key (RFC 4106 §3.1), so the control plane reinstalls with what the last
     /// report said plus what could have been sent since ([`ChildSa::continue_after`]).
-    #[serde(default)]
+    /// Left out when 0, so that a data plane older than these fields (which refuses unknown
+    /// fields) still takes every ordinary install.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub out_seq_from: u64,
     /// The highest inbound sequence number the old data plane reported accepting: a
     /// reinstalled SA's anti-replay window starts as having seen everything up to it, so
     /// that packets from before a data plane restart are not accepted a second time (and,
     /// with ESN, the high half is inferred from the right epoch).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub in_seq_from: u64,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 impl std::fmt::Debug for ChildSa {
@@ -149,21 +155,58 @@ pub const SEQ_RATE_BOUND: u64 = 1 << 28;
 
 impl ChildSa {
     /// Where a reinstalled SA's outbound numbering may go on (for [`ChildSa::out_seq_from`]),
-    /// given the last sequence number a report of the old data plane gave (`reported`) and
-    /// the seconds since that report was read (`secs`): the reported number plus
-    /// [`SEQ_RATE_BOUND`] for every second since, and one more. None when that leaves no room:
-    /// without ESN the 32-bit space must keep 2^24 numbers; with ESN the jump must stay under
-    /// 2^31, so that the peer still infers the high half right (RFC 4303 Appendix A). Then
-    /// the SA can only be reinstalled without its outbound half.
+    /// given the last sequence number a report of the old data plane gave (`reported`), the
+    /// number this SA was last reinstalled from (`out_seq_from`, when a data plane died again
+    /// before it reported), and the whole seconds since that report was read, rounded up
+    /// (`secs`): the larger of the two plus [`SEQ_RATE_BOUND`] for every second since, and
+    /// one more. None when that leaves no room: without ESN the 32-bit space must keep 2^24
+    /// numbers; with ESN the start must stay under 2^31 past the reported number (the peer
+    /// received at least up to about there, and infers the high half from its window, RFC
+    /// 4303 Appendix A), however many restarts came in between. Then the SA can only be
+    /// reinstalled without its outbound half.
     pub fn continue_after(&self, reported: u64, secs: u64) -> Option<u64> {
         let jump = SEQ_RATE_BOUND.checked_mul(secs.checked_add(1)?)?;
-        let from = reported.checked_add(jump)?;
+        let from = reported.max(self.out_seq_from).checked_add(jump)?;
         let fits = if self.esn {
-            jump < 1 << 31
+            from - reported < 1 << 31
         } else {
             from < (1 << 32) - (1 << 24)
         };
         fits.then_some(from)
+    }
+
+    /// A complete AES-GCM-128 tunnel-mode pair (203.0.113.1 <-> 203.0.113.2, NAT-T ports,
+    /// 192.168.10.0/24 <-> 192.168.20.0/24), for tests of the channel's users.
+    #[doc(hidden)]
+    pub fn example() -> ChildSa {
+        ChildSa {
+            tunnel: "t".into(),
+            child: "c".into(),
+            spi_in: 0x1000,
+            spi_out: 0x2000,
+            cipher: Cipher::AesGcm128,
+            integrity: Integrity::None,
+            esn: false,
+            enc_in: hex(&[1; 20]),
+            auth_in: hex(&[]),
+            enc_out: hex(&[2; 20]),
+            auth_out: hex(&[]),
+            local: "203.0.113.1".parse().unwrap(),
+            remote: "203.0.113.2".parse().unwrap(),
+            udp_encap: Some(UdpEncap {
+                local_port: 4500,
+                remote_port: 4500,
+            }),
+            mode: Mode::Tunnel,
+            local_ts: vec!["192.168.10.0/24".parse().unwrap()],
+            remote_ts: vec!["192.168.20.0/24".parse().unwrap()],
+            outbound_now: true,
+            replay_window: 1024,
+            lifetime: Lifetime::default(),
+            larval: false,
+            out_seq_from: 0,
+            in_seq_from: 0,
+        }
     }
 
     /// The outbound (none for a larval SA) and inbound SA parameters.
@@ -356,12 +399,14 @@ pub struct SaReport {
     pub in_packets: u64,
     /// Bytes in.
     pub in_bytes: u64,
-    /// The last outbound sequence number handed out.
-    #[serde(default)]
-    pub out_seq: u64,
-    /// The highest inbound sequence number accepted (the top of the anti-replay window).
-    #[serde(default)]
-    pub in_seq: u64,
+    /// The last outbound sequence number handed out. None from a data plane older than this
+    /// field: then nothing is known of what the SA sent (never "nothing sent").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_seq: Option<u64>,
+    /// The highest inbound sequence number accepted (the top of the anti-replay window); None
+    /// from an older data plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_seq: Option<u64>,
 }
 
 /// An event from the data plane.
@@ -381,6 +426,17 @@ pub enum Event {
         v: u32,
         /// The pairs.
         sas: Vec<SaReport>,
+        /// More pairs of the same report follow in the next `Sas` event (a report larger than
+        /// one ring slot goes in parts; the reader takes the parts together).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
+        /// Which report the part belongs to (the parts of one report share it): a reader that
+        /// missed a part (a full ring) starts again with the next report instead of mixing two.
+        #[serde(default)]
+        report: u64,
+        /// The part's place in its report, from 0.
+        #[serde(default)]
+        part: u32,
     },
     /// Traffic hit an on-demand policy that has no SA (at most once a second per policy).
     Acquire {
@@ -421,6 +477,38 @@ impl Event {
     /// Decodes.
     pub fn decode(b: &[u8]) -> Result<Event, String> {
         serde_json::from_slice(b).map_err(|e| format!("bad event: {e}"))
+    }
+
+    /// Report number `report` of `sas` as encoded `Sas` events of at most `max` bytes each
+    /// (one ring slot), every part but the last marked `more`. A single pair too large for `max` (absurdly
+    /// long names) still makes a part of its own, which the ring will refuse.
+    pub fn sas_parts(report: u64, sas: &[SaReport], max: usize) -> Vec<Vec<u8>> {
+        let mut parts = Vec::new();
+        let (mut at, mut per) = (0, sas.len().max(1));
+        loop {
+            let mut n = per.min(sas.len() - at);
+            let enc = loop {
+                let more = at + n < sas.len();
+                let enc = Event::Sas {
+                    v: VERSION,
+                    sas: sas[at..at + n].to_vec(),
+                    more,
+                    report,
+                    part: parts.len() as u32,
+                }
+                .encode();
+                if enc.len() <= max || n <= 1 {
+                    break enc;
+                }
+                n = n.div_ceil(2);
+            };
+            parts.push(enc);
+            // The next part starts from the size that fitted.
+            (at, per) = (at + n, n);
+            if at >= sas.len() {
+                return parts;
+            }
+        }
     }
 }
 
@@ -648,36 +736,83 @@ mod tests {
         assert_eq!(Datagram::decode(&[0; 38]), None);
     }
 
+    /// A report of many SA pairs goes in parts that each fit a ring slot and come back whole;
+    /// reports from an older data plane (no sequence numbers, no parts) still decode, as
+    /// "unknown", never as 0.
+    #[test]
+    fn sa_reports_split_into_slot_sized_parts() {
+        // What a slot takes (shmring keeps a few bytes of each for the length).
+        let max = SLOT_SIZE as usize - 64;
+        let sas: Vec<SaReport> = (0..500u32)
+            .map(|i| SaReport {
+                tunnel: format!("branch-office-{i:04}"),
+                child: "net-net".into(),
+                spi_in: 0xc000_0000 | i,
+                spi_out: 0xd000_0000 | i,
+                active: true,
+                out_packets: u64::MAX - u64::from(i),
+                out_bytes: u64::MAX,
+                in_packets: u64::MAX,
+                in_bytes: u64::MAX,
+                out_seq: Some(u64::MAX - 1),
+                in_seq: Some(u64::from(i)),
+            })
+            .collect();
+        // One whole report would not fit.
+        let whole = Event::Sas {
+            v: VERSION,
+            sas: sas.clone(),
+            more: false,
+            report: 7,
+            part: 0,
+        };
+        assert!(whole.encode().len() > max);
+        let parts = Event::sas_parts(7, &sas, max);
+        assert!(parts.len() > 1);
+        let mut back = Vec::new();
+        for (k, enc) in parts.iter().enumerate() {
+            assert!(enc.len() <= max, "part {k}: {} bytes", enc.len());
+            let Ok(Event::Sas {
+                sas,
+                more,
+                report,
+                part,
+                ..
+            }) = Event::decode(enc)
+            else {
+                panic!("part {k}")
+            };
+            assert_eq!((report, part as usize, more), (7, k, k + 1 < parts.len()));
+            back.extend(sas);
+        }
+        assert_eq!(back, sas);
+        // Small reports and empty ones are one part.
+        assert_eq!(Event::sas_parts(8, &sas[..3], max).len(), 1);
+        let empty = Event::sas_parts(9, &[], max);
+        assert_eq!(empty.len(), 1);
+        assert!(matches!(
+            Event::decode(&empty[0]),
+            Ok(Event::Sas { ref sas, more: false, .. }) if sas.is_empty()
+        ));
+
+        let older = br#"{"ev":"sas","v":1,"sas":[{"tunnel":"t","child":"c","spi_in":1,"spi_out":2,"active":true,"out_packets":5,"out_bytes":500,"in_packets":6,"in_bytes":600}]}"#;
+        let Ok(Event::Sas {
+            sas,
+            more,
+            report,
+            part,
+            ..
+        }) = Event::decode(older)
+        else {
+            panic!()
+        };
+        assert_eq!((more, report, part), (false, 0, 0));
+        assert_eq!((sas[0].out_seq, sas[0].in_seq), (None, None));
+    }
+
     #[test]
     fn commands_are_versioned_and_keys_round_trip() {
-        let sa = ChildSa {
-            tunnel: "t".into(),
-            child: "c".into(),
-            spi_in: 0x1000,
-            spi_out: 0x2000,
-            cipher: Cipher::AesGcm128,
-            integrity: Integrity::None,
-            esn: false,
-            enc_in: hex(&[1; 20]),
-            auth_in: hex(&[]),
-            enc_out: hex(&[2; 20]),
-            auth_out: hex(&[]),
-            local: "203.0.113.1".parse().unwrap(),
-            remote: "203.0.113.2".parse().unwrap(),
-            udp_encap: Some(UdpEncap {
-                local_port: 4500,
-                remote_port: 4500,
-            }),
-            mode: Mode::Tunnel,
-            local_ts: vec!["192.168.10.0/24".parse().unwrap()],
-            remote_ts: vec!["192.168.20.0/24".parse().unwrap()],
-            outbound_now: true,
-            replay_window: 1024,
-            lifetime: Lifetime::default(),
-            larval: false,
-            out_seq_from: 0,
-            in_seq_from: 0,
-        };
+        let sa = ChildSa::example();
         // A reinstall after a data plane restart: numbering goes on after the given number,
         // outbound only; a command without the field (an older control plane) starts at 0.
         let mut later = sa.clone();
@@ -704,17 +839,33 @@ mod tests {
         };
         assert_eq!(old.params().unwrap().0.unwrap().initial_seq, 0);
 
+        // An ordinary install leaves both starts out, so that a data plane older than them
+        // (which refuses unknown fields) takes it.
+        let plain = String::from_utf8(
+            Command::Add {
+                v: VERSION,
+                sa: Box::new(sa.clone()),
+            }
+            .encode()
+            .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            !plain.contains("out_seq_from") && !plain.contains("in_seq_from"),
+            "{plain}"
+        );
+
         // Where numbering may go on: the reported number plus 2^28 a second since the report
         // was read, plus one second; none where the space (32-bit) or the peer's inference of
-        // the high half (ESN: a jump under 2^31) has no room.
+        // the high half (ESN: a start under 2^31 past the report) has no room.
         assert_eq!(sa.continue_after(1000, 0), Some(1000 + (1 << 28)));
         assert_eq!(sa.continue_after(1000, 2), Some(1000 + 3 * (1 << 28)));
         assert_eq!(sa.continue_after(0, 14), Some(15 << 28));
         assert_eq!(sa.continue_after(0, 15), None);
-        assert_eq!(
-            sa.continue_after((1 << 32) - (1 << 28) - (1 << 24), 0),
-            None
-        );
+        // 32-bit: 2^24 numbers must stay, exactly.
+        let edge = (1u64 << 32) - (1 << 24) - (1 << 28);
+        assert_eq!(sa.continue_after(edge - 1, 0), Some(edge - 1 + (1 << 28)));
+        assert_eq!(sa.continue_after(edge, 0), None);
         assert_eq!(sa.continue_after(u64::MAX, 0), None);
         assert_eq!(sa.continue_after(0, u64::MAX), None);
         let esn = ChildSa {
@@ -723,6 +874,23 @@ mod tests {
         };
         assert_eq!(esn.continue_after(5 << 32, 6), Some((5 << 32) + (7 << 28)));
         assert_eq!(esn.continue_after(5 << 32, 7), None);
+        // A data plane that dies again before it reports: the next start goes on from the
+        // last one, and the 2^31 bound holds against the report, not against each jump (four
+        // quick restarts must not add up past it).
+        let mut again = esn.clone();
+        let mut starts = Vec::new();
+        for secs in [1, 2, 3, 4] {
+            match again.continue_after(5 << 32, secs) {
+                Some(n) => {
+                    assert!(n > again.out_seq_from);
+                    again.out_seq_from = n;
+                    starts.push(n);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(starts, [(5 << 32) + (2 << 28), (5 << 32) + (5 << 28)]);
+        assert!(starts.iter().all(|n| n - (5 << 32) < 1 << 31));
 
         let c = Command::Add {
             v: VERSION,

@@ -386,6 +386,9 @@ struct ChanIo {
     report: Vec<ctl::SaReport>,
     report_seen: bool,
     report_at: Instant,
+    /// The parts so far of a report that comes in several (its number, the next part's
+    /// place, when its first part was read, the pairs).
+    partial: Option<(u64, u32, Instant, Vec<ctl::SaReport>)>,
     /// Tunnels whose on-demand policy saw traffic.
     acquires: Vec<String>,
     /// CHILD_SAs (inbound SPI) whose byte/packet lifetime ran out.
@@ -416,6 +419,7 @@ impl ChanIo {
             report: Vec::new(),
             report_seen: false,
             report_at: Instant::now(),
+            partial: None,
             acquires: Vec::new(),
             expired: Vec::new(),
             traps: Vec::new(),
@@ -439,6 +443,8 @@ impl ChanIo {
                 let g = c.generation();
                 let restarted = self.generation != 0 && g != self.generation;
                 self.generation = g;
+                // Parts of a report from another data plane are not this one's.
+                self.partial = None;
                 self.chan = Some(c);
                 tracing::info!(channel = %self.path.display(), generation = g, "data plane channel open");
                 self.send_traps();
@@ -467,6 +473,27 @@ impl ChanIo {
         }
     }
 
+    /// One part of an SA report (a report too big for one ring slot comes in several). The
+    /// report counts from when its first part was read: the older that time, the further a
+    /// reinstall's numbering jumps, never the other way.
+    fn report_part(&mut self, report: u64, part: u32, sas: Vec<ctl::SaReport>, more: bool) {
+        let (at, mut all) = match self.partial.take() {
+            Some((n, next, at, all)) if n == report && next == part => (at, all),
+            // A report's first part (a part of the previous one went missing: start again).
+            _ if part == 0 => (Instant::now(), Vec::new()),
+            // The rest of a report whose start we did not read (we started meanwhile).
+            _ => return,
+        };
+        all.extend(sas);
+        if more {
+            self.partial = Some((report, part + 1, at, all));
+        } else {
+            self.report = all;
+            self.report_seen = true;
+            self.report_at = at;
+        }
+    }
+
     /// `sa` as it goes into a data plane that restarted. Its keys are the same, and the new
     /// data plane's sequence counters start from nothing: sending from 1 again would repeat
     /// nonces under the key (and the peer's replay window would drop it all). So the outbound
@@ -482,14 +509,18 @@ impl ChanIo {
             .iter()
             .find(|r| r.spi_in == sa.spi_in && r.spi_out == sa.spi_out);
         // The inbound window: as having seen what the old one had (as of the report).
-        if let Some(r) = report {
-            sa.in_seq_from = sa.in_seq_from.max(r.in_seq);
+        if let Some(top) = report.and_then(|r| r.in_seq) {
+            sa.in_seq_from = sa.in_seq_from.max(top);
         }
         if sa.larval {
             return sa;
         }
-        let secs = self.report_at.elapsed().as_secs();
-        let from = report.and_then(|r| sa.continue_after(r.out_seq.max(sa.out_seq_from), secs));
+        // Whole seconds since the report, rounded up (continue_after adds one more).
+        let secs = self.report_at.elapsed().as_secs() + 1;
+        // A report without the number (an older data plane) says nothing of what was sent.
+        let from = report
+            .and_then(|r| r.out_seq)
+            .and_then(|reported| sa.continue_after(reported, secs));
         match from {
             Some(n) => {
                 tracing::info!(spi_out = %format_args!("{:08x}", sa.spi_out), from = n,
@@ -578,11 +609,13 @@ impl ChanIo {
         }
         for e in events {
             match e {
-                Ok(ctl::Event::Sas { sas, .. }) => {
-                    self.report = sas;
-                    self.report_seen = true;
-                    self.report_at = Instant::now();
-                }
+                Ok(ctl::Event::Sas {
+                    sas,
+                    more,
+                    report,
+                    part,
+                    ..
+                }) => self.report_part(report, part, sas, more),
                 Ok(ctl::Event::Acquire {
                     tunnel,
                     child,
@@ -1005,4 +1038,101 @@ fn main() -> ExitCode {
         ch.remove_lingering(true);
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(
+        spi_in: u32,
+        spi_out: u32,
+        out_seq: Option<u64>,
+        in_seq: Option<u64>,
+    ) -> ctl::SaReport {
+        ctl::SaReport {
+            tunnel: "t".into(),
+            child: "c".into(),
+            spi_in,
+            spi_out,
+            active: true,
+            out_packets: 0,
+            out_bytes: 0,
+            in_packets: 0,
+            in_bytes: 0,
+            out_seq,
+            in_seq,
+        }
+    }
+
+    /// What a restarted data plane gets back: numbering past the report (rounded-up seconds
+    /// plus one), the inbound window at the reported top; inbound only when the report has
+    /// no outbound number (an older data plane) or there is no report of the pair.
+    #[test]
+    fn reinstalls_go_on_past_the_report_or_come_back_inbound_only() {
+        let mut io = ChanIo::new(PathBuf::from("/nonexistent"));
+        let sa = ctl::ChildSa::example();
+        let (spi_in, spi_out) = (sa.spi_in, sa.spi_out);
+        io.report_part(
+            1,
+            0,
+            vec![report(spi_in, spi_out, Some(5000), Some(70))],
+            false,
+        );
+        let back = io.reinstalled(sa.clone());
+        assert!(!back.larval);
+        // Read just now: 0 whole seconds, rounded up to 1, plus the one continue_after adds.
+        assert_eq!(back.out_seq_from, 5000 + 2 * ctl::SEQ_RATE_BOUND);
+        assert_eq!(back.in_seq_from, 70);
+
+        // An older data plane's report: nothing known of what was sent.
+        io.report_part(2, 0, vec![report(spi_in, spi_out, None, None)], false);
+        let back = io.reinstalled(sa.clone());
+        assert!(back.larval);
+        assert_eq!((back.out_seq_from, back.in_seq_from), (0, 0));
+
+        // No report of this pair (another pair's SPIs).
+        io.report_part(
+            3,
+            0,
+            vec![report(spi_in + 1, spi_out, Some(1), Some(1))],
+            false,
+        );
+        assert!(io.reinstalled(sa).larval);
+    }
+
+    /// A report in parts is taken whole, from its first part's time; parts of a report whose
+    /// start was not read, or after a missing part, are not taken for a report.
+    #[test]
+    fn report_parts_are_taken_only_whole() {
+        let mut io = ChanIo::new(PathBuf::from("/nonexistent"));
+        let r = |i| report(i, i + 1, Some(u64::from(i)), Some(0));
+        io.report_part(4, 0, vec![r(1), r(2)], true);
+        assert!(!io.report_seen);
+        io.report_part(4, 1, vec![r(3)], false);
+        assert!(io.report_seen);
+        assert_eq!(
+            io.report.iter().map(|x| x.spi_in).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+
+        // The tail of report 5 without its start: ignored.
+        io.report_part(5, 1, vec![r(9)], false);
+        assert_eq!(io.report.len(), 3);
+        // Report 6 loses its middle part; report 7 starts: 6's first part is dropped.
+        io.report_part(6, 0, vec![r(10)], true);
+        io.report_part(7, 0, vec![r(11)], true);
+        io.report_part(7, 1, vec![r(12)], false);
+        assert_eq!(
+            io.report.iter().map(|x| x.spi_in).collect::<Vec<_>>(),
+            [11, 12]
+        );
+        // A skipped part within one report: dropped, the report is not taken.
+        io.report_part(8, 0, vec![r(20)], true);
+        io.report_part(8, 2, vec![r(22)], false);
+        assert_eq!(
+            io.report.iter().map(|x| x.spi_in).collect::<Vec<_>>(),
+            [11, 12]
+        );
+    }
 }

@@ -2160,8 +2160,8 @@ impl Dynamic {
                 out_bytes: d.out.as_ref().map_or(0, |o| o.counters().bytes()),
                 in_packets: d.inb.counters().packets(),
                 in_bytes: d.inb.counters().bytes(),
-                out_seq: d.out.as_ref().map_or(0, |o| o.last_seq()),
-                in_seq: d.inb.window().top(),
+                out_seq: d.out.as_ref().map(|o| o.last_seq()),
+                in_seq: Some(d.inb.window().top()),
             })
             .collect()
     }
@@ -2186,6 +2186,8 @@ struct Control {
     acquired: std::collections::HashMap<(String, String), Instant>,
     /// Lifetime polls so far (every tenth sends the counters).
     reports: u64,
+    /// SA reports sent so far (each report's number).
+    reports_sent: u64,
 }
 
 impl Control {
@@ -2208,6 +2210,7 @@ impl Control {
             injected: 0,
             acquired: Default::default(),
             reports: 0,
+            reports_sent: 0,
         };
         c.event(&ctl::Event::Hello {
             v: ctl::VERSION,
@@ -2223,11 +2226,20 @@ impl Control {
         }
     }
 
-    fn report(&self, d: &Dynamic) {
-        self.event(&ctl::Event::Sas {
-            v: ctl::VERSION,
-            sas: d.report(),
-        });
+    /// Every SA pair with its counters and sequence numbers, in as many ring slots as it
+    /// takes (a slot holds ~35 pairs).
+    fn report(&mut self, d: &Dynamic) {
+        let max = self.chan.layout().max_message();
+        self.reports_sent += 1;
+        if let Ok(mut p) = self.chan.producer(ctl::ring::EVENTS) {
+            for part in ctl::Event::sas_parts(self.reports_sent, &d.report(), max) {
+                // A control plane that is not reading loses the report, never the data plane.
+                if let Err(e) = p.push(&part) {
+                    tracing::debug!("SA report not sent: {e}");
+                    break;
+                }
+            }
+        }
     }
 
     /// Drains the command ring; true if the tables changed.
