@@ -437,6 +437,11 @@ pub enum Event {
         /// The part's place in its report, from 0.
         #[serde(default)]
         part: u32,
+        /// When the data plane took the report: CLOCK_MONOTONIC in ns (`shmring::monotonic_ns`,
+        /// the same clock on both ends), so that a report read late (a reader that stalled)
+        /// counts from when it was taken; 0: unknown.
+        #[serde(default)]
+        at_ns: u64,
     },
     /// Traffic hit an on-demand policy that has no SA (at most once a second per policy).
     Acquire {
@@ -482,7 +487,7 @@ impl Event {
     /// Report number `report` of `sas` as encoded `Sas` events of at most `max` bytes each
     /// (one ring slot), every part but the last marked `more`. A single pair too large for `max` (absurdly
     /// long names) still makes a part of its own, which the ring will refuse.
-    pub fn sas_parts(report: u64, sas: &[SaReport], max: usize) -> Vec<Vec<u8>> {
+    pub fn sas_parts(report: u64, at_ns: u64, sas: &[SaReport], max: usize) -> Vec<Vec<u8>> {
         let mut parts = Vec::new();
         let (mut at, mut per) = (0, sas.len().max(1));
         loop {
@@ -495,6 +500,7 @@ impl Event {
                     more,
                     report,
                     part: parts.len() as u32,
+                    at_ns,
                 }
                 .encode();
                 if enc.len() <= max || n <= 1 {
@@ -765,9 +771,10 @@ mod tests {
             more: false,
             report: 7,
             part: 0,
+            at_ns: 1,
         };
         assert!(whole.encode().len() > max);
-        let parts = Event::sas_parts(7, &sas, max);
+        let parts = Event::sas_parts(7, 123, &sas, max);
         assert!(parts.len() > 1);
         let mut back = Vec::new();
         for (k, enc) in parts.iter().enumerate() {
@@ -787,8 +794,8 @@ mod tests {
         }
         assert_eq!(back, sas);
         // Small reports and empty ones are one part.
-        assert_eq!(Event::sas_parts(8, &sas[..3], max).len(), 1);
-        let empty = Event::sas_parts(9, &[], max);
+        assert_eq!(Event::sas_parts(8, 123, &sas[..3], max).len(), 1);
+        let empty = Event::sas_parts(9, 123, &[], max);
         assert_eq!(empty.len(), 1);
         assert!(matches!(
             Event::decode(&empty[0]),
@@ -801,12 +808,13 @@ mod tests {
             more,
             report,
             part,
+            at_ns,
             ..
         }) = Event::decode(older)
         else {
             panic!()
         };
-        assert_eq!((more, report, part), (false, 0, 0));
+        assert_eq!((more, report, part, at_ns), (false, 0, 0, 0));
         assert_eq!((sas[0].out_seq, sas[0].in_seq), (None, None));
     }
 

@@ -405,6 +405,19 @@ struct ChanIo {
 /// DELETE response that made us drop that SA (seen: one `no_sa` drop per few hundred rekeys).
 const LINGER: Duration = Duration::from_secs(1);
 
+/// When a report was taken, as an `Instant`: `at_ns` is the data plane's CLOCK_MONOTONIC
+/// stamp and `now_ns` ours. A report read late (this process stalled while the ring held it)
+/// then counts from when it was taken. Without a stamp (an older data plane), or one from the
+/// future (another time namespace), from now.
+fn taken_at(at_ns: u64, now_ns: u64) -> Instant {
+    let now = Instant::now();
+    if at_ns == 0 || now_ns < at_ns {
+        return now;
+    }
+    now.checked_sub(Duration::from_nanos(now_ns - at_ns))
+        .unwrap_or(now)
+}
+
 impl ChanIo {
     fn new(path: PathBuf) -> ChanIo {
         ChanIo {
@@ -476,11 +489,16 @@ impl ChanIo {
     /// One part of an SA report (a report too big for one ring slot comes in several). The
     /// report counts from when its first part was read: the older that time, the further a
     /// reinstall's numbering jumps, never the other way.
-    fn report_part(&mut self, report: u64, part: u32, sas: Vec<ctl::SaReport>, more: bool) {
+    fn report_part(
+        &mut self,
+        (report, part, at_ns): (u64, u32, u64),
+        sas: Vec<ctl::SaReport>,
+        more: bool,
+    ) {
         let (at, mut all) = match self.partial.take() {
             Some((n, next, at, all)) if n == report && next == part => (at, all),
             // A report's first part (a part of the previous one went missing: start again).
-            _ if part == 0 => (Instant::now(), Vec::new()),
+            _ if part == 0 => (taken_at(at_ns, shmring::monotonic_ns()), Vec::new()),
             // The rest of a report whose start we did not read (we started meanwhile).
             _ => return,
         };
@@ -614,8 +632,9 @@ impl ChanIo {
                     more,
                     report,
                     part,
+                    at_ns,
                     ..
-                }) => self.report_part(report, part, sas, more),
+                }) => self.report_part((report, part, at_ns), sas, more),
                 Ok(ctl::Event::Acquire {
                     tunnel,
                     child,
@@ -1074,8 +1093,7 @@ mod tests {
         let sa = ctl::ChildSa::example();
         let (spi_in, spi_out) = (sa.spi_in, sa.spi_out);
         io.report_part(
-            1,
-            0,
+            (1, 0, shmring::monotonic_ns()),
             vec![report(spi_in, spi_out, Some(5000), Some(70))],
             false,
         );
@@ -1086,19 +1104,31 @@ mod tests {
         assert_eq!(back.in_seq_from, 70);
 
         // An older data plane's report: nothing known of what was sent.
-        io.report_part(2, 0, vec![report(spi_in, spi_out, None, None)], false);
+        io.report_part((2, 0, 0), vec![report(spi_in, spi_out, None, None)], false);
         let back = io.reinstalled(sa.clone());
         assert!(back.larval);
         assert_eq!((back.out_seq_from, back.in_seq_from), (0, 0));
 
         // No report of this pair (another pair's SPIs).
         io.report_part(
-            3,
-            0,
+            (3, 0, 0),
             vec![report(spi_in + 1, spi_out, Some(1), Some(1))],
             false,
         );
-        assert!(io.reinstalled(sa).larval);
+        assert!(io.reinstalled(sa.clone()).larval);
+
+        // A report the data plane took 5 s before we read it (we had stalled): it counts from
+        // when it was taken, 5 s and a part ago, rounded up to 6, plus one.
+        let five_ago = shmring::monotonic_ns().saturating_sub(5_000_000_000);
+        io.report_part(
+            (4, 0, five_ago),
+            vec![report(spi_in, spi_out, Some(5000), Some(70))],
+            false,
+        );
+        let back = io.reinstalled(sa);
+        assert_eq!(back.out_seq_from, 5000 + 7 * ctl::SEQ_RATE_BOUND);
+        // A stamp from the future (another clock) counts from now.
+        assert!(taken_at(u64::MAX, 1).elapsed() < Duration::from_secs(1));
     }
 
     /// A report in parts is taken whole, from its first part's time; parts of a report whose
@@ -1107,9 +1137,9 @@ mod tests {
     fn report_parts_are_taken_only_whole() {
         let mut io = ChanIo::new(PathBuf::from("/nonexistent"));
         let r = |i| report(i, i + 1, Some(u64::from(i)), Some(0));
-        io.report_part(4, 0, vec![r(1), r(2)], true);
+        io.report_part((4, 0, 0), vec![r(1), r(2)], true);
         assert!(!io.report_seen);
-        io.report_part(4, 1, vec![r(3)], false);
+        io.report_part((4, 1, 0), vec![r(3)], false);
         assert!(io.report_seen);
         assert_eq!(
             io.report.iter().map(|x| x.spi_in).collect::<Vec<_>>(),
@@ -1117,19 +1147,19 @@ mod tests {
         );
 
         // The tail of report 5 without its start: ignored.
-        io.report_part(5, 1, vec![r(9)], false);
+        io.report_part((5, 1, 0), vec![r(9)], false);
         assert_eq!(io.report.len(), 3);
         // Report 6 loses its middle part; report 7 starts: 6's first part is dropped.
-        io.report_part(6, 0, vec![r(10)], true);
-        io.report_part(7, 0, vec![r(11)], true);
-        io.report_part(7, 1, vec![r(12)], false);
+        io.report_part((6, 0, 0), vec![r(10)], true);
+        io.report_part((7, 0, 0), vec![r(11)], true);
+        io.report_part((7, 1, 0), vec![r(12)], false);
         assert_eq!(
             io.report.iter().map(|x| x.spi_in).collect::<Vec<_>>(),
             [11, 12]
         );
         // A skipped part within one report: dropped, the report is not taken.
-        io.report_part(8, 0, vec![r(20)], true);
-        io.report_part(8, 2, vec![r(22)], false);
+        io.report_part((8, 0, 0), vec![r(20)], true);
+        io.report_part((8, 2, 0), vec![r(22)], false);
         assert_eq!(
             io.report.iter().map(|x| x.spi_in).collect::<Vec<_>>(),
             [11, 12]

@@ -2232,7 +2232,8 @@ impl Control {
         let max = self.chan.layout().max_message();
         self.reports_sent += 1;
         if let Ok(mut p) = self.chan.producer(ctl::ring::EVENTS) {
-            for part in ctl::Event::sas_parts(self.reports_sent, &d.report(), max) {
+            let at = shmring::monotonic_ns();
+            for part in ctl::Event::sas_parts(self.reports_sent, at, &d.report(), max) {
                 // A control plane that is not reading loses the report, never the data plane.
                 if let Err(e) = p.push(&part) {
                     tracing::debug!("SA report not sent: {e}");

@@ -462,6 +462,24 @@ impl Drop for Mapping {
 ///
 /// # Safety
 /// `p..p+len` must be valid for writes and `p` 8-aligned.
+/// CLOCK_MONOTONIC in nanoseconds: one clock for both ends of a channel (they share a host),
+/// so that a message can say when it was written and its reader how old it is. 0 if the clock
+/// cannot be read.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through the pointer, which is valid for it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 unsafe fn volatile_zero(p: *mut u8, len: usize) {
     let words = len / 8;
     for i in 0..words {
