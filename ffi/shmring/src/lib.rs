@@ -457,11 +457,6 @@ impl Drop for Mapping {
     }
 }
 
-/// Writes zeros over `len` bytes at `p` with volatile stores so the compiler cannot drop them
-/// as dead writes (the zeroing exists so key material does not linger in shared memory).
-///
-/// # Safety
-/// `p..p+len` must be valid for writes and `p` 8-aligned.
 /// CLOCK_MONOTONIC in nanoseconds: one clock for both ends of a channel (they share a host),
 /// so that a message can say when it was written and its reader how old it is. 0 if the clock
 /// cannot be read.
@@ -480,6 +475,11 @@ pub fn monotonic_ns() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
+/// Writes zeros over `len` bytes at `p` with volatile stores so the compiler cannot drop them
+/// as dead writes (the zeroing exists so key material does not linger in shared memory).
+///
+/// # Safety
+/// `p..p+len` must be valid for writes and `p` 8-aligned.
 unsafe fn volatile_zero(p: *mut u8, len: usize) {
     let words = len / 8;
     for i in 0..words {

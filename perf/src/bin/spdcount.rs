@@ -20,27 +20,16 @@ use perf::spdshape::{ruleset, Rng};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: spdcount out|in burst|cached RULES N";
-    if args.len() != 5 {
-        eprintln!("{usage}");
-        return ExitCode::from(2);
-    }
-    let inbound = match args[1].as_str() {
-        "out" => false,
-        "in" => true,
-        _ => {
-            eprintln!("{usage}");
-            return ExitCode::from(2);
+    let parsed = match args.iter().skip(1).map(String::as_str).collect::<Vec<_>>()[..] {
+        [dir @ ("out" | "in"), how @ ("burst" | "cached"), rules, n] => {
+            match (rules.parse::<usize>(), n.parse::<usize>()) {
+                (Ok(rules), Ok(n)) => Some((dir == "in", how == "cached", rules, n)),
+                _ => None,
+            }
         }
+        _ => None,
     };
-    let cached = match args[2].as_str() {
-        "burst" => false,
-        "cached" => true,
-        _ => {
-            eprintln!("{usage}");
-            return ExitCode::from(2);
-        }
-    };
-    let (Ok(rules), Ok(n)) = (args[3].parse::<usize>(), args[4].parse::<usize>()) else {
+    let Some((inbound, cached, rules, n)) = parsed else {
         eprintln!("{usage}");
         return ExitCode::from(2);
     };
