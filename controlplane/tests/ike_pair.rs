@@ -442,6 +442,93 @@ fn dead_peer_is_detected_and_the_tunnel_restarts() {
     assert!(t.duration_since(now) < Duration::from_secs(30 + 120 + 10));
 }
 
+/// A tunnel up (AES-GCM CHILD_SA, 8 h lifetime) at the returned instant, and A's inbound SPI
+/// of it, for tests that play the data plane's byte-limit reports.
+fn up_for_byte_rekeys() -> (Net, Instant, u32) {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp2048",
+        "aes256gcm16",
+        "secret-psk-1",
+        "8h",
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let spi = n.a_installed[0].spi_in;
+    (n, now, spi)
+}
+
+/// The datagrams among `acts`.
+fn sends(acts: &[Action]) -> usize {
+    acts.iter()
+        .filter(|a| matches!(a, Action::Send { .. }))
+        .count()
+}
+
+#[test]
+fn a_lost_rekey_request_goes_again_after_the_measured_round_trip() {
+    let (mut n, now, spi) = up_for_byte_rekeys();
+    // The data plane reports the soft byte limit; the CREATE_CHILD_SA request is lost.
+    let t0 = now + Duration::from_secs(1);
+    let lost = n.a.child_expired(spi, false, t0);
+    assert_eq!(sends(&lost), 1, "the rekey request goes out at once");
+    // The exchanges so far took no time here, so the timeout is its floor, 100 ms, not the
+    // 2 s that holds before any round trip is measured.
+    assert_eq!(sends(&n.a.tick(t0 + Duration::from_millis(80))), 0);
+    let again = n.a.tick(t0 + Duration::from_millis(100));
+    assert_eq!(sends(&again), 1, "retransmitted after 100 ms");
+    n.run(t0 + Duration::from_millis(100), again, vec![]);
+    let (new_a, new_b) = newest_pair(&n);
+    assert_eq!(
+        new_a.replaces,
+        Some(spi),
+        "the retransmitted request rekeyed the CHILD_SA"
+    );
+    assert_mirrored(new_a, new_b);
+}
+
+#[test]
+fn the_hard_limit_sends_a_pending_rekey_request_again_at_once() {
+    let (mut n, now, spi) = up_for_byte_rekeys();
+    let t0 = now + Duration::from_secs(1);
+    assert_eq!(sends(&n.a.child_expired(spi, false, t0)), 1);
+    // 30 ms later, before the timeout, the hard limit: the data plane refuses the old SA's
+    // traffic, so the request goes again now; a second hard report does not repeat it.
+    let hurried = n.a.child_expired(spi, true, t0 + Duration::from_millis(30));
+    assert_eq!(sends(&hurried), 1, "sent again at the hard limit");
+    assert_eq!(
+        sends(&n.a.child_expired(spi, true, t0 + Duration::from_millis(40))),
+        0
+    );
+    n.run(t0 + Duration::from_millis(40), hurried, vec![]);
+    assert_eq!(newest_pair(&n).0.replaces, Some(spi));
+}
+
+#[test]
+fn a_short_timeout_does_not_give_up_on_the_peer_sooner() {
+    let (mut n, now, spi) = up_for_byte_rekeys();
+    // The rekey request and every retransmission are lost: 100 ms, then 1.8 times longer each
+    // time, but the IKE SA is given up only after the default schedule's ~45 s (2 s, 3.6 s,
+    // 6.5 s, 11.7 s and 21 s), as before the timeout followed the round trip.
+    assert_eq!(sends(&n.a.child_expired(spi, false, now)), 1);
+    let (mut t, mut resent, mut closed_at) = (now, 0, None);
+    while closed_at.is_none() && t < now + Duration::from_secs(60) {
+        t += Duration::from_millis(20);
+        let acts = n.a.tick(t);
+        if acts.iter().any(|a| matches!(a, Action::Closed { .. })) {
+            closed_at = Some(t.duration_since(now));
+        } else {
+            resent += sends(&acts);
+        }
+    }
+    let closed_at = closed_at.expect("given up");
+    assert!(
+        closed_at >= Duration::from_millis(44_600) && closed_at <= Duration::from_millis(44_800),
+        "given up after {closed_at:?}"
+    );
+    assert!(resent >= 9, "{resent} retransmissions");
+}
+
 #[test]
 fn delete_from_the_initiator_removes_children_on_both_sides() {
     let now = Instant::now();

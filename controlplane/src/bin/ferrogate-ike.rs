@@ -391,8 +391,9 @@ struct ChanIo {
     partial: Option<(u64, u32, Instant, Vec<ctl::SaReport>)>,
     /// Tunnels whose on-demand policy saw traffic.
     acquires: Vec<String>,
-    /// CHILD_SAs (inbound SPI) whose byte/packet lifetime ran out.
-    expired: Vec<u32>,
+    /// CHILD_SAs (inbound SPI) whose byte/packet lifetime ran out, and whether it was the hard
+    /// limit.
+    expired: Vec<(u32, bool)>,
     /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
     traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
     /// SA pairs deleted but still in the data plane until then (inbound SPI): ESP the peer
@@ -647,7 +648,7 @@ impl ChanIo {
                 }
                 Ok(ctl::Event::Expired { spi_in, hard, .. }) => {
                     tracing::info!(spi_in = %format_args!("{spi_in:08x}"), hard, "CHILD_SA lifetime (bytes/packets) reached");
-                    self.expired.push(spi_in);
+                    self.expired.push((spi_in, hard));
                 }
                 Ok(ctl::Event::Refused { reason, .. }) => {
                     tracing::warn!("the data plane refused a command: {reason}")
@@ -1017,8 +1018,8 @@ fn main() -> ExitCode {
                 let acts = daemon.acquire(&t, now);
                 carry_out(acts, &mut io, &mut ex);
             }
-            for spi in exp {
-                let acts = daemon.child_expired(spi, now);
+            for (spi, hard) in exp {
+                let acts = daemon.child_expired(spi, hard, now);
                 carry_out(acts, &mut io, &mut ex);
             }
         }
@@ -1030,7 +1031,9 @@ fn main() -> ExitCode {
         if let Some(m) = &mgmt {
             m.serve(&mut daemon, &mut io, &mut ex, &args.config);
         }
-        if now.duration_since(last_tick) >= Duration::from_millis(100) {
+        // Timers every 20 ms: retransmission timeouts follow the measured round trip (from
+        // 100 ms up), so they need a finer clock than rekeys and DPD do.
+        if now.duration_since(last_tick) >= Duration::from_millis(20) {
             last_tick = now;
             carry_out(daemon.tick(now), &mut io, &mut ex);
             if let Io::Channel(ch) = &mut io {

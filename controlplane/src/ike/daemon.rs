@@ -79,9 +79,9 @@ impl Daemon {
     }
 
     /// The data plane says a CHILD_SA's byte/packet lifetime ran out: rekey it.
-    pub fn child_expired(&mut self, spi_in: u32, now: Instant) -> Vec<Action> {
+    pub fn child_expired(&mut self, spi_in: u32, hard: bool, now: Instant) -> Vec<Action> {
         for sa in self.sas.values_mut() {
-            if sa.child_expired(spi_in, now) {
+            if sa.child_expired(spi_in, hard, now) {
                 break;
             }
         }
@@ -345,7 +345,8 @@ impl Daemon {
         out
     }
 
-    /// Timers. Call at least every few hundred milliseconds.
+    /// Timers. Call every 20 ms or so: a retransmission timeout follows the measured round
+    /// trip and can be as short as 100 ms.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         let mut acts = Vec::new();

@@ -19,10 +19,21 @@ pub const NATT_PORT: u16 = 4500;
 /// IKE's normal port.
 pub const IKE_PORT: u16 = 500;
 
-/// First retransmission timeout and back-off base (strongSwan's defaults are 4 s and 1.8).
+/// First retransmission timeout and back-off base (strongSwan's defaults are 4 s and 1.8). The
+/// first timeout holds until an exchange of the IKE SA has been timed; after that it is the
+/// measured round trip's ([`RttEstimate`]).
 const RETX_FIRST: Duration = Duration::from_secs(2);
 const RETX_BASE: f64 = 1.8;
+/// Tries of the default schedule: a request goes unanswered for the sum of its first
+/// `RETX_TRIES` timeouts from `RETX_FIRST` (about 45 s) before the IKE SA is given up, however
+/// short the measured timeout makes the first ones.
 const RETX_TRIES: u32 = 5;
+/// The shortest first retransmission timeout (RFC 6298 §2.4 asks 1 s of TCP; an IKE
+/// retransmission costs the peer only a cached response, and a CHILD_SA rekeyed at a byte
+/// limit has until the hard limit, a fraction of a second at line rate).
+const RTO_MIN: Duration = Duration::from_millis(100);
+/// Clock granularity term of the timeout (RFC 6298's G): the daemon's timer tick.
+const RTO_GRANULARITY: Duration = Duration::from_millis(20);
 /// NAT keepalive interval (strongSwan's default).
 const NAT_KEEPALIVE: Duration = Duration::from_secs(20);
 
@@ -219,6 +230,11 @@ struct Pending {
     tries: u32,
     next: Instant,
     first: Instant,
+    /// The first retransmission timeout (the back-off starts from it).
+    rto: Duration,
+    /// Sent again early once, because the data plane reported the hard limit of the CHILD_SA
+    /// this request rekeys.
+    hurried: bool,
     req: Req,
 }
 
@@ -282,6 +298,8 @@ pub struct IkeSa {
     last_resp: Option<(u32, Vec<Vec<u8>>)>,
     pending: Option<Pending>,
     queue: std::collections::VecDeque<Req>,
+    /// Round trips of our requests, for their retransmission timeouts.
+    rtt: RttEstimate,
     /// CHILD_SAs.
     pub children: Vec<Child>,
     last_heard: Instant,
@@ -437,9 +455,50 @@ fn narrow(proposed: &[TrafficSelector], ours: &[TrafficSelector]) -> Vec<Traffic
     out
 }
 
-/// Retransmission delay before try `n` (0-based).
-fn retx_delay(n: u32) -> Duration {
-    RETX_FIRST.mul_f64(RETX_BASE.powi(n as i32))
+/// Retransmission delay before try `n` (0-based) of a request whose first timeout is `first`.
+fn retx_delay(first: Duration, n: u32) -> Duration {
+    first.mul_f64(RETX_BASE.powi(n as i32))
+}
+
+/// How long a request may go unanswered before the IKE SA is given up: the default schedule's
+/// `RETX_TRIES` timeouts.
+fn retx_budget() -> Duration {
+    (0..RETX_TRIES).map(|n| retx_delay(RETX_FIRST, n)).sum()
+}
+
+/// The round-trip time of an IKE SA's exchanges, estimated as RFC 6298 §2 does for TCP, with
+/// Karn's rule (only requests answered without a retransmission are timed). A lost request is
+/// sent again after about the measured round trip instead of a fixed 2 s; this matters most to
+/// a CHILD_SA rekeyed at a byte limit, which must be done before the hard limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RttEstimate {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl RttEstimate {
+    /// Takes one measured round trip.
+    pub fn sample(&mut self, r: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(s) => {
+                self.rttvar = (self.rttvar * 3 + s.abs_diff(r)) / 4;
+                self.srtt = Some((s * 7 + r) / 8);
+            }
+        }
+    }
+
+    /// The first retransmission timeout of the next request: `RETX_FIRST` until a round trip
+    /// has been measured, then SRTT + max(G, 4 RTTVAR), within [`RTO_MIN`, `RETX_FIRST`].
+    pub fn rto(&self) -> Duration {
+        match self.srtt {
+            None => RETX_FIRST,
+            Some(s) => (s + (self.rttvar * 4).max(RTO_GRANULARITY)).clamp(RTO_MIN, RETX_FIRST),
+        }
+    }
 }
 
 /// Rekey time with up to 10% jitter subtracted, so both ends rarely rekey at once.
@@ -481,6 +540,7 @@ impl IkeSa {
             last_resp: None,
             pending: None,
             queue: Default::default(),
+            rtt: RttEstimate::default(),
             children: Vec::new(),
             last_heard: now,
             established_at: None,
@@ -665,12 +725,15 @@ impl IkeSa {
     ) {
         self.send_all(&data, out);
         self.stats.0 += 1;
+        let rto = self.rtt.rto();
         self.pending = Some(Pending {
             id,
             data,
             tries: 0,
-            next: now + retx_delay(0),
+            next: now + rto,
             first: now,
+            rto,
+            hurried: false,
             req,
         });
     }
@@ -847,13 +910,19 @@ impl IkeSa {
                 Ok(Some(p)) => p,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::debug!(tunnel = %self.cfg.name, "response dropped: {e}");
+                    tracing::info!(tunnel = %self.cfg.name, "response dropped: {e}");
                     return;
                 }
             };
             self.stats.1 += 1;
             self.last_heard = now;
-            let pending = self.pending.take().map(|p| p.req);
+            let pending = self.pending.take().map(|p| {
+                // Karn: a retransmitted request's answer may be to any of its copies.
+                if p.tries == 0 && !p.hurried {
+                    self.rtt.sample(now.saturating_duration_since(p.first));
+                }
+                p.req
+            });
             if h.exchange == exchange::IKE_SA_INIT {
                 self.spi_r = h.spi_r;
                 self.init_resp = data.to_vec();
@@ -894,7 +963,7 @@ impl IkeSa {
                 Ok(Some(p)) => p,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::debug!(tunnel = %self.cfg.name, "request dropped: {e}");
+                    tracing::info!(tunnel = %self.cfg.name, "request dropped: {e}");
                     return;
                 }
             };
@@ -2222,6 +2291,7 @@ impl IkeSa {
         let seed = old_keys.rekey_skeyseed(prf, &g_ir, &ni, &nr);
         // The new IKE SA: the peer initiated the rekey, so it is the new SA's initiator (§2.18).
         let mut new = IkeSa::new(self.cfg.clone(), false, self.local, self.remote, now);
+        new.rtt = self.rtt;
         new.peer_id = self.peer_id.clone();
         new.spi_i = new_spi_i;
         new.spi_r = new_spi_r;
@@ -2272,7 +2342,8 @@ impl IkeSa {
                 } else {
                     Duration::MAX
                 };
-                if p.tries + 1 >= RETX_TRIES || now.duration_since(p.first) >= limit {
+                let budget = retx_budget().min(limit);
+                if now.duration_since(p.first) >= budget {
                     let (action, reason) = if self.state == State::Established {
                         (self.cfg.dpd.action, "peer not responding (DPD)".to_string())
                     } else {
@@ -2287,7 +2358,9 @@ impl IkeSa {
                     return;
                 }
                 p.tries += 1;
-                p.next = now + retx_delay(p.tries);
+                // The last wait ends when the budget does.
+                p.next = (now + retx_delay(p.rto, p.tries)).min(p.first + budget);
+                tracing::info!(tunnel = %self.cfg.name, message_id = p.id, attempt = p.tries, "retransmitting a request that got no answer");
                 // Every fragment again (RFC 7383 §2.6.1: the peer cannot ask for some).
                 let data = std::mem::take(&mut p.data);
                 self.send_all(&data, out);
@@ -2469,6 +2542,7 @@ impl IkeSa {
         let seed = old_keys.rekey_skeyseed(prf, &g_ir, ni, &nr);
         // We initiated the rekey: we are the new IKE SA's original initiator (§2.18).
         let mut new = IkeSa::new(self.cfg.clone(), true, self.local, self.remote, now);
+        new.rtt = self.rtt;
         new.peer_id = self.peer_id.clone();
         new.spi_i = our_spi;
         new.spi_r = their_spi;
@@ -2520,18 +2594,26 @@ impl IkeSa {
         Ok(())
     }
 
-    /// A data-plane lifetime of the CHILD_SA with inbound SPI `spi_in` ran out: rekey it at the
-    /// next tick. Returns whether it is one of ours.
-    pub fn child_expired(&mut self, spi_in: u32, now: Instant) -> bool {
-        match self.children.iter_mut().find(|c| c.spi_in == spi_in) {
-            Some(c) => {
-                if !c.rekeyed {
-                    c.rekey_at = now;
-                }
-                true
-            }
-            None => false,
+    /// A data-plane lifetime of the CHILD_SA with inbound SPI `spi_in` ran out (`hard`: the
+    /// hard limit, and the data plane now refuses its traffic): rekey it at the next tick. If
+    /// its rekey is already waiting for an answer when the hard limit comes, the request goes
+    /// out again at the next tick rather than when its timeout ends: the answer is late, and
+    /// every moment without it is traffic refused. Returns whether it is one of ours.
+    pub fn child_expired(&mut self, spi_in: u32, hard: bool, now: Instant) -> bool {
+        let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) else {
+            return false;
+        };
+        if !c.rekeyed {
+            c.rekey_at = now;
         }
+        if let Some(p) = &mut self.pending {
+            let rekeys_it = matches!(&p.req, Req::RekeyChild { old, .. } if *old == spi_in);
+            if hard && rekeys_it && !p.hurried {
+                p.hurried = true;
+                p.next = p.next.min(now);
+            }
+        }
+        true
     }
 
     /// Makes every CHILD_SA due for rekeying at the next tick.
@@ -2688,4 +2770,41 @@ fn id_body(id_type: u8, data: &[u8]) -> Vec<u8> {
     let mut v = vec![id_type, 0, 0, 0];
     v.extend_from_slice(data);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_retransmission_timeout_follows_rfc_6298() {
+        let mut r = RttEstimate::default();
+        assert_eq!(r.rto(), RETX_FIRST, "nothing measured yet");
+        // First sample: SRTT = R, RTTVAR = R/2, RTO = SRTT + 4 RTTVAR.
+        r.sample(ms(50));
+        assert_eq!(r.rto(), ms(150));
+        // Then RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R| = 43.75, SRTT = 7/8 SRTT + 1/8 R = 62.5.
+        r.sample(ms(150));
+        assert_eq!(r.rto(), Duration::from_micros(62_500 + 4 * 43_750));
+        // Steady 1 ms round trips: the variance decays, the floor holds.
+        for _ in 0..100 {
+            r.sample(ms(1));
+        }
+        assert_eq!(r.rto(), RTO_MIN);
+        // A path slower than the default: never more than the default first timeout.
+        let mut slow = RttEstimate::default();
+        slow.sample(Duration::from_secs(5));
+        assert_eq!(slow.rto(), RETX_FIRST);
+    }
+
+    #[test]
+    fn the_give_up_budget_is_the_default_schedule() {
+        // 2 + 3.6 + 6.48 + 11.664 + 20.9952 s.
+        let b = retx_budget().as_secs_f64();
+        assert!((b - 44.7392).abs() < 1e-6, "{b}");
+    }
 }
