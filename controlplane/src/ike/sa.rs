@@ -726,6 +726,7 @@ impl IkeSa {
         self.send_all(&data, out);
         self.stats.0 += 1;
         let rto = self.rtt.rto();
+        tracing::debug!(tunnel = %self.cfg.name, message_id = id, timeout_ms = rto.as_millis() as u64, "request sent");
         self.pending = Some(Pending {
             id,
             data,
@@ -878,6 +879,7 @@ impl IkeSa {
     fn respond(&mut self, exch: u8, id: u32, payloads: &[Payload], out: &mut Vec<Action>) {
         let data = self.seal(self.header(exch, true, id), payloads);
         self.send_all(&data, out);
+        tracing::debug!(tunnel = %self.cfg.name, exchange = exch, message_id = id, "response sent");
         self.last_resp = Some((id, data));
         self.peer_next_id = id.wrapping_add(1);
         self.stats.0 += 1;
@@ -916,6 +918,7 @@ impl IkeSa {
             };
             self.stats.1 += 1;
             self.last_heard = now;
+            tracing::debug!(tunnel = %self.cfg.name, exchange = h.exchange, message_id = h.msg_id, "response received");
             let pending = self.pending.take().map(|p| {
                 // Karn: a retransmitted request's answer may be to any of its copies.
                 if p.tries == 0 && !p.hurried {
@@ -969,6 +972,7 @@ impl IkeSa {
             };
             self.stats.1 += 1;
             self.last_heard = now;
+            tracing::debug!(tunnel = %self.cfg.name, exchange = h.exchange, message_id = h.msg_id, "request received");
             if self.keys.is_some() {
                 self.follow(local, remote, out);
             }

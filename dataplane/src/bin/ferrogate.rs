@@ -772,7 +772,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 .iter()
                 .all(|s| s.load(Ordering::Acquire) >= generation);
             while let Some(Some((m, out))) = caught_up
-                .then(|| c.next_inject(&main.pool, &mut main.fib, &sh.ifaces))
+                .then(|| c.next_inject(&main.pool, &mut main.fib, &sh.ifaces, &mut main.drops))
                 .flatten()
             {
                 push_tx(&mut main.q, out, m, &mut main.drops);
@@ -2318,39 +2318,45 @@ impl Control {
     }
 
     /// The next IKE datagram to send, built into an mbuf with its Ethernet header, and the
-    /// interface it leaves by. `Some(None)` when one was consumed but could not be sent.
+    /// interface it leaves by. `Some(None)` when one was consumed but could not be sent: it is
+    /// counted in `drops` under the reason (no route or neighbour, no mbuf, malformed).
     fn next_inject(
         &mut self,
         pool: &Mempool,
         fib: &mut Fib,
         ifaces: &[Iface],
+        drops: &mut DropCounters,
     ) -> Option<Option<(Mbuf, usize)>> {
         let mut cons = self.chan.consumer(ctl::ring::INJECT).ok()?;
         let r = cons.pop_with(|b| {
-            let d = ctl::Datagram::decode(b)?;
-            let (out, mac) = fib.lookup(d.remote.ip()).ok()?;
-            let mut m = pool.alloc()?;
+            let d = ctl::Datagram::decode(b).ok_or(DropReason::Malformed)?;
+            let (out, mac) = fib.lookup(d.remote.ip())?;
+            let mut m = pool.alloc().ok_or(DropReason::NoMbuf)?;
             let len = 40 + 8 + 4 + d.message.len();
-            let buf = m.append(len).ok()?;
-            let n = d.to_ip(buf)?;
-            m.trim(len - n).ok()?;
+            let buf = m.append(len).map_err(|_| DropReason::NoTailroom)?;
+            let n = d.to_ip(buf).ok_or(DropReason::Malformed)?;
+            m.trim(len - n).map_err(|_| DropReason::Malformed)?;
             let et = if d.remote.is_ipv4() {
                 ethernet::ethertype::IPV4
             } else {
                 ethernet::ethertype::IPV6
             };
-            let h = m.prepend(ethernet::HEADER_LEN).ok()?;
+            let h = m
+                .prepend(ethernet::HEADER_LEN)
+                .map_err(|_| DropReason::NoHeadroom)?;
             h[..6].copy_from_slice(&mac);
             h[6..12].copy_from_slice(&ifaces[out].mac);
             h[12..14].copy_from_slice(&et.to_be_bytes());
-            Some((m, out))
+            Ok((m, out))
         });
         match r {
-            Ok(Some(x)) => {
-                if x.is_some() {
-                    self.injected += 1;
-                }
-                Some(x)
+            Ok(Some(Ok(x))) => {
+                self.injected += 1;
+                Some(Some(x))
+            }
+            Ok(Some(Err(reason))) => {
+                drops.inc(reason);
+                Some(None)
             }
             _ => None,
         }
