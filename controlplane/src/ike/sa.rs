@@ -471,14 +471,14 @@ fn retx_budget() -> Duration {
 /// sent again after about the measured round trip instead of a fixed 2 s; this matters most to
 /// a CHILD_SA rekeyed at a byte limit, which must be done before the hard limit.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RttEstimate {
+struct RttEstimate {
     srtt: Option<Duration>,
     rttvar: Duration,
 }
 
 impl RttEstimate {
     /// Takes one measured round trip.
-    pub fn sample(&mut self, r: Duration) {
+    fn sample(&mut self, r: Duration) {
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -493,7 +493,7 @@ impl RttEstimate {
 
     /// The first retransmission timeout of the next request: `RETX_FIRST` until a round trip
     /// has been measured, then SRTT + max(G, 4 RTTVAR), within [`RTO_MIN`, `RETX_FIRST`].
-    pub fn rto(&self) -> Duration {
+    fn rto(&self) -> Duration {
         match self.srtt {
             None => RETX_FIRST,
             Some(s) => (s + (self.rttvar * 4).max(RTO_GRANULARITY)).clamp(RTO_MIN, RETX_FIRST),
