@@ -365,13 +365,19 @@ for gw in ("ab" if keys == "static" else ""):
     hits, misses = c1["hits"] - c0["hits"], c1["misses"] - c0["misses"]
     print(f"gateway {gw.upper()} SPD-out flow cache: +{hits} hits, +{misses} misses (want +500 lookups or more, of which 490 hits)")
     ok &= hits + misses >= 500 and hits >= 490
-# The wire carries nothing but this ESP (static neighbours: no ARP on it either).
+# The wire carries nothing but this ESP (static neighbours: no ARP on it either) and, with
+# IKE, the IKE datagrams the gateway punted to ferrogate-ike and sent for it (a DPD exchange
+# or a retransmission may fall into the window): those are counted apart and taken off.
+def ike(k):
+    c = snap[k].get("control") or {"punted": 0, "injected": 0}
+    return c["punted"], c["injected"]
 if neigh == "static":
     for gw in "ab":
         r0, t0 = port(gw + "0", "outside")
         r1, t1 = port(gw + "1", "outside")
-        print(f"gateway {gw.upper()} outside port: +{r1 - r0} frames in, +{t1 - t0} out (want +500, +500)")
-        ok &= (r1 - r0, t1 - t0) == (500, 500)
+        (p0, i0), (p1, i1) = ike(gw + "0"), ike(gw + "1")
+        print(f"gateway {gw.upper()} outside port: +{r1 - r0} frames in, +{t1 - t0} out, of which IKE +{p1 - p0} punted, +{i1 - i0} sent (want +500, +500 besides IKE)")
+        ok &= (r1 - r0 - (p1 - p0), t1 - t0 - (i1 - i0)) == (500, 500)
 sys.exit(0 if ok else 1)
 EOP
     }
