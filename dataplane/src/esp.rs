@@ -6,7 +6,7 @@
 //! changed; the caller frees it. No allocation, no I/O.
 
 use crate::buf::PacketBuf;
-use crate::crypto::{EspTransform, SealPrep, ESP_HEADER_LEN};
+use crate::crypto::{EspTransform, OpenPrep, SealPrep, ESP_HEADER_LEN};
 use crate::drop::DropReason;
 use crate::outer::{self, Outer, SecProto};
 use crate::sa::{DfMode, EcnMode, InboundSa, Mode, NatOa, NattChecksum, OutboundSa, SaCrypto};
@@ -28,7 +28,7 @@ pub fn decap<B: PacketBuf + ?Sized>(
     buf: &mut B,
     o: &Outer,
 ) -> Result<(), DropReason> {
-    decap_uncounted(sa, buf, o)?;
+    decap_uncounted(sa, buf, o, &OpenPrep::default())?;
     if sa.reserve_counts(&[buf.len() as u32]) == 0 {
         return Err(DropReason::SaExpired);
     }
@@ -37,12 +37,14 @@ pub fn decap<B: PacketBuf + ?Sized>(
 
 /// [`decap`] up to, not including, counting the packet against the SA's lifetime, which
 /// burst pipelines do once per SA per burst ([`InboundSa::reserve_counts`]): a packet is
-/// forwarded only once counted.
+/// forwarded only once counted. `prep`: what [`prepare_open`] made for this packet and SA
+/// (or the default, for nothing made).
 #[inline]
 pub(crate) fn decap_uncounted<B: PacketBuf + ?Sized>(
     sa: &InboundSa,
     buf: &mut B,
     o: &Outer,
+    prep: &OpenPrep,
 ) -> Result<(), DropReason> {
     sa.check_hard()?;
     // Link padding after the IP packet would sit where the ICV is expected.
@@ -51,11 +53,27 @@ pub(crate) fn decap_uncounted<B: PacketBuf + ?Sized>(
         buf.trim(extra).map_err(|_| DropReason::Malformed)?;
     }
     match (&sa.crypto, o.proto) {
-        (SaCrypto::Esp(t), SecProto::Esp) => decap_esp(sa, t.as_ref(), buf, o)?,
+        (SaCrypto::Esp(t), SecProto::Esp) => decap_esp(sa, t.as_ref(), buf, o, prep)?,
         (SaCrypto::Ah(m), SecProto::Ah) => crate::ah::decap(sa, m.as_ref(), buf, o)?,
         _ => return Err(DropReason::NoSa),
     }
     check_selectors(sa, buf.data())
+}
+
+/// What the ESP transform of `sa` derives ahead from an arrival [`outer::classify`] described
+/// as `o` ([`crate::crypto::EspTransform::prepare_open`]), for [`decap_uncounted`]. Nothing
+/// for a transform that does not gain from it, for AH, or for a protocol the SA does not
+/// carry (decapsulation refuses those).
+#[inline]
+pub(crate) fn prepare_open(sa: &InboundSa, ip: &[u8], o: &Outer, prep: &mut OpenPrep) {
+    if !sa.open_ahead {
+        return;
+    }
+    if let (SaCrypto::Esp(t), SecProto::Esp) = (&sa.crypto, o.proto) {
+        if let Some(esp) = ip.get(o.sec_off..o.ip_len) {
+            t.prepare_open(esp, prep);
+        }
+    }
 }
 
 /// RFC 4301 §5.2: the decapsulated packet must match the selectors of the SA that carried it.
@@ -418,6 +436,7 @@ fn decap_esp<B: PacketBuf + ?Sized>(
     t: &dyn EspTransform,
     buf: &mut B,
     o: &Outer,
+    prep: &OpenPrep,
 ) -> Result<(), DropReason> {
     if sa.udp.is_some() != o.udp.is_some() {
         return Err(DropReason::BadUdpEncap);
@@ -439,7 +458,7 @@ fn decap_esp<B: PacketBuf + ?Sized>(
     // RFC 4303 §3.4.3: check the window before spending cycles on the ICV...
     let seq = sa.state.window.check(seq_lo).map_err(replay_drop)?;
     let seq_hi = sa.esn.then_some((seq >> 32) as u32);
-    t.open(esp, seq_hi).map_err(|e| match e {
+    t.open_prepared(esp, seq_hi, prep).map_err(|e| match e {
         crate::crypto::CryptoError::IcvMismatch => DropReason::IcvMismatch,
         _ => DropReason::BadLength,
     })?;

@@ -819,6 +819,9 @@ pub struct InboundSa {
     /// selectors usually are: the RFC 4301 §5.2 check of an IPv4 packet then reads only its
     /// addresses, not its ports.
     pub(crate) selectors_addr_only: bool,
+    /// The ESP transform wants its arrivals prepared a burst ahead
+    /// ([`crate::crypto::EspTransform::opens_prepared`]), asked once here.
+    pub(crate) open_ahead: bool,
     /// The anti-replay window and traffic counters, shared with the copy that
     /// [`InboundSa::replacing`] makes.
     pub(crate) state: Arc<InboundState>,
@@ -893,6 +896,7 @@ impl InboundSa {
             iv_len,
             icv_len,
             align,
+            open_ahead: matches!(&crypto, SaCrypto::Esp(t) if t.opens_prepared()),
             crypto,
             lifetime: p.lifetime,
             selectors_addr_only: selectors

@@ -13,6 +13,7 @@ use super::{Cipher, CryptoError, EspTransform, Integrity};
 struct MbGcm(GcmKey);
 
 impl Aead96 for MbGcm {
+    const NONCE_AHEAD: bool = true;
     fn seal(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
         self.0.seal(nonce, aad, data)
     }
