@@ -7,8 +7,10 @@
 //! in its core's L2: a packet of a known IPv4 flow costs one hash and one cache-line read
 //! whatever the rule count (three flows share a line, compared without a branch, and a run
 //! of 32 lookups reads all its lines before the first compare, so that the reads overlap);
-//! other flows (IPv6, mixed) cost one to four line reads in a table of 64-byte entries. The first packet of a flow (a miss) still walks the trie, its
-//! answer is stored, and a miss costs the probe more than the walk alone. VPP's IPsec SPD
+//! other flows (IPv6, mixed), and every flow of an SPD of 2^24 - 1 rules or more, cost one
+//! to four line reads in a table of 64-byte entries. The first packet of a flow (a miss)
+//! still walks the trie, its answer is stored, and a miss costs the probe more than the
+//! walk alone. VPP's IPsec SPD
 //! flow cache answers the same problem the same way.
 //!
 //! Exactness: an entry holds the whole key and the [`Spd::generation`] it was answered under
@@ -128,7 +130,7 @@ struct Set4 {
 const WAYS4: usize = 3;
 
 /// The low 24 bits of an IPv4 way: the rule's index, or this when no rule matches. SPDs of
-/// more rules than that keep their IPv4 answers beyond it in the [`Entry`] table.
+/// this many rules or more keep all their flows in the [`Entry`] table.
 const NO_RULE4: u128 = 0xff_ffff;
 
 /// An IPv4 flow's key as an IPv4 way holds it (rule bits zero), or `None` for other flows.
@@ -164,7 +166,7 @@ pub struct FlowCacheStats {
 #[derive(Debug)]
 pub struct FlowCache {
     /// `WAYS` entries per set, one set after another; way 0 is the most recently stored.
-    /// Flows that are not IPv4 to IPv4, and IPv4 answers beyond [`NO_RULE4`].
+    /// Flows that are not IPv4 to IPv4, and all flows of SPDs of [`NO_RULE4`] rules or more.
     entries: Box<[Entry]>,
     /// Sets - 1 (sets are a power of two).
     mask: usize,
@@ -281,8 +283,9 @@ impl FlowCache {
                 ..Set4::default()
             };
         }
-        // Rule indices are below 2^31 (Spd::build refuses more).
+        // Rule indices are below NO_RULE4: only SPDs of fewer rules use these sets.
         let rule = answer.map_or(NO_RULE4, |r| r as u128);
+        debug_assert!(rule <= NO_RULE4);
         for (w, way) in s.ways.iter().enumerate() {
             if s.valid >> w & 1 == 1 && (way ^ k) >> 24 == 0 {
                 return false; // a key twice in one run missed twice: stored once
