@@ -857,6 +857,12 @@ pub(crate) enum NattChecksum {
 
 impl InboundSa {
     /// Builds the runtime SA from its control record.
+    /// Whether inbound bursts open this SA's arrivals with what its transform prepared a
+    /// burst ahead ([`crate::crypto::EspTransform::opens_prepared`]).
+    pub fn opens_ahead(&self) -> bool {
+        self.open_ahead
+    }
+
     pub fn new(p: &SaParams) -> Result<Self, SaError> {
         Self::build(p, SaCrypto::new(p)?)
     }

@@ -168,6 +168,37 @@ fn bursts_equal_packet_by_packet() {
     }
 }
 
+/// Runs `arrivals` through `burst::inbound` with `sad` (no SPD-in rules) and checks each
+/// arrival's verdict and bytes against `want` (one-by-one decapsulation's outcome).
+fn inbound_burst_gives(
+    sad: &Sad<Arc<InboundSa>>,
+    arrivals: &[Vec<u8>],
+    want: &[Result<Vec<u8>, DropReason>],
+    case: &str,
+) {
+    let spd_in: Spd<()> = Spd::build(Vec::new()).unwrap();
+    let t = InboundTables {
+        sad,
+        spd: &spd_in,
+        natt_ports: &[4500],
+    };
+    let mut pkts = bufs(arrivals);
+    let mut verdicts = vec![Verdict::Pending; pkts.len()];
+    let mut drops = DropCounters::default();
+    let mut hits = PolicyHits::new(0);
+    let fwd = burst::inbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+    assert_eq!(fwd, want.iter().filter(|w| w.is_ok()).count(), "{case}");
+    for (k, (w, (v, p))) in want.iter().zip(verdicts.iter().zip(&pkts)).enumerate() {
+        match w {
+            Ok(bytes) => {
+                assert_eq!(*v, Verdict::Forward, "{case} arrival {k}");
+                assert_eq!(p.data(), &bytes[..], "{case} arrival {k}");
+            }
+            Err(r) => assert_eq!(*v, Verdict::Drop(*r), "{case} arrival {k}"),
+        }
+    }
+}
+
 /// Inbound bursts give every arrival the outcome and bytes one-by-one decapsulation gives it,
 /// for every framing and backend, with valid packets mixed among tampered ones (IV, ESP
 /// header, ciphertext and ICV bytes), replays, unknown SPIs and Ethernet padding, over more
@@ -249,33 +280,86 @@ fn inbound_bursts_equal_packet_by_packet() {
                 Some(i.tunnel.map_or(v4("192.168.20.7"), |t| t.local)),
                 many.clone(),
             );
-            let spd_in: Spd<()> = Spd::build(Vec::new()).unwrap();
-            let t = InboundTables {
-                sad: &sad,
-                spd: &spd_in,
-                natt_ports: &[4500],
-            };
-            let mut pkts = bufs(&arrivals);
-            let mut verdicts = vec![Verdict::Pending; pkts.len()];
-            let mut drops = DropCounters::default();
-            let mut hits = PolicyHits::new(0);
-            let fwd = burst::inbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
-            assert_eq!(fwd, want.iter().filter(|w| w.is_ok()).count());
-            for (k, (w, (v, p))) in want.iter().zip(verdicts.iter().zip(&pkts)).enumerate() {
-                let at = format!("{backend:?} variant {n} arrival {k}");
-                match w {
-                    Ok(bytes) => {
-                        assert_eq!(*v, Verdict::Forward, "{at}");
-                        assert_eq!(p.data(), &bytes[..], "{at}");
-                    }
-                    Err(r) => assert_eq!(*v, Verdict::Drop(*r), "{at}"),
-                }
-            }
+            inbound_burst_gives(&sad, &arrivals, &want, &format!("{backend:?} variant {n}"));
             assert_eq!(one.counters().packets(), many.counters().packets());
             assert_eq!(one.counters().bytes(), many.counters().bytes());
         }
     }
     assert!(cases >= 8);
+}
+
+/// One inbound burst mixing arrivals of an SA opened with nonces built ahead (ipsec-mb's
+/// AES-GCM, decapsulated in the burst's second loop) and of one opened as before (RustCrypto
+/// AES-CBC, in the first loop), interleaved, with tampered packets and replays of both: every
+/// arrival gets the verdict and bytes one-by-one decapsulation gives it, so each SA's replay
+/// window sees its own packets in order whichever loop opens them.
+#[cfg(feature = "ipsec-mb")]
+#[test]
+fn inbound_bursts_mixing_prepared_and_plain_sas() {
+    let (mut o1, mut i1) = pair(0x801, |_| {});
+    (o1.backend, i1.backend) = (Backend::IpsecMb, Backend::IpsecMb);
+    let (o2, i2) = pair(0x802, |p| {
+        p.cipher = Cipher::AesCbc256;
+        p.integrity = Integrity::HmacSha256;
+        p.enc_key = vec![3u8; 32].into();
+        p.auth_key = vec![4u8; 32].into();
+        p.backend = Backend::RustCrypto;
+    });
+    let sealed = |o: &SaParams| -> Vec<Vec<u8>> {
+        let sa = OutboundSa::new(o).unwrap();
+        (0..40)
+            .map(|k| {
+                let mut b = buf(&udp4(9, (k * 53) % 1300));
+                esp::encap(&sa, &mut b).unwrap();
+                b.to_vec()
+            })
+            .collect()
+    };
+    let (s1, s2) = (sealed(&o1), sealed(&o2));
+    let mut arrivals = Vec::new();
+    for k in 0..40 {
+        for (n, s) in [s1[k].clone(), s2[k].clone()].into_iter().enumerate() {
+            let mut a = s;
+            if (k + n) % 5 == 2 {
+                let at = 20 + 8 + (k * 7) % 8; // the IV (CBC: its first block)
+                a[at] ^= 0x04;
+            }
+            arrivals.push(a);
+        }
+        if k % 6 == 5 {
+            arrivals.push(s1[k - 2].clone());
+            arrivals.push(s2[k - 4].clone());
+        }
+    }
+    let (one1, one2) = (InboundSa::new(&i1).unwrap(), InboundSa::new(&i2).unwrap());
+    assert!(one1.opens_ahead() && !one2.opens_ahead());
+    let want: Vec<_> = arrivals
+        .iter()
+        .map(|a| {
+            let mut b = buf(a);
+            let Ok(Arrival::Ipsec(ob)) = outer::classify(b.data(), |p| p == 4500) else {
+                panic!("not ESP")
+            };
+            let sa = if ob.spi == 0x801 { &one1 } else { &one2 };
+            esp::decap(sa, &mut b, &ob).map(|()| b.to_vec())
+        })
+        .collect();
+    let ok = want.iter().filter(|w| w.is_ok()).count();
+    assert!(
+        ok >= 60 && ok < arrivals.len() - 20,
+        "{ok} of {}",
+        arrivals.len()
+    );
+    let mut sad = Sad::new();
+    let (many1, many2) = (
+        Arc::new(InboundSa::new(&i1).unwrap()),
+        Arc::new(InboundSa::new(&i2).unwrap()),
+    );
+    sad.insert(0x801, Some(v4("10.2.0.1")), many1.clone());
+    sad.insert(0x802, Some(v4("10.2.0.1")), many2.clone());
+    inbound_burst_gives(&sad, &arrivals, &want, "mixed");
+    assert_eq!(one1.counters().packets(), many1.counters().packets());
+    assert_eq!(one2.counters().packets(), many2.counters().packets());
 }
 
 /// A burst through SPD-out that crosses the hard packet limit in its middle: the packets up to
