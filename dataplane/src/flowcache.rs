@@ -187,6 +187,9 @@ pub struct FlowCache {
     resting: u64,
     /// A run's missed keys, for one `Spd::lookup_ids` call.
     miss_keys: [Option<FlowKey>; LANES],
+    /// SPDs of this many rules or more keep their IPv4 flows in `entries` ([`NO_RULE4`]:
+    /// rule indices must fit a way's 24 bits; tests lower it to reach that path).
+    ipv4_rule_limit: usize,
 }
 
 impl FlowCache {
@@ -217,6 +220,7 @@ impl FlowCache {
             sample_evictions: 0,
             resting: 0,
             miss_keys: [None; LANES],
+            ipv4_rule_limit: NO_RULE4 as usize,
         }
     }
 
@@ -331,7 +335,7 @@ impl FlowCache {
         }
         let generation = spd.generation();
         // Rule indices fit an IPv4 way's 24 bits (SPDs of more rules use the other table).
-        let small_rules = (spd.len() as u128) < NO_RULE4;
+        let small_rules = spd.len() < self.ipv4_rule_limit;
         for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
             let n = keys.len().min(out.len());
             if self.resting > 0 {
@@ -845,5 +849,43 @@ mod tests {
         cache.lookup_ids(&spd, &[Some(zero)], &mut out);
         assert_eq!(out, [None]);
         assert_eq!(cache.stats().hits, 1);
+    }
+
+    /// An SPD of as many rules as an IPv4 way's 24 bits cannot name (here: a limit lowered to
+    /// 100 for a 256-rule SPD) keeps its IPv4 flows in the 64-byte entries, with the same
+    /// answers and hits, and the IPv4 sets stay untouched.
+    #[test]
+    fn ipv4_flows_of_spds_too_large_for_a_way_use_the_entries() {
+        let spd = spd_256(10, 5);
+        let keys: Vec<Option<FlowKey>> = (0..300u32)
+            .map(|n| {
+                Some(FlowKey {
+                    src: IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 | n)),
+                    dst: IpAddr::V4(Ipv4Addr::new(10, 5, n as u8, 1)),
+                    proto: 6,
+                    src_port: 3,
+                    dst_port: 4,
+                })
+            })
+            .collect();
+        let mut cache = FlowCache::new(FlowCache::DEFAULT_SETS);
+        cache.ipv4_rule_limit = 100;
+        let mut out = vec![None; keys.len()];
+        for _ in 0..2 {
+            cache.lookup_ids(&spd, &keys, &mut out);
+            for (k, o) in keys.iter().zip(&out) {
+                assert_eq!(*o, spd.lookup_id(k.as_ref().unwrap()).map(|(i, _)| i));
+            }
+        }
+        assert_eq!(cache.stats().hits, 300);
+        assert!(cache
+            .sets4
+            .iter()
+            .all(|s| s.generation == 0 && s.valid == 0));
+        let stored = cache
+            .entries
+            .iter()
+            .filter(|e| e.generation() == spd.generation());
+        assert_eq!(stored.count(), 300);
     }
 }
