@@ -61,14 +61,11 @@ pub(crate) fn decap_uncounted<B: PacketBuf + ?Sized>(
 }
 
 /// What the ESP transform of `sa` derives ahead from an arrival [`outer::classify`] described
-/// as `o` ([`crate::crypto::EspTransform::prepare_open`]), for [`decap_uncounted`]. Nothing
-/// for a transform that does not gain from it, for AH, or for a protocol the SA does not
-/// carry (decapsulation refuses those).
+/// as `o` ([`crate::crypto::EspTransform::prepare_open`]), for [`decap_uncounted`]; callers
+/// ask only for SAs that gain from it ([`InboundSa::opens_ahead`]). Nothing for AH, or for a
+/// protocol the SA does not carry (decapsulation refuses those).
 #[inline]
 pub(crate) fn prepare_open(sa: &InboundSa, ip: &[u8], o: &Outer, prep: &mut OpenPrep) {
-    if !sa.open_ahead {
-        return;
-    }
     if let (SaCrypto::Esp(t), SecProto::Esp) = (&sa.crypto, o.proto) {
         if let Some(esp) = ip.get(o.sec_off..o.ip_len) {
             t.prepare_open(esp, prep);

@@ -614,6 +614,37 @@ mod tests {
         assert_eq!(out[20], None);
     }
 
+    /// `n` IPv4 flows 192.168.x.y → 10.`c`.(n mod 256).1 with (protocol, source port,
+    /// destination port) `p`.
+    fn v4_flows(n: u32, c: u8, p: (u8, u16, u16)) -> Vec<Option<FlowKey>> {
+        (0..n)
+            .map(|n| {
+                Some(FlowKey {
+                    src: IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 | n)),
+                    dst: IpAddr::V4(Ipv4Addr::new(10, c, n as u8, 1)),
+                    proto: p.0,
+                    src_port: p.1,
+                    dst_port: p.2,
+                })
+            })
+            .collect()
+    }
+
+    /// Looks `keys` up twice through `cache`, each answer the SPD's own.
+    fn look_up_twice(
+        cache: &mut FlowCache,
+        spd: &Spd<usize>,
+        keys: &[Option<FlowKey>],
+        out: &mut [Option<usize>],
+    ) {
+        for _ in 0..2 {
+            cache.lookup_ids(spd, keys, out);
+            for (k, o) in keys.iter().zip(out.iter()) {
+                assert_eq!(*o, spd.lookup_id(k.as_ref().unwrap()).map(|(i, _)| i));
+            }
+        }
+    }
+
     /// 256 rules: any source to A.B.i.0/24 for i in 0..=255, rule i protecting with i.
     fn spd_256(a: u8, b: u8) -> Spd<usize> {
         let rules: Vec<Rule<usize>> = (0..=255u8)
@@ -691,25 +722,10 @@ mod tests {
     #[test]
     fn a_filling_cache_does_not_stand_aside() {
         let spd = spd_256(10, 3);
-        let keys: Vec<Option<FlowKey>> = (0..2048u32)
-            .map(|n| {
-                Some(FlowKey {
-                    src: IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 | n)),
-                    dst: IpAddr::V4(Ipv4Addr::new(10, 3, n as u8, 1)),
-                    proto: 17,
-                    src_port: 7,
-                    dst_port: 9,
-                })
-            })
-            .collect();
+        let keys = v4_flows(2048, 3, (17, 7, 9));
         let mut cache = FlowCache::new(FlowCache::DEFAULT_SETS);
         let mut out = vec![None; keys.len()];
-        for _ in 0..2 {
-            cache.lookup_ids(&spd, &keys, &mut out);
-            for (k, o) in keys.iter().zip(&out) {
-                assert_eq!(*o, spd.lookup_id(k.as_ref().unwrap()).map(|(i, _)| i));
-            }
-        }
+        look_up_twice(&mut cache, &spd, &keys, &mut out);
         let st = cache.stats();
         assert_eq!(st.bypassed, 0);
         assert_eq!(st.hits + st.misses, 4096);
@@ -857,26 +873,11 @@ mod tests {
     #[test]
     fn ipv4_flows_of_spds_too_large_for_a_way_use_the_entries() {
         let spd = spd_256(10, 5);
-        let keys: Vec<Option<FlowKey>> = (0..300u32)
-            .map(|n| {
-                Some(FlowKey {
-                    src: IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 | n)),
-                    dst: IpAddr::V4(Ipv4Addr::new(10, 5, n as u8, 1)),
-                    proto: 6,
-                    src_port: 3,
-                    dst_port: 4,
-                })
-            })
-            .collect();
+        let keys = v4_flows(300, 5, (6, 3, 4));
         let mut cache = FlowCache::new(FlowCache::DEFAULT_SETS);
         cache.ipv4_rule_limit = 100;
         let mut out = vec![None; keys.len()];
-        for _ in 0..2 {
-            cache.lookup_ids(&spd, &keys, &mut out);
-            for (k, o) in keys.iter().zip(&out) {
-                assert_eq!(*o, spd.lookup_id(k.as_ref().unwrap()).map(|(i, _)| i));
-            }
-        }
+        look_up_twice(&mut cache, &spd, &keys, &mut out);
         assert_eq!(cache.stats().hits, 300);
         assert!(cache
             .sets4
