@@ -179,22 +179,11 @@ impl Exporter {
         if self.children.get(tunnel).is_none_or(BTreeMap::is_empty) {
             text = text.replace("sas:\n", "sas: []\n");
         }
-        let path = dir.join(format!("{tunnel}.yaml"));
-        let tmp = dir.join(format!(".{tunnel}.yaml.tmp"));
-        let r = (|| -> std::io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if let Err(e) = r {
-            tracing::warn!("export {}: {e}", path.display());
-        }
+        writer::submit(writer::Job::Replace {
+            path: dir.join(format!("{tunnel}.yaml")),
+            tmp: dir.join(format!(".{tunnel}.yaml.tmp")),
+            text,
+        });
     }
     fn install(&mut self, c: &ChildSaInstall) {
         let y = export::sa_yaml(c);
@@ -205,23 +194,11 @@ impl Exporter {
         self.write(&c.tunnel);
         // Every SA ever negotiated, for captures that span rekeys: <tunnel>-history.yaml.
         let Some(dir) = &self.dir else { return };
-        let path = dir.join(format!("{}-history.yaml", c.tunnel));
-        let r = (|| -> std::io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let fresh = !path.exists();
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o600)
-                .open(&path)?;
-            if fresh {
-                f.write_all(b"# every CHILD_SA ferrogate-ike negotiated (keys!)\nsas:\n")?;
-            }
-            f.write_all(y.as_bytes())
-        })();
-        if let Err(e) = r {
-            tracing::warn!("export {}: {e}", path.display());
-        }
+        writer::submit(writer::Job::Append {
+            path: dir.join(format!("{}-history.yaml", c.tunnel)),
+            header: "# every CHILD_SA ferrogate-ike negotiated (keys!)\nsas:\n",
+            text: y,
+        });
     }
     fn remove(&mut self, tunnel: &str, spi_in: u32) {
         if let Some(m) = self.children.get_mut(tunnel) {
@@ -236,12 +213,157 @@ static WATCHERS: std::sync::Mutex<Vec<std::os::unix::net::UnixStream>> =
     std::sync::Mutex::new(Vec::new());
 
 fn event(v: serde_json::Value) {
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{v}");
-    let _ = o.flush();
+    let line = format!("{v}\n");
     if let Ok(mut w) = WATCHERS.lock() {
-        let line = format!("{v}\n");
         w.retain_mut(|s| s.write_all(line.as_bytes()).is_ok());
+    }
+    writer::submit(writer::Job::Stdout(line));
+}
+
+/// The files ferrogate-ike writes (the key exports, the events on stdout), written in order
+/// by a thread of their own. A create-and-rename can block for seconds while the file system
+/// commits: ferrogate's stats file, written the same way from its main lcore, blocked it for
+/// up to 4.4 s while a test's captures were being written out. An export is written when a
+/// CHILD_SA is installed, before the IKE message that completes its exchange is sent, so
+/// written here it would hold that answer back and the peer would send its request again.
+mod writer {
+    use std::io::Write;
+    use std::path::PathBuf;
+    use std::sync::mpsc::{channel, Sender, SyncSender};
+    use std::sync::OnceLock;
+
+    pub enum Job {
+        /// Replace `path` with `text` (mode 0600, written to `tmp`, then renamed).
+        Replace {
+            path: PathBuf,
+            tmp: PathBuf,
+            text: String,
+        },
+        /// Append `text` to `path` (mode 0600), starting a new file with `header`.
+        Append {
+            path: PathBuf,
+            header: &'static str,
+            text: String,
+        },
+        /// A line for stdout.
+        Stdout(String),
+        /// Answered once everything before it is written.
+        Flush(SyncSender<()>),
+    }
+
+    /// A writer thread and the way to it.
+    pub struct Writer(Sender<Job>);
+
+    impl Writer {
+        pub fn spawn() -> std::io::Result<Writer> {
+            let (tx, rx) = channel::<Job>();
+            std::thread::Builder::new()
+                .name("ike-writer".into())
+                .spawn(move || {
+                    for job in rx {
+                        run(job);
+                    }
+                })?;
+            Ok(Writer(tx))
+        }
+
+        /// Queues `job` (never waits); gives it back if the thread is gone.
+        pub fn submit(&self, job: Job) -> Result<(), Job> {
+            self.0.send(job).map_err(|e| e.0)
+        }
+
+        /// Waits until everything queued so far is written.
+        pub fn flush(&self) {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            if self.submit(Job::Flush(tx)).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+    }
+
+    static WRITER: OnceLock<Writer> = OnceLock::new();
+
+    /// Starts the process's writer; until then (and if it cannot start) jobs are done at once.
+    pub fn start() {
+        match Writer::spawn() {
+            Ok(w) => {
+                let _ = WRITER.set(w);
+            }
+            Err(e) => tracing::warn!("writer thread: {e}; files are written inline"),
+        }
+    }
+
+    /// Hands `job` to the process's writer.
+    pub fn submit(job: Job) {
+        let job = match WRITER.get() {
+            Some(w) => match w.submit(job) {
+                Ok(()) => return,
+                Err(job) => job,
+            },
+            None => job,
+        };
+        run(job);
+    }
+
+    /// Waits until everything submitted to the process's writer so far is written.
+    pub fn flush() {
+        if let Some(w) = WRITER.get() {
+            w.flush();
+        }
+    }
+
+    fn run(job: Job) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let t = std::time::Instant::now();
+        let (what, r) = match job {
+            Job::Replace { path, tmp, text } => {
+                let r = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .and_then(|mut f| f.write_all(text.as_bytes()))
+                    .and_then(|()| std::fs::rename(&tmp, &path));
+                (path, r)
+            }
+            Job::Append { path, header, text } => {
+                let fresh = !path.exists();
+                let r = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .and_then(|mut f| {
+                        if fresh {
+                            f.write_all(header.as_bytes())?;
+                        }
+                        f.write_all(text.as_bytes())
+                    });
+                (path, r)
+            }
+            Job::Stdout(line) => {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(line.as_bytes());
+                let _ = o.flush();
+                return;
+            }
+            Job::Flush(done) => {
+                let _ = done.send(());
+                return;
+            }
+        };
+        if let Err(e) = r {
+            tracing::warn!("export {}: {e}", what.display());
+        }
+        let ms = t.elapsed().as_millis() as u64;
+        if ms >= 1000 {
+            tracing::warn!(
+                ms,
+                "export {} took long (a slow file system)",
+                what.display()
+            );
+        }
     }
 }
 
@@ -916,6 +1038,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    writer::start();
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -1059,12 +1182,72 @@ fn main() -> ExitCode {
     if let Io::Channel(ch) = &mut io {
         ch.remove_lingering(true);
     }
+    writer::flush();
     ExitCode::SUCCESS
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO stands for a file system that does not answer: opening it for writing waits
+    /// until a reader opens it. Jobs queued behind it must not wait, must run in order once it
+    /// answers, and a flush must wait for them.
+    #[test]
+    fn the_writer_never_makes_the_event_loop_wait_for_the_file_system() {
+        let dir = std::env::temp_dir().join(format!("fg-ike-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("stuck");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let w = writer::Writer::spawn().unwrap();
+        let opened = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (fifo, opened) = (fifo.clone(), opened.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(2));
+                opened.store(true, Ordering::SeqCst);
+                std::fs::read_to_string(&fifo).unwrap()
+            })
+        };
+        let ok = |r: Result<(), writer::Job>| assert!(r.is_ok());
+        ok(w.submit(writer::Job::Append {
+            path: fifo.clone(),
+            header: "never: the FIFO exists\n",
+            text: "first\n".into(),
+        }));
+        let out = dir.join("t.yaml");
+        ok(w.submit(writer::Job::Replace {
+            path: out.clone(),
+            tmp: dir.join(".t.yaml.tmp"),
+            text: "second\n".into(),
+        }));
+        for _ in 0..100 {
+            ok(w.submit(writer::Job::Stdout(String::new())));
+        }
+        assert!(
+            !opened.load(Ordering::SeqCst),
+            "the jobs were queued while the first one was still blocked"
+        );
+        assert!(
+            !out.exists(),
+            "jobs run in order: the second waits for the first"
+        );
+        w.flush();
+        assert!(opened.load(Ordering::SeqCst));
+        assert_eq!(reader.join().unwrap(), "first\n");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "second\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn report(
         spi_in: u32,

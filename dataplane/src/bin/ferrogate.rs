@@ -696,6 +696,8 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut last_report = Instant::now();
     let mut last_file = Instant::now() - Duration::from_secs(2);
     let mut last_stats = Instant::now();
+    let mut writer =
+        Writer::start(args.stats_file.clone()).map_err(|e| format!("stats writer thread: {e}"))?;
     // Every counter as JSON, for --stats-file and the exit summary.
     let snap = |main: &mut Pipeline, dynamic: &Dynamic, control: Option<&Control>| {
         if inline {
@@ -826,29 +828,29 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 std::thread::sleep(args.idle_sleep);
             }
         }
-        if let Some(p) = &args.stats_file {
-            if last_file.elapsed() >= Duration::from_secs(1) {
-                last_file = Instant::now();
-                let v = snap(&mut main, &dynamic, control.as_ref());
-                write_stats(p, &v);
-            }
+        if args.stats_file.is_some() && last_file.elapsed() >= Duration::from_secs(1) {
+            last_file = Instant::now();
+            let v = snap(&mut main, &dynamic, control.as_ref());
+            writer.send(Output::File(format!("{v}\n")));
         }
         if let Some(every) = args.stats_every {
             if last_stats.elapsed() >= every {
                 last_stats = Instant::now();
                 let v = snap(&mut main, &dynamic, control.as_ref());
-                println!("{}", live_line(&v));
+                writer.send(Output::Line(live_line(&v)));
             }
         }
     }
     drop(launched);
+    // What the writer still has goes out before the last snapshot replaces it.
+    writer.finish();
     // Frames the drivers never took are dropped with the bursts here.
     for b in &mut main.q.txb {
         b.pkts().clear();
     }
     let stats = snap(&mut main, &dynamic, control.as_ref());
     if let Some(p) = &args.stats_file {
-        write_stats(p, &stats);
+        write_stats(p, &format!("{stats}\n"));
     }
     for i in &sh.ifaces {
         let _ = i.port.stop();
@@ -1874,10 +1876,88 @@ fn live_line(v: &serde_json::Value) -> String {
 }
 
 /// Replaces the stats file atomically (write, then rename).
-fn write_stats(path: &std::path::Path, v: &serde_json::Value) {
+fn write_stats(path: &std::path::Path, text: &str) {
     let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, format!("{v}\n")).is_ok() {
+    if std::fs::write(&tmp, text).is_ok() {
         let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// What the main lcore hands to the [`Writer`].
+enum Output {
+    /// The stats file's next contents.
+    File(String),
+    /// A live line for stdout (`--stats-every-ms`).
+    Line(String),
+}
+
+/// Writes the stats file and the live lines on a thread of its own. A file write can block
+/// for seconds: with the tests' captures being written out, an ext4 journal commit held the
+/// stats file's create-and-rename for up to 4.4 s, and the main lcore, which wrote it itself
+/// then, sent no IKE datagram for that long (both gateways at once, so DPD and rekey requests
+/// went unanswered and were sent again). Stdout may be a terminal or a pipe that is slow to
+/// drain. A snapshot that finds the writer still busy with two others is skipped (the next
+/// one carries the same counters), and counted.
+struct Writer {
+    tx: Option<std::sync::mpsc::SyncSender<Output>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    skipped: u64,
+}
+
+impl Writer {
+    fn start(file: Option<PathBuf>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Output>(2);
+        let thread = std::thread::Builder::new()
+            .name("fg-stats".into())
+            .spawn(move || {
+                for o in rx {
+                    let t = Instant::now();
+                    match o {
+                        Output::File(text) => {
+                            if let Some(p) = &file {
+                                write_stats(p, &text);
+                            }
+                        }
+                        Output::Line(line) => println!("{line}"),
+                    }
+                    let ms = t.elapsed().as_millis() as u64;
+                    if ms >= 1000 {
+                        tracing::warn!(
+                            ms,
+                            "writing the stats took long (a slow file system or stdout)"
+                        );
+                    }
+                }
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            skipped: 0,
+        })
+    }
+
+    /// Hands `o` over without waiting; skips it when the writer is behind.
+    fn send(&mut self, o: Output) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        if tx.try_send(o).is_err() {
+            self.skipped += 1;
+            if self.skipped.is_power_of_two() {
+                tracing::warn!(
+                    skipped = self.skipped,
+                    "stats writer behind: snapshots skipped so far"
+                );
+            }
+        }
+    }
+
+    /// Waits until everything handed over is written, and stops the thread.
+    fn finish(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -2392,5 +2472,53 @@ fn main() -> ExitCode {
             eprintln!("ferrogate: {m}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO in the stats file's temporary name stands for a file system that does not
+    /// answer (opening it for writing waits for a reader): the main lcore's hand-overs must
+    /// not wait for it, what finds the writer busy is skipped and counted, and once it answers
+    /// the file holds the last snapshot taken.
+    #[test]
+    fn the_main_lcore_never_waits_for_the_stats_file() {
+        let dir = std::env::temp_dir().join(format!("fg-stats-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("stats.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(file.with_extension("tmp"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mut w = Writer::start(Some(file.clone())).unwrap();
+        let opened = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (fifo, opened) = (file.with_extension("tmp"), opened.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(2));
+                opened.store(true, Ordering::SeqCst);
+                std::fs::read_to_string(&fifo).unwrap()
+            })
+        };
+        for n in 0..10 {
+            w.send(Output::File(format!("{n}\n")));
+        }
+        assert!(
+            !opened.load(Ordering::SeqCst),
+            "ten snapshots handed over while the first write was blocked"
+        );
+        // One is being written, two wait: the other seven were skipped (eight if the thread
+        // had not taken the first yet).
+        assert!((7..=8).contains(&w.skipped), "skipped {}", w.skipped);
+        let first = reader.join().unwrap();
+        assert_eq!(first, "0\n");
+        w.finish();
+        let last = std::fs::read_to_string(&file).unwrap();
+        assert!(last == "2\n" || last == "1\n", "the file holds {last:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
