@@ -595,6 +595,17 @@ EOP
         return 1
     }
     check "byte lifetimes: A's data plane reports them, ferrogate-ike rekeys before the hard limit (make-before-break: nothing refused, the transfer intact)" byte_rekeys
+    # Not a check yet (a known gap, see the README): with several workers one SA's packets can
+    # reach the peer out of sequence-number order, and some then fall behind its window.
+    if [ "$WORKERS" -gt 1 ]; then
+        python3 - "$WORK/stats-a.json" "$WORK/stats-b.json" <<'EOP' || true
+import json, sys
+for side, f in zip("AB", sys.argv[1:]):
+    d = json.load(open(f))["drops"]
+    print("ESP gateway %s refused as older than its replay window: %d (replayed: %d)"
+          % (side, d.get("replay_too_old", 0), d.get("replay_duplicate", 0)))
+EOP
+    fi
 fi
 sleep 1
 kill "$TCPDUMP_A" "$TCPDUMP_B" 2>/dev/null || true  # the captures are complete
