@@ -612,6 +612,32 @@ kill "$TCPDUMP_A" "$TCPDUMP_B" 2>/dev/null || true  # the captures are complete
 sleep 0.5
 
 # Decrypt the wire capture with the SAs as the receiving side sees them.
+if [ -n "${IKE:-}" ]; then
+    # ferrogate-ike writes its key exports on a thread of its own, in order: once each side's
+    # history holds the CHILD_SAs that side has now, it holds every older one too.
+    exported() {
+        "$(dirname "$IKE")/fgctl" --socket "$WORK/ike-$1.sock" list-sas --json |
+            python3 -c "
+import json, sys
+def spis(v):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k == 'spi_in' and isinstance(x, str):
+                yield x
+            else:
+                yield from spis(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from spis(x)
+have = open(sys.argv[1]).read()
+want = list(spis(json.load(sys.stdin)))
+sys.exit(0 if want and all('-in-' + s in have for s in want) else 1)
+" "$WORK/keys-$1/site-to-site-history.yaml"
+    }
+    for side in a b; do
+        for _ in $(seq 100); do exported "$side" 2>/dev/null && break; sleep 0.1; done
+    done
+fi
 cat > "$WORK/wire-sas.yaml" <<EOY
 sas:
   - { spi: 0xa0b0, direction: in, mode: tunnel, $SUITE, enc_key: "0x$K_AB", local: 203.0.113.2, remote: 203.0.113.1, replay_window: 0 }

@@ -213,15 +213,12 @@ static WATCHERS: std::sync::Mutex<Vec<std::os::unix::net::UnixStream>> =
     std::sync::Mutex::new(Vec::new());
 
 fn event(v: serde_json::Value) {
-    let line = format!("{v}\n");
-    if let Ok(mut w) = WATCHERS.lock() {
-        w.retain_mut(|s| s.write_all(line.as_bytes()).is_ok());
-    }
-    writer::submit(writer::Job::Stdout(line));
+    writer::submit(writer::Job::Event(format!("{v}\n")));
 }
 
-/// The files ferrogate-ike writes (the key exports, the events on stdout), written in order
-/// by a thread of their own. A create-and-rename can block for seconds while the file system
+/// The files ferrogate-ike writes (the key exports, the events on stdout and to `fgctl watch`
+/// clients), written in order by a thread of their own: an event is written after the exports
+/// of the change it reports. A create-and-rename can block for seconds while the file system
 /// commits: ferrogate's stats file, written the same way from its main lcore, blocked it for
 /// up to 4.4 s while a test's captures were being written out. An export is written when a
 /// CHILD_SA is installed, before the IKE message that completes its exchange is sent, so
@@ -245,8 +242,8 @@ mod writer {
             header: &'static str,
             text: String,
         },
-        /// A line for stdout.
-        Stdout(String),
+        /// An event line for stdout and the `fgctl watch` clients.
+        Event(String),
         /// Answered once everything before it is written.
         Flush(SyncSender<()>),
     }
@@ -305,6 +302,15 @@ mod writer {
         run(job);
     }
 
+    /// Calls [`flush`] when dropped.
+    pub struct FlushOnDrop;
+
+    impl Drop for FlushOnDrop {
+        fn drop(&mut self) {
+            flush();
+        }
+    }
+
     /// Waits until everything submitted to the process's writer so far is written.
     pub fn flush() {
         if let Some(w) = WRITER.get() {
@@ -342,10 +348,13 @@ mod writer {
                     });
                 (path, r)
             }
-            Job::Stdout(line) => {
+            Job::Event(line) => {
                 let mut o = std::io::stdout().lock();
                 let _ = o.write_all(line.as_bytes());
                 let _ = o.flush();
+                if let Ok(mut w) = super::WATCHERS.lock() {
+                    w.retain_mut(|s| s.write_all(line.as_bytes()).is_ok());
+                }
                 return;
             }
             Job::Flush(done) => {
@@ -1039,6 +1048,8 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     writer::start();
+    // What is queued still reaches the files when main returns or panics.
+    let _flush = writer::FlushOnDrop;
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -1227,7 +1238,7 @@ mod tests {
             text: "second\n".into(),
         }));
         for _ in 0..100 {
-            ok(w.submit(writer::Job::Stdout(String::new())));
+            ok(w.submit(writer::Job::Event(String::new())));
         }
         assert!(
             !opened.load(Ordering::SeqCst),

@@ -373,6 +373,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     }
     eal_args.extend(args.eal.iter().cloned());
     let eal_refs: Vec<&str> = eal_args.iter().map(String::as_str).collect();
+    // Started before EAL, so that its thread is not pinned to the main lcore's CPU: the
+    // kernel's work for its writes must not take time from the main lcore.
+    let mut writer =
+        Writer::start(args.stats_file.clone()).map_err(|e| format!("stats writer thread: {e}"))?;
     let eal = Eal::init(&eal_refs).map_err(|e| e.to_string())?;
     let workers = cfg.cores.workers.clone();
     let have = eal.worker_lcores();
@@ -696,8 +700,6 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut last_report = Instant::now();
     let mut last_file = Instant::now() - Duration::from_secs(2);
     let mut last_stats = Instant::now();
-    let mut writer =
-        Writer::start(args.stats_file.clone()).map_err(|e| format!("stats writer thread: {e}"))?;
     // Every counter as JSON, for --stats-file and the exit summary.
     let snap = |main: &mut Pipeline, dynamic: &Dynamic, control: Option<&Control>| {
         if inline {
@@ -831,13 +833,13 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         if args.stats_file.is_some() && last_file.elapsed() >= Duration::from_secs(1) {
             last_file = Instant::now();
             let v = snap(&mut main, &dynamic, control.as_ref());
-            writer.send(Output::File(format!("{v}\n")));
+            writer.send_file(format!("{v}\n"));
         }
         if let Some(every) = args.stats_every {
             if last_stats.elapsed() >= every {
                 last_stats = Instant::now();
                 let v = snap(&mut main, &dynamic, control.as_ref());
-                writer.send(Output::Line(live_line(&v)));
+                writer.send_line(live_line(&v));
             }
         }
     }
@@ -1883,42 +1885,59 @@ fn write_stats(path: &std::path::Path, text: &str) {
     }
 }
 
-/// What the main lcore hands to the [`Writer`].
-enum Output {
-    /// The stats file's next contents.
-    File(String),
-    /// A live line for stdout (`--stats-every-ms`).
-    Line(String),
+/// What waits for the [`Writer`]: the newest stats snapshot (a newer one replaces it) and the
+/// live lines not printed yet.
+#[derive(Default)]
+struct Pending {
+    file: Option<String>,
+    lines: std::collections::VecDeque<String>,
+    done: bool,
 }
+
+/// Live lines that may wait for the writer; more are skipped.
+const LINES_WAITING: usize = 8;
 
 /// Writes the stats file and the live lines on a thread of its own. A file write can block
 /// for seconds: with the tests' captures being written out, an ext4 journal commit held the
 /// stats file's create-and-rename for up to 4.4 s, and the main lcore, which wrote it itself
 /// then, sent no IKE datagram for that long (both gateways at once, so DPD and rekey requests
 /// went unanswered and were sent again). Stdout may be a terminal or a pipe that is slow to
-/// drain. A snapshot that finds the writer still busy with two others is skipped (the next
-/// one carries the same counters), and counted.
+/// drain, or closed. A snapshot not yet written when a newer one comes is replaced by it, so
+/// the file is never more than one write behind; both kinds of skip are counted.
 struct Writer {
-    tx: Option<std::sync::mpsc::SyncSender<Output>>,
+    shared: Arc<(Mutex<Pending>, std::sync::Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
     skipped: u64,
 }
 
 impl Writer {
     fn start(file: Option<PathBuf>) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Output>(2);
+        let shared = Arc::new((Mutex::new(Pending::default()), std::sync::Condvar::new()));
+        let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("fg-stats".into())
             .spawn(move || {
-                for o in rx {
-                    let t = Instant::now();
-                    match o {
-                        Output::File(text) => {
-                            if let Some(p) = &file {
-                                write_stats(p, &text);
-                            }
+                let (m, cv) = &*theirs;
+                loop {
+                    let (text, lines, done) = {
+                        let mut p = m.lock().unwrap_or_else(|e| e.into_inner());
+                        while p.file.is_none() && p.lines.is_empty() && !p.done {
+                            p = cv.wait(p).unwrap_or_else(|e| e.into_inner());
                         }
-                        Output::Line(line) => println!("{line}"),
+                        (p.file.take(), std::mem::take(&mut p.lines), p.done)
+                    };
+                    let t = Instant::now();
+                    if !lines.is_empty() {
+                        // A closed stdout loses the lines, not the thread.
+                        use std::io::Write;
+                        let mut o = std::io::stdout().lock();
+                        for l in &lines {
+                            let _ = writeln!(o, "{l}");
+                        }
+                        let _ = o.flush();
+                    }
+                    if let (Some(text), Some(p)) = (text, &file) {
+                        write_stats(p, &text);
                     }
                     let ms = t.elapsed().as_millis() as u64;
                     if ms >= 1000 {
@@ -1927,26 +1946,45 @@ impl Writer {
                             "writing the stats took long (a slow file system or stdout)"
                         );
                     }
+                    if done {
+                        break;
+                    }
                 }
             })?;
         Ok(Self {
-            tx: Some(tx),
+            shared,
             thread: Some(thread),
             skipped: 0,
         })
     }
 
-    /// Hands `o` over without waiting; skips it when the writer is behind.
-    fn send(&mut self, o: Output) {
-        let Some(tx) = &self.tx else {
-            return;
-        };
-        if tx.try_send(o).is_err() {
+    /// Hands over the stats file's next contents, replacing any not written yet.
+    fn send_file(&mut self, text: String) {
+        self.hand(|p| p.file.replace(text).is_some());
+    }
+
+    /// Hands over a live line; skipped when [`LINES_WAITING`] are waiting already.
+    fn send_line(&mut self, line: String) {
+        self.hand(|p| {
+            let full = p.lines.len() >= LINES_WAITING;
+            if !full {
+                p.lines.push_back(line);
+            }
+            full
+        });
+    }
+
+    /// Applies `put` (which says whether something was skipped) and wakes the thread.
+    fn hand(&mut self, put: impl FnOnce(&mut Pending) -> bool) {
+        let (m, cv) = &*self.shared;
+        let skipped = put(&mut m.lock().unwrap_or_else(|e| e.into_inner()));
+        cv.notify_one();
+        if skipped {
             self.skipped += 1;
             if self.skipped.is_power_of_two() {
                 tracing::warn!(
                     skipped = self.skipped,
-                    "stats writer behind: snapshots skipped so far"
+                    "stats writer behind: snapshots or live lines skipped so far"
                 );
             }
         }
@@ -1954,10 +1992,19 @@ impl Writer {
 
     /// Waits until everything handed over is written, and stops the thread.
     fn finish(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let Some(t) = self.thread.take() else {
+            return;
+        };
+        let (m, cv) = &*self.shared;
+        m.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+        cv.notify_one();
+        let _ = t.join();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -2481,44 +2528,56 @@ mod tests {
 
     /// A FIFO in the stats file's temporary name stands for a file system that does not
     /// answer (opening it for writing waits for a reader): the main lcore's hand-overs must
-    /// not wait for it, what finds the writer busy is skipped and counted, and once it answers
-    /// the file holds the last snapshot taken.
+    /// not wait for it, a snapshot not written yet is replaced by the next (and counted), and
+    /// once the file system answers the file holds the newest.
     #[test]
     fn the_main_lcore_never_waits_for_the_stats_file() {
         let dir = std::env::temp_dir().join(format!("fg-stats-writer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("stats.json");
+        let fifo = file.with_extension("tmp");
         let made = std::process::Command::new("mkfifo")
-            .arg(file.with_extension("tmp"))
+            .arg(&fifo)
             .status()
             .unwrap();
         assert!(made.success());
         let mut w = Writer::start(Some(file.clone())).unwrap();
+        w.send_file("0\n".into());
+        // The thread takes snapshot 0 and blocks opening the FIFO.
+        let taken = || w.shared.0.lock().unwrap().file.is_none();
+        for _ in 0..1000 {
+            if taken() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(taken());
         let opened = Arc::new(AtomicBool::new(false));
         let reader = {
-            let (fifo, opened) = (file.with_extension("tmp"), opened.clone());
+            let (fifo, opened) = (fifo.clone(), opened.clone());
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_secs(2));
                 opened.store(true, Ordering::SeqCst);
                 std::fs::read_to_string(&fifo).unwrap()
             })
         };
-        for n in 0..10 {
-            w.send(Output::File(format!("{n}\n")));
+        for n in 1..10 {
+            w.send_file(format!("{n}\n"));
+        }
+        for _ in 0..20 {
+            w.send_line("a live line".into());
         }
         assert!(
             !opened.load(Ordering::SeqCst),
-            "ten snapshots handed over while the first write was blocked"
+            "every hand-over returned while the first write was blocked"
         );
-        // One is being written, two wait: the other seven were skipped (eight if the thread
-        // had not taken the first yet).
-        assert!((7..=8).contains(&w.skipped), "skipped {}", w.skipped);
-        let first = reader.join().unwrap();
-        assert_eq!(first, "0\n");
+        // Snapshots 1-8 were replaced before they were written; live lines 9-20 found 8
+        // waiting.
+        assert_eq!(w.skipped, 8 + 12);
+        assert_eq!(reader.join().unwrap(), "0\n");
         w.finish();
-        let last = std::fs::read_to_string(&file).unwrap();
-        assert!(last == "2\n" || last == "1\n", "the file holds {last:?}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "9\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
