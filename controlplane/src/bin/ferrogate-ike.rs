@@ -1048,7 +1048,8 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     writer::start();
-    // What is queued still reaches the files when main returns or panics.
+    // What is queued still reaches the files when main returns (after the polite shutdown's
+    // events) or panics.
     let _flush = writer::FlushOnDrop;
     let config = match Config::load(&args.config) {
         Ok(c) => c,
@@ -1193,7 +1194,6 @@ fn main() -> ExitCode {
     if let Io::Channel(ch) = &mut io {
         ch.remove_lingering(true);
     }
-    writer::flush();
     ExitCode::SUCCESS
 }
 

@@ -833,7 +833,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         if args.stats_file.is_some() && last_file.elapsed() >= Duration::from_secs(1) {
             last_file = Instant::now();
             let v = snap(&mut main, &dynamic, control.as_ref());
-            writer.send_file(format!("{v}\n"));
+            writer.send_file(v);
         }
         if let Some(every) = args.stats_every {
             if last_stats.elapsed() >= every {
@@ -852,7 +852,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     }
     let stats = snap(&mut main, &dynamic, control.as_ref());
     if let Some(p) = &args.stats_file {
-        write_stats(p, &format!("{stats}\n"));
+        write_stats(p, &stats);
     }
     for i in &sh.ifaces {
         let _ = i.port.stop();
@@ -1878,18 +1878,18 @@ fn live_line(v: &serde_json::Value) -> String {
 }
 
 /// Replaces the stats file atomically (write, then rename).
-fn write_stats(path: &std::path::Path, text: &str) {
+fn write_stats(path: &std::path::Path, v: &serde_json::Value) {
     let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, text).is_ok() {
+    if std::fs::write(&tmp, format!("{v}\n")).is_ok() {
         let _ = std::fs::rename(&tmp, path);
     }
 }
 
-/// What waits for the [`Writer`]: the newest stats snapshot (a newer one replaces it) and the
-/// live lines not printed yet.
+/// What waits for the [`Writer`]: the newest stats snapshot (a newer one replaces it; the
+/// writer serializes it, off the main lcore) and the live lines not printed yet.
 #[derive(Default)]
 struct Pending {
-    file: Option<String>,
+    file: Option<serde_json::Value>,
     lines: std::collections::VecDeque<String>,
     done: bool,
 }
@@ -1919,7 +1919,7 @@ impl Writer {
             .spawn(move || {
                 let (m, cv) = &*theirs;
                 loop {
-                    let (text, lines, done) = {
+                    let (snapshot, lines, done) = {
                         let mut p = m.lock().unwrap_or_else(|e| e.into_inner());
                         while p.file.is_none() && p.lines.is_empty() && !p.done {
                             p = cv.wait(p).unwrap_or_else(|e| e.into_inner());
@@ -1936,8 +1936,8 @@ impl Writer {
                         }
                         let _ = o.flush();
                     }
-                    if let (Some(text), Some(p)) = (text, &file) {
-                        write_stats(p, &text);
+                    if let (Some(v), Some(p)) = (snapshot, &file) {
+                        write_stats(p, &v);
                     }
                     let ms = t.elapsed().as_millis() as u64;
                     if ms >= 1000 {
@@ -1958,9 +1958,9 @@ impl Writer {
         })
     }
 
-    /// Hands over the stats file's next contents, replacing any not written yet.
-    fn send_file(&mut self, text: String) {
-        self.hand(|p| p.file.replace(text).is_some());
+    /// Hands over the stats file's next snapshot, replacing any not written yet.
+    fn send_file(&mut self, v: serde_json::Value) {
+        self.hand(|p| p.file.replace(v).is_some());
     }
 
     /// Hands over a live line; skipped when [`LINES_WAITING`] are waiting already.
@@ -2543,7 +2543,7 @@ mod tests {
             .unwrap();
         assert!(made.success());
         let mut w = Writer::start(Some(file.clone())).unwrap();
-        w.send_file("0\n".into());
+        w.send_file(serde_json::json!(0));
         // The thread takes snapshot 0 and blocks opening the FIFO.
         let taken = || w.shared.0.lock().unwrap().file.is_none();
         for _ in 0..1000 {
@@ -2563,7 +2563,7 @@ mod tests {
             })
         };
         for n in 1..10 {
-            w.send_file(format!("{n}\n"));
+            w.send_file(serde_json::json!(n));
         }
         for _ in 0..20 {
             w.send_line("a live line".into());
