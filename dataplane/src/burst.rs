@@ -46,6 +46,11 @@ pub enum Verdict {
     /// encapsulated and counted as [`DropReason::TooBig`]: the caller sends the source an ICMP
     /// error with this MTU (RFC 4301 §8.2.1).
     TooBig(u16),
+    /// Outbound, from [`outbound_owned`] only: the SA this packet's policy names belongs to
+    /// this other pipeline ([`OutboundSa::owner`]). Neither encapsulated nor counted (not in
+    /// the policy's hits either): the caller hands it, as it is, to that pipeline, which runs
+    /// it through [`outbound_owned`] itself.
+    Handoff(u16),
 }
 
 /// An outbound PROTECT policy's target: the SA to use, once the control plane installed one.
@@ -92,7 +97,7 @@ pub fn outbound<B: PacketBuf>(
     drops: &mut DropCounters,
     hits: &mut PolicyHits,
 ) -> usize {
-    outbound_with(t, None, pkts, verdicts, drops, hits)
+    outbound_owned(t, None, None, pkts, verdicts, drops, hits)
 }
 
 /// [`outbound`], with SPD-out answers for known flows taken from the pipeline's flow cache
@@ -106,12 +111,20 @@ pub fn outbound_cached<B: PacketBuf>(
     drops: &mut DropCounters,
     hits: &mut PolicyHits,
 ) -> usize {
-    outbound_with(t, Some(cache), pkts, verdicts, drops, hits)
+    outbound_owned(t, Some(cache), None, pkts, verdicts, drops, hits)
 }
 
-fn outbound_with<B: PacketBuf>(
+/// [`outbound`] (with the flow cache if one is given, as [`outbound_cached`]) for one of
+/// several pipelines that share the SAs: pipeline `me` encapsulates only the packets of SAs
+/// it owns ([`OutboundSa::owner`]; an SA no pipeline has used yet becomes `me`'s). A packet
+/// whose SA another pipeline owns gets [`Verdict::Handoff`] with that pipeline's number,
+/// before anything is counted for it; the owner, given the packet, classifies it again and
+/// counts it then. So each SA's sequence numbers are taken by one pipeline, in the order its
+/// packets leave. With `me` `None` (one pipeline) nothing is handed off.
+pub fn outbound_owned<B: PacketBuf>(
     t: &OutboundTables<'_>,
     mut cache: Option<&mut FlowCache>,
+    me: Option<u16>,
     pkts: &mut [B],
     verdicts: &mut [Verdict],
     drops: &mut DropCounters,
@@ -121,7 +134,7 @@ fn outbound_with<B: PacketBuf>(
         // A small SPD stays in cache: classify each packet on its own.
         return encap_runs(pkts, verdicts, drops, |stage, i, pkt, v| {
             let step = crate::flow::flow_key(pkt.data())
-                .and_then(|k| outbound_one(t, t.spd.lookup_id(&k), pkt, hits));
+                .and_then(|k| outbound_one(t, me, t.spd.lookup_id(&k), pkt, hits));
             stage.apply(step, i, pkt, v);
         });
     }
@@ -150,6 +163,7 @@ fn outbound_with<B: PacketBuf>(
                 Some(r) => Err(r),
                 None => outbound_one(
                     t,
+                    me,
                     rules[i].and_then(|id| Some((id, t.spd.rules().get(id)?))),
                     pkt,
                     hits,
@@ -241,14 +255,21 @@ enum Step<S> {
 }
 
 /// The rest of the outbound path for a packet SPD-out classified under rule `id` (`None`: no
-/// rule matched).
+/// rule matched), in pipeline `me` if the SAs' owners count ([`outbound_owned`]).
 fn outbound_one<'a, B: PacketBuf>(
     t: &OutboundTables<'a>,
+    me: Option<u16>,
     rule: Option<(usize, &'a Rule<OutboundTarget>)>,
     pkt: &mut B,
     hits: &mut PolicyHits,
 ) -> Result<Step<&'a OutboundSa>, DropReason> {
     let (id, rule) = rule.ok_or(DropReason::PolicyDiscard)?;
+    if let (Some(me), Action::Protect(OutboundTarget { sa: Some(sa), .. })) = (me, &rule.action) {
+        let owner = sa.owner(me);
+        if owner != me {
+            return Ok(Step::Done(Verdict::Handoff(owner)));
+        }
+    }
     hits.hit(id, pkt.data().len());
     match &rule.action {
         Action::Bypass => Ok(Step::Done(Verdict::Forward)),

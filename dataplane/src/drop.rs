@@ -95,6 +95,10 @@ drop_reasons! {
     /// The port's transmit queue refused a full burst: the packets it did not take are dropped
     /// rather than queued without bound.
     TxFull => "tx_full",
+    /// The pipeline that owns the packet's SA (see `OutboundSa::owner`) had no room left in
+    /// its hand-off ring: it is behind, and the packet is dropped rather than sealed out of
+    /// sequence order by another pipeline.
+    HandoffFull => "handoff_full",
     /// The packet is an IKE datagram or NAT keepalive, not data: handed to the control plane.
     ControlPlane => "control_plane",
 }

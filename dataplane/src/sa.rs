@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -527,6 +527,10 @@ pub(crate) struct OutboundState {
     pub(crate) seq: CachePadded<AtomicU64>,
     /// Traffic counters: their own cache line.
     pub(crate) counters: CachePadded<SaCounters>,
+    /// The pipeline that encapsulates this SA's packets, plus one (0: none has claimed it
+    /// yet); see [`OutboundSa::owner`]. Written once, then only read: its own cache line, so
+    /// that the pipelines reading it for every packet do not share the counters' lines.
+    pub(crate) owner: CachePadded<AtomicU32>,
 }
 
 const _: () = assert!(std::mem::align_of::<OutboundSa>() >= 64);
@@ -637,6 +641,7 @@ impl OutboundSa {
             state: Arc::new(OutboundState {
                 seq: CachePadded::new(AtomicU64::new(p.initial_seq)),
                 counters: CachePadded::new(SaCounters::default()),
+                owner: CachePadded::new(AtomicU32::new(0)),
             }),
         })
     }
@@ -657,6 +662,37 @@ impl OutboundSa {
         let mut sa = Self::new(p)?;
         sa.state = Arc::clone(&self.state);
         Ok(sa)
+    }
+
+    /// The pipeline that encapsulates this SA's packets: the first to ask claims it for good
+    /// (`me`), and every later caller gets the same answer. A gateway with several pipelines
+    /// hands an SA's packets to its owner, so that one pipeline takes all its sequence numbers
+    /// and sends them from one transmit queue in that order; the peer's replay window then
+    /// sees them in order, as RFC 4303 §3.3.3 counts them. The copies [`OutboundSa::moved`]
+    /// makes share the owner with the sequence counter. Pipeline numbers are below
+    /// `u16::MAX`.
+    #[inline]
+    pub fn owner(&self, me: u16) -> u16 {
+        let o = &self.state.owner;
+        let claimed = match o.load(Ordering::Relaxed) {
+            0 => {
+                match o.compare_exchange(0, u32::from(me) + 1, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => return me,
+                    Err(other) => other,
+                }
+            }
+            other => other,
+        };
+        (claimed - 1) as u16
+    }
+
+    /// The pipeline that claimed this SA ([`OutboundSa::owner`]), if one has.
+    pub fn owner_now(&self) -> Option<u16> {
+        match self.state.owner.load(Ordering::Relaxed) {
+            0 => None,
+            o => Some((o - 1) as u16),
+        }
     }
 
     /// Records the MTU of the port this SA's packets leave by (a gateway with several outside

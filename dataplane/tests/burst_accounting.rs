@@ -14,6 +14,7 @@ use dataplane::burst::{self, InboundTables, OutboundTables, OutboundTarget, Verd
 use dataplane::crypto::{Backend, Cipher, Integrity};
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::esp;
+use dataplane::flowcache::FlowCache;
 use dataplane::outer::{self, Arrival};
 use dataplane::sa::{
     Direction, Endpoints, InboundSa, Lifetime, Mode, OutboundSa, SaEvent, SaParams, UdpEncap,
@@ -757,4 +758,187 @@ fn a_moved_sa_never_repeats_a_number_while_cores_still_hold_the_old_copy() {
     // Every number from 25 on went to exactly one packet.
     assert_eq!(all.first().map(|&(s, _)| s), Some(25));
     assert_eq!(all.last().map(|&(s, _)| s), Some(24 + n as u32));
+}
+
+/// One pipeline's own state in [`pipelines_hand_an_sa_to_its_owner`].
+struct Pipe {
+    cache: FlowCache,
+    hits: PolicyHits,
+    drops: DropCounters,
+}
+
+impl Pipe {
+    fn new(rules: usize) -> Self {
+        Self {
+            cache: FlowCache::new(FlowCache::DEFAULT_SETS),
+            hits: PolicyHits::new(rules),
+            drops: DropCounters::default(),
+        }
+    }
+}
+
+/// Several pipelines sharing SAs: the first pipeline to encapsulate with an SA owns it, and
+/// another that classifies one of its packets leaves it untouched and uncounted, with a
+/// hand-off verdict naming the owner; the owner, given the packet, seals it with the next
+/// number. Checked with the per-packet walk (small SPD) and the burst walk through the flow
+/// cache (64 rules or more).
+#[test]
+fn pipelines_hand_an_sa_to_its_owner() {
+    for filler in [0u32, 100] {
+        let (o1, _) = pair(0x901, |_| {});
+        let (o2, _) = pair(0x902, |_| {});
+        let (s1, s2) = (
+            Arc::new(OutboundSa::new(&o1).unwrap()),
+            Arc::new(OutboundSa::new(&o2).unwrap()),
+        );
+        let protect = |prio, d: &str, sa: &Arc<OutboundSa>| Rule {
+            priority: prio,
+            selector: sel("192.168.10.0/24", d),
+            action: Action::Protect(OutboundTarget {
+                policy_id: prio,
+                sa: Some(sa.clone()),
+            }),
+        };
+        let mut rules = vec![
+            protect(10, "192.168.20.1/32", &s1),
+            protect(20, "192.168.20.2/32", &s2),
+            Rule {
+                priority: 30,
+                selector: sel("192.168.10.0/24", "192.168.20.3/32"),
+                action: Action::Bypass,
+            },
+        ];
+        for k in 0..filler {
+            rules.push(Rule {
+                priority: 100 + k,
+                selector: sel("10.99.0.0/16", &format!("172.16.{}.0/24", k)),
+                action: Action::Discard,
+            });
+        }
+        let spd = Spd::build(rules).unwrap();
+        let rule_of = |policy: u32| {
+            spd.rules()
+                .iter()
+                .position(|r| r.priority == policy)
+                .unwrap()
+        };
+        let t = OutboundTables {
+            spd: &spd,
+            mtu: 1500,
+        };
+        let mut pipes = [Pipe::new(spd.len()), Pipe::new(spd.len())];
+        let mut run = |me: u16, pkts: &mut [HeapBuf], verdicts: &mut [Verdict]| {
+            let p = &mut pipes[usize::from(me)];
+            let n = burst::outbound_owned(
+                &t,
+                Some(&mut p.cache),
+                Some(me),
+                pkts,
+                verdicts,
+                &mut p.drops,
+                &mut p.hits,
+            );
+            (n, p.hits.clone(), p.drops.total())
+        };
+        assert_eq!((s1.owner_now(), s2.owner_now()), (None, None));
+
+        // Pipeline 0 sends the first packet of SA 1, and so owns it.
+        let mut first = bufs(&[udp4(1, 40)]);
+        assert_eq!(run(0, &mut first, &mut [Verdict::Pending]).0, 1);
+        assert_eq!((s1.owner_now(), s2.owner_now()), (Some(0), None));
+        assert_eq!(esp_seq(first[0].data()), 1);
+
+        // Pipeline 1: SA 1's packets are handed off, untouched; SA 2 becomes its own.
+        let dsts = [1u8, 2, 3, 1, 2, 4];
+        let plain: Vec<Vec<u8>> = dsts.iter().map(|&d| udp4(d, 50 + usize::from(d))).collect();
+        let mut pkts = bufs(&plain);
+        let mut verdicts = [Verdict::Pending; 6];
+        let (n, hits1, drops1) = run(1, &mut pkts, &mut verdicts);
+        assert_eq!(n, 3, "SA 2's two and the bypass");
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Handoff(0),
+                Verdict::Forward,
+                Verdict::Forward,
+                Verdict::Handoff(0),
+                Verdict::Forward,
+                Verdict::Drop(DropReason::PolicyDiscard),
+            ]
+        );
+        assert_eq!(pkts[0].data(), &plain[0][..]);
+        assert_eq!(pkts[3].data(), &plain[3][..]);
+        assert_eq!((esp_seq(pkts[1].data()), esp_seq(pkts[4].data())), (1, 2));
+        assert_eq!(pkts[2].data(), &plain[2][..], "bypassed as it came");
+        assert_eq!(s2.owner_now(), Some(1));
+        assert_eq!(s1.last_seq(), 1, "no number taken for a handed-off packet");
+        assert_eq!(
+            hits1.get(rule_of(10)),
+            (0, 0),
+            "counted by the owner, not here"
+        );
+        assert_eq!(hits1.get(rule_of(20)).0, 2);
+        assert_eq!(drops1, 1, "only the discard");
+
+        // The owner takes them, in the order they came.
+        let mut handed = vec![pkts[0].clone(), pkts[3].clone()];
+        let mut v2 = [Verdict::Pending; 2];
+        let (n, hits0, _) = run(0, &mut handed, &mut v2);
+        assert_eq!(n, 2);
+        assert_eq!(v2, [Verdict::Forward; 2]);
+        assert_eq!(
+            (esp_seq(handed[0].data()), esp_seq(handed[1].data())),
+            (2, 3)
+        );
+        assert_eq!(hits0.get(rule_of(10)).0, 3);
+        assert_eq!(s1.counters().packets(), 3);
+
+        // A packet handed to a pipeline that does not own the SA goes on to the owner.
+        let mut stray = bufs(&[udp4(2, 10)]);
+        let mut v3 = [Verdict::Pending];
+        assert_eq!(run(0, &mut stray, &mut v3).0, 0);
+        assert_eq!(v3, [Verdict::Handoff(1)]);
+        assert_eq!(s2.last_seq(), 2);
+
+        // Without an owner check (one pipeline), nothing is handed off.
+        let mut solo = bufs(&[udp4(2, 10)]);
+        let mut v4s = [Verdict::Pending];
+        burst::outbound(
+            &t,
+            &mut solo,
+            &mut v4s,
+            &mut DropCounters::default(),
+            &mut PolicyHits::new(spd.len()),
+        );
+        assert_eq!((v4s[0], esp_seq(solo[0].data())), (Verdict::Forward, 3));
+    }
+}
+
+/// The owner is claimed once, whoever asks at the same moment, and a moved copy of the SA
+/// keeps it with the sequence counter.
+#[test]
+fn an_sa_has_one_owner_under_contention_and_after_a_move() {
+    for round in 0..50u32 {
+        let (o, _) = pair(0xa00 + round, |_| {});
+        let sa = Arc::new(OutboundSa::new(&o).unwrap());
+        let gate = Arc::new(std::sync::Barrier::new(4));
+        let answers: Vec<u16> = (0..4u16)
+            .map(|me| {
+                let (sa, gate) = (sa.clone(), gate.clone());
+                std::thread::spawn(move || {
+                    gate.wait();
+                    sa.owner(me)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let owner = answers[0];
+        assert!(owner < 4);
+        assert!(answers.iter().all(|&a| a == owner), "{answers:?}");
+        assert_eq!(sa.owner_now(), Some(owner));
+        let moved = sa.moved(&o).unwrap();
+        assert_eq!(moved.owner((owner + 1) % 4), owner);
+    }
 }

@@ -43,8 +43,18 @@ fn stats_text(v: &serde_json::Value) -> String {
         ));
     }
     for w in v["workers"].as_array().into_iter().flatten() {
+        // Packets of SAs another worker owns, handed to it; and taken from the others.
+        let (off, took) = (
+            w["handed_off"].as_u64().unwrap_or(0),
+            w["handed_in"].as_u64().unwrap_or(0),
+        );
+        let handed = if off + took > 0 {
+            format!("  handed to SA owners {off}, from others {took}")
+        } else {
+            String::new()
+        };
         s.push_str(&format!(
-            "worker lcore {:<3} rx {:>12} frames  tx {:>12} frames  drops {}\n",
+            "worker lcore {:<3} rx {:>12} frames  tx {:>12} frames  drops {}{handed}\n",
             w["lcore"].as_u64().unwrap_or(0),
             w["rx_frames"].as_u64().unwrap_or(0),
             w["tx_frames"].as_u64().unwrap_or(0),
@@ -63,8 +73,12 @@ fn stats_text(v: &serde_json::Value) -> String {
             ),
             _ => String::new(),
         };
+        let owner = match sa["owner"].as_u64() {
+            Some(l) => format!(" (sealed by lcore {l})"),
+            None => String::new(),
+        };
         s.push_str(&format!(
-            "sa   {} {:<3} {:<6} {:>12} pkts {:>15} bytes{label}\n",
+            "sa   {} {:<3} {:<6} {:>12} pkts {:>15} bytes{label}{owner}\n",
             sa["spi"].as_str().unwrap_or("?"),
             sa["direction"].as_str().unwrap_or("?"),
             sa["source"].as_str().unwrap_or("?"),
@@ -245,5 +259,36 @@ mod tests {
             text.contains("spd flow cache: 498 hits, 2 misses, 7 bypassed\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn stats_show_hand_offs_and_owners_only_with_several_workers() {
+        let w = |lcore: u64, off: u64, took: u64| {
+            serde_json::json!({"lcore": lcore, "rx_frames": 10, "tx_frames": 9, "drops": 0,
+                "handed_off": off, "handed_in": took})
+        };
+        let sa = |owner: serde_json::Value| {
+            serde_json::json!({"spi": "0000a0b0", "direction": "out", "source": "static",
+                "packets": 5, "bytes": 500, "owner": owner})
+        };
+        let one = serde_json::json!({"seconds": 1.0, "ports": [], "drops": {},
+            "workers": [w(1, 0, 0)], "sas": [sa(serde_json::Value::Null)]});
+        let text = stats_text(&one);
+        assert!(
+            !text.contains("handed") && !text.contains("sealed by"),
+            "{text}"
+        );
+        let two = serde_json::json!({"seconds": 1.0, "ports": [], "drops": {},
+            "workers": [w(1, 7, 0), w(2, 0, 7)], "sas": [sa(2.into())]});
+        let text = stats_text(&two);
+        assert!(
+            text.contains("handed to SA owners 7, from others 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("handed to SA owners 0, from others 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("500 bytes (sealed by lcore 2)\n"), "{text}");
     }
 }

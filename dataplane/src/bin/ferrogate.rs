@@ -164,6 +164,44 @@ struct Queues {
     /// Frames in and out per port, for the stats.
     rx_frames: Vec<u64>,
     tx_frames: Vec<u64>,
+    /// With several workers, each outbound SA is encapsulated by one of them, its owner
+    /// ([`OutboundSa::owner`]), so that its sequence numbers leave in order. Per owner and
+    /// inside port: the ring to it and the packets waiting to go in (empty with one worker).
+    hand: Vec<Vec<(Arc<MbufRing>, Burst)>>,
+    /// This pipeline's own rings, per port: the packets other workers handed it.
+    inbox: Vec<Arc<MbufRing>>,
+    /// Packets handed to other workers, and taken from this one's inbox.
+    handed_off: u64,
+    handed_in: u64,
+}
+
+impl Queues {
+    /// Queues `m` for worker `owner`'s ring of port `k`, passing on a full burst at once.
+    fn hand_off(&mut self, owner: usize, k: usize, m: Mbuf, drops: &mut DropCounters) {
+        let Some((_, b)) = self.hand.get_mut(owner).and_then(|h| h.get_mut(k)) else {
+            // Not a worker's number: a bug, counted rather than sent out of order.
+            drops.inc(DropReason::NoRoute);
+            return;
+        };
+        b.pkts().push(m);
+        self.handed_off += 1;
+        if b.pkts().len() >= BURST {
+            self.pass_on(drops);
+        }
+    }
+
+    /// Puts every waiting hand-off burst into its ring; what a full ring does not take is
+    /// dropped and counted (its owner is behind).
+    fn pass_on(&mut self, drops: &mut DropCounters) {
+        for (ring, b) in self.hand.iter_mut().flatten() {
+            if !b.pkts().is_empty() {
+                ring.enqueue(b);
+                for _ in b.pkts().drain(..) {
+                    drops.inc(DropReason::HandoffFull);
+                }
+            }
+        }
+    }
 }
 
 /// Where one lcore's frames for a port go.
@@ -289,6 +327,9 @@ struct Shared {
     idle_sleep: Duration,
 }
 
+/// Slots of each worker's per-port ring for the packets of the SAs it owns.
+const HAND_RING: u32 = 2048;
+
 /// How often a pipeline copies its counters to its stats slot.
 const STATS_EVERY: Duration = Duration::from_millis(50);
 
@@ -301,6 +342,8 @@ struct PipeStats {
     drops: DropCounters,
     answered: u64,
     not_ip: u64,
+    /// Packets handed to the workers that own their SAs, and taken from this one's rings.
+    handed: (u64, u64),
     icmp: icmp_err::Counters,
     reasm: dataplane::reasm::ReasmStats,
     neigh: (dataplane::neigh::NeighStats, usize),
@@ -330,6 +373,9 @@ struct Pipeline {
     hits_in: PolicyHits,
     /// SPD-out answers for the flows this pipeline has seen.
     flow_cache: FlowCache,
+    /// This pipeline's number among the workers that share the outbound SAs (`None` with
+    /// one worker, and on the main lcore in worker mode): SAs another owns are handed off.
+    me: Option<u16>,
     tables: Arc<Tables>,
     rxb: Burst,
     verdicts: [Verdict; BURST],
@@ -390,8 +436,14 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let nq = workers.len().max(1);
     let nports = cfg.interfaces.len();
     // Every descriptor of every queue may hold an mbuf, plus each lcore's bursts and the
-    // hand-off rings.
-    let mbufs = (nports * nq * 2 * 1024 + (nq + 1) * (nports + 2) * BURST + nports * 256 + 2048)
+    // hand-off rings (with several workers, each has a ring per port for the SAs it owns, and
+    // a burst waiting for each other's).
+    let owners = if nq > 1 { nq } else { 0 };
+    let mbufs = (nports * nq * 2 * 1024
+        + (nq + 1) * (nports + 2) * BURST
+        + nports * 256
+        + owners * nports * (HAND_RING as usize + owners * BURST)
+        + 2048)
         .next_power_of_two()
         - 1;
     let pool = Arc::new(
@@ -613,6 +665,25 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             })
             .collect::<Result<_, _>>()?
     };
+    // With several workers: each one's rings for the packets of the SAs it owns, one per
+    // port, filled by the others (several producers with three workers or more).
+    let inboxes: Vec<Vec<Arc<MbufRing>>> = (0..owners)
+        .map(|w| {
+            (0..nports)
+                .map(|k| {
+                    MbufRing::new(
+                        &eal,
+                        &format!("ferrogate-sa{w}-{k}"),
+                        HAND_RING,
+                        owners <= 2,
+                        true,
+                    )
+                    .map(Arc::new)
+                    .map_err(|e| format!("SA owner ring: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<_, _>>()?;
     let mut rx_of: Vec<std::vec::IntoIter<RxQueue>> =
         rxqs.into_iter().map(Vec::into_iter).collect();
     let mut tx_of: Vec<std::vec::IntoIter<TxQueue>> =
@@ -646,6 +717,22 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             txb: (0..nports).map(|_| Burst::new()).collect(),
             rx_frames: vec![0; nports],
             tx_frames: vec![0; nports],
+            hand: if id < owners {
+                inboxes
+                    .iter()
+                    .map(|rings| {
+                        rings
+                            .iter()
+                            .map(|r| (Arc::clone(r), Burst::new()))
+                            .collect()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            inbox: inboxes.get(id).cloned().unwrap_or_default(),
+            handed_off: 0,
+            handed_in: 0,
         },
         fib: new_fib(),
         manners: Manners::new(icmp_rate),
@@ -656,6 +743,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         hits_out: PolicyHits::new(tables.spd_out.len()),
         hits_in: PolicyHits::new(tables.spd_in.len()),
         flow_cache: FlowCache::new(FlowCache::DEFAULT_SETS),
+        me: (id < owners).then_some(id as u16),
         tables: Arc::clone(&tables),
         rxb: Burst::new(),
         verdicts: [Verdict::Pending; BURST],
@@ -974,7 +1062,24 @@ impl Pipeline {
             }
             moved += n;
             self.q.rx_frames[k] += n as u64;
-            self.burst(sh, k);
+            self.burst(sh, k, false);
+        }
+        // What other workers handed over: packets of SAs this one owns, received on port
+        // `k` and already through that worker's first pass. All of it, up to a ring's worth:
+        // they were received before this round's, and a worker that was held up (preempted)
+        // must catch up rather than fill its ring while the others keep handing over.
+        for k in 0..self.q.inbox.len() {
+            for _ in 0..HAND_RING as usize / BURST {
+                let n = self.q.inbox[k].dequeue(&mut self.rxb);
+                if n > 0 {
+                    moved += n;
+                    self.q.handed_in += n as u64;
+                    self.burst(sh, k, true);
+                }
+                if n < BURST {
+                    break;
+                }
+            }
         }
         if moved > 0 && sh.last_rx_ms.load(Ordering::Relaxed) != self.fib.now_ms {
             sh.last_rx_ms.store(self.fib.now_ms, Ordering::Relaxed);
@@ -991,8 +1096,10 @@ impl Pipeline {
         moved
     }
 
-    /// The burst in `self.rxb`, received on port `k`.
-    fn burst(&mut self, sh: &Shared, k: usize) {
+    /// The burst in `self.rxb`, received on port `k`; `handed`: handed over by another
+    /// worker, which already did the first pass (ARP, TTL, MSS clamp) and stripped the
+    /// Ethernet headers.
+    fn burst(&mut self, sh: &Shared, k: usize, handed: bool) {
         let mut rxb = std::mem::take(&mut self.rxb);
         let pkts = rxb.pkts();
         let iface = &sh.ifaces[k];
@@ -1005,6 +1112,9 @@ impl Pipeline {
             let (v, l) = (&mut self.verdicts[j], &mut self.local[j]);
             *v = Verdict::Pending;
             *l = Local::No;
+            if handed {
+                continue;
+            }
             // Neighbours: learn from ARP (RFC 826: requests for us create entries, the
             // rest only refresh), answer neighbor solicitations for our IPv6 addresses and
             // learn from advertisements.
@@ -1132,9 +1242,10 @@ impl Pipeline {
             natt_ports: &sh.natt_ports,
         };
         match role {
-            Role::Inside => burst::outbound_cached(
+            Role::Inside => burst::outbound_owned(
                 &out_t,
-                &mut self.flow_cache,
+                Some(&mut self.flow_cache),
+                self.me,
                 &mut pkts[..],
                 &mut self.verdicts[..n],
                 &mut self.drops,
@@ -1151,12 +1262,17 @@ impl Pipeline {
         for (j, m) in pkts.drain(..).enumerate() {
             let (v, l) = (self.verdicts[j], self.local[j]);
             let mut m: Mbuf = m;
+            if let Verdict::Handoff(owner) = v {
+                self.q.hand_off(usize::from(owner), k, m, &mut self.drops);
+                continue;
+            }
             let mut tx = Tx {
                 fib: &mut self.fib,
                 ifaces: &sh.ifaces,
                 q: &mut self.q,
                 drops: &mut self.drops,
                 hits: &mut self.hits_out,
+                me: self.me,
             };
             if let Local::Error(e) = l {
                 let ok = tx.deliver(m, &out_t);
@@ -1264,6 +1380,8 @@ impl Pipeline {
 
     /// Sends the neighbour requests lookups asked for, then every port's pending burst.
     fn flush(&mut self, sh: &Shared) {
+        // Packets for the SAs other workers own, first: they wait for this round's turn.
+        self.q.pass_on(&mut self.drops);
         // ARP requests / neighbor solicitations for next hops that lookups asked about.
         for (ifx, hop) in self.fib.asks.drain(..) {
             let Some(mut m) = self.pool.alloc() else {
@@ -1328,6 +1446,7 @@ impl Pipeline {
         s.drops.clone_from(&self.drops);
         s.answered = self.answered;
         s.not_ip = self.not_ip;
+        s.handed = (self.q.handed_off, self.q.handed_in);
         s.icmp = self.manners.counters;
         s.reasm = self.reasm.stats;
         s.neigh = (self.fib.neigh.stats, self.fib.neigh.len());
@@ -1488,6 +1607,8 @@ struct Tx<'a> {
     drops: &'a mut DropCounters,
     /// SPD-out's per-policy counters (the gateway's own ICMP errors cross SPD-out too).
     hits: &'a mut PolicyHits,
+    /// The pipeline's number among the SAs' owners ([`Pipeline::me`]).
+    me: Option<u16>,
 }
 
 impl Tx<'_> {
@@ -1549,13 +1670,30 @@ impl Tx<'_> {
         };
         if outside {
             let mut v = [Verdict::Pending];
-            burst::outbound(
+            burst::outbound_owned(
                 out_t,
+                None,
+                self.me,
                 std::slice::from_mut(&mut m),
                 &mut v,
                 self.drops,
                 self.hits,
             );
+            if let Verdict::Handoff(owner) = v[0] {
+                // Into the tunnel of an SA another worker owns: that worker seals it, as if
+                // it had come in by the (first) inside port.
+                let k = self.ifaces.iter().position(|i| i.role == Role::Inside);
+                return match k {
+                    Some(k) => {
+                        self.q.hand_off(usize::from(owner), k, m, self.drops);
+                        true
+                    }
+                    None => {
+                        self.drops.inc(DropReason::NoRoute);
+                        false
+                    }
+                };
+            }
             if v[0] != Verdict::Forward {
                 if let Verdict::Fragment(_) = v[0] {
                     self.drops.inc(DropReason::TooBig);
@@ -1742,6 +1880,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         workers.push(serde_json::json!({"lcore": p.lcore,
             "rx_frames": p.rx_frames.iter().sum::<u64>(), "rx_by_port": p.rx_frames,
             "tx_frames": p.tx_frames.iter().sum::<u64>(),
+            "handed_off": p.handed.0, "handed_in": p.handed.1,
             "drops": p.drops.total()}));
     }
     // In worker mode the main lcore's own pipeline only sends (IKE, neighbour requests),
@@ -1772,12 +1911,17 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
                 "rx_missed": imissed})
         })
         .collect();
+    // With several workers, the lcore of the one that encapsulates the SA's packets.
+    let owner_lcore = |sa: &OutboundSa| -> Option<u32> {
+        let w = usize::from(sa.owner_now()?);
+        workers.get(w)?["lcore"].as_u64().map(|l| l as u32)
+    };
     let mut sas: Vec<serde_json::Value> = s
         .out_sas
         .iter()
         .flatten()
         .map(|sa| serde_json::json!({"spi": format!("{:08x}", sa.spi), "direction": "out", "source": "static",
-            "packets": sa.counters().packets(), "bytes": sa.counters().bytes()}))
+            "packets": sa.counters().packets(), "bytes": sa.counters().bytes(), "owner": owner_lcore(sa)}))
         .collect();
     for (spi, _, sa) in current.sad.iter() {
         let dynamic = s.dynamic.sas.contains_key(&spi);
@@ -1791,7 +1935,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         if let Some(o) = &d.out {
             sas.push(serde_json::json!({"spi": format!("{:08x}", o.spi), "direction": "out", "source": "ike",
                 "tunnel": d.tunnel, "child": d.child, "pair": format!("{spi_in:08x}"), "active": d.active,
-                "packets": o.counters().packets(), "bytes": o.counters().bytes()}));
+                "packets": o.counters().packets(), "bytes": o.counters().bytes(), "owner": owner_lcore(o)}));
         }
     }
     let out = policy_counts(&current.spd_out, &hits_out, |t: &OutboundTarget| {

@@ -8,7 +8,9 @@
 //! goes back over its inner packet and its 28-byte IPv4+UDP header is written again (N is
 //! rounded up to whole bursts). `outbound-burst` is the same through `burst::outbound`, the
 //! gateway's inside-port pipeline: flow keys, SPD-out (one PROTECT rule), policy counters,
-//! MTU check, encapsulation.
+//! MTU check, encapsulation. `outbound-owned-burst` is `outbound-burst` as one of several
+//! workers runs it (`burst::outbound_owned` with a pipeline number): the SA's owner is checked
+//! for every packet (this pipeline claims it on the first and keeps it).
 
 use std::process::ExitCode;
 
@@ -62,7 +64,7 @@ const BURST: usize = 32;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let usage =
-        "usage: pathcount encap|decap|encap-burst|outbound-burst|inbound-burst SUITE SIZE N";
+        "usage: pathcount encap|decap|encap-burst|outbound-burst|outbound-owned-burst|inbound-burst SUITE SIZE N";
     if args.len() != 5 {
         eprintln!("{usage}");
         return ExitCode::from(2);
@@ -102,7 +104,7 @@ fn main() -> ExitCode {
                 checksum = checksum.wrapping_add(u64::from(buf.data()[buf.len() - 1]));
             }
         }
-        mode @ ("encap-burst" | "outbound-burst") => {
+        mode @ ("encap-burst" | "outbound-burst" | "outbound-owned-burst") => {
             let any = dataplane::net::IpPrefix::any_v4();
             let spd = dataplane::spd::Spd::build(vec![dataplane::spd::Rule {
                 priority: 1,
@@ -131,10 +133,13 @@ fn main() -> ExitCode {
                     }
                 }
                 let mut v = [dataplane::burst::Verdict::Pending; BURST];
+                let me = (mode == "outbound-owned-burst").then_some(0);
                 let sent = if mode == "encap-burst" {
                     dataplane::burst::encap(&out, &mut bufs, &mut v, &mut drops)
                 } else {
-                    dataplane::burst::outbound(&tables, &mut bufs, &mut v, &mut drops, &mut hits)
+                    dataplane::burst::outbound_owned(
+                        &tables, None, me, &mut bufs, &mut v, &mut drops, &mut hits,
+                    )
                 };
                 if sent != BURST {
                     return ExitCode::from(1);
