@@ -24,6 +24,10 @@
 #       punt and inject rings
 #   START=trap: on demand: no tunnel until hA's traffic hits the trap policy (acquire); then
 #       ping, iperf3 and the wire are checked, and the rekey/kill phases are skipped
+#   WORKERS=2: ferrogate runs two worker lcores (two queues a port; RSS is af_packet's fanout),
+#       so one SA's flows are received by both; then 4 TCP streams go through, and strongSwan
+#       must refuse none of its ESP as out of sequence (libipsec's replay window): the worker
+#       that owns the SA seals all its packets. The rekey and kill phases are skipped
 #   SWAN6=1: the peer is strongSwan 6.0 from Debian trixie (a debootstrap chroot, cached in
 #       SWAN6_ROOT, default /var/cache/ferrogate/swan6-trixie) with kernel-libipsec's raw_esp:
 #       no fake NAT, so ESP travels as IP protocol 50 (checked on the wire)
@@ -39,6 +43,7 @@ REKEYS=${REKEYS:-5}
 REKEY_S=${REKEY_S:-2}
 AUTH=${AUTH:-psk}
 START=${START:-start}
+WORKERS=${WORKERS:-1}
 ID=$$
 on_exit() {
     swan_cleanup
@@ -88,16 +93,24 @@ MAC_HA=$(mac "$HA" hA0) MAC_GBO=$(mac "$GB" gBo)
 PSK="ferrogate-interop-psk-0123456789"
 swan_suite "$SUITE" || exit 2
 
+# One worker by default; WORKERS=N: N queues a port (4096 frames each, so that af_packet's
+# fanout rarely rolls a flow over to another worker's socket) and lcores 1..N alternating
+# between the two CPUs.
+QUEUES="" LCORES="" WLIST=1
+if [ "$WORKERS" -gt 1 ]; then
+    QUEUES=",qpairs=$WORKERS,framecnt=4096" LCORES="--lcores 0@0" WLIST=$(seq -s ', ' 1 "$WORKERS")
+    for w in $(seq 1 "$WORKERS"); do LCORES+=",$w@$((w % 2))"; done
+fi
 cat > "$WORK/gw.yaml" <<EOF
 interfaces:
-  - { name: inside, device: "net_af_packet0,iface=gAi", role: inside, addresses: [192.168.10.1/24] }
-  - { name: outside, device: "net_af_packet1,iface=gAo", role: outside, addresses: [203.0.113.1/24] }
+  - { name: inside, device: "net_af_packet0,iface=gAi$QUEUES", role: inside, addresses: [192.168.10.1/24] }
+  - { name: outside, device: "net_af_packet1,iface=gAo$QUEUES", role: outside, addresses: [203.0.113.1/24] }
 routes:
   - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
 neighbours:
   - { ip: 203.0.113.2, mac: "$MAC_GBO", interface: outside }
   - { ip: 192.168.10.5, mac: "$MAC_HA", interface: inside }
-cores: { main: 0, workers: [1] }
+cores: { main: 0, workers: [$WLIST] }
 mss_clamp: auto
 EOF
 CONF_B=$WORK/swan-b
@@ -152,7 +165,7 @@ swan_load b "$CONF_B/swanctl.conf" > /dev/null
 CHAN=$WORK/ctl/channel
 start_fg() {
     ip netns exec "$GA" "$FG" --config "$WORK/gw.yaml" --control "$CHAN" \
-        --eal "--no-huge -m 256 --file-prefix fgsw$ID --log-level=error" \
+        --eal "--no-huge -m 256 --file-prefix fgsw$ID --log-level=error $LCORES" \
         --idle-sleep-us 50 --stats-every-ms 60000 --stats-file "$WORK/stats.json" >> "$WORK/fg.log" 2>&1 &
     FG_PID=$!
     swan_track_pid "$FG_PID"
@@ -236,8 +249,35 @@ if [ "$AUTH" != psk ]; then
     }
     check "both sides verified the other's $AUTH certificate (issued by strongSwan's pki)" certs_ok
 fi
-if [ "$START" = trap ]; then
-    echo "$passed passed, $failed failed (START=trap: rekey and kill phases skipped)"
+if [ "$WORKERS" -gt 1 ]; then
+    # Four TCP streams: the fanout spreads them over both workers' inside queues, but they
+    # share one SA, whose owner seals them all; strongSwan sees its numbers in order.
+    streams_in_order() {
+        local refused
+        ip netns exec "$HA" timeout 30 iperf3 -c 192.168.20.5 -t 4 -P 4 -J --logfile "$WORK/iperf-p4.json" || return 1
+        "$SWAN_PYTHON" -c "import json; d=json.load(open('$WORK/iperf-p4.json')); print('iperf3 4 streams hA -> hB: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))"
+        refused=$(grep -c "ESP sequence number verification failed" "$(swan_dir b)/charon.log" || true)
+        echo "ESP strongSwan refused as out of sequence (libipsec's replay window): $refused"
+        sleep 1.5 # a fresh stats file
+        "$SWAN_PYTHON" - "$WORK/stats.json" <<'EOP' || return 1
+import json, sys
+d = json.load(open(sys.argv[1]))
+inside = [p["name"] for p in d["ports"]].index("inside")
+for w in d["workers"]:
+    print(f"ferrogate worker lcore {w['lcore']}: {w['rx_by_port'][inside]} frames in on the inside "
+          f"port, {w['handed_off']} handed to the SA's owner, {w['handed_in']} taken from the other")
+owners = {s["spi"]: s["owner"] for s in d["sas"] if s["direction"] == "out"}
+print("outbound SAs and the lcore that seals each:", owners)
+# Both workers received inside traffic, and one handed its share of the SA to the other.
+sys.exit(0 if all(w["rx_by_port"][inside] > 0 for w in d["workers"])
+         and sum(w["handed_off"] for w in d["workers"]) > 0 else 1)
+EOP
+        [ "$refused" -eq 0 ]
+    }
+    check "$WORKERS workers, 4 TCP streams on one SA: strongSwan refuses no ESP packet as out of sequence" streams_in_order
+fi
+if [ "$START" = trap ] || [ "$WORKERS" -gt 1 ]; then
+    echo "$passed passed, $failed failed (START=trap or WORKERS>1: rekey and kill phases skipped)"
     [ "$failed" -eq 0 ]
     exit
 fi
