@@ -317,13 +317,19 @@ ike_vs_strongswan() {
     done
     # X.509 certificates that strongSwan's pki issues: RSA with DN identities (we initiate; IKE
     # fragmentation both ways, fragment_size 400 on both sides), ECDSA with subjectAltName FQDNs
-    # (strongSwan initiates, unfragmented).
+    # (strongSwan initiates, unfragmented); both with the CA's CRL (pki --signcrl, revocation:
+    # strict). Then strongSwan's certificate revoked by that CRL, either role: no tunnel.
     local combo auth frag
     for combo in "rsa initiator cbc 1" "ecdsa responder gcm -"; do
         read -r auth role suite frag <<< "$combo"
         [ "$frag" = - ] && frag=
         echo "== AUTH=$auth ROLE=$role SUITE=$suite FRAG=$frag"
         FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+    done
+    for combo in "ecdsa initiator" "rsa responder"; do
+        read -r auth role <<< "$combo"
+        echo "== REVOKED=1 AUTH=$auth ROLE=$role"
+        REVOKED=1 AUTH=$auth ROLE=$role TMPDIR="$WORK" timeout 120 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
 }
 gateway_vs_strongswan() {

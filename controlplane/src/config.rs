@@ -14,6 +14,10 @@
 //!     # cert: gw-a.pem              # ours, PEM (intermediates may follow) or DER
 //!     # key: gw-a.key               # PKCS#8, SEC1 or PKCS#1; PEM or DER; unencrypted
 //!     # cacerts: [ca.pem]           # trust anchors for the peer's certificate
+//!     # crls: [ca.crl]              # CRLs (PEM or DER): a certificate of the peer's chain that
+//!     #                             #   its issuer's CRL lists is refused (RFC 5280 §6.3)
+//!     # revocation: relaxed         # relaxed | strict (strict: no current CRL of an issuer in
+//!     #                             #   the chain, no tunnel), as strongSwan's `revocation`
 //!     ike_proposals: [aes256-sha256-modp1024]
 //!     ike_lifetime: 1h              # rekey the IKE SA after this (ikelifetime=)
 //!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold (trap)
@@ -236,6 +240,12 @@ impl Auth {
                 for c in p.cred.chain.iter().chain(p.cas.ders()) {
                     h.update(c);
                 }
+                // A new CRL re-authenticates the tunnel's peer on reload.
+                let (crls, mode) = p.cas.crls();
+                h.update(format!("crls {} {mode:?}", crls.len()));
+                for c in crls {
+                    h.update(c);
+                }
                 h.update(p.cred.key_fingerprint());
             }
         }
@@ -378,6 +388,10 @@ struct RawTunnel {
     #[serde(default)]
     cacerts: Vec<PathBuf>,
     #[serde(default)]
+    crls: Vec<PathBuf>,
+    #[serde(default)]
+    revocation: Option<RevocationMode>,
+    #[serde(default)]
     ike_proposals: Vec<String>,
     #[serde(default)]
     ike_lifetime: Option<String>,
@@ -392,6 +406,14 @@ struct RawTunnel {
     #[serde(default)]
     keyingtries: u32,
     children: Vec<RawChild>,
+}
+
+/// strongSwan's `revocation` (no `ifuri`: ferrogate-ike fetches nothing).
+#[derive(serde::Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RevocationMode {
+    Relaxed,
+    Strict,
 }
 
 #[derive(serde::Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -515,8 +537,16 @@ impl Config {
             });
             let auth = match kind {
                 AuthKind::Psk => {
-                    if t.cert.is_some() || t.key.is_some() || !t.cacerts.is_empty() {
-                        return Err(inv("cert, key and cacerts belong to `auth: pubkey`".into()));
+                    if t.cert.is_some()
+                        || t.key.is_some()
+                        || !t.cacerts.is_empty()
+                        || !t.crls.is_empty()
+                        || t.revocation.is_some()
+                    {
+                        return Err(inv(
+                            "cert, key, cacerts, crls and revocation belong to `auth: pubkey`"
+                                .into(),
+                        ));
                     }
                     let psk = match (&t.psk, &t.psk_file) {
                         (Some(p), None) => Zeroizing::new(p.as_bytes().to_vec()),
@@ -555,6 +585,19 @@ impl Config {
                     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
                     let cas =
                         pki::TrustAnchors::load(&refs).map_err(|e| inv(format!("cacerts: {e}")))?;
+                    let mut crls = Vec::new();
+                    for p in &t.crls {
+                        crls.extend(
+                            pki::load_crls(&rel(p)).map_err(|e| inv(format!("crls: {e}")))?,
+                        );
+                    }
+                    let mode = match t.revocation {
+                        Some(RevocationMode::Strict) => pki::Revocation::Strict,
+                        Some(RevocationMode::Relaxed) | None => pki::Revocation::Relaxed,
+                    };
+                    let cas = cas
+                        .with_crls(crls, mode)
+                        .map_err(|e| inv(format!("crls: {e}")))?;
                     Auth::Pubkey(Arc::new(PubkeyAuth { cred, cas }))
                 }
             };

@@ -1183,6 +1183,18 @@ fn certificate_configuration_errors_are_clear() {
             "psk: \"0123456789\"\n    remote_id: \"%any\"".to_string(),
             "needs `auth: pubkey`",
         ),
+        (
+            format!("psk: \"0123456789\"\n    crls: [{d}/crl.pem]"),
+            "crls and revocation belong to `auth: pubkey`",
+        ),
+        (
+            format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    crls: [{d}/gw-a.pem]"),
+            "crls: malformed CRL",
+        ),
+        (
+            format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    revocation: ifuri"),
+            "revocation",
+        ),
     ] {
         let e = Config::parse(&y(&auth), Path::new("t.yaml")).unwrap_err().to_string();
         assert!(e.contains(want), "{e}");

@@ -34,6 +34,12 @@
 #                                                  (DN identities) or ECDSA (FQDN identities
 #                                                  from subjectAltName); RFC 7427 signatures
 #   FRAG=1                                         the fragmentation variant (above)
+#   With certificates ferrogate-ike also gets a CRL that strongSwan's `pki --signcrl` signed
+#   (DER) and `revocation: strict`: it revokes a third certificate, not strongSwan's, so the
+#   tunnel comes up only if that CRL parsed and its signature verified.
+#   REVOKED=1 (with AUTH=rsa|ecdsa)               the CRL revokes strongSwan's certificate
+#                                                  instead: ferrogate-ike must refuse it (no
+#                                                  IKE SA, "revoked" in its log), then exit
 #   SWAN_KEEP=1                                    keep logs and captures
 #
 # Cleans up namespaces, processes (by PID) and its temp dir on any exit.
@@ -50,6 +56,7 @@ SUITE=${SUITE:-cbc}
 ROLE=${ROLE:-initiator}
 AUTH=${AUTH:-psk}
 FRAG=${FRAG:-}
+REVOKED=${REVOKED:-}
 [ "$(id -u)" -eq 0 ] || { echo "ike_vs_swan.sh: run as root" >&2; exit 2; }
 swan_require_packages
 
@@ -99,16 +106,24 @@ rsa | ecdsa)
     swan_pki_cert "$WORK/pki" "$AUTH" a "$DN_A" gw-a.ferrogate.test
     swan_pki_cert "$WORK/pki" "$AUTH" b "$DN_B" gw-b.ferrogate.test
     swan_pki_install "$WORK/pki" b "$CONF_B"
+    # The CA's CRL, signed by strongSwan's pki: it revokes c (or b with REVOKED=1).
+    swan_pki_cert "$WORK/pki" "$AUTH" c "C=CH, O=ferrogate interop, CN=gw-c.ferrogate.test" gw-c.ferrogate.test
+    pki --signcrl --cacert "$WORK/pki/ca.pem" --cakey "$WORK/pki/ca.key" --lifetime 1 \
+        --reason key-compromise --cert "$WORK/pki/$([ -n "$REVOKED" ] && echo b || echo c).pem" \
+        > "$WORK/pki/ca.crl" 2>> "$WORK/pki/pki.log"
     OUR_AUTH="auth: pubkey
     cert: $WORK/pki/a.pem
     key: $WORK/pki/a.key
-    cacerts: [$WORK/pki/ca.pem]"
+    cacerts: [$WORK/pki/ca.pem]
+    crls: [$WORK/pki/ca.crl]
+    revocation: strict"
     SWAN_AUTH=(--auth pubkey --cert b.pem)
     # RSA: distinguished names as identities; ECDSA: the FQDNs in subjectAltName.
     if [ "$AUTH" = rsa ]; then ID_A=$DN_A ID_B=$DN_B; fi
     ;;
 *) echo "unknown AUTH $AUTH" >&2; exit 2 ;;
 esac
+[ -z "$REVOKED" ] || [ "$AUTH" != psk ] || { echo "REVOKED=1 needs AUTH=rsa|ecdsa" >&2; exit 2; }
 
 # FRAG=1: seven more subnets a side make IKE_AUTH and CREATE_CHILD_SA larger than 400 bytes.
 A_NETS=192.168.10.0/24 B_NETS=192.168.20.0/24 SWAN_EXTRA= OUR_FRAG=
@@ -168,14 +183,27 @@ start_ike() {
 start_ike
 if [ "$SWAN_START" = start ]; then swan_initiate b net 10 > /dev/null 2>&1 || true; fi
 
-wait_event() { # jq-less: grep the JSON lines for an event, up to N seconds
-    local pat=$1 n=$2 i
+wait_event() { # jq-less: grep the JSON lines for an event (or FILE for a line), up to N seconds
+    local pat=$1 n=$2 file=${3:-$WORK/events.jsonl} i
     for ((i = 0; i < n * 10; i++)); do
-        grep -q "$pat" "$WORK/events.jsonl" 2>/dev/null && return 0
+        grep -q "$pat" "$file" 2>/dev/null && return 0
         sleep 0.1
     done
     return 1
 }
+if [ -n "$REVOKED" ]; then
+    # strongSwan's certificate is on its CA's CRL: no IKE SA, whoever initiates.
+    refused() {
+        wait_event "is revoked" 10 "$WORK/ike.log" || return 1
+        grep -m1 "is revoked" "$WORK/ike.log"
+        sleep 2
+        ! grep -q '"event":"ike-up"' "$WORK/events.jsonl"
+    }
+    check "ferrogate-ike refuses strongSwan's certificate, revoked by the CRL strongSwan's pki signed" refused
+    echo "$passed passed, $failed failed (REVOKED=1: nothing else to check)"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 check "ferrogate-ike: IKE SA up ($IKE_PROP, NAT detected)" wait_event '"event":"ike-up".*"nat":true' 15
 check "ferrogate-ike: CHILD_SA up ($ESP_PROP, UDP-encapsulated)" wait_event '"event":"child-up".*"udp_encap":true' 10
 check "strongSwan: CHILD_SA INSTALLED" swan_wait_established b 10
@@ -195,6 +223,10 @@ if [ "$AUTH" != psk ]; then
             grep -F '"event":"ike-up"' "$WORK/events.jsonl" | grep -F "\"peer_id\":\"$ID_B\""
     }
     check "ferrogate-ike: verified strongSwan's $AUTH certificate and signature as '$ID_B'" we_authed
+    crl_checked() {
+        grep -F "certificate not in its issuer's CRL" "$WORK/ike.log" | grep -F "gw-b.ferrogate.test" | grep -m1 "current=true"
+    }
+    check "ferrogate-ike: strongSwan's certificate checked against the CA's CRL (pki --signcrl, revocation: strict)" crl_checked
 fi
 
 # Both views of the keys: ferrogate-ike's export and charon's chd=4 log.
@@ -312,11 +344,7 @@ check "strongSwan still has the tunnel INSTALLED after the rekey" rekey_count
 ike_rekeyed() {
     # strongSwan's rekey_time = 20 s (its hard limit is 10% later; shorter rekey times leave it
     # no time at all), ours 6 s.
-    local i
-    for ((i = 0; i < 300; i++)); do
-        grep -q "IKE SA rekeyed" "$WORK/ike.log" && break
-        sleep 0.1
-    done
+    wait_event "IKE SA rekeyed" 30 "$WORK/ike.log" || true
     grep -o "IKE SA rekeyed ([a-z]*)" "$WORK/ike.log" | head -1
     sleep 0.5
     swan_list b | grep -q "ESTABLISHED" && ping_through

@@ -14,6 +14,7 @@ use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
+use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Name};
 use zeroize::Zeroizing;
 
@@ -134,6 +135,15 @@ pub enum PkiError {
     /// The peer did not announce RFC 7427, and our key needs it.
     #[error("the peer does not support RFC 7427 signatures, which an {0} key needs")]
     NeedsRfc7427(&'static str),
+    /// Not a CRL we can parse.
+    #[error("malformed CRL: {0}")]
+    BadCrl(String),
+    /// A CRL its issuer signed lists the certificate (RFC 5280 §5).
+    #[error("certificate `{0}` (serial {1}) is revoked (CRL of `{2}`)")]
+    Revoked(String, String, String),
+    /// `revocation: strict`, and no current CRL of the certificate's issuer vouches for it.
+    #[error("revocation status of `{0}` unknown: no current CRL of `{1}` (revocation: strict)")]
+    RevocationUnknown(String, String),
 }
 
 fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
@@ -147,14 +157,22 @@ fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
 /// Reads certificates from a file: one or more PEM `CERTIFICATE` blocks, or one DER
 /// certificate. Each is parsed once to fail early.
 pub fn load_certs(path: &Path) -> Result<Vec<Vec<u8>>, PkiError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| PkiError::Io(format!("{}: {e}", path.display())))?;
+    let ders = read_pem_or_der(path, "CERTIFICATE").map_err(PkiError::BadCert)?;
+    for d in &ders {
+        parse_cert(d).map_err(|e| PkiError::BadCert(format!("{}: {e}", path.display())))?;
+    }
+    Ok(ders)
+}
+
+/// The DER blocks labelled `label` in a PEM file, or the whole file as one DER block.
+fn read_pem_or_der(path: &Path, label: &str) -> Result<Vec<Vec<u8>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let ders = if bytes.starts_with(b"-----BEGIN") || bytes.windows(10).any(|w| w == b"-----BEGIN")
     {
         let mut v = Vec::new();
         for p in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
-            let p = p.map_err(|e| PkiError::BadCert(format!("{}: {e}", path.display())))?;
-            if p.label == "CERTIFICATE" {
+            let p = p.map_err(|e| format!("{}: {e}", path.display()))?;
+            if p.label == label {
                 v.push(p.contents);
             }
         }
@@ -163,15 +181,38 @@ pub fn load_certs(path: &Path) -> Result<Vec<Vec<u8>>, PkiError> {
         vec![bytes]
     };
     if ders.is_empty() {
-        return Err(PkiError::BadCert(format!(
-            "{}: no CERTIFICATE in it",
-            path.display()
-        )));
-    }
-    for d in &ders {
-        parse_cert(d).map_err(|e| PkiError::BadCert(format!("{}: {e}", path.display())))?;
+        return Err(format!("{}: no {label} in it", path.display()));
     }
     Ok(ders)
+}
+
+fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>, PkiError> {
+    match CertificateRevocationList::from_der(der) {
+        Ok(([], c)) => Ok(c),
+        Ok(_) => Err(PkiError::BadCrl("trailing data".into())),
+        Err(e) => Err(PkiError::BadCrl(e.to_string())),
+    }
+}
+
+/// Reads certificate revocation lists (RFC 5280 §5) from a file: PEM `X509 CRL` blocks (what
+/// `openssl ca -gencrl` writes) or one DER CRL (what strongSwan's `pki --signcrl` writes by
+/// default). Each is parsed once to fail early.
+pub fn load_crls(path: &Path) -> Result<Vec<Vec<u8>>, PkiError> {
+    let ders = read_pem_or_der(path, "X509 CRL").map_err(PkiError::BadCrl)?;
+    for d in &ders {
+        parse_crl(d).map_err(|e| PkiError::BadCrl(format!("{}: {e}", path.display())))?;
+    }
+    Ok(ders)
+}
+
+/// How a missing revocation status is taken (strongSwan's `revocation` setting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Revocation {
+    /// Refuse only a certificate a CRL of its issuer lists.
+    #[default]
+    Relaxed,
+    /// Also refuse a certificate whose issuer has no current CRL among those configured.
+    Strict,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -589,9 +630,12 @@ fn valid_at(c: &X509Certificate<'_>, t: i64) -> bool {
     v.not_before.timestamp() <= t && t <= v.not_after.timestamp()
 }
 
-/// Trust anchors: the CA certificates that may issue peers' certificates.
+/// Trust anchors: the CA certificates that may issue peers' certificates, and the CRLs the
+/// certificates of a chain are checked against.
 pub struct TrustAnchors {
     cas: Vec<Vec<u8>>,
+    crls: Vec<Vec<u8>>,
+    revocation: Revocation,
 }
 
 impl std::fmt::Debug for TrustAnchors {
@@ -601,7 +645,11 @@ impl std::fmt::Debug for TrustAnchors {
             .iter()
             .filter_map(|d| parse_cert(d).ok().map(|c| dn_string(c.subject())))
             .collect();
-        f.debug_struct("TrustAnchors").field("cas", &names).finish()
+        f.debug_struct("TrustAnchors")
+            .field("cas", &names)
+            .field("crls", &self.crls.len())
+            .field("revocation", &self.revocation)
+            .finish()
     }
 }
 
@@ -626,12 +674,91 @@ impl TrustAnchors {
                 return Err(PkiError::NotCa(dn_string(c.subject())));
             }
         }
-        Ok(TrustAnchors { cas })
+        Ok(TrustAnchors {
+            cas,
+            crls: Vec::new(),
+            revocation: Revocation::Relaxed,
+        })
+    }
+
+    /// These anchors, with every certificate of a chain (below the anchor) checked against
+    /// the CRLs (DER) its issuer signed: listed means refused. `revocation` says what a
+    /// certificate without a current CRL of its issuer gets.
+    pub fn with_crls(
+        mut self,
+        crls: Vec<Vec<u8>>,
+        revocation: Revocation,
+    ) -> Result<TrustAnchors, PkiError> {
+        for d in &crls {
+            parse_crl(d)?;
+        }
+        self.crls = crls;
+        self.revocation = revocation;
+        Ok(self)
+    }
+
+    /// RFC 5280 §6.3, for the CRLs we were given (no fetching, no delta CRLs): a CRL counts
+    /// for `c` when its issuer name is `c`'s issuer and `issuer`'s key verifies its signature.
+    /// A certificate such a CRL lists is refused, even when the CRL is past its next update
+    /// (it was revoked; that is known). Otherwise it passes if a CRL is current (this update
+    /// ≤ now ≤ next update), or if none is and the mode is relaxed.
+    fn check_revocation(
+        &self,
+        c: &X509Certificate<'_>,
+        issuer: &X509Certificate<'_>,
+        now: i64,
+    ) -> Result<(), PkiError> {
+        let mut current = false;
+        for d in &self.crls {
+            let crl = parse_crl(d)?;
+            if crl.issuer().as_raw() != c.issuer().as_raw() {
+                continue;
+            }
+            let sig_oid = crl.signature_algorithm.algorithm.to_id_string();
+            let tbs = crl.tbs_cert_list.as_ref();
+            if let Err(e) = verify_with(
+                issuer.public_key(),
+                &sig_oid,
+                tbs,
+                &crl.signature_value.data,
+            ) {
+                tracing::warn!(issuer = %dn_string(crl.issuer()), error = %e, "ignoring a CRL its issuer did not sign");
+                continue;
+            }
+            if crl
+                .iter_revoked_certificates()
+                .any(|r| r.raw_serial() == c.raw_serial())
+            {
+                return Err(PkiError::Revoked(
+                    dn_string(c.subject()),
+                    c.raw_serial_as_string(),
+                    dn_string(crl.issuer()),
+                ));
+            }
+            let fresh = crl.last_update().timestamp() <= now
+                && crl.next_update().is_none_or(|n| now <= n.timestamp());
+            tracing::info!(subject = %dn_string(c.subject()), serial = %c.raw_serial_as_string(),
+                crl_issuer = %dn_string(crl.issuer()), revoked = crl.tbs_cert_list.revoked_certificates.len(),
+                current = fresh, "certificate not in its issuer's CRL");
+            current |= fresh;
+        }
+        if !current && self.revocation == Revocation::Strict {
+            return Err(PkiError::RevocationUnknown(
+                dn_string(c.subject()),
+                dn_string(c.issuer()),
+            ));
+        }
+        Ok(())
     }
 
     /// The DER of each anchor (for the fingerprint of a configuration).
     pub fn ders(&self) -> &[Vec<u8>] {
         &self.cas
+    }
+
+    /// The DER of each CRL, and the revocation mode (for the fingerprint of a configuration).
+    pub fn crls(&self) -> (&[Vec<u8>], Revocation) {
+        (&self.crls, self.revocation)
     }
 
     /// CERTREQ data: the SHA-1 of each CA's SubjectPublicKeyInfo, concatenated (§3.7).
@@ -683,7 +810,10 @@ impl TrustAnchors {
                     continue;
                 }
                 match verify_with(ac.public_key(), &sig_oid, tbs, sig) {
-                    Ok(()) if valid_at(&ac, now) => return Ok(dn_string(ac.subject())),
+                    Ok(()) if valid_at(&ac, now) => {
+                        self.check_revocation(&c, &ac, now)?;
+                        return Ok(dn_string(ac.subject()));
+                    }
                     Ok(()) => last_err = Some(PkiError::Expired(dn_string(ac.subject()))),
                     Err(e) => last_err = Some(e),
                 }
@@ -703,6 +833,7 @@ impl TrustAnchors {
                 }
                 match verify_with(ic.public_key(), &sig_oid, tbs, sig) {
                     Ok(()) => {
+                        self.check_revocation(&c, &ic, now)?;
                         next = Some(i.as_slice());
                         break;
                     }
@@ -1056,6 +1187,92 @@ mod tests {
         anchors(&["rogue.pem"])
             .verify(&cert("rogue.pem"), &[])
             .unwrap();
+    }
+
+    /// CRLs OpenSSL signed (tests/data/pki/make-crl.sh): crl.pem revokes crl-bad and is
+    /// current from 2026-12-01 to 2027-01-01; crl-none.der (DER) revokes nothing; crl-forged.pem
+    /// revokes crl-ok under the CA's name with another key.
+    #[test]
+    fn crls_revoke_what_their_issuer_signed() {
+        let crl = |names: &[&str]| -> Vec<Vec<u8>> {
+            names
+                .iter()
+                .flat_map(|n| load_crls(&data(n)).unwrap())
+                .collect()
+        };
+        let with = |names: &[&str], mode| {
+            anchors(&["crl-ca.pem"])
+                .with_crls(crl(names), mode)
+                .unwrap()
+        };
+        let (ok, bad) = (cert("crl-ok.pem"), cert("crl-bad.pem"));
+        // 2026-12-15 and 2027-06-01.
+        let (during, after) = (1_797_292_800, 1_811_808_000);
+        let issuer = "C=CH, O=ferrogate test, CN=ferrogate CRL CA";
+        for mode in [Revocation::Relaxed, Revocation::Strict] {
+            let t = with(&["crl.pem"], mode);
+            assert_eq!(t.verify_at(&ok, &[], during).unwrap(), issuer);
+            match t.verify_at(&bad, &[], during) {
+                Err(PkiError::Revoked(subject, serial, by)) => {
+                    assert_eq!(subject, "C=CH, O=ferrogate test, CN=crl-bad.example");
+                    assert_eq!(by, issuer);
+                    assert!(!serial.is_empty());
+                }
+                other => panic!("{other:?}"),
+            }
+            // Once revoked, always: a CRL past its next update still refuses it.
+            assert!(matches!(
+                t.verify_at(&bad, &[], after),
+                Err(PkiError::Revoked(..))
+            ));
+            // DER CRLs load too.
+            let none = with(&["crl-none.der"], mode);
+            none.verify_at(&bad, &[], during).unwrap();
+        }
+        // Without a current CRL: relaxed accepts, strict refuses.
+        let relaxed = with(&["crl.pem"], Revocation::Relaxed);
+        let strict = with(&["crl.pem"], Revocation::Strict);
+        relaxed.verify_at(&ok, &[], after).unwrap();
+        assert!(matches!(
+            strict.verify_at(&ok, &[], after),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        assert!(matches!(
+            anchors(&["crl-ca.pem"])
+                .with_crls(Vec::new(), Revocation::Strict)
+                .unwrap()
+                .verify_at(&ok, &[], during),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        // A CRL the issuer did not sign neither revokes nor vouches.
+        let forged = with(&["crl-forged.pem"], Revocation::Relaxed);
+        forged.verify_at(&ok, &[], during).unwrap();
+        assert!(matches!(
+            with(&["crl-forged.pem"], Revocation::Strict).verify_at(&ok, &[], during),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        // ...nor hides a real one.
+        assert!(matches!(
+            with(&["crl-forged.pem", "crl.pem"], Revocation::Strict).verify_at(&bad, &[], during),
+            Err(PkiError::Revoked(..))
+        ));
+        // CRLs of other issuers are not looked at: gw-a (RSA CA) with crl.pem in strict mode.
+        assert!(matches!(
+            anchors(&["ca-rsa.pem"])
+                .with_crls(crl(&["crl.pem"]), Revocation::Strict)
+                .unwrap()
+                .verify_at(&cert("gw-a.pem"), &[], during),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        // Not a CRL: a clear error.
+        assert!(matches!(
+            load_crls(&data("gw-a.pem")),
+            Err(PkiError::BadCrl(_))
+        ));
+        assert!(matches!(
+            load_crls(&data("msg.bin")),
+            Err(PkiError::BadCrl(_))
+        ));
     }
 
     #[test]
