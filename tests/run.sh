@@ -317,14 +317,16 @@ ike_vs_strongswan() {
     done
     # X.509 certificates that strongSwan's pki issues: RSA with DN identities (we initiate; IKE
     # fragmentation both ways, fragment_size 400 on both sides), ECDSA with subjectAltName FQDNs
-    # (strongSwan initiates, unfragmented); both with the CA's CRL (pki --signcrl, revocation:
-    # strict). Then strongSwan's certificate revoked by that CRL, either role: no tunnel.
-    local combo auth frag
-    for combo in "rsa initiator cbc 1" "ecdsa responder gcm -"; do
-        read -r auth role suite frag <<< "$combo"
+    # (strongSwan initiates, unfragmented), RSA with RSASSA-PSS everywhere (certificates, CRL,
+    # both AUTH signatures); all with the CA's CRL (pki --signcrl, revocation: strict). Then
+    # strongSwan's certificate revoked by that CRL, either role: no tunnel.
+    local combo auth frag pss
+    for combo in "rsa initiator cbc 1 -" "ecdsa responder gcm - -" "rsa responder gcm - 1"; do
+        read -r auth role suite frag pss <<< "$combo"
         [ "$frag" = - ] && frag=
-        echo "== AUTH=$auth ROLE=$role SUITE=$suite FRAG=$frag"
-        FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+        [ "$pss" = - ] && pss=
+        echo "== AUTH=$auth ROLE=$role SUITE=$suite FRAG=$frag RSA_PSS=$pss"
+        RSA_PSS=$pss FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
     for combo in "ecdsa initiator" "rsa responder"; do
         read -r auth role <<< "$combo"

@@ -18,6 +18,8 @@
 //!     #                             #   its issuer's CRL lists is refused (RFC 5280 §6.3)
 //!     # revocation: relaxed         # relaxed | strict (strict: no current CRL of an issuer in
 //!     #                             #   the chain, no tunnel), as strongSwan's `revocation`
+//!     # rsa_pss: no                 # an RSA key signs with RSASSA-PSS (charon.rsa_pss); PSS
+//!     #                             #   signatures and certificates are verified either way
 //!     ike_proposals: [aes256-sha256-modp1024]
 //!     ike_lifetime: 1h              # rekey the IKE SA after this (ikelifetime=)
 //!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold (trap)
@@ -247,6 +249,7 @@ impl Auth {
                     h.update(c);
                 }
                 h.update(p.cred.key_fingerprint());
+                h.update([u8::from(p.cred.rsa_pss())]);
             }
         }
         format!("{:x}", h.finalize())
@@ -391,6 +394,8 @@ struct RawTunnel {
     crls: Vec<PathBuf>,
     #[serde(default)]
     revocation: Option<RevocationMode>,
+    #[serde(default)]
+    rsa_pss: Option<YesNo>,
     #[serde(default)]
     ike_proposals: Vec<String>,
     #[serde(default)]
@@ -542,9 +547,10 @@ impl Config {
                         || !t.cacerts.is_empty()
                         || !t.crls.is_empty()
                         || t.revocation.is_some()
+                        || t.rsa_pss.is_some()
                     {
                         return Err(inv(
-                            "cert, key, cacerts, crls and revocation belong to `auth: pubkey`"
+                            "cert, key, cacerts, crls, revocation and rsa_pss belong to `auth: pubkey`"
                                 .into(),
                         ));
                     }
@@ -579,8 +585,15 @@ impl Config {
                                 .into(),
                         ));
                     }
+                    let pss = match &t.rsa_pss {
+                        None => false,
+                        Some(v) => v
+                            .get()
+                            .ok_or_else(|| inv("rsa_pss: give yes or no".into()))?,
+                    };
                     let cred = pki::Credential::load(&rel(c), &rel(k))
-                        .map_err(|e| inv(format!("cert/key: {e}")))?;
+                        .map_err(|e| inv(format!("cert/key: {e}")))?
+                        .with_rsa_pss(pss);
                     let paths: Vec<PathBuf> = t.cacerts.iter().map(|p| rel(p)).collect();
                     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
                     let cas =

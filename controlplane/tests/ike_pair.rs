@@ -1185,7 +1185,7 @@ fn certificate_configuration_errors_are_clear() {
         ),
         (
             format!("psk: \"0123456789\"\n    crls: [{d}/crl.pem]"),
-            "crls and revocation belong to `auth: pubkey`",
+            "crls, revocation and rsa_pss belong to `auth: pubkey`",
         ),
         (
             format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    crls: [{d}/gw-a.pem]"),
@@ -1194,6 +1194,10 @@ fn certificate_configuration_errors_are_clear() {
         (
             format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    revocation: ifuri"),
             "revocation",
+        ),
+        (
+            format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    rsa_pss: maybe"),
+            "rsa_pss: give yes or no",
         ),
     ] {
         let e = Config::parse(&y(&auth), Path::new("t.yaml")).unwrap_err().to_string();

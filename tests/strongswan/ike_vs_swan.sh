@@ -37,6 +37,10 @@
 #   With certificates ferrogate-ike also gets a CRL that strongSwan's `pki --signcrl` signed
 #   (DER) and `revocation: strict`: it revokes a third certificate, not strongSwan's, so the
 #   tunnel comes up only if that CRL parsed and its signature verified.
+#   RSA_PSS=1 (with AUTH=rsa)                     RSASSA-PSS everywhere: strongSwan's pki signs the
+#                                                  certificates and the CRL with it, charon signs
+#                                                  AUTH with it (charon.rsa_pss), and so do we
+#                                                  (rsa_pss: yes); each side must log it
 #   REVOKED=1 (with AUTH=rsa|ecdsa)               the CRL revokes strongSwan's certificate
 #                                                  instead: ferrogate-ike must refuse it (no
 #                                                  IKE SA, "revoked" in its log), then exit
@@ -57,6 +61,9 @@ ROLE=${ROLE:-initiator}
 AUTH=${AUTH:-psk}
 FRAG=${FRAG:-}
 REVOKED=${REVOKED:-}
+RSA_PSS=${RSA_PSS:-}
+[ -z "$RSA_PSS" ] || [ "$AUTH" = rsa ] || { echo "RSA_PSS=1 needs AUTH=rsa" >&2; exit 2; }
+export SWAN_PKI_PSS=$RSA_PSS
 [ "$(id -u)" -eq 0 ] || { echo "ike_vs_swan.sh: run as root" >&2; exit 2; }
 swan_require_packages
 
@@ -108,7 +115,8 @@ rsa | ecdsa)
     swan_pki_install "$WORK/pki" b "$CONF_B"
     # The CA's CRL, signed by strongSwan's pki: it revokes c (or b with REVOKED=1).
     swan_pki_cert "$WORK/pki" "$AUTH" c "C=CH, O=ferrogate interop, CN=gw-c.ferrogate.test" gw-c.ferrogate.test
-    pki --signcrl --cacert "$WORK/pki/ca.pem" --cakey "$WORK/pki/ca.key" --lifetime 1 \
+    # shellcheck disable=SC2046
+    pki --signcrl --cacert "$WORK/pki/ca.pem" --cakey "$WORK/pki/ca.key" --lifetime 1 $(swan_pki_pad "$AUTH") \
         --reason key-compromise --cert "$WORK/pki/$([ -n "$REVOKED" ] && echo b || echo c).pem" \
         > "$WORK/pki/ca.crl" 2>> "$WORK/pki/pki.log"
     OUR_AUTH="auth: pubkey
@@ -116,7 +124,8 @@ rsa | ecdsa)
     key: $WORK/pki/a.key
     cacerts: [$WORK/pki/ca.pem]
     crls: [$WORK/pki/ca.crl]
-    revocation: strict"
+    revocation: strict
+    rsa_pss: $([ -n "$RSA_PSS" ] && echo yes || echo no)"
     SWAN_AUTH=(--auth pubkey --cert b.pem)
     # RSA: distinguished names as identities; ECDSA: the FQDNs in subjectAltName.
     if [ "$AUTH" = rsa ]; then ID_A=$DN_A ID_B=$DN_B; fi
@@ -137,6 +146,10 @@ if [ -n "$FRAG" ]; then
     SWAN_EXTRA="fragment_size = 400"
     OUR_FRAG="fragmentation: yes
     fragment_size: 400"
+fi
+if [ -n "$RSA_PSS" ]; then
+    SWAN_EXTRA="$SWAN_EXTRA
+    rsa_pss = yes"
 fi
 
 cat > "$WORK/ike.yaml" <<EOF
@@ -223,6 +236,17 @@ if [ "$AUTH" != psk ]; then
             grep -F '"event":"ike-up"' "$WORK/events.jsonl" | grep -F "\"peer_id\":\"$ID_B\""
     }
     check "ferrogate-ike: verified strongSwan's $AUTH certificate and signature as '$ID_B'" we_authed
+    if [ -n "$RSA_PSS" ]; then
+        pss_both_ways() {
+            # charon names the scheme it verified ours with; we log the one it signed with. And
+            # the certificates and CRL pki made are PSS-signed (read back by openssl).
+            grep -E "authentication of '$ID_A' with RSA_EMSA_PSS[A-Z0-9_]* successful" "$CHARON_LOG" &&
+                grep -F "peer certificate and signature verified" "$WORK/ike.log" | grep -m1 -F "signature=RSASSA-PSS" &&
+                openssl x509 -in "$WORK/pki/b.pem" -noout -text | grep -m1 "Signature Algorithm: rsassaPss" &&
+                openssl crl -inform DER -in "$WORK/pki/ca.crl" -noout -text | grep -m1 "Signature Algorithm: rsassaPss"
+        }
+        check "RSASSA-PSS both ways: charon verified ours, we verified charon's, certificates and CRL PSS-signed" pss_both_ways
+    fi
     crl_checked() {
         grep -F "certificate not in its issuer's CRL" "$WORK/ike.log" | grep -F "gw-b.ferrogate.test" | grep -m1 "current=true"
     }

@@ -358,12 +358,15 @@ EOF
 #                                           DIR/ca.pem (RSA 3072 or ECDSA P-384)
 # swan_pki_cert DIR rsa|ecdsa NAME DN SAN   DIR/NAME.key (RSA 2048 / ECDSA P-256) and DIR/NAME.pem,
 #                                           issued by that CA with subjectAltName SAN
+# SWAN_PKI_PSS=1: RSA certificates are signed with RSASSA-PSS (pki --rsa-padding pss)
+swan_pki_pad() { [ -n "${SWAN_PKI_PSS:-}" ] && [ "$1" = rsa ] && echo "--rsa-padding pss"; true; }
 swan_pki_ca() {
     local dir=$1 type=$2 size=3072
     [ "$type" = ecdsa ] && size=384
     mkdir -p "$dir"
     pki --gen --type "$type" --size "$size" --outform pem > "$dir/ca.key" 2>> "$dir/pki.log"
-    pki --self --ca --lifetime 30 --in "$dir/ca.key" --type "$type" \
+    # shellcheck disable=SC2046
+    pki --self --ca --lifetime 30 --in "$dir/ca.key" --type "$type" $(swan_pki_pad "$type") \
         --dn "C=CH, O=ferrogate interop, CN=interop $type CA" --outform pem > "$dir/ca.pem" 2>> "$dir/pki.log"
 }
 swan_pki_cert() {
@@ -371,7 +374,8 @@ swan_pki_cert() {
     [ "$type" = ecdsa ] && size=256
     pki --gen --type "$type" --size "$size" --outform pem > "$dir/$name.key" 2>> "$dir/pki.log"
     pki --pub --in "$dir/$name.key" --type "$type" 2>> "$dir/pki.log" |
-        pki --issue --lifetime 30 --cacert "$dir/ca.pem" --cakey "$dir/ca.key" --dn "$dn" \
+        # shellcheck disable=SC2046
+        pki --issue --lifetime 30 --cacert "$dir/ca.pem" --cakey "$dir/ca.key" --dn "$dn" $(swan_pki_pad "$type") \
             --san "$san" --flag serverAuth --outform pem > "$dir/$name.pem" 2>> "$dir/pki.log"
 }
 # swan_pki_install DIR NAME CONFDIR         NAME's certificate, key and the CA where swanctl

@@ -73,6 +73,14 @@ pub const CERT_X509_SIGNATURE: u8 = 4;
 const ALG_SHA256_RSA: &[u8] = &[
     0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
 ];
+/// RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt (RFC 7427 Appendix A.4.3).
+const ALG_RSA_PSS_SHA256: &[u8] = &[
+    0x30, 0x41, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a, 0x30, 0x34, 0xa0,
+    0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+    0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08, 0x30,
+    0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0xa2, 0x03,
+    0x02, 0x01, 0x20,
+];
 const ALG_ECDSA_SHA256: &[u8] = &[
     0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
 ];
@@ -85,6 +93,10 @@ const ALG_ED25519: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
 const OID_SHA1_RSA: &str = "1.2.840.113549.1.1.5";
 const OID_RSA_PSS: &str = "1.2.840.113549.1.1.10";
+const OID_MGF1: &str = "1.2.840.113549.1.1.8";
+const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
+const OID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
+const OID_SHA512: &str = "2.16.840.1.101.3.4.2.3";
 const OID_SHA256_RSA: &str = "1.2.840.113549.1.1.11";
 const OID_SHA384_RSA: &str = "1.2.840.113549.1.1.12";
 const OID_SHA512_RSA: &str = "1.2.840.113549.1.1.13";
@@ -376,6 +388,9 @@ pub struct Credential {
     /// The subject in strongSwan's notation (`C=CH, O=..., CN=...`).
     pub subject: String,
     key: PrivateKey,
+    /// An RSA key signs with RSASSA-PSS instead of PKCS#1 v1.5 (strongSwan's
+    /// `charon.rsa_pss`).
+    pss: bool,
 }
 
 impl std::fmt::Debug for Credential {
@@ -411,7 +426,20 @@ impl Credential {
             subject_der,
             subject,
             key,
+            pss: false,
         })
+    }
+
+    /// This credential, an RSA key signing with RSASSA-PSS (SHA-256, MGF1-SHA-256, 32-byte
+    /// salt) when `pss`. Other keys are not affected.
+    pub fn with_rsa_pss(mut self, pss: bool) -> Credential {
+        self.pss = pss;
+        self
+    }
+
+    /// Whether an RSA key signs with RSASSA-PSS.
+    pub fn rsa_pss(&self) -> bool {
+        self.pss && self.key.kind == KeyKind::Rsa
     }
 
     /// SHA-256 of the private key's DER (notices a changed key on reload; not secret).
@@ -451,9 +479,13 @@ impl Credential {
                 }
                 let kp = self.key.rsa()?;
                 let mut sig = vec![0; kp.public().modulus_len()];
-                kp.sign(&signature::RSA_PKCS1_SHA256, &rng, octets, &mut sig)
-                    .map_err(fail)?;
-                Ok(rfc7427(ALG_SHA256_RSA, &sig))
+                let (padding, alg): (&dyn signature::RsaEncoding, _) = if self.pss {
+                    (&signature::RSA_PSS_SHA256, ALG_RSA_PSS_SHA256)
+                } else {
+                    (&signature::RSA_PKCS1_SHA256, ALG_SHA256_RSA)
+                };
+                kp.sign(padding, &rng, octets, &mut sig).map_err(fail)?;
+                Ok(rfc7427(alg, &sig))
             }
             KeyKind::P256 | KeyKind::P384 => {
                 let p256 = self.key.kind == KeyKind::P256;
@@ -507,7 +539,59 @@ fn curve_of(spki: &SubjectPublicKeyInfo<'_>) -> Option<String> {
 }
 
 /// Verifies `sig` over `msg` with a certificate's public key, for the signature algorithm
-/// `sig_oid` (an X.509 / RFC 7427 AlgorithmIdentifier OID).
+/// `alg` (an X.509 / RFC 7427 AlgorithmIdentifier): [`verify_with`], and RSASSA-PSS (RFC 8017
+/// §8.1, RFC 4055 parameters) with SHA-256/384/512, MGF1 over the same hash and a salt as
+/// long as the hash, the parameters strongSwan (`charon.rsa_pss = yes`, `pki --rsa-padding
+/// pss`) and OpenSSL's defaults for `-sigopt rsa_padding_mode:pss` with a digest-length salt
+/// use.
+fn verify_alg(
+    spki: &SubjectPublicKeyInfo<'_>,
+    alg: &AlgorithmIdentifier<'_>,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), PkiError> {
+    use x509_parser::signature_algorithm::SignatureAlgorithm;
+    let oid = alg.algorithm.to_id_string();
+    if oid != OID_RSA_PSS {
+        return verify_with(spki, &oid, msg, sig);
+    }
+    if spki.algorithm.algorithm.to_id_string() != OID_RSA {
+        return Err(PkiError::Unsupported(
+            "an RSASSA-PSS signature with a non-RSA key".into(),
+        ));
+    }
+    let bad = |what: &str| PkiError::Unsupported(format!("RSASSA-PSS {what}"));
+    let Ok(SignatureAlgorithm::RSASSA_PSS(p)) = SignatureAlgorithm::try_from(alg) else {
+        return Err(bad("parameters that do not parse"));
+    };
+    let hash = p.hash_algorithm_oid().to_id_string();
+    let (v, len): (&'static dyn signature::VerificationAlgorithm, u32) = match hash.as_str() {
+        OID_SHA256 => (&signature::RSA_PSS_2048_8192_SHA256, 32),
+        OID_SHA384 => (&signature::RSA_PSS_2048_8192_SHA384, 48),
+        OID_SHA512 => (&signature::RSA_PSS_2048_8192_SHA512, 64),
+        h => return Err(bad(&format!("with hash {h}"))),
+    };
+    let mgf = p
+        .mask_gen_algorithm()
+        .map_err(|_| bad("mask generation that does not parse"))?;
+    if mgf.mgf.to_id_string() != OID_MGF1 || mgf.hash.to_id_string() != hash {
+        return Err(bad(
+            "with a mask generation other than MGF1 over the same hash",
+        ));
+    }
+    if p.salt_length() != len || p.trailer_field() != 1 {
+        return Err(bad(&format!(
+            "with a {}-byte salt (only the hash's length, {len}, is supported)",
+            p.salt_length()
+        )));
+    }
+    signature::UnparsedPublicKey::new(v, spki.subject_public_key.data.as_ref())
+        .verify(msg, sig)
+        .map_err(|_| PkiError::BadSignature)
+}
+
+/// Verifies `sig` over `msg` with a certificate's public key, for the signature algorithm
+/// `sig_oid` (an X.509 / RFC 7427 AlgorithmIdentifier OID; RSASSA-PSS is [`verify_alg`]'s).
 fn verify_with(
     spki: &SubjectPublicKeyInfo<'_>,
     sig_oid: &str,
@@ -531,12 +615,6 @@ fn verify_with(
             }
         }
         (OID_ED25519, OID_ED25519) => &signature::ED25519,
-        (_, OID_RSA_PSS) => {
-            return Err(PkiError::Unsupported(
-                "RSASSA-PSS signatures (strongSwan uses them only with charon.rsa_pss = yes)"
-                    .into(),
-            ))
-        }
         (k, s) => {
             let name = |o: &str| match o {
                 OID_SHA1_RSA => "sha1WithRSAEncryption".to_string(),
@@ -555,6 +633,32 @@ fn verify_with(
     signature::UnparsedPublicKey::new(alg, spki.subject_public_key.data.as_ref())
         .verify(msg, sig)
         .map_err(|_| PkiError::BadSignature)
+}
+
+/// The signature algorithm of an AUTH payload, for logs: RFC 7427's AlgorithmIdentifier OID
+/// by name where we know it, else the AUTH method.
+pub fn auth_algorithm(auth_method: u8, data: &[u8]) -> String {
+    let named = |oid: &str| match oid {
+        OID_SHA256_RSA => "sha256WithRSAEncryption".to_string(),
+        OID_SHA384_RSA => "sha384WithRSAEncryption".to_string(),
+        OID_SHA512_RSA => "sha512WithRSAEncryption".to_string(),
+        OID_RSA_PSS => "RSASSA-PSS".to_string(),
+        OID_ECDSA_SHA256 => "ecdsa-with-SHA256".to_string(),
+        OID_ECDSA_SHA384 => "ecdsa-with-SHA384".to_string(),
+        OID_ED25519 => "Ed25519".to_string(),
+        o => o.to_string(),
+    };
+    match auth_method {
+        method::DIGITAL_SIGNATURE => data
+            .split_first()
+            .and_then(|(&n, rest)| rest.get(..usize::from(n)))
+            .and_then(|a| AlgorithmIdentifier::from_der(a).ok())
+            .map_or_else(
+                || "malformed".to_string(),
+                |(_, a)| named(&a.algorithm.to_id_string()),
+            ),
+        m => format!("AUTH method {m}"),
+    }
 }
 
 /// Verifies a peer's AUTH payload (`method`, `data`) over the signed octets with the public
@@ -584,7 +688,7 @@ pub fn verify_auth(
                     "trailing bytes after the AlgorithmIdentifier",
                 ));
             }
-            verify_with(spki, &parsed.1.algorithm.to_id_string(), octets, sig)
+            verify_alg(spki, &parsed.1, octets, sig)
         }
         method::ECDSA_256 | method::ECDSA_384 => {
             let curve = curve_of(spki).unwrap_or_default();
@@ -714,11 +818,10 @@ impl TrustAnchors {
             if crl.issuer().as_raw() != c.issuer().as_raw() {
                 continue;
             }
-            let sig_oid = crl.signature_algorithm.algorithm.to_id_string();
             let tbs = crl.tbs_cert_list.as_ref();
-            if let Err(e) = verify_with(
+            if let Err(e) = verify_alg(
                 issuer.public_key(),
-                &sig_oid,
+                &crl.signature_algorithm,
                 tbs,
                 &crl.signature_value.data,
             ) {
@@ -801,7 +904,7 @@ impl TrustAnchors {
                 return Err(PkiError::Expired(dn_string(c.subject())));
             }
             let tbs = c.tbs_certificate.as_ref();
-            let sig_oid = c.signature_algorithm.algorithm.to_id_string();
+            let sig_alg = &c.signature_algorithm;
             let sig = c.signature_value.data.as_ref();
             let mut last_err = None;
             for a in &self.cas {
@@ -809,7 +912,7 @@ impl TrustAnchors {
                 if ac.subject().as_raw() != c.issuer().as_raw() {
                     continue;
                 }
-                match verify_with(ac.public_key(), &sig_oid, tbs, sig) {
+                match verify_alg(ac.public_key(), sig_alg, tbs, sig) {
                     Ok(()) if valid_at(&ac, now) => {
                         self.check_revocation(&c, &ac, now)?;
                         return Ok(dn_string(ac.subject()));
@@ -831,7 +934,7 @@ impl TrustAnchors {
                     last_err = Some(PkiError::NotCa(dn_string(ic.subject())));
                     continue;
                 }
-                match verify_with(ic.public_key(), &sig_oid, tbs, sig) {
+                match verify_alg(ic.public_key(), sig_alg, tbs, sig) {
                     Ok(()) => {
                         self.check_revocation(&c, &ic, now)?;
                         next = Some(i.as_slice());
@@ -1060,8 +1163,14 @@ mod tests {
     fn verifies_signatures_openssl_made() {
         // RFC 7427 AUTH data: length, AlgorithmIdentifier, then the signature OpenSSL made.
         let msg = std::fs::read(data("msg.bin")).unwrap();
-        for (c, alg) in [("gw-a", ALG_SHA256_RSA), ("gw-b", ALG_ECDSA_SHA256)] {
-            let sig = std::fs::read(data(&format!("msg.{c}.sig"))).unwrap();
+        for (c, file, alg) in [
+            ("gw-a", "msg.gw-a.sig", ALG_SHA256_RSA),
+            ("gw-b", "msg.gw-b.sig", ALG_ECDSA_SHA256),
+            // RSASSA-PSS, SHA-256, MGF1-SHA-256, 32-byte salt (openssl dgst -sigopt
+            // rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest).
+            ("gw-a", "msg.gw-a.pss.sig", ALG_RSA_PSS_SHA256),
+        ] {
+            let sig = std::fs::read(data(file)).unwrap();
             let mut auth = vec![alg.len() as u8];
             auth.extend_from_slice(alg);
             auth.extend_from_slice(&sig);
@@ -1090,18 +1199,40 @@ mod tests {
             (ALG_ECDSA_SHA256, OID_ECDSA_SHA256),
             (ALG_ECDSA_SHA384, OID_ECDSA_SHA384),
             (ALG_ED25519, OID_ED25519),
+            (ALG_RSA_PSS_SHA256, OID_RSA_PSS),
         ] {
             let (rest, a) = AlgorithmIdentifier::from_der(der).unwrap();
             assert!(rest.is_empty());
             assert_eq!(a.algorithm.to_id_string(), oid);
         }
+        // The PSS parameters: SHA-256, MGF1 over SHA-256, a 32-byte salt.
+        let (_, a) = AlgorithmIdentifier::from_der(ALG_RSA_PSS_SHA256).unwrap();
+        let Ok(x509_parser::signature_algorithm::SignatureAlgorithm::RSASSA_PSS(p)) =
+            x509_parser::signature_algorithm::SignatureAlgorithm::try_from(&a)
+        else {
+            panic!("not PSS parameters");
+        };
+        let mgf = p.mask_gen_algorithm().unwrap();
+        assert_eq!(p.hash_algorithm_oid().to_id_string(), OID_SHA256);
+        assert_eq!(
+            (mgf.mgf.to_id_string(), mgf.hash.to_id_string()),
+            (OID_MGF1.to_string(), OID_SHA256.to_string())
+        );
+        assert_eq!((p.salt_length(), p.trailer_field()), (32, 1));
     }
 
     #[test]
     fn sign_then_verify_every_key_and_method() {
         let octets = b"IKE signed octets";
-        for name in ["gw-a", "gw-b", "gw-c", "gw-d"] {
-            let c = cred(name);
+        for (name, pss) in [
+            ("gw-a", false),
+            ("gw-a", true),
+            ("gw-b", false),
+            ("gw-c", false),
+            ("gw-d", false),
+            ("gw-d", true),
+        ] {
+            let c = cred(name).with_rsa_pss(pss);
             let (m, auth) = c.sign(octets, ALL).unwrap();
             assert_eq!(m, method::DIGITAL_SIGNATURE);
             verify_auth(&c.cert, m, &auth, octets).unwrap();
@@ -1273,6 +1404,40 @@ mod tests {
             load_crls(&data("msg.bin")),
             Err(PkiError::BadCrl(_))
         ));
+    }
+
+    /// RSASSA-PSS parameters other than the hash-length salt with MGF1 over the same hash are
+    /// refused with a clear error, not misread.
+    #[test]
+    fn rsa_pss_parameters_are_checked() {
+        let msg = std::fs::read(data("msg.bin")).unwrap();
+        let sig = std::fs::read(data("msg.gw-a.pss.sig")).unwrap();
+        let leaf = cert("gw-a.pem");
+        let with = |alg: &[u8]| {
+            let mut auth = vec![alg.len() as u8];
+            auth.extend_from_slice(alg);
+            auth.extend_from_slice(&sig);
+            verify_auth(&leaf, method::DIGITAL_SIGNATURE, &auth, &msg)
+        };
+        with(ALG_RSA_PSS_SHA256).unwrap();
+        // Salt 20 instead of 32 (the last byte), and MGF1 over SHA-1 (its hash OID's last
+        // arc, 2.16.840.1.101.3.4.2.1, cannot become SHA-1: take the default parameters).
+        let mut salt20 = ALG_RSA_PSS_SHA256.to_vec();
+        *salt20.last_mut().unwrap() = 20;
+        assert!(matches!(with(&salt20), Err(PkiError::Unsupported(e)) if e.contains("salt")));
+        // Parameters absent: RFC 4055's defaults (SHA-1), which we do not take.
+        let defaults = [
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a, 0x30,
+            0x00,
+        ];
+        assert!(matches!(with(&defaults), Err(PkiError::Unsupported(_))));
+        // A PSS signature is not a PKCS#1 v1.5 one.
+        assert_eq!(with(ALG_SHA256_RSA), Err(PkiError::BadSignature));
+        // Nor valid for an ECDSA key.
+        let mut auth = vec![ALG_RSA_PSS_SHA256.len() as u8];
+        auth.extend_from_slice(ALG_RSA_PSS_SHA256);
+        auth.extend_from_slice(&sig);
+        assert!(verify_auth(&cert("gw-b.pem"), method::DIGITAL_SIGNATURE, &auth, &msg).is_err());
     }
 
     #[test]

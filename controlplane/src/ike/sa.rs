@@ -1364,7 +1364,8 @@ impl IkeSa {
                 }
                 pki::verify_auth(leaf, method, data, &octets)
                     .map_err(|e| format!("the peer's AUTH signature: {e}"))?;
-                tracing::info!(tunnel = %self.cfg.name, peer_id = %shown, ca = %ca, method, "peer certificate and signature verified");
+                tracing::info!(tunnel = %self.cfg.name, peer_id = %shown, ca = %ca, method,
+                    signature = %pki::auth_algorithm(method, data), "peer certificate and signature verified");
             }
         }
         self.peer_id = Some(shown);

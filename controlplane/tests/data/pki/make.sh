@@ -44,4 +44,6 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.pem -days
 printf 'ferrogate: signed octets from OpenSSL' > msg.bin
 openssl dgst -sha256 -sign gw-a.key -out msg.gw-a.sig msg.bin
 openssl dgst -sha256 -sign gw-b.key -out msg.gw-b.sig msg.bin
+openssl dgst -sha256 -sign gw-a.key -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
+  -out msg.gw-a.pss.sig msg.bin
 rm -f ext.cnf ./*.srl ca-rsa.key ca-ec.key int-ec.key
