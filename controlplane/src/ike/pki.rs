@@ -1431,6 +1431,18 @@ mod tests {
             0x00,
         ];
         assert!(matches!(with(&defaults), Err(PkiError::Unsupported(_))));
+        // The log names the algorithm.
+        let mut auth = vec![ALG_RSA_PSS_SHA256.len() as u8];
+        auth.extend_from_slice(ALG_RSA_PSS_SHA256);
+        assert_eq!(
+            auth_algorithm(method::DIGITAL_SIGNATURE, &auth),
+            "RSASSA-PSS"
+        );
+        assert_eq!(
+            auth_algorithm(method::DIGITAL_SIGNATURE, &[200, 1]),
+            "malformed"
+        );
+        assert_eq!(auth_algorithm(method::ECDSA_256, &[]), "AUTH method 9");
         // A PSS signature is not a PKCS#1 v1.5 one.
         assert_eq!(with(ALG_SHA256_RSA), Err(PkiError::BadSignature));
         // Nor valid for an ECDSA key.
