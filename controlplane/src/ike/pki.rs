@@ -802,20 +802,59 @@ impl TrustAnchors {
     }
 
     /// RFC 5280 §6.3, for the CRLs we were given (no fetching, no delta CRLs): a CRL counts
-    /// for `c` when its issuer name is `c`'s issuer and `issuer`'s key verifies its signature.
-    /// A certificate such a CRL lists is refused, even when the CRL is past its next update
-    /// (it was revoked; that is known). Otherwise it passes if a CRL is current (this update
-    /// ≤ now ≤ next update), or if none is and the mode is relaxed.
+    /// for `c` when its issuer name is `c`'s issuer, `issuer`'s key verifies its signature (the
+    /// issuer may sign CRLs: keyUsage cRLSign when it has a keyUsage; the signed and the outer
+    /// algorithm agree), and it has no critical extension, in the CRL or an entry: a delta CRL,
+    /// a partitioned one (issuing distribution point) or an indirect one is not a complete
+    /// list for its issuer, and §5.2 / §5.3 forbid using a CRL with a critical extension we do
+    /// not process. A certificate such a CRL lists (serials compared as integers) is refused,
+    /// even when the CRL is past its next update (it was revoked; that is known). Otherwise it
+    /// passes if a CRL is current (this update ≤ now ≤ next update; a CRL without a next
+    /// update is never current), or if none is and the mode is relaxed.
     fn check_revocation(
         &self,
         c: &X509Certificate<'_>,
         issuer: &X509Certificate<'_>,
         now: i64,
     ) -> Result<(), PkiError> {
+        // A DER INTEGER's content without the sign-padding zeros.
+        let int = |b: &[u8]| -> Vec<u8> {
+            let skip = b
+                .iter()
+                .take_while(|&&x| x == 0)
+                .count()
+                .min(b.len().saturating_sub(1));
+            b[skip..].to_vec()
+        };
+        let serial = int(c.raw_serial());
+        let may_sign_crls = match issuer.key_usage() {
+            Ok(Some(ku)) => ku.value.crl_sign(),
+            Ok(None) => true,
+            Err(_) => false,
+        };
         let mut current = false;
         for d in &self.crls {
             let crl = parse_crl(d)?;
             if crl.issuer().as_raw() != c.issuer().as_raw() {
+                continue;
+            }
+            let ignore = |why: &str| {
+                tracing::warn!(issuer = %dn_string(crl.issuer()), why, "ignoring a CRL");
+            };
+            if !may_sign_crls {
+                ignore("its issuer's keyUsage has no cRLSign");
+                continue;
+            }
+            if crl.tbs_cert_list.signature != crl.signature_algorithm {
+                ignore("its signed and outer signature algorithms differ");
+                continue;
+            }
+            if crl.extensions().iter().any(|e| e.critical)
+                || crl
+                    .iter_revoked_certificates()
+                    .any(|r| r.extensions().iter().any(|e| e.critical))
+            {
+                ignore("a critical extension (delta, partitioned or indirect CRL)");
                 continue;
             }
             let tbs = crl.tbs_cert_list.as_ref();
@@ -825,12 +864,12 @@ impl TrustAnchors {
                 tbs,
                 &crl.signature_value.data,
             ) {
-                tracing::warn!(issuer = %dn_string(crl.issuer()), error = %e, "ignoring a CRL its issuer did not sign");
+                ignore(&format!("its issuer's key does not verify it: {e}"));
                 continue;
             }
             if crl
                 .iter_revoked_certificates()
-                .any(|r| r.raw_serial() == c.raw_serial())
+                .any(|r| int(r.raw_serial()) == serial)
             {
                 return Err(PkiError::Revoked(
                     dn_string(c.subject()),
@@ -839,7 +878,7 @@ impl TrustAnchors {
                 ));
             }
             let fresh = crl.last_update().timestamp() <= now
-                && crl.next_update().is_none_or(|n| now <= n.timestamp());
+                && crl.next_update().is_some_and(|n| now <= n.timestamp());
             tracing::info!(subject = %dn_string(c.subject()), serial = %c.raw_serial_as_string(),
                 crl_issuer = %dn_string(crl.issuer()), revoked = crl.tbs_cert_list.revoked_certificates.len(),
                 current = fresh, "certificate not in its issuer's CRL");
@@ -1322,7 +1361,8 @@ mod tests {
 
     /// CRLs OpenSSL signed (tests/data/pki/make-crl.sh): crl.pem revokes crl-bad and is
     /// current from 2026-12-01 to 2027-01-01; crl-none.der (DER) revokes nothing; crl-forged.pem
-    /// revokes crl-ok under the CA's name with another key.
+    /// revokes crl-ok under the CA's name with another key; crl-idp.pem is partitioned;
+    /// crl-nosign.pem comes from a CA without cRLSign.
     #[test]
     fn crls_revoke_what_their_issuer_signed() {
         let crl = |names: &[&str]| -> Vec<Vec<u8>> {
@@ -1393,6 +1433,27 @@ mod tests {
                 .with_crls(crl(&["crl.pem"]), Revocation::Strict)
                 .unwrap()
                 .verify_at(&cert("gw-a.pem"), &[], during),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        // A partitioned CRL (critical issuing distribution point) is not a complete list: it
+        // does not vouch for a certificate.
+        with(&["crl-idp.pem"], Revocation::Relaxed)
+            .verify_at(&ok, &[], during)
+            .unwrap();
+        assert!(matches!(
+            with(&["crl-idp.pem"], Revocation::Strict).verify_at(&ok, &[], during),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        // A CA whose keyUsage lacks cRLSign cannot revoke (nor vouch), even with its own key.
+        let nosign = |mode| {
+            anchors(&["crl-nosign-ca.pem"])
+                .with_crls(crl(&["crl-nosign.pem"]), mode)
+                .unwrap()
+                .verify_at(&cert("crl-nosign-leaf.pem"), &[], during)
+        };
+        nosign(Revocation::Relaxed).unwrap();
+        assert!(matches!(
+            nosign(Revocation::Strict),
             Err(PkiError::RevocationUnknown(..))
         ));
         // Not a CRL: a clear error.

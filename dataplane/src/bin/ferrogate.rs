@@ -951,6 +951,9 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     }
     drop(main);
     drop(handoff);
+    // The SA owners' rings (the workers' copies went with them): freed, with any mbufs still
+    // in them, while the mempool and EAL are still there.
+    drop(inboxes);
     drop(punted);
     drop(retired);
     drop(sh);
