@@ -133,6 +133,7 @@ APT_PACKAGES=(
     dpdk libdpdk-dev dpdk-dev dpdk-doc iproute2 iputils-ping ethtool tcpdump iperf3 python3-venv
     strongswan-charon strongswan-swanctl libcharon-extra-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins strongswan-pki nftables conntrack
+    keepalived iputils-arping
 )
 
 install_apt_packages() {
@@ -279,6 +280,14 @@ netns_icmp() {
     echo "== again with AES-256-CBC + HMAC-SHA-256-128"
     CIPHER=cbc ICMP=1 TMPDIR="$WORK" timeout 120 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
+netns_vrrp() {
+    # ferrogate's VRRP against keepalived on one bridge: who holds the virtual address, who
+    # answers ARP for it, takeovers after SIGTERM (priority 0), SIGKILL and preemption. ~45 s.
+    [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
+    local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
+    TMPDIR="$WORK" timeout 180 bash tests/netns/vrrp.sh "$fg"
+}
+
 netns_site_to_site_ike() {
     # The same two sites with keys negotiated by ferrogate-ike on both gateways (plain ESP,
     # through the shared-memory channels), plus fgctl.
@@ -350,6 +359,14 @@ gateway_vs_strongswan() {
     WORKERS=2 SUITE=gcm TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== strongSwan 6.0 (Debian trixie chroot, raw ESP: plain IP protocol 50)"
     SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
+}
+ha_vs_strongswan() {
+    # The reference scenario's VRRP pair: two ferrogate + ferrogate-ike gateways sharing the
+    # tunnel and site addresses against charon; one dies, the other takes over and brings the
+    # tunnel back; the first returns and preempts. Outages measured under a 10/s ping. ~60 s.
+    [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
+    local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+    TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }
 nat_vs_strongswan() {
     # strongSwan behind a NAT (nftables SNAT) whose mapping changes under a 100 pps ping stream:
@@ -437,11 +454,13 @@ step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 step "two ferrogates in network namespaces (IPv4+IPv6 inside, ping, iperf3, counters, wire, 1 and 2 workers, hugepages)" netns_site_to_site
 step "ferrogate vs DPDK ipsec-secgw (ping, iperf3, wire)" interop_secgw
 step "two ferrogates: ICMP time exceeded, too big, pre-fragmentation" netns_icmp
+step "ferrogate VRRP vs keepalived (virtual address, ARP, takeovers)" netns_vrrp
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
 step "build ferrogate-ike" build_ferrogate_ike
 step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD, fragmentation)" ike_vs_strongswan
 step "ferrogate + ferrogate-ike vs strongSwan (shm channel, 100 rekeys, kills)" gateway_vs_strongswan
 step "ferrogate + ferrogate-ike vs strongSwan behind a NAT whose mapping changes" nat_vs_strongswan
+step "two ferrogate gateways sharing VIPs by VRRP vs strongSwan (failover, preemption)" ha_vs_strongswan
 step "two ferrogates with IKEv2 (ferrogate-ike on both) and fgctl" netns_site_to_site_ike
 run_fuzz
 

@@ -465,6 +465,17 @@ pub enum Event {
         /// Hard (traffic stopped) rather than soft (time to rekey).
         hard: bool,
     },
+    /// The VRRP virtual addresses this gateway holds (master) and those it does not (backup),
+    /// sent on every change and every second: IKE from or to a standby address is not this
+    /// gateway's to send or answer.
+    Vrrp {
+        /// Version.
+        v: u32,
+        /// Virtual addresses held.
+        held: Vec<IpAddr>,
+        /// Virtual addresses the other gateway holds.
+        standby: Vec<IpAddr>,
+    },
     /// A command was refused.
     Refused {
         /// Version.

@@ -101,6 +101,8 @@ drop_reasons! {
     HandoffFull => "handoff_full",
     /// The packet is an IKE datagram or NAT keepalive, not data: handed to the control plane.
     ControlPlane => "control_plane",
+    /// IKE to or from a VRRP virtual address while this gateway is not its master.
+    VrrpBackup => "vrrp_backup",
 }
 
 /// One counter per [`DropReason`]. Plain integers: each worker owns its own set and the stats

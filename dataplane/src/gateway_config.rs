@@ -17,6 +17,8 @@
 //!   - { direction: out, src: 192.168.10.0/24, dst: 192.168.20.0/24, action: protect, sa: a-to-b }
 //!   - { direction: in, src: 192.168.20.0/24, dst: 192.168.10.0/24, action: protect }
 //! mss_clamp: auto        # auto (from MTU and SA overhead) | off | a number
+//! vrrp:                  # virtual addresses shared with another gateway (RFC 5798 VRRPv3)
+//!   - { interface: outside, vrid: 51, priority: 150, advert_interval: 1s, vips: [203.0.113.1] }
 //! ```
 //!
 //! Unknown keys are errors; YAML errors name the file, line and column; references between
@@ -219,6 +221,60 @@ impl<'de> serde::Deserialize<'de> for MssClamp {
     }
 }
 
+/// A VRRP virtual router as written.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VrrpEntry {
+    interface: String,
+    vrid: u8,
+    #[serde(default = "default_vrrp_priority")]
+    priority: u8,
+    #[serde(default = "default_advert_interval")]
+    advert_interval: String,
+    #[serde(default = "default_true")]
+    preempt: bool,
+    vips: Vec<std::net::Ipv4Addr>,
+}
+
+fn default_vrrp_priority() -> u8 {
+    100
+}
+
+fn default_advert_interval() -> String {
+    "1s".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A VRRP interval (`1s`, `100ms`, `2.5s`) in centiseconds, 1 to 4095 (RFC 5798's 12 bits).
+fn advert_interval_cs(s: &str) -> Result<u16, String> {
+    let bad =
+        || format!("advert_interval `{s}` is not 10ms-40.95s in steps of 10 ms (`1s`, `100ms`)");
+    let ms: f64 = if let Some(v) = s.strip_suffix("ms") {
+        v.trim().parse().map_err(|_| bad())?
+    } else if let Some(v) = s.strip_suffix('s') {
+        v.trim().parse::<f64>().map_err(|_| bad())? * 1000.0
+    } else {
+        return Err(bad());
+    };
+    let cs = ms / 10.0;
+    if !(1.0..=4095.0).contains(&cs) || (cs - cs.round()).abs() > 1e-6 {
+        return Err(bad());
+    }
+    Ok(cs.round() as u16)
+}
+
+/// A VRRP virtual router of the gateway.
+#[derive(Debug, Clone)]
+pub struct VrrpInstance {
+    /// Index of its interface in [`GatewayConfig::interfaces`].
+    pub interface: usize,
+    /// The router's settings (its primary address is the interface's first IPv4 address).
+    pub config: crate::vrrp::Config,
+}
+
 /// A policy as written.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -324,6 +380,8 @@ struct File {
     policies: Vec<PolicyEntry>,
     #[serde(default)]
     mss_clamp: MssClamp,
+    #[serde(default)]
+    vrrp: Vec<VrrpEntry>,
 }
 
 /// A validated gateway configuration.
@@ -345,6 +403,8 @@ pub struct GatewayConfig {
     pub spd_in: Vec<Rule<()>>,
     /// MSS clamping.
     pub mss_clamp: MssClamp,
+    /// VRRP virtual routers.
+    pub vrrp: Vec<VrrpInstance>,
 }
 
 impl GatewayConfig {
@@ -426,6 +486,72 @@ impl GatewayConfig {
                  the pipeline on the main lcore)"
                     .into(),
             ));
+        }
+        let mut vrrp: Vec<VrrpInstance> = Vec::new();
+        for (i, v) in f.vrrp.iter().enumerate() {
+            let label = format!("vrid {}", v.vrid);
+            let bad = |m: String| invalid("vrrp", i, label.clone(), m);
+            let k = f
+                .interfaces
+                .iter()
+                .position(|x| x.name == v.interface)
+                .ok_or_else(|| bad(format!("no interface named `{}`", v.interface)))?;
+            let iface = &f.interfaces[k];
+            let primary = iface
+                .addresses
+                .iter()
+                .find_map(|a| match a.addr {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+                .ok_or_else(|| {
+                    bad(format!(
+                        "interface `{}` has no IPv4 address to advertise from",
+                        v.interface
+                    ))
+                })?;
+            if v.vrid == 0 {
+                return Err(bad("vrid is 1-255".into()));
+            }
+            if !(1..=254).contains(&v.priority) {
+                return Err(bad(
+                    "priority is 1-254 (255 is for the owner of the addresses)".into(),
+                ));
+            }
+            if v.vips.is_empty() {
+                return Err(bad("vips lists at least one address".into()));
+            }
+            if let Some(a) = v
+                .vips
+                .iter()
+                .find(|a| iface.addresses.iter().any(|x| x.addr == IpAddr::V4(**a)))
+            {
+                return Err(bad(format!(
+                    "{a} is an address of `{}` itself: a virtual address is not in `addresses`",
+                    v.interface
+                )));
+            }
+            if vrrp
+                .iter()
+                .any(|o| o.interface == k && o.config.vrid == v.vrid)
+            {
+                return Err(bad(format!(
+                    "vrid {} is used twice on `{}`",
+                    v.vrid, v.interface
+                )));
+            }
+            let interval_cs = advert_interval_cs(&v.advert_interval).map_err(bad)?;
+            vrrp.push(VrrpInstance {
+                interface: k,
+                config: crate::vrrp::Config {
+                    vrid: v.vrid,
+                    priority: v.priority,
+                    interval_cs,
+                    preempt: v.preempt,
+                    primary,
+                    vips: v.vips.clone(),
+                },
+            });
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let mut sas = Vec::with_capacity(f.sas.len());
@@ -519,6 +645,7 @@ impl GatewayConfig {
             spd_out,
             spd_in,
             mss_clamp: f.mss_clamp,
+            vrrp,
         })
     }
 }
@@ -601,6 +728,49 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("LO-HI"), "{e}");
+    }
+
+    #[test]
+    fn vrrp_routers_are_checked() {
+        let with = |v: &str| {
+            GatewayConfig::parse(
+                &format!("{}\nvrrp:\n  - {v}\n", example()),
+                Path::new("g.yaml"),
+            )
+        };
+        let c = with("{ interface: outside, vrid: 51, priority: 150, advert_interval: 100ms, vips: [203.0.113.10] }").unwrap();
+        assert_eq!(c.vrrp.len(), 1);
+        let v = &c.vrrp[0];
+        assert_eq!(c.interfaces[v.interface].name, "outside");
+        assert_eq!(v.config.interval_cs, 10);
+        assert_eq!(v.config.priority, 150);
+        assert!(v.config.preempt);
+        assert_eq!(
+            v.config.primary,
+            "203.0.113.1".parse::<std::net::Ipv4Addr>().unwrap()
+        );
+        let d = with("{ interface: outside, vrid: 7, vips: [203.0.113.10] }").unwrap();
+        assert_eq!(
+            (d.vrrp[0].config.priority, d.vrrp[0].config.interval_cs),
+            (100, 100)
+        );
+        for (bad, says) in [
+            ("{ interface: wan, vrid: 1, vips: [203.0.113.10] }", "no interface named `wan`"),
+            ("{ interface: outside, vrid: 0, vips: [203.0.113.10] }", "1-255"),
+            ("{ interface: outside, vrid: 1, priority: 255, vips: [203.0.113.10] }", "1-254"),
+            ("{ interface: outside, vrid: 1, vips: [] }", "at least one"),
+            ("{ interface: outside, vrid: 1, vips: [203.0.113.1] }", "itself"),
+            ("{ interface: outside, vrid: 1, advert_interval: 5ms, vips: [203.0.113.10] }", "10ms"),
+            ("{ interface: outside, vrid: 1, advert_interval: 41s, vips: [203.0.113.10] }", "10ms"),
+            ("{ interface: outside, vrid: 1, advert_interval: 15ms, vips: [203.0.113.10] }", "10ms"),
+            ("{ interface: outside, vrid: 1, advert_interval: 1, vips: [203.0.113.10] }", "10ms"),
+            ("{ interface: outside, vrid: 1, vips: [203.0.113.10] }\n  - { interface: outside, vrid: 1, vips: [203.0.113.11] }", "twice"),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("vrrp"), "{bad}: {e}");
+        }
+        assert_eq!(advert_interval_cs("2.5s"), Ok(250));
+        assert_eq!(advert_interval_cs("40.95s"), Ok(4095));
     }
 
     #[test]

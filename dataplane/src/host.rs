@@ -10,6 +10,16 @@ use crate::wire::{arp, checksum, ethernet, icmpv4, ip_proto, ipv4, ipv6, tcp};
 /// Turns an ARP request for one of `ours` into the reply, in place (Ethernet header included).
 /// Returns false (frame untouched) for anything else.
 pub fn arp_reply(frame: &mut [u8], ours: &[Ipv4Addr], our_mac: [u8; 6]) -> bool {
+    arp_reply_if(frame, |ip| ours.contains(&ip), our_mac)
+}
+
+/// [`arp_reply`] for the addresses `is_ours` accepts (VRRP: the virtual addresses while
+/// master).
+pub fn arp_reply_if(
+    frame: &mut [u8],
+    is_ours: impl Fn(Ipv4Addr) -> bool,
+    our_mac: [u8; 6],
+) -> bool {
     let Ok(f) = ethernet::Frame::new_checked(&frame[..]) else {
         return false;
     };
@@ -26,7 +36,7 @@ pub fn arp_reply(frame: &mut [u8], ours: &[Ipv4Addr], our_mac: [u8; 6]) -> bool 
     let Ok(req) = arp::Repr::parse(&p) else {
         return false;
     };
-    if req.operation != arp::Operation::Request || !ours.contains(&req.target_ip) {
+    if req.operation != arp::Operation::Request || !is_ours(req.target_ip) {
         return false;
     }
     let reply = arp::Repr {
@@ -47,11 +57,16 @@ pub fn arp_reply(frame: &mut [u8], ours: &[Ipv4Addr], our_mac: [u8; 6]) -> bool 
 /// Turns an ICMP echo request to one of `ours` (IPv4, the IP packet in `ip`) into the echo
 /// reply in place (addresses swapped, TTL 64, checksums fixed). Returns false otherwise.
 pub fn icmp_echo_reply(ip: &mut [u8], ours: &[Ipv4Addr]) -> bool {
+    icmp_echo_reply_if(ip, |a| ours.contains(&a))
+}
+
+/// [`icmp_echo_reply`] for the addresses `is_ours` accepts.
+pub fn icmp_echo_reply_if(ip: &mut [u8], is_ours: impl Fn(Ipv4Addr) -> bool) -> bool {
     let Ok(p) = ipv4::Packet::new_checked(&ip[..]) else {
         return false;
     };
     if p.next_header() != ip_proto::ICMP
-        || !ours.contains(&p.dst_addr())
+        || !is_ours(p.dst_addr())
         || p.frag_offset() != 0
         || p.more_frags()
     {

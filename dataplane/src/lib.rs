@@ -32,4 +32,5 @@ pub mod replay;
 pub mod sa;
 pub mod sad;
 pub mod spd;
+pub mod vrrp;
 pub mod wire;

@@ -2,7 +2,9 @@
 //! there is one, Repr parse → emit → parse. No input may panic.
 #![no_main]
 
-use dataplane::wire::{ah, arp, esp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, udp_encap};
+use dataplane::wire::{
+    ah, arp, esp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, udp_encap, vrrp,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -54,6 +56,26 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(p) = icmpv6::Packet::new_checked(data) {
         let _ = (p.msg_type(), p.mtu(), p.data());
+    }
+    if let Ok(p) = vrrp::Packet::new_checked(data) {
+        let _ = (p.version(), p.kind(), p.vrid(), p.priority(), p.max_adver_int());
+        let _ = (p.checksum(), p.addr(0), p.addr(255));
+        let _ = p.verify_checksum(vrrp::GROUP_V4, vrrp::GROUP_V4);
+    }
+    // Advertisements as the gateway reads them (an IPv4 datagram), and what it makes of them.
+    if let Ok(a) = dataplane::vrrp::parse_advert(data) {
+        let mut r = dataplane::vrrp::Router::new(dataplane::vrrp::Config {
+            vrid: a.vrid,
+            priority: 100,
+            interval_cs: 100,
+            preempt: true,
+            primary: std::net::Ipv4Addr::new(10, 0, 0, 1),
+            vips: vec![std::net::Ipv4Addr::new(10, 0, 0, 9)],
+        });
+        r.start(0);
+        let _ = r.receive(&a, 10);
+        let _ = r.tick(u64::MAX / 2);
+        let _ = r.receive(&a, u64::MAX / 2);
     }
     let _ = udp_encap::classify(data);
     let _ = dataplane::flow::flow_key(data);

@@ -525,6 +525,11 @@ struct ChanIo {
     /// CHILD_SAs (inbound SPI) whose byte/packet lifetime ran out, and whether it was the hard
     /// limit.
     expired: Vec<(u32, bool)>,
+    /// The VRRP addresses the data plane last said this gateway does not hold, when that
+    /// changed (taken by the event loop).
+    standby: Option<std::collections::HashSet<std::net::IpAddr>>,
+    /// Whether the data plane ever said (it runs VRRP).
+    vrrp_seen: bool,
     /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
     traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
     /// SA pairs deleted but still in the data plane until then (inbound SPI): ESP the peer
@@ -568,6 +573,8 @@ impl ChanIo {
             acquires: Vec::new(),
             expired: Vec::new(),
             traps: Vec::new(),
+            standby: None,
+            vrrp_seen: false,
         }
     }
 
@@ -780,6 +787,13 @@ impl ChanIo {
                 Ok(ctl::Event::Expired { spi_in, hard, .. }) => {
                     tracing::info!(spi_in = %format_args!("{spi_in:08x}"), hard, "CHILD_SA lifetime (bytes/packets) reached");
                     self.expired.push((spi_in, hard));
+                }
+                Ok(ctl::Event::Vrrp { held, standby, .. }) => {
+                    if !self.vrrp_seen {
+                        tracing::info!(?held, ?standby, "VRRP: the data plane's virtual addresses");
+                    }
+                    self.vrrp_seen = true;
+                    self.standby = Some(standby.into_iter().collect());
                 }
                 Ok(ctl::Event::Refused { reason, .. }) => {
                     tracing::warn!("the data plane refused a command: {reason}")
@@ -1098,9 +1112,14 @@ fn main() -> ExitCode {
             ch.command(&ctl::Command::Dump { v: ctl::VERSION });
             let until = Instant::now() + Duration::from_secs(2);
             let mut scratch = Vec::new();
-            while Instant::now() < until && !ch.report_seen {
+            // The report, and with VRRP which addresses are ours (every second), before any
+            // tunnel starts.
+            while Instant::now() < until && !(ch.report_seen && ch.standby.is_some()) {
                 ch.recv(&mut scratch);
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Some(s) = ch.standby.take() {
+                let _ = daemon.set_standby(s, Instant::now());
             }
             ch.stale = ch.report.clone();
             for s in &ch.stale {
@@ -1149,12 +1168,17 @@ fn main() -> ExitCode {
         if let Io::Channel(ch) = &mut io {
             let acq = std::mem::take(&mut ch.acquires);
             let exp = std::mem::take(&mut ch.expired);
+            let standby = ch.standby.take();
             for t in acq {
                 let acts = daemon.acquire(&t, now);
                 carry_out(acts, &mut io, &mut ex);
             }
             for (spi, hard) in exp {
                 let acts = daemon.child_expired(spi, hard, now);
+                carry_out(acts, &mut io, &mut ex);
+            }
+            if let Some(s) = standby {
+                let acts = daemon.set_standby(s, now);
                 carry_out(acts, &mut io, &mut ex);
             }
         }

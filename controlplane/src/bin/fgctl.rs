@@ -42,6 +42,37 @@ fn stats_text(v: &serde_json::Value) -> String {
             p["rx_missed"].as_u64().unwrap_or(0)
         ));
     }
+    for r in v["vrrp"]["routers"].as_array().into_iter().flatten() {
+        let vips: Vec<&str> = r["vips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
+        s.push_str(&format!(
+            "vrrp {} vrid {} priority {} {} for {:.1}s (master {}) vips {}  adverts in {} out {}  took over {} times\n",
+            r["interface"].as_str().unwrap_or("?"),
+            r["vrid"],
+            r["priority"],
+            r["state"].as_str().unwrap_or("?"),
+            r["seconds_in_state"].as_f64().unwrap_or(0.0),
+            r["master"].as_str().unwrap_or("unknown"),
+            vips.join(","),
+            r["adverts_in"].as_u64().unwrap_or(0),
+            r["adverts_out"].as_u64().unwrap_or(0),
+            r["became_master"].as_u64().unwrap_or(0),
+        ));
+    }
+    if let Some(m) = v["vrrp"]["refused"].as_object() {
+        let bad: Vec<String> = m
+            .iter()
+            .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        if !bad.is_empty() {
+            s.push_str(&format!("vrrp refused: {}\n", bad.join(" ")));
+        }
+    }
     for w in v["workers"].as_array().into_iter().flatten() {
         // Packets of SAs another worker owns, handed to it; and taken from the others.
         let (off, took) = (
@@ -259,6 +290,24 @@ mod tests {
             text.contains("spd flow cache: 498 hits, 2 misses, 7 bypassed\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn stats_show_vrrp_routers() {
+        let v = serde_json::json!({"seconds": 2.0, "ports": [], "sas": [], "drops": {},
+            "vrrp": {"routers": [{"interface": "outside", "vrid": 51, "priority": 150,
+                "state": "master", "master": "203.0.113.3", "vips": ["203.0.113.1"],
+                "seconds_in_state": 12.5, "adverts_in": 3, "adverts_out": 12,
+                "became_master": 1}],
+                "refused": {"ttl": 0, "version": 4}}});
+        let text = stats_text(&v);
+        assert!(
+            text.contains("vrrp outside vrid 51 priority 150 master for 12.5s (master 203.0.113.3) vips 203.0.113.1  adverts in 3 out 12  took over 1 times\n"),
+            "{text}"
+        );
+        assert!(text.contains("vrrp refused: version=4\n"), "{text}");
+        let none = serde_json::json!({"seconds": 2.0, "ports": [], "sas": [], "drops": {}});
+        assert!(!stats_text(&none).contains("vrrp"));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Daemon {
     /// Half-open SAs at which new IKE_SA_INIT requests must return a cookie (RFC 7296 §2.6).
     cookie_threshold: usize,
     cookie_secret: [u8; 32],
+    /// Local addresses the other gateway of a VRRP pair holds: tunnels from them are neither
+    /// initiated nor answered here until this gateway takes the address over.
+    standby: std::collections::HashSet<std::net::IpAddr>,
 }
 
 impl Daemon {
@@ -42,6 +45,7 @@ impl Daemon {
             attempts: HashMap::new(),
             quiet_start: Default::default(),
             cookie_threshold: 30,
+            standby: Default::default(),
             cookie_secret: {
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&super::crypto::random_bytes(32));
@@ -96,6 +100,52 @@ impl Daemon {
         self.tick(now)
     }
 
+    /// The VRRP addresses this gateway does not hold now. A tunnel whose local address joins
+    /// them is dropped without a word (the other gateway takes its peer over); one whose
+    /// address leaves them is initiated if it is `start: start`, with INITIAL_CONTACT, so that
+    /// the peer drops what it had with the other gateway.
+    pub fn set_standby(
+        &mut self,
+        standby: std::collections::HashSet<std::net::IpAddr>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut acts = Vec::new();
+        for sa in self.sas.values_mut() {
+            if standby.contains(&sa.cfg.local) && !self.standby.contains(&sa.cfg.local) {
+                sa.abandon(
+                    format!("{} is now the other VRRP gateway's", sa.cfg.local),
+                    &mut acts,
+                );
+            }
+        }
+        let taken: Vec<usize> = (0..self.tunnels.len())
+            .filter(|&i| {
+                let a = self.tunnels[i].local;
+                self.standby.contains(&a) && !standby.contains(&a)
+            })
+            .collect();
+        self.standby = standby;
+        let mut out = Vec::new();
+        self.collect(acts, now, &mut out);
+        let standby = &self.standby;
+        let tunnels = &self.tunnels;
+        self.restarts
+            .retain(|r| !standby.contains(&tunnels[r.0].local));
+        for i in taken {
+            tracing::info!(tunnel = %self.tunnels[i].name, local = %self.tunnels[i].local, "VRRP: this gateway holds the local address now");
+            if self.tunnels[i].start == StartAction::Start {
+                self.quiet_start.remove(&self.tunnels[i].name);
+                self.initiate(i, now, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Whether tunnel `i`'s local address is the other VRRP gateway's now.
+    fn standing_by(&self, i: usize) -> bool {
+        self.standby.contains(&self.tunnels[i].local)
+    }
+
     /// Initiates every tunnel configured with `start: start`.
     pub fn start(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
@@ -116,6 +166,10 @@ impl Daemon {
     }
 
     fn initiate(&mut self, i: usize, now: Instant, out: &mut Vec<Action>) {
+        if self.standing_by(i) {
+            tracing::debug!(tunnel = %self.tunnels[i].name, "not initiated: the other VRRP gateway holds its local address");
+            return;
+        }
         let ic = !self.quiet_start.remove(&self.tunnels[i].name);
         let (sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now, ic);
         *self.attempts.entry(i).or_default() += 1;
@@ -322,6 +376,7 @@ impl Daemon {
                 .tunnels
                 .iter()
                 .find(|t| t.remote == remote.ip() && t.local == local.ip())
+                .filter(|t| !self.standby.contains(&t.local))
                 .cloned()
             else {
                 tracing::info!(peer = %remote, "IKE_SA_INIT from a peer we have no tunnel for: ignored");

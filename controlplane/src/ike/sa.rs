@@ -1164,6 +1164,14 @@ impl IkeSa {
         self.close(reason, restart, out);
     }
 
+    /// Drops this IKE SA and its CHILD_SAs without a word to the peer: its local address now
+    /// belongs to the other gateway of a VRRP pair, which takes the peer over.
+    pub fn abandon(&mut self, reason: String, out: &mut Vec<Action>) {
+        if self.state != State::Dead {
+            self.close(reason, false, out);
+        }
+    }
+
     fn close(&mut self, reason: String, restart: bool, out: &mut Vec<Action>) {
         for c in self.children.drain(..) {
             out.push(Action::Remove {

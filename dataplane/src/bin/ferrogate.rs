@@ -30,7 +30,7 @@
 //! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,6 +54,7 @@ use dataplane::net::IpPrefix;
 use dataplane::sa::{Direction, InboundSa, OutboundSa};
 use dataplane::sad::Sad;
 use dataplane::spd::{Action, PolicyHits, Rule, Spd};
+use dataplane::vrrp;
 use dataplane::wire::ethernet;
 
 struct Args {
@@ -325,6 +326,54 @@ struct Shared {
     last_rx_ms: CachePadded<AtomicU64>,
     started: Instant,
     idle_sleep: Duration,
+    /// VRRP virtual routers (the main lcore runs them; the pipelines read who is master).
+    vrrp: Vec<VrrpSlot>,
+    /// Advertisements the pipelines received, for the main lcore: (port, advertisement).
+    adverts: ArrayQueue<(usize, vrrp::Advert)>,
+    /// Datagrams of protocol 112 refused (RFC 5798 §7.1), per [`vrrp::Refusal`], then
+    /// advertisements lost to a full `adverts` queue.
+    vrrp_refused: [AtomicU64; vrrp::Refusal::ALL.len() + 1],
+}
+
+/// A VRRP virtual router as the pipelines see it.
+struct VrrpSlot {
+    port: usize,
+    vips: Vec<Ipv4Addr>,
+    /// This gateway holds the addresses: it answers ARP for them and takes their IKE.
+    master: AtomicBool,
+}
+
+impl Shared {
+    /// Whether `ip` is a virtual address port `k` holds now.
+    fn vip_held(&self, k: usize, ip: Ipv4Addr) -> bool {
+        self.vrrp
+            .iter()
+            .any(|v| v.port == k && v.master.load(Ordering::Relaxed) && v.vips.contains(&ip))
+    }
+
+    /// Whether `ip` is a virtual address of any port that this gateway does not hold now (it
+    /// is the backup): IKE to or from it is not ours to handle.
+    fn vip_not_held(&self, ip: IpAddr) -> bool {
+        let IpAddr::V4(ip) = ip else { return false };
+        self.vrrp
+            .iter()
+            .any(|v| !v.master.load(Ordering::Relaxed) && v.vips.contains(&ip))
+    }
+}
+
+/// The destination of an IP packet, if its header is there.
+fn ip_dst(ip: &[u8]) -> Option<IpAddr> {
+    match ip.first()? >> 4 {
+        4 => {
+            let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+            Some(IpAddr::from(d))
+        }
+        6 => {
+            let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
+            Some(IpAddr::from(d))
+        }
+        _ => None,
+    }
 }
 
 /// Slots of each worker's per-port ring for the packets of the SAs it owns.
@@ -651,6 +700,17 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         last_rx_ms: CachePadded::new(AtomicU64::new(0)),
         started,
         idle_sleep: args.idle_sleep,
+        vrrp: cfg
+            .vrrp
+            .iter()
+            .map(|v| VrrpSlot {
+                port: v.interface,
+                vips: v.config.vips.clone(),
+                master: AtomicBool::new(false),
+            })
+            .collect(),
+        adverts: ArrayQueue::new(256),
+        vrrp_refused: Default::default(),
     });
     // Pipeline `w` polls receive queue `w` of every port and sends on transmit queue `w`;
     // the main lcore's (last) has no queues: it hands its frames to worker 0.
@@ -789,20 +849,70 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let mut last_file = Instant::now() - Duration::from_secs(2);
     let mut last_stats = Instant::now();
     // Every counter as JSON, for --stats-file and the exit summary.
-    let snap = |main: &mut Pipeline, dynamic: &Dynamic, control: Option<&Control>| {
-        if inline {
-            main.publish_stats(&sh, true);
-        }
-        snapshot(&Snap {
-            sh: &sh,
-            main,
-            out_sas: &out_sas,
-            dynamic,
-            control,
+    let snap =
+        |main: &mut Pipeline, dynamic: &Dynamic, control: Option<&Control>, vrrp: &[VrrpRun]| {
+            if inline {
+                main.publish_stats(&sh, true);
+            }
+            snapshot(&Snap {
+                sh: &sh,
+                main,
+                out_sas: &out_sas,
+                dynamic,
+                control,
+                vrrp,
+            })
+        };
+    // VRRP: the virtual routers start as backups, and SIGTERM / SIGINT stop the gateway
+    // through the end of this loop, so that a master says so (priority 0) and its backup
+    // takes over at once.
+    let mut routers: Vec<VrrpRun> = cfg
+        .vrrp
+        .iter()
+        .map(|v| VrrpRun {
+            router: vrrp::Router::new(v.config.clone()),
+            port: v.interface,
+            garp_again: None,
+            since_ms: 0,
         })
-    };
+        .collect();
+    let term = Arc::new(AtomicBool::new(false));
+    if !routers.is_empty() {
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&term))
+                .map_err(|e| format!("signal handler: {e}"))?;
+        }
+        for (i, r) in routers.iter_mut().enumerate() {
+            let step = r.router.start(0);
+            r.apply(&sh, i, step, 0, &mut main);
+        }
+    }
+    // The control plane hears of every change of the VRRP states (and every second).
+    let mut vrrp_told: Option<Vec<bool>> = None;
     loop {
         main.fib.now_ms = started.elapsed().as_millis() as u64;
+        if !routers.is_empty() {
+            let now = main.fib.now_ms;
+            while let Some((k, a)) = sh.adverts.pop() {
+                for (i, r) in routers.iter_mut().enumerate() {
+                    if r.port == k {
+                        let step = r.router.receive(&a, now);
+                        r.apply(&sh, i, step, now, &mut main);
+                    }
+                }
+            }
+            for (i, r) in routers.iter_mut().enumerate() {
+                let step = r.router.tick(now);
+                r.apply(&sh, i, step, now, &mut main);
+                if r.garp_again.is_some_and(|t| now >= t) {
+                    r.garp_again = None;
+                    r.announce(&sh, &mut main);
+                }
+            }
+            if term.load(Ordering::Relaxed) {
+                break;
+            }
+        }
         if !inline {
             // Neighbours the workers learned, for what the main lcore sends (its poll takes
             // them in when it is the only pipeline).
@@ -864,7 +974,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 .iter()
                 .all(|s| s.load(Ordering::Acquire) >= generation);
             while let Some(Some((m, out))) = caught_up
-                .then(|| c.next_inject(&main.pool, &mut main.fib, &sh.ifaces, &mut main.drops))
+                .then(|| {
+                    c.next_inject(
+                        &main.pool,
+                        &mut main.fib,
+                        &sh.ifaces,
+                        &mut main.drops,
+                        |ip| sh.vip_not_held(ip),
+                    )
+                })
                 .flatten()
             {
                 push_tx(&mut main.q, out, m, &mut main.drops);
@@ -897,7 +1015,33 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     c.reports += 1;
                     if c.reports % 10 == 0 {
                         c.report(&dynamic);
+                        vrrp_told = None;
                     }
+                }
+            }
+            if !routers.is_empty() {
+                let now: Vec<bool> = sh
+                    .vrrp
+                    .iter()
+                    .map(|v| v.master.load(Ordering::Relaxed))
+                    .collect();
+                if vrrp_told.as_ref() != Some(&now) {
+                    let (mut held, mut standby) = (Vec::new(), Vec::new());
+                    for v in &sh.vrrp {
+                        let to = if v.master.load(Ordering::Relaxed) {
+                            &mut held
+                        } else {
+                            &mut standby
+                        };
+                        to.extend(v.vips.iter().map(|&a| IpAddr::V4(a)));
+                    }
+                    standby.retain(|a| !held.contains(a));
+                    c.event(&ctl::Event::Vrrp {
+                        v: ctl::VERSION,
+                        held,
+                        standby,
+                    });
+                    vrrp_told = Some(now);
                 }
             }
         }
@@ -920,15 +1064,30 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         }
         if args.stats_file.is_some() && last_file.elapsed() >= Duration::from_secs(1) {
             last_file = Instant::now();
-            let v = snap(&mut main, &dynamic, control.as_ref());
+            let v = snap(&mut main, &dynamic, control.as_ref(), &routers);
             writer.send_file(v);
         }
         if let Some(every) = args.stats_every {
             if last_stats.elapsed() >= every {
                 last_stats = Instant::now();
-                let v = snap(&mut main, &dynamic, control.as_ref());
+                let v = snap(&mut main, &dynamic, control.as_ref(), &routers);
                 writer.send_line(live_line(&v));
             }
+        }
+    }
+    // A master's last word (priority 0: its backups take over after their skew), sent
+    // through worker 0 while it still runs.
+    let now = started.elapsed().as_millis() as u64;
+    let mut said = false;
+    for (i, r) in routers.iter_mut().enumerate() {
+        let step = r.router.shutdown();
+        said |= step.advertise.is_some();
+        r.apply(&sh, i, step, now, &mut main);
+    }
+    if said {
+        main.flush(&sh);
+        if !inline {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     drop(launched);
@@ -938,7 +1097,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     for b in &mut main.q.txb {
         b.pkts().clear();
     }
-    let stats = snap(&mut main, &dynamic, control.as_ref());
+    let stats = snap(&mut main, &dynamic, control.as_ref(), &routers);
     if let Some(p) = &args.stats_file {
         write_stats(p, &stats);
     }
@@ -1109,6 +1268,8 @@ impl Pipeline {
         let (my_mac, role) = (iface.mac, iface.role);
         let mine = &iface.addrs;
         let (my4, my6) = (mine.first().copied(), iface.addr6);
+        let has_vrrp = sh.vrrp.iter().any(|v| v.port == k);
+        let ours = |ip: Ipv4Addr| mine.contains(&ip) || (has_vrrp && sh.vip_held(k, ip));
         // Answer ARP and ICMP echo for our addresses; strip the Ethernet header of the rest;
         // what is not IP is counted and left out.
         for (j, m) in pkts.iter_mut().enumerate() {
@@ -1122,9 +1283,10 @@ impl Pipeline {
             // rest only refresh), answer neighbor solicitations for our IPv6 addresses and
             // learn from advertisements.
             if let Some((ip, mac)) = neigh::arp_sender(m.data()) {
-                let for_us = m.data().get(38..42).is_some_and(|t| {
-                    mine.contains(&std::net::Ipv4Addr::new(t[0], t[1], t[2], t[3]))
-                });
+                let for_us = m
+                    .data()
+                    .get(38..42)
+                    .is_some_and(|t| ours(Ipv4Addr::new(t[0], t[1], t[2], t[3])));
                 Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, for_us);
             }
             if let Some((ty, src, target, mac)) = neigh::parse_nd(m.data()) {
@@ -1150,7 +1312,7 @@ impl Pipeline {
                 self.not_ip += 1;
                 continue;
             }
-            if dataplane::host::arp_reply(m.data_mut(), mine, my_mac) {
+            if dataplane::host::arp_reply_if(m.data_mut(), ours, my_mac) {
                 // Answered here: a non-pending verdict keeps the pipeline off it.
                 *l = Local::Answer;
                 *v = Verdict::ToControlPlane;
@@ -1171,8 +1333,25 @@ impl Pipeline {
                     continue;
                 }
             };
+            if has_vrrp && vrrp::is_vrrp(&m.data()[off..]) {
+                // Advertisements go to the main lcore's routers; refused ones are counted.
+                match vrrp::parse_advert(&m.data()[off..]) {
+                    Ok(a) => {
+                        if sh.adverts.push((k, a)).is_err() {
+                            sh.vrrp_refused[vrrp::Refusal::ALL.len()]
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(r) => {
+                        sh.vrrp_refused[r.index()].fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                *l = Local::Consumed;
+                *v = Verdict::ToControlPlane;
+                continue;
+            }
             let d = m.data_mut();
-            if dataplane::host::icmp_echo_reply(&mut d[off..], mine) {
+            if dataplane::host::icmp_echo_reply_if(&mut d[off..], ours) {
                 // Back to the sender: swap the MAC addresses.
                 let mut src = [0u8; 6];
                 src.copy_from_slice(&d[6..12]);
@@ -1282,12 +1461,21 @@ impl Pipeline {
                 self.manners.sent(e, ok);
                 continue;
             }
+            if l == Local::Consumed {
+                continue;
+            }
             if l == Local::Answer {
                 self.answered += 1;
                 tx.push(k, m);
                 continue;
             }
             if v == Verdict::ToControlPlane {
+                // IKE for a virtual address this gateway does not hold: the master's.
+                let dst = ip_dst(m.data());
+                if !sh.vrrp.is_empty() && dst.is_some_and(|d| sh.vip_not_held(d)) {
+                    tx.drops.inc(DropReason::VrrpBackup);
+                    continue;
+                }
                 if sh.punts.is_some() {
                     if self.punt.pkts().len() >= BURST {
                         tx.drops.inc(DropReason::ControlPlane);
@@ -1493,6 +1681,8 @@ enum Local {
     Answer,
     /// The mbuf now holds this ICMP error (an IP packet), to be routed.
     Error(IcmpError),
+    /// Taken here (a VRRP advertisement): freed.
+    Consumed,
 }
 
 /// The gateway's ICMP errors: when it may send one, how many, and what it did.
@@ -1789,6 +1979,7 @@ struct Snap<'a> {
     out_sas: &'a [Option<Arc<OutboundSa>>],
     dynamic: &'a Dynamic,
     control: Option<&'a Control>,
+    vrrp: &'a [VrrpRun],
 }
 
 /// Policies listed per direction in the stats (the file is rewritten every second from the
@@ -1973,7 +2164,134 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
             "timed_out": reasm.timed_out, "evicted": reasm.evicted,
             "overlaps": reasm.overlaps, "malformed": reasm.malformed, "too_big": reasm.too_big},
         "workers": workers,
+        "vrrp": vrrp_json(sh, s.vrrp),
     })
+}
+
+/// The VRRP routers' states and counters, and the advertisements refused.
+fn vrrp_json(sh: &Shared, runs: &[VrrpRun]) -> serde_json::Value {
+    if runs.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let now = sh.started.elapsed().as_millis() as u64;
+    let routers: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let c = r.router.config();
+            let n = r.router.counters();
+            serde_json::json!({
+                "interface": sh.ifaces[r.port].name,
+                "vrid": c.vrid,
+                "priority": c.priority,
+                "state": r.router.state().as_str(),
+                "master": r.router.master_ip().map(|a| a.to_string()),
+                "vips": c.vips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "interval_ms": u64::from(c.interval_cs) * 10,
+                "seconds_in_state": now.saturating_sub(r.since_ms) as f64 / 1000.0,
+                "adverts_in": n.adverts_in,
+                "adverts_out": n.adverts_out,
+                "became_master": n.became_master,
+                "priority_zero_in": n.priority_zero_in,
+            })
+        })
+        .collect();
+    let mut refused = serde_json::Map::new();
+    for r in vrrp::Refusal::ALL {
+        refused.insert(
+            r.as_str().into(),
+            sh.vrrp_refused[r.index()].load(Ordering::Relaxed).into(),
+        );
+    }
+    refused.insert(
+        "queue_full".into(),
+        sh.vrrp_refused[vrrp::Refusal::ALL.len()]
+            .load(Ordering::Relaxed)
+            .into(),
+    );
+    serde_json::json!({"routers": routers, "refused": refused})
+}
+
+/// A VRRP virtual router, run by the main lcore.
+struct VrrpRun {
+    router: vrrp::Router,
+    /// Its port.
+    port: usize,
+    /// When the gratuitous ARPs of a takeover go out once more (ms since start).
+    garp_again: Option<u64>,
+    /// When the state last changed (ms since start).
+    since_ms: u64,
+}
+
+impl VrrpRun {
+    /// Carries out what a step of router `i` asks: the advertisement, and on a change of state
+    /// the pipelines' view of it and, for a new master, gratuitous ARPs.
+    fn apply(&mut self, sh: &Shared, i: usize, step: vrrp::Step, now: u64, main: &mut Pipeline) {
+        let iface = &sh.ifaces[self.port];
+        if let Some(priority) = step.advertise {
+            let c = self.router.config();
+            let len = 14 + 20 + dataplane::wire::vrrp::HEADER_LEN + 4 * c.vips.len();
+            send_frame(main, self.port, len, |f| {
+                vrrp::advert_frame(
+                    f,
+                    iface.mac,
+                    c.primary,
+                    c.vrid,
+                    priority,
+                    c.interval_cs,
+                    &c.vips,
+                )
+            });
+        }
+        if let Some(state) = step.became {
+            let master = state == vrrp::State::Master;
+            sh.vrrp[i].master.store(master, Ordering::Release);
+            self.since_ms = now;
+            tracing::info!(
+                interface = %iface.name,
+                vrid = self.router.config().vrid,
+                state = state.as_str(),
+                master = ?self.router.master_ip(),
+                "VRRP state"
+            );
+            if master {
+                self.announce(sh, main);
+                self.garp_again = Some(now + 2000);
+            } else {
+                self.garp_again = None;
+            }
+        }
+    }
+
+    /// Gratuitous ARP for each virtual address, so that the link's neighbours move them here.
+    fn announce(&self, sh: &Shared, main: &mut Pipeline) {
+        let mac = sh.ifaces[self.port].mac;
+        for &ip in &self.router.config().vips {
+            send_frame(main, self.port, vrrp::GARP_FRAME_LEN, |f| {
+                vrrp::gratuitous_arp(f, mac, ip)
+            });
+        }
+    }
+}
+
+/// Sends a frame of at most `len` bytes that `build` writes, from the main lcore out of port
+/// `k`.
+fn send_frame(
+    main: &mut Pipeline,
+    k: usize,
+    len: usize,
+    build: impl FnOnce(&mut [u8]) -> Option<usize>,
+) {
+    let Some(mut m) = main.pool.alloc() else {
+        main.drops.inc(DropReason::NoMbuf);
+        return;
+    };
+    let Some(n) = m.append(len).ok().and_then(build) else {
+        main.drops.inc(DropReason::Malformed);
+        return;
+    };
+    if m.trim(len - n).is_ok() {
+        push_tx(&mut main.q, k, m, &mut main.drops);
+    }
 }
 
 /// The live counters line (`--stats-every-ms`): ports, SAs, drops.
@@ -2011,8 +2329,21 @@ fn live_line(v: &serde_json::Value) -> String {
         .as_object()
         .map(|m| m.iter().map(|(k, n)| format!("{k}={n}")).collect())
         .unwrap_or_default();
+    let vrrp: String = v["vrrp"]["routers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                " | vrrp {} vrid {} {}",
+                r["interface"].as_str().unwrap_or("?"),
+                r["vrid"],
+                r["state"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
     format!(
-        "[{:>7.1}s] {} | {} | drops: {}",
+        "[{:>7.1}s] {}{vrrp} | {} | drops: {}",
         v["seconds"].as_f64().unwrap_or(0.0),
         ports.join(", "),
         sas.join(", "),
@@ -2462,7 +2793,16 @@ struct Control {
     reports: u64,
     /// SA reports sent so far (each report's number).
     reports_sent: u64,
+    /// Injected datagrams waiting for their next hop's ARP / ND answer (ms since start when
+    /// parked, the encoded datagram): the first IKE message after a start or a VRRP takeover
+    /// would otherwise be lost and cost the exchange a retransmission (2 s).
+    parked: std::collections::VecDeque<(u64, Vec<u8>)>,
 }
+
+/// Injected datagrams parked at most (further ones are dropped as unresolved).
+const PARKED_MAX: usize = 64;
+/// How long a parked datagram waits for its next hop.
+const PARK_MS: u64 = 1000;
 
 impl Control {
     fn create(path: &std::path::Path) -> Result<Control, String> {
@@ -2485,6 +2825,7 @@ impl Control {
             acquired: Default::default(),
             reports: 0,
             reports_sent: 0,
+            parked: Default::default(),
         };
         c.event(&ctl::Event::Hello {
             v: ctl::VERSION,
@@ -2594,35 +2935,82 @@ impl Control {
     /// The next IKE datagram to send, built into an mbuf with its Ethernet header, and the
     /// interface it leaves by. `Some(None)` when one was consumed but could not be sent: it is
     /// counted in `drops` under the reason (no route or neighbour, no mbuf, malformed).
+    /// The frame for an encoded injected datagram, and its port.
+    fn build_inject(
+        b: &[u8],
+        pool: &Mempool,
+        fib: &mut Fib,
+        ifaces: &[Iface],
+        not_ours: &impl Fn(IpAddr) -> bool,
+    ) -> Result<(Mbuf, usize), DropReason> {
+        let d = ctl::Datagram::decode(b).ok_or(DropReason::Malformed)?;
+        // From a virtual address the other gateway holds: not to be sent.
+        if not_ours(d.local.ip()) {
+            return Err(DropReason::VrrpBackup);
+        }
+        let (out, mac) = fib.lookup(d.remote.ip())?;
+        let mut m = pool.alloc().ok_or(DropReason::NoMbuf)?;
+        let len = 40 + 8 + 4 + d.message.len();
+        let buf = m.append(len).map_err(|_| DropReason::NoTailroom)?;
+        let n = d.to_ip(buf).ok_or(DropReason::Malformed)?;
+        m.trim(len - n).map_err(|_| DropReason::Malformed)?;
+        let et = if d.remote.is_ipv4() {
+            ethernet::ethertype::IPV4
+        } else {
+            ethernet::ethertype::IPV6
+        };
+        let h = m
+            .prepend(ethernet::HEADER_LEN)
+            .map_err(|_| DropReason::NoHeadroom)?;
+        h[..6].copy_from_slice(&mac);
+        h[6..12].copy_from_slice(&ifaces[out].mac);
+        h[12..14].copy_from_slice(&et.to_be_bytes());
+        Ok((m, out))
+    }
+
     fn next_inject(
         &mut self,
         pool: &Mempool,
         fib: &mut Fib,
         ifaces: &[Iface],
         drops: &mut DropCounters,
+        not_ours: impl Fn(IpAddr) -> bool,
     ) -> Option<Option<(Mbuf, usize)>> {
+        // Parked datagrams first, in order: the oldest goes out once its next hop is known, or
+        // is dropped after PARK_MS.
+        if let Some((at, b)) = self.parked.front() {
+            match Self::build_inject(b, pool, fib, ifaces, &not_ours) {
+                Err(DropReason::NeighbourUnresolved) if fib.now_ms < at + PARK_MS => {}
+                Ok(x) => {
+                    self.parked.pop_front();
+                    self.injected += 1;
+                    return Some(Some(x));
+                }
+                Err(reason) => {
+                    self.parked.pop_front();
+                    drops.inc(reason);
+                    return Some(None);
+                }
+            }
+        }
         let mut cons = self.chan.consumer(ctl::ring::INJECT).ok()?;
+        let parked = &mut self.parked;
+        let now = fib.now_ms;
+        let mut was_parked = false;
         let r = cons.pop_with(|b| {
-            let d = ctl::Datagram::decode(b).ok_or(DropReason::Malformed)?;
-            let (out, mac) = fib.lookup(d.remote.ip())?;
-            let mut m = pool.alloc().ok_or(DropReason::NoMbuf)?;
-            let len = 40 + 8 + 4 + d.message.len();
-            let buf = m.append(len).map_err(|_| DropReason::NoTailroom)?;
-            let n = d.to_ip(buf).ok_or(DropReason::Malformed)?;
-            m.trim(len - n).map_err(|_| DropReason::Malformed)?;
-            let et = if d.remote.is_ipv4() {
-                ethernet::ethertype::IPV4
-            } else {
-                ethernet::ethertype::IPV6
-            };
-            let h = m
-                .prepend(ethernet::HEADER_LEN)
-                .map_err(|_| DropReason::NoHeadroom)?;
-            h[..6].copy_from_slice(&mac);
-            h[6..12].copy_from_slice(&ifaces[out].mac);
-            h[12..14].copy_from_slice(&et.to_be_bytes());
-            Ok((m, out))
+            match Self::build_inject(b, pool, fib, ifaces, &not_ours) {
+                // Its next hop is being asked for (ARP / ND): parked until it answers.
+                Err(DropReason::NeighbourUnresolved) if parked.len() < PARKED_MAX => {
+                    parked.push_back((now, b.to_vec()));
+                    was_parked = true;
+                    Err(DropReason::NeighbourUnresolved)
+                }
+                r => r,
+            }
         });
+        if was_parked {
+            return Some(None);
+        }
         match r {
             Ok(Some(Ok(x))) => {
                 self.injected += 1;

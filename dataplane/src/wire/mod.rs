@@ -16,6 +16,7 @@ pub mod ipv6;
 pub mod tcp;
 pub mod udp;
 pub mod udp_encap;
+pub mod vrrp;
 
 /// Why a wire view rejected its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

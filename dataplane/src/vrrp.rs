@@ -1,0 +1,625 @@
+//! VRRP version 3 for IPv4 (RFC 5798): the virtual router's state machine, reading received
+//! advertisements and writing the frames it sends. Pure: time comes in as milliseconds, and
+//! the caller sends what the router asks for.
+//!
+//! Two gateways (or a gateway and keepalived, or any RFC 5798 router) share virtual addresses:
+//! the master answers ARP for them, receives what is sent to them and advertises every
+//! interval; a backup that hears no advertisement for `Master_Down_Interval` (three intervals
+//! and a skew that favours higher priorities) takes over and announces the addresses with
+//! gratuitous ARP.
+//!
+//! Where this differs from the RFC, as keepalived's defaults do: the virtual addresses are
+//! answered with the port's own MAC address, not the virtual MAC 00-00-5E-00-01-{VRID}
+//! (gratuitous ARP moves them on takeover), and the master accepts packets addressed to them
+//! ("Accept_Mode" on: IKE and ESP end at the virtual address).
+
+use std::net::Ipv4Addr;
+
+use crate::wire::{arp, ethernet, ipv4, vrrp};
+
+/// Why a received datagram is not an advertisement this router may use (RFC 5798 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not an IPv4 datagram carrying VRRP, or cut short.
+    Malformed,
+    /// TTL other than 255: it crossed a router.
+    Ttl,
+    /// Not a version 3 advertisement (keepalived's default is version 2: set
+    /// `vrrp_version 3`).
+    Version,
+    /// The checksum does not verify.
+    Checksum,
+    /// A fragment, or sent to another destination than 224.0.0.18.
+    Destination,
+}
+
+impl Refusal {
+    /// Every reason, in counter order.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::Malformed,
+        Refusal::Ttl,
+        Refusal::Version,
+        Refusal::Checksum,
+        Refusal::Destination,
+    ];
+
+    /// Index of this reason's counter in [`Refusal::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A stable snake_case name for counters.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::Ttl => "ttl",
+            Refusal::Version => "version",
+            Refusal::Checksum => "checksum",
+            Refusal::Destination => "destination",
+        }
+    }
+}
+
+/// What a router needs of a received advertisement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advert {
+    /// The sender's primary address (the IPv4 source).
+    pub src: Ipv4Addr,
+    /// Virtual router ID.
+    pub vrid: u8,
+    /// Sender's priority; 0 when its master stops.
+    pub priority: u8,
+    /// Sender's advertisement interval, centiseconds.
+    pub interval_cs: u16,
+}
+
+/// Whether the IPv4 datagram `ip` carries VRRP (protocol 112), whatever its state.
+pub fn is_vrrp(ip: &[u8]) -> bool {
+    ip.len() >= 20 && ip[0] >> 4 == 4 && ip[9] == vrrp::PROTO
+}
+
+/// Reads and checks an advertisement from the IPv4 datagram `ip` (RFC 5798 §7.1: TTL 255,
+/// version 3, checksum; sent to 224.0.0.18, not fragmented). Never panics.
+pub fn parse_advert(ip: &[u8]) -> Result<Advert, Refusal> {
+    let p = ipv4::Packet::new_checked(ip).map_err(|_| Refusal::Malformed)?;
+    if p.next_header() != vrrp::PROTO {
+        return Err(Refusal::Malformed);
+    }
+    if p.dst_addr() != vrrp::GROUP_V4 || p.more_frags() || p.frag_offset() != 0 {
+        return Err(Refusal::Destination);
+    }
+    if p.hop_limit() != vrrp::TTL {
+        return Err(Refusal::Ttl);
+    }
+    let body = ip
+        .get(p.header_len()..usize::from(p.total_len()))
+        .ok_or(Refusal::Malformed)?;
+    let v = vrrp::Packet::new_checked(body).map_err(|_| Refusal::Malformed)?;
+    if v.version() != vrrp::VERSION || v.kind() != vrrp::TYPE_ADVERTISEMENT {
+        return Err(Refusal::Version);
+    }
+    if !v.verify_checksum(p.src_addr(), p.dst_addr()) {
+        return Err(Refusal::Checksum);
+    }
+    Ok(Advert {
+        src: p.src_addr(),
+        vrid: v.vrid(),
+        priority: v.priority(),
+        interval_cs: v.max_adver_int(),
+    })
+}
+
+/// Largest frame [`advert_frame`] writes (the 255 addresses a count can announce).
+pub const ADVERT_FRAME_MAX: usize = 14 + 20 + vrrp::HEADER_LEN + 4 * 255;
+
+/// Writes the Ethernet frame of an advertisement from `mac` / `src` into `out`; returns its
+/// length, or `None` if `out` is too short or the fields do not fit.
+pub fn advert_frame(
+    out: &mut [u8],
+    mac: [u8; 6],
+    src: Ipv4Addr,
+    vrid: u8,
+    priority: u8,
+    interval_cs: u16,
+    vips: &[Ipv4Addr],
+) -> Option<usize> {
+    let r = vrrp::Repr {
+        vrid,
+        priority,
+        max_adver_int: interval_cs,
+        addrs: vips,
+    };
+    let ip_len = 20 + r.buffer_len();
+    let frame = out.get_mut(..14 + ip_len)?;
+    frame[..6].copy_from_slice(&vrrp::GROUP_V4_MAC);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
+    let h = &mut frame[14..34];
+    h.fill(0);
+    h[0] = 0x45;
+    // DSCP CS6 (network control), as keepalived and VPP send it.
+    h[1] = 0xc0;
+    h[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+    h[8] = vrrp::TTL;
+    h[9] = vrrp::PROTO;
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&vrrp::GROUP_V4.octets());
+    ipv4::Packet::new_unchecked(&mut frame[14..]).fill_checksum();
+    r.emit(&mut frame[34..], src, vrrp::GROUP_V4).ok()?;
+    Some(14 + ip_len)
+}
+
+/// Length of a gratuitous ARP frame.
+pub const GARP_FRAME_LEN: usize = 14 + arp::PACKET_LEN;
+
+/// Writes a gratuitous ARP (a broadcast request for `ip` from `ip` at `mac`, RFC 5227 §3)
+/// into `out`; returns its length, or `None` if `out` is too short.
+pub fn gratuitous_arp(out: &mut [u8], mac: [u8; 6], ip: Ipv4Addr) -> Option<usize> {
+    let frame = out.get_mut(..GARP_FRAME_LEN)?;
+    frame[..6].fill(0xff);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&ethernet::ethertype::ARP.to_be_bytes());
+    arp::Repr {
+        operation: arp::Operation::Request,
+        source_mac: mac,
+        source_ip: ip,
+        target_mac: [0; 6],
+        target_ip: ip,
+    }
+    .emit(&mut frame[14..])
+    .ok()?;
+    Some(GARP_FRAME_LEN)
+}
+
+/// A virtual router's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Virtual router ID (1-255).
+    pub vrid: u8,
+    /// Priority (1-254; 255 is for the owner of the addresses, which a gateway sharing them
+    /// is not).
+    pub priority: u8,
+    /// Advertisement interval, centiseconds (1-4095).
+    pub interval_cs: u16,
+    /// Whether a higher priority takes over from a lower-priority master (RFC 5798 default).
+    pub preempt: bool,
+    /// This router's primary address on the link (the source of its advertisements; ties
+    /// between equal priorities go to the higher one).
+    pub primary: Ipv4Addr,
+    /// The virtual addresses.
+    pub vips: Vec<Ipv4Addr>,
+}
+
+/// Where a virtual router stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not started, or stopped.
+    Initialize,
+    /// Listening for the master.
+    Backup,
+    /// Holding the virtual addresses.
+    Master,
+}
+
+impl State {
+    /// Lower-case name, for logs and counters.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            State::Initialize => "init",
+            State::Backup => "backup",
+            State::Master => "master",
+        }
+    }
+}
+
+/// What a step asks the caller to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Step {
+    /// Send an advertisement with this priority.
+    pub advertise: Option<u8>,
+    /// The state changed to this one (on becoming master: send gratuitous ARPs for the
+    /// virtual addresses, and start answering for them).
+    pub became: Option<State>,
+}
+
+/// Counters of one virtual router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Advertisements received for this VRID.
+    pub adverts_in: u64,
+    /// Advertisements sent.
+    pub adverts_out: u64,
+    /// Transitions to master.
+    pub became_master: u64,
+    /// Advertisements with priority 0 received (a master stopping).
+    pub priority_zero_in: u64,
+}
+
+/// One virtual router (RFC 5798 §6.4). Times are milliseconds on any monotonic clock.
+#[derive(Debug, Clone)]
+pub struct Router {
+    cfg: Config,
+    state: State,
+    /// Master_Adver_Interval, centiseconds: the interval the master advertises.
+    master_interval_cs: u16,
+    /// When the master is declared down (backup).
+    down_at: u64,
+    /// When the next advertisement is due (master).
+    advert_at: u64,
+    /// The master last heard (backup) or this router (master).
+    master_ip: Option<Ipv4Addr>,
+    counters: Counters,
+}
+
+impl Router {
+    /// A router in the Initialize state.
+    pub fn new(cfg: Config) -> Self {
+        let i = cfg.interval_cs;
+        Self {
+            cfg,
+            state: State::Initialize,
+            master_interval_cs: i,
+            down_at: 0,
+            advert_at: 0,
+            master_ip: None,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The master's address, if known.
+    pub fn master_ip(&self) -> Option<Ipv4Addr> {
+        self.master_ip
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Skew_Time, ms: `((256 - Priority) * Master_Adver_Interval) / 256` centiseconds.
+    pub fn skew_ms(&self) -> u64 {
+        (256 - u64::from(self.cfg.priority)) * u64::from(self.master_interval_cs) * 10 / 256
+    }
+
+    /// Master_Down_Interval, ms: three of the master's intervals and the skew.
+    pub fn master_down_ms(&self) -> u64 {
+        3 * u64::from(self.master_interval_cs) * 10 + self.skew_ms()
+    }
+
+    /// Starts the router (§6.4.1): backup, waiting a Master_Down_Interval for a master.
+    pub fn start(&mut self, now: u64) -> Step {
+        if self.cfg.priority == 255 {
+            return self.become_master(now);
+        }
+        self.master_interval_cs = self.cfg.interval_cs;
+        self.down_at = now + self.master_down_ms();
+        self.state = State::Backup;
+        Step {
+            advertise: None,
+            became: Some(State::Backup),
+        }
+    }
+
+    /// When [`Router::tick`] next has something to do.
+    pub fn deadline(&self) -> Option<u64> {
+        match self.state {
+            State::Initialize => None,
+            State::Backup => Some(self.down_at),
+            State::Master => Some(self.advert_at),
+        }
+    }
+
+    /// Runs the timers: a backup whose master fell silent takes over; a master advertises.
+    pub fn tick(&mut self, now: u64) -> Step {
+        match self.state {
+            State::Backup if now >= self.down_at => self.become_master(now),
+            State::Master if now >= self.advert_at => {
+                self.advert_at = now + u64::from(self.cfg.interval_cs) * 10;
+                self.advertise(self.cfg.priority)
+            }
+            _ => Step::default(),
+        }
+    }
+
+    /// Takes a received advertisement (already checked by [`parse_advert`]); others' VRIDs
+    /// and this router's own advertisements are ignored.
+    pub fn receive(&mut self, a: &Advert, now: u64) -> Step {
+        if a.vrid != self.cfg.vrid || a.src == self.cfg.primary {
+            return Step::default();
+        }
+        self.counters.adverts_in += 1;
+        if a.priority == 0 {
+            self.counters.priority_zero_in += 1;
+        }
+        match self.state {
+            State::Initialize => Step::default(),
+            State::Backup => {
+                if a.priority == 0 {
+                    // The master is stopping: take over after the skew only.
+                    self.down_at = now + self.skew_ms();
+                } else if !self.cfg.preempt || a.priority >= self.cfg.priority {
+                    self.master_interval_cs = a.interval_cs.max(1);
+                    self.down_at = now + self.master_down_ms();
+                    self.master_ip = Some(a.src);
+                }
+                Step::default()
+            }
+            State::Master => {
+                if a.priority == 0 {
+                    // Another master stopping: tell the backups who holds the addresses.
+                    self.advert_at = now + u64::from(self.cfg.interval_cs) * 10;
+                    self.advertise(self.cfg.priority)
+                } else if a.priority > self.cfg.priority
+                    || (a.priority == self.cfg.priority && a.src > self.cfg.primary)
+                {
+                    self.master_interval_cs = a.interval_cs.max(1);
+                    self.down_at = now + self.master_down_ms();
+                    self.master_ip = Some(a.src);
+                    self.state = State::Backup;
+                    Step {
+                        advertise: None,
+                        became: Some(State::Backup),
+                    }
+                } else {
+                    Step::default()
+                }
+            }
+        }
+    }
+
+    /// Stops the router (§6.4.3 Shutdown): a master says so with priority 0, so that a backup
+    /// takes over after its skew instead of three intervals.
+    pub fn shutdown(&mut self) -> Step {
+        let was = self.state;
+        self.state = State::Initialize;
+        self.master_ip = None;
+        Step {
+            advertise: (was == State::Master).then_some(0),
+            became: (was != State::Initialize).then_some(State::Initialize),
+        }
+    }
+
+    fn become_master(&mut self, now: u64) -> Step {
+        self.state = State::Master;
+        self.master_ip = Some(self.cfg.primary);
+        self.counters.became_master += 1;
+        self.advert_at = now + u64::from(self.cfg.interval_cs) * 10;
+        Step {
+            became: Some(State::Master),
+            ..self.advertise(self.cfg.priority)
+        }
+    }
+
+    fn advertise(&mut self, priority: u8) -> Step {
+        self.counters.adverts_out += 1;
+        Step {
+            advertise: Some(priority),
+            became: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
+    const PEER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 4);
+
+    fn router(priority: u8, preempt: bool) -> Router {
+        Router::new(Config {
+            vrid: 51,
+            priority,
+            interval_cs: 100,
+            preempt,
+            primary: ME,
+            vips: vec![Ipv4Addr::new(203, 0, 113, 1)],
+        })
+    }
+
+    fn adv(priority: u8) -> Advert {
+        Advert {
+            src: PEER,
+            vrid: 51,
+            priority,
+            interval_cs: 100,
+        }
+    }
+
+    #[test]
+    fn timers_follow_rfc_5798() {
+        // Priority 100, 1 s: skew (256 - 100) * 100 / 256 = 60.9 cs, down after 3.609 s.
+        let r = router(100, true);
+        assert_eq!(r.skew_ms(), 609);
+        assert_eq!(r.master_down_ms(), 3609);
+        // Priority 254 takes over first: 3.007 s.
+        assert_eq!(router(254, true).master_down_ms(), 3007);
+    }
+
+    #[test]
+    fn a_silent_link_makes_a_backup_master() {
+        let mut r = router(100, true);
+        assert_eq!(r.start(0).became, Some(State::Backup));
+        assert_eq!(r.tick(3608), Step::default());
+        let s = r.tick(3609);
+        assert_eq!(s.became, Some(State::Master));
+        assert_eq!(s.advertise, Some(100));
+        assert_eq!(r.master_ip(), Some(ME));
+        // Then one advertisement a second.
+        assert_eq!(r.tick(4608).advertise, None);
+        assert_eq!(r.tick(4609).advertise, Some(100));
+        assert_eq!(r.counters().adverts_out, 2);
+        assert_eq!(r.counters().became_master, 1);
+    }
+
+    #[test]
+    fn a_backup_stays_while_a_master_advertises() {
+        let mut r = router(100, true);
+        r.start(0);
+        for t in (1000..20_000).step_by(1000) {
+            assert_eq!(r.receive(&adv(200), t), Step::default());
+            assert_eq!(r.tick(t + 500), Step::default());
+        }
+        assert_eq!(r.state(), State::Backup);
+        assert_eq!(r.master_ip(), Some(PEER));
+        // Silence: master after the peer's last advertisement + 3.609 s.
+        assert_eq!(r.tick(19_000 + 3608).became, None);
+        assert_eq!(r.tick(19_000 + 3609).became, Some(State::Master));
+    }
+
+    #[test]
+    fn a_backup_adopts_the_masters_interval() {
+        let mut r = router(100, true);
+        r.start(0);
+        let slow = Advert {
+            interval_cs: 300,
+            ..adv(200)
+        };
+        r.receive(&slow, 1000);
+        // 3 * 3 s + (156 * 300 / 256) cs = 9 s + 1.828 s.
+        assert_eq!(r.master_down_ms(), 10_828);
+        assert_eq!(r.tick(1000 + 10_827).became, None);
+        assert_eq!(r.tick(1000 + 10_828).became, Some(State::Master));
+    }
+
+    #[test]
+    fn preemption_and_its_absence() {
+        // A backup with preemption ignores a lower-priority master's advertisements (and
+        // so takes over); without, it follows any master.
+        let mut r = router(150, true);
+        r.start(0);
+        for t in (1000..6000).step_by(1000) {
+            r.receive(&adv(100), t);
+            r.tick(t + 1);
+        }
+        assert_eq!(r.state(), State::Master);
+        let mut r = router(150, false);
+        r.start(0);
+        for t in (1000..6000).step_by(1000) {
+            r.receive(&adv(100), t);
+            r.tick(t + 1);
+        }
+        assert_eq!(r.state(), State::Backup);
+    }
+
+    #[test]
+    fn a_master_yields_to_a_higher_priority_and_ties_go_to_the_higher_address() {
+        let mut r = router(100, true);
+        r.start(0);
+        r.tick(3609);
+        assert_eq!(r.state(), State::Master);
+        assert_eq!(r.receive(&adv(99), 4000), Step::default());
+        assert_eq!(r.state(), State::Master);
+        // Equal priority from a higher address (203.0.113.4 > .3): yield.
+        assert_eq!(r.receive(&adv(100), 4100).became, Some(State::Backup));
+        let mut r = Router::new(Config {
+            primary: Ipv4Addr::new(203, 0, 113, 9),
+            ..router(100, true).config().clone()
+        });
+        r.start(0);
+        r.tick(3609);
+        assert_eq!(r.receive(&adv(100), 4000), Step::default());
+        assert_eq!(r.state(), State::Master);
+        assert_eq!(r.receive(&adv(101), 4100).became, Some(State::Backup));
+    }
+
+    #[test]
+    fn priority_zero_shortens_the_wait_to_the_skew() {
+        let mut r = router(100, true);
+        r.start(0);
+        r.receive(&adv(200), 1000);
+        r.receive(&adv(0), 1500);
+        assert_eq!(r.tick(1500 + 608).became, None);
+        assert_eq!(r.tick(1500 + 609).became, Some(State::Master));
+        // A master hearing priority 0 advertises at once.
+        assert_eq!(r.receive(&adv(0), 3000).advertise, Some(100));
+        // And shutting down says priority 0 itself.
+        let s = r.shutdown();
+        assert_eq!(s.advertise, Some(0));
+        assert_eq!(s.became, Some(State::Initialize));
+        assert_eq!(r.deadline(), None);
+    }
+
+    #[test]
+    fn other_vrids_and_own_adverts_are_ignored() {
+        let mut r = router(100, true);
+        r.start(0);
+        r.receive(
+            &Advert {
+                vrid: 52,
+                ..adv(200)
+            },
+            1000,
+        );
+        r.receive(
+            &Advert {
+                src: ME,
+                ..adv(200)
+            },
+            2000,
+        );
+        assert_eq!(r.counters().adverts_in, 0);
+        assert_eq!(r.tick(3609).became, Some(State::Master));
+    }
+
+    #[test]
+    fn advert_frames_parse_back() {
+        let vips = [
+            Ipv4Addr::new(203, 0, 113, 1),
+            Ipv4Addr::new(192, 168, 10, 1),
+        ];
+        let mut f = [0u8; ADVERT_FRAME_MAX];
+        let n = advert_frame(&mut f, [2, 0, 0, 0, 0, 3], ME, 51, 150, 100, &vips).unwrap();
+        assert_eq!(n, 14 + 20 + 8 + 8);
+        assert_eq!(&f[..6], &vrrp::GROUP_V4_MAC);
+        let ip = &f[14..n];
+        assert!(is_vrrp(ip));
+        assert!(ipv4::Packet::new_checked(ip).unwrap().verify_checksum());
+        assert_eq!(
+            parse_advert(ip),
+            Ok(Advert {
+                src: ME,
+                vrid: 51,
+                priority: 150,
+                interval_cs: 100
+            })
+        );
+        // RFC 5798 §7.1's checks.
+        let mut bad = ip.to_vec();
+        bad[8] = 254;
+        ipv4::Packet::new_unchecked(&mut bad[..]).fill_checksum();
+        assert_eq!(parse_advert(&bad), Err(Refusal::Ttl));
+        let mut bad = ip.to_vec();
+        bad[20] = 0x21;
+        assert_eq!(parse_advert(&bad), Err(Refusal::Version));
+        let mut bad = ip.to_vec();
+        bad[22] ^= 1;
+        assert_eq!(parse_advert(&bad), Err(Refusal::Checksum));
+        let mut bad = ip.to_vec();
+        bad[19] = 19;
+        ipv4::Packet::new_unchecked(&mut bad[..]).fill_checksum();
+        assert_eq!(parse_advert(&bad), Err(Refusal::Destination));
+        assert_eq!(parse_advert(&ip[..30]), Err(Refusal::Malformed));
+        assert!(advert_frame(&mut f[..40], [0; 6], ME, 1, 1, 100, &vips).is_none());
+    }
+
+    #[test]
+    fn garp_is_a_request_for_itself() {
+        let mut f = [0u8; GARP_FRAME_LEN];
+        let ip = Ipv4Addr::new(203, 0, 113, 1);
+        assert_eq!(gratuitous_arp(&mut f, [2, 0, 0, 0, 0, 3], ip), Some(42));
+        assert_eq!(&f[..6], &[0xff; 6]);
+        assert_eq!(crate::neigh::arp_sender(&f), Some((ip, [2, 0, 0, 0, 0, 3])));
+        assert!(gratuitous_arp(&mut f[..41], [0; 6], ip).is_none());
+    }
+}

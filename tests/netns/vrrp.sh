@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# ferrogate's VRRP (RFC 5798 version 3) against keepalived, on one Ethernet segment:
+#
+#   [F: ferrogate, 203.0.113.3] --+
+#   [K: keepalived, 203.0.113.4] -+-- bridge (namespace S) --+-- [H: host, 203.0.113.9]
+#
+# Both hold the virtual address 203.0.113.1 in virtual router 51 (1 s advertisements). H asks
+# who has 203.0.113.1 (arping) and pings it; the answer tells which router holds it. Each
+# check is a claim about the other implementation as much as ours:
+#   1. ferrogate (priority 200) becomes master; keepalived (100), started next, stays backup:
+#      it accepts our advertisements (version, checksum with the pseudo-header, TTL, address
+#      list, interval). Only ferrogate answers ARP for the address, and echo.
+#   2. ferrogate stopped with SIGTERM says priority 0: keepalived takes over within its skew
+#      (~0.6 s), not after three intervals.
+#   3. ferrogate started again (priority 200, preempt): it hears keepalived (100) as master,
+#      ignores it as lower, takes over after Master_Down_Interval; keepalived yields to its
+#      advertisements.
+#   4. ferrogate killed (SIGKILL, no last word): keepalived takes over after ~3.6 s.
+#   5. ferrogate at priority 50 stays backup under keepalived's advertisements (it reads them:
+#      counted, none refused) and does not answer ARP for the address.
+#   6. keepalived stopped (it sends priority 0): ferrogate (50) takes over within its skew
+#      (~0.8 s) and answers ARP and echo.
+# Takeover times are measured from the stop to H's first ARP answer from the new master.
+#
+#   vrrp.sh FERROGATE            (needs keepalived and arping; tests/run.sh installs them)
+#   KEEP=1 vrrp.sh ...           keep the work directory (logs, stats) and say where
+#
+# Cleans up its namespaces, processes (by PID) and EAL runtime directory on any exit.
+set -euo pipefail
+FG=$1
+ID=$$
+NS=(fgv$ID-S fgv$ID-F fgv$ID-K fgv$ID-H)
+S=${NS[0]} F=${NS[1]} K=${NS[2]} H=${NS[3]}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-vrrp.XXXXXX")
+FG_PID= KA_PID=
+cleanup() {
+    set +e
+    for p in $FG_PID $KA_PID; do kill -9 "$p" 2>/dev/null; done
+    for p in $FG_PID $KA_PID; do wait "$p" 2>/dev/null; done
+    # keepalived's children (its VRRP process) by the PID files it wrote.
+    for f in "$WORK"/ka*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+    for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
+    rm -rf "/var/run/dpdk/fgv$ID"
+    if [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+command -v keepalived > /dev/null || { echo "FAIL keepalived is not installed"; exit 1; }
+command -v arping > /dev/null || { echo "FAIL arping is not installed"; exit 1; }
+
+passed=0 failed=0
+check() { # name, then a command
+    local name=$1; shift
+    if "$@"; then echo "PASS $name"; passed=$((passed + 1)); else echo "FAIL $name"; failed=$((failed + 1)); fi
+}
+
+VIP=203.0.113.1
+for n in "${NS[@]}"; do ip netns add "$n"; done
+ip -n "$S" link add br0 type bridge mcast_snooping 0
+ip -n "$S" link set br0 up
+for pair in "$F:fv0" "$K:kv0" "$H:hv0"; do
+    IFS=: read -r n dev <<< "$pair"
+    ip link add "$dev" netns "$n" type veth peer name "s-$dev" netns "$S"
+    ip -n "$S" link set "s-$dev" master br0 up
+    ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$n" link set "$dev" up
+    ip -n "$n" link set lo up
+done
+ip -n "$K" addr add 203.0.113.4/24 dev kv0
+ip -n "$H" addr add 203.0.113.9/24 dev hv0
+MAC_F=$(ip netns exec "$F" cat /sys/class/net/fv0/address)
+MAC_K=$(ip netns exec "$K" cat /sys/class/net/kv0/address)
+echo "ferrogate $MAC_F, keepalived $MAC_K"
+
+fg_conf() { # priority
+    cat <<EOY
+interfaces:
+  - { name: lan, device: "net_af_packet0,iface=fv0", role: outside, addresses: [203.0.113.3/24] }
+cores: { main: 0, workers: [] }
+vrrp:
+  - { interface: lan, vrid: 51, priority: $1, advert_interval: 1s, vips: [$VIP] }
+EOY
+}
+start_fg() { # priority
+    fg_conf "$1" > "$WORK/fg.yaml"
+    ip netns exec "$F" "$FG" --config "$WORK/fg.yaml" \
+        --eal "--no-huge -m 128 --file-prefix fgv$ID --log-level=error" \
+        --idle-sleep-us 200 --stats-file "$WORK/stats.json" --log info >> "$WORK/fg.log" 2>&1 &
+    FG_PID=$!
+}
+stop_fg() { # signal
+    [ -n "$FG_PID" ] || return 1
+    kill "-$1" "$FG_PID"
+    wait "$FG_PID" 2>/dev/null || true
+    FG_PID=
+    rm -rf "/var/run/dpdk/fgv$ID"
+}
+cat > "$WORK/ka.conf" <<EOF
+global_defs {
+  vrrp_version 3
+  router_id fgv-keepalived
+}
+vrrp_instance VI_51 {
+  state BACKUP
+  interface kv0
+  virtual_router_id 51
+  priority 100
+  advert_int 1
+  virtual_ipaddress {
+    $VIP/24
+  }
+}
+EOF
+start_ka() {
+    ip netns exec "$K" keepalived -n -l -D --vrrp -f "$WORK/ka.conf" -p "$WORK/ka.pid" \
+        -r "$WORK/ka-vrrp.pid" --no-syslog >> "$WORK/ka.log" 2>&1 &
+    KA_PID=$!
+}
+stop_ka() {
+    [ -n "$KA_PID" ] || return 1
+    kill -TERM "$KA_PID"
+    wait "$KA_PID" 2>/dev/null || true
+    KA_PID=
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# The MAC that answers ARP for the virtual address now (empty: nobody within 0.4 s).
+who_answers() {
+    ip netns exec "$H" timeout 0.4 arping -c 1 -I hv0 "$VIP" 2>/dev/null |
+        grep -oiE '\[([0-9a-f]{2}:){5}[0-9a-f]{2}\]' | tr -d '[]' | tr 'A-F' 'a-f' | head -1
+}
+# Every MAC that answers three requests (a split brain shows two).
+all_answers() {
+    ip netns exec "$H" arping -c 3 -w 3 -I hv0 "$VIP" 2>/dev/null |
+        grep -oiE '\[([0-9a-f]{2}:){5}[0-9a-f]{2}\]' | tr -d '[]' | tr 'A-F' 'a-f' | sort -u | paste -sd' '
+}
+wait_answer() { # MAC, seconds: polls until that MAC answers; prints the time taken (ms)
+    local t0 i
+    t0=$(now_ms)
+    for ((i = 0; i < $2 * 4; i++)); do
+        if [ "$(who_answers)" = "$1" ]; then echo $(($(now_ms) - t0)); return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+# takeover STOP_COMMAND NEW_MAC WAIT_S WHAT: runs the stop, then prints (as TAKEOVER_MS) how long
+# until NEW_MAC answers ARP for the virtual address.
+TAKEOVER_MS=
+takeover() {
+    local t0
+    t0=$(now_ms)
+    $1
+    wait_answer "$2" "$3" > /dev/null || { echo "$4 never took over"; return 1; }
+    TAKEOVER_MS=$(($(now_ms) - t0))
+}
+ka_has_vip() { ip -n "$K" addr show dev kv0 | grep -q "inet $VIP/"; }
+ka_said() { grep -c "$1" "$WORK/ka.log" || true; }
+stat() { # python expression over the stats file as `s`
+    python3 -c "import json,sys; s=json.load(open('$WORK/stats.json')); print($1)"
+}
+wait_state() { # state, seconds
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        [ -f "$WORK/stats.json" ] && [ "$(stat "s['vrrp']['routers'][0]['state']" 2>/dev/null)" = "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+ping_vip() { ip netns exec "$H" ping -c 2 -i 0.2 -W 1 -q "$VIP" > /dev/null; }
+
+# 1. ferrogate first, then keepalived as a backup.
+start_fg 200
+t_start=$(now_ms)
+step1() {
+    local ms
+    ms=$(wait_answer "$MAC_F" 8) || { echo "ferrogate never answered for $VIP"; return 1; }
+    echo "ferrogate master ${ms} ms after start (Master_Down_Interval at priority 200: 3.22 s)"
+    [ $(($(now_ms) - t_start)) -ge 3000 ] || { echo "master before three intervals of silence"; return 1; }
+    start_ka
+    sleep 5
+    wait_state master 2 || { echo "ferrogate's stats do not say master"; return 1; }
+    ka_has_vip && { echo "keepalived holds $VIP too"; return 1; }
+    [ "$(ka_said 'Entering MASTER STATE')" -eq 0 ] || { echo "keepalived went master:"; cat "$WORK/ka.log"; return 1; }
+    [ "$(ka_said 'Entering BACKUP STATE')" -ge 1 ] || { echo "keepalived never said backup"; return 1; }
+    grep -iE "mismatch|invalid|bad|wrong" "$WORK/ka.log" && { echo "keepalived complained about our advertisements"; return 1; }
+    local who
+    who=$(all_answers)
+    [ "$who" = "$MAC_F" ] || { echo "ARP for $VIP answered by: $who"; return 1; }
+    ping_vip || { echo "no echo from $VIP"; return 1; }
+}
+check "ferrogate (200) master, keepalived (100) accepts its advertisements and stays backup" step1
+
+step2() {
+    takeover "stop_fg TERM" "$MAC_K" 6 keepalived || return 1
+    echo "keepalived answers for $VIP ${TAKEOVER_MS} ms after ferrogate's SIGTERM (skew at priority 100: 0.61 s)"
+    [ "$TAKEOVER_MS" -lt 2500 ] || { echo "takeover took three intervals: no priority-0 advertisement heard"; return 1; }
+    grep -q "VRRP state.*state=\"*init" "$WORK/fg.log" || grep -q "state=init" "$WORK/fg.log" || { echo "ferrogate did not stop its router"; return 1; }
+}
+check "ferrogate stopped (SIGTERM) sends priority 0: keepalived takes over within its skew" step2
+
+step3() {
+    local ms
+    start_fg 200
+    ms=$(wait_answer "$MAC_F" 10) || { echo "ferrogate did not preempt keepalived"; return 1; }
+    echo "ferrogate (200) preempts keepalived (100) ${ms} ms after its start"
+    sleep 2
+    ka_has_vip && { echo "keepalived kept $VIP"; return 1; }
+    local who
+    who=$(all_answers)
+    [ "$who" = "$MAC_F" ] || { echo "ARP for $VIP answered by: $who"; return 1; }
+    [ "$(stat "s['vrrp']['routers'][0]['adverts_in']")" -ge 1 ] || { echo "ferrogate heard no advertisement from keepalived"; return 1; }
+}
+check "ferrogate (200) restarted preempts keepalived (100), which yields" step3
+
+step4() {
+    takeover "stop_fg KILL" "$MAC_K" 8 keepalived || return 1
+    echo "keepalived answers for $VIP ${TAKEOVER_MS} ms after ferrogate's SIGKILL (Master_Down_Interval: 3.61 s)"
+    [ "$TAKEOVER_MS" -ge 2500 ] || { echo "keepalived took over before three intervals passed"; return 1; }
+}
+check "ferrogate killed: keepalived takes over after Master_Down_Interval" step4
+
+step5() {
+    start_fg 50
+    sleep 6
+    wait_state backup 2 || { echo "ferrogate (50) is not backup: $(stat "s['vrrp']")"; return 1; }
+    local who n refused
+    who=$(all_answers)
+    [ "$who" = "$MAC_K" ] || { echo "ARP for $VIP answered by: $who"; return 1; }
+    n=$(stat "s['vrrp']['routers'][0]['adverts_in']")
+    refused=$(stat "sum(s['vrrp']['refused'].values())")
+    echo "ferrogate (50) backup: $n advertisements from keepalived read, $refused refused"
+    [ "$n" -ge 4 ] && [ "$refused" -eq 0 ] || return 1
+    [ "$(stat "s['vrrp']['routers'][0]['master']")" = 203.0.113.4 ] || { echo "master not known as keepalived"; return 1; }
+}
+check "ferrogate (50) stays backup under keepalived (100) and leaves ARP to it" step5
+
+step6() {
+    takeover stop_ka "$MAC_F" 6 ferrogate || return 1
+    echo "ferrogate answers for $VIP ${TAKEOVER_MS} ms after keepalived's SIGTERM (skew at priority 50: 0.80 s)"
+    [ "$TAKEOVER_MS" -lt 2500 ] || { echo "took three intervals: keepalived's priority 0 not heard"; return 1; }
+    sleep 1.2
+    [ "$(stat "s['vrrp']['routers'][0]['priority_zero_in']")" -ge 1 ] || { echo "no priority 0 counted"; return 1; }
+    ping_vip || { echo "no echo from $VIP"; return 1; }
+}
+check "keepalived stopped (priority 0): ferrogate (50) takes over within its skew" step6
+
+if [ "$failed" -ne 0 ]; then
+    echo "== ferrogate log"; tail -30 "$WORK/fg.log"
+    echo "== keepalived log"; tail -30 "$WORK/ka.log"
+fi
+echo "vrrp: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# The reference scenario's high-availability pair against strongSwan: site A is two ferrogate
+# gateways (each with its ferrogate-ike) that share the tunnel's address 203.0.113.1 and the
+# site's gateway address 192.168.10.1 through VRRP; site B is strongSwan (charon).
+#
+#   hA (192.168.10.5) --+-- A1 (192.168.10.2 / 203.0.113.3, priority 200) --+-- B: charon (203.0.113.2) -- hB (192.168.20.5)
+#                       +-- A2 (192.168.10.3 / 203.0.113.4, priority 100) --+
+#            bridge "in"    VIPs 192.168.10.1 (VRID 52), 203.0.113.1 (VRID 51)   bridge "out"
+#
+# Both gateways run the same tunnel (IKE aes256-sha256-modp1024, ESP aes256-sha256, PSK,
+# start: start, DPD 30 s/120 s/restart, local 203.0.113.1). Only the VRRP master's
+# ferrogate-ike may speak from 203.0.113.1: the data plane tells it which virtual addresses it
+# holds, and a backup neither initiates nor answers there.
+# Checks:
+#   1. A1 becomes master of both addresses and brings the tunnel up with charon; A2 stays
+#      backup, its ferrogate-ike holds no IKE SA and sent nothing from the shared address.
+#   2. A1 dies (SIGKILL of ferrogate and ferrogate-ike, as a power cut): A2 takes both
+#      addresses over after VRRP's Master_Down_Interval, its ferrogate-ike initiates with
+#      INITIAL_CONTACT, charon replaces the dead IKE SA, and hA's ping to hB (10 a second)
+#      resumes. The outage is measured; it must stay under 6 s (~3.3 s measured: VRRP's
+#      Master_Down_Interval, then one IKE_SA_INIT/IKE_AUTH; DPD alone would take 120 s).
+#   3. A1 comes back (priority 200, preempt): it takes over, A2's ferrogate-ike drops its
+#      IKE SA without a word, A1's brings a new one up, and the ping resumes (outage measured:
+#      ~0.2 s, the new IKE SA's setup; it must stay under 3 s).
+#
+#   ha_vs_swan.sh FERROGATE FERROGATE-IKE      (root; tests/run.sh)
+#   SWAN_KEEP=1 ha_vs_swan.sh ...              keep the work directory
+#
+# Cleans up namespaces, processes (by PID), EAL runtime dirs and its temp dir on any exit.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+FG=$1 IKE=$2
+FGCTL=$(dirname "$IKE")/fgctl
+ID=$$
+on_exit() {
+    swan_cleanup
+    rm -rf "/var/run/dpdk/fgha1$ID" "/var/run/dpdk/fgha2$ID"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+[ "$(id -u)" -eq 0 ] || { echo "ha_vs_swan.sh: run as root" >&2; exit 2; }
+swan_require_packages
+
+SW=ha$ID-sw HA=ha$ID-hA A1=ha$ID-a1 A2=ha$ID-a2 GB=ha$ID-gB HB=ha$ID-hB
+swan_mkdir WORK work
+passed=0 failed=0
+check() { # name, then a command
+    local name=$1; shift
+    if "$@"; then echo "PASS $name"; passed=$((passed + 1)); else echo "FAIL $name"; failed=$((failed + 1)); fi
+}
+
+swan_netns_add "$SW" "$HA" "$A1" "$A2" "$GB" "$HB"
+for br in in out; do
+    ip -n "$SW" link add "br$br" type bridge mcast_snooping 0
+    ip -n "$SW" link set "br$br" up
+done
+# Ports onto the bridges: NS DEV BRIDGE
+attach() {
+    ip link add "$2" netns "$1" type veth peer name "s$2" netns "$SW"
+    ip -n "$SW" link set "s$2" master "br$3" up
+    ip -n "$1" link set "$2" up
+}
+attach "$HA" hA0 in
+attach "$A1" a1i in; attach "$A1" a1o out
+attach "$A2" a2i in; attach "$A2" a2o out
+attach "$GB" gBo out
+ip link add gBi netns "$GB" type veth peer name hB0 netns "$HB"
+for n in "$SW" "$HA" "$A1" "$A2" "$GB" "$HB"; do
+    ip netns exec "$n" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$n" link set lo up
+done
+ip netns exec "$GB" sysctl -qw net.ipv4.ip_forward=1
+ip -n "$HA" addr add 192.168.10.5/24 dev hA0; ip -n "$HA" route add default via 192.168.10.1
+ip -n "$HB" link set hB0 up; ip -n "$HB" addr add 192.168.20.5/24 dev hB0; ip -n "$HB" route add default via 192.168.20.1
+ip netns exec "$HA" ethtool -K hA0 tx off > /dev/null
+ip -n "$GB" addr add 203.0.113.2/24 dev gBo
+ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
+
+PSK="ferrogate-interop-psk-0123456789"
+swan_suite cbc
+# gw N INSIDE_ADDR OUTSIDE_ADDR PRIORITY
+gw_conf() {
+    cat <<EOF
+interfaces:
+  - { name: inside, device: "net_af_packet0,iface=a$1i", role: inside, addresses: [$2/24] }
+  - { name: outside, device: "net_af_packet1,iface=a$1o", role: outside, addresses: [$3/24] }
+routes:
+  - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
+cores: { main: 0, workers: [] }
+mss_clamp: auto
+vrrp:
+  - { interface: outside, vrid: 51, priority: $4, advert_interval: 1s, vips: [203.0.113.1] }
+  - { interface: inside, vrid: 52, priority: $4, advert_interval: 1s, vips: [192.168.10.1] }
+EOF
+}
+gw_conf 1 192.168.10.2 203.0.113.3 200 > "$WORK/a1.yaml"
+gw_conf 2 192.168.10.3 203.0.113.4 100 > "$WORK/a2.yaml"
+ID_A=gw-a.ferrogate.test ID_B=gw-b.ferrogate.test
+cat > "$WORK/ike.yaml" <<EOF
+tunnels:
+  - name: site
+    local: 203.0.113.1
+    remote: 203.0.113.2
+    local_id: $ID_A
+    remote_id: $ID_B
+    psk: "$PSK"
+    ike_proposals: [$IKE_PROP]
+    ike_lifetime: 1h
+    dpd: { delay: 30s, timeout: 120s, action: restart }
+    start: start
+    keyingtries: 0
+    children:
+      - name: net
+        local_ts: [192.168.10.0/24]
+        remote_ts: [192.168.20.0/24]
+        esp_proposals: [$ESP_PROP]
+        lifetime: 8h
+EOF
+CONF_B=$WORK/swan-b
+mkdir -p "$CONF_B"
+swan_gen_swanctl --suite cbc --local 203.0.113.2 --remote 203.0.113.1 \
+    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 --psk "$PSK" \
+    --local-id "$ID_B" --remote-id "$ID_A" --start none --mobike no > "$CONF_B/swanctl.conf"
+swan_mkdir DIR_B charon-b
+swan_start "$GB" b "$DIR_B"
+swan_load b "$CONF_B/swanctl.conf" > /dev/null
+
+declare -A FG_PID IKE_PID
+start_gw() { # N
+    local ns=ha$ID-a$1
+    ip netns exec "$ns" "$FG" --config "$WORK/a$1.yaml" --control "$WORK/ctl-a$1" \
+        --eal "--no-huge -m 128 --file-prefix fgha$1$ID --log-level=error" \
+        --idle-sleep-us 100 --stats-file "$WORK/stats-a$1.json" --log info >> "$WORK/fg-a$1.log" 2>&1 &
+    FG_PID[$1]=$!
+    swan_track_pid "${FG_PID[$1]}"
+    sleep 1
+    ip netns exec "$ns" "$IKE" --config "$WORK/ike.yaml" --dataplane "$WORK/ctl-a$1" \
+        --socket "$WORK/ike-a$1.sock" --log info >> "$WORK/events-a$1.jsonl" 2>> "$WORK/ike-a$1.log" &
+    IKE_PID[$1]=$!
+    swan_track_pid "${IKE_PID[$1]}"
+}
+kill_gw() { # N: a power cut
+    kill -KILL "${FG_PID[$1]}" "${IKE_PID[$1]}" 2>/dev/null || true
+    wait "${FG_PID[$1]}" "${IKE_PID[$1]}" 2>/dev/null || true
+    rm -rf "/var/run/dpdk/fgha$1$ID"
+}
+states() { # N -> "master master" (outside, inside) from its stats file
+    "$SWAN_PYTHON" -c "import json; s=json.load(open('$WORK/stats-a$1.json')); print(' '.join(r['state'] for r in s['vrrp']['routers']))" 2>/dev/null
+}
+wait_states() { # N WANT SECONDS
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        [ "$(states "$1")" = "$2" ] && return 0
+        sleep 0.1
+    done
+    echo "a$1 VRRP states: $(states "$1"), wanted $2"
+    return 1
+}
+ike_sas() { # N -> how many IKE SAs its ferrogate-ike holds (any state)
+    "$FGCTL" --socket "$WORK/ike-a$1.sock" list-sas --json 2>/dev/null |
+        "$SWAN_PYTHON" -c "import json,sys; print(len(json.load(sys.stdin)))"
+}
+swan_ike_count() { swan_list b | grep -c "ESTABLISHED" || true; }
+# A ping from hA to hB ten times a second for SECS; prints the longest run of lost echoes.
+PING_PID=
+ping_start() { # SECS, file
+    ip netns exec "$HA" ping -i 0.1 -c $(($1 * 10)) -W 1 192.168.20.5 > "$2" 2>&1 &
+    PING_PID=$!
+    swan_track_pid "$PING_PID"
+}
+ping_gap() { # file, count sent -> "received longest_gap"
+    "$SWAN_PYTHON" - "$1" "$2" <<'EOF'
+import re, sys
+seqs = {int(m.group(1)) for m in re.finditer(r"icmp_seq=(\d+) ttl", open(sys.argv[1]).read())}
+n = int(sys.argv[2])
+gap = run = 0
+for s in range(1, n + 1):
+    run = 0 if s in seqs else run + 1
+    gap = max(gap, run)
+print(len(seqs), gap)
+EOF
+}
+
+start_gw 1
+start_gw 2
+step1() {
+    wait_states 1 "master master" 10 || return 1
+    wait_states 2 "backup backup" 2 || return 1
+    swan_wait_established b 15 || return 1
+    ip netns exec "$HA" ping -c 3 -i 0.2 -W 2 -q 192.168.20.5 > /dev/null || { echo "no ping through A1"; return 1; }
+    local n
+    n=$(ike_sas 2)
+    [ "$n" = 0 ] || { echo "the backup's ferrogate-ike holds $n IKE SAs"; return 1; }
+    n=$("$SWAN_PYTHON" -c "import json; print(json.load(open('$WORK/stats-a2.json'))['drops'].get('vrrp_backup', 0))")
+    [ "$n" = 0 ] || { echo "the backup's ferrogate-ike tried to send $n IKE datagrams from the shared address"; return 1; }
+    grep -q "VRRP: the data plane's virtual addresses" "$WORK/ike-a2.log" || { echo "a2's ferrogate-ike never heard of VRRP"; return 1; }
+}
+check "A1 master of both addresses, tunnel up with charon; A2 backup, silent" step1
+
+step2() {
+    ping_start 20 "$WORK/ping-failover.txt"
+    sleep 4
+    local t0
+    t0=$(date +%s%N)
+    kill_gw 1
+    wait_states 2 "master master" 8 || return 1
+    echo "A2 master $((($(date +%s%N) - t0) / 1000000)) ms after A1 died (Master_Down_Interval at priority 100: 3.61 s)"
+    wait "$PING_PID" || true
+    local got gap
+    read -r got gap < <(ping_gap "$WORK/ping-failover.txt" 200)
+    echo "failover: $got of 200 echoes answered, longest outage $gap echoes ($((gap * 100)) ms)"
+    # VRRP's 3.61 s and the new IKE SA (~0.1 s; 2 s more if a message is lost).
+    [ "$gap" -le 60 ] || { echo "outage over 6 s"; return 1; }
+    [ "$got" -ge 100 ] || return 1
+    [ "$(ike_sas 2)" = 1 ] || { echo "A2's ferrogate-ike holds $(ike_sas 2) IKE SAs"; return 1; }
+    [ "$(swan_ike_count)" = 1 ] || { echo "charon holds $(swan_ike_count) IKE SAs:"; swan_list b; return 1; }
+    grep -q '"event":"ike-up"' "$WORK/events-a2.jsonl" || return 1
+}
+check "A1 dies: A2 takes both addresses, its ferrogate-ike re-establishes with charon, ping resumes" step2
+
+step3() {
+    : > "$WORK/fg-a1.log"
+    start_gw 1
+    ping_start 15 "$WORK/ping-preempt.txt"
+    wait_states 1 "master master" 10 || return 1
+    wait_states 2 "backup backup" 3 || return 1
+    wait "$PING_PID" || true
+    local got gap
+    read -r got gap < <(ping_gap "$WORK/ping-preempt.txt" 150)
+    echo "preemption: $got of 150 echoes answered, longest outage $gap echoes ($((gap * 100)) ms)"
+    [ "$gap" -le 30 ] || { echo "outage over 3 s"; return 1; }
+    sleep 1
+    [ "$(ike_sas 2)" = 0 ] || { echo "A2's ferrogate-ike still holds $(ike_sas 2) IKE SAs"; return 1; }
+    [ "$(ike_sas 1)" = 1 ] || { echo "A1's ferrogate-ike holds $(ike_sas 1) IKE SAs"; return 1; }
+    [ "$(swan_ike_count)" = 1 ] || { echo "charon holds $(swan_ike_count) IKE SAs:"; swan_list b; return 1; }
+    ip netns exec "$HA" ping -c 3 -i 0.2 -W 2 -q 192.168.20.5 > /dev/null || { echo "no ping through A1 again"; return 1; }
+}
+check "A1 back (priority 200): it preempts A2, whose ferrogate-ike stands down; ping resumes" step3
+
+if [ "$failed" -ne 0 ]; then
+    for n in 1 2; do
+        echo "== a$n ferrogate log (tail)"; tail -15 "$WORK/fg-a$n.log"
+        echo "== a$n ferrogate-ike log (tail)"; tail -15 "$WORK/ike-a$n.log"
+    done
+    echo "== charon log (tail)"; tail -30 "$(swan_dir b)/charon.log"
+fi
+echo "ha_vs_swan: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
