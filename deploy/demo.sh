@@ -10,6 +10,11 @@
 #   ./deploy/demo.sh [SECONDS]          default 15; run as root on Debian bookworm
 #   CIPHER=gcm ./deploy/demo.sh         IKE aes256gcm16-prfsha256-curve25519, ESP aes256gcm16
 #   STATIC=1 ./deploy/demo.sh           static keys instead of IKEv2
+#   HA=1 ./deploy/demo.sh               the scenario's VRRP pair: site A is two ferrogate +
+#                                       ferrogate-ike gateways sharing 203.0.113.1 and
+#                                       192.168.10.1, site B strongSwan; the master dies under a
+#                                       ping, the backup takes over, the first comes back
+#                                       (tests/strongswan/ha_vs_swan.sh with DEMO=1)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -17,6 +22,10 @@ SECS=${1:-15}
 
 need=(build-essential pkg-config clang libclang-dev libipsec-mb-dev libpcap-dev dpdk libdpdk-dev
       iproute2 iputils-ping ethtool tcpdump iperf3)
+if [ -n "${HA:-}" ]; then
+    need+=(strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+           libstrongswan-extra-plugins)
+fi
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -29,6 +38,9 @@ echo "== building ferrogate, fgpcap, ferrogate-ike and fgctl (release)"
 cargo build --release -q -p dataplane --features dpdk --bin ferrogate --bin fgpcap
 cargo build --release -q -p controlplane --bin ferrogate-ike --bin fgctl
 T="${CARGO_TARGET_DIR:-$REPO/target}/release"
+if [ -n "${HA:-}" ]; then
+    DEMO=1 exec bash "$REPO/tests/strongswan/ha_vs_swan.sh" "$T/ferrogate" "$T/ferrogate-ike"
+fi
 if [ -z "${STATIC:-}" ]; then
     export IKE="$T/ferrogate-ike"
     export CIPHER="${CIPHER:-cbc}"

@@ -25,6 +25,9 @@
 #
 #   ha_vs_swan.sh FERROGATE FERROGATE-IKE      (root; tests/run.sh)
 #   SWAN_KEEP=1 ha_vs_swan.sh ...              keep the work directory
+#   DEMO=1 ha_vs_swan.sh ...                   (deploy/demo.sh HA=1) also prints, every second
+#       of the failover and the preemption, both gateways' VRRP states and the echoes answered,
+#       and the IKE SAs of each side after each step
 #
 # Cleans up namespaces, processes (by PID), EAL runtime dirs and its temp dir on any exit.
 set -euo pipefail
@@ -184,6 +187,45 @@ print(len(seqs), gap)
 EOF
 }
 
+# DEMO: a line a second while a ping runs (gateway states, echoes answered so far).
+MON_PID=
+monitor() { # ping file
+    [ -n "${DEMO:-}" ] || return 0
+    (
+        t0=$SECONDS
+        while sleep 1; do
+            line="[$((SECONDS - t0))s]"
+            for n in 1 2; do
+                if kill -0 "${FG_PID[$n]}" 2>/dev/null; then
+                    line+=" A$n: $(states "$n" | sed 's/ /\//')"
+                else
+                    line+=" A$n: down"
+                fi
+            done
+            echo "$line | echoes answered: $(grep -c 'icmp_seq=' "$1" 2>/dev/null || echo 0)"
+        done
+    ) &
+    MON_PID=$!
+    swan_track_pid "$MON_PID"
+}
+monitor_stop() {
+    [ -n "$MON_PID" ] || return 0
+    kill "$MON_PID" 2>/dev/null || true
+    wait "$MON_PID" 2>/dev/null || true
+    MON_PID=
+}
+show_sas() {
+    [ -n "${DEMO:-}" ] || return 0
+    local n
+    for n in 1 2; do
+        kill -0 "${IKE_PID[$n]}" 2>/dev/null || continue
+        echo "== A$n: fgctl list-sas"
+        "$FGCTL" --socket "$WORK/ike-a$n.sock" list-sas || true
+    done
+    echo "== strongSwan (site B): swanctl --list-sas"
+    swan_list b | grep -E "ESTABLISHED|INSTALLED|remote" || true
+}
+
 start_gw 1
 start_gw 2
 step1() {
@@ -199,16 +241,20 @@ step1() {
     grep -q "VRRP: the data plane's virtual addresses" "$WORK/ike-a2.log" || { echo "a2's ferrogate-ike never heard of VRRP"; return 1; }
 }
 check "A1 master of both addresses, tunnel up with charon; A2 backup, silent" step1
+show_sas
 
 step2() {
     ping_start 20 "$WORK/ping-failover.txt"
+    monitor "$WORK/ping-failover.txt"
     sleep 4
+    [ -z "${DEMO:-}" ] || echo "== A1 loses power (SIGKILL of its ferrogate and ferrogate-ike)"
     local t0
     t0=$(date +%s%N)
     kill_gw 1
     wait_states 2 "master master" 8 || return 1
     echo "A2 master $((($(date +%s%N) - t0) / 1000000)) ms after A1 died (Master_Down_Interval at priority 100: 3.61 s)"
     wait "$PING_PID" || true
+    monitor_stop
     local got gap
     read -r got gap < <(ping_gap "$WORK/ping-failover.txt" 200)
     echo "failover: $got of 200 echoes answered, longest outage $gap echoes ($((gap * 100)) ms)"
@@ -220,14 +266,18 @@ step2() {
     grep -q '"event":"ike-up"' "$WORK/events-a2.jsonl" || return 1
 }
 check "A1 dies: A2 takes both addresses, its ferrogate-ike re-establishes with charon, ping resumes" step2
+show_sas
 
 step3() {
     : > "$WORK/fg-a1.log"
+    [ -z "${DEMO:-}" ] || echo "== A1 comes back (priority 200 against A2's 100)"
     start_gw 1
     ping_start 15 "$WORK/ping-preempt.txt"
+    monitor "$WORK/ping-preempt.txt"
     wait_states 1 "master master" 10 || return 1
     wait_states 2 "backup backup" 3 || return 1
     wait "$PING_PID" || true
+    monitor_stop
     local got gap
     read -r got gap < <(ping_gap "$WORK/ping-preempt.txt" 150)
     echo "preemption: $got of 150 echoes answered, longest outage $gap echoes ($((gap * 100)) ms)"
@@ -239,6 +289,7 @@ step3() {
     ip netns exec "$HA" ping -c 3 -i 0.2 -W 2 -q 192.168.20.5 > /dev/null || { echo "no ping through A1 again"; return 1; }
 }
 check "A1 back (priority 200): it preempts A2, whose ferrogate-ike stands down; ping resumes" step3
+show_sas
 
 if [ "$failed" -ne 0 ]; then
     for n in 1 2; do

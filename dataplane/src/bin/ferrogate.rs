@@ -27,6 +27,10 @@
 //! counters for the stats. Workers learn neighbours from the ARP / ND they receive and pass
 //! them to the other lcores (lock-free queues). With `workers: []` the main lcore runs the
 //! only pipeline itself.
+//! With `vrrp:` in the configuration the main lcore also runs the VRRP virtual routers
+//! (`dataplane::vrrp`): the pipelines hand it the advertisements they receive and answer for
+//! the virtual addresses only while it is master, and the control plane hears which addresses
+//! it holds.
 //! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
 
 use std::collections::BTreeMap;
