@@ -38,11 +38,15 @@
 //!         life_bytes: 0             # that hard limit instead (strongSwan's life_bytes /
 //!         life_packets: 0           #   life_packets): leave room to rekey at line rate
 //!         mode: tunnel              # tunnel | transport
+//! ha:                               # SA-state sync with the other gateway of a VRRP pair
+//!   local: 10.99.0.1:4510           # our end of a link of their own (a kernel UDP socket)
+//!   remote: 10.99.0.2:4510
+//!   secret: "long random secret"    # or secret_file: (16 bytes or more; keys the sync)
 //! ```
 //!
 //! Unknown keys are errors; every error names the file, line and column.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -337,6 +341,8 @@ impl std::fmt::Display for Identity {
 pub struct Config {
     /// Tunnels.
     pub tunnels: Vec<TunnelConfig>,
+    /// State sync with the other gateway of a VRRP pair.
+    pub ha: Option<HaConfig>,
     /// Warnings to log (weak groups and the like).
     pub warnings: Vec<String>,
 }
@@ -345,6 +351,41 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     tunnels: Vec<RawTunnel>,
+    #[serde(default)]
+    ha: Option<RawHa>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHa {
+    local: SocketAddr,
+    remote: SocketAddr,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
+}
+
+/// SA-state sync between the two gateways of a VRRP pair (`ha:`): the master sends its
+/// CHILD_SAs and their sequence numbers over UDP on a link of their own, sealed with a key
+/// derived from the shared secret; a backup that takes over installs them at once.
+#[derive(Clone)]
+pub struct HaConfig {
+    /// Our end of the sync link (a kernel UDP socket).
+    pub local: SocketAddr,
+    /// The other gateway's end.
+    pub remote: SocketAddr,
+    /// The AES-256-GCM key of the sync messages (HMAC-SHA-256 of the secret).
+    pub key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for HaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HaConfig")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -782,7 +823,50 @@ impl Config {
                 children,
             });
         }
-        Ok(Config { tunnels, warnings })
+        let ha = match raw.ha {
+            None => None,
+            Some(h) => {
+                let inv = |m: String| ConfigError::Invalid {
+                    path: path.into(),
+                    tunnel: "ha".into(),
+                    message: m,
+                };
+                let secret = match (&h.secret, &h.secret_file) {
+                    (Some(s), None) => Zeroizing::new(s.as_bytes().to_vec()),
+                    (None, Some(f)) => {
+                        let f = path.parent().unwrap_or(Path::new(".")).join(f);
+                        let t = std::fs::read_to_string(&f)
+                            .map_err(|e| inv(format!("secret_file {}: {e}", f.display())))?;
+                        Zeroizing::new(t.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
+                    }
+                    _ => return Err(inv("give exactly one of secret or secret_file".into())),
+                };
+                if secret.len() < 16 {
+                    return Err(inv("the sync secret must be 16 bytes or more".into()));
+                }
+                if h.local.is_ipv4() != h.remote.is_ipv4() {
+                    return Err(inv(
+                        "local and remote are of different address families".into()
+                    ));
+                }
+                use hmac::Mac;
+                let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&secret)
+                    .map_err(|e| inv(e.to_string()))?;
+                m.update(b"ferrogate HA sync v1");
+                let mut key = Zeroizing::new([0u8; 32]);
+                key.copy_from_slice(&m.finalize().into_bytes());
+                Some(HaConfig {
+                    local: h.local,
+                    remote: h.remote,
+                    key,
+                })
+            }
+        };
+        Ok(Config {
+            tunnels,
+            warnings,
+            ha,
+        })
     }
 }
 

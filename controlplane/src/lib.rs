@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod export;
+pub mod ha;
 pub mod ike;
 pub mod mgmt;
 

@@ -1248,3 +1248,69 @@ fn certificate_exchanges_are_fragmented() {
         Some("C=CH, O=ferrogate test, CN=gw-a.example")
     );
 }
+
+#[test]
+fn a_vrrp_backup_stays_silent_and_a_new_master_takes_the_tunnel() {
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp1024",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    );
+    let vip: IpAddr = A.parse().unwrap();
+    // A's local address is the other gateway's: nothing starts, nothing is answered.
+    assert!(n.a.set_standby(HashSet::from([vip]), now).is_empty());
+    assert!(n.a.start(now).is_empty());
+    assert!(n.a.initiate_by_name("t", now).unwrap().is_empty());
+    assert_eq!(n.a.sas().count(), 0);
+    // B initiates towards it (as if A were the master): A keeps quiet.
+    let mut b = Daemon::new(&cfg(
+        B,
+        A,
+        "192.168.20.0/24",
+        "192.168.10.0/24",
+        "start",
+        "aes256-sha256-modp1024",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    ));
+    let init = b.start(now);
+    let Some(Action::Send {
+        local,
+        remote,
+        data,
+    }) = init.iter().find(|a| matches!(a, Action::Send { .. }))
+    else {
+        panic!("B sent no IKE_SA_INIT");
+    };
+    assert!(n.a.handle(now, *remote, *local, data).is_empty());
+    // Taken over: A initiates and the tunnel comes up.
+    let acts = n.a.set_standby(HashSet::new(), now);
+    assert!(acts.iter().any(|a| matches!(a, Action::Send { .. })));
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    let spi = n.a_installed[0].spi_in;
+    // Handed back: the IKE SA and its CHILD_SA go without a message to the peer.
+    let sent = n.sent;
+    let acts = n.a.set_standby(HashSet::from([vip]), now);
+    assert!(!acts.iter().any(|a| matches!(a, Action::Send { .. })));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Remove { spi_in, .. } if *spi_in == spi)));
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Closed { restart: false, .. })));
+    n.run(now, acts, vec![]);
+    assert_eq!(n.sent, sent);
+    assert_eq!(n.a.sas().count(), 0);
+    // No restart later either, while standing by.
+    assert!(!n
+        .a
+        .tick(now + Duration::from_secs(10))
+        .iter()
+        .any(|a| matches!(a, Action::Send { .. })));
+}

@@ -530,6 +530,10 @@ struct ChanIo {
     standby: Option<std::collections::HashSet<std::net::IpAddr>>,
     /// Whether the data plane ever said (it runs VRRP).
     vrrp_seen: bool,
+    /// The VRRP addresses the data plane last said this gateway holds.
+    held: std::collections::HashSet<std::net::IpAddr>,
+    /// The standby addresses the start-up told the daemon.
+    standby_told: std::collections::HashSet<std::net::IpAddr>,
     /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
     traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
     /// SA pairs deleted but still in the data plane until then (inbound SPI): ESP the peer
@@ -575,6 +579,8 @@ impl ChanIo {
             traps: Vec::new(),
             standby: None,
             vrrp_seen: false,
+            held: Default::default(),
+            standby_told: Default::default(),
         }
     }
 
@@ -660,37 +666,86 @@ impl ChanIo {
     /// brings a new pair. The inbound window starts as having seen everything up to the
     /// reported top, so that packets from before the restart are not accepted again (those
     /// accepted after the last report still could be, once, until the rekey).
-    fn reinstalled(&self, mut sa: ctl::ChildSa) -> ctl::ChildSa {
+    fn reinstalled(&self, sa: ctl::ChildSa) -> ctl::ChildSa {
+        // Whole seconds since the report, rounded up (continue_after adds one more).
+        carried_on(sa, &self.report, self.report_at.elapsed().as_secs() + 1)
+    }
+
+    /// Installs the SA pairs of `snap` (the other gateway's, synced) whose local address this
+    /// gateway now holds, numbering outbound past what the other gateway's data plane
+    /// reported used; they stay until the tunnel's new SA pairs are in (as those of an earlier
+    /// incarnation do). Returns the tunnels they belong to.
+    fn adopt(
+        &mut self,
+        snap: &controlplane::ha::Snapshot,
+        held: &std::collections::HashSet<std::net::IpAddr>,
+    ) -> Vec<String> {
+        let secs = controlplane::ha::report_age_secs(snap, controlplane::ha::wall_ms()).max(1);
+        let mut tunnels = Vec::new();
+        for sa in &snap.sas {
+            if !held.contains(&sa.local) || self.installed.contains_key(&sa.spi_in) {
+                continue;
+            }
+            let sa = carried_on(sa.clone(), &snap.report, secs);
+            tracing::info!(tunnel = %sa.tunnel, child = %sa.child,
+                spi_in = %format_args!("{:08x}", sa.spi_in), spi_out = %format_args!("{:08x}", sa.spi_out),
+                out_seq_from = sa.out_seq_from, inbound_only = sa.larval,
+                "HA: installing the other gateway's SA pair (synced)");
+            self.command(&ctl::Command::Add {
+                v: ctl::VERSION,
+                sa: Box::new(sa.clone()),
+            });
+            // Retired once the tunnel's own new pair is in (not before: an older install
+            // time of this (tunnel, child) must not count).
+            self.replaced_at
+                .remove(&(sa.tunnel.clone(), sa.child.clone()));
+            self.stale.push(ctl::SaReport {
+                tunnel: sa.tunnel.clone(),
+                child: sa.child.clone(),
+                spi_in: sa.spi_in,
+                spi_out: sa.spi_out,
+                active: !sa.larval,
+                out_packets: 0,
+                out_bytes: 0,
+                in_packets: 0,
+                in_bytes: 0,
+                out_seq: None,
+                in_seq: None,
+            });
+            if !tunnels.contains(&sa.tunnel) {
+                tunnels.push(sa.tunnel.clone());
+            }
+            self.installed.insert(sa.spi_in, sa);
+        }
+        tunnels
+    }
+
+    /// What the other gateway needs to take over: the pairs installed for addresses this
+    /// gateway holds, and the data plane's last report of them. None while it holds none.
+    fn snapshot(&self, boot: u64, seq: u64) -> Option<controlplane::ha::Snapshot> {
+        if self.held.is_empty() {
+            return None;
+        }
+        let sas: Vec<ctl::ChildSa> = self
+            .installed
+            .values()
+            .filter(|sa| self.held.contains(&sa.local))
+            .cloned()
+            .collect();
         let report = self
             .report
             .iter()
-            .find(|r| r.spi_in == sa.spi_in && r.spi_out == sa.spi_out);
-        // The inbound window: as having seen what the old one had (as of the report).
-        if let Some(top) = report.and_then(|r| r.in_seq) {
-            sa.in_seq_from = sa.in_seq_from.max(top);
-        }
-        if sa.larval {
-            return sa;
-        }
-        // Whole seconds since the report, rounded up (continue_after adds one more).
-        let secs = self.report_at.elapsed().as_secs() + 1;
-        // A report without the number (an older data plane) says nothing of what was sent.
-        let from = report
-            .and_then(|r| r.out_seq)
-            .and_then(|reported| sa.continue_after(reported, secs));
-        match from {
-            Some(n) => {
-                tracing::info!(spi_out = %format_args!("{:08x}", sa.spi_out), from = n,
-                    "reinstalled: outbound sequence numbers go on past what was used");
-                sa.out_seq_from = n;
-            }
-            None => {
-                tracing::warn!(spi_out = %format_args!("{:08x}", sa.spi_out),
-                    "reinstalled inbound only: no safe outbound sequence number is known");
-                sa.larval = true;
-            }
-        }
-        sa
+            .filter(|r| sas.iter().any(|s| s.spi_in == r.spi_in))
+            .cloned()
+            .collect();
+        Some(controlplane::ha::Snapshot {
+            boot,
+            seq,
+            sent_ms: controlplane::ha::wall_ms(),
+            sas,
+            report,
+            report_age_ms: self.report_at.elapsed().as_millis() as u64,
+        })
     }
 
     /// Replaces the on-demand policies (after a reload).
@@ -793,6 +848,7 @@ impl ChanIo {
                         tracing::info!(?held, ?standby, "VRRP: the data plane's virtual addresses");
                     }
                     self.vrrp_seen = true;
+                    self.held = held.into_iter().collect();
                     self.standby = Some(standby.into_iter().collect());
                 }
                 Ok(ctl::Event::Refused { reason, .. }) => {
@@ -930,7 +986,138 @@ impl ChanIo {
                 spi_in: spi,
             });
             self.stale.retain(|s| s.spi_in != spi);
+            self.installed.remove(&spi);
         }
+    }
+}
+
+/// `sa` as it is installed again: its inbound window as having seen what `report` says was
+/// seen, and its outbound numbering past what `report` says was used, `secs` seconds ago (or
+/// inbound only when no safe number is known).
+fn carried_on(mut sa: ctl::ChildSa, report: &[ctl::SaReport], secs: u64) -> ctl::ChildSa {
+    let report = report
+        .iter()
+        .find(|r| r.spi_in == sa.spi_in && r.spi_out == sa.spi_out);
+    // The inbound window: as having seen what the old one had (as of the report).
+    if let Some(top) = report.and_then(|r| r.in_seq) {
+        sa.in_seq_from = sa.in_seq_from.max(top);
+    }
+    if sa.larval {
+        return sa;
+    }
+    // A report without the number (an older data plane) says nothing of what was sent.
+    let from = report
+        .and_then(|r| r.out_seq)
+        .and_then(|reported| sa.continue_after(reported, secs));
+    match from {
+        Some(n) => {
+            tracing::info!(spi_out = %format_args!("{:08x}", sa.spi_out), from = n,
+                "reinstalled: outbound sequence numbers go on past what was used");
+            sa.out_seq_from = n;
+        }
+        None => {
+            tracing::warn!(spi_out = %format_args!("{:08x}", sa.spi_out),
+                "reinstalled inbound only: no safe outbound sequence number is known");
+            sa.larval = true;
+        }
+    }
+    sa
+}
+
+/// The sync link to the other gateway of a VRRP pair (`ha:`).
+struct HaSync {
+    cfg: controlplane::config::HaConfig,
+    sock: UdpSocket,
+    /// This incarnation, and the number of its last snapshot.
+    boot: u64,
+    seq: u64,
+    last_sent: Instant,
+    /// The inbound SPIs of the last snapshot sent: a change goes out at once.
+    sent_spis: Vec<u32>,
+    fresh: controlplane::ha::Freshness,
+    /// The other gateway's newest snapshot.
+    theirs: Option<controlplane::ha::Snapshot>,
+}
+
+/// How often the master sends its snapshot when nothing changed.
+const HA_EVERY: Duration = Duration::from_millis(500);
+
+impl HaSync {
+    fn bind(cfg: &controlplane::config::HaConfig) -> Result<HaSync, String> {
+        let sock =
+            UdpSocket::bind(cfg.local).map_err(|e| format!("ha: bind {}: {e}", cfg.local))?;
+        sock.set_nonblocking(true).map_err(|e| format!("ha: {e}"))?;
+        let boot = u64::from_be_bytes(
+            controlplane::ike::crypto::random_bytes(8)
+                .try_into()
+                .unwrap_or([1; 8]),
+        );
+        Ok(HaSync {
+            cfg: cfg.clone(),
+            sock,
+            boot,
+            seq: 0,
+            last_sent: Instant::now() - HA_EVERY,
+            sent_spis: Vec::new(),
+            fresh: Default::default(),
+            theirs: None,
+        })
+    }
+
+    /// Takes what the other gateway sent (only from its configured address).
+    fn recv(&mut self) {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+            if from != self.cfg.remote {
+                tracing::warn!(%from, "HA: sync datagram from an unknown address ignored");
+                continue;
+            }
+            match controlplane::ha::open(&self.cfg.key, &buf[..n]) {
+                Ok(snap) => {
+                    if self.fresh.take(&snap, controlplane::ha::wall_ms()) {
+                        let changed = self.theirs.as_ref().is_none_or(|t| {
+                            t.sas
+                                .iter()
+                                .map(|s| s.spi_in)
+                                .ne(snap.sas.iter().map(|s| s.spi_in))
+                        });
+                        if changed {
+                            tracing::info!(
+                                pairs = snap.sas.len(),
+                                "HA: the other gateway's SA pairs"
+                            );
+                        }
+                        self.theirs = Some(snap);
+                    }
+                }
+                Err(e) => tracing::warn!("HA: {e}"),
+            }
+        }
+    }
+
+    /// Sends this gateway's snapshot while it holds VRRP addresses: every [`HA_EVERY`], and at
+    /// once when its SA pairs change.
+    fn send(&mut self, ch: &ChanIo) {
+        let spis: Vec<u32> = ch.installed.keys().copied().collect();
+        if self.last_sent.elapsed() < HA_EVERY && spis == self.sent_spis {
+            return;
+        }
+        let Some(snap) = ch.snapshot(self.boot, self.seq + 1) else {
+            return;
+        };
+        let b = controlplane::ha::seal(&self.cfg.key, &snap);
+        if b.len() > controlplane::ha::MAX_DATAGRAM {
+            tracing::warn!(
+                pairs = snap.sas.len(),
+                bytes = b.len(),
+                "HA: snapshot too large for one datagram: not sent"
+            );
+        } else if let Err(e) = self.sock.send_to(&b, self.cfg.remote) {
+            tracing::debug!("HA: send: {e}");
+        }
+        self.seq += 1;
+        self.last_sent = Instant::now();
+        self.sent_spis = spis;
     }
 }
 
@@ -1119,6 +1306,7 @@ fn main() -> ExitCode {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if let Some(s) = ch.standby.take() {
+                ch.standby_told = s.clone();
                 let _ = daemon.set_standby(s, Instant::now());
             }
             ch.stale = ch.report.clone();
@@ -1136,6 +1324,27 @@ fn main() -> ExitCode {
             }
         },
     };
+    let mut ha = match (&config.ha, &io) {
+        (Some(h), Io::Channel(_)) => match HaSync::bind(h) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("ferrogate-ike: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        (Some(_), Io::Sockets(_)) => {
+            eprintln!(
+                "ferrogate-ike: `ha:` needs --dataplane (the SAs it syncs are the data plane's)"
+            );
+            return ExitCode::from(1);
+        }
+        (None, _) => None,
+    };
+    // The VRRP addresses this gateway did not hold, as last told to the daemon.
+    let mut standby_was: std::collections::HashSet<std::net::IpAddr> = Default::default();
+    if let Io::Channel(ch) = &io {
+        standby_was = ch.standby_told.clone();
+    }
     let mut ex = Exporter {
         dir: args.export_dir.clone(),
         children: BTreeMap::new(),
@@ -1178,9 +1387,34 @@ fn main() -> ExitCode {
                 carry_out(acts, &mut io, &mut ex);
             }
             if let Some(s) = standby {
+                // Addresses taken over: the other gateway's synced SA pairs go in first, so
+                // that traffic flows before the new IKE SA is up.
+                let taken: std::collections::HashSet<std::net::IpAddr> =
+                    standby_was.difference(&s).copied().collect();
+                standby_was = s.clone();
+                let mut adopted = Vec::new();
+                if let (false, Some(snap), Io::Channel(ch)) = (
+                    taken.is_empty(),
+                    ha.as_ref().and_then(|h| h.theirs.clone()),
+                    &mut io,
+                ) {
+                    adopted = ch.adopt(&snap, &taken);
+                }
                 let acts = daemon.set_standby(s, now);
                 carry_out(acts, &mut io, &mut ex);
+                // Tunnels not started at boot still get a new IKE SA for the pairs taken over.
+                for t in adopted {
+                    if !daemon.sas().any(|sa| sa.cfg.name == t) {
+                        if let Some(acts) = daemon.initiate_by_name(&t, now) {
+                            carry_out(acts, &mut io, &mut ex);
+                        }
+                    }
+                }
             }
+        }
+        if let (Some(h), Io::Channel(ch)) = (&mut ha, &io) {
+            h.recv();
+            h.send(ch);
         }
         let busy = !inbox.is_empty();
         for (local, remote, data) in inbox.drain(..) {
@@ -1350,6 +1584,67 @@ mod tests {
         assert_eq!(back.out_seq_from, 5000 + 7 * ctl::SEQ_RATE_BOUND);
         // A stamp from the future (another clock) counts from now.
         assert!(taken_at(u64::MAX, 1).elapsed() < Duration::from_secs(1));
+    }
+
+    /// A new VRRP master takes the other gateway's synced pairs for the addresses it now holds:
+    /// numbered past the synced report (its age by the sender's clock), kept as stale until
+    /// the tunnel's own new pair is in; pairs of other addresses, and pairs it has, are left.
+    /// The master's snapshot lists what it installed for the addresses it holds.
+    #[test]
+    fn a_new_master_adopts_the_synced_pairs_of_its_addresses() {
+        let held_vip: std::net::IpAddr = "203.0.113.1".parse().unwrap();
+        let mut a = ctl::ChildSa::example();
+        a.local = held_vip;
+        let mut other = ctl::ChildSa::example();
+        other.spi_in += 1;
+        other.spi_out += 1;
+        other.local = "198.51.100.1".parse().unwrap();
+        let snap = controlplane::ha::Snapshot {
+            boot: 1,
+            seq: 1,
+            // Sent 2.5 s ago, its report 0.3 s old then: 2.8 s, rounded up to 3.
+            sent_ms: controlplane::ha::wall_ms() - 2500,
+            sas: vec![a.clone(), other.clone()],
+            report: vec![report(a.spi_in, a.spi_out, Some(9000), Some(40))],
+            report_age_ms: 300,
+        };
+        let mut io = ChanIo::new(PathBuf::from("/nonexistent"));
+        io.replaced_at.insert(
+            ("t".into(), "c".into()),
+            Instant::now() - Duration::from_secs(60),
+        );
+        let held = std::collections::HashSet::from([held_vip]);
+        assert_eq!(io.adopt(&snap, &held), vec!["t".to_string()]);
+        let got = &io.installed[&a.spi_in];
+        assert!(!got.larval);
+        assert_eq!(got.out_seq_from, 9000 + 4 * ctl::SEQ_RATE_BOUND);
+        assert_eq!(got.in_seq_from, 40);
+        assert!(!io.installed.contains_key(&other.spi_in));
+        assert_eq!(io.stale.len(), 1);
+        // An older install of the same child does not retire the adopted pair at once.
+        io.retire_stale();
+        assert_eq!(io.stale.len(), 1);
+        assert!(io.installed.contains_key(&a.spi_in));
+        // Taken once.
+        assert!(io.adopt(&snap, &held).is_empty());
+        // What this gateway sends as master: the pairs of the addresses it holds.
+        assert!(
+            io.snapshot(7, 1).is_none(),
+            "holds no address: sends nothing"
+        );
+        io.held = held;
+        io.installed.insert(other.spi_in, other);
+        let mine = io.snapshot(7, 3).unwrap();
+        assert_eq!((mine.boot, mine.seq), (7, 3));
+        assert_eq!(mine.sas.len(), 1);
+        assert_eq!(mine.sas[0].spi_in, a.spi_in);
+        // Once the tunnel's new pair is in (5 s ago), the adopted one goes.
+        io.replaced_at.insert(
+            ("t".into(), "c".into()),
+            Instant::now() - Duration::from_secs(6),
+        );
+        io.retire_stale();
+        assert!(io.stale.is_empty() && !io.installed.contains_key(&a.spi_in));
     }
 
     /// A report in parts is taken whole, from its first part's time; parts of a report whose
