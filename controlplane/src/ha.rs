@@ -110,7 +110,8 @@ impl Freshness {
     /// clock) after the last one taken and within [`MAX_AGE_MS`] of now. A replayed datagram
     /// carries its old `seq` and `sent_ms` (they are authenticated), so it is refused.
     pub fn take(&mut self, s: &Snapshot, now_ms: u64) -> bool {
-        let recent = s.sent_ms + MAX_AGE_MS >= now_ms && s.sent_ms <= now_ms + MAX_AGE_MS;
+        let recent = s.sent_ms.saturating_add(MAX_AGE_MS) >= now_ms
+            && s.sent_ms <= now_ms.saturating_add(MAX_AGE_MS);
         let fresh = match self.last {
             Some((boot, seq, _)) if boot == s.boot => s.seq > seq,
             Some((_, _, sent)) => recent && s.sent_ms > sent,
@@ -128,7 +129,9 @@ impl Freshness {
 /// authenticated, so that a snapshot that reached us late (or was held back) covers the time
 /// it spent on the way.
 pub fn report_age_secs(s: &Snapshot, now_ms: u64) -> u64 {
-    let ms = now_ms.saturating_sub(s.sent_ms) + s.report_age_ms;
+    let ms = now_ms
+        .saturating_sub(s.sent_ms)
+        .saturating_add(s.report_age_ms);
     ms.div_ceil(1000)
 }
 
@@ -191,5 +194,13 @@ mod tests {
         assert_eq!(report_age_secs(&s, 10_000), 1);
         // A sender clock ahead of ours does not make it younger than its own age.
         assert_eq!(report_age_secs(&s, 9_000), 1);
+        // Absurd fields from a peer with the key: no overflow.
+        let odd = Snapshot {
+            sent_ms: u64::MAX,
+            report_age_ms: u64::MAX,
+            ..snap(1, 1, 0)
+        };
+        assert_eq!(report_age_secs(&odd, u64::MAX), u64::MAX.div_ceil(1000));
+        assert!(!Freshness::default().take(&odd, 5));
     }
 }

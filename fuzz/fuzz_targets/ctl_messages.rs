@@ -1,7 +1,9 @@
 //! What the data plane reads from the control-plane channel (another process's writes):
-//! commands, and IKE datagrams to inject; and the punt parser on packets from the wire.
+//! commands, and IKE datagrams to inject; and the punt parser on packets from the wire. Also
+//! what the control plane reads: the data plane's events, and the HA sync datagrams of the
+//! other gateway (sealed: the opened snapshot's JSON is fuzzed directly too).
 #![no_main]
-use dataplane::ctl::{Command, Datagram};
+use dataplane::ctl::{Command, Datagram, Event};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,4 +15,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = d.to_ip(&mut out);
     }
     let _ = Datagram::from_ip(data);
+    let _ = Event::decode(data);
+    let _ = controlplane::ha::open(&[7u8; 32], data);
+    if let Ok(s) = serde_json::from_slice::<controlplane::ha::Snapshot>(data) {
+        let _ = controlplane::ha::report_age_secs(&s, u64::MAX);
+        let _ = controlplane::ha::Freshness::default().take(&s, u64::MAX);
+        for sa in &s.sas {
+            let _ = sa.params();
+        }
+    }
 });

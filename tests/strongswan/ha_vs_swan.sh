@@ -32,6 +32,8 @@
 #
 #   ha_vs_swan.sh FERROGATE FERROGATE-IKE      (root; tests/run.sh)
 #   SWAN_KEEP=1 ha_vs_swan.sh ...              keep the work directory
+#   ADVERT=100ms ha_vs_swan.sh ...             VRRP advertisement interval (default 1s): the
+#       failover outage follows it (Master_Down_Interval is 3.61 of them at priority 100)
 #   DEMO=1 ha_vs_swan.sh ...                   (deploy/demo.sh HA=1) also prints, every second
 #       of the failover and the preemption, both gateways' VRRP states and the echoes answered,
 #       and the IKE SAs of each side after each step
@@ -97,6 +99,7 @@ ip -n "$GB" addr add 203.0.113.2/24 dev gBo
 ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
 
 PSK="ferrogate-interop-psk-0123456789"
+ADVERT=${ADVERT:-1s}
 swan_suite cbc
 # gw N INSIDE_ADDR OUTSIDE_ADDR PRIORITY
 gw_conf() {
@@ -109,8 +112,8 @@ routes:
 cores: { main: 0, workers: [] }
 mss_clamp: auto
 vrrp:
-  - { interface: outside, vrid: 51, priority: $4, advert_interval: 1s, vips: [203.0.113.1] }
-  - { interface: inside, vrid: 52, priority: $4, advert_interval: 1s, vips: [192.168.10.1] }
+  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, vips: [203.0.113.1] }
+  - { interface: inside, vrid: 52, priority: $4, advert_interval: $ADVERT, vips: [192.168.10.1] }
 EOF
 }
 gw_conf 1 192.168.10.2 203.0.113.3 200 > "$WORK/a1.yaml"

@@ -844,10 +844,11 @@ impl ChanIo {
                     self.expired.push((spi_in, hard));
                 }
                 Ok(ctl::Event::Vrrp { held, standby, .. }) => {
-                    if !self.vrrp_seen {
+                    let any = !held.is_empty() || !standby.is_empty();
+                    if any && !self.vrrp_seen {
                         tracing::info!(?held, ?standby, "VRRP: the data plane's virtual addresses");
                     }
-                    self.vrrp_seen = true;
+                    self.vrrp_seen |= any;
                     self.held = held.into_iter().collect();
                     self.standby = Some(standby.into_iter().collect());
                 }

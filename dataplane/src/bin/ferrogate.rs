@@ -1023,7 +1023,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     }
                 }
             }
-            if !routers.is_empty() {
+            if std::mem::take(&mut c.dumped) {
+                vrrp_told = None;
+            }
+            if !routers.is_empty() || vrrp_told.is_none() {
                 let now: Vec<bool> = sh
                     .vrrp
                     .iter()
@@ -2801,6 +2804,9 @@ struct Control {
     /// parked, the encoded datagram): the first IKE message after a start or a VRRP takeover
     /// would otherwise be lost and cost the exchange a retransmission (2 s).
     parked: std::collections::VecDeque<(u64, Vec<u8>)>,
+    /// A `dump` came: the VRRP state goes out with the report (empty without VRRP), so that a
+    /// starting control plane knows which addresses are its own before it starts tunnels.
+    dumped: bool,
 }
 
 /// Injected datagrams parked at most (further ones are dropped as unresolved).
@@ -2830,6 +2836,7 @@ impl Control {
             reports: 0,
             reports_sent: 0,
             parked: Default::default(),
+            dumped: false,
         };
         c.event(&ctl::Event::Hello {
             v: ctl::VERSION,
@@ -2897,6 +2904,7 @@ impl Control {
         drop(cons);
         if dump {
             self.report(d);
+            self.dumped = true;
         }
         changed
     }
