@@ -264,8 +264,9 @@ show_sas() {
     local n
     for n in 1 2; do
         kill -0 "${IKE_PID[$n]}" 2>/dev/null || continue
-        echo "== A$n: fgctl list-sas"
+        echo "== A$n: fgctl list-sas; fgctl ha"
         "$FGCTL" --socket "$WORK/ike-a$n.sock" list-sas || true
+        "$FGCTL" --socket "$WORK/ike-a$n.sock" ha || true
     done
     echo "== strongSwan (site B): swanctl --list-sas"
     swan_list b | grep -E "ESTABLISHED|INSTALLED|remote" || true
@@ -284,6 +285,23 @@ step1() {
     n=$("$SWAN_PYTHON" -c "import json; print(json.load(open('$WORK/stats-a2.json'))['drops'].get('vrrp_backup', 0))")
     [ "$n" = 0 ] || { echo "the backup's ferrogate-ike tried to send $n IKE datagrams from the shared address"; return 1; }
     grep -q "VRRP: the data plane's virtual addresses" "$WORK/ike-a2.log" || { echo "a2's ferrogate-ike never heard of VRRP"; return 1; }
+    "$FGCTL" --socket "$WORK/ike-a2.sock" ha
+    if [ "$SYNC" = 1 ]; then
+        # The sync flows before anything fails: A1 sends, A2 holds A1's pair.
+        sleep 1
+        "$FGCTL" --socket "$WORK/ike-a2.sock" ha --json > "$WORK/ha-a2.json"
+        "$FGCTL" --socket "$WORK/ike-a1.sock" ha --json > "$WORK/ha-a1.json"
+        "$SWAN_PYTHON" - "$WORK/ha-a1.json" "$WORK/ha-a2.json" <<'EOF' || return 1
+import json, sys
+a1, a2 = (json.load(open(f)) for f in sys.argv[1:3])
+vips = ["192.168.10.1", "203.0.113.1"]
+assert a1["held"] == vips and a1["standby"] == [], a1
+assert a2["held"] == [] and a2["standby"] == vips, a2
+assert a1["sync"]["sent"] > 0, a1
+assert a2["sync"]["their_pairs"] == 1 and a2["sync"]["last_received_ms_ago"] < 2000, a2
+assert a2["sync"]["sent"] == 0, "the backup sends no snapshot"
+EOF
+    fi
 }
 check "A1 master of both addresses, tunnel up with charon; A2 backup, silent" step1
 show_sas

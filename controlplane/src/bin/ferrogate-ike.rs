@@ -410,6 +410,7 @@ impl Mgmt {
         io: &mut Io,
         ex: &mut Exporter,
         config_path: &std::path::Path,
+        ha: Option<&HaSync>,
     ) {
         use controlplane::mgmt::Request;
         use std::io::{BufRead, BufReader};
@@ -437,6 +438,22 @@ impl Mgmt {
                     };
                     serde_json::to_value(controlplane::mgmt::status(daemon, now, &counters))
                         .unwrap_or_default()
+                }
+                Ok(Request::Ha) => {
+                    let (held, standby) = match io {
+                        Io::Channel(ch) => {
+                            let mut h: Vec<String> =
+                                ch.held.iter().map(|a| a.to_string()).collect();
+                            let mut s: Vec<String> =
+                                ch.standing_by.iter().map(|a| a.to_string()).collect();
+                            h.sort();
+                            s.sort();
+                            (h, s)
+                        }
+                        Io::Sockets(_) => (Vec::new(), Vec::new()),
+                    };
+                    serde_json::json!({"held": held, "standby": standby,
+                        "sync": ha.map(HaSync::status)})
                 }
                 Ok(Request::Initiate { tunnel }) => match daemon.initiate_by_name(&tunnel, now) {
                     Some(acts) => {
@@ -532,8 +549,8 @@ struct ChanIo {
     vrrp_seen: bool,
     /// The VRRP addresses the data plane last said this gateway holds.
     held: std::collections::HashSet<std::net::IpAddr>,
-    /// The standby addresses the start-up told the daemon.
-    standby_told: std::collections::HashSet<std::net::IpAddr>,
+    /// The VRRP addresses the data plane last said this gateway does not hold.
+    standing_by: std::collections::HashSet<std::net::IpAddr>,
     /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
     traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
     /// SA pairs deleted but still in the data plane until then (inbound SPI): ESP the peer
@@ -580,7 +597,7 @@ impl ChanIo {
             standby: None,
             vrrp_seen: false,
             held: Default::default(),
-            standby_told: Default::default(),
+            standing_by: Default::default(),
         }
     }
 
@@ -850,7 +867,8 @@ impl ChanIo {
                     }
                     self.vrrp_seen |= any;
                     self.held = held.into_iter().collect();
-                    self.standby = Some(standby.into_iter().collect());
+                    self.standing_by = standby.into_iter().collect();
+                    self.standby = Some(self.standing_by.clone());
                 }
                 Ok(ctl::Event::Refused { reason, .. }) => {
                     tracing::warn!("the data plane refused a command: {reason}")
@@ -1036,8 +1054,11 @@ struct HaSync {
     /// The inbound SPIs of the last snapshot sent: a change goes out at once.
     sent_spis: Vec<u32>,
     fresh: controlplane::ha::Freshness,
-    /// The other gateway's newest snapshot.
+    /// The other gateway's newest snapshot, and when it came.
     theirs: Option<controlplane::ha::Snapshot>,
+    received_at: Option<Instant>,
+    /// Snapshots sent.
+    sent: u64,
 }
 
 /// How often the master sends its snapshot when nothing changed.
@@ -1062,6 +1083,20 @@ impl HaSync {
             sent_spis: Vec::new(),
             fresh: Default::default(),
             theirs: None,
+            received_at: None,
+            sent: 0,
+        })
+    }
+
+    /// For `fgctl ha`.
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "local": self.cfg.local.to_string(),
+            "remote": self.cfg.remote.to_string(),
+            "sent": self.sent,
+            "last_sent_ms_ago": (self.sent > 0).then(|| self.last_sent.elapsed().as_millis() as u64),
+            "their_pairs": self.theirs.as_ref().map_or(0, |t| t.sas.len()),
+            "last_received_ms_ago": self.received_at.map(|t| t.elapsed().as_millis() as u64),
         })
     }
 
@@ -1089,6 +1124,7 @@ impl HaSync {
                             );
                         }
                         self.theirs = Some(snap);
+                        self.received_at = Some(Instant::now());
                     }
                 }
                 Err(e) => tracing::warn!("HA: {e}"),
@@ -1115,6 +1151,8 @@ impl HaSync {
             );
         } else if let Err(e) = self.sock.send_to(&b, self.cfg.remote) {
             tracing::debug!("HA: send: {e}");
+        } else {
+            self.sent += 1;
         }
         self.seq += 1;
         self.last_sent = Instant::now();
@@ -1307,7 +1345,6 @@ fn main() -> ExitCode {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if let Some(s) = ch.standby.take() {
-                ch.standby_told = s.clone();
                 let _ = daemon.set_standby(s, Instant::now());
             }
             ch.stale = ch.report.clone();
@@ -1344,7 +1381,7 @@ fn main() -> ExitCode {
     // The VRRP addresses this gateway did not hold, as last told to the daemon.
     let mut standby_was: std::collections::HashSet<std::net::IpAddr> = Default::default();
     if let Io::Channel(ch) = &io {
-        standby_was = ch.standby_told.clone();
+        standby_was = ch.standing_by.clone();
     }
     let mut ex = Exporter {
         dir: args.export_dir.clone(),
@@ -1423,7 +1460,7 @@ fn main() -> ExitCode {
             carry_out(acts, &mut io, &mut ex);
         }
         if let Some(m) = &mgmt {
-            m.serve(&mut daemon, &mut io, &mut ex, &args.config);
+            m.serve(&mut daemon, &mut io, &mut ex, &args.config, ha.as_ref());
         }
         // Timers every 20 ms: retransmission timeouts follow the measured round trip (from
         // 100 ms up), so they need a finer clock than rekeys and DPD do.

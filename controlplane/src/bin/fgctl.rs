@@ -5,6 +5,7 @@
 //! fgctl [--socket PATH] list-policies [--json]   policies in the data plane (like ip xfrm policy)
 //! fgctl [--socket PATH] initiate TUNNEL | terminate TUNNEL | reload
 //! fgctl [--socket PATH] watch                    events as they happen (like ip xfrm monitor)
+//! fgctl [--socket PATH] ha [--json]              VRRP addresses held / standing by, SA sync
 //! fgctl stats [--file PATH] [--json]             data-plane counters (ferrogate --stats-file)
 //! ```
 //!
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 
 use controlplane::mgmt::{render_policies, render_sas, IkeStatus, Request};
 
-const USAGE: &str = "usage: fgctl [--socket PATH] list-sas|list-policies [--json] | initiate TUNNEL | terminate TUNNEL | reload | watch\n       fgctl stats [--file PATH] [--json]";
+const USAGE: &str = "usage: fgctl [--socket PATH] list-sas|list-policies|ha [--json] | initiate TUNNEL | terminate TUNNEL | reload | watch\n       fgctl stats [--file PATH] [--json]";
 
 fn ask(socket: &PathBuf, req: &Request) -> Result<serde_json::Value, String> {
     let mut s = UnixStream::connect(socket)
@@ -220,6 +221,13 @@ fn main() -> ExitCode {
         )
         .map(|v| v.to_string()),
         ["reload"] => ask(&socket, &Request::Reload).map(|v| v.to_string()),
+        ["ha"] => ask(&socket, &Request::Ha).map(|v| {
+            if json {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            } else {
+                controlplane::mgmt::render_ha(&v)
+            }
+        }),
         ["watch"] => {
             let r = UnixStream::connect(&socket)
                 .map_err(|e| format!("{}: {e}", socket.display()))
