@@ -18,7 +18,7 @@
 //!   - { direction: in, src: 192.168.20.0/24, dst: 192.168.10.0/24, action: protect }
 //! mss_clamp: auto        # auto (from MTU and SA overhead) | off | a number
 //! vrrp:                  # virtual addresses shared with another gateway (RFC 5798 VRRPv3)
-//!   - { interface: outside, vrid: 51, priority: 150, advert_interval: 1s, vips: [203.0.113.1] }
+//!   - { interface: outside, vrid: 51, priority: 150, advert_interval: 1s, vips: [203.0.113.1], group: site }
 //! ```
 //!
 //! Unknown keys are errors; YAML errors name the file, line and column; references between
@@ -234,6 +234,8 @@ struct VrrpEntry {
     #[serde(default = "default_true")]
     preempt: bool,
     vips: Vec<std::net::Ipv4Addr>,
+    #[serde(default)]
+    group: Option<String>,
 }
 
 fn default_vrrp_priority() -> u8 {
@@ -273,6 +275,8 @@ pub struct VrrpInstance {
     pub interface: usize,
     /// The router's settings (its primary address is the interface's first IPv4 address).
     pub config: crate::vrrp::Config,
+    /// Its sync group: the routers of a group are master together or backup together.
+    pub group: Option<String>,
 }
 
 /// A policy as written.
@@ -551,6 +555,7 @@ impl GatewayConfig {
                     primary,
                     vips: v.vips.clone(),
                 },
+                group: v.group.clone(),
             });
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -749,7 +754,9 @@ mod tests {
             v.config.primary,
             "203.0.113.1".parse::<std::net::Ipv4Addr>().unwrap()
         );
-        let d = with("{ interface: outside, vrid: 7, vips: [203.0.113.10] }").unwrap();
+        assert_eq!(v.group, None);
+        let d = with("{ interface: outside, vrid: 7, vips: [203.0.113.10], group: site }").unwrap();
+        assert_eq!(d.vrrp[0].group.as_deref(), Some("site"));
         assert_eq!(
             (d.vrrp[0].config.priority, d.vrrp[0].config.interval_cs),
             (100, 100)

@@ -321,7 +321,28 @@ impl Router {
 
     /// Runs the timers: a backup whose master fell silent takes over; a master advertises.
     pub fn tick(&mut self, now: u64) -> Step {
+        self.tick_held(now, false)
+    }
+
+    /// Whether this backup hears a master now: an advertisement re-armed its Master_Down timer
+    /// within the last ~1.6 of the master's intervals (it is re-armed to 3.6 intervals ahead,
+    /// so it stays over two intervals ahead while the master advertises; when the master falls
+    /// silent it runs down through two intervals before it fires).
+    pub fn hears_master(&self, now: u64) -> bool {
+        self.state == State::Backup
+            && self.down_at > now + 2 * u64::from(self.master_interval_cs) * 10
+    }
+
+    /// [`Router::tick`] for a member of a sync group: with `hold` (another member hears a
+    /// master on its link), a backup whose own master fell silent stays backup and waits
+    /// another Master_Down_Interval, so that the group's addresses never split between the
+    /// gateways (keepalived's `vrrp_sync_group`).
+    pub fn tick_held(&mut self, now: u64, hold: bool) -> Step {
         match self.state {
+            State::Backup if now >= self.down_at && hold => {
+                self.down_at = now + self.master_down_ms();
+                Step::default()
+            }
             State::Backup if now >= self.down_at => self.become_master(now),
             State::Master if now >= self.advert_at => {
                 self.advert_at = now + u64::from(self.cfg.interval_cs) * 10;
@@ -386,6 +407,30 @@ impl Router {
         Step {
             advertise: (was == State::Master).then_some(0),
             became: (was != State::Initialize).then_some(State::Initialize),
+        }
+    }
+
+    /// A group member became master: this backup follows at once (unless it hears a master,
+    /// which the caller checks).
+    pub fn follow_to_master(&mut self, now: u64) -> Step {
+        if self.state == State::Backup {
+            self.become_master(now)
+        } else {
+            Step::default()
+        }
+    }
+
+    /// A group member yielded to a master: this master yields too, and waits a
+    /// Master_Down_Interval (held back while the member hears that master).
+    pub fn follow_to_backup(&mut self, now: u64) -> Step {
+        if self.state != State::Master {
+            return Step::default();
+        }
+        self.state = State::Backup;
+        self.down_at = now + self.master_down_ms();
+        Step {
+            advertise: None,
+            became: Some(State::Backup),
         }
     }
 
@@ -570,6 +615,50 @@ mod tests {
         );
         assert_eq!(r.counters().adverts_in, 0);
         assert_eq!(r.tick(3609).became, Some(State::Master));
+    }
+
+    #[test]
+    fn a_group_member_that_hears_a_master_holds_the_others_back() {
+        // Outside hears the master; inside's link to it is cut: inside must stay backup.
+        let mut outside = router(100, true);
+        let mut inside = router(100, true);
+        outside.start(0);
+        inside.start(0);
+        for t in (500..30_000).step_by(1000) {
+            outside.receive(&adv(200), t);
+            for now in [t, t + 500] {
+                assert!(outside.hears_master(now), "{now}");
+                assert_eq!(
+                    inside.tick_held(now, outside.hears_master(now)),
+                    Step::default()
+                );
+            }
+        }
+        assert_eq!(inside.state(), State::Backup);
+        // The master dies: outside stops hearing it 1.6 intervals after its last advert,
+        // before either timer fires; inside then takes over, and outside follows.
+        let last = 29_500;
+        assert!(outside.hears_master(last + 1400));
+        assert!(!outside.hears_master(last + 1609));
+        let now = last + 3609;
+        let s = inside.tick_held(now, outside.hears_master(now));
+        assert_eq!(s.became, Some(State::Master));
+        assert_eq!(outside.follow_to_master(now).became, Some(State::Master));
+        assert_eq!(outside.follow_to_master(now), Step::default());
+        assert!(!outside.hears_master(now));
+        // A higher priority appears on the outside link only: outside yields, and inside with
+        // it, and stays backup while outside hears that master.
+        let t = now + 100;
+        assert_eq!(outside.receive(&adv(250), t).became, Some(State::Backup));
+        assert_eq!(inside.follow_to_backup(t).became, Some(State::Backup));
+        assert_eq!(inside.follow_to_backup(t), Step::default());
+        for t in (t..t + 20_000).step_by(1000) {
+            outside.receive(&adv(250), t);
+            assert_eq!(
+                inside.tick_held(t, outside.hears_master(t)),
+                Step::default()
+            );
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@
 #   3. A1 comes back (priority 200, preempt): it takes over, A2's ferrogate-ike drops its
 #      IKE SA without a word, A1's brings a new one up, and the ping resumes (outage measured:
 #      ~0.2 s, the new IKE SA's setup; it must stay under 3 s).
+#   4. A2's inside port is cut from its bridge: its inside router hears A1 no more, but its
+#      outside router still does, and the sync group (`group: site`) keeps A2 backup on both
+#      (without the group A2 would take 192.168.10.1 while A1 holds it: two masters).
 #
 #   ha_vs_swan.sh FERROGATE FERROGATE-IKE      (root; tests/run.sh)
 #   SWAN_KEEP=1 ha_vs_swan.sh ...              keep the work directory
@@ -106,6 +109,9 @@ PSK="ferrogate-interop-psk-0123456789"
 ADVERT=${ADVERT:-1s}
 MAX_OUTAGE_MS=${MAX_OUTAGE_MS:-6000}
 BLOCK_IKE_S=${BLOCK_IKE_S:-0}
+# The two routers of a gateway form a sync group (GROUP=none: they do not; step 4 then fails).
+GROUP=${GROUP:-site}
+[ "$GROUP" = none ] && GROUP=null
 swan_suite cbc
 # gw N INSIDE_ADDR OUTSIDE_ADDR PRIORITY
 gw_conf() {
@@ -118,8 +124,8 @@ routes:
 cores: { main: 0, workers: [] }
 mss_clamp: auto
 vrrp:
-  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, vips: [203.0.113.1] }
-  - { interface: inside, vrid: 52, priority: $4, advert_interval: $ADVERT, vips: [192.168.10.1] }
+  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, vips: [203.0.113.1], group: $GROUP }
+  - { interface: inside, vrid: 52, priority: $4, advert_interval: $ADVERT, vips: [192.168.10.1], group: $GROUP }
 EOF
 }
 gw_conf 1 192.168.10.2 203.0.113.3 200 > "$WORK/a1.yaml"
@@ -398,6 +404,18 @@ step3() {
 }
 check "A1 back (priority 200): it preempts A2, whose ferrogate-ike stands down; ping resumes" step3
 show_sas
+
+step4() {
+    ip -n "$SW" link set sa2i nomaster
+    sleep 6
+    local st
+    st=$(states 2)
+    ip -n "$SW" link set sa2i master brin
+    echo "A2 with its inside link cut for 6 s: $st (outside/inside); A1: $(states 1)"
+    [ "$st" = "backup backup" ] || { echo "A2 took an address A1 holds"; return 1; }
+    [ "$(states 1)" = "master master" ]
+}
+check "A2's inside link cut: the sync group keeps it backup on both links (no split)" step4
 
 if [ "$failed" -ne 0 ]; then
     for n in 1 2; do

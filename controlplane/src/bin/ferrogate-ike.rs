@@ -1059,6 +1059,8 @@ struct HaSync {
     received_at: Option<Instant>,
     /// Snapshots sent.
     sent: u64,
+    /// Receive buffer (one datagram).
+    buf: Vec<u8>,
 }
 
 /// How often the master sends its snapshot when nothing changed.
@@ -1085,6 +1087,7 @@ impl HaSync {
             theirs: None,
             received_at: None,
             sent: 0,
+            buf: vec![0u8; 65_536],
         })
     }
 
@@ -1102,13 +1105,12 @@ impl HaSync {
 
     /// Takes what the other gateway sent (only from its configured address).
     fn recv(&mut self) {
-        let mut buf = vec![0u8; 65_536];
-        while let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+        while let Ok((n, from)) = self.sock.recv_from(&mut self.buf) {
             if from != self.cfg.remote {
                 tracing::warn!(%from, "HA: sync datagram from an unknown address ignored");
                 continue;
             }
-            match controlplane::ha::open(&self.cfg.key, &buf[..n]) {
+            match controlplane::ha::open(&self.cfg.key, &self.buf[..n]) {
                 Ok(snap) => {
                     if self.fresh.take(&snap, controlplane::ha::wall_ms()) {
                         let changed = self.theirs.as_ref().is_none_or(|t| {

@@ -876,6 +876,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         .map(|v| VrrpRun {
             router: vrrp::Router::new(v.config.clone()),
             port: v.interface,
+            group: v.group.clone(),
             garp_again: None,
             since_ms: 0,
         })
@@ -898,16 +899,25 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         if !routers.is_empty() {
             let now = main.fib.now_ms;
             while let Some((k, a)) = sh.adverts.pop() {
-                for (i, r) in routers.iter_mut().enumerate() {
-                    if r.port == k {
-                        let step = r.router.receive(&a, now);
-                        r.apply(&sh, i, step, now, &mut main);
+                for i in 0..routers.len() {
+                    if routers[i].port == k {
+                        let step = routers[i].router.receive(&a, now);
+                        routers[i].apply(&sh, i, step, now, &mut main);
+                        if step.became == Some(vrrp::State::Backup) {
+                            VrrpRun::group_follows(&mut routers, i, &sh, now, &mut main);
+                        }
                     }
                 }
             }
-            for (i, r) in routers.iter_mut().enumerate() {
-                let step = r.router.tick(now);
-                r.apply(&sh, i, step, now, &mut main);
+            for i in 0..routers.len() {
+                let hold = VrrpRun::group_hears_master(&routers, i, now);
+                let step = routers[i].router.tick_held(now, hold);
+                routers[i].apply(&sh, i, step, now, &mut main);
+                if step.became == Some(vrrp::State::Master) {
+                    VrrpRun::group_follows(&mut routers, i, &sh, now, &mut main);
+                }
+            }
+            for r in routers.iter_mut() {
                 if r.garp_again.is_some_and(|t| now >= t) {
                     r.garp_again = None;
                     r.announce(&sh, &mut main);
@@ -2223,6 +2233,8 @@ struct VrrpRun {
     router: vrrp::Router,
     /// Its port.
     port: usize,
+    /// Its sync group.
+    group: Option<String>,
     /// When the gratuitous ARPs of a takeover go out once more (ms since start).
     garp_again: Option<u64>,
     /// When the state last changed (ms since start).
@@ -2230,6 +2242,39 @@ struct VrrpRun {
 }
 
 impl VrrpRun {
+    /// Whether another router of router `i`'s sync group hears a master on its link.
+    fn group_hears_master(runs: &[VrrpRun], i: usize, now: u64) -> bool {
+        let Some(g) = &runs[i].group else {
+            return false;
+        };
+        runs.iter()
+            .enumerate()
+            .any(|(j, r)| j != i && r.group.as_ref() == Some(g) && r.router.hears_master(now))
+    }
+
+    /// Router `i` of a sync group changed state: the others follow (to master, unless they
+    /// hear a master themselves; to backup).
+    fn group_follows(runs: &mut [VrrpRun], i: usize, sh: &Shared, now: u64, main: &mut Pipeline) {
+        let Some(g) = runs[i].group.clone() else {
+            return;
+        };
+        let master = runs[i].router.state() == vrrp::State::Master;
+        for (j, r) in runs.iter_mut().enumerate() {
+            if j == i || r.group.as_ref() != Some(&g) {
+                continue;
+            }
+            let step = if master {
+                if r.router.hears_master(now) {
+                    continue;
+                }
+                r.router.follow_to_master(now)
+            } else {
+                r.router.follow_to_backup(now)
+            };
+            r.apply(sh, j, step, now, main);
+        }
+    }
+
     /// Carries out what a step of router `i` asks: the advertisement, and on a change of state
     /// the pipelines' view of it and, for a new master, gratuitous ARPs.
     fn apply(&mut self, sh: &Shared, i: usize, step: vrrp::Step, now: u64, main: &mut Pipeline) {
