@@ -524,26 +524,28 @@ fn tunnel() -> dataplane::sa::Mode {
     dataplane::sa::Mode::Tunnel
 }
 
-/// Parses `30s`, `500ms`, `1h`, `8h`, `10m`, `2d` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().ok()?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        _ => return None,
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
+pub use dataplane::config::parse_duration;
+
+/// A secret given inline (`NAME: ...`) or in a file (`NAME_file:`, resolved by the caller;
+/// one line ending is dropped): exactly one of the two.
+fn secret(
+    inline: &Option<String>,
+    file: &Option<PathBuf>,
+    name: &str,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    match (inline, file) {
+        (Some(s), None) => Ok(Zeroizing::new(s.as_bytes().to_vec())),
+        (None, Some(f)) => {
+            let s = Zeroizing::new(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("{name}_file {}: {e}", f.display()))?,
+            );
+            Ok(Zeroizing::new(
+                s.trim_end_matches(['\n', '\r']).as_bytes().to_vec(),
+            ))
+        }
+        _ => Err(format!("give exactly one of {name} or {name}_file")),
     }
-    Some(Duration::from_secs_f64(secs))
 }
 
 impl Config {
@@ -595,16 +597,8 @@ impl Config {
                                 .into(),
                         ));
                     }
-                    let psk = match (&t.psk, &t.psk_file) {
-                        (Some(p), None) => Zeroizing::new(p.as_bytes().to_vec()),
-                        (None, Some(f)) => {
-                            let f = rel(f);
-                            let s = std::fs::read_to_string(&f)
-                                .map_err(|e| inv(format!("psk_file {}: {e}", f.display())))?;
-                            Zeroizing::new(s.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
-                        }
-                        _ => return Err(inv("give exactly one of psk or psk_file".into())),
-                    };
+                    let psk =
+                        secret(&t.psk, &t.psk_file.as_deref().map(rel), "psk").map_err(inv)?;
                     if psk.len() < 8 {
                         warnings.push(format!(
                             "tunnel `{}`: the PSK is shorter than 8 bytes",
@@ -831,16 +825,11 @@ impl Config {
                     tunnel: "ha".into(),
                     message: m,
                 };
-                let secret = match (&h.secret, &h.secret_file) {
-                    (Some(s), None) => Zeroizing::new(s.as_bytes().to_vec()),
-                    (None, Some(f)) => {
-                        let f = path.parent().unwrap_or(Path::new(".")).join(f);
-                        let t = std::fs::read_to_string(&f)
-                            .map_err(|e| inv(format!("secret_file {}: {e}", f.display())))?;
-                        Zeroizing::new(t.trim_end_matches(['\n', '\r']).as_bytes().to_vec())
-                    }
-                    _ => return Err(inv("give exactly one of secret or secret_file".into())),
-                };
+                let file = h
+                    .secret_file
+                    .as_deref()
+                    .map(|f| path.parent().unwrap_or(Path::new(".")).join(f));
+                let secret = secret(&h.secret, &file, "secret").map_err(inv)?;
                 if secret.len() < 16 {
                     return Err(inv("the sync secret must be 16 bytes or more".into()));
                 }

@@ -28,6 +28,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -173,6 +174,30 @@ fn default_integrity() -> Integrity {
 }
 fn default_window() -> u32 {
     64
+}
+
+/// Parses a duration of the YAML files (`ferrogate-ike`'s lifetimes and DPD, the gateway's
+/// VRRP `advert_interval`): `30s`, `500ms`, `1h`, `8h`, `10m`, `2d` or a plain number of
+/// seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return None,
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs))
 }
 
 /// Parses hex key material: optional `0x`, optional `:` or space separators.

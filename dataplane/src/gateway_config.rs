@@ -254,15 +254,13 @@ fn default_true() -> bool {
 fn advert_interval_cs(s: &str) -> Result<u16, String> {
     let bad =
         || format!("advert_interval `{s}` is not 10ms-40.95s in steps of 10 ms (`1s`, `100ms`)");
-    let ms: f64 = if let Some(v) = s.strip_suffix("ms") {
-        v.trim().parse().map_err(|_| bad())?
-    } else if let Some(v) = s.strip_suffix('s') {
-        v.trim().parse::<f64>().map_err(|_| bad())? * 1000.0
-    } else {
+    // A unit is required: a bare number is not taken for seconds here.
+    if !s.trim_end().ends_with(|c: char| c.is_ascii_alphabetic()) {
         return Err(bad());
-    };
-    let cs = ms / 10.0;
-    if !(1.0..=4095.0).contains(&cs) || (cs - cs.round()).abs() > 1e-6 {
+    }
+    let d = crate::config::parse_duration(s).ok_or_else(bad)?;
+    let cs = d.as_secs_f64() * 100.0;
+    if !(1.0..=4095.0).contains(&cs.round()) || (cs - cs.round()).abs() > 1e-6 {
         return Err(bad());
     }
     Ok(cs.round() as u16)

@@ -15,7 +15,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::wire::{arp, ethernet, ipv4, vrrp};
+use crate::wire::{ethernet, ipv4, vrrp};
 
 /// Why a received datagram is not an advertisement this router may use (RFC 5798 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,41 +134,32 @@ pub fn advert_frame(
     frame[..6].copy_from_slice(&vrrp::GROUP_V4_MAC);
     frame[6..12].copy_from_slice(&mac);
     frame[12..14].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
-    let h = &mut frame[14..34];
-    h.fill(0);
-    h[0] = 0x45;
-    // DSCP CS6 (network control), as keepalived and VPP send it.
-    h[1] = 0xc0;
-    h[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-    h[8] = vrrp::TTL;
-    h[9] = vrrp::PROTO;
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&vrrp::GROUP_V4.octets());
-    ipv4::Packet::new_unchecked(&mut frame[14..]).fill_checksum();
+    ipv4::Repr {
+        src_addr: src,
+        dst_addr: vrrp::GROUP_V4,
+        next_header: vrrp::PROTO,
+        payload_len: r.buffer_len(),
+        hop_limit: vrrp::TTL,
+        // DSCP CS6 (network control), as keepalived and VPP send it.
+        dscp: 48,
+        ecn: 0,
+        dont_frag: false,
+        ident: 0,
+    }
+    .emit(&mut frame[14..34])
+    .ok()?;
     r.emit(&mut frame[34..], src, vrrp::GROUP_V4).ok()?;
     Some(14 + ip_len)
 }
 
 /// Length of a gratuitous ARP frame.
-pub const GARP_FRAME_LEN: usize = 14 + arp::PACKET_LEN;
+pub const GARP_FRAME_LEN: usize = crate::neigh::ARP_FRAME_LEN;
 
 /// Writes a gratuitous ARP (a broadcast request for `ip` from `ip` at `mac`, RFC 5227 §3)
 /// into `out`; returns its length, or `None` if `out` is too short.
 pub fn gratuitous_arp(out: &mut [u8], mac: [u8; 6], ip: Ipv4Addr) -> Option<usize> {
     let frame = out.get_mut(..GARP_FRAME_LEN)?;
-    frame[..6].fill(0xff);
-    frame[6..12].copy_from_slice(&mac);
-    frame[12..14].copy_from_slice(&ethernet::ethertype::ARP.to_be_bytes());
-    arp::Repr {
-        operation: arp::Operation::Request,
-        source_mac: mac,
-        source_ip: ip,
-        target_mac: [0; 6],
-        target_ip: ip,
-    }
-    .emit(&mut frame[14..])
-    .ok()?;
-    Some(GARP_FRAME_LEN)
+    Some(crate::neigh::arp_request(frame, mac, ip, ip))
 }
 
 /// A virtual router's settings.

@@ -445,7 +445,7 @@ impl Mgmt {
                             let mut h: Vec<String> =
                                 ch.held.iter().map(|a| a.to_string()).collect();
                             let mut s: Vec<String> =
-                                ch.standing_by.iter().map(|a| a.to_string()).collect();
+                                daemon.standby().iter().map(|a| a.to_string()).collect();
                             h.sort();
                             s.sort();
                             (h, s)
@@ -549,8 +549,6 @@ struct ChanIo {
     vrrp_seen: bool,
     /// The VRRP addresses the data plane last said this gateway holds.
     held: std::collections::HashSet<std::net::IpAddr>,
-    /// The VRRP addresses the data plane last said this gateway does not hold.
-    standing_by: std::collections::HashSet<std::net::IpAddr>,
     /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
     traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
     /// SA pairs deleted but still in the data plane until then (inbound SPI): ESP the peer
@@ -597,7 +595,6 @@ impl ChanIo {
             standby: None,
             vrrp_seen: false,
             held: Default::default(),
-            standing_by: Default::default(),
         }
     }
 
@@ -867,8 +864,7 @@ impl ChanIo {
                     }
                     self.vrrp_seen |= any;
                     self.held = held.into_iter().collect();
-                    self.standing_by = standby.into_iter().collect();
-                    self.standby = Some(self.standing_by.clone());
+                    self.standby = Some(standby.into_iter().collect());
                 }
                 Ok(ctl::Event::Refused { reason, .. }) => {
                     tracing::warn!("the data plane refused a command: {reason}")
@@ -1137,8 +1133,14 @@ impl HaSync {
     /// Sends this gateway's snapshot while it holds VRRP addresses: every [`HA_EVERY`], and at
     /// once when its SA pairs change.
     fn send(&mut self, ch: &ChanIo) {
-        let spis: Vec<u32> = ch.installed.keys().copied().collect();
-        if self.last_sent.elapsed() < HA_EVERY && spis == self.sent_spis {
+        if ch.held.is_empty()
+            || (self.last_sent.elapsed() < HA_EVERY
+                && ch
+                    .installed
+                    .keys()
+                    .copied()
+                    .eq(self.sent_spis.iter().copied()))
+        {
             return;
         }
         let Some(snap) = ch.snapshot(self.boot, self.seq + 1) else {
@@ -1158,7 +1160,7 @@ impl HaSync {
         }
         self.seq += 1;
         self.last_sent = Instant::now();
-        self.sent_spis = spis;
+        self.sent_spis = ch.installed.keys().copied().collect();
     }
 }
 
@@ -1380,11 +1382,6 @@ fn main() -> ExitCode {
         }
         (None, _) => None,
     };
-    // The VRRP addresses this gateway did not hold, as last told to the daemon.
-    let mut standby_was: std::collections::HashSet<std::net::IpAddr> = Default::default();
-    if let Io::Channel(ch) = &io {
-        standby_was = ch.standing_by.clone();
-    }
     let mut ex = Exporter {
         dir: args.export_dir.clone(),
         children: BTreeMap::new(),
@@ -1430,15 +1427,14 @@ fn main() -> ExitCode {
                 // Addresses taken over: the other gateway's synced SA pairs go in first, so
                 // that traffic flows before the new IKE SA is up.
                 let taken: std::collections::HashSet<std::net::IpAddr> =
-                    standby_was.difference(&s).copied().collect();
-                standby_was = s.clone();
+                    daemon.standby().difference(&s).copied().collect();
                 let mut adopted = Vec::new();
                 if let (false, Some(snap), Io::Channel(ch)) = (
                     taken.is_empty(),
-                    ha.as_ref().and_then(|h| h.theirs.clone()),
+                    ha.as_ref().and_then(|h| h.theirs.as_ref()),
                     &mut io,
                 ) {
-                    adopted = ch.adopt(&snap, &taken);
+                    adopted = ch.adopt(snap, &taken);
                 }
                 let acts = daemon.set_standby(s, now);
                 carry_out(acts, &mut io, &mut ex);

@@ -141,6 +141,11 @@ impl Daemon {
         out
     }
 
+    /// The VRRP addresses this gateway does not hold, as last set.
+    pub fn standby(&self) -> &std::collections::HashSet<std::net::IpAddr> {
+        &self.standby
+    }
+
     /// Whether tunnel `i`'s local address is the other VRRP gateway's now.
     fn standing_by(&self, i: usize) -> bool {
         self.standby.contains(&self.tunnels[i].local)

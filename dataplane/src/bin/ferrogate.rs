@@ -1036,30 +1036,27 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             if std::mem::take(&mut c.dumped) {
                 vrrp_told = None;
             }
-            if !routers.is_empty() || vrrp_told.is_none() {
-                let now: Vec<bool> = sh
-                    .vrrp
-                    .iter()
-                    .map(|v| v.master.load(Ordering::Relaxed))
-                    .collect();
-                if vrrp_told.as_ref() != Some(&now) {
-                    let (mut held, mut standby) = (Vec::new(), Vec::new());
-                    for v in &sh.vrrp {
-                        let to = if v.master.load(Ordering::Relaxed) {
-                            &mut held
-                        } else {
-                            &mut standby
-                        };
-                        to.extend(v.vips.iter().map(|&a| IpAddr::V4(a)));
-                    }
-                    standby.retain(|a| !held.contains(a));
-                    c.event(&ctl::Event::Vrrp {
-                        v: ctl::VERSION,
-                        held,
-                        standby,
-                    });
-                    vrrp_told = Some(now);
+            let masters = || sh.vrrp.iter().map(|v| v.master.load(Ordering::Relaxed));
+            if vrrp_told
+                .as_ref()
+                .is_none_or(|told| told.iter().copied().ne(masters()))
+            {
+                let (mut held, mut standby) = (Vec::new(), Vec::new());
+                for v in &sh.vrrp {
+                    let to = if v.master.load(Ordering::Relaxed) {
+                        &mut held
+                    } else {
+                        &mut standby
+                    };
+                    to.extend(v.vips.iter().map(|&a| IpAddr::V4(a)));
                 }
+                standby.retain(|a| !held.contains(a));
+                c.event(&ctl::Event::Vrrp {
+                    v: ctl::VERSION,
+                    held,
+                    standby,
+                });
+                vrrp_told = Some(masters().collect());
             }
         }
         if let Some(w) = sh.alive.iter().position(|a| !a.load(Ordering::Relaxed)) {
@@ -1488,8 +1485,7 @@ impl Pipeline {
             }
             if v == Verdict::ToControlPlane {
                 // IKE for a virtual address this gateway does not hold: the master's.
-                let dst = ip_dst(m.data());
-                if !sh.vrrp.is_empty() && dst.is_some_and(|d| sh.vip_not_held(d)) {
+                if !sh.vrrp.is_empty() && ip_dst(m.data()).is_some_and(|d| sh.vip_not_held(d)) {
                     tx.drops.inc(DropReason::VrrpBackup);
                     continue;
                 }
@@ -2989,9 +2985,6 @@ impl Control {
         }
     }
 
-    /// The next IKE datagram to send, built into an mbuf with its Ethernet header, and the
-    /// interface it leaves by. `Some(None)` when one was consumed but could not be sent: it is
-    /// counted in `drops` under the reason (no route or neighbour, no mbuf, malformed).
     /// The frame for an encoded injected datagram, and its port.
     fn build_inject(
         b: &[u8],
@@ -3025,6 +3018,10 @@ impl Control {
         Ok((m, out))
     }
 
+    /// The next IKE datagram to send, built into an mbuf with its Ethernet header, and the
+    /// interface it leaves by. `Some(None)` when one was consumed but could not be sent: it is
+    /// counted in `drops` under the reason (no route or neighbour, no mbuf, malformed), or
+    /// parked until its next hop answers.
     fn next_inject(
         &mut self,
         pool: &Mempool,
