@@ -364,8 +364,9 @@ ha_vs_strongswan() {
     # The reference scenario's VRRP pair: two ferrogate + ferrogate-ike gateways sharing the
     # tunnel and site addresses against charon; one dies, the other takes over (installing the
     # synced CHILD_SAs, seen on the wire) and brings the tunnel back; the first returns and
-    # preempts. Outages measured under a 50/s ping. Again with 100 ms VRRP advertisements, and
-    # without the sync link. ~2.5 min.
+    # preempts; the first's inside link fails (fault, the other takes both addresses) and comes
+    # back. Outages measured under a 50/s ping. Again with 100 ms VRRP advertisements, and
+    # without the sync link. ~3.5 min.
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
     TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1

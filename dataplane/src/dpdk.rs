@@ -633,6 +633,18 @@ impl Port {
         Ok(a.addr_bytes)
     }
 
+    /// Whether the driver reports the link up, without waiting for it to settle
+    /// (`rte_eth_link_get_nowait`). Some virtual devices (af_packet) always say up.
+    pub fn link_up(&self) -> Result<bool, DpdkError> {
+        let mut l = sys::rte_eth_link::default();
+        // SAFETY: valid port id and out-pointer.
+        let r = unsafe { sys::rte_eth_link_get_nowait(self.id, &mut l) };
+        if r < 0 {
+            return Err(port_err(self.id, "link get", r));
+        }
+        Ok(l.link_status() != 0)
+    }
+
     /// Packets and bytes received and sent, and receive drops (ipackets, ibytes, opackets,
     /// obytes, imissed).
     pub fn stats(&self) -> Result<[u64; 5], DpdkError> {

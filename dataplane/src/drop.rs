@@ -103,6 +103,10 @@ drop_reasons! {
     ControlPlane => "control_plane",
     /// IKE to or from a VRRP virtual address while this gateway is not its master.
     VrrpBackup => "vrrp_backup",
+    /// A unicast frame addressed to another station's MAC (a bridge flooding what it has not
+    /// learned, a port that hears everything): not this router's to forward or answer, as the
+    /// Linux stack drops `PACKET_OTHERHOST` frames.
+    OtherHost => "other_host",
 }
 
 /// One counter per [`DropReason`]. Plain integers: each worker owns its own set and the stats

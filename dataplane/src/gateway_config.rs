@@ -19,6 +19,7 @@
 //! mss_clamp: auto        # auto (from MTU and SA overhead) | off | a number
 //! vrrp:                  # virtual addresses shared with another gateway (RFC 5798 VRRPv3)
 //!   - { interface: outside, vrid: 51, priority: 150, advert_interval: 1s, vips: [203.0.113.1], group: site }
+//!     # its own link is tracked (down: fault, the addresses go); `track: [inside]` adds others
 //! ```
 //!
 //! Unknown keys are errors; YAML errors name the file, line and column; references between
@@ -150,6 +151,21 @@ fn default_mtu() -> u16 {
     1500
 }
 
+impl Interface {
+    /// The kernel interface under an af_packet device (`net_af_packet0,iface=eth1` → `eth1`).
+    /// Its link state is the kernel's: the af_packet driver reports its link up whatever the
+    /// interface does, so the gateway reads the carrier there.
+    pub fn kernel_iface(&self) -> Option<&str> {
+        let mut args = self.device.split(',');
+        let driver = args.next()?;
+        if !(driver.starts_with("net_af_packet") || driver.starts_with("eth_af_packet")) {
+            return None;
+        }
+        args.find_map(|a| a.trim().strip_prefix("iface="))
+            .filter(|n| !n.is_empty())
+    }
+}
+
 /// A static route.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,6 +252,8 @@ struct VrrpEntry {
     vips: Vec<std::net::Ipv4Addr>,
     #[serde(default)]
     group: Option<String>,
+    #[serde(default)]
+    track: Vec<String>,
 }
 
 fn default_vrrp_priority() -> u8 {
@@ -275,6 +293,9 @@ pub struct VrrpInstance {
     pub config: crate::vrrp::Config,
     /// Its sync group: the routers of a group are master together or backup together.
     pub group: Option<String>,
+    /// The interfaces (indices) whose links it tracks: its own first, then those of
+    /// `track:`. While any is down the router is in fault, and so is its sync group.
+    pub track: Vec<usize>,
 }
 
 /// A policy as written.
@@ -543,6 +564,17 @@ impl GatewayConfig {
                 )));
             }
             let interval_cs = advert_interval_cs(&v.advert_interval).map_err(bad)?;
+            let mut track = vec![k];
+            for t in &v.track {
+                let j = f
+                    .interfaces
+                    .iter()
+                    .position(|x| &x.name == t)
+                    .ok_or_else(|| bad(format!("track: no interface named `{t}`")))?;
+                if !track.contains(&j) {
+                    track.push(j);
+                }
+            }
             vrrp.push(VrrpInstance {
                 interface: k,
                 config: crate::vrrp::Config {
@@ -554,6 +586,7 @@ impl GatewayConfig {
                     vips: v.vips.clone(),
                 },
                 group: v.group.clone(),
+                track,
             });
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -734,6 +767,30 @@ mod tests {
     }
 
     #[test]
+    fn af_packet_devices_name_their_kernel_interface() {
+        let iface = |device: &str| Interface {
+            name: "x".into(),
+            device: device.into(),
+            role: Role::Inside,
+            addresses: Vec::new(),
+            mtu: 1500,
+            mac: None,
+        };
+        assert_eq!(
+            iface("net_af_packet0,iface=veth-a").kernel_iface(),
+            Some("veth-a")
+        );
+        assert_eq!(
+            iface("eth_af_packet3,qpairs=2,iface=eth1,blocksz=4096").kernel_iface(),
+            Some("eth1")
+        );
+        assert_eq!(iface("net_af_packet0").kernel_iface(), None);
+        assert_eq!(iface("net_af_packet0,iface=").kernel_iface(), None);
+        assert_eq!(iface("net_tap0,iface=tap0").kernel_iface(), None);
+        assert_eq!(iface("0000:3b:00.0").kernel_iface(), None);
+    }
+
+    #[test]
     fn vrrp_routers_are_checked() {
         let with = |v: &str| {
             GatewayConfig::parse(
@@ -753,6 +810,14 @@ mod tests {
             "203.0.113.1".parse::<std::net::Ipv4Addr>().unwrap()
         );
         assert_eq!(v.group, None);
+        assert_eq!(v.track, vec![v.interface]);
+        let t = with("{ interface: outside, vrid: 9, vips: [203.0.113.10], track: [inside, outside, inside] }").unwrap();
+        let names: Vec<&str> = t.vrrp[0]
+            .track
+            .iter()
+            .map(|&k| t.interfaces[k].name.as_str())
+            .collect();
+        assert_eq!(names, ["outside", "inside"]);
         let d = with("{ interface: outside, vrid: 7, vips: [203.0.113.10], group: site }").unwrap();
         assert_eq!(d.vrrp[0].group.as_deref(), Some("site"));
         assert_eq!(
@@ -761,6 +826,7 @@ mod tests {
         );
         for (bad, says) in [
             ("{ interface: wan, vrid: 1, vips: [203.0.113.10] }", "no interface named `wan`"),
+            ("{ interface: outside, vrid: 1, vips: [203.0.113.10], track: [dmz] }", "track: no interface named `dmz`"),
             ("{ interface: outside, vrid: 0, vips: [203.0.113.10] }", "1-255"),
             ("{ interface: outside, vrid: 1, priority: 255, vips: [203.0.113.10] }", "1-254"),
             ("{ interface: outside, vrid: 1, vips: [] }", "at least one"),

@@ -190,6 +190,9 @@ pub enum State {
     Backup,
     /// Holding the virtual addresses.
     Master,
+    /// A tracked link is down (its own, another the configuration names, or a sync-group
+    /// member's): neither master nor a candidate, until every such link is up again.
+    Fault,
 }
 
 impl State {
@@ -199,6 +202,7 @@ impl State {
             State::Initialize => "init",
             State::Backup => "backup",
             State::Master => "master",
+            State::Fault => "fault",
         }
     }
 }
@@ -224,6 +228,8 @@ pub struct Counters {
     pub became_master: u64,
     /// Advertisements with priority 0 received (a master stopping).
     pub priority_zero_in: u64,
+    /// Transitions to fault.
+    pub faults: u64,
 }
 
 /// One virtual router (RFC 5798 §6.4). Times are milliseconds on any monotonic clock.
@@ -239,6 +245,12 @@ pub struct Router {
     advert_at: u64,
     /// The master last heard (backup) or this router (master).
     master_ip: Option<Ipv4Addr>,
+    /// Backup: the master said priority 0 (it is stopping, or in fault). A sync-group peer
+    /// leaves every link together, so no group member holds this router back, and when it
+    /// takes over its group follows even where a member still hears the leaving master.
+    released: bool,
+    /// Master: it took over on such a release.
+    took_over_released: bool,
     counters: Counters,
 }
 
@@ -253,6 +265,8 @@ impl Router {
             down_at: 0,
             advert_at: 0,
             master_ip: None,
+            released: false,
+            took_over_released: false,
             counters: Counters::default(),
         }
     }
@@ -277,6 +291,13 @@ impl Router {
         self.counters
     }
 
+    /// Whether this master took over because its master said priority 0 (then its sync
+    /// group follows it even where a member still hears a master: the leaving gateway's other
+    /// routers leave too, and may be unable to say so on a link that failed).
+    pub fn took_over_on_release(&self) -> bool {
+        self.state == State::Master && self.took_over_released
+    }
+
     /// Skew_Time, ms: `((256 - Priority) * Master_Adver_Interval) / 256` centiseconds.
     pub fn skew_ms(&self) -> u64 {
         (256 - u64::from(self.cfg.priority)) * u64::from(self.master_interval_cs) * 10 / 256
@@ -295,6 +316,7 @@ impl Router {
         self.master_interval_cs = self.cfg.interval_cs;
         self.down_at = now + self.master_down_ms();
         self.state = State::Backup;
+        self.released = false;
         Step {
             advertise: None,
             became: Some(State::Backup),
@@ -304,7 +326,7 @@ impl Router {
     /// When [`Router::tick`] next has something to do.
     pub fn deadline(&self) -> Option<u64> {
         match self.state {
-            State::Initialize => None,
+            State::Initialize | State::Fault => None,
             State::Backup => Some(self.down_at),
             State::Master => Some(self.advert_at),
         }
@@ -330,7 +352,7 @@ impl Router {
     /// gateways (keepalived's `vrrp_sync_group`).
     pub fn tick_held(&mut self, now: u64, hold: bool) -> Step {
         match self.state {
-            State::Backup if now >= self.down_at && hold => {
+            State::Backup if now >= self.down_at && hold && !self.released => {
                 self.down_at = now + self.master_down_ms();
                 Step::default()
             }
@@ -354,15 +376,17 @@ impl Router {
             self.counters.priority_zero_in += 1;
         }
         match self.state {
-            State::Initialize => Step::default(),
+            State::Initialize | State::Fault => Step::default(),
             State::Backup => {
                 if a.priority == 0 {
                     // The master is stopping: take over after the skew only.
                     self.down_at = now + self.skew_ms();
+                    self.released = true;
                 } else if !self.cfg.preempt || a.priority >= self.cfg.priority {
                     self.master_interval_cs = a.interval_cs.max(1);
                     self.down_at = now + self.master_down_ms();
                     self.master_ip = Some(a.src);
+                    self.released = false;
                 }
                 Step::default()
             }
@@ -401,6 +425,35 @@ impl Router {
         }
     }
 
+    /// A tracked link went down (`fault`) or every tracked link is up again. Entering fault, a
+    /// master says priority 0 (as on shutdown), so that a backup that still hears this router
+    /// on another link takes over after its skew instead of three intervals; leaving it, the
+    /// router starts again as a backup waiting a Master_Down_Interval (and preempts from
+    /// there if it may). Nothing happens when the state already agrees, or before
+    /// [`Router::start`].
+    pub fn set_fault(&mut self, fault: bool, now: u64) -> Step {
+        match (self.state, fault) {
+            (State::Backup | State::Master, true) => {
+                let was_master = self.state == State::Master;
+                self.state = State::Fault;
+                self.master_ip = None;
+                self.released = false;
+                self.counters.faults += 1;
+                let advertise = if was_master {
+                    self.advertise(0).advertise
+                } else {
+                    None
+                };
+                Step {
+                    advertise,
+                    became: Some(State::Fault),
+                }
+            }
+            (State::Fault, false) => self.start(now),
+            _ => Step::default(),
+        }
+    }
+
     /// A group member became master: this backup follows at once (unless it hears a master,
     /// which the caller checks).
     pub fn follow_to_master(&mut self, now: u64) -> Step {
@@ -419,6 +472,7 @@ impl Router {
         }
         self.state = State::Backup;
         self.down_at = now + self.master_down_ms();
+        self.released = false;
         Step {
             advertise: None,
             became: Some(State::Backup),
@@ -427,6 +481,7 @@ impl Router {
 
     fn become_master(&mut self, now: u64) -> Step {
         self.state = State::Master;
+        self.took_over_released = std::mem::take(&mut self.released);
         self.master_ip = Some(self.cfg.primary);
         self.counters.became_master += 1;
         self.advert_at = now + u64::from(self.cfg.interval_cs) * 10;
@@ -650,6 +705,87 @@ mod tests {
                 Step::default()
             );
         }
+    }
+
+    #[test]
+    fn a_release_is_not_held_back_and_pulls_the_group_along() {
+        // Both links hear the master; it then leaves (shutdown or fault) and can say so only
+        // on the outside link (its inside link failed).
+        let mut outside = router(100, true);
+        let mut inside = router(100, true);
+        outside.start(0);
+        inside.start(0);
+        for t in (500..10_000).step_by(1000) {
+            outside.receive(&adv(200), t);
+            inside.receive(&adv(200), t);
+        }
+        assert!(!outside.took_over_on_release());
+        let t = 9_700;
+        outside.receive(&adv(0), t);
+        assert!(inside.hears_master(t + outside.skew_ms()));
+        // Outside takes over after its skew although inside still hears the master...
+        let s = outside.tick_held(t + outside.skew_ms(), true);
+        assert_eq!(s.became, Some(State::Master));
+        assert!(outside.took_over_on_release());
+        // ...and the caller makes inside follow (it would otherwise wait for its own timer).
+        assert_eq!(
+            inside.follow_to_master(t + outside.skew_ms()).became,
+            Some(State::Master)
+        );
+        // A later ordinary takeover is not a release; a normal advert cancels a release.
+        outside.receive(&adv(250), t + 1000);
+        assert_eq!(outside.state(), State::Backup);
+        assert!(!outside.took_over_on_release());
+        let mut r = router(100, true);
+        r.start(0);
+        r.receive(&adv(200), 100);
+        r.receive(&adv(0), 200);
+        r.receive(&adv(200), 300);
+        assert_eq!(r.tick_held(300 + r.master_down_ms(), true), Step::default());
+        assert_eq!(r.state(), State::Backup);
+    }
+
+    #[test]
+    fn a_link_fault_releases_the_addresses_and_recovery_waits_as_a_backup() {
+        // A master whose link fails says priority 0 and leaves the addresses.
+        let mut r = router(200, true);
+        r.start(0);
+        assert_eq!(r.tick(r.master_down_ms()).became, Some(State::Master));
+        let s = r.set_fault(true, 5000);
+        assert_eq!((s.advertise, s.became), (Some(0), Some(State::Fault)));
+        assert_eq!(
+            (r.state(), r.master_ip(), r.deadline()),
+            (State::Fault, None, None)
+        );
+        assert_eq!(r.counters().faults, 1);
+        // In fault: no timer, advertisements counted but not acted on, no takeover however
+        // long the link is silent, and a repeated fault changes nothing.
+        assert_eq!(r.receive(&adv(100), 5100), Step::default());
+        assert_eq!(r.counters().adverts_in, 1);
+        assert_eq!(r.tick(1_000_000), Step::default());
+        assert_eq!(r.set_fault(true, 1_000_000), Step::default());
+        assert_eq!(r.state(), State::Fault);
+        // The link is back: a backup again, master only after a Master_Down_Interval of
+        // silence (here it preempts the lower-priority master it hears).
+        let s = r.set_fault(false, 2_000_000);
+        assert_eq!((s.advertise, s.became), (None, Some(State::Backup)));
+        assert_eq!(r.set_fault(false, 2_000_000), Step::default());
+        assert_eq!(r.receive(&adv(100), 2_000_100), Step::default());
+        let down = 2_000_000 + r.master_down_ms();
+        assert_eq!(r.tick(down - 1), Step::default());
+        assert_eq!(r.tick(down).became, Some(State::Master));
+        assert_eq!(r.counters().faults, 1);
+        // A backup faults without an advertisement; an unstarted router does not fault.
+        let mut b = router(100, true);
+        b.start(0);
+        let s = b.set_fault(true, 10);
+        assert_eq!((s.advertise, s.became), (None, Some(State::Fault)));
+        let mut u = router(100, true);
+        assert_eq!(u.set_fault(true, 0), Step::default());
+        assert_eq!(u.state(), State::Initialize);
+        // Shutdown from fault says nothing: the addresses are not held.
+        let s = b.shutdown();
+        assert_eq!((s.advertise, s.became), (None, Some(State::Initialize)));
     }
 
     #[test]

@@ -76,6 +76,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = r.receive(&a, 10);
         let _ = r.tick(u64::MAX / 2);
         let _ = r.receive(&a, u64::MAX / 2);
+        // Link faults in between, as the input's last byte says.
+        let faults = data.last().copied().unwrap_or(0);
+        for bit in 0..8u64 {
+            let _ = r.set_fault(faults & (1 << bit) != 0, u64::MAX / 2 + bit);
+            let _ = r.receive(&a, u64::MAX / 2 + bit);
+            let _ = r.tick_held(u64::MAX / 2 + bit * 1000, bit % 2 == 0);
+        }
+        let _ = r.took_over_on_release();
     }
     let _ = udp_encap::classify(data);
     let _ = dataplane::flow::flow_key(data);

@@ -108,6 +108,10 @@ def main():
         bypass = IP(src="192.168.10.5", dst="192.168.20.10") / TCP(sport=40000, dport=22, flags="S")
         nowhere = IP(src="192.168.10.5", dst="10.9.9.9") / UDP(sport=1, dport=2)
         inside = [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in to_b + [bypass, nowhere]]
+        # A protected flow's packet sent to another station's MAC (a bridge flooding it): the
+        # gateway must leave it alone and count it.
+        stray = IP(src="192.168.10.5", dst="192.168.20.8") / UDP(sport=4999, dport=5001) / Raw(b"for another router")
+        inside.append(Ether(src=MAC_H1, dst="02:00:00:00:99:99") / stray)
         inside.append(Ether(src=MAC_H1, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=MAC_H1, psrc="192.168.10.5", pdst="192.168.10.1"))
         inside.append(Ether(src=MAC_H1, dst=MAC_A_IN) / IP(src="192.168.10.5", dst="192.168.10.1") / ICMP(id=99, seq=1) / Raw(b"are you there"))
         wrpcap(os.path.join(d, "in_rx.pcap"), inside)
@@ -198,6 +202,8 @@ def main():
         r = stats.get("reassembly", {})
         check("the reassembly counters say so", r.get("fragments") == n_frags and r.get("reassembled") == len(big), r)
         check("inside frames go to the host's MAC", all(f[Ether].dst == MAC_H1 and f[Ether].src == MAC_A_IN for f in in_tx))
+        check("the frame sent to another MAC was counted, not forwarded",
+              stats["drops"].get("other_host") == 1 and hop(stray) not in got, stats["drops"])
         check("the replay and the tampered packet were counted",
               stats["drops"].get("replay_duplicate") == 1 and stats["drops"].get("icv_mismatch") == 1, stats["drops"])
     print(f"{passed} passed, {failed} failed")

@@ -20,6 +20,10 @@
 #      counted, none refused) and does not answer ARP for the address.
 #   6. keepalived stopped (it sends priority 0): ferrogate (50) takes over within its skew
 #      (~0.8 s) and answers ARP and echo.
+#   7. Link tracking: ferrogate (200, master over keepalived) tracks a second port, `wan`. Its
+#      link fails (the far end of its veth goes down, taking the carrier): ferrogate goes to
+#      fault and says priority 0, and keepalived takes over within its skew. The link comes
+#      back: ferrogate waits a Master_Down_Interval as a backup, then preempts.
 # Takeover times are measured from the stop to H's first ARP answer from the new master.
 #
 #   vrrp.sh FERROGATE            (needs keepalived and arping; tests/run.sh installs them)
@@ -57,6 +61,9 @@ VIP=203.0.113.1
 for n in "${NS[@]}"; do ip netns add "$n"; done
 ip -n "$S" link add br0 type bridge mcast_snooping 0
 ip -n "$S" link set br0 up
+# ferrogate's second port (check 7): a veth whose far end sits in S, on no bridge.
+ip link add fw0 netns "$F" type veth peer name s-fw0 netns "$S"
+ip -n "$S" link set s-fw0 up
 for pair in "$F:fv0" "$K:kv0" "$H:hv0"; do
     IFS=: read -r n dev <<< "$pair"
     ip link add "$dev" netns "$n" type veth peer name "s-$dev" netns "$S"
@@ -71,13 +78,20 @@ MAC_F=$(ip netns exec "$F" cat /sys/class/net/fv0/address)
 MAC_K=$(ip netns exec "$K" cat /sys/class/net/kv0/address)
 echo "ferrogate $MAC_F, keepalived $MAC_K"
 
-fg_conf() { # priority
+fg_conf() { # priority (TRACK=1: a second port, wan, which the router tracks)
+    local wan="" track=""
+    if [ -n "${TRACK:-}" ]; then
+        ip -n "$F" link set fw0 up
+        wan='  - { name: wan, device: "net_af_packet1,iface=fw0", role: inside, addresses: [10.77.0.1/24] }'
+        track=", track: [wan]"
+    fi
     cat <<EOY
 interfaces:
   - { name: lan, device: "net_af_packet0,iface=fv0", role: outside, addresses: [203.0.113.3/24] }
+$wan
 cores: { main: 0, workers: [] }
 vrrp:
-  - { interface: lan, vrid: 51, priority: $1, advert_interval: 1s, vips: [$VIP] }
+  - { interface: lan, vrid: 51, priority: $1, advert_interval: 1s, vips: [$VIP]$track }
 EOY
 }
 start_fg() { # priority
@@ -242,6 +256,37 @@ step6() {
     ping_vip || { echo "no echo from $VIP"; return 1; }
 }
 check "keepalived stopped (priority 0): ferrogate (50) takes over within its skew" step6
+
+wan_down() { ip -n "$S" link set s-fw0 down; }
+step7() {
+    stop_fg TERM
+    start_ka
+    TRACK=1 start_fg 200
+    wait_answer "$MAC_F" 10 > /dev/null || { echo "ferrogate (200, tracking wan) did not take over"; return 1; }
+    sleep 1.5
+    [ "$(stat "[p['link'] for p in s['ports']]")" = "['up', 'up']" ] || { echo "links: $(stat "s['ports']")"; return 1; }
+    takeover wan_down "$MAC_K" 6 keepalived || return 1
+    echo "keepalived answers for $VIP ${TAKEOVER_MS} ms after ferrogate's tracked link failed (skew at priority 100: 0.61 s)"
+    [ "$TAKEOVER_MS" -lt 2500 ] || { echo "took three intervals: no priority 0 on the fault"; return 1; }
+    wait_state fault 2 || { echo "ferrogate's stats do not say fault: $(stat "s['vrrp']['routers'][0]")"; return 1; }
+    [ "$(stat "[p['link'] for p in s['ports']]")" = "['up', 'down']" ] || { echo "links: $(stat "s['ports']")"; return 1; }
+    [ "$(stat "s['vrrp']['routers'][0]['faults']")" = 1 ] || return 1
+    local who
+    who=$(all_answers)
+    [ "$who" = "$MAC_K" ] || { echo "ARP for $VIP answered by: $who"; return 1; }
+    # Back up: a backup first, master after a Master_Down_Interval (3.22 s at 200).
+    local t0 ms
+    t0=$(now_ms)
+    ip -n "$S" link set s-fw0 up
+    wait_answer "$MAC_F" 10 > /dev/null || { echo "ferrogate did not preempt after its link came back"; return 1; }
+    ms=$(($(now_ms) - t0))
+    echo "ferrogate answers again ${ms} ms after its link came back (Master_Down_Interval: 3.22 s)"
+    [ "$ms" -ge 2500 ] || { echo "master again before a Master_Down_Interval"; return 1; }
+    sleep 1.5
+    ka_has_vip && { echo "keepalived kept $VIP"; return 1; }
+    wait_state master 2
+}
+check "ferrogate's tracked link fails: fault, priority 0, keepalived takes over; back: ferrogate preempts" step7
 
 if [ "$failed" -ne 0 ]; then
     echo "== ferrogate log"; tail -30 "$WORK/fg.log"

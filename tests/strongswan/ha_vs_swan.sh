@@ -32,6 +32,14 @@
 #   4. A2's inside port is cut from its bridge: its inside router hears A1 no more, but its
 #      outside router still does, and the sync group (`group: site`) keeps A2 backup on both
 #      (without the group A2 would take 192.168.10.1 while A1 holds it: two masters).
+#   5. A1's inside link fails (the carrier goes: the bridge's end of its veth is set down): A1's
+#      inside router sees its tracked link down and goes to fault, its outside router follows
+#      (sync group) and says priority 0, and A2 takes both addresses over after its skew, its
+#      inside router pulled along by the release although it heard A1 less than an interval
+#      ago. The ping's outage is measured and bounded (LINK_OUTAGE_MS, default 2000; ~0.7 s
+#      measured with 1 s adverts). Without link tracking A1 would keep the outside address and
+#      A2 its backup role (its outside router still hears A1): the site cut off for good. The
+#      link comes back: A1 waits a Master_Down_Interval as a backup, then preempts.
 #
 #   ha_vs_swan.sh FERROGATE FERROGATE-IKE      (root; tests/run.sh)
 #   SWAN_KEEP=1 ha_vs_swan.sh ...              keep the work directory
@@ -41,6 +49,7 @@
 #   BLOCK_IKE_S=3 ha_vs_swan.sh ...            charon's namespace drops IKE to port 500 for that
 #       long from A1's death (a slow or lossy IKE peer): without the sync the new master's
 #       traffic waits for its IKE SA (IKE_SA_INIT goes out again after 2 s), with it it does not
+#   LINK_OUTAGE_MS=800 ha_vs_swan.sh ...       the longest outage accepted in step 5
 #   DEMO=1 ha_vs_swan.sh ...                   (deploy/demo.sh HA=1) also prints, every second
 #       of the failover and the preemption, both gateways' VRRP states and the echoes answered,
 #       and the IKE SAs of each side after each step
@@ -108,8 +117,10 @@ ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
 PSK="ferrogate-interop-psk-0123456789"
 ADVERT=${ADVERT:-1s}
 MAX_OUTAGE_MS=${MAX_OUTAGE_MS:-6000}
+LINK_OUTAGE_MS=${LINK_OUTAGE_MS:-2000}
 BLOCK_IKE_S=${BLOCK_IKE_S:-0}
-# The two routers of a gateway form a sync group (GROUP=none: they do not; step 4 then fails).
+# The two routers of a gateway form a sync group (GROUP=none: they do not; steps 4 and 5 then
+# fail).
 GROUP=${GROUP:-site}
 [ "$GROUP" = none ] && GROUP=null
 swan_suite cbc
@@ -238,6 +249,15 @@ print(len(t), int(gap * 1000))
 EOF
 }
 
+# ping_end FILE WHAT SENT: waits for the ping (in this shell: it is our child), then sets
+# GOT (echoes answered) and GAP (the longest time without a reply, ms) and says so.
+GOT= GAP=
+ping_end() {
+    wait "$PING_PID" || true
+    monitor_stop
+    read -r GOT GAP < <(ping_gap "$1")
+    echo "$2: $GOT of $3 echoes answered, longest time without a reply $GAP ms"
+}
 # DEMO: a line a second while a ping runs (gateway states, echoes answered so far).
 MON_PID=
 monitor() { # ping file
@@ -352,11 +372,8 @@ print('\n'.join(f'{k} {v}' for k, v in sorted(most.items())))
     swan_track_pid "$poll"
     wait_states 2 "master master" 8 || return 1
     echo "A2 master $((($(date +%s%N) - t0) / 1000000)) ms after A1 died, by its stats file (written every second)"
-    wait "$PING_PID" || true
-    monitor_stop
-    local got gap
-    read -r got gap < <(ping_gap "$WORK/ping-failover.txt")
-    echo "failover: $got of 1000 echoes answered, longest time without a reply $gap ms"
+    ping_end "$WORK/ping-failover.txt" "failover" 1000
+    local got=$GOT gap=$GAP
     # VRRP's Master_Down_Interval (3.61 advertisement intervals) and, without the sync, the
     # new IKE SA (~0.1 s; 2 s more if a message is lost).
     [ "$gap" -le "$MAX_OUTAGE_MS" ] || { echo "outage over $MAX_OUTAGE_MS ms"; return 1; }
@@ -390,11 +407,8 @@ step3() {
     monitor "$WORK/ping-preempt.txt"
     wait_states 1 "master master" 10 || return 1
     wait_states 2 "backup backup" 3 || return 1
-    wait "$PING_PID" || true
-    monitor_stop
-    local got gap
-    read -r got gap < <(ping_gap "$WORK/ping-preempt.txt")
-    echo "preemption: $got of 750 echoes answered, longest time without a reply $gap ms"
+    ping_end "$WORK/ping-preempt.txt" "preemption" 750
+    local got=$GOT gap=$GAP
     [ "$gap" -le 3000 ] || { echo "outage over 3 s"; return 1; }
     sleep 1
     [ "$(ike_sas 2)" = 0 ] || { echo "A2's ferrogate-ike still holds $(ike_sas 2) IKE SAs"; return 1; }
@@ -416,6 +430,46 @@ step4() {
     [ "$(states 1)" = "master master" ]
 }
 check "A2's inside link cut: the sync group keeps it backup on both links (no split)" step4
+
+link_of() { # N PORT -> "up" or "down", as gateway N's stats file says
+    "$SWAN_PYTHON" -c "import json; print(next(p['link'] for p in json.load(open('$WORK/stats-a$1.json'))['ports'] if p['name'] == '$2'))" 2>/dev/null
+}
+step5() {
+    wait_states 1 "master master" 5 || return 1
+    ping_start 12 "$WORK/ping-link.txt"
+    monitor "$WORK/ping-link.txt"
+    sleep 3
+    [ -z "${DEMO:-}" ] || echo "== A1's inside link fails (no carrier)"
+    local t0
+    t0=$(date +%s%N)
+    ip -n "$SW" link set sa1i down
+    wait_states 1 "fault fault" 3 || { ip -n "$SW" link set sa1i up; return 1; }
+    wait_states 2 "master master" 6 || { ip -n "$SW" link set sa1i up; return 1; }
+    echo "A1 in fault and A2 master $((($(date +%s%N) - t0) / 1000000)) ms after the link failed, by the stats files (written every second)"
+    ping_end "$WORK/ping-link.txt" "link failure" 600
+    local got=$GOT gap=$GAP
+    local down
+    down=$(link_of 1 inside)
+    ip -n "$SW" link set sa1i up
+    [ "$down" = down ] || { echo "A1's stats say its inside link is '$down'"; return 1; }
+    [ "$gap" -le "$LINK_OUTAGE_MS" ] || { echo "outage over $LINK_OUTAGE_MS ms"; return 1; }
+    [ "$got" -ge 400 ] || return 1
+    # The link is back: a backup for a Master_Down_Interval, then A1 preempts.
+    [ -z "${DEMO:-}" ] || echo "== A1's inside link is back"
+    wait_states 1 "backup backup" 3 || return 1
+    wait_states 1 "master master" 12 || return 1
+    wait_states 2 "backup backup" 3 || return 1
+    [ "$(link_of 1 inside)" = up ] || { echo "A1's stats still say its inside link is down"; return 1; }
+    local n
+    for n in 20 19 18 17 16 15 14 13 12 11 10 9 8 7 6 5 4 3 2 1 0; do
+        [ "$(ike_sas 1)$(ike_sas 2)$(swan_ike_count)" = 101 ] && break
+        [ "$n" = 0 ] && { echo "IKE SAs: A1 $(ike_sas 1), A2 $(ike_sas 2), charon $(swan_ike_count)"; return 1; }
+        sleep 0.5
+    done
+    ip netns exec "$HA" ping -c 3 -i 0.2 -W 2 -q 192.168.20.5 > /dev/null || { echo "no ping through A1 again"; return 1; }
+}
+check "A1's inside link fails: it goes to fault with its group, A2 takes over at once; A1 preempts when it is back" step5
+show_sas
 
 if [ "$failed" -ne 0 ]; then
     for n in 1 2; do

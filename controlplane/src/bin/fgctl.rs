@@ -36,11 +36,16 @@ fn stats_text(v: &serde_json::Value) -> String {
     let mut s = format!("up {:.1}s\n", v["seconds"].as_f64().unwrap_or(0.0));
     for p in v["ports"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "port {:<10} rx {:>12} frames  tx {:>12} frames  rx missed {}\n",
+            "port {:<10} rx {:>12} frames  tx {:>12} frames  rx missed {}{}\n",
             p["name"].as_str().unwrap_or("?"),
             p["rx_frames"],
             p["tx_frames"],
-            p["rx_missed"].as_u64().unwrap_or(0)
+            p["rx_missed"].as_u64().unwrap_or(0),
+            if p["link"] == "down" {
+                "  LINK DOWN"
+            } else {
+                ""
+            }
         ));
     }
     for r in v["vrrp"]["routers"].as_array().into_iter().flatten() {
@@ -51,7 +56,7 @@ fn stats_text(v: &serde_json::Value) -> String {
             .filter_map(|a| a.as_str())
             .collect();
         s.push_str(&format!(
-            "vrrp {} vrid {} priority {} {} for {:.1}s (master {}) vips {}  adverts in {} out {}  took over {} times\n",
+            "vrrp {} vrid {} priority {} {} for {:.1}s (master {}) vips {}  adverts in {} out {}  took over {} times{}\n",
             r["interface"].as_str().unwrap_or("?"),
             r["vrid"],
             r["priority"],
@@ -62,6 +67,10 @@ fn stats_text(v: &serde_json::Value) -> String {
             r["adverts_in"].as_u64().unwrap_or(0),
             r["adverts_out"].as_u64().unwrap_or(0),
             r["became_master"].as_u64().unwrap_or(0),
+            match r["faults"].as_u64().unwrap_or(0) {
+                0 => String::new(),
+                n => format!("  faults {n}"),
+            }
         ));
     }
     if let Some(m) = v["vrrp"]["refused"].as_object() {
@@ -314,6 +323,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vrrp refused: version=4\n"), "{text}");
+        let fault = serde_json::json!({"seconds": 2.0, "sas": [], "drops": {},
+            "ports": [{"name": "inside", "rx_frames": 1, "tx_frames": 2, "link": "down"},
+                {"name": "outside", "rx_frames": 1, "tx_frames": 2, "link": "up"}],
+            "vrrp": {"routers": [{"interface": "inside", "vrid": 52, "priority": 150,
+                "state": "fault", "master": null, "vips": ["192.168.10.1"],
+                "seconds_in_state": 1.5, "adverts_in": 3, "adverts_out": 13,
+                "became_master": 1, "faults": 2}]}});
+        let text = stats_text(&fault);
+        assert!(
+            text.contains("port inside ") && text.contains("LINK DOWN"),
+            "{text}"
+        );
+        assert_eq!(text.matches("LINK DOWN").count(), 1, "{text}");
+        assert!(
+            text.contains("vrrp inside vrid 52 priority 150 fault for 1.5s (master unknown) vips 192.168.10.1  adverts in 3 out 13  took over 1 times  faults 2\n"),
+            "{text}"
+        );
         let none = serde_json::json!({"seconds": 2.0, "ports": [], "sas": [], "drops": {}});
         assert!(!stats_text(&none).contains("vrrp"));
     }

@@ -138,8 +138,8 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-/// One opened interface.
-/// One opened interface: what every lcore knows about it (fixed once the ports start).
+/// One opened interface: what every lcore knows about it (fixed once the ports start, but
+/// for its link state).
 struct Iface {
     name: String,
     role: Role,
@@ -153,6 +153,30 @@ struct Iface {
     addrs6: Vec<std::net::Ipv6Addr>,
     /// Its MTU (IP bytes).
     mtu: u16,
+    /// The kernel's carrier file of the interface under an af_packet port (whose driver
+    /// always reports its link up).
+    carrier: Option<std::path::PathBuf>,
+    /// The link as the main lcore last read it ([`Iface::read_link`]).
+    link_up: AtomicBool,
+}
+
+impl Iface {
+    /// Whether the link is up: the driver says so, and for an af_packet port the kernel
+    /// interface has a carrier (its `carrier` file reads 1; it cannot be read while the
+    /// interface is administratively down). No allocation: the main lcore reads it often.
+    fn read_link(&self) -> bool {
+        use std::io::Read;
+        if !self.port.link_up().unwrap_or(true) {
+            return false;
+        }
+        let Some(path) = &self.carrier else {
+            return true;
+        };
+        let mut b = [0u8; 4];
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut b))
+            .is_ok_and(|n| b[..n].starts_with(b"1"))
+    }
 }
 
 /// One lcore's queues: a receive queue per port (none on the main lcore while workers poll)
@@ -545,6 +569,12 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 })
                 .collect(),
             mtu: i.mtu,
+            carrier: i.kernel_iface().map(|n| {
+                std::path::Path::new("/sys/class/net")
+                    .join(n)
+                    .join("carrier")
+            }),
+            link_up: AtomicBool::new(true),
         });
     }
 
@@ -877,6 +907,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             router: vrrp::Router::new(v.config.clone()),
             port: v.interface,
             group: v.group.clone(),
+            track: v.track.clone(),
             garp_again: None,
             since_ms: 0,
         })
@@ -894,10 +925,29 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     }
     // The control plane hears of every change of the VRRP states (and every second).
     let mut vrrp_told: Option<Vec<bool>> = None;
+    // Links are read every 50 ms with VRRP (a fault moves the addresses), else every 500.
+    let link_every_ms = if routers.is_empty() { 500 } else { 50 };
+    let mut next_link_ms = 0;
     loop {
         main.fib.now_ms = started.elapsed().as_millis() as u64;
+        if main.fib.now_ms >= next_link_ms {
+            next_link_ms = main.fib.now_ms + link_every_ms;
+            for i in &sh.ifaces {
+                let up = i.read_link();
+                if i.link_up.swap(up, Ordering::Relaxed) != up {
+                    tracing::info!(interface = %i.name, up, "link");
+                }
+            }
+        }
         if !routers.is_empty() {
             let now = main.fib.now_ms;
+            // Link tracking: a router with a tracked link down is in fault, and so is every
+            // member of its sync group; all come back (as backups) once the links are up.
+            for i in 0..routers.len() {
+                let fault = VrrpRun::group_link_down(&routers, i, &sh);
+                let step = routers[i].router.set_fault(fault, now);
+                routers[i].apply(&sh, i, step, now, &mut main);
+            }
             while let Some((k, a)) = sh.adverts.pop() {
                 for i in 0..routers.len() {
                     if routers[i].port == k {
@@ -1293,6 +1343,16 @@ impl Pipeline {
             if handed {
                 continue;
             }
+            // A unicast frame to another MAC: a flooding bridge or a promiscuous port passed
+            // it here, and its owner (the VRRP master, say) handles it.
+            if m.data()
+                .get(..6)
+                .is_some_and(|d| d[0] & 1 == 0 && *d != my_mac)
+            {
+                *v = Verdict::Drop(DropReason::OtherHost);
+                self.drops.inc(DropReason::OtherHost);
+                continue;
+            }
             // Neighbours: learn from ARP (RFC 826: requests for us create entries, the
             // rest only refresh), answer neighbor solicitations for our IPv6 addresses and
             // learn from advertisements.
@@ -1377,6 +1437,7 @@ impl Pipeline {
             }
             if m.adj(off).is_err() {
                 *v = Verdict::Drop(DropReason::Malformed);
+                self.drops.inc(DropReason::Malformed);
                 continue;
             }
             if role == Role::Outside && dataplane::reasm::is_fragment(m.data()) {
@@ -2115,7 +2176,8 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
             // (a full receive ring: af_packet's socket drops, a NIC's missed packets).
             let [_, _, _, _, imissed] = i.port.stats().unwrap_or_default();
             serde_json::json!({"name": i.name, "rx_frames": rx[k], "tx_frames": tx[k],
-                "rx_missed": imissed})
+                "rx_missed": imissed,
+                "link": if i.link_up.load(Ordering::Relaxed) { "up" } else { "down" }})
         })
         .collect();
     // With several workers, the lcore of the one that encapsulates the SA's packets.
@@ -2204,6 +2266,7 @@ fn vrrp_json(sh: &Shared, runs: &[VrrpRun]) -> serde_json::Value {
                 "adverts_in": n.adverts_in,
                 "adverts_out": n.adverts_out,
                 "became_master": n.became_master,
+                "faults": n.faults,
                 "priority_zero_in": n.priority_zero_in,
             })
         })
@@ -2231,6 +2294,8 @@ struct VrrpRun {
     port: usize,
     /// Its sync group.
     group: Option<String>,
+    /// The ports whose links it tracks (its own first).
+    track: Vec<usize>,
     /// When the gratuitous ARPs of a takeover go out once more (ms since start).
     garp_again: Option<u64>,
     /// When the state last changed (ms since start).
@@ -2238,6 +2303,20 @@ struct VrrpRun {
 }
 
 impl VrrpRun {
+    /// Whether a link that router `i` or a member of its sync group tracks is down.
+    fn group_link_down(runs: &[VrrpRun], i: usize, sh: &Shared) -> bool {
+        let down = |r: &VrrpRun| {
+            r.track
+                .iter()
+                .any(|&k| !sh.ifaces[k].link_up.load(Ordering::Relaxed))
+        };
+        down(&runs[i])
+            || runs[i]
+                .group
+                .as_ref()
+                .is_some_and(|g| runs.iter().any(|r| r.group.as_ref() == Some(g) && down(r)))
+    }
+
     /// Whether another router of router `i`'s sync group hears a master on its link.
     fn group_hears_master(runs: &[VrrpRun], i: usize, now: u64) -> bool {
         let Some(g) = &runs[i].group else {
@@ -2249,18 +2328,21 @@ impl VrrpRun {
     }
 
     /// Router `i` of a sync group changed state: the others follow (to master, unless they
-    /// hear a master themselves; to backup).
+    /// hear a master themselves and `i` did not take over on a release; to backup).
     fn group_follows(runs: &mut [VrrpRun], i: usize, sh: &Shared, now: u64, main: &mut Pipeline) {
         let Some(g) = runs[i].group.clone() else {
             return;
         };
         let master = runs[i].router.state() == vrrp::State::Master;
+        // A takeover on the master's priority 0 pulls every member along: that gateway leaves
+        // all its links, and may not say so on one that failed.
+        let released = runs[i].router.took_over_on_release();
         for (j, r) in runs.iter_mut().enumerate() {
             if j == i || r.group.as_ref() != Some(&g) {
                 continue;
             }
             let step = if master {
-                if r.router.hears_master(now) {
+                if r.router.hears_master(now) && !released {
                     continue;
                 }
                 r.router.follow_to_master(now)
@@ -2349,8 +2431,13 @@ fn live_line(v: &serde_json::Value) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{} rx {} tx {}",
+                "{}{} rx {} tx {}",
                 p["name"].as_str().unwrap_or("?"),
+                if p["link"] == "down" {
+                    " (link down)"
+                } else {
+                    ""
+                },
                 p["rx_frames"],
                 p["tx_frames"]
             )
