@@ -8,22 +8,31 @@
 //! restart), so traffic flows again as soon as the addresses move, before any IKE exchange;
 //! then it negotiates a new IKE SA (INITIAL_CONTACT) whose CHILD_SAs replace the synced ones.
 //!
-//! On the wire: one UDP datagram per snapshot, `nonce (12) || AES-256-GCM(JSON)` with the
-//! associated data [`AAD`]. The key comes from the shared secret (`config::HaConfig`). A
-//! receiver takes a snapshot only if it is newer than the last one from the same sender
-//! incarnation (`boot`, `seq`), and from a new incarnation only if it was sent within
-//! [`MAX_AGE_MS`] by the wall clock.
+//! On the wire: a snapshot is cut into [`Part`]s, each one UDP datagram `nonce (12) ||
+//! AES-256-GCM(JSON)` with the associated data [`AAD`], small enough for a 1500-byte MTU
+//! ([`PART_BYTES`]: one or two SA pairs each), so that no snapshot depends on IP
+//! fragmentation and none is too large to send. The key comes from the shared secret
+//! (`config::HaConfig`). A receiver puts the parts together ([`Assembly`]) and takes a
+//! snapshot only once every part of it is in, and only if it is newer than the last one from
+//! the same sender incarnation (`boot`, `seq`), and from a new incarnation only if it was
+//! sent within [`MAX_AGE_MS`] by the wall clock. A part lost means that snapshot is not taken;
+//! the next one follows within half a second.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use dataplane::ctl::{ChildSa, SaReport};
 
-/// Associated data of every sync message (version and purpose).
-pub const AAD: &[u8] = b"ferrogate HA sync v1";
+/// Associated data of every sync message (version and purpose). Version 2: snapshots in
+/// parts (version 1 sent one datagram per snapshot, at most ~80 pairs).
+pub const AAD: &[u8] = b"ferrogate HA sync v2";
 /// Oldest snapshot of a new sender incarnation taken (wall-clock milliseconds).
 pub const MAX_AGE_MS: u64 = 30_000;
-/// Largest datagram sent (a snapshot past it is not sent, and says so in the log).
-pub const MAX_DATAGRAM: usize = 65_000;
+/// Plaintext budget of one part: with the nonce, the tag and IPv6 and UDP headers its
+/// datagram stays under 1500 bytes. A pair whose JSON is larger travels alone.
+pub const PART_BYTES: usize = 1_300;
+/// Most parts of one snapshot (what a receiver holds while it assembles one is bounded by
+/// it): 4096 parts carry 4096 pairs at the least.
+pub const MAX_PARTS: usize = 4_096;
 
 /// What the master holds, as the backup needs it to take over.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -59,9 +68,88 @@ pub fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Seals a snapshot for the wire.
-pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Vec<u8> {
-    let plain = zeroize::Zeroizing::new(serde_json::to_vec(snap).unwrap_or_default());
+/// One datagram's share of a snapshot: its SA pairs `part` of `parts`, with their entries of
+/// the report, and the snapshot's own fields (each part is authenticated on its own).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    /// [`Snapshot::boot`].
+    pub boot: u64,
+    /// [`Snapshot::seq`].
+    pub seq: u64,
+    /// [`Snapshot::sent_ms`].
+    pub sent_ms: u64,
+    /// [`Snapshot::report_age_ms`].
+    pub report_age_ms: u64,
+    /// This part's index, from 0.
+    pub part: u32,
+    /// How many parts the snapshot has (1 to [`MAX_PARTS`]).
+    pub parts: u32,
+    /// Its SA pairs.
+    pub sas: Vec<ChildSa>,
+    /// The report's entries of those pairs.
+    pub report: Vec<SaReport>,
+}
+
+/// Cuts a snapshot into parts of about [`PART_BYTES`] of JSON (an empty snapshot is one part
+/// with no pairs) and seals each for the wire. Refused past [`MAX_PARTS`].
+pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
+    // The snapshot's fields and the part's framing, with room for large numbers.
+    const FRAME: usize = 220;
+    let mut groups: Vec<(Vec<ChildSa>, Vec<SaReport>)> = vec![Default::default()];
+    let mut used = FRAME;
+    for sa in &snap.sas {
+        let report: Vec<SaReport> = snap
+            .report
+            .iter()
+            .filter(|r| r.spi_in == sa.spi_in)
+            .cloned()
+            .collect();
+        let cost = json_len(sa) + report.iter().map(|r| json_len(r) + 1).sum::<usize>() + 1;
+        let last = groups.last_mut().expect("one group at least");
+        if !last.0.is_empty() && used + cost > PART_BYTES {
+            groups.push(Default::default());
+            used = FRAME;
+        }
+        let last = groups.last_mut().expect("one group at least");
+        last.0.push(sa.clone());
+        last.1.extend(report);
+        used += cost;
+    }
+    if groups.len() > MAX_PARTS {
+        return Err(format!(
+            "{} SA pairs need {} parts, more than {MAX_PARTS}",
+            snap.sas.len(),
+            groups.len()
+        ));
+    }
+    let parts = groups.len() as u32;
+    Ok(groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, (sas, report))| {
+            seal_part(
+                key,
+                &Part {
+                    boot: snap.boot,
+                    seq: snap.seq,
+                    sent_ms: snap.sent_ms,
+                    report_age_ms: snap.report_age_ms,
+                    part: i as u32,
+                    parts,
+                    sas,
+                    report,
+                },
+            )
+        })
+        .collect())
+}
+
+fn json_len<T: serde::Serialize>(v: &T) -> usize {
+    serde_json::to_vec(v).map_or(0, |b| b.len())
+}
+
+fn seal_part(key: &[u8; 32], part: &Part) -> Vec<u8> {
+    let plain = zeroize::Zeroizing::new(serde_json::to_vec(part).unwrap_or_default());
     let nonce = crate::ike::crypto::random_bytes(12);
     let cipher = Aes256Gcm::new(key.into());
     let sealed = cipher
@@ -78,8 +166,8 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Vec<u8> {
     out
 }
 
-/// Opens a datagram: the snapshot, or why not.
-pub fn open(key: &[u8; 32], b: &[u8]) -> Result<Snapshot, String> {
+/// Opens a datagram: the part of a snapshot, or why not.
+pub fn open(key: &[u8; 32], b: &[u8]) -> Result<Part, String> {
     if b.len() < 12 + 16 {
         return Err("sync datagram too short".into());
     }
@@ -92,9 +180,72 @@ pub fn open(key: &[u8; 32], b: &[u8]) -> Result<Snapshot, String> {
                 aad: AAD,
             },
         )
-        .map_err(|_| "sync datagram does not authenticate (another secret?)".to_string())?;
+        .map_err(|_| {
+            "sync datagram does not authenticate (another secret, or another version of the \
+             sync?)"
+                .to_string()
+        })?;
     let plain = zeroize::Zeroizing::new(plain);
-    serde_json::from_slice(&plain).map_err(|e| format!("sync snapshot: {e}"))
+    let p: Part = serde_json::from_slice(&plain).map_err(|e| format!("sync snapshot: {e}"))?;
+    if p.parts == 0 || p.parts as usize > MAX_PARTS || p.part >= p.parts {
+        return Err(format!("sync snapshot: part {} of {}", p.part, p.parts));
+    }
+    Ok(p)
+}
+
+/// Puts the parts of the newest snapshot together: parts of an older snapshot than the one in
+/// progress, or of one [`Freshness`] would refuse, are dropped; a newer one's first part
+/// starts over (what was gathered of the older is let go).
+#[derive(Debug, Default)]
+pub struct Assembly {
+    /// (boot, seq, sent_ms, report_age_ms) of the snapshot in progress.
+    of: Option<(u64, u64, u64, u64)>,
+    got: Vec<Option<Part>>,
+    missing: usize,
+}
+
+impl Assembly {
+    /// Takes a part; the whole snapshot once its last part is in (not yet taken by
+    /// `fresh`: the caller decides).
+    pub fn push(&mut self, p: Part, fresh: &Freshness, now_ms: u64) -> Option<Snapshot> {
+        let id = (p.boot, p.seq, p.sent_ms, p.report_age_ms);
+        if self.of != Some(id) {
+            if !fresh.would_take(p.boot, p.seq, p.sent_ms, now_ms)
+                || self.of.is_some_and(|(b, q, _, _)| b == p.boot && q > p.seq)
+            {
+                return None;
+            }
+            self.of = Some(id);
+            self.got = vec![None; p.parts as usize];
+            self.missing = p.parts as usize;
+        }
+        if self.got.len() != p.parts as usize {
+            return None;
+        }
+        let slot = self.got.get_mut(p.part as usize)?;
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(p);
+        self.missing -= 1;
+        if self.missing > 0 {
+            return None;
+        }
+        let (boot, seq, sent_ms, report_age_ms) = self.of.take()?;
+        let mut snap = Snapshot {
+            boot,
+            seq,
+            sent_ms,
+            sas: Vec::new(),
+            report: Vec::new(),
+            report_age_ms,
+        };
+        for p in std::mem::take(&mut self.got).into_iter().flatten() {
+            snap.sas.extend(p.sas);
+            snap.report.extend(p.report);
+        }
+        Some(snap)
+    }
 }
 
 /// The receiving side's memory of the sender: which snapshots are new.
@@ -110,17 +261,22 @@ impl Freshness {
     /// clock) after the last one taken and within [`MAX_AGE_MS`] of now. A replayed datagram
     /// carries its old `seq` and `sent_ms` (they are authenticated), so it is refused.
     pub fn take(&mut self, s: &Snapshot, now_ms: u64) -> bool {
-        let recent = s.sent_ms.saturating_add(MAX_AGE_MS) >= now_ms
-            && s.sent_ms <= now_ms.saturating_add(MAX_AGE_MS);
-        let fresh = match self.last {
-            Some((boot, seq, _)) if boot == s.boot => s.seq > seq,
-            Some((_, _, sent)) => recent && s.sent_ms > sent,
-            None => recent,
-        };
+        let fresh = self.would_take(s.boot, s.seq, s.sent_ms, now_ms);
         if fresh {
             self.last = Some((s.boot, s.seq, s.sent_ms));
         }
         fresh
+    }
+
+    /// Whether [`Freshness::take`] would take a snapshot of these fields now.
+    pub fn would_take(&self, boot: u64, seq: u64, sent_ms: u64, now_ms: u64) -> bool {
+        let recent = sent_ms.saturating_add(MAX_AGE_MS) >= now_ms
+            && sent_ms <= now_ms.saturating_add(MAX_AGE_MS);
+        match self.last {
+            Some((b, q, _)) if b == boot => seq > q,
+            Some((_, _, sent)) => recent && sent_ms > sent,
+            None => recent,
+        }
     }
 }
 
@@ -153,9 +309,12 @@ mod tests {
     #[test]
     fn sealed_snapshots_open_only_with_the_key() {
         let key = [7u8; 32];
-        let b = seal(&key, &snap(1, 2, 3));
+        let parts = seal(&key, &snap(1, 2, 3)).unwrap();
+        assert_eq!(parts.len(), 1);
+        let b = parts[0].clone();
         let s = open(&key, &b).unwrap();
         assert_eq!((s.boot, s.seq, s.sent_ms, s.report_age_ms), (1, 2, 3, 120));
+        assert_eq!((s.part, s.parts), (0, 1));
         assert_eq!(s.sas.len(), 1);
         assert_eq!(s.sas[0].enc_in, ChildSa::example().enc_in);
         // The keys do not travel in the clear.
@@ -168,6 +327,139 @@ mod tests {
             assert!(open(&key, &t).is_err(), "byte {i}");
         }
         assert!(open(&key, &b[..27]).is_err());
+    }
+
+    /// A snapshot of `n` pairs (distinct SPIs), each with a report entry.
+    fn big(boot: u64, seq: u64, sent_ms: u64, n: u32) -> Snapshot {
+        let mut s = snap(boot, seq, sent_ms);
+        s.sas = (0..n)
+            .map(|i| ChildSa {
+                spi_in: 0x1000_0000 + i,
+                spi_out: 0x2000_0000 + i,
+                tunnel: format!("tunnel-{i}"),
+                ..ChildSa::example()
+            })
+            .collect();
+        s.report = s
+            .sas
+            .iter()
+            .map(|sa| SaReport {
+                tunnel: sa.tunnel.clone(),
+                child: sa.child.clone(),
+                spi_in: sa.spi_in,
+                spi_out: sa.spi_out,
+                active: true,
+                out_packets: 1,
+                out_bytes: 100,
+                in_packets: 2,
+                in_bytes: 200,
+                out_seq: Some(u64::from(sa.spi_in)),
+                in_seq: None,
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn large_snapshots_travel_in_parts_that_fit_a_1500_byte_mtu() {
+        let key = [9u8; 32];
+        let now = 5_000_000;
+        // 1000 pairs: v1 sent one datagram and gave up past ~80.
+        let s = big(3, 7, now - 10, 1000);
+        let parts = seal(&key, &s).unwrap();
+        assert!(parts.len() >= 500, "{} parts", parts.len());
+        // IPv6 (40) and UDP (8) headers included, every datagram fits an Ethernet MTU.
+        assert!(
+            parts.iter().all(|p| p.len() + 48 <= 1500),
+            "{:?}",
+            parts.iter().map(Vec::len).max()
+        );
+        // Out of order, with a duplicate and a part of an older snapshot mixed in: the
+        // snapshot comes out whole, pairs with their reports, only when the last part is in.
+        let old = seal(&key, &big(3, 6, now - 600, 1000)).unwrap();
+        let fresh = Freshness::default();
+        let mut a = Assembly::default();
+        let mut order: Vec<usize> = (0..parts.len()).rev().collect();
+        order.swap(3, 17);
+        let mut out = None;
+        for (k, &i) in order.iter().enumerate() {
+            assert!(out.is_none(), "whole before its last part");
+            out = a.push(open(&key, &parts[i]).unwrap(), &fresh, now);
+            if k == 5 {
+                assert!(a
+                    .push(open(&key, &parts[i]).unwrap(), &fresh, now)
+                    .is_none());
+                assert!(a.push(open(&key, &old[0]).unwrap(), &fresh, now).is_none());
+            }
+        }
+        let got = out.expect("assembled");
+        assert_eq!(
+            (got.boot, got.seq, got.sent_ms, got.report_age_ms),
+            (3, 7, now - 10, 120)
+        );
+        let spis = |v: &Snapshot| v.sas.iter().map(|x| x.spi_in).collect::<Vec<_>>();
+        assert_eq!(spis(&got), spis(&s));
+        assert_eq!(got.report.len(), 1000);
+        assert!(got
+            .report
+            .iter()
+            .zip(&got.sas)
+            .all(|(r, sa)| r.spi_in == sa.spi_in));
+        assert_eq!(got.sas[999].enc_out, s.sas[999].enc_out);
+        // A part lost: that snapshot never completes; the next one does, and replaces it.
+        let next = seal(&key, &big(3, 8, now, 1000)).unwrap();
+        let mut a = Assembly::default();
+        for p in &parts[1..] {
+            assert!(a.push(open(&key, p).unwrap(), &fresh, now).is_none());
+        }
+        let mut out = None;
+        for p in &next {
+            out = a.push(open(&key, p).unwrap(), &fresh, now);
+        }
+        assert_eq!(out.expect("the next snapshot").seq, 8);
+        // A snapshot Freshness would refuse is not even gathered.
+        let mut f = Freshness::default();
+        assert!(f.take(&big(3, 9, now, 0), now));
+        let mut a = Assembly::default();
+        assert!(next
+            .iter()
+            .all(|p| a.push(open(&key, p).unwrap(), &f, now).is_none()));
+        // An empty snapshot is one part, and assembles.
+        let e = seal(&key, &big(4, 1, now, 0)).unwrap();
+        assert_eq!(e.len(), 1);
+        let got = Assembly::default()
+            .push(open(&key, &e[0]).unwrap(), &fresh, now)
+            .unwrap();
+        assert!(got.sas.is_empty());
+    }
+
+    #[test]
+    fn parts_with_absurd_numbering_are_refused() {
+        let key = [1u8; 32];
+        let p = |part: u32, parts: u32| {
+            seal_part(
+                &key,
+                &Part {
+                    boot: 1,
+                    seq: 1,
+                    sent_ms: 1,
+                    report_age_ms: 0,
+                    part,
+                    parts,
+                    sas: Vec::new(),
+                    report: Vec::new(),
+                },
+            )
+        };
+        assert!(open(&key, &p(0, 0)).is_err());
+        assert!(open(&key, &p(2, 2)).is_err());
+        assert!(open(&key, &p(0, MAX_PARTS as u32 + 1)).is_err());
+        assert!(open(&key, &p(4095, MAX_PARTS as u32)).is_ok());
+        // The same snapshot announced with another part count is not mixed in.
+        let mut a = Assembly::default();
+        let fresh = Freshness::default();
+        assert!(a.push(open(&key, &p(0, 2)).unwrap(), &fresh, 1).is_none());
+        assert!(a.push(open(&key, &p(1, 3)).unwrap(), &fresh, 1).is_none());
     }
 
     #[test]

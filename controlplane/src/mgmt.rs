@@ -65,11 +65,15 @@ pub fn render_ha(v: &serde_json::Value) -> String {
         None => "never".into(),
     };
     s.push_str(&format!(
-        "sa sync: {} -> {}, {} snapshots sent (last {}), from the other gateway: {} SA pairs (last {})\n",
+        "sa sync: {} -> {}, {} snapshots sent (last {}{}), from the other gateway: {} SA pairs (last {})\n",
         sync["local"].as_str().unwrap_or("?"),
         sync["remote"].as_str().unwrap_or("?"),
         sync["sent"].as_u64().unwrap_or(0),
         ago("last_sent_ms_ago"),
+        match sync["datagrams_per_snapshot"].as_u64() {
+            Some(n) if n > 1 => format!(", {n} datagrams"),
+            _ => String::new(),
+        },
         sync["their_pairs"].as_u64().unwrap_or(0),
         ago("last_received_ms_ago"),
     ));
@@ -329,6 +333,15 @@ mod tests {
             "vrrp addresses held: none\nvrrp addresses standing by: 192.168.10.1, 203.0.113.1\n\
              sa sync: 10.99.0.2:4510 -> 10.99.0.1:4510, 0 snapshots sent (last never), from the \
              other gateway: 1 SA pairs (last 0.2s ago)\n"
+        );
+        let big = serde_json::json!({"held": ["203.0.113.1"], "standby": [],
+            "sync": {"local": "10.99.0.1:4510", "remote": "10.99.0.2:4510", "sent": 12,
+                "datagrams_per_snapshot": 500, "last_sent_ms_ago": 100, "their_pairs": 0,
+                "last_received_ms_ago": null}});
+        assert!(
+            render_ha(&big).contains("12 snapshots sent (last 0.1s ago, 500 datagrams)"),
+            "{}",
+            render_ha(&big)
         );
         let none = serde_json::json!({"held": [], "standby": [], "sync": null});
         assert!(render_ha(&none).ends_with("sa sync: not configured\n"));

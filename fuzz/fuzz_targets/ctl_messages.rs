@@ -17,6 +17,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = Datagram::from_ip(data);
     let _ = Event::decode(data);
     let _ = controlplane::ha::open(&[7u8; 32], data);
+    // Parts as a receiver would put them together (after authentication, anything).
+    if let Ok(p) = serde_json::from_slice::<controlplane::ha::Part>(data) {
+        let fresh = controlplane::ha::Freshness::default();
+        let mut a = controlplane::ha::Assembly::default();
+        let _ = a.push(p.clone(), &fresh, p.sent_ms);
+        let _ = a.push(p, &fresh, u64::MAX);
+    }
     if let Ok(s) = serde_json::from_slice::<controlplane::ha::Snapshot>(data) {
         let _ = controlplane::ha::report_age_secs(&s, u64::MAX);
         let _ = controlplane::ha::Freshness::default().take(&s, u64::MAX);
