@@ -28,8 +28,12 @@ pub const AAD: &[u8] = b"ferrogate HA sync v2";
 /// Oldest snapshot of a new sender incarnation taken (wall-clock milliseconds).
 pub const MAX_AGE_MS: u64 = 30_000;
 /// Plaintext budget of one part: with the nonce, the tag and IPv6 and UDP headers its
-/// datagram stays under 1500 bytes. A pair whose JSON is larger travels alone.
+/// datagram stays under 1500 bytes. A pair whose JSON is larger (long keys, many traffic
+/// selectors) travels alone, and its datagram may then be fragmented.
 pub const PART_BYTES: usize = 1_300;
+/// Largest datagram [`open`] reads (a part holds one pair at the least, far below this);
+/// what an authenticated peer can make a receiver hold is bounded by it and [`MAX_PARTS`].
+pub const MAX_DATAGRAM: usize = 16_384;
 /// Most parts of one snapshot (what a receiver holds while it assembles one is bounded by
 /// it): 4096 parts carry 4096 pairs at the least.
 pub const MAX_PARTS: usize = 4_096;
@@ -95,14 +99,18 @@ pub struct Part {
 pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
     // The snapshot's fields and the part's framing, with room for large numbers.
     const FRAME: usize = 220;
+    let mut by_spi: std::collections::HashMap<u32, Vec<&SaReport>> = Default::default();
+    for r in &snap.report {
+        by_spi.entry(r.spi_in).or_default().push(r);
+    }
     let mut groups: Vec<(Vec<ChildSa>, Vec<SaReport>)> = vec![Default::default()];
     let mut used = FRAME;
     for sa in &snap.sas {
-        let report: Vec<SaReport> = snap
-            .report
-            .iter()
-            .filter(|r| r.spi_in == sa.spi_in)
-            .cloned()
+        let report: Vec<SaReport> = by_spi
+            .get(&sa.spi_in)
+            .into_iter()
+            .flatten()
+            .map(|&r| r.clone())
             .collect();
         let cost = json_len(sa) + report.iter().map(|r| json_len(r) + 1).sum::<usize>() + 1;
         let last = groups.last_mut().expect("one group at least");
@@ -144,8 +152,9 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
         .collect())
 }
 
+/// Bytes of `v` as JSON (the buffer, which may hold keys, is wiped).
 fn json_len<T: serde::Serialize>(v: &T) -> usize {
-    serde_json::to_vec(v).map_or(0, |b| b.len())
+    serde_json::to_vec(v).map_or(0, |b| zeroize::Zeroizing::new(b).len())
 }
 
 fn seal_part(key: &[u8; 32], part: &Part) -> Vec<u8> {
@@ -171,6 +180,9 @@ pub fn open(key: &[u8; 32], b: &[u8]) -> Result<Part, String> {
     if b.len() < 12 + 16 {
         return Err("sync datagram too short".into());
     }
+    if b.len() > MAX_DATAGRAM {
+        return Err(format!("sync datagram of {} bytes: too long", b.len()));
+    }
     let cipher = Aes256Gcm::new(key.into());
     let plain = cipher
         .decrypt(
@@ -187,10 +199,17 @@ pub fn open(key: &[u8; 32], b: &[u8]) -> Result<Part, String> {
         })?;
     let plain = zeroize::Zeroizing::new(plain);
     let p: Part = serde_json::from_slice(&plain).map_err(|e| format!("sync snapshot: {e}"))?;
-    if p.parts == 0 || p.parts as usize > MAX_PARTS || p.part >= p.parts {
+    if !p.numbered_right() {
         return Err(format!("sync snapshot: part {} of {}", p.part, p.parts));
     }
     Ok(p)
+}
+
+impl Part {
+    /// Whether `part` is one of `parts`, and `parts` 1 to [`MAX_PARTS`].
+    pub fn numbered_right(&self) -> bool {
+        self.parts != 0 && self.parts as usize <= MAX_PARTS && self.part < self.parts
+    }
 }
 
 /// Puts the parts of the newest snapshot together: parts of an older snapshot than the one in
@@ -208,6 +227,9 @@ impl Assembly {
     /// Takes a part; the whole snapshot once its last part is in (not yet taken by
     /// `fresh`: the caller decides).
     pub fn push(&mut self, p: Part, fresh: &Freshness, now_ms: u64) -> Option<Snapshot> {
+        if !p.numbered_right() {
+            return None;
+        }
         let id = (p.boot, p.seq, p.sent_ms, p.report_age_ms);
         if self.of != Some(id) {
             if !fresh.would_take(p.boot, p.seq, p.sent_ms, now_ms)
@@ -455,6 +477,15 @@ mod tests {
         assert!(open(&key, &p(2, 2)).is_err());
         assert!(open(&key, &p(0, MAX_PARTS as u32 + 1)).is_err());
         assert!(open(&key, &p(4095, MAX_PARTS as u32)).is_ok());
+        // Numbering is checked on the way in too (what open refuses, push refuses).
+        let bad = Part {
+            parts: u32::MAX,
+            ..open(&key, &p(0, 1)).unwrap()
+        };
+        assert!(Assembly::default()
+            .push(bad, &Freshness::default(), 1)
+            .is_none());
+        assert!(open(&key, &vec![0u8; MAX_DATAGRAM + 1]).is_err());
         // The same snapshot announced with another part count is not mixed in.
         let mut a = Assembly::default();
         let fresh = Freshness::default();

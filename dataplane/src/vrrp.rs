@@ -378,15 +378,15 @@ impl Router {
         match self.state {
             State::Initialize | State::Fault => Step::default(),
             State::Backup => {
+                // Someone advertises with a priority: no release stands.
+                self.released = a.priority == 0;
                 if a.priority == 0 {
                     // The master is stopping: take over after the skew only.
                     self.down_at = now + self.skew_ms();
-                    self.released = true;
                 } else if !self.cfg.preempt || a.priority >= self.cfg.priority {
                     self.master_interval_cs = a.interval_cs.max(1);
                     self.down_at = now + self.master_down_ms();
                     self.master_ip = Some(a.src);
-                    self.released = false;
                 }
                 Step::default()
             }
@@ -462,6 +462,27 @@ impl Router {
         } else {
             Step::default()
         }
+    }
+
+    /// A group member took over on its master's release ([`Router::took_over_on_release`])
+    /// while this backup still hears a master: that gateway is leaving all its links, but
+    /// may be unable to say so on this one. This backup takes over as soon as its own master
+    /// has been silent for one of its intervals and the skew, instead of three intervals; a
+    /// master still alive here advertises within that interval and holds it back as usual
+    /// (so a peer whose routers do not leave together cannot make two masters).
+    pub fn hasten(&mut self, now: u64) -> Step {
+        if self.state != State::Backup {
+            return Step::default();
+        }
+        let last_heard = self.down_at.saturating_sub(self.master_down_ms());
+        let at = last_heard + u64::from(self.master_interval_cs) * 10 + self.skew_ms();
+        if at <= now {
+            return self.become_master(now);
+        }
+        self.down_at = self.down_at.min(at);
+        // Not held back by the group when it fires: the group's master is gone.
+        self.released = true;
+        Step::default()
     }
 
     /// A group member yielded to a master: this master yields too, and waits a
@@ -727,11 +748,28 @@ mod tests {
         let s = outside.tick_held(t + outside.skew_ms(), true);
         assert_eq!(s.became, Some(State::Master));
         assert!(outside.took_over_on_release());
-        // ...and the caller makes inside follow (it would otherwise wait for its own timer).
-        assert_eq!(
-            inside.follow_to_master(t + outside.skew_ms()).became,
-            Some(State::Master)
-        );
+        // ...and the caller hastens inside: it takes over once its own master has been
+        // silent one interval and the skew (its last advert came at 9500), not three.
+        let pulled = t + outside.skew_ms();
+        assert_eq!(inside.hasten(pulled), Step::default());
+        assert!(!inside.hears_master(pulled));
+        let due = 9_500 + 1000 + inside.skew_ms();
+        assert_eq!(inside.deadline(), Some(due));
+        assert_eq!(inside.tick_held(due - 1, true), Step::default());
+        assert_eq!(inside.tick_held(due, true).became, Some(State::Master));
+        // A master still alive on that link advertises within the interval: no takeover.
+        let mut alive = router(100, true);
+        alive.start(0);
+        alive.receive(&adv(200), 9_500);
+        assert_eq!(alive.hasten(9_900), Step::default());
+        alive.receive(&adv(200), 10_500);
+        assert_eq!(alive.tick_held(due, false), Step::default());
+        assert_eq!(alive.state(), State::Backup);
+        // Pulled after that interval and skew already passed: at once.
+        let mut late = router(100, true);
+        late.start(0);
+        late.receive(&adv(200), 9_500);
+        assert_eq!(late.hasten(due).became, Some(State::Master));
         // A later ordinary takeover is not a release; a normal advert cancels a release.
         outside.receive(&adv(250), t + 1000);
         assert_eq!(outside.state(), State::Backup);
@@ -743,6 +781,13 @@ mod tests {
         r.receive(&adv(200), 300);
         assert_eq!(r.tick_held(300 + r.master_down_ms(), true), Step::default());
         assert_eq!(r.state(), State::Backup);
+        // So does a lower priority's advert (ignored for the timer, with preempt).
+        let mut r = router(100, true);
+        r.start(0);
+        r.receive(&adv(0), 200);
+        r.receive(&adv(50), 300);
+        let s = r.tick_held(200 + r.skew_ms(), true);
+        assert_eq!((s, r.state()), (Step::default(), State::Backup));
     }
 
     #[test]

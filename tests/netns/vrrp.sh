@@ -270,7 +270,7 @@ step7() {
     [ "$TAKEOVER_MS" -lt 2500 ] || { echo "took three intervals: no priority 0 on the fault"; return 1; }
     wait_state fault 2 || { echo "ferrogate's stats do not say fault: $(stat "s['vrrp']['routers'][0]")"; return 1; }
     [ "$(stat "[p['link'] for p in s['ports']]")" = "['up', 'down']" ] || { echo "links: $(stat "s['ports']")"; return 1; }
-    [ "$(stat "s['vrrp']['routers'][0]['faults']")" = 1 ] || return 1
+    [ "$(stat "s['vrrp']['routers'][0]['faults']")" = 1 ] || { echo "faults counted: $(stat "s['vrrp']['routers'][0]['faults']")"; return 1; }
     local who
     who=$(all_answers)
     [ "$who" = "$MAC_K" ] || { echo "ARP for $VIP answered by: $who"; return 1; }

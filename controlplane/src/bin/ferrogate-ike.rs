@@ -1052,15 +1052,15 @@ struct HaSync {
     fresh: controlplane::ha::Freshness,
     /// The parts of the other gateway's snapshot in progress.
     assembly: controlplane::ha::Assembly,
-    /// How many datagrams the last snapshot sent took.
+    /// How many datagrams the last snapshot queued took.
     parts_sent: usize,
-    /// Its datagrams not yet taken by the socket (a full send buffer): they go out on the
-    /// next passes of the main loop, unless a newer snapshot replaces them.
+    /// Its datagrams not sent yet: [`HA_PACE`] go out each pass of the main loop (fewer if
+    /// the socket's buffer is full); the next snapshot waits for them.
     queue: std::collections::VecDeque<Vec<u8>>,
     /// The other gateway's newest snapshot, and when it came.
     theirs: Option<controlplane::ha::Snapshot>,
     received_at: Option<Instant>,
-    /// Snapshots sent.
+    /// Snapshots queued (each goes out whole, paced, before the next is made).
     sent: u64,
     /// Receive buffer (one datagram).
     buf: Vec<u8>,
@@ -1167,8 +1167,15 @@ impl HaSync {
     /// Sends this gateway's snapshot while it holds VRRP addresses: every [`HA_EVERY`], and at
     /// once when its SA pairs change.
     fn send(&mut self, ch: &ChanIo) {
+        if ch.held.is_empty() {
+            // Not (or no longer) the master: nothing of ours is worth sending.
+            self.queue.clear();
+            return;
+        }
+        // A snapshot still going out is finished first (one replacing it would make the
+        // other gateway start over); the newest state follows it.
         self.flush();
-        if ch.held.is_empty()
+        if !self.queue.is_empty()
             || (self.last_sent.elapsed() < HA_EVERY
                 && ch
                     .installed
@@ -1183,16 +1190,10 @@ impl HaSync {
         };
         match controlplane::ha::seal(&self.cfg.key, &snap) {
             Ok(parts) => {
-                if !self.queue.is_empty() {
-                    tracing::debug!(
-                        left = self.queue.len(),
-                        "HA: a newer snapshot replaces the parts of the last still queued"
-                    );
-                }
+                // Out from the next pass on, HA_PACE at a time.
                 self.parts_sent = parts.len();
                 self.queue = parts.into();
                 self.sent += 1;
-                self.flush();
             }
             Err(e) => tracing::warn!("HA: snapshot not sent: {e}"),
         }
@@ -1762,7 +1763,7 @@ mod tests {
         }
         let got = b.theirs.as_ref().expect("a snapshot assembled");
         // The first snapshot, paced, lost nothing to the receive buffer.
-        assert_eq!(a.sent, 1);
+        assert_eq!(got.seq, 1);
         assert_eq!(got.sas.len(), 1000);
         assert_eq!(got.report.len(), 1000);
         let r = got

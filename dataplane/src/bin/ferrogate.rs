@@ -145,6 +145,8 @@ struct Iface {
     role: Role,
     port: Port,
     mac: [u8; 6],
+    /// The device's own MAC (frames sent to it are ours too when `mac:` overrides it).
+    hw_mac: [u8; 6],
     /// Our IPv4 addresses on it (ARP and ICMP echo answer for these).
     addrs: Vec<std::net::Ipv4Addr>,
     /// Our first IPv6 address on it (ICMPv6 errors come from it).
@@ -158,12 +160,17 @@ struct Iface {
     carrier: Option<std::path::PathBuf>,
     /// The link as the main lcore last read it ([`Iface::read_link`]).
     link_up: AtomicBool,
+    /// The carrier file could not be found (said once in the log).
+    carrier_missing: AtomicBool,
 }
 
 impl Iface {
     /// Whether the link is up: the driver says so, and for an af_packet port the kernel
     /// interface has a carrier (its `carrier` file reads 1; it cannot be read while the
-    /// interface is administratively down). No allocation: the main lcore reads it often.
+    /// interface is administratively down). A carrier file that does not exist (sysfs
+    /// mounted for another network namespace: `nsenter --net` does not remount it, `ip netns
+    /// exec` does) leaves the driver's word, and says so once. No allocation: the main lcore
+    /// reads it often.
     fn read_link(&self) -> bool {
         use std::io::Read;
         if !self.port.link_up().unwrap_or(true) {
@@ -173,9 +180,18 @@ impl Iface {
             return true;
         };
         let mut b = [0u8; 4];
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read(&mut b))
-            .is_ok_and(|n| b[..n].starts_with(b"1"))
+        match std::fs::File::open(path).and_then(|mut f| f.read(&mut b)) {
+            Ok(n) => b[..n].starts_with(b"1"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.carrier_missing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(interface = %self.name, path = %path.display(),
+                        "no carrier file for the kernel interface (is /sys mounted for this \
+                         network namespace?): its link is taken as the driver says");
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -205,18 +221,22 @@ struct Queues {
 }
 
 impl Queues {
-    /// Queues `m` for worker `owner`'s ring of port `k`, passing on a full burst at once.
-    fn hand_off(&mut self, owner: usize, k: usize, m: Mbuf, drops: &mut DropCounters) {
+    /// Queues `m` for worker `owner`'s ring of port `k` (as if it came in by that port),
+    /// passing on a full burst at once. False (counted as
+    /// `no_route`) if `owner` is no worker's number; a ring that turns out full when the burst
+    /// goes counts `handoff_full` then, as a full transmit queue counts `tx_full`.
+    fn hand_off(&mut self, owner: usize, k: usize, m: Mbuf, drops: &mut DropCounters) -> bool {
         let Some((_, b)) = self.hand.get_mut(owner).and_then(|h| h.get_mut(k)) else {
             // Not a worker's number: a bug, counted rather than sent out of order.
             drops.inc(DropReason::NoRoute);
-            return;
+            return false;
         };
         b.pkts().push(m);
         self.handed_off += 1;
         if b.pkts().len() >= BURST {
             self.pass_on(drops);
         }
+        true
     }
 
     /// Puts every waiting hand-off burst into its ring; what a full ring does not take is
@@ -546,15 +566,14 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             queues = nq, mtu = i.mtu, "port started");
         rxqs.push(rx);
         txqs.push(tx);
-        let mac = match i.mac {
-            Some(m) => m.0,
-            None => port.mac().map_err(|e| e.to_string())?,
-        };
+        let hw_mac = port.mac().map_err(|e| e.to_string())?;
+        let mac = i.mac.map_or(hw_mac, |m| m.0);
         ifaces.push(Iface {
             name: i.name.clone(),
             role: i.role,
             port,
             mac,
+            hw_mac,
             addrs: dataplane::host::v4_addrs(i.addresses.iter().map(|a| a.addr)),
             addr6: i.addresses.iter().find_map(|a| match a.addr {
                 IpAddr::V6(v) => Some(v),
@@ -575,6 +594,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     .join("carrier")
             }),
             link_up: AtomicBool::new(true),
+            carrier_missing: AtomicBool::new(false),
         });
     }
 
@@ -931,23 +951,28 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     loop {
         main.fib.now_ms = started.elapsed().as_millis() as u64;
         if main.fib.now_ms >= next_link_ms {
-            next_link_ms = main.fib.now_ms + link_every_ms;
+            let now = main.fib.now_ms;
+            next_link_ms = now + link_every_ms;
             for i in &sh.ifaces {
                 let up = i.read_link();
                 if i.link_up.swap(up, Ordering::Relaxed) != up {
                     tracing::info!(interface = %i.name, up, "link");
                 }
             }
-        }
-        if !routers.is_empty() {
-            let now = main.fib.now_ms;
             // Link tracking: a router with a tracked link down is in fault, and so is every
             // member of its sync group; all come back (as backups) once the links are up.
             for i in 0..routers.len() {
                 let fault = VrrpRun::group_link_down(&routers, i, &sh);
                 let step = routers[i].router.set_fault(fault, now);
                 routers[i].apply(&sh, i, step, now, &mut main);
+                if step.became == Some(vrrp::State::Master) {
+                    // An address owner (priority 255) back from fault.
+                    VrrpRun::group_follows(&mut routers, i, &sh, now, &mut main);
+                }
             }
+        }
+        if !routers.is_empty() {
+            let now = main.fib.now_ms;
             while let Some((k, a)) = sh.adverts.pop() {
                 for i in 0..routers.len() {
                     if routers[i].port == k {
@@ -1347,7 +1372,7 @@ impl Pipeline {
             // it here, and its owner (the VRRP master, say) handles it.
             if m.data()
                 .get(..6)
-                .is_some_and(|d| d[0] & 1 == 0 && *d != my_mac)
+                .is_some_and(|d| d[0] & 1 == 0 && *d != my_mac && *d != iface.hw_mac)
             {
                 *v = Verdict::Drop(DropReason::OtherHost);
                 self.drops.inc(DropReason::OtherHost);
@@ -1951,10 +1976,7 @@ impl Tx<'_> {
                 // it had come in by the (first) inside port.
                 let k = self.ifaces.iter().position(|i| i.role == Role::Inside);
                 return match k {
-                    Some(k) => {
-                        self.q.hand_off(usize::from(owner), k, m, self.drops);
-                        true
-                    }
+                    Some(k) => self.q.hand_off(usize::from(owner), k, m, self.drops),
                     None => {
                         self.drops.inc(DropReason::NoRoute);
                         false
@@ -2335,17 +2357,19 @@ impl VrrpRun {
         };
         let master = runs[i].router.state() == vrrp::State::Master;
         // A takeover on the master's priority 0 pulls every member along: that gateway leaves
-        // all its links, and may not say so on one that failed.
+        // all its links, and may not say so on one that failed (a member that still hears a
+        // master takes over once that master missed one advertisement).
         let released = runs[i].router.took_over_on_release();
         for (j, r) in runs.iter_mut().enumerate() {
             if j == i || r.group.as_ref() != Some(&g) {
                 continue;
             }
             let step = if master {
-                if r.router.hears_master(now) && !released {
-                    continue;
+                match (r.router.hears_master(now), released) {
+                    (false, _) => r.router.follow_to_master(now),
+                    (true, true) => r.router.hasten(now),
+                    (true, false) => continue,
                 }
-                r.router.follow_to_master(now)
             } else {
                 r.router.follow_to_backup(now)
             };
