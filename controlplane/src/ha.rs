@@ -113,8 +113,7 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
             .map(|&r| r.clone())
             .collect();
         let cost = json_len(sa) + report.iter().map(|r| json_len(r) + 1).sum::<usize>() + 1;
-        let last = groups.last_mut().expect("one group at least");
-        if !last.0.is_empty() && used + cost > PART_BYTES {
+        if used + cost > PART_BYTES && groups.last().is_some_and(|g| !g.0.is_empty()) {
             groups.push(Default::default());
             used = FRAME;
         }

@@ -476,9 +476,9 @@ impl GatewayConfig {
                 ));
             }
         }
-        let known = |n: &str| f.interfaces.iter().any(|i| i.name == n);
+        let index = |n: &str| f.interfaces.iter().position(|i| i.name == n);
         for (i, r) in f.routes.iter().enumerate() {
-            if !known(&r.interface) {
+            if index(&r.interface).is_none() {
                 return Err(invalid(
                     "routes",
                     i,
@@ -488,7 +488,7 @@ impl GatewayConfig {
             }
         }
         for (i, n) in f.neighbours.iter().enumerate() {
-            if !known(&n.interface) {
+            if index(&n.interface).is_none() {
                 return Err(invalid(
                     "neighbours",
                     i,
@@ -514,10 +514,7 @@ impl GatewayConfig {
         for (i, v) in f.vrrp.iter().enumerate() {
             let label = format!("vrid {}", v.vrid);
             let bad = |m: String| invalid("vrrp", i, label.clone(), m);
-            let k = f
-                .interfaces
-                .iter()
-                .position(|x| x.name == v.interface)
+            let k = index(&v.interface)
                 .ok_or_else(|| bad(format!("no interface named `{}`", v.interface)))?;
             let iface = &f.interfaces[k];
             let primary = iface
@@ -566,11 +563,7 @@ impl GatewayConfig {
             let interval_cs = advert_interval_cs(&v.advert_interval).map_err(bad)?;
             let mut track = vec![k];
             for t in &v.track {
-                let j = f
-                    .interfaces
-                    .iter()
-                    .position(|x| &x.name == t)
-                    .ok_or_else(|| bad(format!("track: no interface named `{t}`")))?;
+                let j = index(t).ok_or_else(|| bad(format!("track: no interface named `{t}`")))?;
                 if !track.contains(&j) {
                     track.push(j);
                 }

@@ -223,6 +223,7 @@ swan_ike_count() { swan_list b | grep -c "ESTABLISHED" || true; }
 # the echoes answered and the longest time without a reply, in ms. And, for the sync check,
 # UDP both ways at 500 datagrams a second (the synced pair carries traffic only until the new
 # CHILD_SA is in, some tens of ms; ping slows down while echoes go unanswered, this does not).
+# With DEMO, the monitor's line a second runs alongside (ping_end stops it).
 PING_PID=
 ping_start() { # SECS, file
     ip netns exec "$HA" ping -D -i 0.02 -c $(($1 * 50)) -W 1 192.168.20.5 > "$2" 2>&1 &
@@ -240,6 +241,7 @@ while time.monotonic() < end:
 " > /dev/null 2>&1 &
         swan_track_pid $!
     done
+    monitor "$2"
 }
 ping_gap() { # file -> "answered longest_gap_ms"
     "$SWAN_PYTHON" - "$1" <<'EOF'
@@ -338,7 +340,6 @@ ip netns exec "$GB" tcpdump -q -n -U -i gBo -w "$WORK/wire.pcap" "udp port 4500"
 swan_track_pid $!
 step2() {
     ping_start 20 "$WORK/ping-failover.txt"
-    monitor "$WORK/ping-failover.txt"
     sleep 4
     [ -z "${DEMO:-}" ] || echo "== A1 loses power (SIGKILL of its ferrogate and ferrogate-ike)"
     local t0
@@ -405,7 +406,6 @@ step3() {
     [ -z "${DEMO:-}" ] || echo "== A1 comes back (priority 200 against A2's 100)"
     start_gw 1
     ping_start 15 "$WORK/ping-preempt.txt"
-    monitor "$WORK/ping-preempt.txt"
     wait_states 1 "master master" 10 || return 1
     wait_states 2 "backup backup" 3 || return 1
     ping_end "$WORK/ping-preempt.txt" "preemption" 750
@@ -438,7 +438,6 @@ link_of() { # N PORT -> "up" or "down", as gateway N's stats file says
 step5() {
     wait_states 1 "master master" 5 || return 1
     ping_start 12 "$WORK/ping-link.txt"
-    monitor "$WORK/ping-link.txt"
     sleep 3
     [ -z "${DEMO:-}" ] || echo "== A1's inside link fails (no carrier)"
     local t0

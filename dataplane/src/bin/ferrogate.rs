@@ -2327,16 +2327,13 @@ struct VrrpRun {
 impl VrrpRun {
     /// Whether a link that router `i` or a member of its sync group tracks is down.
     fn group_link_down(runs: &[VrrpRun], i: usize, sh: &Shared) -> bool {
-        let down = |r: &VrrpRun| {
-            r.track
-                .iter()
-                .any(|&k| !sh.ifaces[k].link_up.load(Ordering::Relaxed))
-        };
-        down(&runs[i])
-            || runs[i]
-                .group
-                .as_ref()
-                .is_some_and(|g| runs.iter().any(|r| r.group.as_ref() == Some(g) && down(r)))
+        let g = &runs[i].group;
+        runs.iter().enumerate().any(|(j, r)| {
+            (j == i || (g.is_some() && r.group == *g))
+                && r.track
+                    .iter()
+                    .any(|&k| !sh.ifaces[k].link_up.load(Ordering::Relaxed))
+        })
     }
 
     /// Whether another router of router `i`'s sync group hears a master on its link.
