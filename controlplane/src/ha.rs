@@ -18,6 +18,7 @@
 //! sent within [`MAX_AGE_MS`] by the wall clock. A part lost means that snapshot is not taken;
 //! the next one follows within half a second.
 
+use crate::ike::sa::IkeSaState;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
 use dataplane::ctl::{ChildSa, SaReport};
@@ -53,6 +54,9 @@ pub struct Snapshot {
     pub report: Vec<SaReport>,
     /// How old that report was when the snapshot was sent, ms.
     pub report_age_ms: u64,
+    /// The sender's established IKE SAs of those tunnels (none from a version before them).
+    #[serde(default)]
+    pub ike: Vec<IkeSaState>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -61,6 +65,7 @@ impl std::fmt::Debug for Snapshot {
             .field("boot", &self.boot)
             .field("seq", &self.seq)
             .field("sas", &self.sas.len())
+            .field("ike", &self.ike.len())
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +97,9 @@ pub struct Part {
     pub sas: Vec<ChildSa>,
     /// The report's entries of those pairs.
     pub report: Vec<SaReport>,
+    /// Its IKE SAs.
+    #[serde(default)]
+    pub ike: Vec<IkeSaState>,
 }
 
 /// Cuts a snapshot into parts of about [`PART_BYTES`] of JSON (an empty snapshot is one part
@@ -103,7 +111,7 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
     for r in &snap.report {
         by_spi.entry(r.spi_in).or_default().push(r);
     }
-    let mut groups: Vec<(Vec<ChildSa>, Vec<SaReport>)> = vec![Default::default()];
+    let mut groups: Vec<(Vec<ChildSa>, Vec<SaReport>, Vec<IkeSaState>)> = vec![Default::default()];
     let mut used = FRAME;
     for sa in &snap.sas {
         let report: Vec<SaReport> = by_spi
@@ -122,10 +130,26 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
         last.1.extend(report);
         used += cost;
     }
+    for ike in &snap.ike {
+        let cost = json_len(ike) + 1;
+        let empty =
+            |g: &(Vec<ChildSa>, Vec<SaReport>, Vec<IkeSaState>)| g.0.is_empty() && g.2.is_empty();
+        if used + cost > PART_BYTES && groups.last().is_some_and(|g| !empty(g)) {
+            groups.push(Default::default());
+            used = FRAME;
+        }
+        groups
+            .last_mut()
+            .expect("one group at least")
+            .2
+            .push(ike.clone());
+        used += cost;
+    }
     if groups.len() > MAX_PARTS {
         return Err(format!(
-            "{} SA pairs need {} parts, more than {MAX_PARTS}",
+            "{} SA pairs and {} IKE SAs need {} parts, more than {MAX_PARTS}",
             snap.sas.len(),
+            snap.ike.len(),
             groups.len()
         ));
     }
@@ -133,7 +157,7 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
     Ok(groups
         .into_iter()
         .enumerate()
-        .map(|(i, (sas, report))| {
+        .map(|(i, (sas, report, ike))| {
             seal_part(
                 key,
                 &Part {
@@ -145,6 +169,7 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
                     parts,
                     sas,
                     report,
+                    ike,
                 },
             )
         })
@@ -260,10 +285,12 @@ impl Assembly {
             sas: Vec::new(),
             report: Vec::new(),
             report_age_ms,
+            ike: Vec::new(),
         };
         for p in std::mem::take(&mut self.got).into_iter().flatten() {
             snap.sas.extend(p.sas);
             snap.report.extend(p.report);
+            snap.ike.extend(p.ike);
         }
         Some(snap)
     }
@@ -324,6 +351,7 @@ mod tests {
             sas: vec![ChildSa::example()],
             report: Vec::new(),
             report_age_ms: 120,
+            ike: Vec::new(),
         }
     }
 
@@ -454,6 +482,101 @@ mod tests {
         assert!(got.sas.is_empty());
     }
 
+    /// An established IKE SA's state, as `IkeSa::export` gives it, with a child per pair.
+    fn ike_state(i: u32) -> IkeSaState {
+        use crate::ike::proposal::{Chosen, Encr, Group, Integ, Prf};
+        let chosen = Chosen {
+            num: 1,
+            encr: Encr::AesCbc256,
+            prf: Some(Prf::HmacSha256),
+            integ: Some(Integ::HmacSha256),
+            dh: Some(Group::Modp1024),
+            esn: false,
+        };
+        let k = |b: u8| dataplane::ctl::hex(&[b.wrapping_add(i as u8); 32]);
+        IkeSaState {
+            tunnel: format!("tunnel-{i}"),
+            initiator: true,
+            spi_i: 0x1111_0000_0000_0000 + u64::from(i),
+            spi_r: 0x2222_0000_0000_0000 + u64::from(i),
+            local: "203.0.113.1:4500".parse().unwrap(),
+            remote: "198.51.100.7:4500".parse().unwrap(),
+            nat: true,
+            behind_nat: false,
+            chosen,
+            keys: [k(1), k(2), k(3), k(4), k(5), k(6), k(7)],
+            next_req_id: 7 + i,
+            peer_next_id: 3,
+            last_resp: Some((2, vec!["ab".repeat(80)])),
+            frag: true,
+            peer_hashes: vec![2, 3, 4],
+            peer_id: Some("gw-b.example.test".into()),
+            age_s: 100,
+            rekey_in_s: Some(3000),
+            children: vec![crate::ike::sa::ChildState {
+                child: "net".into(),
+                spi_in: 0x1000_0000 + i,
+                spi_out: 0x2000_0000 + i,
+                chosen: Chosen {
+                    prf: None,
+                    dh: None,
+                    ..chosen
+                },
+                local_ts: Vec::new(),
+                remote_ts: Vec::new(),
+                age_s: 50,
+                rekeyed: false,
+                replaces: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn ike_sas_travel_with_their_pairs_in_parts_under_the_mtu() {
+        let key = [5u8; 32];
+        let now = 7_000_000;
+        let mut s = big(6, 1, now, 300);
+        s.ike = (0..300).map(ike_state).collect();
+        let parts = seal(&key, &s).unwrap();
+        assert!(
+            parts.iter().all(|p| p.len() + 48 <= 1500),
+            "{:?}",
+            parts.iter().map(Vec::len).max()
+        );
+        // IKE SA keys do not travel in the clear.
+        let sk = ike_state(0).keys[3].to_string();
+        assert!(parts
+            .iter()
+            .all(|p| !String::from_utf8_lossy(p).contains(&sk)));
+        let mut a = Assembly::default();
+        let fresh = Freshness::default();
+        let mut out = None;
+        for p in parts.iter().rev() {
+            out = a.push(open(&key, p).unwrap(), &fresh, now);
+        }
+        let got = out.expect("assembled");
+        assert_eq!(got.sas.len(), 300);
+        assert_eq!(got.ike.len(), 300);
+        for (g, w) in got.ike.iter().zip(&s.ike) {
+            assert_eq!(
+                (g.spi_i, g.spi_r, g.next_req_id),
+                (w.spi_i, w.spi_r, w.next_req_id)
+            );
+            assert_eq!(
+                g.keys.each_ref().map(|k| k.to_string()),
+                w.keys.each_ref().map(|k| k.to_string())
+            );
+            assert_eq!(g.last_resp, w.last_resp);
+            assert_eq!(g.children[0].spi_in, w.children[0].spi_in);
+        }
+        // A snapshot of a sender without IKE SAs in its parts (version 2 before them) still
+        // opens: `ike` is empty.
+        let legacy = serde_json::json!({"boot": 1, "seq": 1, "sent_ms": now, "report_age_ms": 0,
+            "part": 0, "parts": 1, "sas": [], "report": []});
+        let p: Part = serde_json::from_value(legacy).unwrap();
+        assert!(p.ike.is_empty());
+    }
+
     #[test]
     fn parts_with_absurd_numbering_are_refused() {
         let key = [1u8; 32];
@@ -469,6 +592,7 @@ mod tests {
                     parts,
                     sas: Vec::new(),
                     report: Vec::new(),
+                    ike: Vec::new(),
                 },
             )
         };

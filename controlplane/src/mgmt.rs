@@ -65,7 +65,7 @@ pub fn render_ha(v: &serde_json::Value) -> String {
         None => "never".into(),
     };
     s.push_str(&format!(
-        "sa sync: {} -> {}, {} snapshots sent (last {}{}), from the other gateway: {} SA pairs (last {})\n",
+        "sa sync: {} -> {}, {} snapshots sent (last {}{}), from the other gateway: {} SA pairs, {} IKE SAs (last {})\n",
         sync["local"].as_str().unwrap_or("?"),
         sync["remote"].as_str().unwrap_or("?"),
         sync["sent"].as_u64().unwrap_or(0),
@@ -75,6 +75,7 @@ pub fn render_ha(v: &serde_json::Value) -> String {
             _ => String::new(),
         },
         sync["their_pairs"].as_u64().unwrap_or(0),
+        sync["their_ike_sas"].as_u64().unwrap_or(0),
         ago("last_received_ms_ago"),
     ));
     s
@@ -327,12 +328,13 @@ mod tests {
     fn ha_status_reads_as_text() {
         let v = serde_json::json!({"held": [], "standby": ["192.168.10.1", "203.0.113.1"],
             "sync": {"local": "10.99.0.2:4510", "remote": "10.99.0.1:4510", "sent": 0,
-                "last_sent_ms_ago": null, "their_pairs": 1, "last_received_ms_ago": 230}});
+                "last_sent_ms_ago": null, "their_pairs": 1, "their_ike_sas": 1,
+                "last_received_ms_ago": 230}});
         assert_eq!(
             render_ha(&v),
             "vrrp addresses held: none\nvrrp addresses standing by: 192.168.10.1, 203.0.113.1\n\
              sa sync: 10.99.0.2:4510 -> 10.99.0.1:4510, 0 snapshots sent (last never), from the \
-             other gateway: 1 SA pairs (last 0.2s ago)\n"
+             other gateway: 1 SA pairs, 1 IKE SAs (last 0.2s ago)\n"
         );
         let big = serde_json::json!({"held": ["203.0.113.1"], "standby": [],
             "sync": {"local": "10.99.0.1:4510", "remote": "10.99.0.2:4510", "sent": 12,

@@ -1314,3 +1314,294 @@ fn a_vrrp_backup_stays_silent_and_a_new_master_takes_the_tunnel() {
         .iter()
         .any(|a| matches!(a, Action::Send { .. })));
 }
+
+/// A's twin: the other gateway of a VRRP pair, with A's configuration.
+fn twin(start: &str, child_life: &str) -> Daemon {
+    Daemon::new(&cfg(
+        A,
+        B,
+        "192.168.10.0/24",
+        "192.168.20.0/24",
+        start,
+        "aes256-sha256-modp1024",
+        "aes256-sha256",
+        "secret-psk-1",
+        child_life,
+    ))
+}
+
+/// The first datagram `acts` send (of exchange type `exch`, if given): (from, to, bytes).
+fn first_send(acts: &[Action], exch: Option<u8>) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+    acts.iter().find_map(|a| match a {
+        Action::Send {
+            local,
+            remote,
+            data,
+        } if exch.is_none_or(|e| data[18] == e) => Some((*local, *remote, data.clone())),
+        _ => None,
+    })
+}
+
+/// The reference scenario's tunnel up between A (initiator) and B, and when.
+fn reference_up(child_life: &str) -> (Net, Instant) {
+    let now = Instant::now();
+    let mut n = Net::new(
+        "aes256-sha256-modp1024",
+        "aes256-sha256",
+        "secret-psk-1",
+        child_life,
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    (n, now)
+}
+
+/// B's IKE SA (the peer's view): its SPIs and how many it holds.
+fn ike_spis(d: &Daemon) -> Vec<(u64, u64)> {
+    d.sas()
+        .filter(|s| s.state == State::Established)
+        .map(|s| (s.spi_i, s.spi_r))
+        .collect()
+}
+
+#[test]
+fn a_synced_ike_sa_carries_on_at_the_other_gateway_of_a_vrrp_pair() {
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    let (mut n, now) = reference_up("8h");
+    assert_eq!(n.up, (true, true));
+    let before = ike_spis(&n.b);
+    assert_eq!(before.len(), 1);
+    let old_pair = n.a_installed[0].clone();
+    // A's state as the sync carries it (JSON, as in a snapshot part).
+    let states = n.a.export(&|_| true, now);
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].children.len(), 1);
+    let json = serde_json::to_string(&states).unwrap();
+    let child_key = dataplane::ctl::hex(&old_pair.enc_in);
+    assert!(
+        !json.contains(child_key.as_str()),
+        "child keys travel in the pairs, not here"
+    );
+    let states: Vec<controlplane::ike::sa::IkeSaState> = serde_json::from_str(&json).unwrap();
+    // After the snapshot, B's DPD is answered by A: the snapshot's idea of B's next message
+    // ID is one behind when A dies.
+    let t1 = now + Duration::from_secs(31);
+    let acts = n.b.tick(t1);
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::Send { .. })),
+        "B's DPD"
+    );
+    n.run(t1, vec![], acts);
+    // A2 (the same configuration, standing by) takes the address over with A's state.
+    let vip: IpAddr = A.parse().unwrap();
+    let mut a2 = twin("start", "8h");
+    assert!(a2.set_standby(HashSet::from([vip]), t1).is_empty());
+    let t2 = t1 + Duration::from_secs(3);
+    let spi_in = old_pair.spi_in;
+    let restored = a2.restore(&states, Duration::from_secs(3), &|s| s == spi_in, t2);
+    assert_eq!(restored, vec!["t".to_string()]);
+    // No new IKE SA: nothing is initiated on the takeover.
+    let acts = a2.set_standby(HashSet::new(), t2);
+    assert!(acts.is_empty(), "{acts:?}");
+    n.a = a2;
+    n.a_installed.clear();
+    // Its first tick checks the peer (an empty INFORMATIONAL), the next rekeys the synced
+    // CHILD_SA through the synced IKE SA; B takes both.
+    let acts = n.a.tick(t2);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Send { data, .. } if data[18] == 37)),
+        "INFORMATIONAL: {acts:?}"
+    );
+    n.run(t2, acts, vec![]);
+    assert!(n.a_installed.is_empty());
+    let acts = n.a.tick(t2);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::Send { data, .. } if data[18] == 36)),
+        "CREATE_CHILD_SA: {acts:?}"
+    );
+    n.run(t2, acts, vec![]);
+    assert_eq!(n.a_installed.len(), 1, "a new pair on A2");
+    let new_a = &n.a_installed[0];
+    let new_b = n
+        .b_installed
+        .iter()
+        .find(|c| c.spi_out == new_a.spi_in)
+        .expect("B has the new pair");
+    assert_mirrored(new_a, new_b);
+    assert_eq!(new_a.replaces, Some(spi_in));
+    assert!(
+        n.a_removed.contains(&spi_in),
+        "the synced pair retired on A2"
+    );
+    assert!(n.b_removed.contains(&old_pair.spi_out), "and on B");
+    // B's next request is one ahead of what the snapshot said: taken once (authenticated).
+    let t3 = t2 + Duration::from_secs(31);
+    let sent = n.sent;
+    let acts = n.b.tick(t3);
+    n.run(t3, vec![], acts);
+    assert_eq!(n.sent, sent + 2, "B's DPD answered by A2");
+    // B never saw another IKE SA, and its DPD keeps it.
+    assert_eq!(ike_spis(&n.b), before);
+    assert_eq!(ike_spis(&n.a), before);
+    let t4 = t3 + Duration::from_secs(200);
+    let acts = n.b.tick(t4);
+    n.run(t4, vec![], acts);
+    assert_eq!(ike_spis(&n.b), before);
+    // A state for another tunnel, or from another address, is refused.
+    let mut other = states[0].clone();
+    other.local = SocketAddr::new("198.51.100.1".parse().unwrap(), 500);
+    let mut a3 = twin("none", "8h");
+    assert!(a3
+        .restore(&[other], Duration::ZERO, &|_| true, t4)
+        .is_empty());
+    assert_eq!(a3.sas().count(), 0);
+}
+
+#[test]
+fn a_synced_ike_sa_refuses_requests_too_far_ahead_and_old_ones_get_the_cached_answer() {
+    let (mut n, now) = reference_up("8h");
+    // B's DPD, captured on the way to A, answered by A.
+    let t1 = now + Duration::from_secs(31);
+    let acts = n.b.tick(t1);
+    let dpd = first_send(&acts, None).unwrap();
+    n.run(t1, vec![], acts);
+    // The state after that answer: a retransmission of the DPD gets the same answer again
+    // from the restored SA (the response was synced); A itself answers it the same way.
+    let states = n.a.export(&|_| true, t1);
+    let mut a2 = twin("start", "8h");
+    assert_eq!(a2.restore(&states, Duration::ZERO, &|_| true, t1).len(), 1);
+    let (bl, br, d) = dpd;
+    let again = a2.handle(t1, br, bl, &d);
+    let first = n.a.handle(t1, br, bl, &d);
+    let bytes = |v: &[Action]| {
+        v.iter()
+            .filter_map(|a| match a {
+                Action::Send { data, .. } => Some(data.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bytes(&again).len(), 1);
+    assert_eq!(bytes(&again), bytes(&first), "the cached response, synced");
+    // A snapshot 17 of B's requests behind (past the slack of 16): B's next request is
+    // dropped by the restored SA, though it authenticates.
+    let old = n.a.export(&|_| true, t1);
+    let mut t = t1;
+    for _ in 0..17 {
+        t += Duration::from_secs(31);
+        let acts = n.b.tick(t);
+        n.run(t, vec![], acts);
+    }
+    let mut a3 = twin("none", "8h");
+    assert_eq!(a3.restore(&old, Duration::ZERO, &|_| true, t).len(), 1);
+    t += Duration::from_secs(31);
+    let acts = n.b.tick(t);
+    assert_eq!(sends(&acts), 1, "B's DPD");
+    let (l, r, d) = &first_send(&acts, None).unwrap();
+    assert!(a3.handle(t, *r, *l, d).is_empty(), "17 ahead: dropped");
+    // The same request reaches A, which is in step: answered.
+    assert_eq!(bytes(&n.a.handle(t, *r, *l, d)).len(), 1);
+}
+
+/// The fuzz corpus's seed of a snapshot with an IKE SA stays one that restores (else the
+/// fuzzer's restore path would start from nothing).
+#[test]
+fn the_fuzz_seed_of_a_synced_ike_sa_restores() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/corpus/ctl_messages/seed-snapshot-with-ike-sa.json"
+    );
+    let snap: controlplane::ha::Snapshot =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let c = Config::parse(
+        "tunnels:\n  - name: t\n    local: 203.0.113.1\n    remote: 203.0.113.2\n    psk: \"fuzz-psk-0123456789\"\n    ike_proposals: [aes256-sha256-modp2048]\n    children:\n      - name: net\n        local_ts: [192.168.10.0/24]\n        remote_ts: [192.168.20.0/24]\n        esp_proposals: [aes256-sha256]\n",
+        Path::new("fuzz.yaml"),
+    )
+    .unwrap();
+    let mut d = Daemon::new(&c);
+    let now = Instant::now();
+    assert_eq!(
+        d.restore(&snap.ike, Duration::from_secs(1), &|_| true, now),
+        vec!["t".to_string()]
+    );
+    let sa = d.sas().next().unwrap();
+    assert_eq!(sa.children.len(), 1);
+    // Its first tick checks the peer (INFORMATIONAL, message ID 2).
+    let acts = d.tick(now);
+    assert!(acts.iter().any(|a| matches!(a, Action::Send { data, .. }
+        if data[18] == 37 && data[20..24] == [0, 0, 0, 2])));
+}
+
+/// A gateway dies with a CREATE_CHILD_SA in flight that the peer answered: the snapshot says
+/// that message ID is the next. The new master's first request (a liveness check) reuses it,
+/// the peer takes it for a retransmission and answers it with the rekey's response again; the
+/// check takes that, and the message IDs are in step: the next request is answered as new.
+#[test]
+fn a_synced_ike_sa_resyncs_after_a_request_lost_with_the_old_master() {
+    let (mut n, now) = reference_up("10s");
+    // A's CHILD_SA rekey goes out; B answers it; the answer never reaches A (A dies).
+    let t1 = now + Duration::from_millis(10_100);
+    let acts = n.a.tick(t1);
+    let req = first_send(&acts, Some(36)).expect("A rekeys");
+    let states = n.a.export(&|_| true, t1);
+    assert_eq!(
+        states[0].next_req_id,
+        u32::from_be_bytes(req.2[20..24].try_into().unwrap())
+    );
+    let answer = n.b.handle(t1, req.1, req.0, &req.2);
+    assert!(
+        answer.iter().any(|a| matches!(a, Action::Send { .. })),
+        "B answered"
+    );
+    let b_children = n.b.sas().next().unwrap().children.len();
+    // A2 carries on; its liveness check gets B's cached CREATE_CHILD_SA answer.
+    let mut a2 = twin("start", "10s");
+    let t2 = t1 + Duration::from_secs(2);
+    assert_eq!(
+        a2.restore(&states, Duration::from_secs(2), &|_| true, t2)
+            .len(),
+        1
+    );
+    let acts = a2.tick(t2);
+    let (l, r, d) = first_send(&acts, None).expect("the liveness check");
+    assert_eq!((d[18], &d[20..24]), (37, &req.2[20..24]));
+    let cached: Vec<Vec<u8>> =
+        n.b.handle(t2, r, l, &d)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(cached[0][18], 36, "B resent the CREATE_CHILD_SA answer");
+    assert_eq!(
+        n.b.sas().next().unwrap().children.len(),
+        b_children,
+        "nothing new on B"
+    );
+    let after = a2.handle(t2, l, r, &cached[0]);
+    assert!(
+        !after.iter().any(|a| matches!(a, Action::Install(_))),
+        "no SA from it"
+    );
+    // In step: A2's next request (the child's rekey) is new to B, and answered.
+    n.a = a2;
+    n.a_installed.clear();
+    let acts = n.a.tick(t2);
+    assert!(acts
+        .iter()
+        .any(|a| matches!(a, Action::Send { data, .. } if data[18] == 36)));
+    n.run(t2, acts, vec![]);
+    assert!(!n.a_installed.is_empty(), "the rekey went through");
+    let new_a = n.a_installed.last().unwrap();
+    let new_b = n
+        .b_installed
+        .iter()
+        .find(|c| c.spi_out == new_a.spi_in)
+        .expect("B has A2's new pair");
+    assert_mirrored(new_a, new_b);
+}

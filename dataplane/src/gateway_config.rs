@@ -19,7 +19,8 @@
 //! mss_clamp: auto        # auto (from MTU and SA overhead) | off | a number
 //! vrrp:                  # virtual addresses shared with another gateway (RFC 5798 VRRPv3)
 //!   - { interface: outside, vrid: 51, priority: 150, advert_interval: 1s, vips: [203.0.113.1], group: site }
-//!     # its own link is tracked (down: fault, the addresses go); `track: [inside]` adds others
+//!     # its own link is tracked (down: fault, the addresses go); `track: [inside]` adds others;
+//!     # `preempt_delay: 5s`: no preemption for that long after a start or a fault
 //! ```
 //!
 //! Unknown keys are errors; YAML errors name the file, line and column; references between
@@ -249,6 +250,8 @@ struct VrrpEntry {
     advert_interval: String,
     #[serde(default = "default_true")]
     preempt: bool,
+    #[serde(default)]
+    preempt_delay: Option<String>,
     vips: Vec<std::net::Ipv4Addr>,
     #[serde(default)]
     group: Option<String>,
@@ -561,6 +564,13 @@ impl GatewayConfig {
                 )));
             }
             let interval_cs = advert_interval_cs(&v.advert_interval).map_err(bad)?;
+            let preempt_delay_ms = match &v.preempt_delay {
+                None => 0,
+                Some(d) => crate::config::parse_duration(d)
+                    .filter(|d| d.as_secs() <= 1000)
+                    .ok_or_else(|| bad(format!("preempt_delay `{d}` is not 0-1000 s (`5s`)")))?
+                    .as_millis() as u64,
+            };
             let mut track = vec![k];
             for t in &v.track {
                 let j = index(t).ok_or_else(|| bad(format!("track: no interface named `{t}`")))?;
@@ -575,6 +585,7 @@ impl GatewayConfig {
                     priority: v.priority,
                     interval_cs,
                     preempt: v.preempt,
+                    preempt_delay_ms,
                     primary,
                     vips: v.vips.clone(),
                 },
@@ -813,6 +824,10 @@ mod tests {
         assert_eq!(names, ["outside", "inside"]);
         let d = with("{ interface: outside, vrid: 7, vips: [203.0.113.10], group: site }").unwrap();
         assert_eq!(d.vrrp[0].group.as_deref(), Some("site"));
+        assert_eq!(d.vrrp[0].config.preempt_delay_ms, 0);
+        let p = with("{ interface: outside, vrid: 7, vips: [203.0.113.10], preempt_delay: 2.5s }")
+            .unwrap();
+        assert_eq!(p.vrrp[0].config.preempt_delay_ms, 2500);
         assert_eq!(
             (d.vrrp[0].config.priority, d.vrrp[0].config.interval_cs),
             (100, 100)
@@ -828,6 +843,8 @@ mod tests {
             ("{ interface: outside, vrid: 1, advert_interval: 41s, vips: [203.0.113.10] }", "10ms"),
             ("{ interface: outside, vrid: 1, advert_interval: 15ms, vips: [203.0.113.10] }", "10ms"),
             ("{ interface: outside, vrid: 1, advert_interval: 1, vips: [203.0.113.10] }", "10ms"),
+            ("{ interface: outside, vrid: 1, preempt_delay: 1001s, vips: [203.0.113.10] }", "0-1000 s"),
+            ("{ interface: outside, vrid: 1, preempt_delay: soon, vips: [203.0.113.10] }", "0-1000 s"),
             ("{ interface: outside, vrid: 1, vips: [203.0.113.10] }\n  - { interface: outside, vrid: 1, vips: [203.0.113.11] }", "twice"),
         ] {
             let e = with(bad).unwrap_err().to_string();

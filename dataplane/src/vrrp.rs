@@ -174,6 +174,11 @@ pub struct Config {
     pub interval_cs: u16,
     /// Whether a higher priority takes over from a lower-priority master (RFC 5798 default).
     pub preempt: bool,
+    /// For this long after each start (at boot, and when a fault clears) it does not preempt
+    /// (keepalived's `preempt_delay`), ms: time for the control plane to attach and hear the
+    /// master's SA-state sync, and for a link that came back to prove itself. A silent master
+    /// is still taken over after Master_Down_Interval.
+    pub preempt_delay_ms: u64,
     /// This router's primary address on the link (the source of its advertisements; ties
     /// between equal priorities go to the higher one).
     pub primary: Ipv4Addr,
@@ -251,6 +256,8 @@ pub struct Router {
     released: bool,
     /// Master: it took over on such a release.
     took_over_released: bool,
+    /// Backup: no preemption before this (the start plus `preempt_delay_ms`).
+    preempt_from: u64,
     counters: Counters,
 }
 
@@ -267,6 +274,7 @@ impl Router {
             master_ip: None,
             released: false,
             took_over_released: false,
+            preempt_from: 0,
             counters: Counters::default(),
         }
     }
@@ -315,6 +323,7 @@ impl Router {
         }
         self.master_interval_cs = self.cfg.interval_cs;
         self.down_at = now + self.master_down_ms();
+        self.preempt_from = now.saturating_add(self.cfg.preempt_delay_ms);
         self.state = State::Backup;
         self.released = false;
         Step {
@@ -383,7 +392,10 @@ impl Router {
                 if a.priority == 0 {
                     // The master is stopping: take over after the skew only.
                     self.down_at = now + self.skew_ms();
-                } else if !self.cfg.preempt || a.priority >= self.cfg.priority {
+                } else if !self.cfg.preempt
+                    || a.priority >= self.cfg.priority
+                    || now < self.preempt_from
+                {
                     self.master_interval_cs = a.interval_cs.max(1);
                     self.down_at = now + self.master_down_ms();
                     self.master_ip = Some(a.src);
@@ -534,6 +546,7 @@ mod tests {
             priority,
             interval_cs: 100,
             preempt,
+            preempt_delay_ms: 0,
             primary: ME,
             vips: vec![Ipv4Addr::new(203, 0, 113, 1)],
         })
@@ -622,6 +635,49 @@ mod tests {
             r.tick(t + 1);
         }
         assert_eq!(r.state(), State::Backup);
+    }
+
+    #[test]
+    fn preempt_delay_holds_preemption_back_after_each_start_but_not_a_takeover() {
+        let delayed = |ms: u64| {
+            Router::new(Config {
+                preempt_delay_ms: ms,
+                ..router(150, true).config().clone()
+            })
+        };
+        // A lower-priority master advertising every second: preempted only once 5 s have
+        // passed since the start (its last advertisement before then is still heard: it
+        // takes over Master_Down_Interval, 3.41 s at 150, after that one).
+        let mut r = delayed(5000);
+        r.start(0);
+        let mut master_at = None;
+        for t in (1000..12000).step_by(1000) {
+            r.receive(&adv(100), t);
+            r.tick(t + 999);
+            if r.state() == State::Master && master_at.is_none() {
+                master_at = Some(t + 999);
+            }
+        }
+        let at = master_at.expect("preempted in the end");
+        assert!((6000..=9999).contains(&at), "preempted at {at} ms");
+        // A silent master is taken over after Master_Down_Interval, delay or not.
+        let mut r = delayed(60_000);
+        r.start(0);
+        r.tick(3500);
+        assert_eq!(r.state(), State::Master);
+        // The delay counts again from a start after a fault.
+        let mut r = delayed(5000);
+        r.start(0);
+        r.tick(3500);
+        assert_eq!(r.state(), State::Master);
+        r.set_fault(true, 4000);
+        r.set_fault(false, 20_000);
+        assert_eq!(r.state(), State::Backup);
+        for t in (21_000..26_000).step_by(1000) {
+            r.receive(&adv(100), t);
+            r.tick(t + 999);
+            assert_eq!(r.state(), State::Backup, "at {t}");
+        }
     }
 
     #[test]

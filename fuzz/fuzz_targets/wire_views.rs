@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
             priority: 100,
             interval_cs: 100,
             preempt: true,
+            preempt_delay_ms: u64::from(a.priority) * 100,
             primary: std::net::Ipv4Addr::new(10, 0, 0, 1),
             vips: vec![std::net::Ipv4Addr::new(10, 0, 0, 9)],
         });

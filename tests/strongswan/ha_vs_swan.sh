@@ -19,13 +19,17 @@
 #   1. A1 becomes master of both addresses and brings the tunnel up with charon; A2 stays
 #      backup, its ferrogate-ike holds no IKE SA and sent nothing from the shared address.
 #   2. A1 dies (SIGKILL of ferrogate and ferrogate-ike, as a power cut): A2 takes both
-#      addresses over after VRRP's Master_Down_Interval, its ferrogate-ike initiates with
-#      INITIAL_CONTACT, charon replaces the dead IKE SA, and hA's ping to hB (50 a second)
+#      addresses over after VRRP's Master_Down_Interval and hA's ping to hB (50 a second)
 #      resumes. The outage is measured; it must stay under 6 s (~3.3 s measured: VRRP's
-#      Master_Down_Interval, then one IKE_SA_INIT/IKE_AUTH; DPD alone would take 120 s).
+#      Master_Down_Interval; DPD alone would take 120 s).
 #      With the sync: the wire (captured at B) must show ESP from A2 (its MAC) on A1's
 #      outbound SPI, numbered past what A1 sent, and charon's ESP to A2 on the synced inbound
-#      SPI: the synced pair carried traffic both ways before A2's own CHILD_SA.
+#      SPI: the synced pair carried traffic both ways before A2's own CHILD_SA. A2 carries
+#      A1's IKE SA on (synced too): charon still holds the same IKE SA (SPIs), A2 negotiated
+#      none, A2 rekeyed the synced CHILD_SA through it, and charon then rekeys the CHILD_SA
+#      and the IKE SA through A2. Without the sync (SYNC=0) A2's ferrogate-ike initiates
+#      with INITIAL_CONTACT and charon replaces the dead IKE SA.
+#      Steps 3 and 5 check too that charon keeps its IKE SA over each takeover (sync).
 #   3. A1 comes back (priority 200, preempt): it takes over, A2's ferrogate-ike drops its
 #      IKE SA without a word, A1's brings a new one up, and the ping resumes (outage measured:
 #      ~0.2 s, the new IKE SA's setup; it must stay under 3 s).
@@ -123,6 +127,11 @@ BLOCK_IKE_S=${BLOCK_IKE_S:-0}
 # The two routers of a gateway form a sync group (GROUP=none: they do not; steps 4 and 5 then
 # fail).
 GROUP=${GROUP:-site}
+# A gateway that comes back does not preempt for this long (its ferrogate-ike starts a second
+# after its data plane, and must hear the master's sync before it takes the tunnel over:
+# with 100 ms adverts it would preempt first, and its ferrogate-ike, finding the address
+# already its own and no snapshot, would negotiate a new IKE SA).
+PREEMPT_DELAY=${PREEMPT_DELAY:-3s}
 [ "$GROUP" = none ] && GROUP=null
 swan_suite cbc
 # gw N INSIDE_ADDR OUTSIDE_ADDR PRIORITY
@@ -136,8 +145,8 @@ routes:
 cores: { main: 0, workers: [] }
 mss_clamp: auto
 vrrp:
-  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, vips: [203.0.113.1], group: $GROUP }
-  - { interface: inside, vrid: 52, priority: $4, advert_interval: $ADVERT, vips: [192.168.10.1], group: $GROUP }
+  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: [203.0.113.1], group: $GROUP }
+  - { interface: inside, vrid: 52, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: [192.168.10.1], group: $GROUP }
 EOF
 }
 gw_conf 1 192.168.10.2 203.0.113.3 200 > "$WORK/a1.yaml"
@@ -219,6 +228,17 @@ ike_sas() { # N -> how many IKE SAs its ferrogate-ike holds (any state)
         "$SWAN_PYTHON" -c "import json,sys; print(len(json.load(sys.stdin)))"
 }
 swan_ike_count() { swan_list b | grep -c "ESTABLISHED" || true; }
+# charon's IKE SAs: "SPI_i SPI_r" of each ESTABLISHED one (the same after a takeover with
+# the sync: the peer never saw a new IKE SA).
+swan_ike_spis() { swan_list b | grep -E "^gw: #[0-9]+, ESTABLISHED" | grep -oE "[0-9a-f]{16}_i\*? [0-9a-f]{16}_r\*?" | tr -d '*' || true; }
+# same_ike_sa BEFORE WHAT: with the sync, charon must still hold the IKE SA it held before.
+same_ike_sa() {
+    [ "$SYNC" = 1 ] || return 0
+    local now
+    now=$(swan_ike_spis)
+    echo "charon's IKE SA before $2: $1; after: $now"
+    [ -n "$1" ] && [ "$now" = "$1" ] || { echo "charon's IKE SA changed over $2"; swan_list b; return 1; }
+}
 # A ping from hA to hB 50 times a second for SECS (each reply time-stamped); ping_gap gives
 # the echoes answered and the longest time without a reply, in ms. And, for the sync check,
 # UDP both ways at 500 datagrams a second (the synced pair carries traffic only until the new
@@ -328,6 +348,7 @@ assert a1["held"] == vips and a1["standby"] == [], a1
 assert a2["held"] == [] and a2["standby"] == vips, a2
 assert a1["sync"]["sent"] > 0, a1
 assert a2["sync"]["their_pairs"] == 1 and a2["sync"]["last_received_ms_ago"] < 2000, a2
+assert a2["sync"]["their_ike_sas"] == 1, a2
 assert a2["sync"]["sent"] == 0, "the backup sends no snapshot"
 EOF
     fi
@@ -339,6 +360,8 @@ show_sas
 ip netns exec "$GB" tcpdump -q -n -U -i gBo -w "$WORK/wire.pcap" "udp port 4500" 2>/dev/null &
 swan_track_pid $!
 step2() {
+    local ike_before
+    ike_before=$(swan_ike_spis)
     ping_start 20 "$WORK/ping-failover.txt"
     sleep 4
     [ -z "${DEMO:-}" ] || echo "== A1 loses power (SIGKILL of its ferrogate and ferrogate-ike)"
@@ -396,14 +419,36 @@ print('\n'.join(f'{k} {v}' for k, v in sorted(most.items())))
     fi
     [ "$(ike_sas 2)" = 1 ] || { echo "A2's ferrogate-ike holds $(ike_sas 2) IKE SAs"; return 1; }
     [ "$(swan_ike_count)" = 1 ] || { echo "charon holds $(swan_ike_count) IKE SAs:"; swan_list b; return 1; }
-    grep -q '"event":"ike-up"' "$WORK/events-a2.jsonl" || return 1
+    if [ "$SYNC" = 0 ]; then
+        grep -q '"event":"ike-up"' "$WORK/events-a2.jsonl" || return 1
+        return 0
+    fi
+    # With the sync A2 carries A1's IKE SA on: charon keeps it, nobody negotiated a new one.
+    grep -q '"event":"ike-synced"' "$WORK/events-a2.jsonl" || { echo "A2 did not carry A1's IKE SA on"; return 1; }
+    ! grep -q '"event":"ike-up"' "$WORK/events-a2.jsonl" || { echo "A2 negotiated an IKE SA of its own"; return 1; }
+    same_ike_sa "$ike_before" "the failover" || return 1
+    # The carried-on IKE SA works both ways with charon: it rekeys the CHILD_SA and the IKE
+    # SA itself (new SPIs, SK_d of the synced keys) through A2, and the tunnel still carries.
+    swan_ctl b --rekey --child net > /dev/null || { echo "charon's CHILD_SA rekey through A2 failed"; return 1; }
+    swan_ctl b --rekey --ike gw > /dev/null || { echo "charon's IKE SA rekey through A2 failed"; return 1; }
+    local n after
+    for n in 20 19 18 17 16 15 14 13 12 11 10 9 8 7 6 5 4 3 2 1 0; do
+        after=$(swan_ike_spis)
+        [ -n "$after" ] && [ "$after" != "$ike_before" ] && [ "$(swan_ike_count)" = 1 ] && [ "$(ike_sas 2)" = 1 ] && break
+        [ "$n" = 0 ] && { echo "after charon's rekeys: charon $(swan_ike_count) IKE SAs ($after), A2 $(ike_sas 2)"; swan_list b; return 1; }
+        sleep 0.5
+    done
+    echo "charon rekeyed the IKE SA through A2: $ike_before -> $after"
+    ip netns exec "$HA" ping -c 3 -i 0.2 -W 2 -q 192.168.20.5 > /dev/null || { echo "no ping through A2 after charon's rekeys"; return 1; }
 }
-check "A1 dies: A2 takes both addresses, its ferrogate-ike re-establishes with charon, ping resumes" step2
+check "A1 dies: A2 takes both addresses and carries A1's IKE SA on (the sync; SYNC=0: re-establishes with charon), ping resumes" step2
 show_sas
 
 step3() {
     : > "$WORK/fg-a1.log"
     [ -z "${DEMO:-}" ] || echo "== A1 comes back (priority 200 against A2's 100)"
+    local ike_before
+    ike_before=$(swan_ike_spis)
     start_gw 1
     ping_start 15 "$WORK/ping-preempt.txt"
     wait_states 1 "master master" 10 || return 1
@@ -415,6 +460,7 @@ step3() {
     [ "$(ike_sas 2)" = 0 ] || { echo "A2's ferrogate-ike still holds $(ike_sas 2) IKE SAs"; return 1; }
     [ "$(ike_sas 1)" = 1 ] || { echo "A1's ferrogate-ike holds $(ike_sas 1) IKE SAs"; return 1; }
     [ "$(swan_ike_count)" = 1 ] || { echo "charon holds $(swan_ike_count) IKE SAs:"; swan_list b; return 1; }
+    same_ike_sa "$ike_before" "the preemption" || return 1
     ip netns exec "$HA" ping -c 3 -i 0.2 -W 2 -q 192.168.20.5 > /dev/null || { echo "no ping through A1 again"; return 1; }
 }
 check "A1 back (priority 200): it preempts A2, whose ferrogate-ike stands down; ping resumes" step3
@@ -437,6 +483,8 @@ link_of() { # N PORT -> "up" or "down", as gateway N's stats file says
 }
 step5() {
     wait_states 1 "master master" 5 || return 1
+    local ike_before
+    ike_before=$(swan_ike_spis)
     ping_start 12 "$WORK/ping-link.txt"
     sleep 3
     [ -z "${DEMO:-}" ] || echo "== A1's inside link fails (no carrier)"
@@ -466,6 +514,7 @@ step5() {
         [ "$n" = 0 ] && { echo "IKE SAs: A1 $(ike_sas 1), A2 $(ike_sas 2), charon $(swan_ike_count)"; return 1; }
         sleep 0.5
     done
+    same_ike_sa "$ike_before" "the link failure and the preemption" || return 1
     ip netns exec "$HA" ping -c 3 -i 0.2 -W 2 -q 192.168.20.5 > /dev/null || { echo "no ping through A1 again"; return 1; }
 }
 check "A1's inside link fails: it goes to fault with its group, A2 takes over at once; A1 preempts when it is back" step5

@@ -736,7 +736,7 @@ impl ChanIo {
 
     /// What the other gateway needs to take over: the pairs installed for addresses this
     /// gateway holds, and the data plane's last report of them. None while it holds none.
-    fn snapshot(&self, boot: u64, seq: u64) -> Option<controlplane::ha::Snapshot> {
+    fn snapshot(&self, boot: u64, seq: u64, daemon: &Daemon) -> Option<controlplane::ha::Snapshot> {
         if self.held.is_empty() {
             return None;
         }
@@ -759,6 +759,7 @@ impl ChanIo {
             sas,
             report,
             report_age_ms: self.report_at.elapsed().as_millis() as u64,
+            ike: daemon.export(&|a| self.held.contains(&a), Instant::now()),
         })
     }
 
@@ -1047,8 +1048,10 @@ struct HaSync {
     boot: u64,
     seq: u64,
     last_sent: Instant,
-    /// The inbound SPIs of the last snapshot sent: a change goes out at once.
+    /// The inbound SPIs of the last snapshot sent, and what its IKE SAs' SPIs and message
+    /// IDs came to ([`Daemon::export_digest`]): a change of either goes out at once.
     sent_spis: Vec<u32>,
+    sent_ike: u64,
     fresh: controlplane::ha::Freshness,
     /// The parts of the other gateway's snapshot in progress.
     assembly: controlplane::ha::Assembly,
@@ -1090,6 +1093,7 @@ impl HaSync {
             seq: 0,
             last_sent: Instant::now() - HA_EVERY,
             sent_spis: Vec::new(),
+            sent_ike: 0,
             fresh: Default::default(),
             assembly: Default::default(),
             parts_sent: 0,
@@ -1110,6 +1114,7 @@ impl HaSync {
             "datagrams_per_snapshot": self.parts_sent,
             "last_sent_ms_ago": (self.sent > 0).then(|| self.last_sent.elapsed().as_millis() as u64),
             "their_pairs": self.theirs.as_ref().map_or(0, |t| t.sas.len()),
+            "their_ike_sas": self.theirs.as_ref().map_or(0, |t| t.ike.len()),
             "last_received_ms_ago": self.received_at.map(|t| t.elapsed().as_millis() as u64),
         })
     }
@@ -1165,8 +1170,8 @@ impl HaSync {
     }
 
     /// Sends this gateway's snapshot while it holds VRRP addresses: every [`HA_EVERY`], and at
-    /// once when its SA pairs change.
-    fn send(&mut self, ch: &ChanIo) {
+    /// once when its SA pairs or its IKE SAs' message IDs change.
+    fn send(&mut self, ch: &ChanIo, daemon: &Daemon) {
         if ch.held.is_empty() {
             // Not (or no longer) the master: nothing of ours is worth sending.
             self.queue.clear();
@@ -1175,17 +1180,21 @@ impl HaSync {
         // A snapshot still going out is finished first (one replacing it would make the
         // other gateway start over); the newest state follows it.
         self.flush();
-        if !self.queue.is_empty()
-            || (self.last_sent.elapsed() < HA_EVERY
-                && ch
-                    .installed
-                    .keys()
-                    .copied()
-                    .eq(self.sent_spis.iter().copied()))
+        if !self.queue.is_empty() {
+            return;
+        }
+        let ike = daemon.export_digest(&|a| ch.held.contains(&a));
+        if self.last_sent.elapsed() < HA_EVERY
+            && ike == self.sent_ike
+            && ch
+                .installed
+                .keys()
+                .copied()
+                .eq(self.sent_spis.iter().copied())
         {
             return;
         }
-        let Some(snap) = ch.snapshot(self.boot, self.seq + 1) else {
+        let Some(snap) = ch.snapshot(self.boot, self.seq + 1, daemon) else {
             return;
         };
         match controlplane::ha::seal(&self.cfg.key, &snap) {
@@ -1200,6 +1209,7 @@ impl HaSync {
         self.seq += 1;
         self.last_sent = Instant::now();
         self.sent_spis = ch.installed.keys().copied().collect();
+        self.sent_ike = ike;
     }
 }
 
@@ -1474,6 +1484,28 @@ fn main() -> ExitCode {
                     &mut io,
                 ) {
                     adopted = ch.adopt(snap, &taken);
+                    // Their IKE SAs carry on here: the peer sees no new IKE SA, and their
+                    // CHILD_SAs (the pairs just installed) are rekeyed through them.
+                    let ike: Vec<_> = snap
+                        .ike
+                        .iter()
+                        .filter(|s| taken.contains(&s.local.ip()))
+                        .cloned()
+                        .collect();
+                    let elapsed = Duration::from_millis(
+                        controlplane::ha::wall_ms().saturating_sub(snap.sent_ms),
+                    );
+                    let restored =
+                        daemon.restore(&ike, elapsed, &|spi| ch.installed.contains_key(&spi), now);
+                    let kept: std::collections::HashSet<u32> = daemon
+                        .sas()
+                        .filter(|sa| restored.contains(&sa.cfg.name))
+                        .flat_map(|sa| sa.children.iter().map(|c| c.spi_in))
+                        .collect();
+                    ch.stale.retain(|s| !kept.contains(&s.spi_in));
+                    for t in restored {
+                        event(serde_json::json!({"event": "ike-synced", "tunnel": t}));
+                    }
                 }
                 let acts = daemon.set_standby(s, now);
                 carry_out(acts, &mut io, &mut ex);
@@ -1489,7 +1521,7 @@ fn main() -> ExitCode {
         }
         if let (Some(h), Io::Channel(ch)) = (&mut ha, &io) {
             h.recv();
-            h.send(ch);
+            h.send(ch, &daemon);
         }
         let busy = !inbox.is_empty();
         for (local, remote, data) in inbox.drain(..) {
@@ -1682,6 +1714,7 @@ mod tests {
             sas: vec![a.clone(), other.clone()],
             report: vec![report(a.spi_in, a.spi_out, Some(9000), Some(40))],
             report_age_ms: 300,
+            ike: Vec::new(),
         };
         let mut io = ChanIo::new(PathBuf::from("/nonexistent"));
         io.replaced_at.insert(
@@ -1704,12 +1737,12 @@ mod tests {
         assert!(io.adopt(&snap, &held).is_empty());
         // What this gateway sends as master: the pairs of the addresses it holds.
         assert!(
-            io.snapshot(7, 1).is_none(),
+            io.snapshot(7, 1, &no_tunnels()).is_none(),
             "holds no address: sends nothing"
         );
         io.held = held;
         io.installed.insert(other.spi_in, other);
-        let mine = io.snapshot(7, 3).unwrap();
+        let mine = io.snapshot(7, 3, &no_tunnels()).unwrap();
         assert_eq!((mine.boot, mine.seq), (7, 3));
         assert_eq!(mine.sas.len(), 1);
         assert_eq!(mine.sas[0].spi_in, a.spi_in);
@@ -1720,6 +1753,11 @@ mod tests {
         );
         io.retire_stale();
         assert!(io.stale.is_empty() && !io.installed.contains_key(&a.spi_in));
+    }
+
+    /// A daemon without tunnels (no IKE SA to sync).
+    fn no_tunnels() -> Daemon {
+        Daemon::new(&Config::parse("tunnels: []\n", std::path::Path::new("t.yaml")).unwrap())
     }
 
     /// Over a real UDP socket pair: a master with 1000 SA pairs (v1 of the sync gave up past
@@ -1753,11 +1791,12 @@ mod tests {
                 .push(report(sa.spi_in, sa.spi_out, Some(u64::from(i) * 10), None));
             io.installed.insert(sa.spi_in, sa);
         }
-        a.send(&io);
+        let daemon = no_tunnels();
+        a.send(&io, &daemon);
         assert!(a.parts_sent >= 500, "{} datagrams", a.parts_sent);
         let until = Instant::now() + Duration::from_secs(5);
         while b.theirs.as_ref().is_none_or(|t| t.sas.len() < 1000) && Instant::now() < until {
-            a.send(&io);
+            a.send(&io, &daemon);
             b.recv();
             std::thread::sleep(Duration::from_millis(1));
         }

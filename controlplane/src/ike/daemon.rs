@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::sa::{Action, IkeSa, State};
+use super::sa::{Action, IkeSa, IkeSaState, State};
 use super::wire::{exchange, Header};
 use crate::config::{Config, StartAction, TunnelConfig};
 
@@ -133,12 +133,93 @@ impl Daemon {
             .retain(|r| !standby.contains(&tunnels[r.0].local));
         for i in taken {
             tracing::info!(tunnel = %self.tunnels[i].name, local = %self.tunnels[i].local, "VRRP: this gateway holds the local address now");
-            if self.tunnels[i].start == StartAction::Start {
+            let carried_on = self
+                .sas
+                .values()
+                .any(|s| s.cfg.name == self.tunnels[i].name && s.state != State::Dead);
+            if self.tunnels[i].start == StartAction::Start && !carried_on {
                 self.quiet_start.remove(&self.tunnels[i].name);
                 self.initiate(i, now, &mut out);
             }
         }
         out
+    }
+
+    /// The established IKE SAs of tunnels whose local address `ours` says this gateway holds,
+    /// as the other gateway of a VRRP pair needs them (`ha:`).
+    pub fn export(&self, ours: &dyn Fn(std::net::IpAddr) -> bool, now: Instant) -> Vec<IkeSaState> {
+        let mut v: Vec<IkeSaState> = self
+            .sas
+            .values()
+            .filter(|sa| ours(sa.cfg.local))
+            .filter_map(|sa| sa.export(now))
+            .collect();
+        v.sort_by_key(|s| (s.spi_i, s.spi_r));
+        v
+    }
+
+    /// What [`Daemon::export`] would say, as a number that changes when it does in a way the
+    /// other gateway must hear of at once (SAs, message IDs, CHILD_SAs); timers aside.
+    pub fn export_digest(&self, ours: &dyn Fn(std::net::IpAddr) -> bool) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        type Marks = ((u64, u64, u32, u32), Vec<(u32, bool)>);
+        let mut v: Vec<Marks> = self
+            .sas
+            .values()
+            .filter(|sa| ours(sa.cfg.local))
+            .filter_map(|sa| {
+                let marks = sa.sync_marks()?;
+                Some((
+                    marks,
+                    sa.children.iter().map(|c| (c.spi_in, c.rekeyed)).collect(),
+                ))
+            })
+            .collect();
+        v.sort();
+        v.hash(&mut h);
+        h.finish()
+    }
+
+    /// Carries on the other gateway's IKE SAs after a VRRP takeover (`ha:`): each whose tunnel
+    /// is configured here and has no IKE SA here yet. `elapsed`: how old the states are;
+    /// `installed`: whether a CHILD_SA's pair (by inbound SPI) is in the data plane. Returns
+    /// the tunnels carried on.
+    pub fn restore(
+        &mut self,
+        states: &[IkeSaState],
+        elapsed: Duration,
+        installed: &dyn Fn(u32) -> bool,
+        now: Instant,
+    ) -> Vec<String> {
+        let mut done = Vec::new();
+        for s in states {
+            let Some(cfg) = self.tunnels.iter().find(|t| t.name == s.tunnel).cloned() else {
+                tracing::warn!(tunnel = %s.tunnel, "synced IKE SA of a tunnel not configured here: left out");
+                continue;
+            };
+            if self
+                .sas
+                .values()
+                .any(|sa| sa.cfg.name == s.tunnel && sa.state != State::Dead)
+            {
+                continue;
+            }
+            match IkeSa::restore(cfg, s, elapsed, installed, now) {
+                Ok(sa) if !self.sas.contains_key(&sa.our_spi()) => {
+                    if let Some(i) = self.tunnels.iter().position(|t| t.name == s.tunnel) {
+                        self.restarts.retain(|r| r.0 != i);
+                        self.attempts.insert(i, 0);
+                    }
+                    self.quiet_start.remove(&s.tunnel);
+                    self.sas.insert(sa.our_spi(), sa);
+                    done.push(s.tunnel.clone());
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(tunnel = %s.tunnel, "synced IKE SA left out: {e}"),
+            }
+        }
+        done
     }
 
     /// The VRRP addresses this gateway does not hold, as last set.

@@ -19,7 +19,7 @@ pub mod ttype {
 }
 
 /// Encryption algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Encr {
     /// AES-CBC-128.
     AesCbc128,
@@ -113,7 +113,7 @@ impl Encr {
 }
 
 /// Pseudo-random functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Prf {
     /// PRF_HMAC_SHA2_256.
     HmacSha256,
@@ -159,7 +159,7 @@ impl Prf {
 }
 
 /// Integrity algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Integ {
     /// AUTH_HMAC_SHA2_256_128.
     HmacSha256,
@@ -229,7 +229,7 @@ impl Integ {
 }
 
 /// Diffie-Hellman groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Group {
     /// MODP 1024 (group 2): accepted for compatibility, weak.
     Modp1024,
@@ -473,7 +473,7 @@ impl AlgSet {
 }
 
 /// The result of negotiation: one algorithm of each type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chosen {
     /// Proposal number that was accepted.
     pub num: u8,

@@ -266,6 +266,99 @@ pub struct Child {
     collision: Option<(Vec<u8>, Vec<u8>, u32)>,
 }
 
+/// Most message IDs a synced IKE SA's first request from the peer may be ahead of what the
+/// snapshot said (requests answered by the other gateway after its last snapshot): accepted
+/// once, if it authenticates.
+const MID_SLACK: u32 = 16;
+/// Largest cached response synced: a retransmitted request answered by the other gateway
+/// gets it again from this one. Larger ones (a CREATE_CHILD_SA answer with a big KE) are left
+/// out to keep a snapshot's parts under the MTU; such a retransmission then goes unanswered.
+const SYNC_RESPONSE_MAX: usize = 1_024;
+
+/// An established IKE SA as the other gateway of a VRRP pair needs it to carry on with the
+/// same peer (`ha:`): SPIs, keys, message IDs, the CHILD_SAs, and how far its timers ran.
+/// Times are relative (seconds ago, or seconds from now) at [`IkeSa::export`].
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct IkeSaState {
+    /// Tunnel name (its configuration must match on both gateways).
+    pub tunnel: String,
+    /// We are the original initiator.
+    pub initiator: bool,
+    /// SPIs.
+    pub spi_i: u64,
+    /// Responder SPI.
+    pub spi_r: u64,
+    /// Endpoints.
+    pub local: SocketAddr,
+    /// The peer's.
+    pub remote: SocketAddr,
+    /// A NAT was detected; we are behind one.
+    pub nat: bool,
+    /// We are behind the NAT.
+    pub behind_nat: bool,
+    /// The IKE algorithms.
+    pub chosen: Chosen,
+    /// SK_d, SK_ai, SK_ar, SK_ei, SK_er, SK_pi, SK_pr (hex).
+    pub keys: [zeroize::Zeroizing<String>; 7],
+    /// Our next request's message ID (the one in flight, if any: its fate is unknown).
+    pub next_req_id: u32,
+    /// The peer's next request's message ID.
+    pub peer_next_id: u32,
+    /// The last response sent, for a retransmitted request: (message ID, datagrams, hex).
+    #[serde(default)]
+    pub last_resp: Option<(u32, Vec<String>)>,
+    /// IKE fragmentation negotiated.
+    pub frag: bool,
+    /// The peer's RFC 7427 hash algorithms.
+    #[serde(default)]
+    pub peer_hashes: Vec<u16>,
+    /// The peer's authenticated identity.
+    #[serde(default)]
+    pub peer_id: Option<String>,
+    /// Seconds since it was established.
+    pub age_s: u64,
+    /// Seconds until its rekey.
+    pub rekey_in_s: Option<u64>,
+    /// Its CHILD_SAs.
+    pub children: Vec<ChildState>,
+}
+
+impl std::fmt::Debug for IkeSaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IkeSaState")
+            .field("tunnel", &self.tunnel)
+            .field("spi_i", &format_args!("{:016x}", self.spi_i))
+            .field("spi_r", &format_args!("{:016x}", self.spi_r))
+            .field("next_req_id", &self.next_req_id)
+            .field("peer_next_id", &self.peer_next_id)
+            .field("children", &self.children.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A CHILD_SA of an [`IkeSaState`] (its keys travel in the synced pair of the same SPIs).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ChildState {
+    /// The child's name in the tunnel's configuration.
+    pub child: String,
+    /// SPIs.
+    pub spi_in: u32,
+    /// Outbound SPI.
+    pub spi_out: u32,
+    /// Algorithms.
+    pub chosen: Chosen,
+    /// Selectors.
+    pub local_ts: Vec<TrafficSelector>,
+    /// The peer's.
+    pub remote_ts: Vec<TrafficSelector>,
+    /// Seconds since it was installed.
+    pub age_s: u64,
+    /// Rekeyed, waiting for its delete.
+    pub rekeyed: bool,
+    /// The SA it replaced.
+    pub replaces: Option<u32>,
+}
+
 /// One IKE SA.
 pub struct IkeSa {
     /// The tunnel.
@@ -332,6 +425,9 @@ pub struct IkeSa {
     ke_group: Option<Group>,
     /// IKE fragmentation (RFC 7383): whether both ends support it, partial messages, counters.
     frag: Frag,
+    /// Restored from the other gateway's sync: how far ahead of `peer_next_id` the peer's
+    /// next request may be (0 once one was taken).
+    mid_slack: u32,
 }
 
 impl std::fmt::Debug for IkeSa {
@@ -556,6 +652,7 @@ impl IkeSa {
             ke_public: Vec::new(),
             ke_group: None,
             frag: Frag::new(),
+            mid_slack: 0,
         }
     }
 
@@ -959,7 +1056,8 @@ impl IkeSa {
                 }
                 return;
             }
-            if h.msg_id != self.peer_next_id {
+            let ahead = h.msg_id.wrapping_sub(self.peer_next_id);
+            if ahead != 0 && (ahead > self.mid_slack || self.keys.is_none()) {
                 return;
             }
             let payloads = match self.decrypt(&msg, data) {
@@ -970,6 +1068,13 @@ impl IkeSa {
                     return;
                 }
             };
+            if self.mid_slack != 0 {
+                if ahead != 0 {
+                    tracing::info!(tunnel = %self.cfg.name, expected = self.peer_next_id, got = h.msg_id,
+                        "synced IKE SA: the peer's message IDs ran ahead of the last snapshot; following them");
+                }
+                self.mid_slack = 0;
+            }
             self.stats.1 += 1;
             self.last_heard = now;
             tracing::debug!(tunnel = %self.cfg.name, exchange = h.exchange, message_id = h.msg_id, "request received");
@@ -1170,6 +1275,196 @@ impl IkeSa {
         if self.state != State::Dead {
             self.close(reason, false, out);
         }
+    }
+
+    /// What of [`IkeSa::export`] the other gateway must hear of at once when it changes: the
+    /// SPIs and message IDs (None when it would not be exported). Cheap: no keys encoded.
+    pub fn sync_marks(&self) -> Option<(u64, u64, u32, u32)> {
+        (self.state == State::Established && !self.superseded && !self.delete_now).then(|| {
+            (
+                self.spi_i,
+                self.spi_r,
+                self.pending.as_ref().map_or(self.next_req_id, |p| p.id),
+                self.peer_next_id,
+            )
+        })
+    }
+
+    /// This IKE SA as the other gateway of a VRRP pair needs it to carry on (`ha:`): None
+    /// unless it is established and current (not rekeyed away, not being deleted).
+    pub fn export(&self, now: Instant) -> Option<IkeSaState> {
+        if self.state != State::Established || self.superseded || self.delete_now {
+            return None;
+        }
+        let keys = self.keys.as_ref()?;
+        let chosen = self.chosen?;
+        let hex = dataplane::ctl::hex;
+        // A request in flight may never have reached the peer: its ID is the next one to use
+        // (if the peer did answer it, a request with that ID gets the same answer again).
+        let next_req_id = self.pending.as_ref().map_or(self.next_req_id, |p| p.id);
+        let last_resp = self.last_resp.as_ref().and_then(|(id, d)| {
+            (d.iter().map(Vec::len).sum::<usize>() <= SYNC_RESPONSE_MAX)
+                .then(|| (*id, d.iter().map(|b| hex(b).to_string()).collect()))
+        });
+        let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
+        Some(IkeSaState {
+            tunnel: self.cfg.name.clone(),
+            initiator: self.initiator,
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            local: self.local,
+            remote: self.remote,
+            nat: self.nat,
+            behind_nat: self.behind_nat,
+            chosen,
+            keys: [
+                hex(&keys.sk_d),
+                hex(&keys.sk_ai),
+                hex(&keys.sk_ar),
+                hex(&keys.sk_ei),
+                hex(&keys.sk_er),
+                hex(&keys.sk_pi),
+                hex(&keys.sk_pr),
+            ],
+            next_req_id,
+            peer_next_id: self.peer_next_id,
+            last_resp,
+            frag: self.frag.negotiated,
+            peer_hashes: self.peer_hashes.clone(),
+            peer_id: self.peer_id.clone(),
+            age_s: self.established_at.map_or(0, secs),
+            rekey_in_s: self
+                .ike_rekey_at
+                .map(|t| t.saturating_duration_since(now).as_secs()),
+            children: self
+                .children
+                .iter()
+                .filter_map(|c| {
+                    Some(ChildState {
+                        child: self.cfg.children.get(c.cfg)?.name.clone(),
+                        spi_in: c.spi_in,
+                        spi_out: c.spi_out,
+                        chosen: c.chosen,
+                        local_ts: c.local_ts.clone(),
+                        remote_ts: c.remote_ts.clone(),
+                        age_s: secs(c.installed),
+                        rekeyed: c.rekeyed,
+                        replaces: c.replaces,
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// The IKE SA the other gateway of a VRRP pair had with this peer (`ha:`), carried on
+    /// here after a takeover. `elapsed` is how long ago the state was taken. Only the children
+    /// whose SA pairs are installed here (`installed`: inbound SPIs) are kept. The first
+    /// exchange is a liveness check (an empty INFORMATIONAL): it shows at once whether the peer
+    /// still speaks this IKE SA (if it does not, the tunnel restarts as `dpd.action` says) and
+    /// puts the message IDs in step. Then the children are rekeyed: their outbound numbers
+    /// jumped past what the other gateway may have used. Those the other gateway had rekeyed
+    /// already are deleted.
+    pub fn restore(
+        cfg: Arc<TunnelConfig>,
+        s: &IkeSaState,
+        elapsed: Duration,
+        installed: &dyn Fn(u32) -> bool,
+        now: Instant,
+    ) -> Result<IkeSa, String> {
+        if s.tunnel != cfg.name || s.local.ip() != cfg.local {
+            return Err(format!(
+                "IKE SA of tunnel {} from {}: not this gateway's tunnel {} from {}",
+                s.tunnel,
+                s.local.ip(),
+                cfg.name,
+                cfg.local
+            ));
+        }
+        let prf = s.chosen.prf.ok_or("no PRF")?;
+        let key = |i: usize| {
+            dataplane::config::parse_hex_key(&s.keys[i]).map_err(|e| format!("IKE SA key: {e}"))
+        };
+        let mut sa = IkeSa::new(cfg.clone(), s.initiator, s.local, s.remote, now);
+        sa.keys = Some(IkeKeys {
+            prf,
+            encr: s.chosen.encr,
+            integ: s.chosen.integ,
+            sk_d: key(0)?,
+            sk_ai: key(1)?,
+            sk_ar: key(2)?,
+            sk_ei: key(3)?,
+            sk_er: key(4)?,
+            sk_pi: key(5)?,
+            sk_pr: key(6)?,
+        });
+        sa.chosen = Some(s.chosen);
+        sa.state = State::Established;
+        sa.spi_i = s.spi_i;
+        sa.spi_r = s.spi_r;
+        sa.nat = s.nat;
+        sa.behind_nat = s.behind_nat;
+        sa.next_req_id = s.next_req_id;
+        sa.peer_next_id = s.peer_next_id;
+        sa.mid_slack = MID_SLACK;
+        if let Some((id, d)) = &s.last_resp {
+            let d: Result<Vec<Vec<u8>>, String> = d
+                .iter()
+                .map(|h| dataplane::config::parse_hex_key(h).map(|b| b.to_vec()))
+                .collect();
+            sa.last_resp = Some((*id, d?));
+        }
+        sa.frag.negotiated = s.frag && cfg.fragmentation;
+        sa.peer_hashes = s.peer_hashes.clone();
+        sa.peer_id = s.peer_id.clone();
+        sa.initial_contact = false;
+        let ago = |secs: u64| {
+            now.checked_sub(elapsed + Duration::from_secs(secs))
+                .unwrap_or(now)
+        };
+        sa.established_at = Some(ago(s.age_s));
+        // A rekey that fell due on the way waits a few seconds more (the children go first).
+        sa.ike_rekey_at = s.rekey_in_s.map(|r| {
+            now + Duration::from_secs(r)
+                .saturating_sub(elapsed)
+                .max(Duration::from_secs(10))
+        });
+        // First a liveness check: if the other gateway died with a request in flight that the
+        // peer answered, the peer takes this one (same message ID) for its retransmission and
+        // sends that answer again, which an empty INFORMATIONAL can take whatever it says
+        // (a CREATE_CHILD_SA would take it for its own and derive the wrong keys). Either way
+        // the message IDs are in step after it.
+        sa.queue.push_back(Req::Dpd);
+        for c in &s.children {
+            let Some(idx) = cfg.children.iter().position(|k| k.name == c.child) else {
+                tracing::warn!(tunnel = %cfg.name, child = %c.child, "synced CHILD_SA of a child not configured here: left out");
+                continue;
+            };
+            if !installed(c.spi_in) {
+                tracing::warn!(tunnel = %cfg.name, child = %c.child, spi_in = %format_args!("{:08x}", c.spi_in),
+                    "synced CHILD_SA without its SA pair here: left out");
+                continue;
+            }
+            sa.children.push(Child {
+                cfg: idx,
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+                chosen: c.chosen,
+                local_ts: c.local_ts.clone(),
+                remote_ts: c.remote_ts.clone(),
+                installed: ago(c.age_s),
+                rekey_at: now,
+                rekeyed: c.rekeyed,
+                replaces: c.replaces,
+                collision: None,
+            });
+            if c.rekeyed {
+                sa.queue.push_back(Req::DeleteChild { spi_in: c.spi_in });
+            }
+        }
+        tracing::info!(tunnel = %cfg.name, spi_i = %format_args!("{:016x}", s.spi_i), spi_r = %format_args!("{:016x}", s.spi_r),
+            next_req_id = s.next_req_id, peer_next_id = s.peer_next_id, children = sa.children.len(),
+            "HA: carrying on the other gateway's IKE SA (synced)");
+        Ok(sa)
     }
 
     fn close(&mut self, reason: String, restart: bool, out: &mut Vec<Action>) {
@@ -2385,6 +2680,11 @@ impl IkeSa {
             return;
         }
         if self.state != State::Established || self.superseded {
+            return;
+        }
+        // Requests queued with none in flight (a synced IKE SA's deletes).
+        if let Some(req) = self.queue.pop_front() {
+            self.request(now, req, out);
             return;
         }
         if self.behind_nat && now.duration_since(self.last_keepalive) >= NAT_KEEPALIVE {

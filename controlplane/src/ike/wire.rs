@@ -292,7 +292,7 @@ pub struct Proposal {
 }
 
 /// A traffic selector (RFC 7296 §3.13.1).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TrafficSelector {
     /// IP protocol, 0 = any.
     pub ip_proto: u8,
