@@ -1506,16 +1506,20 @@ fn a_synced_ike_sa_refuses_requests_too_far_ahead_and_old_ones_get_the_cached_an
     assert_eq!(bytes(&n.a.handle(t, *r, *l, d)).len(), 1);
 }
 
-/// The fuzz corpus's seed of a snapshot with an IKE SA stays one that restores (else the
-/// fuzzer's restore path would start from nothing).
+/// The fuzz corpus's seeds of a snapshot with an IKE SA stay ones that restore (else the
+/// fuzzer's restore path would start from nothing): one idle, one with a CHILD_SA rekey (PFS)
+/// in flight.
 #[test]
-fn the_fuzz_seed_of_a_synced_ike_sa_restores() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fuzz/corpus/ctl_messages/seed-snapshot-with-ike-sa.json"
-    );
-    let snap: controlplane::ha::Snapshot =
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+fn the_fuzz_seeds_of_a_synced_ike_sa_restore() {
+    let seed = |name: &str| -> controlplane::ha::Snapshot {
+        let path = format!(
+            "{}/../fuzz/corpus/ctl_messages/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let snap = seed("seed-snapshot-with-ike-sa.json");
+    let busy = seed("seed-snapshot-with-ike-sa-in-flight.json");
     let c = Config::parse(
         "tunnels:\n  - name: t\n    local: 203.0.113.1\n    remote: 203.0.113.2\n    psk: \"fuzz-psk-0123456789\"\n    ike_proposals: [aes256-sha256-modp2048]\n    children:\n      - name: net\n        local_ts: [192.168.10.0/24]\n        remote_ts: [192.168.20.0/24]\n        esp_proposals: [aes256-sha256]\n",
         Path::new("fuzz.yaml"),
@@ -1533,11 +1537,21 @@ fn the_fuzz_seed_of_a_synced_ike_sa_restores() {
     let acts = d.tick(now);
     assert!(acts.iter().any(|a| matches!(a, Action::Send { data, .. }
         if data[18] == 37 && data[20..24] == [0, 0, 0, 2])));
+    // The other sends the request it has in flight again, as it is.
+    let mut d = Daemon::new(&c);
+    assert_eq!(
+        d.restore(&busy.ike, Duration::ZERO, &|_| true, now).len(),
+        1
+    );
+    let sent = first_send(&d.tick(now), None).unwrap().2;
+    let want = &busy.ike[0].pending.as_ref().unwrap().datagrams[0];
+    assert_eq!(dataplane::ctl::hex(&sent).as_str(), want.as_str());
 }
 
-/// A gateway dies with a CREATE_CHILD_SA in flight that the peer answered: the snapshot says
-/// that message ID is the next. The new master's first request (a liveness check) reuses it,
-/// the peer takes it for a retransmission and answers it with the rekey's response again; the
+/// A gateway dies with a CREATE_CHILD_SA in flight that the peer answered. Without the request
+/// in the snapshot (a sender before it, or a request too large), the snapshot says that
+/// message ID is the next: the new master's first request (a liveness check) reuses it, the
+/// peer takes it for a retransmission and answers it with the rekey's response again; the
 /// check takes that, and the message IDs are in step: the next request is answered as new.
 #[test]
 fn a_synced_ike_sa_resyncs_after_a_request_lost_with_the_old_master() {
@@ -1546,11 +1560,13 @@ fn a_synced_ike_sa_resyncs_after_a_request_lost_with_the_old_master() {
     let t1 = now + Duration::from_millis(10_100);
     let acts = n.a.tick(t1);
     let req = first_send(&acts, Some(36)).expect("A rekeys");
-    let states = n.a.export(&|_| true, t1);
-    assert_eq!(
-        states[0].next_req_id,
-        u32::from_be_bytes(req.2[20..24].try_into().unwrap())
-    );
+    let mut states = n.a.export(&|_| true, t1);
+    let id = u32::from_be_bytes(req.2[20..24].try_into().unwrap());
+    assert_eq!(states[0].pending.as_ref().map(|p| p.id), Some(id));
+    assert_eq!(states[0].next_req_id, id + 1);
+    // As a snapshot without the request says it.
+    states[0].pending = None;
+    states[0].next_req_id = id;
     let answer = n.b.handle(t1, req.1, req.0, &req.2);
     assert!(
         answer.iter().any(|a| matches!(a, Action::Send { .. })),
@@ -1604,4 +1620,144 @@ fn a_synced_ike_sa_resyncs_after_a_request_lost_with_the_old_master() {
         .find(|c| c.spi_out == new_a.spi_in)
         .expect("B has A2's new pair");
     assert_mirrored(new_a, new_b);
+}
+
+/// The same death with the request in the snapshot: the new master sends the same datagram
+/// again, the peer answers it with its cached response, and the rekey completes on the new
+/// master with the keys the peer derived (nothing is left on the peer unused).
+#[test]
+fn a_synced_ike_sa_finishes_the_exchange_the_old_master_had_in_flight() {
+    for (esp, what) in [
+        ("aes256-sha256", "no PFS"),
+        ("aes256-sha256-modp2048", "PFS"),
+    ] {
+        let now = Instant::now();
+        let mut n = Net::new("aes256-sha256-modp1024", esp, "secret-psk-1", "10s");
+        let acts = n.a.start(now);
+        n.run(now, acts, vec![]);
+        let old_a = n.a_installed[0].spi_in;
+        let t1 = now + Duration::from_millis(10_100);
+        let acts = n.a.tick(t1);
+        let req = first_send(&acts, Some(36)).expect("A rekeys");
+        let states = n.a.export(&|_| true, t1);
+        let json = serde_json::to_string(&states).unwrap();
+        let states: Vec<controlplane::ike::sa::IkeSaState> = serde_json::from_str(&json).unwrap();
+        // B answers; the answer dies with A.
+        let answer = n.b.handle(t1, req.1, req.0, &req.2);
+        let b_new = n.b_installed.len();
+        for a in answer {
+            if let Action::Install(c) = a {
+                n.b_installed.push(*c);
+            }
+        }
+        assert_eq!(
+            n.b_installed.len(),
+            b_new + 1,
+            "{what}: B made the new pair"
+        );
+        let mut a2 = Daemon::new(&cfg(
+            A,
+            B,
+            "192.168.10.0/24",
+            "192.168.20.0/24",
+            "start",
+            "aes256-sha256-modp1024",
+            esp,
+            "secret-psk-1",
+            "10s",
+        ));
+        let t2 = t1 + Duration::from_secs(2);
+        assert_eq!(
+            a2.restore(&states, Duration::from_secs(2), &|_| true, t2)
+                .len(),
+            1
+        );
+        // The same datagram again, at once.
+        let acts = a2.tick(t2);
+        let again = first_send(&acts, None).expect("sent again");
+        assert_eq!(again.2, req.2, "{what}: byte for byte");
+        n.a = a2;
+        n.a_installed.clear();
+        n.run(t2, acts, vec![]);
+        let new_a = n.a_installed.first().expect("A2 installed the new pair");
+        let new_b = n
+            .b_installed
+            .iter()
+            .find(|c| c.spi_out == new_a.spi_in)
+            .expect("B's pair of the rekey A started");
+        assert_mirrored(new_a, new_b);
+        assert_eq!(new_a.replaces, Some(old_a));
+        // B made no second pair for it, and the old one is gone on both sides.
+        assert_eq!(
+            n.b_installed
+                .iter()
+                .filter(|c| c.spi_out == new_a.spi_in)
+                .count(),
+            1
+        );
+        assert!(n.a_removed.contains(&old_a), "{what}");
+    }
+}
+
+/// An IKE SA rekey in flight when the master dies (its DH private value synced): the new master
+/// sends it again, takes the peer's answer, and both sides end with the same new IKE SA, which
+/// carries the children and answers the peer.
+#[test]
+fn a_synced_ike_sa_finishes_an_ike_sa_rekey_in_flight() {
+    let now = Instant::now();
+    let mut n = short_ike_lifetime();
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let old = ike_spis(&n.a);
+    let t1 = now + Duration::from_secs(21);
+    let acts = n.a.tick(t1);
+    let req = first_send(&acts, Some(36)).expect("A rekeys the IKE SA");
+    let states = n.a.export(&|_| true, t1);
+    assert!(states[0].pending.is_some());
+    let json = serde_json::to_string(&states).unwrap();
+    let states: Vec<controlplane::ike::sa::IkeSaState> = serde_json::from_str(&json).unwrap();
+    // B answers (and holds the new IKE SA); the answer dies with A.
+    let _ = n.b.handle(t1, req.1, req.0, &req.2);
+    let mut c = cfg(
+        A,
+        B,
+        "192.168.10.0/24",
+        "192.168.20.0/24",
+        "start",
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "1h",
+    );
+    c.tunnels[0].ike_lifetime = Duration::from_secs(20);
+    let mut a2 = Daemon::new(&c);
+    let t2 = t1 + Duration::from_secs(1);
+    assert_eq!(
+        a2.restore(&states, Duration::from_secs(1), &|_| true, t2)
+            .len(),
+        1
+    );
+    n.a = a2;
+    let acts = n.a.tick(t2);
+    assert_eq!(
+        first_send(&acts, None).unwrap().2,
+        req.2,
+        "the same request again"
+    );
+    n.run(t2, acts, vec![]);
+    let a_now = ike_spis(&n.a);
+    assert_eq!(a_now.len(), 1, "{a_now:x?}");
+    assert_ne!(a_now, old, "rekeyed");
+    assert_eq!(ike_spis(&n.b), a_now, "the same new IKE SA on both sides");
+    assert_eq!(n.a.sas().next().unwrap().children.len(), 1);
+    // The new IKE SA works: B's next request through it (its own rekey of the IKE SA, due by
+    // then) is answered, and both sides again hold one IKE SA, the same.
+    let t3 = t2 + Duration::from_secs(31);
+    let sent = n.sent;
+    let acts = n.b.tick(t3);
+    n.run(t3, vec![], acts);
+    assert!(n.sent >= sent + 2);
+    assert_eq!(ike_spis(&n.b).len(), 1);
+    assert_eq!(ike_spis(&n.a), ike_spis(&n.b));
+    assert_ne!(ike_spis(&n.a), a_now);
 }

@@ -151,6 +151,38 @@ impl DhPrivate {
         }
     }
 
+    /// The group and the private value's bytes, for the other gateway of a VRRP pair to finish
+    /// an exchange in flight (`ha:`; the sync is sealed).
+    pub fn export(&self) -> (Group, Secret) {
+        match self {
+            DhPrivate::Modp(x, g) => (*g, Zeroizing::new(x.to_bytes_be())),
+            DhPrivate::X25519(s) => (Group::Curve25519, Zeroizing::new(s.to_bytes().to_vec())),
+            DhPrivate::P256(s) => (Group::Ecp256, Zeroizing::new(s.to_bytes().to_vec())),
+            DhPrivate::P384(s) => (Group::Ecp384, Zeroizing::new(s.to_bytes().to_vec())),
+        }
+    }
+
+    /// A private value from [`DhPrivate::export`]; None if the bytes do not fit the group.
+    pub fn import(group: Group, b: &[u8]) -> Option<DhPrivate> {
+        Some(match group {
+            Group::Curve25519 => DhPrivate::X25519(x25519_dalek::StaticSecret::from(
+                <[u8; 32]>::try_from(b).ok()?,
+            )),
+            Group::Ecp256 => DhPrivate::P256(Option::from(p256::NonZeroScalar::from_repr(
+                *p256::FieldBytes::from_slice(b.get(..32).filter(|_| b.len() == 32)?),
+            ))?),
+            Group::Ecp384 => DhPrivate::P384(Option::from(p384::NonZeroScalar::from_repr(
+                *p384::FieldBytes::from_slice(b.get(..48).filter(|_| b.len() == 48)?),
+            ))?),
+            modp => {
+                if b.is_empty() || b.len() > 512 || modp_prime(modp).bits() == 0 {
+                    return None;
+                }
+                DhPrivate::Modp(num_bigint::BigUint::from_bytes_be(b), modp)
+            }
+        })
+    }
+
     /// The shared secret g^ir with the peer's public value.
     pub fn shared(&self, peer: &[u8]) -> Result<Secret, CryptoError> {
         match self {
@@ -559,6 +591,33 @@ pub fn psk_auth(prf_alg: Prf, psk: &[u8], octets: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dh_private_values_survive_export_and_import() {
+        for g in [
+            Group::Modp1024,
+            Group::Modp2048,
+            Group::Curve25519,
+            Group::Ecp256,
+            Group::Ecp384,
+        ] {
+            let (a, a_pub) = DhPrivate::generate(g);
+            let (b, b_pub) = DhPrivate::generate(g);
+            let (eg, bytes) = a.export();
+            assert_eq!(eg, g);
+            let a2 = DhPrivate::import(g, &bytes).unwrap();
+            assert_eq!(
+                *a2.shared(&b_pub).unwrap(),
+                *a.shared(&b_pub).unwrap(),
+                "{g:?}"
+            );
+            assert_eq!(*b.shared(&a_pub).unwrap(), *a2.shared(&b_pub).unwrap());
+        }
+        assert!(DhPrivate::import(Group::Curve25519, &[1; 31]).is_none());
+        assert!(DhPrivate::import(Group::Ecp256, &[0; 32]).is_none());
+        assert!(DhPrivate::import(Group::Ecp384, &[1; 47]).is_none());
+        assert!(DhPrivate::import(Group::Modp2048, &[]).is_none());
+    }
 
     #[test]
     fn prf_plus_expands_per_rfc() {

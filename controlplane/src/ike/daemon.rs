@@ -163,7 +163,7 @@ impl Daemon {
     pub fn export_digest(&self, ours: &dyn Fn(std::net::IpAddr) -> bool) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        type Marks = ((u64, u64, u32, u32), Vec<(u32, bool)>);
+        type Marks = ((u64, u64, u32, u32, bool), Vec<(u32, bool)>);
         let mut v: Vec<Marks> = self
             .sas
             .values()

@@ -321,6 +321,9 @@ pub struct IkeSaState {
     pub rekey_in_s: Option<u64>,
     /// Its CHILD_SAs.
     pub children: Vec<ChildState>,
+    /// The request it had in flight (none from a version before it).
+    #[serde(default)]
+    pub pending: Option<PendingState>,
 }
 
 impl std::fmt::Debug for IkeSaState {
@@ -332,7 +335,88 @@ impl std::fmt::Debug for IkeSaState {
             .field("next_req_id", &self.next_req_id)
             .field("peer_next_id", &self.peer_next_id)
             .field("children", &self.children.len())
+            .field("pending", &self.pending.as_ref().map(|p| p.id))
             .finish_non_exhaustive()
+    }
+}
+
+/// Largest request in flight synced (its datagrams): larger ones are left out, and the other
+/// gateway starts with a liveness check instead.
+const SYNC_PENDING_MAX: usize = 2_048;
+
+/// The request an [`IkeSaState`] had in flight, as the other gateway needs it to finish the
+/// exchange: the same datagrams go out again (the peer answers a retransmission with its
+/// cached response), and the state to take the answer (nonces, DH private values, SPIs).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct PendingState {
+    /// Its message ID.
+    pub id: u32,
+    /// Its datagrams (hex), as sent.
+    pub datagrams: Vec<String>,
+    /// What it asks.
+    pub req: ReqState,
+}
+
+/// A DH private value in a [`ReqState`]: the group and the value (hex).
+pub type DhState = (Group, zeroize::Zeroizing<String>);
+
+/// What a synced request in flight asks (`Req`, less the exchanges of an IKE SA not yet up).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub enum ReqState {
+    /// Liveness check.
+    Dpd,
+    /// Delete a CHILD_SA.
+    DeleteChild {
+        /// Its inbound SPI.
+        spi_in: u32,
+    },
+    /// Delete the IKE SA.
+    DeleteIke,
+    /// Rekey a CHILD_SA.
+    RekeyChild {
+        /// The old one's inbound SPI.
+        old: u32,
+        /// The new one's.
+        spi_in: u32,
+        /// Our nonce (hex).
+        ni: String,
+        /// PFS.
+        dh: Option<DhState>,
+        /// Our KE value (hex).
+        public: String,
+    },
+    /// Rekey the IKE SA.
+    RekeyIke {
+        /// Our SPI of the new IKE SA.
+        spi: u64,
+        /// Our nonce (hex).
+        ni: String,
+        /// Our DH private value.
+        dh: DhState,
+        /// Our KE value (hex).
+        public: String,
+    },
+}
+
+impl std::fmt::Debug for PendingState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingState")
+            .field("id", &self.id)
+            .field("req", &self.req)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ReqState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Nonces and DH values stay out of logs.
+        f.write_str(match self {
+            ReqState::Dpd => "Dpd",
+            ReqState::DeleteChild { .. } => "DeleteChild",
+            ReqState::DeleteIke => "DeleteIke",
+            ReqState::RekeyChild { .. } => "RekeyChild",
+            ReqState::RekeyIke { .. } => "RekeyIke",
+        })
     }
 }
 
@@ -598,6 +682,66 @@ impl RttEstimate {
 }
 
 /// Rekey time with up to 10% jitter subtracted, so both ends rarely rekey at once.
+/// A synced request in flight, ready to go out again at once.
+fn restore_pending(p: &PendingState, now: Instant) -> Result<Pending, String> {
+    let bytes = |h: &str| {
+        dataplane::config::parse_hex_key(h)
+            .map(|b| b.to_vec())
+            .map_err(|e| format!("synced request: {e}"))
+    };
+    let dh = |(g, h): &DhState| {
+        DhPrivate::import(*g, &bytes(h)?).ok_or_else(|| "synced request: bad DH value".to_string())
+    };
+    let req = match &p.req {
+        ReqState::Dpd => Req::Dpd,
+        ReqState::DeleteChild { spi_in } => Req::DeleteChild { spi_in: *spi_in },
+        ReqState::DeleteIke => Req::DeleteIke,
+        ReqState::RekeyChild {
+            old,
+            spi_in,
+            ni,
+            dh: d,
+            public,
+        } => Req::RekeyChild {
+            old: *old,
+            spi_in: *spi_in,
+            ni: bytes(ni)?,
+            dh: d.as_ref().map(dh).transpose()?,
+            public: bytes(public)?,
+        },
+        ReqState::RekeyIke {
+            spi,
+            ni,
+            dh: d,
+            public,
+        } => Req::RekeyIke {
+            spi: *spi,
+            ni: bytes(ni)?,
+            dh: dh(d)?,
+            public: bytes(public)?,
+            group: d.0,
+        },
+    };
+    let data = p
+        .datagrams
+        .iter()
+        .map(|h| bytes(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    if data.is_empty() {
+        return Err("synced request without datagrams".into());
+    }
+    Ok(Pending {
+        id: p.id,
+        data,
+        tries: 0,
+        next: now,
+        first: now,
+        rto: RETX_FIRST,
+        hurried: false,
+        req,
+    })
+}
+
 fn jittered(lifetime: Duration) -> Duration {
     let r = crypto::random_bytes(1)[0] as f64 / 255.0;
     lifetime.mul_f64(1.0 - 0.1 * r)
@@ -1279,14 +1423,64 @@ impl IkeSa {
 
     /// What of [`IkeSa::export`] the other gateway must hear of at once when it changes: the
     /// SPIs and message IDs (None when it would not be exported). Cheap: no keys encoded.
-    pub fn sync_marks(&self) -> Option<(u64, u64, u32, u32)> {
+    pub fn sync_marks(&self) -> Option<(u64, u64, u32, u32, bool)> {
         (self.state == State::Established && !self.superseded && !self.delete_now).then(|| {
             (
                 self.spi_i,
                 self.spi_r,
-                self.pending.as_ref().map_or(self.next_req_id, |p| p.id),
+                self.next_req_id,
                 self.peer_next_id,
+                self.pending.is_some(),
             )
+        })
+    }
+
+    /// The request in flight as [`PendingState`]; None if there is none, or it is too large.
+    fn export_pending(&self) -> Option<PendingState> {
+        let p = self.pending.as_ref()?;
+        if p.data.iter().map(Vec::len).sum::<usize>() > SYNC_PENDING_MAX {
+            return None;
+        }
+        let hex = |b: &[u8]| dataplane::ctl::hex(b).to_string();
+        let dh = |d: &DhPrivate| {
+            let (g, b) = d.export();
+            (g, dataplane::ctl::hex(&b))
+        };
+        let req = match &p.req {
+            Req::Dpd => ReqState::Dpd,
+            Req::DeleteChild { spi_in } => ReqState::DeleteChild { spi_in: *spi_in },
+            Req::DeleteIke => ReqState::DeleteIke,
+            Req::RekeyChild {
+                old,
+                spi_in,
+                ni,
+                dh: d,
+                public,
+            } => ReqState::RekeyChild {
+                old: *old,
+                spi_in: *spi_in,
+                ni: hex(ni),
+                dh: d.as_ref().map(dh),
+                public: hex(public),
+            },
+            Req::RekeyIke {
+                spi,
+                ni,
+                dh: d,
+                public,
+                ..
+            } => ReqState::RekeyIke {
+                spi: *spi,
+                ni: hex(ni),
+                dh: dh(d),
+                public: hex(public),
+            },
+            Req::Init | Req::Auth { .. } => return None,
+        };
+        Some(PendingState {
+            id: p.id,
+            datagrams: p.data.iter().map(|d| hex(d)).collect(),
+            req,
         })
     }
 
@@ -1299,9 +1493,14 @@ impl IkeSa {
         let keys = self.keys.as_ref()?;
         let chosen = self.chosen?;
         let hex = dataplane::ctl::hex;
-        // A request in flight may never have reached the peer: its ID is the next one to use
-        // (if the peer did answer it, a request with that ID gets the same answer again).
-        let next_req_id = self.pending.as_ref().map_or(self.next_req_id, |p| p.id);
+        // A request in flight goes along, for the other gateway to send again; one that cannot
+        // may never have reached the peer: its ID is then the next one to use (if the peer did
+        // answer it, a request with that ID gets the same answer again).
+        let pending = self.export_pending();
+        let next_req_id = match (&pending, &self.pending) {
+            (None, Some(p)) => p.id,
+            _ => self.next_req_id,
+        };
         let last_resp = self.last_resp.as_ref().and_then(|(id, d)| {
             (d.iter().map(Vec::len).sum::<usize>() <= SYNC_RESPONSE_MAX)
                 .then(|| (*id, d.iter().map(|b| hex(b).to_string()).collect()))
@@ -1353,6 +1552,7 @@ impl IkeSa {
                     })
                 })
                 .collect(),
+            pending,
         })
     }
 
@@ -1428,12 +1628,20 @@ impl IkeSa {
                 .saturating_sub(elapsed)
                 .max(Duration::from_secs(10))
         });
-        // First a liveness check: if the other gateway died with a request in flight that the
-        // peer answered, the peer takes this one (same message ID) for its retransmission and
-        // sends that answer again, which an empty INFORMATIONAL can take whatever it says
-        // (a CREATE_CHILD_SA would take it for its own and derive the wrong keys). Either way
-        // the message IDs are in step after it.
-        sa.queue.push_back(Req::Dpd);
+        match &s.pending {
+            // The request in flight goes out again, as it was: the peer answers it (or, if it
+            // had, sends its answer again), and the exchange completes here. It is the liveness
+            // check too.
+            Some(p) => {
+                sa.pending = Some(restore_pending(p, now)?);
+            }
+            // Else a liveness check first: if the other gateway died with a request in flight
+            // that the peer answered, the peer takes this one (same message ID) for its
+            // retransmission and sends that answer again, which an empty INFORMATIONAL can
+            // take whatever it says (a CREATE_CHILD_SA would take it for its own and derive
+            // the wrong keys). Either way the message IDs are in step after it.
+            None => sa.queue.push_back(Req::Dpd),
+        }
         for c in &s.children {
             let Some(idx) = cfg.children.iter().position(|k| k.name == c.child) else {
                 tracing::warn!(tunnel = %cfg.name, child = %c.child, "synced CHILD_SA of a child not configured here: left out");
