@@ -1761,3 +1761,35 @@ fn a_synced_ike_sa_finishes_an_ike_sa_rekey_in_flight() {
     assert_eq!(ike_spis(&n.a), ike_spis(&n.b));
     assert_ne!(ike_spis(&n.a), a_now);
 }
+
+/// A synced IKE SA the peer does not answer (it forgot it) is given up after
+/// RESUME_BUDGET, not the DPD timeout, and the tunnel restarts with a new IKE SA.
+#[test]
+fn a_synced_ike_sa_the_peer_forgot_restarts_soon() {
+    let (n, now) = reference_up("8h");
+    let states = n.a.export(&|_| true, now);
+    let mut a2 = twin("start", "8h");
+    assert_eq!(a2.restore(&states, Duration::ZERO, &|_| true, now).len(), 1);
+    let mut t = now;
+    let mut closed_at = None;
+    let mut reinit = false;
+    while t < now + Duration::from_secs(30) && !reinit {
+        t += Duration::from_millis(100);
+        for a in a2.tick(t) {
+            match a {
+                Action::Closed { restart, .. } => {
+                    assert!(restart);
+                    closed_at.get_or_insert(t);
+                }
+                Action::Send { data, .. } if closed_at.is_some() => reinit |= data[18] == 34,
+                _ => {}
+            }
+        }
+    }
+    let closed = closed_at.expect("given up").duration_since(now);
+    assert!(
+        closed >= controlplane::ike::sa::RESUME_BUDGET && closed < Duration::from_secs(11),
+        "{closed:?}"
+    );
+    assert!(reinit, "a new IKE_SA_INIT");
+}

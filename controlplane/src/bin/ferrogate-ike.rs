@@ -1007,6 +1007,28 @@ impl ChanIo {
     }
 }
 
+/// The IKE SAs of `snap` (received at `received_at`) a new master carries on for the addresses
+/// it took: those of a snapshot at most [`HA_IKE_MAX_AGE`] old.
+fn carried_ike(
+    snap: &controlplane::ha::Snapshot,
+    taken: &std::collections::HashSet<std::net::IpAddr>,
+    received_at: Option<Instant>,
+) -> Vec<controlplane::ike::sa::IkeSaState> {
+    let recent = received_at.is_some_and(|t| t.elapsed() <= HA_IKE_MAX_AGE);
+    if !recent && !snap.ike.is_empty() {
+        tracing::warn!(
+            "HA: the other gateway's last snapshot is over {} s old: its IKE SAs are not carried on",
+            HA_IKE_MAX_AGE.as_secs()
+        );
+        return Vec::new();
+    }
+    snap.ike
+        .iter()
+        .filter(|s| taken.contains(&s.local.ip()))
+        .cloned()
+        .collect()
+}
+
 /// `sa` as it is installed again: its inbound window as having seen what `report` says was
 /// seen, and its outbound numbering past what `report` says was used, `secs` seconds ago (or
 /// inbound only when no safe number is known).
@@ -1071,6 +1093,9 @@ struct HaSync {
 
 /// How often the master sends its snapshot when nothing changed.
 const HA_EVERY: Duration = Duration::from_millis(500);
+/// The oldest snapshot whose IKE SAs a new master carries on (its pairs are installed
+/// whatever its age): twenty missed snapshots mean the sync link is down.
+const HA_IKE_MAX_AGE: Duration = Duration::from_secs(10);
 /// Most sync datagrams sent per pass of the main loop (~2 ms): the other gateway reads its
 /// socket as often, and a whole large snapshot at once would overflow its receive buffer
 /// (Linux's default holds ~90 such datagrams). 32 a pass: 1000 pairs in ~65 ms.
@@ -1485,13 +1510,10 @@ fn main() -> ExitCode {
                 ) {
                     adopted = ch.adopt(snap, &taken);
                     // Their IKE SAs carry on here: the peer sees no new IKE SA, and their
-                    // CHILD_SAs (the pairs just installed) are rekeyed through them.
-                    let ike: Vec<_> = snap
-                        .ike
-                        .iter()
-                        .filter(|s| taken.contains(&s.local.ip()))
-                        .cloned()
-                        .collect();
+                    // CHILD_SAs (the pairs just installed) are rekeyed through them. Not from a
+                    // snapshot that stopped coming (the sync link is down): its message IDs
+                    // and SAs are likely behind; a new IKE SA is negotiated instead.
+                    let ike = carried_ike(snap, &taken, ha.as_ref().and_then(|h| h.received_at));
                     let elapsed = Duration::from_millis(
                         controlplane::ha::wall_ms().saturating_sub(snap.sent_ms),
                     );
@@ -1753,6 +1775,27 @@ mod tests {
         );
         io.retire_stale();
         assert!(io.stale.is_empty() && !io.installed.contains_key(&a.spi_in));
+    }
+
+    /// A new master carries on the IKE SAs of the addresses it took, from a recent snapshot only.
+    #[test]
+    fn ike_sas_are_carried_on_from_a_recent_snapshot_of_the_addresses_taken() {
+        let json = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/corpus/ctl_messages/seed-snapshot-with-ike-sa.json"
+        ))
+        .unwrap();
+        let snap: controlplane::ha::Snapshot = serde_json::from_slice(&json).unwrap();
+        let vip = snap.ike[0].local.ip();
+        let other: std::net::IpAddr = "198.51.100.1".parse().unwrap();
+        let taken = std::collections::HashSet::from([vip]);
+        let now = Some(Instant::now());
+        assert_eq!(carried_ike(&snap, &taken, now).len(), 1);
+        assert!(carried_ike(&snap, &std::collections::HashSet::from([other]), now).is_empty());
+        let old = Instant::now().checked_sub(HA_IKE_MAX_AGE + Duration::from_secs(1));
+        assert!(old.is_some());
+        assert!(carried_ike(&snap, &taken, old).is_empty());
+        assert!(carried_ike(&snap, &taken, None).is_empty());
     }
 
     /// A daemon without tunnels (no IKE SA to sync).

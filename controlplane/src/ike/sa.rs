@@ -270,6 +270,11 @@ pub struct Child {
 /// snapshot said (requests answered by the other gateway after its last snapshot): accepted
 /// once, if it authenticates.
 const MID_SLACK: u32 = 16;
+/// How long a synced IKE SA's first exchange on the new master may go unanswered before the
+/// tunnel is given up (as `dpd.action` says): a peer that forgot the IKE SA (it restarted, or
+/// the snapshot was behind a rekey) has forgotten its CHILD_SAs too, so waiting out the DPD
+/// timeout would only prolong the outage.
+pub const RESUME_BUDGET: Duration = Duration::from_secs(10);
 /// Largest cached response synced: a retransmitted request answered by the other gateway
 /// gets it again from this one. Larger ones (a CREATE_CHILD_SA answer with a big KE) are left
 /// out to keep a snapshot's parts under the MTU; such a retransmission then goes unanswered.
@@ -512,6 +517,9 @@ pub struct IkeSa {
     /// Restored from the other gateway's sync: how far ahead of `peer_next_id` the peer's
     /// next request may be (0 once one was taken).
     mid_slack: u32,
+    /// Restored from the other gateway's sync and not yet answered by the peer: the first
+    /// exchange gets [`RESUME_BUDGET`].
+    resumed: bool,
 }
 
 impl std::fmt::Debug for IkeSa {
@@ -797,6 +805,7 @@ impl IkeSa {
             ke_group: None,
             frag: Frag::new(),
             mid_slack: 0,
+            resumed: false,
         }
     }
 
@@ -1159,6 +1168,7 @@ impl IkeSa {
             };
             self.stats.1 += 1;
             self.last_heard = now;
+            self.resumed = false;
             tracing::debug!(tunnel = %self.cfg.name, exchange = h.exchange, message_id = h.msg_id, "response received");
             let pending = self.pending.take().map(|p| {
                 // Karn: a retransmitted request's answer may be to any of its copies.
@@ -1606,6 +1616,7 @@ impl IkeSa {
         sa.next_req_id = s.next_req_id;
         sa.peer_next_id = s.peer_next_id;
         sa.mid_slack = MID_SLACK;
+        sa.resumed = true;
         if let Some((id, d)) = &s.last_resp {
             let d: Result<Vec<Vec<u8>>, String> = d
                 .iter()
@@ -2858,9 +2869,18 @@ impl IkeSa {
                 } else {
                     Duration::MAX
                 };
-                let budget = retx_budget().min(limit);
+                let mut budget = retx_budget().min(limit);
+                if self.resumed {
+                    budget = budget.min(RESUME_BUDGET);
+                }
                 if now.duration_since(p.first) >= budget {
-                    let (action, reason) = if self.state == State::Established {
+                    let (action, reason) = if self.resumed {
+                        (
+                            self.cfg.dpd.action,
+                            "the peer does not answer the IKE SA carried on from the other gateway"
+                                .to_string(),
+                        )
+                    } else if self.state == State::Established {
                         (self.cfg.dpd.action, "peer not responding (DPD)".to_string())
                     } else {
                         (
