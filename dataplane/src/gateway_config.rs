@@ -794,6 +794,32 @@ mod tests {
         assert_eq!(iface("0000:3b:00.0").kernel_iface(), None);
     }
 
+    /// The example's commented VRRP lines parse once uncommented, as its comment says to.
+    #[test]
+    fn the_example_sites_vrrp_lines_parse() {
+        let mut y = example()
+            .replace(
+                "addresses: [192.168.10.1/24]",
+                "addresses: [192.168.10.2/24]",
+            )
+            .replace("addresses: [203.0.113.1/24]", "addresses: [203.0.113.3/24]");
+        let lines: Vec<String> = y.lines().map(str::to_string).collect();
+        let at = lines
+            .iter()
+            .position(|l| l == "# vrrp:")
+            .expect("the commented block");
+        for l in &lines[at..] {
+            y.push_str(l.trim_start_matches("# "));
+            y.push('\n');
+        }
+        let c = GatewayConfig::parse(&y, Path::new("site-a.yaml")).unwrap();
+        assert_eq!(c.vrrp.len(), 2);
+        assert!(c
+            .vrrp
+            .iter()
+            .all(|v| v.config.preempt_delay_ms == 3000 && v.group.as_deref() == Some("site")));
+    }
+
     #[test]
     fn vrrp_routers_are_checked() {
         let with = |v: &str| {
