@@ -1546,6 +1546,14 @@ fn the_fuzz_seeds_of_a_synced_ike_sa_restore() {
     let sent = first_send(&d.tick(now), None).unwrap().2;
     let want = &busy.ike[0].pending.as_ref().unwrap().datagrams[0];
     assert_eq!(dataplane::ctl::hex(&sent).as_str(), want.as_str());
+    // Absurd ages and times (a peer with the secret can send them) do not overflow the clock.
+    let mut odd = snap.ike.clone();
+    odd[0].age_s = u64::MAX;
+    odd[0].rekey_in_s = Some(u64::MAX);
+    odd[0].children[0].age_s = u64::MAX;
+    let mut d = Daemon::new(&c);
+    assert_eq!(d.restore(&odd, Duration::MAX, &|_| true, now).len(), 1);
+    let _ = d.tick(now + Duration::from_secs(1));
 }
 
 /// A gateway dies with a CREATE_CHILD_SA in flight that the peer answered. Without the request

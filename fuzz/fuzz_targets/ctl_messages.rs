@@ -36,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
         if !s.ike.is_empty() {
             let mut d = controlplane::ike::daemon::Daemon::new(tunnel());
             let now = std::time::Instant::now();
-            let _ = d.restore(&s.ike, std::time::Duration::from_secs(1), &|_| true, now);
+            // How old the snapshot is comes from the input too (its wall-clock fields).
+            let elapsed = std::time::Duration::from_millis(s.sent_ms);
+            let _ = d.restore(&s.ike, elapsed, &|_| true, now);
             let _ = d.tick(now);
             for sa in &s.ike {
                 let _ = d.handle(now, sa.local, sa.remote, data);

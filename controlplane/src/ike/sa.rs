@@ -1628,14 +1628,19 @@ impl IkeSa {
         sa.peer_hashes = s.peer_hashes.clone();
         sa.peer_id = s.peer_id.clone();
         sa.initial_contact = false;
+        // Absurd ages (from a peer with the secret) must not overflow the clock.
         let ago = |secs: u64| {
-            now.checked_sub(elapsed + Duration::from_secs(secs))
+            elapsed
+                .checked_add(Duration::from_secs(secs))
+                .and_then(|d| now.checked_sub(d))
                 .unwrap_or(now)
         };
         sa.established_at = Some(ago(s.age_s));
-        // A rekey that fell due on the way waits a few seconds more (the children go first).
+        // A rekey that fell due on the way waits a few seconds more (the children go first);
+        // none is later than the configured lifetime.
         sa.ike_rekey_at = s.rekey_in_s.map(|r| {
             now + Duration::from_secs(r)
+                .min(cfg.ike_lifetime)
                 .saturating_sub(elapsed)
                 .max(Duration::from_secs(10))
         });
