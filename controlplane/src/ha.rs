@@ -106,13 +106,11 @@ pub struct Part {
 /// Cuts a snapshot into parts of about [`PART_BYTES`] of JSON (an empty snapshot is one part
 /// with no pairs) and seals each for the wire. Refused past [`MAX_PARTS`].
 pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
-    // The snapshot's fields and the part's framing, with room for large numbers.
-    const FRAME: usize = 220;
     let mut by_spi: std::collections::HashMap<u32, Vec<&SaReport>> = Default::default();
     for r in &snap.report {
         by_spi.entry(r.spi_in).or_default().push(r);
     }
-    let mut groups: Vec<(Vec<ChildSa>, Vec<SaReport>, Vec<IkeSaState>)> = vec![Default::default()];
+    let mut shares = vec![Share::default()];
     let mut used = FRAME;
     for sa in &snap.sas {
         let report: Vec<SaReport> = by_spi
@@ -122,43 +120,28 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
             .map(|&r| r.clone())
             .collect();
         let cost = json_len(sa) + report.iter().map(|r| json_len(r) + 1).sum::<usize>() + 1;
-        if used + cost > PART_BYTES && groups.last().is_some_and(|g| !g.0.is_empty()) {
-            groups.push(Default::default());
-            used = FRAME;
-        }
-        let last = groups.last_mut().expect("one group at least");
-        last.0.push(sa.clone());
-        last.1.extend(report);
-        used += cost;
+        let share = share_for(&mut shares, &mut used, cost);
+        share.sas.push(sa.clone());
+        share.report.extend(report);
     }
     for ike in &snap.ike {
-        let cost = json_len(ike) + 1;
-        let empty =
-            |g: &(Vec<ChildSa>, Vec<SaReport>, Vec<IkeSaState>)| g.0.is_empty() && g.2.is_empty();
-        if used + cost > PART_BYTES && groups.last().is_some_and(|g| !empty(g)) {
-            groups.push(Default::default());
-            used = FRAME;
-        }
-        groups
-            .last_mut()
-            .expect("one group at least")
-            .2
+        share_for(&mut shares, &mut used, json_len(ike) + 1)
+            .ike
             .push(ike.clone());
-        used += cost;
     }
-    if groups.len() > MAX_PARTS {
+    if shares.len() > MAX_PARTS {
         return Err(format!(
             "{} SA pairs and {} IKE SAs need {} parts, more than {MAX_PARTS}",
             snap.sas.len(),
             snap.ike.len(),
-            groups.len()
+            shares.len()
         ));
     }
-    let parts = groups.len() as u32;
-    Ok(groups
+    let parts = shares.len() as u32;
+    Ok(shares
         .into_iter()
         .enumerate()
-        .map(|(i, (sas, report, ike))| {
+        .map(|(i, Share { sas, report, ike })| {
             seal_part(
                 key,
                 &Part {
@@ -175,6 +158,32 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
             )
         })
         .collect())
+}
+
+/// The snapshot's fields and a part's framing in its JSON, with room for large numbers.
+const FRAME: usize = 220;
+
+/// One part's share of a snapshot while it is cut.
+#[derive(Default)]
+struct Share {
+    sas: Vec<ChildSa>,
+    report: Vec<SaReport>,
+    ike: Vec<IkeSaState>,
+}
+
+/// The share an item of `cost` bytes of JSON goes into (`used`: the last share's bytes so
+/// far): the last one, or a new one if the item would take it past [`PART_BYTES`]. An item
+/// larger than that takes a share of its own.
+fn share_for<'a>(shares: &'a mut Vec<Share>, used: &mut usize, cost: usize) -> &'a mut Share {
+    let last_empty = shares
+        .last()
+        .is_none_or(|s| s.sas.is_empty() && s.ike.is_empty());
+    if *used + cost > PART_BYTES && !last_empty {
+        shares.push(Share::default());
+        *used = FRAME;
+    }
+    *used += cost;
+    shares.last_mut().expect("one share at least")
 }
 
 /// Bytes of `v` as JSON (the buffer, which may hold keys, is wiped).

@@ -133,10 +133,8 @@ impl Daemon {
             .retain(|r| !standby.contains(&tunnels[r.0].local));
         for i in taken {
             tracing::info!(tunnel = %self.tunnels[i].name, local = %self.tunnels[i].local, "VRRP: this gateway holds the local address now");
-            let carried_on = self
-                .sas
-                .values()
-                .any(|s| s.cfg.name == self.tunnels[i].name && s.state != State::Dead);
+            // Not one whose IKE SA was carried on from the other gateway.
+            let carried_on = self.tunnel_live(&self.tunnels[i].name);
             if self.tunnels[i].start == StartAction::Start && !carried_on {
                 self.quiet_start.remove(&self.tunnels[i].name);
                 self.initiate(i, now, &mut out);
@@ -194,23 +192,17 @@ impl Daemon {
     ) -> Vec<String> {
         let mut done = Vec::new();
         for s in states {
-            let Some(cfg) = self.tunnels.iter().find(|t| t.name == s.tunnel).cloned() else {
+            let Some(i) = self.tunnels.iter().position(|t| t.name == s.tunnel) else {
                 tracing::warn!(tunnel = %s.tunnel, "synced IKE SA of a tunnel not configured here: left out");
                 continue;
             };
-            if self
-                .sas
-                .values()
-                .any(|sa| sa.cfg.name == s.tunnel && sa.state != State::Dead)
-            {
+            if self.tunnel_live(&s.tunnel) {
                 continue;
             }
-            match IkeSa::restore(cfg, s, elapsed, installed, now) {
+            match IkeSa::restore(self.tunnels[i].clone(), s, elapsed, installed, now) {
                 Ok(sa) if !self.sas.contains_key(&sa.our_spi()) => {
-                    if let Some(i) = self.tunnels.iter().position(|t| t.name == s.tunnel) {
-                        self.restarts.retain(|r| r.0 != i);
-                        self.attempts.insert(i, 0);
-                    }
+                    self.restarts.retain(|r| r.0 != i);
+                    self.attempts.insert(i, 0);
                     self.quiet_start.remove(&s.tunnel);
                     self.sas.insert(sa.our_spi(), sa);
                     done.push(s.tunnel.clone());
@@ -220,6 +212,13 @@ impl Daemon {
             }
         }
         done
+    }
+
+    /// Whether tunnel `name` has an IKE SA up or being set up.
+    fn tunnel_live(&self, name: &str) -> bool {
+        self.sas
+            .values()
+            .any(|s| s.cfg.name == name && s.state != State::Dead)
     }
 
     /// The VRRP addresses this gateway does not hold, as last set.
@@ -266,12 +265,8 @@ impl Daemon {
     /// Traffic hit tunnel `name`'s on-demand policy: initiate it unless an IKE SA of it is up
     /// or being set up.
     pub fn acquire(&mut self, name: &str, now: Instant) -> Vec<Action> {
-        let busy = self
-            .sas
-            .values()
-            .any(|s| s.cfg.name == name && s.state != State::Dead);
         let mut out = Vec::new();
-        if busy {
+        if self.tunnel_live(name) {
             return out;
         }
         if let Some(i) = self.tunnels.iter().position(|t| t.name == name) {
@@ -548,12 +543,8 @@ impl Daemon {
                         if let Some(i) = self.tunnels.iter().position(|t| &t.name == tunnel) {
                             let tries = self.tunnels[i].keyingtries;
                             let n = self.attempts.get(&i).copied().unwrap_or(0);
-                            let still_up = self
-                                .sas
-                                .values()
-                                .any(|s| s.cfg.name == *tunnel && s.state != State::Dead);
                             if (tries == 0 || n < tries)
-                                && !still_up
+                                && !self.tunnel_live(tunnel)
                                 && !self.restarts.iter().any(|r| r.0 == i)
                             {
                                 self.restarts.push((i, now + RESTART_DELAY, n));

@@ -277,7 +277,7 @@ const MID_SLACK: u32 = 16;
 pub const RESUME_BUDGET: Duration = Duration::from_secs(10);
 /// Largest cached response synced: a retransmitted request answered by the other gateway
 /// gets it again from this one. Larger ones (a CREATE_CHILD_SA answer with a big KE) are left
-/// out to keep a snapshot's parts under the MTU; such a retransmission then goes unanswered.
+/// out to keep an IKE SA's part small; such a retransmission then goes unanswered.
 const SYNC_RESPONSE_MAX: usize = 1_024;
 
 /// An established IKE SA as the other gateway of a VRRP pair needs it to carry on with the
@@ -297,7 +297,7 @@ pub struct IkeSaState {
     pub local: SocketAddr,
     /// The peer's.
     pub remote: SocketAddr,
-    /// A NAT was detected; we are behind one.
+    /// A NAT was detected.
     pub nat: bool,
     /// We are behind the NAT.
     pub behind_nat: bool,
@@ -305,7 +305,8 @@ pub struct IkeSaState {
     pub chosen: Chosen,
     /// SK_d, SK_ai, SK_ar, SK_ei, SK_er, SK_pi, SK_pr (hex).
     pub keys: [zeroize::Zeroizing<String>; 7],
-    /// Our next request's message ID (the one in flight, if any: its fate is unknown).
+    /// Our next request's message ID (that of a request in flight that `pending` lacks: its
+    /// fate is unknown).
     pub next_req_id: u32,
     /// The peer's next request's message ID.
     pub peer_next_id: u32,
@@ -689,14 +690,16 @@ impl RttEstimate {
     }
 }
 
-/// Rekey time with up to 10% jitter subtracted, so both ends rarely rekey at once.
+/// Bytes of a synced field (hex), or why not.
+fn unhex(h: &str, what: &str) -> Result<Vec<u8>, String> {
+    dataplane::config::parse_hex_key(h)
+        .map(|b| b.to_vec())
+        .map_err(|e| format!("synced {what}: {e}"))
+}
+
 /// A synced request in flight, ready to go out again at once.
 fn restore_pending(p: &PendingState, now: Instant) -> Result<Pending, String> {
-    let bytes = |h: &str| {
-        dataplane::config::parse_hex_key(h)
-            .map(|b| b.to_vec())
-            .map_err(|e| format!("synced request: {e}"))
-    };
+    let bytes = |h: &str| unhex(h, "request");
     let dh = |(g, h): &DhState| {
         DhPrivate::import(*g, &bytes(h)?).ok_or_else(|| "synced request: bad DH value".to_string())
     };
@@ -750,6 +753,7 @@ fn restore_pending(p: &PendingState, now: Instant) -> Result<Pending, String> {
     })
 }
 
+/// Rekey time with up to 10% jitter subtracted, so both ends rarely rekey at once.
 fn jittered(lifetime: Duration) -> Duration {
     let r = crypto::random_bytes(1)[0] as f64 / 255.0;
     lifetime.mul_f64(1.0 - 0.1 * r)
@@ -1431,10 +1435,16 @@ impl IkeSa {
         }
     }
 
+    /// Established and current (not rekeyed away, not being deleted): what the other gateway
+    /// of a VRRP pair may carry on.
+    fn exportable(&self) -> bool {
+        self.state == State::Established && !self.superseded && !self.delete_now
+    }
+
     /// What of [`IkeSa::export`] the other gateway must hear of at once when it changes: the
     /// SPIs and message IDs (None when it would not be exported). Cheap: no keys encoded.
     pub fn sync_marks(&self) -> Option<(u64, u64, u32, u32, bool)> {
-        (self.state == State::Established && !self.superseded && !self.delete_now).then(|| {
+        self.exportable().then(|| {
             (
                 self.spi_i,
                 self.spi_r,
@@ -1497,7 +1507,7 @@ impl IkeSa {
     /// This IKE SA as the other gateway of a VRRP pair needs it to carry on (`ha:`): None
     /// unless it is established and current (not rekeyed away, not being deleted).
     pub fn export(&self, now: Instant) -> Option<IkeSaState> {
-        if self.state != State::Established || self.superseded || self.delete_now {
+        if !self.exportable() {
             return None;
         }
         let keys = self.keys.as_ref()?;
@@ -1569,11 +1579,12 @@ impl IkeSa {
     /// The IKE SA the other gateway of a VRRP pair had with this peer (`ha:`), carried on
     /// here after a takeover. `elapsed` is how long ago the state was taken. Only the children
     /// whose SA pairs are installed here (`installed`: inbound SPIs) are kept. The first
-    /// exchange is a liveness check (an empty INFORMATIONAL): it shows at once whether the peer
-    /// still speaks this IKE SA (if it does not, the tunnel restarts as `dpd.action` says) and
-    /// puts the message IDs in step. Then the children are rekeyed: their outbound numbers
-    /// jumped past what the other gateway may have used. Those the other gateway had rekeyed
-    /// already are deleted.
+    /// exchange is the other gateway's request in flight, sent again, or else a liveness check
+    /// (an empty INFORMATIONAL): it shows at once whether the peer still speaks this IKE SA (if
+    /// it does not within [`RESUME_BUDGET`], the tunnel restarts as `dpd.action` says) and puts
+    /// the message IDs in step. Then the children are rekeyed: their outbound numbers jumped
+    /// past what the other gateway may have used. Those the other gateway had rekeyed already
+    /// are deleted.
     pub fn restore(
         cfg: Arc<TunnelConfig>,
         s: &IkeSaState,
@@ -1618,11 +1629,11 @@ impl IkeSa {
         sa.mid_slack = MID_SLACK;
         sa.resumed = true;
         if let Some((id, d)) = &s.last_resp {
-            let d: Result<Vec<Vec<u8>>, String> = d
+            let d = d
                 .iter()
-                .map(|h| dataplane::config::parse_hex_key(h).map(|b| b.to_vec()))
-                .collect();
-            sa.last_resp = Some((*id, d?));
+                .map(|h| unhex(h, "response"))
+                .collect::<Result<Vec<_>, _>>()?;
+            sa.last_resp = Some((*id, d));
         }
         sa.frag.negotiated = s.frag && cfg.fragmentation;
         sa.peer_hashes = s.peer_hashes.clone();
