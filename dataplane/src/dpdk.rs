@@ -476,6 +476,16 @@ impl Burst {
 }
 
 /// An ethdev port.
+/// How a port came to receive an extra MAC address ([`Port::receive_mac`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraMac {
+    /// A MAC filter entry in the device.
+    Filter,
+    /// Promiscuous mode: every frame on the link arrives (the pipelines drop what is not
+    /// theirs as `other_host`).
+    Promiscuous,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Port {
     id: u16,
@@ -631,6 +641,28 @@ impl Port {
             return Err(port_err(self.id, "macaddr get", r));
         }
         Ok(a.addr_bytes)
+    }
+
+    /// Makes the port receive frames sent to `mac` as well as to its own address: a filter
+    /// entry (`rte_eth_dev_mac_addr_add`), or where the driver has none (af_packet, an
+    /// untrusted SR-IOV VF) promiscuous mode. Returns which of the two it took.
+    pub fn receive_mac(&self, mac: [u8; 6]) -> Result<ExtraMac, DpdkError> {
+        let mut a = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: valid port id and a pointer to an address that lives across the call.
+        let r = unsafe { sys::rte_eth_dev_mac_addr_add(self.id, &mut a, 0) };
+        if r == 0 {
+            return Ok(ExtraMac::Filter);
+        }
+        // SAFETY: valid port id.
+        let p = unsafe { sys::rte_eth_promiscuous_enable(self.id) };
+        if p < 0 {
+            return Err(port_err(
+                self.id,
+                "mac addr add, then promiscuous enable",
+                p,
+            ));
+        }
+        Ok(ExtraMac::Promiscuous)
     }
 
     /// Whether the driver reports the link up, without waiting for it to settle

@@ -21,6 +21,8 @@
 //!   - { interface: outside, vrid: 51, priority: 150, advert_interval: 1s, vips: [203.0.113.1], group: site }
 //!     # its own link is tracked (down: fault, the addresses go); `track: [inside]` adds others;
 //!     # `preempt_delay: 5s`: no preemption for that long after a start or a fault
+//!     # `vmac: true`: the master answers for the addresses from 00:00:5e:00:01:{vrid}
+//!     # (RFC 5798 §7.3), so the link's hosts keep one MAC for them over a takeover
 //! ```
 //!
 //! Unknown keys are errors; YAML errors name the file, line and column; references between
@@ -257,6 +259,8 @@ struct VrrpEntry {
     group: Option<String>,
     #[serde(default)]
     track: Vec<String>,
+    #[serde(default)]
+    vmac: bool,
 }
 
 fn default_vrrp_priority() -> u8 {
@@ -299,6 +303,10 @@ pub struct VrrpInstance {
     /// The interfaces (indices) whose links it tracks: its own first, then those of
     /// `track:`. While any is down the router is in fault, and so is its sync group.
     pub track: Vec<usize>,
+    /// `vmac: true`: as master it speaks for the addresses from the virtual router MAC
+    /// ([`crate::vrrp::virtual_mac`]): advertisements, gratuitous ARPs and ARP answers for the
+    /// virtual addresses, and it takes frames sent to that MAC (a backup drops them).
+    pub vmac: bool,
 }
 
 /// A policy as written.
@@ -591,6 +599,7 @@ impl GatewayConfig {
                 },
                 group: v.group.clone(),
                 track,
+                vmac: v.vmac,
             });
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -854,6 +863,12 @@ mod tests {
         let p = with("{ interface: outside, vrid: 7, vips: [203.0.113.10], preempt_delay: 2.5s }")
             .unwrap();
         assert_eq!(p.vrrp[0].config.preempt_delay_ms, 2500);
+        assert!(
+            !p.vrrp[0].vmac,
+            "the virtual MAC is asked for, not the default"
+        );
+        let m = with("{ interface: outside, vrid: 7, vips: [203.0.113.10], vmac: true }").unwrap();
+        assert!(m.vrrp[0].vmac);
         assert_eq!(
             (d.vrrp[0].config.priority, d.vrrp[0].config.interval_cs),
             (100, 100)
@@ -871,6 +886,7 @@ mod tests {
             ("{ interface: outside, vrid: 1, advert_interval: 1, vips: [203.0.113.10] }", "10ms"),
             ("{ interface: outside, vrid: 1, preempt_delay: 1001s, vips: [203.0.113.10] }", "0-1000 s"),
             ("{ interface: outside, vrid: 1, preempt_delay: soon, vips: [203.0.113.10] }", "0-1000 s"),
+            ("{ interface: outside, vrid: 1, vmac: yes please, vips: [203.0.113.10] }", "vmac"),
             ("{ interface: outside, vrid: 1, vips: [203.0.113.10] }\n  - { interface: outside, vrid: 1, vips: [203.0.113.11] }", "twice"),
         ] {
             let e = with(bad).unwrap_err().to_string();

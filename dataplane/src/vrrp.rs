@@ -152,6 +152,15 @@ pub fn advert_frame(
     Some(14 + ip_len)
 }
 
+/// The virtual router MAC address of an IPv4 virtual router (RFC 5798 §7.3):
+/// 00-00-5E-00-01-{VRID}. A master that uses it sends its advertisements and gratuitous ARPs
+/// from it and answers ARP for the virtual addresses with it, so that the link's hosts keep
+/// one MAC for those addresses over a takeover and only the switches must learn where it
+/// went (from the new master's first frames).
+pub fn virtual_mac(vrid: u8) -> [u8; 6] {
+    [0x00, 0x00, 0x5e, 0x00, 0x01, vrid]
+}
+
 /// Length of a gratuitous ARP frame.
 pub const GARP_FRAME_LEN: usize = crate::neigh::ARP_FRAME_LEN;
 
@@ -928,6 +937,16 @@ mod tests {
         assert_eq!(parse_advert(&bad), Err(Refusal::Destination));
         assert_eq!(parse_advert(&ip[..30]), Err(Refusal::Malformed));
         assert!(advert_frame(&mut f[..40], [0; 6], ME, 1, 1, 100, &vips).is_none());
+    }
+
+    #[test]
+    fn the_virtual_mac_is_the_rfc_5798_one() {
+        // §7.3: 00-00-5E-00-01-{VRID}, the VRID in hex in the last octet.
+        assert_eq!(virtual_mac(1), [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01]);
+        assert_eq!(virtual_mac(51), [0x00, 0x00, 0x5e, 0x00, 0x01, 0x33]);
+        assert_eq!(virtual_mac(255)[5], 0xff);
+        // A unicast address (the group bit clear), unlike the advertisements' destination.
+        assert_eq!(virtual_mac(51)[0] & 1, 0);
     }
 
     #[test]

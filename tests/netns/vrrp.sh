@@ -24,6 +24,14 @@
 #      link fails (the far end of its veth goes down, taking the carrier): ferrogate goes to
 #      fault and says priority 0, and keepalived takes over within its skew. The link comes
 #      back: ferrogate waits a Master_Down_Interval as a backup, then preempts.
+#   8. The virtual MAC (`vmac: true`, RFC 5798 §7.3), between two ferrogates (keepalived's
+#      use_vmac needs macvlan, which this kernel may lack): F (200) and a second one, G (100,
+#      203.0.113.5). H pins 203.0.113.1 to 00:00:5e:00:01:33 (a permanent neighbour entry: it
+#      never asks again, like a router that ignores gratuitous ARP). tcpdump must see F's
+#      advertisements come from that MAC, ARP answers must carry it, and the bridge must
+#      have learnt it on F's port. F is killed: G takes over and H's pings reach it with
+#      the same entry (the bridge learnt the MAC on G's port from G's first frames). F
+#      back: it preempts, and the MAC moves back.
 # Takeover times are measured from the stop to H's first ARP answer from the new master.
 #
 #   vrrp.sh FERROGATE            (needs keepalived and arping; tests/run.sh installs them)
@@ -33,18 +41,18 @@
 set -euo pipefail
 FG=$1
 ID=$$
-NS=(fgv$ID-S fgv$ID-F fgv$ID-K fgv$ID-H)
-S=${NS[0]} F=${NS[1]} K=${NS[2]} H=${NS[3]}
+NS=(fgv$ID-S fgv$ID-F fgv$ID-K fgv$ID-H fgv$ID-G)
+S=${NS[0]} F=${NS[1]} K=${NS[2]} H=${NS[3]} G=${NS[4]}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-vrrp.XXXXXX")
-FG_PID= KA_PID=
+FG_PID= KA_PID= FG2_PID=
 cleanup() {
     set +e
-    for p in $FG_PID $KA_PID; do kill -9 "$p" 2>/dev/null; done
-    for p in $FG_PID $KA_PID; do wait "$p" 2>/dev/null; done
+    for p in $FG_PID $KA_PID $FG2_PID; do kill -9 "$p" 2>/dev/null; done
+    for p in $FG_PID $KA_PID $FG2_PID; do wait "$p" 2>/dev/null; done
     # keepalived's children (its VRRP process) by the PID files it wrote.
     for f in "$WORK"/ka*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
     for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
-    rm -rf "/var/run/dpdk/fgv$ID"
+    rm -rf "/var/run/dpdk/fgv$ID" "/var/run/dpdk/fgw$ID"
     if [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -64,7 +72,7 @@ ip -n "$S" link set br0 up
 # ferrogate's second port (check 7): a veth whose far end sits in S, on no bridge.
 ip link add fw0 netns "$F" type veth peer name s-fw0 netns "$S"
 ip -n "$S" link set s-fw0 up
-for pair in "$F:fv0" "$K:kv0" "$H:hv0"; do
+for pair in "$F:fv0" "$K:kv0" "$H:hv0" "$G:gv0"; do
     IFS=: read -r n dev <<< "$pair"
     ip link add "$dev" netns "$n" type veth peer name "s-$dev" netns "$S"
     ip -n "$S" link set "s-$dev" master br0 up
@@ -78,16 +86,18 @@ MAC_F=$(ip netns exec "$F" cat /sys/class/net/fv0/address)
 MAC_K=$(ip netns exec "$K" cat /sys/class/net/kv0/address)
 echo "ferrogate $MAC_F, keepalived $MAC_K"
 
-fg_conf() { # priority (TRACK=1: a second port, wan, which the router tracks)
-    local wan="" track=""
+fg_conf() { # priority [device address] (TRACK=1: a second port, wan, which the router
+            # tracks; VMAC=1: the virtual MAC)
+    local wan="" track="" dev=${2:-net_af_packet0,iface=fv0} addr=${3:-203.0.113.3}
+    [ -n "${VMAC:-}" ] && track=", vmac: true"
     if [ -n "${TRACK:-}" ]; then
         ip -n "$F" link set fw0 up
         wan='  - { name: wan, device: "net_af_packet1,iface=fw0", role: inside, addresses: [10.77.0.1/24] }'
-        track=", track: [wan]"
+        track="$track, track: [wan]"
     fi
     cat <<EOY
 interfaces:
-  - { name: lan, device: "net_af_packet0,iface=fv0", role: outside, addresses: [203.0.113.3/24] }
+  - { name: lan, device: "$dev", role: outside, addresses: [$addr/24] }
 $wan
 cores: { main: 0, workers: [] }
 vrrp:
@@ -100,6 +110,13 @@ start_fg() { # priority
         --eal "--no-huge -m 128 --file-prefix fgv$ID --log-level=error" \
         --idle-sleep-us 200 --stats-file "$WORK/stats.json" --log info >> "$WORK/fg.log" 2>&1 &
     FG_PID=$!
+}
+start_fg2() { # priority: the second ferrogate, in G
+    fg_conf "$1" net_af_packet0,iface=gv0 203.0.113.5 > "$WORK/fg2.yaml"
+    ip netns exec "$G" "$FG" --config "$WORK/fg2.yaml" \
+        --eal "--no-huge -m 128 --file-prefix fgw$ID --log-level=error" \
+        --idle-sleep-us 200 --stats-file "$WORK/stats2.json" --log info >> "$WORK/fg2.log" 2>&1 &
+    FG2_PID=$!
 }
 stop_fg() { # signal
     [ -n "$FG_PID" ] || return 1
@@ -171,10 +188,13 @@ ka_said() { grep -c "$1" "$WORK/ka.log" || true; }
 stat() { # python expression over the stats file as `s`
     python3 -c "import json,sys; s=json.load(open('$WORK/stats.json')); print($1)"
 }
-wait_state() { # state, seconds
-    local i
+stat2() { # the same over the second ferrogate's stats
+    python3 -c "import json,sys; s=json.load(open('$WORK/stats2.json')); print($1)"
+}
+wait_state() { # state, seconds [stat function]
+    local i get=${3:-stat}
     for ((i = 0; i < $2 * 10; i++)); do
-        [ -f "$WORK/stats.json" ] && [ "$(stat "s['vrrp']['routers'][0]['state']" 2>/dev/null)" = "$1" ] && return 0
+        [ "$($get "s['vrrp']['routers'][0]['state']" 2>/dev/null)" = "$1" ] && return 0
         sleep 0.1
     done
     return 1
@@ -288,9 +308,59 @@ step7() {
 }
 check "ferrogate's tracked link fails: fault, priority 0, keepalived takes over; back: ferrogate preempts" step7
 
+VMAC=00:00:5e:00:01:33
+fdb_port() { # the bridge port that has learnt the virtual MAC
+    ip netns exec "$S" bridge fdb show br br0 | awk -v m="$VMAC" '$1 == m && $0 !~ /permanent/ {print $3; exit}'
+}
+ping_once() { ip netns exec "$H" ping -c 1 -W 0.3 -q "$VIP" > /dev/null 2>&1; }
+step8() {
+    stop_fg TERM
+    stop_ka || true
+    sleep 1
+    rm -f "$WORK/stats.json"
+    VMAC=1 start_fg 200
+    VMAC=1 start_fg2 100
+    ip -n "$H" neigh replace "$VIP" lladdr "$VMAC" nud permanent dev hv0
+    wait_state master 10 || { echo "F did not become master"; return 1; }
+    wait_state backup 5 stat2 || { echo "G is not backup: $(stat2 "s['vrrp']")"; return 1; }
+    [ "$(stat "s['vrrp']['routers'][0]['vmac']")" = "$VMAC" ] || { echo "stats: $(stat "s['vrrp']")"; return 1; }
+    local seen
+    seen=$(ip netns exec "$H" timeout 4 tcpdump -e -nn -c 1 -i hv0 \
+        "ether src $VMAC and ip proto 112 and src host 203.0.113.3" 2>/dev/null || true)
+    echo "advertisement seen by tcpdump: ${seen:0:110}"
+    [ -n "$seen" ] || { echo "no advertisement from F with source MAC $VMAC"; return 1; }
+    local who
+    who=$(all_answers)
+    [ "$who" = "$VMAC" ] || { echo "ARP for $VIP answered by: $who"; return 1; }
+    ping_vip || { echo "no echo from $VIP"; return 1; }
+    [ "$(fdb_port)" = s-fv0 ] || { echo "bridge has $VMAC on '$(fdb_port)', not F's port"; return 1; }
+    [ "$(stat2 "s['vrrp']['routers'][0]['adverts_in']")" -ge 1 ] || { echo "G heard no advertisement"; return 1; }
+    # F dies. H keeps its entry; the echo must reach G once G is master.
+    local t0 ms i
+    t0=$(now_ms)
+    stop_fg KILL
+    for ((i = 0; i < 40; i++)); do ping_once && break; sleep 0.05; done
+    ms=$(($(now_ms) - t0))
+    ping_once || { echo "H's pings (pinned to $VMAC) never reached G"; return 1; }
+    echo "H's pings to $VIP (neighbour entry pinned to $VMAC) answered again ${ms} ms after F's SIGKILL (Master_Down_Interval at 100: 3.61 s)"
+    wait_state master 2 stat2 || { echo "G is not master: $(stat2 "s['vrrp']")"; return 1; }
+    [ "$(fdb_port)" = s-gv0 ] || { echo "bridge has $VMAC on '$(fdb_port)', not G's port"; return 1; }
+    [ "$(ip -n "$H" neigh show "$VIP" dev hv0 | awk '{print $3}')" = "$VMAC" ] || { echo "H's entry changed"; return 1; }
+    # F back: a Master_Down_Interval as backup, then it preempts; the MAC moves back.
+    rm -f "$WORK/stats.json"
+    VMAC=1 start_fg 200
+    wait_state master 10 || { echo "F did not preempt G"; return 1; }
+    wait_state backup 3 stat2 || { echo "G did not yield: $(stat2 "s['vrrp']")"; return 1; }
+    for ((i = 0; i < 20; i++)); do [ "$(fdb_port)" = s-fv0 ] && break; sleep 0.1; done
+    [ "$(fdb_port)" = s-fv0 ] || { echo "bridge has $VMAC on '$(fdb_port)' after the preemption"; return 1; }
+    ping_vip || { echo "no echo from $VIP after the preemption"; return 1; }
+}
+check "virtual MAC: advertisements and ARP from 00:00:5e:00:01:33; a host pinned to it follows F -> G -> F" step8
+
 if [ "$failed" -ne 0 ]; then
     echo "== ferrogate log"; tail -30 "$WORK/fg.log"
     echo "== keepalived log"; tail -30 "$WORK/ka.log"
+    [ -f "$WORK/fg2.log" ] && { echo "== second ferrogate log"; tail -30 "$WORK/fg2.log"; }
 fi
 echo "vrrp: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

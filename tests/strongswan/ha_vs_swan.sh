@@ -57,6 +57,10 @@
 #       again after 2 s), with it it does not, and the carried-on IKE SA's first exchanges
 #       get through once retransmitted
 #   STEPS=12 ha_vs_swan.sh ...                 run only those checks (default 12345)
+#   VMAC=1 ha_vs_swan.sh ...                   both routers use the virtual MAC (`vmac: true`),
+#       and charon's namespace and hA hold the shared addresses as permanent neighbour
+#       entries for 00:00:5e:00:01:33 / :34: they never ask again, like a router that ignores
+#       gratuitous ARP, so every takeover must work through the bridges learning the MACs
 #   LINK_OUTAGE_MS=800 ha_vs_swan.sh ...       the longest outage accepted in step 5
 #   DEMO=1 ha_vs_swan.sh ...                   (deploy/demo.sh HA=1) also prints, every second
 #       of the failover and the preemption, both gateways' VRRP states and the echoes answered,
@@ -131,6 +135,12 @@ GROUP=${GROUP:-site}
 # with 100 ms adverts it would preempt first, and its ferrogate-ike, finding the address
 # already its own and no snapshot, would negotiate a new IKE SA).
 PREEMPT_DELAY=${PREEMPT_DELAY:-3s}
+VMAC_OPT=
+if [ -n "${VMAC:-}" ]; then
+    VMAC_OPT=", vmac: true"
+    ip -n "$GB" neigh replace 203.0.113.1 lladdr 00:00:5e:00:01:33 nud permanent dev gBo
+    ip -n "$HA" neigh replace 192.168.10.1 lladdr 00:00:5e:00:01:34 nud permanent dev hA0
+fi
 [ "$GROUP" = none ] && GROUP=null
 swan_suite cbc
 # gw N INSIDE_ADDR OUTSIDE_ADDR PRIORITY
@@ -144,8 +154,8 @@ routes:
 cores: { main: 0, workers: [] }
 mss_clamp: auto
 vrrp:
-  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: [203.0.113.1], group: $GROUP }
-  - { interface: inside, vrid: 52, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: [192.168.10.1], group: $GROUP }
+  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: [203.0.113.1], group: $GROUP$VMAC_OPT }
+  - { interface: inside, vrid: 52, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: [192.168.10.1], group: $GROUP$VMAC_OPT }
 EOF
 }
 gw_conf 1 192.168.10.2 203.0.113.3 200 > "$WORK/a1.yaml"
@@ -420,7 +430,7 @@ print('\n'.join(f'{k} {v}' for k, v in sorted(most.items())))
         [ "${pin:-0}" -gt 0 ] && [ "${pout:-0}" -gt 0 ] || { echo "the synced pair carried nothing through A2"; return 1; }
         "$SWAN_PYTHON" "$HERE/ha_wire.py" "$WORK/wire.pcap" \
             "$(ip netns exec "$A1" cat /sys/class/net/a1o/address)" \
-            "$(ip netns exec "$A2" cat /sys/class/net/a2o/address)" || return 1
+            "$(ip netns exec "$A2" cat /sys/class/net/a2o/address)" ${VMAC:+00:00:5e:00:01:33} || return 1
     fi
     [ "$(ike_sas 2)" = 1 ] || { echo "A2's ferrogate-ike holds $(ike_sas 2) IKE SAs"; return 1; }
     [ "$(swan_ike_count)" = 1 ] || { echo "charon holds $(swan_ike_count) IKE SAs:"; swan_list b; return 1; }

@@ -1,6 +1,6 @@
 """The SA-state sync check of ha_vs_swan.sh, on a capture of ESP in UDP at charon's port.
 
-    ha_wire.py CAPTURE A1_MAC A2_MAC
+    ha_wire.py CAPTURE A1_MAC A2_MAC [VIRTUAL_MAC]
 
 Both gateways send from the shared address 203.0.113.1, each from its own port MAC, so the
 Ethernet header tells them apart. A1 (the old master) sent on some outbound SPI; charon
@@ -8,6 +8,9 @@ answered on A1's inbound SPI. The wire must then show A2 sending on that same ou
 every number past A1's highest plus the 2^28 a second that a takeover skips, and charon
 sending to A2's MAC on the same inbound SPI: the synced pair carried traffic both ways. And a
 new outbound SPI from A2: its own CHILD_SA came after.
+
+With VIRTUAL_MAC (the routers use VRRP's virtual MAC) charon sends to that MAC whoever holds
+the address, so its frames before A2's first are taken as to A1 and those after as to A2.
 """
 import struct
 import sys
@@ -39,6 +42,12 @@ def esp_packets(path):
 def main():
     esp = esp_packets(sys.argv[1])
     a1, a2 = sys.argv[2].lower(), sys.argv[3].lower()
+    vmac = sys.argv[4].lower() if len(sys.argv) > 4 else None
+    first_a2 = next((i for i, e in enumerate(esp) if e[1] == a2), len(esp))
+    if vmac:
+        # Frames to the shared MAC: to A1 while A2 had sent nothing, to A2 after.
+        esp = [(a1 if i < first_a2 else a2, *e[1:]) if e[0] == vmac else e
+               for i, e in enumerate(esp)]
     from_a1 = [e for e in esp if e[1] == a1 and e[2] == "203.0.113.1"]
     to_a1 = [e for e in esp if e[0] == a1 and e[2] == "203.0.113.2"]
     if not from_a1 or not to_a1:

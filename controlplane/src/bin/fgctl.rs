@@ -56,7 +56,7 @@ fn stats_text(v: &serde_json::Value) -> String {
             .filter_map(|a| a.as_str())
             .collect();
         s.push_str(&format!(
-            "vrrp {} vrid {} priority {} {} for {:.1}s (master {}) vips {}  adverts in {} out {}  took over {} times{}\n",
+            "vrrp {} vrid {} priority {} {} for {:.1}s (master {}) vips {}{}  adverts in {} out {}  took over {} times{}\n",
             r["interface"].as_str().unwrap_or("?"),
             r["vrid"],
             r["priority"],
@@ -64,6 +64,10 @@ fn stats_text(v: &serde_json::Value) -> String {
             r["seconds_in_state"].as_f64().unwrap_or(0.0),
             r["master"].as_str().unwrap_or("unknown"),
             vips.join(","),
+            match r["vmac"].as_str() {
+                Some(m) => format!(" from {m}"),
+                None => String::new(),
+            },
             r["adverts_in"].as_u64().unwrap_or(0),
             r["adverts_out"].as_u64().unwrap_or(0),
             r["became_master"].as_u64().unwrap_or(0),
@@ -327,7 +331,7 @@ mod tests {
             "ports": [{"name": "inside", "rx_frames": 1, "tx_frames": 2, "link": "down"},
                 {"name": "outside", "rx_frames": 1, "tx_frames": 2, "link": "up"}],
             "vrrp": {"routers": [{"interface": "inside", "vrid": 52, "priority": 150,
-                "state": "fault", "master": null, "vips": ["192.168.10.1"],
+                "state": "fault", "master": null, "vips": ["192.168.10.1"], "vmac": "00:00:5e:00:01:34",
                 "seconds_in_state": 1.5, "adverts_in": 3, "adverts_out": 13,
                 "became_master": 1, "faults": 2}]}});
         let text = stats_text(&fault);
@@ -337,7 +341,7 @@ mod tests {
         );
         assert_eq!(text.matches("LINK DOWN").count(), 1, "{text}");
         assert!(
-            text.contains("vrrp inside vrid 52 priority 150 fault for 1.5s (master unknown) vips 192.168.10.1  adverts in 3 out 13  took over 1 times  faults 2\n"),
+            text.contains("vrrp inside vrid 52 priority 150 fault for 1.5s (master unknown) vips 192.168.10.1 from 00:00:5e:00:01:34  adverts in 3 out 13  took over 1 times  faults 2\n"),
             "{text}"
         );
         let none = serde_json::json!({"seconds": 2.0, "ports": [], "sas": [], "drops": {}});

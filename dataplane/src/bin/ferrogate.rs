@@ -387,6 +387,8 @@ struct Shared {
 struct VrrpSlot {
     port: usize,
     vips: Vec<Ipv4Addr>,
+    /// Its virtual router MAC, if it uses one (`vmac: true`).
+    vmac: Option<[u8; 6]>,
     /// This gateway holds the addresses: it answers ARP for them and takes their IKE.
     master: AtomicBool,
 }
@@ -399,6 +401,24 @@ impl Shared {
             .any(|v| v.port == k && v.master.load(Ordering::Relaxed) && v.vips.contains(&ip))
     }
 
+    /// The MAC that speaks for `ip` on port `k`: the virtual router MAC if `ip` is a virtual
+    /// address held now by a router that uses one, else `own`.
+    fn mac_for(&self, k: usize, ip: Ipv4Addr, own: [u8; 6]) -> [u8; 6] {
+        self.vrrp
+            .iter()
+            .find(|v| v.port == k && v.master.load(Ordering::Relaxed) && v.vips.contains(&ip))
+            .and_then(|v| v.vmac)
+            .unwrap_or(own)
+    }
+
+    /// Whether `mac` is the virtual MAC of a router of port `k` that is master now (a backup
+    /// does not take frames sent to it, RFC 5798 §6.4.2).
+    fn vmac_held(&self, k: usize, mac: &[u8]) -> bool {
+        self.vrrp.iter().any(|v| {
+            v.port == k && v.vmac.is_some_and(|m| m == mac) && v.master.load(Ordering::Relaxed)
+        })
+    }
+
     /// Whether `ip` is a virtual address of any port that this gateway does not hold now (it
     /// is the backup): IKE to or from it is not ours to handle.
     fn vip_not_held(&self, ip: IpAddr) -> bool {
@@ -407,6 +427,11 @@ impl Shared {
             .iter()
             .any(|v| !v.master.load(Ordering::Relaxed) && v.vips.contains(&ip))
     }
+}
+
+/// `02:00:00:00:00:01`.
+fn fmt_mac(m: [u8; 6]) -> String {
+    format!("{:?}", dataplane::gateway_config::Mac(m))
 }
 
 /// The destination of an IP packet, if its header is there.
@@ -568,6 +593,31 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         txqs.push(tx);
         let hw_mac = port.mac().map_err(|e| e.to_string())?;
         let mac = i.mac.map_or(hw_mac, |m| m.0);
+        // MACs this port answers to besides the device's: a `mac:` override, and the virtual
+        // MAC of each of its VRRP routers that has one.
+        let k = ifaces.len();
+        let mut extra: Vec<[u8; 6]> = cfg
+            .vrrp
+            .iter()
+            .filter(|v| v.interface == k && v.vmac)
+            .map(|v| vrrp::virtual_mac(v.config.vrid))
+            .collect();
+        if mac != hw_mac {
+            extra.push(mac);
+        }
+        for m in extra {
+            // A driver with neither (a pcap file) is no reason not to start: what arrives
+            // is taken as before; the log says it.
+            match port.receive_mac(m) {
+                Ok(how) => {
+                    tracing::info!(interface = %i.name, mac = %fmt_mac(m), how = ?how, "receives frames to")
+                }
+                Err(e) => {
+                    tracing::warn!(interface = %i.name, mac = %fmt_mac(m), error = %e,
+                        "cannot ask the device for frames to this MAC; only those it passes anyway arrive")
+                }
+            }
+        }
         ifaces.push(Iface {
             name: i.name.clone(),
             role: i.role,
@@ -760,6 +810,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             .map(|v| VrrpSlot {
                 port: v.interface,
                 vips: v.config.vips.clone(),
+                vmac: v.vmac.then(|| vrrp::virtual_mac(v.config.vrid)),
                 master: AtomicBool::new(false),
             })
             .collect(),
@@ -992,10 +1043,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     VrrpRun::group_follows(&mut routers, i, &sh, now, &mut main);
                 }
             }
-            for r in routers.iter_mut() {
+            for (i, r) in routers.iter_mut().enumerate() {
                 if r.garp_again.is_some_and(|t| now >= t) {
                     r.garp_again = None;
-                    r.announce(&sh, &mut main);
+                    r.announce(&sh, i, &mut main);
                 }
             }
             if term.load(Ordering::Relaxed) {
@@ -1370,10 +1421,12 @@ impl Pipeline {
             }
             // A unicast frame to another MAC: a flooding bridge or a promiscuous port passed
             // it here, and its owner (the VRRP master, say) handles it.
-            if m.data()
-                .get(..6)
-                .is_some_and(|d| d[0] & 1 == 0 && *d != my_mac && *d != iface.hw_mac)
-            {
+            if m.data().get(..6).is_some_and(|d| {
+                d[0] & 1 == 0
+                    && *d != my_mac
+                    && *d != iface.hw_mac
+                    && !(has_vrrp && sh.vmac_held(k, d))
+            }) {
                 *v = Verdict::Drop(DropReason::OtherHost);
                 self.drops.inc(DropReason::OtherHost);
                 continue;
@@ -1411,7 +1464,11 @@ impl Pipeline {
                 self.not_ip += 1;
                 continue;
             }
-            if dataplane::host::arp_reply_if(m.data_mut(), ours, my_mac) {
+            let arp_mac = match m.data().get(38..42) {
+                Some(t) if has_vrrp => sh.mac_for(k, Ipv4Addr::new(t[0], t[1], t[2], t[3]), my_mac),
+                _ => my_mac,
+            };
+            if dataplane::host::arp_reply_if(m.data_mut(), ours, arp_mac) {
                 // Answered here: a non-pending verdict keeps the pipeline off it.
                 *l = Local::Answer;
                 *v = Verdict::ToControlPlane;
@@ -1451,11 +1508,18 @@ impl Pipeline {
             }
             let d = m.data_mut();
             if dataplane::host::icmp_echo_reply_if(&mut d[off..], ours) {
-                // Back to the sender: swap the MAC addresses.
+                // Back to the sender: swap the MAC addresses (the reply's source address,
+                // now at 12..16 of the IP header, says which MAC speaks for it).
                 let mut src = [0u8; 6];
                 src.copy_from_slice(&d[6..12]);
                 d[..6].copy_from_slice(&src);
-                d[6..12].copy_from_slice(&my_mac);
+                let from = match d.get(off + 12..off + 16) {
+                    Some(a) if has_vrrp => {
+                        sh.mac_for(k, Ipv4Addr::new(a[0], a[1], a[2], a[3]), my_mac)
+                    }
+                    _ => my_mac,
+                };
+                d[6..12].copy_from_slice(&from);
                 *l = Local::Answer;
                 *v = Verdict::ToControlPlane;
                 continue;
@@ -2273,7 +2337,8 @@ fn vrrp_json(sh: &Shared, runs: &[VrrpRun]) -> serde_json::Value {
     let now = sh.started.elapsed().as_millis() as u64;
     let routers: Vec<serde_json::Value> = runs
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let c = r.router.config();
             let n = r.router.counters();
             serde_json::json!({
@@ -2283,6 +2348,7 @@ fn vrrp_json(sh: &Shared, runs: &[VrrpRun]) -> serde_json::Value {
                 "state": r.router.state().as_str(),
                 "master": r.router.master_ip().map(|a| a.to_string()),
                 "vips": c.vips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "vmac": sh.vrrp[i].vmac.map(fmt_mac),
                 "interval_ms": u64::from(c.interval_cs) * 10,
                 "seconds_in_state": now.saturating_sub(r.since_ms) as f64 / 1000.0,
                 "adverts_in": n.adverts_in,
@@ -2381,16 +2447,9 @@ impl VrrpRun {
         if let Some(priority) = step.advertise {
             let c = self.router.config();
             let len = 14 + 20 + dataplane::wire::vrrp::HEADER_LEN + 4 * c.vips.len();
+            let mac = sh.vrrp[i].vmac.unwrap_or(iface.mac);
             send_frame(main, self.port, len, |f| {
-                vrrp::advert_frame(
-                    f,
-                    iface.mac,
-                    c.primary,
-                    c.vrid,
-                    priority,
-                    c.interval_cs,
-                    &c.vips,
-                )
+                vrrp::advert_frame(f, mac, c.primary, c.vrid, priority, c.interval_cs, &c.vips)
             });
         }
         if let Some(state) = step.became {
@@ -2405,7 +2464,7 @@ impl VrrpRun {
                 "VRRP state"
             );
             if master {
-                self.announce(sh, main);
+                self.announce(sh, i, main);
                 self.garp_again = Some(now + 2000);
             } else {
                 self.garp_again = None;
@@ -2413,9 +2472,10 @@ impl VrrpRun {
         }
     }
 
-    /// Gratuitous ARP for each virtual address, so that the link's neighbours move them here.
-    fn announce(&self, sh: &Shared, main: &mut Pipeline) {
-        let mac = sh.ifaces[self.port].mac;
+    /// Gratuitous ARP for each virtual address, so that the link's neighbours move them here
+    /// (from the virtual MAC, if router `i` uses one: the switches learn where it went).
+    fn announce(&self, sh: &Shared, i: usize, main: &mut Pipeline) {
+        let mac = sh.vrrp[i].vmac.unwrap_or(sh.ifaces[self.port].mac);
         for &ip in &self.router.config().vips {
             send_frame(main, self.port, vrrp::GARP_FRAME_LEN, |f| {
                 vrrp::gratuitous_arp(f, mac, ip)
