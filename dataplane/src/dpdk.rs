@@ -665,6 +665,17 @@ impl Port {
         Ok(ExtraMac::Promiscuous)
     }
 
+    /// Makes the port receive every multicast frame (`rte_eth_allmulticast_enable`): VRRP's
+    /// advertisements and IPv6 neighbor solicitations go to groups no unicast filter passes.
+    pub fn receive_multicast(&self) -> Result<(), DpdkError> {
+        // SAFETY: valid port id.
+        let r = unsafe { sys::rte_eth_allmulticast_enable(self.id) };
+        if r < 0 {
+            return Err(port_err(self.id, "allmulticast enable", r));
+        }
+        Ok(())
+    }
+
     /// Whether the driver reports the link up, without waiting for it to settle
     /// (`rte_eth_link_get_nowait`). Some virtual devices (af_packet) always say up.
     pub fn link_up(&self) -> Result<bool, DpdkError> {

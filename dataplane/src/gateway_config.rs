@@ -23,6 +23,10 @@
 //!     # `preempt_delay: 5s`: no preemption for that long after a start or a fault
 //!     # `vmac: true`: the master answers for the addresses from 00:00:5e:00:01:{vrid}
 //!     # (RFC 5798 §7.3), so the link's hosts keep one MAC for them over a takeover
+//!   - { interface: outside, vrid: 51, priority: 150, vips: ["2001:db8:113::1"], group: site }
+//!     # IPv6 (its own line; the same vrid may serve both families): advertised to ff02::12
+//!     # from the port's link-local address (a configured fe80:: one, else from its MAC),
+//!     # announced by unsolicited neighbor advertisements, virtual MAC 00:00:5e:00:02:{vrid}
 //! ```
 //!
 //! Unknown keys are errors; YAML errors name the file, line and column; references between
@@ -254,7 +258,7 @@ struct VrrpEntry {
     preempt: bool,
     #[serde(default)]
     preempt_delay: Option<String>,
-    vips: Vec<std::net::Ipv4Addr>,
+    vips: Vec<IpAddr>,
     #[serde(default)]
     group: Option<String>,
     #[serde(default)]
@@ -528,19 +532,35 @@ impl GatewayConfig {
             let k = index(&v.interface)
                 .ok_or_else(|| bad(format!("no interface named `{}`", v.interface)))?;
             let iface = &f.interfaces[k];
-            let primary = iface
-                .addresses
-                .iter()
-                .find_map(|a| match a.addr {
-                    IpAddr::V4(a) => Some(a),
-                    IpAddr::V6(_) => None,
-                })
-                .ok_or_else(|| {
-                    bad(format!(
-                        "interface `{}` has no IPv4 address to advertise from",
-                        v.interface
-                    ))
-                })?;
+            let v6 = v.vips.first().is_some_and(|a| a.is_ipv6());
+            if v.vips.iter().any(|a| a.is_ipv6() != v6) {
+                return Err(bad(
+                    "vips mixes IPv4 and IPv6: a router is of one family (RFC 5798); give the \
+                     other family a line of its own (it may use the same vrid)"
+                        .into(),
+                ));
+            }
+            // IPv4: the port's first IPv4 address. IPv6: its first link-local address, or
+            // (unspecified here) the one the gateway derives from the port's MAC.
+            let primary = if v6 {
+                iface
+                    .addresses
+                    .iter()
+                    .find(|a| matches!(a.addr, IpAddr::V6(x) if x.is_unicast_link_local()))
+                    .map_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), |a| a.addr)
+            } else {
+                iface
+                    .addresses
+                    .iter()
+                    .find(|a| a.addr.is_ipv4())
+                    .map(|a| a.addr)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "interface `{}` has no IPv4 address to advertise from",
+                            v.interface
+                        ))
+                    })?
+            };
             if v.vrid == 0 {
                 return Err(bad("vrid is 1-255".into()));
             }
@@ -555,20 +575,21 @@ impl GatewayConfig {
             if let Some(a) = v
                 .vips
                 .iter()
-                .find(|a| iface.addresses.iter().any(|x| x.addr == IpAddr::V4(**a)))
+                .find(|a| iface.addresses.iter().any(|x| x.addr == **a))
             {
                 return Err(bad(format!(
                     "{a} is an address of `{}` itself: a virtual address is not in `addresses`",
                     v.interface
                 )));
             }
-            if vrrp
-                .iter()
-                .any(|o| o.interface == k && o.config.vrid == v.vrid)
-            {
+            if vrrp.iter().any(|o| {
+                o.interface == k && o.config.vrid == v.vrid && o.config.primary.is_ipv6() == v6
+            }) {
                 return Err(bad(format!(
-                    "vrid {} is used twice on `{}`",
-                    v.vrid, v.interface
+                    "vrid {} is used twice on `{}` for {}",
+                    v.vrid,
+                    v.interface,
+                    if v6 { "IPv6" } else { "IPv4" }
                 )));
             }
             let interval_cs = advert_interval_cs(&v.advert_interval).map_err(bad)?;
@@ -844,10 +865,7 @@ mod tests {
         assert_eq!(v.config.interval_cs, 10);
         assert_eq!(v.config.priority, 150);
         assert!(v.config.preempt);
-        assert_eq!(
-            v.config.primary,
-            "203.0.113.1".parse::<std::net::Ipv4Addr>().unwrap()
-        );
+        assert_eq!(v.config.primary, "203.0.113.1".parse::<IpAddr>().unwrap());
         assert_eq!(v.group, None);
         assert_eq!(v.track, vec![v.interface]);
         let t = with("{ interface: outside, vrid: 9, vips: [203.0.113.10], track: [inside, outside, inside] }").unwrap();
@@ -869,6 +887,18 @@ mod tests {
         );
         let m = with("{ interface: outside, vrid: 7, vips: [203.0.113.10], vmac: true }").unwrap();
         assert!(m.vrrp[0].vmac);
+        // IPv6 on its own line, with the same vrid: the primary is left for the gateway to
+        // derive (no link-local address configured).
+        let six = with("{ interface: outside, vrid: 7, vips: [203.0.113.10] }\n  - { interface: outside, vrid: 7, vips: [\"2001:db8:113::1\"] }").unwrap();
+        assert_eq!(six.vrrp.len(), 2);
+        assert_eq!(
+            six.vrrp[1].config.primary,
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        );
+        assert_eq!(
+            six.vrrp[1].config.vips,
+            vec!["2001:db8:113::1".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(
             (d.vrrp[0].config.priority, d.vrrp[0].config.interval_cs),
             (100, 100)
@@ -887,6 +917,8 @@ mod tests {
             ("{ interface: outside, vrid: 1, preempt_delay: 1001s, vips: [203.0.113.10] }", "0-1000 s"),
             ("{ interface: outside, vrid: 1, preempt_delay: soon, vips: [203.0.113.10] }", "0-1000 s"),
             ("{ interface: outside, vrid: 1, vmac: yes please, vips: [203.0.113.10] }", "vmac"),
+            ("{ interface: outside, vrid: 1, vips: [203.0.113.10, \"2001:db8::1\"] }", "mixes IPv4 and IPv6"),
+            ("{ interface: outside, vrid: 1, vips: [\"2001:db8::1\"] }\n  - { interface: outside, vrid: 1, vips: [\"2001:db8::2\"] }", "twice on `outside` for IPv6"),
             ("{ interface: outside, vrid: 1, vips: [203.0.113.10] }\n  - { interface: outside, vrid: 1, vips: [203.0.113.11] }", "twice"),
         ] {
             let e = with(bad).unwrap_err().to_string();

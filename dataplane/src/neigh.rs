@@ -373,6 +373,16 @@ pub fn neighbor_advert(
     nd_frame(out, to_mac, our_mac, target, to_ip, 136, 0xe0, target, 2)
 }
 
+/// Builds an unsolicited neighbor advertisement of `target` at `our_mac` (RFC 4861 §7.2.6:
+/// from `target` to all nodes, ff02::1; router and override flags, not solicited) into `out`
+/// (at least [`NA_FRAME_LEN`] bytes): a new VRRP master's announcement of an IPv6 address.
+/// Returns the frame length.
+pub fn unsolicited_advert(out: &mut [u8], our_mac: [u8; 6], target: Ipv6Addr) -> usize {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let mac = [0x33, 0x33, 0, 0, 0, 1];
+    nd_frame(out, mac, our_mac, target, all_nodes, 136, 0xa0, target, 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,5 +490,20 @@ mod tests {
         for n in 0..g.len() {
             let _ = parse_nd(&g[..n]);
         }
+    }
+
+    #[test]
+    fn an_unsolicited_advert_goes_to_all_nodes_with_router_and_override() {
+        let vip: Ipv6Addr = "2001:db8:113::1".parse().unwrap();
+        let mut g = [0u8; NA_FRAME_LEN];
+        assert_eq!(unsolicited_advert(&mut g, M, vip), NA_FRAME_LEN);
+        assert_eq!(&g[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        assert_eq!(
+            &g[14 + 24..14 + 40],
+            &Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets()
+        );
+        // R and O set, S clear (RFC 4861 §4.4, §7.2.6).
+        assert_eq!(g[14 + 40 + 4], 0xa0);
+        assert_eq!(parse_nd(&g), Some((136, vip, vip, Some(M))));
     }
 }

@@ -1,35 +1,37 @@
-//! VRRP version 3 for IPv4 (RFC 5798): the virtual router's state machine, reading received
-//! advertisements and writing the frames it sends. Pure: time comes in as milliseconds, and
+//! VRRP version 3 for IPv4 and IPv6 (RFC 5798): the virtual router's state machine, reading
+//! received advertisements and writing the frames it sends. A router is of one family: its
+//! primary address, its virtual addresses and its advertisements (to 224.0.0.18 from the
+//! port's IPv4 address, or to ff02::12 from its link-local address). Pure: time comes in as milliseconds, and
 //! the caller sends what the router asks for.
 //!
 //! Two gateways (or a gateway and keepalived, or any RFC 5798 router) share virtual addresses:
 //! the master answers ARP for them, receives what is sent to them and advertises every
 //! interval; a backup that hears no advertisement for `Master_Down_Interval` (three intervals
 //! and a skew that favours higher priorities) takes over and announces the addresses with
-//! gratuitous ARP.
+//! gratuitous ARP (IPv6: unsolicited neighbor advertisements).
 //!
-//! Where this differs from the RFC, as keepalived's defaults do: the virtual addresses are
-//! answered with the port's own MAC address, not the virtual MAC 00-00-5E-00-01-{VRID}
-//! (gratuitous ARP moves them on takeover), and the master accepts packets addressed to them
+//! Where this differs from the RFC, as keepalived's defaults do: unless asked for the virtual
+//! MAC ([`virtual_mac`]), the virtual addresses are answered with the port's own MAC address
+//! (the announcements move them on takeover), and the master accepts packets addressed to them
 //! ("Accept_Mode" on: IKE and ESP end at the virtual address).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::wire::{ethernet, ipv4, vrrp};
 
 /// Why a received datagram is not an advertisement this router may use (RFC 5798 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not an IPv4 datagram carrying VRRP, or cut short.
+    /// Not an IPv4 or IPv6 datagram carrying VRRP, or cut short.
     Malformed,
-    /// TTL other than 255: it crossed a router.
+    /// TTL (hop limit) other than 255: it crossed a router.
     Ttl,
     /// Not a version 3 advertisement (keepalived's default is version 2: set
     /// `vrrp_version 3`).
     Version,
     /// The checksum does not verify.
     Checksum,
-    /// A fragment, or sent to another destination than 224.0.0.18.
+    /// A fragment, or sent to another destination than 224.0.0.18 (ff02::12).
     Destination,
 }
 
@@ -63,8 +65,8 @@ impl Refusal {
 /// What a router needs of a received advertisement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Advert {
-    /// The sender's primary address (the IPv4 source).
-    pub src: Ipv4Addr,
+    /// The sender's primary address (the IP source: IPv4, or IPv6 link-local).
+    pub src: IpAddr,
     /// Virtual router ID.
     pub vrid: u8,
     /// Sender's priority; 0 when its master stops.
@@ -73,14 +75,23 @@ pub struct Advert {
     pub interval_cs: u16,
 }
 
-/// Whether the IPv4 datagram `ip` carries VRRP (protocol 112), whatever its state.
+/// Whether the IP datagram `ip` carries VRRP (IPv4 protocol 112, or IPv6 next header 112
+/// right after the fixed header), whatever its state.
 pub fn is_vrrp(ip: &[u8]) -> bool {
-    ip.len() >= 20 && ip[0] >> 4 == 4 && ip[9] == vrrp::PROTO
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => ip.len() >= 20 && ip[9] == vrrp::PROTO,
+        Some(6) => ip.len() >= 40 && ip[6] == vrrp::PROTO,
+        _ => false,
+    }
 }
 
-/// Reads and checks an advertisement from the IPv4 datagram `ip` (RFC 5798 §7.1: TTL 255,
-/// version 3, checksum; sent to 224.0.0.18, not fragmented). Never panics.
+/// Reads and checks an advertisement from the IP datagram `ip` (RFC 5798 §7.1: TTL or hop
+/// limit 255, version 3, checksum; sent to 224.0.0.18 or ff02::12, not fragmented). Never
+/// panics.
 pub fn parse_advert(ip: &[u8]) -> Result<Advert, Refusal> {
+    if ip.first().is_some_and(|b| b >> 4 == 6) {
+        return parse_advert_v6(ip);
+    }
     let p = ipv4::Packet::new_checked(ip).map_err(|_| Refusal::Malformed)?;
     if p.next_header() != vrrp::PROTO {
         return Err(Refusal::Malformed);
@@ -102,32 +113,76 @@ pub fn parse_advert(ip: &[u8]) -> Result<Advert, Refusal> {
         return Err(Refusal::Checksum);
     }
     Ok(Advert {
-        src: p.src_addr(),
+        src: p.src_addr().into(),
         vrid: v.vrid(),
         priority: v.priority(),
         interval_cs: v.max_adver_int(),
     })
 }
 
-/// Largest frame [`advert_frame`] writes (the 255 addresses a count can announce).
-pub const ADVERT_FRAME_MAX: usize = 14 + 20 + vrrp::HEADER_LEN + 4 * 255;
+/// [`parse_advert`] for IPv6: the VRRP message right after the fixed header (an extension
+/// header, a fragment header among them, is refused as `Destination`).
+fn parse_advert_v6(ip: &[u8]) -> Result<Advert, Refusal> {
+    let h = ip.get(..40).ok_or(Refusal::Malformed)?;
+    let addr = |o: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&h[o..o + 16]);
+        Ipv6Addr::from(a)
+    };
+    let (src, dst) = (addr(8), addr(24));
+    if h[6] != vrrp::PROTO || dst != vrrp::GROUP_V6 {
+        return Err(Refusal::Destination);
+    }
+    if h[7] != vrrp::TTL {
+        return Err(Refusal::Ttl);
+    }
+    let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let body = ip.get(40..40 + plen).ok_or(Refusal::Malformed)?;
+    let v = vrrp::Packet::new_checked_v6(body).map_err(|_| Refusal::Malformed)?;
+    if v.version() != vrrp::VERSION || v.kind() != vrrp::TYPE_ADVERTISEMENT {
+        return Err(Refusal::Version);
+    }
+    if !v.verify_checksum_v6(src, dst) {
+        return Err(Refusal::Checksum);
+    }
+    Ok(Advert {
+        src: src.into(),
+        vrid: v.vrid(),
+        priority: v.priority(),
+        interval_cs: v.max_adver_int(),
+    })
+}
+
+/// Largest frame [`advert_frame`] writes (the 255 IPv6 addresses a count can announce).
+pub const ADVERT_FRAME_MAX: usize = 14 + 40 + vrrp::HEADER_LEN + 16 * 255;
+
+/// Length of the frame [`advert_frame`] writes for a router of `src`'s family with `vips`.
+pub fn advert_frame_len(src: IpAddr, vips: &[IpAddr]) -> usize {
+    let (ip, a) = if src.is_ipv4() { (20, 4) } else { (40, 16) };
+    14 + ip + vrrp::HEADER_LEN + a * vips.len()
+}
 
 /// Writes the Ethernet frame of an advertisement from `mac` / `src` into `out`; returns its
-/// length, or `None` if `out` is too short or the fields do not fit.
+/// length, or `None` if `out` is too short or the fields do not fit (an address of the other
+/// family among them).
 pub fn advert_frame(
     out: &mut [u8],
     mac: [u8; 6],
-    src: Ipv4Addr,
+    src: IpAddr,
     vrid: u8,
     priority: u8,
     interval_cs: u16,
-    vips: &[Ipv4Addr],
+    vips: &[IpAddr],
 ) -> Option<usize> {
     let r = vrrp::Repr {
         vrid,
         priority,
         max_adver_int: interval_cs,
         addrs: vips,
+    };
+    let src = match src {
+        IpAddr::V4(s) => s,
+        IpAddr::V6(s) => return advert_frame_v6(out, mac, s, &r),
     };
     let ip_len = 20 + r.buffer_len();
     let frame = out.get_mut(..14 + ip_len)?;
@@ -148,17 +203,69 @@ pub fn advert_frame(
     }
     .emit(&mut frame[14..34])
     .ok()?;
-    r.emit(&mut frame[34..], src, vrrp::GROUP_V4).ok()?;
+    r.emit(&mut frame[34..], src.into(), vrrp::GROUP_V4.into())
+        .ok()?;
     Some(14 + ip_len)
 }
 
-/// The virtual router MAC address of an IPv4 virtual router (RFC 5798 §7.3):
-/// 00-00-5E-00-01-{VRID}. A master that uses it sends its advertisements and gratuitous ARPs
+fn advert_frame_v6(out: &mut [u8], mac: [u8; 6], src: Ipv6Addr, r: &vrrp::Repr) -> Option<usize> {
+    let n = r.buffer_len();
+    let frame = out.get_mut(..14 + 40 + n)?;
+    frame[..6].copy_from_slice(&vrrp::GROUP_V6_MAC);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&ethernet::ethertype::IPV6.to_be_bytes());
+    // Traffic class CS6 (network control), as over IPv4; no flow label.
+    let ip = &mut frame[14..54];
+    ip[..4].copy_from_slice(&[0x6c, 0, 0, 0]);
+    ip[4..6].copy_from_slice(&u16::try_from(n).ok()?.to_be_bytes());
+    ip[6] = vrrp::PROTO;
+    ip[7] = vrrp::TTL;
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&vrrp::GROUP_V6.octets());
+    r.emit(&mut frame[54..], src.into(), vrrp::GROUP_V6.into())
+        .ok()?;
+    Some(14 + 40 + n)
+}
+
+/// The virtual router MAC address (RFC 5798 §7.3): 00-00-5E-00-01-{VRID} for an IPv4 router,
+/// 00-00-5E-00-02-{VRID} for an IPv6 one. A master that uses it sends its advertisements and gratuitous ARPs
 /// from it and answers ARP for the virtual addresses with it, so that the link's hosts keep
 /// one MAC for those addresses over a takeover and only the switches must learn where it
 /// went (from the new master's first frames).
-pub fn virtual_mac(vrid: u8) -> [u8; 6] {
-    [0x00, 0x00, 0x5e, 0x00, 0x01, vrid]
+pub fn virtual_mac(vrid: u8, v6: bool) -> [u8; 6] {
+    [0x00, 0x00, 0x5e, 0x00, if v6 { 0x02 } else { 0x01 }, vrid]
+}
+
+/// Length of the largest frame [`announce`] writes.
+pub const ANNOUNCE_FRAME_LEN: usize = if GARP_FRAME_LEN > crate::neigh::NA_FRAME_LEN {
+    GARP_FRAME_LEN
+} else {
+    crate::neigh::NA_FRAME_LEN
+};
+
+/// Writes the announcement of a virtual address a new master sends (RFC 5798 §6.4.1): a
+/// gratuitous ARP for an IPv4 address, an unsolicited neighbor advertisement (router and
+/// override flags, to all nodes) for an IPv6 one. Returns its length, or `None` if `out` is
+/// too short.
+pub fn announce(out: &mut [u8], mac: [u8; 6], ip: IpAddr) -> Option<usize> {
+    match ip {
+        IpAddr::V4(ip) => gratuitous_arp(out, mac, ip),
+        IpAddr::V6(ip) => {
+            let frame = out.get_mut(..crate::neigh::NA_FRAME_LEN)?;
+            Some(crate::neigh::unsolicited_advert(frame, mac, ip))
+        }
+    }
+}
+
+/// The link-local address (fe80::/64 and the modified EUI-64 of RFC 4291 Appendix A) of a port
+/// with MAC `mac`: an IPv6 router's primary address when its port has none configured.
+pub fn link_local_of(mac: [u8; 6]) -> Ipv6Addr {
+    let mut a = [0u8; 16];
+    a[..2].copy_from_slice(&[0xfe, 0x80]);
+    a[8..11].copy_from_slice(&[mac[0] ^ 0x02, mac[1], mac[2]]);
+    a[11..13].copy_from_slice(&[0xff, 0xfe]);
+    a[13..].copy_from_slice(&mac[3..]);
+    Ipv6Addr::from(a)
 }
 
 /// Length of a gratuitous ARP frame.
@@ -189,10 +296,11 @@ pub struct Config {
     /// is still taken over after Master_Down_Interval.
     pub preempt_delay_ms: u64,
     /// This router's primary address on the link (the source of its advertisements; ties
-    /// between equal priorities go to the higher one).
-    pub primary: Ipv4Addr,
-    /// The virtual addresses.
-    pub vips: Vec<Ipv4Addr>,
+    /// between equal priorities go to the higher one): an IPv4 address, or an IPv6
+    /// link-local one. Its family is the router's.
+    pub primary: IpAddr,
+    /// The virtual addresses, of the primary's family.
+    pub vips: Vec<IpAddr>,
 }
 
 /// Where a virtual router stands.
@@ -258,7 +366,7 @@ pub struct Router {
     /// When the next advertisement is due (master).
     advert_at: u64,
     /// The master last heard (backup) or this router (master).
-    master_ip: Option<Ipv4Addr>,
+    master_ip: Option<IpAddr>,
     /// Backup: the master said priority 0 (it is stopping, or in fault). A sync-group peer
     /// leaves every link together, so no group member holds this router back, and when it
     /// takes over its group follows even where a member still hears the leaving master.
@@ -299,7 +407,7 @@ impl Router {
     }
 
     /// The master's address, if known.
-    pub fn master_ip(&self) -> Option<Ipv4Addr> {
+    pub fn master_ip(&self) -> Option<IpAddr> {
         self.master_ip
     }
 
@@ -383,10 +491,14 @@ impl Router {
         }
     }
 
-    /// Takes a received advertisement (already checked by [`parse_advert`]); others' VRIDs
-    /// and this router's own advertisements are ignored.
+    /// Takes a received advertisement (already checked by [`parse_advert`]); others' VRIDs,
+    /// the other family's routers (the same VRID may serve both) and this router's own
+    /// advertisements are ignored.
     pub fn receive(&mut self, a: &Advert, now: u64) -> Step {
-        if a.vrid != self.cfg.vrid || a.src == self.cfg.primary {
+        if a.vrid != self.cfg.vrid
+            || a.src == self.cfg.primary
+            || a.src.is_ipv4() != self.cfg.primary.is_ipv4()
+        {
             return Step::default();
         }
         self.counters.adverts_in += 1;
@@ -546,8 +658,8 @@ impl Router {
 mod tests {
     use super::*;
 
-    const ME: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
-    const PEER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 4);
+    const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 3));
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 4));
 
     fn router(priority: u8, preempt: bool) -> Router {
         Router::new(Config {
@@ -557,7 +669,7 @@ mod tests {
             preempt,
             preempt_delay_ms: 0,
             primary: ME,
-            vips: vec![Ipv4Addr::new(203, 0, 113, 1)],
+            vips: vec![Ipv4Addr::new(203, 0, 113, 1).into()],
         })
     }
 
@@ -700,7 +812,7 @@ mod tests {
         // Equal priority from a higher address (203.0.113.4 > .3): yield.
         assert_eq!(r.receive(&adv(100), 4100).became, Some(State::Backup));
         let mut r = Router::new(Config {
-            primary: Ipv4Addr::new(203, 0, 113, 9),
+            primary: Ipv4Addr::new(203, 0, 113, 9).into(),
             ..router(100, true).config().clone()
         });
         r.start(0);
@@ -900,9 +1012,9 @@ mod tests {
 
     #[test]
     fn advert_frames_parse_back() {
-        let vips = [
-            Ipv4Addr::new(203, 0, 113, 1),
-            Ipv4Addr::new(192, 168, 10, 1),
+        let vips: [IpAddr; 2] = [
+            Ipv4Addr::new(203, 0, 113, 1).into(),
+            Ipv4Addr::new(192, 168, 10, 1).into(),
         ];
         let mut f = [0u8; ADVERT_FRAME_MAX];
         let n = advert_frame(&mut f, [2, 0, 0, 0, 0, 3], ME, 51, 150, 100, &vips).unwrap();
@@ -942,11 +1054,114 @@ mod tests {
     #[test]
     fn the_virtual_mac_is_the_rfc_5798_one() {
         // §7.3: 00-00-5E-00-01-{VRID}, the VRID in hex in the last octet.
-        assert_eq!(virtual_mac(1), [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01]);
-        assert_eq!(virtual_mac(51), [0x00, 0x00, 0x5e, 0x00, 0x01, 0x33]);
-        assert_eq!(virtual_mac(255)[5], 0xff);
+        assert_eq!(virtual_mac(1, false), [0x00, 0x00, 0x5e, 0x00, 0x01, 0x01]);
+        assert_eq!(virtual_mac(51, false), [0x00, 0x00, 0x5e, 0x00, 0x01, 0x33]);
+        assert_eq!(virtual_mac(255, false)[5], 0xff);
+        // IPv6: 00-00-5E-00-02-{VRID}.
+        assert_eq!(virtual_mac(51, true), [0x00, 0x00, 0x5e, 0x00, 0x02, 0x33]);
         // A unicast address (the group bit clear), unlike the advertisements' destination.
-        assert_eq!(virtual_mac(51)[0] & 1, 0);
+        assert_eq!(virtual_mac(51, false)[0] & 1, 0);
+    }
+
+    #[test]
+    fn ipv6_advert_frames_parse_back_and_keepalived_s_is_read() {
+        let ll: IpAddr = "fe80::5054:ff:fe12:3456".parse().unwrap();
+        let vips: [IpAddr; 1] = ["2001:db8:113::1".parse().unwrap()];
+        let mut f = [0u8; ADVERT_FRAME_MAX];
+        let n = advert_frame(&mut f, [2, 0, 0, 0, 0, 3], ll, 61, 150, 100, &vips).unwrap();
+        assert_eq!(n, advert_frame_len(ll, &vips));
+        assert_eq!(n, 14 + 40 + 8 + 16);
+        assert_eq!(&f[..6], &vrrp::GROUP_V6_MAC);
+        assert_eq!(&f[12..14], &[0x86, 0xdd]);
+        let ip = &f[14..n];
+        assert!(is_vrrp(ip));
+        assert_eq!(
+            parse_advert(ip),
+            Ok(Advert {
+                src: ll,
+                vrid: 61,
+                priority: 150,
+                interval_cs: 100
+            })
+        );
+        // RFC 5798 §7.1 over IPv6.
+        let mut bad = ip.to_vec();
+        bad[7] = 254;
+        assert_eq!(parse_advert(&bad), Err(Refusal::Ttl));
+        let mut bad = ip.to_vec();
+        bad[39] = 0x13;
+        assert_eq!(parse_advert(&bad), Err(Refusal::Destination));
+        let mut bad = ip.to_vec();
+        bad[40 + 6] ^= 1;
+        assert_eq!(parse_advert(&bad), Err(Refusal::Checksum));
+        let mut bad = ip.to_vec();
+        bad[40] = 0x21;
+        assert_eq!(parse_advert(&bad), Err(Refusal::Version));
+        assert_eq!(parse_advert(&ip[..50]), Err(Refusal::Malformed));
+        // keepalived 2.2.7's, whole (tcpdump -xx, from the IPv6 header on).
+        let hex =
+            "6c0279eb001870fffe80000000000000e8041efffe3c2d00ff020000000000000000000000000012\
+                   313d640100640b3120010db8011300000000000000000001";
+        let ka: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(
+            parse_advert(&ka),
+            Ok(Advert {
+                src: "fe80::e804:1eff:fe3c:2d00".parse().unwrap(),
+                vrid: 61,
+                priority: 100,
+                interval_cs: 100
+            })
+        );
+    }
+
+    #[test]
+    fn a_router_hears_only_its_own_family() {
+        let mut r = router(100, true);
+        r.start(0);
+        let v6 = Advert {
+            src: "fe80::4".parse().unwrap(),
+            ..adv(200)
+        };
+        // Same VRID over IPv6: another router, not this one's master.
+        r.receive(&v6, 10);
+        assert_eq!(r.counters().adverts_in, 0);
+        assert_eq!(r.master_ip(), None);
+        r.receive(&adv(200), 20);
+        assert_eq!(r.master_ip(), Some(PEER));
+    }
+
+    #[test]
+    fn the_link_local_address_is_the_modified_eui_64_of_the_mac() {
+        // RFC 4291 Appendix A: flip the universal/local bit, put ff:fe in the middle.
+        assert_eq!(
+            link_local_of([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]),
+            "fe80::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            link_local_of([0xea, 0x04, 0x1e, 0x3c, 0x2d, 0x00]),
+            "fe80::e804:1eff:fe3c:2d00".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn announcements_are_gratuitous_arp_or_unsolicited_na() {
+        let mut f = [0u8; ANNOUNCE_FRAME_LEN];
+        let v4: IpAddr = "203.0.113.1".parse().unwrap();
+        assert_eq!(
+            announce(&mut f, [2, 0, 0, 0, 0, 3], v4),
+            Some(GARP_FRAME_LEN)
+        );
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        let v6: Ipv6Addr = "2001:db8:113::1".parse().unwrap();
+        let n = announce(&mut f, [2, 0, 0, 0, 0, 3], v6.into()).unwrap();
+        assert_eq!(
+            crate::neigh::parse_nd(&f[..n]),
+            Some((136, v6, v6, Some([2, 0, 0, 0, 0, 3])))
+        );
+        assert!(announce(&mut f[..20], [0; 6], v6.into()).is_none());
     }
 
     #[test]

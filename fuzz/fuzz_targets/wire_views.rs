@@ -62,16 +62,29 @@ fuzz_target!(|data: &[u8]| {
         let _ = (p.checksum(), p.addr(0), p.addr(255));
         let _ = p.verify_checksum(vrrp::GROUP_V4, vrrp::GROUP_V4);
     }
-    // Advertisements as the gateway reads them (an IPv4 datagram), and what it makes of them.
+    if let Ok(p) = vrrp::Packet::new_checked_v6(data) {
+        let _ = (p.addr6(0), p.addr6(255));
+        let _ = p.verify_checksum_v6(vrrp::GROUP_V6, vrrp::GROUP_V6);
+    }
+    // Advertisements as the gateway reads them (an IPv4 or IPv6 datagram), and what a router
+    // of the advertisement's family makes of them.
     if let Ok(a) = dataplane::vrrp::parse_advert(data) {
+        let (primary, vip): (std::net::IpAddr, std::net::IpAddr) = if a.src.is_ipv4() {
+            ([10, 0, 0, 1].into(), [10, 0, 0, 9].into())
+        } else {
+            (
+                "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().into(),
+                "2001:db8::9".parse::<std::net::Ipv6Addr>().unwrap().into(),
+            )
+        };
         let mut r = dataplane::vrrp::Router::new(dataplane::vrrp::Config {
             vrid: a.vrid,
             priority: 100,
             interval_cs: 100,
             preempt: true,
             preempt_delay_ms: u64::from(a.priority) * 100,
-            primary: std::net::Ipv4Addr::new(10, 0, 0, 1),
-            vips: vec![std::net::Ipv4Addr::new(10, 0, 0, 9)],
+            primary,
+            vips: vec![vip],
         });
         r.start(0);
         let _ = r.receive(&a, 10);

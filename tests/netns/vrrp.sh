@@ -56,14 +56,10 @@ cleanup() {
     if [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+# shellcheck source=vrrp_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/vrrp_lib.sh"
 command -v keepalived > /dev/null || { echo "FAIL keepalived is not installed"; exit 1; }
 command -v arping > /dev/null || { echo "FAIL arping is not installed"; exit 1; }
-
-passed=0 failed=0
-check() { # name, then a command
-    local name=$1; shift
-    if "$@"; then echo "PASS $name"; passed=$((passed + 1)); else echo "FAIL $name"; failed=$((failed + 1)); fi
-}
 
 VIP=203.0.113.1
 for n in "${NS[@]}"; do ip netns add "$n"; done
@@ -106,24 +102,17 @@ EOY
 }
 start_fg() { # priority
     fg_conf "$1" > "$WORK/fg.yaml"
-    ip netns exec "$F" "$FG" --config "$WORK/fg.yaml" \
-        --eal "--no-huge -m 128 --file-prefix fgv$ID --log-level=error" \
-        --idle-sleep-us 200 --stats-file "$WORK/stats.json" --log info >> "$WORK/fg.log" 2>&1 &
-    FG_PID=$!
+    run_fg "$F" "fgv$ID" fg "$WORK/stats.json"
+    FG_PID=$RUN_PID
 }
 start_fg2() { # priority: the second ferrogate, in G
     fg_conf "$1" net_af_packet0,iface=gv0 203.0.113.5 > "$WORK/fg2.yaml"
-    ip netns exec "$G" "$FG" --config "$WORK/fg2.yaml" \
-        --eal "--no-huge -m 128 --file-prefix fgw$ID --log-level=error" \
-        --idle-sleep-us 200 --stats-file "$WORK/stats2.json" --log info >> "$WORK/fg2.log" 2>&1 &
-    FG2_PID=$!
+    run_fg "$G" "fgw$ID" fg2 "$WORK/stats2.json"
+    FG2_PID=$RUN_PID
 }
 stop_fg() { # signal
-    [ -n "$FG_PID" ] || return 1
-    kill "-$1" "$FG_PID"
-    wait "$FG_PID" 2>/dev/null || true
+    halt_fg "$1" "$FG_PID" "fgv$ID" || return 1
     FG_PID=
-    rm -rf "/var/run/dpdk/fgv$ID"
 }
 cat > "$WORK/ka.conf" <<EOF
 global_defs {
@@ -141,19 +130,7 @@ vrrp_instance VI_51 {
   }
 }
 EOF
-start_ka() {
-    ip netns exec "$K" keepalived -n -l -D --vrrp -f "$WORK/ka.conf" -p "$WORK/ka.pid" \
-        -r "$WORK/ka-vrrp.pid" --no-syslog >> "$WORK/ka.log" 2>&1 &
-    KA_PID=$!
-}
-stop_ka() {
-    [ -n "$KA_PID" ] || return 1
-    kill -TERM "$KA_PID"
-    wait "$KA_PID" 2>/dev/null || true
-    KA_PID=
-}
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # The MAC that answers ARP for the virtual address now (empty: nobody within 0.4 s).
 who_answers() {
     ip netns exec "$H" timeout 0.4 arping -c 1 -I hv0 "$VIP" 2>/dev/null |
@@ -184,20 +161,8 @@ takeover() {
     TAKEOVER_MS=$(($(now_ms) - t0))
 }
 ka_has_vip() { ip -n "$K" addr show dev kv0 | grep -q "inet $VIP/"; }
-ka_said() { grep -c "$1" "$WORK/ka.log" || true; }
-stat() { # python expression over the stats file as `s`
-    python3 -c "import json,sys; s=json.load(open('$WORK/stats.json')); print($1)"
-}
 stat2() { # the same over the second ferrogate's stats
     python3 -c "import json,sys; s=json.load(open('$WORK/stats2.json')); print($1)"
-}
-wait_state() { # state, seconds [stat function]
-    local i get=${3:-stat}
-    for ((i = 0; i < $2 * 10; i++)); do
-        [ "$($get "s['vrrp']['routers'][0]['state']" 2>/dev/null)" = "$1" ] && return 0
-        sleep 0.1
-    done
-    return 1
 }
 ping_vip() { ip netns exec "$H" ping -c 2 -i 0.2 -W 1 -q "$VIP" > /dev/null; }
 

@@ -386,7 +386,7 @@ struct Shared {
 /// A VRRP virtual router as the pipelines see it.
 struct VrrpSlot {
     port: usize,
-    vips: Vec<Ipv4Addr>,
+    vips: Vec<IpAddr>,
     /// Its virtual router MAC, if it uses one (`vmac: true`).
     vmac: Option<[u8; 6]>,
     /// This gateway holds the addresses: it answers ARP for them and takes their IKE.
@@ -395,7 +395,7 @@ struct VrrpSlot {
 
 impl Shared {
     /// Whether `ip` is a virtual address port `k` holds now.
-    fn vip_held(&self, k: usize, ip: Ipv4Addr) -> bool {
+    fn vip_held(&self, k: usize, ip: IpAddr) -> bool {
         self.vrrp
             .iter()
             .any(|v| v.port == k && v.master.load(Ordering::Relaxed) && v.vips.contains(&ip))
@@ -403,7 +403,7 @@ impl Shared {
 
     /// The MAC that speaks for `ip` on port `k`: the virtual router MAC if `ip` is a virtual
     /// address held now by a router that uses one, else `own`.
-    fn mac_for(&self, k: usize, ip: Ipv4Addr, own: [u8; 6]) -> [u8; 6] {
+    fn mac_for(&self, k: usize, ip: IpAddr, own: [u8; 6]) -> [u8; 6] {
         self.vrrp
             .iter()
             .find(|v| v.port == k && v.master.load(Ordering::Relaxed) && v.vips.contains(&ip))
@@ -422,11 +422,19 @@ impl Shared {
     /// Whether `ip` is a virtual address of any port that this gateway does not hold now (it
     /// is the backup): IKE to or from it is not ours to handle.
     fn vip_not_held(&self, ip: IpAddr) -> bool {
-        let IpAddr::V4(ip) = ip else { return false };
         self.vrrp
             .iter()
             .any(|v| !v.master.load(Ordering::Relaxed) && v.vips.contains(&ip))
     }
+}
+
+/// An IPv6 router's settings with its primary address filled in: the link-local address the
+/// configuration gave, or else the one derived from the port's MAC.
+fn with_primary(mut c: vrrp::Config, iface: &Iface) -> vrrp::Config {
+    if c.primary == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
+        c.primary = vrrp::link_local_of(iface.mac).into();
+    }
+    c
 }
 
 /// `02:00:00:00:00:01`.
@@ -600,10 +608,18 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             .vrrp
             .iter()
             .filter(|v| v.interface == k && v.vmac)
-            .map(|v| vrrp::virtual_mac(v.config.vrid))
+            .map(|v| vrrp::virtual_mac(v.config.vrid, v.config.primary.is_ipv6()))
             .collect();
         if mac != hw_mac {
             extra.push(mac);
+        }
+        if cfg.vrrp.iter().any(|v| v.interface == k) {
+            // VRRP advertisements (01:00:5e:00:00:12, 33:33:00:00:00:12) and, for IPv6
+            // virtual addresses, neighbor solicitations to their solicited-node groups.
+            if let Err(e) = port.receive_multicast() {
+                tracing::warn!(interface = %i.name, error = %e,
+                    "cannot ask the device for multicast frames; VRRP hears only what it passes anyway");
+            }
         }
         for m in extra {
             // A driver with neither (a pcap file) is no reason not to start: what arrives
@@ -810,7 +826,9 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             .map(|v| VrrpSlot {
                 port: v.interface,
                 vips: v.config.vips.clone(),
-                vmac: v.vmac.then(|| vrrp::virtual_mac(v.config.vrid)),
+                vmac: v
+                    .vmac
+                    .then(|| vrrp::virtual_mac(v.config.vrid, v.config.primary.is_ipv6())),
                 master: AtomicBool::new(false),
             })
             .collect(),
@@ -975,7 +993,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         .vrrp
         .iter()
         .map(|v| VrrpRun {
-            router: vrrp::Router::new(v.config.clone()),
+            router: vrrp::Router::new(with_primary(v.config.clone(), &sh.ifaces[v.interface])),
             port: v.interface,
             group: v.group.clone(),
             track: v.track.clone(),
@@ -1174,7 +1192,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     } else {
                         &mut standby
                     };
-                    to.extend(v.vips.iter().map(|&a| IpAddr::V4(a)));
+                    to.extend(v.vips.iter().copied());
                 }
                 standby.retain(|a| !held.contains(a));
                 c.event(&ctl::Event::Vrrp {
@@ -1409,7 +1427,7 @@ impl Pipeline {
         let mine = &iface.addrs;
         let (my4, my6) = (mine.first().copied(), iface.addr6);
         let has_vrrp = sh.vrrp.iter().any(|v| v.port == k);
-        let ours = |ip: Ipv4Addr| mine.contains(&ip) || (has_vrrp && sh.vip_held(k, ip));
+        let ours = |ip: Ipv4Addr| mine.contains(&ip) || (has_vrrp && sh.vip_held(k, ip.into()));
         // Answer ARP and ICMP echo for our addresses; strip the Ethernet header of the rest;
         // what is not IP is counted and left out.
         for (j, m) in pkts.iter_mut().enumerate() {
@@ -1447,12 +1465,20 @@ impl Pipeline {
                     Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, ty == 135);
                 }
                 let to_mac = m.data()[6..12].try_into().unwrap_or([0; 6]);
+                // Our addresses, and the virtual ones this gateway holds (from the virtual
+                // MAC if the router has one).
+                let vip = has_vrrp && sh.vip_held(k, target.into());
                 if ty == 135
-                    && iface.addrs6.contains(&target)
+                    && (vip || iface.addrs6.contains(&target))
                     && !src.is_unspecified()
                     && m.len() >= neigh::NA_FRAME_LEN
                 {
-                    let n = neigh::neighbor_advert(m.data_mut(), my_mac, target, src, to_mac);
+                    let from = if vip {
+                        sh.mac_for(k, target.into(), my_mac)
+                    } else {
+                        my_mac
+                    };
+                    let n = neigh::neighbor_advert(m.data_mut(), from, target, src, to_mac);
                     let extra = m.len() - n;
                     if m.trim(extra).is_ok() {
                         *l = Local::Answer;
@@ -1465,7 +1491,9 @@ impl Pipeline {
                 continue;
             }
             let arp_mac = match m.data().get(38..42) {
-                Some(t) if has_vrrp => sh.mac_for(k, Ipv4Addr::new(t[0], t[1], t[2], t[3]), my_mac),
+                Some(t) if has_vrrp => {
+                    sh.mac_for(k, Ipv4Addr::new(t[0], t[1], t[2], t[3]).into(), my_mac)
+                }
                 _ => my_mac,
             };
             if dataplane::host::arp_reply_if(m.data_mut(), ours, arp_mac) {
@@ -1515,7 +1543,7 @@ impl Pipeline {
                 d[..6].copy_from_slice(&src);
                 let from = match d.get(off + 12..off + 16) {
                     Some(a) if has_vrrp => {
-                        sh.mac_for(k, Ipv4Addr::new(a[0], a[1], a[2], a[3]), my_mac)
+                        sh.mac_for(k, Ipv4Addr::new(a[0], a[1], a[2], a[3]).into(), my_mac)
                     }
                     _ => my_mac,
                 };
@@ -2446,7 +2474,7 @@ impl VrrpRun {
         let iface = &sh.ifaces[self.port];
         if let Some(priority) = step.advertise {
             let c = self.router.config();
-            let len = 14 + 20 + dataplane::wire::vrrp::HEADER_LEN + 4 * c.vips.len();
+            let len = vrrp::advert_frame_len(c.primary, &c.vips);
             let mac = sh.vrrp[i].vmac.unwrap_or(iface.mac);
             send_frame(main, self.port, len, |f| {
                 vrrp::advert_frame(f, mac, c.primary, c.vrid, priority, c.interval_cs, &c.vips)
@@ -2477,8 +2505,8 @@ impl VrrpRun {
     fn announce(&self, sh: &Shared, i: usize, main: &mut Pipeline) {
         let mac = sh.vrrp[i].vmac.unwrap_or(sh.ifaces[self.port].mac);
         for &ip in &self.router.config().vips {
-            send_frame(main, self.port, vrrp::GARP_FRAME_LEN, |f| {
-                vrrp::gratuitous_arp(f, mac, ip)
+            send_frame(main, self.port, vrrp::ANNOUNCE_FRAME_LEN, |f| {
+                vrrp::announce(f, mac, ip)
             });
         }
     }

@@ -1,4 +1,4 @@
-//! VRRP version 3 advertisements for IPv4 (RFC 5798 §5.2).
+//! VRRP version 3 advertisements for IPv4 and IPv6 (RFC 5798 §5.2).
 //!
 //! ```text
 //!  0                   1                   2                   3
@@ -7,10 +7,11 @@
 //! |                       IPvX Address(es)                        |
 //! ```
 //!
-//! The checksum covers the message and, in version 3, the IPv4 pseudo-header (RFC 5798
-//! §5.2.8), as keepalived and VPP compute it.
+//! The checksum covers the message and, in version 3, the IPv4 or IPv6 pseudo-header (RFC 5798
+//! §5.2.8), as keepalived and VPP compute it. The addresses are all of the datagram's family:
+//! 4 bytes each over IPv4, 16 over IPv6.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{checksum, Error};
 
@@ -26,7 +27,11 @@ pub const PROTO: u8 = 112;
 pub const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 /// Ethernet destination of [`GROUP_V4`] (RFC 1112 §6.4).
 pub const GROUP_V4_MAC: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
-/// The TTL every advertisement is sent with and must arrive with (RFC 5798 §5.1.1.3).
+/// Destination of every IPv6 advertisement (RFC 5798 §5.1.2.2).
+pub const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+/// Ethernet destination of [`GROUP_V6`] (RFC 2464 §7).
+pub const GROUP_V6_MAC: [u8; 6] = [0x33, 0x33, 0x00, 0x00, 0x00, 0x12];
+/// The TTL (IPv6: hop limit) every advertisement is sent with and must arrive with (RFC 5798 §5.1.1.3).
 pub const TTL: u8 = 255;
 /// Largest interval the 12-bit field holds, in centiseconds.
 pub const MAX_INTERVAL_CS: u16 = 0x0fff;
@@ -44,9 +49,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Wraps and checks that the fixed part and the `count` IPv4 addresses fit.
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
+        Self::checked(buffer, 4)
+    }
+    /// Wraps and checks that the fixed part and the `count` IPv6 addresses fit.
+    pub fn new_checked_v6(buffer: T) -> Result<Self, Error> {
+        Self::checked(buffer, 16)
+    }
+    fn checked(buffer: T, alen: usize) -> Result<Self, Error> {
         let p = Self::new_unchecked(buffer);
         let b = p.buffer.as_ref();
-        if b.len() < HEADER_LEN || b.len() < HEADER_LEN + 4 * usize::from(b[3]) {
+        if b.len() < HEADER_LEN || b.len() < HEADER_LEN + alen * usize::from(b[3]) {
             return Err(Error::Truncated);
         }
         Ok(p)
@@ -90,12 +102,35 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let o = HEADER_LEN + 4 * i;
         Some(Ipv4Addr::new(b[o], b[o + 1], b[o + 2], b[o + 3]))
     }
+    /// IPv6 address `i` of [`Packet::count`] (`None` past the last, or past the buffer).
+    pub fn addr6(&self, i: usize) -> Option<Ipv6Addr> {
+        if i >= usize::from(self.count()) {
+            return None;
+        }
+        let o = HEADER_LEN + 16 * i;
+        let a: [u8; 16] = self.buffer.as_ref().get(o..o + 16)?.try_into().ok()?;
+        Some(Ipv6Addr::from(a))
+    }
     /// Whether the checksum verifies over the whole buffer and the pseudo-header of an IPv4
     /// datagram from `src` to `dst`.
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         let b = self.buffer.as_ref();
         let ph = checksum::pseudo_header_v4(&src, &dst, PROTO, b.len() as u32);
         checksum::combine(&[ph, checksum::data(b)]) == 0xffff
+    }
+    /// The same for an IPv6 datagram (the upper-layer pseudo-header of RFC 8200 §8.1).
+    pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
+        let b = self.buffer.as_ref();
+        let ph = checksum::pseudo_header_v6(&src, &dst, PROTO, b.len() as u32);
+        checksum::combine(&[ph, checksum::data(b)]) == 0xffff
+    }
+}
+
+fn addr_len(a: &IpAddr) -> usize {
+    if a.is_ipv4() {
+        4
+    } else {
+        16
     }
 }
 
@@ -108,21 +143,24 @@ pub struct Repr<'a> {
     pub priority: u8,
     /// Interval in centiseconds (at most [`MAX_INTERVAL_CS`]).
     pub max_adver_int: u16,
-    /// The virtual addresses.
-    pub addrs: &'a [Ipv4Addr],
+    /// The virtual addresses, all of the datagram's family.
+    pub addrs: &'a [IpAddr],
 }
 
 impl Repr<'_> {
     /// Bytes [`Repr::emit`] writes.
     pub fn buffer_len(&self) -> usize {
-        HEADER_LEN + 4 * self.addrs.len()
+        HEADER_LEN + self.addrs.iter().map(addr_len).sum::<usize>()
     }
-    /// Writes the message into `b[..buffer_len()]` with its checksum for an IPv4 datagram
-    /// from `src` to `dst`. More than 255 addresses, or an interval over 12 bits, are
-    /// `Malformed`.
-    pub fn emit(&self, b: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> Result<(), Error> {
+    /// Writes the message into `b[..buffer_len()]` with its checksum for a datagram from
+    /// `src` to `dst`. More than 255 addresses, an address of another family than `src`'s,
+    /// or an interval over 12 bits, are `Malformed`.
+    pub fn emit(&self, b: &mut [u8], src: IpAddr, dst: IpAddr) -> Result<(), Error> {
         let count = u8::try_from(self.addrs.len()).map_err(|_| Error::Malformed)?;
-        if self.max_adver_int > MAX_INTERVAL_CS {
+        if self.max_adver_int > MAX_INTERVAL_CS
+            || dst.is_ipv4() != src.is_ipv4()
+            || self.addrs.iter().any(|a| a.is_ipv4() != src.is_ipv4())
+        {
             return Err(Error::Malformed);
         }
         let n = self.buffer_len();
@@ -133,10 +171,19 @@ impl Repr<'_> {
         b[3] = count;
         b[4..6].copy_from_slice(&self.max_adver_int.to_be_bytes());
         b[6..8].fill(0);
-        for (c, a) in b[HEADER_LEN..].chunks_exact_mut(4).zip(self.addrs) {
-            c.copy_from_slice(&a.octets());
+        let mut o = HEADER_LEN;
+        for a in self.addrs {
+            match a {
+                IpAddr::V4(a) => b[o..o + 4].copy_from_slice(&a.octets()),
+                IpAddr::V6(a) => b[o..o + 16].copy_from_slice(&a.octets()),
+            }
+            o += addr_len(a);
         }
-        let ph = checksum::pseudo_header_v4(&src, &dst, PROTO, n as u32);
+        let ph = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(&s, &d, PROTO, n as u32),
+            (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_header_v6(&s, &d, PROTO, n as u32),
+            _ => return Err(Error::Malformed),
+        };
         let sum = !checksum::combine(&[ph, checksum::data(b)]);
         b[6..8].copy_from_slice(&sum.to_be_bytes());
         Ok(())
@@ -171,7 +218,7 @@ mod tests {
 
     #[test]
     fn writes_what_keepalived_writes() {
-        let addrs = [Ipv4Addr::new(203, 0, 113, 1)];
+        let addrs = [IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1))];
         let r = Repr {
             vrid: 51,
             priority: 100,
@@ -179,9 +226,50 @@ mod tests {
             addrs: &addrs,
         };
         let mut b = [0u8; 12];
-        r.emit(&mut b, Ipv4Addr::new(203, 0, 113, 3), GROUP_V4)
-            .unwrap();
+        r.emit(
+            &mut b,
+            Ipv4Addr::new(203, 0, 113, 3).into(),
+            GROUP_V4.into(),
+        )
+        .unwrap();
         assert_eq!(b, KEEPALIVED);
+    }
+
+    /// An IPv6 advertisement as keepalived 2.2.7 sent it (`vrrp_version 3`, VRID 61, priority
+    /// 100, 1 s, one address 2001:db8:113::1), from fe80::e804:1eff:fe3c:2d00 to ff02::12,
+    /// captured with tcpdump -xx.
+    const KEEPALIVED_V6: [u8; 24] = [
+        0x31, 0x3d, 0x64, 0x01, 0x00, 0x64, 0x0b, 0x31, 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x13, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0x01,
+    ];
+    const KEEPALIVED_V6_SRC: Ipv6Addr =
+        Ipv6Addr::new(0xfe80, 0, 0, 0, 0xe804, 0x1eff, 0xfe3c, 0x2d00);
+
+    #[test]
+    fn reads_and_writes_a_keepalived_ipv6_advertisement() {
+        let p = Packet::new_checked_v6(&KEEPALIVED_V6[..]).unwrap();
+        assert_eq!((p.version(), p.kind()), (3, 1));
+        assert_eq!((p.vrid(), p.priority(), p.count()), (61, 100, 1));
+        assert_eq!(p.max_adver_int(), 100);
+        let vip: Ipv6Addr = "2001:db8:113::1".parse().unwrap();
+        assert_eq!(p.addr6(0), Some(vip));
+        assert_eq!(p.addr6(1), None);
+        assert!(p.verify_checksum_v6(KEEPALIVED_V6_SRC, GROUP_V6));
+        assert!(!p.verify_checksum_v6("fe80::1".parse().unwrap(), GROUP_V6));
+        // Read as IPv4, the 16-byte address would be four: the family decides the length.
+        assert!(Packet::new_checked_v6(&KEEPALIVED_V6[..23]).is_err());
+        let addrs = [IpAddr::V6(vip)];
+        let r = Repr {
+            vrid: 61,
+            priority: 100,
+            max_adver_int: 100,
+            addrs: &addrs,
+        };
+        assert_eq!(r.buffer_len(), 24);
+        let mut b = [0u8; 24];
+        r.emit(&mut b, KEEPALIVED_V6_SRC.into(), GROUP_V6.into())
+            .unwrap();
+        assert_eq!(b, KEEPALIVED_V6);
     }
 
     #[test]
@@ -200,17 +288,21 @@ mod tests {
             max_adver_int: 0x1000,
             addrs: &[],
         };
-        assert_eq!(
-            r.emit(&mut [0u8; 8], GROUP_V4, GROUP_V4),
-            Err(Error::Malformed)
-        );
+        let g = IpAddr::V4(GROUP_V4);
+        assert_eq!(r.emit(&mut [0u8; 8], g, g), Err(Error::Malformed));
         let r = Repr {
             max_adver_int: 100,
             ..r
         };
+        assert_eq!(r.emit(&mut [0u8; 7], g, g), Err(Error::Truncated));
+        // One family per message.
+        let mixed = [IpAddr::V6(GROUP_V6)];
+        let r = Repr { addrs: &mixed, ..r };
+        assert_eq!(r.emit(&mut [0u8; 24], g, g), Err(Error::Malformed));
+        let r = Repr { addrs: &[], ..r };
         assert_eq!(
-            r.emit(&mut [0u8; 7], GROUP_V4, GROUP_V4),
-            Err(Error::Truncated)
+            r.emit(&mut [0u8; 8], g, IpAddr::V6(GROUP_V6)),
+            Err(Error::Malformed)
         );
     }
 
@@ -220,10 +312,11 @@ mod tests {
                            addrs in proptest::collection::vec(any::<u32>(), 0..8),
                            src: u32) {
             let addrs: Vec<Ipv4Addr> = addrs.into_iter().map(Ipv4Addr::from).collect();
-            let r = Repr { vrid, priority, max_adver_int: int, addrs: &addrs };
+            let ips: Vec<IpAddr> = addrs.iter().map(|&a| a.into()).collect();
+            let r = Repr { vrid, priority, max_adver_int: int, addrs: &ips };
             let mut b = vec![0u8; r.buffer_len()];
             let src = Ipv4Addr::from(src);
-            r.emit(&mut b, src, GROUP_V4).unwrap();
+            r.emit(&mut b, src.into(), GROUP_V4.into()).unwrap();
             let p = Packet::new_checked(&b[..]).unwrap();
             prop_assert!(p.verify_checksum(src, GROUP_V4));
             prop_assert_eq!((p.version(), p.kind(), p.vrid(), p.priority()), (3, 1, vrid, priority));
@@ -233,11 +326,35 @@ mod tests {
         }
 
         #[test]
+        fn emit_then_parse_v6(vrid: u8, priority: u8, int in 0u16..=MAX_INTERVAL_CS,
+                              addrs in proptest::collection::vec(any::<u128>(), 0..5),
+                              src: u128) {
+            let addrs: Vec<Ipv6Addr> = addrs.into_iter().map(Ipv6Addr::from).collect();
+            let ips: Vec<IpAddr> = addrs.iter().map(|&a| a.into()).collect();
+            let r = Repr { vrid, priority, max_adver_int: int, addrs: &ips };
+            prop_assert_eq!(r.buffer_len(), HEADER_LEN + 16 * addrs.len());
+            let mut b = vec![0u8; r.buffer_len()];
+            let src = Ipv6Addr::from(src);
+            r.emit(&mut b, src.into(), GROUP_V6.into()).unwrap();
+            let p = Packet::new_checked_v6(&b[..]).unwrap();
+            prop_assert!(p.verify_checksum_v6(src, GROUP_V6));
+            prop_assert_eq!((p.vrid(), p.priority(), p.max_adver_int()), (vrid, priority, int));
+            let back: Vec<Ipv6Addr> = (0..addrs.len()).filter_map(|i| p.addr6(i)).collect();
+            prop_assert_eq!(back, addrs);
+            if !b.is_empty() && p.count() > 0 {
+                prop_assert!(Packet::new_checked_v6(&b[..b.len() - 1]).is_err());
+            }
+        }
+
+        #[test]
         fn any_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Ok(p) = Packet::new_checked(&b[..]) {
                 let _ = (p.version(), p.kind(), p.vrid(), p.priority(), p.max_adver_int());
                 let _ = (p.checksum(), p.addr(0), p.addr(300));
                 let _ = p.verify_checksum(GROUP_V4, GROUP_V4);
+            }
+            if let Ok(p) = Packet::new_checked_v6(&b[..]) {
+                let _ = (p.addr6(0), p.addr6(300), p.verify_checksum_v6(GROUP_V6, GROUP_V6));
             }
         }
     }
