@@ -2,10 +2,10 @@
 //! for its addresses, answering ICMP echo, decrementing TTL / hop limit when forwarding, and
 //! clamping the TCP MSS of SYNs that enter a tunnel. No I/O: the caller sends what they return.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::drop::DropReason;
-use crate::wire::{arp, checksum, ethernet, icmpv4, ip_proto, ipv4, ipv6, tcp};
+use crate::wire::{arp, checksum, ethernet, icmpv4, icmpv6, ip_proto, ipv4, ipv6, tcp};
 
 /// Turns an ARP request for one of `ours` into the reply, in place (Ethernet header included).
 /// Returns false (frame untouched) for anything else.
@@ -95,6 +95,43 @@ pub fn icmp_echo_reply_if(ip: &mut [u8], is_ours: impl Fn(Ipv4Addr) -> bool) -> 
     let mut m = icmpv4::Packet::new_unchecked(&mut ip[hl..total]);
     m.set_type_code(icmpv4::kind::ECHO_REPLY, 0);
     m.fill_checksum();
+    true
+}
+
+/// [`icmp_echo_reply_if`] for IPv6: an ICMPv6 echo request (RFC 4443 §4.1) right after the
+/// fixed header, to one of the addresses `is_ours` accepts, becomes the echo reply in place
+/// (addresses swapped, hop limit 64, checksum over the new pseudo-header). Returns false
+/// otherwise (another message, a bad checksum, extension headers, a short packet).
+pub fn icmpv6_echo_reply_if(ip: &mut [u8], is_ours: impl Fn(Ipv6Addr) -> bool) -> bool {
+    if ip.len() < 40 || ip[0] >> 4 != 6 || ip[6] != ip_proto::ICMPV6 {
+        return false;
+    }
+    let addr = |o: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&ip[o..o + 16]);
+        Ipv6Addr::from(a)
+    };
+    let (src, dst) = (addr(8), addr(24));
+    let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    if !is_ours(dst) || src.is_multicast() || src.is_unspecified() {
+        return false;
+    }
+    let Some(body) = ip.get(40..40 + plen) else {
+        return false;
+    };
+    let Ok(m) = icmpv6::Packet::new_checked(body) else {
+        return false;
+    };
+    if m.msg_type() != icmpv6::kind::ECHO_REQUEST || body[1] != 0 || !m.verify_checksum(&src, &dst)
+    {
+        return false;
+    }
+    ip[8..24].copy_from_slice(&dst.octets());
+    ip[24..40].copy_from_slice(&src.octets());
+    ip[7] = 64;
+    let mut m = icmpv6::Packet::new_unchecked(&mut ip[40..40 + plen]);
+    m.set_type_code(icmpv6::kind::ECHO_REPLY, 0);
+    m.fill_checksum(&dst, &src);
     true
 }
 
@@ -192,6 +229,37 @@ mod tests {
         assert_eq!(r.operation, arp::Operation::Reply);
         assert_eq!((r.source_mac, r.source_ip), (mac, ours[0]));
         assert_eq!(r.target_ip, Ipv4Addr::new(10, 0, 0, 2));
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_icmpv6_echo_request_for_us_becomes_scapy_s_reply() {
+        // scapy: IPv6(src=2001:db8:113::9, dst=2001:db8:113::1, hlim=64) /
+        // ICMPv6EchoRequest(id=0x1234, seq=7, data=b"ferrogate"), and its EchoReply back.
+        let req = unhex("6000000000113a4020010db801130000000000000000000920010db80113000000000000000000018000012312340007666572726f67617465");
+        let reply = unhex("6000000000113a4020010db801130000000000000000000120010db80113000000000000000000098100002312340007666572726f67617465");
+        let us: Ipv6Addr = "2001:db8:113::1".parse().unwrap();
+        let mut p = req.clone();
+        assert!(!icmpv6_echo_reply_if(&mut p, |a| a != us));
+        assert_eq!(p, req);
+        assert!(icmpv6_echo_reply_if(&mut p, |a| a == us));
+        assert_eq!(p, reply);
+        // A bad checksum, a reply, or a cut packet is left alone.
+        let mut bad = req.clone();
+        bad[50] ^= 1;
+        assert!(!icmpv6_echo_reply_if(&mut bad, |a| a == us));
+        let mut r = reply.clone();
+        assert!(!icmpv6_echo_reply_if(&mut r, |_| true));
+        for n in 0..req.len() {
+            let mut cut = req[..n].to_vec();
+            assert!(!icmpv6_echo_reply_if(&mut cut, |a| a == us));
+        }
     }
 
     #[test]

@@ -66,6 +66,19 @@ fuzz_target!(|data: &[u8]| {
         let _ = (p.addr6(0), p.addr6(255));
         let _ = p.verify_checksum_v6(vrrp::GROUP_V6, vrrp::GROUP_V6);
     }
+    // The gateway's in-place answers, on a copy: an echo answered once is a reply, which is
+    // never answered again.
+    let mut b = data.to_vec();
+    if dataplane::host::icmp_echo_reply_if(&mut b, |_| true) {
+        assert!(!dataplane::host::icmp_echo_reply_if(&mut b, |_| true));
+    }
+    let mut b = data.to_vec();
+    if dataplane::host::icmpv6_echo_reply_if(&mut b, |_| true) {
+        assert!(!dataplane::host::icmpv6_echo_reply_if(&mut b, |_| true));
+    }
+    let mut b = data.to_vec();
+    let _ = dataplane::host::arp_reply_if(&mut b, |_| true, [2, 0, 0, 0, 0, 1]);
+    let _ = dataplane::host::decrement_ttl(&mut b);
     // Advertisements as the gateway reads them (an IPv4 or IPv6 datagram), and what a router
     // of the advertisement's family makes of them.
     if let Ok(a) = dataplane::vrrp::parse_advert(data) {

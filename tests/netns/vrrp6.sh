@@ -10,7 +10,8 @@
 # kernel has IPv6 off on its port: ferrogate alone speaks there. Checks:
 #   1. ferrogate (200) becomes master; keepalived (100), started next, stays backup: it accepts
 #      our advertisements (tcpdump must see them come from our EUI-64 link-local address to
-#      ff02::12 with hop limit 255). Only ferrogate answers solicitations for the address.
+#      ff02::12 with hop limit 255). Only ferrogate answers solicitations for the address, and
+#      H's ping -6 of it (and of ferrogate's own address) is answered.
 #   2. ferrogate stopped with SIGTERM says priority 0: keepalived takes over within its skew.
 #   3. ferrogate started again preempts. H held the address at keepalived's MAC (it reached
 #      it); ferrogate's unsolicited neighbor advertisement must move H's entry to ferrogate's
@@ -133,6 +134,13 @@ wait_answer() { # MAC, seconds: polls until that MAC answers; prints the time ta
     return 1
 }
 ka_has_vip() { ip -n "$K" -6 addr show dev kv0 | grep -q "inet6 $VIP/"; }
+# ping6_at ADDRESS MAC: H's echo to ADDRESS is answered, and its neighbour entry says MAC.
+ping6_at() {
+    ip netns exec "$H" ping -6 -c 2 -i 0.2 -W 1 -q "$1" > /dev/null || { echo "no echo from $1"; return 1; }
+    local e
+    e=$(ip -n "$H" -6 neigh show "$1" dev hv0 | awk '{for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1)}')
+    [ "$e" = "$2" ] || { echo "echo from $1 came by $e, not $2"; return 1; }
+}
 h_entry() { ip -n "$H" -6 neigh show "$VIP" dev hv0 | awk '{for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1)}'; }
 
 step1() {
@@ -155,8 +163,10 @@ step1() {
     local who
     who=$(all_answers)
     [ "$who" = "$MAC_F" ] || { echo "solicitations for $VIP answered by: $who"; return 1; }
+    ping6_at "$VIP" "$MAC_F" || return 1
+    ping6_at 2001:db8:113::3 "$MAC_F" || return 1
 }
-check "IPv6: ferrogate (200) master, keepalived (100) accepts its advertisements and stays backup" step1
+check "IPv6: ferrogate (200) master, keepalived (100) accepts its advertisements and stays backup; echo" step1
 
 step2() {
     local t0 ms
@@ -184,6 +194,7 @@ step3() {
     who=$(all_answers)
     [ "$who" = "$MAC_F" ] || { echo "solicitations for $VIP answered by: $who"; return 1; }
     [ "$(stat "s['vrrp']['routers'][0]['adverts_in']")" -ge 1 ] || { echo "ferrogate heard no advertisement from keepalived"; return 1; }
+    ping6_at "$VIP" "$MAC_F"
 }
 check "IPv6: ferrogate (200) restarted preempts keepalived; its unsolicited NA moves H's entry" step3
 

@@ -34,7 +34,7 @@
 //! `--idle-exit-ms` stops after that long without traffic (tests replay pcap files).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -150,9 +150,9 @@ struct Iface {
     /// Our IPv4 addresses on it (ARP and ICMP echo answer for these).
     addrs: Vec<std::net::Ipv4Addr>,
     /// Our first IPv6 address on it (ICMPv6 errors come from it).
-    addr6: Option<std::net::Ipv6Addr>,
+    addr6: Option<Ipv6Addr>,
     /// All our IPv6 addresses on it (neighbor solicitations are answered for these).
-    addrs6: Vec<std::net::Ipv6Addr>,
+    addrs6: Vec<Ipv6Addr>,
     /// Its MTU (IP bytes).
     mtu: u16,
     /// The kernel's carrier file of the interface under an af_packet port (whose driver
@@ -431,7 +431,7 @@ impl Shared {
 /// An IPv6 router's settings with its primary address filled in: the link-local address the
 /// configuration gave, or else the one derived from the port's MAC.
 fn with_primary(mut c: vrrp::Config, iface: &Iface) -> vrrp::Config {
-    if c.primary == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
+    if c.primary == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
         c.primary = vrrp::link_local_of(iface.mac).into();
     }
     c
@@ -1535,17 +1535,29 @@ impl Pipeline {
                 continue;
             }
             let d = m.data_mut();
-            if dataplane::host::icmp_echo_reply_if(&mut d[off..], ours) {
-                // Back to the sender: swap the MAC addresses (the reply's source address,
-                // now at 12..16 of the IP header, says which MAC speaks for it).
+            let ours6 = |ip: Ipv6Addr| {
+                iface.addrs6.contains(&ip) || (has_vrrp && sh.vip_held(k, ip.into()))
+            };
+            // The reply's source address (IPv4 at 12..16 of the IP header, IPv6 at 8..24).
+            let replied = if dataplane::host::icmp_echo_reply_if(&mut d[off..], ours) {
+                d.get(off + 12..off + 16)
+                    .map(|a| IpAddr::from(<[u8; 4]>::try_from(a).unwrap_or_default()))
+            } else if dataplane::host::icmpv6_echo_reply_if(&mut d[off..], ours6) {
+                d.get(off + 8..off + 24)
+                    .map(|a| IpAddr::from(<[u8; 16]>::try_from(a).unwrap_or_default()))
+            } else {
+                None
+            };
+            if let Some(from_ip) = replied {
+                // Back to the sender: swap the MAC addresses (the reply's source address
+                // says which MAC speaks for it).
                 let mut src = [0u8; 6];
                 src.copy_from_slice(&d[6..12]);
                 d[..6].copy_from_slice(&src);
-                let from = match d.get(off + 12..off + 16) {
-                    Some(a) if has_vrrp => {
-                        sh.mac_for(k, Ipv4Addr::new(a[0], a[1], a[2], a[3]).into(), my_mac)
-                    }
-                    _ => my_mac,
+                let from = if has_vrrp {
+                    sh.mac_for(k, from_ip, my_mac)
+                } else {
+                    my_mac
                 };
                 d[6..12].copy_from_slice(&from);
                 *l = Local::Answer;
@@ -1971,11 +1983,7 @@ fn push_tx(q: &mut Queues, k: usize, m: Mbuf, drops: &mut DropCounters) {
 }
 
 /// Our address of the IP packet's family on the port it came in by.
-fn source_for(
-    ip: &[u8],
-    v4: Option<std::net::Ipv4Addr>,
-    v6: Option<std::net::Ipv6Addr>,
-) -> Option<IpAddr> {
+fn source_for(ip: &[u8], v4: Option<std::net::Ipv4Addr>, v6: Option<Ipv6Addr>) -> Option<IpAddr> {
     match ip.first().map(|b| b >> 4) {
         Some(4) => v4.map(IpAddr::V4),
         Some(6) => v6.map(IpAddr::V6),
