@@ -350,13 +350,14 @@ ike_vs_strongswan() {
 gateway_vs_strongswan() {
     # The product against strongSwan: ferrogate (DPDK, af_packet) + ferrogate-ike through the
     # shared-memory channel. The reference scenario with 100 CHILD_SA rekeys under load, then
-    # AES-GCM with a few; kills of either process under traffic; two workers sending on one SA;
+    # AES-GCM with a few over an IPv6 outside link; kills of either process under traffic; two workers sending on one SA;
     # then strongSwan 6 (plain ESP).
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
     SUITE=cbc REKEYS="${REKEYS:-100}" TMPDIR="$WORK" timeout 900 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
-    echo "== again with AES-256-GCM and RSA certificates (IKE_AUTH fragmented through the rings)"
-    AUTH=rsa SUITE=gcm REKEYS=5 TMPDIR="$WORK" timeout 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    echo "== again over an IPv6 outside link (4in6: IKE and ESP over IPv6, charon found by neighbor"
+    echo "   discovery), with AES-256-GCM and RSA certificates (IKE_AUTH fragmented through the rings)"
+    OUTER=6 AUTH=rsa SUITE=gcm REKEYS=5 TMPDIR="$WORK" timeout 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== on demand (start: trap) with ECDSA certificates"
     AUTH=ecdsa START=trap SUITE=gcm TMPDIR="$WORK" timeout 120 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== two ferrogate workers, 4 TCP streams on one SA: strongSwan's replay window refuses nothing"

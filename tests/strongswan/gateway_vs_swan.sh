@@ -28,6 +28,8 @@
 #       so one SA's flows are received by both; then 4 TCP streams go through, and strongSwan
 #       must refuse none of its ESP as out of sequence (libipsec's replay window): the worker
 #       that owns the SA seals all its packets. The rekey and kill phases are skipped
+#   OUTER=6: the outside link is IPv6 (2001:db8:113::1 <-> ::2): IKE and ESP travel over IPv6
+#       (4in6 tunnel mode), the gateway resolving charon by neighbor discovery
 #   SWAN6=1: the peer is strongSwan 6.0 from Debian trixie (a debootstrap chroot, cached in
 #       SWAN6_ROOT, default /var/cache/ferrogate/swan6-trixie) with kernel-libipsec's raw_esp:
 #       no fake NAT, so ESP travels as IP protocol 50 (checked on the wire)
@@ -44,6 +46,13 @@ REKEY_S=${REKEY_S:-2}
 AUTH=${AUTH:-psk}
 START=${START:-start}
 WORKERS=${WORKERS:-1}
+OUTER=${OUTER:-4}
+# The outside link's addresses: ours, charon's, the prefix length, and nft's family keyword.
+case $OUTER in
+4) OUT_A=203.0.113.1 OUT_B=203.0.113.2 OUT_LEN=24 NFT_IP=ip ;;
+6) OUT_A=2001:db8:113::1 OUT_B=2001:db8:113::2 OUT_LEN=64 NFT_IP=ip6 ;;
+*) echo "unknown OUTER $OUTER" >&2; exit 2 ;;
+esac
 ID=$$
 on_exit() {
     swan_cleanup
@@ -85,7 +94,13 @@ ip -n "$HB" link set hB0 up; ip -n "$HB" addr add 192.168.20.5/24 dev hB0; ip -n
 ip netns exec "$HA" ethtool -K hA0 tx off > /dev/null
 # gA's veths belong to ferrogate (af_packet): no kernel addresses there.
 ip -n "$GA" link set gAi up; ip -n "$GA" link set gAo up
-ip -n "$GB" link set gBo up; ip -n "$GB" addr add 203.0.113.2/24 dev gBo
+if [ "$OUTER" = 6 ]; then
+    ip netns exec "$GB" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.gBo.disable_ipv6=0 \
+        net.ipv6.conf.gBo.accept_dad=0 net.ipv6.conf.all.forwarding=1
+    ip -n "$GB" link set gBo up; ip -n "$GB" addr add "$OUT_B/$OUT_LEN" dev gBo nodad
+else
+    ip -n "$GB" link set gBo up; ip -n "$GB" addr add "$OUT_B/$OUT_LEN" dev gBo
+fi
 ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
 mac() { ip netns exec "$1" cat "/sys/class/net/$2/address"; }
 MAC_HA=$(mac "$HA" hA0) MAC_GBO=$(mac "$GB" gBo)
@@ -104,11 +119,11 @@ fi
 cat > "$WORK/gw.yaml" <<EOF
 interfaces:
   - { name: inside, device: "net_af_packet0,iface=gAi$QUEUES", role: inside, addresses: [192.168.10.1/24] }
-  - { name: outside, device: "net_af_packet1,iface=gAo$QUEUES", role: outside, addresses: [203.0.113.1/24] }
+  - { name: outside, device: "net_af_packet1,iface=gAo$QUEUES", role: outside, addresses: ["$OUT_A/$OUT_LEN"] }
 routes:
-  - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
+  - { dst: 192.168.20.0/24, interface: outside, via: "$OUT_B" }
 neighbours:
-  - { ip: 203.0.113.2, mac: "$MAC_GBO", interface: outside }
+$([ "$OUTER" = 4 ] && echo "  - { ip: $OUT_B, mac: \"$MAC_GBO\", interface: outside }" || true)
   - { ip: 192.168.10.5, mac: "$MAC_HA", interface: inside }
 cores: { main: 0, workers: [$WLIST] }
 mss_clamp: auto
@@ -138,8 +153,8 @@ case $START in start | trap) ;; *) echo "unknown START $START" >&2; exit 2 ;; es
 cat > "$WORK/ike.yaml" <<EOF
 tunnels:
   - name: site
-    local: 203.0.113.1
-    remote: 203.0.113.2
+    local: "$OUT_A"
+    remote: "$OUT_B"
     local_id: $ID_A
     remote_id: $ID_B
     $OUR_AUTH
@@ -155,7 +170,7 @@ tunnels:
         esp_proposals: [$ESP_PROP]
         lifetime: 8h
 EOF
-swan_gen_swanctl --suite "$SUITE" --local 203.0.113.2 --remote 203.0.113.1 \
+swan_gen_swanctl --suite "$SUITE" --local "$OUT_B" --remote "$OUT_A" \
     --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 "${SWAN_AUTH[@]}" \
     --local-id "$ID_B" --remote-id "$ID_A" --start none --mobike no > "$CONF_B/swanctl.conf"
 swan_mkdir DIR_B charon-b
@@ -412,8 +427,8 @@ PING=$!
 sleep 2
 REINSTALLS=$(grep -c "the data plane restarted: reinstalling" "$WORK/ike.log" || true)
 printf '%s\n' "table inet fgblock {" "  chain in {" "    type filter hook input priority -10;" \
-    "    ip saddr 203.0.113.1 udp dport 500 drop" \
-    "    ip saddr 203.0.113.1 udp dport 4500 @th,64,32 0 drop" "  }" "}" |
+    "    $NFT_IP saddr $OUT_A udp dport 500 drop" \
+    "    $NFT_IP saddr $OUT_A udp dport 4500 @th,64,32 0 drop" "  }" "}" |
     ip netns exec "$GB" nft -f -
 kill -KILL "$FG_PID"; wait "$FG_PID" 2>/dev/null || true
 rm -rf "/var/run/dpdk/fgsw$ID"
@@ -442,7 +457,7 @@ check "ferrogate killed (SIGKILL) and restarted: ferrogate-ike reinstalls, traff
 no_seq_reuse() {
     tcpdump -n -r "$WORK/restart.pcap" 2>/dev/null | "$SWAN_PYTHON" -c '
 import re, sys
-pat = re.compile(r"IP 203\.0\.113\.1(?:\.\d+)? > \S+: (?:UDP-encap: )?ESP\(spi=(0x[0-9a-f]+),seq=(0x[0-9a-f]+)\)")
+pat = re.compile(r"IP6? " + re.escape(sys.argv[1]) + r"(?:\.\d+)? > \S+: (?:UDP-encap: )?ESP\(spi=(0x[0-9a-f]+),seq=(0x[0-9a-f]+)\)")
 first, top, n, back = {}, {}, {}, []
 for line in sys.stdin:
     m = pat.search(line)
@@ -459,7 +474,7 @@ for spi in sorted(n):
 if back:
     print("%d numbers went back, first: SPI %s %#x after %#x" % (len(back), back[0][0], back[0][2], back[0][1]))
 sys.exit(1 if back or not n else 0)
-'
+' "$OUT_A"
 }
 check "across the data plane restart ESP sequence numbers only go forward on every SPI (no nonce used twice)" no_seq_reuse
 

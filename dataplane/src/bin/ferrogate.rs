@@ -1462,7 +1462,16 @@ impl Pipeline {
             if let Some((ty, src, target, mac)) = neigh::parse_nd(m.data()) {
                 if let Some(mac) = mac.filter(|_| !src.is_unspecified()) {
                     let ip = if ty == 135 { src } else { target };
-                    Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, ty == 135);
+                    // Solicitations for us create entries; so do advertisements sent to one
+                    // of our addresses: answers to a solicitation the gateway sent (perhaps
+                    // from another lcore, whose table has the incomplete entry). Others only
+                    // refresh (RFC 4861 §7.2.5).
+                    let create = ty == 135
+                        || m.data().get(38..54).is_some_and(|d| {
+                            let d = Ipv6Addr::from(<[u8; 16]>::try_from(d).unwrap_or_default());
+                            iface.addrs6.contains(&d) || (has_vrrp && sh.vip_held(k, d.into()))
+                        });
+                    Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, create);
                 }
                 let to_mac = m.data()[6..12].try_into().unwrap_or([0; 6]);
                 // Our addresses, and the virtual ones this gateway holds (from the virtual
