@@ -371,15 +371,17 @@ ha_vs_strongswan() {
     # synced CHILD_SAs, seen on the wire, and carrying the synced IKE SA on: charon keeps it)
     # and brings the tunnel back; the first returns and
     # preempts; the first's inside link fails (fault, the other takes both addresses) and comes
-    # back. Outages measured under a 50/s ping. Again with 100 ms VRRP advertisements and the
-    # virtual MAC (the neighbours never re-ARP), and without the sync link. ~3.5 min.
+    # back. Outages measured under a 50/s ping. Again with 100 ms VRRP advertisements over an
+    # IPv6 outside link with the virtual MAC (the neighbours never re-resolve), and without the
+    # sync link. ~3.5 min.
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
     TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== VRRP advertisements every 100 ms, and charon deaf to IKE for 3 s from the failure: the synced"
     echo "   CHILD_SAs must carry the traffic meanwhile (outage under 1.5 s; ~0.33 s measured, 5.9 s without the sync);"
-    echo "   the routers use the virtual MAC and charon and hA hold the shared addresses as permanent neighbours"
-    VMAC=1 ADVERT=100ms BLOCK_IKE_S=3 MAX_OUTAGE_MS=1500 TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    echo "   the outside link is IPv6 (the tunnel's shared address an IPv6 VRRP router's), the routers use"
+    echo "   the virtual MAC, and charon and hA hold the shared addresses as permanent neighbours"
+    OUTER=6 VMAC=1 ADVERT=100ms BLOCK_IKE_S=3 MAX_OUTAGE_MS=1500 TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== again without SA-state sync (the new master negotiates before traffic flows; the failover only)"
     SYNC=0 STEPS=12 TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }

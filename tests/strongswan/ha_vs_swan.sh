@@ -57,6 +57,10 @@
 #       again after 2 s), with it it does not, and the carried-on IKE SA's first exchanges
 #       get through once retransmitted
 #   STEPS=12 ha_vs_swan.sh ...                 run only those checks (default 12345)
+#   OUTER=6 ha_vs_swan.sh ...                  the outside link is IPv6: the tunnel's shared
+#       address is 2001:db8:113::1 (an IPv6 VRRP router, VRID 51, advertising from the ports'
+#       link-local addresses), charon is 2001:db8:113::2, A1/A2 are ::3/::4; IKE, its sync
+#       and ESP travel over IPv6 (the inside stays IPv4)
 #   VMAC=1 ha_vs_swan.sh ...                   both routers use the virtual MAC (`vmac: true`),
 #       and charon's namespace and hA hold the shared addresses as permanent neighbour
 #       entries for 00:00:5e:00:01:33 / :34: they never ask again, like a router that ignores
@@ -104,6 +108,15 @@ attach "$A1" a1i in; attach "$A1" a1o out
 attach "$A2" a2i in; attach "$A2" a2o out
 attach "$GB" gBo out
 SYNC=${SYNC:-1}
+OUTER=${OUTER:-4}
+# The outside link: the shared address, charon's, A1's and A2's own, the prefix length, and
+# the virtual MAC of the outside router.
+case $OUTER in
+4) OUT_VIP=203.0.113.1 OUT_B=203.0.113.2 OUT_A1=203.0.113.3 OUT_A2=203.0.113.4 OUT_LEN=24 OUT_VMAC=00:00:5e:00:01:33 ;;
+6) OUT_VIP=2001:db8:113::1 OUT_B=2001:db8:113::2 OUT_A1=2001:db8:113::3 OUT_A2=2001:db8:113::4 OUT_LEN=64 OUT_VMAC=00:00:5e:00:02:33 ;;
+*) echo "unknown OUTER $OUTER" >&2; exit 2 ;;
+esac
+export HA_VIP=$OUT_VIP HA_PEER=$OUT_B
 if [ "$SYNC" = 1 ]; then
     # The sync link: kernel addresses in the gateways' namespaces (the ferrogate-ikes' sockets).
     ip link add a1h netns "$A1" type veth peer name a2h netns "$A2"
@@ -119,7 +132,13 @@ ip netns exec "$GB" sysctl -qw net.ipv4.ip_forward=1
 ip -n "$HA" addr add 192.168.10.5/24 dev hA0; ip -n "$HA" route add default via 192.168.10.1
 ip -n "$HB" link set hB0 up; ip -n "$HB" addr add 192.168.20.5/24 dev hB0; ip -n "$HB" route add default via 192.168.20.1
 ip netns exec "$HA" ethtool -K hA0 tx off > /dev/null
-ip -n "$GB" addr add 203.0.113.2/24 dev gBo
+if [ "$OUTER" = 6 ]; then
+    ip netns exec "$GB" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.gBo.disable_ipv6=0 \
+        net.ipv6.conf.gBo.accept_dad=0
+    ip -n "$GB" addr add "$OUT_B/$OUT_LEN" dev gBo nodad
+else
+    ip -n "$GB" addr add "$OUT_B/$OUT_LEN" dev gBo
+fi
 ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
 
 PSK="ferrogate-interop-psk-0123456789"
@@ -138,7 +157,7 @@ PREEMPT_DELAY=${PREEMPT_DELAY:-3s}
 VMAC_OPT=
 if [ -n "${VMAC:-}" ]; then
     VMAC_OPT=", vmac: true"
-    ip -n "$GB" neigh replace 203.0.113.1 lladdr 00:00:5e:00:01:33 nud permanent dev gBo
+    ip -n "$GB" neigh replace "$OUT_VIP" lladdr "$OUT_VMAC" nud permanent dev gBo
     ip -n "$HA" neigh replace 192.168.10.1 lladdr 00:00:5e:00:01:34 nud permanent dev hA0
 fi
 [ "$GROUP" = none ] && GROUP=null
@@ -148,24 +167,24 @@ gw_conf() {
     cat <<EOF
 interfaces:
   - { name: inside, device: "net_af_packet0,iface=a$1i", role: inside, addresses: [$2/24] }
-  - { name: outside, device: "net_af_packet1,iface=a$1o", role: outside, addresses: [$3/24] }
+  - { name: outside, device: "net_af_packet1,iface=a$1o", role: outside, addresses: ["$3/$OUT_LEN"] }
 routes:
-  - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
+  - { dst: 192.168.20.0/24, interface: outside, via: "$OUT_B" }
 cores: { main: 0, workers: [] }
 mss_clamp: auto
 vrrp:
-  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: [203.0.113.1], group: $GROUP$VMAC_OPT }
+  - { interface: outside, vrid: 51, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: ["$OUT_VIP"], group: $GROUP$VMAC_OPT }
   - { interface: inside, vrid: 52, priority: $4, advert_interval: $ADVERT, preempt_delay: $PREEMPT_DELAY, vips: [192.168.10.1], group: $GROUP$VMAC_OPT }
 EOF
 }
-gw_conf 1 192.168.10.2 203.0.113.3 200 > "$WORK/a1.yaml"
-gw_conf 2 192.168.10.3 203.0.113.4 100 > "$WORK/a2.yaml"
+gw_conf 1 192.168.10.2 "$OUT_A1" 200 > "$WORK/a1.yaml"
+gw_conf 2 192.168.10.3 "$OUT_A2" 100 > "$WORK/a2.yaml"
 ID_A=gw-a.ferrogate.test ID_B=gw-b.ferrogate.test
 cat > "$WORK/ike.yaml" <<EOF
 tunnels:
   - name: site
-    local: 203.0.113.1
-    remote: 203.0.113.2
+    local: "$OUT_VIP"
+    remote: "$OUT_B"
     local_id: $ID_A
     remote_id: $ID_B
     psk: "$PSK"
@@ -194,7 +213,7 @@ EOF
 done
 CONF_B=$WORK/swan-b
 mkdir -p "$CONF_B"
-swan_gen_swanctl --suite cbc --local 203.0.113.2 --remote 203.0.113.1 \
+swan_gen_swanctl --suite cbc --local "$OUT_B" --remote "$OUT_VIP" \
     --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 --psk "$PSK" \
     --local-id "$ID_B" --remote-id "$ID_A" --start none --mobike no > "$CONF_B/swanctl.conf"
 swan_mkdir DIR_B charon-b
@@ -350,9 +369,9 @@ step1() {
         "$FGCTL" --socket "$WORK/ike-a2.sock" ha --json > "$WORK/ha-a2.json"
         "$FGCTL" --socket "$WORK/ike-a1.sock" ha --json > "$WORK/ha-a1.json"
         "$SWAN_PYTHON" - "$WORK/ha-a1.json" "$WORK/ha-a2.json" <<'EOF' || return 1
-import json, sys
+import json, os, sys
 a1, a2 = (json.load(open(f)) for f in sys.argv[1:3])
-vips = ["192.168.10.1", "203.0.113.1"]
+vips = ["192.168.10.1", os.environ["HA_VIP"]]
 assert a1["held"] == vips and a1["standby"] == [], a1
 assert a2["held"] == [] and a2["standby"] == vips, a2
 assert a1["sync"]["sent"] > 0, a1
@@ -430,7 +449,7 @@ print('\n'.join(f'{k} {v}' for k, v in sorted(most.items())))
         [ "${pin:-0}" -gt 0 ] && [ "${pout:-0}" -gt 0 ] || { echo "the synced pair carried nothing through A2"; return 1; }
         "$SWAN_PYTHON" "$HERE/ha_wire.py" "$WORK/wire.pcap" \
             "$(ip netns exec "$A1" cat /sys/class/net/a1o/address)" \
-            "$(ip netns exec "$A2" cat /sys/class/net/a2o/address)" ${VMAC:+00:00:5e:00:01:33} || return 1
+            "$(ip netns exec "$A2" cat /sys/class/net/a2o/address)" ${VMAC:+$OUT_VMAC} || return 1
     fi
     [ "$(ike_sas 2)" = 1 ] || { echo "A2's ferrogate-ike holds $(ike_sas 2) IKE SAs"; return 1; }
     [ "$(swan_ike_count)" = 1 ] || { echo "charon holds $(swan_ike_count) IKE SAs:"; swan_list b; return 1; }

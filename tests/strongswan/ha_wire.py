@@ -12,8 +12,14 @@ new outbound SPI from A2: its own CHILD_SA came after.
 With VIRTUAL_MAC (the routers use VRRP's virtual MAC) charon sends to that MAC whoever holds
 the address, so its frames before A2's first are taken as to A1 and those after as to A2.
 """
+import ipaddress
+import os
 import struct
 import sys
+
+# The shared address and charon's (ha_vs_swan.sh exports them; OUTER=6 makes them IPv6).
+VIP = os.environ.get("HA_VIP", "203.0.113.1")
+PEER = os.environ.get("HA_PEER", "203.0.113.2")
 
 
 def esp_packets(path):
@@ -27,15 +33,18 @@ def esp_packets(path):
         frame = data[off + 16:off + 16 + incl]
         off += 16 + incl
         ip = frame[14:]
-        if len(ip) < 36 or ip[0] >> 4 != 4 or ip[9] != 17:
+        if len(ip) >= 36 and ip[0] >> 4 == 4 and ip[9] == 17:
+            udp, src = ip[(ip[0] & 15) * 4:], str(ipaddress.IPv4Address(ip[12:16]))
+        elif len(ip) >= 56 and ip[0] >> 4 == 6 and ip[6] == 17:
+            udp, src = ip[40:], str(ipaddress.IPv6Address(ip[8:24]))
+        else:
             continue
-        udp = ip[(ip[0] & 15) * 4:]
         if len(udp) < 16:
             continue
         spi, seq = struct.unpack(">II", udp[8:16])
         if spi == 0:  # IKE after the non-ESP marker
             continue
-        out.append((frame[0:6].hex(":"), frame[6:12].hex(":"), ".".join(map(str, ip[12:16])), spi, seq))
+        out.append((frame[0:6].hex(":"), frame[6:12].hex(":"), src, spi, seq))
     return out
 
 
@@ -48,15 +57,15 @@ def main():
         # Frames to the shared MAC: to A1 while A2 had sent nothing, to A2 after.
         esp = [(a1 if i < first_a2 else a2, *e[1:]) if e[0] == vmac else e
                for i, e in enumerate(esp)]
-    from_a1 = [e for e in esp if e[1] == a1 and e[2] == "203.0.113.1"]
-    to_a1 = [e for e in esp if e[0] == a1 and e[2] == "203.0.113.2"]
+    from_a1 = [e for e in esp if e[1] == a1 and e[2] == VIP]
+    to_a1 = [e for e in esp if e[0] == a1 and e[2] == PEER]
     if not from_a1 or not to_a1:
         sys.exit("no ESP between A1 and charon captured")
     spi_out, spi_in = from_a1[-1][3], to_a1[-1][3]
     a1_top = max(e[4] for e in from_a1 if e[3] == spi_out)
     synced_out = [e[4] for e in esp if e[1] == a2 and e[3] == spi_out]
     synced_in = [e for e in esp if e[0] == a2 and e[3] == spi_in]
-    new_out = sorted({e[3] for e in esp if e[1] == a2 and e[2] == "203.0.113.1" and e[3] != spi_out})
+    new_out = sorted({e[3] for e in esp if e[1] == a2 and e[2] == VIP and e[3] != spi_out})
     print(f"sync on the wire: A1 sent SPI {spi_out:08x} up to #{a1_top}; A2 sent "
           f"{len(synced_out)} on it, #{min(synced_out, default=0)}-#{max(synced_out, default=0)}; "
           f"charon sent A2 {len(synced_in)} on SPI {spi_in:08x}; A2's own SPIs "
