@@ -7,6 +7,8 @@
 //!     role: inside                               # inside | outside
 //!     addresses: [192.168.10.1/24, "2001:db8:10::1/64"]
 //!     mtu: 1500
+//!     link_delay: { down: 200ms, up: 5s }        # optional: a link change counts (for VRRP
+//!                                                # link tracking) once it has held that long
 //! routes:
 //!   - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
 //! neighbours:
@@ -152,6 +154,34 @@ pub struct Interface {
     /// MAC to use instead of the device's.
     #[serde(default)]
     pub mac: Option<Mac>,
+    /// How long a change of the link must hold before link tracking acts on it.
+    #[serde(default)]
+    pub link_delay: LinkDelay,
+}
+
+/// `link_delay: { down: 200ms, up: 5s }`: a lost link counts once it has been down `down`,
+/// a returned one once it has been up `up` (routers' carrier-delay; each 0-600 s, default 0).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDelay {
+    #[serde(default)]
+    down: Option<String>,
+    #[serde(default)]
+    up: Option<String>,
+}
+
+impl LinkDelay {
+    /// (down, up) in milliseconds.
+    pub fn ms(&self) -> Result<(u64, u64), String> {
+        let one = |d: &Option<String>| match d {
+            None => Ok(0),
+            Some(d) => crate::config::parse_duration(d)
+                .filter(|d| d.as_secs() <= 600)
+                .map(|d| d.as_millis() as u64)
+                .ok_or_else(|| format!("link_delay `{d}` is not 0-600 s (`200ms`, `5s`)")),
+        };
+        Ok((one(&self.down)?, one(&self.up)?))
+    }
 }
 
 fn default_mtu() -> u16 {
@@ -490,6 +520,9 @@ impl GatewayConfig {
                     format!("MTU {} is below 576", a.mtu),
                 ));
             }
+            a.link_delay
+                .ms()
+                .map_err(|m| invalid("interfaces", i, a.name.clone(), m))?;
         }
         let index = |n: &str| f.interfaces.iter().position(|i| i.name == n);
         for (i, r) in f.routes.iter().enumerate() {
@@ -809,6 +842,7 @@ mod tests {
             addresses: Vec::new(),
             mtu: 1500,
             mac: None,
+            link_delay: LinkDelay::default(),
         };
         assert_eq!(
             iface("net_af_packet0,iface=veth-a").kernel_iface(),
@@ -926,6 +960,35 @@ mod tests {
         }
         assert_eq!(advert_interval_cs("2.5s"), Ok(250));
         assert_eq!(advert_interval_cs("40.95s"), Ok(4095));
+    }
+
+    #[test]
+    fn link_delays_are_read_and_checked() {
+        let with = |d: &str| {
+            GatewayConfig::parse(
+                &example().replacen("mtu: 1500", &format!("mtu: 1500\n    link_delay: {d}"), 1),
+                Path::new("g.yaml"),
+            )
+        };
+        let c = with("{ down: 200ms, up: 5s }").unwrap();
+        let k = c
+            .interfaces
+            .iter()
+            .position(|i| i.link_delay.ms() != Ok((0, 0)))
+            .expect("one interface has the delay");
+        assert_eq!(c.interfaces[k].link_delay.ms(), Ok((200, 5000)));
+        assert_eq!(
+            with("{ up: 2s }").unwrap().interfaces[k].link_delay.ms(),
+            Ok((0, 2000))
+        );
+        for (bad, says) in [
+            ("{ down: 601s }", "0-600 s"),
+            ("{ up: soon }", "0-600 s"),
+            ("{ sideways: 1s }", "sideways"),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

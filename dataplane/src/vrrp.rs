@@ -354,6 +354,70 @@ pub struct Counters {
     pub faults: u64,
 }
 
+/// A port's link as link tracking acts on it, debounced as routers' carrier-delay is: a change
+/// of the raw reading counts only once it has held for `down_ms` (a loss) or `up_ms` (a
+/// return). A link that flaps for less than `down_ms` never faults its routers; one that
+/// comes back must stay up `up_ms` before they leave fault. 0 acts at once (the default).
+#[derive(Debug, Clone)]
+pub struct LinkHold {
+    down_ms: u64,
+    up_ms: u64,
+    state: bool,
+    /// The raw state that differs from `state`, and since when it has held.
+    pending: Option<(bool, u64)>,
+    last_raw: bool,
+    changes: u64,
+}
+
+impl LinkHold {
+    /// A link taken as up, with these delays.
+    pub fn new(down_ms: u64, up_ms: u64) -> Self {
+        Self {
+            down_ms,
+            up_ms,
+            state: true,
+            pending: None,
+            last_raw: true,
+            changes: 0,
+        }
+    }
+
+    /// Takes a raw reading at `now` (ms); returns the state to act on.
+    pub fn update(&mut self, raw: bool, now: u64) -> bool {
+        if raw != self.last_raw {
+            self.last_raw = raw;
+            self.changes += 1;
+        }
+        if raw == self.state {
+            self.pending = None;
+            return self.state;
+        }
+        let since = match self.pending {
+            Some((r, t)) if r == raw => t,
+            _ => {
+                self.pending = Some((raw, now));
+                now
+            }
+        };
+        let hold = if raw { self.up_ms } else { self.down_ms };
+        if now.saturating_sub(since) >= hold {
+            self.state = raw;
+            self.pending = None;
+        }
+        self.state
+    }
+
+    /// The state to act on.
+    pub fn state(&self) -> bool {
+        self.state
+    }
+
+    /// Changes of the raw reading seen (each loss and each return counts one).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+}
+
 /// One virtual router (RFC 5798 §6.4). Times are milliseconds on any monotonic clock.
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -1162,6 +1226,40 @@ mod tests {
             Some((136, v6, v6, Some([2, 0, 0, 0, 0, 3])))
         );
         assert!(announce(&mut f[..20], [0; 6], v6.into()).is_none());
+    }
+
+    #[test]
+    fn link_hold_debounces_both_ways() {
+        // No delays: every reading counts at once.
+        let mut l = LinkHold::new(0, 0);
+        assert!(!l.update(false, 0));
+        assert!(l.update(true, 50));
+        assert_eq!(l.changes(), 2);
+        // 1 s down, 2 s up, read every 50 ms.
+        let mut l = LinkHold::new(1000, 2000);
+        // A 400 ms flap is ridden out.
+        for t in (0..400).step_by(50) {
+            assert!(l.update(false, t), "{t}");
+        }
+        assert!(l.update(true, 400));
+        assert!(l.state());
+        assert_eq!(l.changes(), 2);
+        // A loss that lasts: down once it has held 1 s.
+        assert!(l.update(false, 1000));
+        assert!(l.update(false, 1950));
+        assert!(!l.update(false, 2000));
+        // Back: still down until it has held 2 s; a blip down restarts the wait.
+        assert!(!l.update(true, 2100));
+        assert!(!l.update(true, 3000));
+        assert!(!l.update(false, 3050));
+        assert!(!l.update(true, 3100));
+        assert!(!l.update(true, 5050));
+        assert!(l.update(true, 5100));
+        assert_eq!(l.changes(), 6);
+        // A clock that goes back never panics nor flips early.
+        let mut l = LinkHold::new(1000, 1000);
+        assert!(l.update(false, 5000));
+        assert!(l.update(false, 10));
     }
 
     #[test]

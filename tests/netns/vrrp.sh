@@ -24,6 +24,8 @@
 #      link fails (the far end of its veth goes down, taking the carrier): ferrogate goes to
 #      fault and says priority 0, and keepalived takes over within its skew. The link comes
 #      back: ferrogate waits a Master_Down_Interval as a backup, then preempts.
+#   7b. `link_delay` on the tracked port: a short flap is ridden out, a lasting loss and the
+#      return are held back by their delays.
 #   8. The virtual MAC (`vmac: true`, RFC 5798 §7.3), between two ferrogates (keepalived's
 #      use_vmac needs macvlan, which this kernel may lack): F (200) and a second one, G (100,
 #      203.0.113.5). H pins 203.0.113.1 to 00:00:5e:00:01:33 (a permanent neighbour entry: it
@@ -88,7 +90,7 @@ fg_conf() { # priority [device address] (TRACK=1: a second port, wan, which the 
     [ -n "${VMAC:-}" ] && track=", vmac: true"
     if [ -n "${TRACK:-}" ]; then
         ip -n "$F" link set fw0 up
-        wan='  - { name: wan, device: "net_af_packet1,iface=fw0", role: inside, addresses: [10.77.0.1/24] }'
+        wan="  - { name: wan, device: \"net_af_packet1,iface=fw0\", role: inside, addresses: [10.77.0.1/24]${LINK_DELAY:+, link_delay: $LINK_DELAY} }"
         track="$track, track: [wan]"
     fi
     cat <<EOY
@@ -243,6 +245,16 @@ step6() {
 check "keepalived stopped (priority 0): ferrogate (50) takes over within its skew" step6
 
 wan_down() { ip -n "$S" link set s-fw0 down; }
+# wan_back SECONDS: the tracked link comes back; BACK_MS is the time until ferrogate answers
+# ARP for the address again (it preempts).
+BACK_MS=
+wan_back() {
+    local t0
+    t0=$(now_ms)
+    ip -n "$S" link set s-fw0 up
+    wait_answer "$MAC_F" "$1" > /dev/null || { echo "ferrogate did not preempt after its link came back"; return 1; }
+    BACK_MS=$(($(now_ms) - t0))
+}
 step7() {
     stop_fg TERM
     start_ka
@@ -260,18 +272,43 @@ step7() {
     who=$(all_answers)
     [ "$who" = "$MAC_K" ] || { echo "ARP for $VIP answered by: $who"; return 1; }
     # Back up: a backup first, master after a Master_Down_Interval (3.22 s at 200).
-    local t0 ms
-    t0=$(now_ms)
-    ip -n "$S" link set s-fw0 up
-    wait_answer "$MAC_F" 10 > /dev/null || { echo "ferrogate did not preempt after its link came back"; return 1; }
-    ms=$(($(now_ms) - t0))
-    echo "ferrogate answers again ${ms} ms after its link came back (Master_Down_Interval: 3.22 s)"
-    [ "$ms" -ge 2500 ] || { echo "master again before a Master_Down_Interval"; return 1; }
+    wan_back 10 || return 1
+    echo "ferrogate answers again ${BACK_MS} ms after its link came back (Master_Down_Interval: 3.22 s)"
+    [ "$BACK_MS" -ge 2500 ] || { echo "master again before a Master_Down_Interval"; return 1; }
     sleep 1.5
     ka_has_vip && { echo "keepalived kept $VIP"; return 1; }
     wait_state master 2
 }
 check "ferrogate's tracked link fails: fault, priority 0, keepalived takes over; back: ferrogate preempts" step7
+
+# 7b. The tracked link with `link_delay: { down: 1s, up: 2s }`: a 0.4 s flap is ridden out
+# (no fault, keepalived never master); a loss that lasts faults after 1 s; the link back, the
+# fault holds 2 s more before the Master_Down_Interval as a backup.
+step7b() {
+    stop_fg TERM
+    rm -f "$WORK/stats.json"
+    TRACK=1 LINK_DELAY="{ down: 1s, up: 2s }" start_fg 200
+    wait_answer "$MAC_F" 10 > /dev/null || { echo "ferrogate (200, tracking wan) did not take over"; return 1; }
+    sleep 1.5
+    local masters t0 ms
+    masters=$(ka_said 'Entering MASTER STATE')
+    ip -n "$S" link set s-fw0 down; sleep 0.4; ip -n "$S" link set s-fw0 up
+    sleep 2.5
+    [ "$(ka_said 'Entering MASTER STATE')" = "$masters" ] || { echo "keepalived took over on a 0.4 s flap"; return 1; }
+    [ "$(stat "s['vrrp']['routers'][0]['faults']")" = 0 ] || { echo "the flap faulted: $(stat "s['vrrp']['routers'][0]")"; return 1; }
+    [ "$(stat "s['ports'][1]['link_changes']")" -ge 2 ] || { echo "the flap was not seen: $(stat "s['ports']")"; return 1; }
+    echo "a 0.4 s flap of the tracked link: seen ($(stat "s['ports'][1]['link_changes']") changes), ridden out"
+    t0=$(now_ms)
+    wan_down
+    wait_answer "$MAC_K" 6 > /dev/null || { echo "keepalived did not take over"; return 1; }
+    ms=$(($(now_ms) - t0))
+    echo "keepalived answers ${ms} ms after the tracked link failed (link_delay down 1 s, then the skew: 1.61 s)"
+    [ "$ms" -ge 1000 ] && [ "$ms" -lt 3000 ] || return 1
+    wan_back 12 || return 1
+    echo "ferrogate answers again ${BACK_MS} ms after its link came back (link_delay up 2 s, then Master_Down_Interval 3.22 s)"
+    [ "$BACK_MS" -ge 5000 ] || { echo "master again before the up delay and a Master_Down_Interval"; return 1; }
+}
+check "link_delay: a short flap of the tracked link is ridden out; a lasting loss faults after the down delay" step7b
 
 VMAC=00:00:5e:00:01:33
 fdb_port() { # the bridge port that has learnt the virtual MAC

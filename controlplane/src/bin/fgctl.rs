@@ -36,7 +36,7 @@ fn stats_text(v: &serde_json::Value) -> String {
     let mut s = format!("up {:.1}s\n", v["seconds"].as_f64().unwrap_or(0.0));
     for p in v["ports"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "port {:<10} rx {:>12} frames  tx {:>12} frames  rx missed {}{}\n",
+            "port {:<10} rx {:>12} frames  tx {:>12} frames  rx missed {}{}{}\n",
             p["name"].as_str().unwrap_or("?"),
             p["rx_frames"],
             p["tx_frames"],
@@ -45,6 +45,10 @@ fn stats_text(v: &serde_json::Value) -> String {
                 "  LINK DOWN"
             } else {
                 ""
+            },
+            match p["link_changes"].as_u64().unwrap_or(0) {
+                0 => String::new(),
+                n => format!("  link changed {n} times"),
             }
         ));
     }
@@ -328,7 +332,7 @@ mod tests {
         );
         assert!(text.contains("vrrp refused: version=4\n"), "{text}");
         let fault = serde_json::json!({"seconds": 2.0, "sas": [], "drops": {},
-            "ports": [{"name": "inside", "rx_frames": 1, "tx_frames": 2, "link": "down"},
+            "ports": [{"name": "inside", "rx_frames": 1, "tx_frames": 2, "link": "down", "link_changes": 3},
                 {"name": "outside", "rx_frames": 1, "tx_frames": 2, "link": "up"}],
             "vrrp": {"routers": [{"interface": "inside", "vrid": 52, "priority": 150,
                 "state": "fault", "master": null, "vips": ["192.168.10.1"], "vmac": "00:00:5e:00:01:34",
@@ -340,6 +344,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("LINK DOWN").count(), 1, "{text}");
+        assert!(text.contains("LINK DOWN  link changed 3 times\n"), "{text}");
         assert!(
             text.contains("vrrp inside vrid 52 priority 150 fault for 1.5s (master unknown) vips 192.168.10.1 from 00:00:5e:00:01:34  adverts in 3 out 13  took over 1 times  faults 2\n"),
             "{text}"

@@ -158,8 +158,11 @@ struct Iface {
     /// The kernel's carrier file of the interface under an af_packet port (whose driver
     /// always reports its link up).
     carrier: Option<std::path::PathBuf>,
-    /// The link as the main lcore last read it ([`Iface::read_link`]).
+    /// The link as link tracking acts on it: the main lcore's last reading
+    /// ([`Iface::read_link`]), held back by the port's `link_delay`.
     link_up: AtomicBool,
+    /// Changes of the raw link reading (losses and returns, each one).
+    link_changes: AtomicU64,
     /// The carrier file could not be found (said once in the log).
     carrier_missing: AtomicBool,
 }
@@ -660,6 +663,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     .join("carrier")
             }),
             link_up: AtomicBool::new(true),
+            link_changes: AtomicU64::new(0),
             carrier_missing: AtomicBool::new(false),
         });
     }
@@ -1017,13 +1021,29 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     // Links are read every 50 ms with VRRP (a fault moves the addresses), else every 500.
     let link_every_ms = if routers.is_empty() { 500 } else { 50 };
     let mut next_link_ms = 0;
+    let mut link_holds: Vec<vrrp::LinkHold> = cfg
+        .interfaces
+        .iter()
+        .map(|i| {
+            let (down, up) = i.link_delay.ms().unwrap_or((0, 0));
+            vrrp::LinkHold::new(down, up)
+        })
+        .collect();
     loop {
         main.fib.now_ms = started.elapsed().as_millis() as u64;
         if main.fib.now_ms >= next_link_ms {
             let now = main.fib.now_ms;
             next_link_ms = now + link_every_ms;
-            for i in &sh.ifaces {
-                let up = i.read_link();
+            for (i, hold) in sh.ifaces.iter().zip(link_holds.iter_mut()) {
+                let raw = i.read_link();
+                let seen = hold.changes();
+                let up = hold.update(raw, now);
+                if hold.changes() != seen {
+                    i.link_changes.store(hold.changes(), Ordering::Relaxed);
+                    if raw != up {
+                        tracing::info!(interface = %i.name, up = raw, "link (held: link_delay)");
+                    }
+                }
                 if i.link_up.swap(up, Ordering::Relaxed) != up {
                     tracing::info!(interface = %i.name, up, "link");
                 }
@@ -2308,7 +2328,8 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
             let [_, _, _, _, imissed] = i.port.stats().unwrap_or_default();
             serde_json::json!({"name": i.name, "rx_frames": rx[k], "tx_frames": tx[k],
                 "rx_missed": imissed,
-                "link": if i.link_up.load(Ordering::Relaxed) { "up" } else { "down" }})
+                "link": if i.link_up.load(Ordering::Relaxed) { "up" } else { "down" },
+                "link_changes": i.link_changes.load(Ordering::Relaxed)})
         })
         .collect();
     // With several workers, the lcore of the one that encapsulates the SA's packets.
