@@ -475,7 +475,6 @@ impl Burst {
     }
 }
 
-/// An ethdev port.
 /// How a port came to receive an extra MAC address ([`Port::receive_mac`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtraMac {
@@ -486,6 +485,7 @@ pub enum ExtraMac {
     Promiscuous,
 }
 
+/// An ethdev port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Port {
     id: u16,

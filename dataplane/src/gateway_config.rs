@@ -24,7 +24,8 @@
 //!     # its own link is tracked (down: fault, the addresses go); `track: [inside]` adds others;
 //!     # `preempt_delay: 5s`: no preemption for that long after a start or a fault
 //!     # `vmac: true`: the master answers for the addresses from 00:00:5e:00:01:{vrid}
-//!     # (RFC 5798 §7.3), so the link's hosts keep one MAC for them over a takeover
+//!     # (IPv6: 00:00:5e:00:02:{vrid}; RFC 5798 §7.3), so the link's hosts keep one MAC for
+//!     # them over a takeover
 //!   - { interface: outside, vrid: 51, priority: 150, vips: ["2001:db8:113::1"], group: site }
 //!     # IPv6 (its own line; the same vrid may serve both families): advertised to ff02::12
 //!     # from the port's link-local address (a configured fe80:: one, else from its MAC),
@@ -605,6 +606,16 @@ impl GatewayConfig {
             if v.vips.is_empty() {
                 return Err(bad("vips lists at least one address".into()));
             }
+            // Every address goes in each advertisement: one IP datagram on the link.
+            let (ip_len, alen) = if v6 { (40, 16) } else { (20, 4) };
+            let fit = ((usize::from(iface.mtu) - ip_len - 8) / alen).min(255);
+            if v.vips.len() > fit {
+                return Err(bad(format!(
+                    "{} vips do not fit one advertisement: at most {fit} with MTU {}",
+                    v.vips.len(),
+                    iface.mtu
+                )));
+            }
             if let Some(a) = v
                 .vips
                 .iter()
@@ -951,6 +962,8 @@ mod tests {
             ("{ interface: outside, vrid: 1, preempt_delay: 1001s, vips: [203.0.113.10] }", "0-1000 s"),
             ("{ interface: outside, vrid: 1, preempt_delay: soon, vips: [203.0.113.10] }", "0-1000 s"),
             ("{ interface: outside, vrid: 1, vmac: yes please, vips: [203.0.113.10] }", "vmac"),
+            (&format!("{{ interface: outside, vrid: 1, vips: [{}] }}", (0..256).map(|i| format!("10.9.{}.{}", i / 200, i % 200 + 1)).collect::<Vec<_>>().join(", ")), "at most 255"),
+            (&format!("{{ interface: outside, vrid: 1, vips: [{}] }}", (0..91).map(|i| format!("\"2001:db8::{:x}\"", i + 1)).collect::<Vec<_>>().join(", ")), "at most 90 with MTU 1500"),
             ("{ interface: outside, vrid: 1, vips: [203.0.113.10, \"2001:db8::1\"] }", "mixes IPv4 and IPv6"),
             ("{ interface: outside, vrid: 1, vips: [\"2001:db8::1\"] }\n  - { interface: outside, vrid: 1, vips: [\"2001:db8::2\"] }", "twice on `outside` for IPv6"),
             ("{ interface: outside, vrid: 1, vips: [203.0.113.10] }\n  - { interface: outside, vrid: 1, vips: [203.0.113.11] }", "twice"),

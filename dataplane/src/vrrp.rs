@@ -120,8 +120,9 @@ pub fn parse_advert(ip: &[u8]) -> Result<Advert, Refusal> {
     })
 }
 
-/// [`parse_advert`] for IPv6: the VRRP message right after the fixed header (an extension
-/// header, a fragment header among them, is refused as `Destination`).
+/// [`parse_advert`] for IPv6: the VRRP message right after the fixed header (a datagram with
+/// an extension header first, a fragment header among them, is refused as `Destination`;
+/// [`is_vrrp`] does not take it for VRRP in the first place).
 fn parse_advert_v6(ip: &[u8]) -> Result<Advert, Refusal> {
     let h = ip.get(..40).ok_or(Refusal::Malformed)?;
     let addr = |o: usize| {
@@ -358,6 +359,8 @@ pub struct Counters {
 /// of the raw reading counts only once it has held for `down_ms` (a loss) or `up_ms` (a
 /// return). A link that flaps for less than `down_ms` never faults its routers; one that
 /// comes back must stay up `up_ms` before they leave fault. 0 acts at once (the default).
+/// The first reading is taken as it is: a link already down at start is down, not up for
+/// `down_ms`.
 #[derive(Debug, Clone)]
 pub struct LinkHold {
     down_ms: u64,
@@ -367,10 +370,12 @@ pub struct LinkHold {
     pending: Option<(bool, u64)>,
     last_raw: bool,
     changes: u64,
+    /// No reading yet.
+    fresh: bool,
 }
 
 impl LinkHold {
-    /// A link taken as up, with these delays.
+    /// A link with these delays, up until its first reading.
     pub fn new(down_ms: u64, up_ms: u64) -> Self {
         Self {
             down_ms,
@@ -379,11 +384,17 @@ impl LinkHold {
             pending: None,
             last_raw: true,
             changes: 0,
+            fresh: true,
         }
     }
 
     /// Takes a raw reading at `now` (ms); returns the state to act on.
     pub fn update(&mut self, raw: bool, now: u64) -> bool {
+        if std::mem::take(&mut self.fresh) {
+            self.state = raw;
+            self.last_raw = raw;
+            return raw;
+        }
         if raw != self.last_raw {
             self.last_raw = raw;
             self.changes += 1;
@@ -1232,11 +1243,19 @@ mod tests {
     fn link_hold_debounces_both_ways() {
         // No delays: every reading counts at once.
         let mut l = LinkHold::new(0, 0);
+        assert!(l.update(true, 0));
         assert!(!l.update(false, 0));
         assert!(l.update(true, 50));
         assert_eq!(l.changes(), 2);
+        // A link down at the first reading is down at once, whatever the delays.
+        let mut l = LinkHold::new(1000, 2000);
+        assert!(!l.update(false, 0));
+        assert!(!l.update(true, 50));
+        assert!(l.update(true, 2050));
+        assert_eq!(l.changes(), 1);
         // 1 s down, 2 s up, read every 50 ms.
         let mut l = LinkHold::new(1000, 2000);
+        assert!(l.update(true, 0));
         // A 400 ms flap is ridden out.
         for t in (0..400).step_by(50) {
             assert!(l.update(false, t), "{t}");
@@ -1258,6 +1277,7 @@ mod tests {
         assert_eq!(l.changes(), 6);
         // A clock that goes back never panics nor flips early.
         let mut l = LinkHold::new(1000, 1000);
+        assert!(l.update(true, 4000));
         assert!(l.update(false, 5000));
         assert!(l.update(false, 10));
     }

@@ -310,9 +310,9 @@ step7b() {
 }
 check "link_delay: a short flap of the tracked link is ridden out; a lasting loss faults after the down delay" step7b
 
-VMAC=00:00:5e:00:01:33
+VMAC_ADDR=00:00:5e:00:01:33
 fdb_port() { # the bridge port that has learnt the virtual MAC
-    ip netns exec "$S" bridge fdb show br br0 | awk -v m="$VMAC" '$1 == m && $0 !~ /permanent/ {print $3; exit}'
+    ip netns exec "$S" bridge fdb show br br0 | awk -v m="$VMAC_ADDR" '$1 == m && $0 !~ /permanent/ {print $3; exit}'
 }
 ping_once() { ip netns exec "$H" ping -c 1 -W 0.3 -q "$VIP" > /dev/null 2>&1; }
 step8() {
@@ -322,20 +322,20 @@ step8() {
     rm -f "$WORK/stats.json"
     VMAC=1 start_fg 200
     VMAC=1 start_fg2 100
-    ip -n "$H" neigh replace "$VIP" lladdr "$VMAC" nud permanent dev hv0
+    ip -n "$H" neigh replace "$VIP" lladdr "$VMAC_ADDR" nud permanent dev hv0
     wait_state master 10 || { echo "F did not become master"; return 1; }
     wait_state backup 5 stat2 || { echo "G is not backup: $(stat2 "s['vrrp']")"; return 1; }
-    [ "$(stat "s['vrrp']['routers'][0]['vmac']")" = "$VMAC" ] || { echo "stats: $(stat "s['vrrp']")"; return 1; }
+    [ "$(stat "s['vrrp']['routers'][0]['vmac']")" = "$VMAC_ADDR" ] || { echo "stats: $(stat "s['vrrp']")"; return 1; }
     local seen
     seen=$(ip netns exec "$H" timeout 4 tcpdump -e -nn -c 1 -i hv0 \
-        "ether src $VMAC and ip proto 112 and src host 203.0.113.3" 2>/dev/null || true)
+        "ether src $VMAC_ADDR and ip proto 112 and src host 203.0.113.3" 2>/dev/null || true)
     echo "advertisement seen by tcpdump: ${seen:0:110}"
-    [ -n "$seen" ] || { echo "no advertisement from F with source MAC $VMAC"; return 1; }
+    [ -n "$seen" ] || { echo "no advertisement from F with source MAC $VMAC_ADDR"; return 1; }
     local who
     who=$(all_answers)
-    [ "$who" = "$VMAC" ] || { echo "ARP for $VIP answered by: $who"; return 1; }
+    [ "$who" = "$VMAC_ADDR" ] || { echo "ARP for $VIP answered by: $who"; return 1; }
     ping_vip || { echo "no echo from $VIP"; return 1; }
-    [ "$(fdb_port)" = s-fv0 ] || { echo "bridge has $VMAC on '$(fdb_port)', not F's port"; return 1; }
+    [ "$(fdb_port)" = s-fv0 ] || { echo "bridge has $VMAC_ADDR on '$(fdb_port)', not F's port"; return 1; }
     [ "$(stat2 "s['vrrp']['routers'][0]['adverts_in']")" -ge 1 ] || { echo "G heard no advertisement"; return 1; }
     # F dies. H keeps its entry; the echo must reach G once G is master.
     local t0 ms i
@@ -343,18 +343,18 @@ step8() {
     stop_fg KILL
     for ((i = 0; i < 40; i++)); do ping_once && break; sleep 0.05; done
     ms=$(($(now_ms) - t0))
-    ping_once || { echo "H's pings (pinned to $VMAC) never reached G"; return 1; }
-    echo "H's pings to $VIP (neighbour entry pinned to $VMAC) answered again ${ms} ms after F's SIGKILL (Master_Down_Interval at 100: 3.61 s)"
+    ping_once || { echo "H's pings (pinned to $VMAC_ADDR) never reached G"; return 1; }
+    echo "H's pings to $VIP (neighbour entry pinned to $VMAC_ADDR) answered again ${ms} ms after F's SIGKILL (Master_Down_Interval at 100: 3.61 s)"
     wait_state master 2 stat2 || { echo "G is not master: $(stat2 "s['vrrp']")"; return 1; }
-    [ "$(fdb_port)" = s-gv0 ] || { echo "bridge has $VMAC on '$(fdb_port)', not G's port"; return 1; }
-    [ "$(ip -n "$H" neigh show "$VIP" dev hv0 | awk '{print $3}')" = "$VMAC" ] || { echo "H's entry changed"; return 1; }
+    [ "$(fdb_port)" = s-gv0 ] || { echo "bridge has $VMAC_ADDR on '$(fdb_port)', not G's port"; return 1; }
+    [ "$(ip -n "$H" neigh show "$VIP" dev hv0 | awk '{print $3}')" = "$VMAC_ADDR" ] || { echo "H's entry changed"; return 1; }
     # F back: a Master_Down_Interval as backup, then it preempts; the MAC moves back.
     rm -f "$WORK/stats.json"
     VMAC=1 start_fg 200
     wait_state master 10 || { echo "F did not preempt G"; return 1; }
     wait_state backup 3 stat2 || { echo "G did not yield: $(stat2 "s['vrrp']")"; return 1; }
     for ((i = 0; i < 20; i++)); do [ "$(fdb_port)" = s-fv0 ] && break; sleep 0.1; done
-    [ "$(fdb_port)" = s-fv0 ] || { echo "bridge has $VMAC on '$(fdb_port)' after the preemption"; return 1; }
+    [ "$(fdb_port)" = s-fv0 ] || { echo "bridge has $VMAC_ADDR on '$(fdb_port)' after the preemption"; return 1; }
     ping_vip || { echo "no echo from $VIP after the preemption"; return 1; }
 }
 check "virtual MAC: advertisements and ARP from 00:00:5e:00:01:33; a host pinned to it follows F -> G -> F" step8

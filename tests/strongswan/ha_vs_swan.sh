@@ -59,8 +59,8 @@
 #   STEPS=12 ha_vs_swan.sh ...                 run only those checks (default 12345)
 #   OUTER=6 ha_vs_swan.sh ...                  the outside link is IPv6: the tunnel's shared
 #       address is 2001:db8:113::1 (an IPv6 VRRP router, VRID 51, advertising from the ports'
-#       link-local addresses), charon is 2001:db8:113::2, A1/A2 are ::3/::4; IKE, its sync
-#       and ESP travel over IPv6 (the inside stays IPv4)
+#       link-local addresses), charon is 2001:db8:113::2, A1/A2 are ::3/::4; IKE and ESP
+#       travel over IPv6 (the inside, and the sync link between the gateways, stay IPv4)
 #   VMAC=1 ha_vs_swan.sh ...                   both routers use the virtual MAC (`vmac: true`),
 #       and charon's namespace and hA hold the shared addresses as permanent neighbour
 #       entries for 00:00:5e:00:01:33 / :34: they never ask again, like a router that ignores

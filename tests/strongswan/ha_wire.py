@@ -10,7 +10,10 @@ sending to A2's MAC on the same inbound SPI: the synced pair carried traffic bot
 new outbound SPI from A2: its own CHILD_SA came after.
 
 With VIRTUAL_MAC (the routers use VRRP's virtual MAC) charon sends to that MAC whoever holds
-the address, so its frames before A2's first are taken as to A1 and those after as to A2.
+the address, so its frames before A2's first are taken as to A1 and those after as to A2. The
+capture at charon's port cannot show where the bridge delivered those: that they reached A2 is
+the data plane's word (ha_vs_swan.sh checks A2's counters of the synced pair); here they show
+only that charon went on sending on the synced inbound SPI after the takeover.
 """
 import ipaddress
 import os
@@ -66,9 +69,10 @@ def main():
     synced_out = [e[4] for e in esp if e[1] == a2 and e[3] == spi_out]
     synced_in = [e for e in esp if e[0] == a2 and e[3] == spi_in]
     new_out = sorted({e[3] for e in esp if e[1] == a2 and e[2] == VIP and e[3] != spi_out})
+    to = "to the shared MAC after A2's first frame" if vmac else "to A2's MAC"
     print(f"sync on the wire: A1 sent SPI {spi_out:08x} up to #{a1_top}; A2 sent "
           f"{len(synced_out)} on it, #{min(synced_out, default=0)}-#{max(synced_out, default=0)}; "
-          f"charon sent A2 {len(synced_in)} on SPI {spi_in:08x}; A2's own SPIs "
+          f"charon sent {len(synced_in)} {to} on SPI {spi_in:08x}; A2's own SPIs "
           f"{[f'{s:08x}' for s in new_out]}")
     if not synced_out:
         sys.exit("A2 sent nothing on the synced SA")

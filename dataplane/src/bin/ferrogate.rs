@@ -616,9 +616,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         if mac != hw_mac {
             extra.push(mac);
         }
-        if cfg.vrrp.iter().any(|v| v.interface == k) {
-            // VRRP advertisements (01:00:5e:00:00:12, 33:33:00:00:00:12) and, for IPv6
-            // virtual addresses, neighbor solicitations to their solicited-node groups.
+        if cfg.vrrp.iter().any(|v| v.interface == k) || i.addresses.iter().any(|a| a.addr.is_ipv6())
+        {
+            // VRRP advertisements (01:00:5e:00:00:12, 33:33:00:00:00:12) and neighbor
+            // solicitations for our IPv6 addresses (to their solicited-node groups).
             if let Err(e) = port.receive_multicast() {
                 tracing::warn!(interface = %i.name, error = %e,
                     "cannot ask the device for multicast frames; VRRP hears only what it passes anyway");
@@ -1480,17 +1481,22 @@ impl Pipeline {
                 Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, for_us);
             }
             if let Some((ty, src, target, mac)) = neigh::parse_nd(m.data()) {
+                let ours6 = |a: Ipv6Addr| {
+                    iface.addrs6.contains(&a) || (has_vrrp && sh.vip_held(k, a.into()))
+                };
                 if let Some(mac) = mac.filter(|_| !src.is_unspecified()) {
                     let ip = if ty == 135 { src } else { target };
-                    // Solicitations for us create entries; so do advertisements sent to one
-                    // of our addresses: answers to a solicitation the gateway sent (perhaps
-                    // from another lcore, whose table has the incomplete entry). Others only
-                    // refresh (RFC 4861 §7.2.5).
+                    // Solicitations for us create entries; so do solicited advertisements
+                    // sent to one of our addresses, for a unicast target not ours: answers to
+                    // a solicitation the gateway sent (perhaps from another lcore, whose
+                    // table has the incomplete entry). Others only refresh (RFC 4861 §7.2.5).
                     let create = ty == 135
-                        || m.data().get(38..54).is_some_and(|d| {
-                            let d = Ipv6Addr::from(<[u8; 16]>::try_from(d).unwrap_or_default());
-                            iface.addrs6.contains(&d) || (has_vrrp && sh.vip_held(k, d.into()))
-                        });
+                        || (m.data().get(58).is_some_and(|f| f & 0x40 != 0)
+                            && !target.is_multicast()
+                            && !ours6(target)
+                            && m.data().get(38..54).is_some_and(|d| {
+                                ours6(Ipv6Addr::from(<[u8; 16]>::try_from(d).unwrap_or_default()))
+                            }));
                     Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, create);
                 }
                 let to_mac = m.data()[6..12].try_into().unwrap_or([0; 6]);
@@ -1499,7 +1505,6 @@ impl Pipeline {
                 let vip = has_vrrp && sh.vip_held(k, target.into());
                 if ty == 135
                     && (vip || iface.addrs6.contains(&target))
-                    && !src.is_unspecified()
                     && m.len() >= neigh::NA_FRAME_LEN
                 {
                     let from = if vip {
@@ -1507,7 +1512,13 @@ impl Pipeline {
                     } else {
                         my_mac
                     };
-                    let n = neigh::neighbor_advert(m.data_mut(), from, target, src, to_mac);
+                    // Duplicate address detection (a solicitation from ::) is answered to all
+                    // nodes (RFC 4861 §7.2.4): the address is taken.
+                    let n = if src.is_unspecified() {
+                        neigh::unsolicited_advert(m.data_mut(), from, target)
+                    } else {
+                        neigh::neighbor_advert(m.data_mut(), from, target, src, to_mac)
+                    };
                     let extra = m.len() - n;
                     if m.trim(extra).is_ok() {
                         *l = Local::Answer;
@@ -1519,9 +1530,11 @@ impl Pipeline {
                 self.not_ip += 1;
                 continue;
             }
-            let arp_mac = match m.data().get(38..42) {
-                Some(t) if has_vrrp => {
-                    sh.mac_for(k, Ipv4Addr::new(t[0], t[1], t[2], t[3]).into(), my_mac)
+            // ARP for a virtual address is answered from the router's MAC (looked up only
+            // for ARP frames on a port with VRRP).
+            let arp_mac = match m.data().get(12..42) {
+                Some(f) if has_vrrp && f[..2] == [0x08, 0x06] => {
+                    sh.mac_for(k, Ipv4Addr::new(f[26], f[27], f[28], f[29]).into(), my_mac)
                 }
                 _ => my_mac,
             };
