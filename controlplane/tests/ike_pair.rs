@@ -48,12 +48,18 @@ struct Net {
     nat_port: Option<u16>,
     /// IKE fragments seen on the wire: (from A, exchange, response, datagram length).
     skf: Vec<(bool, u8, bool, usize)>,
+    /// The same with Total Fragments: (from A, exchange, total, datagram length).
+    skf_totals: Vec<(bool, u8, u16, usize)>,
     /// Deliver each fragmented message's fragments last first, with a tampered copy of the
     /// last fragment ahead of it and every other fragment twice.
     mangle: bool,
     held: [Vec<Vec<u8>>; 2],
     /// Drop the next fragmented message from B (all its fragments).
     drop_next_b_fragments: bool,
+    /// The path from A to B drops IP datagrams above this size (a path MTU black hole).
+    a_path_mtu: Option<usize>,
+    /// Datagrams from A that `a_path_mtu` dropped.
+    a_dropped_big: usize,
 }
 
 /// (fragment number, total) of an SKF datagram (IKE header, then the SKF payload first).
@@ -103,9 +109,12 @@ impl Net {
             sent: 0,
             nat_port: None,
             skf: Vec::new(),
+            skf_totals: Vec::new(),
             mangle: false,
             held: [Vec::new(), Vec::new()],
             drop_next_b_fragments: false,
+            a_path_mtu: None,
+            a_dropped_big: 0,
         }
     }
 
@@ -115,6 +124,7 @@ impl Net {
             return vec![d];
         };
         self.skf.push((from_a, d[18], d[19] & 0x20 != 0, d.len()));
+        self.skf_totals.push((from_a, d[18], total, d.len()));
         if !from_a && self.drop_next_b_fragments {
             if number == total {
                 self.drop_next_b_fragments = false;
@@ -159,6 +169,12 @@ impl Net {
                         data,
                     } => {
                         self.sent += 1;
+                        // IPv4 and UDP headers, and the non-ESP marker off port 500.
+                        let ip_len = data.len() + 28 + if local.port() == 500 { 0 } else { 4 };
+                        if self.a_path_mtu.is_some_and(|mtu| ip_len > mtu) {
+                            self.a_dropped_big += 1;
+                            continue;
+                        }
                         let mut src = local;
                         if let Some(p) = self.nat_port {
                             src = SocketAddr::new(
@@ -1205,10 +1221,9 @@ fn certificate_configuration_errors_are_clear() {
     }
 }
 
-#[test]
-fn certificate_exchanges_are_fragmented() {
-    // An IKE_AUTH with an RSA certificate is ~1.3 kB: with fragment_size 500 it goes in pieces
-    // both ways, and each side still verifies the other's chain and signature.
+/// A pair authenticating with certificates (A: RSA under the EC CA's chain, B: RSA), whose
+/// tunnels fragment IKE messages above `fragment_size` bytes of IP datagram.
+fn certificate_pair(fragment_size: usize, child_life: &str) -> Net {
     let ike = "aes256-sha256-modp2048";
     let mut a = cfg(
         A,
@@ -1219,7 +1234,7 @@ fn certificate_exchanges_are_fragmented() {
         ike,
         "aes256gcm16",
         &pubkey("gw-a.pem", "gw-a.key", &["ca-ec.pem"], None),
-        "8h",
+        child_life,
     );
     let mut b = cfg(
         B,
@@ -1230,13 +1245,77 @@ fn certificate_exchanges_are_fragmented() {
         ike,
         "aes256gcm16",
         &pubkey("gw-b.pem", "gw-b.key", &["ca-rsa.pem"], None),
-        "8h",
+        child_life,
     );
     for t in a.tunnels.iter_mut().chain(&mut b.tunnels) {
-        t.fragment_size = 500;
+        t.fragment_size = fragment_size;
     }
+    with_cfgs(&a, &b)
+}
+
+#[test]
+fn a_request_the_path_drops_is_cut_smaller_until_it_passes() {
+    // RFC 7383 §2.5.2: fragment_size 1500, but the path from A to B drops datagrams above
+    // 1000 bytes. A's IKE_AUTH (an RSA certificate: two fragments at 1500) goes three times
+    // as it is, then cut to datagrams of at most 1280 bytes and into more fragments than
+    // before (three), which pass; the tunnel comes up, and A's later messages keep to the
+    // size that passed.
+    let start = Instant::now();
+    let mut n = certificate_pair(1500, "10s");
+    n.a_path_mtu = Some(1000);
+    let acts = n.a.start(start);
+    n.run(start, acts, vec![]);
+    assert_eq!(n.up, (false, false), "IKE_AUTH as first sent does not pass");
+    let mut now = start;
+    while n.up != (true, true) {
+        now += Duration::from_millis(50);
+        assert!(
+            now < start + Duration::from_secs(30),
+            "never came up: {:?}",
+            n.skf
+        );
+        let acts = n.a.tick(now);
+        n.run(now, acts, vec![]);
+    }
+    let (_, stats) = n.a.sas().next().unwrap().fragmentation();
+    assert_eq!(stats.recut, 1, "{stats:?}");
+    // The first fragment of the first cut was dropped each of the three times; the second
+    // (the ~200 bytes left over) went through each time, and B held it.
+    assert_eq!(n.a_dropped_big, 3);
+    let a_auth: Vec<(u16, usize)> = n
+        .skf_totals
+        .iter()
+        .filter(|f| f.0 && f.1 == IKE_AUTH)
+        .map(|f| (f.2, f.3 + 28))
+        .collect();
+    assert_eq!(a_auth.iter().filter(|f| f.0 == 2).count(), 3, "{a_auth:?}");
+    let last_cut: Vec<usize> = a_auth.iter().filter(|f| f.0 == 3).map(|f| f.1).collect();
+    assert_eq!(last_cut.len(), 3, "{a_auth:?}");
+    assert!(last_cut.iter().all(|&l| l <= 1000), "{a_auth:?}");
+    assert_eq!(
+        peer_id(&n.b).as_deref(),
+        Some("C=CH, O=ferrogate test, CN=gw-a.example")
+    );
+    // B's answers were never cut: its path is not limited.
+    assert_eq!(n.b.sas().next().unwrap().fragmentation().1.recut, 0);
+    // The CHILD_SA rekey (PFS off: a small request) and everything A sends later stays
+    // within 576 bytes; nothing more is dropped.
+    let dropped = n.a_dropped_big;
+    let later = now + Duration::from_millis(10_100);
+    let ta = n.a.tick(later);
+    n.run(later, ta, vec![]);
+    let tb = n.b.tick(later);
+    n.run(later, vec![], tb);
+    newest_pair(&n);
+    assert_eq!(n.a_dropped_big, dropped);
+}
+
+#[test]
+fn certificate_exchanges_are_fragmented() {
+    // An IKE_AUTH with an RSA certificate is ~1.3 kB: with fragment_size 500 it goes in pieces
+    // both ways, and each side still verifies the other's chain and signature.
     let now = Instant::now();
-    let mut n = with_cfgs(&a, &b);
+    let mut n = certificate_pair(500, "8h");
     let acts = n.a.start(now);
     n.run(now, acts, vec![]);
     assert_eq!(n.up, (true, true));

@@ -44,6 +44,16 @@
 #   REVOKED=1 (with AUTH=rsa|ecdsa)               the CRL revokes strongSwan's certificate
 #                                                  instead: ferrogate-ike must refuse it (no
 #                                                  IKE SA, "revoked" in its log), then exit
+#   PMTU=1 (with AUTH=rsa|ecdsa, ROLE=initiator)   path MTU discovery (RFC 7383 §2.5.2):
+#                                                  fragment_size 1500 on our side, and gB
+#                                                  drops every datagram from gA above 1000
+#                                                  bytes (nftables). Our IKE_AUTH (a
+#                                                  certificate: two fragments at 1500) goes
+#                                                  unanswered three times, then is cut into
+#                                                  more, smaller fragments that pass; the
+#                                                  capture must show both cuts, ours under
+#                                                  1000 after the cut, and charon's log the
+#                                                  reassembly
 #   SWAN_KEEP=1                                    keep logs and captures
 #
 # Cleans up namespaces, processes (by PID) and its temp dir on any exit.
@@ -62,6 +72,9 @@ AUTH=${AUTH:-psk}
 FRAG=${FRAG:-}
 REVOKED=${REVOKED:-}
 RSA_PSS=${RSA_PSS:-}
+PMTU=${PMTU:-}
+[ -z "$PMTU" ] || { [ "$AUTH" != psk ] && [ "$ROLE" = initiator ] && [ -z "$FRAG" ]; } ||
+    { echo "PMTU=1 needs AUTH=rsa|ecdsa, ROLE=initiator and no FRAG" >&2; exit 2; }
 [ -z "$RSA_PSS" ] || [ "$AUTH" = rsa ] || { echo "RSA_PSS=1 needs AUTH=rsa" >&2; exit 2; }
 export SWAN_PKI_PSS=$RSA_PSS
 [ "$(id -u)" -eq 0 ] || { echo "ike_vs_swan.sh: run as root" >&2; exit 2; }
@@ -150,6 +163,20 @@ fi
 if [ -n "$RSA_PSS" ]; then
     SWAN_EXTRA="$SWAN_EXTRA
     rsa_pss = yes"
+fi
+if [ -n "$PMTU" ]; then
+    OUR_FRAG="fragmentation: yes
+    fragment_size: 1500"
+    # A path MTU black hole towards gB: datagrams from gA above 1000 bytes are dropped
+    # silently (no ICMP), counted.
+    ip netns exec "$GB" nft -f - <<'EOF'
+table ip pmtu {
+    chain in {
+        type filter hook input priority 0; policy accept;
+        ip saddr 203.0.113.1 udp dport { 500, 4500 } ip length > 1000 counter drop
+    }
+}
+EOF
 fi
 
 cat > "$WORK/ike.yaml" <<EOF
@@ -427,6 +454,37 @@ charon_fragment_log() {
     grep -q "received fragment #" "$log" && grep -q "reassembled fragmented IKE message" "$log" &&
         grep -q "splitting IKE message" "$log"
 }
+# PMTU=1: our IKE_AUTH as first cut (dropped by the path), then cut smaller (taken).
+recut_on_the_wire() {
+    cp "$WORK/wire.pcap" "$WORK/wire-pmtu.pcap"
+    "$PY" - "$WORK/wire-pmtu.pcap" <<'EOP' || return 1
+import struct, sys
+from scapy.all import rdpcap, IP, UDP
+cuts = {}  # Total Fragments -> IP lengths of our IKE_AUTH fragments
+for p in rdpcap(sys.argv[1]):
+    if IP not in p or UDP not in p or p[IP].src != "203.0.113.1" or p[UDP].dport != 4500:
+        continue
+    ike = bytes(p[UDP].payload)
+    if len(ike) < 4 + 36 or ike[:4] != b"\0\0\0\0" or ike[4 + 16] != 53 or ike[4 + 18] != 35:
+        continue  # not an SKF fragment of IKE_AUTH (after the non-ESP marker)
+    number, total = struct.unpack("!HH", ike[4 + 32:4 + 36])
+    cuts.setdefault(total, []).append(p[IP].len)
+for total in sorted(cuts):
+    print("    our IKE_AUTH in %d fragments: IP lengths %s" % (total, cuts[total]))
+totals = sorted(cuts)
+ok = len(totals) >= 2
+ok = ok and max(cuts[totals[0]]) > 1000 and len(cuts[totals[0]]) >= 3 * totals[0]
+ok = ok and all(n <= 1000 for n in cuts[totals[-1]])
+sys.exit(0 if ok else 1)
+EOP
+    grep -m1 -F "cutting the request smaller" "$WORK/ike.log" | sed 's/^/    /' &&
+        ip netns exec "$GB" nft list table ip pmtu | grep -E "counter packets [1-9]" | sed 's/^ */    nft: /' &&
+        grep -q "reassembled fragmented IKE message" "$(swan_dir b)/charon.log"
+}
+if [ -n "$PMTU" ]; then
+    check "path MTU (RFC 7383 §2.5.2): IKE_AUTH unanswered three times at 1500 (the path drops >1000), then cut into more fragments under 1000 that charon reassembled" recut_on_the_wire
+fi
+
 if [ -n "$FRAG" ]; then
     check "IKE fragments on the wire both ways (IKE_AUTH, CREATE_CHILD_SA), ours within fragment_size 400" fragments_on_the_wire
     check "charon reassembled ferrogate-ike's fragments and split its own messages (charon.log)" charon_fragment_log

@@ -32,6 +32,19 @@ pub const SKF_FIELDS_LEN: usize = 4;
 /// datagram (IP header included) a fragment may make.
 pub const DEFAULT_FRAGMENT_SIZE: usize = 1280;
 
+/// Datagram sizes a request is cut down to when the path seems to drop its datagrams (RFC 7383
+/// §2.5.2), largest first: 1280 (IPv6's minimum MTU) and, for IPv4, 576 (the datagram every
+/// IPv4 host must accept). §2.5.1 recommends these two as fragment sizes.
+const PMTU_STEPS_V4: [usize; 2] = [1280, 576];
+const PMTU_STEPS_V6: [usize; 1] = [1280];
+
+/// The next smaller datagram size to cut a request to, after datagrams of up to `largest`
+/// bytes (IP header included) went unanswered; None when there is none.
+pub fn smaller_datagram(largest: usize, ipv6: bool) -> Option<usize> {
+    let steps: &[usize] = if ipv6 { &PMTU_STEPS_V6 } else { &PMTU_STEPS_V4 };
+    steps.iter().copied().find(|&s| s < largest)
+}
+
 /// Why a fragment was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -93,6 +106,8 @@ pub struct Stats {
     pub dropped_limits: u64,
     /// Fragments dropped: malformed numbering.
     pub dropped_malformed: u64,
+    /// Requests cut into smaller datagrams after going unanswered (RFC 7383 §2.5.2).
+    pub recut: u64,
 }
 
 impl Stats {
@@ -208,6 +223,10 @@ pub struct Frag {
     responses: Option<Reassembly>,
     /// Counters.
     pub stats: Stats,
+    /// The datagram size a request of this IKE SA (or the one it replaced) was last answered at
+    /// after it was cut smaller (RFC 7383 §2.5.2): later messages use it instead of a larger
+    /// `fragment_size`.
+    pub path_size: Option<usize>,
 }
 
 impl Frag {
@@ -220,6 +239,7 @@ impl Frag {
     pub fn inherit(&self) -> Frag {
         Frag {
             negotiated: self.negotiated,
+            path_size: self.path_size,
             ..Frag::default()
         }
     }
@@ -439,10 +459,41 @@ pub fn seal(
     plain: &[u8],
     max_message: Option<usize>,
 ) -> Vec<Vec<u8>> {
+    seal_min(codec, header, inner, plain, max_message, 0)
+}
+
+/// [`seal`], and if the message is split, into at least `min_fragments` fragments. A request
+/// cut again smaller (§2.5.2) must announce more fragments than its last cut: a receiver
+/// takes a fragment with the same Total Fragments as part of the message it holds, starts
+/// over on a larger one and drops a smaller one (§2.6.1), so two cuts with the same count
+/// would be mixed into a message that does not parse.
+pub fn seal_min(
+    codec: &SkCodec<'_>,
+    header: Header,
+    inner: u8,
+    plain: &[u8],
+    max_message: Option<usize>,
+    min_fragments: usize,
+) -> Vec<Vec<u8>> {
     let chunk = match max_message {
         Some(max) if sk_message_len(codec, plain.len()) > max => fragment_payload_len(codec, max),
         _ => None,
     };
+    // len / min bytes a fragment, rounded up if that still makes `min` fragments (no short
+    // last one), else down.
+    let chunk = chunk.map(|c| {
+        let len = plain.len();
+        let Some(down) = len.checked_div(min_fragments) else {
+            return c;
+        };
+        let up = len.div_ceil(min_fragments);
+        let even = if len.div_ceil(up.max(1)) >= min_fragments {
+            up
+        } else {
+            down
+        };
+        c.min(even.max(1))
+    });
     let n = chunk.map_or(0, |c| plain.len().div_ceil(c));
     let (Some(chunk), Ok(total)) = (chunk, u16::try_from(n)) else {
         return vec![codec.seal_message(header, inner, plain)];
@@ -576,6 +627,60 @@ mod tests {
                 assert_eq!(f.buffered(), 0);
             }
         }
+    }
+
+    #[test]
+    fn a_recut_message_announces_more_fragments_and_a_receiver_starts_it_over() {
+        for (encr, integ) in suites() {
+            let k = keys(encr, integ);
+            let (tx, rx) = pair(&k);
+            let (inner, plain) = chain(1400);
+            let first = seal(&tx, header(1, false), inner, &plain, Some(1252));
+            assert_eq!(first.len(), 2, "{encr:?}");
+            // Cut to at most 1000 bytes a message, the size alone would give two fragments
+            // again; asked for three, every fragment is a third, none short.
+            assert_eq!(
+                seal(&tx, header(1, false), inner, &plain, Some(1000)).len(),
+                2
+            );
+            let cut = seal_min(&tx, header(1, false), inner, &plain, Some(1000), 3);
+            assert_eq!(cut.len(), 3, "{encr:?}");
+            assert!(cut.iter().all(|d| d.len() <= 1000));
+            let lens: Vec<usize> = cut.iter().map(Vec::len).collect();
+            assert!(lens[0] - lens[2] <= 16, "{lens:?}");
+            // The size still rules when it asks for more.
+            assert_eq!(
+                seal_min(&tx, header(1, false), inner, &plain, Some(300), 3).len(),
+                seal(&tx, header(1, false), inner, &plain, Some(300)).len()
+            );
+            // A receiver that got the first cut's second fragment starts over on the new cut's
+            // first (a larger total) and reassembles the message.
+            let mut f = negotiated();
+            assert_eq!(feed(&mut f, &rx, &first[1]).unwrap(), None);
+            let mut out = None;
+            for d in &cut {
+                out = feed(&mut f, &rx, d).unwrap();
+            }
+            assert_eq!(out, Some((inner, plain.clone())));
+            // And a whole message that fits stays whole whatever the minimum.
+            let (i2, small) = chain(100);
+            assert_eq!(
+                seal_min(&tx, header(2, false), i2, &small, Some(1000), 3).len(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn path_mtu_steps_go_down_to_1280_and_for_ipv4_576() {
+        assert_eq!(smaller_datagram(1500, false), Some(1280));
+        assert_eq!(smaller_datagram(1281, false), Some(1280));
+        assert_eq!(smaller_datagram(1280, false), Some(576));
+        assert_eq!(smaller_datagram(577, false), Some(576));
+        assert_eq!(smaller_datagram(576, false), None);
+        assert_eq!(smaller_datagram(400, false), None);
+        assert_eq!(smaller_datagram(1500, true), Some(1280));
+        assert_eq!(smaller_datagram(1280, true), None);
     }
 
     #[test]

@@ -236,6 +236,31 @@ struct Pending {
     /// this request rekeys.
     hurried: bool,
     req: Req,
+    /// What the request can be cut again from, when fragmentation was negotiated and a
+    /// smaller datagram size is left to try.
+    recut: Option<Recut>,
+}
+
+/// Sends of one size before a request is cut into smaller datagrams: the first and two
+/// retransmissions (RFC 7383 §2.5.2 leaves the number open; a lost datagram should not halve
+/// the fragments of a working path).
+const SENDS_BEFORE_RECUT: u32 = 3;
+
+/// An unanswered request's header and plaintext, kept so that a retransmission can cut it
+/// into smaller fragments (RFC 7383 §2.5.2, path MTU discovery): a path that drops large
+/// datagrams (a tunnel with a smaller MTU, a firewall that drops IP fragments) drops every
+/// copy of a large one.
+#[derive(Debug)]
+struct Recut {
+    header: Header,
+    inner: u8,
+    plain: zeroize::Zeroizing<Vec<u8>>,
+    /// The largest datagram (IP header included) of the request as last cut.
+    largest: usize,
+    /// Times it went out cut that way.
+    sends: u32,
+    /// Whether it was cut smaller than it was first.
+    cut: bool,
 }
 
 /// One installed CHILD_SA.
@@ -750,6 +775,8 @@ fn restore_pending(p: &PendingState, now: Instant) -> Result<Pending, String> {
         rto: RETX_FIRST,
         hurried: false,
         req,
+        // Synced as datagrams: carried on, it goes out as it was cut.
+        recut: None,
     })
 }
 
@@ -946,7 +973,7 @@ impl IkeSa {
         let data = Message::emit(h, &payloads);
         self.init_req = data.clone();
         self.state = State::InitSent;
-        self.send_request(now, 0, vec![data], Req::Init, out);
+        self.send_request(now, 0, (vec![data], None), Req::Init, out);
     }
 
     fn header(&self, exch: u8, response: bool, msg_id: u32) -> Header {
@@ -973,7 +1000,7 @@ impl IkeSa {
         &mut self,
         now: Instant,
         id: u32,
-        data: Vec<Vec<u8>>,
+        (data, recut): (Vec<Vec<u8>>, Option<Recut>),
         req: Req,
         out: &mut Vec<Action>,
     ) {
@@ -990,6 +1017,7 @@ impl IkeSa {
             rto,
             hurried: false,
             req,
+            recut,
         });
     }
 
@@ -1096,24 +1124,82 @@ impl IkeSa {
         };
         let id = self.next_req_id;
         self.next_req_id += 1;
-        let data = self.seal(self.header(exch, false, id), &payloads);
-        self.send_request(now, id, data, req, out);
+        let sealed = self.seal_request(self.header(exch, false, id), &payloads);
+        self.send_request(now, id, sealed, req, out);
     }
 
     /// A message's datagrams: one SK message, or SKF fragments when fragmentation was
-    /// negotiated and the message would make a datagram above `fragment_size` (RFC 7383 §2.5).
+    /// negotiated and the message would make a datagram above `fragment_size` (or the smaller
+    /// size a cut request was last answered at) (RFC 7383 §2.5).
     fn seal(&self, h: Header, payloads: &[Payload]) -> Vec<Vec<u8>> {
-        match self.codec() {
-            Some(c) => {
-                let max = self.frag.negotiated.then(|| {
-                    let below = frag::transport_overhead(self.local, self.remote);
-                    self.cfg.fragment_size.saturating_sub(below)
-                });
-                let plain = wire::emit_chain(payloads);
-                frag::seal(&c, h, wire::first_type(payloads), &plain, max)
-            }
-            None => vec![Message::emit(h, payloads)],
+        self.seal_request(h, payloads).0
+    }
+
+    /// [`Self::seal`], and for a request that a smaller datagram size is left to try, what a
+    /// retransmission needs to cut it again.
+    fn seal_request(&self, h: Header, payloads: &[Payload]) -> (Vec<Vec<u8>>, Option<Recut>) {
+        let Some(c) = self.codec() else {
+            return (vec![Message::emit(h, payloads)], None);
+        };
+        let plain = zeroize::Zeroizing::new(wire::emit_chain(payloads));
+        let inner = wire::first_type(payloads);
+        if !self.frag.negotiated {
+            return (frag::seal(&c, h, inner, &plain, None), None);
         }
+        let below = frag::transport_overhead(self.local, self.remote);
+        let size = self
+            .frag
+            .path_size
+            .map_or(self.cfg.fragment_size, |s| s.min(self.cfg.fragment_size));
+        let data = frag::seal(&c, h, inner, &plain, Some(size.saturating_sub(below)));
+        let largest = data.iter().map(Vec::len).max().unwrap_or(0) + below;
+        let recut = frag::smaller_datagram(largest, self.remote.is_ipv6()).map(|_| Recut {
+            header: h,
+            inner,
+            plain,
+            largest,
+            sends: 1,
+            cut: false,
+        });
+        (data, recut)
+    }
+
+    /// A retransmission's datagrams: `data` again, or, after [`SENDS_BEFORE_RECUT`] sends of
+    /// the same datagrams went unanswered, the request cut to the next smaller size.
+    fn recut(&mut self, data: Vec<Vec<u8>>, recut: &mut Option<Recut>) -> Vec<Vec<u8>> {
+        let Some(r) = recut else { return data };
+        r.sends += 1;
+        if r.sends <= SENDS_BEFORE_RECUT {
+            return data;
+        }
+        let Some(size) = frag::smaller_datagram(r.largest, self.remote.is_ipv6()) else {
+            return data;
+        };
+        let Some(c) = self.codec() else { return data };
+        let below = frag::transport_overhead(self.local, self.remote);
+        // More fragments than the last cut (of a whole message: two), of even size.
+        let cut = frag::seal_min(
+            &c,
+            r.header,
+            r.inner,
+            &r.plain,
+            Some(size - below),
+            data.len() + 1,
+        );
+        tracing::info!(
+            tunnel = %self.cfg.name,
+            message_id = r.header.msg_id,
+            sends = r.sends - 1,
+            largest = r.largest,
+            size,
+            fragments = cut.len(),
+            "no answer to datagrams this large: cutting the request smaller (RFC 7383 §2.5.2)"
+        );
+        r.largest = cut.iter().map(Vec::len).max().unwrap_or(0) + below;
+        r.sends = 1;
+        r.cut = true;
+        self.frag.stats.recut += 1;
+        cut
     }
 
     /// Sends the datagrams of one message.
@@ -1178,6 +1264,11 @@ impl IkeSa {
                 // Karn: a retransmitted request's answer may be to any of its copies.
                 if p.tries == 0 && !p.hurried {
                     self.rtt.sample(now.saturating_duration_since(p.first));
+                }
+                // A request cut smaller got through: later messages use that size (§2.5.2).
+                if let Some(r) = p.recut.as_ref().filter(|r| r.cut) {
+                    self.frag.path_size = Some(r.largest);
+                    tracing::info!(tunnel = %self.cfg.name, size = r.largest, "IKE messages now cut to datagrams of at most this size");
                 }
                 p.req
             });
@@ -2010,8 +2101,8 @@ impl IkeSa {
         self.state = State::AuthSent;
         let id = 1;
         self.next_req_id = 2;
-        let data = self.seal(self.header(exchange::IKE_AUTH, false, id), &p);
-        self.send_request(now, id, data, Req::Auth { child, spi_in }, out);
+        let sealed = self.seal_request(self.header(exchange::IKE_AUTH, false, id), &p);
+        self.send_request(now, id, sealed, Req::Auth { child, spi_in }, out);
     }
 
     fn complete_auth_as_initiator(
@@ -2913,11 +3004,15 @@ impl IkeSa {
                 // The last wait ends when the budget does.
                 p.next = (now + retx_delay(p.rto, p.tries)).min(p.first + budget);
                 tracing::info!(tunnel = %self.cfg.name, message_id = p.id, attempt = p.tries, "retransmitting a request that got no answer");
-                // Every fragment again (RFC 7383 §2.6.1: the peer cannot ask for some).
+                // Every fragment again (RFC 7383 §2.6.1: the peer cannot ask for some), cut
+                // smaller if copies of this size keep going unanswered (§2.5.2).
                 let data = std::mem::take(&mut p.data);
+                let mut recut = p.recut.take();
+                let data = self.recut(data, &mut recut);
                 self.send_all(&data, out);
                 if let Some(p) = &mut self.pending {
                     p.data = data;
+                    p.recut = recut;
                 }
                 self.stats.0 += 1;
             }
