@@ -16,8 +16,12 @@
 //!     # cacerts: [ca.pem]           # trust anchors for the peer's certificate
 //!     # crls: [ca.crl]              # CRLs (PEM or DER): a certificate of the peer's chain that
 //!     #                             #   its issuer's CRL lists is refused (RFC 5280 §6.3)
-//!     # revocation: relaxed         # relaxed | strict (strict: no current CRL of an issuer in
-//!     #                             #   the chain, no tunnel), as strongSwan's `revocation`
+//!     # revocation: relaxed         # relaxed | ifuri | strict (strict: no current CRL of an
+//!     #                             #   issuer in the chain, no tunnel; ifuri: the same for a
+//!     #                             #   certificate that names a CRL distribution point), as
+//!     #                             #   strongSwan's `revocation`
+//!     # crl_fetch: yes              # fetch CRLs from the http:// distribution points that
+//!     #                             #   certificates name when no configured CRL is current
 //!     # rsa_pss: no                 # an RSA key signs with RSASSA-PSS (charon.rsa_pss); PSS
 //!     #                             #   signatures and certificates are verified either way
 //!     ike_proposals: [aes256-sha256-modp1024]
@@ -248,8 +252,8 @@ impl Auth {
                     h.update(c);
                 }
                 // A new CRL re-authenticates the tunnel's peer on reload.
-                let (crls, mode) = p.cas.crls();
-                h.update(format!("crls {} {mode:?}", crls.len()));
+                let (crls, mode, fetch) = p.cas.crls();
+                h.update(format!("crls {} {mode:?} {fetch}", crls.len()));
                 for c in crls {
                     h.update(c);
                 }
@@ -437,6 +441,8 @@ struct RawTunnel {
     #[serde(default)]
     revocation: Option<RevocationMode>,
     #[serde(default)]
+    crl_fetch: Option<YesNo>,
+    #[serde(default)]
     rsa_pss: Option<YesNo>,
     #[serde(default)]
     ike_proposals: Vec<String>,
@@ -455,11 +461,12 @@ struct RawTunnel {
     children: Vec<RawChild>,
 }
 
-/// strongSwan's `revocation` (no `ifuri`: ferrogate-ike fetches nothing).
+/// strongSwan's `revocation`.
 #[derive(serde::Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum RevocationMode {
     Relaxed,
+    Ifuri,
     Strict,
 }
 
@@ -591,10 +598,11 @@ impl Config {
                         || !t.cacerts.is_empty()
                         || !t.crls.is_empty()
                         || t.revocation.is_some()
+                        || t.crl_fetch.is_some()
                         || t.rsa_pss.is_some()
                     {
                         return Err(inv(
-                            "cert, key, cacerts, crls, revocation and rsa_pss belong to `auth: pubkey`"
+                            "cert, key, cacerts, crls, revocation, crl_fetch and rsa_pss belong to `auth: pubkey`"
                                 .into(),
                         ));
                     }
@@ -642,11 +650,19 @@ impl Config {
                     }
                     let mode = match t.revocation {
                         Some(RevocationMode::Strict) => pki::Revocation::Strict,
+                        Some(RevocationMode::Ifuri) => pki::Revocation::IfUri,
                         Some(RevocationMode::Relaxed) | None => pki::Revocation::Relaxed,
+                    };
+                    let fetch = match &t.crl_fetch {
+                        None => true,
+                        Some(v) => v
+                            .get()
+                            .ok_or_else(|| inv("crl_fetch: give yes or no".into()))?,
                     };
                     let cas = cas
                         .with_crls(crls, mode)
-                        .map_err(|e| inv(format!("crls: {e}")))?;
+                        .map_err(|e| inv(format!("crls: {e}")))?
+                        .with_crl_fetch(fetch);
                     Auth::Pubkey(Arc::new(PubkeyAuth { cred, cas }))
                 }
             };

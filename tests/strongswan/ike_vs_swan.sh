@@ -54,6 +54,12 @@
 #                                                  capture must show both cuts, ours under
 #                                                  1000 after the cut, and charon's log the
 #                                                  reassembly
+#   CRL_FETCH=1 (with AUTH=rsa|ecdsa)             the certificates name a CRL distribution
+#                                                  point (pki --issue --crl), a Python HTTP
+#                                                  server on gB serves the CRL there, and
+#                                                  ferrogate-ike gets no `crls:`: it must fetch
+#                                                  the CRL (revocation: strict) to bring the
+#                                                  tunnel up, or (REVOKED=1) to refuse
 #   SWAN_KEEP=1                                    keep logs and captures
 #
 # Cleans up namespaces, processes (by PID) and its temp dir on any exit.
@@ -73,6 +79,8 @@ FRAG=${FRAG:-}
 REVOKED=${REVOKED:-}
 RSA_PSS=${RSA_PSS:-}
 PMTU=${PMTU:-}
+CRL_FETCH=${CRL_FETCH:-}
+[ -z "$CRL_FETCH" ] || [ "$AUTH" != psk ] || { echo "CRL_FETCH=1 needs AUTH=rsa|ecdsa" >&2; exit 2; }
 [ -z "$PMTU" ] || { [ "$AUTH" != psk ] && [ "$ROLE" = initiator ] && [ -z "$FRAG" ]; } ||
     { echo "PMTU=1 needs AUTH=rsa|ecdsa, ROLE=initiator and no FRAG" >&2; exit 2; }
 [ -z "$RSA_PSS" ] || [ "$AUTH" = rsa ] || { echo "RSA_PSS=1 needs AUTH=rsa" >&2; exit 2; }
@@ -123,6 +131,8 @@ rsa | ecdsa)
     DN_A="C=CH, O=ferrogate interop, CN=gw-a.ferrogate.test"
     DN_B="C=CH, O=ferrogate interop, CN=gw-b.ferrogate.test"
     swan_pki_ca "$WORK/pki" "$AUTH"
+    # CRL_FETCH=1: every certificate names gB's HTTP server as its CRL distribution point.
+    [ -z "$CRL_FETCH" ] || export SWAN_PKI_CDP=http://203.0.113.2:8080/ca.crl
     swan_pki_cert "$WORK/pki" "$AUTH" a "$DN_A" gw-a.ferrogate.test
     swan_pki_cert "$WORK/pki" "$AUTH" b "$DN_B" gw-b.ferrogate.test
     swan_pki_install "$WORK/pki" b "$CONF_B"
@@ -136,7 +146,7 @@ rsa | ecdsa)
     cert: $WORK/pki/a.pem
     key: $WORK/pki/a.key
     cacerts: [$WORK/pki/ca.pem]
-    crls: [$WORK/pki/ca.crl]
+    $([ -n "$CRL_FETCH" ] && echo "crl_fetch: yes" || echo "crls: [$WORK/pki/ca.crl]")
     revocation: strict
     rsa_pss: $([ -n "$RSA_PSS" ] && echo yes || echo no)"
     SWAN_AUTH=(--auth pubkey --cert b.pem)
@@ -214,6 +224,23 @@ TCPDUMP=$!
 swan_track_pid "$TCPDUMP"
 sleep 0.5
 
+if [ -n "$CRL_FETCH" ]; then
+    # The CRL distribution point the certificates name: Python's HTTP server on gB.
+    ip netns exec "$GB" "$PY" -m http.server 8080 --bind 203.0.113.2 --directory "$WORK/pki" \
+        > "$WORK/http.log" 2>&1 &
+    swan_track_pid $!
+    for _ in $(seq 50); do
+        ip netns exec "$GB" ss -ltn | grep -q "203.0.113.2:8080" && break
+        sleep 0.1
+    done
+fi
+# CRL_FETCH=1: ferrogate-ike fetched the CRL from the distribution point (its log, and the
+# server's: a GET from gA).
+crl_fetched() {
+    grep -m1 -F "fetched a CRL" "$WORK/ike.log" | grep -F "http://203.0.113.2:8080/ca.crl" | sed 's/^/    /' &&
+        grep -m1 -E '^203\.0\.113\.1 .*"GET /ca.crl HTTP/1.0" 200' "$WORK/http.log" | sed 's/^/    http.server: /'
+}
+
 start_ike() {
     ip netns exec "$GA" "$IKE" --config "$WORK/ike.yaml" --export-dir "$WORK/export" --socket "$WORK/ike.sock" --log "${IKE_LOG:-info}" \
         >> "$WORK/events.jsonl" 2>> "$WORK/ike.log" &
@@ -240,6 +267,7 @@ if [ -n "$REVOKED" ]; then
         ! grep -q '"event":"ike-up"' "$WORK/events.jsonl"
     }
     check "ferrogate-ike refuses strongSwan's certificate, revoked by the CRL strongSwan's pki signed" refused
+    [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP)" crl_fetched
     echo "$passed passed, $failed failed (REVOKED=1: nothing else to check)"
     [ "$failed" -eq 0 ]
     exit
@@ -278,6 +306,7 @@ if [ "$AUTH" != psk ]; then
         grep -F "certificate not in its issuer's CRL" "$WORK/ike.log" | grep -F "gw-b.ferrogate.test" | grep -m1 "current=true"
     }
     check "ferrogate-ike: strongSwan's certificate checked against the CA's CRL (pki --signcrl, revocation: strict)" crl_checked
+    [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP)" crl_fetched
 fi
 
 # Both views of the keys: ferrogate-ike's export and charon's chd=4 log.

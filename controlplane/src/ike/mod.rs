@@ -4,6 +4,7 @@
 
 pub mod crypto;
 pub mod daemon;
+pub mod fetch;
 pub mod frag;
 pub mod pki;
 pub mod proposal;

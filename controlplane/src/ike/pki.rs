@@ -5,9 +5,11 @@
 //! payloads) is made and checked with `ring`, whose RSA and ECDSA code is constant time. What a
 //! peer sends is untrusted: every failure is a typed [`PkiError`], never a panic.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
@@ -17,6 +19,8 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Name};
 use zeroize::Zeroizing;
+
+use super::fetch;
 
 /// AUTH methods (RFC 7296 §3.8, RFC 4754, RFC 7427).
 pub mod method {
@@ -153,9 +157,10 @@ pub enum PkiError {
     /// A CRL its issuer signed lists the certificate (RFC 5280 §5).
     #[error("certificate `{0}` (serial {1}) is revoked (CRL of `{2}`)")]
     Revoked(String, String, String),
-    /// `revocation: strict`, and no current CRL of the certificate's issuer vouches for it.
-    #[error("revocation status of `{0}` unknown: no current CRL of `{1}` (revocation: strict)")]
-    RevocationUnknown(String, String),
+    /// `revocation: strict` (or `ifuri`, and the certificate names a CRL distribution point),
+    /// and no current CRL of the certificate's issuer vouches for it.
+    #[error("revocation status of `{0}` unknown: no current CRL of `{1}` (revocation: {2})")]
+    RevocationUnknown(String, String, &'static str),
 }
 
 fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
@@ -179,11 +184,16 @@ pub fn load_certs(path: &Path) -> Result<Vec<Vec<u8>>, PkiError> {
 /// The DER blocks labelled `label` in a PEM file, or the whole file as one DER block.
 fn read_pem_or_der(path: &Path, label: &str) -> Result<Vec<Vec<u8>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pem_or_der(bytes, label).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The DER blocks labelled `label` of PEM text, or `bytes` itself if it is not PEM.
+fn pem_or_der(bytes: Vec<u8>, label: &str) -> Result<Vec<Vec<u8>>, String> {
     let ders = if bytes.starts_with(b"-----BEGIN") || bytes.windows(10).any(|w| w == b"-----BEGIN")
     {
         let mut v = Vec::new();
         for p in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
-            let p = p.map_err(|e| format!("{}: {e}", path.display()))?;
+            let p = p.map_err(|e| e.to_string())?;
             if p.label == label {
                 v.push(p.contents);
             }
@@ -193,7 +203,7 @@ fn read_pem_or_der(path: &Path, label: &str) -> Result<Vec<Vec<u8>>, String> {
         vec![bytes]
     };
     if ders.is_empty() {
-        return Err(format!("{}: no {label} in it", path.display()));
+        return Err(format!("no {label} in it"));
     }
     Ok(ders)
 }
@@ -223,8 +233,54 @@ pub enum Revocation {
     /// Refuse only a certificate a CRL of its issuer lists.
     #[default]
     Relaxed,
-    /// Also refuse a certificate whose issuer has no current CRL among those configured.
+    /// Also refuse a certificate that names a CRL distribution point when no current CRL of
+    /// its issuer was configured or could be fetched.
+    IfUri,
+    /// Also refuse a certificate whose issuer has no current CRL, configured or fetched.
     Strict,
+}
+
+/// How long a fetch of one CRL may take (the daemon waits for it).
+pub const CRL_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// After a failed fetch, the same URL is not tried again for this long (a dead distribution
+/// point would otherwise cost every IKE_AUTH the timeout).
+pub const CRL_FETCH_RETRY: Duration = Duration::from_secs(60);
+/// Distribution points tried for one certificate.
+const CRL_FETCH_MAX_URIS: usize = 3;
+
+/// A CRL fetched from a distribution point, or a fetch that failed, and when.
+struct Fetched {
+    der: Option<Vec<u8>>,
+    at: Instant,
+}
+
+/// The `http://` URIs of a certificate's CRL distribution points (RFC 5280 §4.2.1.13): full
+/// names only, and only points without reasons or a CRL issuer of their own (a partitioned or
+/// indirect CRL, which we do not take).
+pub fn crl_distribution_points(c: &X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::{DistributionPointName, ParsedExtension};
+    let mut uris = Vec::new();
+    for e in c.extensions() {
+        let ParsedExtension::CRLDistributionPoints(points) = e.parsed_extension() else {
+            continue;
+        };
+        for p in points.iter() {
+            if p.reasons.is_some() || p.crl_issuer.is_some() {
+                continue;
+            }
+            let Some(DistributionPointName::FullName(names)) = &p.distribution_point else {
+                continue;
+            };
+            for n in names {
+                if let GeneralName::URI(u) = n {
+                    if u.starts_with("http://") {
+                        uris.push(u.to_string());
+                    }
+                }
+            }
+        }
+    }
+    uris
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -740,6 +796,10 @@ pub struct TrustAnchors {
     cas: Vec<Vec<u8>>,
     crls: Vec<Vec<u8>>,
     revocation: Revocation,
+    /// Fetch CRLs from the distribution points certificates name.
+    fetch: bool,
+    /// Fetched CRLs (and failed fetches) by URI.
+    fetched: Mutex<HashMap<String, Fetched>>,
 }
 
 impl std::fmt::Debug for TrustAnchors {
@@ -753,6 +813,7 @@ impl std::fmt::Debug for TrustAnchors {
             .field("cas", &names)
             .field("crls", &self.crls.len())
             .field("revocation", &self.revocation)
+            .field("fetch", &self.fetch)
             .finish()
     }
 }
@@ -782,7 +843,18 @@ impl TrustAnchors {
             cas,
             crls: Vec::new(),
             revocation: Revocation::Relaxed,
+            fetch: false,
+            fetched: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// These anchors, fetching (with `fetch`) the CRLs that the certificates of a chain name
+    /// in their distribution points when no configured CRL of the issuer is current: HTTP
+    /// only, at most [`CRL_FETCH_TIMEOUT`] each, kept until their next update (a failed fetch
+    /// is not retried for [`CRL_FETCH_RETRY`]). The daemon waits for a fetch.
+    pub fn with_crl_fetch(mut self, fetch: bool) -> TrustAnchors {
+        self.fetch = fetch;
+        self
     }
 
     /// These anchors, with every certificate of a chain (below the anchor) checked against
@@ -801,7 +873,7 @@ impl TrustAnchors {
         Ok(self)
     }
 
-    /// RFC 5280 §6.3, for the CRLs we were given (no fetching, no delta CRLs): a CRL counts
+    /// RFC 5280 §6.3, for the CRLs we were given or fetched (no delta CRLs): a CRL counts
     /// for `c` when its issuer name is `c`'s issuer, `issuer`'s key verifies its signature (the
     /// issuer may sign CRLs: keyUsage cRLSign when it has a keyUsage; the signed and the outer
     /// algorithm agree), and it has no critical extension, in the CRL or an entry: a delta CRL,
@@ -810,12 +882,26 @@ impl TrustAnchors {
     /// not process. A certificate such a CRL lists (serials compared as integers) is refused,
     /// even when the CRL is past its next update (it was revoked; that is known). Otherwise it
     /// passes if a CRL is current (this update ≤ now ≤ next update; a CRL without a next
-    /// update is never current), or if none is and the mode is relaxed.
+    /// update is never current), or if none is and the mode is relaxed (or `ifuri` and the
+    /// certificate names no distribution point). With fetching on, the distribution points'
+    /// CRLs are asked for when no configured CRL is current.
     fn check_revocation(
         &self,
         c: &X509Certificate<'_>,
         issuer: &X509Certificate<'_>,
         now: i64,
+    ) -> Result<(), PkiError> {
+        let uris = crl_distribution_points(c);
+        self.check_revocation_with(c, issuer, now, &uris)
+    }
+
+    /// [`Self::check_revocation`] with the distribution points given.
+    fn check_revocation_with(
+        &self,
+        c: &X509Certificate<'_>,
+        issuer: &X509Certificate<'_>,
+        now: i64,
+        uris: &[String],
     ) -> Result<(), PkiError> {
         // A DER INTEGER's content without the sign-padding zeros.
         let int = |b: &[u8]| -> Vec<u8> {
@@ -833,21 +919,22 @@ impl TrustAnchors {
             Err(_) => false,
         };
         let mut current = false;
-        for d in &self.crls {
+        // Whether the CRL `d` counts for `c`, and is current; Err if it lists `c`.
+        let check = |d: &[u8]| -> Result<Option<bool>, PkiError> {
             let crl = parse_crl(d)?;
             if crl.issuer().as_raw() != c.issuer().as_raw() {
-                continue;
+                return Ok(None);
             }
             let ignore = |why: &str| {
                 tracing::warn!(issuer = %dn_string(crl.issuer()), why, "ignoring a CRL");
             };
             if !may_sign_crls {
                 ignore("its issuer's keyUsage has no cRLSign");
-                continue;
+                return Ok(None);
             }
             if crl.tbs_cert_list.signature != crl.signature_algorithm {
                 ignore("its signed and outer signature algorithms differ");
-                continue;
+                return Ok(None);
             }
             if crl.extensions().iter().any(|e| e.critical)
                 || crl
@@ -855,7 +942,7 @@ impl TrustAnchors {
                     .any(|r| r.extensions().iter().any(|e| e.critical))
             {
                 ignore("a critical extension (delta, partitioned or indirect CRL)");
-                continue;
+                return Ok(None);
             }
             let tbs = crl.tbs_cert_list.as_ref();
             if let Err(e) = verify_alg(
@@ -865,7 +952,7 @@ impl TrustAnchors {
                 &crl.signature_value.data,
             ) {
                 ignore(&format!("its issuer's key does not verify it: {e}"));
-                continue;
+                return Ok(None);
             }
             if crl
                 .iter_revoked_certificates()
@@ -882,15 +969,87 @@ impl TrustAnchors {
             tracing::info!(subject = %dn_string(c.subject()), serial = %c.raw_serial_as_string(),
                 crl_issuer = %dn_string(crl.issuer()), revoked = crl.tbs_cert_list.revoked_certificates.len(),
                 current = fresh, "certificate not in its issuer's CRL");
-            current |= fresh;
+            Ok(Some(fresh))
+        };
+        for d in &self.crls {
+            current |= check(d)? == Some(true);
         }
-        if !current && self.revocation == Revocation::Strict {
+        if !current && self.fetch {
+            for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
+                let Some(d) = self.fetch_crl(u, now) else {
+                    continue;
+                };
+                if check(&d)? == Some(true) {
+                    current = true;
+                    break;
+                }
+            }
+        }
+        let mode = match self.revocation {
+            Revocation::Strict => "strict",
+            Revocation::IfUri if !uris.is_empty() => "ifuri",
+            _ => return Ok(()),
+        };
+        if !current {
             return Err(PkiError::RevocationUnknown(
                 dn_string(c.subject()),
                 dn_string(c.issuer()),
+                mode,
             ));
         }
         Ok(())
+    }
+
+    /// The CRL at `uri`: the one fetched before if it is still current (or a failure too
+    /// recent to try again), else fetched now.
+    fn fetch_crl(&self, uri: &str, now: i64) -> Option<Vec<u8>> {
+        let mut cache = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cache.get(uri) {
+            match &f.der {
+                Some(d)
+                    if parse_crl(d)
+                        .is_ok_and(|c| c.next_update().is_some_and(|n| now <= n.timestamp())) =>
+                {
+                    return Some(d.clone());
+                }
+                None if f.at.elapsed() < CRL_FETCH_RETRY => return None,
+                _ => {}
+            }
+        }
+        let t = Instant::now();
+        let got = fetch::http_get(uri, CRL_FETCH_TIMEOUT).and_then(|body| {
+            let mut ders = pem_or_der(body, "X509 CRL")?;
+            let d = ders.swap_remove(0);
+            parse_crl(&d).map_err(|e| e.to_string())?;
+            Ok(d)
+        });
+        let der = match got {
+            Ok(d) => {
+                tracing::info!(
+                    uri,
+                    bytes = d.len(),
+                    ms = t.elapsed().as_millis() as u64,
+                    "fetched a CRL"
+                );
+                Some(d)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    uri,
+                    ms = t.elapsed().as_millis() as u64,
+                    "CRL fetch failed: {e}"
+                );
+                None
+            }
+        };
+        cache.insert(
+            uri.to_string(),
+            Fetched {
+                der: der.clone(),
+                at: Instant::now(),
+            },
+        );
+        der
     }
 
     /// The DER of each anchor (for the fingerprint of a configuration).
@@ -898,9 +1057,10 @@ impl TrustAnchors {
         &self.cas
     }
 
-    /// The DER of each CRL, and the revocation mode (for the fingerprint of a configuration).
-    pub fn crls(&self) -> (&[Vec<u8>], Revocation) {
-        (&self.crls, self.revocation)
+    /// The DER of each CRL, the revocation mode and whether CRLs are fetched (for the
+    /// fingerprint of a configuration).
+    pub fn crls(&self) -> (&[Vec<u8>], Revocation, bool) {
+        (&self.crls, self.revocation, self.fetch)
     }
 
     /// CERTREQ data: the SHA-1 of each CA's SubjectPublicKeyInfo, concatenated (§3.7).
@@ -1357,6 +1517,132 @@ mod tests {
         anchors(&["rogue.pem"])
             .verify(&cert("rogue.pem"), &[])
             .unwrap();
+    }
+
+    /// Serves tests/data/pki over HTTP on 127.0.0.1 (404 for what is not there), counting
+    /// requests.
+    fn crl_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut req = Vec::new();
+                let mut b = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let req = String::from_utf8_lossy(&req);
+                let path = req.split(' ').nth(1).unwrap_or("/");
+                let _ = match std::fs::read(data(path.trim_start_matches('/'))) {
+                    Ok(body) => s
+                        .write_all(b"HTTP/1.0 200 OK\r\n\r\n")
+                        .and_then(|()| s.write_all(&body)),
+                    Err(_) => s.write_all(b"HTTP/1.0 404 Not Found\r\n\r\n"),
+                };
+            }
+        });
+        (port, hits)
+    }
+
+    #[test]
+    fn crls_fetched_from_distribution_points_revoke_and_vouch() {
+        use std::sync::atomic::Ordering;
+        let (port, hits) = crl_server();
+        let url = |name: &str| vec![format!("http://127.0.0.1:{port}/{name}")];
+        let hits = || hits.load(Ordering::SeqCst);
+        let (ok_der, bad_der, ca_der) =
+            (cert("crl-ok.pem"), cert("crl-bad.pem"), cert("crl-ca.pem"));
+        let (ok, bad, ca) = (
+            parse_cert(&ok_der).unwrap(),
+            parse_cert(&bad_der).unwrap(),
+            parse_cert(&ca_der).unwrap(),
+        );
+        // The points a certificate names (OpenSSL's, make-cdp.sh): http:// only.
+        let cdp = cert("cdp.pem");
+        assert_eq!(
+            crl_distribution_points(&parse_cert(&cdp).unwrap()),
+            ["http://crl.example.net/ca.crl"]
+        );
+        assert!(crl_distribution_points(&ok).is_empty());
+        // 2026-12-15 and 2027-06-01: crl.pem is current at the first, past its next update at
+        // the second.
+        let (during, after) = (1_797_292_800, 1_811_808_000);
+        let fetching = |mode| {
+            anchors(&["crl-ca.pem"])
+                .with_crls(Vec::new(), mode)
+                .unwrap()
+                .with_crl_fetch(true)
+        };
+        let t = fetching(Revocation::Strict);
+        t.check_revocation_with(&ok, &ca, during, &url("crl.pem"))
+            .unwrap();
+        assert_eq!(hits(), 1);
+        // Kept while current: no second request, and it revokes what it lists.
+        assert!(matches!(
+            t.check_revocation_with(&bad, &ca, during, &url("crl.pem")),
+            Err(PkiError::Revoked(..))
+        ));
+        assert_eq!(hits(), 1);
+        // Past its next update it is fetched again; the same CRL is still not current.
+        assert!(matches!(
+            t.check_revocation_with(&ok, &ca, after, &url("crl.pem")),
+            Err(PkiError::RevocationUnknown(_, _, "strict"))
+        ));
+        assert_eq!(hits(), 2);
+        // A distribution point that fails is not asked again for a while; a second one is.
+        let two = [url("missing.crl"), url("crl.pem")].concat();
+        let t = fetching(Revocation::Strict);
+        t.check_revocation_with(&ok, &ca, during, &two).unwrap();
+        assert_eq!(hits(), 4);
+        assert!(matches!(
+            t.check_revocation_with(&ok, &ca, during, &url("missing.crl")),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        assert_eq!(hits(), 4, "the failure is remembered");
+        // Not a CRL (a certificate), or a CRL of another issuer: neither vouches.
+        let t = fetching(Revocation::Strict);
+        for other in ["gw-a.pem", "crl-nosign.pem"] {
+            assert!(matches!(
+                t.check_revocation_with(&ok, &ca, during, &url(other)),
+                Err(PkiError::RevocationUnknown(..))
+            ));
+        }
+        // ifuri: only a certificate that names a distribution point needs a current CRL.
+        let t = fetching(Revocation::IfUri);
+        t.check_revocation_with(&ok, &ca, during, &[]).unwrap();
+        assert!(matches!(
+            t.check_revocation_with(&ok, &ca, during, &url("missing.crl")),
+            Err(PkiError::RevocationUnknown(_, _, "ifuri"))
+        ));
+        t.check_revocation_with(&ok, &ca, during, &url("crl.pem"))
+            .unwrap();
+        // relaxed: a failed fetch passes, a fetched CRL that lists the certificate does not.
+        let t = fetching(Revocation::Relaxed);
+        t.check_revocation_with(&ok, &ca, during, &url("missing.crl"))
+            .unwrap();
+        assert!(matches!(
+            t.check_revocation_with(&bad, &ca, during, &url("crl.pem")),
+            Err(PkiError::Revoked(..))
+        ));
+        // Fetching off: nothing is asked.
+        let before = hits();
+        let off = anchors(&["crl-ca.pem"])
+            .with_crls(Vec::new(), Revocation::Strict)
+            .unwrap();
+        assert!(matches!(
+            off.check_revocation_with(&bad, &ca, during, &url("crl.pem")),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        assert_eq!(hits(), before);
     }
 
     /// CRLs OpenSSL signed (tests/data/pki/make-crl.sh): crl.pem revokes crl-bad and is
