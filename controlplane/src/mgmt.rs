@@ -141,8 +141,29 @@ pub struct IkeStatus {
     pub established_s: Option<u64>,
     /// Messages sent and received.
     pub messages: (u64, u64),
+    /// IKE fragmentation (RFC 7383), when negotiated.
+    #[serde(default)]
+    pub fragmentation: Option<FragStatus>,
     /// CHILD_SAs.
     pub children: Vec<ChildStatus>,
+}
+
+/// IKE fragmentation counters of one IKE SA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FragStatus {
+    /// Fragments sent (retransmissions included).
+    pub sent: u64,
+    /// Fragments verified and stored.
+    pub received: u64,
+    /// Messages reassembled.
+    pub reassembled: u64,
+    /// Fragments dropped (not expected, failed integrity, duplicates, stale, over the limits,
+    /// malformed).
+    pub dropped: u64,
+    /// Requests cut into smaller datagrams after going unanswered (RFC 7383 §2.5.2).
+    pub recut: u64,
+    /// The datagram size messages are cut to since then.
+    pub path_size: Option<usize>,
 }
 
 fn ts_text(t: &TrafficSelector) -> Vec<String> {
@@ -186,6 +207,22 @@ pub fn status(d: &Daemon, now: Instant, counters: &Counters) -> Vec<IkeStatus> {
             algorithms: sa.algorithms(),
             established_s: sa.established_at.map(|t| now.duration_since(t).as_secs()),
             messages: sa.stats,
+            fragmentation: {
+                let (on, f) = sa.fragmentation();
+                on.then(|| FragStatus {
+                    sent: f.sent,
+                    received: f.received,
+                    reassembled: f.reassembled,
+                    dropped: f.dropped_unexpected
+                        + f.dropped_integrity
+                        + f.dropped_duplicate
+                        + f.dropped_stale_total
+                        + f.dropped_limits
+                        + f.dropped_malformed,
+                    recut: f.recut,
+                    path_size: sa.fragment_path_size(),
+                })
+            },
             children: sa
                 .children
                 .iter()
@@ -250,6 +287,20 @@ pub fn render_sas(v: &[IkeStatus]) -> String {
             i.messages.0,
             i.messages.1
         ));
+        if let Some(f) = &i.fragmentation {
+            s.push_str(&format!(
+                "  IKE fragmentation: {} fragments out, {} in ({} messages reassembled), {} dropped{}\n",
+                f.sent,
+                f.received,
+                f.reassembled,
+                f.dropped,
+                match (f.recut, f.path_size) {
+                    (0, _) => String::new(),
+                    (n, Some(size)) => format!("; requests cut smaller: {n}, now at most {size} bytes a datagram"),
+                    (n, None) => format!("; requests cut smaller: {n}"),
+                }
+            ));
+        }
         for c in &i.children {
             s.push_str(&format!(
                 "  {}: INSTALLED, TUNNEL{}, ESP SPIs: {}_i {}_o\n",

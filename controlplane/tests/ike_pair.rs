@@ -1296,6 +1296,18 @@ fn a_request_the_path_drops_is_cut_smaller_until_it_passes() {
     let last_cut: Vec<usize> = a_auth.iter().filter(|f| f.0 == 3).map(|f| f.1).collect();
     assert_eq!(last_cut.len(), 3, "{a_auth:?}");
     assert!(last_cut.iter().all(|&l| l <= 1000), "{a_auth:?}");
+    // fgctl list-sas shows it.
+    let st = controlplane::mgmt::status(&n.a, now, &Default::default());
+    let f = st[0].fragmentation.as_ref().unwrap();
+    assert_eq!(
+        (f.recut, f.path_size),
+        (1, Some(*last_cut.iter().max().unwrap()))
+    );
+    let text = controlplane::mgmt::render_sas(&st);
+    assert!(
+        text.contains("requests cut smaller: 1, now at most"),
+        "{text}"
+    );
     assert_eq!(
         peer_id(&n.b).as_deref(),
         Some("C=CH, O=ferrogate test, CN=gw-a.example")

@@ -881,6 +881,12 @@ impl IkeSa {
         (self.frag.negotiated, self.frag.stats)
     }
 
+    /// The datagram size IKE messages are cut to since a request cut smaller was answered
+    /// (RFC 7383 §2.5.2), if one was.
+    pub fn fragment_path_size(&self) -> Option<usize> {
+        self.frag.path_size
+    }
+
     /// Our SPI: the one the daemon indexes this SA by.
     pub fn our_spi(&self) -> u64 {
         if self.initiator {
