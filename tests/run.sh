@@ -332,7 +332,7 @@ ike_vs_strongswan() {
     # fragmentation both ways, fragment_size 400 on both sides), ECDSA with subjectAltName FQDNs
     # (strongSwan initiates, unfragmented), RSA with RSASSA-PSS everywhere (certificates, CRL,
     # both AUTH signatures) over a path that drops our datagrams above 1000 bytes (fragment_size
-    # 1500: IKE_AUTH cut smaller after three sends, RFC 7383 §2.5.2); all with the CA's CRL
+    # 1500: IKE_AUTH cut smaller after 3+ sends over 2 s, RFC 7383 §2.5.2); all with the CA's CRL
     # (pki --signcrl, revocation: strict): a file for RSA, fetched over HTTP from the
     # distribution point the certificates name for ECDSA. Then strongSwan's certificate revoked
     # by that CRL, either role (ECDSA: fetched again): no tunnel.

@@ -519,6 +519,7 @@ mod tests {
             peer_next_id: 3,
             last_resp: Some((2, vec!["ab".repeat(80)])),
             frag: true,
+            frag_path_size: Some(640),
             peer_hashes: vec![2, 3, 4],
             peer_id: Some("gw-b.example.test".into()),
             age_s: 100,

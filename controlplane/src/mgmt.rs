@@ -295,8 +295,8 @@ pub fn render_sas(v: &[IkeStatus]) -> String {
                 f.reassembled,
                 f.dropped,
                 match (f.recut, f.path_size) {
-                    (0, _) => String::new(),
-                    (n, Some(size)) => format!("; requests cut smaller: {n}, now at most {size} bytes a datagram"),
+                    (0, None) => String::new(),
+                    (n, Some(size)) => format!("; requests cut smaller: {n}, messages now at most {size} bytes a datagram"),
                     (n, None) => format!("; requests cut smaller: {n}"),
                 }
             ));

@@ -16,9 +16,12 @@ pub fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// URLs are fetched"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    // A fragment is not sent; a query with no path before it belongs to the path.
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], format!("/{}", &rest[i..])),
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
     };
     if authority.contains('@') {
         return Err(format!("{url}: user information in the URL"));
@@ -37,6 +40,14 @@ pub fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
     if host.is_empty() {
         return Err(format!("{url}: no host"));
     }
+    if host
+        .bytes()
+        .any(|b| b <= b' ' || b == 0x7f || b"/?#[]@\\".contains(&b))
+    {
+        return Err(format!(
+            "{url}: a host with spaces, control or reserved characters"
+        ));
+    }
     let port = match port {
         None | Some("") => 80,
         Some(p) => p.parse().map_err(|_| format!("{url}: bad port"))?,
@@ -44,7 +55,7 @@ pub fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
     if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(format!("{url}: control characters or spaces in the path"));
     }
-    Ok((host.to_string(), port, path.to_string()))
+    Ok((host.to_string(), port, path))
 }
 
 /// The body of a complete HTTP/1.x response, if its status is 200. The body runs to the end
@@ -96,16 +107,14 @@ pub fn parse_http_response(resp: &[u8]) -> Result<&[u8], String> {
 pub fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
     let (host, port, path) = parse_http_url(url)?;
     let start = Instant::now();
-    let addrs: Vec<SocketAddr> = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: {e}"))?
-        .collect();
     let left = |what: &str| {
         timeout
             .checked_sub(start.elapsed())
             .filter(|d| !d.is_zero())
             .ok_or_else(|| format!("{url}: timed out {what}"))
     };
+    let addrs =
+        resolve(&host, port, left("looking up the host")?).map_err(|e| format!("{url}: {e}"))?;
     let mut conn = None;
     let mut last = format!("{url}: {host} has no address");
     for a in &addrs {
@@ -154,6 +163,29 @@ pub fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("{url}: {e}"))
 }
 
+/// The addresses of `host`: an IP address as it is; a name looked up on a thread of its own,
+/// waited for at most `timeout` (the resolver has no timeout of its own; a lookup that takes
+/// longer finishes on its thread, unread).
+fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("crl-resolve".into())
+        .spawn(move || {
+            let r = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<_>>)
+                .map_err(|e| e.to_string());
+            let _ = tx.send(r);
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv_timeout(timeout)
+        .map_err(|_| format!("no address for {host} within {} ms", timeout.as_millis()))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +207,8 @@ mod tests {
             ("2001:db8::2".into(), 81, "/c".into())
         );
         assert_eq!(ok("http://h"), ("h".into(), 80, "/".into()));
+        assert_eq!(ok("http://h?x=1#f"), ("h".into(), 80, "/?x=1".into()));
+        assert_eq!(ok("http://h/c.crl#f"), ("h".into(), 80, "/c.crl".into()));
         for bad in [
             "https://h/c",
             "ldap://h/cn=x",
@@ -183,6 +217,9 @@ mod tests {
             "http://[::1/c",
             "http://u@h/c",
             "http://h/a b",
+            "http://h\r\nX: y/c",
+            "http://h x/c",
+            "http://h\\x/c",
         ] {
             assert!(parse_http_url(bad).is_err(), "{bad}");
         }

@@ -240,18 +240,69 @@ pub enum Revocation {
     Strict,
 }
 
-/// How long a fetch of one CRL may take (the daemon waits for it).
+/// How long a fetch of one CRL may take, name lookup included (the daemon waits for it).
 pub const CRL_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
-/// After a failed fetch, the same URL is not tried again for this long (a dead distribution
-/// point would otherwise cost every IKE_AUTH the timeout).
+/// How long the fetches for one chain may take in all.
+pub const CRL_FETCH_BUDGET: Duration = Duration::from_secs(5);
+/// A distribution point is asked again no sooner than this after a fetch that failed or gave
+/// nothing current (a dead point would otherwise cost every IKE_AUTH the timeout).
 pub const CRL_FETCH_RETRY: Duration = Duration::from_secs(60);
+/// A fetched CRL is asked for again after this, even if its next update is later.
+const CRL_FETCHED_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Distribution points tried for one certificate.
 const CRL_FETCH_MAX_URIS: usize = 3;
+/// Entries the fetch cache holds before it is emptied.
+const CRL_CACHE_MAX: usize = 256;
 
-/// A CRL fetched from a distribution point, or a fetch that failed, and when.
+/// A fetched CRL that its issuer's key verified (None: the fetch failed or gave no usable
+/// CRL), and when it was fetched.
 struct Fetched {
     der: Option<Vec<u8>>,
     at: Instant,
+}
+
+/// Fetched CRLs of every tunnel, by (distribution point, the issuer's public key): a CRL is
+/// stored only once its issuer's key verified it, so a forged one neither stays nor stands in
+/// for another issuer's.
+type CrlCache = HashMap<(String, Vec<u8>), Fetched>;
+
+fn crl_cache() -> &'static Mutex<CrlCache> {
+    static CACHE: std::sync::OnceLock<Mutex<CrlCache>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// GETs the CRL at `uri` (PEM or DER, the first if several), parsed but not yet verified.
+fn fetch_crl(uri: &str, timeout: Duration) -> Option<Vec<u8>> {
+    let t = Instant::now();
+    let got = fetch::http_get(uri, timeout).and_then(|body| {
+        let mut ders = pem_or_der(body, "X509 CRL")?;
+        let d = ders.swap_remove(0);
+        parse_crl(&d).map_err(|e| e.to_string())?;
+        Ok(d)
+    });
+    let ms = t.elapsed().as_millis() as u64;
+    match got {
+        Ok(d) => {
+            tracing::info!(uri, bytes = d.len(), ms, "fetched a CRL");
+            Some(d)
+        }
+        Err(e) => {
+            tracing::warn!(uri, ms, "CRL fetch failed: {e}");
+            None
+        }
+    }
+}
+
+/// Whether a certificate has a CRL distribution points extension at all (`revocation: ifuri`
+/// asks a current CRL of any such certificate, whether or not we can fetch from its points).
+fn names_distribution_point(c: &X509Certificate<'_>) -> bool {
+    use x509_parser::extensions::ParsedExtension;
+    c.extensions().iter().any(|e| {
+        matches!(
+            e.parsed_extension(),
+            ParsedExtension::CRLDistributionPoints(_)
+        )
+    })
 }
 
 /// The `http://` URIs of a certificate's CRL distribution points (RFC 5280 §4.2.1.13): full
@@ -798,8 +849,6 @@ pub struct TrustAnchors {
     revocation: Revocation,
     /// Fetch CRLs from the distribution points certificates name.
     fetch: bool,
-    /// Fetched CRLs (and failed fetches) by URI.
-    fetched: Mutex<HashMap<String, Fetched>>,
 }
 
 impl std::fmt::Debug for TrustAnchors {
@@ -844,14 +893,15 @@ impl TrustAnchors {
             crls: Vec::new(),
             revocation: Revocation::Relaxed,
             fetch: false,
-            fetched: Mutex::new(HashMap::new()),
         })
     }
 
     /// These anchors, fetching (with `fetch`) the CRLs that the certificates of a chain name
-    /// in their distribution points when no configured CRL of the issuer is current: HTTP
-    /// only, at most [`CRL_FETCH_TIMEOUT`] each, kept until their next update (a failed fetch
-    /// is not retried for [`CRL_FETCH_RETRY`]). The daemon waits for a fetch.
+    /// in their distribution points when no configured CRL of the issuer is current, once the
+    /// whole chain has verified up to an anchor: HTTP only, at most [`CRL_FETCH_TIMEOUT`] each
+    /// and [`CRL_FETCH_BUDGET`] a chain, kept (once verified) until their next update or a day;
+    /// a point whose fetch failed or gave nothing current is not asked again for
+    /// [`CRL_FETCH_RETRY`]. The daemon waits for the fetches.
     pub fn with_crl_fetch(mut self, fetch: bool) -> TrustAnchors {
         self.fetch = fetch;
         self
@@ -890,18 +940,23 @@ impl TrustAnchors {
         c: &X509Certificate<'_>,
         issuer: &X509Certificate<'_>,
         now: i64,
+        deadline: Instant,
     ) -> Result<(), PkiError> {
         let uris = crl_distribution_points(c);
-        self.check_revocation_with(c, issuer, now, &uris)
+        let named = names_distribution_point(c);
+        self.check_revocation_with(c, issuer, now, &uris, named, deadline)
     }
 
-    /// [`Self::check_revocation`] with the distribution points given.
+    /// [`Self::check_revocation`] with the distribution points given (`named`: the
+    /// certificate names some, fetchable or not), fetching until `deadline`.
     fn check_revocation_with(
         &self,
         c: &X509Certificate<'_>,
         issuer: &X509Certificate<'_>,
         now: i64,
         uris: &[String],
+        named: bool,
+        deadline: Instant,
     ) -> Result<(), PkiError> {
         // A DER INTEGER's content without the sign-padding zeros.
         let int = |b: &[u8]| -> Vec<u8> {
@@ -975,19 +1030,47 @@ impl TrustAnchors {
             current |= check(d)? == Some(true);
         }
         if !current && self.fetch {
+            let spki = issuer.public_key().raw.to_vec();
             for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
-                let Some(d) = self.fetch_crl(u, now) else {
-                    continue;
+                let key = (u.clone(), spki.clone());
+                let d = match Self::cached_crl(&key, now) {
+                    Some(Some(d)) => d,
+                    Some(None) => continue,
+                    None => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            tracing::warn!(uri = %u, "no time left to fetch this CRL");
+                            break;
+                        }
+                        match fetch_crl(u, left.min(CRL_FETCH_TIMEOUT)) {
+                            Some(d) => d,
+                            None => {
+                                Self::remember(key, None);
+                                continue;
+                            }
+                        }
+                    }
                 };
-                if check(&d)? == Some(true) {
-                    current = true;
-                    break;
+                // Stored only if its issuer's key verified it (Revoked: it did).
+                match check(&d) {
+                    Ok(Some(fresh)) => {
+                        Self::remember(key, Some(d));
+                        if fresh {
+                            current = true;
+                            break;
+                        }
+                    }
+                    Ok(None) | Err(PkiError::BadCrl(_)) => Self::remember(key, None),
+                    Err(e) => {
+                        Self::remember(key, Some(d));
+                        return Err(e);
+                    }
                 }
             }
         }
         let mode = match self.revocation {
             Revocation::Strict => "strict",
-            Revocation::IfUri if !uris.is_empty() => "ifuri",
+            Revocation::IfUri if named => "ifuri",
             _ => return Ok(()),
         };
         if !current {
@@ -1000,56 +1083,38 @@ impl TrustAnchors {
         Ok(())
     }
 
-    /// The CRL at `uri`: the one fetched before if it is still current (or a failure too
-    /// recent to try again), else fetched now.
-    fn fetch_crl(&self, uri: &str, now: i64) -> Option<Vec<u8>> {
-        let mut cache = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = cache.get(uri) {
-            match &f.der {
-                Some(d)
-                    if parse_crl(d)
-                        .is_ok_and(|c| c.next_update().is_some_and(|n| now <= n.timestamp())) =>
-                {
-                    return Some(d.clone());
-                }
-                None if f.at.elapsed() < CRL_FETCH_RETRY => return None,
-                _ => {}
-            }
-        }
-        let t = Instant::now();
-        let got = fetch::http_get(uri, CRL_FETCH_TIMEOUT).and_then(|body| {
-            let mut ders = pem_or_der(body, "X509 CRL")?;
-            let d = ders.swap_remove(0);
-            parse_crl(&d).map_err(|e| e.to_string())?;
-            Ok(d)
+    /// A fetched CRL to use for `key` without asking again: Some(Some(der)) while it is
+    /// current (and under a day old), Some(None) within [`CRL_FETCH_RETRY`] of a fetch that
+    /// failed or gave nothing current (an expired CRL is still used then: what it lists stays
+    /// revoked); None: fetch.
+    fn cached_crl(key: &(String, Vec<u8>), now: i64) -> Option<Option<Vec<u8>>> {
+        let cache = crl_cache().lock().unwrap_or_else(|p| p.into_inner());
+        let f = cache.get(key)?;
+        let age = f.at.elapsed();
+        let current = f.der.as_deref().is_some_and(|d| {
+            parse_crl(d).is_ok_and(|c| {
+                c.last_update().timestamp() <= now
+                    && c.next_update().is_some_and(|n| now <= n.timestamp())
+            })
         });
-        let der = match got {
-            Ok(d) => {
-                tracing::info!(
-                    uri,
-                    bytes = d.len(),
-                    ms = t.elapsed().as_millis() as u64,
-                    "fetched a CRL"
-                );
-                Some(d)
-            }
-            Err(e) => {
-                tracing::warn!(
-                    uri,
-                    ms = t.elapsed().as_millis() as u64,
-                    "CRL fetch failed: {e}"
-                );
-                None
-            }
-        };
+        if current && age < CRL_FETCHED_MAX_AGE {
+            return Some(f.der.clone());
+        }
+        (age < CRL_FETCH_RETRY).then(|| f.der.clone())
+    }
+
+    fn remember(key: (String, Vec<u8>), der: Option<Vec<u8>>) {
+        let mut cache = crl_cache().lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CRL_CACHE_MAX && !cache.contains_key(&key) {
+            cache.clear();
+        }
         cache.insert(
-            uri.to_string(),
+            key,
             Fetched {
-                der: der.clone(),
+                der,
                 at: Instant::now(),
             },
         );
-        der
     }
 
     /// The DER of each anchor (for the fingerprint of a configuration).
@@ -1096,6 +1161,10 @@ impl TrustAnchors {
             }
             return Ok(dn_string(c.subject()));
         }
+        // Each certificate with the issuer that verified it. Revocation is checked (and CRLs
+        // fetched) only once the chain has reached an anchor: an untrusted chain must not make
+        // us fetch anything.
+        let mut links: Vec<(&[u8], &[u8])> = Vec::new();
         let mut cur: &[u8] = leaf;
         for _ in 0..MAX_CHAIN {
             let c = parse_cert(cur)?;
@@ -1113,7 +1182,13 @@ impl TrustAnchors {
                 }
                 match verify_alg(ac.public_key(), sig_alg, tbs, sig) {
                     Ok(()) if valid_at(&ac, now) => {
-                        self.check_revocation(&c, &ac, now)?;
+                        links.push((cur, a));
+                        let deadline = Instant::now() + CRL_FETCH_BUDGET;
+                        // From the anchor down.
+                        for (cd, id) in links.iter().rev() {
+                            let (c, i) = (parse_cert(cd)?, parse_cert(id)?);
+                            self.check_revocation(&c, &i, now, deadline)?;
+                        }
                         return Ok(dn_string(ac.subject()));
                     }
                     Ok(()) => last_err = Some(PkiError::Expired(dn_string(ac.subject()))),
@@ -1135,7 +1210,7 @@ impl TrustAnchors {
                 }
                 match verify_alg(ic.public_key(), sig_alg, tbs, sig) {
                     Ok(()) => {
-                        self.check_revocation(&c, &ic, now)?;
+                        links.push((cur, i.as_slice()));
                         next = Some(i.as_slice());
                         break;
                     }
@@ -1582,55 +1657,82 @@ mod tests {
                 .unwrap()
                 .with_crl_fetch(true)
         };
+        let soon = || Instant::now() + CRL_FETCH_BUDGET;
+        // The fetch cache is the process's: every URL here names this test's server.
         let t = fetching(Revocation::Strict);
-        t.check_revocation_with(&ok, &ca, during, &url("crl.pem"))
-            .unwrap();
+        let check = |t: &TrustAnchors, c, at, uris: &[String]| {
+            t.check_revocation_with(c, &ca, at, uris, !uris.is_empty(), soon())
+        };
+        check(&t, &ok, during, &url("crl.pem")).unwrap();
         assert_eq!(hits(), 1);
-        // Kept while current: no second request, and it revokes what it lists.
+        // Kept while current, for every tunnel: no second request, and it revokes what it
+        // lists.
         assert!(matches!(
-            t.check_revocation_with(&bad, &ca, during, &url("crl.pem")),
+            check(&fetching(Revocation::Strict), &bad, during, &url("crl.pem")),
             Err(PkiError::Revoked(..))
         ));
         assert_eq!(hits(), 1);
-        // Past its next update it is fetched again; the same CRL is still not current.
+        // Past its next update it is not current; fetched a moment ago, it is not asked for
+        // again yet (and what it lists would still be revoked).
         assert!(matches!(
-            t.check_revocation_with(&ok, &ca, after, &url("crl.pem")),
+            check(&t, &ok, after, &url("crl.pem")),
             Err(PkiError::RevocationUnknown(_, _, "strict"))
         ));
-        assert_eq!(hits(), 2);
-        // A distribution point that fails is not asked again for a while; a second one is.
-        let two = [url("missing.crl"), url("crl.pem")].concat();
-        let t = fetching(Revocation::Strict);
-        t.check_revocation_with(&ok, &ca, during, &two).unwrap();
-        assert_eq!(hits(), 4);
         assert!(matches!(
-            t.check_revocation_with(&ok, &ca, during, &url("missing.crl")),
+            check(&t, &bad, after, &url("crl.pem")),
+            Err(PkiError::Revoked(..))
+        ));
+        assert_eq!(hits(), 1);
+        // A distribution point that fails is not asked again for a while; a second one is used.
+        let two = [url("missing.crl"), url("crl.pem")].concat();
+        check(&t, &ok, during, &two).unwrap();
+        assert_eq!(hits(), 2);
+        assert!(matches!(
+            check(&t, &ok, during, &url("missing.crl")),
             Err(PkiError::RevocationUnknown(..))
         ));
-        assert_eq!(hits(), 4, "the failure is remembered");
-        // Not a CRL (a certificate), or a CRL of another issuer: neither vouches.
-        let t = fetching(Revocation::Strict);
+        assert_eq!(hits(), 2, "the failure is remembered");
+        // Not a CRL (a certificate), or another issuer's CRL: neither vouches, neither is kept
+        // (asked once each, then backed off).
         for other in ["gw-a.pem", "crl-nosign.pem"] {
-            assert!(matches!(
-                t.check_revocation_with(&ok, &ca, during, &url(other)),
-                Err(PkiError::RevocationUnknown(..))
-            ));
+            for _ in 0..2 {
+                assert!(matches!(
+                    check(&t, &ok, during, &url(other)),
+                    Err(PkiError::RevocationUnknown(..))
+                ));
+            }
+            let key = (url(other).remove(0), ca.public_key().raw.to_vec());
+            assert_eq!(
+                TrustAnchors::cached_crl(&key, during),
+                Some(None),
+                "{other}"
+            );
         }
-        // ifuri: only a certificate that names a distribution point needs a current CRL.
-        let t = fetching(Revocation::IfUri);
-        t.check_revocation_with(&ok, &ca, during, &[]).unwrap();
+        assert_eq!(hits(), 4);
+        // No time left: nothing is fetched.
         assert!(matches!(
-            t.check_revocation_with(&ok, &ca, during, &url("missing.crl")),
+            t.check_revocation_with(&ok, &ca, during, &url("crl-none.der"), true, Instant::now()),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        assert_eq!(hits(), 4);
+        // ifuri: only a certificate that names a distribution point (fetchable or not) needs a
+        // current CRL.
+        let t = fetching(Revocation::IfUri);
+        check(&t, &ok, during, &[]).unwrap();
+        assert!(matches!(
+            t.check_revocation_with(&ok, &ca, during, &[], true, soon()),
             Err(PkiError::RevocationUnknown(_, _, "ifuri"))
         ));
-        t.check_revocation_with(&ok, &ca, during, &url("crl.pem"))
-            .unwrap();
+        assert!(matches!(
+            check(&t, &ok, during, &url("missing.crl")),
+            Err(PkiError::RevocationUnknown(_, _, "ifuri"))
+        ));
+        check(&t, &ok, during, &url("crl.pem")).unwrap();
         // relaxed: a failed fetch passes, a fetched CRL that lists the certificate does not.
         let t = fetching(Revocation::Relaxed);
-        t.check_revocation_with(&ok, &ca, during, &url("missing.crl"))
-            .unwrap();
+        check(&t, &ok, during, &url("missing.crl")).unwrap();
         assert!(matches!(
-            t.check_revocation_with(&bad, &ca, during, &url("crl.pem")),
+            check(&t, &bad, during, &url("crl.pem")),
             Err(PkiError::Revoked(..))
         ));
         // Fetching off: nothing is asked.
@@ -1639,7 +1741,7 @@ mod tests {
             .with_crls(Vec::new(), Revocation::Strict)
             .unwrap();
         assert!(matches!(
-            off.check_revocation_with(&bad, &ca, during, &url("crl.pem")),
+            check(&off, &bad, during, &url("crl-ok.pem")),
             Err(PkiError::RevocationUnknown(..))
         ));
         assert_eq!(hits(), before);

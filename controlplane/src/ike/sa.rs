@@ -243,8 +243,11 @@ struct Pending {
 
 /// Sends of one size before a request is cut into smaller datagrams: the first and two
 /// retransmissions (RFC 7383 §2.5.2 leaves the number open; a lost datagram should not halve
-/// the fragments of a working path).
+/// the fragments of a working path)...
 const SENDS_BEFORE_RECUT: u32 = 3;
+/// ...over at least this long (with retransmission timeouts from 100 ms, three sends can go
+/// out within half a second, inside one burst of loss).
+const RECUT_AFTER: Duration = Duration::from_secs(2);
 
 /// An unanswered request's header and plaintext, kept so that a retransmission can cut it
 /// into smaller fragments (RFC 7383 §2.5.2, path MTU discovery): a path that drops large
@@ -259,6 +262,8 @@ struct Recut {
     largest: usize,
     /// Times it went out cut that way.
     sends: u32,
+    /// When it first went out cut that way (None: when the request was first sent).
+    since: Option<Instant>,
     /// Whether it was cut smaller than it was first.
     cut: bool,
 }
@@ -340,6 +345,9 @@ pub struct IkeSaState {
     pub last_resp: Option<(u32, Vec<String>)>,
     /// IKE fragmentation negotiated.
     pub frag: bool,
+    /// The datagram size a request cut smaller was answered at (RFC 7383 §2.5.2).
+    #[serde(default)]
+    pub frag_path_size: Option<usize>,
     /// The peer's RFC 7427 hash algorithms.
     #[serde(default)]
     pub peer_hashes: Vec<u16>,
@@ -1165,17 +1173,26 @@ impl IkeSa {
             plain,
             largest,
             sends: 1,
+            since: None,
             cut: false,
         });
         (data, recut)
     }
 
     /// A retransmission's datagrams: `data` again, or, after [`SENDS_BEFORE_RECUT`] sends of
-    /// the same datagrams went unanswered, the request cut to the next smaller size.
-    fn recut(&mut self, data: Vec<Vec<u8>>, recut: &mut Option<Recut>) -> Vec<Vec<u8>> {
+    /// the same datagrams over [`RECUT_AFTER`] went unanswered, the request cut to the next
+    /// smaller size. `first`: when the request was first sent.
+    fn recut(
+        &mut self,
+        now: Instant,
+        first: Instant,
+        data: Vec<Vec<u8>>,
+        recut: &mut Option<Recut>,
+    ) -> Vec<Vec<u8>> {
         let Some(r) = recut else { return data };
         r.sends += 1;
-        if r.sends <= SENDS_BEFORE_RECUT {
+        let since = r.since.unwrap_or(first);
+        if r.sends <= SENDS_BEFORE_RECUT || now.saturating_duration_since(since) < RECUT_AFTER {
             return data;
         }
         let Some(size) = frag::smaller_datagram(r.largest, self.remote.is_ipv6()) else {
@@ -1203,6 +1220,7 @@ impl IkeSa {
         );
         r.largest = cut.iter().map(Vec::len).max().unwrap_or(0) + below;
         r.sends = 1;
+        r.since = Some(now);
         r.cut = true;
         self.frag.stats.recut += 1;
         cut
@@ -1646,6 +1664,7 @@ impl IkeSa {
             peer_next_id: self.peer_next_id,
             last_resp,
             frag: self.frag.negotiated,
+            frag_path_size: self.frag.path_size,
             peer_hashes: self.peer_hashes.clone(),
             peer_id: self.peer_id.clone(),
             age_s: self.established_at.map_or(0, secs),
@@ -1733,6 +1752,7 @@ impl IkeSa {
             sa.last_resp = Some((*id, d));
         }
         sa.frag.negotiated = s.frag && cfg.fragmentation;
+        sa.frag.path_size = s.frag_path_size;
         sa.peer_hashes = s.peer_hashes.clone();
         sa.peer_id = s.peer_id.clone();
         sa.initial_contact = false;
@@ -3014,7 +3034,8 @@ impl IkeSa {
                 // smaller if copies of this size keep going unanswered (§2.5.2).
                 let data = std::mem::take(&mut p.data);
                 let mut recut = p.recut.take();
-                let data = self.recut(data, &mut recut);
+                let first = p.first;
+                let data = self.recut(now, first, data, &mut recut);
                 self.send_all(&data, out);
                 if let Some(p) = &mut self.pending {
                     p.data = data;
