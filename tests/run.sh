@@ -332,25 +332,28 @@ ike_vs_strongswan() {
     # fragmentation both ways, fragment_size 400 on both sides), ECDSA with subjectAltName FQDNs
     # (strongSwan initiates, unfragmented), RSA with RSASSA-PSS everywhere (certificates, CRL,
     # both AUTH signatures) over a path that drops our datagrams above 1000 bytes (fragment_size
-    # 1500: IKE_AUTH cut smaller after 3+ sends over 2 s, RFC 7383 §2.5.2); all with the CA's CRL
-    # (pki --signcrl, revocation: strict): a file for RSA, fetched over HTTP from the
-    # distribution point the certificates name for ECDSA. Then strongSwan's certificate revoked
-    # by that CRL, either role (ECDSA: fetched again): no tunnel.
-    local combo auth frag pss pmtu fetch
-    for combo in "rsa initiator cbc 1 - - -" "ecdsa responder gcm - - - 1" "rsa initiator gcm - 1 1 -"; do
-        read -r auth role suite frag pss pmtu fetch <<< "$combo"
+    # 1500: IKE_AUTH cut smaller after 3+ sends over 2 s, RFC 7383 §2.5.2); revocation: strict
+    # with the CA's CRL (pki --signcrl) as a file for the first, fetched over HTTP from the
+    # distribution point the certificates name for ECDSA, and for the RSA-PSS run no CRL but
+    # OpenSSL's OCSP responder that the certificates name. Then strongSwan's certificate
+    # revoked, by the CRL (file, fetched) or the OCSP responder: no tunnel.
+    local combo auth frag pss pmtu fetch ocsp
+    for combo in "rsa initiator cbc 1 - - - -" "ecdsa responder gcm - - - 1 -" "rsa initiator gcm - 1 1 - 1"; do
+        read -r auth role suite frag pss pmtu fetch ocsp <<< "$combo"
         [ "$frag" = - ] && frag=
         [ "$pss" = - ] && pss=
         [ "$pmtu" = - ] && pmtu=
         [ "$fetch" = - ] && fetch=
-        echo "== AUTH=$auth ROLE=$role SUITE=$suite FRAG=$frag RSA_PSS=$pss PMTU=$pmtu CRL_FETCH=$fetch"
-        CRL_FETCH=$fetch PMTU=$pmtu RSA_PSS=$pss FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+        [ "$ocsp" = - ] && ocsp=
+        echo "== AUTH=$auth ROLE=$role SUITE=$suite FRAG=$frag RSA_PSS=$pss PMTU=$pmtu CRL_FETCH=$fetch OCSP=$ocsp"
+        OCSP=$ocsp CRL_FETCH=$fetch PMTU=$pmtu RSA_PSS=$pss FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
-    for combo in "ecdsa initiator 1" "rsa responder -"; do
-        read -r auth role fetch <<< "$combo"
+    for combo in "ecdsa initiator 1 -" "rsa responder - -" "rsa initiator - 1"; do
+        read -r auth role fetch ocsp <<< "$combo"
         [ "$fetch" = - ] && fetch=
-        echo "== REVOKED=1 AUTH=$auth ROLE=$role CRL_FETCH=$fetch"
-        CRL_FETCH=$fetch REVOKED=1 AUTH=$auth ROLE=$role TMPDIR="$WORK" timeout 120 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+        [ "$ocsp" = - ] && ocsp=
+        echo "== REVOKED=1 AUTH=$auth ROLE=$role CRL_FETCH=$fetch OCSP=$ocsp"
+        OCSP=$ocsp CRL_FETCH=$fetch REVOKED=1 AUTH=$auth ROLE=$role TMPDIR="$WORK" timeout 120 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
 }
 gateway_vs_strongswan() {

@@ -22,6 +22,7 @@
 //!     #                             #   strongSwan's `revocation`
 //!     # crl_fetch: yes              # fetch CRLs from the http:// distribution points that
 //!     #                             #   certificates name when no configured CRL is current
+//!     # ocsp: yes                   # ask the http:// OCSP responders certificates name first
 //!     # rsa_pss: no                 # an RSA key signs with RSASSA-PSS (charon.rsa_pss); PSS
 //!     #                             #   signatures and certificates are verified either way
 //!     ike_proposals: [aes256-sha256-modp1024]
@@ -252,8 +253,8 @@ impl Auth {
                     h.update(c);
                 }
                 // A new CRL re-authenticates the tunnel's peer on reload.
-                let (crls, mode, fetch) = p.cas.crls();
-                h.update(format!("crls {} {mode:?} {fetch}", crls.len()));
+                let (crls, mode, fetch, ocsp) = p.cas.crls();
+                h.update(format!("crls {} {mode:?} {fetch} {ocsp}", crls.len()));
                 for c in crls {
                     h.update(c);
                 }
@@ -443,6 +444,8 @@ struct RawTunnel {
     #[serde(default)]
     crl_fetch: Option<YesNo>,
     #[serde(default)]
+    ocsp: Option<YesNo>,
+    #[serde(default)]
     rsa_pss: Option<YesNo>,
     #[serde(default)]
     ike_proposals: Vec<String>,
@@ -599,10 +602,11 @@ impl Config {
                         || !t.crls.is_empty()
                         || t.revocation.is_some()
                         || t.crl_fetch.is_some()
+                        || t.ocsp.is_some()
                         || t.rsa_pss.is_some()
                     {
                         return Err(inv(
-                            "cert, key, cacerts, crls, revocation, crl_fetch and rsa_pss belong to `auth: pubkey`"
+                            "cert, key, cacerts, crls, revocation, crl_fetch, ocsp and rsa_pss belong to `auth: pubkey`"
                                 .into(),
                         ));
                     }
@@ -659,10 +663,15 @@ impl Config {
                             .get()
                             .ok_or_else(|| inv("crl_fetch: give yes or no".into()))?,
                     };
+                    let ocsp = match &t.ocsp {
+                        None => true,
+                        Some(v) => v.get().ok_or_else(|| inv("ocsp: give yes or no".into()))?,
+                    };
                     let cas = cas
                         .with_crls(crls, mode)
                         .map_err(|e| inv(format!("crls: {e}")))?
-                        .with_crl_fetch(fetch);
+                        .with_crl_fetch(fetch)
+                        .with_ocsp(ocsp);
                     Auth::Pubkey(Arc::new(PubkeyAuth { cred, cas }))
                 }
             };

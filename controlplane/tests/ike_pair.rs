@@ -1201,7 +1201,7 @@ fn certificate_configuration_errors_are_clear() {
         ),
         (
             format!("psk: \"0123456789\"\n    crls: [{d}/crl.pem]"),
-            "crls, revocation, crl_fetch and rsa_pss belong to `auth: pubkey`",
+            "crls, revocation, crl_fetch, ocsp and rsa_pss belong to `auth: pubkey`",
         ),
         (
             format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    crls: [{d}/gw-a.pem]"),
@@ -1214,6 +1214,10 @@ fn certificate_configuration_errors_are_clear() {
         (
             format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    crl_fetch: maybe"),
             "crl_fetch: give yes or no",
+        ),
+        (
+            format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    ocsp: perhaps"),
+            "ocsp: give yes or no",
         ),
         (
             format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    rsa_pss: maybe"),

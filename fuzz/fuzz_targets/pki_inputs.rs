@@ -1,14 +1,14 @@
 //! What a peer's IKE_AUTH carries for certificate authentication: CERT payloads (X.509 DER),
 //! the AUTH payload (RFC 7427 AlgorithmIdentifier + signature, or RFC 4754) and ID payloads
-//! (DER distinguished names), and what a CRL distribution point's HTTP server answers. None of
-//! it may panic; a real CA and certificate are mixed in so the chain and signature paths run
-//! past parsing.
+//! (DER distinguished names), and what a CRL distribution point's or OCSP responder's HTTP
+//! server answers. None of it may panic; a real CA and certificate are mixed in so the chain
+//! and signature paths run past parsing.
 #![no_main]
 use std::path::Path;
 use std::sync::OnceLock;
 
-use controlplane::ike::fetch;
 use controlplane::ike::pki::{self, TrustAnchors};
+use controlplane::ike::{fetch, ocsp};
 use libfuzzer_sys::fuzz_target;
 
 const PKI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../controlplane/tests/data/pki/");
@@ -49,12 +49,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = pki::dn_matches(p, a);
     }
     let _ = pki::parse_hashes(a);
-    // What a CRL distribution point's server answers, and the URIs certificates name.
+    // What a CRL distribution point's or OCSP responder's server answers, and the URIs
+    // certificates name.
     let _ = fetch::parse_http_response(a);
+    let _ = ocsp::parse_response(a);
+    let _ = ocsp::time(b);
     if let Ok(u) = std::str::from_utf8(b) {
         let _ = fetch::parse_http_url(u);
     }
     if let Ok(c) = x509_parser::parse_x509_certificate(a) {
         let _ = pki::crl_distribution_points(&c.1);
+        let _ = pki::ocsp_responders(&c.1);
     }
 });

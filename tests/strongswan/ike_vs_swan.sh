@@ -60,6 +60,14 @@
 #                                                  ferrogate-ike gets no `crls:`: it must fetch
 #                                                  the CRL (revocation: strict) to bring the
 #                                                  tunnel up, or (REVOKED=1) to refuse
+#   OCSP=1 (with AUTH=rsa|ecdsa)                  the certificates name an OCSP responder (pki
+#                                                  --issue --ocsp): OpenSSL's (`openssl ocsp
+#                                                  -index`) on gB, signing with the CA's key;
+#                                                  ferrogate-ike has no `crls:` and
+#                                                  `crl_fetch: no`, so under revocation:
+#                                                  strict only a good OCSP answer brings the
+#                                                  tunnel up (REVOKED=1: the responder says
+#                                                  revoked, the tunnel must not come up)
 #   SWAN_KEEP=1                                    keep logs and captures
 #
 # Cleans up namespaces, processes (by PID) and its temp dir on any exit.
@@ -80,6 +88,8 @@ REVOKED=${REVOKED:-}
 RSA_PSS=${RSA_PSS:-}
 PMTU=${PMTU:-}
 CRL_FETCH=${CRL_FETCH:-}
+OCSP=${OCSP:-}
+[ -z "$OCSP" ] || { [ "$AUTH" != psk ] && [ -z "$CRL_FETCH" ]; } || { echo "OCSP=1 needs AUTH=rsa|ecdsa and no CRL_FETCH" >&2; exit 2; }
 [ -z "$CRL_FETCH" ] || [ "$AUTH" != psk ] || { echo "CRL_FETCH=1 needs AUTH=rsa|ecdsa" >&2; exit 2; }
 [ -z "$PMTU" ] || { [ "$AUTH" != psk ] && [ "$ROLE" = initiator ] && [ -z "$FRAG" ]; } ||
     { echo "PMTU=1 needs AUTH=rsa|ecdsa, ROLE=initiator and no FRAG" >&2; exit 2; }
@@ -133,6 +143,8 @@ rsa | ecdsa)
     swan_pki_ca "$WORK/pki" "$AUTH"
     # CRL_FETCH=1: every certificate names gB's HTTP server as its CRL distribution point.
     [ -z "$CRL_FETCH" ] || export SWAN_PKI_CDP=http://203.0.113.2:8080/ca.crl
+    # OCSP=1: every certificate names gB's OCSP responder.
+    [ -z "$OCSP" ] || export SWAN_PKI_OCSP=http://203.0.113.2:8888
     swan_pki_cert "$WORK/pki" "$AUTH" a "$DN_A" gw-a.ferrogate.test
     swan_pki_cert "$WORK/pki" "$AUTH" b "$DN_B" gw-b.ferrogate.test
     swan_pki_install "$WORK/pki" b "$CONF_B"
@@ -146,7 +158,8 @@ rsa | ecdsa)
     cert: $WORK/pki/a.pem
     key: $WORK/pki/a.key
     cacerts: [$WORK/pki/ca.pem]
-    $([ -n "$CRL_FETCH" ] && echo "crl_fetch: yes" || echo "crls: [$WORK/pki/ca.crl]")
+    $(if [ -n "$CRL_FETCH" ]; then echo "crl_fetch: yes"; elif [ -n "$OCSP" ]; then echo "crl_fetch: no
+    ocsp: yes"; else echo "crls: [$WORK/pki/ca.crl]"; fi)
     revocation: strict
     rsa_pss: $([ -n "$RSA_PSS" ] && echo yes || echo no)"
     SWAN_AUTH=(--auth pubkey --cert b.pem)
@@ -234,6 +247,34 @@ if [ -n "$CRL_FETCH" ]; then
         sleep 0.1
     done
 fi
+if [ -n "$OCSP" ]; then
+    # OpenSSL's OCSP responder over the certificates pki issued: its index (status, expiry,
+    # revocation time, serial), b revoked with REVOKED=1.
+    for n in a b c; do
+        serial=$(openssl x509 -in "$WORK/pki/$n.pem" -noout -serial | cut -d= -f2)
+        end=$(date -u -d "$(openssl x509 -in "$WORK/pki/$n.pem" -noout -enddate | cut -d= -f2)" +%y%m%d%H%M%SZ)
+        if [ -n "$REVOKED" ] && [ $n = b ]; then
+            printf 'R\t%s\t%s\t%s\tunknown\t/CN=%s\n' "$end" "$(date -u +%y%m%d%H%M%SZ)" "$serial" $n
+        else
+            printf 'V\t%s\t\t%s\tunknown\t/CN=%s\n' "$end" "$serial" $n
+        fi
+    done > "$WORK/pki/index.txt"
+    ip netns exec "$GB" openssl ocsp -index "$WORK/pki/index.txt" -port 8888 -rsigner "$WORK/pki/ca.pem" \
+        -rkey "$WORK/pki/ca.key" -CA "$WORK/pki/ca.pem" -ndays 1 > "$WORK/ocsp.log" 2>&1 &
+    swan_track_pid $!
+    for _ in $(seq 50); do
+        ip netns exec "$GB" ss -ltn | grep -q ":8888" && break
+        sleep 0.1
+    done
+fi
+# OCSP=1: ferrogate-ike asked the responder and took its signed answer.
+ocsp_answered() {
+    local want=Good
+    [ -n "$REVOKED" ] && want=Revoked
+    grep -m1 -F "OCSP answer" "$WORK/ike.log" | grep -F "http://203.0.113.2:8888" | grep -F "gw-b.ferrogate.test" |
+        grep -F "status=$want" | sed 's/^/    /'
+}
+
 # CRL_FETCH=1: ferrogate-ike fetched the CRL from the distribution point (its log, and the
 # server's: a GET from gA).
 crl_fetched() {
@@ -268,6 +309,7 @@ if [ -n "$REVOKED" ]; then
     }
     check "ferrogate-ike refuses strongSwan's certificate, revoked by the CRL strongSwan's pki signed" refused
     [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP)" crl_fetched
+    [ -z "$OCSP" ] || check "ferrogate-ike asked the certificate's OCSP responder (openssl ocsp) and believed its signed answer" ocsp_answered
     echo "$passed passed, $failed failed (REVOKED=1: nothing else to check)"
     [ "$failed" -eq 0 ]
     exit
@@ -305,8 +347,9 @@ if [ "$AUTH" != psk ]; then
     crl_checked() {
         grep -F "certificate not in its issuer's CRL" "$WORK/ike.log" | grep -F "gw-b.ferrogate.test" | grep -m1 "current=true"
     }
-    check "ferrogate-ike: strongSwan's certificate checked against the CA's CRL (pki --signcrl, revocation: strict)" crl_checked
+    [ -n "$OCSP" ] || check "ferrogate-ike: strongSwan's certificate checked against the CA's CRL (pki --signcrl, revocation: strict)" crl_checked
     [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP)" crl_fetched
+    [ -z "$OCSP" ] || check "ferrogate-ike asked the certificate's OCSP responder (openssl ocsp) and believed its signed answer" ocsp_answered
 fi
 
 # Both views of the keys: ferrogate-ike's export and charon's chd=4 log.

@@ -358,7 +358,8 @@ EOF
 #                                           DIR/ca.pem (RSA 3072 or ECDSA P-384)
 # swan_pki_cert DIR rsa|ecdsa NAME DN SAN   DIR/NAME.key (RSA 2048 / ECDSA P-256) and DIR/NAME.pem,
 #                                           issued by that CA with subjectAltName SAN (and
-#                                           SWAN_PKI_CDP, if set, as its CRL distribution point)
+#                                           SWAN_PKI_CDP, if set, as its CRL distribution point,
+#                                           SWAN_PKI_OCSP as its OCSP responder)
 # SWAN_PKI_PSS=1: RSA certificates are signed with RSASSA-PSS (pki --rsa-padding pss)
 swan_pki_pad() { [ -n "${SWAN_PKI_PSS:-}" ] && [ "$1" = rsa ] && echo "--rsa-padding pss"; true; }
 swan_pki_ca() {
@@ -377,7 +378,7 @@ swan_pki_cert() {
     pki --pub --in "$dir/$name.key" --type "$type" 2>> "$dir/pki.log" |
         # shellcheck disable=SC2046
         pki --issue --lifetime 30 --cacert "$dir/ca.pem" --cakey "$dir/ca.key" --dn "$dn" $(swan_pki_pad "$type") \
-            --san "$san" --flag serverAuth ${SWAN_PKI_CDP:+--crl "$SWAN_PKI_CDP"} --outform pem > "$dir/$name.pem" 2>> "$dir/pki.log"
+            --san "$san" --flag serverAuth ${SWAN_PKI_CDP:+--crl "$SWAN_PKI_CDP"} ${SWAN_PKI_OCSP:+--ocsp "$SWAN_PKI_OCSP"} --outform pem > "$dir/$name.pem" 2>> "$dir/pki.log"
 }
 # swan_pki_install DIR NAME CONFDIR         NAME's certificate, key and the CA where swanctl
 #                                           --load-all looks (x509/, private/, x509ca/ next to

@@ -102,9 +102,27 @@ pub fn parse_http_response(resp: &[u8]) -> Result<&[u8], String> {
     }
 }
 
-/// GETs `url` with HTTP/1.0, giving up after `timeout` in all (name lookup aside) or when the
-/// response exceeds [`MAX_BODY`] plus headers.
+/// GETs `url` with HTTP/1.0, giving up after `timeout` in all or when the response exceeds
+/// [`MAX_BODY`] plus headers.
 pub fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+    http_request(url, None, timeout)
+}
+
+/// POSTs `body` of type `content_type` to `url` (an OCSP request), as [`http_get`].
+pub fn http_post(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    http_request(url, Some((content_type, body)), timeout)
+}
+
+fn http_request(
+    url: &str,
+    post: Option<(&str, &[u8])>,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
     let (host, port, path) = parse_http_url(url)?;
     let start = Instant::now();
     let left = |what: &str| {
@@ -134,13 +152,21 @@ pub fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
     };
     s.set_write_timeout(Some(left("sending")?))
         .map_err(|e| e.to_string())?;
-    s.write_all(
-        format!(
+    let mut req = match post {
+        None => format!(
             "GET {path} HTTP/1.0\r\nHost: {host_header}\r\nUser-Agent: ferrogate-ike\r\nAccept: application/pkix-crl, */*\r\nConnection: close\r\n\r\n"
         )
-        .as_bytes(),
-    )
-    .map_err(|e| format!("{url}: {e}"))?;
+        .into_bytes(),
+        Some((ty, body)) => format!(
+            "POST {path} HTTP/1.0\r\nHost: {host_header}\r\nUser-Agent: ferrogate-ike\r\nContent-Type: {ty}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes(),
+    };
+    if let Some((_, body)) = post {
+        req.extend_from_slice(body);
+    }
+    s.write_all(&req).map_err(|e| format!("{url}: {e}"))?;
     let mut resp = Vec::new();
     let mut buf = [0u8; 16384];
     loop {

@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod daemon;
 pub mod fetch;
 pub mod frag;
+pub mod ocsp;
 pub mod pki;
 pub mod proposal;
 pub mod sa;

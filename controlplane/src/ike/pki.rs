@@ -21,6 +21,7 @@ use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo, X509Name};
 use zeroize::Zeroizing;
 
 use super::fetch;
+use super::ocsp;
 
 /// AUTH methods (RFC 7296 §3.8, RFC 4754, RFC 7427).
 pub mod method {
@@ -157,6 +158,9 @@ pub enum PkiError {
     /// A CRL its issuer signed lists the certificate (RFC 5280 §5).
     #[error("certificate `{0}` (serial {1}) is revoked (CRL of `{2}`)")]
     Revoked(String, String, String),
+    /// An OCSP responder answered `revoked` (RFC 6960).
+    #[error("certificate `{0}` (serial {1}) is revoked (OCSP answer from {2})")]
+    RevokedOcsp(String, String, String),
     /// `revocation: strict` (or `ifuri`, and the certificate names a CRL distribution point),
     /// and no current CRL of the certificate's issuer vouches for it.
     #[error("revocation status of `{0}` unknown: no current CRL of `{1}` (revocation: {2})")]
@@ -271,6 +275,55 @@ fn crl_cache() -> &'static Mutex<CrlCache> {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Checks who signed an OCSP answer (RFC 6960 §4.2.2.2): the issuer itself, or a responder
+/// whose certificate the issuer signed, valid at `now`, with extendedKeyUsage OCSPSigning,
+/// named by the answer's responder ID.
+fn verify_ocsp_signature(
+    r: &ocsp::Response<'_>,
+    issuer: &X509Certificate<'_>,
+    now: i64,
+) -> Result<(), String> {
+    use sha1::Digest;
+    let (_, alg) = AlgorithmIdentifier::from_der(r.sig_alg).map_err(|e| e.to_string())?;
+    let key_hash = |c: &X509Certificate<'_>| -> Vec<u8> {
+        sha1::Sha1::digest(&c.public_key().subject_public_key.data).to_vec()
+    };
+    let names = |c: &X509Certificate<'_>| match &r.responder {
+        ocsp::ResponderId::Name(n) => n[..] == *c.subject().as_raw(),
+        ocsp::ResponderId::KeyHash(h) => *h == key_hash(c),
+    };
+    if names(issuer) {
+        return verify_alg(issuer.public_key(), &alg, r.tbs, r.signature)
+            .map_err(|e| format!("the issuer's signature on the answer: {e}"));
+    }
+    for d in &r.certs {
+        let Ok(rc) = parse_cert(d) else { continue };
+        if !names(&rc) || rc.issuer().as_raw() != issuer.subject().as_raw() {
+            continue;
+        }
+        verify_alg(
+            issuer.public_key(),
+            &rc.signature_algorithm,
+            rc.tbs_certificate.as_ref(),
+            &rc.signature_value.data,
+        )
+        .map_err(|e| format!("the responder's certificate: {e}"))?;
+        if !valid_at(&rc, now) {
+            return Err("the responder's certificate is not valid now".into());
+        }
+        let ocsp_signing = matches!(rc.extended_key_usage(), Ok(Some(e)) if e.value.ocsp_signing);
+        if !ocsp_signing {
+            return Err(format!(
+                "`{}` signed the answer without OCSPSigning in its extendedKeyUsage",
+                dn_string(rc.subject())
+            ));
+        }
+        return verify_alg(rc.public_key(), &alg, r.tbs, r.signature)
+            .map_err(|e| format!("the responder's signature on the answer: {e}"));
+    }
+    Err("the answer is signed by neither the issuer nor a responder it certified".into())
+}
+
 /// GETs the CRL at `uri` (PEM or DER, the first if several), parsed but not yet verified.
 fn fetch_crl(uri: &str, timeout: Duration) -> Option<Vec<u8>> {
     let t = Instant::now();
@@ -292,6 +345,78 @@ fn fetch_crl(uri: &str, timeout: Duration) -> Option<Vec<u8>> {
         }
     }
 }
+
+/// The `http://` OCSP responders a certificate names in its authority information access
+/// extension (RFC 5280 §4.2.2.1, id-ad-ocsp).
+pub fn ocsp_responders(c: &X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::ParsedExtension;
+    let mut uris = Vec::new();
+    for e in c.extensions() {
+        let ParsedExtension::AuthorityInfoAccess(aia) = e.parsed_extension() else {
+            continue;
+        };
+        for d in &aia.accessdescs {
+            if d.access_method.to_id_string() != "1.3.6.1.5.5.7.48.1" {
+                continue;
+            }
+            if let GeneralName::URI(u) = d.access_location {
+                if u.starts_with("http://") {
+                    uris.push(u.to_string());
+                }
+            }
+        }
+    }
+    uris
+}
+
+/// Where a certificate's revocation status can be had: CRL distribution points and OCSP
+/// responders (`http://` ones), and whether it names any point or responder at all
+/// (`revocation: ifuri` asks a status of such a certificate, fetchable or not).
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// CRL distribution points.
+    pub crl: Vec<String>,
+    /// OCSP responders.
+    pub ocsp: Vec<String>,
+    /// Any distribution point or OCSP responder named.
+    pub named: bool,
+}
+
+impl Sources {
+    /// What `c` names.
+    pub fn of(c: &X509Certificate<'_>) -> Sources {
+        let ocsp = ocsp_responders(c);
+        let named = names_distribution_point(c) || !ocsp.is_empty();
+        Sources {
+            crl: crl_distribution_points(c),
+            ocsp,
+            named,
+        }
+    }
+}
+
+/// An OCSP answer kept (None: the responder failed or gave no usable answer), until when it
+/// holds (seconds since 1970), and when it was had.
+struct OcspEntry {
+    status: Option<ocsp::Status>,
+    until: i64,
+    at: Instant,
+}
+
+/// OCSP answers of every tunnel, by (responder, CertID).
+type OcspCache = HashMap<(String, ocsp::CertId), OcspEntry>;
+
+fn ocsp_cache() -> &'static Mutex<OcspCache> {
+    static CACHE: std::sync::OnceLock<Mutex<OcspCache>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// An answer without a next update holds this long after its this update.
+const OCSP_NO_NEXT_UPDATE: i64 = 3600;
+/// Clock skew allowed on an answer's this update.
+const OCSP_SKEW: i64 = 300;
+/// Responders asked for one certificate.
+const OCSP_MAX_URIS: usize = 2;
 
 /// Whether a certificate has a CRL distribution points extension at all (`revocation: ifuri`
 /// asks a current CRL of any such certificate, whether or not we can fetch from its points).
@@ -849,6 +974,8 @@ pub struct TrustAnchors {
     revocation: Revocation,
     /// Fetch CRLs from the distribution points certificates name.
     fetch: bool,
+    /// Ask the OCSP responders certificates name.
+    ocsp: bool,
 }
 
 impl std::fmt::Debug for TrustAnchors {
@@ -893,6 +1020,7 @@ impl TrustAnchors {
             crls: Vec::new(),
             revocation: Revocation::Relaxed,
             fetch: false,
+            ocsp: false,
         })
     }
 
@@ -904,6 +1032,16 @@ impl TrustAnchors {
     /// [`CRL_FETCH_RETRY`]. The daemon waits for the fetches.
     pub fn with_crl_fetch(mut self, fetch: bool) -> TrustAnchors {
         self.fetch = fetch;
+        self
+    }
+
+    /// These anchors, asking (with `ocsp`) the OCSP responders (RFC 6960) that the
+    /// certificates of a chain name before their CRLs, under the same rules as fetching CRLs
+    /// (after the chain verified, within the same time budget). A `good` answer signed by the
+    /// issuer or a responder it delegated (OCSPSigning) counts as a current CRL; `revoked`
+    /// refuses the certificate; `unknown`, failures and forged answers count for nothing.
+    pub fn with_ocsp(mut self, ocsp: bool) -> TrustAnchors {
+        self.ocsp = ocsp;
         self
     }
 
@@ -942,31 +1080,21 @@ impl TrustAnchors {
         now: i64,
         deadline: Instant,
     ) -> Result<(), PkiError> {
-        let uris = crl_distribution_points(c);
-        let named = names_distribution_point(c);
-        self.check_revocation_with(c, issuer, now, &uris, named, deadline)
+        self.check_revocation_with(c, issuer, now, &Sources::of(c), deadline)
     }
 
-    /// [`Self::check_revocation`] with the distribution points given (`named`: the
-    /// certificate names some, fetchable or not), fetching until `deadline`.
+    /// [`Self::check_revocation`] with the sources given, fetching until `deadline`.
     fn check_revocation_with(
         &self,
         c: &X509Certificate<'_>,
         issuer: &X509Certificate<'_>,
         now: i64,
-        uris: &[String],
-        named: bool,
+        src: &Sources,
         deadline: Instant,
     ) -> Result<(), PkiError> {
-        // A DER INTEGER's content without the sign-padding zeros.
-        let int = |b: &[u8]| -> Vec<u8> {
-            let skip = b
-                .iter()
-                .take_while(|&&x| x == 0)
-                .count()
-                .min(b.len().saturating_sub(1));
-            b[skip..].to_vec()
-        };
+        let (uris, named) = (&src.crl, src.named);
+        // Serials compared as numbers: without sign-padding zeros.
+        let int = ocsp::int_bytes;
         let serial = int(c.raw_serial());
         let may_sign_crls = match issuer.key_usage() {
             Ok(Some(ku)) => ku.value.crl_sign(),
@@ -1029,6 +1157,9 @@ impl TrustAnchors {
         for d in &self.crls {
             current |= check(d)? == Some(true);
         }
+        if !current && self.ocsp && !src.ocsp.is_empty() {
+            current = self.ocsp_good(c, issuer, now, &src.ocsp, deadline)?;
+        }
         if !current && self.fetch {
             let spki = issuer.public_key().raw.to_vec();
             for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
@@ -1083,6 +1214,122 @@ impl TrustAnchors {
         Ok(())
     }
 
+    /// Asks `uris` (OCSP responders) about `c`: Ok(true) for a current `good` answer, Err for
+    /// `revoked`, Ok(false) for anything else.
+    fn ocsp_good(
+        &self,
+        c: &X509Certificate<'_>,
+        issuer: &X509Certificate<'_>,
+        now: i64,
+        uris: &[String],
+        deadline: Instant,
+    ) -> Result<bool, PkiError> {
+        let id = ocsp::CertId::new(
+            issuer.subject().as_raw(),
+            &issuer.public_key().subject_public_key.data,
+            c.raw_serial(),
+        );
+        let revoked = |uri: &str| {
+            PkiError::RevokedOcsp(
+                dn_string(c.subject()),
+                c.raw_serial_as_string(),
+                uri.to_string(),
+            )
+        };
+        for u in uris.iter().take(OCSP_MAX_URIS) {
+            let key = (u.clone(), id.clone());
+            let cached = {
+                let cache = ocsp_cache().lock().unwrap_or_else(|p| p.into_inner());
+                cache.get(&key).and_then(|e| {
+                    let age = e.at.elapsed();
+                    if e.status.is_some() && now <= e.until && age < CRL_FETCHED_MAX_AGE {
+                        Some(e.status)
+                    } else {
+                        (age < CRL_FETCH_RETRY).then_some(None)
+                    }
+                })
+            };
+            let status = match cached {
+                Some(st) => st,
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        tracing::warn!(uri = %u, "no time left to ask this OCSP responder");
+                        break;
+                    }
+                    let t = Instant::now();
+                    let answer = self.ocsp_ask(u, &id, issuer, now, left.min(CRL_FETCH_TIMEOUT));
+                    let ms = t.elapsed().as_millis() as u64;
+                    let (status, until) = match answer {
+                        Ok((st, until)) => {
+                            tracing::info!(uri = %u, subject = %dn_string(c.subject()), status = ?st, ms, "OCSP answer");
+                            (Some(st), until)
+                        }
+                        Err(e) => {
+                            tracing::warn!(uri = %u, subject = %dn_string(c.subject()), ms, "OCSP failed: {e}");
+                            (None, 0)
+                        }
+                    };
+                    let mut cache = ocsp_cache().lock().unwrap_or_else(|p| p.into_inner());
+                    if cache.len() >= CRL_CACHE_MAX && !cache.contains_key(&key) {
+                        cache.clear();
+                    }
+                    cache.insert(
+                        key,
+                        OcspEntry {
+                            status,
+                            until,
+                            at: Instant::now(),
+                        },
+                    );
+                    status
+                }
+            };
+            match status {
+                Some(ocsp::Status::Good) => return Ok(true),
+                Some(ocsp::Status::Revoked(_)) => return Err(revoked(u)),
+                Some(ocsp::Status::Unknown) | None => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// One OCSP exchange with `uri` about `id`: the answer's status and until when it holds,
+    /// once its signature (by the issuer, or a responder the issuer certified for OCSP
+    /// signing), its CertID, its times and its nonce (if echoed) are checked.
+    fn ocsp_ask(
+        &self,
+        uri: &str,
+        id: &ocsp::CertId,
+        issuer: &X509Certificate<'_>,
+        now: i64,
+        timeout: Duration,
+    ) -> Result<(ocsp::Status, i64), String> {
+        let nonce = super::crypto::random_bytes(16);
+        let req = ocsp::request(id, &nonce);
+        let body = fetch::http_post(uri, "application/ocsp-request", &req, timeout)?;
+        let r = ocsp::parse_response(&body)?;
+        verify_ocsp_signature(&r, issuer, now)?;
+        if r.nonce.as_ref().is_some_and(|n| n[..] != nonce[..]) {
+            return Err("the answer's nonce is not ours".into());
+        }
+        let one = r
+            .singles
+            .iter()
+            .find(|s| s.id == *id)
+            .ok_or("no answer about this certificate")?;
+        if one.this_update > now + OCSP_SKEW {
+            return Err("the answer's thisUpdate is in the future".into());
+        }
+        let until = one
+            .next_update
+            .unwrap_or(one.this_update + OCSP_NO_NEXT_UPDATE);
+        if now > until && !matches!(one.status, ocsp::Status::Revoked(_)) {
+            return Err("the answer is out of date".into());
+        }
+        Ok((one.status, until))
+    }
+
     /// A fetched CRL to use for `key` without asking again: Some(Some(der)) while it is
     /// current (and under a day old), Some(None) within [`CRL_FETCH_RETRY`] of a fetch that
     /// failed or gave nothing current (an expired CRL is still used then: what it lists stays
@@ -1124,8 +1371,8 @@ impl TrustAnchors {
 
     /// The DER of each CRL, the revocation mode and whether CRLs are fetched (for the
     /// fingerprint of a configuration).
-    pub fn crls(&self) -> (&[Vec<u8>], Revocation, bool) {
-        (&self.crls, self.revocation, self.fetch)
+    pub fn crls(&self) -> (&[Vec<u8>], Revocation, bool, bool) {
+        (&self.crls, self.revocation, self.fetch, self.ocsp)
     }
 
     /// CERTREQ data: the SHA-1 of each CA's SubjectPublicKeyInfo, concatenated (§3.7).
@@ -1614,6 +1861,24 @@ mod tests {
                         Ok(n) => req.extend_from_slice(&b[..n]),
                     }
                 }
+                // A POST's body (an OCSP request), read before answering.
+                let head_len = req
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(req.len(), |p| p + 4);
+                let want = String::from_utf8_lossy(&req[..head_len])
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("Content-Length: ")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    })
+                    .unwrap_or(0);
+                while req.len() < head_len + want {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
                 h.fetch_add(1, Ordering::SeqCst);
                 let req = String::from_utf8_lossy(&req);
                 let path = req.split(' ').nth(1).unwrap_or("/");
@@ -1660,8 +1925,13 @@ mod tests {
         let soon = || Instant::now() + CRL_FETCH_BUDGET;
         // The fetch cache is the process's: every URL here names this test's server.
         let t = fetching(Revocation::Strict);
+        let src = |uris: &[String], named| Sources {
+            crl: uris.to_vec(),
+            ocsp: Vec::new(),
+            named,
+        };
         let check = |t: &TrustAnchors, c, at, uris: &[String]| {
-            t.check_revocation_with(c, &ca, at, uris, !uris.is_empty(), soon())
+            t.check_revocation_with(c, &ca, at, &src(uris, !uris.is_empty()), soon())
         };
         check(&t, &ok, during, &url("crl.pem")).unwrap();
         assert_eq!(hits(), 1);
@@ -1711,7 +1981,13 @@ mod tests {
         assert_eq!(hits(), 4);
         // No time left: nothing is fetched.
         assert!(matches!(
-            t.check_revocation_with(&ok, &ca, during, &url("crl-none.der"), true, Instant::now()),
+            t.check_revocation_with(
+                &ok,
+                &ca,
+                during,
+                &src(&url("crl-none.der"), true),
+                Instant::now()
+            ),
             Err(PkiError::RevocationUnknown(..))
         ));
         assert_eq!(hits(), 4);
@@ -1720,7 +1996,7 @@ mod tests {
         let t = fetching(Revocation::IfUri);
         check(&t, &ok, during, &[]).unwrap();
         assert!(matches!(
-            t.check_revocation_with(&ok, &ca, during, &[], true, soon()),
+            t.check_revocation_with(&ok, &ca, during, &src(&[], true), soon()),
             Err(PkiError::RevocationUnknown(_, _, "ifuri"))
         ));
         assert!(matches!(
@@ -1742,6 +2018,118 @@ mod tests {
             .unwrap();
         assert!(matches!(
             check(&off, &bad, during, &url("crl-ok.pem")),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        assert_eq!(hits(), before);
+    }
+
+    /// OCSP answers OpenSSL's responder signed (tests/data/pki/ocsp/make.sh), served by a
+    /// local HTTP server whatever the request (each answer is about one certificate).
+    #[test]
+    fn ocsp_answers_revoke_and_vouch_when_their_issuer_or_its_responder_signed() {
+        use std::sync::atomic::Ordering;
+        let (port, hits) = crl_server();
+        let url = |name: &str| format!("http://127.0.0.1:{port}/ocsp/{name}");
+        let hits = || hits.load(Ordering::SeqCst);
+        let ders = ["ocsp/good.pem", "ocsp/revoked.pem", "ocsp/ca.pem"].map(cert);
+        let (good, revoked, ca) = (
+            parse_cert(&ders[0]).unwrap(),
+            parse_cert(&ders[1]).unwrap(),
+            parse_cert(&ders[2]).unwrap(),
+        );
+        // What the certificates name (OpenSSL's extensions).
+        let of = Sources::of(&good);
+        assert_eq!(of.ocsp, ["http://127.0.0.1:9/ocsp"]);
+        assert_eq!(of.crl, ["http://127.0.0.1:9/ca.crl"]);
+        assert!(of.named);
+        // 2027-01-15: the answers are from 2026-12-04 with a next update a century on.
+        let now = 1_800_000_000;
+        let anchors_with = |mode| {
+            anchors(&["ocsp/ca.pem"])
+                .with_crls(Vec::new(), mode)
+                .unwrap()
+                .with_ocsp(true)
+        };
+        let src = |answer: &str| Sources {
+            crl: Vec::new(),
+            ocsp: vec![url(answer)],
+            named: true,
+        };
+        let soon = || Instant::now() + CRL_FETCH_BUDGET;
+        let strict = anchors_with(Revocation::Strict);
+        strict
+            .check_revocation_with(&good, &ca, now, &src("resp-good.der"), soon())
+            .unwrap();
+        assert_eq!(hits(), 1);
+        // Kept until its next update: not asked again.
+        strict
+            .check_revocation_with(&good, &ca, now, &src("resp-good.der"), soon())
+            .unwrap();
+        assert_eq!(hits(), 1);
+        // Revoked.
+        match strict.check_revocation_with(&revoked, &ca, now, &src("resp-revoked.der"), soon()) {
+            Err(PkiError::RevokedOcsp(subject, _, from)) => {
+                assert_eq!(subject, "CN=ocsp-revoked.example");
+                assert!(from.ends_with("resp-revoked.der"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A delegated responder (OCSPSigning, certified by the CA) is believed.
+        strict
+            .check_revocation_with(&good, &ca, now, &src("resp-good-delegated.der"), soon())
+            .unwrap();
+        // None of these vouches: an answer about another certificate, one signed by a key the
+        // CA never certified for OCSP, one with another request's nonce. Each is asked once.
+        let before = hits();
+        for (cert, answer) in [
+            (&good, "resp-revoked.der"),
+            (&good, "resp-good-unauthorized.der"),
+            (&good, "resp-good-nonce.der"),
+        ] {
+            for _ in 0..2 {
+                assert!(
+                    matches!(
+                        strict.check_revocation_with(cert, &ca, now, &src(answer), soon()),
+                        Err(PkiError::RevocationUnknown(..))
+                    ),
+                    "{answer}"
+                );
+            }
+        }
+        assert_eq!(hits(), before + 3);
+        // Past the answer's next update (2126) it no longer counts.
+        assert!(matches!(
+            anchors_with(Revocation::Strict).check_revocation_with(
+                &good,
+                &ca,
+                5_000_000_000,
+                &src("resp-good-delegated.der"),
+                soon()
+            ),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        // relaxed: a forged answer passes as no answer; ifuri: a certificate naming a
+        // responder needs a good answer.
+        anchors_with(Revocation::Relaxed)
+            .check_revocation_with(&good, &ca, now, &src("resp-good-unauthorized.der"), soon())
+            .unwrap();
+        assert!(matches!(
+            anchors_with(Revocation::IfUri).check_revocation_with(
+                &good,
+                &ca,
+                now,
+                &src("resp-good-unauthorized.der"),
+                soon()
+            ),
+            Err(PkiError::RevocationUnknown(_, _, "ifuri"))
+        ));
+        // OCSP off: not asked.
+        let before = hits();
+        assert!(matches!(
+            anchors(&["ocsp/ca.pem"])
+                .with_crls(Vec::new(), Revocation::Strict)
+                .unwrap()
+                .check_revocation_with(&good, &ca, now, &src("resp-good.der"), soon()),
             Err(PkiError::RevocationUnknown(..))
         ));
         assert_eq!(hits(), before);
