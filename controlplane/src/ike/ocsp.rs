@@ -298,12 +298,18 @@ pub fn parse_response(b: &[u8]) -> Result<Response<'_>, String> {
             t => return Err(format!("certStatus: tag {t:#04x}")),
         };
         let (this, s) = expect(s, 0x18, "thisUpdate")?;
-        let next_update = if s.first() == Some(&0xa0) {
-            let (n, _) = tlv(s)?;
-            Some(time(expect(n.content, 0x18, "nextUpdate")?.0.content)?)
+        let (next_update, s) = if s.first() == Some(&0xa0) {
+            let (n, rest) = tlv(s)?;
+            (
+                Some(time(expect(n.content, 0x18, "nextUpdate")?.0.content)?),
+                rest,
+            )
         } else {
-            None
+            (None, s)
         };
+        if s.first() == Some(&0xa1) && has_critical(tlv(s)?.0.content)? {
+            return Err("a critical single extension we do not know".into());
+        }
         singles.push(Single {
             id,
             status,
@@ -320,12 +326,17 @@ pub fn parse_response(b: &[u8]) -> Result<Response<'_>, String> {
             let (ext, more) = expect(e, 0x30, "Extension")?;
             e = more;
             let (oid, v) = expect(ext.content, 0x06, "extnID")?;
-            // critical BOOLEAN DEFAULT FALSE may come first.
-            let v = if v.first() == Some(&0x01) {
-                tlv(v)?.1
+            // critical BOOLEAN DEFAULT FALSE may come first; one we do not know is refused
+            // (RFC 6960 §4.4).
+            let (critical, v) = if v.first() == Some(&0x01) {
+                let (b, rest) = tlv(v)?;
+                (b.content.iter().any(|&x| x != 0), rest)
             } else {
-                v
+                (false, v)
             };
+            if critical && oid.content != OID_NONCE {
+                return Err("a critical response extension we do not know".into());
+            }
             let (octets, _) = expect(v, 0x04, "extnValue")?;
             if oid.content == OID_NONCE {
                 // The value is an OCTET STRING holding the nonce (some responders send the
@@ -346,6 +357,21 @@ pub fn parse_response(b: &[u8]) -> Result<Response<'_>, String> {
         singles,
         nonce,
     })
+}
+
+/// Whether an [1] EXPLICIT Extensions holds a critical one.
+fn has_critical(wrapped: &[u8]) -> Result<bool, String> {
+    let (seq, _) = expect(wrapped, 0x30, "singleExtensions")?;
+    let mut e = seq.content;
+    while !e.is_empty() {
+        let (ext, more) = expect(e, 0x30, "Extension")?;
+        e = more;
+        let (_, v) = expect(ext.content, 0x06, "extnID")?;
+        if v.first() == Some(&0x01) && tlv(v)?.0.content.iter().any(|&x| x != 0) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// A GeneralizedTime (`YYYYMMDDHHMMSS[.fff]Z`) as seconds since 1970.

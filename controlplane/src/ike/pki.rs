@@ -278,11 +278,11 @@ fn crl_cache() -> &'static Mutex<CrlCache> {
 /// Checks who signed an OCSP answer (RFC 6960 §4.2.2.2): the issuer itself, or a responder
 /// whose certificate the issuer signed, valid at `now`, with extendedKeyUsage OCSPSigning,
 /// named by the answer's responder ID.
-fn verify_ocsp_signature(
-    r: &ocsp::Response<'_>,
+fn verify_ocsp_signature<'r>(
+    r: &ocsp::Response<'r>,
     issuer: &X509Certificate<'_>,
     now: i64,
-) -> Result<(), String> {
+) -> Result<Option<&'r [u8]>, String> {
     use sha1::Digest;
     let (_, alg) = AlgorithmIdentifier::from_der(r.sig_alg).map_err(|e| e.to_string())?;
     let key_hash = |c: &X509Certificate<'_>| -> Vec<u8> {
@@ -294,34 +294,51 @@ fn verify_ocsp_signature(
     };
     if names(issuer) {
         return verify_alg(issuer.public_key(), &alg, r.tbs, r.signature)
+            .map(|()| None)
             .map_err(|e| format!("the issuer's signature on the answer: {e}"));
     }
+    let mut last =
+        "the answer is signed by neither the issuer nor a responder it certified".to_string();
     for d in &r.certs {
         let Ok(rc) = parse_cert(d) else { continue };
         if !names(&rc) || rc.issuer().as_raw() != issuer.subject().as_raw() {
             continue;
         }
-        verify_alg(
-            issuer.public_key(),
-            &rc.signature_algorithm,
-            rc.tbs_certificate.as_ref(),
-            &rc.signature_value.data,
-        )
-        .map_err(|e| format!("the responder's certificate: {e}"))?;
-        if !valid_at(&rc, now) {
-            return Err("the responder's certificate is not valid now".into());
+        let check = || -> Result<(), String> {
+            if rc.tbs_certificate.signature != rc.signature_algorithm {
+                return Err(
+                    "the responder's certificate: signed and outer algorithms differ".into(),
+                );
+            }
+            verify_alg(
+                issuer.public_key(),
+                &rc.signature_algorithm,
+                rc.tbs_certificate.as_ref(),
+                &rc.signature_value.data,
+            )
+            .map_err(|e| format!("the responder's certificate: {e}"))?;
+            if !valid_at(&rc, now) {
+                return Err("the responder's certificate is not valid now".into());
+            }
+            let ocsp_signing =
+                matches!(rc.extended_key_usage(), Ok(Some(e)) if e.value.ocsp_signing);
+            if !ocsp_signing {
+                return Err(format!(
+                    "`{}` signed the answer without OCSPSigning in its extendedKeyUsage",
+                    dn_string(rc.subject())
+                ));
+            }
+            verify_alg(rc.public_key(), &alg, r.tbs, r.signature)
+                .map_err(|e| format!("the responder's signature on the answer: {e}"))
+        };
+        // A responder certificate that fails (an old one after a key rollover, say) does
+        // not stop the next from being tried.
+        match check() {
+            Ok(()) => return Ok(Some(d)),
+            Err(e) => last = e,
         }
-        let ocsp_signing = matches!(rc.extended_key_usage(), Ok(Some(e)) if e.value.ocsp_signing);
-        if !ocsp_signing {
-            return Err(format!(
-                "`{}` signed the answer without OCSPSigning in its extendedKeyUsage",
-                dn_string(rc.subject())
-            ));
-        }
-        return verify_alg(rc.public_key(), &alg, r.tbs, r.signature)
-            .map_err(|e| format!("the responder's signature on the answer: {e}"));
     }
-    Err("the answer is signed by neither the issuer nor a responder it certified".into())
+    Err(last)
 }
 
 /// GETs the CRL at `uri` (PEM or DER, the first if several), parsed but not yet verified.
@@ -1157,8 +1174,21 @@ impl TrustAnchors {
         for d in &self.crls {
             current |= check(d)? == Some(true);
         }
+        // CRLs already fetched and verified (no network): one that lists the certificate
+        // beats any OCSP answer, which over plain HTTP could be an old one replayed.
+        if !current && self.fetch {
+            let spki = issuer.public_key().raw;
+            for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
+                if let Some(Some(d)) = Self::cached_crl(&(u.clone(), spki.to_vec()), now) {
+                    current |= check(&d)? == Some(true);
+                }
+            }
+        }
         if !current && self.ocsp && !src.ocsp.is_empty() {
-            current = self.ocsp_good(c, issuer, now, &src.ocsp, deadline)?;
+            // OCSP gets half of what is left, so that a dead responder leaves time for the
+            // CRL distribution points.
+            let left = deadline.saturating_duration_since(Instant::now());
+            current = self.ocsp_good(c, issuer, now, &src.ocsp, Instant::now() + left / 2)?;
         }
         if !current && self.fetch {
             let spki = issuer.public_key().raw.to_vec();
@@ -1242,10 +1272,16 @@ impl TrustAnchors {
                 let cache = ocsp_cache().lock().unwrap_or_else(|p| p.into_inner());
                 cache.get(&key).and_then(|e| {
                     let age = e.at.elapsed();
-                    if e.status.is_some() && now <= e.until && age < CRL_FETCHED_MAX_AGE {
-                        Some(e.status)
-                    } else {
-                        (age < CRL_FETCH_RETRY).then_some(None)
+                    match e.status {
+                        // Revoked stays revoked, whatever the answer's dates.
+                        Some(ocsp::Status::Revoked(_)) if age < CRL_FETCHED_MAX_AGE => {
+                            Some(e.status)
+                        }
+                        Some(ocsp::Status::Good) if now <= e.until && age < CRL_FETCHED_MAX_AGE => {
+                            Some(e.status)
+                        }
+                        // Unknown, failures and stale answers: asked again after the back-off.
+                        _ => (age < CRL_FETCH_RETRY).then_some(None),
                     }
                 })
             };
@@ -1263,7 +1299,8 @@ impl TrustAnchors {
                     let (status, until) = match answer {
                         Ok((st, until)) => {
                             tracing::info!(uri = %u, subject = %dn_string(c.subject()), status = ?st, ms, "OCSP answer");
-                            (Some(st), until)
+                            let keep = !matches!(st, ocsp::Status::Unknown);
+                            (keep.then_some(st), until)
                         }
                         Err(e) => {
                             tracing::warn!(uri = %u, subject = %dn_string(c.subject()), ms, "OCSP failed: {e}");
@@ -1309,14 +1346,29 @@ impl TrustAnchors {
         let req = ocsp::request(id, &nonce);
         let body = fetch::http_post(uri, "application/ocsp-request", &req, timeout)?;
         let r = ocsp::parse_response(&body)?;
-        verify_ocsp_signature(&r, issuer, now)?;
+        if let Some(responder) = verify_ocsp_signature(&r, issuer, now)? {
+            // A delegated responder's own certificate: with id-pkix-ocsp-nocheck the client may
+            // trust it for its lifetime (RFC 6960 §4.2.2.2.1); without, the configured CRLs
+            // and those already fetched must not list it (no fetch, no OCSP: no loop).
+            let rc = parse_cert(responder).map_err(|e| e.to_string())?;
+            let nocheck = rc
+                .extensions()
+                .iter()
+                .any(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.48.1.5");
+            if !nocheck {
+                self.listed_in_known_crls(&rc, issuer, now, &crl_distribution_points(&rc))
+                    .map_err(|e| format!("the responder's certificate: {e}"))?;
+            }
+        }
         if r.nonce.as_ref().is_some_and(|n| n[..] != nonce[..]) {
             return Err("the answer's nonce is not ours".into());
         }
+        // A revoked answer first, if the responder gave several about it.
         let one = r
             .singles
             .iter()
-            .find(|s| s.id == *id)
+            .filter(|s| s.id == *id)
+            .min_by_key(|s| !matches!(s.status, ocsp::Status::Revoked(_)))
             .ok_or("no answer about this certificate")?;
         if one.this_update > now + OCSP_SKEW {
             return Err("the answer's thisUpdate is in the future".into());
@@ -1328,6 +1380,31 @@ impl TrustAnchors {
             return Err("the answer is out of date".into());
         }
         Ok((one.status, until))
+    }
+
+    /// Err(Revoked) if a configured CRL, or one already fetched from `uris`, of `issuer` lists
+    /// `c` (no fetching, no OCSP).
+    fn listed_in_known_crls(
+        &self,
+        c: &X509Certificate<'_>,
+        issuer: &X509Certificate<'_>,
+        now: i64,
+        uris: &[String],
+    ) -> Result<(), PkiError> {
+        let known = TrustAnchors {
+            cas: Vec::new(),
+            crls: self.crls.clone(),
+            revocation: Revocation::Relaxed,
+            fetch: self.fetch,
+            ocsp: false,
+        };
+        // A deadline already past: cached CRLs only.
+        let src = Sources {
+            crl: uris.to_vec(),
+            ocsp: Vec::new(),
+            named: false,
+        };
+        known.check_revocation_with(c, issuer, now, &src, Instant::now())
     }
 
     /// A fetched CRL to use for `key` without asking again: Some(Some(der)) while it is
@@ -1953,14 +2030,18 @@ mod tests {
             Err(PkiError::Revoked(..))
         ));
         assert_eq!(hits(), 1);
-        // A distribution point that fails is not asked again for a while; a second one is used.
+        // Points fetched before are used before any is asked: crl.pem vouches, missing.crl
+        // is not asked.
         let two = [url("missing.crl"), url("crl.pem")].concat();
         check(&t, &ok, during, &two).unwrap();
-        assert_eq!(hits(), 2);
-        assert!(matches!(
-            check(&t, &ok, during, &url("missing.crl")),
-            Err(PkiError::RevocationUnknown(..))
-        ));
+        assert_eq!(hits(), 1);
+        // A distribution point that fails is not asked again for a while.
+        for _ in 0..2 {
+            assert!(matches!(
+                check(&t, &ok, during, &url("missing.crl")),
+                Err(PkiError::RevocationUnknown(..))
+            ));
+        }
         assert_eq!(hits(), 2, "the failure is remembered");
         // Not a CRL (a certificate), or another issuer's CRL: neither vouches, neither is kept
         // (asked once each, then backed off).
@@ -2097,17 +2178,47 @@ mod tests {
             }
         }
         assert_eq!(hits(), before + 3);
-        // Past the answer's next update (2126) it no longer counts.
+        // Past the answer's next update it no longer counts (a URL not asked yet, so that
+        // the answer itself is judged, not the cache).
+        let body = std::fs::read(data("ocsp/resp-good.der")).unwrap();
+        let next = ocsp::parse_response(&body).unwrap().singles[0]
+            .next_update
+            .unwrap();
         assert!(matches!(
-            anchors_with(Revocation::Strict).check_revocation_with(
-                &good,
-                &ca,
-                5_000_000_000,
-                &src("resp-good-delegated.der"),
-                soon()
-            ),
+            strict.check_revocation_with(&good, &ca, next + 1, &src("./resp-good.der"), soon()),
             Err(PkiError::RevocationUnknown(..))
         ));
+        strict
+            .check_revocation_with(&good, &ca, next, &src("././resp-good.der"), soon())
+            .unwrap();
+        // A revoked answer stays revoked when asked again, even past its dates.
+        for at in [now, next + 1] {
+            assert!(matches!(
+                anchors_with(Revocation::Relaxed).check_revocation_with(
+                    &revoked,
+                    &ca,
+                    at,
+                    &src("resp-revoked.der"),
+                    soon()
+                ),
+                Err(PkiError::RevokedOcsp(..))
+            ));
+        }
+        // A delegated responder whose certificate a known CRL of the CA lists is not believed
+        // (it has no id-pkix-ocsp-nocheck); nor is the same answer once that CRL is known.
+        let with_crl = anchors(&["ocsp/ca.pem"])
+            .with_crls(
+                load_crls(&data("ocsp/crl-resp-revoked.pem")).unwrap(),
+                Revocation::Relaxed,
+            )
+            .unwrap()
+            .with_ocsp(true);
+        assert!(!with_crl
+            .ocsp_good(&good, &ca, now, &[url("./resp-good-delegated.der")], soon())
+            .unwrap());
+        assert!(with_crl
+            .ocsp_good(&good, &ca, now, &[url("./././resp-good.der")], soon())
+            .unwrap());
         // relaxed: a forged answer passes as no answer; ifuri: a certificate naming a
         // responder needs a good answer.
         anchors_with(Revocation::Relaxed)

@@ -6,6 +6,7 @@
 #   resp-good-delegated.der           signed by resp (its certificate included)
 #   resp-good-unauthorized.der        signed by ocsp-revoked's key (no OCSPSigning): forged
 #   resp-good-nonce.der               for a request with a nonce (ours never matches it)
+#   crl-resp-revoked.pem              the CA's CRL, made last, revoking ocsp-revoked and resp
 # Test keys only, and deleted: nothing here can sign anything again.
 set -e
 cd "$(dirname "$0")"
@@ -23,6 +24,8 @@ private_key = $T/ca.key
 serial = $T/serial
 default_days = 36500
 default_md = sha256
+default_crl_days = 36500
+crlnumber = $T/crlnumber
 policy = p
 [ p ]
 commonName = supplied
@@ -34,7 +37,7 @@ crlDistributionPoints = URI:http://127.0.0.1:9/ca.crl
 basicConstraints = CA:FALSE
 extendedKeyUsage = OCSPSigning
 EOC
-mkdir "$T/new"; : > "$T/index.txt"; echo 1000 > "$T/serial"
+mkdir "$T/new"; : > "$T/index.txt"; echo 1000 > "$T/serial"; echo 01 > "$T/crlnumber"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/ca.key" -out ca.pem \
   -days 36500 -subj "/C=CH/O=ferrogate test/CN=ferrogate OCSP CA" -sha256 \
   -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
@@ -54,3 +57,5 @@ ocsp -rsigner resp.pem -rkey "$T/resp.key" -reqin "$T/req-good.der" -respout res
 ocsp -rsigner revoked.pem -rkey "$T/revoked.key" -reqin "$T/req-good.der" -respout resp-good-unauthorized.der
 openssl ocsp -issuer ca.pem -cert good.pem -reqout "$T/req-nonce.der" 2>/dev/null
 ocsp -rsigner ca.pem -rkey "$T/ca.key" -reqin "$T/req-nonce.der" -respout resp-good-nonce.der
+openssl ca -config "$T/ca.cnf" -revoke resp.pem 2>/dev/null
+openssl ca -config "$T/ca.cnf" -gencrl -out crl-resp-revoked.pem 2>/dev/null
