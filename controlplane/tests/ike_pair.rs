@@ -153,6 +153,14 @@ impl Net {
         out
     }
 
+    /// A's timers, then B's, at `at`, each run until quiet.
+    fn tick_both(&mut self, at: Instant) {
+        let ta = self.a.tick(at);
+        self.run(at, ta, vec![]);
+        let tb = self.b.tick(at);
+        self.run(at, vec![], tb);
+    }
+
     /// Delivers actions until quiet.
     fn run(&mut self, now: Instant, mut from_a: Vec<Action>, mut from_b: Vec<Action>) {
         for _ in 0..100 {
@@ -603,10 +611,7 @@ fn up_then_rekey_ike(n: &mut Net, now: Instant) {
     let old_spi = n.a.sas().next().unwrap().spi_i;
     // Both are due after 18-20 s; one rekeys, the other answers.
     let later = now + Duration::from_secs(21);
-    let ta = n.a.tick(later);
-    n.run(later, ta, vec![]);
-    let tb = n.b.tick(later);
-    n.run(later, vec![], tb);
+    n.tick_both(later);
     assert_eq!(n.a.sas().count(), 1, "old IKE SA gone on A");
     assert_eq!(n.b.sas().count(), 1, "old IKE SA gone on B");
     assert_ne!(n.a.sas().next().unwrap().spi_i, old_spi);
@@ -887,10 +892,7 @@ fn ike_auth_and_create_child_sa_are_fragmented_both_ways() {
     assert!(n.a.sas().next().unwrap().fragmentation().0);
     // A CHILD_SA rekey with PFS (a 256-byte KE each way) goes fragmented too.
     let later = now + Duration::from_millis(10_100);
-    let ta = n.a.tick(later);
-    n.run(later, ta, vec![]);
-    let tb = n.b.tick(later);
-    n.run(later, vec![], tb);
+    n.tick_both(later);
     newest_pair(&n);
     let req =
         fragments(&n, true, CREATE_CHILD_SA, false) + fragments(&n, false, CREATE_CHILD_SA, false);
@@ -1332,10 +1334,7 @@ fn a_request_the_path_drops_is_cut_smaller_until_it_passes() {
     );
     let dropped = n.a_dropped_big;
     let later = now + Duration::from_millis(10_100);
-    let ta = n.a.tick(later);
-    n.run(later, ta, vec![]);
-    let tb = n.b.tick(later);
-    n.run(later, vec![], tb);
+    n.tick_both(later);
     newest_pair(&n);
     assert_eq!(n.a_dropped_big, dropped);
 }

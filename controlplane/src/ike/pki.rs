@@ -423,6 +423,15 @@ struct OcspEntry {
 /// OCSP answers of every tunnel, by (responder, CertID).
 type OcspCache = HashMap<(String, ocsp::CertId), OcspEntry>;
 
+/// Inserts into a fetch cache, emptying it first when it holds [`CRL_CACHE_MAX`] entries.
+fn bounded_insert<K: Eq + std::hash::Hash, V>(cache: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= CRL_CACHE_MAX && !cache.contains_key(&key) {
+        cache.clear();
+    }
+    cache.insert(key, value);
+}
+
 fn ocsp_cache() -> &'static Mutex<OcspCache> {
     static CACHE: std::sync::OnceLock<Mutex<OcspCache>> = std::sync::OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
@@ -1109,7 +1118,34 @@ impl TrustAnchors {
         src: &Sources,
         deadline: Instant,
     ) -> Result<(), PkiError> {
-        let (uris, named) = (&src.crl, src.named);
+        let current = self.current_status(c, issuer, now, src, Some(deadline))?;
+        let mode = match self.revocation {
+            Revocation::Strict => "strict",
+            Revocation::IfUri if src.named => "ifuri",
+            _ => return Ok(()),
+        };
+        if !current {
+            return Err(PkiError::RevocationUnknown(
+                dn_string(c.subject()),
+                dn_string(c.issuer()),
+                mode,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a current status vouches for `c` (Err: something that counts says it is
+    /// revoked): the configured CRLs, the CRLs already fetched from `src`'s points, then, until
+    /// `deadline`, OCSP and fetching. Without a deadline nothing is asked or fetched.
+    fn current_status(
+        &self,
+        c: &X509Certificate<'_>,
+        issuer: &X509Certificate<'_>,
+        now: i64,
+        src: &Sources,
+        deadline: Option<Instant>,
+    ) -> Result<bool, PkiError> {
+        let uris = &src.crl;
         // Serials compared as numbers: without sign-padding zeros.
         let int = ocsp::int_bytes;
         let serial = int(c.raw_serial());
@@ -1184,6 +1220,9 @@ impl TrustAnchors {
                 }
             }
         }
+        let Some(deadline) = deadline else {
+            return Ok(current);
+        };
         if !current && self.ocsp && !src.ocsp.is_empty() {
             // OCSP gets half of what is left, so that a dead responder leaves time for the
             // CRL distribution points.
@@ -1229,19 +1268,7 @@ impl TrustAnchors {
                 }
             }
         }
-        let mode = match self.revocation {
-            Revocation::Strict => "strict",
-            Revocation::IfUri if named => "ifuri",
-            _ => return Ok(()),
-        };
-        if !current {
-            return Err(PkiError::RevocationUnknown(
-                dn_string(c.subject()),
-                dn_string(c.issuer()),
-                mode,
-            ));
-        }
-        Ok(())
+        Ok(current)
     }
 
     /// Asks `uris` (OCSP responders) about `c`: Ok(true) for a current `good` answer, Err for
@@ -1307,11 +1334,8 @@ impl TrustAnchors {
                             (None, 0)
                         }
                     };
-                    let mut cache = ocsp_cache().lock().unwrap_or_else(|p| p.into_inner());
-                    if cache.len() >= CRL_CACHE_MAX && !cache.contains_key(&key) {
-                        cache.clear();
-                    }
-                    cache.insert(
+                    bounded_insert(
+                        ocsp_cache(),
                         key,
                         OcspEntry {
                             status,
@@ -1391,20 +1415,12 @@ impl TrustAnchors {
         now: i64,
         uris: &[String],
     ) -> Result<(), PkiError> {
-        let known = TrustAnchors {
-            cas: Vec::new(),
-            crls: self.crls.clone(),
-            revocation: Revocation::Relaxed,
-            fetch: self.fetch,
-            ocsp: false,
-        };
-        // A deadline already past: cached CRLs only.
         let src = Sources {
             crl: uris.to_vec(),
             ocsp: Vec::new(),
             named: false,
         };
-        known.check_revocation_with(c, issuer, now, &src, Instant::now())
+        self.current_status(c, issuer, now, &src, None).map(|_| ())
     }
 
     /// A fetched CRL to use for `key` without asking again: Some(Some(der)) while it is
@@ -1428,11 +1444,8 @@ impl TrustAnchors {
     }
 
     fn remember(key: (String, Vec<u8>), der: Option<Vec<u8>>) {
-        let mut cache = crl_cache().lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CRL_CACHE_MAX && !cache.contains_key(&key) {
-            cache.clear();
-        }
-        cache.insert(
+        bounded_insert(
+            crl_cache(),
             key,
             Fetched {
                 der,
