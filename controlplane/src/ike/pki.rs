@@ -1233,9 +1233,9 @@ impl TrustAnchors {
             let spki = issuer.public_key().raw.to_vec();
             for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
                 let key = (u.clone(), spki.clone());
+                // Cached CRLs were checked above; re-storing one would restart its age.
                 let d = match Self::cached_crl(&key, now) {
-                    Some(Some(d)) => d,
-                    Some(None) => continue,
+                    Some(_) => continue,
                     None => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         if left.is_zero() {
@@ -2025,6 +2025,10 @@ mod tests {
         };
         check(&t, &ok, during, &url("crl.pem")).unwrap();
         assert_eq!(hits(), 1);
+        let key = (url("crl.pem").remove(0), ca.public_key().raw.to_vec());
+        let fetched_at = || crl_cache().lock().unwrap().get(&key).map(|f| f.at);
+        let first = fetched_at();
+        assert!(first.is_some());
         // Kept while current, for every tunnel: no second request, and it revokes what it
         // lists.
         assert!(matches!(
@@ -2043,6 +2047,9 @@ mod tests {
             Err(PkiError::Revoked(..))
         ));
         assert_eq!(hits(), 1);
+        // Using it does not make it younger: its back-off (and its day) run from the fetch,
+        // so an expired CRL in use is still asked for again after 60 s.
+        assert_eq!(fetched_at(), first);
         // Points fetched before are used before any is asked: crl.pem vouches, missing.crl
         // is not asked.
         let two = [url("missing.crl"), url("crl.pem")].concat();
