@@ -1,15 +1,21 @@
 //! AES-GCM (RFC 4106) and AES-GMAC (RFC 4543) composed from the `aes` and `ghash` crates.
 //!
-//! The expanded AES key and the GHASH key H are computed once per SA. Sealing is one pass over
-//! the data in segments of 32 blocks: the segment's counter blocks go through AES-NI (the `aes`
-//! crate pipelines them eight at a time), are XORed into it, and its ciphertext is fed to GHASH
-//! while it is still in L1. GHASH (`ghash` 0.6 over `polyval` 0.7) multiplies four blocks by
-//! H^4..H^1 and reduces once per four. Opening does the same in the other order and, if the tag
-//! does not verify, runs the keystream once more to put the ciphertext back as it was received
-//! (attack traffic pays for that, valid traffic never does).
+//! The expanded AES key and the GHASH key H are computed once per SA. Sealing is two passes
+//! over the data (a packet stays in L1 between them): the keystream, then GHASH over the
+//! ciphertext. The keystream runs inside the `aes` crate's backend closure, a batch of counter
+//! blocks at a time (eight with AES-NI): each counter block is the nonce ORed with a constant
+//! from [`CTR_TAIL`], goes through AES in a stack array and is XORed straight into the data,
+//! with no counter or keystream buffer the size of the packet. GHASH (`ghash` 0.6 over
+//! `polyval` 0.7) multiplies four blocks by H^4..H^1 and reduces once per four. Opening hashes
+//! the ciphertext and checks the tag first, and decrypts only a packet whose tag verified, so a
+//! refused packet is left exactly as it arrived.
 
 use aes::cipher::consts::U16;
-use aes::cipher::{generic_array::GenericArray, BlockEncrypt, BlockSizeUser, KeyInit};
+use aes::cipher::typenum::Unsigned;
+use aes::cipher::{
+    generic_array::GenericArray, BlockBackend, BlockClosure, BlockEncrypt, BlockSizeUser, KeyInit,
+    ParBlocks,
+};
 use aes::{Aes128, Aes256};
 use ghash::universal_hash::UniversalHash;
 use ghash::GHash;
@@ -19,8 +25,105 @@ use super::{Cipher, CryptoError, EspTransform, Integrity, ESP_HEADER_LEN};
 
 type Block = GenericArray<u8, U16>;
 
-/// Blocks per segment of the keystream loop (the `aes` crate pipelines them 8 at a time).
-const SEG: usize = 32;
+/// Counter values with a precomputed tail: ESP's largest jumbo frames (9216 bytes) need
+/// counters 2..=578; beyond this the counter block is built byte by byte.
+const CTR_TABLE: usize = 640;
+
+/// `CTR_TAIL[i]` is 12 zero bytes and then `i` as a big-endian `u32`: the counter block for
+/// counter `i` is the 96-bit nonce (with four zero bytes) ORed with it, one vector OR with a
+/// memory operand and one 16-byte store, which AES's 16-byte load can forward from.
+static CTR_TAIL: [[u8; 16]; CTR_TABLE] = {
+    let mut t = [[0u8; 16]; CTR_TABLE];
+    let mut i = 0;
+    while i < CTR_TABLE {
+        let b = (i as u32).to_be_bytes();
+        t[i][12] = b[0];
+        t[i][13] = b[1];
+        t[i][14] = b[2];
+        t[i][15] = b[3];
+        i += 1;
+    }
+    t
+};
+
+/// CTR mode run inside the `aes` crate's backend: XORs the keystream from counter `first` on
+/// into `data`.
+struct Keystream<'a> {
+    /// The nonce's 12 bytes, then four zero bytes.
+    nonce: [u8; 16],
+    first: u32,
+    data: &'a mut [u8],
+}
+
+impl BlockSizeUser for Keystream<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockClosure for Keystream<'_> {
+    #[inline(always)]
+    fn call<B: BlockBackend<BlockSize = U16>>(self, backend: &mut B) {
+        let n = B::ParBlocksSize::USIZE;
+        let nonce = self.nonce;
+        let mut ctr = self.first;
+        let mut par: ParBlocks<B> = Default::default();
+        let mut fill = |par: &mut ParBlocks<B>| {
+            let base = ctr as usize;
+            if base + n <= CTR_TABLE {
+                for (b, t) in par.iter_mut().zip(&CTR_TAIL[base..base + n]) {
+                    let mut x = [0u8; 16];
+                    for j in 0..16 {
+                        x[j] = nonce[j] | t[j];
+                    }
+                    *b = Block::from(x);
+                }
+                ctr = ctr.wrapping_add(n as u32);
+            } else {
+                // Past the table (IKE messages, or an inc32 wrap): by hand.
+                for b in par.iter_mut() {
+                    let mut x = nonce;
+                    x[12..].copy_from_slice(&ctr.to_be_bytes());
+                    *b = Block::from(x);
+                    ctr = ctr.wrapping_add(1);
+                }
+            }
+        };
+        let mut chunks = self.data.chunks_exact_mut(16 * n);
+        for c in &mut chunks {
+            fill(&mut par);
+            backend.proc_par_blocks((&mut par).into());
+            xor_into(c, &par);
+        }
+        // The last few blocks one at a time (independent, so they still overlap).
+        for d in chunks.into_remainder().chunks_mut(16) {
+            let mut b = Block::from(nonce);
+            b[12..].copy_from_slice(&ctr.to_be_bytes());
+            backend.proc_block((&mut b).into());
+            ctr = ctr.wrapping_add(1);
+            xor_into(d, core::slice::from_ref(&b));
+        }
+    }
+}
+
+/// `data ^= keystream` for up to `ks.len()` blocks, 16 bytes at a time (one vector XOR each);
+/// a short last block uses its keystream block's first bytes.
+#[inline(always)]
+fn xor_into(data: &mut [u8], ks: &[Block]) {
+    let mut chunks = data.chunks_exact_mut(16);
+    let mut ks = ks.iter();
+    for (d, k) in (&mut chunks).zip(&mut ks) {
+        let mut x = [0u8; 16];
+        for j in 0..16 {
+            x[j] = d[j] ^ k[j];
+        }
+        d.copy_from_slice(&x);
+    }
+    let rest = chunks.into_remainder();
+    if let Some(k) = ks.next() {
+        for (d, k) in rest.iter_mut().zip(k.iter()) {
+            *d ^= k;
+        }
+    }
+}
 
 /// The GCM machinery for one key.
 #[derive(Clone)]
@@ -56,56 +159,14 @@ impl<C: AesCipher> GcmCore<C> {
         })
     }
 
-    /// XORs the keystream starting at counter block `ctr` (big-endian 32-bit counter in the
-    /// last four bytes) into `data`, and feeds the ciphertext to `gh` (before XOR when
-    /// decrypting, after when encrypting).
-    ///
-    /// The data goes in segments of [`SEG`] blocks. The counter blocks of the next segment are
-    /// written before the current one is encrypted, so that AES reads counter blocks stored a
-    /// whole segment earlier: read right after their 12- and 4-byte stores, every 16-byte load
-    /// waited for the stores to reach L1 (store forwarding fails for it), and those loads were
-    /// the hottest instructions of the loop.
+    /// XORs the keystream that follows `j0` (counters j0+1, j0+2, ...) into `data`.
     #[inline]
-    fn ctr_ghash(&self, j0: &[u8; 16], data: &mut [u8], gh: &mut GHash, encrypt: bool) {
-        let base = u32::from_be_bytes([j0[12], j0[13], j0[14], j0[15]]);
-        let mut counter = base.wrapping_add(1);
-        let mut ctrs = [[Block::default(); SEG]; 2];
-        // A counter block as two 8-byte words (built byte by byte, it took 16 one-byte stores).
-        let head = u64::from_le_bytes([j0[0], j0[1], j0[2], j0[3], j0[4], j0[5], j0[6], j0[7]]);
-        let mid = u64::from(u32::from_le_bytes([j0[8], j0[9], j0[10], j0[11]]));
-        let fill = |blocks: &mut [Block], counter: &mut u32| {
-            for b in blocks.iter_mut() {
-                let tail = mid | u64::from(u32::from_le_bytes(counter.to_be_bytes())) << 32;
-                b[..8].copy_from_slice(&head.to_le_bytes());
-                b[8..].copy_from_slice(&tail.to_le_bytes());
-                *counter = counter.wrapping_add(1);
-            }
-        };
-        let blocks = data.len().div_ceil(16);
-        fill(&mut ctrs[0][..blocks.min(SEG)], &mut counter);
-        for (i, seg) in data.chunks_mut(16 * SEG).enumerate() {
-            let [a, b] = &mut ctrs;
-            let (cur, next) = if i % 2 == 0 { (a, b) } else { (b, a) };
-            let later = blocks.saturating_sub((i + 1) * SEG);
-            if later > 0 {
-                fill(&mut next[..later.min(SEG)], &mut counter);
-            }
-            let n = seg.len().div_ceil(16);
-            if !encrypt {
-                gh.update_padded(seg);
-            }
-            self.cipher.encrypt_blocks(&mut cur[..n]);
-            xor_blocks(seg, &cur[..n]);
-            if encrypt {
-                gh.update_padded(seg);
-            }
-        }
-    }
-
-    /// The keystream alone (to undo a decryption whose tag failed).
     fn ctr(&self, j0: &[u8; 16], data: &mut [u8]) {
-        let mut gh = self.ghash.clone();
-        self.ctr_ghash(j0, data, &mut gh, true);
+        let mut nonce = *j0;
+        nonce[12..].fill(0);
+        let first = u32::from_be_bytes([j0[12], j0[13], j0[14], j0[15]]).wrapping_add(1);
+        self.cipher
+            .encrypt_with_backend(Keystream { nonce, first, data });
     }
 
     fn finish(&self, j0: &[u8; 16], gh: GHash, aad_len: usize, ct_len: usize) -> [u8; 16] {
@@ -130,7 +191,8 @@ impl<C: AesCipher> GcmCore<C> {
         let j0 = j0(nonce);
         let mut gh = self.ghash.clone();
         gh.update_padded(aad);
-        self.ctr_ghash(&j0, data, &mut gh, true);
+        self.ctr(&j0, data);
+        gh.update_padded(data);
         self.finish(&j0, gh, aad.len(), data.len())
     }
 
@@ -140,12 +202,12 @@ impl<C: AesCipher> GcmCore<C> {
         let j0 = j0(nonce);
         let mut gh = self.ghash.clone();
         gh.update_padded(aad);
-        self.ctr_ghash(&j0, data, &mut gh, false);
+        gh.update_padded(data);
         let t = self.finish(&j0, gh, aad.len(), data.len());
         if super::ct_eq(&t, tag) {
+            self.ctr(&j0, data);
             true
         } else {
-            self.ctr(&j0, data);
             false
         }
     }
@@ -197,28 +259,6 @@ impl Stream {
         if self.n > 0 {
             gh.update_padded(&self.buf[..self.n]);
             self.n = 0;
-        }
-    }
-}
-
-/// `data ^= keystream`, 16 bytes at a time (a byte loop over the blocks does not vectorise);
-/// a short last block uses the keystream's first bytes.
-#[inline(always)]
-fn xor_blocks(data: &mut [u8], ks: &[Block]) {
-    let full = data.len() / 16;
-    let mut chunks = data.chunks_exact_mut(16);
-    for (d, k) in (&mut chunks).zip(ks) {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(d);
-        let mut b = [0u8; 16];
-        b.copy_from_slice(k);
-        let x = u128::from_ne_bytes(a) ^ u128::from_ne_bytes(b);
-        d.copy_from_slice(&x.to_ne_bytes());
-    }
-    let rest = chunks.into_remainder();
-    if let Some(k) = ks.get(full) {
-        for (d, k) in rest.iter_mut().zip(k.iter()) {
-            *d ^= k;
         }
     }
 }
