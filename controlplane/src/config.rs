@@ -185,8 +185,9 @@ pub struct TunnelConfig {
     /// peer supports it too (strongSwan's `fragmentation = yes`).
     pub fragmentation: bool,
     /// Largest IP datagram (IP and UDP headers included) an IKE fragment may make
-    /// (strongSwan's `charon.fragment_size`). A request that goes unanswered is cut smaller
-    /// (RFC 7383 §2.5.2; see `ike::frag::smaller_datagram`).
+    /// (strongSwan's `charon.fragment_size`). A request that goes unanswered, or a response
+    /// whose request keeps coming back, is cut smaller (RFC 7383 §2.5.2; see
+    /// `ike::frag::smaller_datagram`).
     pub fragment_size: usize,
     /// Start action.
     pub start: StartAction,

@@ -296,8 +296,8 @@ pub fn render_sas(v: &[IkeStatus]) -> String {
                 f.dropped,
                 match (f.recut, f.path_size) {
                     (0, None) => String::new(),
-                    (n, Some(size)) => format!("; requests cut smaller: {n}, messages now at most {size} bytes a datagram"),
-                    (n, None) => format!("; requests cut smaller: {n}"),
+                    (n, Some(size)) => format!("; messages cut smaller: {n}, now at most {size} bytes a datagram"),
+                    (n, None) => format!("; messages cut smaller: {n}"),
                 }
             ));
         }

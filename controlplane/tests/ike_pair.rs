@@ -60,6 +60,9 @@ struct Net {
     a_path_mtu: Option<usize>,
     /// Datagrams from A that `a_path_mtu` dropped.
     a_dropped_big: usize,
+    /// The same for the path from B to A.
+    b_path_mtu: Option<usize>,
+    b_dropped_big: usize,
 }
 
 /// (fragment number, total) of an SKF datagram (IKE header, then the SKF payload first).
@@ -115,6 +118,8 @@ impl Net {
             drop_next_b_fragments: false,
             a_path_mtu: None,
             a_dropped_big: 0,
+            b_path_mtu: None,
+            b_dropped_big: 0,
         }
     }
 
@@ -209,6 +214,11 @@ impl Net {
                         data,
                     } => {
                         self.sent += 1;
+                        let ip_len = data.len() + 28 + if local.port() == 500 { 0 } else { 4 };
+                        if self.b_path_mtu.is_some_and(|mtu| ip_len > mtu) {
+                            self.b_dropped_big += 1;
+                            continue;
+                        }
                         // Replies to the NATed address reach A at its real address.
                         let dst = SocketAddr::new(
                             remote.ip(),
@@ -1263,6 +1273,35 @@ fn certificate_pair(fragment_size: usize, child_life: &str) -> Net {
     with_cfgs(&a, &b)
 }
 
+/// A [`certificate_pair`] at fragment_size 1500 whose paths from A and from B drop IP
+/// datagrams above these sizes, after A started (its IKE_AUTH sent once); and when it started.
+fn black_hole_pair(a_path_mtu: Option<usize>, b_path_mtu: Option<usize>) -> (Net, Instant) {
+    let start = Instant::now();
+    let mut n = certificate_pair(1500, "10s");
+    n.a_path_mtu = a_path_mtu;
+    n.b_path_mtu = b_path_mtu;
+    let acts = n.a.start(start);
+    n.run(start, acts, vec![]);
+    (n, start)
+}
+
+/// Runs A's timers every 50 ms from `start` until both ends are up (at most 30 s); returns
+/// when.
+fn a_ticks_until_up(n: &mut Net, start: Instant) -> Instant {
+    let mut now = start;
+    while n.up != (true, true) {
+        now += Duration::from_millis(50);
+        assert!(
+            now < start + Duration::from_secs(30),
+            "never came up: {:?}",
+            n.skf_totals
+        );
+        let acts = n.a.tick(now);
+        n.run(now, acts, vec![]);
+    }
+    now
+}
+
 #[test]
 fn a_request_the_path_drops_is_cut_smaller_until_it_passes() {
     // RFC 7383 §2.5.2: fragment_size 1500, but the path from A to B drops datagrams above
@@ -1270,23 +1309,9 @@ fn a_request_the_path_drops_is_cut_smaller_until_it_passes() {
     // more, for 2 s, as it is, then cut to datagrams of at most 1280 bytes and into more
     // fragments than before (three), which pass; the tunnel comes up, and the IKE SA keeps the
     // size that passed.
-    let start = Instant::now();
-    let mut n = certificate_pair(1500, "10s");
-    n.a_path_mtu = Some(1000);
-    let acts = n.a.start(start);
-    n.run(start, acts, vec![]);
+    let (mut n, start) = black_hole_pair(Some(1000), None);
     assert_eq!(n.up, (false, false), "IKE_AUTH as first sent does not pass");
-    let mut now = start;
-    while n.up != (true, true) {
-        now += Duration::from_millis(50);
-        assert!(
-            now < start + Duration::from_secs(30),
-            "never came up: {:?}",
-            n.skf
-        );
-        let acts = n.a.tick(now);
-        n.run(now, acts, vec![]);
-    }
+    let now = a_ticks_until_up(&mut n, start);
     let (_, stats) = n.a.sas().next().unwrap().fragmentation();
     assert_eq!(stats.recut, 1, "{stats:?}");
     assert!(now >= start + Duration::from_secs(2), "cut only after 2 s");
@@ -1317,7 +1342,7 @@ fn a_request_the_path_drops_is_cut_smaller_until_it_passes() {
     );
     let text = controlplane::mgmt::render_sas(&st);
     assert!(
-        text.contains("requests cut smaller: 1, messages now at most"),
+        text.contains("messages cut smaller: 1, now at most"),
         "{text}"
     );
     assert_eq!(
@@ -1337,6 +1362,66 @@ fn a_request_the_path_drops_is_cut_smaller_until_it_passes() {
     n.tick_both(later);
     newest_pair(&n);
     assert_eq!(n.a_dropped_big, dropped);
+}
+
+#[test]
+fn a_response_the_path_drops_is_cut_smaller_when_its_request_keeps_coming() {
+    // A black hole on the way back: the path from B to A drops datagrams above 700 bytes, and
+    // B's IKE_AUTH response (its RSA certificate, one datagram of ~900 bytes at
+    // fragment_size 1500) is one of them. A retransmits its request; B answers each copy with
+    // the same response until it has gone three times over 2 s, then cuts it into fragments
+    // of at most 576 bytes, which pass. A's next request tells B they arrived: B keeps that
+    // size.
+    let (mut n, start) = black_hole_pair(None, Some(700));
+    assert_eq!(
+        n.up,
+        (false, true),
+        "B's IKE_AUTH response as first sent does not pass"
+    );
+    assert_eq!(n.b_dropped_big, 1);
+    let now = a_ticks_until_up(&mut n, start);
+    assert!(now >= start + Duration::from_secs(2), "cut only after 2 s");
+    let b_auth: Vec<(u16, usize)> = n
+        .skf_totals
+        .iter()
+        .filter(|f| !f.0 && f.1 == IKE_AUTH)
+        .map(|f| (f.2, f.3 + 28))
+        .collect();
+    // The whole response went (and was dropped) at least three times, then once in two
+    // fragments, both under the path's limit.
+    let sends = n.b_dropped_big;
+    assert!(sends >= 3, "{sends}");
+    let last_cut: Vec<usize> = b_auth.iter().map(|f| f.1).collect();
+    assert!(b_auth.iter().all(|f| f.0 == 2), "{b_auth:?}");
+    assert_eq!(last_cut.len(), 2, "{b_auth:?}");
+    assert!(last_cut.iter().all(|&l| l <= 576), "{b_auth:?}");
+    assert_eq!(n.b.sas().next().unwrap().fragmentation().1.recut, 1);
+    // A cannot tell which way the loss is: its unanswered request was cut smaller as well.
+    assert_eq!(n.a.sas().next().unwrap().fragmentation().1.recut, 1);
+    assert_eq!(
+        peer_id(&n.a).as_deref(),
+        Some("C=CH, O=ferrogate test, CN=gw-b.example")
+    );
+    // Not learnt yet: only A's next request shows the cut response arrived.
+    assert_eq!(n.b.sas().next().unwrap().fragment_path_size(), None);
+    // The CHILD_SA rekey (10 s) is that request; B then keeps the size that passed, and its
+    // rekeyed successors and the HA peer get it as for requests.
+    let later = now + Duration::from_millis(10_100);
+    n.tick_both(later);
+    newest_pair(&n);
+    assert_eq!(
+        n.b.sas().next().unwrap().fragment_path_size(),
+        last_cut.iter().max().copied()
+    );
+    let text = controlplane::mgmt::render_sas(&controlplane::mgmt::status(
+        &n.b,
+        later,
+        &Default::default(),
+    ));
+    assert!(
+        text.contains("messages cut smaller: 1, now at most"),
+        "{text}"
+    );
 }
 
 #[test]

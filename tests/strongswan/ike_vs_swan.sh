@@ -44,15 +44,18 @@
 #   REVOKED=1 (with AUTH=rsa|ecdsa)               the CRL revokes strongSwan's certificate
 #                                                  instead: ferrogate-ike must refuse it (no
 #                                                  IKE SA, "revoked" in its log), then exit
-#   PMTU=1 (with AUTH=rsa|ecdsa, ROLE=initiator)   path MTU discovery (RFC 7383 §2.5.2):
+#   PMTU=1 (with AUTH=rsa|ecdsa)                   path MTU discovery (RFC 7383 §2.5.2):
 #                                                  fragment_size 1500 on our side, and gB
-#                                                  drops every datagram from gA above 1000
-#                                                  bytes (nftables). Our IKE_AUTH (a
-#                                                  certificate: two fragments at 1500) goes
-#                                                  unanswered (3+ sends over 2 s), then is cut into
+#                                                  drops every datagram from gA above
+#                                                  PMTU_LIMIT (1000) bytes (nftables). Our
+#                                                  IKE_AUTH (a certificate: more than that)
+#                                                  goes 3+ times over 2 s, unanswered
+#                                                  (initiator) or answering charon's
+#                                                  retransmissions (responder; charon then
+#                                                  retransmits from 1 s), then is cut into
 #                                                  more, smaller fragments that pass; the
-#                                                  capture must show both cuts, ours under
-#                                                  1000 after the cut, and charon's log the
+#                                                  capture must show both cuts, ours within
+#                                                  the limit after the cut, and charon's log the
 #                                                  reassembly
 #   CRL_FETCH=1 (with AUTH=rsa|ecdsa)             the certificates name a CRL distribution
 #                                                  point (pki --issue --crl), a Python HTTP
@@ -87,12 +90,13 @@ FRAG=${FRAG:-}
 REVOKED=${REVOKED:-}
 RSA_PSS=${RSA_PSS:-}
 PMTU=${PMTU:-}
+PMTU_LIMIT=${PMTU_LIMIT:-1000}
 CRL_FETCH=${CRL_FETCH:-}
 OCSP=${OCSP:-}
 [ -z "$OCSP" ] || { [ "$AUTH" != psk ] && [ -z "$CRL_FETCH" ]; } || { echo "OCSP=1 needs AUTH=rsa|ecdsa and no CRL_FETCH" >&2; exit 2; }
 [ -z "$CRL_FETCH" ] || [ "$AUTH" != psk ] || { echo "CRL_FETCH=1 needs AUTH=rsa|ecdsa" >&2; exit 2; }
-[ -z "$PMTU" ] || { [ "$AUTH" != psk ] && [ "$ROLE" = initiator ] && [ -z "$FRAG" ]; } ||
-    { echo "PMTU=1 needs AUTH=rsa|ecdsa, ROLE=initiator and no FRAG" >&2; exit 2; }
+[ -z "$PMTU" ] || { [ "$AUTH" != psk ] && [ -z "$FRAG" ]; } ||
+    { echo "PMTU=1 needs AUTH=rsa|ecdsa and no FRAG" >&2; exit 2; }
 [ -z "$RSA_PSS" ] || [ "$AUTH" = rsa ] || { echo "RSA_PSS=1 needs AUTH=rsa" >&2; exit 2; }
 export SWAN_PKI_PSS=$RSA_PSS
 [ "$(id -u)" -eq 0 ] || { echo "ike_vs_swan.sh: run as root" >&2; exit 2; }
@@ -190,13 +194,20 @@ fi
 if [ -n "$PMTU" ]; then
     OUR_FRAG="fragmentation: yes
     fragment_size: 1500"
-    # A path MTU black hole towards gB: datagrams from gA above 1000 bytes are dropped
+    # As responder we learn of the loss from charon's retransmissions: start them at 1 s
+    # (1, 2.4, 4.1, 6.5 s, ...) instead of 4 s.
+    if [ "$ROLE" = responder ]; then
+        SWAN_EXTRA="$SWAN_EXTRA
+    retransmit_timeout = 1.0
+    retransmit_base = 1.4"
+    fi
+    # A path MTU black hole towards gB: datagrams from gA above PMTU_LIMIT bytes are dropped
     # silently (no ICMP), counted.
-    ip netns exec "$GB" nft -f - <<'EOF'
+    ip netns exec "$GB" nft -f - <<EOF
 table ip pmtu {
     chain in {
         type filter hook input priority 0; policy accept;
-        ip saddr 203.0.113.1 udp dport { 500, 4500 } ip length > 1000 counter drop
+        ip saddr 203.0.113.1 udp dport { 500, 4500 } ip length > $PMTU_LIMIT counter drop
     }
 }
 EOF
@@ -529,32 +540,41 @@ charon_fragment_log() {
 # PMTU=1: our IKE_AUTH as first cut (dropped by the path), then cut smaller (taken).
 recut_on_the_wire() {
     cp "$WORK/wire.pcap" "$WORK/wire-pmtu.pcap"
-    "$PY" - "$WORK/wire-pmtu.pcap" <<'EOP' || return 1
+    "$PY" - "$WORK/wire-pmtu.pcap" "$ROLE" "$PMTU_LIMIT" <<'EOP' || return 1
 import struct, sys
 from scapy.all import rdpcap, IP, UDP
-cuts = {}  # Total Fragments -> IP lengths of our IKE_AUTH fragments
+cuts = {}  # Total Fragments (1: not fragmented) -> IP lengths of our IKE_AUTH datagrams
 for p in rdpcap(sys.argv[1]):
     if IP not in p or UDP not in p or p[IP].src != "203.0.113.1" or p[UDP].dport != 4500:
         continue
     ike = bytes(p[UDP].payload)
-    if len(ike) < 4 + 36 or ike[:4] != b"\0\0\0\0" or ike[4 + 16] != 53 or ike[4 + 18] != 35:
-        continue  # not an SKF fragment of IKE_AUTH (after the non-ESP marker)
-    number, total = struct.unpack("!HH", ike[4 + 32:4 + 36])
+    if len(ike) < 4 + 36 or ike[:4] != b"\0\0\0\0" or ike[4 + 18] != 35:
+        continue  # not IKE_AUTH (after the non-ESP marker)
+    if ike[4 + 16] == 53:  # SKF
+        number, total = struct.unpack("!HH", ike[4 + 32:4 + 36])
+    elif ike[4 + 16] == 46:  # SK: the whole message in one datagram
+        total = 1
+    else:
+        continue
     cuts.setdefault(total, []).append(p[IP].len)
 for total in sorted(cuts):
-    print("    our IKE_AUTH in %d fragments: IP lengths %s" % (total, cuts[total]))
+    print("    our IKE_AUTH %s in %d fragments: IP lengths %s"
+          % ("response" if sys.argv[2] == "responder" else "request", total, cuts[total]))
 totals = sorted(cuts)
 ok = len(totals) >= 2
-ok = ok and max(cuts[totals[0]]) > 1000 and len(cuts[totals[0]]) >= 3 * totals[0]
-ok = ok and all(n <= 1000 for n in cuts[totals[-1]])
+limit = int(sys.argv[3])
+ok = ok and max(cuts[totals[0]]) > limit and len(cuts[totals[0]]) >= 3 * totals[0]
+ok = ok and all(n <= limit for n in cuts[totals[-1]])
 sys.exit(0 if ok else 1)
 EOP
-    grep -m1 -F "cutting the request smaller" "$WORK/ike.log" | sed 's/^/    /' &&
+    local what=request
+    [ "$ROLE" = responder ] && what=response
+    grep -m1 -F "cutting the $what smaller" "$WORK/ike.log" | sed 's/^/    /' &&
         ip netns exec "$GB" nft list table ip pmtu | grep -E "counter packets [1-9]" | sed 's/^ */    nft: /' &&
         grep -q "reassembled fragmented IKE message" "$(swan_dir b)/charon.log"
 }
 if [ -n "$PMTU" ]; then
-    check "path MTU (RFC 7383 §2.5.2): IKE_AUTH unanswered at 1500 (the path drops >1000; 3+ sends over 2 s), then cut into more fragments under 1000 that charon reassembled" recut_on_the_wire
+    check "path MTU (RFC 7383 §2.5.2): our IKE_AUTH ($ROLE) lost at 1500 (the path drops >$PMTU_LIMIT; 3+ sends over 2 s), then cut into more fragments within it that charon reassembled" recut_on_the_wire
 fi
 
 if [ -n "$FRAG" ]; then

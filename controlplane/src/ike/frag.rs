@@ -106,7 +106,8 @@ pub struct Stats {
     pub dropped_limits: u64,
     /// Fragments dropped: malformed numbering.
     pub dropped_malformed: u64,
-    /// Requests cut into smaller datagrams after going unanswered (RFC 7383 §2.5.2).
+    /// Messages cut into smaller datagrams (RFC 7383 §2.5.2): requests that went unanswered,
+    /// and responses whose request kept coming back.
     pub recut: u64,
 }
 
@@ -223,8 +224,9 @@ pub struct Frag {
     responses: Option<Reassembly>,
     /// Counters.
     pub stats: Stats,
-    /// The datagram size a request of this IKE SA (or the one it replaced) was last answered at
-    /// after it was cut smaller (RFC 7383 §2.5.2): later messages use it instead of a larger
+    /// The datagram size a message of this IKE SA (or the one it replaced) got through at after
+    /// it was cut smaller (RFC 7383 §2.5.2): a request that was answered, or a response after
+    /// which the peer's next request came. Later messages use it instead of a larger
     /// `fragment_size`.
     pub path_size: Option<usize>,
 }

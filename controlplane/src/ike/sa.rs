@@ -345,7 +345,7 @@ pub struct IkeSaState {
     pub last_resp: Option<(u32, Vec<String>)>,
     /// IKE fragmentation negotiated.
     pub frag: bool,
-    /// The datagram size a request cut smaller was answered at (RFC 7383 §2.5.2).
+    /// The datagram size a message cut smaller got through at (RFC 7383 §2.5.2).
     #[serde(default)]
     pub frag_path_size: Option<usize>,
     /// The peer's RFC 7427 hash algorithms.
@@ -512,6 +512,10 @@ pub struct IkeSa {
     next_req_id: u32,
     peer_next_id: u32,
     last_resp: Option<(u32, Vec<Vec<u8>>)>,
+    /// What the last response can be cut again from, when fragmentation was negotiated and a
+    /// smaller datagram size is left to try: the peer's retransmissions of its request are
+    /// the only sign we get that the response was lost on the way.
+    resp_recut: Option<Recut>,
     pending: Option<Pending>,
     queue: std::collections::VecDeque<Req>,
     /// Round trips of our requests, for their retransmission timeouts.
@@ -825,6 +829,7 @@ impl IkeSa {
             next_req_id: 0,
             peer_next_id: 0,
             last_resp: None,
+            resp_recut: None,
             pending: None,
             queue: Default::default(),
             rtt: RttEstimate::default(),
@@ -889,8 +894,8 @@ impl IkeSa {
         (self.frag.negotiated, self.frag.stats)
     }
 
-    /// The datagram size IKE messages are cut to since a request cut smaller was answered
-    /// (RFC 7383 §2.5.2), if one was.
+    /// The datagram size IKE messages are cut to since a message cut smaller got through
+    /// (RFC 7383 §2.5.2), if one did.
     pub fn fragment_path_size(&self) -> Option<usize> {
         self.frag.path_size
     }
@@ -1138,7 +1143,7 @@ impl IkeSa {
         };
         let id = self.next_req_id;
         self.next_req_id += 1;
-        let sealed = self.seal_request(self.header(exch, false, id), &payloads);
+        let sealed = self.seal_with_recut(self.header(exch, false, id), &payloads);
         self.send_request(now, id, sealed, req, out);
     }
 
@@ -1146,12 +1151,13 @@ impl IkeSa {
     /// negotiated and the message would make a datagram above `fragment_size` (or the smaller
     /// size a cut request was last answered at) (RFC 7383 §2.5).
     fn seal(&self, h: Header, payloads: &[Payload]) -> Vec<Vec<u8>> {
-        self.seal_request(h, payloads).0
+        self.seal_with_recut(h, payloads).0
     }
 
-    /// [`Self::seal`], and for a request that a smaller datagram size is left to try, what a
-    /// retransmission needs to cut it again.
-    fn seal_request(&self, h: Header, payloads: &[Payload]) -> (Vec<Vec<u8>>, Option<Recut>) {
+    /// [`Self::seal`], and for a message that a smaller datagram size is left to try, what a
+    /// retransmission (of a request, or of a response to a retransmitted request) needs to cut
+    /// it again.
+    fn seal_with_recut(&self, h: Header, payloads: &[Payload]) -> (Vec<Vec<u8>>, Option<Recut>) {
         let Some(c) = self.codec() else {
             return (vec![Message::emit(h, payloads)], None);
         };
@@ -1180,8 +1186,9 @@ impl IkeSa {
     }
 
     /// A retransmission's datagrams: `data` again, or, after [`SENDS_BEFORE_RECUT`] sends of
-    /// the same datagrams over [`RECUT_AFTER`] went unanswered, the request cut to the next
-    /// smaller size. `first`: when the request was first sent.
+    /// the same datagrams over [`RECUT_AFTER`] went unanswered, the message cut to the next
+    /// smaller size. `first`: when the message was first sent (a response's [`Recut`] carries
+    /// its own).
     fn recut(
         &mut self,
         now: Instant,
@@ -1216,7 +1223,8 @@ impl IkeSa {
             largest = r.largest,
             size,
             fragments = cut.len(),
-            "no answer to datagrams this large: cutting the request smaller (RFC 7383 §2.5.2)"
+            "no answer to datagrams this large: cutting the {} smaller (RFC 7383 §2.5.2)",
+            if r.header.is_response() { "response" } else { "request" }
         );
         r.largest = cut.iter().map(Vec::len).max().unwrap_or(0) + below;
         r.sends = 1;
@@ -1241,10 +1249,12 @@ impl IkeSa {
     }
 
     fn respond(&mut self, exch: u8, id: u32, payloads: &[Payload], out: &mut Vec<Action>) {
-        let data = self.seal(self.header(exch, true, id), payloads);
+        let (data, recut) = self.seal_with_recut(self.header(exch, true, id), payloads);
         self.send_all(&data, out);
         tracing::debug!(tunnel = %self.cfg.name, exchange = exch, message_id = id, "response sent");
         self.last_resp = Some((id, data));
+        // `since` is stamped by `handle`, which knows the time.
+        self.resp_recut = recut;
         self.peer_next_id = id.wrapping_add(1);
         self.stats.0 += 1;
     }
@@ -1291,8 +1301,7 @@ impl IkeSa {
                 }
                 // A request cut smaller got through: later messages use that size (§2.5.2).
                 if let Some(r) = p.recut.as_ref().filter(|r| r.cut) {
-                    self.frag.path_size = Some(r.largest);
-                    tracing::info!(tunnel = %self.cfg.name, size = r.largest, "IKE messages now cut to datagrams of at most this size");
+                    self.learn_path_size(r.largest);
                 }
                 p.req
             });
@@ -1324,6 +1333,10 @@ impl IkeSa {
                     return;
                 }
                 if let Some((_, d)) = self.last_resp.take() {
+                    // A response the path keeps dropping is cut smaller, as a request is.
+                    let mut recut = self.resp_recut.take();
+                    let d = self.recut(now, now, d, &mut recut);
+                    self.resp_recut = recut;
                     self.send_all(&d, out);
                     self.last_resp = Some((h.msg_id, d));
                 }
@@ -1354,8 +1367,22 @@ impl IkeSa {
             if self.keys.is_some() {
                 self.follow(local, remote, out);
             }
+            // A new request: the peer has our last response. If that was cut smaller to get
+            // through, later messages use that size (§2.5.2).
+            if let Some(r) = self.resp_recut.take().filter(|r| r.cut) {
+                self.learn_path_size(r.largest);
+            }
             self.on_request(now, h, payloads, out);
+            if let Some(r) = self.resp_recut.as_mut() {
+                r.since.get_or_insert(now);
+            }
         }
+    }
+
+    /// A message cut to datagrams of at most `size` bytes got through.
+    fn learn_path_size(&mut self, size: usize) {
+        self.frag.path_size = Some(size);
+        tracing::info!(tunnel = %self.cfg.name, size, "IKE messages now cut to datagrams of at most this size");
     }
 
     /// The message's payloads, the SK payload's decrypted; None while an SKF message waits
@@ -2127,7 +2154,7 @@ impl IkeSa {
         self.state = State::AuthSent;
         let id = 1;
         self.next_req_id = 2;
-        let sealed = self.seal_request(self.header(exchange::IKE_AUTH, false, id), &p);
+        let sealed = self.seal_with_recut(self.header(exchange::IKE_AUTH, false, id), &p);
         self.send_request(now, id, sealed, Req::Auth { child, spi_in }, out);
     }
 
