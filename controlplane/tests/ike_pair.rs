@@ -1365,6 +1365,42 @@ fn a_request_the_path_drops_is_cut_smaller_until_it_passes() {
 }
 
 #[test]
+fn a_new_ike_sa_starts_at_the_size_an_ended_one_learnt_for_ten_minutes() {
+    // After the cut above, the tunnel is terminated and initiated again: the new IKE SA's
+    // IKE_AUTH goes out at the learnt size at once (nothing dropped, nothing cut). Ten minutes
+    // after the size was learnt, a new IKE SA probes from fragment_size again.
+    let (mut n, start) = black_hole_pair(Some(1000), None);
+    let up = a_ticks_until_up(&mut n, start);
+    let learnt = n.a.sas().next().unwrap().fragment_path_size();
+    assert!(learnt.is_some_and(|s| s <= 1000), "{learnt:?}");
+    let restart = |n: &mut Net, at: Instant| {
+        let acts = n.a.terminate_by_name("t", at).unwrap();
+        n.run(at, acts, vec![]);
+        n.tick_both(at + Duration::from_secs(1));
+        assert_eq!(n.a.sas().count(), 0, "the old IKE SA is gone");
+        n.up = (false, false);
+        let acts =
+            n.a.initiate_by_name("t", at + Duration::from_secs(1))
+                .unwrap();
+        n.run(at + Duration::from_secs(1), acts, vec![]);
+    };
+    let dropped = n.a_dropped_big;
+    restart(&mut n, up + Duration::from_secs(5));
+    assert_eq!(n.up, (true, true), "up at the first try");
+    assert_eq!(n.a_dropped_big, dropped);
+    let sa = n.a.sas().next().unwrap();
+    assert_eq!(sa.fragmentation().1.recut, 0);
+    assert_eq!(sa.fragment_path_size(), learnt);
+    // That IKE SA ends too (the size is learnt again, at its end), but ten minutes on the new
+    // one starts from fragment_size: its first IKE_AUTH is dropped again.
+    let later = up + Duration::from_secs(5) + Duration::from_secs(601);
+    restart(&mut n, later);
+    assert_eq!(n.up, (false, false));
+    assert!(n.a_dropped_big > dropped);
+    assert_eq!(n.a.sas().next().unwrap().fragment_path_size(), None);
+}
+
+#[test]
 fn a_response_the_path_drops_is_cut_smaller_when_its_request_keeps_coming() {
     // A black hole on the way back: the path from B to A drops datagrams above 700 bytes, and
     // B's IKE_AUTH response (its RSA certificate, one datagram of ~900 bytes at

@@ -2,7 +2,7 @@
 //! IKE_SA_INIT requests, start actions, restarts and timers. Still free of I/O.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,17 @@ pub struct Daemon {
     /// Local addresses the other gateway of a VRRP pair holds: tunnels from them are neither
     /// initiated nor answered here until this gateway takes the address over.
     standby: std::collections::HashSet<std::net::IpAddr>,
+    /// Datagram sizes that IKE SAs which have ended learnt for their path (RFC 7383 §2.5.2),
+    /// by (local, remote) address, with when they were learnt: a new IKE SA between the same
+    /// addresses starts from it instead of probing down from `fragment_size` again.
+    path_sizes: HashMap<(IpAddr, IpAddr), (usize, Instant)>,
 }
+
+/// How long a learnt path size is used for new IKE SAs (as Linux keeps a learnt path MTU,
+/// `net.ipv4.route.mtu_expires`): after that the path is probed from `fragment_size` again.
+const PATH_SIZE_KEPT: Duration = Duration::from_secs(600);
+/// Peers whose learnt path sizes are kept.
+const PATH_SIZES_MAX: usize = 4096;
 
 impl Daemon {
     /// A daemon for `config`; [`Daemon::start`] initiates the `start: start` tunnels.
@@ -46,6 +56,7 @@ impl Daemon {
             quiet_start: Default::default(),
             cookie_threshold: 30,
             standby: Default::default(),
+            path_sizes: HashMap::new(),
             cookie_secret: {
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&super::crypto::random_bytes(32));
@@ -256,7 +267,8 @@ impl Daemon {
             return;
         }
         let ic = !self.quiet_start.remove(&self.tunnels[i].name);
-        let (sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now, ic);
+        let (mut sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now, ic);
+        self.start_from_learnt_size(&mut sa, now);
         *self.attempts.entry(i).or_default() += 1;
         self.sas.insert(sa.our_spi(), sa);
         self.collect(actions, now, out);
@@ -464,7 +476,8 @@ impl Daemon {
                 return out;
             };
             let mut acts = Vec::new();
-            if let Some(sa) = IkeSa::respond_init(cfg, now, local, remote, data, &mut acts) {
+            if let Some(mut sa) = IkeSa::respond_init(cfg, now, local, remote, data, &mut acts) {
+                self.start_from_learnt_size(&mut sa, now);
                 self.half_open.insert((h.spi_i, remote), sa.our_spi());
                 self.sas.insert(sa.our_spi(), sa);
             }
@@ -563,9 +576,34 @@ impl Daemon {
                 other => out.push(other),
             }
         }
+        for sa in self.sas.values().filter(|s| s.state == State::Dead) {
+            if let Some((size, learnt)) = sa.fragment_path_learnt() {
+                let key = (sa.local.ip(), sa.remote.ip());
+                if self.path_sizes.len() >= PATH_SIZES_MAX && !self.path_sizes.contains_key(&key) {
+                    self.path_sizes
+                        .retain(|_, (_, at)| now.saturating_duration_since(*at) < PATH_SIZE_KEPT);
+                }
+                if self.path_sizes.len() < PATH_SIZES_MAX || self.path_sizes.contains_key(&key) {
+                    self.path_sizes.insert(key, (size, learnt));
+                }
+            }
+        }
         self.sas.retain(|_, s| s.state != State::Dead);
         let live: std::collections::HashSet<u64> = self.sas.keys().copied().collect();
         self.half_open.retain(|_, spi| live.contains(spi));
+    }
+}
+
+impl Daemon {
+    /// A new IKE SA between addresses that an ended one learnt a path size for (within
+    /// [`PATH_SIZE_KEPT`]) starts from that size.
+    fn start_from_learnt_size(&self, sa: &mut IkeSa, now: Instant) {
+        let key = (sa.local.ip(), sa.remote.ip());
+        if let Some(&(size, at)) = self.path_sizes.get(&key) {
+            if now.saturating_duration_since(at) < PATH_SIZE_KEPT {
+                sa.start_from_path_size(size, at);
+            }
+        }
     }
 }
 

@@ -229,6 +229,9 @@ pub struct Frag {
     /// which the peer's next request came. Later messages use it instead of a larger
     /// `fragment_size`.
     pub path_size: Option<usize>,
+    /// When `path_size` was learnt (by this IKE SA, the one it replaced, or an earlier one
+    /// between the same addresses); the daemon lets new IKE SAs start from it for a while.
+    pub path_learnt: Option<std::time::Instant>,
 }
 
 impl Frag {
@@ -242,6 +245,7 @@ impl Frag {
         Frag {
             negotiated: self.negotiated,
             path_size: self.path_size,
+            path_learnt: self.path_learnt,
             ..Frag::default()
         }
     }

@@ -900,6 +900,19 @@ impl IkeSa {
         self.frag.path_size
     }
 
+    /// [`Self::fragment_path_size`] and when it was learnt.
+    pub fn fragment_path_learnt(&self) -> Option<(usize, Instant)> {
+        self.frag.path_size.zip(self.frag.path_learnt)
+    }
+
+    /// Starts a new IKE SA at a datagram size an earlier one between the same addresses got
+    /// through at (kept by the daemon), instead of probing down from `fragment_size` again.
+    pub fn start_from_path_size(&mut self, size: usize, learnt: Instant) {
+        self.frag.path_size = Some(size);
+        self.frag.path_learnt = Some(learnt);
+        tracing::info!(tunnel = %self.cfg.name, size, "IKE messages start at the datagram size an earlier IKE SA learnt for this path");
+    }
+
     /// Our SPI: the one the daemon indexes this SA by.
     pub fn our_spi(&self) -> u64 {
         if self.initiator {
@@ -1301,7 +1314,7 @@ impl IkeSa {
                 }
                 // A request cut smaller got through: later messages use that size (§2.5.2).
                 if let Some(r) = p.recut.as_ref().filter(|r| r.cut) {
-                    self.learn_path_size(r.largest);
+                    self.learn_path_size(r.largest, now);
                 }
                 p.req
             });
@@ -1370,7 +1383,7 @@ impl IkeSa {
             // A new request: the peer has our last response. If that was cut smaller to get
             // through, later messages use that size (§2.5.2).
             if let Some(r) = self.resp_recut.take().filter(|r| r.cut) {
-                self.learn_path_size(r.largest);
+                self.learn_path_size(r.largest, now);
             }
             self.on_request(now, h, payloads, out);
             if let Some(r) = self.resp_recut.as_mut() {
@@ -1380,8 +1393,9 @@ impl IkeSa {
     }
 
     /// A message cut to datagrams of at most `size` bytes got through.
-    fn learn_path_size(&mut self, size: usize) {
+    fn learn_path_size(&mut self, size: usize, now: Instant) {
         self.frag.path_size = Some(size);
+        self.frag.path_learnt = Some(now);
         tracing::info!(tunnel = %self.cfg.name, size, "IKE messages now cut to datagrams of at most this size");
     }
 
@@ -1780,6 +1794,8 @@ impl IkeSa {
         }
         sa.frag.negotiated = s.frag && cfg.fragmentation;
         sa.frag.path_size = s.frag_path_size;
+        // When the other gateway learnt it is not synced: from now.
+        sa.frag.path_learnt = s.frag_path_size.map(|_| now);
         sa.peer_hashes = s.peer_hashes.clone();
         sa.peer_id = s.peer_id.clone();
         sa.initial_contact = false;
