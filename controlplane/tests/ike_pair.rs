@@ -1064,6 +1064,82 @@ fn peer_id(d: &Daemon) -> Option<String> {
     d.sas().next().and_then(|s| s.peer_id.clone())
 }
 
+/// Serves tests/data/pki/fetch/ca.crl at http://127.0.0.1:47913/ca.crl (the point gw-f
+/// names), each answer `delay` after the request; counts requests.
+fn slow_crl_server(delay: Duration) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:47913")
+        .expect("port 47913 (named by tests/data/pki/fetch/gw-f.pem) is taken");
+    let crl = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/pki/fetch/ca.crl"
+    ))
+    .unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&b[..n]),
+                }
+            }
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(delay);
+            let _ = s
+                .write_all(b"HTTP/1.0 200 OK\r\n\r\n")
+                .and_then(|()| s.write_all(&crl));
+        }
+    });
+    hits
+}
+
+#[test]
+fn a_crl_fetch_runs_off_the_daemons_thread_and_the_ike_auth_waits_for_it() {
+    // B (strict, fetching) must fetch A's CRL from the point gw-f names, and the server takes
+    // 0.8 s to answer. B's daemon hands the fetch to a thread and returns at once (its other
+    // IKE SAs are not held up); the IKE_AUTH is answered once the CRL is in, from its timers.
+    let hits = slow_crl_server(Duration::from_millis(800));
+    let start = Instant::now();
+    let mut n = cert_net(
+        &pubkey("fetch/gw-f.pem", "fetch/gw-f.key", &["ca-ec.pem"], None),
+        &format!(
+            "{}\n    revocation: strict",
+            pubkey("gw-b.pem", "gw-b.key", &["fetch/ca.pem"], None)
+        ),
+    );
+    let acts = n.a.start(start);
+    let wall = std::time::Instant::now();
+    n.run(start, acts, vec![]);
+    let took = wall.elapsed();
+    assert!(
+        took < Duration::from_millis(400),
+        "B waited for the fetch: {took:?}"
+    );
+    assert_eq!(
+        n.up,
+        (false, false),
+        "IKE_AUTH not answered before the CRL is in"
+    );
+    let mut now = start;
+    while n.up != (true, true) {
+        assert!(
+            wall.elapsed() < Duration::from_secs(10),
+            "never came up (CRL requests: {hits:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        now += Duration::from_millis(20);
+        n.tick_both(now);
+    }
+    assert!(wall.elapsed() >= Duration::from_millis(800));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(peer_id(&n.b).as_deref(), Some("CN=gw-f.example"));
+}
+
 #[test]
 fn certificates_rsa_and_ecdsa_authenticate_both_ways() {
     // A: RSA certificate from the RSA CA; B: ECDSA P-256 from the ECDSA P-384 CA.

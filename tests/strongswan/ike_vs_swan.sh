@@ -283,14 +283,21 @@ ocsp_answered() {
     local want=Good
     [ -n "$REVOKED" ] && want=Revoked
     grep -m1 -F "OCSP answer" "$WORK/ike.log" | grep -F "http://203.0.113.2:8888" | grep -F "gw-b.ferrogate.test" |
-        grep -F "status=$want" | sed 's/^/    /'
+        grep -F "status=$want" | sed 's/^/    /' && fetched_off_thread
+}
+
+# The fetch ran on a thread of its own, after the chain and AUTH verified (the daemon's
+# thread went on meanwhile), and the IKE_AUTH was decided afterwards.
+fetched_off_thread() {
+    grep -m1 -F "off the daemon's thread" "$WORK/ike.log" | sed 's/^/    /'
 }
 
 # CRL_FETCH=1: ferrogate-ike fetched the CRL from the distribution point (its log, and the
 # server's: a GET from gA).
 crl_fetched() {
     grep -m1 -F "fetched a CRL" "$WORK/ike.log" | grep -F "http://203.0.113.2:8080/ca.crl" | sed 's/^/    /' &&
-        grep -m1 -E '^203\.0\.113\.1 .*"GET /ca.crl HTTP/1.0" 200' "$WORK/http.log" | sed 's/^/    http.server: /'
+        grep -m1 -E '^203\.0\.113\.1 .*"GET /ca.crl HTTP/1.0" 200' "$WORK/http.log" | sed 's/^/    http.server: /' &&
+        fetched_off_thread
 }
 
 start_ike() {
@@ -319,8 +326,8 @@ if [ -n "$REVOKED" ]; then
         ! grep -q '"event":"ike-up"' "$WORK/events.jsonl"
     }
     check "ferrogate-ike refuses strongSwan's certificate, revoked by the CRL strongSwan's pki signed" refused
-    [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP)" crl_fetched
-    [ -z "$OCSP" ] || check "ferrogate-ike asked the certificate's OCSP responder (openssl ocsp) and believed its signed answer" ocsp_answered
+    [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP), off the daemon's thread" crl_fetched
+    [ -z "$OCSP" ] || check "ferrogate-ike asked the certificate's OCSP responder (openssl ocsp), off the daemon's thread, and believed its signed answer" ocsp_answered
     echo "$passed passed, $failed failed (REVOKED=1: nothing else to check)"
     [ "$failed" -eq 0 ]
     exit
@@ -359,8 +366,8 @@ if [ "$AUTH" != psk ]; then
         grep -F "certificate not in its issuer's CRL" "$WORK/ike.log" | grep -F "gw-b.ferrogate.test" | grep -m1 "current=true"
     }
     [ -n "$OCSP" ] || check "ferrogate-ike: strongSwan's certificate checked against the CA's CRL (pki --signcrl, revocation: strict)" crl_checked
-    [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP)" crl_fetched
-    [ -z "$OCSP" ] || check "ferrogate-ike asked the certificate's OCSP responder (openssl ocsp) and believed its signed answer" ocsp_answered
+    [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP), off the daemon's thread" crl_fetched
+    [ -z "$OCSP" ] || check "ferrogate-ike asked the certificate's OCSP responder (openssl ocsp), off the daemon's thread, and believed its signed answer" ocsp_answered
 fi
 
 # Both views of the keys: ferrogate-ike's export and charon's chd=4 log.

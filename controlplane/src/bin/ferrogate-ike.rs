@@ -1353,7 +1353,8 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                     serde_json::json!({"event": "peer-moved", "tunnel": tunnel, "remote": remote.to_string()}),
                 );
             }
-            Action::Spawn(_) | Action::MoveChildren { .. } => {}
+            // The daemon takes these itself.
+            Action::Spawn(_) | Action::MoveChildren { .. } | Action::FetchRevocation { .. } => {}
         }
     }
 }

@@ -36,7 +36,15 @@ pub struct Daemon {
     /// by (local, remote) address, with when they were learnt: a new IKE SA between the same
     /// addresses starts from it instead of probing down from `fragment_size` again.
     path_sizes: HashMap<(IpAddr, IpAddr), (usize, Instant)>,
+    /// Revocation fetches running for parked IKE_AUTHs, by our SPI of the IKE SA.
+    fetches: Vec<(u64, std::thread::JoinHandle<()>)>,
+    /// IKE SAs whose fetch is done but not yet resumed (it ran here: too many threads).
+    fetched: Vec<u64>,
 }
+
+/// Revocation fetches run at once on threads of their own; more wait their turn on the
+/// daemon's thread (as before there were threads).
+const FETCH_THREADS: usize = 8;
 
 /// How long a learnt path size is used for new IKE SAs (as Linux keeps a learnt path MTU,
 /// `net.ipv4.route.mtu_expires`): after that the path is probed from `fragment_size` again.
@@ -57,6 +65,8 @@ impl Daemon {
             cookie_threshold: 30,
             standby: Default::default(),
             path_sizes: HashMap::new(),
+            fetches: Vec::new(),
+            fetched: Vec::new(),
             cookie_secret: {
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&super::crypto::random_bytes(32));
@@ -502,6 +512,25 @@ impl Daemon {
         for sa in self.sas.values_mut() {
             sa.tick(now, &mut acts);
         }
+        // Parked IKE_AUTHs whose revocation fetch is done.
+        let mut done = std::mem::take(&mut self.fetched);
+        let mut i = 0;
+        while i < self.fetches.len() {
+            if self.fetches[i].1.is_finished() {
+                let (spi, h) = self.fetches.swap_remove(i);
+                if h.join().is_err() {
+                    tracing::warn!("a revocation fetch thread panicked");
+                }
+                done.push(spi);
+            } else {
+                i += 1;
+            }
+        }
+        for spi in done {
+            if let Some(sa) = self.sas.get_mut(&spi) {
+                sa.resume_after_fetch(now, &mut acts);
+            }
+        }
         self.collect(acts, now, &mut out);
         let due: Vec<usize> = self
             .restarts
@@ -541,6 +570,29 @@ impl Daemon {
                         out.extend(acts);
                     }
                     self.sas.insert(sa.our_spi(), sa);
+                }
+                Action::FetchRevocation { spi, job } => {
+                    let ran_here = if self.fetches.len() < FETCH_THREADS {
+                        let h = std::thread::Builder::new()
+                            .name("revocation".into())
+                            .spawn(move || job.run());
+                        match h {
+                            Ok(h) => {
+                                self.fetches.push((spi, h));
+                                false
+                            }
+                            Err(e) => {
+                                tracing::warn!("cannot start a revocation fetch thread: {e}");
+                                true
+                            }
+                        }
+                    } else {
+                        job.run();
+                        true
+                    };
+                    if ran_here {
+                        self.fetched.push(spi);
+                    }
                 }
                 Action::MoveChildren { to, children } => {
                     if let Some(sa) = self.sas.get_mut(&to) {

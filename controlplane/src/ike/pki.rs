@@ -386,6 +386,17 @@ pub fn ocsp_responders(c: &X509Certificate<'_>) -> Vec<String> {
     uris
 }
 
+/// How far a revocation check may go for a status it does not have.
+#[derive(Clone, Copy, Debug)]
+enum Fetching {
+    /// The configured CRLs and those already fetched, nothing else.
+    Never,
+    /// Also OCSP answers already had; no network.
+    Cached,
+    /// Ask OCSP responders and fetch CRLs until then.
+    Until(Instant),
+}
+
 /// Where a certificate's revocation status can be had: CRL distribution points and OCSP
 /// responders (`http://` ones), and whether it names any point or responder at all
 /// (`revocation: ifuri` asks a status of such a certificate, fetchable or not).
@@ -1055,7 +1066,8 @@ impl TrustAnchors {
     /// whole chain has verified up to an anchor: HTTP only, at most [`CRL_FETCH_TIMEOUT`] each
     /// and [`CRL_FETCH_BUDGET`] a chain, kept (once verified) until their next update or a day;
     /// a point whose fetch failed or gave nothing current is not asked again for
-    /// [`CRL_FETCH_RETRY`]. The daemon waits for the fetches.
+    /// [`CRL_FETCH_RETRY`]. [`Self::verify`] waits for the fetches; the daemon checks with
+    /// [`Self::verify_cached`] first and fetches on another thread.
     pub fn with_crl_fetch(mut self, fetch: bool) -> TrustAnchors {
         self.fetch = fetch;
         self
@@ -1087,6 +1099,19 @@ impl TrustAnchors {
         Ok(self)
     }
 
+    /// [`Self::check_revocation`], fetching until `deadline`.
+    #[cfg(test)]
+    fn check_revocation_with(
+        &self,
+        c: &X509Certificate<'_>,
+        issuer: &X509Certificate<'_>,
+        now: i64,
+        src: &Sources,
+        deadline: Instant,
+    ) -> Result<(), PkiError> {
+        self.check_revocation(c, issuer, now, src, Fetching::Until(deadline), &mut false)
+    }
+
     /// RFC 5280 §6.3, for the CRLs we were given or fetched (no delta CRLs): a CRL counts
     /// for `c` when its issuer name is `c`'s issuer, `issuer`'s key verifies its signature (the
     /// issuer may sign CRLs: keyUsage cRLSign when it has a keyUsage; the signed and the outer
@@ -1099,26 +1124,18 @@ impl TrustAnchors {
     /// update is never current), or if none is and the mode is relaxed (or `ifuri` and the
     /// certificate names no distribution point). With fetching on, the distribution points'
     /// CRLs are asked for when no configured CRL is current.
+    /// Fetching as `fetching` allows; `wants` is set when a status is missing that a fetch
+    /// (not in back-off) could give.
     fn check_revocation(
         &self,
         c: &X509Certificate<'_>,
         issuer: &X509Certificate<'_>,
         now: i64,
-        deadline: Instant,
-    ) -> Result<(), PkiError> {
-        self.check_revocation_with(c, issuer, now, &Sources::of(c), deadline)
-    }
-
-    /// [`Self::check_revocation`] with the sources given, fetching until `deadline`.
-    fn check_revocation_with(
-        &self,
-        c: &X509Certificate<'_>,
-        issuer: &X509Certificate<'_>,
-        now: i64,
         src: &Sources,
-        deadline: Instant,
+        fetching: Fetching,
+        wants: &mut bool,
     ) -> Result<(), PkiError> {
-        let current = self.current_status(c, issuer, now, src, Some(deadline))?;
+        let current = self.current_status(c, issuer, now, src, fetching, wants)?;
         let mode = match self.revocation {
             Revocation::Strict => "strict",
             Revocation::IfUri if src.named => "ifuri",
@@ -1135,15 +1152,16 @@ impl TrustAnchors {
     }
 
     /// Whether a current status vouches for `c` (Err: something that counts says it is
-    /// revoked): the configured CRLs, the CRLs already fetched from `src`'s points, then, until
-    /// `deadline`, OCSP and fetching. Without a deadline nothing is asked or fetched.
+    /// revoked): the configured CRLs, the CRLs already fetched from `src`'s points, then, as
+    /// `fetching` allows, OCSP answers (cached, or asked for) and fetching.
     fn current_status(
         &self,
         c: &X509Certificate<'_>,
         issuer: &X509Certificate<'_>,
         now: i64,
         src: &Sources,
-        deadline: Option<Instant>,
+        fetching: Fetching,
+        wants: &mut bool,
     ) -> Result<bool, PkiError> {
         let uris = &src.crl;
         // Serials compared as numbers: without sign-padding zeros.
@@ -1220,14 +1238,19 @@ impl TrustAnchors {
                 }
             }
         }
-        let Some(deadline) = deadline else {
-            return Ok(current);
+        let deadline = match fetching {
+            Fetching::Never => return Ok(current),
+            Fetching::Cached => None,
+            Fetching::Until(d) => Some(d),
         };
         if !current && self.ocsp && !src.ocsp.is_empty() {
             // OCSP gets half of what is left, so that a dead responder leaves time for the
             // CRL distribution points.
-            let left = deadline.saturating_duration_since(Instant::now());
-            current = self.ocsp_good(c, issuer, now, &src.ocsp, Instant::now() + left / 2)?;
+            let until = deadline.map(|d| {
+                let left = d.saturating_duration_since(Instant::now());
+                Instant::now() + left / 2
+            });
+            current = self.ocsp_status(c, issuer, now, &src.ocsp, until, wants)?;
         }
         if !current && self.fetch {
             let spki = issuer.public_key().raw.to_vec();
@@ -1237,6 +1260,10 @@ impl TrustAnchors {
                 let d = match Self::cached_crl(&key, now) {
                     Some(_) => continue,
                     None => {
+                        let Some(deadline) = deadline else {
+                            *wants = true;
+                            continue;
+                        };
                         let left = deadline.saturating_duration_since(Instant::now());
                         if left.is_zero() {
                             tracing::warn!(uri = %u, "no time left to fetch this CRL");
@@ -1273,6 +1300,7 @@ impl TrustAnchors {
 
     /// Asks `uris` (OCSP responders) about `c`: Ok(true) for a current `good` answer, Err for
     /// `revoked`, Ok(false) for anything else.
+    #[cfg(test)]
     fn ocsp_good(
         &self,
         c: &X509Certificate<'_>,
@@ -1280,6 +1308,20 @@ impl TrustAnchors {
         now: i64,
         uris: &[String],
         deadline: Instant,
+    ) -> Result<bool, PkiError> {
+        self.ocsp_status(c, issuer, now, uris, Some(deadline), &mut false)
+    }
+
+    /// [`Self::ocsp_good`] from the cache, and asking responders until `deadline` (None: the
+    /// cache only; `wants` is set when a responder not in back-off was not asked).
+    fn ocsp_status(
+        &self,
+        c: &X509Certificate<'_>,
+        issuer: &X509Certificate<'_>,
+        now: i64,
+        uris: &[String],
+        deadline: Option<Instant>,
+        wants: &mut bool,
     ) -> Result<bool, PkiError> {
         let id = ocsp::CertId::new(
             issuer.subject().as_raw(),
@@ -1315,6 +1357,10 @@ impl TrustAnchors {
             let status = match cached {
                 Some(st) => st,
                 None => {
+                    let Some(deadline) = deadline else {
+                        *wants = true;
+                        continue;
+                    };
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         tracing::warn!(uri = %u, "no time left to ask this OCSP responder");
@@ -1420,7 +1466,8 @@ impl TrustAnchors {
             ocsp: Vec::new(),
             named: false,
         };
-        self.current_status(c, issuer, now, &src, None).map(|_| ())
+        self.current_status(c, issuer, now, &src, Fetching::Never, &mut false)
+            .map(|_| ())
     }
 
     /// A fetched CRL to use for `key` without asking again: Some(Some(der)) while it is
@@ -1483,12 +1530,44 @@ impl TrustAnchors {
         self.verify_at(leaf, intermediates, now_secs())
     }
 
+    /// Whether checking a chain may fetch anything (CRL distribution points, OCSP).
+    pub fn fetches(&self) -> bool {
+        self.fetch || self.ocsp
+    }
+
+    /// [`TrustAnchors::verify`] without any network: revocation from the configured CRLs and
+    /// what was fetched and asked before (within its back-off). Also says whether fetching
+    /// could tell more: a certificate lacks a current status that a distribution point or
+    /// OCSP responder not asked lately might give. The caller can then fetch off its own
+    /// thread (a `verify` there fills the caches) and ask again.
+    pub fn verify_cached(
+        &self,
+        leaf: &[u8],
+        intermediates: &[Vec<u8>],
+    ) -> (Result<String, PkiError>, bool) {
+        let mut wants = false;
+        let r = self.verify_in(leaf, intermediates, now_secs(), true, &mut wants);
+        (r, wants)
+    }
+
     /// [`TrustAnchors::verify`] at a given time (seconds since the epoch).
     pub fn verify_at(
         &self,
         leaf: &[u8],
         intermediates: &[Vec<u8>],
         now: i64,
+    ) -> Result<String, PkiError> {
+        self.verify_in(leaf, intermediates, now, false, &mut false)
+    }
+
+    /// [`TrustAnchors::verify_at`]; `cached`: no network (see [`Self::verify_cached`]).
+    fn verify_in(
+        &self,
+        leaf: &[u8],
+        intermediates: &[Vec<u8>],
+        now: i64,
+        cached: bool,
+        wants: &mut bool,
     ) -> Result<String, PkiError> {
         // A peer certificate configured as an anchor itself is trusted as it is.
         if self.cas.iter().any(|a| a == leaf) {
@@ -1520,11 +1599,16 @@ impl TrustAnchors {
                 match verify_alg(ac.public_key(), sig_alg, tbs, sig) {
                     Ok(()) if valid_at(&ac, now) => {
                         links.push((cur, a));
-                        let deadline = Instant::now() + CRL_FETCH_BUDGET;
+                        let fetching = if cached {
+                            Fetching::Cached
+                        } else {
+                            Fetching::Until(Instant::now() + CRL_FETCH_BUDGET)
+                        };
                         // From the anchor down.
                         for (cd, id) in links.iter().rev() {
                             let (c, i) = (parse_cert(cd)?, parse_cert(id)?);
-                            self.check_revocation(&c, &i, now, deadline)?;
+                            let src = Sources::of(&c);
+                            self.check_revocation(&c, &i, now, &src, fetching, wants)?;
                         }
                         return Ok(dn_string(ac.subject()));
                     }
@@ -2124,6 +2208,78 @@ mod tests {
         assert_eq!(hits(), before);
     }
 
+    /// The check the daemon runs first (no network): it never fetches or asks, and says when
+    /// a fetch could help; after a fetch (on another thread, in the daemon) it decides from
+    /// what was fetched, and a point that failed is not wanted again during its back-off.
+    #[test]
+    fn cached_checks_never_fetch_and_say_when_a_fetch_could_help() {
+        use std::sync::atomic::Ordering;
+        let (port, hits) = crl_server();
+        let hits = || hits.load(Ordering::SeqCst);
+        let ders = ["crl-ok.pem", "crl-bad.pem", "crl-ca.pem"].map(cert);
+        let (ok, bad, ca) = (
+            parse_cert(&ders[0]).unwrap(),
+            parse_cert(&ders[1]).unwrap(),
+            parse_cert(&ders[2]).unwrap(),
+        );
+        let during = 1_797_292_800;
+        let t = anchors(&["crl-ca.pem"])
+            .with_crls(Vec::new(), Revocation::Strict)
+            .unwrap()
+            .with_crl_fetch(true);
+        let src = |name: &str| Sources {
+            crl: vec![format!("http://127.0.0.1:{port}/{name}")],
+            ocsp: Vec::new(),
+            named: true,
+        };
+        let cached = |c: &X509Certificate<'_>, name: &str| {
+            let mut wants = false;
+            let r = t.check_revocation(c, &ca, during, &src(name), Fetching::Cached, &mut wants);
+            (r, wants)
+        };
+        let (r, wants) = cached(&ok, "crl.pem");
+        assert!(matches!(r, Err(PkiError::RevocationUnknown(..))), "{r:?}");
+        assert!(wants);
+        assert_eq!(hits(), 0, "nothing fetched");
+        // The fetch (what the daemon's thread does), then the same check decides.
+        t.check_revocation_with(
+            &ok,
+            &ca,
+            during,
+            &src("crl.pem"),
+            Instant::now() + CRL_FETCH_BUDGET,
+        )
+        .unwrap();
+        assert_eq!(hits(), 1);
+        assert!(matches!(cached(&ok, "crl.pem"), (Ok(()), false)));
+        assert!(matches!(
+            cached(&bad, "crl.pem"),
+            (Err(PkiError::Revoked(..)), false)
+        ));
+        // A point that failed: wanted before, not during its back-off.
+        assert!(matches!(cached(&ok, "missing.crl"), (Err(_), true)));
+        let _ = t.check_revocation_with(
+            &ok,
+            &ca,
+            during,
+            &src("missing.crl"),
+            Instant::now() + CRL_FETCH_BUDGET,
+        );
+        assert_eq!(hits(), 2);
+        assert!(matches!(
+            cached(&ok, "missing.crl"),
+            (Err(PkiError::RevocationUnknown(..)), false)
+        ));
+        assert_eq!(hits(), 2);
+        // The same through verify_cached on a whole chain: the anchor-signed leaf names no
+        // point here, so with OCSP and fetching on there is nothing to want.
+        let (r, wants) = t.verify_cached(&cert("crl-ok.pem"), &[]);
+        assert!(matches!(r, Err(PkiError::RevocationUnknown(..))), "{r:?}");
+        assert!(!wants);
+        assert!(t.fetches());
+        assert!(!anchors(&["crl-ca.pem"]).fetches());
+    }
+
     /// OCSP answers OpenSSL's responder signed (tests/data/pki/ocsp/make.sh), served by a
     /// local HTTP server whatever the request (each answer is about one certificate).
     #[test]
@@ -2158,9 +2314,38 @@ mod tests {
         };
         let soon = || Instant::now() + CRL_FETCH_BUDGET;
         let strict = anchors_with(Revocation::Strict);
+        // Without network, nothing asked yet: no status, and asking could give one.
+        let mut wants = false;
+        assert!(matches!(
+            strict.check_revocation(
+                &good,
+                &ca,
+                now,
+                &src("resp-good.der"),
+                Fetching::Cached,
+                &mut wants
+            ),
+            Err(PkiError::RevocationUnknown(..))
+        ));
+        assert!(wants);
+        assert_eq!(hits(), 0);
         strict
             .check_revocation_with(&good, &ca, now, &src("resp-good.der"), soon())
             .unwrap();
+        assert_eq!(hits(), 1);
+        // Now the answer had vouches without network.
+        let mut wants = false;
+        strict
+            .check_revocation(
+                &good,
+                &ca,
+                now,
+                &src("resp-good.der"),
+                Fetching::Cached,
+                &mut wants,
+            )
+            .unwrap();
+        assert!(!wants);
         assert_eq!(hits(), 1);
         // Kept until its next update: not asked again.
         strict

@@ -160,6 +160,14 @@ pub enum Action {
     },
     /// A new IKE SA that replaces this one (IKE SA rekey); the daemon adopts it.
     Spawn(Box<IkeSa>),
+    /// The IKE_AUTH of IKE SA `spi` waits for its peer certificate's revocation status: the
+    /// daemon runs `job` on another thread, then calls [`IkeSa::resume_after_fetch`].
+    FetchRevocation {
+        /// Our SPI of the IKE SA.
+        spi: u64,
+        /// The fetch.
+        job: RevocationFetch,
+    },
     /// CHILD_SAs that belong to another IKE SA of ours (the winner of a rekey collision).
     MoveChildren {
         /// Our SPI of the IKE SA that takes them.
@@ -175,6 +183,63 @@ pub enum Action {
         reason: String,
         /// Re-initiate.
         restart: bool,
+    },
+}
+
+/// Fetching (CRLs from distribution points, OCSP answers) for a peer certificate chain, run
+/// off the daemon's thread: it fills the process's revocation caches, from which the IKE
+/// SA's check then decides.
+pub struct RevocationFetch {
+    cfg: Arc<TunnelConfig>,
+    leaf: Vec<u8>,
+    rest: Vec<Vec<u8>>,
+}
+
+impl RevocationFetch {
+    /// Fetches (blocking, at most the check's time budget).
+    pub fn run(&self) {
+        if let Auth::Pubkey(pk) = &self.cfg.auth {
+            let r = pk.cas.verify(&self.leaf, &self.rest);
+            tracing::debug!(tunnel = %self.cfg.name, ok = r.is_ok(), "revocation fetch done");
+        }
+    }
+}
+
+impl std::fmt::Debug for RevocationFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RevocationFetch({})", self.cfg.name)
+    }
+}
+
+/// Why a peer's authentication did not pass (yet).
+enum AuthErr {
+    Fail(String),
+    /// Its certificate's revocation status has to be fetched first.
+    Fetch(RevocationFetch),
+}
+
+impl From<String> for AuthErr {
+    fn from(e: String) -> Self {
+        AuthErr::Fail(e)
+    }
+}
+
+impl From<&str> for AuthErr {
+    fn from(e: &str) -> Self {
+        AuthErr::Fail(e.to_string())
+    }
+}
+
+/// An IKE_AUTH message set aside while the peer certificate's revocation status is fetched.
+#[derive(Debug)]
+enum Parked {
+    /// The peer's request (we answer once the status is known).
+    Request { h: Header, payloads: Vec<Payload> },
+    /// The peer's response to our request.
+    Response {
+        child: usize,
+        spi_in: u32,
+        payloads: Vec<Payload>,
     },
 }
 
@@ -516,6 +581,10 @@ pub struct IkeSa {
     /// smaller datagram size is left to try: the peer's retransmissions of its request are
     /// the only sign we get that the response was lost on the way.
     resp_recut: Option<Recut>,
+    /// IKE_AUTH waiting for the peer certificate's revocation status.
+    parked: Option<Parked>,
+    /// That status was fetched: the check decides from what was had (no second fetch).
+    revocation_fetched: bool,
     pending: Option<Pending>,
     queue: std::collections::VecDeque<Req>,
     /// Round trips of our requests, for their retransmission timeouts.
@@ -830,6 +899,8 @@ impl IkeSa {
             peer_next_id: 0,
             last_resp: None,
             resp_recut: None,
+            parked: None,
+            revocation_fetched: false,
             pending: None,
             queue: Default::default(),
             rtt: RttEstimate::default(),
@@ -1355,6 +1426,12 @@ impl IkeSa {
                 }
                 return;
             }
+            if self.parked.is_some() {
+                // Its IKE_AUTH waits for a revocation fetch: the peer retransmits.
+                tracing::debug!(tunnel = %self.cfg.name, message_id = h.msg_id,
+                    "request while the peer certificate's status is fetched: dropped");
+                return;
+            }
             let ahead = h.msg_id.wrapping_sub(self.peer_next_id);
             if ahead != 0 && (ahead > self.mid_slack || self.keys.is_none()) {
                 return;
@@ -1495,32 +1572,7 @@ impl IkeSa {
                 self.send_auth(now, out);
             }
             Req::Auth { child, spi_in } => {
-                if let Err(e) = self.complete_auth_as_initiator(now, &payloads, child, spi_in, out)
-                {
-                    // The responder thinks the SA is up: tell it (RFC 7296 §2.21.2).
-                    if !notifies(&payloads).any(|n| n.ntype == notify::AUTHENTICATION_FAILED) {
-                        let id = self.next_req_id;
-                        self.next_req_id += 1;
-                        let datagrams = self.seal(
-                            self.header(exchange::INFORMATIONAL, false, id),
-                            &[
-                                Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new()),
-                                Payload::Delete {
-                                    protocol: proto::IKE,
-                                    spis: Vec::new(),
-                                },
-                            ],
-                        );
-                        for data in datagrams {
-                            out.push(Action::Send {
-                                local: self.local,
-                                remote: self.remote,
-                                data,
-                            });
-                        }
-                    }
-                    self.fail(format!("IKE_AUTH: {e}"), out);
-                }
+                self.auth_response(now, payloads, child, spi_in, out);
             }
             Req::Dpd => {}
             Req::DeleteChild { spi_in } => {
@@ -2014,13 +2066,14 @@ impl IkeSa {
         message: &[u8],
         nonce: &[u8],
         sk_p: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), AuthErr> {
         let shown = id_display(id_type, id_data);
         if !self.cfg.remote_id.matches(id_type, id_data) {
             return Err(format!(
                 "peer identity `{shown}` does not match `{}`",
                 self.cfg.remote_id
-            ));
+            )
+            .into());
         }
         let (method, data) = auth_payload(payloads).ok_or("no AUTH")?;
         let prf = self.keys.as_ref().ok_or("no keys")?.prf;
@@ -2050,18 +2103,35 @@ impl IkeSa {
                 let (leaf, rest) = certs
                     .split_first()
                     .ok_or("the peer sent no certificate (no CERT payload)")?;
-                let ca = pk
-                    .cas
-                    .verify(leaf, rest)
-                    .map_err(|e| format!("peer certificate: {e}"))?;
+                // With fetching on, the chain is checked without network first: fetching
+                // would stall every IKE SA of the daemon (up to the budget), so it runs on
+                // another thread, and only for a peer whose chain and AUTH verified.
+                let (checked, wants) = if pk.cas.fetches() {
+                    pk.cas.verify_cached(leaf, rest)
+                } else {
+                    (pk.cas.verify(leaf, rest), false)
+                };
+                let wants = wants && !self.revocation_fetched;
+                let ca = match checked {
+                    Err(pki::PkiError::RevocationUnknown(..)) if wants => None,
+                    r => Some(r.map_err(|e| format!("peer certificate: {e}"))?),
+                };
                 if !pki::id_confirmed_by_cert(leaf, id_type, id_data) {
                     return Err(format!(
                         "peer identity `{shown}` is not in its certificate (which holds: {})",
                         pki::cert_identities(leaf).join("; ")
-                    ));
+                    )
+                    .into());
                 }
                 pki::verify_auth(leaf, method, data, &octets)
                     .map_err(|e| format!("the peer's AUTH signature: {e}"))?;
+                let Some(ca) = ca.filter(|_| !wants) else {
+                    return Err(AuthErr::Fetch(RevocationFetch {
+                        cfg: self.cfg.clone(),
+                        leaf: leaf.clone(),
+                        rest: rest.to_vec(),
+                    }));
+                };
                 tracing::info!(tunnel = %self.cfg.name, peer_id = %shown, ca = %ca, method,
                     signature = %pki::auth_algorithm(method, data), "peer certificate and signature verified");
             }
@@ -2174,6 +2244,95 @@ impl IkeSa {
         self.send_request(now, id, sealed, Req::Auth { child, spi_in }, out);
     }
 
+    /// The responder's answer to our IKE_AUTH (now, or after its certificate's revocation
+    /// status was fetched).
+    fn auth_response(
+        &mut self,
+        now: Instant,
+        payloads: Vec<Payload>,
+        child: usize,
+        spi_in: u32,
+        out: &mut Vec<Action>,
+    ) {
+        let e = match self.complete_auth_as_initiator(now, &payloads, child, spi_in, out) {
+            Ok(()) => return,
+            Err(AuthErr::Fetch(job)) => {
+                let p = Parked::Response {
+                    child,
+                    spi_in,
+                    payloads,
+                };
+                self.park(p, job, out);
+                return;
+            }
+            Err(AuthErr::Fail(e)) => e,
+        };
+        // The responder thinks the SA is up: tell it (RFC 7296 §2.21.2).
+        if !notifies(&payloads).any(|n| n.ntype == notify::AUTHENTICATION_FAILED) {
+            let id = self.next_req_id;
+            self.next_req_id += 1;
+            let datagrams = self.seal(
+                self.header(exchange::INFORMATIONAL, false, id),
+                &[
+                    Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new()),
+                    Payload::Delete {
+                        protocol: proto::IKE,
+                        spis: Vec::new(),
+                    },
+                ],
+            );
+            for data in datagrams {
+                out.push(Action::Send {
+                    local: self.local,
+                    remote: self.remote,
+                    data,
+                });
+            }
+        }
+        self.fail(format!("IKE_AUTH: {e}"), out);
+    }
+
+    /// Sets an IKE_AUTH aside until the daemon has fetched its peer certificate's status.
+    fn park(&mut self, p: Parked, job: RevocationFetch, out: &mut Vec<Action>) {
+        tracing::info!(tunnel = %self.cfg.name, peer = %self.remote,
+            "peer certificate and AUTH verified; fetching its revocation status (CRL, OCSP) off the daemon's thread");
+        self.parked = Some(p);
+        out.push(Action::FetchRevocation {
+            spi: self.our_spi(),
+            job,
+        });
+    }
+
+    /// The revocation fetch for a parked IKE_AUTH is done (or could not run): it is checked
+    /// again from what was fetched, and answered or completed.
+    pub fn resume_after_fetch(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let Some(p) = self.parked.take() else { return };
+        self.revocation_fetched = true;
+        if self.state == State::Dead {
+            return;
+        }
+        match p {
+            Parked::Request { h, payloads } => {
+                self.responder_auth(now, h, &payloads, out);
+                if let Some(r) = self.resp_recut.as_mut() {
+                    r.since.get_or_insert(now);
+                }
+            }
+            Parked::Response {
+                child,
+                spi_in,
+                payloads,
+            } => {
+                self.auth_response(now, payloads, child, spi_in, out);
+                if self.pending.is_none() {
+                    if let Some(req) = self.queue.pop_front() {
+                        self.request(now, req, out);
+                    }
+                }
+            }
+        }
+    }
+
     fn complete_auth_as_initiator(
         &mut self,
         now: Instant,
@@ -2181,12 +2340,9 @@ impl IkeSa {
         child: usize,
         spi_in: u32,
         out: &mut Vec<Action>,
-    ) -> Result<(), String> {
+    ) -> Result<(), AuthErr> {
         if let Some(n) = notifies(payloads).find(|n| n.ntype == notify::AUTHENTICATION_FAILED) {
-            return Err(format!(
-                "the peer says authentication failed (notify {})",
-                n.ntype
-            ));
+            return Err(format!("the peer says authentication failed (notify {})", n.ntype).into());
         }
         let (id_type, id_data) = payloads
             .iter()
@@ -2210,6 +2366,7 @@ impl IkeSa {
             return Ok(());
         }
         self.adopt_child(now, payloads, child, spi_in, None, None, out)
+            .map_err(AuthErr::Fail)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2582,6 +2739,18 @@ impl IkeSa {
         let checked = match &idi {
             Some((t, d)) => self.check_peer_auth(p, *t, d, &init_req, &nr, &sk_pi),
             None => Err("no IDi".into()),
+        };
+        let checked = match checked {
+            Ok(()) => Ok(()),
+            Err(AuthErr::Fail(e)) => Err(e),
+            Err(AuthErr::Fetch(job)) => {
+                let parked = Parked::Request {
+                    h,
+                    payloads: p.to_vec(),
+                };
+                self.park(parked, job, out);
+                return;
+            }
         };
         let (id_type, id_data) = cfg.local_id_payload();
         let signed = checked.and_then(|()| {
