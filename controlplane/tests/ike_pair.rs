@@ -1461,18 +1461,50 @@ fn a_new_ike_sa_starts_at_the_size_an_ended_one_learnt_for_ten_minutes() {
         n.run(at + Duration::from_secs(1), acts, vec![]);
     };
     let dropped = n.a_dropped_big;
-    restart(&mut n, up + Duration::from_secs(5));
+    restart(&mut n, up + Duration::from_secs(300));
     assert_eq!(n.up, (true, true), "up at the first try");
     assert_eq!(n.a_dropped_big, dropped);
     let sa = n.a.sas().next().unwrap();
     assert_eq!(sa.fragmentation().1.recut, 0);
     assert_eq!(sa.fragment_path_size(), learnt);
-    // That IKE SA ends too (the size is learnt again, at its end), but ten minutes on the new
-    // one starts from fragment_size: its first IKE_AUTH is dropped again.
-    let later = up + Duration::from_secs(5) + Duration::from_secs(601);
+    // That IKE SA ends too, but it only passed the size on: ten minutes after the size was
+    // learnt (not after this IKE SA started), a new one starts from fragment_size, and its
+    // first IKE_AUTH is dropped again.
+    let later = up + Duration::from_secs(605);
     restart(&mut n, later);
     assert_eq!(n.up, (false, false));
     assert!(n.a_dropped_big > dropped);
+    assert_eq!(n.a.sas().next().unwrap().fragment_path_size(), None);
+}
+
+#[test]
+fn forged_retransmissions_do_not_cut_a_response() {
+    // Anyone on the path sees the SPIs and message IDs: headers that claim to be A's
+    // IKE_AUTH again (no payload, or a copy whose ICV fails) still get B's response again
+    // (RFC 7296 §2.1 does not ask for more), but do not count towards cutting it smaller.
+    let (mut n, start) = black_hole_pair(None, None);
+    assert_eq!(n.up, (true, true));
+    let sa = n.b.sas().next().unwrap();
+    let (local, remote) = (sa.local, sa.remote);
+    let mut hdr = Vec::new();
+    hdr.extend_from_slice(&sa.spi_i.to_be_bytes());
+    hdr.extend_from_slice(&sa.spi_r.to_be_bytes());
+    hdr.extend_from_slice(&[0, 0x20, IKE_AUTH, 0x08]);
+    hdr.extend_from_slice(&1u32.to_be_bytes());
+    hdr.extend_from_slice(&28u32.to_be_bytes());
+    let mut now = start;
+    for _ in 0..6 {
+        now += Duration::from_millis(700);
+        let acts = n.b.handle(now, local, remote, &hdr);
+        assert!(
+            acts.iter().any(|a| matches!(a, Action::Send { .. })),
+            "answered again"
+        );
+    }
+    let sa = n.b.sas().next().unwrap();
+    assert_eq!(sa.fragmentation().1.recut, 0);
+    assert_eq!(sa.fragment_path_size(), None);
+    // Nothing was cut on either side of this pair: nothing learnt.
     assert_eq!(n.a.sas().next().unwrap().fragment_path_size(), None);
 }
 
@@ -1534,6 +1566,22 @@ fn a_response_the_path_drops_is_cut_smaller_when_its_request_keeps_coming() {
         text.contains("messages cut smaller: 1, now at most"),
         "{text}"
     );
+    // A starts over: B, the responder, answers the new IKE SA at the size it learnt at once
+    // (nothing of B's dropped, nothing cut).
+    let acts = n.a.terminate_by_name("t", later).unwrap();
+    n.run(later, acts, vec![]);
+    n.tick_both(later + Duration::from_secs(1));
+    assert_eq!(n.b.sas().count(), 0);
+    let dropped = n.b_dropped_big;
+    n.up = (false, false);
+    let again = later + Duration::from_secs(2);
+    let acts = n.a.initiate_by_name("t", again).unwrap();
+    n.run(again, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_eq!(n.b_dropped_big, dropped);
+    let b = n.b.sas().next().unwrap();
+    assert_eq!(b.fragmentation().1.recut, 0);
+    assert_eq!(b.fragment_path_size(), last_cut.iter().max().copied());
 }
 
 #[test]

@@ -628,25 +628,51 @@ impl Daemon {
                 other => out.push(other),
             }
         }
-        for sa in self.sas.values().filter(|s| s.state == State::Dead) {
-            if let Some((size, learnt)) = sa.fragment_path_learnt() {
-                let key = (sa.local.ip(), sa.remote.ip());
-                if self.path_sizes.len() >= PATH_SIZES_MAX && !self.path_sizes.contains_key(&key) {
-                    self.path_sizes
-                        .retain(|_, (_, at)| now.saturating_duration_since(*at) < PATH_SIZE_KEPT);
-                }
-                if self.path_sizes.len() < PATH_SIZES_MAX || self.path_sizes.contains_key(&key) {
-                    self.path_sizes.insert(key, (size, learnt));
-                }
-            }
-        }
+        let learnt: Vec<((IpAddr, IpAddr), usize, Instant)> = self
+            .sas
+            .values()
+            .filter(|s| s.state == State::Dead)
+            .filter_map(|s| {
+                let (size, at) = s.fragment_path_learnt()?;
+                Some(((s.local.ip(), s.remote.ip()), size, at))
+            })
+            .collect();
         self.sas.retain(|_, s| s.state != State::Dead);
+        for (key, size, at) in learnt {
+            self.learnt_path_size(key, size, at, now);
+        }
         let live: std::collections::HashSet<u64> = self.sas.keys().copied().collect();
         self.half_open.retain(|_, spi| live.contains(spi));
     }
 }
 
 impl Daemon {
+    /// Keeps a path size an ended IKE SA had (unless one learnt later is kept, or it is too
+    /// old), and passes it to the live IKE SAs between the same addresses that have none, or
+    /// one learnt earlier (the one that replaced it in an IKE SA rekey whose response was cut
+    /// smaller, say).
+    fn learnt_path_size(&mut self, key: (IpAddr, IpAddr), size: usize, at: Instant, now: Instant) {
+        if now.saturating_duration_since(at) >= PATH_SIZE_KEPT
+            || self.path_sizes.get(&key).is_some_and(|&(_, t)| t >= at)
+        {
+            return;
+        }
+        if self.path_sizes.len() >= PATH_SIZES_MAX && !self.path_sizes.contains_key(&key) {
+            self.path_sizes
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < PATH_SIZE_KEPT);
+        }
+        if self.path_sizes.len() < PATH_SIZES_MAX || self.path_sizes.contains_key(&key) {
+            self.path_sizes.insert(key, (size, at));
+        }
+        for sa in self.sas.values_mut() {
+            if (sa.local.ip(), sa.remote.ip()) == key
+                && sa.fragment_path_learnt().is_none_or(|(_, t)| t < at)
+            {
+                sa.start_from_path_size(size, at);
+            }
+        }
+    }
+
     /// A new IKE SA between addresses that an ended one learnt a path size for (within
     /// [`PATH_SIZE_KEPT`]) starts from that size.
     fn start_from_learnt_size(&self, sa: &mut IkeSa, now: Instant) {

@@ -976,12 +976,13 @@ impl IkeSa {
         self.frag.path_size.zip(self.frag.path_learnt)
     }
 
-    /// Starts a new IKE SA at a datagram size an earlier one between the same addresses got
-    /// through at (kept by the daemon), instead of probing down from `fragment_size` again.
+    /// Uses a datagram size another IKE SA between the same addresses got through at (kept by
+    /// the daemon): a new IKE SA starts there instead of probing down from `fragment_size`
+    /// again, and a live one without a size (or with one learnt earlier) takes it.
     pub fn start_from_path_size(&mut self, size: usize, learnt: Instant) {
         self.frag.path_size = Some(size);
         self.frag.path_learnt = Some(learnt);
-        tracing::info!(tunnel = %self.cfg.name, size, "IKE messages start at the datagram size an earlier IKE SA learnt for this path");
+        tracing::info!(tunnel = %self.cfg.name, size, "IKE messages cut to the datagram size another IKE SA learnt for this path");
     }
 
     /// Our SPI: the one the daemon indexes this SA by.
@@ -1417,9 +1418,15 @@ impl IkeSa {
                     return;
                 }
                 if let Some((_, d)) = self.last_resp.take() {
-                    // A response the path keeps dropping is cut smaller, as a request is.
+                    // A response the path keeps dropping is cut smaller, as a request is; only
+                    // retransmissions that verify count (a forged header with the right SPIs
+                    // and message ID must not shrink our messages).
                     let mut recut = self.resp_recut.take();
-                    let d = self.recut(now, now, d, &mut recut);
+                    let d = if self.authentic(&msg, data) {
+                        self.recut(now, now, d, &mut recut)
+                    } else {
+                        d
+                    };
                     self.resp_recut = recut;
                     self.send_all(&d, out);
                     self.last_resp = Some((h.msg_id, d));
@@ -1474,6 +1481,21 @@ impl IkeSa {
         self.frag.path_size = Some(size);
         self.frag.path_learnt = Some(now);
         tracing::info!(tunnel = %self.cfg.name, size, "IKE messages now cut to datagrams of at most this size");
+    }
+
+    /// Whether a protected message (SK, or an SKF fragment 1) verifies under our keys.
+    fn authentic(&self, msg: &Message, data: &[u8]) -> bool {
+        let Some(codec) = self.codec() else {
+            return false;
+        };
+        match msg.payloads.last() {
+            Some(Payload::Sk { body, .. }) => {
+                let sk_off = data.len() - wire::GENERIC_LEN - body.len();
+                codec.open_message(data, sk_off, 0).is_ok()
+            }
+            Some(Payload::Skf { .. }) => Frag::retransmit_trigger(Some(&codec), msg, data),
+            _ => false,
+        }
     }
 
     /// The message's payloads, the SK payload's decrypted; None while an SKF message waits

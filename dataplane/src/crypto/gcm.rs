@@ -68,7 +68,7 @@ impl BlockClosure for Keystream<'_> {
         let mut par: ParBlocks<B> = Default::default();
         let mut fill = |par: &mut ParBlocks<B>| {
             let base = ctr as usize;
-            if base + n <= CTR_TABLE {
+            if base <= CTR_TABLE - n {
                 for (b, t) in par.iter_mut().zip(&CTR_TAIL[base..base + n]) {
                     let mut x = [0u8; 16];
                     for j in 0..16 {
