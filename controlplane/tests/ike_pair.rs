@@ -1064,12 +1064,16 @@ fn peer_id(d: &Daemon) -> Option<String> {
     d.sas().next().and_then(|s| s.peer_id.clone())
 }
 
-/// Serves tests/data/pki/fetch/ca.crl at http://127.0.0.1:47913/ca.crl (the point gw-f
-/// names), each answer `delay` after the request; counts requests.
-fn slow_crl_server(delay: Duration) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+/// Serves tests/data/pki/fetch/ca.crl on http://127.0.0.1:47913 (where gw-f and gw-r name
+/// their CRLs), whatever the path; each answer waits for a token from the returned sender.
+/// Counts requests.
+fn gated_crl_server() -> (
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::mpsc::Sender<()>,
+) {
     use std::io::{Read, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:47913")
-        .expect("port 47913 (named by tests/data/pki/fetch/gw-f.pem) is taken");
+        .expect("port 47913 (named by tests/data/pki/fetch/gw-*.pem) is taken");
     let crl = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/pki/fetch/ca.crl"
@@ -1077,6 +1081,7 @@ fn slow_crl_server(delay: Duration) -> std::sync::Arc<std::sync::atomic::AtomicU
     .unwrap();
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let h = hits.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
@@ -1089,55 +1094,89 @@ fn slow_crl_server(delay: Duration) -> std::sync::Arc<std::sync::atomic::AtomicU
                 }
             }
             h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            std::thread::sleep(delay);
+            if rx.recv().is_err() {
+                return;
+            }
             let _ = s
                 .write_all(b"HTTP/1.0 200 OK\r\n\r\n")
                 .and_then(|()| s.write_all(&crl));
         }
     });
-    hits
+    (hits, tx)
 }
 
 #[test]
 fn a_crl_fetch_runs_off_the_daemons_thread_and_the_ike_auth_waits_for_it() {
-    // B (strict, fetching) must fetch A's CRL from the point gw-f names, and the server takes
-    // 0.8 s to answer. B's daemon hands the fetch to a thread and returns at once (its other
-    // IKE SAs are not held up); the IKE_AUTH is answered once the CRL is in, from its timers.
-    let hits = slow_crl_server(Duration::from_millis(800));
+    use std::sync::atomic::Ordering;
+    // B must fetch A's CRL from the point A's certificate names. B's daemon hands the fetch
+    // to a thread and returns without answering while the CRL server holds the request; the
+    // IKE_AUTH is answered from B's timers once the CRL is in.
+    let (hits, release) = gated_crl_server();
+    let wait_for = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        let wall = std::time::Instant::now();
+        while !done() {
+            assert!(wall.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let net = |leaf: &str, revocation: &str| {
+        cert_net(
+            &pubkey(
+                &format!("fetch/{leaf}.pem"),
+                &format!("fetch/{leaf}.key"),
+                &["ca-ec.pem"],
+                None,
+            ),
+            &format!(
+                "{}\n    revocation: {revocation}",
+                pubkey("gw-b.pem", "gw-b.key", &["fetch/ca.pem"], None)
+            ),
+        )
+    };
     let start = Instant::now();
-    let mut n = cert_net(
-        &pubkey("fetch/gw-f.pem", "fetch/gw-f.key", &["ca-ec.pem"], None),
-        &format!(
-            "{}\n    revocation: strict",
-            pubkey("gw-b.pem", "gw-b.key", &["fetch/ca.pem"], None)
-        ),
-    );
+    let mut n = net("gw-f", "strict");
     let acts = n.a.start(start);
-    let wall = std::time::Instant::now();
     n.run(start, acts, vec![]);
-    let took = wall.elapsed();
-    assert!(
-        took < Duration::from_millis(400),
-        "B waited for the fetch: {took:?}"
+    // The daemon is back while the server still holds the request.
+    wait_for(
+        "the fetch never reached the server",
+        Box::new(|| hits.load(Ordering::SeqCst) == 1),
     );
     assert_eq!(
         n.up,
         (false, false),
         "IKE_AUTH not answered before the CRL is in"
     );
-    let mut now = start;
-    while n.up != (true, true) {
-        assert!(
-            wall.elapsed() < Duration::from_secs(10),
-            "never came up (CRL requests: {hits:?})"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        now += Duration::from_millis(20);
-        n.tick_both(now);
-    }
-    assert!(wall.elapsed() >= Duration::from_millis(800));
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let mut now = start + Duration::from_millis(100);
+    n.tick_both(now);
+    assert_eq!(n.up, (false, false));
+    release.send(()).unwrap();
+    wait_for(
+        "never came up",
+        Box::new(|| {
+            now += Duration::from_millis(10);
+            n.tick_both(now);
+            n.up == (true, true)
+        }),
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(peer_id(&n.b).as_deref(), Some("CN=gw-f.example"));
+    // gw-r is on the CRL (fetched from its own point, r.crl). Even with `revocation: relaxed`
+    // (a certificate without a status passes) the fetch's finding refuses it.
+    release.send(()).unwrap();
+    let mut n = net("gw-r", "relaxed");
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    wait_for(
+        "B never refused gw-r",
+        Box::new(|| {
+            now += Duration::from_millis(10);
+            n.tick_both(now);
+            n.b.sas().count() == 0
+        }),
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert!(!n.up.1, "B refused gw-r");
 }
 
 #[test]

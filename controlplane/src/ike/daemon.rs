@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::sa::{Action, IkeSa, IkeSaState, State};
+use super::sa::{Action, FetchVerdict, IkeSa, IkeSaState, RevocationFetch, State};
 use super::wire::{exchange, Header};
 use crate::config::{Config, StartAction, TunnelConfig};
 
@@ -37,13 +37,14 @@ pub struct Daemon {
     /// addresses starts from it instead of probing down from `fragment_size` again.
     path_sizes: HashMap<(IpAddr, IpAddr), (usize, Instant)>,
     /// Revocation fetches running for parked IKE_AUTHs, by our SPI of the IKE SA.
-    fetches: Vec<(u64, std::thread::JoinHandle<()>)>,
-    /// IKE SAs whose fetch is done but not yet resumed (it ran here: too many threads).
-    fetched: Vec<u64>,
+    fetches: Vec<(u64, std::thread::JoinHandle<FetchVerdict>)>,
+    /// Fetches waiting for a thread.
+    fetch_queue: std::collections::VecDeque<(u64, Arc<RevocationFetch>)>,
+    /// Fetches done on the daemon's thread (no thread could be started), not yet resumed.
+    fetched: Vec<(u64, FetchVerdict)>,
 }
 
-/// Revocation fetches run at once on threads of their own; more wait their turn on the
-/// daemon's thread (as before there were threads).
+/// Revocation fetches run at once, each on a thread of its own; more wait for one to end.
 const FETCH_THREADS: usize = 8;
 
 /// How long a learnt path size is used for new IKE SAs (as Linux keeps a learnt path MTU,
@@ -66,6 +67,7 @@ impl Daemon {
             standby: Default::default(),
             path_sizes: HashMap::new(),
             fetches: Vec::new(),
+            fetch_queue: Default::default(),
             fetched: Vec::new(),
             cookie_secret: {
                 let mut k = [0u8; 32];
@@ -518,17 +520,21 @@ impl Daemon {
         while i < self.fetches.len() {
             if self.fetches[i].1.is_finished() {
                 let (spi, h) = self.fetches.swap_remove(i);
-                if h.join().is_err() {
+                let verdict = h.join().unwrap_or_else(|_| {
                     tracing::warn!("a revocation fetch thread panicked");
-                }
-                done.push(spi);
+                    Err(crate::ike::pki::PkiError::Untrusted(
+                        "the revocation check failed".into(),
+                    ))
+                });
+                done.push((spi, verdict));
             } else {
                 i += 1;
             }
         }
-        for spi in done {
+        self.start_fetches();
+        for (spi, verdict) in done {
             if let Some(sa) = self.sas.get_mut(&spi) {
-                sa.resume_after_fetch(now, &mut acts);
+                sa.resume_after_fetch(now, verdict, &mut acts);
             }
         }
         self.collect(acts, now, &mut out);
@@ -572,27 +578,8 @@ impl Daemon {
                     self.sas.insert(sa.our_spi(), sa);
                 }
                 Action::FetchRevocation { spi, job } => {
-                    let ran_here = if self.fetches.len() < FETCH_THREADS {
-                        let h = std::thread::Builder::new()
-                            .name("revocation".into())
-                            .spawn(move || job.run());
-                        match h {
-                            Ok(h) => {
-                                self.fetches.push((spi, h));
-                                false
-                            }
-                            Err(e) => {
-                                tracing::warn!("cannot start a revocation fetch thread: {e}");
-                                true
-                            }
-                        }
-                    } else {
-                        job.run();
-                        true
-                    };
-                    if ran_here {
-                        self.fetched.push(spi);
-                    }
+                    self.fetch_queue.push_back((spi, Arc::new(job)));
+                    self.start_fetches();
                 }
                 Action::MoveChildren { to, children } => {
                     if let Some(sa) = self.sas.get_mut(&to) {
@@ -647,6 +634,30 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Starts queued revocation fetches while fewer than [`FETCH_THREADS`] run. One whose
+    /// thread cannot be started runs here (as before there were threads).
+    fn start_fetches(&mut self) {
+        while self.fetches.len() < FETCH_THREADS {
+            let Some((spi, job)) = self.fetch_queue.pop_front() else {
+                return;
+            };
+            if !self.sas.contains_key(&spi) {
+                continue; // the IKE SA is gone
+            }
+            let j = job.clone();
+            match std::thread::Builder::new()
+                .name("revocation".into())
+                .spawn(move || j.run())
+            {
+                Ok(h) => self.fetches.push((spi, h)),
+                Err(e) => {
+                    tracing::warn!("cannot start a revocation fetch thread ({e}): fetching here");
+                    self.fetched.push((spi, job.run()));
+                }
+            }
+        }
+    }
+
     /// Keeps a path size an ended IKE SA had (unless one learnt later is kept, or it is too
     /// old), and passes it to the live IKE SAs between the same addresses that have none, or
     /// one learnt earlier (the one that replaced it in an IKE SA rekey whose response was cut

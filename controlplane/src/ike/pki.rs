@@ -434,11 +434,43 @@ struct OcspEntry {
 /// OCSP answers of every tunnel, by (responder, CertID).
 type OcspCache = HashMap<(String, ocsp::CertId), OcspEntry>;
 
-/// Inserts into a fetch cache, emptying it first when it holds [`CRL_CACHE_MAX`] entries.
-fn bounded_insert<K: Eq + std::hash::Hash, V>(cache: &Mutex<HashMap<K, V>>, key: K, value: V) {
+/// A fetch cache entry, with when it was had.
+trait Had {
+    fn at(&self) -> Instant;
+}
+
+impl Had for Fetched {
+    fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+impl Had for OcspEntry {
+    fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+/// Inserts into a fetch cache. When it holds [`CRL_CACHE_MAX`] entries, those older than
+/// [`CRL_FETCHED_MAX_AGE`] (used by nothing) go first, then the oldest one: a check that
+/// another thread is making must not find the status it just fetched gone.
+fn bounded_insert<K: Eq + std::hash::Hash + Clone, V: Had>(
+    cache: &Mutex<HashMap<K, V>>,
+    key: K,
+    value: V,
+) {
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() >= CRL_CACHE_MAX && !cache.contains_key(&key) {
-        cache.clear();
+        cache.retain(|_, v| v.at().elapsed() < CRL_FETCHED_MAX_AGE);
+        if cache.len() >= CRL_CACHE_MAX {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, v)| v.at())
+                .map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
     }
     cache.insert(key, value);
 }
@@ -1252,6 +1284,7 @@ impl TrustAnchors {
             });
             current = self.ocsp_status(c, issuer, now, &src.ocsp, until, wants)?;
         }
+        let mut unfetched = false;
         if !current && self.fetch {
             let spki = issuer.public_key().raw.to_vec();
             for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
@@ -1261,7 +1294,7 @@ impl TrustAnchors {
                     Some(_) => continue,
                     None => {
                         let Some(deadline) = deadline else {
-                            *wants = true;
+                            unfetched = true;
                             continue;
                         };
                         let left = deadline.saturating_duration_since(Instant::now());
@@ -1295,6 +1328,8 @@ impl TrustAnchors {
                 }
             }
         }
+        // No status: fetching from the points not fetched could give one.
+        *wants |= unfetched && !current;
         Ok(current)
     }
 
@@ -1335,6 +1370,7 @@ impl TrustAnchors {
                 uri.to_string(),
             )
         };
+        let mut unasked = false;
         for u in uris.iter().take(OCSP_MAX_URIS) {
             let key = (u.clone(), id.clone());
             let cached = {
@@ -1358,7 +1394,7 @@ impl TrustAnchors {
                 Some(st) => st,
                 None => {
                     let Some(deadline) = deadline else {
-                        *wants = true;
+                        unasked = true;
                         continue;
                     };
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -1398,6 +1434,8 @@ impl TrustAnchors {
                 Some(ocsp::Status::Unknown) | None => {}
             }
         }
+        // No status: asking the responders not asked could give one.
+        *wants |= unasked;
         Ok(false)
     }
 
@@ -2208,6 +2246,25 @@ mod tests {
         assert_eq!(hits(), before);
     }
 
+    /// A full fetch cache drops what is older than a day, then its oldest entry, never
+    /// everything (a check on another thread must find what it just fetched).
+    #[test]
+    fn a_full_fetch_cache_evicts_its_oldest_entry() {
+        let cache: Mutex<HashMap<usize, Fetched>> = Mutex::new(HashMap::new());
+        let t0 = Instant::now();
+        for i in 0..CRL_CACHE_MAX {
+            let at = t0 + Duration::from_millis(i as u64);
+            bounded_insert(&cache, i, Fetched { der: None, at });
+        }
+        let at = t0 + Duration::from_secs(1);
+        bounded_insert(&cache, 9999, Fetched { der: None, at });
+        let c = cache.lock().unwrap();
+        assert_eq!(c.len(), CRL_CACHE_MAX);
+        assert!(!c.contains_key(&0), "the oldest went");
+        assert!(c.contains_key(&1) && c.contains_key(&(CRL_CACHE_MAX - 1)));
+        assert!(c.contains_key(&9999));
+    }
+
     /// The check the daemon runs first (no network): it never fetches or asks, and says when
     /// a fetch could help; after a fetch (on another thread, in the daemon) it decides from
     /// what was fetched, and a point that failed is not wanted again during its back-off.
@@ -2344,6 +2401,19 @@ mod tests {
                 Fetching::Cached,
                 &mut wants,
             )
+            .unwrap();
+        assert!(!wants);
+        assert_eq!(hits(), 1);
+        // A responder not asked yet does not make a fetch wanted when another's cached
+        // answer already vouches.
+        let two = Sources {
+            crl: Vec::new(),
+            ocsp: vec![url("not-asked.der"), url("resp-good.der")],
+            named: true,
+        };
+        let mut wants = false;
+        strict
+            .check_revocation(&good, &ca, now, &two, Fetching::Cached, &mut wants)
             .unwrap();
         assert!(!wants);
         assert_eq!(hits(), 1);

@@ -195,12 +195,22 @@ pub struct RevocationFetch {
     rest: Vec<Vec<u8>>,
 }
 
+/// What a [`RevocationFetch`] found: the chain's verdict with the fetches made.
+pub type FetchVerdict = Result<String, pki::PkiError>;
+
 impl RevocationFetch {
-    /// Fetches (blocking, at most the check's time budget).
-    pub fn run(&self) {
-        if let Auth::Pubkey(pk) = &self.cfg.auth {
-            let r = pk.cas.verify(&self.leaf, &self.rest);
-            tracing::debug!(tunnel = %self.cfg.name, ok = r.is_ok(), "revocation fetch done");
+    /// Checks the chain as before there were threads (blocking: fetches within the check's
+    /// time budget), filling the caches on the way.
+    pub fn run(&self) -> FetchVerdict {
+        match &self.cfg.auth {
+            Auth::Pubkey(pk) => {
+                let r = pk.cas.verify(&self.leaf, &self.rest);
+                tracing::debug!(tunnel = %self.cfg.name, ok = r.is_ok(), "revocation fetch done");
+                r
+            }
+            Auth::Psk(_) => Err(pki::PkiError::Untrusted(
+                "no certificates configured".into(),
+            )),
         }
     }
 }
@@ -583,8 +593,9 @@ pub struct IkeSa {
     resp_recut: Option<Recut>,
     /// IKE_AUTH waiting for the peer certificate's revocation status.
     parked: Option<Parked>,
-    /// That status was fetched: the check decides from what was had (no second fetch).
+    /// That status was fetched: the check takes the fetch's verdict (no second fetch).
     revocation_fetched: bool,
+    fetch_verdict: Option<FetchVerdict>,
     pending: Option<Pending>,
     queue: std::collections::VecDeque<Req>,
     /// Round trips of our requests, for their retransmission timeouts.
@@ -901,6 +912,7 @@ impl IkeSa {
             resp_recut: None,
             parked: None,
             revocation_fetched: false,
+            fetch_verdict: None,
             pending: None,
             queue: Default::default(),
             rtt: RttEstimate::default(),
@@ -2128,7 +2140,11 @@ impl IkeSa {
                 // With fetching on, the chain is checked without network first: fetching
                 // would stall every IKE SA of the daemon (up to the budget), so it runs on
                 // another thread, and only for a peer whose chain and AUTH verified.
-                let (checked, wants) = if pk.cas.fetches() {
+                let (checked, wants) = if let Some(v) = self.fetch_verdict.take() {
+                    // The verdict of the check made with the fetches (on the daemon's
+                    // fetch thread), not a second look at caches that may have moved on.
+                    (v, false)
+                } else if pk.cas.fetches() {
                     pk.cas.verify_cached(leaf, rest)
                 } else {
                     (pk.cas.verify(leaf, rest), false)
@@ -2325,11 +2341,17 @@ impl IkeSa {
         });
     }
 
-    /// The revocation fetch for a parked IKE_AUTH is done (or could not run): it is checked
-    /// again from what was fetched, and answered or completed.
-    pub fn resume_after_fetch(&mut self, now: Instant, out: &mut Vec<Action>) {
+    /// The revocation fetch for a parked IKE_AUTH is done with `verdict` (the chain checked
+    /// with the fetches): the IKE_AUTH is decided with it, and answered or completed.
+    pub fn resume_after_fetch(
+        &mut self,
+        now: Instant,
+        verdict: FetchVerdict,
+        out: &mut Vec<Action>,
+    ) {
         let Some(p) = self.parked.take() else { return };
         self.revocation_fetched = true;
+        self.fetch_verdict = Some(verdict);
         if self.state == State::Dead {
             return;
         }
