@@ -663,14 +663,11 @@ impl Daemon {
     /// one learnt earlier (the one that replaced it in an IKE SA rekey whose response was cut
     /// smaller, say).
     fn learnt_path_size(&mut self, key: (IpAddr, IpAddr), size: usize, at: Instant, now: Instant) {
-        if now.saturating_duration_since(at) >= PATH_SIZE_KEPT
-            || self.path_sizes.get(&key).is_some_and(|&(_, t)| t >= at)
-        {
+        if !fresh(at, now) || self.path_sizes.get(&key).is_some_and(|&(_, t)| t >= at) {
             return;
         }
         if self.path_sizes.len() >= PATH_SIZES_MAX && !self.path_sizes.contains_key(&key) {
-            self.path_sizes
-                .retain(|_, (_, t)| now.saturating_duration_since(*t) < PATH_SIZE_KEPT);
+            self.path_sizes.retain(|_, (_, t)| fresh(*t, now));
         }
         if self.path_sizes.len() < PATH_SIZES_MAX || self.path_sizes.contains_key(&key) {
             self.path_sizes.insert(key, (size, at));
@@ -688,12 +685,15 @@ impl Daemon {
     /// [`PATH_SIZE_KEPT`]) starts from that size.
     fn start_from_learnt_size(&self, sa: &mut IkeSa, now: Instant) {
         let key = (sa.local.ip(), sa.remote.ip());
-        if let Some(&(size, at)) = self.path_sizes.get(&key) {
-            if now.saturating_duration_since(at) < PATH_SIZE_KEPT {
-                sa.start_from_path_size(size, at);
-            }
+        if let Some(&(size, at)) = self.path_sizes.get(&key).filter(|e| fresh(e.1, now)) {
+            sa.start_from_path_size(size, at);
         }
     }
+}
+
+/// Whether a path size learnt `at` is still used for new IKE SAs.
+fn fresh(at: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(at) < PATH_SIZE_KEPT
 }
 
 fn resend_init(sa: &IkeSa) -> Option<Action> {

@@ -594,7 +594,6 @@ pub struct IkeSa {
     /// IKE_AUTH waiting for the peer certificate's revocation status.
     parked: Option<Parked>,
     /// That status was fetched: the check takes the fetch's verdict (no second fetch).
-    revocation_fetched: bool,
     fetch_verdict: Option<FetchVerdict>,
     pending: Option<Pending>,
     queue: std::collections::VecDeque<Req>,
@@ -911,7 +910,6 @@ impl IkeSa {
             last_resp: None,
             resp_recut: None,
             parked: None,
-            revocation_fetched: false,
             fetch_verdict: None,
             pending: None,
             queue: Default::default(),
@@ -1434,7 +1432,9 @@ impl IkeSa {
                     // retransmissions that verify count (a forged header with the right SPIs
                     // and message ID must not shrink our messages).
                     let mut recut = self.resp_recut.take();
-                    let d = if self.authentic(&msg, data) {
+                    // (Fragment 1 of an SKF message was verified just above.)
+                    let skf = matches!(msg.payloads.last(), Some(Payload::Skf { .. }));
+                    let d = if skf || self.sk_verifies(&msg, data) {
                         self.recut(now, now, d, &mut recut)
                     } else {
                         d
@@ -1495,17 +1495,12 @@ impl IkeSa {
         tracing::info!(tunnel = %self.cfg.name, size, "IKE messages now cut to datagrams of at most this size");
     }
 
-    /// Whether a protected message (SK, or an SKF fragment 1) verifies under our keys.
-    fn authentic(&self, msg: &Message, data: &[u8]) -> bool {
-        let Some(codec) = self.codec() else {
-            return false;
-        };
-        match msg.payloads.last() {
-            Some(Payload::Sk { body, .. }) => {
-                let sk_off = data.len() - wire::GENERIC_LEN - body.len();
-                codec.open_message(data, sk_off, 0).is_ok()
+    /// Whether a message ending in an SK payload verifies under our keys.
+    fn sk_verifies(&self, msg: &Message, data: &[u8]) -> bool {
+        match (self.codec(), msg.payloads.last()) {
+            (Some(codec), Some(Payload::Sk { body, .. })) => {
+                codec.open_message(data, sk_offset(data, body), 0).is_ok()
             }
-            Some(Payload::Skf { .. }) => Frag::retransmit_trigger(Some(&codec), msg, data),
             _ => false,
         }
     }
@@ -1516,10 +1511,8 @@ impl IkeSa {
         match msg.payloads.last() {
             Some(Payload::Sk { inner, body }) => {
                 let codec = self.codec().ok_or("encrypted payload before keys")?;
-                // The SK payload is last (the parser checked): its header starts here.
-                let sk_off = data.len() - wire::GENERIC_LEN - body.len();
                 let plain = codec
-                    .open_message(data, sk_off, 0)
+                    .open_message(data, sk_offset(data, body), 0)
                     .map_err(|e| e.to_string())?;
                 let mut v: Vec<Payload> = msg.payloads[..msg.payloads.len() - 1].to_vec();
                 v.extend(wire::parse_chain(*inner, &plain).map_err(|e| e.to_string())?);
@@ -2149,7 +2142,6 @@ impl IkeSa {
                 } else {
                     (pk.cas.verify(leaf, rest), false)
                 };
-                let wants = wants && !self.revocation_fetched;
                 let ca = match checked {
                     Err(pki::PkiError::RevocationUnknown(..)) if wants => None,
                     r => Some(r.map_err(|e| format!("peer certificate: {e}"))?),
@@ -2350,7 +2342,6 @@ impl IkeSa {
         out: &mut Vec<Action>,
     ) {
         let Some(p) = self.parked.take() else { return };
-        self.revocation_fetched = true;
         self.fetch_verdict = Some(verdict);
         if self.state == State::Dead {
             return;
@@ -3685,6 +3676,11 @@ fn push_certs(p: &mut Vec<Payload>, cred: &pki::Credential) {
             data: c.clone(),
         });
     }
+}
+
+/// Where the SK payload of `data` starts: it is last (the parser checked), `body` its body.
+fn sk_offset(data: &[u8], body: &[u8]) -> usize {
+    data.len() - wire::GENERIC_LEN - body.len()
 }
 
 /// An identity for logs and `fgctl`.

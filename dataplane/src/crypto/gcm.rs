@@ -80,9 +80,7 @@ impl BlockClosure for Keystream<'_> {
             } else {
                 // Past the table (IKE messages, or an inc32 wrap): by hand.
                 for b in par.iter_mut() {
-                    let mut x = nonce;
-                    x[12..].copy_from_slice(&ctr.to_be_bytes());
-                    *b = Block::from(x);
+                    *b = counter_block(&nonce, ctr);
                     ctr = ctr.wrapping_add(1);
                 }
             }
@@ -95,13 +93,20 @@ impl BlockClosure for Keystream<'_> {
         }
         // The last few blocks one at a time (independent, so they still overlap).
         for d in chunks.into_remainder().chunks_mut(16) {
-            let mut b = Block::from(nonce);
-            b[12..].copy_from_slice(&ctr.to_be_bytes());
+            let mut b = counter_block(&nonce, ctr);
             backend.proc_block((&mut b).into());
             ctr = ctr.wrapping_add(1);
             xor_into(d, core::slice::from_ref(&b));
         }
     }
+}
+
+/// The counter block for `ctr`: the nonce's 12 bytes, then `ctr` big-endian.
+#[inline(always)]
+fn counter_block(nonce: &[u8; 16], ctr: u32) -> Block {
+    let mut b = Block::from(*nonce);
+    b[12..].copy_from_slice(&ctr.to_be_bytes());
+    b
 }
 
 /// `data ^= keystream` for up to `ks.len()` blocks, 16 bytes at a time (one vector XOR each);
