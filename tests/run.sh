@@ -337,7 +337,8 @@ ike_vs_strongswan() {
     # with the CA's CRL (pki --signcrl) as a file for the first, fetched over HTTP from the
     # distribution point the certificates name for ECDSA, and for the RSA-PSS run no CRL but
     # OpenSSL's OCSP responder that the certificates name. Then strongSwan's certificate
-    # revoked, by the CRL (file, fetched) or the OCSP responder: no tunnel.
+    # revoked, by a delta CRL fetched from where the fetched CRL points, by the CRL file, or
+    # by the OCSP responder: no tunnel.
     local combo auth frag pss pmtu fetch ocsp limit
     for combo in "rsa initiator cbc 1 - - - - 1000" "ecdsa responder gcm - - 1 1 - 700" "rsa initiator gcm - 1 1 - 1 1000"; do
         read -r auth role suite frag pss pmtu fetch ocsp limit <<< "$combo"
@@ -349,12 +350,12 @@ ike_vs_strongswan() {
         echo "== AUTH=$auth ROLE=$role SUITE=$suite FRAG=$frag RSA_PSS=$pss PMTU=$pmtu ($limit) CRL_FETCH=$fetch OCSP=$ocsp"
         PMTU_LIMIT=$limit OCSP=$ocsp CRL_FETCH=$fetch PMTU=$pmtu RSA_PSS=$pss FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
-    for combo in "ecdsa initiator 1 -" "rsa responder - -" "rsa initiator - 1"; do
-        read -r auth role fetch ocsp <<< "$combo"
+    for combo in "ecdsa initiator 1 - delta" "rsa responder - - 1" "rsa initiator - 1 1"; do
+        read -r auth role fetch ocsp revoked <<< "$combo"
         [ "$fetch" = - ] && fetch=
         [ "$ocsp" = - ] && ocsp=
-        echo "== REVOKED=1 AUTH=$auth ROLE=$role CRL_FETCH=$fetch OCSP=$ocsp"
-        OCSP=$ocsp CRL_FETCH=$fetch REVOKED=1 AUTH=$auth ROLE=$role TMPDIR="$WORK" timeout 120 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+        echo "== REVOKED=$revoked AUTH=$auth ROLE=$role CRL_FETCH=$fetch OCSP=$ocsp"
+        OCSP=$ocsp CRL_FETCH=$fetch REVOKED=$revoked AUTH=$auth ROLE=$role TMPDIR="$WORK" timeout 120 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
 }
 gateway_vs_strongswan() {

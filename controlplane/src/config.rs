@@ -21,7 +21,8 @@
 //!     #                             #   certificate that names a CRL distribution point), as
 //!     #                             #   strongSwan's `revocation`
 //!     # crl_fetch: yes              # fetch CRLs from the http:// distribution points that
-//!     #                             #   certificates name when no configured CRL is current
+//!     #                             #   certificates name when no configured CRL is current,
+//!     #                             #   and the delta CRLs complete CRLs point to
 //!     # ocsp: yes                   # ask the http:// OCSP responders certificates name first
 //!     # rsa_pss: no                 # an RSA key signs with RSASSA-PSS (charon.rsa_pss); PSS
 //!     #                             #   signatures and certificates are verified either way

@@ -24,6 +24,13 @@ fn anchors() -> &'static (TrustAnchors, Vec<u8>) {
     A.get_or_init(|| (TrustAnchors::new(vec![der("ca-rsa.pem")]).unwrap(), der("gw-a.pem")))
 }
 
+/// strongSwan's delta CRL test CA (tests/data/pki/delta) and a leaf it issued: a fuzzed CRL
+/// under that CA's name (the seeds are its real CRLs) runs the CRL checks past the issuer.
+fn delta_pki() -> &'static (Vec<u8>, Vec<u8>) {
+    static D: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    D.get_or_init(|| (der("delta/ca.pem"), der("delta/d-ok.pem")))
+}
+
 fuzz_target!(|data: &[u8]| {
     let (cas, leaf) = anchors();
     let Some((&sel, rest)) = data.split_first() else {
@@ -56,6 +63,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = ocsp::time(b);
     if let Ok(u) = std::str::from_utf8(b) {
         let _ = fetch::parse_http_url(u);
+    }
+    // A fuzzed CRL (complete or delta) configured for the delta CA, checked for its leaf on
+    // 2026-12-15 (no fetching: crl_fetch defaults to off for TrustAnchors).
+    let (dca, dleaf) = delta_pki();
+    if let Ok(t) = TrustAnchors::new(vec![dca.clone()])
+        .and_then(|t| t.with_crls(vec![a.to_vec()], pki::Revocation::Strict))
+    {
+        let _ = t.verify_at(dleaf, &[], 1_797_292_800);
     }
     if let Ok(c) = x509_parser::parse_x509_certificate(a) {
         let _ = pki::crl_distribution_points(&c.1);

@@ -44,6 +44,12 @@
 #   REVOKED=1 (with AUTH=rsa|ecdsa)               the CRL revokes strongSwan's certificate
 #                                                  instead: ferrogate-ike must refuse it (no
 #                                                  IKE SA, "revoked" in its log), then exit
+#   REVOKED=delta (with CRL_FETCH=1)               the CRL still revokes only the third
+#                                                  certificate but names a delta CRL (freshest
+#                                                  CRL, pki --signcrl --crluri) on the same
+#                                                  server; the delta (pki --signcrl --basecrl)
+#                                                  revokes strongSwan's: ferrogate-ike must
+#                                                  fetch both and refuse it
 #   PMTU=1 (with AUTH=rsa|ecdsa)                   path MTU discovery (RFC 7383 §2.5.2):
 #                                                  fragment_size 1500 on our side, and gB
 #                                                  drops every datagram from gA above
@@ -95,6 +101,7 @@ CRL_FETCH=${CRL_FETCH:-}
 OCSP=${OCSP:-}
 [ -z "$OCSP" ] || { [ "$AUTH" != psk ] && [ -z "$CRL_FETCH" ]; } || { echo "OCSP=1 needs AUTH=rsa|ecdsa and no CRL_FETCH" >&2; exit 2; }
 [ -z "$CRL_FETCH" ] || [ "$AUTH" != psk ] || { echo "CRL_FETCH=1 needs AUTH=rsa|ecdsa" >&2; exit 2; }
+[ "$REVOKED" != delta ] || [ -n "$CRL_FETCH" ] || { echo "REVOKED=delta needs CRL_FETCH=1" >&2; exit 2; }
 [ -z "$PMTU" ] || { [ "$AUTH" != psk ] && [ -z "$FRAG" ]; } ||
     { echo "PMTU=1 needs AUTH=rsa|ecdsa and no FRAG" >&2; exit 2; }
 [ -z "$RSA_PSS" ] || [ "$AUTH" = rsa ] || { echo "RSA_PSS=1 needs AUTH=rsa" >&2; exit 2; }
@@ -152,12 +159,20 @@ rsa | ecdsa)
     swan_pki_cert "$WORK/pki" "$AUTH" a "$DN_A" gw-a.ferrogate.test
     swan_pki_cert "$WORK/pki" "$AUTH" b "$DN_B" gw-b.ferrogate.test
     swan_pki_install "$WORK/pki" b "$CONF_B"
-    # The CA's CRL, signed by strongSwan's pki: it revokes c (or b with REVOKED=1).
+    # The CA's CRL, signed by strongSwan's pki: it revokes c (or b with REVOKED=1). With
+    # REVOKED=delta it names a delta CRL, which revokes b.
     swan_pki_cert "$WORK/pki" "$AUTH" c "C=CH, O=ferrogate interop, CN=gw-c.ferrogate.test" gw-c.ferrogate.test
     # shellcheck disable=SC2046
     pki --signcrl --cacert "$WORK/pki/ca.pem" --cakey "$WORK/pki/ca.key" --lifetime 1 $(swan_pki_pad "$AUTH") \
-        --reason key-compromise --cert "$WORK/pki/$([ -n "$REVOKED" ] && echo b || echo c).pem" \
+        $([ "$REVOKED" = delta ] && echo "--crluri http://203.0.113.2:8080/delta.crl") \
+        --reason key-compromise --cert "$WORK/pki/$([ "$REVOKED" = 1 ] && echo b || echo c).pem" \
         > "$WORK/pki/ca.crl" 2>> "$WORK/pki/pki.log"
+    if [ "$REVOKED" = delta ]; then
+        # shellcheck disable=SC2046
+        pki --signcrl --cacert "$WORK/pki/ca.pem" --cakey "$WORK/pki/ca.key" --lifetime 1 $(swan_pki_pad "$AUTH") \
+            --basecrl "$WORK/pki/ca.crl" --reason key-compromise --cert "$WORK/pki/b.pem" \
+            > "$WORK/pki/delta.crl" 2>> "$WORK/pki/pki.log"
+    fi
     OUR_AUTH="auth: pubkey
     cert: $WORK/pki/a.pem
     key: $WORK/pki/a.key
@@ -300,6 +315,12 @@ crl_fetched() {
         fetched_off_thread
 }
 
+# REVOKED=delta: ferrogate-ike also fetched the delta CRL the complete one names.
+delta_fetched() {
+    grep -F "fetched a CRL" "$WORK/ike.log" | grep -m1 -F "http://203.0.113.2:8080/delta.crl" | sed 's/^/    /' &&
+        grep -m1 -E '^203\.0\.113\.1 .*"GET /delta.crl HTTP/1.0" 200' "$WORK/http.log" | sed 's/^/    http.server: /'
+}
+
 start_ike() {
     ip netns exec "$GA" "$IKE" --config "$WORK/ike.yaml" --export-dir "$WORK/export" --socket "$WORK/ike.sock" --log "${IKE_LOG:-info}" \
         >> "$WORK/events.jsonl" 2>> "$WORK/ike.log" &
@@ -325,10 +346,15 @@ if [ -n "$REVOKED" ]; then
         sleep 2
         ! grep -q '"event":"ike-up"' "$WORK/events.jsonl"
     }
-    check "ferrogate-ike refuses strongSwan's certificate, revoked by the CRL strongSwan's pki signed" refused
+    if [ "$REVOKED" = delta ]; then
+        check "ferrogate-ike refuses strongSwan's certificate, revoked by the delta CRL strongSwan's pki signed" refused
+        check "ferrogate-ike fetched the delta CRL the complete CRL names (freshest CRL)" delta_fetched
+    else
+        check "ferrogate-ike refuses strongSwan's certificate, revoked by the CRL strongSwan's pki signed" refused
+    fi
     [ -z "$CRL_FETCH" ] || check "ferrogate-ike fetched that CRL from the certificate's distribution point (HTTP), off the daemon's thread" crl_fetched
     [ -z "$OCSP" ] || check "ferrogate-ike asked the certificate's OCSP responder (openssl ocsp), off the daemon's thread, and believed its signed answer" ocsp_answered
-    echo "$passed passed, $failed failed (REVOKED=1: nothing else to check)"
+    echo "$passed passed, $failed failed (REVOKED=$REVOKED: nothing else to check)"
     [ "$failed" -eq 0 ]
     exit
 fi

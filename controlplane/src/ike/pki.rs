@@ -503,29 +503,85 @@ fn names_distribution_point(c: &X509Certificate<'_>) -> bool {
 /// names only, and only points without reasons or a CRL issuer of their own (a partitioned or
 /// indirect CRL, which we do not take).
 pub fn crl_distribution_points(c: &X509Certificate<'_>) -> Vec<String> {
-    use x509_parser::extensions::{DistributionPointName, ParsedExtension};
+    use x509_parser::extensions::ParsedExtension;
     let mut uris = Vec::new();
     for e in c.extensions() {
-        let ParsedExtension::CRLDistributionPoints(points) = e.parsed_extension() else {
+        if let ParsedExtension::CRLDistributionPoints(points) = e.parsed_extension() {
+            http_points(points, &mut uris);
+        }
+    }
+    uris
+}
+
+/// The `http://` full-name URIs of distribution points without reasons or a CRL issuer of
+/// their own, appended to `uris`.
+fn http_points(
+    points: &x509_parser::extensions::CRLDistributionPoints<'_>,
+    uris: &mut Vec<String>,
+) {
+    use x509_parser::extensions::DistributionPointName;
+    for p in points.iter() {
+        if p.reasons.is_some() || p.crl_issuer.is_some() {
+            continue;
+        }
+        let Some(DistributionPointName::FullName(names)) = &p.distribution_point else {
             continue;
         };
-        for p in points.iter() {
-            if p.reasons.is_some() || p.crl_issuer.is_some() {
-                continue;
-            }
-            let Some(DistributionPointName::FullName(names)) = &p.distribution_point else {
-                continue;
-            };
-            for n in names {
-                if let GeneralName::URI(u) = n {
-                    if u.starts_with("http://") {
-                        uris.push(u.to_string());
-                    }
+        for n in names {
+            if let GeneralName::URI(u) = n {
+                if u.starts_with("http://") && !uris.iter().any(|x| x == u) {
+                    uris.push(u.to_string());
                 }
             }
         }
     }
-    uris
+}
+
+/// Checks one CRL for a certificate (see `TrustAnchors::current_status`): whether it counts,
+/// and is current; Err if it lists the certificate.
+type CrlCheck<'a> = dyn Fn(&[u8]) -> Result<Option<bool>, PkiError> + 'a;
+
+/// Whether `crl` is a delta CRL (RFC 5280 §5.2.4: a critical delta CRL indicator holding the
+/// number of its base CRL): Err for an indicator that is not critical or holds no
+/// non-negative integer, or for any other critical extension (a partitioned or indirect
+/// CRL: §5.2 and §5.3 forbid using a CRL with a critical extension we do not process).
+fn delta_crl(crl: &CertificateRevocationList<'_>) -> Result<bool, &'static str> {
+    use x509_parser::oid_registry::OID_X509_EXT_DELTA_CRL_INDICATOR;
+    let mut delta = false;
+    for e in crl.extensions() {
+        if e.oid == OID_X509_EXT_DELTA_CRL_INDICATOR {
+            let base = x509_parser::der_parser::der::parse_der_integer(e.value);
+            let ok =
+                e.critical && base.is_ok_and(|(rest, n)| rest.is_empty() && n.as_biguint().is_ok());
+            if !ok {
+                return Err("a malformed delta CRL indicator");
+            }
+            delta = true;
+        } else if e.critical {
+            return Err("a critical extension (partitioned or indirect CRL)");
+        }
+    }
+    if crl
+        .iter_revoked_certificates()
+        .any(|r| r.extensions().iter().any(|e| e.critical))
+    {
+        return Err("a critical entry extension");
+    }
+    Ok(delta)
+}
+
+/// The `http://` points a complete CRL names for its delta CRLs (freshest CRL, RFC 5280
+/// §5.2.6), appended to `uris`.
+fn freshest_points(crl: &CertificateRevocationList<'_>, uris: &mut Vec<String>) {
+    use x509_parser::extensions::CRLDistributionPoints;
+    use x509_parser::oid_registry::OID_X509_EXT_FRESHEST_CRL;
+    for e in crl.extensions() {
+        if e.oid == OID_X509_EXT_FRESHEST_CRL {
+            if let Ok((_, points)) = CRLDistributionPoints::from_der(e.value) {
+                http_points(&points, uris);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1144,18 +1200,24 @@ impl TrustAnchors {
         self.check_revocation(c, issuer, now, src, Fetching::Until(deadline), &mut false)
     }
 
-    /// RFC 5280 §6.3, for the CRLs we were given or fetched (no delta CRLs): a CRL counts
-    /// for `c` when its issuer name is `c`'s issuer, `issuer`'s key verifies its signature (the
-    /// issuer may sign CRLs: keyUsage cRLSign when it has a keyUsage; the signed and the outer
-    /// algorithm agree), and it has no critical extension, in the CRL or an entry: a delta CRL,
-    /// a partitioned one (issuing distribution point) or an indirect one is not a complete
-    /// list for its issuer, and §5.2 / §5.3 forbid using a CRL with a critical extension we do
-    /// not process. A certificate such a CRL lists (serials compared as integers) is refused,
-    /// even when the CRL is past its next update (it was revoked; that is known). Otherwise it
-    /// passes if a CRL is current (this update ≤ now ≤ next update; a CRL without a next
-    /// update is never current), or if none is and the mode is relaxed (or `ifuri` and the
-    /// certificate names no distribution point). With fetching on, the distribution points'
-    /// CRLs are asked for when no configured CRL is current.
+    /// RFC 5280 §6.3, for the CRLs we were given or fetched: a CRL counts for `c` when its
+    /// issuer name is `c`'s issuer, `issuer`'s key verifies its signature (the issuer may sign
+    /// CRLs: keyUsage cRLSign when it has a keyUsage; the signed and the outer algorithm
+    /// agree), and it has no critical extension but a delta CRL indicator, in the CRL or an
+    /// entry: a partitioned CRL (issuing distribution point) or an indirect one is not a
+    /// complete list for its issuer, and §5.2 / §5.3 forbid using a CRL with a critical
+    /// extension we do not process. A certificate such a CRL lists (serials compared as
+    /// integers) is refused, even when the CRL is past its next update (it was revoked; that
+    /// is known); a delta CRL's entry with reason removeFromCRL is no revocation. Otherwise it
+    /// passes if a complete CRL is current (this update ≤ now ≤ next update; a CRL without a
+    /// next update is never current), or if none is and the mode is relaxed (or `ifuri` and
+    /// the certificate names no distribution point). A delta CRL (§5.2.4) lists what was
+    /// revoked since its base: it refuses what it lists but never vouches by itself, as
+    /// strongSwan's. With fetching on, the distribution points' CRLs are asked for when no
+    /// configured CRL is current, and the delta CRLs that the complete CRLs counted name
+    /// (freshest CRL, §5.2.6) are fetched as well: a certificate revoked since its complete
+    /// CRL was issued is refused. A delta point that fails leaves the complete CRL standing
+    /// alone (asked again after [`CRL_FETCH_RETRY`]).
     /// Fetching as `fetching` allows; `wants` is set when a status is missing that a fetch
     /// (not in back-off) could give.
     fn check_revocation(
@@ -1205,7 +1267,10 @@ impl TrustAnchors {
             Err(_) => false,
         };
         let mut current = false;
-        // Whether the CRL `d` counts for `c`, and is current; Err if it lists `c`.
+        // The delta CRL points of the complete CRLs that count.
+        let freshest = std::cell::RefCell::new(Vec::new());
+        // Whether the CRL `d` counts for `c`, and is current (a delta CRL never is); Err if it
+        // lists `c`.
         let check = |d: &[u8]| -> Result<Option<bool>, PkiError> {
             let crl = parse_crl(d)?;
             if crl.issuer().as_raw() != c.issuer().as_raw() {
@@ -1222,14 +1287,13 @@ impl TrustAnchors {
                 ignore("its signed and outer signature algorithms differ");
                 return Ok(None);
             }
-            if crl.extensions().iter().any(|e| e.critical)
-                || crl
-                    .iter_revoked_certificates()
-                    .any(|r| r.extensions().iter().any(|e| e.critical))
-            {
-                ignore("a critical extension (delta, partitioned or indirect CRL)");
-                return Ok(None);
-            }
+            let delta = match delta_crl(&crl) {
+                Ok(delta) => delta,
+                Err(why) => {
+                    ignore(why);
+                    return Ok(None);
+                }
+            };
             let tbs = crl.tbs_cert_list.as_ref();
             if let Err(e) = verify_alg(
                 issuer.public_key(),
@@ -1240,9 +1304,14 @@ impl TrustAnchors {
                 ignore(&format!("its issuer's key does not verify it: {e}"));
                 return Ok(None);
             }
+            let removed = |r: &x509_parser::revocation_list::RevokedCertificate<'_>| {
+                delta
+                    && r.reason_code()
+                        .is_some_and(|(_, c)| c == x509_parser::x509::ReasonCode::RemoveFromCRL)
+            };
             if crl
                 .iter_revoked_certificates()
-                .any(|r| int(r.raw_serial()) == serial)
+                .any(|r| int(r.raw_serial()) == serial && !removed(r))
             {
                 return Err(PkiError::Revoked(
                     dn_string(c.subject()),
@@ -1254,7 +1323,11 @@ impl TrustAnchors {
                 && crl.next_update().is_some_and(|n| now <= n.timestamp());
             tracing::info!(subject = %dn_string(c.subject()), serial = %c.raw_serial_as_string(),
                 crl_issuer = %dn_string(crl.issuer()), revoked = crl.tbs_cert_list.revoked_certificates.len(),
-                current = fresh, "certificate not in its issuer's CRL");
+                current = fresh, delta, "certificate not in its issuer's CRL");
+            if delta {
+                return Ok(Some(false));
+            }
+            freshest_points(&crl, &mut freshest.borrow_mut());
             Ok(Some(fresh))
         };
         for d in &self.crls {
@@ -1270,12 +1343,12 @@ impl TrustAnchors {
                 }
             }
         }
-        let deadline = match fetching {
-            Fetching::Never => return Ok(current),
-            Fetching::Cached => None,
-            Fetching::Until(d) => Some(d),
+        let (network, deadline) = match fetching {
+            Fetching::Never => (false, None),
+            Fetching::Cached => (true, None),
+            Fetching::Until(d) => (true, Some(d)),
         };
-        if !current && self.ocsp && !src.ocsp.is_empty() {
+        if network && !current && self.ocsp && !src.ocsp.is_empty() {
             // OCSP gets half of what is left, so that a dead responder leaves time for the
             // CRL distribution points.
             let until = deadline.map(|d| {
@@ -1285,7 +1358,7 @@ impl TrustAnchors {
             current = self.ocsp_status(c, issuer, now, &src.ocsp, until, wants)?;
         }
         let mut unfetched = false;
-        if !current && self.fetch {
+        if network && !current && self.fetch {
             let spki = issuer.public_key().raw.to_vec();
             for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
                 let key = (u.clone(), spki.clone());
@@ -1330,7 +1403,71 @@ impl TrustAnchors {
         }
         // No status: fetching from the points not fetched could give one.
         *wants |= unfetched && !current;
+        if self.fetch {
+            let points = freshest.take();
+            *wants |= self.check_deltas(&points, issuer, now, fetching, &check)?;
+        }
         Ok(current)
+    }
+
+    /// Checks `c` against the delta CRLs at `points` (the freshest-CRL points of its complete
+    /// CRLs) with `check`: those fetched before, and (as `fetching` allows) those not yet.
+    /// Err if one lists `c`; Ok(true) when a point not fetched lately could still tell.
+    fn check_deltas(
+        &self,
+        points: &[String],
+        issuer: &X509Certificate<'_>,
+        now: i64,
+        fetching: Fetching,
+        check: &CrlCheck<'_>,
+    ) -> Result<bool, PkiError> {
+        let spki = issuer.public_key().raw.to_vec();
+        let mut unfetched = false;
+        for u in points.iter().take(CRL_FETCH_MAX_URIS) {
+            let key = (u.clone(), spki.clone());
+            let (d, fetched) = match Self::cached_crl(&key, now) {
+                Some(Some(d)) => (d, false),
+                // Failed a moment ago: the complete CRL stands alone until the retry.
+                Some(None) => continue,
+                None => {
+                    let deadline = match fetching {
+                        Fetching::Never => continue,
+                        Fetching::Cached => {
+                            unfetched = true;
+                            continue;
+                        }
+                        Fetching::Until(d) => d,
+                    };
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        tracing::warn!(uri = %u, "no time left to fetch this delta CRL");
+                        break;
+                    }
+                    match fetch_crl(u, left.min(CRL_FETCH_TIMEOUT)) {
+                        Some(d) => (d, true),
+                        None => {
+                            tracing::warn!(uri = %u, "no delta CRL: the complete CRL stands alone");
+                            Self::remember(key, None);
+                            continue;
+                        }
+                    }
+                }
+            };
+            // Stored only if its issuer's key verified it (Revoked: it did); a cached one is
+            // not stored again, which would restart its age.
+            match check(&d) {
+                Ok(Some(_)) if fetched => Self::remember(key, Some(d)),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(PkiError::BadCrl(_)) => Self::remember(key, None),
+                Err(e) => {
+                    if fetched {
+                        Self::remember(key, Some(d));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(unfetched)
     }
 
     /// Asks `uris` (OCSP responders) about `c`: Ok(true) for a current `good` answer, Err for
@@ -2056,9 +2193,14 @@ mod tests {
     /// Serves tests/data/pki over HTTP on 127.0.0.1 (404 for what is not there), counting
     /// requests.
     fn crl_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        crl_server_on(0)
+    }
+
+    /// [`crl_server`] on a given port (0: any free one).
+    fn crl_server_on(port: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = l.local_addr().unwrap().port();
         let hits = std::sync::Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
@@ -2243,6 +2385,94 @@ mod tests {
             check(&off, &bad, during, &url("crl-ok.pem")),
             Err(PkiError::RevocationUnknown(..))
         ));
+        assert_eq!(hits(), before);
+    }
+
+    /// Delta CRLs (RFC 5280 §5.2.4) that strongSwan's `pki` made (tests/data/pki/delta/make.sh,
+    /// which also checks that strongSwan's own `pki --verify` gives the verdicts asserted
+    /// here): base.crl (complete, current on 2026-12-15) lists d-base and names delta.crl as
+    /// its freshest CRL; delta.crl lists d-delta, revoked since; release.crl (OpenSSL) lists
+    /// d-ok as removed from the CRL. The certificates name
+    /// http://127.0.0.1:47914/delta/base.crl, served here.
+    #[test]
+    fn delta_crls_refuse_what_was_revoked_since_the_complete_crl() {
+        use std::sync::atomic::Ordering;
+        let during = 1_797_292_800;
+        let der = |name: &str| std::fs::read(data(&format!("delta/{name}"))).unwrap();
+        let leaf = |name: &str| cert(&format!("delta/{name}.pem"));
+        let with = |crls: &[&str], mode| {
+            anchors(&["delta/ca.pem"])
+                .with_crls(crls.iter().map(|c| der(c)).collect(), mode)
+                .unwrap()
+        };
+        let revoked = |r: Result<String, PkiError>| matches!(r, Err(PkiError::Revoked(..)));
+        let unknown =
+            |r: &Result<String, PkiError>| matches!(r, Err(PkiError::RevocationUnknown(..)));
+        // Both CRLs configured: the delta adds d-delta to what the complete CRL lists.
+        let t = with(&["base.crl", "delta.crl"], Revocation::Strict);
+        t.verify_at(&leaf("d-ok"), &[], during).unwrap();
+        assert!(revoked(t.verify_at(&leaf("d-base"), &[], during)));
+        assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
+        // A delta entry with reason removeFromCRL (OpenSSL-signed release.crl) releases a
+        // certificate from hold: no revocation.
+        let t = with(&["base.crl", "release.crl"], Revocation::Strict);
+        t.verify_at(&leaf("d-ok"), &[], during).unwrap();
+        assert!(revoked(t.verify_at(&leaf("d-base"), &[], during)));
+        // The complete CRL alone does not know of d-delta's revocation (strongSwan agrees).
+        let t = with(&["base.crl"], Revocation::Strict);
+        t.verify_at(&leaf("d-delta"), &[], during).unwrap();
+        // A delta alone is no complete list: it refuses what it lists, vouches for nothing
+        // (strongSwan gives no status), also when its issuer's complete CRL has expired.
+        for mode in [Revocation::Strict, Revocation::Relaxed] {
+            let t = with(&["delta.crl"], mode);
+            assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
+            let r = t.verify_at(&leaf("d-ok"), &[], during);
+            if matches!(mode, Revocation::Strict) {
+                assert!(unknown(&r), "{r:?}");
+            } else {
+                r.unwrap();
+            }
+        }
+        let after = 1_799_971_200; // 2027-01-15: both past their next update
+        let t = with(&["base.crl", "delta.crl"], Revocation::Strict);
+        assert!(unknown(&t.verify_at(&leaf("d-ok"), &[], after)));
+        assert!(revoked(t.verify_at(&leaf("d-delta"), &[], after)));
+
+        // Fetching: the complete CRL configured, its delta point not asked yet. Without
+        // network the complete CRL vouches, and a fetch is wanted (the daemon parks the
+        // IKE_AUTH and fetches on another thread).
+        let (_, hits) = crl_server_on(47914);
+        let hits = || hits.load(Ordering::SeqCst);
+        let fetching = |crls: &[&str]| with(crls, Revocation::Strict).with_crl_fetch(true);
+        let t = fetching(&["base.crl"]);
+        let cached = |t: &TrustAnchors, name: &str| {
+            let mut wants = false;
+            let r = t.verify_in(&leaf(name), &[], during, true, &mut wants);
+            (r, wants)
+        };
+        let (r, wants) = cached(&t, "d-delta");
+        assert!(r.is_ok() && wants, "{r:?} {wants}");
+        assert_eq!(hits(), 0);
+        // The fetch: the delta refuses d-delta; then the cached check knows without network.
+        assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
+        assert_eq!(hits(), 1, "only the delta was fetched");
+        let (r, wants) = cached(&t, "d-delta");
+        assert!(!wants);
+        assert!(revoked(r));
+        let (r, wants) = cached(&t, "d-ok");
+        assert!(r.is_ok() && !wants, "{r:?} {wants}");
+        // Nothing configured: the complete CRL comes from the certificate's distribution
+        // point, then its delta from the point the complete CRL names (cached already).
+        let t = fetching(&[]);
+        assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
+        assert!(revoked(t.verify_at(&leaf("d-base"), &[], during)));
+        t.verify_at(&leaf("d-ok"), &[], during).unwrap();
+        assert_eq!(hits(), 2, "base.crl fetched once, delta.crl not again");
+        // Fetching off: the delta point is not asked, the complete CRL stands alone.
+        let before = hits();
+        with(&["base.crl"], Revocation::Strict)
+            .verify_at(&leaf("d-delta"), &[], during)
+            .unwrap();
         assert_eq!(hits(), before);
     }
 
