@@ -275,6 +275,81 @@ fn crl_cache() -> &'static Mutex<CrlCache> {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The CRL fetches under way (by the fetch cache's key), and the signal that one ended: a
+/// check that needs a CRL another thread is fetching waits for that fetch instead of asking
+/// the point again (IKE SAs whose peers share a CA, coming up together, fetch its CRL once).
+type InFlight = (
+    Mutex<std::collections::HashSet<(String, Vec<u8>)>>,
+    std::sync::Condvar,
+);
+
+fn crl_in_flight() -> &'static InFlight {
+    static F: std::sync::OnceLock<InFlight> = std::sync::OnceLock::new();
+    F.get_or_init(|| (Mutex::new(Default::default()), std::sync::Condvar::new()))
+}
+
+/// A claimed CRL fetch ([`fetch_crl_once`]): released, and its waiters woken, when dropped,
+/// which the holder does once what it fetched is in the cache.
+struct FetchClaim((String, Vec<u8>));
+
+impl Drop for FetchClaim {
+    fn drop(&mut self) {
+        let (set, ended) = crl_in_flight();
+        set.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+        ended.notify_all();
+    }
+}
+
+/// What [`fetch_crl_once`] got.
+enum Got {
+    /// Fetched here (parsed, not yet verified): store it, then drop the claim.
+    Fetched(Vec<u8>, FetchClaim),
+    /// Another thread fetched it meanwhile, verified and cached.
+    Cached(Vec<u8>),
+    /// Nothing to use: the fetch failed (remembered), another thread's did, or the wait ran
+    /// out of time.
+    Nothing,
+}
+
+/// Fetches the CRL for `key` (its point, the issuer's key) within `timeout`, unless another
+/// thread is fetching it already: then waits for that fetch, at most `timeout`, and takes
+/// what it left in the cache.
+fn fetch_crl_once(key: &(String, Vec<u8>), now: i64, timeout: Duration) -> Got {
+    let until = Instant::now() + timeout;
+    let (set, ended) = crl_in_flight();
+    let mut busy = set.lock().unwrap_or_else(|p| p.into_inner());
+    if busy.contains(key) {
+        tracing::info!(uri = %key.0, "waiting for this CRL: another check is fetching it");
+        while busy.contains(key) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Got::Nothing;
+            }
+            busy = ended
+                .wait_timeout(busy, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        drop(busy);
+        return match TrustAnchors::cached_crl(key, now) {
+            Some(Some(d)) => Got::Cached(d),
+            _ => Got::Nothing,
+        };
+    }
+    busy.insert(key.clone());
+    drop(busy);
+    let claim = FetchClaim(key.clone());
+    match fetch_crl(&key.0, timeout) {
+        Some(d) => Got::Fetched(d, claim),
+        None => {
+            TrustAnchors::remember(key.clone(), None);
+            Got::Nothing
+        }
+    }
+}
+
 /// Checks who signed an OCSP answer (RFC 6960 §4.2.2.2): the issuer itself, or a responder
 /// whose certificate the issuer signed, valid at `now`, with extendedKeyUsage OCSPSigning,
 /// named by the answer's responder ID.
@@ -1363,28 +1438,32 @@ impl TrustAnchors {
             for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
                 let key = (u.clone(), spki.clone());
                 // Cached CRLs were checked above; re-storing one would restart its age.
-                let d = match Self::cached_crl(&key, now) {
-                    Some(_) => continue,
-                    None => {
-                        let Some(deadline) = deadline else {
-                            unfetched = true;
-                            continue;
-                        };
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            tracing::warn!(uri = %u, "no time left to fetch this CRL");
+                if Self::cached_crl(&key, now).is_some() {
+                    continue;
+                }
+                let Some(deadline) = deadline else {
+                    unfetched = true;
+                    continue;
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    tracing::warn!(uri = %u, "no time left to fetch this CRL");
+                    break;
+                }
+                let (d, _claim) = match fetch_crl_once(&key, now, left.min(CRL_FETCH_TIMEOUT)) {
+                    Got::Fetched(d, claim) => (d, claim),
+                    // Another check fetched and stored it meanwhile.
+                    Got::Cached(d) => {
+                        if check(&d)? == Some(true) {
+                            current = true;
                             break;
                         }
-                        match fetch_crl(u, left.min(CRL_FETCH_TIMEOUT)) {
-                            Some(d) => d,
-                            None => {
-                                Self::remember(key, None);
-                                continue;
-                            }
-                        }
+                        continue;
                     }
+                    Got::Nothing => continue,
                 };
-                // Stored only if its issuer's key verified it (Revoked: it did).
+                // Stored only if its issuer's key verified it (Revoked: it did), before the
+                // claim goes and checks waiting for this fetch look.
                 match check(&d) {
                     Ok(Some(fresh)) => {
                         Self::remember(key, Some(d));
@@ -1425,8 +1504,8 @@ impl TrustAnchors {
         let mut unfetched = false;
         for u in points.iter().take(CRL_FETCH_MAX_URIS) {
             let key = (u.clone(), spki.clone());
-            let (d, fetched) = match Self::cached_crl(&key, now) {
-                Some(Some(d)) => (d, false),
+            let (d, claim) = match Self::cached_crl(&key, now) {
+                Some(Some(d)) => (d, None),
                 // Failed a moment ago: the complete CRL stands alone until the retry.
                 Some(None) => continue,
                 None => {
@@ -1443,18 +1522,19 @@ impl TrustAnchors {
                         tracing::warn!(uri = %u, "no time left to fetch this delta CRL");
                         break;
                     }
-                    match fetch_crl(u, left.min(CRL_FETCH_TIMEOUT)) {
-                        Some(d) => (d, true),
-                        None => {
+                    match fetch_crl_once(&key, now, left.min(CRL_FETCH_TIMEOUT)) {
+                        Got::Fetched(d, claim) => (d, Some(claim)),
+                        Got::Cached(d) => (d, None),
+                        Got::Nothing => {
                             tracing::warn!(uri = %u, "no delta CRL: the complete CRL stands alone");
-                            Self::remember(key, None);
                             continue;
                         }
                     }
                 }
             };
-            // Stored only if its issuer's key verified it (Revoked: it did); a cached one is
-            // not stored again, which would restart its age.
+            // Stored only if its issuer's key verified it (Revoked: it did), before the claim
+            // goes; a cached one is not stored again, which would restart its age.
+            let fetched = claim.is_some();
             match check(&d) {
                 Ok(Some(_)) if fetched => Self::remember(key, Some(d)),
                 Ok(Some(_)) => {}
@@ -1466,6 +1546,7 @@ impl TrustAnchors {
                     return Err(e);
                 }
             }
+            drop(claim);
         }
         Ok(unfetched)
     }
@@ -2198,6 +2279,14 @@ mod tests {
 
     /// [`crl_server`] on a given port (0: any free one).
     fn crl_server_on(port: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        crl_server_with(port, Duration::ZERO)
+    }
+
+    /// [`crl_server_on`], each answer held back for `delay` (one request at a time).
+    fn crl_server_with(
+        port: u16,
+        delay: Duration,
+    ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicUsize, Ordering};
         let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -2234,6 +2323,7 @@ mod tests {
                     }
                 }
                 h.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(delay);
                 let req = String::from_utf8_lossy(&req);
                 let path = req.split(' ').nth(1).unwrap_or("/");
                 let _ = match std::fs::read(data(path.trim_start_matches('/'))) {
@@ -2474,6 +2564,78 @@ mod tests {
             .verify_at(&leaf("d-delta"), &[], during)
             .unwrap();
         assert_eq!(hits(), before);
+    }
+
+    /// Checks on several threads that need the same CRL at once (peers of one CA coming up
+    /// together, each IKE_AUTH's fetch on a thread of its own) fetch it once: the others wait
+    /// for that fetch and take what it stored.
+    #[test]
+    fn checks_that_need_the_same_crl_at_once_fetch_it_once() {
+        use std::sync::atomic::Ordering;
+        let (port, hits) = crl_server_with(0, Duration::from_millis(300));
+        let ders = ["crl-ok.pem", "crl-bad.pem", "crl-ca.pem"].map(cert);
+        let (ok, bad, ca) = (
+            parse_cert(&ders[0]).unwrap(),
+            parse_cert(&ders[1]).unwrap(),
+            parse_cert(&ders[2]).unwrap(),
+        );
+        let during = 1_797_292_800;
+        let t = anchors(&["crl-ca.pem"])
+            .with_crls(Vec::new(), Revocation::Strict)
+            .unwrap()
+            .with_crl_fetch(true);
+        let src = Sources {
+            crl: vec![format!("http://127.0.0.1:{port}/crl.pem")],
+            ocsp: Vec::new(),
+            named: true,
+        };
+        let results: Vec<Result<(), PkiError>> = std::thread::scope(|s| {
+            let checks: Vec<_> = [&ok, &bad, &ok, &bad]
+                .into_iter()
+                .map(|c| {
+                    let (t, ca, src) = (&t, &ca, &src);
+                    s.spawn(move || {
+                        t.check_revocation_with(
+                            c,
+                            ca,
+                            during,
+                            src,
+                            Instant::now() + CRL_FETCH_BUDGET,
+                        )
+                    })
+                })
+                .collect();
+            checks.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "{results:?}");
+        for (i, r) in results.iter().enumerate() {
+            if i % 2 == 0 {
+                assert!(r.is_ok(), "{r:?}");
+            } else {
+                assert!(matches!(r, Err(PkiError::Revoked(..))), "{r:?}");
+            }
+        }
+        // A fetch that fails leaves its waiters nothing, and is remembered once.
+        let src = Sources {
+            crl: vec![format!("http://127.0.0.1:{port}/missing.crl")],
+            ..src
+        };
+        let before = hits.load(Ordering::SeqCst);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    let r = t.check_revocation_with(
+                        &ok,
+                        &ca,
+                        during,
+                        &src,
+                        Instant::now() + CRL_FETCH_BUDGET,
+                    );
+                    assert!(matches!(r, Err(PkiError::RevocationUnknown(..))), "{r:?}");
+                });
+            }
+        });
+        assert_eq!(hits.load(Ordering::SeqCst), before + 1);
     }
 
     /// A full fetch cache drops what is older than a day, then its oldest entry, never
