@@ -2566,6 +2566,14 @@ mod tests {
         assert_eq!(hits(), before);
     }
 
+    /// crl-ca.pem as the only anchor, strict, fetching CRLs, none configured.
+    fn fetching_crl_ca() -> TrustAnchors {
+        anchors(&["crl-ca.pem"])
+            .with_crls(Vec::new(), Revocation::Strict)
+            .unwrap()
+            .with_crl_fetch(true)
+    }
+
     /// Checks on several threads that need the same CRL at once (peers of one CA coming up
     /// together, each IKE_AUTH's fetch on a thread of its own) fetch it once: the others wait
     /// for that fetch and take what it stored.
@@ -2580,10 +2588,7 @@ mod tests {
             parse_cert(&ders[2]).unwrap(),
         );
         let during = 1_797_292_800;
-        let t = anchors(&["crl-ca.pem"])
-            .with_crls(Vec::new(), Revocation::Strict)
-            .unwrap()
-            .with_crl_fetch(true);
+        let t = fetching_crl_ca();
         let src = Sources {
             crl: vec![format!("http://127.0.0.1:{port}/crl.pem")],
             ocsp: Vec::new(),
@@ -2672,10 +2677,7 @@ mod tests {
             parse_cert(&ders[2]).unwrap(),
         );
         let during = 1_797_292_800;
-        let t = anchors(&["crl-ca.pem"])
-            .with_crls(Vec::new(), Revocation::Strict)
-            .unwrap()
-            .with_crl_fetch(true);
+        let t = fetching_crl_ca();
         let src = |name: &str| Sources {
             crl: vec![format!("http://127.0.0.1:{port}/{name}")],
             ocsp: Vec::new(),
