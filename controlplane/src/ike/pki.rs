@@ -338,6 +338,11 @@ fn fetch_crl_once(key: &(String, Vec<u8>), now: i64, timeout: Duration) -> Got {
             _ => Got::Nothing,
         };
     }
+    // A fetch that ended between the caller's look at the cache and this lock left what it
+    // got there: use that rather than asking again.
+    if let Some(got) = TrustAnchors::cached_crl(key, now) {
+        return got.map_or(Got::Nothing, Got::Cached);
+    }
     busy.insert(key.clone());
     drop(busy);
     let claim = FetchClaim(key.clone());
@@ -1534,11 +1539,14 @@ impl TrustAnchors {
             };
             // Stored only if its issuer's key verified it (Revoked: it did), before the claim
             // goes; a cached one is not stored again, which would restart its age.
+            // Only what this check fetched is stored: a verified delta in the cache must not
+            // be replaced by this issuer certificate's view of it (another name, no cRLSign).
             let fetched = claim.is_some();
             match check(&d) {
                 Ok(Some(_)) if fetched => Self::remember(key, Some(d)),
                 Ok(Some(_)) => {}
-                Ok(None) | Err(PkiError::BadCrl(_)) => Self::remember(key, None),
+                Ok(None) | Err(PkiError::BadCrl(_)) if fetched => Self::remember(key, None),
+                Ok(None) | Err(PkiError::BadCrl(_)) => {}
                 Err(e) => {
                     if fetched {
                         Self::remember(key, Some(d));
@@ -2482,8 +2490,8 @@ mod tests {
     /// which also checks that strongSwan's own `pki --verify` gives the verdicts asserted
     /// here): base.crl (complete, current on 2026-12-15) lists d-base and names delta.crl as
     /// its freshest CRL; delta.crl lists d-delta, revoked since; release.crl (OpenSSL) lists
-    /// d-ok as removed from the CRL. The certificates name
-    /// http://127.0.0.1:47914/delta/base.crl, served here.
+    /// d-delta and d-ok, the latter as removed from the CRL. The certificates name
+    /// http://127.0.0.1:29914/delta/base.crl, served here.
     #[test]
     fn delta_crls_refuse_what_was_revoked_since_the_complete_crl() {
         use std::sync::atomic::Ordering;
@@ -2503,9 +2511,11 @@ mod tests {
         t.verify_at(&leaf("d-ok"), &[], during).unwrap();
         assert!(revoked(t.verify_at(&leaf("d-base"), &[], during)));
         assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
-        // A delta entry with reason removeFromCRL (OpenSSL-signed release.crl) releases a
-        // certificate from hold: no revocation.
+        // An OpenSSL-signed delta (release.crl) counts too: it refuses d-delta. Its entry for
+        // d-ok has reason removeFromCRL, which RFC 5280 §5.3.1 makes no revocation (the
+        // certificate expired or was released from hold); strongSwan 5.9.8 refuses it anyway.
         let t = with(&["base.crl", "release.crl"], Revocation::Strict);
+        assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
         t.verify_at(&leaf("d-ok"), &[], during).unwrap();
         assert!(revoked(t.verify_at(&leaf("d-base"), &[], during)));
         // The complete CRL alone does not know of d-delta's revocation (strongSwan agrees).
@@ -2530,8 +2540,8 @@ mod tests {
 
         // Fetching: the complete CRL configured, its delta point not asked yet. Without
         // network the complete CRL vouches, and a fetch is wanted (the daemon parks the
-        // IKE_AUTH and fetches on another thread).
-        let (_, hits) = crl_server_on(47914);
+        // IKE_AUTH and fetches on another thread). The server holds each answer 200 ms.
+        let (_, hits) = crl_server_with(29914, Duration::from_millis(200));
         let hits = || hits.load(Ordering::SeqCst);
         let fetching = |crls: &[&str]| with(crls, Revocation::Strict).with_crl_fetch(true);
         let t = fetching(&["base.crl"]);
@@ -2543,9 +2553,18 @@ mod tests {
         let (r, wants) = cached(&t, "d-delta");
         assert!(r.is_ok() && wants, "{r:?} {wants}");
         assert_eq!(hits(), 0);
-        // The fetch: the delta refuses d-delta; then the cached check knows without network.
-        assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
-        assert_eq!(hits(), 1, "only the delta was fetched");
+        // The fetch, by three checks at once (three IKE_AUTHs, each on its own thread): the
+        // delta is fetched once and refuses d-delta for all three; then the cached check
+        // knows without network.
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    let r = t.verify_at(&leaf("d-delta"), &[], during);
+                    assert!(matches!(r, Err(PkiError::Revoked(..))), "{r:?}");
+                });
+            }
+        });
+        assert_eq!(hits(), 1, "only the delta was fetched, once");
         let (r, wants) = cached(&t, "d-delta");
         assert!(!wants);
         assert!(revoked(r));
