@@ -322,24 +322,19 @@ fn fetch_crl_once(key: &(String, Vec<u8>), now: i64, timeout: Duration) -> Got {
     let mut busy = set.lock().unwrap_or_else(|p| p.into_inner());
     if busy.contains(key) {
         tracing::info!(uri = %key.0, "waiting for this CRL: another check is fetching it");
-        while busy.contains(key) {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Got::Nothing;
-            }
-            busy = ended
-                .wait_timeout(busy, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        drop(busy);
-        return match TrustAnchors::cached_crl(key, now) {
-            Some(Some(d)) => Got::Cached(d),
-            _ => Got::Nothing,
-        };
     }
-    // A fetch that ended between the caller's look at the cache and this lock left what it
-    // got there: use that rather than asking again.
+    while busy.contains(key) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Got::Nothing;
+        }
+        busy = ended
+            .wait_timeout(busy, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+    // What a fetch that ended meanwhile (the one waited for, or one that ended between the
+    // caller's look at the cache and this lock) left in the cache is used, not asked again.
     if let Some(got) = TrustAnchors::cached_crl(key, now) {
         return got.map_or(Got::Nothing, Got::Cached);
     }
@@ -353,6 +348,17 @@ fn fetch_crl_once(key: &(String, Vec<u8>), now: i64, timeout: Duration) -> Got {
             Got::Nothing
         }
     }
+}
+
+/// What is left of `deadline` for one request to `uri`, at most [`CRL_FETCH_TIMEOUT`]; None,
+/// with a warning naming `what` was to be asked, when nothing is.
+fn time_for(deadline: Instant, uri: &str, what: &str) -> Option<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        tracing::warn!(uri, "no time left to ask {what}");
+        return None;
+    }
+    Some(left.min(CRL_FETCH_TIMEOUT))
 }
 
 /// Checks who signed an OCSP answer (RFC 6960 §4.2.2.2): the issuer itself, or a responder
@@ -1450,12 +1456,10 @@ impl TrustAnchors {
                     unfetched = true;
                     continue;
                 };
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    tracing::warn!(uri = %u, "no time left to fetch this CRL");
+                let Some(left) = time_for(deadline, u, "this CRL distribution point") else {
                     break;
-                }
-                let (d, _claim) = match fetch_crl_once(&key, now, left.min(CRL_FETCH_TIMEOUT)) {
+                };
+                let (d, _claim) = match fetch_crl_once(&key, now, left) {
                     Got::Fetched(d, claim) => (d, claim),
                     // Another check fetched and stored it meanwhile.
                     Got::Cached(d) => {
@@ -1522,12 +1526,10 @@ impl TrustAnchors {
                         }
                         Fetching::Until(d) => d,
                     };
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        tracing::warn!(uri = %u, "no time left to fetch this delta CRL");
+                    let Some(left) = time_for(deadline, u, "this delta CRL point") else {
                         break;
-                    }
-                    match fetch_crl_once(&key, now, left.min(CRL_FETCH_TIMEOUT)) {
+                    };
+                    match fetch_crl_once(&key, now, left) {
                         Got::Fetched(d, claim) => (d, Some(claim)),
                         Got::Cached(d) => (d, None),
                         Got::Nothing => {
@@ -1537,24 +1539,20 @@ impl TrustAnchors {
                     }
                 }
             };
-            // Stored only if its issuer's key verified it (Revoked: it did), before the claim
-            // goes; a cached one is not stored again, which would restart its age.
-            // Only what this check fetched is stored: a verified delta in the cache must not
-            // be replaced by this issuer certificate's view of it (another name, no cRLSign).
-            let fetched = claim.is_some();
-            match check(&d) {
-                Ok(Some(_)) if fetched => Self::remember(key, Some(d)),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(PkiError::BadCrl(_)) if fetched => Self::remember(key, None),
-                Ok(None) | Err(PkiError::BadCrl(_)) => {}
-                Err(e) => {
-                    if fetched {
-                        Self::remember(key, Some(d));
-                    }
-                    return Err(e);
-                }
+            let r = check(&d);
+            // Only what this check fetched is stored, before the claim goes, and only if its
+            // issuer's key verified it (Revoked: it did). A cached one is not stored again,
+            // which would restart its age, nor replaced by this issuer certificate's view of
+            // it (another name, no cRLSign).
+            if claim.is_some() {
+                let verified = !matches!(r, Ok(None) | Err(PkiError::BadCrl(_)));
+                Self::remember(key, verified.then_some(d));
             }
             drop(claim);
+            match r {
+                Ok(_) | Err(PkiError::BadCrl(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(unfetched)
     }
@@ -1623,13 +1621,11 @@ impl TrustAnchors {
                         unasked = true;
                         continue;
                     };
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        tracing::warn!(uri = %u, "no time left to ask this OCSP responder");
+                    let Some(left) = time_for(deadline, u, "this OCSP responder") else {
                         break;
-                    }
+                    };
                     let t = Instant::now();
-                    let answer = self.ocsp_ask(u, &id, issuer, now, left.min(CRL_FETCH_TIMEOUT));
+                    let answer = self.ocsp_ask(u, &id, issuer, now, left);
                     let ms = t.elapsed().as_millis() as u64;
                     let (status, until) = match answer {
                         Ok((st, until)) => {
