@@ -9,6 +9,8 @@
 //!     mtu: 1500
 //!     link_delay: { down: 200ms, up: 5s }        # optional: a link change counts (for VRRP
 //!                                                # link tracking) once it has held that long
+//!     router_advertisements: { interval: 30s }   # optional: IPv6 router advertisements
+//!                                                # (RFC 4861; from the VRRP master only)
 //! routes:
 //!   - { dst: 192.168.20.0/24, interface: outside, via: 203.0.113.2 }
 //! neighbours:
@@ -158,6 +160,204 @@ pub struct Interface {
     /// How long a change of the link must hold before link tracking acts on it.
     #[serde(default)]
     pub link_delay: LinkDelay,
+    /// IPv6 router advertisements on this link (resolved into [`GatewayConfig::ra`]).
+    #[serde(default)]
+    pub router_advertisements: Option<RaEntry>,
+}
+
+/// `router_advertisements:` as written (RFC 4861 §6.2.1's variables).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaEntry {
+    /// MaxRtrAdvInterval (4s-1800s).
+    #[serde(default = "default_ra_interval")]
+    interval: String,
+    /// MinRtrAdvInterval (3 s to 0.75 × interval; default 0.33 × interval, at least 3 s).
+    #[serde(default)]
+    min_interval: Option<String>,
+    /// Router lifetime (0: not a default router; else interval to 9000s; default 3 × interval).
+    #[serde(default)]
+    lifetime: Option<String>,
+    /// Cur Hop Limit given to the hosts (0: unspecified).
+    #[serde(default = "default_ra_hop_limit")]
+    hop_limit: u8,
+    /// M flag.
+    #[serde(default)]
+    managed: bool,
+    /// O flag.
+    #[serde(default)]
+    other: bool,
+    /// MTU option with the interface's MTU.
+    #[serde(default = "default_true")]
+    mtu: bool,
+    /// Prefix information (default: the networks of the interface's global IPv6 addresses).
+    #[serde(default)]
+    prefixes: Option<Vec<IpPrefix>>,
+    /// A flag of the prefixes (SLAAC).
+    #[serde(default = "default_true")]
+    autonomous: bool,
+    /// Valid lifetime of the prefixes (default 30 days).
+    #[serde(default)]
+    valid_lifetime: Option<String>,
+    /// Preferred lifetime of the prefixes (default 7 days).
+    #[serde(default)]
+    preferred_lifetime: Option<String>,
+}
+
+fn default_ra_interval() -> String {
+    "600s".into()
+}
+
+fn default_ra_hop_limit() -> u8 {
+    64
+}
+
+/// A link whose hosts get router advertisements.
+#[derive(Debug, Clone)]
+pub struct RaLink {
+    /// Index of its interface in [`GatewayConfig::interfaces`].
+    pub interface: usize,
+    /// What the advertisements say.
+    pub config: crate::ra::Config,
+    /// The IPv6 VRRP router (index in [`GatewayConfig::vrrp`]) whose master advertises,
+    /// from `source`, its link-local virtual address; `None`: the gateway always advertises,
+    /// from the port's link-local address.
+    pub vrrp: Option<(usize, std::net::Ipv6Addr)>,
+}
+
+impl RaEntry {
+    /// The advertisements of interface `iface`, whose IPv6 VRRP routers are `routers`
+    /// (index, virtual addresses).
+    fn resolve(
+        &self,
+        iface: &Interface,
+        routers: &[(usize, &[IpAddr])],
+    ) -> Result<(crate::ra::Config, Option<(usize, std::net::Ipv6Addr)>), String> {
+        let secs = |what: &str, d: &str, lo: u64, hi: u64| {
+            crate::config::parse_duration(d)
+                .map(|d| d.as_millis() as u64)
+                .filter(|ms| (lo..=hi).contains(ms))
+                .ok_or_else(|| {
+                    format!(
+                        "router_advertisements: {what} `{d}` is not {}-{} s",
+                        lo / 1000,
+                        hi / 1000
+                    )
+                })
+        };
+        let max = secs("interval", &self.interval, 4_000, 1_800_000)?;
+        let min = match &self.min_interval {
+            Some(d) => secs("min_interval", d, 3_000, max * 3 / 4)?,
+            None => (max / 3).max(3_000),
+        };
+        let lifetime_s = match &self.lifetime {
+            Some(d) => {
+                let ms = crate::config::parse_duration(d)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(u64::MAX);
+                if ms != 0 && !(max..=9_000_000).contains(&ms) {
+                    return Err(format!(
+                        "router_advertisements: lifetime `{d}` is not 0 or interval-9000 s"
+                    ));
+                }
+                (ms / 1000) as u16
+            }
+            None => (max * 3 / 1000).min(9000) as u16,
+        };
+        let days = |what: &str, d: &Option<String>, default: u32| match d {
+            None => Ok(default),
+            Some(d) => crate::config::parse_duration(d)
+                .and_then(|d| u32::try_from(d.as_secs()).ok())
+                .ok_or_else(|| format!("router_advertisements: {what} `{d}` is not a duration")),
+        };
+        let valid_s = days(
+            "valid_lifetime",
+            &self.valid_lifetime,
+            crate::ra::DEFAULT_VALID_S,
+        )?;
+        let preferred_s = days(
+            "preferred_lifetime",
+            &self.preferred_lifetime,
+            crate::ra::DEFAULT_PREFERRED_S,
+        )?;
+        if preferred_s > valid_s {
+            return Err("router_advertisements: preferred_lifetime exceeds valid_lifetime".into());
+        }
+        let nets: Vec<IpPrefix> = match &self.prefixes {
+            Some(p) => p.clone(),
+            None => iface
+                .addresses
+                .iter()
+                .filter(|a| matches!(a.addr, IpAddr::V6(v) if !v.is_unicast_link_local()))
+                .map(|a| a.network())
+                .collect(),
+        };
+        let mut prefixes = Vec::new();
+        for n in nets {
+            let IpAddr::V6(prefix) = n.addr() else {
+                return Err(format!("router_advertisements: prefix {n} is not IPv6"));
+            };
+            if prefixes
+                .iter()
+                .any(|p: &crate::ra::Prefix| p.prefix == prefix && p.len == n.len())
+            {
+                continue;
+            }
+            prefixes.push(crate::ra::Prefix {
+                prefix,
+                len: n.len(),
+                on_link: true,
+                autonomous: self.autonomous,
+                valid_s,
+                preferred_s,
+            });
+        }
+        let has_v6 = iface.addresses.iter().any(|a| a.addr.is_ipv6()) || !routers.is_empty();
+        if !has_v6 {
+            return Err(format!(
+                "router_advertisements on `{}`, which has no IPv6 address or IPv6 VRRP router",
+                iface.name
+            ));
+        }
+        let fit = (usize::from(iface.mtu) - 40 - 16 - 16) / 32;
+        if prefixes.len() > fit {
+            return Err(format!(
+                "router_advertisements: {} prefixes do not fit one advertisement (at most {fit})",
+                prefixes.len()
+            ));
+        }
+        // With VRRP the master speaks from the router's link-local virtual address: the
+        // hosts' routes name it, and it moves with the master.
+        let vrrp = if routers.is_empty() {
+            None
+        } else {
+            let found = routers.iter().find_map(|(i, vips)| match vips.first() {
+                Some(IpAddr::V6(a)) if a.is_unicast_link_local() => Some((*i, *a)),
+                _ => None,
+            });
+            Some(found.ok_or_else(|| {
+                format!(
+                    "router_advertisements on `{}`: its IPv6 VRRP router has no link-local \
+                     virtual address (first in `vips`, e.g. \"fe80::1\"); advertised from \
+                     this gateway's own address, the hosts' routes would not follow a takeover",
+                    iface.name
+                )
+            })?)
+        };
+        Ok((
+            crate::ra::Config {
+                max_interval_ms: max,
+                min_interval_ms: min,
+                lifetime_s,
+                hop_limit: self.hop_limit,
+                managed: self.managed,
+                other: self.other,
+                mtu: self.mtu.then_some(u32::from(iface.mtu)),
+                prefixes,
+            },
+            vrrp,
+        ))
+    }
 }
 
 /// `link_delay: { down: 200ms, up: 5s }`: a lost link counts once it has been down `down`,
@@ -474,6 +674,8 @@ pub struct GatewayConfig {
     pub mss_clamp: MssClamp,
     /// VRRP virtual routers.
     pub vrrp: Vec<VrrpInstance>,
+    /// Links with IPv6 router advertisements.
+    pub ra: Vec<RaLink>,
 }
 
 impl GatewayConfig {
@@ -626,6 +828,17 @@ impl GatewayConfig {
                     v.interface
                 )));
             }
+            if let Some(p) = v
+                .vips
+                .iter()
+                .skip(1)
+                .position(|a| matches!(a, IpAddr::V6(x) if x.is_unicast_link_local()))
+            {
+                return Err(bad(format!(
+                    "{} is link-local: it goes first in `vips` (RFC 5798 §5.2.9)",
+                    v.vips[p + 1]
+                )));
+            }
             if vrrp.iter().any(|o| {
                 o.interface == k && o.config.vrid == v.vrid && o.config.primary.is_ipv6() == v6
             }) {
@@ -665,6 +878,26 @@ impl GatewayConfig {
                 group: v.group.clone(),
                 track,
                 vmac: v.vmac,
+            });
+        }
+        let mut ra = Vec::new();
+        for (k, iface) in f.interfaces.iter().enumerate() {
+            let Some(e) = &iface.router_advertisements else {
+                continue;
+            };
+            let routers: Vec<(usize, &[IpAddr])> = vrrp
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.interface == k && v.config.primary.is_ipv6())
+                .map(|(i, v)| (i, v.config.vips.as_slice()))
+                .collect();
+            let (config, by) = e
+                .resolve(iface, &routers)
+                .map_err(|m| invalid("interfaces", k, iface.name.clone(), m))?;
+            ra.push(RaLink {
+                interface: k,
+                config,
+                vrrp: by,
             });
         }
         let base = path.parent().unwrap_or(Path::new("."));
@@ -760,6 +993,7 @@ impl GatewayConfig {
             spd_in,
             mss_clamp: f.mss_clamp,
             vrrp,
+            ra,
         })
     }
 }
@@ -854,6 +1088,7 @@ mod tests {
             mtu: 1500,
             mac: None,
             link_delay: LinkDelay::default(),
+            router_advertisements: None,
         };
         assert_eq!(
             iface("net_af_packet0,iface=veth-a").kernel_iface(),
@@ -973,6 +1208,128 @@ mod tests {
         }
         assert_eq!(advert_interval_cs("2.5s"), Ok(250));
         assert_eq!(advert_interval_cs("40.95s"), Ok(4095));
+    }
+
+    #[test]
+    fn router_advertisements_are_read_and_checked() {
+        // The inside port gets IPv6 addresses and, optionally, an IPv6 VRRP router.
+        let with = |ra: &str, vrrp: &str| {
+            let text = example().replacen(
+                "addresses: [192.168.10.1/24]\n    mtu: 1500",
+                &format!(
+                    "addresses: [192.168.10.1/24, \"2001:db8:10::2/64\", \"2001:db8:10::7/64\", \"fe80::2/64\"]\n    mtu: 1400\n    router_advertisements: {ra}"
+                ),
+                1,
+            );
+            GatewayConfig::parse(&format!("{text}\nvrrp:\n{vrrp}"), Path::new("g.yaml"))
+        };
+        let c = with("{}", "").unwrap();
+        assert_eq!(c.ra.len(), 1);
+        let r = &c.ra[0];
+        assert_eq!(c.interfaces[r.interface].name, "inside");
+        assert_eq!(r.vrrp, None);
+        let k = &r.config;
+        // RFC 4861 §6.2.1's defaults; the MTU option; one prefix for the two addresses in
+        // it, none for the link-local one.
+        assert_eq!((k.max_interval_ms, k.min_interval_ms), (600_000, 200_000));
+        assert_eq!(
+            (k.lifetime_s, k.hop_limit, k.managed, k.other),
+            (1800, 64, false, false)
+        );
+        assert_eq!(k.mtu, Some(1400));
+        assert_eq!(
+            k.prefixes,
+            vec![crate::ra::Prefix {
+                prefix: "2001:db8:10::".parse().unwrap(),
+                len: 64,
+                on_link: true,
+                autonomous: true,
+                valid_s: 2_592_000,
+                preferred_s: 604_800,
+            }]
+        );
+        let c = with(
+            "{ interval: 30s, min_interval: 10s, lifetime: 0s, managed: true, other: true, mtu: false, prefixes: [\"2001:db8:99::/48\"], autonomous: false, valid_lifetime: 2h, preferred_lifetime: 1h, hop_limit: 0 }",
+            "",
+        )
+        .unwrap();
+        let k = &c.ra[0].config;
+        assert_eq!(
+            (k.max_interval_ms, k.min_interval_ms, k.lifetime_s),
+            (30_000, 10_000, 0)
+        );
+        assert_eq!(
+            (k.hop_limit, k.managed, k.other, k.mtu),
+            (0, true, true, None)
+        );
+        let p = k.prefixes[0];
+        assert_eq!(
+            (p.len, p.autonomous, p.valid_s, p.preferred_s),
+            (48, false, 7200, 3600)
+        );
+        assert_eq!(
+            with("{ interval: 4s }", "").unwrap().ra[0]
+                .config
+                .min_interval_ms,
+            3000
+        );
+        // With an IPv6 VRRP router the master advertises from its link-local address.
+        let v = with(
+            "{}",
+            "  - { interface: inside, vrid: 5, vips: [192.168.10.9] }\n  - { interface: inside, vrid: 5, vips: [\"fe80::1\", \"2001:db8:10::1\"] }",
+        )
+        .unwrap();
+        assert_eq!(v.ra[0].vrrp, Some((1, "fe80::1".parse().unwrap())));
+        for (ra, vrrp, says) in [
+            ("{ interval: 3s }", "", "interval `3s` is not 4-1800 s"),
+            ("{ interval: 31m }", "", "4-1800 s"),
+            (
+                "{ interval: 30s, min_interval: 23s }",
+                "",
+                "min_interval `23s` is not 3-22 s",
+            ),
+            ("{ interval: 30s, lifetime: 20s }", "", "lifetime `20s`"),
+            ("{ lifetime: 9001s }", "", "lifetime"),
+            ("{ prefixes: [10.0.0.0/8] }", "", "not IPv6"),
+            (
+                "{ valid_lifetime: 1h, preferred_lifetime: 2h }",
+                "",
+                "exceeds",
+            ),
+            ("{ colour: blue }", "", "colour"),
+            (
+                "{}",
+                "  - { interface: inside, vrid: 5, vips: [\"2001:db8:10::1\"] }",
+                "no link-local virtual address",
+            ),
+            (
+                "{}",
+                "  - { interface: inside, vrid: 5, vips: [\"2001:db8:10::1\", \"fe80::1\"] }",
+                "fe80::1 is link-local: it goes first",
+            ),
+            (
+                &format!(
+                    "{{ prefixes: [{}] }}",
+                    (0..42)
+                        .map(|i| format!("\"2001:db8:{i:x}::/64\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "",
+                "at most 41",
+            ),
+        ] {
+            let e = with(ra, vrrp).unwrap_err().to_string();
+            assert!(e.contains(says), "{ra} {vrrp}: {e}");
+        }
+        // An interface without IPv6.
+        let e = GatewayConfig::parse(
+            &example().replacen("mtu: 1500", "mtu: 1500\n    router_advertisements: {}", 1),
+            Path::new("g.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no IPv6 address"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod neigh;
 pub mod net;
 pub mod outer;
 pub mod pcap;
+pub mod ra;
 pub mod reasm;
 pub mod replay;
 pub mod sa;

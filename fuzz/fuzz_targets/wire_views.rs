@@ -79,6 +79,10 @@ fuzz_target!(|data: &[u8]| {
     let mut b = data.to_vec();
     let _ = dataplane::host::arp_reply_if(&mut b, |_| true, [2, 0, 0, 0, 0, 1]);
     let _ = dataplane::host::decrement_ttl(&mut b);
+    // Router solicitations (whole frames), as the workers tell them apart.
+    if dataplane::ra::is_router_solicit(data) {
+        assert_eq!((data[20], data[21], data[54]), (58, 255, 133));
+    }
     // Advertisements as the gateway reads them (an IPv4 or IPv6 datagram), and what a router
     // of the advertisement's family makes of them.
     if let Ok(a) = dataplane::vrrp::parse_advert(data) {

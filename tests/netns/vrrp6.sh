@@ -22,6 +22,15 @@
 #   5. keepalived stopped (it sends priority 0): ferrogate (50) takes over within its skew.
 #   6. The virtual MAC (`vmac: true`): ferrogate answers for the address, and advertises, from
 #      00:00:5e:00:02:3d (RFC 5798 §7.3, IPv6).
+#   7. Router advertisements (`router_advertisements`, the link-local virtual address fe80::61
+#      first in vips): H's kernel takes a default route via fe80::61 and a SLAAC address in
+#      2001:db8:113::/64 from the master's; rdisc6's solicitation is answered (interval 30 s,
+#      so the answer is not a periodic one) and decoded; fe80::61 answers echo at F's MAC.
+#   8. keepalived (same link-local address, its node routing) takes over: H keeps the default
+#      route (no final advertisement from a VRRP master) and reaches fe80::61 at keepalived;
+#      ferrogate preempts and its neighbor advertisement moves H's entry back.
+#   9. Without VRRP: the route names ferrogate's own EUI-64 link-local address, which answers
+#      solicitations, and a final advertisement (lifetime 0) on SIGTERM removes it.
 #
 #   vrrp6.sh FERROGATE            (needs keepalived, ndisc6 and tcpdump; tests/run.sh installs them)
 #   KEEP=1 vrrp6.sh ...           keep the work directory (logs, stats) and say where
@@ -79,13 +88,23 @@ print(ipaddress.IPv6Address(b'\xfe\x80' + bytes(6) + bytes([m[0] ^ 2]) + m[1:3] 
 echo "ferrogate $MAC_F ($LL_F), keepalived $MAC_K ($LL_K)"
 VMAC6=00:00:5e:00:02:3d
 
-fg_conf() { # priority
+LLVIP=fe80::61
+fg_conf() { # priority; RA=1: router advertisements and the link-local virtual address first;
+    #          NOVRRP=1: no virtual router
+    local vips="\"$VIP\"" ra=""
+    if [ -n "${RA:-}" ]; then
+        vips="\"$LLVIP\", \"$VIP\""
+        ra=", router_advertisements: { interval: 30s, lifetime: 60s }"
+    fi
     cat <<EOY
 interfaces:
-  - { name: lan, device: "net_af_packet0,iface=fv0", role: outside, addresses: ["2001:db8:113::3/64"] }
+  - { name: lan, device: "net_af_packet0,iface=fv0", role: outside, addresses: ["2001:db8:113::3/64"]$ra }
 cores: { main: 0, workers: [] }
+EOY
+    [ -n "${NOVRRP:-}" ] && return
+    cat <<EOY
 vrrp:
-  - { interface: lan, vrid: 61, priority: $1, advert_interval: 1s, vips: ["$VIP"]${VMAC:+, vmac: true} }
+  - { interface: lan, vrid: 61, priority: $1, advert_interval: 1s, vips: [$vips]${VMAC:+, vmac: true} }
 EOY
 }
 start_fg() { # priority
@@ -141,7 +160,9 @@ ping6_at() {
     e=$(ip -n "$H" -6 neigh show "$1" dev hv0 | awk '{for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1)}')
     [ "$e" = "$2" ] || { echo "echo from $1 came by $e, not $2"; return 1; }
 }
-h_entry() { ip -n "$H" -6 neigh show "$VIP" dev hv0 | awk '{for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1)}'; }
+h_entry() { # [ADDRESS]: the MAC H's neighbour entry for it (default: the virtual address) holds
+    ip -n "$H" -6 neigh show "${1:-$VIP}" dev hv0 | awk '{for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1)}'
+}
 
 step1() {
     local ms seen t0
@@ -240,6 +261,99 @@ step6() {
     [ "$(stat "s['vrrp']['routers'][0]['vmac']")" = "$VMAC6" ] || { echo "stats: $(stat "s['vrrp']")"; return 1; }
 }
 check "IPv6: the virtual MAC 00:00:5e:00:02:3d answers and advertises" step6
+
+# Router advertisements. H's kernel (forwarding off: it takes advertisements, RFC 4861 §6.3.4)
+# is the judge: its default route, its SLAAC address; rdisc6 (ndisc6) solicits and decodes.
+h_default() { ip -n "$H" -6 route show default dev hv0 | head -1; }
+wait_default() { # pattern, seconds: until H's default route matches (empty pattern: none)
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        if [ -z "$1" ]; then [ -z "$(h_default)" ] && return 0
+        else grep -q -- "$1" <<< "$(h_default)" && return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+step7() {
+    stop_fg TERM
+    ip -n "$H" -6 route flush proto ra 2>/dev/null || true
+    [ -z "$(h_default)" ] || { echo "H has a default route already: $(h_default)"; return 1; }
+    local t0 ms out slaac
+    t0=$(now_ms)
+    RA=1 start_fg 200
+    wait_default "via $LLVIP proto ra" 10 || { echo "H learnt no default route via $LLVIP: '$(h_default)'"; return 1; }
+    echo "H's default route ~$(($(now_ms) - t0)) ms after start: $(h_default)"
+    wait_state master 2 || { echo "ferrogate is not master"; return 1; }
+    for ((ms = 0; ms < 50; ms++)); do
+        slaac=$(ip -n "$H" -6 addr show dev hv0 scope global dynamic | awk '/inet6 2001:db8:113:/ {print $2; exit}')
+        [ -n "$slaac" ] && break
+        sleep 0.1
+    done
+    [ -n "$slaac" ] || { echo "H formed no address from the advertised prefix"; return 1; }
+    echo "H's SLAAC address: $slaac"
+    # A solicitation is answered (within 0.5 s, or 3 s after the last advertisement).
+    t0=$(now_ms)
+    out=$(ip netns exec "$H" rdisc6 -1 -w 4000 hv0 2>&1) || { echo "rdisc6 got no answer: $out"; return 1; }
+    echo "rdisc6 answered in $(($(now_ms) - t0)) ms"
+    for want in "Hop limit *: *64" "Router lifetime *: *60 " "MTU *: *1500 bytes" \
+        "Prefix *: *2001:db8:113::/64" "On-link *: *Yes" "Autonomous address conf.*: *Yes" \
+        "Source link-layer address: *$(tr 'a-f' 'A-F' <<< "$MAC_F")" "from $LLVIP"; do
+        grep -qi -- "$want" <<< "$out" || { echo "rdisc6's output lacks '$want':"; echo "$out"; return 1; }
+    done
+    [ "$(stat "s['ports'][0]['router_solicits']")" -ge 1 ] || { echo "no solicitation counted"; return 1; }
+    ip netns exec "$H" ping -6 -c 2 -i 0.2 -W 1 -q "$LLVIP%hv0" > /dev/null || { echo "no echo from $LLVIP"; return 1; }
+    local e
+    e=$(h_entry "$LLVIP")
+    [ "$e" = "$MAC_F" ] || { echo "H reaches $LLVIP at '$e', not $MAC_F"; return 1; }
+}
+check "IPv6 router advertisements: the master's give H its default route via $LLVIP, a SLAAC address, and answer rdisc6" step7
+
+step8() {
+    sed -i "s|^    $VIP/64|    $LLVIP/64\n    $VIP/64|" "$WORK/ka.conf"
+    grep -q "$LLVIP" "$WORK/ka.conf" || { echo "ka.conf not changed"; return 1; }
+    # keepalived's node routes (as the other gateway would): its neighbor advertisements then
+    # carry the router flag. Without it H takes the address for a host's and drops the
+    # default route through it (RFC 4861 §7.2.5).
+    ip netns exec "$K" sysctl -qw net.ipv6.conf.all.forwarding=1
+    start_ka
+    sleep 3
+    ka_has_vip && { echo "keepalived holds $VIP as a backup"; return 1; }
+    stop_fg TERM
+    wait_answer "$MAC_K" 6 > /dev/null || { echo "keepalived never took over"; return 1; }
+    ip netns exec "$H" ping -6 -c 2 -i 0.2 -W 1 -q "$LLVIP%hv0" > /dev/null || { echo "no echo from $LLVIP at keepalived"; return 1; }
+    local e
+    e=$(h_entry "$LLVIP")
+    [ "$e" = "$MAC_K" ] || { echo "H reaches $LLVIP at '$e', not keepalived's $MAC_K"; return 1; }
+    # A VRRP master that stops says no final advertisement: the address is the backup's now.
+    grep -q "via $LLVIP" <<< "$(h_default)" || { echo "H lost its default route over the takeover: '$(h_default)'"; return 1; }
+    echo "after the takeover H keeps '$(h_default)' and reaches $LLVIP at keepalived"
+    RA=1 start_fg 200
+    wait_state master 10 || { echo "ferrogate did not preempt"; return 1; }
+    sleep 0.5
+    e=$(h_entry "$LLVIP")
+    [ "$e" = "$MAC_F" ] || { echo "H's entry for $LLVIP still '$e' after the preemption"; return 1; }
+    grep -q "via $LLVIP" <<< "$(h_default)" || { echo "H's default route: '$(h_default)'"; return 1; }
+    sleep 1.2
+    [ "$(stat "s['ports'][0]['router_adverts']")" -ge 1 ] || { echo "the new master sent no advertisement"; return 1; }
+    stop_ka
+}
+check "IPv6 router advertisements: over a takeover by keepalived and back H keeps its route via $LLVIP" step8
+
+step9() {
+    stop_fg TERM
+    ip -n "$H" -6 route flush proto ra 2>/dev/null || true
+    NOVRRP=1 RA=1 start_fg 200
+    wait_default "via $LL_F proto ra" 10 || { echo "no default route via ferrogate's own $LL_F: '$(h_default)'"; return 1; }
+    local got
+    got=$(ip netns exec "$H" ndisc6 -1 -q -n -r 1 -w 1000 "$LL_F" hv0 2>/dev/null | tr 'A-F' 'a-f' | head -1)
+    [ "$got" = "$MAC_F" ] || { echo "solicitation for $LL_F answered by '$got'"; return 1; }
+    local t0
+    t0=$(now_ms)
+    stop_fg TERM
+    wait_default "" 3 || { echo "H kept '$(h_default)' after ferrogate stopped: no final advertisement"; return 1; }
+    echo "without VRRP: default route via $LL_F, gone $(($(now_ms) - t0)) ms after SIGTERM (final advertisement, lifetime 0)"
+}
+check "IPv6 router advertisements without VRRP: from ferrogate's own link-local address, and a final one on SIGTERM" step9
 
 if [ "$failed" -ne 0 ]; then
     echo "== ferrogate log"; tail -30 "$WORK/fg.log"

@@ -55,6 +55,7 @@ use dataplane::gateway_config::{GatewayConfig, MssClamp, Role};
 use dataplane::icmp_err::{self, Error as IcmpError, Oversize};
 use dataplane::neigh::{self, NeighTable, Resolution};
 use dataplane::net::IpPrefix;
+use dataplane::ra;
 use dataplane::sa::{Direction, InboundSa, OutboundSa};
 use dataplane::sad::Sad;
 use dataplane::spd::{Action, PolicyHits, Rule, Spd};
@@ -165,6 +166,13 @@ struct Iface {
     link_changes: AtomicU64,
     /// The carrier file could not be found (said once in the log).
     carrier_missing: AtomicBool,
+    /// Router advertisements are configured on it: valid router solicitations are counted
+    /// in `solicits` (the main lcore answers them) and not passed on.
+    ra: bool,
+    /// Valid router solicitations received.
+    solicits: AtomicU64,
+    /// Router advertisements sent.
+    ra_sent: AtomicU64,
 }
 
 impl Iface {
@@ -649,14 +657,24 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 IpAddr::V6(v) => Some(v),
                 IpAddr::V4(_) => None,
             }),
-            addrs6: i
-                .addresses
-                .iter()
-                .filter_map(|a| match a.addr {
-                    IpAddr::V6(v) => Some(v),
-                    IpAddr::V4(_) => None,
-                })
-                .collect(),
+            addrs6: {
+                let mut v6: Vec<Ipv6Addr> = i
+                    .addresses
+                    .iter()
+                    .filter_map(|a| match a.addr {
+                        IpAddr::V6(v) => Some(v),
+                        IpAddr::V4(_) => None,
+                    })
+                    .collect();
+                // Router advertisements come from a link-local address, which the hosts
+                // then solicit: the one derived from the MAC unless one is configured.
+                if i.router_advertisements.is_some()
+                    && !v6.iter().any(|a| a.is_unicast_link_local())
+                {
+                    v6.push(vrrp::link_local_of(mac));
+                }
+                v6
+            },
             mtu: i.mtu,
             carrier: i.kernel_iface().map(|n| {
                 std::path::Path::new("/sys/class/net")
@@ -666,6 +684,9 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             link_up: AtomicBool::new(true),
             link_changes: AtomicU64::new(0),
             carrier_missing: AtomicBool::new(false),
+            ra: i.router_advertisements.is_some(),
+            solicits: AtomicU64::new(0),
+            ra_sent: AtomicU64::new(0),
         });
     }
 
@@ -1006,12 +1027,30 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             since_ms: 0,
         })
         .collect();
+    // Router advertisements: the main lcore sends them (from the VRRP master only, where
+    // a router speaks for the link) and, on SIGTERM, a final one (RFC 4861 §6.2.5).
+    let mut adverts: Vec<RaRun> = cfg
+        .ra
+        .iter()
+        .map(|l| RaRun {
+            link: l.clone(),
+            schedule: ra::Schedule::new({
+                // Gateways on one link should not advertise in step (RFC 4861 §6.2.4).
+                let mut seed = [0u8; 8];
+                let _ = getrandom::getrandom(&mut seed);
+                u64::from_ne_bytes(seed) ^ (l.interface as u64) << 32
+            }),
+            solicits: 0,
+        })
+        .collect();
     let term = Arc::new(AtomicBool::new(false));
-    if !routers.is_empty() {
+    if !routers.is_empty() || !adverts.is_empty() {
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             signal_hook::flag::register(sig, Arc::clone(&term))
                 .map_err(|e| format!("signal handler: {e}"))?;
         }
+    }
+    if !routers.is_empty() {
         for (i, r) in routers.iter_mut().enumerate() {
             let step = r.router.start(0);
             r.apply(&sh, i, step, 0, &mut main);
@@ -1087,6 +1126,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     r.garp_again = None;
                     r.announce(&sh, i, &mut main);
                 }
+            }
+            if term.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        if !adverts.is_empty() {
+            let now = main.fib.now_ms;
+            for r in &mut adverts {
+                r.run(&sh, now, &mut main);
             }
             if term.load(Ordering::Relaxed) {
                 break;
@@ -1262,6 +1310,12 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         let step = r.router.shutdown();
         said |= step.advertise.is_some();
         r.apply(&sh, i, step, now, &mut main);
+    }
+    // A link this gateway alone advertises: its hosts drop it as their default router now
+    // instead of when the lifetime runs out. (A VRRP master's link-local address moves to
+    // the backup, which stays their router.)
+    for r in &mut adverts {
+        said |= r.last_word(&sh, &mut main);
     }
     if said {
         main.flush(&sh);
@@ -1479,6 +1533,12 @@ impl Pipeline {
                     .get(38..42)
                     .is_some_and(|t| ours(Ipv4Addr::new(t[0], t[1], t[2], t[3])));
                 Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, for_us);
+            }
+            if iface.ra && ra::is_router_solicit(m.data()) {
+                iface.solicits.fetch_add(1, Ordering::Relaxed);
+                *l = Local::Consumed;
+                *v = Verdict::ToControlPlane;
+                continue;
             }
             if let Some((ty, src, target, mac)) = neigh::parse_nd(m.data()) {
                 let ours6 = |a: Ipv6Addr| {
@@ -2342,7 +2402,9 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
             serde_json::json!({"name": i.name, "rx_frames": rx[k], "tx_frames": tx[k],
                 "rx_missed": imissed,
                 "link": if i.link_up.load(Ordering::Relaxed) { "up" } else { "down" },
-                "link_changes": i.link_changes.load(Ordering::Relaxed)})
+                "link_changes": i.link_changes.load(Ordering::Relaxed),
+                "router_solicits": i.solicits.load(Ordering::Relaxed),
+                "router_adverts": i.ra_sent.load(Ordering::Relaxed)})
         })
         .collect();
     // With several workers, the lcore of the one that encapsulates the SA's packets.
@@ -2559,6 +2621,81 @@ impl VrrpRun {
             send_frame(main, self.port, vrrp::ANNOUNCE_FRAME_LEN, |f| {
                 vrrp::announce(f, mac, ip)
             });
+        }
+    }
+}
+
+/// Router advertisements on one link, sent by the main lcore.
+struct RaRun {
+    link: dataplane::gateway_config::RaLink,
+    schedule: ra::Schedule,
+    /// The port's solicitation count when last looked at.
+    solicits: u64,
+}
+
+impl RaRun {
+    /// Who speaks for the link now, and how: (source address, MAC), or `None` while this
+    /// gateway does not advertise (its VRRP router is not master, or the link is down).
+    fn speaker(&self, sh: &Shared) -> Option<(Ipv6Addr, [u8; 6])> {
+        let iface = &sh.ifaces[self.link.interface];
+        if !iface.link_up.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.link.vrrp {
+            Some((i, vip)) => sh.vrrp[i]
+                .master
+                .load(Ordering::Acquire)
+                .then(|| (vip, sh.vrrp[i].vmac.unwrap_or(iface.mac))),
+            None => iface
+                .addrs6
+                .iter()
+                .find(|a| a.is_unicast_link_local())
+                .map(|&a| (a, iface.mac)),
+        }
+    }
+
+    /// Starts or stops with the speaker, takes note of solicitations, and sends what is due.
+    fn run(&mut self, sh: &Shared, now: u64, main: &mut Pipeline) {
+        let iface = &sh.ifaces[self.link.interface];
+        let speaker = self.speaker(sh);
+        match speaker {
+            Some(_) => self.schedule.start(now),
+            None => self.schedule.stop(),
+        }
+        let n = iface.solicits.load(Ordering::Relaxed);
+        if n != self.solicits {
+            self.solicits = n;
+            self.schedule.solicited(now);
+        }
+        if let Some((src, mac)) = speaker {
+            if self.schedule.due(now, &self.link.config) {
+                self.send(sh, src, mac, self.link.config.lifetime_s, main);
+            }
+        }
+    }
+
+    fn send(&self, sh: &Shared, src: Ipv6Addr, mac: [u8; 6], lifetime_s: u16, main: &mut Pipeline) {
+        let c = &self.link.config;
+        send_frame(main, self.link.interface, c.frame_len(), |f| {
+            ra::advert_frame(f, c, mac, src, lifetime_s)
+        });
+        sh.ifaces[self.link.interface]
+            .ra_sent
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// At shutdown: an advertisement with router lifetime 0 if this gateway alone speaks for
+    /// the link (not through VRRP) and a router lifetime was given. Whether one was sent.
+    fn last_word(&mut self, sh: &Shared, main: &mut Pipeline) -> bool {
+        if self.link.vrrp.is_some() || self.link.config.lifetime_s == 0 {
+            return false;
+        }
+        match self.speaker(sh) {
+            Some((src, mac)) => {
+                self.send(sh, src, mac, 0, main);
+                true
+            }
+            None => false,
         }
     }
 }
