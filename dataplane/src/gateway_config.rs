@@ -202,6 +202,15 @@ pub struct RaEntry {
     /// Preferred lifetime of the prefixes (default 7 days).
     #[serde(default)]
     preferred_lifetime: Option<String>,
+    /// Route information (RFC 4191): prefixes reached through this gateway.
+    #[serde(default)]
+    routes: Vec<IpPrefix>,
+    /// Recursive DNS servers (RFC 8106).
+    #[serde(default)]
+    dns: Vec<std::net::Ipv6Addr>,
+    /// DNS search list (RFC 8106).
+    #[serde(default)]
+    search: Vec<String>,
 }
 
 fn default_ra_interval() -> String {
@@ -312,18 +321,48 @@ impl RaEntry {
                 preferred_s,
             });
         }
+        // Routes live as long as the router would (3 x interval if it is no default router);
+        // RFC 8106 §5.1 asks DNS lifetimes of at least the maximum interval (3 x it here).
+        let route_s = if lifetime_s == 0 {
+            (max * 3 / 1000) as u32
+        } else {
+            u32::from(lifetime_s)
+        };
+        let mut routes = Vec::new();
+        for r in &self.routes {
+            let IpAddr::V6(prefix) = r.addr() else {
+                return Err(format!("router_advertisements: route {r} is not IPv6"));
+            };
+            routes.push(crate::ra::RouteInfo {
+                prefix,
+                len: r.len(),
+                lifetime_s: route_s,
+            });
+        }
+        if let Some(a) = self
+            .dns
+            .iter()
+            .find(|a| a.is_multicast() || a.is_unspecified())
+        {
+            return Err(format!(
+                "router_advertisements: dns {a} is not a unicast address"
+            ));
+        }
+        if let Some(n) = self
+            .search
+            .iter()
+            .find(|n| crate::ra::encode_domain(n).is_none())
+        {
+            return Err(format!(
+                "router_advertisements: search `{n}` is not a domain name (labels of 1-63 \
+                 letters, digits and hyphens)"
+            ));
+        }
         let has_v6 = iface.addresses.iter().any(|a| a.addr.is_ipv6()) || !routers.is_empty();
         if !has_v6 {
             return Err(format!(
                 "router_advertisements on `{}`, which has no IPv6 address or IPv6 VRRP router",
                 iface.name
-            ));
-        }
-        let fit = (usize::from(iface.mtu) - 40 - 16 - 16) / 32;
-        if prefixes.len() > fit {
-            return Err(format!(
-                "router_advertisements: {} prefixes do not fit one advertisement (at most {fit})",
-                prefixes.len()
             ));
         }
         // With VRRP the master speaks from the router's link-local virtual address: the
@@ -344,19 +383,30 @@ impl RaEntry {
                 )
             })?)
         };
-        Ok((
-            crate::ra::Config {
-                max_interval_ms: max,
-                min_interval_ms: min,
-                lifetime_s,
-                hop_limit: self.hop_limit,
-                managed: self.managed,
-                other: self.other,
-                mtu: self.mtu.then_some(u32::from(iface.mtu)),
-                prefixes,
-            },
-            vrrp,
-        ))
+        let config = crate::ra::Config {
+            max_interval_ms: max,
+            min_interval_ms: min,
+            lifetime_s,
+            hop_limit: self.hop_limit,
+            managed: self.managed,
+            other: self.other,
+            mtu: self.mtu.then_some(u32::from(iface.mtu)),
+            prefixes,
+            routes,
+            dns: self.dns.clone(),
+            search: self.search.clone(),
+            dns_lifetime_s: (max * 3 / 1000) as u32,
+        };
+        // One advertisement, one datagram on the link.
+        let ip_len = config.frame_len() - 14;
+        if ip_len > usize::from(iface.mtu) {
+            return Err(format!(
+                "router_advertisements: {ip_len} bytes do not fit one advertisement on MTU {} \
+                 (fewer prefixes, routes or DNS entries)",
+                iface.mtu
+            ));
+        }
+        Ok((config, vrrp))
     }
 }
 
@@ -1273,6 +1323,24 @@ mod tests {
                 .min_interval_ms,
             3000
         );
+        // Routes, DNS: lifetimes from the router's, or 3 x interval when it is none.
+        let d = with(
+            "{ interval: 30s, lifetime: 0s, routes: [\"2001:db8:20::/48\"], dns: [\"2001:db8:10::53\"], search: [site-a.example] }",
+            "",
+        )
+        .unwrap();
+        let k = &d.ra[0].config;
+        assert_eq!(
+            k.routes,
+            vec![crate::ra::RouteInfo {
+                prefix: "2001:db8:20::".parse().unwrap(),
+                len: 48,
+                lifetime_s: 90
+            }]
+        );
+        assert_eq!((k.dns.len(), k.search.len(), k.dns_lifetime_s), (1, 1, 90));
+        let d = with("{ interval: 30s, lifetime: 1h, routes: [\"::/0\"] }", "").unwrap();
+        assert_eq!(d.ra[0].config.routes[0].lifetime_s, 3600);
         // With an IPv6 VRRP router the master advertises from its link-local address.
         let v = with(
             "{}",
@@ -1316,8 +1384,15 @@ mod tests {
                         .join(", ")
                 ),
                 "",
-                "at most 41",
+                "1416 bytes do not fit one advertisement on MTU 1400",
             ),
+            (
+                "{ routes: [10.0.0.0/8] }",
+                "",
+                "route 10.0.0.0/8 is not IPv6",
+            ),
+            ("{ dns: [\"ff02::1\"] }", "", "not a unicast address"),
+            ("{ search: [\"a..b\"] }", "", "`a..b` is not a domain name"),
         ] {
             let e = with(ra, vrrp).unwrap_err().to_string();
             assert!(e.contains(says), "{ra} {vrrp}: {e}");

@@ -31,6 +31,73 @@ pub struct Config {
     pub mtu: Option<u32>,
     /// Prefix information options.
     pub prefixes: Vec<Prefix>,
+    /// Route information options (RFC 4191 §2.3): more-specific routes through this router,
+    /// e.g. the remote sites' prefixes when it is not the hosts' default router.
+    pub routes: Vec<RouteInfo>,
+    /// Recursive DNS servers (RFC 8106 §5.1) and their lifetime, s.
+    pub dns: Vec<Ipv6Addr>,
+    /// DNS search list (RFC 8106 §5.2), as domain names.
+    pub search: Vec<String>,
+    /// Lifetime of the DNS servers and search list, s.
+    pub dns_lifetime_s: u32,
+}
+
+/// A route information option (RFC 4191 §2.3), at medium preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// The prefix (host bits zero).
+    pub prefix: Ipv6Addr,
+    /// Its length.
+    pub len: u8,
+    /// Route lifetime, s.
+    pub lifetime_s: u32,
+}
+
+impl RouteInfo {
+    /// The option's length in 8-byte units (the prefix is cut to what its length needs).
+    fn units(&self) -> usize {
+        match self.len {
+            0 => 1,
+            1..=64 => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// A domain name in DNS wire form (labels, then the root), as RFC 8106 §5.2 carries it; `None`
+/// if a label is empty, longer than 63 bytes, or not letters, digits and hyphens, or the name
+/// longer than 253 bytes.
+pub fn encode_domain(name: &str) -> Option<Vec<u8>> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(name.len() + 2);
+    for label in name.split('.') {
+        let ok = |c: u8| c.is_ascii_alphanumeric() || c == b'-';
+        if label.is_empty() || label.len() > 63 || !label.bytes().all(ok) {
+            return None;
+        }
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    Some(out)
+}
+
+impl Config {
+    /// The DNSSL option's length in bytes (0 without a search list).
+    fn dnssl_len(&self) -> usize {
+        if self.search.is_empty() {
+            return 0;
+        }
+        let names: usize = self
+            .search
+            .iter()
+            .map(|n| encode_domain(n).map_or(0, |e| e.len()))
+            .sum();
+        (8 + names).div_ceil(8) * 8
+    }
 }
 
 /// A prefix information option (§4.6.2).
@@ -69,7 +136,18 @@ pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 impl Config {
     /// The length of the whole Ethernet frame.
     pub fn frame_len(&self) -> usize {
-        14 + 40 + 16 + 8 + if self.mtu.is_some() { 8 } else { 0 } + 32 * self.prefixes.len()
+        14 + 40
+            + 16
+            + 8
+            + if self.mtu.is_some() { 8 } else { 0 }
+            + 32 * self.prefixes.len()
+            + 8 * self.routes.iter().map(RouteInfo::units).sum::<usize>()
+            + if self.dns.is_empty() {
+                0
+            } else {
+                8 + 16 * self.dns.len()
+            }
+            + self.dnssl_len()
     }
 }
 
@@ -125,6 +203,43 @@ pub fn advert_frame(
         b[16..32].copy_from_slice(&p.prefix.octets());
         o += 32;
     }
+    for r in &cfg.routes {
+        let n = r.units() * 8;
+        let b = &mut body[o..o + n];
+        b[0] = 24;
+        b[1] = r.units() as u8;
+        b[2] = r.len;
+        // Prf 00: medium.
+        b[4..8].copy_from_slice(&r.lifetime_s.to_be_bytes());
+        b[8..].copy_from_slice(&r.prefix.octets()[..n - 8]);
+        o += n;
+    }
+    if !cfg.dns.is_empty() {
+        let n = 8 + 16 * cfg.dns.len();
+        let b = &mut body[o..o + n];
+        b[0] = 25;
+        b[1] = (n / 8) as u8;
+        b[4..8].copy_from_slice(&cfg.dns_lifetime_s.to_be_bytes());
+        for (k, a) in cfg.dns.iter().enumerate() {
+            b[8 + 16 * k..24 + 16 * k].copy_from_slice(&a.octets());
+        }
+        o += n;
+    }
+    let n = cfg.dnssl_len();
+    if n > 0 {
+        let b = &mut body[o..o + n];
+        b[0] = 31;
+        b[1] = (n / 8) as u8;
+        b[4..8].copy_from_slice(&cfg.dns_lifetime_s.to_be_bytes());
+        let mut at = 8;
+        for name in &cfg.search {
+            let e = encode_domain(name)?;
+            b[at..at + e.len()].copy_from_slice(&e);
+            at += e.len();
+        }
+        o += n;
+    }
+    debug_assert_eq!(o, body.len());
     let c = !checksum::combine(&[
         checksum::pseudo_header_v6(&src, &ALL_NODES, 58, body.len() as u32),
         checksum::data(body),
@@ -291,7 +406,65 @@ mod tests {
                 valid_s: DEFAULT_VALID_S,
                 preferred_s: DEFAULT_PREFERRED_S,
             }],
+            routes: Vec::new(),
+            dns: Vec::new(),
+            search: Vec::new(),
+            dns_lifetime_s: 0,
         }
+    }
+
+    #[test]
+    fn routes_dns_servers_and_search_lists_are_encoded_as_rfcs_4191_and_8106_say() {
+        let mut c = cfg();
+        c.prefixes.clear();
+        c.mtu = None;
+        c.routes = vec![
+            RouteInfo {
+                prefix: "2001:db8:20::".parse().unwrap(),
+                len: 48,
+                lifetime_s: 90,
+            },
+            RouteInfo {
+                prefix: Ipv6Addr::UNSPECIFIED,
+                len: 0,
+                lifetime_s: 90,
+            },
+            RouteInfo {
+                prefix: "2001:db8:20:1:8000::".parse().unwrap(),
+                len: 65,
+                lifetime_s: 7,
+            },
+        ];
+        c.dns = vec!["2001:db8::53".parse().unwrap()];
+        c.search = vec!["site-a.example.".into(), "b.example".into()];
+        c.dns_lifetime_s = 1200;
+        let mut f = [0u8; 300];
+        let n = advert_frame(&mut f, &c, MAC, "fe80::61".parse().unwrap(), 90).unwrap();
+        let o = &f[14 + 40 + 16 + 8..n];
+        // Routes: /48 in 16 bytes, ::/0 in 8, /65 in 24; preference medium.
+        assert_eq!(
+            &o[..16],
+            &[24, 2, 48, 0, 0, 0, 0, 90, 0x20, 1, 0x0d, 0xb8, 0, 0x20, 0, 0]
+        );
+        assert_eq!(&o[16..24], &[24, 1, 0, 0, 0, 0, 0, 90]);
+        assert_eq!(&o[24..32], &[24, 3, 65, 0, 0, 0, 0, 7]);
+        assert_eq!(o[32 + 8], 0x80);
+        // RDNSS: 3 units.
+        assert_eq!(&o[48..56], &[25, 3, 0, 0, 0, 0, 0x04, 0xb0]);
+        assert_eq!(
+            &o[56..72],
+            &"2001:db8::53".parse::<Ipv6Addr>().unwrap().octets()
+        );
+        // DNSSL: 8 + 16 + 11 = 35 bytes, padded to 40.
+        assert_eq!(&o[72..80], &[31, 5, 0, 0, 0, 0, 0x04, 0xb0]);
+        assert_eq!(&o[80..96], b"\x06site-a\x07example\x00");
+        assert_eq!(&o[96..107], b"\x01b\x07example\x00");
+        assert_eq!(&o[107..112], &[0; 5]);
+        assert_eq!(o.len(), 112);
+        assert_eq!(encode_domain("a..b"), None);
+        assert_eq!(encode_domain(&"x".repeat(64)), None);
+        assert_eq!(encode_domain("under_score.example"), None);
+        assert_eq!(encode_domain("."), None);
     }
 
     const MAC: [u8; 6] = [0, 0, 0x5e, 0, 2, 61];

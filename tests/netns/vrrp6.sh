@@ -25,7 +25,9 @@
 #   7. Router advertisements (`router_advertisements`, the link-local virtual address fe80::61
 #      first in vips): H's kernel takes a default route via fe80::61 and a SLAAC address in
 #      2001:db8:113::/64 from the master's; rdisc6's solicitation is answered (interval 30 s,
-#      so the answer is not a periodic one) and decoded; fe80::61 answers echo at F's MAC.
+#      so the answer is not a periodic one) and decoded, route information, DNS server and
+#      search list included; H's kernel installs the route information option's route;
+#      fe80::61 answers echo at F's MAC.
 #   8. keepalived (same link-local address, its node routing) takes over: H keeps the default
 #      route (no final advertisement from a VRRP master) and reaches fe80::61 at keepalived;
 #      ferrogate preempts and its neighbor advertisement moves H's entry back.
@@ -94,7 +96,7 @@ fg_conf() { # priority; RA=1: router advertisements and the link-local virtual a
     local vips="\"$VIP\"" ra=""
     if [ -n "${RA:-}" ]; then
         vips="\"$LLVIP\", \"$VIP\""
-        ra=", router_advertisements: { interval: 30s, lifetime: 60s }"
+        ra=", router_advertisements: { interval: 30s, lifetime: 60s, routes: [\"2001:db8:20::/48\"], dns: [\"2001:db8:113::53\"], search: [site-a.example] }"
     fi
     cat <<EOY
 interfaces:
@@ -278,6 +280,8 @@ step7() {
     stop_fg TERM
     ip -n "$H" -6 route flush proto ra 2>/dev/null || true
     [ -z "$(h_default)" ] || { echo "H has a default route already: $(h_default)"; return 1; }
+    # Route information options up to /64 (Linux takes none by default).
+    ip netns exec "$H" sysctl -qw net.ipv6.conf.hv0.accept_ra_rt_info_max_plen=64
     local t0 ms out slaac
     t0=$(now_ms)
     RA=1 start_fg 200
@@ -291,13 +295,19 @@ step7() {
     done
     [ -n "$slaac" ] || { echo "H formed no address from the advertised prefix"; return 1; }
     echo "H's SLAAC address: $slaac"
+    local rio
+    rio=$(ip -n "$H" -6 route show 2001:db8:20::/48)
+    grep -q "via $LLVIP dev hv0 proto ra" <<< "$rio" || { echo "H has no route information route: '$rio'"; return 1; }
+    echo "H's route from the route information option: $rio"
     # A solicitation is answered (within 0.5 s, or 3 s after the last advertisement).
     t0=$(now_ms)
     out=$(ip netns exec "$H" rdisc6 -1 -w 4000 hv0 2>&1) || { echo "rdisc6 got no answer: $out"; return 1; }
     echo "rdisc6 answered in $(($(now_ms) - t0)) ms"
     for want in "Hop limit *: *64" "Router lifetime *: *60 " "MTU *: *1500 bytes" \
         "Prefix *: *2001:db8:113::/64" "On-link *: *Yes" "Autonomous address conf.*: *Yes" \
-        "Source link-layer address: *$(tr 'a-f' 'A-F' <<< "$MAC_F")" "from $LLVIP"; do
+        "Source link-layer address: *$(tr 'a-f' 'A-F' <<< "$MAC_F")" "from $LLVIP" \
+        "Route *: *2001:db8:20::/48" "Recursive DNS server *: *2001:db8:113::53" \
+        "DNS search list *: *site-a.example"; do
         grep -qi -- "$want" <<< "$out" || { echo "rdisc6's output lacks '$want':"; echo "$out"; return 1; }
     done
     [ "$(stat "s['ports'][0]['router_solicits']")" -ge 1 ] || { echo "no solicitation counted"; return 1; }
