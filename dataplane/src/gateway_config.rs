@@ -264,7 +264,8 @@ impl RaEntry {
                 let ms = crate::config::parse_duration(d)
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(u64::MAX);
-                if ms != 0 && !(max..=9_000_000).contains(&ms) {
+                // Whole seconds on the wire: 4.5 s is not at least a 4.5 s interval.
+                if ms != 0 && !(max..=9_000_000).contains(&(ms / 1000 * 1000)) {
                     return Err(format!(
                         "router_advertisements: lifetime `{d}` is not 0 or interval-9000 s"
                     ));
@@ -306,6 +307,11 @@ impl RaEntry {
             let IpAddr::V6(prefix) = n.addr() else {
                 return Err(format!("router_advertisements: prefix {n} is not IPv6"));
             };
+            if prefix.is_unicast_link_local() || prefix.is_multicast() {
+                return Err(format!(
+                    "router_advertisements: prefix {n} is link-local or multicast"
+                ));
+            }
             if prefixes
                 .iter()
                 .any(|p: &crate::ra::Prefix| p.prefix == prefix && p.len == n.len())
@@ -316,7 +322,9 @@ impl RaEntry {
                 prefix,
                 len: n.len(),
                 on_link: true,
-                autonomous: self.autonomous,
+                // Hosts form addresses from /64s only (RFC 4862 §5.5.3 d with the interface
+                // identifiers of RFC 4291): others are advertised on-link alone.
+                autonomous: self.autonomous && n.len() == 64,
                 valid_s,
                 preferred_s,
             });
@@ -359,6 +367,12 @@ impl RaEntry {
             ));
         }
         let has_v6 = iface.addresses.iter().any(|a| a.addr.is_ipv6()) || !routers.is_empty();
+        if iface.mtu < 1280 {
+            return Err(format!(
+                "router_advertisements on `{}`, whose MTU {} is below IPv6's 1280",
+                iface.name, iface.mtu
+            ));
+        }
         if !has_v6 {
             return Err(format!(
                 "router_advertisements on `{}`, which has no IPv6 address or IPv6 VRRP router",
@@ -399,7 +413,7 @@ impl RaEntry {
         };
         // One advertisement, one datagram on the link.
         let ip_len = config.frame_len() - 14;
-        if ip_len > usize::from(iface.mtu) {
+        if ip_len > usize::from(iface.mtu) || config.frame_len() > crate::ra::MAX_FRAME_LEN {
             return Err(format!(
                 "router_advertisements: {ip_len} bytes do not fit one advertisement on MTU {} \
                  (fewer prefixes, routes or DNS entries)",
@@ -1341,6 +1355,9 @@ mod tests {
         assert_eq!((k.dns.len(), k.search.len(), k.dns_lifetime_s), (1, 1, 90));
         let d = with("{ interval: 30s, lifetime: 1h, routes: [\"::/0\"] }", "").unwrap();
         assert_eq!(d.ra[0].config.routes[0].lifetime_s, 3600);
+        // SLAAC only from /64s.
+        let wide = with("{ prefixes: [\"2001:db8:99::/48\"] }", "").unwrap();
+        assert!(wide.ra[0].config.prefixes[0].on_link && !wide.ra[0].config.prefixes[0].autonomous);
         // With an IPv6 VRRP router the master advertises from its link-local address.
         let v = with(
             "{}",
@@ -1392,6 +1409,16 @@ mod tests {
                 "route 10.0.0.0/8 is not IPv6",
             ),
             ("{ dns: [\"ff02::1\"] }", "", "not a unicast address"),
+            (
+                "{ prefixes: [\"fe80::/64\"] }",
+                "",
+                "link-local or multicast",
+            ),
+            (
+                "{ interval: 4500ms, lifetime: 4999ms }",
+                "",
+                "lifetime `4999ms`",
+            ),
             ("{ search: [\"a..b\"] }", "", "`a..b` is not a domain name"),
         ] {
             let e = with(ra, vrrp).unwrap_err().to_string();

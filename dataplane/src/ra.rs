@@ -130,6 +130,9 @@ const MIN_DELAY_MS: u64 = 3_000;
 /// MAX_RA_DELAY_TIME (§10), ms.
 const MAX_DELAY_MS: u64 = 500;
 
+/// The longest advertisement the gateway sends: what one of its buffers holds.
+pub const MAX_FRAME_LEN: usize = 2048;
+
 /// The all-nodes group, where advertisements go.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
@@ -334,10 +337,15 @@ impl Schedule {
     }
 
     /// The link becomes an advertising interface (at start, or as a new VRRP master): one
-    /// advertisement at once, then the initial ones (§6.2.2), unless it already runs.
+    /// advertisement at once (but not within 3 s of the last, §6.2.4: a link or a master that
+    /// flaps does not send them back to back), then the initial ones (§6.2.2), unless it
+    /// already runs.
     pub fn start(&mut self, now: u64) {
         if self.next_ms.is_none() {
-            self.next_ms = Some(now);
+            let at = self
+                .last_ms
+                .map_or(now, |last| now.max(last + MIN_DELAY_MS));
+            self.next_ms = Some(at);
             self.initial_left = INITIAL_ADVERTS;
         }
     }
@@ -348,16 +356,18 @@ impl Schedule {
     }
 
     /// A valid solicitation arrived (§6.2.6): the answer, to all nodes, goes out after a
-    /// random delay of up to 0.5 s, and not within 3 s of the last advertisement; an
-    /// advertisement already due sooner answers it.
+    /// random delay of up to 0.5 s, or, within 3 s of the last advertisement, that delay
+    /// after those 3 s (so that routers on the link do not answer in step); an advertisement
+    /// already due sooner answers it.
     pub fn solicited(&mut self, now: u64) {
         let Some(next) = self.next_ms else {
             return;
         };
-        let mut at = now + self.random(0, MAX_DELAY_MS);
-        if let Some(last) = self.last_ms {
-            at = at.max(last + MIN_DELAY_MS);
-        }
+        let delay = self.random(0, MAX_DELAY_MS);
+        let at = match self.last_ms {
+            Some(last) if now < last + MIN_DELAY_MS => last + MIN_DELAY_MS + delay,
+            _ => now + delay,
+        };
         self.next_ms = Some(next.min(at));
     }
 
@@ -598,7 +608,7 @@ mod tests {
         // one is answered within 0.5 s.
         s.solicited(t + 100);
         let at = s.next_ms().unwrap();
-        assert_eq!(at, t + 3000);
+        assert!((t + 3000..=t + 3500).contains(&at), "{at}");
         assert!(s.due(at, &c));
         s.solicited(at + 5000);
         let a2 = s.next_ms().unwrap();
@@ -606,7 +616,14 @@ mod tests {
         // A start while running changes nothing; a stop silences it.
         s.start(a2 - 1);
         assert_eq!(s.next_ms(), Some(a2));
+        assert!(s.due(a2, &c));
         s.stop();
         assert!(!s.running() && !s.due(a2 + 100_000, &c));
+        // Started again at once (a flapping master): not within 3 s of the last.
+        s.start(a2 + 500);
+        assert_eq!(s.next_ms(), Some(a2 + 3000));
+        s.stop();
+        s.start(a2 + 9000);
+        assert_eq!(s.next_ms(), Some(a2 + 9000));
     }
 }

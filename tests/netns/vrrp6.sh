@@ -30,7 +30,8 @@
 #      fe80::61 answers echo at F's MAC.
 #   8. keepalived (same link-local address, its node routing) takes over: H keeps the default
 #      route (no final advertisement from a VRRP master) and reaches fe80::61 at keepalived;
-#      ferrogate preempts and its neighbor advertisement moves H's entry back.
+#      ferrogate as a backup (priority 50) neither advertises nor answers rdisc6; then at 200
+#      it preempts and its neighbor advertisement moves H's entry back.
 #   9. Without VRRP: the route names ferrogate's own EUI-64 link-local address, which answers
 #      solicitations, and a final advertisement (lifetime 0) on SIGTERM removes it.
 #
@@ -337,6 +338,23 @@ step8() {
     # A VRRP master that stops says no final advertisement: the address is the backup's now.
     grep -q "via $LLVIP" <<< "$(h_default)" || { echo "H lost its default route over the takeover: '$(h_default)'"; return 1; }
     echo "after the takeover H keeps '$(h_default)' and reaches $LLVIP at keepalived"
+    # ferrogate as a backup (50 under keepalived's 100) neither advertises nor answers a
+    # solicitation (keepalived's node sends no advertisements).
+    RA=1 start_fg 50
+    wait_state backup 5 || { echo "ferrogate (50) did not settle as backup"; return 1; }
+    local ras
+    ip netns exec "$H" timeout 4 tcpdump -nn -c 1 -i hv0 "ether src $MAC_F and icmp6 and ip6[40] == 134" > "$WORK/backup-ra.txt" 2>/dev/null &
+    ras=$!
+    sleep 0.5
+    if ip netns exec "$H" rdisc6 -1 -w 2500 hv0 > /dev/null 2>&1; then
+        echo "a router answered H's solicitation while ferrogate was backup"; return 1
+    fi
+    wait "$ras" || true
+    if grep -q "ICMP6" "$WORK/backup-ra.txt"; then echo "ferrogate advertised as backup: $(cat "$WORK/backup-ra.txt")"; return 1; fi
+    [ "$(stat "s['ports'][0]['router_solicits']")" -ge 1 ] || { echo "the backup did not see the solicitation"; return 1; }
+    [ "$(stat "s['ports'][0]['router_adverts']")" -eq 0 ] || { echo "the backup counted advertisements sent"; return 1; }
+    echo "ferrogate as backup: no advertisement, H's solicitation unanswered"
+    stop_fg TERM
     RA=1 start_fg 200
     wait_state master 10 || { echo "ferrogate did not preempt"; return 1; }
     sleep 0.5

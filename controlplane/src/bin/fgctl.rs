@@ -36,7 +36,7 @@ fn stats_text(v: &serde_json::Value) -> String {
     let mut s = format!("up {:.1}s\n", v["seconds"].as_f64().unwrap_or(0.0));
     for p in v["ports"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "port {:<10} rx {:>12} frames  tx {:>12} frames  rx missed {}{}{}\n",
+            "port {:<10} rx {:>12} frames  tx {:>12} frames  rx missed {}{}{}{}\n",
             p["name"].as_str().unwrap_or("?"),
             p["rx_frames"],
             p["tx_frames"],
@@ -49,6 +49,13 @@ fn stats_text(v: &serde_json::Value) -> String {
             match p["link_changes"].as_u64().unwrap_or(0) {
                 0 => String::new(),
                 n => format!("  link changed {n} times"),
+            },
+            match (
+                p["router_adverts"].as_u64().unwrap_or(0),
+                p["router_solicits"].as_u64().unwrap_or(0),
+            ) {
+                (0, 0) => String::new(),
+                (a, s) => format!("  router adverts {a}, solicitations {s}"),
             }
         ));
     }

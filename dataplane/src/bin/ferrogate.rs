@@ -2676,12 +2676,13 @@ impl RaRun {
 
     fn send(&self, sh: &Shared, src: Ipv6Addr, mac: [u8; 6], lifetime_s: u16, main: &mut Pipeline) {
         let c = &self.link.config;
-        send_frame(main, self.link.interface, c.frame_len(), |f| {
+        if send_frame(main, self.link.interface, c.frame_len(), |f| {
             ra::advert_frame(f, c, mac, src, lifetime_s)
-        });
-        sh.ifaces[self.link.interface]
-            .ra_sent
-            .fetch_add(1, Ordering::Relaxed);
+        }) {
+            sh.ifaces[self.link.interface]
+                .ra_sent
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// At shutdown: an advertisement with router lifetime 0 if this gateway alone speaks for
@@ -2701,24 +2702,26 @@ impl RaRun {
 }
 
 /// Sends a frame of at most `len` bytes that `build` writes, from the main lcore out of port
-/// `k`.
+/// `k`. Whether it was built and queued (a full queue drops and counts it).
 fn send_frame(
     main: &mut Pipeline,
     k: usize,
     len: usize,
     build: impl FnOnce(&mut [u8]) -> Option<usize>,
-) {
+) -> bool {
     let Some(mut m) = main.pool.alloc() else {
         main.drops.inc(DropReason::NoMbuf);
-        return;
+        return false;
     };
     let Some(n) = m.append(len).ok().and_then(build) else {
         main.drops.inc(DropReason::Malformed);
-        return;
+        return false;
     };
     if m.trim(len - n).is_ok() {
         push_tx(&mut main.q, k, m, &mut main.drops);
+        return true;
     }
+    false
 }
 
 /// The live counters line (`--stats-every-ms`): ports, SAs, drops.
