@@ -362,7 +362,7 @@ gateway_vs_strongswan() {
     # The product against strongSwan: ferrogate (DPDK, af_packet) + ferrogate-ike through the
     # shared-memory channel. The reference scenario with 100 CHILD_SA rekeys under load, then
     # AES-GCM with a few over an IPv6 outside link; kills of either process under traffic; two workers sending on one SA;
-    # then strongSwan 6 (plain ESP).
+    # charon's make-before-break reauthentications; then strongSwan 6 (plain ESP).
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
     SUITE=cbc REKEYS="${REKEYS:-100}" TMPDIR="$WORK" timeout 900 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
@@ -373,6 +373,8 @@ gateway_vs_strongswan() {
     AUTH=ecdsa START=trap SUITE=gcm TMPDIR="$WORK" timeout 120 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== two ferrogate workers, 4 TCP streams on one SA: strongSwan's replay window refuses nothing"
     WORKERS=2 SUITE=gcm TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    echo "== charon reauthenticates every ~8 s, make-before-break (strongSwan 6's default): no echo lost"
+    REAUTH=mbb TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== strongSwan 6.0 (Debian trixie chroot, raw ESP: plain IP protocol 50)"
     SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }

@@ -30,6 +30,12 @@
 #       that owns the SA seals all its packets. The rekey and kill phases are skipped
 #   OUTER=6: the outside link is IPv6 (2001:db8:113::1 <-> ::2): IKE and ESP travel over IPv6
 #       (4in6 tunnel mode), the gateway resolving charon by neighbor discovery
+#   REAUTH=mbb|bbm: charon reauthenticates the IKE SA every ~REAUTH_S (8) s, REAUTHS (3) or
+#       more times, under a 100 pps ping stream: a new IKE SA and CHILD_SA towards us, then the
+#       old ones deleted (mbb: make_before_break, the default of strongSwan 6; no echo may be
+#       lost) or the other way round (bbm: 5.9's default; charon's own gap costs echoes, at
+#       most 0.3 s each). One IKE SA and one CHILD_SA must be left on each side. The rekey and
+#       kill phases are skipped
 #   SWAN6=1: the peer is strongSwan 6.0 from Debian trixie (a debootstrap chroot, cached in
 #       SWAN6_ROOT, default /var/cache/ferrogate/swan6-trixie) with kernel-libipsec's raw_esp:
 #       no fake NAT, so ESP travels as IP protocol 50 (checked on the wire)
@@ -47,6 +53,9 @@ AUTH=${AUTH:-psk}
 START=${START:-start}
 WORKERS=${WORKERS:-1}
 OUTER=${OUTER:-4}
+REAUTH=${REAUTH:-}
+REAUTH_S=${REAUTH_S:-8}
+case $REAUTH in "" | mbb | bbm) ;; *) echo "unknown REAUTH $REAUTH" >&2; exit 2 ;; esac
 # The outside link's addresses: ours, charon's, the prefix length, and nft's family keyword.
 case $OUTER in
 4) OUT_A=203.0.113.1 OUT_B=203.0.113.2 OUT_LEN=24 NFT_IP=ip ;;
@@ -170,11 +179,18 @@ tunnels:
         esp_proposals: [$ESP_PROP]
         lifetime: 8h
 EOF
+SWAN_REAUTH=() SWAN_EXTRA=""
+if [ -n "$REAUTH" ]; then
+    # strongSwan reauthenticates the IKE SA (a new IKE SA and CHILD_SA, the old ones deleted)
+    # every REAUTH_S s instead of rekeying it; make_before_break says in which order.
+    SWAN_REAUTH=(--ike-reauth "${REAUTH_S}s" --ike-rekey 0s)
+    SWAN_EXTRA="make_before_break = $([ "$REAUTH" = mbb ] && echo yes || echo no)"
+fi
 swan_gen_swanctl --suite "$SUITE" --local "$OUT_B" --remote "$OUT_A" \
-    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 "${SWAN_AUTH[@]}" \
+    --local-ts 192.168.20.0/24 --remote-ts 192.168.10.0/24 "${SWAN_AUTH[@]}" "${SWAN_REAUTH[@]}" \
     --local-id "$ID_B" --remote-id "$ID_A" --start none --mobike no > "$CONF_B/swanctl.conf"
 swan_mkdir DIR_B charon-b
-swan_start "$GB" b "$DIR_B"
+swan_start "$GB" b "$DIR_B" "$SWAN_EXTRA"
 swan_load b "$CONF_B/swanctl.conf" > /dev/null
 
 CHAN=$WORK/ctl/channel
@@ -324,6 +340,44 @@ lost() { # from the last stream: prints "sent received", true when nothing was l
     [ -n "$tx" ] && [ -n "$rx" ] && [ "$tx" != "$rx" ] && explain_loss
     [ -n "$tx" ] && [ "$tx" -gt 0 ] && [ "$tx" = "$rx" ]
 }
+
+if [ -n "$REAUTH" ]; then
+    # charon reauthenticates every REAUTH_S s under a 100 pps ping stream.
+    REAUTHS=${REAUTHS:-3}
+    N0=$(count '"event":"ike-up"') D0=$(count '"event":"child-down"')
+    R0=$(grep -c "reauthenticating IKE_SA" "$DIR_B/charon.log" || true)
+    SECS=$((REAUTHS * REAUTH_S + REAUTH_S / 2 + 3))
+    stream "$SECS"
+    sleep 1
+    reauth_ok() {
+        local n r down ours theirs children tx rx
+        n=$(($(count '"event":"ike-up"') - N0))
+        down=$(($(count '"event":"child-down"') - D0))
+        r=$(($(grep -c "reauthenticating IKE_SA" "$DIR_B/charon.log" || true) - R0))
+        theirs=$(swan_ctl b --list-sas 2> /dev/null | grep -c ', ESTABLISHED' || true)
+        children=$(swan_ctl b --list-sas 2> /dev/null | grep -c 'INSTALLED' || true)
+        ours=$("$(dirname "$IKE")/fgctl" --socket "$WORK/ike.sock" list-sas 2> /dev/null | grep -c '^site: ESTABLISHED' || true)
+        tx=$(grep -o '[0-9]* packets transmitted' "$WORK/stream.txt" | cut -d' ' -f1)
+        rx=$(grep -o '[0-9]* received' "$WORK/stream.txt" | cut -d' ' -f1)
+        echo "charon reauthenticated $r times in ${SECS} s ($REAUTH); ferrogate-ike took up $n new IKE SAs and retired $down CHILD_SAs; now IKE SAs: charon $theirs, ferrogate-ike $ours; charon's CHILD_SAs: $children; ping stream $tx sent, $((tx - rx)) lost"
+        [ "$r" -ge "$REAUTHS" ] && [ "$n" -ge "$r" ] && [ "$down" -ge "$r" ] || return 1
+        [ "$theirs" -eq 1 ] && [ "$ours" -eq 1 ] && [ "$children" -eq 1 ] || return 1
+        [ -n "$tx" ] && [ "$tx" -gt 0 ] || return 1
+        if [ "$REAUTH" = mbb ]; then
+            # The new IKE SA and CHILD_SA are up before charon deletes the old: nothing lost.
+            [ "$tx" = "$rx" ] || { explain_loss; return 1; }
+        else
+            # charon deletes first: its own gap (no SA until the new one is up) costs echoes
+            # on every reauthentication; at 100 pps it should stay within 0.3 s each.
+            [ $((tx - rx)) -le $((r * 30)) ] || { explain_loss; return 1; }
+        fi
+    }
+    check "charon reauthenticates the IKE SA every ${REAUTH_S} s ($REAUTH): ferrogate-ike follows, one IKE SA each side after$([ "$REAUTH" = mbb ] && echo ", no echo lost")" reauth_ok
+    check "after the reauthentications: ping both ways" ping_all "$HA" 192.168.20.5
+    echo "$passed passed, $failed failed (REAUTH: rekey and kill phases skipped)"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 
 # Rekeys under traffic: restart ferrogate-ike with a short CHILD_SA lifetime. It takes over
 # from itself (reconcile), then rekeys every ~REKEY_S s, make-before-break.

@@ -250,7 +250,8 @@ swan_suite() {
 # swan_gen_swanctl [--conn NAME] [--child NAME] --local IP --remote IP --local-ts NET[,NET]
 #     --remote-ts NET[,NET] --psk SECRET --local-id ID --remote-id ID
 #     [--suite cbc|gcm] [--ike PROPOSALS] [--esp PROPOSALS] [--start none|trap|start|trap|start]
-#     [--dpd-delay 30s] [--dpd-action restart|clear|trap] [--ike-rekey 1h] [--child-rekey 8h]
+#     [--dpd-delay 30s] [--dpd-action restart|clear|trap] [--ike-rekey 1h] [--ike-reauth T]
+#     [--child-rekey 8h]
 #     [--child-life 9h] [--encap no|yes] [--mobike yes|no] [--fragmentation yes|no|accept|force]
 #     [--auth psk|pubkey --cert FILE]   pubkey: FILE in x509/ next to the swanctl.conf, its key in
 #                                       private/, CAs in x509ca/ (see swan_pki); no --psk then
@@ -261,6 +262,7 @@ swan_suite() {
 swan_gen_swanctl() {
     local conn=gw child=net local= remote= lts= rts= psk= lid= rid= suite=cbc ike= esp=
     local start=none dpd_delay=30s dpd_action=restart ike_rekey=1h child_rekey=8h child_life=9h
+    local ike_reauth=0s
     local encap=no mobike=yes frag=yes auth=psk cert=
     while [ $# -gt 0 ]; do
         case $1 in
@@ -280,6 +282,7 @@ swan_gen_swanctl() {
         --dpd-delay) dpd_delay=$2 ;;
         --dpd-action) dpd_action=$2 ;;
         --ike-rekey) ike_rekey=$2 ;;
+        --ike-reauth) ike_reauth=$2 ;;
         --child-rekey) child_rekey=$2 ;;
         --child-life) child_life=$2 ;;
         --encap) encap=$2 ;;
@@ -315,6 +318,8 @@ connections {
         remote_addrs = $remote
         proposals = $ike
         rekey_time = $ike_rekey
+        reauth_time = $ike_reauth
+        over_time = $ike_reauth
         dpd_delay = $dpd_delay
         encap = $encap
         mobike = $mobike

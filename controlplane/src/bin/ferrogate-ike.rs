@@ -554,7 +554,15 @@ struct ChanIo {
     /// SA pairs deleted but still in the data plane until then (inbound SPI): ESP the peer
     /// sealed just before the delete may arrive after the exchange that ended it.
     lingering: Vec<(Instant, u32)>,
+    /// Pairs the peer made beside one that still sends (inbound SPI, until when): their
+    /// outbound half waits until the other is removed, or that time ([`DEFER`]).
+    deferred: Vec<(Instant, u32)>,
 }
+
+/// How long a pair the peer made beside a sending one of the same child may wait for the
+/// other to go before it is used anyway: the peer has long had our answer by then, and a
+/// duplicate it keeps (per-CPU SAs, a race) should carry traffic too.
+const DEFER: Duration = Duration::from_secs(2);
 
 /// How long a deleted SA pair stays in the data plane. strongSwan's libipsec, for one, sends
 /// ESP from another thread than its IKE: an ESP packet it sealed under the old SA can trail the
@@ -585,6 +593,7 @@ impl ChanIo {
             stale: Vec::new(),
             replaced_at: HashMap::new(),
             lingering: Vec::new(),
+            deferred: Vec::new(),
             report: Vec::new(),
             report_seen: false,
             report_at: Instant::now(),
@@ -878,7 +887,24 @@ impl ChanIo {
         }
     }
 
-    fn install(&mut self, c: &ChildSaInstall) {
+    /// Installs a pair; returns whether its outbound half is in use now.
+    fn install(&mut self, c: &ChildSaInstall) -> bool {
+        // The peer made this pair, not as a rekey, while another of the same child sends:
+        // a second IKE SA of its make-before-break reauthentication, whose IKE_AUTH answer
+        // may not have reached it yet. The old pair keeps the outbound traffic until the
+        // peer deletes it (or DEFER passes), so none reaches the peer before its new SA.
+        let defer = c.outbound_now
+            && !c.we_initiated
+            && c.replaces.is_none()
+            && !c.larval
+            && self
+                .installed
+                .values()
+                .any(|s| s.outbound_now && !s.larval && s.tunnel == c.tunnel && s.child == c.child);
+        let outbound_now = c.outbound_now && !defer;
+        if defer {
+            self.deferred.push((Instant::now() + DEFER, c.spi_in));
+        }
         let sa = ctl::ChildSa {
             tunnel: c.tunnel.clone(),
             child: c.child.clone(),
@@ -902,7 +928,7 @@ impl ChanIo {
             mode: c.mode,
             local_ts: c.local_ts.iter().flat_map(export::ts_prefixes).collect(),
             remote_ts: c.remote_ts.iter().flat_map(export::ts_prefixes).collect(),
-            outbound_now: c.outbound_now,
+            outbound_now,
             replay_window: 1024,
             lifetime: c.lifetime,
             larval: c.larval,
@@ -915,17 +941,49 @@ impl ChanIo {
         });
         self.installed.insert(c.spi_in, sa);
         if c.larval {
-            return;
+            return outbound_now;
         }
         self.replaced_at
             .entry((c.tunnel.clone(), c.child.clone()))
             .or_insert_with(Instant::now);
+        outbound_now
     }
 
     /// Forgets the SA pair; the data plane drops it [`LINGER`] later ([`ChanIo::retire_stale`]).
-    fn remove(&mut self, spi_in: u32) {
+    /// Pairs deferred behind it whose child no longer has another sending pair take over.
+    fn remove(&mut self, spi_in: u32) -> Vec<u32> {
         self.installed.remove(&spi_in);
         self.lingering.push((Instant::now() + LINGER, spi_in));
+        let free: Vec<u32> = self
+            .deferred
+            .iter()
+            .map(|&(_, d)| d)
+            .filter(|d| {
+                self.installed.get(d).is_some_and(|n| {
+                    !self
+                        .installed
+                        .values()
+                        .any(|s| s.outbound_now && s.tunnel == n.tunnel && s.child == n.child)
+                })
+            })
+            .collect();
+        self.take_deferred(&free)
+    }
+
+    /// Starts sending on deferred pairs (those of `spis`, and any whose time is up); returns
+    /// them. Pairs no longer installed are forgotten.
+    fn take_deferred(&mut self, spis: &[u32]) -> Vec<u32> {
+        let now = Instant::now();
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .filter(|(_, d)| self.installed.contains_key(d))
+            .partition(|(t, d)| *t <= now || spis.contains(d));
+        self.deferred = keep;
+        let due: Vec<u32> = due.into_iter().map(|(_, d)| d).collect();
+        for &d in &due {
+            self.activate(d);
+        }
+        due
     }
 
     /// Removes from the data plane the deleted SA pairs whose time is up (all with `all`).
@@ -982,9 +1040,13 @@ impl ChanIo {
     }
 
     /// Retires the SA pairs of an earlier incarnation 5 s after their replacement is in, and
-    /// deleted ones whose linger time is over.
+    /// deleted ones whose linger time is over; deferred pairs whose wait is over send.
     fn retire_stale(&mut self) {
         self.remove_lingering(false);
+        for spi in self.take_deferred(&[]) {
+            tracing::info!(spi_in = %format_args!("{spi:08x}"),
+                "a pair the peer made beside another sends now (the other was not deleted within 2 s)");
+        }
         let due: Vec<u32> = self
             .stale
             .iter()
@@ -1263,10 +1325,16 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
     // completes an exchange lets the peer use the new SA at once, and the data plane applies
     // the commands it has before it sends the datagrams it has. (Sent first, a responder's
     // CREATE_CHILD_SA or IKE_AUTH answer could bring ESP under an SPI not installed yet.)
+    // Removals come next: a removed pair stays in the data plane a while ([`LINGER`]), and a
+    // pair deferred behind it must send before our answer to the peer's delete goes out,
+    // since the peer drops the old SA when that answer arrives.
     let (installs, rest): (Vec<Action>, Vec<Action>) = actions
         .into_iter()
         .partition(|a| matches!(a, Action::Install(_)));
-    for a in installs.into_iter().chain(rest) {
+    let (removes, rest): (Vec<Action>, Vec<Action>) = rest
+        .into_iter()
+        .partition(|a| matches!(a, Action::Remove { .. }));
+    for a in installs.into_iter().chain(removes).chain(rest) {
         match a {
             Action::Send {
                 local,
@@ -1274,8 +1342,9 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                 data,
             } => io.send(local, remote, &data),
             Action::Install(c) => {
+                let mut outbound_now = c.outbound_now;
                 if let Io::Channel(ch) = io {
-                    ch.install(&c);
+                    outbound_now = ch.install(&c);
                 }
                 if c.larval {
                     continue;
@@ -1285,7 +1354,7 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                     "event": "child-up", "tunnel": c.tunnel, "child": c.child,
                     "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
                     "encr": c.encr.name(), "integ": c.integ.map(|i| i.name()), "udp_encap": c.udp_encap,
-                    "replaces": c.replaces.map(|s| format!("{s:08x}")), "outbound_now": c.outbound_now,
+                    "replaces": c.replaces.map(|s| format!("{s:08x}")), "outbound_now": outbound_now,
                 }));
             }
             Action::Remove {
@@ -1296,7 +1365,14 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
             } => {
                 ex.remove(&tunnel, spi_in);
                 if let Io::Channel(ch) = io {
-                    ch.remove(spi_in);
+                    for n in ch.remove(spi_in) {
+                        let spi_out = ch.installed.get(&n).map_or(0, |s| s.spi_out);
+                        event(serde_json::json!({
+                            "event": "child-outbound", "tunnel": tunnel,
+                            "spi_in": format!("{n:08x}"), "spi_out": format!("{spi_out:08x}"),
+                            "after": format!("{spi_in:08x}"),
+                        }));
+                    }
                 }
                 if spi_out == 0 {
                     continue; // a larval SA whose exchange failed
@@ -1588,6 +1664,74 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A CHILD_SA of tunnel `t`, child `c`, as an IKE SA hands it over.
+    fn pair(spi_in: u32, we_initiated: bool, replaces: Option<u32>) -> ChildSaInstall {
+        let key = || zeroize::Zeroizing::new(vec![7u8; 36]);
+        ChildSaInstall {
+            tunnel: "t".into(),
+            child: "c".into(),
+            spi_in,
+            spi_out: spi_in + 0x1000,
+            encr: controlplane::ike::proposal::Encr::AesGcm256,
+            integ: None,
+            esn: false,
+            enc_in: key(),
+            auth_in: key(),
+            enc_out: key(),
+            auth_out: key(),
+            local_ts: Vec::new(),
+            remote_ts: Vec::new(),
+            local: "203.0.113.1:4500".parse().unwrap(),
+            remote: "203.0.113.2:4500".parse().unwrap(),
+            udp_encap: false,
+            mode: controlplane::dataplane::sa::Mode::Tunnel,
+            replaces,
+            lifetime: Default::default(),
+            outbound_now: we_initiated || replaces.is_none(),
+            we_initiated,
+            larval: false,
+        }
+    }
+
+    /// strongSwan's make-before-break reauthentication: a second IKE SA whose CHILD_SA the
+    /// peer made beside ours. Its outbound half waits until the peer deletes the old pair
+    /// (before our answer to that delete goes out), or [`DEFER`]; a pair alone, ours, or a
+    /// rekey follows the IKE SA's word.
+    #[test]
+    fn a_pair_the_peer_makes_beside_a_sending_one_waits_for_the_old_ones_delete() {
+        let mut io = ChanIo::new(PathBuf::from("/nonexistent/channel"));
+        assert!(io.install(&pair(1, false, None)), "alone: sends at once");
+        assert!(!io.install(&pair(2, false, None)), "beside 1: waits");
+        assert!(!io.installed[&2].outbound_now);
+        assert!(
+            io.install(&pair(3, true, None)),
+            "ours: the peer had it first"
+        );
+        let rekey = pair(4, false, Some(3));
+        assert!(
+            !io.install(&rekey),
+            "a rekey's responder waits for the IKE SA's word"
+        );
+        assert!(io.deferred.iter().all(|&(_, s)| s == 2));
+        // 3 still sends: removing 1 frees nothing.
+        assert_eq!(io.remove(1), Vec::<u32>::new());
+        assert!(!io.installed[&2].outbound_now);
+        assert_eq!(io.remove(3), vec![2]);
+        assert!(io.installed[&2].outbound_now);
+        assert!(io.deferred.is_empty());
+        // A duplicate the peer keeps sends after DEFER anyway.
+        assert!(!io.install(&pair(5, false, None)));
+        io.retire_stale();
+        assert!(!io.installed[&5].outbound_now, "not before its time");
+        io.deferred[0].0 = Instant::now() - Duration::from_millis(1);
+        io.retire_stale();
+        assert!(io.installed[&5].outbound_now && io.deferred.is_empty());
+        // A deferred pair removed before its turn is forgotten.
+        assert!(!io.install(&pair(6, false, None)));
+        assert_eq!(io.remove(6), Vec::<u32>::new());
+        assert!(io.deferred.is_empty());
+    }
 
     /// A FIFO stands for a file system that does not answer: opening it for writing waits
     /// until a reader opens it. Jobs queued behind it must not wait, must run in order once it

@@ -82,6 +82,11 @@ pub struct ChildSaInstall {
     /// the old SA until the initiator deletes it ([`Action::Activate`]), so that no packet
     /// reaches the initiator before its new inbound SA is in.
     pub outbound_now: bool,
+    /// We initiated the exchange that made it. A pair the peer made that is no rekey, while
+    /// another of the same child still carries traffic (the peer's make-before-break
+    /// reauthentication: a second IKE SA), may reach the data plane before the peer has our
+    /// answer; the daemon then keeps sending on the other pair for a moment.
+    pub we_initiated: bool,
     /// Inbound half only (spi_out 0, no outbound keys): installed before IKE_AUTH is sent, so
     /// that ESP the peer sends as soon as it has answered is not dropped; the full install
     /// with the same `spi_in` follows.
@@ -2262,6 +2267,7 @@ impl IkeSa {
                     mode: ccfg.mode,
                     replaces: None,
                     outbound_now: false,
+                    we_initiated: true,
                     larval: true,
                     lifetime: child_lifetime(ccfg),
                 })));
@@ -2559,6 +2565,7 @@ impl IkeSa {
             mode: ccfg.mode,
             replaces,
             outbound_now: we_initiated || replaces.is_none(),
+            we_initiated,
             larval: false,
             lifetime: child_lifetime(ccfg),
         };
