@@ -373,7 +373,7 @@ gateway_vs_strongswan() {
     AUTH=ecdsa START=trap SUITE=gcm TMPDIR="$WORK" timeout 120 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== two ferrogate workers, 4 TCP streams on one SA: strongSwan's replay window refuses nothing"
     WORKERS=2 SUITE=gcm TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
-    echo "== charon reauthenticates every ~8 s, make-before-break (strongSwan 6's default): no echo lost"
+    echo "== charon reauthenticates every 4-8 s, make-before-break (strongSwan 6's default): no echo lost"
     REAUTH=mbb TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== strongSwan 6.0 (Debian trixie chroot, raw ESP: plain IP protocol 50)"
     SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"

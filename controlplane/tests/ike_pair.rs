@@ -582,6 +582,106 @@ fn delete_from_the_initiator_removes_children_on_both_sides() {
     assert_eq!(n.b.sas().count(), 0);
 }
 
+/// The reference pair (A starts, B answers; CHILD_SAs for 8 h).
+fn reference_net() -> Net {
+    Net::new(
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    )
+}
+
+/// B restarts and brings the tunnel up again itself: its IKE_AUTH says INITIAL_CONTACT, so A
+/// drops the IKE SA and CHILD_SA B no longer holds at once (RFC 7296 §2.4) instead of waiting
+/// for DPD, and is left with the new one. Without INITIAL_CONTACT (a second IKE SA the peer
+/// keeps beside the first, as in a make-before-break reauthentication) the old one stays.
+#[test]
+fn initial_contact_from_a_restarted_peer_drops_the_ike_sa_it_forgot() {
+    let now = Instant::now();
+    let mut n = reference_net();
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let old = n.a_installed[0].spi_in;
+    let old_ike = n.a.sas().next().unwrap().our_spi();
+    let b_cfg = || {
+        cfg(
+            B,
+            A,
+            "192.168.20.0/24",
+            "192.168.10.0/24",
+            "start",
+            "aes256-sha256-modp2048",
+            "aes256-sha256",
+            "secret-psk-1",
+            "8h",
+        )
+    };
+    n.b = Daemon::new(&b_cfg());
+    let t = now + Duration::from_secs(1);
+    let acts = n.b.start(t);
+    n.run(t, vec![], acts);
+    assert_eq!(n.a_installed.len(), 2, "the new CHILD_SA is in");
+    assert_eq!(
+        n.a_removed,
+        vec![old],
+        "the forgotten CHILD_SA went with its IKE SA"
+    );
+    assert_eq!(n.a.sas().count(), 1);
+    assert_ne!(n.a.sas().next().unwrap().our_spi(), old_ike);
+
+    // The same without INITIAL_CONTACT: B keeps its first IKE SA and makes a second.
+    let mut n = reference_net();
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let mut second = Daemon::new(&b_cfg());
+    second.without_initial_contact("t");
+    std::mem::swap(&mut n.b, &mut second);
+    let acts = n.b.start(t);
+    n.run(t, vec![], acts);
+    assert_eq!(n.a_installed.len(), 2);
+    assert!(
+        n.a_removed.is_empty(),
+        "no INITIAL_CONTACT: the first IKE SA stays"
+    );
+    assert_eq!(n.a.sas().count(), 2);
+
+    // Both start at once, each with INITIAL_CONTACT, and A's IKE SA is up before B's IKE_AUTH
+    // arrives: A must not drop it (B holds it), as only IKE SAs established before the new
+    // one began count as forgotten.
+    let mut n = reference_net();
+    n.b = Daemon::new(&b_cfg());
+    // B's IKE_SA_INIT reaches A first; A's answer to it waits.
+    let mut held = Vec::new();
+    for a in n.b.start(now) {
+        if let Action::Send {
+            local,
+            remote,
+            data,
+        } = a
+        {
+            held.extend(n.a.handle(now, remote, local, &data));
+        }
+    }
+    let t1 = now + Duration::from_millis(10);
+    let acts = n.a.start(t1);
+    n.run(t1, acts, vec![]);
+    assert_eq!(
+        n.a.sas().filter(|s| s.state == State::Established).count(),
+        1
+    );
+    let t2 = now + Duration::from_millis(20);
+    n.run(t2, held, vec![]);
+    let spis = |d: &Daemon| {
+        let mut v: Vec<(u64, u64)> = d.sas().map(|s| (s.spi_i, s.spi_r)).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(spis(&n.a).len(), 2, "A's and B's IKE SAs");
+    assert_eq!(spis(&n.a), spis(&n.b), "both hold the same IKE SAs");
+    assert!(n.a_removed.is_empty() && n.b_removed.is_empty());
+}
+
 /// Brings the pair up and lets its IKE SA (20 s lifetime) rekey: each side is left with one
 /// IKE SA, under new SPIs.
 /// The reference pair with an IKE SA lifetime of 20 s on both sides (CHILD_SAs: 1 h).

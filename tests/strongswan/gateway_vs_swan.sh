@@ -30,7 +30,7 @@
 #       that owns the SA seals all its packets. The rekey and kill phases are skipped
 #   OUTER=6: the outside link is IPv6 (2001:db8:113::1 <-> ::2): IKE and ESP travel over IPv6
 #       (4in6 tunnel mode), the gateway resolving charon by neighbor discovery
-#   REAUTH=mbb|bbm: charon reauthenticates the IKE SA every ~REAUTH_S (8) s, REAUTHS (3) or
+#   REAUTH=mbb|bbm: charon reauthenticates the IKE SA every REAUTH_S/2-REAUTH_S (4-8) s, REAUTHS (3) or
 #       more times, under a 100 pps ping stream: a new IKE SA and CHILD_SA towards us, then the
 #       old ones deleted (mbb: make_before_break, the default of strongSwan 6; no echo may be
 #       lost) or the other way round (bbm: 5.9's default; charon's own gap costs echoes, at
@@ -345,26 +345,37 @@ if [ -n "$REAUTH" ]; then
     # charon reauthenticates every REAUTH_S s under a 100 pps ping stream.
     REAUTHS=${REAUTHS:-3}
     N0=$(count '"event":"ike-up"') D0=$(count '"event":"child-down"')
+    W0=$(count '"event":"child-up".*"outbound_now":false')
+    F0=$(count '"after":"[0-9a-f]\{8\}","event":"child-outbound"')
     R0=$(grep -c "reauthenticating IKE_SA" "$DIR_B/charon.log" || true)
     SECS=$((REAUTHS * REAUTH_S + REAUTH_S / 2 + 3))
     stream "$SECS"
     sleep 1
     reauth_ok() {
-        local n r down ours theirs children tx rx
+        local n r down ours theirs children tx rx waited freed i
         n=$(($(count '"event":"ike-up"') - N0))
+        waited=$(($(count '"event":"child-up".*"outbound_now":false') - W0))
+        freed=$(($(count '"after":"[0-9a-f]\{8\}","event":"child-outbound"') - F0))
         down=$(($(count '"event":"child-down"') - D0))
         r=$(($(grep -c "reauthenticating IKE_SA" "$DIR_B/charon.log" || true) - R0))
-        theirs=$(swan_ctl b --list-sas 2> /dev/null | grep -c ', ESTABLISHED' || true)
-        children=$(swan_ctl b --list-sas 2> /dev/null | grep -c 'INSTALLED' || true)
-        ours=$("$(dirname "$IKE")/fgctl" --socket "$WORK/ike.sock" list-sas 2> /dev/null | grep -c '^site: ESTABLISHED' || true)
+        # Counted when no reauthentication is half done (they come every 4-8 s).
+        for ((i = 0; i < 20; i++)); do
+            theirs=$(swan_ctl b --list-sas 2> /dev/null | grep -c ', ESTABLISHED' || true)
+            children=$(swan_ctl b --list-sas 2> /dev/null | grep -c 'INSTALLED' || true)
+            ours=$("$(dirname "$IKE")/fgctl" --socket "$WORK/ike.sock" list-sas 2> /dev/null | grep -c '^site: ESTABLISHED' || true)
+            [ "$theirs" -eq 1 ] && [ "$ours" -eq 1 ] && [ "$children" -eq 1 ] && break
+            sleep 0.25
+        done
         tx=$(grep -o '[0-9]* packets transmitted' "$WORK/stream.txt" | cut -d' ' -f1)
         rx=$(grep -o '[0-9]* received' "$WORK/stream.txt" | cut -d' ' -f1)
-        echo "charon reauthenticated $r times in ${SECS} s ($REAUTH); ferrogate-ike took up $n new IKE SAs and retired $down CHILD_SAs; now IKE SAs: charon $theirs, ferrogate-ike $ours; charon's CHILD_SAs: $children; ping stream $tx sent, $((tx - rx)) lost"
+        echo "charon reauthenticated $r times in ${SECS} s ($REAUTH); ferrogate-ike took up $n new IKE SAs and retired $down CHILD_SAs; $waited new pairs waited for the old one's delete, $freed took over on it; now IKE SAs: charon $theirs, ferrogate-ike $ours; charon's CHILD_SAs: $children; ping stream $tx sent, $((tx - rx)) lost"
         [ "$r" -ge "$REAUTHS" ] && [ "$n" -ge "$r" ] && [ "$down" -ge "$r" ] || return 1
         [ "$theirs" -eq 1 ] && [ "$ours" -eq 1 ] && [ "$children" -eq 1 ] || return 1
         [ -n "$tx" ] && [ "$tx" -gt 0 ] || return 1
         if [ "$REAUTH" = mbb ]; then
-            # The new IKE SA and CHILD_SA are up before charon deletes the old: nothing lost.
+            # The new IKE SA and CHILD_SA are up before charon deletes the old: each new pair
+            # waited for that delete, and nothing was lost.
+            [ "$waited" -ge "$r" ] && [ "$freed" -ge "$r" ] || return 1
             [ "$tx" = "$rx" ] || { explain_loss; return 1; }
         else
             # charon deletes first: its own gap (no SA until the new one is up) costs echoes

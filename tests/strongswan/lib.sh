@@ -306,6 +306,10 @@ swan_gen_swanctl() {
             certs = $cert"
         rauth="auth = pubkey"
     fi
+    # With reauthentication, its hard limit one reauth time later (strongSwan would take
+    # 10% of it, and reauthenticate and expire within a second of each other at 8 s).
+    local over=""
+    [ "$ike_reauth" = 0s ] || over="over_time = $ike_reauth"
     local IKE_PROP ESP_PROP
     swan_suite "$suite" || return 2
     : "${ike:=$IKE_PROP}" "${esp:=$ESP_PROP}"
@@ -319,7 +323,7 @@ connections {
         proposals = $ike
         rekey_time = $ike_rekey
         reauth_time = $ike_reauth
-        over_time = $ike_reauth
+        $over
         dpd_delay = $dpd_delay
         encap = $encap
         mobike = $mobike

@@ -738,6 +738,12 @@ impl ChanIo {
             if !tunnels.contains(&sa.tunnel) {
                 tunnels.push(sa.tunnel.clone());
             }
+            // A pair the other gateway had not started sending on yet (a rekey's or a
+            // reauthentication's, its exchange just done): it sends after the next removal or
+            // DEFER, as it would have there.
+            if !sa.larval && !sa.outbound_now {
+                self.deferred.push((Instant::now() + DEFER, sa.spi_in));
+            }
             self.installed.insert(sa.spi_in, sa);
         }
         tunnels
@@ -900,7 +906,7 @@ impl ChanIo {
             && self
                 .installed
                 .values()
-                .any(|s| s.outbound_now && !s.larval && s.tunnel == c.tunnel && s.child == c.child);
+                .any(|s| self.sends_for(s, &c.tunnel, &c.child));
         let outbound_now = c.outbound_now && !defer;
         if defer {
             self.deferred.push((Instant::now() + DEFER, c.spi_in));
@@ -963,11 +969,23 @@ impl ChanIo {
                     !self
                         .installed
                         .values()
-                        .any(|s| s.outbound_now && s.tunnel == n.tunnel && s.child == n.child)
+                        .any(|s| self.sends_for(s, &n.tunnel, &n.child))
                 })
             })
             .collect();
         self.take_deferred(&free)
+    }
+
+    /// Whether installed pair `s` carries the outbound traffic of (`tunnel`, `child`) for an
+    /// IKE SA of ours: sending, not inbound-only, and not a pair left by an earlier
+    /// incarnation or taken over from the other gateway (those go when the tunnel's own new
+    /// pair is in, and must not hold it back).
+    fn sends_for(&self, s: &ctl::ChildSa, tunnel: &str, child: &str) -> bool {
+        s.outbound_now
+            && !s.larval
+            && s.tunnel == tunnel
+            && s.child == child
+            && !self.stale.iter().any(|x| x.spi_in == s.spi_in)
     }
 
     /// Starts sending on deferred pairs (those of `spis`, and any whose time is up); returns
@@ -1040,12 +1058,20 @@ impl ChanIo {
     }
 
     /// Retires the SA pairs of an earlier incarnation 5 s after their replacement is in, and
-    /// deleted ones whose linger time is over; deferred pairs whose wait is over send.
+    /// deleted ones whose linger time is over; deferred pairs whose wait is over send (an
+    /// event says so).
     fn retire_stale(&mut self) {
         self.remove_lingering(false);
         for spi in self.take_deferred(&[]) {
             tracing::info!(spi_in = %format_args!("{spi:08x}"),
                 "a pair the peer made beside another sends now (the other was not deleted within 2 s)");
+            if let Some(s) = self.installed.get(&spi) {
+                event(serde_json::json!({
+                    "event": "child-outbound", "tunnel": s.tunnel,
+                    "spi_in": format!("{spi:08x}"), "spi_out": format!("{:08x}", s.spi_out),
+                    "after": "timeout",
+                }));
+            }
         }
         let due: Vec<u32> = self
             .stale
@@ -1400,6 +1426,7 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                 algorithms,
                 nat,
                 peer_id,
+                ..
             } => {
                 event(
                     serde_json::json!({"event": "ike-up", "tunnel": tunnel, "algorithms": algorithms, "nat": nat, "peer_id": peer_id}),

@@ -564,7 +564,7 @@ impl Daemon {
     }
 
     /// Post-processes actions: adopts spawned SAs, forgets dead ones, schedules restarts, and
-    /// retires older IKE SAs of a tunnel once a new one is up.
+    /// on a peer's INITIAL_CONTACT drops the IKE SAs it no longer holds.
     fn collect(&mut self, actions: Vec<Action>, now: Instant, out: &mut Vec<Action>) {
         for a in actions {
             match a {
@@ -605,12 +605,40 @@ impl Daemon {
                     }
                     out.push(a);
                 }
-                Action::Established { ref tunnel, .. } => {
+                Action::Established {
+                    ref tunnel,
+                    ref peer_id,
+                    initial_contact,
+                    ..
+                } => {
                     if let Some(i) = self.tunnels.iter().position(|t| &t.name == tunnel) {
                         self.attempts.insert(i, 0);
                         self.restarts.retain(|r| r.0 != i);
                     }
+                    // The peer lost every other IKE SA it had with us (it restarted, or gave
+                    // up on them): ours with the same identity go without a word (RFC 7296
+                    // §2.4), their CHILD_SAs with them, so the new pair sends at once. Only
+                    // those established before this one began: when both sides initiate at
+                    // once, each with INITIAL_CONTACT, neither drops the other's.
+                    let mut gone = Vec::new();
+                    let began = initial_contact
+                        .and_then(|new| self.sas.get(&new))
+                        .map(|s| (s.our_spi(), s.created));
+                    if let Some((new, began)) = began {
+                        for sa in self.sas.values_mut() {
+                            if sa.our_spi() != new
+                                && &sa.cfg.name == tunnel
+                                && sa.peer_id.as_ref() == Some(peer_id)
+                                && sa.state != State::Dead
+                                && sa.established_at.is_some_and(|t| t <= began)
+                            {
+                                tracing::info!(tunnel = %tunnel, "the peer's INITIAL_CONTACT: dropping an IKE SA it no longer holds");
+                                sa.abandon("the peer's INITIAL_CONTACT".into(), &mut gone);
+                            }
+                        }
+                    }
                     out.push(a);
+                    out.extend(gone);
                 }
                 other => out.push(other),
             }

@@ -162,6 +162,9 @@ pub enum Action {
         nat: bool,
         /// The peer's authenticated identity.
         peer_id: String,
+        /// The peer's IKE_AUTH said INITIAL_CONTACT (RFC 7296 §2.4): it holds no other IKE
+        /// SA with us, so those we hold with the same identity are stale. Our SPI of this one.
+        initial_contact: Option<u64>,
     },
     /// A new IKE SA that replaces this one (IKE SA rekey); the daemon adopts it.
     Spawn(Box<IkeSa>),
@@ -631,6 +634,8 @@ pub struct IkeSa {
     /// The peer's authenticated identity (for `fgctl`).
     pub peer_id: Option<String>,
     last_keepalive: Instant,
+    /// When this IKE SA began (its IKE_SA_INIT, a rekey, or a restore from the HA sync).
+    pub created: Instant,
     /// Our KE public value and its group in IKE_SA_INIT.
     ke_public: Vec<u8>,
     ke_group: Option<Group>,
@@ -931,6 +936,7 @@ impl IkeSa {
             delete_now: false,
             behind_nat: false,
             last_keepalive: now,
+            created: now,
             ke_public: Vec::new(),
             ke_group: None,
             frag: Frag::new(),
@@ -2400,7 +2406,7 @@ impl IkeSa {
         let init_resp = self.init_resp.clone();
         let ni = self.ni.clone();
         self.check_peer_auth(payloads, id_type, &id_data, &init_resp, &ni, &sk_pr)?;
-        self.established(now, out);
+        self.established(now, initial_contact(payloads), out);
         // The child may still have failed (§1.2: errors here do not tear down the IKE SA).
         if let Some(n) = notifies(payloads).find(|n| n.ntype < notify::FIRST_STATUS) {
             tracing::warn!(tunnel = %self.cfg.name, notify = n.ntype, "CHILD_SA not created");
@@ -2593,7 +2599,7 @@ impl IkeSa {
         });
     }
 
-    fn established(&mut self, now: Instant, out: &mut Vec<Action>) {
+    fn established(&mut self, now: Instant, initial_contact: bool, out: &mut Vec<Action>) {
         self.state = State::Established;
         self.established_at = Some(now);
         self.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
@@ -2603,6 +2609,7 @@ impl IkeSa {
             algorithms: self.algorithms(),
             nat: self.nat,
             peer_id: self.peer_id.clone().unwrap_or_default(),
+            initial_contact: initial_contact.then(|| self.our_spi()),
         });
     }
 
@@ -2848,7 +2855,7 @@ impl IkeSa {
             Err(n) => resp.push(Payload::notify(n, Vec::new())),
         }
         self.respond(exchange::IKE_AUTH, h.msg_id, &resp, out);
-        self.established(now, out);
+        self.established(now, initial_contact(p), out);
         if let Some((idx, chosen, spi_in, spi_out, local_ts, remote_ts)) = install {
             let (ni, nr) = (self.ni.clone(), self.nr.clone());
             self.install_child(
@@ -3644,6 +3651,11 @@ fn notifies(p: &[Payload]) -> impl Iterator<Item = &Notify> {
 }
 
 /// The peer sent IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3).
+/// Whether an IKE_AUTH message carries INITIAL_CONTACT.
+fn initial_contact(p: &[Payload]) -> bool {
+    notifies(p).any(|n| n.ntype == notify::INITIAL_CONTACT)
+}
+
 fn announces_fragmentation(p: &[Payload]) -> bool {
     notifies(p).any(|n| n.ntype == notify::IKEV2_FRAGMENTATION_SUPPORTED)
 }
