@@ -582,6 +582,61 @@ fn delete_from_the_initiator_removes_children_on_both_sides() {
     assert_eq!(n.b.sas().count(), 0);
 }
 
+/// B's side of the reference pair, set to start the tunnel itself.
+fn b_cfg() -> Config {
+    cfg(
+        B,
+        A,
+        "192.168.20.0/24",
+        "192.168.10.0/24",
+        "start",
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    )
+}
+
+/// The (initiator, responder) SPIs of all of a daemon's IKE SAs, sorted.
+fn sorted_spis(d: &Daemon) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = d.sas().map(|s| (s.spi_i, s.spi_r)).collect();
+    v.sort_unstable();
+    v
+}
+
+/// A's first IKE_SA_INIT is lost while B brings the tunnel up itself; A's retransmission then
+/// makes a second IKE SA. That one must not say INITIAL_CONTACT (one is up, RFC 7296 §2.4), or
+/// B would drop its own IKE SA while A keeps it.
+#[test]
+fn a_second_ike_sa_does_not_claim_initial_contact() {
+    let now = Instant::now();
+    let mut n = reference_net();
+    n.b = Daemon::new(&b_cfg());
+    let lost = n.a.start(now);
+    assert!(lost.iter().any(|a| matches!(a, Action::Send { .. })));
+    let acts = n.b.start(now);
+    n.run(now, vec![], acts);
+    assert_eq!(n.up, (true, true), "B's IKE SA is up");
+    let mut sent_again = false;
+    for k in 1..100 {
+        let t = now + Duration::from_millis(100 * k);
+        let acts = n.a.tick(t);
+        if acts.iter().any(|a| matches!(a, Action::Send { .. })) {
+            n.run(t, acts, vec![]);
+            sent_again = true;
+            break;
+        }
+    }
+    assert!(sent_again, "A sent its IKE_SA_INIT again");
+    assert_eq!(sorted_spis(&n.a).len(), 2);
+    assert_eq!(
+        sorted_spis(&n.a),
+        sorted_spis(&n.b),
+        "both hold the same IKE SAs"
+    );
+    assert!(n.a_removed.is_empty() && n.b_removed.is_empty());
+}
+
 /// The reference pair (A starts, B answers; CHILD_SAs for 8 h).
 fn reference_net() -> Net {
     Net::new(
@@ -604,19 +659,6 @@ fn initial_contact_from_a_restarted_peer_drops_the_ike_sa_it_forgot() {
     n.run(now, acts, vec![]);
     let old = n.a_installed[0].spi_in;
     let old_ike = n.a.sas().next().unwrap().our_spi();
-    let b_cfg = || {
-        cfg(
-            B,
-            A,
-            "192.168.20.0/24",
-            "192.168.10.0/24",
-            "start",
-            "aes256-sha256-modp2048",
-            "aes256-sha256",
-            "secret-psk-1",
-            "8h",
-        )
-    };
     n.b = Daemon::new(&b_cfg());
     let t = now + Duration::from_secs(1);
     let acts = n.b.start(t);
@@ -672,13 +714,12 @@ fn initial_contact_from_a_restarted_peer_drops_the_ike_sa_it_forgot() {
     );
     let t2 = now + Duration::from_millis(20);
     n.run(t2, held, vec![]);
-    let spis = |d: &Daemon| {
-        let mut v: Vec<(u64, u64)> = d.sas().map(|s| (s.spi_i, s.spi_r)).collect();
-        v.sort_unstable();
-        v
-    };
-    assert_eq!(spis(&n.a).len(), 2, "A's and B's IKE SAs");
-    assert_eq!(spis(&n.a), spis(&n.b), "both hold the same IKE SAs");
+    assert_eq!(sorted_spis(&n.a).len(), 2, "A's and B's IKE SAs");
+    assert_eq!(
+        sorted_spis(&n.a),
+        sorted_spis(&n.b),
+        "both hold the same IKE SAs"
+    );
     assert!(n.a_removed.is_empty() && n.b_removed.is_empty());
 }
 

@@ -353,17 +353,21 @@ if [ -n "$REAUTH" ]; then
     sleep 1
     reauth_ok() {
         local n r down ours theirs children tx rx waited freed i
-        n=$(($(count '"event":"ike-up"') - N0))
-        waited=$(($(count '"event":"child-up".*"outbound_now":false') - W0))
-        freed=$(($(count '"after":"[0-9a-f]\{8\}","event":"child-outbound"') - F0))
-        down=$(($(count '"event":"child-down"') - D0))
-        r=$(($(grep -c "reauthenticating IKE_SA" "$DIR_B/charon.log" || true) - R0))
-        # Counted when no reauthentication is half done (they come every 4-8 s).
+        # Counted when no reauthentication is half done (they come every 4-8 s): every count
+        # is taken again until one IKE SA and CHILD_SA stand on each side and ours caught up
+        # with charon's reauthentications.
         for ((i = 0; i < 20; i++)); do
+            r=$(($(grep -c "reauthenticating IKE_SA" "$DIR_B/charon.log" || true) - R0))
+            n=$(($(count '"event":"ike-up"') - N0))
+            waited=$(($(count '"event":"child-up".*"outbound_now":false') - W0))
+            freed=$(($(count '"after":"[0-9a-f]\{8\}","event":"child-outbound"') - F0))
+            down=$(($(count '"event":"child-down"') - D0))
             theirs=$(swan_ctl b --list-sas 2> /dev/null | grep -c ', ESTABLISHED' || true)
             children=$(swan_ctl b --list-sas 2> /dev/null | grep -c 'INSTALLED' || true)
             ours=$("$(dirname "$IKE")/fgctl" --socket "$WORK/ike.sock" list-sas 2> /dev/null | grep -c '^site: ESTABLISHED' || true)
-            [ "$theirs" -eq 1 ] && [ "$ours" -eq 1 ] && [ "$children" -eq 1 ] && break
+            [ "$theirs" -eq 1 ] && [ "$ours" -eq 1 ] && [ "$children" -eq 1 ] &&
+                [ "$n" -ge "$r" ] && [ "$down" -ge "$r" ] &&
+                { [ "$REAUTH" != mbb ] || { [ "$waited" -ge "$r" ] && [ "$freed" -ge "$r" ]; }; } && break
             sleep 0.25
         done
         tx=$(grep -o '[0-9]* packets transmitted' "$WORK/stream.txt" | cut -d' ' -f1)

@@ -958,18 +958,24 @@ impl ChanIo {
     /// Forgets the SA pair; the data plane drops it [`LINGER`] later ([`ChanIo::retire_stale`]).
     /// Pairs deferred behind it whose child no longer has another sending pair take over.
     fn remove(&mut self, spi_in: u32) -> Vec<u32> {
-        self.installed.remove(&spi_in);
+        let gone = self.installed.remove(&spi_in);
         self.lingering.push((Instant::now() + LINGER, spi_in));
+        // Only pairs of the same child wait on this one.
+        let Some(gone) = gone else {
+            return Vec::new();
+        };
         let free: Vec<u32> = self
             .deferred
             .iter()
             .map(|&(_, d)| d)
             .filter(|d| {
                 self.installed.get(d).is_some_and(|n| {
-                    !self
-                        .installed
-                        .values()
-                        .any(|s| self.sends_for(s, &n.tunnel, &n.child))
+                    n.tunnel == gone.tunnel
+                        && n.child == gone.child
+                        && !self
+                            .installed
+                            .values()
+                            .any(|s| self.sends_for(s, &n.tunnel, &n.child))
                 })
             })
             .collect();
@@ -1754,6 +1760,15 @@ mod tests {
         io.deferred[0].0 = Instant::now() - Duration::from_millis(1);
         io.retire_stale();
         assert!(io.installed[&5].outbound_now && io.deferred.is_empty());
+        // Only the removal of a pair of the same child frees one.
+        assert!(!io.install(&pair(8, false, None)));
+        let mut other = pair(7, true, None);
+        other.child = "d".into();
+        assert!(io.install(&other));
+        assert_eq!(io.remove(7), Vec::<u32>::new());
+        assert!(!io.installed[&8].outbound_now);
+        assert_eq!(io.remove(2), Vec::<u32>::new(), "5 still sends");
+        assert_eq!(io.remove(5), vec![8]);
         // A deferred pair removed before its turn is forgotten.
         assert!(!io.install(&pair(6, false, None)));
         assert_eq!(io.remove(6), Vec::<u32>::new());

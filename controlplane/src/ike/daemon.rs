@@ -278,7 +278,15 @@ impl Daemon {
             tracing::debug!(tunnel = %self.tunnels[i].name, "not initiated: the other VRRP gateway holds its local address");
             return;
         }
-        let ic = !self.quiet_start.remove(&self.tunnels[i].name);
+        // INITIAL_CONTACT says this is the only IKE SA between us (RFC 7296 §2.4): not while
+        // another of the tunnel is up (`fgctl initiate` on a live tunnel), or the peer would
+        // drop that one while we keep it.
+        let name = self.tunnels[i].name.clone();
+        let ic = !self.quiet_start.remove(&name)
+            && !self
+                .sas
+                .values()
+                .any(|s| s.cfg.name == name && s.state == State::Established);
         let (mut sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now, ic);
         self.start_from_learnt_size(&mut sa, now);
         *self.attempts.entry(i).or_default() += 1;
@@ -614,6 +622,13 @@ impl Daemon {
                     if let Some(i) = self.tunnels.iter().position(|t| &t.name == tunnel) {
                         self.attempts.insert(i, 0);
                         self.restarts.retain(|r| r.0 != i);
+                    }
+                    // An IKE SA of the tunnel is up: ours still in IKE_SA_INIT (a request
+                    // the path lost, sent again) will not claim to be the only one.
+                    for sa in self.sas.values_mut() {
+                        if &sa.cfg.name == tunnel && sa.state == State::InitSent {
+                            sa.initial_contact = false;
+                        }
                     }
                     // The peer lost every other IKE SA it had with us (it restarted, or gave
                     // up on them): ours with the same identity go without a word (RFC 7296

@@ -3650,12 +3650,12 @@ fn notifies(p: &[Payload]) -> impl Iterator<Item = &Notify> {
     })
 }
 
-/// The peer sent IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3).
 /// Whether an IKE_AUTH message carries INITIAL_CONTACT.
 fn initial_contact(p: &[Payload]) -> bool {
     notifies(p).any(|n| n.ntype == notify::INITIAL_CONTACT)
 }
 
+/// The peer sent IKEV2_FRAGMENTATION_SUPPORTED in IKE_SA_INIT (RFC 7383 §2.3).
 fn announces_fragmentation(p: &[Payload]) -> bool {
     notifies(p).any(|n| n.ntype == notify::IKEV2_FRAGMENTATION_SUPPORTED)
 }
