@@ -255,6 +255,9 @@ impl RaEntry {
                 })
         };
         let max = secs("interval", &self.interval, 4_000, 1_800_000)?;
+        // The default router lifetime, and the lifetime of routes and DNS entries (RFC 8106
+        // §5.1 asks at least the maximum interval): three intervals, s.
+        let three_intervals_s = max * 3 / 1000;
         let min = match &self.min_interval {
             Some(d) => secs("min_interval", d, 3_000, max * 3 / 4)?,
             None => (max / 3).max(3_000),
@@ -272,7 +275,7 @@ impl RaEntry {
                 }
                 (ms / 1000) as u16
             }
-            None => (max * 3 / 1000).min(9000) as u16,
+            None => three_intervals_s.min(9000) as u16,
         };
         let days = |what: &str, d: &Option<String>, default: u32| match d {
             None => Ok(default),
@@ -329,10 +332,9 @@ impl RaEntry {
                 preferred_s,
             });
         }
-        // Routes live as long as the router would (3 x interval if it is no default router);
-        // RFC 8106 §5.1 asks DNS lifetimes of at least the maximum interval (3 x it here).
+        // Routes live as long as the router would (3 x interval if it is no default router).
         let route_s = if lifetime_s == 0 {
-            (max * 3 / 1000) as u32
+            three_intervals_s as u32
         } else {
             u32::from(lifetime_s)
         };
@@ -409,7 +411,7 @@ impl RaEntry {
             routes,
             dns: self.dns.clone(),
             search: self.search.clone(),
-            dns_lifetime_s: (max * 3 / 1000) as u32,
+            dns_lifetime_s: three_intervals_s as u32,
         };
         // One advertisement, one datagram on the link.
         let ip_len = config.frame_len() - 14;

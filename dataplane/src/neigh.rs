@@ -311,10 +311,14 @@ pub fn neighbor_solicit(
     nd_frame(out, mac, our_mac, our_ip, dst, 135, 0, target, 1)
 }
 
-/// A neighbor solicitation or advertisement in a whole Ethernet frame: (the message type,
-/// the IPv6 source, the target, the link-layer address option's MAC if any). Checks what
-/// RFC 4861 §7.1 asks: hop limit 255, code 0, a valid checksum.
-pub fn parse_nd(frame: &[u8]) -> Option<(u8, Ipv6Addr, Ipv6Addr, Option<[u8; 6]>)> {
+/// A neighbor discovery message in a whole Ethernet frame, as RFC 4861 §6.1 and §7.1 ask
+/// every one to be: IPv6 without extension headers, ICMPv6 of a type `wanted` takes, code 0,
+/// hop limit 255, at least `min_len` bytes, a valid checksum. (The IPv6 source, the message.)
+pub fn nd_message(
+    frame: &[u8],
+    wanted: impl Fn(u8) -> bool,
+    min_len: usize,
+) -> Option<(Ipv6Addr, &[u8])> {
     if frame.get(12..14)? != [0x86, 0xdd] {
         return None;
     }
@@ -324,7 +328,7 @@ pub fn parse_nd(frame: &[u8]) -> Option<(u8, Ipv6Addr, Ipv6Addr, Option<[u8; 6]>
     }
     let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
     let body = ip.get(40..40 + plen)?;
-    if body.len() < 24 || !matches!(body[0], 135 | 136) || body[1] != 0 {
+    if body.len() < min_len.max(8) || !wanted(body[0]) || body[1] != 0 {
         return None;
     }
     let mut a = [0u8; 16];
@@ -339,6 +343,15 @@ pub fn parse_nd(frame: &[u8]) -> Option<(u8, Ipv6Addr, Ipv6Addr, Option<[u8; 6]>
     {
         return None;
     }
+    Some((src, body))
+}
+
+/// A neighbor solicitation or advertisement in a whole Ethernet frame: (the message type,
+/// the IPv6 source, the target, the link-layer address option's MAC if any), checked by
+/// [`nd_message`].
+pub fn parse_nd(frame: &[u8]) -> Option<(u8, Ipv6Addr, Ipv6Addr, Option<[u8; 6]>)> {
+    let (src, body) = nd_message(frame, |t| matches!(t, 135 | 136), 24)?;
+    let mut a = [0u8; 16];
     a.copy_from_slice(&body[8..24]);
     let target = Ipv6Addr::from(a);
     // Options: type, length in 8-byte units.

@@ -256,35 +256,9 @@ pub fn advert_frame(
 /// bytes, no option of length 0, and no source link-layer address option if the source is
 /// unspecified.
 pub fn is_router_solicit(frame: &[u8]) -> bool {
-    let Some(ip) = frame.get(14..) else {
+    let Some((src, body)) = crate::neigh::nd_message(frame, |t| t == 133, 8) else {
         return false;
     };
-    if frame[12..14] != [0x86, 0xdd] || ip.len() < 48 || ip[0] >> 4 != 6 || ip[6] != 58 {
-        return false;
-    }
-    if ip[7] != 255 || ip[40] != 133 || ip[41] != 0 {
-        return false;
-    }
-    let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-    let Some(body) = ip.get(40..40 + plen) else {
-        return false;
-    };
-    if body.len() < 8 {
-        return false;
-    }
-    let addr = |r: std::ops::Range<usize>| {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&ip[r]);
-        Ipv6Addr::from(a)
-    };
-    let (src, dst) = (addr(8..24), addr(24..40));
-    if checksum::combine(&[
-        checksum::pseudo_header_v6(&src, &dst, 58, body.len() as u32),
-        checksum::data(body),
-    ]) != 0xffff
-    {
-        return false;
-    }
     let mut opts = &body[8..];
     while !opts.is_empty() {
         let &[kind, units, ..] = opts else {

@@ -1072,11 +1072,7 @@ impl ChanIo {
             tracing::info!(spi_in = %format_args!("{spi:08x}"),
                 "a pair the peer made beside another sends now (the other was not deleted within 2 s)");
             if let Some(s) = self.installed.get(&spi) {
-                event(serde_json::json!({
-                    "event": "child-outbound", "tunnel": s.tunnel,
-                    "spi_in": format!("{spi:08x}"), "spi_out": format!("{:08x}", s.spi_out),
-                    "after": "timeout",
-                }));
+                outbound_event(&s.tunnel, spi, s.spi_out, Some("timeout".into()));
             }
         }
         let due: Vec<u32> = self
@@ -1352,6 +1348,20 @@ impl Io {
     }
 }
 
+/// The `child-outbound` event: the pair (`spi_in`, `spi_out`) carries the outbound traffic
+/// now; `after`: what it waited for (the inbound SPI of the pair whose removal freed it, or
+/// "timeout"), if it was deferred.
+fn outbound_event(tunnel: &str, spi_in: u32, spi_out: u32, after: Option<String>) {
+    let mut e = serde_json::json!({
+        "event": "child-outbound", "tunnel": tunnel,
+        "spi_in": format!("{spi_in:08x}"), "spi_out": format!("{spi_out:08x}"),
+    });
+    if let Some(a) = after {
+        e["after"] = a.into();
+    }
+    event(e);
+}
+
 fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
     // New SAs go to the data plane before any datagram of the same batch: the response that
     // completes an exchange lets the peer use the new SA at once, and the data plane applies
@@ -1399,11 +1409,7 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                 if let Io::Channel(ch) = io {
                     for n in ch.remove(spi_in) {
                         let spi_out = ch.installed.get(&n).map_or(0, |s| s.spi_out);
-                        event(serde_json::json!({
-                            "event": "child-outbound", "tunnel": tunnel,
-                            "spi_in": format!("{n:08x}"), "spi_out": format!("{spi_out:08x}"),
-                            "after": format!("{spi_in:08x}"),
-                        }));
+                        outbound_event(&tunnel, n, spi_out, Some(format!("{spi_in:08x}")));
                     }
                 }
                 if spi_out == 0 {
@@ -1422,10 +1428,7 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                 if let Io::Channel(ch) = io {
                     ch.activate(spi_in);
                 }
-                event(serde_json::json!({
-                    "event": "child-outbound", "tunnel": tunnel,
-                    "spi_in": format!("{spi_in:08x}"), "spi_out": format!("{spi_out:08x}"),
-                }));
+                outbound_event(&tunnel, spi_in, spi_out, None);
             }
             Action::Established {
                 tunnel,

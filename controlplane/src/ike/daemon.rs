@@ -636,9 +636,8 @@ impl Daemon {
                     // those established before this one began: when both sides initiate at
                     // once, each with INITIAL_CONTACT, neither drops the other's.
                     let mut gone = Vec::new();
-                    let began = initial_contact
-                        .and_then(|new| self.sas.get(&new))
-                        .map(|s| (s.our_spi(), s.created));
+                    let began =
+                        initial_contact.and_then(|new| Some((new, self.sas.get(&new)?.created)));
                     if let Some((new, began)) = began {
                         for sa in self.sas.values_mut() {
                             if sa.our_spi() != new

@@ -1127,18 +1127,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     r.announce(&sh, i, &mut main);
                 }
             }
-            if term.load(Ordering::Relaxed) {
-                break;
-            }
         }
-        if !adverts.is_empty() {
-            let now = main.fib.now_ms;
-            for r in &mut adverts {
-                r.run(&sh, now, &mut main);
-            }
-            if term.load(Ordering::Relaxed) {
-                break;
-            }
+        // SIGTERM / SIGINT (caught with VRRP or router advertisements): out through the end
+        // of `run`, where masters and advertised links say their last word.
+        if term.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = main.fib.now_ms;
+        for r in &mut adverts {
+            r.run(&sh, now, &mut main);
         }
         if !inline {
             // Neighbours the workers learned, for what the main lcore sends (its poll takes
