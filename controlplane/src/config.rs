@@ -44,6 +44,8 @@
 //!         life_bytes: 0             # that hard limit instead (strongSwan's life_bytes /
 //!         life_packets: 0           #   life_packets): leave room to rekey at line rate
 //!         mode: tunnel              # tunnel | transport
+//!         per_cpu_sas: no           # RFC 9611: a CHILD_SA per data-plane worker besides
+//!                                   #   the first (strongSwan's per_cpu_sas)
 //! ha:                               # SA-state sync with the other gateway of a VRRP pair
 //!   local: 10.99.0.1:4510           # our end of a link of their own (a kernel UDP socket)
 //!   remote: 10.99.0.2:4510
@@ -159,6 +161,14 @@ pub struct ChildConfig {
     pub life_packets: u64,
     /// Tunnel or transport.
     pub mode: dataplane::sa::Mode,
+    /// Per-resource CHILD_SAs (RFC 9611, strongSwan's `per_cpu_sas`): the first CHILD_SA
+    /// (the fallback) says SA_RESOURCE_INFO, and if the peer says it too, one more CHILD_SA
+    /// with the same selectors is made for each data-plane worker, which seals its share of
+    /// the child's traffic with it (its own sequence numbers: no hand-off to one worker).
+    /// The peer's per-resource CHILD_SAs are answered with SA_RESOURCE_INFO and given to a
+    /// worker that has none yet. Without it a peer's SA_RESOURCE_INFO goes unanswered, and
+    /// its CHILD_SAs are ordinary ones (RFC 9611 §4).
+    pub per_cpu_sas: bool,
 }
 
 /// One tunnel (an IKE SA's configuration).
@@ -531,6 +541,8 @@ struct RawChild {
     life_packets: Option<u64>,
     #[serde(default = "tunnel")]
     mode: dataplane::sa::Mode,
+    #[serde(default)]
+    per_cpu_sas: Option<YesNo>,
 }
 
 fn tunnel() -> dataplane::sa::Mode {
@@ -779,6 +791,12 @@ impl Config {
                     life_bytes: hard(c.life_bytes, c.rekey_bytes, "bytes")?,
                     life_packets: hard(c.life_packets, c.rekey_packets, "packets")?,
                     mode: c.mode,
+                    per_cpu_sas: match &c.per_cpu_sas {
+                        None => false,
+                        Some(v) => v.get().ok_or_else(|| {
+                            inv(format!("child `{}`: per_cpu_sas: give yes or no", c.name))
+                        })?,
+                    },
                 });
             }
             if children.is_empty() {
@@ -986,6 +1004,28 @@ tunnels:
             e.contains("life_bytes (1000000) must be above rekey_bytes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn per_cpu_sas_takes_yes_or_no() {
+        let c = Config::parse(REFERENCE, Path::new("t.yaml")).unwrap();
+        assert!(!c.tunnels[0].children[0].per_cpu_sas, "off by default");
+        for (text, on) in [("yes", true), ("no", false), ("true", true)] {
+            let y = REFERENCE.replace(
+                "        lifetime: 8h",
+                &format!("        lifetime: 8h\n        per_cpu_sas: {text}"),
+            );
+            let t = &Config::parse(&y, Path::new("t.yaml")).unwrap().tunnels[0];
+            assert_eq!(t.children[0].per_cpu_sas, on, "{text}");
+        }
+        let y = REFERENCE.replace(
+            "        lifetime: 8h",
+            "        lifetime: 8h\n        per_cpu_sas: maybe",
+        );
+        let e = Config::parse(&y, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("per_cpu_sas: give yes or no"), "{e}");
     }
 
     #[test]

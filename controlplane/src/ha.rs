@@ -414,6 +414,7 @@ mod tests {
                 in_bytes: 200,
                 out_seq: Some(u64::from(sa.spi_in)),
                 in_seq: None,
+                worker: None,
             })
             .collect();
         s
@@ -538,6 +539,8 @@ mod tests {
                 age_s: 50,
                 rekeyed: false,
                 replaces: None,
+                per_resource: false,
+                worker: None,
             }],
             pending: None,
         }

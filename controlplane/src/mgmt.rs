@@ -108,6 +108,11 @@ pub struct ChildStatus {
     pub bytes_out: Option<u64>,
     /// Packets out.
     pub packets_out: Option<u64>,
+    /// One of a group of per-resource CHILD_SAs (RFC 9611): the data-plane worker whose
+    /// traffic it carries ("worker 1"), or "shared" (the fallback, or one more the peer made
+    /// for its resources: workers without their own send on the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// One IKE SA as listed.
@@ -245,6 +250,9 @@ pub fn status(d: &Daemon, now: Instant, counters: &Counters) -> Vec<IkeStatus> {
                         packets_in: k.map(|k| k.1),
                         bytes_out: k.map(|k| k.2),
                         packets_out: k.map(|k| k.3),
+                        resource: c
+                            .per_resource
+                            .then(|| c.worker.map_or("shared".into(), |w| format!("worker {w}"))),
                     }
                 })
                 .collect(),
@@ -303,11 +311,14 @@ pub fn render_sas(v: &[IkeStatus]) -> String {
         }
         for c in &i.children {
             s.push_str(&format!(
-                "  {}: INSTALLED, TUNNEL{}, ESP SPIs: {}_i {}_o\n",
+                "  {}: INSTALLED, TUNNEL{}, ESP SPIs: {}_i {}_o{}\n",
                 c.name,
                 if i.nat { "-in-UDP" } else { "" },
                 c.spi_in,
-                c.spi_out
+                c.spi_out,
+                c.resource
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(", per-resource: {r}"))
             ));
             s.push_str(&format!(
                 "    {}, {} bytes_i ({} pkts), {} bytes_o ({} pkts), installed {}s ago, rekeying in {}s\n",

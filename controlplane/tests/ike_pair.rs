@@ -2334,3 +2334,166 @@ fn a_synced_ike_sa_the_peer_forgot_restarts_soon() {
     );
     assert!(reinit, "a new IKE_SA_INIT");
 }
+
+/// A tunnel with two children, `c` (the reference subnets) and `d` (PFS on its own
+/// CREATE_CHILD_SA), optionally with `per_cpu_sas` on both.
+fn two_children(local: &str, remote: &str, side_a: bool, start: &str, per_cpu: bool) -> Config {
+    let (l1, r1, l2, r2) = if side_a {
+        (
+            "192.168.10.0/24",
+            "192.168.20.0/24",
+            "10.1.0.0/16",
+            "10.2.0.0/16",
+        )
+    } else {
+        (
+            "192.168.20.0/24",
+            "192.168.10.0/24",
+            "10.2.0.0/16",
+            "10.1.0.0/16",
+        )
+    };
+    let y = format!(
+        "tunnels:\n  - name: t\n    local: {local}\n    remote: {remote}\n    psk: \"secret-psk-1\"\n    ike_proposals: [aes256-sha256-modp2048]\n    start: {start}\n    children:\n      - name: c\n        local_ts: [{l1}]\n        remote_ts: [{r1}]\n        esp_proposals: [aes256gcm16]\n        lifetime: 10s\n        per_cpu_sas: {per_cpu}\n      - name: d\n        local_ts: [{l2}]\n        remote_ts: [{r2}]\n        esp_proposals: [aes256-sha256-modp2048]\n        lifetime: 8h\n"
+    );
+    Config::parse(&y, Path::new("t.yaml")).unwrap()
+}
+
+/// Every (A's install, B's mirror) pair of child `child`, checked mirrored.
+fn pairs_of<'a>(n: &'a Net, child: &str) -> Vec<(&'a ChildSaInstall, &'a ChildSaInstall)> {
+    n.a_installed
+        .iter()
+        .filter(|a| a.child == child)
+        .map(|a| {
+            let b = n
+                .b_installed
+                .iter()
+                .find(|b| b.spi_out == a.spi_in)
+                .expect("B has the pair");
+            assert_mirrored(a, b);
+            (a, b)
+        })
+        .collect()
+}
+
+/// The children after the first come up too, each in a CREATE_CHILD_SA of its own (with its
+/// PFS group), as charon initiates every child of a connection.
+#[test]
+fn every_configured_child_comes_up_in_a_create_child_sa_of_its_own() {
+    let now = Instant::now();
+    let mut n = with_cfgs(
+        &two_children(A, B, true, "start", false),
+        &two_children(B, A, false, "none", false),
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    assert_eq!(pairs_of(&n, "c").len(), 1);
+    assert_eq!(
+        pairs_of(&n, "d").len(),
+        0,
+        "IKE_AUTH carries the first child only"
+    );
+    let sent = n.sent;
+    n.tick_both(now + Duration::from_millis(50));
+    let d = pairs_of(&n, "d");
+    assert_eq!(d.len(), 1, "child d came up");
+    assert_eq!(n.sent, sent + 2, "one CREATE_CHILD_SA exchange");
+    let (a, _) = d[0];
+    assert_eq!(a.local_ts.len(), 1);
+    assert!(a.replaces.is_none() && a.worker.is_none());
+    // Nothing more is asked for.
+    let sent = n.sent;
+    n.tick_both(now + Duration::from_millis(100));
+    assert_eq!(n.sent, sent);
+    assert_eq!(n.a_installed.len(), 2);
+}
+
+/// RFC 9611: with two workers on each side, the fallback CHILD_SA of IKE_AUTH is followed by
+/// a per-resource CHILD_SA for each worker (three pairs, not four: a pair either side makes
+/// serves a worker of each), and a rekey keeps each pair's worker.
+#[test]
+fn per_resource_child_sas_cover_every_worker_and_keep_it_over_rekeys() {
+    let now = Instant::now();
+    let mut n = with_cfgs(
+        &two_children(A, B, true, "start", true),
+        &two_children(B, A, false, "none", true),
+    );
+    n.a.set_resources(2);
+    n.b.set_resources(2);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let c = pairs_of(&n, "c");
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].0.worker, c[0].1.worker), (None, None), "the fallback");
+    for k in 1..=10 {
+        n.tick_both(now + Duration::from_millis(10 * k));
+    }
+    let c = pairs_of(&n, "c");
+    assert_eq!(c.len(), 3, "{:?}", n.a_installed);
+    assert_eq!(pairs_of(&n, "d").len(), 1, "child d has no per_cpu_sas");
+    let mut a_workers: Vec<_> = c.iter().map(|(a, _)| a.worker).collect();
+    let mut b_workers: Vec<_> = c.iter().map(|(_, b)| b.worker).collect();
+    a_workers.sort_unstable();
+    b_workers.sort_unstable();
+    assert_eq!(a_workers, vec![None, Some(0), Some(1)]);
+    assert_eq!(b_workers, vec![None, Some(0), Some(1)]);
+    // Rekeys (lifetime 10 s): every pair replaced, each worker keeping its own.
+    let old: Vec<(u32, Option<u16>)> = c.iter().map(|(a, _)| (a.spi_in, a.worker)).collect();
+    for k in 0..40 {
+        n.tick_both(now + Duration::from_millis(10_100 + 50 * k));
+    }
+    for (spi, worker) in &old {
+        assert!(n.a_removed.contains(spi), "{spi:08x} rekeyed away");
+        let new = n
+            .a_installed
+            .iter()
+            .find(|a| a.replaces == Some(*spi))
+            .or_else(|| {
+                // B rekeyed it: A's new pair replaces nothing on A's side, but B's does.
+                let b_old = n.b_installed.iter().find(|b| b.spi_out == *spi)?;
+                let b_new = n
+                    .b_installed
+                    .iter()
+                    .find(|b| b.replaces == Some(b_old.spi_in))?;
+                n.a_installed.iter().find(|a| a.spi_in == b_new.spi_out)
+            })
+            .expect("a new pair");
+        assert_eq!(
+            new.worker, *worker,
+            "the rekey of {spi:08x} keeps its worker"
+        );
+    }
+    let live: Vec<_> = n
+        .a_installed
+        .iter()
+        .filter(|a| a.child == "c" && !n.a_removed.contains(&a.spi_in))
+        .collect();
+    assert_eq!(
+        live.len(),
+        3,
+        "no new per-resource pairs besides the rekeys"
+    );
+}
+
+/// A peer without `per_cpu_sas` does not answer SA_RESOURCE_INFO: one ordinary CHILD_SA,
+/// and no per-resource ones are asked for.
+#[test]
+fn without_the_peers_consent_there_is_one_ordinary_child_sa() {
+    let now = Instant::now();
+    let mut n = with_cfgs(
+        &two_children(A, B, true, "start", true),
+        &two_children(B, A, false, "none", false),
+    );
+    n.a.set_resources(4);
+    n.b.set_resources(4);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    for k in 1..=10 {
+        n.tick_both(now + Duration::from_millis(10 * k));
+    }
+    let c = pairs_of(&n, "c");
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].0.worker, c[0].1.worker), (None, None));
+    assert_eq!(pairs_of(&n, "d").len(), 1);
+}

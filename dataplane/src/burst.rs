@@ -58,8 +58,23 @@ pub enum Verdict {
 pub struct OutboundTarget {
     /// The policy's identifier, reported with acquire events.
     pub policy_id: u32,
-    /// The SA, or `None` while it is being negotiated.
+    /// The SA, or `None` while it is being negotiated. With per-resource SAs (RFC 9611) the
+    /// fallback: the SA of pipelines that have none of their own in `per_worker`.
     pub sa: Option<Arc<OutboundSa>>,
+    /// Per-resource SAs (RFC 9611), by pipeline number ([`OutboundSa::owner`]'s `me`): each
+    /// pipeline seals with its own SA and sequence counter, so that one tunnel's outbound
+    /// traffic is not bound to one pipeline. Empty without them.
+    pub per_worker: Vec<Option<Arc<OutboundSa>>>,
+}
+
+impl OutboundTarget {
+    /// The SA pipeline `me` seals with: its own per-resource SA, else the fallback.
+    #[inline]
+    pub fn sa_for(&self, me: Option<u16>) -> Option<&Arc<OutboundSa>> {
+        me.and_then(|w| self.per_worker.get(usize::from(w)))
+            .and_then(Option::as_ref)
+            .or(self.sa.as_ref())
+    }
 }
 
 /// The tables an outbound burst reads.
@@ -264,10 +279,12 @@ fn outbound_one<'a, B: PacketBuf>(
     hits: &mut PolicyHits,
 ) -> Result<Step<&'a OutboundSa>, DropReason> {
     let (id, rule) = rule.ok_or(DropReason::PolicyDiscard)?;
-    if let (Some(me), Action::Protect(OutboundTarget { sa: Some(sa), .. })) = (me, &rule.action) {
-        let owner = sa.owner(me);
-        if owner != me {
-            return Ok(Step::Done(Verdict::Handoff(owner)));
+    if let (Some(me), Action::Protect(target)) = (me, &rule.action) {
+        if let Some(sa) = target.sa_for(Some(me)) {
+            let owner = sa.owner(me);
+            if owner != me {
+                return Ok(Step::Done(Verdict::Handoff(owner)));
+            }
         }
     }
     hits.hit(id, pkt.data().len());
@@ -275,7 +292,10 @@ fn outbound_one<'a, B: PacketBuf>(
         Action::Bypass => Ok(Step::Done(Verdict::Forward)),
         Action::Discard => Err(DropReason::PolicyDiscard),
         Action::Protect(target) => {
-            let sa = target.sa.as_deref().ok_or(DropReason::NoSaForPolicy)?;
+            let sa = target
+                .sa_for(me)
+                .map(Arc::as_ref)
+                .ok_or(DropReason::NoSaForPolicy)?;
             let mtu = sa.egress_mtu().unwrap_or(t.mtu);
             match icmp_err::oversize(pkt.data(), sa.max_inner_len(mtu)) {
                 Oversize::Fits => Ok(Step::Staged(sa)),

@@ -108,6 +108,11 @@ pub struct ChildSa {
     /// with ESN, the high half is inferred from the right epoch).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub in_seq_from: u64,
+    /// A per-resource SA (RFC 9611) of this worker (its number among the workers, from 0):
+    /// its outbound half carries that worker's traffic of the child only, and the child's
+    /// other pairs (the fallback) carry the rest. None: an ordinary pair. Left out when None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u16>,
 }
 
 fn is_zero(x: &u64) -> bool {
@@ -206,6 +211,7 @@ impl ChildSa {
             larval: false,
             out_seq_from: 0,
             in_seq_from: 0,
+            worker: None,
         }
     }
 
@@ -407,6 +413,9 @@ pub struct SaReport {
     /// from an older data plane.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_seq: Option<u64>,
+    /// The worker of a per-resource SA ([`ChildSa::worker`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<u16>,
 }
 
 /// An event from the data plane.
@@ -419,6 +428,10 @@ pub enum Event {
         v: u32,
         /// Channel generation.
         generation: u64,
+        /// Worker pipelines (1 when the main lcore runs the only one; 0: an older data plane
+        /// that did not say): the resources per-resource SAs (RFC 9611) are made for.
+        #[serde(default)]
+        workers: u16,
     },
     /// Every dynamic SA pair (answer to `dump`, and periodically with counters).
     Sas {
@@ -442,6 +455,10 @@ pub enum Event {
         /// counts from when it was taken; 0: unknown.
         #[serde(default)]
         at_ns: u64,
+        /// Worker pipelines, as in `Hello` (a control plane that started after the data plane
+        /// missed that).
+        #[serde(default)]
+        workers: u16,
     },
     /// Traffic hit an on-demand policy that has no SA (at most once a second per policy).
     Acquire {
@@ -498,7 +515,13 @@ impl Event {
     /// Report number `report` of `sas` as encoded `Sas` events of at most `max` bytes each
     /// (one ring slot), every part but the last marked `more`. A single pair too large for `max` (absurdly
     /// long names) still makes a part of its own, which the ring will refuse.
-    pub fn sas_parts(report: u64, at_ns: u64, sas: &[SaReport], max: usize) -> Vec<Vec<u8>> {
+    pub fn sas_parts(
+        report: u64,
+        at_ns: u64,
+        workers: u16,
+        sas: &[SaReport],
+        max: usize,
+    ) -> Vec<Vec<u8>> {
         let mut parts = Vec::new();
         let (mut at, mut per) = (0, sas.len().max(1));
         loop {
@@ -512,6 +535,7 @@ impl Event {
                     report,
                     part: parts.len() as u32,
                     at_ns,
+                    workers,
                 }
                 .encode();
                 if enc.len() <= max || n <= 1 {
@@ -773,6 +797,7 @@ mod tests {
                 in_bytes: u64::MAX,
                 out_seq: Some(u64::MAX - 1),
                 in_seq: Some(u64::from(i)),
+                worker: None,
             })
             .collect();
         // One whole report would not fit.
@@ -783,9 +808,10 @@ mod tests {
             report: 7,
             part: 0,
             at_ns: 1,
+            workers: 2,
         };
         assert!(whole.encode().len() > max);
-        let parts = Event::sas_parts(7, 123, &sas, max);
+        let parts = Event::sas_parts(7, 123, 2, &sas, max);
         assert!(parts.len() > 1);
         let mut back = Vec::new();
         for (k, enc) in parts.iter().enumerate() {
@@ -805,8 +831,8 @@ mod tests {
         }
         assert_eq!(back, sas);
         // Small reports and empty ones are one part.
-        assert_eq!(Event::sas_parts(8, 123, &sas[..3], max).len(), 1);
-        let empty = Event::sas_parts(9, 123, &[], max);
+        assert_eq!(Event::sas_parts(8, 123, 2, &sas[..3], max).len(), 1);
+        let empty = Event::sas_parts(9, 123, 2, &[], max);
         assert_eq!(empty.len(), 1);
         assert!(matches!(
             Event::decode(&empty[0]),

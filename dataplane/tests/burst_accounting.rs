@@ -381,6 +381,7 @@ fn outbound_burst_crossing_the_hard_packet_limit() {
         action: Action::Protect(OutboundTarget {
             policy_id: 1,
             sa: Some(sa.clone()),
+            per_worker: Vec::new(),
         }),
     }])
     .unwrap();
@@ -512,6 +513,7 @@ fn interleaved_sas_number_and_count_their_own_packets() {
         action: Action::Protect(OutboundTarget {
             policy_id: prio,
             sa: Some(sa.clone()),
+            per_worker: Vec::new(),
         }),
     };
     let spd = Spd::build(vec![
@@ -760,6 +762,18 @@ fn a_moved_sa_never_repeats_a_number_while_cores_still_hold_the_old_copy() {
     assert_eq!(all.last().map(|&(s, _)| s), Some(24 + n as u32));
 }
 
+/// `filler` discard rules that no test packet matches, so that the SPD is big enough for the
+/// flow cache's walk.
+fn add_filler<T>(rules: &mut Vec<Rule<T>>, filler: u32) {
+    for k in 0..filler {
+        rules.push(Rule {
+            priority: 100 + k,
+            selector: sel("10.99.0.0/16", &format!("172.16.{}.0/24", k)),
+            action: Action::Discard,
+        });
+    }
+}
+
 /// One pipeline's own state in [`pipelines_hand_an_sa_to_its_owner`].
 struct Pipe {
     cache: FlowCache,
@@ -774,6 +788,26 @@ impl Pipe {
             hits: PolicyHits::new(rules),
             drops: DropCounters::default(),
         }
+    }
+
+    /// An outbound burst through this pipeline (number `me`, flow cache on); returns how
+    /// many packets are to be sent.
+    fn run(
+        &mut self,
+        t: &OutboundTables,
+        me: u16,
+        pkts: &mut [HeapBuf],
+        verdicts: &mut [Verdict],
+    ) -> usize {
+        burst::outbound_owned(
+            t,
+            Some(&mut self.cache),
+            Some(me),
+            pkts,
+            verdicts,
+            &mut self.drops,
+            &mut self.hits,
+        )
     }
 }
 
@@ -797,6 +831,7 @@ fn pipelines_hand_an_sa_to_its_owner() {
             action: Action::Protect(OutboundTarget {
                 policy_id: prio,
                 sa: Some(sa.clone()),
+                per_worker: Vec::new(),
             }),
         };
         let mut rules = vec![
@@ -808,13 +843,7 @@ fn pipelines_hand_an_sa_to_its_owner() {
                 action: Action::Bypass,
             },
         ];
-        for k in 0..filler {
-            rules.push(Rule {
-                priority: 100 + k,
-                selector: sel("10.99.0.0/16", &format!("172.16.{}.0/24", k)),
-                action: Action::Discard,
-            });
-        }
+        add_filler(&mut rules, filler);
         let spd = Spd::build(rules).unwrap();
         let rule_of = |policy: u32| {
             spd.rules()
@@ -829,15 +858,7 @@ fn pipelines_hand_an_sa_to_its_owner() {
         let mut pipes = [Pipe::new(spd.len()), Pipe::new(spd.len())];
         let mut run = |me: u16, pkts: &mut [HeapBuf], verdicts: &mut [Verdict]| {
             let p = &mut pipes[usize::from(me)];
-            let n = burst::outbound_owned(
-                &t,
-                Some(&mut p.cache),
-                Some(me),
-                pkts,
-                verdicts,
-                &mut p.drops,
-                &mut p.hits,
-            );
+            let n = p.run(&t, me, pkts, verdicts);
             (n, p.hits.clone(), p.drops.total())
         };
         assert_eq!((s1.owner_now(), s2.owner_now()), (None, None));
@@ -940,5 +961,70 @@ fn an_sa_has_one_owner_under_contention_and_after_a_move() {
         assert_eq!(sa.owner_now(), Some(owner));
         let moved = sa.moved(&o).unwrap();
         assert_eq!(moved.owner((owner + 1) % 4), owner);
+    }
+}
+
+fn esp_spi(pkt: &[u8]) -> u32 {
+    match outer::classify(pkt, |p| p == 4500).unwrap() {
+        Arrival::Ipsec(o) => o.spi,
+        _ => panic!("not ESP"),
+    }
+}
+
+/// Per-resource SAs (RFC 9611): a pipeline with an SA of its own in the policy's
+/// `per_worker` seals the policy's packets with it, taking its own sequence numbers and
+/// handing nothing off; one without seals with the fallback if it owns it, or hands the
+/// packet to the fallback's owner. Per-packet walk and flow-cache walk.
+#[test]
+fn per_resource_sas_let_each_pipeline_seal_with_its_own() {
+    for filler in [0u32, 100] {
+        let (of, _) = pair(0x911, |_| {});
+        let (o1, _) = pair(0x912, |_| {});
+        let fallback = Arc::new(OutboundSa::new(&of).unwrap());
+        let own1 = Arc::new(OutboundSa::new(&o1).unwrap());
+        fallback.owner(0);
+        own1.owner(1);
+        let mut rules = vec![Rule {
+            priority: 10,
+            selector: sel("192.168.10.0/24", "192.168.20.0/24"),
+            action: Action::Protect(OutboundTarget {
+                policy_id: 10,
+                sa: Some(fallback.clone()),
+                per_worker: vec![None, Some(own1.clone())],
+            }),
+        }];
+        add_filler(&mut rules, filler);
+        let spd = Spd::build(rules).unwrap();
+        let t = OutboundTables {
+            spd: &spd,
+            mtu: 1500,
+        };
+        let mut pipes = [
+            Pipe::new(spd.len()),
+            Pipe::new(spd.len()),
+            Pipe::new(spd.len()),
+        ];
+        let mut run = |me: u16, pkts: &mut [HeapBuf], verdicts: &mut [Verdict]| {
+            pipes[usize::from(me)].run(&t, me, pkts, verdicts)
+        };
+        let plain: Vec<Vec<u8>> = (1..=4).map(|d| udp4(d, 60)).collect();
+        for (me, spi) in [(1u16, 0x912u32), (0, 0x911)] {
+            let mut pkts = bufs(&plain);
+            let mut v = [Verdict::Pending; 4];
+            assert_eq!(run(me, &mut pkts, &mut v), 4, "pipeline {me}");
+            assert_eq!(v, [Verdict::Forward; 4]);
+            for (k, p) in pkts.iter().enumerate() {
+                assert_eq!(esp_spi(p.data()), spi, "pipeline {me} packet {k}");
+                assert_eq!(esp_seq(p.data()), k as u32 + 1);
+            }
+        }
+        assert_eq!((fallback.last_seq(), own1.last_seq()), (4, 4));
+        // Pipeline 2 has no SA of its own: the fallback's owner (0) gets its packets.
+        let mut pkts = bufs(&plain[..2]);
+        let mut v = [Verdict::Pending; 2];
+        assert_eq!(run(2, &mut pkts, &mut v), 0);
+        assert_eq!(v, [Verdict::Handoff(0); 2]);
+        assert_eq!(pkts[0].data(), &plain[0][..]);
+        assert_eq!((fallback.last_seq(), own1.last_seq()), (4, 4));
     }
 }

@@ -517,6 +517,7 @@ fn site_policies(out: &Arc<OutboundSa>) -> Vec<Rule<OutboundTarget>> {
             action: Action::Protect(OutboundTarget {
                 policy_id: 1,
                 sa: Some(out.clone()),
+                per_worker: Vec::new(),
             }),
         },
         Rule {
@@ -525,6 +526,7 @@ fn site_policies(out: &Arc<OutboundSa>) -> Vec<Rule<OutboundTarget>> {
             action: Action::Protect(OutboundTarget {
                 policy_id: 2,
                 sa: None,
+                per_worker: Vec::new(),
             }),
         },
         Rule {
@@ -559,6 +561,7 @@ fn large_and_small_spds_classify_bursts_alike() {
                 action: Action::Protect(OutboundTarget {
                     policy_id: 100 + k as u32,
                     sa: None,
+                    per_worker: Vec::new(),
                 }),
             });
         }
@@ -880,6 +883,7 @@ fn oversized_packets_get_too_big_or_fragment_verdicts() {
         action: Action::Protect(OutboundTarget {
             policy_id: 1,
             sa: Some(out.clone()),
+            per_worker: Vec::new(),
         }),
     }])
     .unwrap();

@@ -502,6 +502,7 @@ fn main() {
                 action: Action::Protect(OutboundTarget {
                     policy_id: 1,
                     sa: Some(Arc::new(OutboundSa::new(&p).unwrap())),
+                    per_worker: Vec::new(),
                 }),
             }])
             .unwrap();

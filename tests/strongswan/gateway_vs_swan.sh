@@ -36,9 +36,16 @@
 #       lost) or the other way round (bbm: 5.9's default; charon's own gap costs echoes, at
 #       most 0.3 s each). One IKE SA and one CHILD_SA must be left on each side. The rekey and
 #       kill phases are skipped
-#   SWAN6=1: the peer is strongSwan 6.0 from Debian trixie (a debootstrap chroot, cached in
-#       SWAN6_ROOT, default /var/cache/ferrogate/swan6-trixie) with kernel-libipsec's raw_esp:
-#       no fake NAT, so ESP travels as IP protocol 50 (checked on the wire)
+#   SWAN6=1: the peer is strongSwan 6 from Debian SWAN6_SUITE (trixie: 6.0; sid: 6.1), a
+#       debootstrap chroot cached in SWAN6_ROOT (default /var/cache/ferrogate/swan6-SUITE), with
+#       kernel-libipsec's raw_esp: no fake NAT, so ESP travels as IP protocol 50 (checked on the
+#       wire)
+#   PERCPU=1: per-resource CHILD_SAs (RFC 9611) against strongSwan 6.1 from sid (implies SWAN6=1,
+#       SWAN6_SUITE=sid, WORKERS=2 and a child lifetime of CHILD_LIFE=20s): per_cpu_sas on both
+#       sides; the fallback CHILD_SA and one per ferrogate worker must come up, charon giving
+#       each of ours a CPU; under 4 TCP streams each worker seals its share with its own SA (no
+#       hand-off), charon accepts ESP on each and refuses none as out of sequence; then every
+#       CHILD_SA is rekeyed under a 100 pps ping, each keeping its worker, with no echo lost
 #
 # Cleans up namespaces, processes (by PID), EAL runtime dirs and its temp dir on any exit.
 set -euo pipefail
@@ -55,6 +62,13 @@ WORKERS=${WORKERS:-1}
 OUTER=${OUTER:-4}
 REAUTH=${REAUTH:-}
 REAUTH_S=${REAUTH_S:-8}
+PERCPU=${PERCPU:-}
+CHILD_LIFE=${CHILD_LIFE:-8h}
+if [ -n "$PERCPU" ]; then
+    SWAN6=1 SWAN6_SUITE=${SWAN6_SUITE:-sid} CHILD_LIFE=${CHILD_LIFE/8h/20s}
+    [ "$WORKERS" -gt 1 ] || WORKERS=2
+fi
+SWAN6_SUITE=${SWAN6_SUITE:-trixie}
 case $REAUTH in "" | mbb | bbm) ;; *) echo "unknown REAUTH $REAUTH" >&2; exit 2 ;; esac
 # The outside link's addresses: ours, charon's, the prefix length, and nft's family keyword.
 case $OUTER in
@@ -73,8 +87,8 @@ trap 'exit 143' TERM
 [ "$(id -u)" -eq 0 ] || { echo "gateway_vs_swan.sh: run as root" >&2; exit 2; }
 swan_require_packages
 if [ -n "${SWAN6:-}" ]; then
-    export SWAN6_ROOT=${SWAN6_ROOT:-/var/cache/ferrogate/swan6-trixie}
-    swan6_root "$SWAN6_ROOT"
+    export SWAN6_ROOT=${SWAN6_ROOT:-/var/cache/ferrogate/swan6-$SWAN6_SUITE}
+    swan6_root "$SWAN6_ROOT" "$SWAN6_SUITE"
     export SWAN_CHARON="$HERE/charon6.sh"
     # strongSwan 6 does its algorithms in the openssl plugin.
     export SWAN_PLUGINS="random nonce openssl gcm pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink socket-default vici updown"
@@ -177,9 +191,11 @@ tunnels:
         local_ts: [192.168.10.0/24]
         remote_ts: [192.168.20.0/24]
         esp_proposals: [$ESP_PROP]
-        lifetime: 8h
+        lifetime: $CHILD_LIFE
+        per_cpu_sas: $([ -n "$PERCPU" ] && echo yes || echo no)
 EOF
 SWAN_REAUTH=() SWAN_EXTRA=""
+[ -z "$PERCPU" ] || SWAN_REAUTH=(--per-cpu-sas yes)
 if [ -n "$REAUTH" ]; then
     # strongSwan reauthenticates the IKE SA (a new IKE SA and CHILD_SA, the old ones deleted)
     # every REAUTH_S s instead of rekeying it; make_before_break says in which order.
@@ -280,16 +296,125 @@ if [ "$AUTH" != psk ]; then
     }
     check "both sides verified the other's $AUTH certificate (issued by strongSwan's pki)" certs_ok
 fi
+show_logs() {
+    [ "$failed" -ne 0 ] || [ -n "${SWAN_KEEP:-}" ] || return 0
+    echo "== ferrogate log (tail)"; tail -20 "$WORK/fg.log"
+    echo "== ferrogate-ike log (tail)"; tail -30 "$WORK/ike.log"
+    echo "== events (tail)"; tail -20 "$WORK/events.jsonl"
+    echo "== charon log (tail)"; tail -30 "$(swan_dir b)/charon.log"
+}
+# 4 TCP streams hA -> hB for 4 s (the fanout spreads them over the workers); sets `refused`
+# (ESP charon refused as out of sequence, libipsec's replay window, so far); then waits for a
+# fresh stats file.
+four_streams() {
+    ip netns exec "$HA" timeout 30 iperf3 -c 192.168.20.5 -t 4 -P 4 -J --logfile "$WORK/iperf-p4.json" || return 1
+    "$SWAN_PYTHON" -c "import json; d=json.load(open('$WORK/iperf-p4.json')); print('iperf3 4 streams hA -> hB: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))"
+    refused=$(grep -c "ESP sequence number verification failed" "$(swan_dir b)/charon.log" || true)
+    echo "ESP strongSwan refused as out of sequence: $refused"
+    sleep 1.5
+}
+if [ -n "$PERCPU" ]; then
+    # charon's INSTALLED CHILD_SAs with per-cpu-sas=yes, and how many of them are bound to a
+    # CPU ("3 2 cpu=0 cpu=1"), from swanctl --list-sas --raw (into FILE).
+    percpu_counts() { # FILE
+        swan_ctl b --list-sas --raw > "$1"
+        "$SWAN_PYTHON" - "$1" <<'EOP'
+import re, sys
+raw = open(sys.argv[1]).read()
+blocks = [b for b in re.findall(r"\{[^{}]*\}", raw) if "state=INSTALLED" in b and "per-cpu-sas=yes" in b]
+cpus = [m.group(0) for b in blocks for m in [re.search(r"cpu=\d+", b)] if m]
+print(len(blocks), len(cpus), " ".join(sorted(cpus)))
+EOP
+    }
+    # Polls until charon has the fallback and one per worker installed (a rekey's old SA
+    # lingers a moment), up to 5 s; prints the last count.
+    percpu_settled() { # FILE
+        local i c n k
+        for ((i = 0; i < 25; i++)); do
+            c=$(percpu_counts "$1")
+            read -r n k _ <<< "$c"
+            [ "$n" -eq $((WORKERS + 1)) ] && [ "$k" -eq "$WORKERS" ] && break
+            sleep 0.2
+        done
+        echo "$c"
+    }
+    per_resource_up() {
+        local w n cpus
+        # The fallback of IKE_AUTH, then one CHILD_SA per worker, made by ferrogate-ike.
+        wait_count '"event":"child-up"' $((WORKERS + 1)) 15 || { echo "$(count '"event":"child-up"') CHILD_SAs"; return 1; }
+        for w in $(seq 0 $((WORKERS - 1))); do
+            grep -q "\"event\":\"child-up\".*\"worker\":$w" "$WORK/events.jsonl" || { echo "no CHILD_SA for worker $w"; return 1; }
+        done
+        read -r n cpus rest <<< "$(percpu_settled "$WORK/swan-sas.txt")"
+        echo "charon: $n CHILD_SAs INSTALLED with per-cpu-sas=yes, $cpus of them bound to a CPU ($rest)"
+        grep -m3 "per-resource SA" "$(swan_dir b)/charon.log" || true
+        [ "$n" -eq $((WORKERS + 1)) ] && [ "$cpus" -eq "$WORKERS" ]
+    }
+    check "RFC 9611: the fallback CHILD_SA and one per ferrogate worker, each of those bound to a CPU by charon" per_resource_up
+    # Four TCP streams: the fanout spreads them over both workers, and each seals its share
+    # with its own CHILD_SA and sequence numbers: nothing is handed to another worker.
+    own_sas() {
+        local refused
+        four_streams || return 1
+        swan_ctl b --list-sas --raw > "$WORK/swan-sas2.txt"
+        "$SWAN_PYTHON" - "$WORK/stats.json" "$WORK/swan-sas2.txt" "$WORKERS" <<'EOP' || return 1
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+workers = int(sys.argv[3])
+inside = [p["name"] for p in d["ports"]].index("inside")
+for w in d["workers"]:
+    print(f"ferrogate worker lcore {w['lcore']}: {w['rx_by_port'][inside]} frames in on the inside "
+          f"port, {w['handed_off']} handed to another worker")
+busy = {s["spi"]: (s["owner"], s["packets"]) for s in d["sas"] if s["direction"] == "out" and s["packets"] > 0}
+print("outbound SAs that carried traffic (lcore sealing, packets):", busy)
+# charon: bytes in on the CHILD_SAs it bound to a CPU (ours, one per worker), by CPU (a rekey
+# keeps it: the old SA and the new one count together).
+raw = open(sys.argv[2]).read()
+per_cpu_in = {}
+for cpu, b in re.findall(r"state=(?:INSTALLED|REKEYED)[^{}]*? cpu=(\d+)[^{}]*?bytes-in=(\d+)", raw):
+    per_cpu_in[cpu] = per_cpu_in.get(cpu, 0) + int(b)
+print("charon: bytes in on its CHILD_SAs bound to a CPU, by CPU:", per_cpu_in)
+owners = {o for o, _ in busy.values()}
+ok = (all(w["rx_by_port"][inside] > 0 and w["handed_off"] == 0 for w in d["workers"])
+      and len(owners) >= workers and len(per_cpu_in) == workers and all(b > 0 for b in per_cpu_in.values()))
+sys.exit(0 if ok else 1)
+EOP
+        [ "$refused" -eq 0 ]
+    }
+    check "$WORKERS workers, 4 TCP streams: each worker seals with its own CHILD_SA (none handed off), charon accepts ESP on each, refuses none" own_sas
+    # Every CHILD_SA of ours lives CHILD_LIFE (less up to 10% jitter): rekeyed under a 100 pps
+    # ping, each per-resource one keeping its worker, none lost.
+    percpu_rekeys() {
+        local before rekeys w lost refused n cpus
+        before=$(count '"event":"child-up"')
+        ip netns exec "$HA" ping -i 0.01 -c 1500 -W 1 192.168.20.5 > "$WORK/ping-pc.txt" 2>&1 || true
+        rekeys=$(tail -n +"$((before + 1))" <(grep '"event":"child-up"' "$WORK/events.jsonl") | grep -c '"replaces":"' || true)
+        lost=$(grep -oE "[0-9]+ received" "$WORK/ping-pc.txt" | awk '{print 1500 - $1}')
+        refused=$(grep -c "ESP sequence number verification failed" "$(swan_dir b)/charon.log" || true)
+        echo "$rekeys CHILD_SA rekeys in 15 s, $lost of 1500 echoes lost, $refused ESP refused by charon"
+        for w in $(seq 0 $((WORKERS - 1))); do
+            grep '"event":"child-up"' "$WORK/events.jsonl" | tail -n +"$((before + 1))" |
+                grep -q "\"replaces\":\"[0-9a-f]*\".*\"worker\":$w" || { echo "worker $w's CHILD_SA was not rekeyed as its own"; return 1; }
+        done
+        "$(dirname "$IKE")/fgctl" --socket "$WORK/ike.sock" list-sas > "$WORK/list-sas.txt" || true
+        grep "per-resource" "$WORK/list-sas.txt" || true
+        read -r n cpus _ <<< "$(percpu_settled "$WORK/swan-sas3.txt")"
+        echo "after: charon has $n per-CPU CHILD_SAs INSTALLED, $cpus bound to a CPU"
+        [ "$rekeys" -ge $((WORKERS + 1)) ] && [ "$lost" -eq 0 ] && [ "$refused" -eq 0 ] &&
+            [ "$(grep -c "per-resource: worker" "$WORK/list-sas.txt")" -eq "$WORKERS" ] && [ "$n" -eq $((WORKERS + 1)) ]
+    }
+    check "every CHILD_SA rekeyed ($CHILD_LIFE) under a 100 pps ping: the per-resource ones keep their worker, no echo lost" percpu_rekeys
+    show_logs
+    echo "$passed passed, $failed failed (PERCPU: the kill phases are skipped)"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 if [ "$WORKERS" -gt 1 ]; then
     # Four TCP streams: the fanout spreads them over both workers' inside queues, but they
     # share one SA, whose owner seals them all; strongSwan sees its numbers in order.
     streams_in_order() {
         local refused
-        ip netns exec "$HA" timeout 30 iperf3 -c 192.168.20.5 -t 4 -P 4 -J --logfile "$WORK/iperf-p4.json" || return 1
-        "$SWAN_PYTHON" -c "import json; d=json.load(open('$WORK/iperf-p4.json')); print('iperf3 4 streams hA -> hB: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))"
-        refused=$(grep -c "ESP sequence number verification failed" "$(swan_dir b)/charon.log" || true)
-        echo "ESP strongSwan refused as out of sequence (libipsec's replay window): $refused"
-        sleep 1.5 # a fresh stats file
+        four_streams || return 1
         "$SWAN_PYTHON" - "$WORK/stats.json" <<'EOP' || return 1
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -547,10 +672,6 @@ sys.exit(1 if back or not n else 0)
 }
 check "across the data plane restart ESP sequence numbers only go forward on every SPI (no nonce used twice)" no_seq_reuse
 
-if [ "$failed" -ne 0 ] || [ -n "${SWAN_KEEP:-}" ]; then
-    echo "== ferrogate log (tail)"; tail -20 "$WORK/fg.log"
-    echo "== ferrogate-ike log (tail)"; tail -30 "$WORK/ike.log"
-    echo "== events (tail)"; tail -20 "$WORK/events.jsonl"
-fi
+show_logs
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -34,6 +34,11 @@
 #                                                  (DN identities) or ECDSA (FQDN identities
 #                                                  from subjectAltName); RFC 7427 signatures
 #   FRAG=1                                         the fragmentation variant (above)
+#   CHILDREN=2                                     a second child (10.1.0.0/16 <-> 10.2.0.0/16, PFS
+#                                                  modp2048) on both sides: whoever initiated
+#                                                  makes it in a CREATE_CHILD_SA of its own
+#                                                  once the IKE SA is up; both children's keys
+#                                                  must equal charon's
 #   With certificates ferrogate-ike also gets a CRL that strongSwan's `pki --signcrl` signed
 #   (DER) and `revocation: strict`: it revokes a third certificate, not strongSwan's, so the
 #   tunnel comes up only if that CRL parsed and its signature verified.
@@ -99,6 +104,8 @@ PMTU=${PMTU:-}
 PMTU_LIMIT=${PMTU_LIMIT:-1000}
 CRL_FETCH=${CRL_FETCH:-}
 OCSP=${OCSP:-}
+CHILDREN=${CHILDREN:-1}
+case $CHILDREN in 1 | 2) ;; *) echo "CHILDREN is 1 or 2" >&2; exit 2 ;; esac
 [ -z "$OCSP" ] || { [ "$AUTH" != psk ] && [ -z "$CRL_FETCH" ]; } || { echo "OCSP=1 needs AUTH=rsa|ecdsa and no CRL_FETCH" >&2; exit 2; }
 [ -z "$CRL_FETCH" ] || [ "$AUTH" != psk ] || { echo "CRL_FETCH=1 needs AUTH=rsa|ecdsa" >&2; exit 2; }
 [ "$REVOKED" != delta ] || [ -n "$CRL_FETCH" ] || { echo "REVOKED=delta needs CRL_FETCH=1" >&2; exit 2; }
@@ -131,6 +138,8 @@ ip -n "$HB" link set hB0 up; ip -n "$HB" addr add 192.168.20.5/24 dev hB0; ip -n
 ip -n "$GA" link set gAo up; ip -n "$GA" addr add 203.0.113.1/24 dev gAo
 ip -n "$GB" link set gBo up; ip -n "$GB" addr add 203.0.113.2/24 dev gBo
 ip -n "$GB" link set gBi up; ip -n "$GB" addr add 192.168.20.1/24 dev gBi
+# kernel-libipsec routes a child's remote subnet from an address of its own in the local one.
+[ "$CHILDREN" = 1 ] || ip -n "$GB" addr add 10.2.0.1/16 dev gBi
 
 PSK="ferrogate-interop-psk-0123456789"
 swan_suite "$SUITE" || exit 2
@@ -249,10 +258,33 @@ tunnels:
         esp_proposals: [$ESP_PROP]
         lifetime: $OUR_CHILD_LIFE
 EOF
+# CHILDREN=2: a second child with PFS, negotiated in a CREATE_CHILD_SA of its own (by
+# whoever initiated the IKE SA), once the IKE SA is up.
+[ "$CHILDREN" = 1 ] || cat >> "$WORK/ike.yaml" <<EOF
+      - name: net2
+        local_ts: [10.1.0.0/16]
+        remote_ts: [10.2.0.0/16]
+        esp_proposals: [$ESP_PROP-modp2048]
+        lifetime: 8h
+EOF
 swan_gen_swanctl --suite "$SUITE" --local 203.0.113.2 --remote 203.0.113.1 \
     --local-ts "$B_NETS" --remote-ts "$A_NETS" "${SWAN_AUTH[@]}" --fragmentation yes \
     --local-id "$ID_B" --remote-id "$ID_A" --start "$SWAN_START" \
     --ike-rekey "$SWAN_IKE_REKEY" --child-rekey "$SWAN_CHILD_REKEY" --child-life "$SWAN_CHILD_LIFE" --mobike no > "$CONF_B/swanctl.conf"
+if [ "$CHILDREN" = 2 ]; then
+    "$SWAN_PYTHON" - "$CONF_B/swanctl.conf" "$ESP_PROP-modp2048" "$SWAN_START" <<'EOP'
+import sys
+path, esp, start = sys.argv[1:]
+text = open(path).read()
+# After the first child (charon starts children in their order: the first in IKE_AUTH).
+end = "            }\n        }\n    }\n}\n"
+child = ("            }\n            net2 {\n                mode = tunnel\n"
+         "                local_ts = 10.2.0.0/16\n                remote_ts = 10.1.0.0/16\n"
+         "                esp_proposals = %s\n                start_action = %s\n" % (esp, start))
+assert text.count(end) == 1
+open(path, "w").write(text.replace(end, child + end))
+EOP
+fi
 
 swan_mkdir DIR_B charon-b
 swan_start "$GB" b "$DIR_B" "$SWAN_EXTRA"
@@ -361,6 +393,15 @@ fi
 check "ferrogate-ike: IKE SA up ($IKE_PROP, NAT detected)" wait_event '"event":"ike-up".*"nat":true' 15
 check "ferrogate-ike: CHILD_SA up ($ESP_PROP, UDP-encapsulated)" wait_event '"event":"child-up".*"udp_encap":true' 10
 check "strongSwan: CHILD_SA INSTALLED" swan_wait_established b 10
+if [ "$CHILDREN" = 2 ]; then
+    second_child() {
+        wait_event '"child":"net2".*"event":"child-up"' 10 || return 1
+        swan_wait_established b 10 2 || return 1
+        swan_sa_spis b
+        swan_sa_spis b | grep -q "^net2"
+    }
+    check "the second child (PFS modp2048) in a CREATE_CHILD_SA of its own, made by $([ "$ROLE" = initiator ] && echo "ferrogate-ike" || echo "strongSwan"): INSTALLED on both sides" second_child
+fi
 swan_list b > "$WORK/list-b.txt"
 echo "== swanctl --list-sas on gB"; cat "$WORK/list-b.txt"
 if [ "$AUTH" != psk ]; then
@@ -414,19 +455,20 @@ for block in text.split("  - name: ")[1:]:
     ours[(g("direction"), "%08x" % int(g("spi"), 16))] = (g("enc_key")[2:], (g("auth_key") or "0x-")[2:])
 if not spis:
     print("no installed CHILD_SA on strongSwan"); sys.exit(1)
-s = spis[-1]
 ok = True
-# strongSwan's inbound SA is our outbound one, and the other way round.
-for sd, od in (("in", "out"), ("out", "in")):
-    spi = s[sd]
-    mine = ours.get((od, spi))
-    theirs = swan.get((sd, spi))
-    if mine is None or theirs is None:
-        print("SPI %s: ferrogate-ike %s, strongSwan %s" % (spi, "has it" if mine else "lacks it", "has it" if theirs else "lacks it")); ok = False; continue
-    if mine != (theirs["enc"], theirs["integ"]):
-        print("SPI %s: keys differ" % spi); ok = False
-    else:
-        print("SPI %s (%s on strongSwan): keys equal (enc %d bytes)" % (spi, sd, len(mine[0]) // 2))
+# Every CHILD_SA strongSwan has installed (each child's current one): its inbound SA is our
+# outbound one, and the other way round.
+for s in spis:
+    for sd, od in (("in", "out"), ("out", "in")):
+        spi = s[sd]
+        mine = ours.get((od, spi))
+        theirs = swan.get((sd, spi))
+        if mine is None or theirs is None:
+            print("SPI %s: ferrogate-ike %s, strongSwan %s" % (spi, "has it" if mine else "lacks it", "has it" if theirs else "lacks it")); ok = False; continue
+        if mine != (theirs["enc"], theirs["integ"]):
+            print("SPI %s: keys differ" % spi); ok = False
+        else:
+            print("SPI %s (%s on strongSwan): keys equal (enc %d bytes)" % (spi, sd, len(mine[0]) // 2))
 sys.exit(0 if ok else 1)
 EOP
 }

@@ -253,6 +253,7 @@ swan_suite() {
 #     [--dpd-delay 30s] [--dpd-action restart|clear|trap] [--ike-rekey 1h] [--ike-reauth T]
 #     [--child-rekey 8h]
 #     [--child-life 9h] [--encap no|yes] [--mobike yes|no] [--fragmentation yes|no|accept|force]
+#     [--per-cpu-sas yes]               strongSwan 6.0.2 and later: per-CPU CHILD_SAs (RFC 9611)
 #     [--auth psk|pubkey --cert FILE]   pubkey: FILE in x509/ next to the swanctl.conf, its key in
 #                                       private/, CAs in x509ca/ (see swan_pki); no --psk then
 # prints swanctl.conf. --suite cbc (the default) is IKE aes256-sha256-modp1024 with ESP
@@ -262,7 +263,7 @@ swan_suite() {
 swan_gen_swanctl() {
     local conn=gw child=net local= remote= lts= rts= psk= lid= rid= suite=cbc ike= esp=
     local start=none dpd_delay=30s dpd_action=restart ike_rekey=1h child_rekey=8h child_life=9h
-    local ike_reauth=0s
+    local ike_reauth=0s per_cpu=
     local encap=no mobike=yes frag=yes auth=psk cert=
     while [ $# -gt 0 ]; do
         case $1 in
@@ -290,6 +291,7 @@ swan_gen_swanctl() {
         --fragmentation) frag=$2 ;;
         --auth) auth=$2 ;;
         --cert) cert=$2 ;;
+        --per-cpu-sas) per_cpu="per_cpu_sas = $2" ;;
         *) swan_log "swan_gen_swanctl: unknown option $1"; return 2 ;;
         esac
         shift 2 || { swan_log "swan_gen_swanctl: $1 needs a value"; return 2; }
@@ -346,6 +348,7 @@ connections {
                 life_time = $child_life
                 dpd_action = $dpd_action
                 start_action = $start
+                $per_cpu
             }
         }
     }
@@ -437,10 +440,11 @@ swan_cleanup() {
     return 0
 }
 
-# swan6_root DIR: a Debian trixie chroot with strongSwan 6 (charon, kernel-libipsec) in DIR,
-# made with debootstrap once (about 45 s) and reused while DIR/.complete exists.
+# swan6_root DIR [SUITE]: a Debian chroot (SUITE: trixie (strongSwan 6.0), or sid (6.1, with
+# per-CPU SAs, RFC 9611)) with strongSwan 6 (charon, kernel-libipsec) in DIR, made with
+# debootstrap once (about 45 s) and reused while DIR/.complete exists.
 swan6_root() {
-    local dir=$1
+    local dir=$1 suite=${2:-trixie}
     [ -e "$dir/.complete" ] && return 0
     command -v debootstrap > /dev/null || {
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap > /dev/null || return 1
@@ -449,6 +453,6 @@ swan6_root() {
     mkdir -p "$dir"
     debootstrap --variant=minbase \
         --include=strongswan-charon,strongswan-swanctl,libcharon-extra-plugins,libstrongswan-standard-plugins \
-        trixie "$dir" http://deb.debian.org/debian > "$dir.log" 2>&1 || { tail -5 "$dir.log" >&2; return 1; }
+        "$suite" "$dir" http://deb.debian.org/debian > "$dir.log" 2>&1 || { tail -5 "$dir.log" >&2; return 1; }
     touch "$dir/.complete"
 }

@@ -557,6 +557,8 @@ struct ChanIo {
     /// Pairs the peer made beside one that still sends (inbound SPI, until when): their
     /// outbound half waits until the other is removed, or that time ([`DEFER`]).
     deferred: Vec<(Instant, u32)>,
+    /// The data plane's worker pipelines (0 until it says).
+    workers: u16,
 }
 
 /// How long a pair the peer made beside a sending one of the same child may wait for the
@@ -594,6 +596,7 @@ impl ChanIo {
             replaced_at: HashMap::new(),
             lingering: Vec::new(),
             deferred: Vec::new(),
+            workers: 0,
             report: Vec::new(),
             report_seen: false,
             report_at: Instant::now(),
@@ -734,6 +737,7 @@ impl ChanIo {
                 in_bytes: 0,
                 out_seq: None,
                 in_seq: None,
+                worker: sa.worker,
             });
             if !tunnels.contains(&sa.tunnel) {
                 tunnels.push(sa.tunnel.clone());
@@ -857,8 +861,14 @@ impl ChanIo {
                     report,
                     part,
                     at_ns,
+                    workers,
                     ..
-                }) => self.report_part((report, part, at_ns), sas, more),
+                }) => {
+                    if workers > 0 {
+                        self.workers = workers;
+                    }
+                    self.report_part((report, part, at_ns), sas, more)
+                }
                 Ok(ctl::Event::Acquire {
                     tunnel,
                     child,
@@ -885,8 +895,15 @@ impl ChanIo {
                 Ok(ctl::Event::Refused { reason, .. }) => {
                     tracing::warn!("the data plane refused a command: {reason}")
                 }
-                Ok(ctl::Event::Hello { generation, .. }) => {
-                    tracing::debug!(generation, "data plane hello")
+                Ok(ctl::Event::Hello {
+                    generation,
+                    workers,
+                    ..
+                }) => {
+                    tracing::debug!(generation, workers, "data plane hello");
+                    if workers > 0 {
+                        self.workers = workers;
+                    }
                 }
                 Err(e) => tracing::warn!("{e}"),
             }
@@ -940,6 +957,7 @@ impl ChanIo {
             larval: c.larval,
             out_seq_from: 0,
             in_seq_from: 0,
+            worker: c.worker,
         };
         self.command(&ctl::Command::Add {
             v: ctl::VERSION,
@@ -1397,6 +1415,7 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                     "spi_in": format!("{:08x}", c.spi_in), "spi_out": format!("{:08x}", c.spi_out),
                     "encr": c.encr.name(), "integ": c.integ.map(|i| i.name()), "udp_encap": c.udp_encap,
                     "replaces": c.replaces.map(|s| format!("{s:08x}")), "outbound_now": outbound_now,
+                    "worker": c.worker,
                 }));
             }
             Action::Remove {
@@ -1599,6 +1618,7 @@ fn main() -> ExitCode {
         io.recv(&mut inbox);
         let now = Instant::now();
         if let Io::Channel(ch) = &mut io {
+            daemon.set_resources(ch.workers);
             let acq = std::mem::take(&mut ch.acquires);
             let exp = std::mem::take(&mut ch.expired);
             let standby = ch.standby.take();
@@ -1727,6 +1747,7 @@ mod tests {
             outbound_now: we_initiated || replaces.is_none(),
             we_initiated,
             larval: false,
+            worker: None,
         }
     }
 
@@ -1855,6 +1876,7 @@ mod tests {
             in_bytes: 0,
             out_seq,
             in_seq,
+            worker: None,
         }
     }
 

@@ -42,6 +42,8 @@ pub struct Daemon {
     fetch_queue: std::collections::VecDeque<(u64, Arc<RevocationFetch>)>,
     /// Fetches done on the daemon's thread (no thread could be started), not yet resumed.
     fetched: Vec<(u64, FetchVerdict)>,
+    /// The data plane's workers: children with `per_cpu_sas` get a CHILD_SA for each.
+    resources: u16,
 }
 
 /// Revocation fetches run at once, each on a thread of its own; more wait for one to end.
@@ -69,12 +71,22 @@ impl Daemon {
             fetches: Vec::new(),
             fetch_queue: Default::default(),
             fetched: Vec::new(),
+            resources: 0,
             cookie_secret: {
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&super::crypto::random_bytes(32));
                 k
             },
         }
+    }
+
+    /// The data plane's worker count (it says in its hello and reports): per-resource
+    /// CHILD_SAs (RFC 9611) are made for each worker when there are two or more.
+    pub fn set_resources(&mut self, n: u16) {
+        if n != self.resources {
+            tracing::info!(workers = n, "data plane workers (per-resource CHILD_SAs)");
+        }
+        self.resources = n;
     }
 
     /// Half-open IKE SAs at which responders demand cookies (default 30, like strongSwan).
@@ -520,6 +532,7 @@ impl Daemon {
         let mut out = Vec::new();
         let mut acts = Vec::new();
         for sa in self.sas.values_mut() {
+            sa.set_resources(self.resources);
             sa.tick(now, &mut acts);
         }
         // Parked IKE_AUTHs whose revocation fetch is done.

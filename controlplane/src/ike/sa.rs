@@ -91,6 +91,9 @@ pub struct ChildSaInstall {
     /// that ESP the peer sends as soon as it has answered is not dropped; the full install
     /// with the same `spi_in` follows.
     pub larval: bool,
+    /// A per-resource CHILD_SA (RFC 9611) of this data-plane worker: its outbound half
+    /// carries that worker's traffic of the child. None: an ordinary pair, or the fallback.
+    pub worker: Option<u16>,
 }
 
 impl std::fmt::Debug for ChildSaInstall {
@@ -302,6 +305,16 @@ enum Req {
         dh: Option<DhPrivate>,
         public: Vec<u8>,
     },
+    /// A new CHILD_SA of configured child `cfg` (not a rekey): a child after the first, or a
+    /// per-resource one (RFC 9611) for `worker`.
+    CreateChild {
+        cfg: usize,
+        worker: Option<u16>,
+        spi_in: u32,
+        ni: Vec<u8>,
+        dh: Option<DhPrivate>,
+        public: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -377,6 +390,12 @@ pub struct Child {
     /// The peer rekeyed this SA while our own rekey of it was in flight (§2.8.1): the
     /// nonces of its exchange and the inbound SPI of the SA it created.
     collision: Option<(Vec<u8>, Vec<u8>, u32)>,
+    /// Negotiated with SA_RESOURCE_INFO both ways (RFC 9611): one of the child's group of
+    /// per-resource CHILD_SAs (rekeys keep it).
+    pub per_resource: bool,
+    /// The data-plane worker whose traffic this per-resource CHILD_SA carries. None: the
+    /// fallback (the first of the group), or one more the peer made for its resources.
+    pub worker: Option<u16>,
 }
 
 /// Most message IDs a synced IKE SA's first request from the peer may be ahead of what the
@@ -563,6 +582,12 @@ pub struct ChildState {
     pub rekeyed: bool,
     /// The SA it replaced.
     pub replaces: Option<u32>,
+    /// One of a group of per-resource CHILD_SAs (RFC 9611).
+    #[serde(default)]
+    pub per_resource: bool,
+    /// The worker of a per-resource CHILD_SA.
+    #[serde(default)]
+    pub worker: Option<u16>,
 }
 
 /// One IKE SA.
@@ -647,7 +672,24 @@ pub struct IkeSa {
     /// Restored from the other gateway's sync and not yet answered by the peer: the first
     /// exchange gets [`RESUME_BUDGET`].
     resumed: bool,
+    /// The data plane's workers (the daemon says): per-resource CHILD_SAs are made for each
+    /// when there are two or more.
+    resources: u16,
+    /// Configured children after the first, still to be created (we initiated the IKE SA).
+    to_create: std::collections::VecDeque<usize>,
+    /// New CHILD_SAs not to be tried again before a time: (child, worker, when).
+    create_after: Vec<(usize, Option<u16>, Instant)>,
+    /// Children for which the peer wants no more per-resource CHILD_SAs (TS_MAX_QUEUE, or
+    /// it answered one without SA_RESOURCE_INFO).
+    no_more: Vec<usize>,
 }
+
+/// Per-resource CHILD_SAs of one child the peer may make with us (RFC 9611 §4: beyond it,
+/// TS_MAX_QUEUE): enough for one per CPU of a large peer.
+const PER_RESOURCE_MAX: usize = 256;
+/// How long a new CHILD_SA that failed (or a per-resource one the peer deleted) waits
+/// before it is tried again.
+const CREATE_RETRY: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for IkeSa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -942,7 +984,16 @@ impl IkeSa {
             frag: Frag::new(),
             mid_slack: 0,
             resumed: false,
+            resources: 0,
+            to_create: Default::default(),
+            create_after: Vec::new(),
+            no_more: Vec::new(),
         }
+    }
+
+    /// The data plane's worker count, for per-resource CHILD_SAs (RFC 9611).
+    pub fn set_resources(&mut self, n: u16) {
+        self.resources = n;
     }
 
     /// An authenticated message came from (or to) another address: with a NAT in between the
@@ -1186,35 +1237,44 @@ impl IkeSa {
                     return;
                 };
                 let ccfg = &self.cfg.children[c.cfg];
-                let mut p = vec![Payload::Notify(Notify {
+                let rekey = Payload::Notify(Notify {
                     protocol: proto::ESP,
                     spi: c.spi_in.to_be_bytes().to_vec(),
                     ntype: notify::REKEY_SA,
                     data: Vec::new(),
-                })];
-                p.push(Payload::Sa(esp_proposals(
-                    &ccfg.esp_proposals,
+                });
+                let p = child_request(
+                    ccfg,
+                    vec![rekey],
                     *spi_in,
-                    false,
-                )));
-                p.push(Payload::Nonce(ni.clone()));
-                if let (Some(_), Some(g)) = (dh, pfs_group(ccfg)) {
-                    p.push(Payload::Ke {
-                        group: g.id(),
-                        data: public.clone(),
-                    });
+                    ni,
+                    dh.is_some(),
+                    public,
+                    (c.local_ts.clone(), c.remote_ts.clone()),
+                );
+                (exchange::CREATE_CHILD_SA, p)
+            }
+            Req::CreateChild {
+                cfg,
+                worker,
+                spi_in,
+                ni,
+                dh,
+                public,
+            } => {
+                let ccfg = &self.cfg.children[*cfg];
+                let mut lead = Vec::new();
+                // RFC 9611 §4: the fallback says it without data, a per-resource CHILD_SA
+                // with its resource's number (for the peer's logs only).
+                if ccfg.per_cpu_sas {
+                    let id = worker.map_or_else(Vec::new, |w| u32::from(w).to_be_bytes().to_vec());
+                    lead.push(Payload::notify(notify::SA_RESOURCE_INFO, id));
                 }
-                if ccfg.mode == dataplane::sa::Mode::Transport {
-                    p.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
-                }
-                p.push(Payload::Ts {
-                    responder: false,
-                    selectors: c.local_ts.clone(),
-                });
-                p.push(Payload::Ts {
-                    responder: true,
-                    selectors: c.remote_ts.clone(),
-                });
+                let ts = (
+                    ccfg.local_ts.iter().map(ts_from_prefix).collect(),
+                    ccfg.remote_ts.iter().map(ts_from_prefix).collect(),
+                );
+                let p = child_request(ccfg, lead, *spi_in, ni, dh.is_some(), public, ts);
                 (exchange::CREATE_CHILD_SA, p)
             }
             Req::RekeyIke {
@@ -1664,6 +1724,22 @@ impl IkeSa {
                     }
                 }
             }
+            Req::CreateChild {
+                cfg,
+                worker,
+                spi_in,
+                ni,
+                dh,
+                ..
+            } => {
+                let r =
+                    self.complete_create_child(now, &payloads, cfg, worker, spi_in, &ni, dh, out);
+                if let Err(e) = r {
+                    tracing::warn!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
+                        worker = ?worker, "CHILD_SA not created: {e}");
+                    self.create_after.push((cfg, worker, now + CREATE_RETRY));
+                }
+            }
         }
     }
 
@@ -1741,7 +1817,8 @@ impl IkeSa {
                 dh: dh(d),
                 public: hex(public),
             },
-            Req::Init | Req::Auth { .. } => return None,
+            // A new CHILD_SA in flight is not synced: the other gateway makes it again.
+            Req::Init | Req::Auth { .. } | Req::CreateChild { .. } => return None,
         };
         Some(PendingState {
             id: p.id,
@@ -1816,6 +1893,8 @@ impl IkeSa {
                         age_s: secs(c.installed),
                         rekeyed: c.rekeyed,
                         replaces: c.replaces,
+                        per_resource: c.per_resource,
+                        worker: c.worker,
                     })
                 })
                 .collect(),
@@ -1941,6 +2020,8 @@ impl IkeSa {
                 rekeyed: c.rekeyed,
                 replaces: c.replaces,
                 collision: None,
+                per_resource: c.per_resource,
+                worker: c.worker,
             });
             if c.rekeyed {
                 sa.queue.push_back(Req::DeleteChild { spi_in: c.spi_in });
@@ -2224,6 +2305,10 @@ impl IkeSa {
         if ccfg.mode == dataplane::sa::Mode::Transport {
             p.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
         }
+        // The first CHILD_SA of a per-resource group: the fallback (RFC 9611 §4).
+        if ccfg.per_cpu_sas {
+            p.push(Payload::notify(notify::SA_RESOURCE_INFO, Vec::new()));
+        }
         // Children of IKE_AUTH never do PFS: the IKE SA's DH covers them (§1.2).
         p.push(Payload::Sa(esp_proposals(
             &ccfg.esp_proposals,
@@ -2276,6 +2361,7 @@ impl IkeSa {
                     we_initiated: true,
                     larval: true,
                     lifetime: child_lifetime(ccfg),
+                    worker: None,
                 })));
             }
         }
@@ -2407,12 +2493,18 @@ impl IkeSa {
         let ni = self.ni.clone();
         self.check_peer_auth(payloads, id_type, &id_data, &init_resp, &ni, &sk_pr)?;
         self.established(now, initial_contact(payloads), out);
+        // The other configured children follow, each in a CREATE_CHILD_SA of its own.
+        self.to_create = (0..self.cfg.children.len())
+            .filter(|c| *c != child)
+            .collect();
         // The child may still have failed (§1.2: errors here do not tear down the IKE SA).
         if let Some(n) = notifies(payloads).find(|n| n.ntype < notify::FIRST_STATUS) {
             tracing::warn!(tunnel = %self.cfg.name, notify = n.ntype, "CHILD_SA not created");
             return Ok(());
         }
-        self.adopt_child(now, payloads, child, spi_in, None, None, out)
+        let res = self.cfg.children[child].per_cpu_sas
+            && notifies(payloads).any(|n| n.ntype == notify::SA_RESOURCE_INFO);
+        self.adopt_child(now, payloads, child, spi_in, None, None, (res, None), out)
             .map_err(AuthErr::Fail)
     }
 
@@ -2425,6 +2517,7 @@ impl IkeSa {
         spi_in: u32,
         rekey: Option<(Vec<u8>, Vec<u8>, Option<Secret>)>,
         replaces: Option<u32>,
+        res: (bool, Option<u16>),
         out: &mut Vec<Action>,
     ) -> Result<(), String> {
         let ccfg = self.cfg.children[cfg_idx].clone();
@@ -2486,6 +2579,7 @@ impl IkeSa {
             &nr,
             g.as_ref().map(|v| v.as_slice()),
             replaces,
+            res,
             out,
         );
         Ok(())
@@ -2543,6 +2637,7 @@ impl IkeSa {
         nr: &[u8],
         g_ir: Option<&[u8]>,
         replaces: Option<u32>,
+        (per_resource, worker): (bool, Option<u16>),
         out: &mut Vec<Action>,
     ) {
         let Some((enc_out, auth_out, enc_in, auth_in)) =
@@ -2574,11 +2669,12 @@ impl IkeSa {
             we_initiated,
             larval: false,
             lifetime: child_lifetime(ccfg),
+            worker,
         };
         tracing::info!(
             tunnel = %self.cfg.name, child = %ccfg.name,
             spi_in = %format_args!("{spi_in:08x}"), spi_out = %format_args!("{spi_out:08x}"),
-            algorithms = %chosen.as_set().name(), "CHILD_SA installed"
+            algorithms = %chosen.as_set().name(), per_resource, worker = ?worker, "CHILD_SA installed"
         );
         if self.larval == Some(spi_in) {
             self.larval = None;
@@ -2596,6 +2692,8 @@ impl IkeSa {
             rekeyed: false,
             replaces,
             collision: None,
+            per_resource,
+            worker,
         });
     }
 
@@ -2622,7 +2720,9 @@ impl IkeSa {
     ) {
         match (h.exchange, self.state) {
             (exchange::IKE_AUTH, State::InitDone) => self.responder_auth(now, h, &payloads, out),
-            (exchange::INFORMATIONAL, State::Established) => self.responder_info(h, &payloads, out),
+            (exchange::INFORMATIONAL, State::Established) => {
+                self.responder_info(now, h, &payloads, out)
+            }
             (exchange::CREATE_CHILD_SA, State::Established) => {
                 self.responder_create_child(now, h, &payloads, out)
             }
@@ -2837,6 +2937,12 @@ impl IkeSa {
                 if self.cfg.children[idx].mode == dataplane::sa::Mode::Transport {
                     resp.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
                 }
+                // The fallback of a per-resource group (RFC 9611 §4).
+                let res = self.cfg.children[idx].per_cpu_sas
+                    && notifies(p).any(|n| n.ntype == notify::SA_RESOURCE_INFO);
+                if res {
+                    resp.push(Payload::notify(notify::SA_RESOURCE_INFO, Vec::new()));
+                }
                 resp.push(Payload::Sa(vec![chosen.as_set().to_proposal(
                     chosen.num,
                     proto::ESP,
@@ -2850,17 +2956,29 @@ impl IkeSa {
                     responder: true,
                     selectors: tsr.clone(),
                 });
-                install = Some((idx, chosen, spi_in, spi_out, tsr, tsi));
+                install = Some((idx, chosen, spi_in, spi_out, tsr, tsi, res));
             }
             Err(n) => resp.push(Payload::notify(n, Vec::new())),
         }
         self.respond(exchange::IKE_AUTH, h.msg_id, &resp, out);
         self.established(now, initial_contact(p), out);
-        if let Some((idx, chosen, spi_in, spi_out, local_ts, remote_ts)) = install {
+        if let Some((idx, chosen, spi_in, spi_out, local_ts, remote_ts, res)) = install {
             let (ni, nr) = (self.ni.clone(), self.nr.clone());
             self.install_child(
-                now, idx, chosen, spi_in, spi_out, local_ts, remote_ts, false, &ni, &nr, None,
-                None, out,
+                now,
+                idx,
+                chosen,
+                spi_in,
+                spi_out,
+                local_ts,
+                remote_ts,
+                false,
+                &ni,
+                &nr,
+                None,
+                None,
+                (res, None),
+                out,
             );
         }
     }
@@ -2947,7 +3065,7 @@ impl IkeSa {
         })
     }
 
-    fn responder_info(&mut self, h: Header, p: &[Payload], out: &mut Vec<Action>) {
+    fn responder_info(&mut self, now: Instant, h: Header, p: &[Payload], out: &mut Vec<Action>) {
         let mut resp = Vec::new();
         let mut close = false;
         for d in p {
@@ -2965,6 +3083,12 @@ impl IkeSa {
                         let spi_out = u32::from_be_bytes(b);
                         if let Some(pos) = self.children.iter().position(|c| c.spi_out == spi_out) {
                             let c = self.children.remove(pos);
+                            // A per-resource CHILD_SA the peer deleted (idle, RFC 9611 §4)
+                            // is not asked for again at once.
+                            if c.worker.is_some() && !c.rekeyed {
+                                self.create_after
+                                    .push((c.cfg, c.worker, now + CREATE_RETRY));
+                            }
                             if let Some(n) =
                                 self.children.iter().find(|n| n.replaces == Some(c.spi_in))
                             {
@@ -3006,6 +3130,16 @@ impl IkeSa {
         self.respond(exchange::INFORMATIONAL, h.msg_id, &resp, out);
     }
 
+    /// Answers a CREATE_CHILD_SA request with one notify (an error).
+    fn refuse_child(&mut self, msg_id: u32, ntype: u16, data: Vec<u8>, out: &mut Vec<Action>) {
+        self.respond(
+            exchange::CREATE_CHILD_SA,
+            msg_id,
+            &[Payload::notify(ntype, data)],
+            out,
+        );
+    }
+
     fn responder_create_child(
         &mut self,
         now: Instant,
@@ -3026,34 +3160,38 @@ impl IkeSa {
         }
         let old = rekey.and_then(|spi_out| self.children.iter().position(|c| c.spi_out == spi_out));
         if rekey.is_some() && old.is_none() {
-            self.respond(
-                exchange::CREATE_CHILD_SA,
-                h.msg_id,
-                &[Payload::notify(notify::CHILD_SA_NOT_FOUND, Vec::new())],
-                out,
-            );
+            self.refuse_child(h.msg_id, notify::CHILD_SA_NOT_FOUND, Vec::new(), out);
             return;
         }
         let only = old.map(|i| self.children[i].cfg);
         let (idx, chosen, spi_out, tsi, tsr) = match self.choose_child(p, only, false) {
             Ok(x) => x,
             Err(n) => {
-                self.respond(
-                    exchange::CREATE_CHILD_SA,
-                    h.msg_id,
-                    &[Payload::notify(n, Vec::new())],
-                    out,
-                );
+                self.refuse_child(h.msg_id, n, Vec::new(), out);
+                return;
+            }
+        };
+        // RFC 9611: a rekey keeps the old SA's place in its group (no SA_RESOURCE_INFO);
+        // a new per-resource CHILD_SA goes to a worker that has none (or is one more of the
+        // peer's), the first of a group is the fallback.
+        let res = match old {
+            Some(i) => Ok((self.children[i].per_resource, self.children[i].worker)),
+            None if self.cfg.children[idx].per_cpu_sas
+                && notifies(p).any(|n| n.ntype == notify::SA_RESOURCE_INFO) =>
+            {
+                self.resource_for_peer(idx).map(|w| (true, w))
+            }
+            None => Ok((false, None)),
+        };
+        let res = match res {
+            Ok(r) => r,
+            Err(n) => {
+                self.refuse_child(h.msg_id, n, Vec::new(), out);
                 return;
             }
         };
         let Some(ni) = nonce_of(p) else {
-            self.respond(
-                exchange::CREATE_CHILD_SA,
-                h.msg_id,
-                &[Payload::notify(notify::INVALID_SYNTAX, Vec::new())],
-                out,
-            );
+            self.refuse_child(h.msg_id, notify::INVALID_SYNTAX, Vec::new(), out);
             return;
         };
         let nr = crypto::random_bytes(32);
@@ -3078,12 +3216,7 @@ impl IkeSa {
             match dh.shared(kex) {
                 Ok(s) => g_ir = Some(s),
                 Err(_) => {
-                    self.respond(
-                        exchange::CREATE_CHILD_SA,
-                        h.msg_id,
-                        &[Payload::notify(notify::INVALID_SYNTAX, Vec::new())],
-                        out,
-                    );
+                    self.refuse_child(h.msg_id, notify::INVALID_SYNTAX, Vec::new(), out);
                     return;
                 }
             }
@@ -3092,6 +3225,12 @@ impl IkeSa {
         let spi_in = rand_spi();
         if self.cfg.children[idx].mode == dataplane::sa::Mode::Transport {
             resp.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
+        }
+        if res.0 && old.is_none() {
+            let id = res
+                .1
+                .map_or_else(Vec::new, |w| u32::from(w).to_be_bytes().to_vec());
+            resp.push(Payload::notify(notify::SA_RESOURCE_INFO, id));
         }
         resp.push(Payload::Sa(vec![chosen.as_set().to_proposal(
             chosen.num,
@@ -3138,8 +3277,35 @@ impl IkeSa {
             &nr,
             g_ir.as_ref().map(|v| v.as_slice()),
             replaces,
+            res,
             out,
         );
+    }
+
+    /// The worker a per-resource CHILD_SA the peer makes for child `cfg` gets (RFC 9611):
+    /// None for the first of the group (the fallback), or when every worker has one (or
+    /// there is one worker): one more of the peer's. TS_MAX_QUEUE past [`PER_RESOURCE_MAX`].
+    fn resource_for_peer(&self, cfg: usize) -> Result<Option<u16>, u16> {
+        let live: Vec<&Child> = self
+            .children
+            .iter()
+            .filter(|c| c.cfg == cfg && !c.rekeyed)
+            .collect();
+        if live.iter().filter(|c| c.per_resource).count() >= PER_RESOURCE_MAX {
+            return Err(notify::TS_MAX_QUEUE);
+        }
+        if live.is_empty() || self.resources < 2 {
+            return Ok(None);
+        }
+        // Our own request for a worker, in flight, keeps it.
+        let asked = match self.pending.as_ref().map(|p| &p.req) {
+            Some(Req::CreateChild {
+                cfg: c, worker: w, ..
+            }) if *c == cfg => *w,
+            _ => None,
+        };
+        Ok((0..self.resources)
+            .find(|w| Some(*w) != asked && !live.iter().any(|c| c.worker == Some(*w))))
     }
 
     fn responder_rekey_ike(
@@ -3351,13 +3517,7 @@ impl IkeSa {
         if let Some(idx) = due {
             let spi_in = rand_spi();
             let ni = crypto::random_bytes(32);
-            let (dh, public) = match pfs_group(&self.cfg.children[self.children[idx].cfg]) {
-                Some(g) => {
-                    let (d, public) = DhPrivate::generate(g);
-                    (Some(d), public)
-                }
-                None => (None, Vec::new()),
-            };
+            let (dh, public) = pfs_keys(&self.cfg.children[self.children[idx].cfg]);
             self.children[idx].rekey_at = now + Duration::from_secs(3600);
             let old = self.children[idx].spi_in;
             self.request(
@@ -3371,7 +3531,106 @@ impl IkeSa {
                 },
                 out,
             );
+            return;
         }
+        if let Some(req) = self.next_create(now) {
+            self.request(now, req, out);
+        }
+    }
+
+    /// The answer to our CREATE_CHILD_SA for a new CHILD_SA of child `cfg`.
+    #[allow(clippy::too_many_arguments)]
+    fn complete_create_child(
+        &mut self,
+        now: Instant,
+        p: &[Payload],
+        cfg: usize,
+        worker: Option<u16>,
+        spi_in: u32,
+        ni: &[u8],
+        dh: Option<DhPrivate>,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        if let Some(n) = notifies(p).find(|n| n.ntype < notify::FIRST_STATUS) {
+            if n.ntype == notify::TS_MAX_QUEUE {
+                // RFC 9611 §4: the peer wants no more of them; the fallback carries the rest.
+                tracing::info!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
+                    "the peer takes no more per-resource CHILD_SAs (TS_MAX_QUEUE)");
+                self.no_more.push(cfg);
+                return Ok(());
+            }
+            return Err(format!("peer refused with notify {}", n.ntype));
+        }
+        let (nr, g_ir) = nonce_and_shared(p, dh)?;
+        let confirmed = self.cfg.children[cfg].per_cpu_sas
+            && notifies(p).any(|n| n.ntype == notify::SA_RESOURCE_INFO);
+        if worker.is_some() && !confirmed {
+            // It made an ordinary CHILD_SA: ask for no more.
+            tracing::warn!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
+                "the peer answered a per-resource CHILD_SA without SA_RESOURCE_INFO: no more asked for");
+            self.no_more.push(cfg);
+        }
+        let res = (confirmed, worker.filter(|_| confirmed));
+        self.adopt_child(
+            now,
+            p,
+            cfg,
+            spi_in,
+            Some((ni.to_vec(), nr, g_ir)),
+            None,
+            res,
+            out,
+        )
+    }
+
+    /// The next new CHILD_SA to ask for: a configured child after the first not made yet,
+    /// else a per-resource CHILD_SA (RFC 9611) of a worker that has none, for a child whose
+    /// fallback the peer made one of a group (it answered SA_RESOURCE_INFO).
+    fn next_create(&mut self, now: Instant) -> Option<Req> {
+        self.create_after.retain(|(_, _, t)| now < *t);
+        let mut pick = None;
+        while let Some(c) = self.to_create.pop_front() {
+            if !self.children.iter().any(|x| x.cfg == c) {
+                pick = Some((c, None));
+                break;
+            }
+        }
+        if pick.is_none() && self.resources >= 2 {
+            'children: for (c, ccfg) in self.cfg.children.iter().enumerate() {
+                if !ccfg.per_cpu_sas || self.no_more.contains(&c) {
+                    continue;
+                }
+                let live = |x: &&Child| x.cfg == c && !x.rekeyed;
+                if !self.children.iter().filter(live).any(|x| x.per_resource) {
+                    continue;
+                }
+                for w in 0..self.resources {
+                    let has = self
+                        .children
+                        .iter()
+                        .filter(live)
+                        .any(|x| x.worker == Some(w));
+                    let waits = self
+                        .create_after
+                        .iter()
+                        .any(|(c2, w2, _)| *c2 == c && *w2 == Some(w));
+                    if !has && !waits {
+                        pick = Some((c, Some(w)));
+                        break 'children;
+                    }
+                }
+            }
+        }
+        let (cfg, worker) = pick?;
+        let (dh, public) = pfs_keys(&self.cfg.children[cfg]);
+        Some(Req::CreateChild {
+            cfg,
+            worker,
+            spi_in: rand_spi(),
+            ni: crypto::random_bytes(32),
+            dh,
+            public,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -3394,14 +3653,7 @@ impl IkeSa {
             .find(|c| c.spi_in == old_spi)
             .ok_or("child gone")?
             .clone();
-        let nr = nonce_of(p).ok_or("no nonce")?;
-        let g_ir = match dh {
-            Some(d) => {
-                let kex = ke_of(p).map(|(_, d)| d).ok_or("no KE")?;
-                Some(d.shared(kex).map_err(|e| e.to_string())?)
-            }
-            None => None,
-        };
+        let (nr, g_ir) = nonce_and_shared(p, dh)?;
         self.adopt_child(
             now,
             p,
@@ -3409,6 +3661,7 @@ impl IkeSa {
             spi_in,
             Some((ni.to_vec(), nr, g_ir)),
             Some(old.spi_in),
+            (old.per_resource, old.worker),
             out,
         )?;
         if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old.spi_in) {
@@ -3602,6 +3855,72 @@ fn child_lifetime(c: &ChildConfig) -> dataplane::sa::Lifetime {
 }
 
 /// The PFS group a child's rekeys use: the first group of its first proposal.
+/// A CREATE_CHILD_SA request's payloads: `lead` (notifies), the child's proposals with our
+/// SPI, our nonce, our KE (with `pfs`), USE_TRANSPORT_MODE, and the selectors (TSi, TSr).
+fn child_request(
+    ccfg: &ChildConfig,
+    lead: Vec<Payload>,
+    spi_in: u32,
+    ni: &[u8],
+    pfs: bool,
+    public: &[u8],
+    (tsi, tsr): (Vec<TrafficSelector>, Vec<TrafficSelector>),
+) -> Vec<Payload> {
+    let mut p = lead;
+    p.push(Payload::Sa(esp_proposals(
+        &ccfg.esp_proposals,
+        spi_in,
+        false,
+    )));
+    p.push(Payload::Nonce(ni.to_vec()));
+    if let (true, Some(g)) = (pfs, pfs_group(ccfg)) {
+        p.push(Payload::Ke {
+            group: g.id(),
+            data: public.to_vec(),
+        });
+    }
+    if ccfg.mode == dataplane::sa::Mode::Transport {
+        p.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
+    }
+    p.push(Payload::Ts {
+        responder: false,
+        selectors: tsi,
+    });
+    p.push(Payload::Ts {
+        responder: true,
+        selectors: tsr,
+    });
+    p
+}
+
+/// A DH key pair of the child's PFS group (none without one), for a CREATE_CHILD_SA.
+fn pfs_keys(c: &ChildConfig) -> (Option<DhPrivate>, Vec<u8>) {
+    match pfs_group(c) {
+        Some(g) => {
+            let (d, public) = DhPrivate::generate(g);
+            (Some(d), public)
+        }
+        None => (None, Vec::new()),
+    }
+}
+
+/// The responder's nonce of a CREATE_CHILD_SA answer and, with our DH value, the shared
+/// secret of its KE.
+fn nonce_and_shared(
+    p: &[Payload],
+    dh: Option<DhPrivate>,
+) -> Result<(Vec<u8>, Option<Secret>), String> {
+    let nr = nonce_of(p).ok_or("no nonce")?;
+    let g_ir = match dh {
+        Some(d) => {
+            let kex = ke_of(p).map(|(_, d)| d).ok_or("no KE")?;
+            Some(d.shared(kex).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    Ok((nr, g_ir))
+}
+
 fn pfs_group(c: &ChildConfig) -> Option<Group> {
     c.esp_proposals.first().and_then(|a| a.dh.first().copied())
 }

@@ -111,6 +111,8 @@ pub mod notify {
     pub const TEMPORARY_FAILURE: u16 = 43;
     /// CHILD_SA_NOT_FOUND.
     pub const CHILD_SA_NOT_FOUND: u16 = 44;
+    /// TS_MAX_QUEUE (RFC 9611): no more per-resource CHILD_SAs of these selectors.
+    pub const TS_MAX_QUEUE: u16 = 48;
     /// Error types are below this value.
     pub const FIRST_STATUS: u16 = 16384;
     /// INITIAL_CONTACT.
@@ -135,6 +137,9 @@ pub mod notify {
     pub const NON_FIRST_FRAGMENTS_ALSO: u16 = 16395;
     /// MOBIKE_SUPPORTED.
     pub const MOBIKE_SUPPORTED: u16 = 16396;
+    /// SA_RESOURCE_INFO (RFC 9611): the CHILD_SA is one of a group of per-resource SAs with
+    /// the same selectors; optional data identify the resource (opaque to the peer).
+    pub const SA_RESOURCE_INFO: u16 = 16444;
     /// IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383).
     pub const IKEV2_FRAGMENTATION_SUPPORTED: u16 = 16430;
     /// SIGNATURE_HASH_ALGORITHMS (RFC 7427).

@@ -763,6 +763,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 Action::Protect(sa) => Action::Protect(OutboundTarget {
                     policy_id: k as u32,
                     sa: out_sas[sa].clone(),
+                    per_worker: Vec::new(),
                 }),
                 Action::Bypass => Action::Bypass,
                 Action::Discard => Action::Discard,
@@ -777,7 +778,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             if !natt_ports.contains(&4500) {
                 natt_ports.push(4500);
             }
-            Some(Control::create(path)?)
+            Some(Control::create(path, nq as u16)?)
         }
         None => None,
     };
@@ -788,7 +789,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         ),
         None => None,
     };
-    let mut dynamic = Dynamic::default();
+    let mut dynamic = Dynamic {
+        workers: nq as u16,
+        ..Default::default()
+    };
     let (spd_out, spd_in) = dynamic.build(&static_out, &static_in)?;
 
     // MSS for SYNs entering a tunnel: the smallest outside MTU less the worst ESP tunnel
@@ -1819,7 +1823,7 @@ impl Pipeline {
                         .ok()
                         .and_then(|key| tables.spd_out.lookup(&key))
                         .and_then(|r| match &r.action {
-                            Action::Protect(t) => t.sa.as_deref(),
+                            Action::Protect(t) => t.sa_for(self.me).map(Arc::as_ref),
                             _ => None,
                         });
                     match sa {
@@ -2428,7 +2432,8 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         if let Some(o) = &d.out {
             sas.push(serde_json::json!({"spi": format!("{:08x}", o.spi), "direction": "out", "source": "ike",
                 "tunnel": d.tunnel, "child": d.child, "pair": format!("{spi_in:08x}"), "active": d.active,
-                "packets": o.counters().packets(), "bytes": o.counters().bytes(), "owner": owner_lcore(o)}));
+                "packets": o.counters().packets(), "bytes": o.counters().bytes(), "owner": owner_lcore(o),
+                "worker": d.worker}));
         }
     }
     let out = policy_counts(&current.spd_out, &hits_out, |t: &OutboundTarget| {
@@ -2928,6 +2933,9 @@ struct Dynamic {
     /// The next on-demand policy id (ids stay with their trap: a worker's acquire may name
     /// one from an older version of the tables).
     next_trap: u32,
+    /// Worker pipelines: a per-resource pair for a worker this data plane does not have (the
+    /// other gateway of an HA pair had more) is an ordinary pair here.
+    workers: u16,
 }
 
 /// An on-demand policy: (local_ts, remote_ts) and its policy id.
@@ -2952,9 +2960,20 @@ struct DynSa {
     /// The outbound SA's parameters, to rebuild it when the peer moves.
     params: Option<dataplane::sa::SaParams>,
     inb: Arc<InboundSa>,
-    /// Outbound traffic of its (tunnel, child) uses this one.
+    /// Outbound traffic of its (tunnel, child) uses this one; of a per-resource pair, that
+    /// worker's outbound traffic of it.
     active: bool,
     order: u64,
+    /// A per-resource SA's worker ([`ctl::ChildSa::worker`]).
+    worker: Option<u16>,
+}
+
+impl DynSa {
+    /// Whether `o` takes turns with this pair as the (tunnel, child)'s outbound SA (of the
+    /// same worker, for per-resource pairs): one of them is active at a time.
+    fn same_slot(&self, o: &DynSa) -> bool {
+        self.tunnel == o.tunnel && self.child == o.child && self.worker == o.worker
+    }
 }
 
 /// Priority of the policies of negotiated CHILD_SAs: after the configuration's explicit rules
@@ -2966,9 +2985,9 @@ impl Dynamic {
         let Some(d) = self.sas.get(&spi_in).filter(|d| d.out.is_some()) else {
             return;
         };
-        let (t, c) = (d.tunnel.clone(), d.child.clone());
+        let (t, c, w) = (d.tunnel.clone(), d.child.clone(), d.worker);
         for (k, x) in self.sas.iter_mut() {
-            if x.tunnel == t && x.child == c {
+            if x.tunnel == t && x.child == c && x.worker == w {
                 x.active = *k == spi_in;
             }
         }
@@ -2977,7 +2996,8 @@ impl Dynamic {
     /// Applies a command; returns whether the tables must be rebuilt.
     fn apply(&mut self, cmd: ctl::Command, sad: &mut Sad<Arc<InboundSa>>) -> Result<bool, String> {
         match cmd {
-            ctl::Command::Add { sa, .. } => {
+            ctl::Command::Add { mut sa, .. } => {
+                sa.worker = sa.worker.filter(|w| *w < self.workers);
                 let (o, i) = sa.params()?;
                 // The full pair replaces its larval inbound half, keeping the anti-replay
                 // window of what that half already accepted (and its counters).
@@ -2992,7 +3012,15 @@ impl Dynamic {
                 };
                 let inb = Arc::new(inb.map_err(|e| e.to_string())?);
                 let out = match &o {
-                    Some(o) => Some(Arc::new(OutboundSa::new(o).map_err(|e| e.to_string())?)),
+                    Some(o) => {
+                        let o = OutboundSa::new(o).map_err(|e| e.to_string())?;
+                        // A per-resource SA is its worker's from the start: no other pipeline
+                        // seals with it, unless it stands in as the fallback.
+                        if let Some(w) = sa.worker {
+                            o.owner(w);
+                        }
+                        Some(Arc::new(o))
+                    }
                     None => None,
                 };
                 if larval.is_some() {
@@ -3001,10 +3029,12 @@ impl Dynamic {
                     }
                 }
                 sad.insert(sa.spi_in, Some(sa.local), inb.clone());
-                let sibling_active = self
-                    .sas
-                    .values()
-                    .any(|x| x.tunnel == sa.tunnel && x.child == sa.child && x.active);
+                let sibling_active = self.sas.values().any(|x| {
+                    x.tunnel == sa.tunnel
+                        && x.child == sa.child
+                        && x.worker == sa.worker
+                        && x.active
+                });
                 self.installed += 1;
                 let has_out = out.is_some();
                 self.sas.insert(
@@ -3021,15 +3051,19 @@ impl Dynamic {
                         inb,
                         active: false,
                         order: self.installed,
+                        worker: sa.worker,
                     },
                 );
-                if has_out && (sa.outbound_now || !sibling_active) {
+                // A worker without a per-resource SA of its own uses the fallback meanwhile,
+                // so one waits for its `activate` (or `outbound_now`) even as the first.
+                let first_takes_over = !sibling_active && sa.worker.is_none();
+                if has_out && (sa.outbound_now || first_takes_over) {
                     self.activate(sa.spi_in);
                 }
                 tracing::info!(tunnel = %sa.tunnel, child = %sa.child,
                     spi_in = format_args!("{:08x}", sa.spi_in),
                     spi_out = format_args!("{:08x}", sa.spi_out), larval = !has_out,
-                    "SA pair installed");
+                    worker = ?sa.worker, "SA pair installed");
                 Ok(true)
             }
             ctl::Command::Activate { spi_in, .. } => {
@@ -3047,9 +3081,7 @@ impl Dynamic {
                     let next = self
                         .sas
                         .iter()
-                        .filter(|(_, x)| {
-                            x.tunnel == d.tunnel && x.child == d.child && x.out.is_some()
-                        })
+                        .filter(|(_, x)| d.same_slot(x) && x.out.is_some())
                         .max_by_key(|(_, x)| x.order)
                         .map(|(k, _)| *k);
                     if let Some(k) = next {
@@ -3134,20 +3166,59 @@ impl Dynamic {
         let mut out = static_out.to_vec();
         let mut inb = static_in.to_vec();
         let mut seen = Vec::new();
-        for (n, d) in self.sas.values().enumerate() {
-            let pairs = d
-                .local_ts
+        let pairs_of = |d: &DynSa| -> Vec<(IpPrefix, IpPrefix)> {
+            d.local_ts
                 .iter()
                 .flat_map(|l| d.remote_ts.iter().map(move |r| (*l, *r)))
-                .filter(|(l, r)| l.is_ipv4() == r.is_ipv4());
-            for (l, r) in pairs {
-                if let (true, Some(o)) = (d.active, &d.out) {
+                .filter(|(l, r)| l.is_ipv4() == r.is_ipv4())
+                .collect()
+        };
+        // Per-resource SAs in use, by selector pair: each worker's own, for the rule of the
+        // fallback with the same selectors (a rule of their own where there is none).
+        type PerWorker = (
+            (IpPrefix, IpPrefix),
+            Vec<Option<Arc<OutboundSa>>>,
+            bool,
+            usize,
+        );
+        let mut per_worker: Vec<PerWorker> = Vec::new();
+        for (n, d) in self.sas.values().enumerate().filter(|(_, d)| d.active) {
+            let (Some(w), Some(o)) = (d.worker, &d.out) else {
+                continue;
+            };
+            for lr in pairs_of(d) {
+                let k = match per_worker.iter().position(|(x, ..)| *x == lr) {
+                    Some(k) => k,
+                    None => {
+                        per_worker.push((lr, Vec::new(), false, n));
+                        per_worker.len() - 1
+                    }
+                };
+                let v = &mut per_worker[k].1;
+                if v.len() <= usize::from(w) {
+                    v.resize(usize::from(w) + 1, None);
+                }
+                v[usize::from(w)] = Some(o.clone());
+            }
+        }
+        for (n, d) in self.sas.values().enumerate() {
+            for (l, r) in pairs_of(d) {
+                if let (true, None, Some(o)) = (d.active, d.worker, &d.out) {
+                    let own = per_worker.iter_mut().find(|(x, ..)| *x == (l, r));
+                    let workers = match own {
+                        Some((_, v, used, _)) => {
+                            *used = true;
+                            v.clone()
+                        }
+                        None => Vec::new(),
+                    };
                     out.push(Rule {
                         priority: DYNAMIC_PRIORITY,
                         selector: selector(l, r),
                         action: Action::Protect(OutboundTarget {
                             policy_id: 10_000 + n as u32,
                             sa: Some(o.clone()),
+                            per_worker: workers,
                         }),
                     });
                 }
@@ -3162,6 +3233,22 @@ impl Dynamic {
                 }
             }
         }
+        // Per-resource SAs without a fallback of their selectors (the peer deleted it): the
+        // first stands in for the workers that have none.
+        for ((l, r), v, used, n) in per_worker {
+            if used {
+                continue;
+            }
+            out.push(Rule {
+                priority: DYNAMIC_PRIORITY,
+                selector: selector(l, r),
+                action: Action::Protect(OutboundTarget {
+                    policy_id: 10_000 + n as u32,
+                    sa: v.iter().flatten().next().cloned(),
+                    per_worker: v,
+                }),
+            });
+        }
         // On-demand policies sit just below the SAs' own: they only catch traffic while no
         // SA pair of their (tunnel, child) is active.
         for t in self.traps.values() {
@@ -3173,6 +3260,7 @@ impl Dynamic {
                         action: Action::Protect(OutboundTarget {
                             policy_id: t.id,
                             sa: None,
+                            per_worker: Vec::new(),
                         }),
                     });
                 }
@@ -3198,6 +3286,7 @@ impl Dynamic {
                 in_packets: d.inb.counters().packets(),
                 in_bytes: d.inb.counters().bytes(),
                 out_seq: d.out.as_ref().map(|o| o.last_seq()),
+                worker: d.worker,
                 in_seq: Some(d.inb.window().top()),
             })
             .collect()
@@ -3232,6 +3321,8 @@ struct Control {
     /// A `dump` came: the VRRP state goes out with the report (empty without VRRP), so that a
     /// starting control plane knows which addresses are its own before it starts tunnels.
     dumped: bool,
+    /// Worker pipelines (`Hello`, `Sas`): per-resource SAs are made for each.
+    workers: u16,
 }
 
 /// Injected datagrams parked at most (further ones are dropped as unresolved).
@@ -3240,7 +3331,7 @@ const PARKED_MAX: usize = 64;
 const PARK_MS: u64 = 1000;
 
 impl Control {
-    fn create(path: &std::path::Path) -> Result<Control, String> {
+    fn create(path: &std::path::Path, workers: u16) -> Result<Control, String> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -3262,10 +3353,12 @@ impl Control {
             reports_sent: 0,
             parked: Default::default(),
             dumped: false,
+            workers,
         };
         c.event(&ctl::Event::Hello {
             v: ctl::VERSION,
             generation: c.chan.generation(),
+            workers,
         });
         Ok(c)
     }
@@ -3284,7 +3377,8 @@ impl Control {
         self.reports_sent += 1;
         if let Ok(mut p) = self.chan.producer(ctl::ring::EVENTS) {
             let at = shmring::monotonic_ns();
-            for part in ctl::Event::sas_parts(self.reports_sent, at, &d.report(), max) {
+            let report = d.report();
+            for part in ctl::Event::sas_parts(self.reports_sent, at, self.workers, &report, max) {
                 // A control plane that is not reading loses the report, never the data plane.
                 if let Err(e) = p.push(&part) {
                     tracing::debug!("SA report not sent: {e}");
@@ -3498,6 +3592,94 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Per-resource pairs (RFC 9611) fill their workers' slots of the rule of the fallback
+    /// with the same selectors; one not yet activated waits (its worker keeps using the
+    /// fallback); a rekey's pair takes its worker's slot when activated; and once the
+    /// fallback is gone a per-resource SA stands in for the workers without one.
+    #[test]
+    fn per_resource_pairs_fill_their_workers_slots() {
+        let mut d = Dynamic {
+            workers: 3,
+            ..Default::default()
+        };
+        let mut sad = Sad::new();
+        let add = |d: &mut Dynamic, sad: &mut Sad<Arc<InboundSa>>, spi: u32, worker, now| {
+            let sa = ctl::ChildSa {
+                spi_in: spi,
+                spi_out: spi + 0x100,
+                worker,
+                outbound_now: now,
+                ..ctl::ChildSa::example()
+            };
+            d.apply(
+                ctl::Command::Add {
+                    v: ctl::VERSION,
+                    sa: Box::new(sa),
+                },
+                sad,
+            )
+            .unwrap();
+        };
+        let key = dataplane::spd::FlowKey {
+            src: "192.168.10.5".parse().unwrap(),
+            dst: "192.168.20.7".parse().unwrap(),
+            proto: 17,
+            src_port: 1000,
+            dst_port: 2000,
+        };
+        // The SPI each pipeline seals with (None: no rule or no SA).
+        let spis = |d: &Dynamic| -> Vec<Option<u32>> {
+            let (out, _) = d.build(&[], &[]).unwrap();
+            let rule = out.lookup(&key);
+            [None, Some(0), Some(1), Some(2)]
+                .into_iter()
+                .map(|me| match rule.map(|r| &r.action) {
+                    Some(Action::Protect(t)) => t.sa_for(me).map(|sa| sa.spi),
+                    _ => None,
+                })
+                .collect()
+        };
+        add(&mut d, &mut sad, 0x10, None, true);
+        assert_eq!(spis(&d), vec![Some(0x110); 4]);
+        // Worker 1's pair, made by the peer: waits for its activation.
+        add(&mut d, &mut sad, 0x11, Some(1), false);
+        assert_eq!(spis(&d), vec![Some(0x110); 4]);
+        d.apply(ctl::Command::Activate { v: 1, spi_in: 0x11 }, &mut sad)
+            .unwrap();
+        assert_eq!(
+            spis(&d),
+            vec![Some(0x110), Some(0x110), Some(0x111), Some(0x110)]
+        );
+        // Worker 0's, made by us: at once, and its worker owns it before any packet.
+        add(&mut d, &mut sad, 0x12, Some(0), true);
+        assert_eq!(
+            spis(&d),
+            vec![Some(0x110), Some(0x112), Some(0x111), Some(0x110)]
+        );
+        assert_eq!(d.sas[&0x12].out.as_ref().unwrap().owner_now(), Some(0));
+        // Worker 1's rekey (as responder: not yet sending) leaves worker 0 alone.
+        add(&mut d, &mut sad, 0x13, Some(1), false);
+        assert_eq!(spis(&d)[2], Some(0x111));
+        d.apply(ctl::Command::Activate { v: 1, spi_in: 0x13 }, &mut sad)
+            .unwrap();
+        assert_eq!(
+            spis(&d),
+            vec![Some(0x110), Some(0x112), Some(0x113), Some(0x110)]
+        );
+        assert!(d.sas[&0x10].active, "the fallback is still active");
+        // The fallback goes: a per-resource SA stands in for the others.
+        d.apply(ctl::Command::Remove { v: 1, spi_in: 0x10 }, &mut sad)
+            .unwrap();
+        let now = spis(&d);
+        assert_eq!((now[1], now[2]), (Some(0x112), Some(0x113)));
+        assert!(now[0] == Some(0x112) || now[0] == Some(0x113));
+        assert_eq!(now[3], now[0]);
+        // Every inbound SPI is in the SAD.
+        for spi in [0x11, 0x12, 0x13] {
+            assert!(sad.get(spi, "203.0.113.1".parse().unwrap()).is_some());
+        }
+    }
 
     /// A FIFO in the stats file's temporary name stands for a file system that does not
     /// answer (opening it for writing waits for a reader): the main lcore's hand-overs must

@@ -112,6 +112,7 @@ fn main() -> ExitCode {
                 action: dataplane::spd::Action::Protect(dataplane::burst::OutboundTarget {
                     policy_id: 1,
                     sa: Some(out.clone()),
+                    per_worker: Vec::new(),
                 }),
             }])
             .expect("SPD");
