@@ -543,6 +543,8 @@ mod tests {
                 worker: None,
             }],
             pending: None,
+            to_create: Vec::new(),
+            no_more: Vec::new(),
         }
     }
 

@@ -2079,6 +2079,21 @@ fn the_fuzz_seeds_of_a_synced_ike_sa_restore() {
     let sent = first_send(&d.tick(now), None).unwrap().2;
     let want = &busy.ike[0].pending.as_ref().unwrap().datagrams[0];
     assert_eq!(dataplane::ctl::hex(&sent).as_str(), want.as_str());
+    // A new CHILD_SA in flight for a child this configuration lacks (index 5 of 1), and
+    // children to make and refusals naming unknown ones: refused or dropped, no panic.
+    let foreign = seed("seed-snapshot-with-new-child-in-flight.json");
+    let mut d = Daemon::new(&c);
+    assert!(d
+        .restore(&foreign.ike, Duration::ZERO, &|_| true, now)
+        .is_empty());
+    let _ = d.tick(now);
+    let mut known = foreign.ike.clone();
+    known[0].pending = None;
+    let mut d = Daemon::new(&c);
+    assert_eq!(d.restore(&known, Duration::ZERO, &|_| true, now).len(), 1);
+    for k in 0..5 {
+        let _ = d.tick(now + Duration::from_millis(100 * k));
+    }
     // Absurd ages and times (a peer with the secret can send them) do not overflow the clock.
     let mut odd = snap.ike.clone();
     odd[0].age_s = u64::MAX;
@@ -2496,4 +2511,101 @@ fn without_the_peers_consent_there_is_one_ordinary_child_sa() {
     assert_eq!(c.len(), 1);
     assert_eq!((c[0].0.worker, c[0].1.worker), (None, None));
     assert_eq!(pairs_of(&n, "d").len(), 1);
+}
+
+/// RFC 9611 §4: past what it takes of one child, the peer answers TS_MAX_QUEUE; we then ask
+/// for no more (the fallback carries the workers that have none).
+#[test]
+fn ts_max_queue_stops_further_per_resource_requests() {
+    let now = Instant::now();
+    let mut n = with_cfgs(
+        &two_children(A, B, true, "start", true),
+        &two_children(B, A, false, "none", true),
+    );
+    // More workers than B takes per-resource CHILD_SAs of one child (256, the fallback's
+    // place included).
+    n.a.set_resources(300);
+    n.b.set_resources(2);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    for k in 1..=300 {
+        n.tick_both(now + Duration::from_millis(k));
+    }
+    assert_eq!(pairs_of(&n, "c").len(), 256);
+    let sent = n.sent;
+    for k in 1..=20 {
+        n.tick_both(now + Duration::from_millis(400 + 100 * k));
+    }
+    assert_eq!(n.sent, sent, "no request after TS_MAX_QUEUE");
+    assert_eq!(pairs_of(&n, "c").len(), 256);
+}
+
+/// A configured child the peer refuses is asked for again, 30 s later, then 60 s after
+/// that (doubling), instead of never again or in a tight loop.
+#[test]
+fn a_refused_child_is_asked_for_again_with_a_growing_wait() {
+    let now = Instant::now();
+    let b_one_child = format!(
+        "tunnels:\n  - name: t\n    local: {B}\n    remote: {A}\n    psk: \"secret-psk-1\"\n    ike_proposals: [aes256-sha256-modp2048]\n    start: none\n    children:\n      - name: c\n        local_ts: [192.168.20.0/24]\n        remote_ts: [192.168.10.0/24]\n        esp_proposals: [aes256gcm16]\n        lifetime: 8h\n"
+    );
+    // Child c of A lives 8 h here: no rekeys in the counts.
+    let mut a = two_children(A, B, true, "start", false);
+    a.tunnels[0].children[0].lifetime = Duration::from_secs(8 * 3600);
+    let mut n = with_cfgs(
+        &a,
+        &Config::parse(&b_one_child, Path::new("b.yaml")).unwrap(),
+    );
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let at = |s: u64| now + Duration::from_millis(50) + Duration::from_secs(s);
+    let mut sent = n.sent;
+    let mut exchanges = |n: &mut Net, t: Instant| {
+        n.tick_both(t);
+        let d = n.sent - sent;
+        sent = n.sent;
+        d
+    };
+    assert_eq!(exchanges(&mut n, at(0)), 2, "child d asked for and refused");
+    assert_eq!(exchanges(&mut n, at(29)), 0);
+    assert_eq!(exchanges(&mut n, at(31)), 2, "again after 30 s");
+    assert_eq!(exchanges(&mut n, at(31 + 59)), 0);
+    assert_eq!(exchanges(&mut n, at(31 + 61)), 2, "again after 60 s more");
+    assert_eq!(pairs_of(&n, "d").len(), 0);
+    assert_eq!(pairs_of(&n, "c").len(), 1);
+}
+
+/// HA: a CREATE_CHILD_SA for a new child in flight when the master dies travels in the IKE
+/// SA's snapshot; the new master sends it again and the child comes up there.
+#[test]
+fn a_new_child_in_flight_at_a_takeover_comes_up_on_the_new_master() {
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    let now = Instant::now();
+    let a_cfg = two_children(A, B, true, "start", false);
+    let mut n = with_cfgs(&a_cfg, &two_children(B, A, false, "none", false));
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    let fallback = n.a_installed[0].spi_in;
+    // A asks for child d; the request is lost with A.
+    let t1 = now + Duration::from_millis(50);
+    let lost = n.a.tick(t1);
+    assert!(lost
+        .iter()
+        .any(|a| matches!(a, Action::Send { data, .. } if data[18] == 36)));
+    let states = n.a.export(&|_| true, t1);
+    let json = serde_json::to_string(&states).unwrap();
+    let states: Vec<controlplane::ike::sa::IkeSaState> = serde_json::from_str(&json).unwrap();
+    assert!(states[0].pending.is_some(), "the request travels");
+    let vip: IpAddr = A.parse().unwrap();
+    let mut a2 = Daemon::new(&a_cfg);
+    assert!(a2.set_standby(HashSet::from([vip]), t1).is_empty());
+    let t2 = t1 + Duration::from_secs(1);
+    let restored = a2.restore(&states, Duration::from_secs(1), &|s| s == fallback, t2);
+    assert_eq!(restored, vec!["t".to_string()]);
+    assert!(a2.set_standby(HashSet::new(), t2).is_empty());
+    n.a = a2;
+    let acts = n.a.tick(t2);
+    n.run(t2, acts, vec![]);
+    let d = pairs_of(&n, "d");
+    assert_eq!(d.len(), 1, "child d up on the new master");
 }

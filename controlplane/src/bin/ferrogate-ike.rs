@@ -920,6 +920,9 @@ impl ChanIo {
             && !c.we_initiated
             && c.replaces.is_none()
             && !c.larval
+            // A per-resource pair (RFC 9611) is no reauthentication's: its worker's slot
+            // has nothing to wait for.
+            && c.worker.is_none()
             && self
                 .installed
                 .values()
@@ -977,7 +980,24 @@ impl ChanIo {
     /// Pairs deferred behind it whose child no longer has another sending pair take over.
     fn remove(&mut self, spi_in: u32) -> Vec<u32> {
         let gone = self.installed.remove(&spi_in);
-        self.lingering.push((Instant::now() + LINGER, spi_in));
+        // A per-resource pair with no successor in its worker's slot goes at once: while it
+        // lingered, its worker would go on sealing with an SA the peer has deleted, where
+        // the fallback can carry that worker's traffic.
+        let orphan = gone.as_ref().is_some_and(|g| {
+            g.worker.is_some()
+                && !self
+                    .installed
+                    .values()
+                    .any(|s| (&s.tunnel, &s.child, s.worker) == (&g.tunnel, &g.child, g.worker))
+        });
+        if orphan {
+            self.command(&ctl::Command::Remove {
+                v: ctl::VERSION,
+                spi_in,
+            });
+        } else {
+            self.lingering.push((Instant::now() + LINGER, spi_in));
+        }
         // Only pairs of the same child wait on this one.
         let Some(gone) = gone else {
             return Vec::new();
@@ -1797,6 +1817,28 @@ mod tests {
         assert!(!io.install(&pair(6, false, None)));
         assert_eq!(io.remove(6), Vec::<u32>::new());
         assert!(io.deferred.is_empty());
+    }
+
+    /// Per-resource pairs (RFC 9611): one the peer makes beside the fallback is its worker's
+    /// at once (no reauthentication deferral); one deleted with no successor in its worker's
+    /// slot leaves the data plane at once (its worker falls back), a rekeyed one lingers.
+    #[test]
+    fn per_resource_pairs_neither_wait_nor_linger_without_cause() {
+        let mut io = ChanIo::new(PathBuf::from("/nonexistent/channel"));
+        assert!(io.install(&pair(1, false, None)), "the fallback");
+        let mut w1 = pair(2, false, None);
+        w1.worker = Some(1);
+        assert!(io.install(&w1), "worker 1's, made by the peer: no deferral");
+        assert!(io.deferred.is_empty());
+        let mut rekey = pair(3, true, Some(2));
+        rekey.worker = Some(1);
+        assert!(io.install(&rekey));
+        io.remove(2);
+        assert_eq!(io.lingering.len(), 1, "rekeyed: lingers for ESP in flight");
+        io.remove(3);
+        assert_eq!(io.lingering.len(), 1, "the last of worker 1's: out at once");
+        io.remove(1);
+        assert_eq!(io.lingering.len(), 2, "the fallback lingers");
     }
 
     /// A FIFO stands for a file system that does not answer: opening it for writing waits

@@ -509,6 +509,7 @@ impl Daemon {
             };
             let mut acts = Vec::new();
             if let Some(mut sa) = IkeSa::respond_init(cfg, now, local, remote, data, &mut acts) {
+                sa.set_resources(self.resources);
                 self.start_from_learnt_size(&mut sa, now);
                 self.half_open.insert((h.spi_i, remote), sa.our_spi());
                 self.sas.insert(sa.our_spi(), sa);
@@ -521,6 +522,7 @@ impl Daemon {
             return out;
         };
         let mut acts = Vec::new();
+        sa.set_resources(self.resources);
         sa.handle(now, local, remote, data, &mut acts);
         self.collect(acts, now, &mut out);
         out
@@ -591,6 +593,7 @@ impl Daemon {
             match a {
                 Action::Spawn(sa) => {
                     let mut sa = *sa;
+                    sa.set_resources(self.resources);
                     if sa.delete_now {
                         let mut acts = Vec::new();
                         sa.delete(now, &mut acts);

@@ -465,6 +465,12 @@ pub struct IkeSaState {
     /// The request it had in flight (none from a version before it).
     #[serde(default)]
     pub pending: Option<PendingState>,
+    /// Configured children (indices) still to be made in CREATE_CHILD_SAs of their own.
+    #[serde(default)]
+    pub to_create: Vec<usize>,
+    /// Children whose peer wants no more per-resource CHILD_SAs (RFC 9611).
+    #[serde(default)]
+    pub no_more: Vec<usize>,
 }
 
 impl std::fmt::Debug for IkeSaState {
@@ -526,6 +532,21 @@ pub enum ReqState {
         /// Our KE value (hex).
         public: String,
     },
+    /// A new CHILD_SA.
+    CreateChild {
+        /// The child (its index in the tunnel's configuration, which both gateways share).
+        cfg: usize,
+        /// The worker of a per-resource CHILD_SA.
+        worker: Option<u16>,
+        /// Our inbound SPI.
+        spi_in: u32,
+        /// Our nonce (hex).
+        ni: String,
+        /// PFS.
+        dh: Option<DhState>,
+        /// Our KE value (hex).
+        public: String,
+    },
     /// Rekey the IKE SA.
     RekeyIke {
         /// Our SPI of the new IKE SA.
@@ -556,6 +577,7 @@ impl std::fmt::Debug for ReqState {
             ReqState::DeleteChild { .. } => "DeleteChild",
             ReqState::DeleteIke => "DeleteIke",
             ReqState::RekeyChild { .. } => "RekeyChild",
+            ReqState::CreateChild { .. } => "CreateChild",
             ReqState::RekeyIke { .. } => "RekeyIke",
         })
     }
@@ -677,8 +699,11 @@ pub struct IkeSa {
     resources: u16,
     /// Configured children after the first, still to be created (we initiated the IKE SA).
     to_create: std::collections::VecDeque<usize>,
-    /// New CHILD_SAs not to be tried again before a time: (child, worker, when).
-    create_after: Vec<(usize, Option<u16>, Instant)>,
+    /// New CHILD_SAs that failed (or per-resource ones the peer deleted): (child, worker,
+    /// not before, failures so far). Forgotten once one is made.
+    create_after: Vec<(usize, Option<u16>, Instant, u32)>,
+    /// The PFS group a peer asked for (INVALID_KE_PAYLOAD) in a new CHILD_SA of a child.
+    ke_groups: Vec<(usize, Group)>,
     /// Children for which the peer wants no more per-resource CHILD_SAs (TS_MAX_QUEUE, or
     /// it answered one without SA_RESOURCE_INFO).
     no_more: Vec<usize>,
@@ -688,8 +713,10 @@ pub struct IkeSa {
 /// TS_MAX_QUEUE): enough for one per CPU of a large peer.
 const PER_RESOURCE_MAX: usize = 256;
 /// How long a new CHILD_SA that failed (or a per-resource one the peer deleted) waits
-/// before it is tried again.
+/// before it is tried again; each further failure doubles it, up to [`CREATE_RETRY_MAX`].
 const CREATE_RETRY: Duration = Duration::from_secs(30);
+/// The longest wait between two tries of a new CHILD_SA.
+const CREATE_RETRY_MAX: Duration = Duration::from_secs(3600);
 
 impl std::fmt::Debug for IkeSa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -888,6 +915,21 @@ fn restore_pending(p: &PendingState, now: Instant) -> Result<Pending, String> {
             dh: d.as_ref().map(dh).transpose()?,
             public: bytes(public)?,
         },
+        ReqState::CreateChild {
+            cfg,
+            worker,
+            spi_in,
+            ni,
+            dh: d,
+            public,
+        } => Req::CreateChild {
+            cfg: *cfg,
+            worker: *worker,
+            spi_in: *spi_in,
+            ni: bytes(ni)?,
+            dh: d.as_ref().map(dh).transpose()?,
+            public: bytes(public)?,
+        },
         ReqState::RekeyIke {
             spi,
             ni,
@@ -987,6 +1029,7 @@ impl IkeSa {
             resources: 0,
             to_create: Default::default(),
             create_after: Vec::new(),
+            ke_groups: Vec::new(),
             no_more: Vec::new(),
         }
     }
@@ -1248,8 +1291,7 @@ impl IkeSa {
                     vec![rekey],
                     *spi_in,
                     ni,
-                    dh.is_some(),
-                    public,
+                    dh.as_ref().map(|d| (d.export().0, public.as_slice())),
                     (c.local_ts.clone(), c.remote_ts.clone()),
                 );
                 (exchange::CREATE_CHILD_SA, p)
@@ -1270,11 +1312,20 @@ impl IkeSa {
                     let id = worker.map_or_else(Vec::new, |w| u32::from(w).to_be_bytes().to_vec());
                     lead.push(Payload::notify(notify::SA_RESOURCE_INFO, id));
                 }
-                let ts = (
-                    ccfg.local_ts.iter().map(ts_from_prefix).collect(),
-                    ccfg.remote_ts.iter().map(ts_from_prefix).collect(),
-                );
-                let p = child_request(ccfg, lead, *spi_in, ni, dh.is_some(), public, ts);
+                // RFC 9611 §4: a per-resource CHILD_SA has its group's selectors.
+                let group = self
+                    .children
+                    .iter()
+                    .find(|c| c.cfg == *cfg && c.per_resource && worker.is_some());
+                let ts = match group {
+                    Some(c) => (c.local_ts.clone(), c.remote_ts.clone()),
+                    None => (
+                        ccfg.local_ts.iter().map(ts_from_prefix).collect(),
+                        ccfg.remote_ts.iter().map(ts_from_prefix).collect(),
+                    ),
+                };
+                let ke = dh.as_ref().map(|d| (d.export().0, public.as_slice()));
+                let p = child_request(ccfg, lead, *spi_in, ni, ke, ts);
                 (exchange::CREATE_CHILD_SA, p)
             }
             Req::RekeyIke {
@@ -1734,10 +1785,18 @@ impl IkeSa {
             } => {
                 let r =
                     self.complete_create_child(now, &payloads, cfg, worker, spi_in, &ni, dh, out);
-                if let Err(e) = r {
-                    tracing::warn!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
-                        worker = ?worker, "CHILD_SA not created: {e}");
-                    self.create_after.push((cfg, worker, now + CREATE_RETRY));
+                match r {
+                    Ok(()) => self.create_after.retain(|x| (x.0, x.1) != (cfg, worker)),
+                    Err(e) => {
+                        let wait = self.create_failed(now, cfg, worker);
+                        tracing::warn!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
+                            worker = ?worker, retry_in_s = wait.as_secs(), "CHILD_SA not created: {e}");
+                        // A configured child is asked for again (a per-resource one comes
+                        // back by itself while its worker has none).
+                        if worker.is_none() && !self.to_create.contains(&cfg) {
+                            self.to_create.push_back(cfg);
+                        }
+                    }
                 }
             }
         }
@@ -1817,8 +1876,22 @@ impl IkeSa {
                 dh: dh(d),
                 public: hex(public),
             },
-            // A new CHILD_SA in flight is not synced: the other gateway makes it again.
-            Req::Init | Req::Auth { .. } | Req::CreateChild { .. } => return None,
+            Req::CreateChild {
+                cfg,
+                worker,
+                spi_in,
+                ni,
+                dh: d,
+                public,
+            } => ReqState::CreateChild {
+                cfg: *cfg,
+                worker: *worker,
+                spi_in: *spi_in,
+                ni: hex(ni),
+                dh: d.as_ref().map(dh),
+                public: hex(public),
+            },
+            Req::Init | Req::Auth { .. } => return None,
         };
         Some(PendingState {
             id: p.id,
@@ -1840,6 +1913,17 @@ impl IkeSa {
         // may never have reached the peer: its ID is then the next one to use (if the peer did
         // answer it, a request with that ID gets the same answer again).
         let pending = self.export_pending();
+        // A new child's request in flight that does not travel is asked for anew.
+        let mut to_create: Vec<usize> = self.to_create.iter().copied().collect();
+        if let (
+            None,
+            Some(Req::CreateChild {
+                cfg, worker: None, ..
+            }),
+        ) = (&pending, self.pending.as_ref().map(|p| &p.req))
+        {
+            to_create.push(*cfg);
+        }
         let next_req_id = match (&pending, &self.pending) {
             (None, Some(p)) => p.id,
             _ => self.next_req_id,
@@ -1899,6 +1983,8 @@ impl IkeSa {
                 })
                 .collect(),
             pending,
+            to_create,
+            no_more: self.no_more.clone(),
         })
     }
 
@@ -1967,6 +2053,9 @@ impl IkeSa {
         sa.frag.path_learnt = s.frag_path_size.map(|_| now);
         sa.peer_hashes = s.peer_hashes.clone();
         sa.peer_id = s.peer_id.clone();
+        let known = |c: &usize| *c < cfg.children.len();
+        sa.to_create = s.to_create.iter().copied().filter(known).collect();
+        sa.no_more = s.no_more.iter().copied().filter(known).collect();
         sa.initial_contact = false;
         // Absurd ages (from a peer with the secret) must not overflow the clock.
         let ago = |secs: u64| {
@@ -1989,7 +2078,13 @@ impl IkeSa {
             // had, sends its answer again), and the exchange completes here. It is the liveness
             // check too.
             Some(p) => {
-                sa.pending = Some(restore_pending(p, now)?);
+                let p = restore_pending(p, now)?;
+                if let Req::CreateChild { cfg: c, .. } = p.req {
+                    if c >= cfg.children.len() {
+                        return Err(format!("synced request for child {c}: not configured here"));
+                    }
+                }
+                sa.pending = Some(p);
             }
             // Else a liveness check first: if the other gateway died with a request in flight
             // that the peer answered, the peer takes this one (same message ID) for its
@@ -3086,8 +3181,7 @@ impl IkeSa {
                             // A per-resource CHILD_SA the peer deleted (idle, RFC 9611 §4)
                             // is not asked for again at once.
                             if c.worker.is_some() && !c.rekeyed {
-                                self.create_after
-                                    .push((c.cfg, c.worker, now + CREATE_RETRY));
+                                self.create_failed(now, c.cfg, c.worker);
                             }
                             if let Some(n) =
                                 self.children.iter().find(|n| n.replaces == Some(c.spi_in))
@@ -3410,6 +3504,7 @@ impl IkeSa {
             self.collision = Some((new.ni.clone(), new.nr.clone(), new_spi_r));
         } else {
             new.children = std::mem::take(&mut self.children);
+            self.hand_over_creation(&mut new);
             self.superseded = true;
         }
         tracing::info!(tunnel = %self.cfg.name, algorithms = %new.algorithms(), "IKE SA rekeyed (responder)");
@@ -3552,7 +3647,28 @@ impl IkeSa {
         out: &mut Vec<Action>,
     ) -> Result<(), String> {
         if let Some(n) = notifies(p).find(|n| n.ntype < notify::FIRST_STATUS) {
-            if n.ntype == notify::TS_MAX_QUEUE {
+            if n.ntype == notify::INVALID_KE_PAYLOAD {
+                // Its PFS group next time, if the child offers it (RFC 7296 §1.3).
+                let g = <[u8; 2]>::try_from(n.data.as_slice())
+                    .ok()
+                    .map(u16::from_be_bytes)
+                    .and_then(Group::from_id)
+                    .filter(|g| {
+                        self.cfg.children[cfg]
+                            .esp_proposals
+                            .iter()
+                            .any(|a| a.dh.contains(g))
+                    });
+                if let Some(g) = g {
+                    self.ke_groups.retain(|x| x.0 != cfg);
+                    self.ke_groups.push((cfg, g));
+                    // At once: the peer named a group we offer.
+                    self.create_after.retain(|x| (x.0, x.1) != (cfg, worker));
+                    return Err(format!("the peer asks for DH group {}", g.name()));
+                }
+                return Err("the peer asks for a DH group the child does not offer".into());
+            }
+            if n.ntype == notify::TS_MAX_QUEUE && worker.is_some() {
                 // RFC 9611 §4: the peer wants no more of them; the fallback carries the rest.
                 tracing::info!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
                     "the peer takes no more per-resource CHILD_SAs (TS_MAX_QUEUE)");
@@ -3583,18 +3699,62 @@ impl IkeSa {
         )
     }
 
+    /// Hands what new CHILD_SAs are still to be made to the IKE SA that takes this one's
+    /// children over (an IKE SA rekey): the configured children not made yet (with one in
+    /// flight here, whose late answer only makes a CHILD_SA that goes with this IKE SA), the
+    /// peer's refusals and the back-offs.
+    fn hand_over_creation(&mut self, new: &mut IkeSa) {
+        let mut to_create = std::mem::take(&mut self.to_create);
+        if let Some(Req::CreateChild {
+            cfg, worker: None, ..
+        }) = self.pending.as_ref().map(|p| &p.req)
+        {
+            if !to_create.contains(cfg) {
+                to_create.push_back(*cfg);
+            }
+        }
+        new.to_create = to_create;
+        new.no_more = std::mem::take(&mut self.no_more);
+        new.create_after = std::mem::take(&mut self.create_after);
+        new.ke_groups = std::mem::take(&mut self.ke_groups);
+    }
+
+    /// Records a failed new CHILD_SA (or a per-resource one the peer deleted): it waits
+    /// [`CREATE_RETRY`], doubled for each failure before, up to [`CREATE_RETRY_MAX`].
+    /// Returns the wait.
+    fn create_failed(&mut self, now: Instant, cfg: usize, worker: Option<u16>) -> Duration {
+        let tries = match self
+            .create_after
+            .iter()
+            .position(|x| (x.0, x.1) == (cfg, worker))
+        {
+            Some(i) => self.create_after.swap_remove(i).3 + 1,
+            None => 0,
+        };
+        let wait = CREATE_RETRY
+            .saturating_mul(1 << tries.min(10))
+            .min(CREATE_RETRY_MAX);
+        self.create_after.push((cfg, worker, now + wait, tries));
+        wait
+    }
+
     /// The next new CHILD_SA to ask for: a configured child after the first not made yet,
     /// else a per-resource CHILD_SA (RFC 9611) of a worker that has none, for a child whose
     /// fallback the peer made one of a group (it answered SA_RESOURCE_INFO).
     fn next_create(&mut self, now: Instant) -> Option<Req> {
-        self.create_after.retain(|(_, _, t)| now < *t);
-        let mut pick = None;
-        while let Some(c) = self.to_create.pop_front() {
-            if !self.children.iter().any(|x| x.cfg == c) {
-                pick = Some((c, None));
-                break;
-            }
-        }
+        let waits = |c: usize, w: Option<u16>, after: &[(usize, Option<u16>, Instant, u32)]| {
+            after.iter().any(|x| (x.0, x.1) == (c, w) && now < x.2)
+        };
+        // Configured children that came up meanwhile (the peer made them) are done.
+        let children = &self.children;
+        self.to_create
+            .retain(|c| !children.iter().any(|x| x.cfg == *c));
+        let mut pick = self
+            .to_create
+            .iter()
+            .position(|c| !waits(*c, None, &self.create_after))
+            .and_then(|i| self.to_create.remove(i))
+            .map(|c| (c, None));
         if pick.is_none() && self.resources >= 2 {
             'children: for (c, ccfg) in self.cfg.children.iter().enumerate() {
                 if !ccfg.per_cpu_sas || self.no_more.contains(&c) {
@@ -3610,11 +3770,7 @@ impl IkeSa {
                         .iter()
                         .filter(live)
                         .any(|x| x.worker == Some(w));
-                    let waits = self
-                        .create_after
-                        .iter()
-                        .any(|(c2, w2, _)| *c2 == c && *w2 == Some(w));
-                    if !has && !waits {
+                    if !has && !waits(c, Some(w), &self.create_after) {
                         pick = Some((c, Some(w)));
                         break 'children;
                     }
@@ -3622,7 +3778,13 @@ impl IkeSa {
             }
         }
         let (cfg, worker) = pick?;
-        let (dh, public) = pfs_keys(&self.cfg.children[cfg]);
+        let (dh, public) = match self.ke_groups.iter().find(|x| x.0 == cfg) {
+            Some(&(_, g)) => {
+                let (d, public) = DhPrivate::generate(g);
+                (Some(d), public)
+            }
+            None => pfs_keys(&self.cfg.children[cfg]),
+        };
         Some(Req::CreateChild {
             cfg,
             worker,
@@ -3779,6 +3941,7 @@ impl IkeSa {
         }
         if !ours_redundant {
             new.children = std::mem::take(&mut self.children);
+            self.hand_over_creation(&mut new);
         }
         tracing::info!(tunnel = %self.cfg.name, algorithms = %new.algorithms(), "IKE SA rekeyed (initiator)");
         out.push(Action::Spawn(Box::new(new)));
@@ -3854,16 +4017,15 @@ fn child_lifetime(c: &ChildConfig) -> dataplane::sa::Lifetime {
     }
 }
 
-/// The PFS group a child's rekeys use: the first group of its first proposal.
 /// A CREATE_CHILD_SA request's payloads: `lead` (notifies), the child's proposals with our
-/// SPI, our nonce, our KE (with `pfs`), USE_TRANSPORT_MODE, and the selectors (TSi, TSr).
+/// SPI, our nonce, our KE (PFS: its group and value), USE_TRANSPORT_MODE, and the selectors
+/// (TSi, TSr).
 fn child_request(
     ccfg: &ChildConfig,
     lead: Vec<Payload>,
     spi_in: u32,
     ni: &[u8],
-    pfs: bool,
-    public: &[u8],
+    ke: Option<(Group, &[u8])>,
     (tsi, tsr): (Vec<TrafficSelector>, Vec<TrafficSelector>),
 ) -> Vec<Payload> {
     let mut p = lead;
@@ -3873,7 +4035,7 @@ fn child_request(
         false,
     )));
     p.push(Payload::Nonce(ni.to_vec()));
-    if let (true, Some(g)) = (pfs, pfs_group(ccfg)) {
+    if let Some((g, public)) = ke {
         p.push(Payload::Ke {
             group: g.id(),
             data: public.to_vec(),
@@ -3921,6 +4083,7 @@ fn nonce_and_shared(
     Ok((nr, g_ir))
 }
 
+/// The PFS group a child's rekeys use: the first group of its first proposal.
 fn pfs_group(c: &ChildConfig) -> Option<Group> {
     c.esp_proposals.first().and_then(|a| a.dh.first().copied())
 }
