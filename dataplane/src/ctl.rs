@@ -4,7 +4,7 @@
 //! DPDK and no unsafe code.
 //!
 //! ```text
-//!   ring 0  commands  ike -> dp   JSON {"v":1,"op":"add"|"remove"|"activate"|"dump", ...}
+//!   ring 0  commands  ike -> dp   JSON {"v":1,"op":"add"|"remove"|"activate"|"deactivate"|"dump", ...}
 //!   ring 1  events    dp -> ike   JSON {"v":1,"ev":"hello"|"sas"|"counters", ...}
 //!   ring 2  punt      dp -> ike   IKE datagrams from the wire      (binary, see Datagram)
 //!   ring 3  inject    ike -> dp   IKE datagrams for the wire       (binary)
@@ -305,6 +305,14 @@ pub enum Command {
         /// Its inbound SPI.
         spi_in: u32,
     },
+    /// Stop sending on an SA pair (its inbound half stays until `remove`): a per-resource
+    /// pair the peer deleted with none to follow it, whose worker then uses the fallback.
+    Deactivate {
+        /// Version.
+        v: u32,
+        /// Its inbound SPI.
+        spi_in: u32,
+    },
     /// Remove an SA pair.
     Remove {
         /// Version.
@@ -360,6 +368,7 @@ impl Command {
         match self {
             Command::Add { v, .. }
             | Command::Activate { v, .. }
+            | Command::Deactivate { v, .. }
             | Command::Remove { v, .. }
             | Command::Trap { v, .. }
             | Command::Move { v, .. }

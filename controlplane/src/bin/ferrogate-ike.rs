@@ -559,6 +559,8 @@ struct ChanIo {
     deferred: Vec<(Instant, u32)>,
     /// The data plane's worker pipelines (0 until it says).
     workers: u16,
+    /// Per-resource pairs told to stop sending at their removal (none followed them).
+    deactivated: u64,
 }
 
 /// How long a pair the peer made beside a sending one of the same child may wait for the
@@ -597,6 +599,7 @@ impl ChanIo {
             lingering: Vec::new(),
             deferred: Vec::new(),
             workers: 0,
+            deactivated: 0,
             report: Vec::new(),
             report_seen: false,
             report_at: Instant::now(),
@@ -980,9 +983,9 @@ impl ChanIo {
     /// Pairs deferred behind it whose child no longer has another sending pair take over.
     fn remove(&mut self, spi_in: u32) -> Vec<u32> {
         let gone = self.installed.remove(&spi_in);
-        // A per-resource pair with no successor in its worker's slot goes at once: while it
-        // lingered, its worker would go on sealing with an SA the peer has deleted, where
-        // the fallback can carry that worker's traffic.
+        // A per-resource pair with no successor in its worker's slot stops sending at once:
+        // while it lingered, its worker would go on sealing with an SA the peer has deleted,
+        // where the fallback can carry that worker's traffic. Its inbound half lingers.
         let orphan = gone.as_ref().is_some_and(|g| {
             g.worker.is_some()
                 && !self
@@ -991,13 +994,13 @@ impl ChanIo {
                     .any(|s| (&s.tunnel, &s.child, s.worker) == (&g.tunnel, &g.child, g.worker))
         });
         if orphan {
-            self.command(&ctl::Command::Remove {
+            self.command(&ctl::Command::Deactivate {
                 v: ctl::VERSION,
                 spi_in,
             });
-        } else {
-            self.lingering.push((Instant::now() + LINGER, spi_in));
+            self.deactivated += 1;
         }
+        self.lingering.push((Instant::now() + LINGER, spi_in));
         // Only pairs of the same child wait on this one.
         let Some(gone) = gone else {
             return Vec::new();
@@ -1027,6 +1030,9 @@ impl ChanIo {
     fn sends_for(&self, s: &ctl::ChildSa, tunnel: &str, child: &str) -> bool {
         s.outbound_now
             && !s.larval
+            // A per-resource pair serves its worker only: the child's own traffic is the
+            // fallback's.
+            && s.worker.is_none()
             && s.tunnel == tunnel
             && s.child == child
             && !self.stale.iter().any(|x| x.spi_in == s.spi_in)
@@ -1834,11 +1840,27 @@ mod tests {
         rekey.worker = Some(1);
         assert!(io.install(&rekey));
         io.remove(2);
-        assert_eq!(io.lingering.len(), 1, "rekeyed: lingers for ESP in flight");
+        assert_eq!(
+            (io.lingering.len(), io.deactivated),
+            (1, 0),
+            "rekeyed: lingers for ESP in flight, its successor sends"
+        );
         io.remove(3);
-        assert_eq!(io.lingering.len(), 1, "the last of worker 1's: out at once");
+        assert_eq!(
+            (io.lingering.len(), io.deactivated),
+            (2, 1),
+            "the last of worker 1's: stops sending at once, its inbound half lingers"
+        );
         io.remove(1);
-        assert_eq!(io.lingering.len(), 2, "the fallback lingers");
+        assert_eq!((io.lingering.len(), io.deactivated), (3, 1));
+        // A per-resource pair does not hold back a pair the peer makes beside the fallback
+        // (a reauthentication's): the fallback's removal frees it.
+        assert!(io.install(&pair(10, false, None)));
+        let mut w0 = pair(11, true, None);
+        w0.worker = Some(0);
+        assert!(io.install(&w0));
+        assert!(!io.install(&pair(12, false, None)), "beside 10: waits");
+        assert_eq!(io.remove(10), vec![12]);
     }
 
     /// A FIFO stands for a file system that does not answer: opening it for writing waits

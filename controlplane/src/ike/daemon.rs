@@ -605,9 +605,14 @@ impl Daemon {
                     self.fetch_queue.push_back((spi, Arc::new(job)));
                     self.start_fetches();
                 }
-                Action::MoveChildren { to, children } => {
+                Action::MoveChildren {
+                    to,
+                    children,
+                    creation,
+                } => {
                     if let Some(sa) = self.sas.get_mut(&to) {
                         sa.children.extend(children);
+                        sa.merge_creation(*creation);
                     }
                 }
                 Action::Closed {

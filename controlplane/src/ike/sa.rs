@@ -185,6 +185,9 @@ pub enum Action {
         to: u64,
         /// The children.
         children: Vec<Child>,
+        /// What new CHILD_SAs are still to be made, and the peer's refusals
+        /// ([`IkeSa::merge_creation`]).
+        creation: Box<Creation>,
     },
     /// The IKE SA is gone; `restart` asks the daemon to initiate the tunnel again.
     Closed {
@@ -465,12 +468,12 @@ pub struct IkeSaState {
     /// The request it had in flight (none from a version before it).
     #[serde(default)]
     pub pending: Option<PendingState>,
-    /// Configured children (indices) still to be made in CREATE_CHILD_SAs of their own.
+    /// Configured children (names) still to be made in CREATE_CHILD_SAs of their own.
     #[serde(default)]
-    pub to_create: Vec<usize>,
-    /// Children whose peer wants no more per-resource CHILD_SAs (RFC 9611).
+    pub to_create: Vec<String>,
+    /// Children (names) whose peer wants no more per-resource CHILD_SAs (RFC 9611).
     #[serde(default)]
-    pub no_more: Vec<usize>,
+    pub no_more: Vec<String>,
 }
 
 impl std::fmt::Debug for IkeSaState {
@@ -534,8 +537,8 @@ pub enum ReqState {
     },
     /// A new CHILD_SA.
     CreateChild {
-        /// The child (its index in the tunnel's configuration, which both gateways share).
-        cfg: usize,
+        /// The child's name.
+        child: String,
         /// The worker of a per-resource CHILD_SA.
         worker: Option<u16>,
         /// Our inbound SPI.
@@ -707,6 +710,17 @@ pub struct IkeSa {
     /// Children for which the peer wants no more per-resource CHILD_SAs (TS_MAX_QUEUE, or
     /// it answered one without SA_RESOURCE_INFO).
     no_more: Vec<usize>,
+}
+
+/// What an IKE SA still has to do about new CHILD_SAs, handed on with its children to the
+/// IKE SA that takes them over: configured children still to be made, children whose peer
+/// wants no more per-resource CHILD_SAs, back-offs and PFS groups the peer asked for.
+#[derive(Debug, Default)]
+pub struct Creation {
+    to_create: std::collections::VecDeque<usize>,
+    no_more: Vec<usize>,
+    create_after: Vec<(usize, Option<u16>, Instant, u32)>,
+    ke_groups: Vec<(usize, Group)>,
 }
 
 /// Per-resource CHILD_SAs of one child the peer may make with us (RFC 9611 §4: beyond it,
@@ -893,7 +907,11 @@ fn unhex(h: &str, what: &str) -> Result<Vec<u8>, String> {
 }
 
 /// A synced request in flight, ready to go out again at once.
-fn restore_pending(p: &PendingState, now: Instant) -> Result<Pending, String> {
+fn restore_pending(
+    p: &PendingState,
+    now: Instant,
+    children: &[ChildConfig],
+) -> Result<Pending, String> {
     let bytes = |h: &str| unhex(h, "request");
     let dh = |(g, h): &DhState| {
         DhPrivate::import(*g, &bytes(h)?).ok_or_else(|| "synced request: bad DH value".to_string())
@@ -916,14 +934,17 @@ fn restore_pending(p: &PendingState, now: Instant) -> Result<Pending, String> {
             public: bytes(public)?,
         },
         ReqState::CreateChild {
-            cfg,
+            child,
             worker,
             spi_in,
             ni,
             dh: d,
             public,
         } => Req::CreateChild {
-            cfg: *cfg,
+            cfg: children
+                .iter()
+                .position(|c| &c.name == child)
+                .ok_or_else(|| format!("synced request for child {child}: not configured here"))?,
             worker: *worker,
             spi_in: *spi_in,
             ni: bytes(ni)?,
@@ -1752,6 +1773,7 @@ impl IkeSa {
                         out.push(Action::MoveChildren {
                             to: theirs,
                             children: std::mem::take(&mut self.children),
+                            creation: Box::new(self.take_creation()),
                         });
                         self.superseded = true;
                     } else {
@@ -1786,8 +1808,20 @@ impl IkeSa {
                 let r =
                     self.complete_create_child(now, &payloads, cfg, worker, spi_in, &ni, dh, out);
                 match r {
-                    Ok(()) => self.create_after.retain(|x| (x.0, x.1) != (cfg, worker)),
-                    Err(e) => {
+                    // A per-resource CHILD_SA keeps its count: one the peer deletes as idle
+                    // again and again is asked for less and less often.
+                    Ok(()) if worker.is_none() => {
+                        self.create_after.retain(|x| (x.0, x.1) != (cfg, worker))
+                    }
+                    Ok(()) => {}
+                    Err((e, true)) => {
+                        tracing::info!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
+                            worker = ?worker, "CHILD_SA not created: {e}; asking again");
+                        if worker.is_none() && !self.to_create.contains(&cfg) {
+                            self.to_create.push_front(cfg);
+                        }
+                    }
+                    Err((e, false)) => {
                         let wait = self.create_failed(now, cfg, worker);
                         tracing::warn!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
                             worker = ?worker, retry_in_s = wait.as_secs(), "CHILD_SA not created: {e}");
@@ -1884,7 +1918,7 @@ impl IkeSa {
                 dh: d,
                 public,
             } => ReqState::CreateChild {
-                cfg: *cfg,
+                child: self.cfg.children.get(*cfg)?.name.clone(),
                 worker: *worker,
                 spi_in: *spi_in,
                 ni: hex(ni),
@@ -1924,6 +1958,12 @@ impl IkeSa {
         {
             to_create.push(*cfg);
         }
+        let names = |v: &[usize]| -> Vec<String> {
+            v.iter()
+                .filter_map(|c| self.cfg.children.get(*c))
+                .map(|c| c.name.clone())
+                .collect()
+        };
         let next_req_id = match (&pending, &self.pending) {
             (None, Some(p)) => p.id,
             _ => self.next_req_id,
@@ -1983,8 +2023,8 @@ impl IkeSa {
                 })
                 .collect(),
             pending,
-            to_create,
-            no_more: self.no_more.clone(),
+            to_create: names(&to_create),
+            no_more: names(&self.no_more),
         })
     }
 
@@ -2053,9 +2093,9 @@ impl IkeSa {
         sa.frag.path_learnt = s.frag_path_size.map(|_| now);
         sa.peer_hashes = s.peer_hashes.clone();
         sa.peer_id = s.peer_id.clone();
-        let known = |c: &usize| *c < cfg.children.len();
-        sa.to_create = s.to_create.iter().copied().filter(known).collect();
-        sa.no_more = s.no_more.iter().copied().filter(known).collect();
+        let index = |n: &String| cfg.children.iter().position(|c| &c.name == n);
+        sa.to_create = s.to_create.iter().filter_map(index).collect();
+        sa.no_more = s.no_more.iter().filter_map(index).collect();
         sa.initial_contact = false;
         // Absurd ages (from a peer with the secret) must not overflow the clock.
         let ago = |secs: u64| {
@@ -2077,14 +2117,18 @@ impl IkeSa {
             // The request in flight goes out again, as it was: the peer answers it (or, if it
             // had, sends its answer again), and the exchange completes here. It is the liveness
             // check too.
+            // A new child's request for a child not configured here: as if it had not
+            // travelled (its ID is the next; the liveness check below).
+            Some(p)
+                if matches!(&p.req, ReqState::CreateChild { child, .. }
+                    if !cfg.children.iter().any(|c| &c.name == child)) =>
+            {
+                tracing::warn!(tunnel = %cfg.name, "synced request for a child not configured here: left out");
+                sa.next_req_id = p.id;
+                sa.queue.push_back(Req::Dpd);
+            }
             Some(p) => {
-                let p = restore_pending(p, now)?;
-                if let Req::CreateChild { cfg: c, .. } = p.req {
-                    if c >= cfg.children.len() {
-                        return Err(format!("synced request for child {c}: not configured here"));
-                    }
-                }
-                sa.pending = Some(p);
+                sa.pending = Some(restore_pending(p, now, &cfg.children)?);
             }
             // Else a liveness check first: if the other gateway died with a request in flight
             // that the peer answered, the peer takes this one (same message ID) for its
@@ -2594,7 +2638,11 @@ impl IkeSa {
             .collect();
         // The child may still have failed (§1.2: errors here do not tear down the IKE SA).
         if let Some(n) = notifies(payloads).find(|n| n.ntype < notify::FIRST_STATUS) {
-            tracing::warn!(tunnel = %self.cfg.name, notify = n.ntype, "CHILD_SA not created");
+            // Asked for again in a CREATE_CHILD_SA of its own, after a wait.
+            let wait = self.create_failed(now, child, None);
+            self.to_create.push_front(child);
+            tracing::warn!(tunnel = %self.cfg.name, notify = n.ntype, retry_in_s = wait.as_secs(),
+                "CHILD_SA not created");
             return Ok(());
         }
         let res = self.cfg.children[child].per_cpu_sas
@@ -3645,9 +3693,10 @@ impl IkeSa {
         ni: &[u8],
         dh: Option<DhPrivate>,
         out: &mut Vec<Action>,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, bool)> {
         if let Some(n) = notifies(p).find(|n| n.ntype < notify::FIRST_STATUS) {
             if n.ntype == notify::INVALID_KE_PAYLOAD {
+                let sent = dh.as_ref().map(|d| d.export().0);
                 // Its PFS group next time, if the child offers it (RFC 7296 §1.3).
                 let g = <[u8; 2]>::try_from(n.data.as_slice())
                     .ok()
@@ -3658,15 +3707,19 @@ impl IkeSa {
                             .esp_proposals
                             .iter()
                             .any(|a| a.dh.contains(g))
-                    });
+                    })
+                    .filter(|g| Some(*g) != sent);
                 if let Some(g) = g {
+                    // At once with the group the peer named (one we offer, not the one we
+                    // sent: no loop).
                     self.ke_groups.retain(|x| x.0 != cfg);
                     self.ke_groups.push((cfg, g));
-                    // At once: the peer named a group we offer.
-                    self.create_after.retain(|x| (x.0, x.1) != (cfg, worker));
-                    return Err(format!("the peer asks for DH group {}", g.name()));
+                    return Err((format!("the peer asks for DH group {}", g.name()), true));
                 }
-                return Err("the peer asks for a DH group the child does not offer".into());
+                return Err((
+                    "the peer asks for a DH group the child does not offer".into(),
+                    false,
+                ));
             }
             if n.ntype == notify::TS_MAX_QUEUE && worker.is_some() {
                 // RFC 9611 §4: the peer wants no more of them; the fallback carries the rest.
@@ -3675,9 +3728,9 @@ impl IkeSa {
                 self.no_more.push(cfg);
                 return Ok(());
             }
-            return Err(format!("peer refused with notify {}", n.ntype));
+            return Err((format!("peer refused with notify {}", n.ntype), false));
         }
-        let (nr, g_ir) = nonce_and_shared(p, dh)?;
+        let (nr, g_ir) = nonce_and_shared(p, dh).map_err(|e| (e, false))?;
         let confirmed = self.cfg.children[cfg].per_cpu_sas
             && notifies(p).any(|n| n.ntype == notify::SA_RESOURCE_INFO);
         if worker.is_some() && !confirmed {
@@ -3697,6 +3750,7 @@ impl IkeSa {
             res,
             out,
         )
+        .map_err(|e| (e, false))
     }
 
     /// Hands what new CHILD_SAs are still to be made to the IKE SA that takes this one's
@@ -3704,6 +3758,12 @@ impl IkeSa {
     /// flight here, whose late answer only makes a CHILD_SA that goes with this IKE SA), the
     /// peer's refusals and the back-offs.
     fn hand_over_creation(&mut self, new: &mut IkeSa) {
+        let c = self.take_creation();
+        new.merge_creation(c);
+    }
+
+    /// This IKE SA's [`Creation`], taken (its children go to another IKE SA).
+    fn take_creation(&mut self) -> Creation {
         let mut to_create = std::mem::take(&mut self.to_create);
         if let Some(Req::CreateChild {
             cfg, worker: None, ..
@@ -3713,10 +3773,36 @@ impl IkeSa {
                 to_create.push_back(*cfg);
             }
         }
-        new.to_create = to_create;
-        new.no_more = std::mem::take(&mut self.no_more);
-        new.create_after = std::mem::take(&mut self.create_after);
-        new.ke_groups = std::mem::take(&mut self.ke_groups);
+        Creation {
+            to_create,
+            no_more: std::mem::take(&mut self.no_more),
+            create_after: std::mem::take(&mut self.create_after),
+            ke_groups: std::mem::take(&mut self.ke_groups),
+        }
+    }
+
+    /// Takes over another IKE SA's [`Creation`] along with its children.
+    pub fn merge_creation(&mut self, c: Creation) {
+        for x in c.to_create {
+            if !self.to_create.contains(&x) {
+                self.to_create.push_back(x);
+            }
+        }
+        for x in c.no_more {
+            if !self.no_more.contains(&x) {
+                self.no_more.push(x);
+            }
+        }
+        for x in c.create_after {
+            if !self.create_after.iter().any(|y| (y.0, y.1) == (x.0, x.1)) {
+                self.create_after.push(x);
+            }
+        }
+        for x in c.ke_groups {
+            if !self.ke_groups.iter().any(|y| y.0 == x.0) {
+                self.ke_groups.push(x);
+            }
+        }
     }
 
     /// Records a failed new CHILD_SA (or a per-resource one the peer deleted): it waits
@@ -3936,6 +4022,7 @@ impl IkeSa {
                 out.push(Action::MoveChildren {
                     to: theirs,
                     children: std::mem::take(&mut self.children),
+                    creation: Box::new(self.take_creation()),
                 });
             }
         }

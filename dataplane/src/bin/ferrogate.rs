@@ -3070,6 +3070,14 @@ impl Dynamic {
                 self.activate(spi_in);
                 Ok(true)
             }
+            ctl::Command::Deactivate { spi_in, .. } => {
+                let d = self.sas.get_mut(&spi_in);
+                let was = d.as_ref().is_some_and(|d| d.active);
+                if let Some(d) = d {
+                    d.active = false;
+                }
+                Ok(was)
+            }
             ctl::Command::Remove { spi_in, .. } => {
                 let Some(d) = self.sas.remove(&spi_in) else {
                     return Ok(false);
@@ -3668,6 +3676,16 @@ mod tests {
             vec![Some(0x110), Some(0x112), Some(0x113), Some(0x110)]
         );
         assert!(d.sas[&0x10].active, "the fallback is still active");
+        // Worker 0's, deleted by the peer with none to follow: its worker falls back at once.
+        add(&mut d, &mut sad, 0x14, Some(2), true);
+        assert_eq!(spis(&d)[3], Some(0x114));
+        d.apply(ctl::Command::Deactivate { v: 1, spi_in: 0x14 }, &mut sad)
+            .unwrap();
+        assert_eq!(spis(&d)[3], Some(0x110));
+        assert!(
+            sad.get(0x14, "203.0.113.1".parse().unwrap()).is_some(),
+            "inbound stays"
+        );
         // The fallback goes: a per-resource SA stands in for the others.
         d.apply(ctl::Command::Remove { v: 1, spi_in: 0x10 }, &mut sad)
             .unwrap();
