@@ -520,8 +520,8 @@ impl Port {
 
     /// Configures `rxq` receive and `txq` transmit queues of `desc` descriptors, receiving into
     /// `pool`, and starts the port. Returns one handle per queue. With several receive queues
-    /// the device spreads flows over them by RSS on the IP addresses and TCP/UDP ports (the
-    /// hash types it supports of those); a device without RSS (af_packet, which spreads its
+    /// the device spreads flows over them by RSS on the IP addresses, TCP/UDP ports and ESP
+    /// SPIs (the hash types it supports of those); a device without RSS (af_packet, which spreads its
     /// `qpairs` by PACKET_FANOUT_HASH) keeps its own way.
     pub fn start(
         &self,
@@ -599,11 +599,16 @@ impl Port {
     }
 
     /// The RSS hash types this port will use: IPv4/IPv6 addresses and TCP/UDP ports, fragments
-    /// and other protocols by address, as far as the device supports them (0: no RSS).
+    /// and other protocols by address, and ESP by its SPI, as far as the device supports them
+    /// (0: no RSS). With the SPI in the hash, the CHILD_SAs of one peer (per-resource ones,
+    /// RFC 9611) spread over the receive queues, while each SA's packets stay on one queue, in
+    /// order for its replay window.
     pub fn rss_hash_types(&self) -> Result<u64, DpdkError> {
         // RTE_ETH_RSS_IPV4 | FRAG_IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP |
-        // NONFRAG_IPV4_OTHER, and the same for IPv6 (bits 2-5, 7, 8-11, 13 of rte_ethdev.h).
-        const WANT: u64 = (1 << 2)
+        // NONFRAG_IPV4_OTHER, the same for IPv6 (bits 2-5, 7, 8-11, 13 of rte_ethdev.h), and
+        // RTE_ETH_RSS_ESP (bit 27).
+        const WANT: u64 = (1 << 27)
+            | (1 << 2)
             | (1 << 3)
             | (1 << 4)
             | (1 << 5)
