@@ -151,6 +151,16 @@ impl DhPrivate {
         }
     }
 
+    /// The group this private value belongs to.
+    pub fn group(&self) -> Group {
+        match self {
+            DhPrivate::Modp(_, g) => *g,
+            DhPrivate::X25519(_) => Group::Curve25519,
+            DhPrivate::P256(_) => Group::Ecp256,
+            DhPrivate::P384(_) => Group::Ecp384,
+        }
+    }
+
     /// The group and the private value's bytes, for the other gateway of a VRRP pair to finish
     /// an exchange in flight (`ha:`; the sync is sealed).
     pub fn export(&self) -> (Group, Secret) {

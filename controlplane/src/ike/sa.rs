@@ -1312,7 +1312,7 @@ impl IkeSa {
                     vec![rekey],
                     *spi_in,
                     ni,
-                    dh.as_ref().map(|d| (d.export().0, public.as_slice())),
+                    dh.as_ref().map(|d| (d.group(), public.as_slice())),
                     (c.local_ts.clone(), c.remote_ts.clone()),
                 );
                 (exchange::CREATE_CHILD_SA, p)
@@ -1345,7 +1345,7 @@ impl IkeSa {
                         ccfg.remote_ts.iter().map(ts_from_prefix).collect(),
                     ),
                 };
-                let ke = dh.as_ref().map(|d| (d.export().0, public.as_slice()));
+                let ke = dh.as_ref().map(|d| (d.group(), public.as_slice()));
                 let p = child_request(ccfg, lead, *spi_in, ni, ke, ts);
                 (exchange::CREATE_CHILD_SA, p)
             }
@@ -3696,7 +3696,7 @@ impl IkeSa {
     ) -> Result<(), (String, bool)> {
         if let Some(n) = notifies(p).find(|n| n.ntype < notify::FIRST_STATUS) {
             if n.ntype == notify::INVALID_KE_PAYLOAD {
-                let sent = dh.as_ref().map(|d| d.export().0);
+                let sent = dh.as_ref().map(|d| d.group());
                 // Its PFS group next time, if the child offers it (RFC 7296 §1.3).
                 let g = <[u8; 2]>::try_from(n.data.as_slice())
                     .ok()
