@@ -1077,5 +1077,52 @@ mod tests {
                 prop_assert_eq!(spd.lookup(&k), want);
             }
         }
+
+        /// IPv6 and IPv4 rules in one SPD, prefixes of any length (0 and 128 included), source
+        /// and destination port ranges, ICMP type/code ranges: every answer, one key at a time
+        /// and a burst at a time, equals a linear scan's.
+        #[test]
+        fn lookup_equals_linear_scan_v6_and_source_ports(
+            rules in prop::collection::vec((arb_rule(), any::<bool>(), 0u8..=128, 0u8..=128, 0u16..4, 0u16..4), 0..120),
+            keys in prop::collection::vec((0u32..8, 0u32..8, 0u32..64, prop::sample::select(vec![1u8, 6, 17, 58]), 0u16..800, 0u16..400, any::<bool>()), 1..80)) {
+            // An IPv4 address of the arb_rule space as an IPv6 one: the high 32 bits, with a
+            // pattern below so that long prefixes tell keys apart.
+            let v6 = |a: u32, low: u32| -> IpAddr {
+                IpAddr::V6((u128::from(a) << 96 | u128::from(low) << 40 | u128::from(low & 3)).into())
+            };
+            let rules: Vec<Rule<usize>> = rules.into_iter().enumerate().map(|(i, (mut r, six, sl, dl, splo, splen))| {
+                if let Action::Protect(x) = &mut r.action { *x = i; }
+                if splen != 3 {
+                    r.selector.src_ports = PortRange { lo: splo * 100, hi: splo * 100 + splen * 60 };
+                }
+                if six {
+                    let (IpAddr::V4(s), IpAddr::V4(d)) = (r.selector.src.addr(), r.selector.dst.addr()) else { unreachable!() };
+                    r.selector.src = IpPrefix::containing(v6(u32::from(s), (u32::from(s) >> 3) & 7), sl);
+                    r.selector.dst = IpPrefix::containing(v6(u32::from(d), u32::from(d) & 7), dl);
+                }
+                r
+            }).collect();
+            let spd = Spd::build(rules.clone()).unwrap();
+            let keys: Vec<FlowKey> = keys.into_iter().map(|(s, d, low, proto, dport, sport, six)| {
+                let (sa, da) = (0x0a00_0000 | (s << 21) | (s << 3) | (low & 7), 0xc0a8_0000 | (d << 13) | d ^ (low >> 3));
+                let (src, dst) = if six {
+                    (v6(sa, s), v6(da, d ^ (low & 1)))
+                } else {
+                    (IpAddr::V4(sa.into()), IpAddr::V4(da.into()))
+                };
+                FlowKey { src, dst, proto, src_port: sport, dst_port: dport }
+            }).collect();
+            let batch: Vec<Option<FlowKey>> = keys.iter().copied().map(Some).collect();
+            let mut out = vec![Some(usize::MAX); batch.len()];
+            spd.lookup_ids(&batch, &mut out);
+            for (k, got) in keys.iter().zip(&out) {
+                let want = rules.iter().enumerate()
+                    .filter(|(_, r)| r.selector.matches(k))
+                    .min_by_key(|(i, r)| (r.priority, *i))
+                    .map(|(i, _)| i);
+                prop_assert_eq!(spd.lookup_id(k).map(|(i, _)| i), want);
+                prop_assert_eq!(*got, want);
+            }
+        }
     }
 }
