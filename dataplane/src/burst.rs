@@ -13,6 +13,7 @@
 //! packet gets the verdict, sequence number and bytes it would get processed alone, in order,
 //! and the lifetime limits hold exactly (see [`crate::sa::SaCounters`]).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
@@ -96,6 +97,20 @@ pub struct InboundTables<'a> {
     pub spd: &'a Spd<()>,
     /// UDP destination ports that carry encapsulated ESP (normally just 4500).
     pub natt_ports: &'a [u16],
+    /// The gateway's own addresses (its interfaces', its VRRP routers' virtual ones). Only
+    /// IPsec addressed to this device is processed as such (RFC 4301 §5.2): IKE and NAT
+    /// keepalives to another address, and ESP or AH to one that no SA takes, are plain
+    /// traffic passing through, for SPD-in (which may BYPASS it to a host inside that runs
+    /// IPsec itself). `None`: every address is ours (`fgpcap` decrypts what it is given).
+    pub local: Option<&'a [IpAddr]>,
+}
+
+impl InboundTables<'_> {
+    /// Whether `a` is one of the gateway's own addresses ([`InboundTables::local`]).
+    #[inline]
+    pub fn is_local(&self, a: IpAddr) -> bool {
+        self.local.is_none_or(|l| l.contains(&a))
+    }
 }
 
 /// How many packets the pipelines stage at once: a DPDK burst. Longer slices are processed in
@@ -463,7 +478,11 @@ pub fn inbound<B: PacketBuf>(
         for (i, (pkt, v)) in pkts.iter_mut().zip(verdicts.iter_mut()).enumerate() {
             let Some(o) = &outers[i] else { continue };
             let Some(sa) = t.sad.get(o.spi, o.dst) else {
-                *v = Verdict::Drop(DropReason::NoSa);
+                *v = if t.is_local(o.dst) {
+                    Verdict::Drop(DropReason::NoSa)
+                } else {
+                    clear(t, pkt, hits).unwrap_or_else(Verdict::Drop)
+                };
                 continue;
             };
             if sa.open_ahead {
@@ -519,21 +538,36 @@ fn arrival<B: PacketBuf>(
     hits: &mut PolicyHits,
 ) -> Result<Step<Outer>, DropReason> {
     let ports = t.natt_ports;
-    match outer::classify(pkt.data(), |p| ports.contains(&p))? {
+    let arrival = outer::classify(pkt.data(), |p| ports.contains(&p))?;
+    // IKE and keepalives for another address pass through (ESP and AH to one: after the SAD).
+    let ours = || {
+        t.local.is_none() || outer::ip_headers(pkt.data()).is_ok_and(|(_, dst, ..)| t.is_local(dst))
+    };
+    match arrival {
         Arrival::Ipsec(o) => Ok(Step::Staged(o)),
-        Arrival::Ike => Ok(Step::Done(Verdict::ToControlPlane)),
-        Arrival::NatKeepalive => Err(DropReason::ControlPlane),
-        Arrival::Clear => {
-            let key = crate::flow::flow_key(pkt.data())?;
-            let rule = t.spd.lookup_id(&key);
-            if let Some((id, _)) = rule {
-                hits.hit(id, pkt.data().len());
-            }
-            match rule.map(|(_, r)| &r.action) {
-                Some(Action::Bypass) => Ok(Step::Done(Verdict::Forward)),
-                Some(Action::Protect(())) => Err(DropReason::UnprotectedInbound),
-                Some(Action::Discard) | None => Err(DropReason::PolicyDiscard),
-            }
+        Arrival::Ike if ours() => Ok(Step::Done(Verdict::ToControlPlane)),
+        Arrival::NatKeepalive if ours() => Err(DropReason::ControlPlane),
+        Arrival::Ike | Arrival::NatKeepalive | Arrival::Clear => {
+            clear(t, pkt, hits).map(Step::Done)
         }
+    }
+}
+
+/// SPD-in's verdict for a packet that arrived in the clear (or IPsec not for this device).
+#[inline]
+fn clear<B: PacketBuf>(
+    t: &InboundTables<'_>,
+    pkt: &mut B,
+    hits: &mut PolicyHits,
+) -> Result<Verdict, DropReason> {
+    let key = crate::flow::flow_key(pkt.data())?;
+    let rule = t.spd.lookup_id(&key);
+    if let Some((id, _)) = rule {
+        hits.hit(id, pkt.data().len());
+    }
+    match rule.map(|(_, r)| &r.action) {
+        Some(Action::Bypass) => Ok(Verdict::Forward),
+        Some(Action::Protect(())) => Err(DropReason::UnprotectedInbound),
+        Some(Action::Discard) | None => Err(DropReason::PolicyDiscard),
     }
 }

@@ -182,6 +182,7 @@ fn inbound_burst_gives(
         sad,
         spd: &spd_in,
         natt_ports: &[4500],
+        local: None,
     };
     let mut pkts = bufs(arrivals);
     let mut verdicts = vec![Verdict::Pending; pkts.len()];
@@ -573,6 +574,7 @@ fn inbound_burst_crossing_the_hard_packet_limit() {
         sad: &sad,
         spd: &spd_in,
         natt_ports: &[4500],
+        local: None,
     };
     let mut verdicts = [Verdict::Pending; 5];
     let mut hits = PolicyHits::new(0);
@@ -1027,4 +1029,147 @@ fn per_resource_sas_let_each_pipeline_seal_with_its_own() {
         assert_eq!(pkts[0].data(), &plain[0][..]);
         assert_eq!((fallback.last_seq(), own1.last_seq()), (4, 4));
     }
+}
+
+/// Only IPsec addressed to this device is processed as such (RFC 4301 §5.2). With the
+/// gateway's addresses given (`InboundTables::local`): ESP to an inside host that runs IPsec
+/// itself, IKE and NAT-T ESP to it pass through SPD-in like any plain packet (BYPASS forwards
+/// them untouched and counts them under the rule; no rule discards them), while ESP with an
+/// unknown SPI to our own address is `NoSa` and IKE to it goes to the control plane. An SA's
+/// packets are still taken whatever their destination. Without the addresses (`fgpcap`)
+/// every ESP packet is looked up and every IKE datagram is the control plane's.
+#[test]
+fn ipsec_to_other_addresses_passes_through_spd_in() {
+    // Our SA: 10.1.0.1 -> us (10.2.0.1). The inside host 192.168.20.9 has SAs of its own
+    // with 198.51.100.7, which the gateway knows nothing of.
+    let (o, i) = pair(0x5001, |_| {});
+    let (out, inb) = (OutboundSa::new(&o).unwrap(), InboundSa::new(&i).unwrap());
+    let (transit_o, _) = pair(0x5002, |p| {
+        p.tunnel = Some(Endpoints {
+            local: v4("198.51.100.7"),
+            remote: v4("192.168.20.9"),
+        })
+    });
+    let (transit_natt, _) = pair(0x5003, |p| {
+        p.tunnel = Some(Endpoints {
+            local: v4("198.51.100.7"),
+            remote: v4("192.168.20.9"),
+        });
+        p.udp_encap = Some(UdpEncap {
+            local_port: 4500,
+            remote_port: 4500,
+        });
+    });
+    let mut sad = Sad::new();
+    sad.insert(0x5001, Some(v4("10.2.0.1")), Arc::new(inb));
+    let seal = |sa: &OutboundSa| {
+        let mut b = buf(&udp4(7, 100));
+        esp::encap(sa, &mut b).unwrap();
+        b.to_vec()
+    };
+    let ours = seal(&out);
+    let (transit_sa, transit_natt_sa) = (
+        OutboundSa::new(&transit_o).unwrap(),
+        OutboundSa::new(&transit_natt).unwrap(),
+    );
+    let transit_esp = seal(&transit_sa);
+    let transit_natt_esp = seal(&transit_natt_sa);
+    let mut unknown_spi = seal(&out);
+    unknown_spi[20] ^= 0x40;
+    let ike = |dst: [u8; 4]| {
+        let mut p = common::udp4([198, 51, 100, 7], dst, 40, 0);
+        p[20..22].copy_from_slice(&500u16.to_be_bytes());
+        p[22..24].copy_from_slice(&500u16.to_be_bytes());
+        p
+    };
+    let (ike_us, ike_transit) = (ike([10, 2, 0, 1]), ike([192, 168, 20, 9]));
+    let mut transit_ah = transit_esp.clone();
+    transit_ah[9] = 51;
+    transit_ah[10..12].fill(0);
+    let c = !dataplane::wire::checksum::data(&transit_ah[..20]);
+    transit_ah[10..12].copy_from_slice(&c.to_be_bytes());
+    let arrivals = vec![
+        ours.clone(),
+        unknown_spi,
+        transit_esp.clone(),
+        ike_us,
+        ike_transit.clone(),
+        transit_natt_esp.clone(),
+        transit_ah,
+    ];
+    // SPD-in: ESP and UDP (IKE, NAT-T) to the inside host are let through; nothing else.
+    let mut bypass_esp = sel("198.51.100.7/32", "192.168.20.9/32");
+    bypass_esp.proto = Some(50);
+    let mut bypass_udp = bypass_esp;
+    bypass_udp.proto = Some(17);
+    let spd_in: Spd<()> = Spd::build(vec![
+        Rule {
+            priority: 1,
+            selector: bypass_esp,
+            action: Action::Bypass,
+        },
+        Rule {
+            priority: 2,
+            selector: bypass_udp,
+            action: Action::Bypass,
+        },
+    ])
+    .unwrap();
+    let locals = [v4("10.2.0.1"), v4("203.0.113.1")];
+    let run = |local: Option<&[IpAddr]>| {
+        let t = InboundTables {
+            sad: &sad,
+            spd: &spd_in,
+            natt_ports: &[4500],
+            local,
+        };
+        let mut pkts = bufs(&arrivals);
+        let mut verdicts = vec![Verdict::Pending; pkts.len()];
+        let mut drops = DropCounters::default();
+        let mut hits = PolicyHits::new(spd_in.len());
+        burst::inbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+        (pkts, verdicts, drops, hits)
+    };
+    let (pkts, verdicts, drops, hits) = run(Some(&locals));
+    assert_eq!(
+        verdicts,
+        vec![
+            Verdict::Forward,
+            Verdict::Drop(DropReason::NoSa),
+            Verdict::Forward,
+            Verdict::ToControlPlane,
+            Verdict::Forward,
+            Verdict::Forward,
+            Verdict::Drop(DropReason::PolicyDiscard),
+        ]
+    );
+    // Ours decapsulated; the passing ones untouched.
+    assert_eq!(pkts[0].data(), &udp4(7, 100)[..]);
+    assert_eq!(pkts[2].data(), &transit_esp[..]);
+    assert_eq!(pkts[4].data(), &ike_transit[..]);
+    assert_eq!(pkts[5].data(), &transit_natt_esp[..]);
+    assert_eq!(
+        hits.get(0).0,
+        1,
+        "ESP to the inside host counted under its rule"
+    );
+    assert_eq!(hits.get(1).0, 2, "IKE and NAT-T ESP to it under theirs");
+    assert_eq!(drops.get(DropReason::NoSa), 1);
+    assert_eq!(drops.get(DropReason::PolicyDiscard), 1);
+    // Without the addresses: everything IPsec-shaped is the gateway's, as before (our packet
+    // is a replay by now).
+    let (_, verdicts, drops, _) = run(None);
+    assert_eq!(
+        verdicts,
+        vec![
+            Verdict::Drop(DropReason::ReplayDuplicate),
+            Verdict::Drop(DropReason::NoSa),
+            Verdict::Drop(DropReason::NoSa),
+            Verdict::ToControlPlane,
+            Verdict::ToControlPlane,
+            Verdict::Drop(DropReason::NoSa),
+            Verdict::Drop(DropReason::NoSa),
+        ]
+    );
+    assert_eq!(drops.get(DropReason::NoSa), 4);
 }

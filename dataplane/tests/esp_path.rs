@@ -733,6 +733,7 @@ fn bursts_sort_packets_into_verdicts_and_counters() {
         sad: &sad,
         spd: &spd_in,
         natt_ports: &[4500],
+        local: None,
     };
     let mut hits = PolicyHits::new(spd_in.len());
     let n = burst::inbound(&t, &mut inpkts, &mut verdicts, &mut drops, &mut hits);

@@ -84,7 +84,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut verdicts = [Verdict::Pending; 1];
     let mut drops = DropCounters::default();
-    let t = InboundTables { sad: &w.sad, spd: &w.spd, natt_ports: &[4500] };
+    // Half the inputs with the gateway's own addresses given (IPsec to others passes
+    // through SPD-in), half without (every arrival is looked up).
+    let locals: [std::net::IpAddr; 2] = ["10.0.0.2".parse().unwrap(), "2001:db8::2".parse().unwrap()];
+    let local = (mode & 0x40 != 0).then_some(&locals[..]);
+    let t = InboundTables { sad: &w.sad, spd: &w.spd, natt_ports: &[4500], local };
     let mut hits = dataplane::spd::PolicyHits::new(w.spd.len());
     burst::inbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
     let _ = pkts[0].data();

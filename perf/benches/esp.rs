@@ -554,6 +554,7 @@ fn main() {
                         sad: &sad,
                         spd: &spd_in,
                         natt_ports: &[4500],
+                        local: None,
                     };
                     let mut v = [Verdict::Pending; BURST];
                     let fwd = burst::inbound(&t, &mut bufs, &mut v, &mut drops, &mut hits);

@@ -359,6 +359,10 @@ type Acquire = (u32, IpAddr, IpAddr);
 struct Shared {
     ifaces: Vec<Iface>,
     natt_ports: Vec<u16>,
+    /// Every address of ours: the interfaces' and the VRRP routers' virtual ones (held or
+    /// not). IKE, keepalives, and ESP/AH without an SA, to any other address pass through
+    /// SPD-in as plain traffic ([`InboundTables::local`]).
+    locals: Vec<IpAddr>,
     /// MSS for SYNs entering (and leaving) a tunnel.
     mss: Option<u16>,
     /// Encapsulated packets leave by an outside port: the smallest outside MTU bounds them.
@@ -832,9 +836,20 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     });
     let started = Instant::now();
     let npipes = nq + usize::from(!workers.is_empty());
+    let mut locals: Vec<IpAddr> = ifaces
+        .iter()
+        .flat_map(|i| {
+            let v4 = i.addrs.iter().map(|&a| IpAddr::V4(a));
+            v4.chain(i.addrs6.iter().map(|&a| IpAddr::V6(a)))
+        })
+        .chain(cfg.vrrp.iter().flat_map(|v| v.config.vips.iter().copied()))
+        .collect();
+    locals.sort();
+    locals.dedup();
     let sh = Arc::new(Shared {
         ifaces,
         natt_ports,
+        locals,
         mss,
         out_mtu,
         tables: ArcSwap::new(Arc::clone(&tables)),
@@ -1729,6 +1744,7 @@ impl Pipeline {
             sad: &tables.sad,
             spd: &tables.spd_in,
             natt_ports: &sh.natt_ports,
+            local: Some(&sh.locals),
         };
         match role {
             Role::Inside => burst::outbound_owned(

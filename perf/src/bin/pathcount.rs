@@ -179,6 +179,7 @@ fn main() -> ExitCode {
                 sad: &sad,
                 spd: &spd,
                 natt_ports: &[4500],
+                local: None,
             };
             for _ in 0..n.div_ceil(BURST as u64) {
                 for b in bufs.iter_mut() {
