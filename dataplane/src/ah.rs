@@ -200,6 +200,8 @@ pub(crate) fn encap<B: PacketBuf + ?Sized>(
     match sa.mode {
         Mode::Tunnel => {
             let tc = outer::traffic_class(&data[head..]);
+            // The inner packet's DF (an IPv6 one is never fragmented on the way: as DF).
+            let inner_df = ver == 6 || data.get(head + 6).is_some_and(|b| b & 0x40 != 0);
             data[..hdr_len].copy_from_slice(&sa.header[..hdr_len]);
             let dscp = sa.dscp.map(|d| d << 2).unwrap_or(tc & 0xfc);
             let ecn = match sa.ecn {
@@ -207,6 +209,16 @@ pub(crate) fn encap<B: PacketBuf + ?Sized>(
                 crate::sa::EcnMode::Compat => 0,
             };
             outer::set_traffic_class(data, dscp | ecn);
+            if !sa.outer_v6 {
+                // RFC 4301 §8.1, as for ESP (the ICV leaves the flags out: mutable).
+                let df = match sa.df {
+                    crate::sa::DfMode::Copy => inner_df,
+                    crate::sa::DfMode::Set => true,
+                    crate::sa::DfMode::Clear => false,
+                };
+                data[6] = if df { 0x40 } else { 0 };
+                data[7] = 0;
+            }
         }
         Mode::Transport => {
             data.copy_within(head..head + hdr_len, 0);

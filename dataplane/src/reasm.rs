@@ -349,6 +349,15 @@ impl Reassembler {
         // the whole datagram.
         let total = s.total.unwrap_or(0);
         let h = s.hdr_len;
+        // The size checks above knew the first fragment's header only once it had come: a
+        // last fragment ending near 65,535 behind a small header, then a first fragment with
+        // a longer one (IPv4 options), would make a length field wrap.
+        let whole = if s.key.v6 { h - 40 + total } else { h + total };
+        if whole > MAX_PAYLOAD {
+            s.used = false;
+            self.stats.too_big += 1;
+            return Err(ReasmError::TooBig);
+        }
         let start = MAX_HDR - h;
         let (hdr, data) = (&s.hdr[..h], &mut s.data);
         data[start..MAX_HDR].copy_from_slice(hdr);
@@ -452,6 +461,27 @@ mod tests {
         big[4] = 0x66;
         big[6..8].copy_from_slice(&(0x2000u16 | 8190).to_be_bytes());
         assert_eq!(r.push(&big, 0), Err(ReasmError::TooBig));
+        // A last fragment ending at 65,512 (20-byte header: fits), then the first with 40
+        // bytes of options: 65,552 bytes whole, refused when it completes, not wrapped.
+        let sum = |p: &mut Vec<u8>| {
+            let h = usize::from(p[0] & 0x0f) * 4;
+            p[10..12].fill(0);
+            let c = !crate::wire::checksum::data(&p[..h]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        };
+        let mut r = Reassembler::new(2, 30_000);
+        let mut last = v4(20 + 512, 0x55);
+        last[6..8].copy_from_slice(&(65_000u16 / 8).to_be_bytes());
+        sum(&mut last);
+        assert_eq!(r.push(&last, 0), Ok(None));
+        let mut first = vec![1u8; 60 + 65_000];
+        first[..20].copy_from_slice(&last[..20]);
+        first[0] = 0x4f; // IHL 15: 40 bytes of options (NOPs)
+        first[2..4].copy_from_slice(&((60 + 65_000) as u16).to_be_bytes());
+        first[6..8].copy_from_slice(&0x2000u16.to_be_bytes());
+        sum(&mut first);
+        assert_eq!(r.push(&first, 0), Err(ReasmError::TooBig));
+        assert_eq!(r.stats.too_big, 1);
         // A last fragment that ends before data already received.
         let mut r = Reassembler::new(2, 30_000);
         r.push(&fr[2], 0).unwrap();

@@ -369,6 +369,9 @@ pub struct SaCounters {
     soft_pending: AtomicBool,
     hard_pending: AtomicBool,
     exhausted_pending: AtomicBool,
+    /// The sequence space ran out and said so: refusals after the first raise nothing (each
+    /// would otherwise reach the control plane, which sends a rekey again on a hard event).
+    exhausted_raised: AtomicBool,
 }
 
 impl SaCounters {
@@ -476,6 +479,10 @@ impl SaCounters {
         }
     }
 }
+
+/// The sequence number (without ESN) whose use raises [`SaEvent::SoftExpired`]: three
+/// quarters of the 32-bit space.
+pub const SEQ_SOFT: u64 = 3 << 30;
 
 /// Longest prebuilt outer header: IPv6 (40) + UDP (8).
 pub const MAX_OUTER_HEADER: usize = 48;
@@ -810,11 +817,19 @@ impl OutboundSa {
             Ok(s) => (s + 1, n.min(limit - s)),
             Err(_) => (0, 0),
         };
-        if granted < n {
-            self.state
-                .counters
-                .exhausted_pending
-                .store(true, Ordering::Release);
+        let c = &self.state.counters;
+        if granted < n
+            && !c.exhausted_raised.load(Ordering::Relaxed)
+            && !c.exhausted_raised.swap(true, Ordering::AcqRel)
+        {
+            c.exhausted_pending.store(true, Ordering::Release);
+            EVENT_RAISED.store(true, Ordering::Release);
+        }
+        // Without ESN a fast SA can use up 2^32 numbers within minutes: a soft event (the
+        // control plane rekeys) once three quarters are used, so that the new SA is in place
+        // before the old one must stop (RFC 4303 §3.3.3).
+        if !self.esn && first != 0 && first <= SEQ_SOFT && SEQ_SOFT < first + granted {
+            c.soft_pending.store(true, Ordering::Release);
             EVENT_RAISED.store(true, Ordering::Release);
         }
         (first, granted)

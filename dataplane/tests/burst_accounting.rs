@@ -496,6 +496,38 @@ fn sequence_space_running_out_inside_a_burst() {
     assert_eq!(burst::encap(&sa, &mut pkts, &mut verdicts, &mut drops), 0);
     assert_eq!(verdicts, [gone]);
     assert_eq!(sa.last_seq(), u64::from(u32::MAX));
+    // Said once: later refusals raise nothing (each would reach the control plane).
+    assert_eq!(events(sa.counters()), vec![]);
+}
+
+/// Without ESN, the packet numbered `SEQ_SOFT` (three quarters of 2^32) raises a soft event
+/// once, so that the control plane rekeys before the numbers run out; with ESN it does not.
+#[test]
+fn three_quarters_of_the_sequence_space_raise_a_soft_event() {
+    for esn in [false, true] {
+        let (mut o, _) = pair(0x401, |p| p.esn = esn);
+        o.initial_seq = dataplane::sa::SEQ_SOFT - 3;
+        let sa = OutboundSa::new(&o).unwrap();
+        let plain: Vec<Vec<u8>> = (0..5).map(|k| udp4(7, 20 + k)).collect();
+        let mut drops = DropCounters::default();
+        let mut pkts = bufs(&plain[..2]);
+        let mut verdicts = [Verdict::Pending; 2];
+        assert_eq!(burst::encap(&sa, &mut pkts, &mut verdicts, &mut drops), 2);
+        assert_eq!(events(sa.counters()), vec![], "up to SEQ_SOFT - 1");
+        let mut pkts = bufs(&plain);
+        let mut verdicts = [Verdict::Pending; 5];
+        assert_eq!(burst::encap(&sa, &mut pkts, &mut verdicts, &mut drops), 5);
+        let want = if esn {
+            vec![]
+        } else {
+            vec![SaEvent::SoftExpired]
+        };
+        assert_eq!(events(sa.counters()), want, "esn {esn}");
+        let mut pkts = bufs(&plain);
+        let mut verdicts = [Verdict::Pending; 5];
+        assert_eq!(burst::encap(&sa, &mut pkts, &mut verdicts, &mut drops), 5);
+        assert_eq!(events(sa.counters()), vec![], "once");
+    }
 }
 
 /// Two SAs interleaved in one burst: each numbers its own packets 1, 2, ... in burst order and

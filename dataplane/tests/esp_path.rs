@@ -17,8 +17,8 @@ use dataplane::esp;
 use dataplane::flowcache::FlowCache;
 use dataplane::outer::{self, Arrival, Outer};
 use dataplane::sa::{
-    Direction, EcnMode, Endpoints, InboundSa, Mode, OutboundSa, Protocol, SaEvent, SaParams,
-    UdpEncap,
+    DfMode, Direction, EcnMode, Endpoints, InboundSa, Mode, OutboundSa, Protocol, SaEvent,
+    SaParams, UdpEncap,
 };
 use dataplane::sad::Sad;
 use dataplane::spd::{Action, PolicyHits, PortRange, Rule, Selector, Spd};
@@ -339,6 +339,45 @@ fn dscp_ecn_and_df_follow_rfc4301_and_rfc6040() {
     b.data_mut()[1] |= 3;
     let o = classify(&b);
     assert_eq!(esp::decap(&inb, &mut b, &o), Err(DropReason::EcnCeOnNotEct));
+}
+
+/// AH tunnel mode over IPv4 sets the outer DF as the SA says (RFC 4301 §8.1), as ESP does:
+/// copied from the inner packet (an IPv6 one counts as DF), always set, or always clear; the
+/// flags are mutable, outside the ICV, so each packet still verifies.
+#[test]
+fn ah_tunnel_df_follows_the_sa() {
+    let df = udp4([192, 168, 10, 5], [192, 168, 20, 7], 10, 0);
+    let mut no_df = df.clone();
+    no_df[6] = 0;
+    no_df[10..12].fill(0);
+    let c = !dataplane::wire::checksum::data(&no_df[..20]);
+    no_df[10..12].copy_from_slice(&c.to_be_bytes());
+    for (mode, inner, want) in [
+        (DfMode::Copy, &df, 0x40),
+        (DfMode::Copy, &no_df, 0),
+        (DfMode::Set, &no_df, 0x40),
+        (DfMode::Clear, &df, 0),
+    ] {
+        let (mut o, i) = pair(
+            Cipher::Null,
+            Integrity::HmacSha256,
+            Protocol::Ah,
+            Mode::Tunnel,
+            false,
+            false,
+            false,
+        );
+        o.df = mode;
+        let (out, inb) = (OutboundSa::new(&o).unwrap(), InboundSa::new(&i).unwrap());
+        let mut b = HeapBuf::from_slice(inner);
+        esp::encap(&out, &mut b).unwrap();
+        assert_eq!(b.data()[6], want, "{mode:?}");
+        assert_eq!(b.data()[9], 51, "AH");
+        assert_eq!(dataplane::wire::checksum::data(&b.data()[..20]), 0xffff);
+        let o = classify(&b);
+        esp::decap(&inb, &mut b, &o).unwrap();
+        assert_eq!(b.data(), &inner[..], "{mode:?}");
+    }
 }
 
 #[test]
