@@ -1657,6 +1657,52 @@ fn a_new_ike_sa_starts_at_the_size_an_ended_one_learnt_for_ten_minutes() {
     assert_eq!(n.a.sas().next().unwrap().fragment_path_size(), None);
 }
 
+/// Only IKE_SA_INIT travels unprotected (RFC 7296 §3.14), and an SA takes it only as the
+/// answer to its own IKE_SA_INIT. Headers anyone on the path could write (the SPIs and the
+/// next message ID, exchange IKE_SA_INIT, no payloads) from another address: as a request to
+/// B they get no answer and move nothing; as the answer to A's DPD check, which B never got,
+/// they do not satisfy it: the check goes out again.
+#[test]
+fn unprotected_messages_on_an_ike_sa_with_keys_are_dropped() {
+    let now = Instant::now();
+    let mut n = reference_net();
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    assert_eq!(n.up, (true, true));
+    let sa = n.a.sas().next().unwrap();
+    let (spi_i, spi_r, a_local) = (sa.spi_i, sa.spi_r, sa.local);
+    let sa = n.b.sas().next().unwrap();
+    let (b_local, b_remote) = (sa.local, sa.remote);
+    let forged = |flags: u8, id: u32| {
+        let mut h = Vec::new();
+        h.extend_from_slice(&spi_i.to_be_bytes());
+        h.extend_from_slice(&spi_r.to_be_bytes());
+        h.extend_from_slice(&[0, 0x20, 34, flags]);
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(&28u32.to_be_bytes());
+        h
+    };
+    let attacker: SocketAddr = "198.51.100.66:500".parse().unwrap();
+    let acts = n.b.handle(
+        now + Duration::from_secs(1),
+        b_local,
+        attacker,
+        &forged(0x08, 2),
+    );
+    assert_eq!(sends(&acts), 0, "{acts:?}");
+    assert_eq!(n.b.sas().next().unwrap().remote, b_remote);
+    // A checks on B after 30 s of quiet; B does not hear it.
+    let t = now + Duration::from_secs(31);
+    let ta = n.a.tick(t);
+    assert_eq!(sends(&ta), 1, "a DPD check");
+    let acts = n.a.handle(t, a_local, attacker, &forged(0x20, 2));
+    assert_eq!(sends(&acts), 0, "{acts:?}");
+    let again: usize = (1..10)
+        .map(|s| sends(&n.a.tick(t + Duration::from_secs(s))))
+        .sum();
+    assert!(again >= 1, "the DPD check went out again");
+}
+
 #[test]
 fn forged_retransmissions_do_not_cut_a_response() {
     // Anyone on the path sees the SPIs and message IDs: headers that claim to be A's

@@ -1680,8 +1680,17 @@ impl IkeSa {
                 Ok(Some(v))
             }
             _ => {
-                if msg.header.exchange != exchange::IKE_SA_INIT {
-                    // Everything after IKE_SA_INIT must be protected (§3.14).
+                // Everything after IKE_SA_INIT must be protected (§3.14): the only message an
+                // SA takes unprotected is the answer to its own IKE_SA_INIT (message ID 0,
+                // no keys yet). Anyone who has seen the SPIs and message IDs could otherwise
+                // answer a later request (a DPD check, a rekey, IKE_AUTH) or send one, and
+                // move the peer's address with it.
+                let h = msg.header;
+                if h.exchange != exchange::IKE_SA_INIT
+                    || !h.is_response()
+                    || h.msg_id != 0
+                    || self.keys.is_some()
+                {
                     return Err("unprotected message".into());
                 }
                 Ok(Some(msg.payloads.clone()))
