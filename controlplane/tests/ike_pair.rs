@@ -158,6 +158,13 @@ impl Net {
         out
     }
 
+    /// A starts the tunnel at `now`; both sides must have it up once the exchanges settle.
+    fn bring_up(&mut self, now: Instant) {
+        let acts = self.a.start(now);
+        self.run(now, acts, vec![]);
+        assert_eq!(self.up, (true, true));
+    }
+
     /// A's timers, then B's, at `at`, each run until quiet.
     fn tick_both(&mut self, at: Instant) {
         let ta = self.a.tick(at);
@@ -494,9 +501,11 @@ fn up_for_byte_rekeys() -> (Net, Instant, u32) {
 
 /// The datagrams among `acts`.
 fn sends(acts: &[Action]) -> usize {
-    acts.iter()
-        .filter(|a| matches!(a, Action::Send { .. }))
-        .count()
+    count(acts, |a| matches!(a, Action::Send { .. }))
+}
+
+fn count(acts: &[Action], f: impl Fn(&Action) -> bool) -> usize {
+    acts.iter().filter(|a| f(a)).count()
 }
 
 #[test]
@@ -726,8 +735,9 @@ fn initial_contact_from_a_restarted_peer_drops_the_ike_sa_it_forgot() {
 /// Brings the pair up and lets its IKE SA (20 s lifetime) rekey: each side is left with one
 /// IKE SA, under new SPIs.
 /// The reference pair with an IKE SA lifetime of 20 s on both sides (CHILD_SAs: 1 h).
-fn short_ike_lifetime() -> Net {
-    let mk = |l: &str, r: &str, lts: &str, rts: &str, start: &str| {
+/// The reference pair with A's and B's CHILD_SA and IKE SA lifetimes as given.
+fn lifetimes_net(child: [&str; 2], ike: [u64; 2]) -> Net {
+    let mk = |l: &str, r: &str, lts: &str, rts: &str, start: &str, k: usize| {
         let mut c = cfg(
             l,
             r,
@@ -737,22 +747,21 @@ fn short_ike_lifetime() -> Net {
             "aes256-sha256-modp2048",
             "aes256-sha256",
             "secret-psk-1",
-            "1h",
+            child[k],
         );
         for t in &mut c.tunnels {
-            t.ike_lifetime = Duration::from_secs(20);
+            t.ike_lifetime = Duration::from_secs(ike[k]);
         }
         c
     };
-    let mut n = Net::new(
-        "aes256-sha256-modp2048",
-        "aes256-sha256",
-        "secret-psk-1",
-        "1h",
-    );
-    n.a = Daemon::new(&mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start"));
-    n.b = Daemon::new(&mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none"));
+    let mut n = reference_net();
+    n.a = Daemon::new(&mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start", 0));
+    n.b = Daemon::new(&mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none", 1));
     n
+}
+
+fn short_ike_lifetime() -> Net {
+    lifetimes_net(["1h", "1h"], [20, 20])
 }
 
 fn up_then_rekey_ike(n: &mut Net, now: Instant) {
@@ -801,6 +810,122 @@ fn ike_sa_rekey_keeps_the_children_and_the_new_sa_works() {
     );
     let new_a = n.a_installed.last().unwrap();
     assert!(n.b_installed.iter().any(|c| c.spi_out == new_a.spi_in));
+}
+
+/// Delivers the datagrams in `acts` (A's if `from_a`, else B's) to the other side once and
+/// returns what it did.
+fn deliver(n: &mut Net, now: Instant, from_a: bool, acts: &[Action]) -> Vec<Action> {
+    let mut out = Vec::new();
+    for a in acts {
+        if let Action::Send {
+            local,
+            remote,
+            data,
+        } = a
+        {
+            out.extend(if from_a {
+                n.b.handle(now, *remote, *local, data)
+            } else {
+                n.a.handle(now, *remote, *local, data)
+            });
+        }
+    }
+    out
+}
+
+fn removes(acts: &[Action]) -> usize {
+    count(acts, |a| matches!(a, Action::Remove { .. }))
+}
+
+/// Both sides rekey the IKE SA at once, but only B sees the collision (RFC 7296 §2.8.2): A's
+/// request reaches B, which answers it while its own is out; A completes and deletes the old
+/// IKE SA; B's request reaches A only after A's rekey is done. A answers it TEMPORARY_FAILURE
+/// (a rekey of an IKE SA being closed, §2.25.2) instead of making a second new IKE SA, and B,
+/// told to delete the old SA while its rekey crossed A's, moves the CHILD_SA to the IKE SA it
+/// made answering A (before, closing the old SA removed it from B's data plane while A kept
+/// using it). One IKE SA and the one CHILD_SA are left on each side, and they carry a later
+/// CHILD_SA rekey.
+#[test]
+fn an_ike_sa_rekey_collision_only_one_side_sees_keeps_the_children() {
+    let now = Instant::now();
+    let mut n = short_ike_lifetime();
+    n.bring_up(now);
+    let later = now + Duration::from_secs(21);
+    let ta = n.a.tick(later);
+    let tb = n.b.tick(later);
+    assert_eq!((sends(&ta), sends(&tb)), (1, 1), "both rekey the IKE SA");
+    let rb = deliver(&mut n, later, true, &ta);
+    let ra = deliver(&mut n, later, false, &rb);
+    let late = deliver(&mut n, later, false, &tb);
+    assert_eq!(
+        removes(&rb) + removes(&ra) + removes(&late),
+        0,
+        "nothing removed yet"
+    );
+    n.run(later, ra.into_iter().chain(late).collect(), vec![]);
+    assert_eq!(n.a.sas().count(), 1, "one IKE SA on A");
+    assert_eq!(n.b.sas().count(), 1, "one IKE SA on B");
+    let (sa_a, sa_b) = (n.a.sas().next().unwrap(), n.b.sas().next().unwrap());
+    assert_eq!((sa_a.spi_i, sa_a.spi_r), (sa_b.spi_i, sa_b.spi_r));
+    assert_eq!(sa_a.children.len(), 1);
+    assert_eq!(
+        sa_b.children.len(),
+        1,
+        "B's CHILD_SA is under the new IKE SA"
+    );
+    assert!(
+        n.a_removed.is_empty() && n.b_removed.is_empty(),
+        "no CHILD_SA removed: {:x?} {:x?}",
+        n.a_removed,
+        n.b_removed
+    );
+    for k in 0..6 {
+        let t = now + Duration::from_secs(3601 + k);
+        let ta = n.a.tick(t);
+        let tb = n.b.tick(t);
+        n.run(t, ta, tb);
+    }
+    let new_a = n.a_installed.last().unwrap();
+    assert!(n.a_installed.len() >= 2, "a CHILD_SA rekey went through");
+    assert!(n.b_installed.iter().any(|c| c.spi_out == new_a.spi_in));
+}
+
+/// B rekeys the IKE SA while A's CHILD_SA rekey is out: A answers TEMPORARY_FAILURE (moving
+/// the children now would leave its rekey's answer without its child, and B with a pair A
+/// forgot), its CHILD_SA rekey completes, and B rekeys the IKE SA 10 s later. One IKE SA and
+/// one CHILD_SA are left on each side, the same ones.
+#[test]
+fn an_ike_sa_rekey_crossing_a_child_rekey_waits_for_it() {
+    let now = Instant::now();
+    let mut n = lifetimes_net(["10s", "1h"], [3600, 20]);
+    n.bring_up(now);
+    let later = now + Duration::from_secs(21);
+    let ta = n.a.tick(later);
+    let tb = n.b.tick(later);
+    assert_eq!(
+        (sends(&ta), sends(&tb)),
+        (1, 1),
+        "A rekeys the CHILD_SA, B the IKE SA"
+    );
+    let ra = deliver(&mut n, later, false, &tb);
+    n.run(later, ta, vec![]);
+    n.run(later, ra, vec![]);
+    for k in 0..4 {
+        let t = later + Duration::from_secs(5 * k + 5);
+        n.tick_both(t);
+    }
+    assert_eq!(n.a.sas().count(), 1, "one IKE SA on A");
+    assert_eq!(n.b.sas().count(), 1, "one IKE SA on B");
+    let (sa_a, sa_b) = (n.a.sas().next().unwrap(), n.b.sas().next().unwrap());
+    assert_eq!((sa_a.spi_i, sa_a.spi_r), (sa_b.spi_i, sa_b.spi_r));
+    assert_ne!(
+        sa_a.spi_i, n.a_installed[0].spi_in as u64,
+        "(SPIs of different kinds)"
+    );
+    let (ca, cb) = (&sa_a.children, &sa_b.children);
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{ca:?} {cb:?}");
+    assert_eq!((ca[0].spi_in, ca[0].spi_out), (cb[0].spi_out, cb[0].spi_in));
+    assert!(n.a_installed.len() >= 2, "the CHILD_SA was rekeyed");
 }
 
 #[test]
@@ -1666,9 +1791,7 @@ fn a_new_ike_sa_starts_at_the_size_an_ended_one_learnt_for_ten_minutes() {
 fn unprotected_messages_on_an_ike_sa_with_keys_are_dropped() {
     let now = Instant::now();
     let mut n = reference_net();
-    let acts = n.a.start(now);
-    n.run(now, acts, vec![]);
-    assert_eq!(n.up, (true, true));
+    n.bring_up(now);
     let sa = n.a.sas().next().unwrap();
     let (spi_i, spi_r, a_local) = (sa.spi_i, sa.spi_r, sa.local);
     let sa = n.b.sas().next().unwrap();

@@ -2875,6 +2875,18 @@ impl IkeSa {
             (exchange::INFORMATIONAL, State::Established) => {
                 self.responder_info(now, h, &payloads, out)
             }
+            (exchange::CREATE_CHILD_SA, State::Established)
+                if self.superseded
+                    || self
+                        .pending
+                        .as_ref()
+                        .is_some_and(|p| matches!(p.req, Req::DeleteIke)) =>
+            {
+                // Rekeyed (its children are the new IKE SA's) or being deleted: §2.25.2
+                // (a rekey of an IKE SA being closed) and §2.25.1 (of a child being closed).
+                tracing::info!(tunnel = %self.cfg.name, "CREATE_CHILD_SA on an IKE SA being closed: TEMPORARY_FAILURE");
+                self.refuse_child(h.msg_id, notify::TEMPORARY_FAILURE, Vec::new(), out);
+            }
             (exchange::CREATE_CHILD_SA, State::Established) => {
                 self.responder_create_child(now, h, &payloads, out)
             }
@@ -3270,6 +3282,21 @@ impl IkeSa {
         }
         if close {
             self.respond(exchange::INFORMATIONAL, h.msg_id, &[], out);
+            if let Some((_, _, theirs)) = self.collision.take() {
+                // Our IKE SA rekey crossed the peer's, which we answered; the peer never saw
+                // ours (it was lost, or it came after the peer's rekey was done) and now
+                // deletes this SA: its new SA, the one we made answering, keeps the
+                // children, and our own request is forgotten (§2.25.2). Before, closing
+                // this SA removed every CHILD_SA the peer still used.
+                tracing::info!(tunnel = %self.cfg.name, "IKE SA deleted while our rekey of it crossed the peer's: the peer's new IKE SA keeps the children");
+                self.pending = None;
+                self.superseded = true;
+                out.push(Action::MoveChildren {
+                    to: theirs,
+                    children: std::mem::take(&mut self.children),
+                    creation: Box::new(self.take_creation()),
+                });
+            }
             let why = if self.superseded {
                 "rekeyed"
             } else {
@@ -3474,6 +3501,17 @@ impl IkeSa {
                 out,
             );
         };
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|q| matches!(q.req, Req::RekeyChild { .. } | Req::CreateChild { .. }))
+        {
+            // A CHILD_SA exchange of ours is under way: moving the children now would leave
+            // its answer without its child (and the peer with a pair we forgot). The peer
+            // tries again later (as strongSwan answers).
+            tracing::info!(tunnel = %self.cfg.name, "IKE SA rekey while our CHILD_SA exchange is under way: TEMPORARY_FAILURE");
+            return fail(self, notify::TEMPORARY_FAILURE, Vec::new(), out);
+        }
         let Some(props) = sa_of(p) else {
             return fail(self, notify::INVALID_SYNTAX, Vec::new(), out);
         };
