@@ -735,8 +735,9 @@ fn initial_contact_from_a_restarted_peer_drops_the_ike_sa_it_forgot() {
 /// Brings the pair up and lets its IKE SA (20 s lifetime) rekey: each side is left with one
 /// IKE SA, under new SPIs.
 /// The reference pair with an IKE SA lifetime of 20 s on both sides (CHILD_SAs: 1 h).
-/// The reference pair with A's and B's CHILD_SA and IKE SA lifetimes as given.
-fn lifetimes_net(child: [&str; 2], ike: [u64; 2]) -> Net {
+/// The reference pair's configurations with A's and B's CHILD_SA and IKE SA lifetimes as
+/// given.
+fn lifetimes_cfgs(child: [&str; 2], ike: [u64; 2]) -> [Config; 2] {
     let mk = |l: &str, r: &str, lts: &str, rts: &str, start: &str, k: usize| {
         let mut c = cfg(
             l,
@@ -754,10 +755,16 @@ fn lifetimes_net(child: [&str; 2], ike: [u64; 2]) -> Net {
         }
         c
     };
-    let mut n = reference_net();
-    n.a = Daemon::new(&mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start", 0));
-    n.b = Daemon::new(&mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none", 1));
-    n
+    [
+        mk(A, B, "192.168.10.0/24", "192.168.20.0/24", "start", 0),
+        mk(B, A, "192.168.20.0/24", "192.168.10.0/24", "none", 1),
+    ]
+}
+
+/// The reference pair with A's and B's CHILD_SA and IKE SA lifetimes as given.
+fn lifetimes_net(child: [&str; 2], ike: [u64; 2]) -> Net {
+    let [a, b] = lifetimes_cfgs(child, ike);
+    with_cfgs(&a, &b)
 }
 
 fn short_ike_lifetime() -> Net {
@@ -2809,4 +2816,112 @@ fn a_new_child_follows_the_peers_pfs_group_at_once() {
     assert_eq!(pairs_of(&n, "d").len(), 0, "modp2048 refused");
     n.tick_both(now + Duration::from_millis(100));
     assert_eq!(pairs_of(&n, "d").len(), 1, "modp3072 at once");
+}
+
+/// A CHILD_SA whose PFS group the peer refuses when we rekey it (INVALID_KE_PAYLOAD naming
+/// another group the child offers) is rekeyed again at once with that group (RFC 7296 §1.3);
+/// before, the rekey went again every 10 s with the refused group and never completed.
+#[test]
+fn a_child_rekey_follows_the_peers_pfs_group_at_once() {
+    let now = Instant::now();
+    let yaml = |local: &str, remote: &str, l: &str, r: &str, start: &str, esp: &str, life: &str| {
+        format!(
+            "tunnels:\n  - name: t\n    local: {local}\n    remote: {remote}\n    psk: \"secret-psk-1\"\n    ike_proposals: [aes256-sha256-modp2048]\n    start: {start}\n    children:\n      - name: c\n        local_ts: [192.168.{l}.0/24]\n        remote_ts: [192.168.{r}.0/24]\n        esp_proposals: [{esp}]\n        lifetime: {life}\n"
+        )
+    };
+    let a = Config::parse(
+        &yaml(
+            A,
+            B,
+            "10",
+            "20",
+            "start",
+            "aes256-sha256-modp2048-modp3072",
+            "10s",
+        ),
+        Path::new("a.yaml"),
+    )
+    .unwrap();
+    let b = Config::parse(
+        &yaml(B, A, "20", "10", "none", "aes256-sha256-modp3072", "1h"),
+        Path::new("b.yaml"),
+    )
+    .unwrap();
+    let mut n = with_cfgs(&a, &b);
+    n.bring_up(now);
+    let t = now + Duration::from_millis(10_100);
+    n.tick_both(t);
+    assert_eq!(n.a_installed.len(), 1, "modp2048 refused");
+    n.tick_both(t + Duration::from_millis(50));
+    assert_eq!(n.a_installed.len(), 2, "rekeyed with modp3072 at once");
+    let (new_a, new_b) = newest_pair(&n);
+    assert_mirrored(new_a, new_b);
+    assert_eq!(new_a.replaces, Some(n.a_installed[0].spi_in));
+}
+
+/// Our rekey of a CHILD_SA the peer no longer knows (CHILD_SA_NOT_FOUND: it lost it, say
+/// its delete of it was lost) removes it and makes a new one (RFC 7296 §2.25), instead of
+/// asking again every 10 s. Our own CHILD_SA_NOT_FOUND carries the SPI it is about.
+#[test]
+fn a_child_the_peer_does_not_know_is_made_anew() {
+    let now = Instant::now();
+    let [a_cfg, b_cfg] = lifetimes_cfgs(["10s", "1h"], [3600, 3600]);
+    let mut n = with_cfgs(&a_cfg, &b_cfg);
+    n.bring_up(now);
+    let first = n.a_installed[0].spi_in;
+    // B loses the CHILD_SA but keeps the IKE SA (a peer whose delete of it was lost is in
+    // the same place): its IKE SA carried on without it, as the HA sync restores one.
+    let t = now + Duration::from_secs(5);
+    let mut states = n.b.export(&|_| true, t);
+    assert_eq!(states[0].children.len(), 1);
+    states[0].children.clear();
+    let mut b2 = Daemon::new(&b_cfg);
+    assert_eq!(b2.restore(&states, Duration::ZERO, &|_| true, t).len(), 1);
+    n.b = b2;
+    let t2 = now + Duration::from_millis(10_100);
+    let ta = n.a.tick(t2);
+    assert_eq!(sends(&ta), 1, "A rekeys it");
+    let rb = deliver(&mut n, t2, true, &ta);
+    let answer = rb
+        .iter()
+        .find_map(|a| match a {
+            Action::Send { data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(answer[18], 36, "a CREATE_CHILD_SA answer");
+    n.run(t2, vec![], rb);
+    assert!(n.a_removed.contains(&first), "removed on A");
+    n.tick_both(t2 + Duration::from_millis(50));
+    n.tick_both(t2 + Duration::from_millis(100));
+    let ca = &n.a.sas().next().unwrap().children;
+    let cb = &n.b.sas().next().unwrap().children;
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{ca:?} {cb:?}");
+    assert_ne!(ca[0].spi_in, first);
+    assert_eq!((ca[0].spi_in, ca[0].spi_out), (cb[0].spi_out, cb[0].spi_in));
+}
+
+/// Both sides rekey the same CHILD_SA; A gets B's answer to its own rekey before B's request
+/// reaches it, so A has replaced the CHILD_SA and is deleting it. A answers B's late rekey
+/// of it TEMPORARY_FAILURE (§2.25.1: a rekey of a CHILD_SA being closed); before, A made a
+/// second new pair that B, whose old pair A's delete removed, never took, and A kept it.
+#[test]
+fn a_rekey_of_a_child_being_deleted_is_refused() {
+    let now = Instant::now();
+    let mut n = lifetimes_net(["10s", "10s"], [3600, 3600]);
+    n.bring_up(now);
+    let t = now + Duration::from_millis(10_100);
+    let ta = n.a.tick(t);
+    let tb = n.b.tick(t);
+    assert_eq!((sends(&ta), sends(&tb)), (1, 1), "both rekey the CHILD_SA");
+    let rb = deliver(&mut n, t, true, &ta);
+    let ra = deliver(&mut n, t, false, &rb);
+    let late = deliver(&mut n, t, false, &tb);
+    assert_eq!(sends(&late), 1, "answered");
+    n.run(t, ra.into_iter().chain(late).collect(), vec![]);
+    let ca = &n.a.sas().next().unwrap().children;
+    let cb = &n.b.sas().next().unwrap().children;
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{ca:?} {cb:?}");
+    assert_eq!((ca[0].spi_in, ca[0].spi_out), (cb[0].spi_out, cb[0].spi_in));
+    assert_eq!(ca[0].replaces, Some(n.a_installed[0].spi_in));
 }

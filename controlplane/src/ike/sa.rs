@@ -1798,12 +1798,11 @@ impl IkeSa {
                 dh,
                 ..
             } => {
+                let sent = dh.as_ref().map(|d| d.group());
                 if let Err(e) = self.complete_rekey_child(now, &payloads, old, spi_in, &ni, dh, out)
                 {
                     tracing::warn!(tunnel = %self.cfg.name, "CHILD_SA rekey failed: {e}");
-                    if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old) {
-                        c.rekey_at = now + Duration::from_secs(10);
-                    }
+                    self.rekey_child_failed(now, &payloads, old, sent, out);
                 }
             }
             Req::CreateChild {
@@ -3337,8 +3336,28 @@ impl IkeSa {
             return;
         }
         let old = rekey.and_then(|spi_out| self.children.iter().position(|c| c.spi_out == spi_out));
-        if rekey.is_some() && old.is_none() {
-            self.refuse_child(h.msg_id, notify::CHILD_SA_NOT_FOUND, Vec::new(), out);
+        if let (Some(spi), None) = (rekey, old) {
+            // §2.25: with the SPI of the REKEY_SA notify, so the peer knows which.
+            let n = Payload::Notify(Notify {
+                protocol: proto::ESP,
+                spi: spi.to_be_bytes().to_vec(),
+                ntype: notify::CHILD_SA_NOT_FOUND,
+                data: Vec::new(),
+            });
+            self.respond(exchange::CREATE_CHILD_SA, h.msg_id, &[n], out);
+            return;
+        }
+        let closing = |s: &IkeSa, spi_in: u32| {
+            let deletes = |r: &Req| matches!(r, Req::DeleteChild { spi_in: d } if *d == spi_in);
+            s.pending.as_ref().is_some_and(|p| deletes(&p.req)) || s.queue.iter().any(deletes)
+        };
+        if old.is_some_and(|i| closing(self, self.children[i].spi_in)) {
+            // Our delete of it is on the way (our own rekey replaced it): §2.25.1 (a rekey
+            // of a CHILD_SA being closed). Accepting would leave a pair the peer drops when
+            // our delete reaches it first. (One the peer rekeyed before and has not deleted,
+            // say after an HA takeover lost the answer, is rekeyed again.)
+            tracing::info!(tunnel = %self.cfg.name, "rekey of a CHILD_SA we have rekeyed: TEMPORARY_FAILURE");
+            self.refuse_child(h.msg_id, notify::TEMPORARY_FAILURE, Vec::new(), out);
             return;
         }
         let only = old.map(|i| self.children[i].cfg);
@@ -3707,7 +3726,7 @@ impl IkeSa {
         if let Some(idx) = due {
             let spi_in = rand_spi();
             let ni = crypto::random_bytes(32);
-            let (dh, public) = pfs_keys(&self.cfg.children[self.children[idx].cfg]);
+            let (dh, public) = self.child_pfs_keys(self.children[idx].cfg);
             self.children[idx].rekey_at = now + Duration::from_secs(3600);
             let old = self.children[idx].spi_in;
             self.request(
@@ -3728,6 +3747,90 @@ impl IkeSa {
         }
     }
 
+    /// Our rekey of the CHILD_SA with inbound SPI `old` was refused (its DH group `sent`):
+    /// again in 10 s; at once with the group the peer names in INVALID_KE_PAYLOAD (§1.3);
+    /// and one the peer does not know (CHILD_SA_NOT_FOUND: it lost it) is removed and made
+    /// anew (§2.25), not rekeyed again and again.
+    fn rekey_child_failed(
+        &mut self,
+        now: Instant,
+        payloads: &[Payload],
+        old: u32,
+        sent: Option<Group>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(pos) = self.children.iter().position(|c| c.spi_in == old) else {
+            return;
+        };
+        let cfg = self.children[pos].cfg;
+        let errors: Vec<&Notify> = notifies(payloads)
+            .filter(|n| n.ntype < notify::FIRST_STATUS)
+            .collect();
+        if errors.iter().any(|n| n.ntype == notify::CHILD_SA_NOT_FOUND) {
+            let c = self.children.remove(pos);
+            tracing::info!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
+                spi_in = %format_args!("{:08x}", c.spi_in),
+                "the peer does not know the CHILD_SA we rekeyed: removed, made anew");
+            out.push(Action::Remove {
+                tunnel: self.cfg.name.clone(),
+                child: self.cfg.children[cfg].name.clone(),
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+            });
+            let others = self
+                .children
+                .iter()
+                .any(|x| x.cfg == cfg && !x.rekeyed && x.worker == c.worker);
+            if c.worker.is_some() {
+                self.create_failed(now, cfg, c.worker);
+            } else if !others && !self.to_create.contains(&cfg) {
+                self.to_create.push_back(cfg);
+            }
+            return;
+        }
+        let asked = errors
+            .iter()
+            .find(|n| n.ntype == notify::INVALID_KE_PAYLOAD)
+            .and_then(|n| self.asked_group(n, cfg, sent));
+        let wait = if let Some(g) = asked {
+            tracing::info!(tunnel = %self.cfg.name, group = g.name(), "the peer asks for another DH group for the rekey");
+            self.ke_groups.retain(|x| x.0 != cfg);
+            self.ke_groups.push((cfg, g));
+            Duration::ZERO
+        } else {
+            Duration::from_secs(10)
+        };
+        self.children[pos].rekey_at = now + wait;
+    }
+
+    /// A DH key pair for a CREATE_CHILD_SA of child `cfg`: of the group the peer last asked
+    /// for with INVALID_KE_PAYLOAD, else of the child's first PFS group (none without PFS).
+    fn child_pfs_keys(&self, cfg: usize) -> (Option<DhPrivate>, Vec<u8>) {
+        match self.ke_groups.iter().find(|x| x.0 == cfg) {
+            Some(&(_, g)) => {
+                let (d, public) = DhPrivate::generate(g);
+                (Some(d), public)
+            }
+            None => pfs_keys(&self.cfg.children[cfg]),
+        }
+    }
+
+    /// The group an INVALID_KE_PAYLOAD notify names, if child `cfg` offers it and it is not
+    /// the one we `sent` (RFC 7296 §1.3: try again with it; not the same one: no loop).
+    fn asked_group(&self, n: &Notify, cfg: usize, sent: Option<Group>) -> Option<Group> {
+        <[u8; 2]>::try_from(n.data.as_slice())
+            .ok()
+            .map(u16::from_be_bytes)
+            .and_then(Group::from_id)
+            .filter(|g| {
+                self.cfg.children[cfg]
+                    .esp_proposals
+                    .iter()
+                    .any(|a| a.dh.contains(g))
+            })
+            .filter(|g| Some(*g) != sent)
+    }
+
     /// The answer to our CREATE_CHILD_SA for a new CHILD_SA of child `cfg`.
     #[allow(clippy::too_many_arguments)]
     fn complete_create_child(
@@ -3743,20 +3846,8 @@ impl IkeSa {
     ) -> Result<(), (String, bool)> {
         if let Some(n) = notifies(p).find(|n| n.ntype < notify::FIRST_STATUS) {
             if n.ntype == notify::INVALID_KE_PAYLOAD {
-                let sent = dh.as_ref().map(|d| d.group());
                 // Its PFS group next time, if the child offers it (RFC 7296 §1.3).
-                let g = <[u8; 2]>::try_from(n.data.as_slice())
-                    .ok()
-                    .map(u16::from_be_bytes)
-                    .and_then(Group::from_id)
-                    .filter(|g| {
-                        self.cfg.children[cfg]
-                            .esp_proposals
-                            .iter()
-                            .any(|a| a.dh.contains(g))
-                    })
-                    .filter(|g| Some(*g) != sent);
-                if let Some(g) = g {
+                if let Some(g) = self.asked_group(n, cfg, dh.as_ref().map(|d| d.group())) {
                     // At once with the group the peer named (one we offer, not the one we
                     // sent: no loop).
                     self.ke_groups.retain(|x| x.0 != cfg);
@@ -3911,13 +4002,7 @@ impl IkeSa {
             }
         }
         let (cfg, worker) = pick?;
-        let (dh, public) = match self.ke_groups.iter().find(|x| x.0 == cfg) {
-            Some(&(_, g)) => {
-                let (d, public) = DhPrivate::generate(g);
-                (Some(d), public)
-            }
-            None => pfs_keys(&self.cfg.children[cfg]),
-        };
+        let (dh, public) = self.child_pfs_keys(cfg);
         Some(Req::CreateChild {
             cfg,
             worker,
