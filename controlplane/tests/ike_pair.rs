@@ -983,6 +983,47 @@ fn a_responder_under_load_demands_a_cookie_and_the_initiator_returns_it() {
     assert_mirrored(&n.a_installed[0], &n.b_installed[0]);
 }
 
+/// A responder drops an IKE SA whose IKE_AUTH never comes 30 s after its IKE_SA_INIT (RFC
+/// 7296 §2.6: half-open state is not held forever), and only such half-open SAs count
+/// towards demanding cookies: with a threshold of one, an established IKE SA does not make
+/// the next initiator return a cookie; one half-open SA does.
+#[test]
+fn half_open_sas_expire_and_only_they_count_for_cookies() {
+    let now = Instant::now();
+    let mut n = reference_net();
+    n.b.set_cookie_threshold(1);
+    n.bring_up(now);
+    assert_eq!(
+        n.sent, 4,
+        "INIT, INIT response, AUTH, AUTH response: no cookie"
+    );
+    // A second initiator (A restarted) whose IKE_AUTH never comes.
+    let mut a2 = Daemon::new(&lifetimes_cfgs(["8h", "8h"], [3600, 3600])[0]);
+    let t = now + Duration::from_secs(1);
+    let init = a2.start(t);
+    let answer = deliver(&mut n, t, true, &init);
+    let data = first_send(&answer, None).unwrap().2;
+    let m = controlplane::ike::wire::Message::parse(&data).unwrap();
+    assert!(
+        m.payloads.len() > 1,
+        "a full IKE_SA_INIT answer, not a cookie request: {:?}",
+        m.payloads
+    );
+    assert_eq!(n.b.sas().count(), 2);
+    // Now one SA is half-open: the next initiator must return a cookie.
+    let mut a3 = Daemon::new(&lifetimes_cfgs(["8h", "8h"], [3600, 3600])[0]);
+    let answer = deliver(&mut n, t, true, &a3.start(t));
+    let data = first_send(&answer, None).unwrap().2;
+    let m = controlplane::ike::wire::Message::parse(&data).unwrap();
+    assert_eq!(m.payloads.len(), 1, "a cookie request");
+    assert_eq!(n.b.sas().count(), 2, "no state for it");
+    n.b.tick(t + Duration::from_secs(29));
+    assert_eq!(n.b.sas().count(), 2, "kept for 30 s");
+    n.b.tick(t + Duration::from_secs(31));
+    assert_eq!(n.b.sas().count(), 1, "the half-open one dropped");
+    assert_eq!(n.b.sas().next().unwrap().state, State::Established);
+}
+
 #[test]
 fn several_subnets_per_side_are_negotiated_and_narrowed() {
     let now = Instant::now();
@@ -2882,13 +2923,7 @@ fn a_child_the_peer_does_not_know_is_made_anew() {
     let ta = n.a.tick(t2);
     assert_eq!(sends(&ta), 1, "A rekeys it");
     let rb = deliver(&mut n, t2, true, &ta);
-    let answer = rb
-        .iter()
-        .find_map(|a| match a {
-            Action::Send { data, .. } => Some(data.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let answer = first_send(&rb, None).unwrap().2;
     assert_eq!(answer[18], 36, "a CREATE_CHILD_SA answer");
     n.run(t2, vec![], rb);
     assert!(n.a_removed.contains(&first), "removed on A");

@@ -457,7 +457,18 @@ impl Daemon {
                 }
                 return out;
             }
-            if self.half_open.len() >= self.cookie_threshold {
+            // Only SAs still waiting for IKE_AUTH count (the map keeps established ones, to
+            // catch a late retransmitted IKE_SA_INIT).
+            let half_open = self
+                .half_open
+                .values()
+                .filter(|spi| {
+                    self.sas
+                        .get(spi)
+                        .is_some_and(|s| s.state == State::InitDone)
+                })
+                .count();
+            if half_open >= self.cookie_threshold {
                 // Under load: state only for initiators that prove their address (§2.6).
                 let Ok(m) = super::wire::Message::parse(data) else {
                     return out;

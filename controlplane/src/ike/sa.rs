@@ -401,6 +401,10 @@ pub struct Child {
     pub worker: Option<u16>,
 }
 
+/// How long a responder keeps an IKE SA whose IKE_SA_INIT it answered waiting for IKE_AUTH
+/// (strongSwan's `half_open_timeout` is 30 s too).
+pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Most message IDs a synced IKE SA's first request from the peer may be ahead of what the
 /// snapshot said (requests answered by the other gateway after its last snapshot): accepted
 /// once, if it authenticates.
@@ -3679,6 +3683,15 @@ impl IkeSa {
                 }
                 self.stats.0 += 1;
             }
+            return;
+        }
+        if self.state == State::InitDone
+            && self.parked.is_none()
+            && now.saturating_duration_since(self.created) >= HALF_OPEN_TIMEOUT
+        {
+            // Half-open: the initiator never authenticated (or never came back). Its keys and
+            // messages are not held forever (RFC 7296 §2.6); nothing is said to it.
+            self.close("half-open: no IKE_AUTH came".into(), false, out);
             return;
         }
         if self.state != State::Established || self.superseded {
