@@ -2936,12 +2936,9 @@ fn a_child_the_peer_does_not_know_is_made_anew() {
     assert_eq!((ca[0].spi_in, ca[0].spi_out), (cb[0].spi_out, cb[0].spi_in));
 }
 
-/// Both sides rekey the same CHILD_SA; A gets B's answer to its own rekey before B's request
-/// reaches it, so A has replaced the CHILD_SA and is deleting it. A answers B's late rekey
-/// of it TEMPORARY_FAILURE (§2.25.1: a rekey of a CHILD_SA being closed); before, A made a
-/// second new pair that B, whose old pair A's delete removed, never took, and A kept it.
-#[test]
-fn a_rekey_of_a_child_being_deleted_is_refused() {
+/// The pair up with 10 s CHILD_SA lifetimes on both sides, and both sides' requests rekeying
+/// the CHILD_SA at the same moment (not delivered), and when.
+fn both_rekey_the_child() -> (Net, Instant, Vec<Action>, Vec<Action>) {
     let now = Instant::now();
     let mut n = lifetimes_net(["10s", "10s"], [3600, 3600]);
     n.bring_up(now);
@@ -2949,6 +2946,16 @@ fn a_rekey_of_a_child_being_deleted_is_refused() {
     let ta = n.a.tick(t);
     let tb = n.b.tick(t);
     assert_eq!((sends(&ta), sends(&tb)), (1, 1), "both rekey the CHILD_SA");
+    (n, t, ta, tb)
+}
+
+/// Both sides rekey the same CHILD_SA; A gets B's answer to its own rekey before B's request
+/// reaches it, so A has replaced the CHILD_SA and is deleting it. A answers B's late rekey
+/// of it TEMPORARY_FAILURE (§2.25.1: a rekey of a CHILD_SA being closed); before, A made a
+/// second new pair that B, whose old pair A's delete removed, never took, and A kept it.
+#[test]
+fn a_rekey_of_a_child_being_deleted_is_refused() {
+    let (mut n, t, ta, tb) = both_rekey_the_child();
     let rb = deliver(&mut n, t, true, &ta);
     let ra = deliver(&mut n, t, false, &rb);
     let late = deliver(&mut n, t, false, &tb);
@@ -2959,4 +2966,139 @@ fn a_rekey_of_a_child_being_deleted_is_refused() {
     assert_eq!((ca.len(), cb.len()), (1, 1), "{ca:?} {cb:?}");
     assert_eq!((ca[0].spi_in, ca[0].spi_out), (cb[0].spi_out, cb[0].spi_in));
     assert_eq!(ca[0].replaces, Some(n.a_installed[0].spi_in));
+}
+
+/// The keys of `d`'s (only) IKE SA, from its HA export, and whether it is the original
+/// initiator: what a test needs to protect its own requests and read the answers.
+fn ike_keys(d: &Daemon, now: Instant) -> (controlplane::ike::crypto::IkeKeys, bool, u64, u64) {
+    let st = &d.export(&|_| true, now)[0];
+    let hex = |s: &str| -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect(),
+        )
+    };
+    let k = &st.keys;
+    let keys = controlplane::ike::crypto::IkeKeys {
+        prf: st.chosen.prf.unwrap(),
+        encr: st.chosen.encr,
+        integ: st.chosen.integ,
+        sk_d: hex(&k[0]),
+        sk_ai: hex(&k[1]),
+        sk_ar: hex(&k[2]),
+        sk_ei: hex(&k[3]),
+        sk_er: hex(&k[4]),
+        sk_pi: hex(&k[5]),
+        sk_pr: hex(&k[6]),
+    };
+    (keys, st.initiator, st.spi_i, st.spi_r)
+}
+
+/// The payloads of a protected message (the SK payload first) opened with `codec`.
+fn open_payloads(
+    codec: &controlplane::ike::crypto::SkCodec<'_>,
+    data: &[u8],
+) -> Vec<controlplane::ike::wire::Payload> {
+    let plain = codec.open_message(data, 28, 0).expect("authentic");
+    controlplane::ike::wire::parse_chain(data[28], &plain).unwrap()
+}
+
+/// A request that authenticates but whose payloads do not parse is answered, not dropped
+/// (the peer would retransmit it until it gave the IKE SA up): an unknown payload marked
+/// critical gets UNSUPPORTED_CRITICAL_PAYLOAD naming its type (RFC 7296 §2.5), a traffic
+/// selector of an unknown type INVALID_SYNTAX (§3.10.1). Each answer takes its message ID;
+/// the IKE SA carries on.
+#[test]
+fn authentic_requests_with_payloads_we_cannot_parse_are_answered() {
+    use controlplane::ike::crypto::SkCodec;
+    use controlplane::ike::wire::{Header, Payload};
+    let now = Instant::now();
+    let mut n = reference_net();
+    n.bring_up(now);
+    let (keys, initiator, spi_i, spi_r) = ike_keys(&n.a, now);
+    assert!(initiator);
+    let codec = SkCodec {
+        keys: &keys,
+        initiator: true,
+    };
+    let sa = n.b.sas().next().unwrap();
+    let (b_local, b_remote) = (sa.local, sa.remote);
+    let next_id = n.a.export(&|_| true, now)[0].next_req_id;
+    let header = |id: u32, exchange: u8| Header {
+        spi_i,
+        spi_r,
+        next: 0,
+        version: 0x20,
+        exchange,
+        flags: 0x08,
+        msg_id: id,
+        length: 0,
+    };
+    // INFORMATIONAL with payload type 200, critical, empty.
+    let req = codec.seal_message(header(next_id, 37), 200, &[0, 0x80, 0, 4]);
+    let acts = n.b.handle(now, b_local, b_remote, &req);
+    let (_, _, answer) = first_send(&acts, Some(37)).expect("answered");
+    assert_eq!(
+        u32::from_be_bytes(answer[20..24].try_into().unwrap()),
+        next_id
+    );
+    match &open_payloads(&codec, &answer)[..] {
+        [Payload::Notify(n)] => assert_eq!((n.ntype, &n.data[..]), (1, &[200u8][..])),
+        other => panic!("{other:?}"),
+    }
+    // CREATE_CHILD_SA whose TSi has a selector of type 9.
+    let ts = [
+        0u8, 0, 0, 24, 1, 0, 0, 0, 9, 0, 0, 16, 0, 0, 0xff, 0xff, 10, 0, 0, 0, 10, 0, 0, 255,
+    ];
+    let req = codec.seal_message(header(next_id + 1, 36), 44, &ts);
+    let acts = n.b.handle(now, b_local, b_remote, &req);
+    let (_, _, answer) = first_send(&acts, Some(36)).expect("answered");
+    match &open_payloads(&codec, &answer)[..] {
+        [Payload::Notify(n)] => assert_eq!(n.ntype, 7, "INVALID_SYNTAX"),
+        other => panic!("{other:?}"),
+    }
+    // Integrity still decides: the same with its last byte changed is not answered.
+    let mut bad = codec.seal_message(header(next_id + 2, 37), 200, &[0, 0x80, 0, 4]);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_eq!(sends(&n.b.handle(now, b_local, b_remote, &bad)), 0);
+    assert_eq!(n.b.sas().next().unwrap().state, State::Established);
+}
+
+/// Both sides delete the same CHILD_SA at once (the old one after a simultaneous rekey):
+/// neither answer lists it again (RFC 7296 §1.4.1: a duplicate deletion could in theory
+/// delete the wrong SA).
+#[test]
+fn crossing_child_deletes_are_not_answered_with_the_sa() {
+    use controlplane::ike::crypto::SkCodec;
+    use controlplane::ike::wire::Payload;
+    let (mut n, t, ta, tb) = both_rekey_the_child();
+    // Each answers the other's rekey; each then completes its own and deletes what it
+    // must (the old CHILD_SA, and the redundant new pair on the side whose rekey lost).
+    let rb = deliver(&mut n, t, true, &ta);
+    let ra = deliver(&mut n, t, false, &tb);
+    let del_a = deliver(&mut n, t, false, &rb);
+    let del_b = deliver(&mut n, t, true, &ra);
+    assert!(sends(&del_a) >= 1 && sends(&del_b) >= 1, "both delete");
+    // The deletes cross: each side answers the other's while its own is out.
+    let ans_b = deliver(&mut n, t, true, &del_a);
+    let ans_a = deliver(&mut n, t, false, &del_b);
+    let (ka, _, _, _) = ike_keys(&n.a, t);
+    let (kb, _, _, _) = ike_keys(&n.b, t);
+    let old = n.a_installed[0].spi_in.to_be_bytes().to_vec();
+    let old_b = n.b_installed[0].spi_in.to_be_bytes().to_vec();
+    for (keys, initiator, answers) in [(&ka, true, &ans_b), (&kb, false, &ans_a)] {
+        let codec = SkCodec { keys, initiator };
+        let (_, _, d) = first_send(answers, Some(37)).expect("an INFORMATIONAL answer");
+        for p in open_payloads(&codec, &d) {
+            if let Payload::Delete { spis, .. } = p {
+                assert!(
+                    !spis.contains(&old) && !spis.contains(&old_b),
+                    "the old CHILD_SA listed again: {spis:x?}"
+                );
+            }
+        }
+    }
 }

@@ -401,6 +401,38 @@ pub struct Child {
     pub worker: Option<u16>,
 }
 
+/// Why [`IkeSa::decrypt`] gives no payloads.
+#[derive(Debug)]
+enum Unusable {
+    /// Not authentic, unprotected, or not for now: dropped without a word.
+    Drop(String),
+    /// Authentic, but its payloads do not parse: a request is answered with this error notify
+    /// and its data.
+    Refuse(u16, Vec<u8>, String),
+}
+
+impl Unusable {
+    fn drop(e: impl std::fmt::Display) -> Unusable {
+        Unusable::Drop(e.to_string())
+    }
+    fn refuse(e: wire::WireError) -> Unusable {
+        match e {
+            wire::WireError::UnsupportedCritical(t) => {
+                Unusable::Refuse(notify::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t], e.to_string())
+            }
+            _ => Unusable::Refuse(notify::INVALID_SYNTAX, Vec::new(), e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Drop(e) | Unusable::Refuse(_, _, e) => f.write_str(e),
+        }
+    }
+}
+
 /// How long a responder keeps an IKE SA whose IKE_SA_INIT it answered waiting for IKE_AUTH
 /// (strongSwan's `half_open_timeout` is 30 s too).
 pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -1605,6 +1637,14 @@ impl IkeSa {
             let payloads = match self.decrypt(&msg, data) {
                 Ok(Some(p)) => p,
                 Ok(None) => return,
+                Err(Unusable::Refuse(n, d, e)) => {
+                    // Authentic, so answered (the peer would otherwise retransmit until it
+                    // gives the IKE SA up): §2.5 (UNSUPPORTED_CRITICAL_PAYLOAD), §3.10.1.
+                    tracing::info!(tunnel = %self.cfg.name, "request refused: {e}");
+                    self.last_heard = now;
+                    self.respond(h.exchange, h.msg_id, &[Payload::notify(n, d)], out);
+                    return;
+                }
                 Err(e) => {
                     tracing::info!(tunnel = %self.cfg.name, "request dropped: {e}");
                     return;
@@ -1654,19 +1694,24 @@ impl IkeSa {
 
     /// The message's payloads, the SK payload's decrypted; None while an SKF message waits
     /// for the rest of its fragments.
-    fn decrypt(&mut self, msg: &Message, data: &[u8]) -> Result<Option<Vec<Payload>>, String> {
+    fn decrypt(&mut self, msg: &Message, data: &[u8]) -> Result<Option<Vec<Payload>>, Unusable> {
         match msg.payloads.last() {
             Some(Payload::Sk { inner, body }) => {
-                let codec = self.codec().ok_or("encrypted payload before keys")?;
+                let codec = self
+                    .codec()
+                    .ok_or(Unusable::drop("encrypted payload before keys"))?;
                 let plain = codec
                     .open_message(data, sk_offset(data, body), 0)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Unusable::drop)?;
                 let mut v: Vec<Payload> = msg.payloads[..msg.payloads.len() - 1].to_vec();
-                v.extend(wire::parse_chain(*inner, &plain).map_err(|e| e.to_string())?);
+                v.extend(wire::parse_chain(*inner, &plain).map_err(Unusable::refuse)?);
                 Ok(Some(v))
             }
             Some(Payload::Skf { .. }) => {
-                let keys = self.keys.as_ref().ok_or("encrypted fragment before keys")?;
+                let keys = self
+                    .keys
+                    .as_ref()
+                    .ok_or(Unusable::drop("encrypted fragment before keys"))?;
                 let codec = SkCodec {
                     keys,
                     initiator: self.initiator,
@@ -1674,13 +1719,13 @@ impl IkeSa {
                 let Some((inner, plain)) = self
                     .frag
                     .accept(&codec, msg, data)
-                    .map_err(|e| e.to_string())?
+                    .map_err(Unusable::drop)?
                 else {
                     return Ok(None);
                 };
                 // RFC 7383 §2.5.3: unprotected payloads travel in fragment 1 only; there are
                 // none in the exchanges we speak, so the reassembled chain is the message.
-                let v = wire::parse_chain(inner, &plain).map_err(|e| e.to_string())?;
+                let v = wire::parse_chain(inner, &plain).map_err(Unusable::refuse)?;
                 Ok(Some(v))
             }
             _ => {
@@ -1695,7 +1740,7 @@ impl IkeSa {
                     || h.msg_id != 0
                     || self.keys.is_some()
                 {
-                    return Err("unprotected message".into());
+                    return Err(Unusable::drop("unprotected message"));
                 }
                 Ok(Some(msg.payloads.clone()))
             }
@@ -3249,6 +3294,8 @@ impl IkeSa {
                         };
                         let spi_out = u32::from_be_bytes(b);
                         if let Some(pos) = self.children.iter().position(|c| c.spi_out == spi_out) {
+                            // Deletes that crossed ours (§1.4.1): not listed in the answer.
+                            let crossed = self.deleting_child(self.children[pos].spi_in);
                             let c = self.children.remove(pos);
                             // A per-resource CHILD_SA the peer deleted (idle, RFC 9611 §4)
                             // is not asked for again at once.
@@ -3264,7 +3311,9 @@ impl IkeSa {
                                     spi_out: n.spi_out,
                                 });
                             }
-                            ours.push(c.spi_in.to_be_bytes().to_vec());
+                            if !crossed {
+                                ours.push(c.spi_in.to_be_bytes().to_vec());
+                            }
                             out.push(Action::Remove {
                                 tunnel: self.cfg.name.clone(),
                                 child: self.cfg.children[c.cfg].name.clone(),
@@ -3311,6 +3360,12 @@ impl IkeSa {
         self.respond(exchange::INFORMATIONAL, h.msg_id, &resp, out);
     }
 
+    /// Whether our delete of the CHILD_SA with inbound SPI `spi_in` is out or queued.
+    fn deleting_child(&self, spi_in: u32) -> bool {
+        let deletes = |r: &Req| matches!(r, Req::DeleteChild { spi_in: d } if *d == spi_in);
+        self.pending.as_ref().is_some_and(|p| deletes(&p.req)) || self.queue.iter().any(deletes)
+    }
+
     /// Answers a CREATE_CHILD_SA request with one notify (an error).
     fn refuse_child(&mut self, msg_id: u32, ntype: u16, data: Vec<u8>, out: &mut Vec<Action>) {
         self.respond(
@@ -3351,11 +3406,7 @@ impl IkeSa {
             self.respond(exchange::CREATE_CHILD_SA, h.msg_id, &[n], out);
             return;
         }
-        let closing = |s: &IkeSa, spi_in: u32| {
-            let deletes = |r: &Req| matches!(r, Req::DeleteChild { spi_in: d } if *d == spi_in);
-            s.pending.as_ref().is_some_and(|p| deletes(&p.req)) || s.queue.iter().any(deletes)
-        };
-        if old.is_some_and(|i| closing(self, self.children[i].spi_in)) {
+        if old.is_some_and(|i| self.deleting_child(self.children[i].spi_in)) {
             // Our delete of it is on the way (our own rekey replaced it): §2.25.1 (a rekey
             // of a CHILD_SA being closed). Accepting would leave a pair the peer drops when
             // our delete reaches it first. (One the peer rekeyed before and has not deleted,
