@@ -2111,8 +2111,24 @@ impl IkeSa {
             ));
         }
         let prf = s.chosen.prf.ok_or("no PRF")?;
+        // Each key as long as its algorithm takes: the ciphers' constructors would otherwise
+        // refuse it at the first message (a panic the fuzzer found).
+        let (pl, al, el) = (
+            prf.key_len(),
+            s.chosen.integ.map_or(0, proposal::Integ::key_len),
+            s.chosen.encr.key_material_len(),
+        );
         let key = |i: usize| {
-            dataplane::config::parse_hex_key(&s.keys[i]).map_err(|e| format!("IKE SA key: {e}"))
+            let k = dataplane::config::parse_hex_key(&s.keys[i])
+                .map_err(|e| format!("IKE SA key: {e}"))?;
+            let want = [pl, al, al, el, el, pl, pl][i];
+            if k.len() != want {
+                return Err(format!(
+                    "IKE SA key {i} has {} bytes, its algorithm takes {want}",
+                    k.len()
+                ));
+            }
+            Ok(k)
         };
         let mut sa = IkeSa::new(cfg.clone(), s.initiator, s.local, s.remote, now);
         sa.keys = Some(IkeKeys {
