@@ -267,7 +267,11 @@ pub(crate) fn decap<B: PacketBuf + ?Sized>(
         return Err(DropReason::BadLength);
     }
     let ah_total = (usize::from(ah[1]) + 2) * 4;
-    if ah_total != ah_len(icv_len, v6) || ah_total > ah.len() {
+    // The ICV field may carry explicit padding (RFC 4302 §2.6), covered by the ICV: Linux
+    // pads IPv4 AH to 8 bytes unless the SA says align4 (32 bytes with HMAC-SHA-256-128,
+    // where we send 28). Any length from ours up, in whole units of the family's alignment.
+    let unit = if v6 { 8 } else { 4 };
+    if ah_total < ah_len(icv_len, v6) || ah_total % unit != 0 || ah_total > ah.len() {
         return Err(DropReason::BadLength);
     }
     let next_header = ah[0];
