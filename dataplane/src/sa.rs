@@ -742,26 +742,36 @@ impl OutboundSa {
     /// front of the ESP header. TFC padding is not counted: it only pads packets shorter than
     /// it. Returns 0 when nothing fits.
     pub fn max_inner_len(&self, mtu: u16) -> u16 {
+        // Transport mode keeps the packet's own header, whose size depends on its family:
+        // for an SA that may carry both, the smaller answer (it fits either).
+        let fits = match (self.mode, self.families()) {
+            (Mode::Tunnel, _) | (_, (true, false)) => self.max_inner_len_for(mtu, false),
+            (_, (false, true)) => self.max_inner_len_for(mtu, true),
+            _ => self
+                .max_inner_len_for(mtu, false)
+                .min(self.max_inner_len_for(mtu, true)),
+        };
+        u16::try_from(fits).unwrap_or(u16::MAX)
+    }
+
+    /// [`OutboundSa::max_inner_len`] for inner packets of one family (`v6`; tunnel mode does
+    /// not depend on it).
+    fn max_inner_len_for(&self, mtu: u16, v6: bool) -> usize {
         let mtu = usize::from(mtu);
         let udp = if self.udp.is_some() { 8 } else { 0 };
-        let front = match self.mode {
-            Mode::Tunnel => usize::from(self.header_len),
-            Mode::Transport => 0,
+        let (front, kept, outer_v6) = match self.mode {
+            Mode::Tunnel => (usize::from(self.header_len), 0, self.outer_v6),
+            Mode::Transport => (0, if v6 { 40 } else { 20 }, v6),
         };
-        let fits = match &self.crypto {
+        match &self.crypto {
             SaCrypto::Ah(m) => {
-                let ah = crate::ah::ah_len(m.icv_len(), self.outer_v6);
+                let ah = crate::ah::ah_len(m.icv_len(), outer_v6);
                 mtu.saturating_sub(front + ah)
             }
             SaCrypto::Esp(_) => {
                 let align = usize::from(self.align);
                 let fixed = front + udp + 8 + usize::from(self.iv_len) + usize::from(self.icv_len);
                 // Transport mode: only the payload after the kept header is padded.
-                let kept = match self.mode {
-                    Mode::Tunnel => 0,
-                    Mode::Transport if self.selectors_v6() => 40,
-                    Mode::Transport => 20,
-                };
                 let room = mtu.saturating_sub(fixed + kept);
                 let padded = room & !(align - 1);
                 if padded < 2 {
@@ -770,12 +780,18 @@ impl OutboundSa {
                     padded - 2 + kept
                 }
             }
-        };
-        u16::try_from(fits).unwrap_or(u16::MAX)
+        }
     }
 
-    fn selectors_v6(&self) -> bool {
-        self.selectors.first().is_some_and(|s| !s.src.is_ipv4())
+    /// Which families of inner packets the selectors let through: (IPv4, IPv6).
+    fn families(&self) -> (bool, bool) {
+        let v4 = self.selectors.iter().any(|s| s.src.is_ipv4());
+        let v6 = self.selectors.iter().any(|s| !s.src.is_ipv4());
+        if v4 || v6 {
+            (v4, v6)
+        } else {
+            (true, true)
+        }
     }
 
     /// Refuses the packet if a hard lifetime is used up.

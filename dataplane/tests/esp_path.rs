@@ -874,7 +874,11 @@ fn max_inner_len_is_the_largest_that_fits() {
                     if proto == Protocol::Ah && (natt || cipher != Cipher::Null) {
                         continue;
                     }
-                    let (o, _) = pair(cipher, integ, proto, mode, outer6, false, natt);
+                    let (mut o, _) = pair(cipher, integ, proto, mode, outer6, false, natt);
+                    // IPv4 traffic only: transport mode keeps the packet's own header, so
+                    // an SA of both families answers for the larger one (next test).
+                    o.local_ts = vec!["192.168.10.0/24".parse().unwrap()];
+                    o.remote_ts = vec!["192.168.20.0/24".parse().unwrap()];
                     let sa = OutboundSa::new(&o).unwrap();
                     for mtu in [1500u16, 1400, 1280] {
                         let max = usize::from(sa.max_inner_len(mtu));
@@ -892,6 +896,57 @@ fn max_inner_len_is_the_largest_that_fits() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A transport-mode SA keeps each packet's own header: with IPv6 selectors `max_inner_len`
+/// is exact for IPv6 packets (a 40-byte header, and AH padded to 8 bytes), and an SA of both
+/// families names a size that fits either (before, the first selector's family was taken, and
+/// an SA whose first selector was IPv4 named IPv6 packets up to 4-15 bytes too large).
+#[test]
+fn max_inner_len_of_transport_sas_follows_the_family() {
+    let v6_packet = |len: usize| udp6(len - 48, 0);
+    let v4_packet = |len: usize| udp4([192, 168, 10, 5], [192, 168, 20, 7], len - 28, 0);
+    for (cipher, integ, proto) in [
+        (Cipher::AesCbc256, Integrity::HmacSha256, Protocol::Esp),
+        (Cipher::AesGcm128, Integrity::None, Protocol::Esp),
+        (Cipher::Null, Integrity::HmacSha256, Protocol::Ah),
+    ] {
+        for mtu in [1500u16, 1400, 1281] {
+            let what = format!("{cipher:?} {proto:?} mtu {mtu}");
+            let encapped = |sa: &OutboundSa, p: Vec<u8>| {
+                let mut b = HeapBuf::from_slice(&p);
+                esp::encap(sa, &mut b).unwrap();
+                b.len()
+            };
+            let (mut o, _) = pair(cipher, integ, proto, Mode::Transport, false, false, false);
+            o.local_ts = vec!["2001:db8:10::/64".parse().unwrap()];
+            o.remote_ts = vec!["2001:db8:20::/64".parse().unwrap()];
+            let six = OutboundSa::new(&o).unwrap();
+            let max = usize::from(six.max_inner_len(mtu));
+            assert!(encapped(&six, v6_packet(max)) <= usize::from(mtu), "{what}");
+            assert!(
+                encapped(&six, v6_packet(max + 1)) > usize::from(mtu),
+                "{what}"
+            );
+            // Both families (no selectors): fits either, exact for one of them.
+            let (o, _) = pair(cipher, integ, proto, Mode::Transport, false, false, false);
+            let both = OutboundSa::new(&o).unwrap();
+            let max = usize::from(both.max_inner_len(mtu));
+            let (a, b) = (
+                encapped(&both, v4_packet(max)),
+                encapped(&both, v6_packet(max)),
+            );
+            assert!(
+                a <= usize::from(mtu) && b <= usize::from(mtu),
+                "{what}: {a} {b}"
+            );
+            let (a1, b1) = (
+                encapped(&both, v4_packet(max + 1)),
+                encapped(&both, v6_packet(max + 1)),
+            );
+            assert!(a1 > usize::from(mtu) || b1 > usize::from(mtu), "{what}");
         }
     }
 }
