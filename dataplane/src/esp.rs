@@ -417,13 +417,26 @@ fn ver_of(ip: &[u8]) -> u8 {
     ip[0] >> 4
 }
 
-/// IPv6 transport mode: ESP goes after hop-by-hop, routing and fragment headers, and after
-/// destination options only when a routing header follows them (RFC 4303 §3.1.1). Returns the
-/// length of the part that stays in front and the position of the next-header byte to patch.
+/// IPv6 transport mode: ESP goes after hop-by-hop and routing headers and the destination
+/// options before a routing header (RFC 4303 §3.1.1 leaves destination options on either
+/// side; this is where Linux puts them). Returns the length of the part that stays in front
+/// and the position of the next-header byte to patch.
 fn transport_v6_split(ip: &[u8]) -> Result<(usize, usize), DropReason> {
     let total = ip.len();
-    let (_, off, nh_pos, _) = outer::v6_walk(ip, total, |nh| {
-        nh == ip_proto::HOPOPT || nh == ip_proto::ROUTING
+    // As Linux places it (and scapy after it): past hop-by-hop, routing, and destination
+    // options up to the routing header (those are for the destinations it lists, RFC 8200
+    // §4.1); destination options after a routing header are for the final destination and
+    // go inside ESP. Before, the walk stopped at the first destination options header, and
+    // a routing header after it was encrypted.
+    let routed = std::cell::Cell::new(false);
+    let (_, off, nh_pos, _) = outer::v6_walk(ip, total, |nh, _| match nh {
+        ip_proto::HOPOPT => true,
+        ip_proto::ROUTING => {
+            routed.set(true);
+            true
+        }
+        ip_proto::DSTOPTS => !routed.get(),
+        _ => false,
     })?;
     Ok((off, nh_pos))
 }

@@ -157,7 +157,7 @@ pub(crate) fn ip_headers(ip: &[u8]) -> Result<Headers, DropReason> {
             let src = Ipv6Addr::from(a);
             a.copy_from_slice(&ip[24..40]);
             let dst = Ipv6Addr::from(a);
-            let (proto, off, nh_pos, fragment) = v6_walk(ip, total, |_| true)?;
+            let (proto, off, nh_pos, fragment) = v6_walk(ip, total, |_, _| true)?;
             Ok((
                 src.into(),
                 dst.into(),
@@ -173,12 +173,13 @@ pub(crate) fn ip_headers(ip: &[u8]) -> Result<Headers, DropReason> {
     }
 }
 
-/// Walks IPv6 extension headers while `go_on(next_header)` says so and the header is an
-/// extension (hop-by-hop, routing, fragment, destination options). Bounded: at most 8 headers.
+/// Walks IPv6 extension headers while `go_on(next_header, its offset)` says so and the
+/// header is an extension (hop-by-hop, routing, fragment, destination options). Bounded: at
+/// most 8 headers.
 pub(crate) fn v6_walk(
     ip: &[u8],
     total: usize,
-    go_on: impl Fn(u8) -> bool,
+    go_on: impl Fn(u8, usize) -> bool,
 ) -> Result<(u8, usize, usize, bool), DropReason> {
     let mut nh = *ip.get(6).ok_or(DropReason::Malformed)?;
     let mut nh_pos = 6;
@@ -186,11 +187,11 @@ pub(crate) fn v6_walk(
     let mut fragment = false;
     for _ in 0..8 {
         let len = match nh {
-            ip_proto::HOPOPT | ip_proto::ROUTING | ip_proto::DSTOPTS if go_on(nh) => {
+            ip_proto::HOPOPT | ip_proto::ROUTING | ip_proto::DSTOPTS if go_on(nh, off) => {
                 let l = *ip.get(off + 1).ok_or(DropReason::Malformed)?;
                 (usize::from(l) + 1) * 8
             }
-            ip_proto::FRAGMENT if go_on(nh) => {
+            ip_proto::FRAGMENT if go_on(nh, off) => {
                 let b = ip.get(off..off + 8).ok_or(DropReason::Malformed)?;
                 if u16::from_be_bytes([b[2], b[3]]) != 0 {
                     fragment = true; // offset or M flag set

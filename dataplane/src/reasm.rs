@@ -191,7 +191,7 @@ fn parse(ip: &[u8]) -> Result<Frag<'_>, ReasmError> {
             if total > ip.len() {
                 return Err(ReasmError::Malformed);
             }
-            let (nh, off, nh_pos, _) = outer::v6_walk(ip, total, |nh| nh != ip_proto::FRAGMENT)
+            let (nh, off, nh_pos, _) = outer::v6_walk(ip, total, |nh, _| nh != ip_proto::FRAGMENT)
                 .map_err(|_| ReasmError::Malformed)?;
             if nh != ip_proto::FRAGMENT {
                 return Err(ReasmError::NotFragment);
