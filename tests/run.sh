@@ -485,7 +485,7 @@ step "build fgpcap (release)" build_fgpcap
 step "scapy suites self-test" py_selftest
 step "scapy ESP/AH interop vs fgpcap" py_esp
 step "scapy attacks vs fgpcap" py_attacks
-step "scapy AH with mutable IP options vs fgpcap" py_ah_options
+step "scapy AH (mutable IP options, padded ICV) and IPv6 transport ESP placement vs fgpcap" py_ah_options
 step "scapy NAT-T transport checksum fix-up vs fgpcap" py_natt_transport
 step "scapy fragmented ESP (outer reassembly) vs fgpcap" py_fragments
 step "build ferrogate (DPDK gateway)" build_ferrogate

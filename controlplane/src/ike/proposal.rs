@@ -519,6 +519,16 @@ pub fn select(ours: &[AlgSet], theirs: &[Proposal], protocol: u8) -> Option<Chos
 }
 
 fn match_one(mine: &AlgSet, p: &Proposal, protocol: u8) -> Option<Chosen> {
+    // A transform type we do not know (RFC 9370's additional key exchanges, 6-12, say) makes
+    // the whole proposal unacceptable (RFC 7296 §3.3.6), even as NONE: its sender expects
+    // them understood. Other proposals still count.
+    if p
+        .transforms
+        .iter()
+        .any(|t| !(ttype::ENCR..=ttype::ESN).contains(&t.ttype))
+    {
+        return None;
+    }
     let of = |tt: u8| p.transforms.iter().filter(move |t| t.ttype == tt);
     let encr = of(ttype::ENCR)
         .filter_map(Encr::from_transform)
@@ -652,6 +662,23 @@ mod tests {
         assert_eq!(check_answer(&ours, &answer, wire::proto::IKE), Some(c));
         // An answer with two encryption transforms is not an answer.
         assert_eq!(check_answer(&ours, &theirs[1..2], wire::proto::IKE), None);
+    }
+
+    /// A proposal with a transform type we do not know (an RFC 9370 additional key exchange,
+    /// type 6) is unacceptable (RFC 7296 §3.3.6); the next one, without it, is chosen.
+    #[test]
+    fn proposals_with_unknown_transform_types_are_refused() {
+        let ours = vec![AlgSet::parse("aes256-sha256-modp2048", true).unwrap()];
+        let mut addke = ours[0].to_proposal(1, 1, vec![]);
+        addke.transforms.push(wire::Transform {
+            ttype: 6,
+            id: 35,
+            key_len: None,
+        });
+        let plain = ours[0].to_proposal(2, 1, vec![]);
+        assert_eq!(select(&ours, &[addke.clone()], wire::proto::IKE), None);
+        let c = select(&ours, &[addke, plain], wire::proto::IKE).unwrap();
+        assert_eq!(c.num, 2);
     }
 
     #[test]
