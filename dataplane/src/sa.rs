@@ -744,12 +744,16 @@ impl OutboundSa {
     pub fn max_inner_len(&self, mtu: u16) -> u16 {
         // Transport mode keeps the packet's own header, whose size depends on its family:
         // for an SA that may carry both, the smaller answer (it fits either).
-        let fits = match (self.mode, self.families()) {
-            (Mode::Tunnel, _) | (_, (true, false)) => self.max_inner_len_for(mtu, false),
-            (_, (false, true)) => self.max_inner_len_for(mtu, true),
-            _ => self
-                .max_inner_len_for(mtu, false)
-                .min(self.max_inner_len_for(mtu, true)),
+        // (Asked per packet: tunnel mode does not look at the selectors.)
+        let fits = match self.mode {
+            Mode::Tunnel => self.max_inner_len_for(mtu, false),
+            Mode::Transport => match self.families() {
+                (true, false) => self.max_inner_len_for(mtu, false),
+                (false, true) => self.max_inner_len_for(mtu, true),
+                _ => self
+                    .max_inner_len_for(mtu, false)
+                    .min(self.max_inner_len_for(mtu, true)),
+            },
         };
         u16::try_from(fits).unwrap_or(u16::MAX)
     }
