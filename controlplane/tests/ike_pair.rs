@@ -844,6 +844,19 @@ fn removes(acts: &[Action]) -> usize {
     count(acts, |a| matches!(a, Action::Remove { .. }))
 }
 
+/// The pair up with 20 s IKE SA lifetimes, and both sides' requests rekeying the IKE SA at
+/// the same moment (not delivered): (net, start, that moment, A's, B's).
+fn both_rekey_the_ike_sa() -> (Net, Instant, Instant, Vec<Action>, Vec<Action>) {
+    let now = Instant::now();
+    let mut n = short_ike_lifetime();
+    n.bring_up(now);
+    let later = now + Duration::from_secs(21);
+    let ta = n.a.tick(later);
+    let tb = n.b.tick(later);
+    assert_eq!((sends(&ta), sends(&tb)), (1, 1), "both rekey the IKE SA");
+    (n, now, later, ta, tb)
+}
+
 /// Both sides rekey the IKE SA at once, but only B sees the collision (RFC 7296 §2.8.2): A's
 /// request reaches B, which answers it while its own is out; A completes and deletes the old
 /// IKE SA; B's request reaches A only after A's rekey is done. A answers it TEMPORARY_FAILURE
@@ -854,13 +867,7 @@ fn removes(acts: &[Action]) -> usize {
 /// CHILD_SA rekey.
 #[test]
 fn an_ike_sa_rekey_collision_only_one_side_sees_keeps_the_children() {
-    let now = Instant::now();
-    let mut n = short_ike_lifetime();
-    n.bring_up(now);
-    let later = now + Duration::from_secs(21);
-    let ta = n.a.tick(later);
-    let tb = n.b.tick(later);
-    assert_eq!((sends(&ta), sends(&tb)), (1, 1), "both rekey the IKE SA");
+    let (mut n, now, later, ta, tb) = both_rekey_the_ike_sa();
     let rb = deliver(&mut n, later, true, &ta);
     let ra = deliver(&mut n, later, false, &rb);
     let late = deliver(&mut n, later, false, &tb);
@@ -3074,38 +3081,123 @@ fn authentic_requests_with_payloads_we_cannot_parse_are_answered() {
     assert_eq!(n.b.sas().next().unwrap().state, State::Established);
 }
 
-/// Both sides delete the same CHILD_SA at once (the old one after a simultaneous rekey):
-/// neither answer lists it again (RFC 7296 §1.4.1: a duplicate deletion could in theory
-/// delete the wrong SA).
+/// Both sides delete the same CHILD_SA at once and the deletes cross (RFC 7296 §1.4.1): each
+/// answers the other's without listing it again (a duplicate deletion could in theory delete
+/// the wrong SA). After a simultaneous rekey, the side that lost the collision deletes its
+/// redundant new pair first and the old CHILD_SA next; the winner deletes the old one. Once
+/// the loser's first delete is answered its second goes out while the winner's is still on
+/// the way: both are out, and cross.
 #[test]
 fn crossing_child_deletes_are_not_answered_with_the_sa() {
     use controlplane::ike::crypto::SkCodec;
     use controlplane::ike::wire::Payload;
     let (mut n, t, ta, tb) = both_rekey_the_child();
-    // Each answers the other's rekey; each then completes its own and deletes what it
-    // must (the old CHILD_SA, and the redundant new pair on the side whose rekey lost).
     let rb = deliver(&mut n, t, true, &ta);
     let ra = deliver(&mut n, t, false, &tb);
     let del_a = deliver(&mut n, t, false, &rb);
     let del_b = deliver(&mut n, t, true, &ra);
-    assert!(sends(&del_a) >= 1 && sends(&del_b) >= 1, "both delete");
-    // The deletes cross: each side answers the other's while its own is out.
-    let ans_b = deliver(&mut n, t, true, &del_a);
-    let ans_a = deliver(&mut n, t, false, &del_b);
     let (ka, _, _, _) = ike_keys(&n.a, t);
     let (kb, _, _, _) = ike_keys(&n.b, t);
-    let old = n.a_installed[0].spi_in.to_be_bytes().to_vec();
-    let old_b = n.b_installed[0].spi_in.to_be_bytes().to_vec();
-    for (keys, initiator, answers) in [(&ka, true, &ans_b), (&kb, false, &ans_a)] {
-        let codec = SkCodec { keys, initiator };
-        let (_, _, d) = first_send(answers, Some(37)).expect("an INFORMATIONAL answer");
-        for p in open_payloads(&codec, &d) {
-            if let Payload::Delete { spis, .. } = p {
-                assert!(
-                    !spis.contains(&old) && !spis.contains(&old_b),
-                    "the old CHILD_SA listed again: {spis:x?}"
-                );
-            }
+    // Codecs that read what A sends (A is the IKE initiator) and what B sends.
+    let (from_a, from_b) = (
+        SkCodec {
+            keys: &ka,
+            initiator: false,
+        },
+        SkCodec {
+            keys: &kb,
+            initiator: true,
+        },
+    );
+    let deleted = |codec: &SkCodec<'_>, acts: &[Action]| -> Vec<Vec<u8>> {
+        let (_, _, d) = first_send(acts, Some(37)).expect("an INFORMATIONAL");
+        open_payloads(codec, &d)
+            .into_iter()
+            .flat_map(|p| match p {
+                Payload::Delete { spis, .. } => spis,
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    let old_a = n.a_installed[0].spi_in.to_be_bytes().to_vec();
+    let a_first = deleted(&from_a, &del_a);
+    // Who lost: its first delete is of its redundant new pair, not the old CHILD_SA.
+    let a_won = a_first.contains(&old_a);
+    let (loser_first, winner_first) = if a_won {
+        (&del_b, &del_a)
+    } else {
+        (&del_a, &del_b)
+    };
+    // The winner answers the loser's first delete; the loser's second (the old CHILD_SA) goes.
+    let answer = deliver(&mut n, t, !a_won, loser_first);
+    let loser_second = deliver(&mut n, t, a_won, &answer);
+    assert_eq!(
+        sends(&loser_second),
+        1,
+        "the loser deletes the old CHILD_SA"
+    );
+    // Both deletes of the old CHILD_SA are out; each reaches the other side.
+    let loser_answer = deliver(&mut n, t, a_won, winner_first);
+    let winner_answer = deliver(&mut n, t, !a_won, &loser_second);
+    let (loser_codec, winner_codec) = if a_won {
+        (&from_b, &from_a)
+    } else {
+        (&from_a, &from_b)
+    };
+    let loser_sent = deleted(loser_codec, &loser_second);
+    let winner_sent = deleted(winner_codec, winner_first);
+    assert!(!deleted(loser_codec, &loser_answer)
+        .iter()
+        .any(|s| loser_sent.contains(s)));
+    assert!(!deleted(winner_codec, &winner_answer)
+        .iter()
+        .any(|s| winner_sent.contains(s)));
+    // Each answer is otherwise empty of the old CHILD_SA: nothing listed at all.
+    assert!(deleted(loser_codec, &loser_answer).is_empty());
+    assert!(deleted(winner_codec, &winner_answer).is_empty());
+}
+
+/// Both sides rekey the IKE SA at once and both see the collision (RFC 7296 §2.8.2); one
+/// answer is lost, so one side completes before the other. Whoever lost the collision
+/// deletes only its redundant new SA and leaves the old one to the winner, who deletes it
+/// once its own rekey completes (its request goes again and is answered from the cache).
+/// Before, the loser deleted the old SA too; a winner still waiting for its answer took that
+/// delete for the end of the collision and moved its children to the loser's redundant SA,
+/// which the loser then deleted. Run eight times, alternating which answer is lost (the
+/// nonces, random, pick the winner): one side ends with one IKE SA, the same on both, with
+/// the CHILD_SA, and no CHILD_SA is removed.
+#[test]
+fn an_ike_sa_rekey_collision_with_a_lost_answer_keeps_the_children() {
+    for k in 0..8 {
+        let (mut n, _, later, ta, tb) = both_rekey_the_ike_sa();
+        let rb = deliver(&mut n, later, true, &ta);
+        let ra = deliver(&mut n, later, false, &tb);
+        assert_eq!(removes(&rb) + removes(&ra), 0);
+        // One answer arrives, the other is lost.
+        if k % 2 == 0 {
+            n.run(later, ra, vec![]);
+        } else {
+            n.run(later, vec![], rb);
         }
+        for s in [3, 8, 20, 40, 80] {
+            n.tick_both(later + Duration::from_secs(s));
+        }
+        assert_eq!(n.a.sas().count(), 1, "run {k}: one IKE SA on A");
+        assert_eq!(n.b.sas().count(), 1, "run {k}: one IKE SA on B");
+        let (sa_a, sa_b) = (n.a.sas().next().unwrap(), n.b.sas().next().unwrap());
+        assert_eq!(
+            (sa_a.spi_i, sa_a.spi_r),
+            (sa_b.spi_i, sa_b.spi_r),
+            "run {k}"
+        );
+        let (ca, cb) = (&sa_a.children, &sa_b.children);
+        assert_eq!((ca.len(), cb.len()), (1, 1), "run {k}: {ca:?} {cb:?}");
+        assert_eq!((ca[0].spi_in, ca[0].spi_out), (cb[0].spi_out, cb[0].spi_in));
+        assert!(
+            n.a_removed.is_empty() && n.b_removed.is_empty(),
+            "run {k}: {:x?} {:x?}",
+            n.a_removed,
+            n.b_removed
+        );
     }
 }

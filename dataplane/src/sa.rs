@@ -480,6 +480,17 @@ impl SaCounters {
     }
 }
 
+/// Which families of inner packets `selectors` let through: (IPv4, IPv6); both for none.
+fn families_of(selectors: &[Selector]) -> (bool, bool) {
+    let v4 = selectors.iter().any(|s| s.src.is_ipv4());
+    let v6 = selectors.iter().any(|s| !s.src.is_ipv4());
+    if v4 || v6 {
+        (v4, v6)
+    } else {
+        (true, true)
+    }
+}
+
 /// The sequence number (without ESN) whose use raises [`SaEvent::SoftExpired`]: three
 /// quarters of the 32-bit space.
 pub const SEQ_SOFT: u64 = 3 << 30;
@@ -519,6 +530,8 @@ pub struct OutboundSa {
     pub(crate) crypto: SaCrypto,
     pub(crate) lifetime: Lifetime,
     pub(crate) selectors: Vec<Selector>,
+    /// Which families of inner packets the selectors let through: (IPv4, IPv6).
+    families: (bool, bool),
     /// The sequence counter and traffic counters, shared with the copies of this SA that
     /// [`OutboundSa::moved`] makes.
     pub(crate) state: Arc<OutboundState>,
@@ -644,6 +657,7 @@ impl OutboundSa {
             udp: p.udp_encap,
             crypto,
             lifetime: p.lifetime,
+            families: families_of(&p.selectors()),
             selectors: p.selectors(),
             state: Arc::new(OutboundState {
                 seq: CachePadded::new(AtomicU64::new(p.initial_seq)),
@@ -744,7 +758,7 @@ impl OutboundSa {
     pub fn max_inner_len(&self, mtu: u16) -> u16 {
         // Transport mode keeps the packet's own header, whose size depends on its family:
         // for an SA that may carry both, the smaller answer (it fits either).
-        // (Asked per packet: tunnel mode does not look at the selectors.)
+        // (Asked per packet: the families were found when the SA was made.)
         let fits = match self.mode {
             Mode::Tunnel => self.max_inner_len_for(mtu, false),
             Mode::Transport => match self.families() {
@@ -789,13 +803,7 @@ impl OutboundSa {
 
     /// Which families of inner packets the selectors let through: (IPv4, IPv6).
     fn families(&self) -> (bool, bool) {
-        let v4 = self.selectors.iter().any(|s| s.src.is_ipv4());
-        let v6 = self.selectors.iter().any(|s| !s.src.is_ipv4());
-        if v4 || v6 {
-            (v4, v6)
-        } else {
-            (true, true)
-        }
+        self.families
     }
 
     /// Refuses the packet if a hard lifetime is used up.

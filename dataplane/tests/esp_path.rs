@@ -951,6 +951,56 @@ fn max_inner_len_of_transport_sas_follows_the_family() {
     }
 }
 
+/// IPv6 transport-mode ESP goes after hop-by-hop, the destination options before a routing
+/// header, and the routing header; the destination options after it (for the final
+/// destination) are encrypted, as Linux places it (scapy_ah_options.py checks the same
+/// against scapy). The receiver restores the packet byte for byte.
+#[test]
+fn ipv6_transport_esp_goes_after_the_routing_header() {
+    let mut p = udp6(16, 0);
+    let udp = p.split_off(40);
+    p[6] = 0; // hop-by-hop next
+    let hbh = [60u8, 0, 1, 4, 0, 0, 0, 0]; // then destination options
+    let dest1 = [43u8, 0, 1, 4, 0, 0, 0, 0]; // then routing
+    let mut routing = vec![60u8, 2, 0, 0, 0, 0, 0, 0]; // type 0, segments left 0
+    routing.extend_from_slice(&[0x20, 1, 0x0d, 0xb8, 0, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    let dest2 = [17u8, 0, 1, 4, 0, 0, 0, 0]; // then UDP
+    for h in [&hbh[..], &dest1, &routing, &dest2, &udp] {
+        p.extend_from_slice(h);
+    }
+    let plen = (p.len() - 40) as u16;
+    p[4..6].copy_from_slice(&plen.to_be_bytes());
+    let (o, i) = pair(
+        Cipher::AesGcm128,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Transport,
+        false,
+        false,
+        false,
+    );
+    let (out, inb) = (OutboundSa::new(&o).unwrap(), InboundSa::new(&i).unwrap());
+    let mut b = HeapBuf::from_slice(&p);
+    esp::encap(&out, &mut b).unwrap();
+    let d = b.data();
+    assert_eq!(&d[..4], &p[..4]);
+    assert_eq!(
+        &d[6..56],
+        &p[6..56],
+        "the IPv6 header (but its length), HBH, DEST kept"
+    );
+    assert_eq!(d[56], 50, "the routing header's next header is ESP");
+    assert_eq!(&d[57..80], &p[57..80], "the routing header kept");
+    assert_eq!(
+        &d[80..84],
+        &0x1001u32.to_be_bytes(),
+        "ESP's SPI right after it"
+    );
+    let o = classify(&b);
+    esp::decap(&inb, &mut b, &o).unwrap();
+    assert_eq!(b.data(), &p[..]);
+}
+
 /// Packets too big for the tunnel: DF or IPv6 ones are refused with the MTU to report
 /// (counted as too_big), IPv4 without DF is left for the caller to fragment.
 #[test]

@@ -522,8 +522,7 @@ fn match_one(mine: &AlgSet, p: &Proposal, protocol: u8) -> Option<Chosen> {
     // A transform type we do not know (RFC 9370's additional key exchanges, 6-12, say) makes
     // the whole proposal unacceptable (RFC 7296 §3.3.6), even as NONE: its sender expects
     // them understood. Other proposals still count.
-    if p
-        .transforms
+    if p.transforms
         .iter()
         .any(|t| !(ttype::ENCR..=ttype::ESN).contains(&t.ttype))
     {

@@ -433,6 +433,9 @@ impl std::fmt::Display for Unusable {
     }
 }
 
+/// How long a rekeyed IKE SA waits for the peer that rekeyed it to delete it.
+pub const SUPERSEDED_WAIT: Duration = Duration::from_secs(30);
+
 /// How long a responder keeps an IKE SA whose IKE_SA_INIT it answered waiting for IKE_AUTH
 /// (strongSwan's `half_open_timeout` is 30 s too).
 pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -709,6 +712,9 @@ pub struct IkeSa {
     ike_rekey_at: Option<Instant>,
     /// Rekeyed: the new IKE SA has the children; this one only waits for its delete.
     superseded: bool,
+    /// Since when this SA has waited for the peer to delete it (it rekeyed it, or won the
+    /// collision with our rekey): past [`SUPERSEDED_WAIT`] we delete it ourselves.
+    superseded_at: Option<Instant>,
     /// The peer's IKE SA rekey crossed ours (§2.8.2): its nonces and our SPI of the SA it made.
     collision: Option<(Vec<u8>, Vec<u8>, u64)>,
     /// Redundant from birth (lost a rekey collision): delete it at once.
@@ -1073,6 +1079,7 @@ impl IkeSa {
             larval: None,
             ike_rekey_at: None,
             superseded: false,
+            superseded_at: None,
             collision: None,
             delete_now: false,
             behind_nat: false,
@@ -1642,6 +1649,7 @@ impl IkeSa {
                     // gives the IKE SA up): §2.5 (UNSUPPORTED_CRITICAL_PAYLOAD), §3.10.1.
                     tracing::info!(tunnel = %self.cfg.name, "request refused: {e}");
                     self.last_heard = now;
+                    self.mid_slack = 0;
                     self.respond(h.exchange, h.msg_id, &[Payload::notify(n, d)], out);
                     return;
                 }
@@ -1834,6 +1842,7 @@ impl IkeSa {
                             creation: Box::new(self.take_creation()),
                         });
                         self.superseded = true;
+                        self.superseded_at = Some(now);
                     } else {
                         tracing::warn!(tunnel = %self.cfg.name, "IKE SA rekey failed: {e}");
                         self.ike_rekey_at = Some(now + Duration::from_secs(10));
@@ -3311,8 +3320,13 @@ impl IkeSa {
                         let spi_out = u32::from_be_bytes(b);
                         if let Some(pos) = self.children.iter().position(|c| c.spi_out == spi_out) {
                             // Deletes that crossed ours (§1.4.1): not listed in the answer.
-                            let crossed = self.deleting_child(self.children[pos].spi_in);
+                            // (Only a delete already sent has crossed this one; one still
+                            // queued need not go at all.)
+                            let crossed = self.deleting_child(self.children[pos].spi_in, false);
                             let c = self.children.remove(pos);
+                            self.queue.retain(|r| {
+                                !matches!(r, Req::DeleteChild { spi_in } if *spi_in == c.spi_in)
+                            });
                             // A per-resource CHILD_SA the peer deleted (idle, RFC 9611 §4)
                             // is not asked for again at once.
                             if c.worker.is_some() && !c.rekeyed {
@@ -3376,10 +3390,12 @@ impl IkeSa {
         self.respond(exchange::INFORMATIONAL, h.msg_id, &resp, out);
     }
 
-    /// Whether our delete of the CHILD_SA with inbound SPI `spi_in` is out or queued.
-    fn deleting_child(&self, spi_in: u32) -> bool {
+    /// Whether our delete of the CHILD_SA with inbound SPI `spi_in` is out (or, with
+    /// `queued`, still waiting to go).
+    fn deleting_child(&self, spi_in: u32, queued: bool) -> bool {
         let deletes = |r: &Req| matches!(r, Req::DeleteChild { spi_in: d } if *d == spi_in);
-        self.pending.as_ref().is_some_and(|p| deletes(&p.req)) || self.queue.iter().any(deletes)
+        self.pending.as_ref().is_some_and(|p| deletes(&p.req))
+            || (queued && self.queue.iter().any(deletes))
     }
 
     /// Answers a CREATE_CHILD_SA request with one notify (an error).
@@ -3422,7 +3438,7 @@ impl IkeSa {
             self.respond(exchange::CREATE_CHILD_SA, h.msg_id, &[n], out);
             return;
         }
-        if old.is_some_and(|i| self.deleting_child(self.children[i].spi_in)) {
+        if old.is_some_and(|i| self.deleting_child(self.children[i].spi_in, true)) {
             // Our delete of it is on the way (our own rekey replaced it): §2.25.1 (a rekey
             // of a CHILD_SA being closed). Accepting would leave a pair the peer drops when
             // our delete reaches it first. (One the peer rekeyed before and has not deleted,
@@ -3591,13 +3607,15 @@ impl IkeSa {
                 out,
             );
         };
-        if self
-            .pending
-            .as_ref()
-            .is_some_and(|q| matches!(q.req, Req::RekeyChild { .. } | Req::CreateChild { .. }))
-        {
+        if self.pending.as_ref().is_some_and(|q| {
+            matches!(
+                q.req,
+                Req::RekeyChild { .. } | Req::CreateChild { .. } | Req::DeleteChild { .. }
+            )
+        }) {
             // A CHILD_SA exchange of ours is under way: moving the children now would leave
-            // its answer without its child (and the peer with a pair we forgot). The peer
+            // its answer without its child (and the peer with a pair we forgot, or one it
+            // deleted). The peer
             // tries again later (as strongSwan answers).
             tracing::info!(tunnel = %self.cfg.name, "IKE SA rekey while our CHILD_SA exchange is under way: TEMPORARY_FAILURE");
             return fail(self, notify::TEMPORARY_FAILURE, Vec::new(), out);
@@ -3691,6 +3709,7 @@ impl IkeSa {
             new.children = std::mem::take(&mut self.children);
             self.hand_over_creation(&mut new);
             self.superseded = true;
+            self.superseded_at = Some(now);
         }
         tracing::info!(tunnel = %self.cfg.name, algorithms = %new.algorithms(), "IKE SA rekeyed (responder)");
         out.push(Action::Spawn(Box::new(new)));
@@ -3759,6 +3778,18 @@ impl IkeSa {
             // Half-open: the initiator never authenticated (or never came back). Its keys and
             // messages are not held forever (RFC 7296 §2.6); nothing is said to it.
             self.close("half-open: no IKE_AUTH came".into(), false, out);
+            return;
+        }
+        if self.superseded
+            && self.pending.is_none()
+            && self
+                .superseded_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= SUPERSEDED_WAIT)
+        {
+            // The peer rekeyed it (or won the collision) but never deleted it.
+            tracing::info!(tunnel = %self.cfg.name, "a rekeyed IKE SA the peer did not delete: deleting it");
+            self.superseded_at = None;
+            self.request(now, Req::DeleteIke, out);
             return;
         }
         if self.state != State::Established || self.superseded {
@@ -3874,9 +3905,15 @@ impl IkeSa {
             .and_then(|n| self.asked_group(n, cfg, sent));
         let wait = if let Some(g) = asked {
             tracing::info!(tunnel = %self.cfg.name, group = g.name(), "the peer asks for another DH group for the rekey");
+            // At once the first time; a peer that keeps changing its mind waits 10 s a turn.
+            let again = self.ke_groups.iter().any(|x| x.0 == cfg);
             self.ke_groups.retain(|x| x.0 != cfg);
             self.ke_groups.push((cfg, g));
-            Duration::ZERO
+            if again {
+                Duration::from_secs(10)
+            } else {
+                Duration::ZERO
+            }
         } else {
             Duration::from_secs(10)
         };
@@ -4245,7 +4282,14 @@ impl IkeSa {
         tracing::info!(tunnel = %self.cfg.name, algorithms = %new.algorithms(), "IKE SA rekeyed (initiator)");
         out.push(Action::Spawn(Box::new(new)));
         self.superseded = true;
-        self.request(now, Req::DeleteIke, out);
+        if ours_redundant {
+            // §2.8.2: the initiator of the surviving SA (the peer) deletes the old one. Had we
+            // deleted it too, a peer whose rekey's answer was lost would take our delete for
+            // the end of the collision and move its children to our redundant SA.
+            self.superseded_at = Some(now);
+        } else {
+            self.request(now, Req::DeleteIke, out);
+        }
         Ok(())
     }
 
