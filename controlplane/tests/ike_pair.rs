@@ -847,13 +847,31 @@ fn removes(acts: &[Action]) -> usize {
 /// The pair up with 20 s IKE SA lifetimes, and both sides' requests rekeying the IKE SA at
 /// the same moment (not delivered): (net, start, that moment, A's, B's).
 fn both_rekey_the_ike_sa() -> (Net, Instant, Instant, Vec<Action>, Vec<Action>) {
+    let (n, now, later, ta, tb) = both_due(
+        ["1h", "1h"],
+        [20, 20],
+        Duration::from_secs(21),
+        "both rekey the IKE SA",
+    );
+    (n, now, later, ta, tb)
+}
+
+/// The pair with these CHILD_SA and IKE SA lifetimes (A's, B's) up, and each side's one
+/// request (`what` they are) when both tick `after` the start (not delivered): (net, start,
+/// that moment, A's, B's).
+fn both_due(
+    child: [&str; 2],
+    ike: [u64; 2],
+    after: Duration,
+    what: &str,
+) -> (Net, Instant, Instant, Vec<Action>, Vec<Action>) {
     let now = Instant::now();
-    let mut n = short_ike_lifetime();
+    let mut n = lifetimes_net(child, ike);
     n.bring_up(now);
-    let later = now + Duration::from_secs(21);
+    let later = now + after;
     let ta = n.a.tick(later);
     let tb = n.b.tick(later);
-    assert_eq!((sends(&ta), sends(&tb)), (1, 1), "both rekey the IKE SA");
+    assert_eq!((sends(&ta), sends(&tb)), (1, 1), "{what}");
     (n, now, later, ta, tb)
 }
 
@@ -910,16 +928,11 @@ fn an_ike_sa_rekey_collision_only_one_side_sees_keeps_the_children() {
 /// one CHILD_SA are left on each side, the same ones.
 #[test]
 fn an_ike_sa_rekey_crossing_a_child_rekey_waits_for_it() {
-    let now = Instant::now();
-    let mut n = lifetimes_net(["10s", "1h"], [3600, 20]);
-    n.bring_up(now);
-    let later = now + Duration::from_secs(21);
-    let ta = n.a.tick(later);
-    let tb = n.b.tick(later);
-    assert_eq!(
-        (sends(&ta), sends(&tb)),
-        (1, 1),
-        "A rekeys the CHILD_SA, B the IKE SA"
+    let (mut n, _, later, ta, tb) = both_due(
+        ["10s", "1h"],
+        [3600, 20],
+        Duration::from_secs(21),
+        "A rekeys the CHILD_SA, B the IKE SA",
     );
     let ra = deliver(&mut n, later, false, &tb);
     n.run(later, ta, vec![]);
@@ -2953,13 +2966,12 @@ fn a_child_the_peer_does_not_know_is_made_anew() {
 /// The pair up with 10 s CHILD_SA lifetimes on both sides, and both sides' requests rekeying
 /// the CHILD_SA at the same moment (not delivered), and when.
 fn both_rekey_the_child() -> (Net, Instant, Vec<Action>, Vec<Action>) {
-    let now = Instant::now();
-    let mut n = lifetimes_net(["10s", "10s"], [3600, 3600]);
-    n.bring_up(now);
-    let t = now + Duration::from_millis(10_100);
-    let ta = n.a.tick(t);
-    let tb = n.b.tick(t);
-    assert_eq!((sends(&ta), sends(&tb)), (1, 1), "both rekey the CHILD_SA");
+    let (n, _, t, ta, tb) = both_due(
+        ["10s", "10s"],
+        [3600, 3600],
+        Duration::from_millis(10_100),
+        "both rekey the CHILD_SA",
+    );
     (n, t, ta, tb)
 }
 

@@ -211,12 +211,7 @@ pub(crate) fn encap<B: PacketBuf + ?Sized>(
             outer::set_traffic_class(data, dscp | ecn);
             if !sa.outer_v6 {
                 // RFC 4301 §8.1, as for ESP (the ICV leaves the flags out: mutable).
-                let df = match sa.df {
-                    crate::sa::DfMode::Copy => inner_df,
-                    crate::sa::DfMode::Set => true,
-                    crate::sa::DfMode::Clear => false,
-                };
-                data[6] = if df { 0x40 } else { 0 };
+                data[6] = if sa.outer_df(inner_df) { 0x40 } else { 0 };
                 data[7] = 0;
             }
         }

@@ -9,7 +9,7 @@ use crate::buf::PacketBuf;
 use crate::crypto::{EspTransform, OpenPrep, SealPrep, ESP_HEADER_LEN};
 use crate::drop::DropReason;
 use crate::outer::{self, Outer, SecProto};
-use crate::sa::{DfMode, EcnMode, InboundSa, Mode, NatOa, NattChecksum, OutboundSa, SaCrypto};
+use crate::sa::{EcnMode, InboundSa, Mode, NatOa, NattChecksum, OutboundSa, SaCrypto};
 use crate::wire::{checksum, ip_proto};
 
 /// Encapsulates the IP packet in `buf` with the outbound SA (ESP or AH by the SA's protocol).
@@ -304,11 +304,7 @@ pub(crate) fn seal_esp<B: PacketBuf + ?Sized>(
                 h[1] = (h[1] & 0x0f) | (tc << 4);
                 h[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
             } else {
-                let df = match sa.df {
-                    DfMode::Copy => inner_df || ver == 6,
-                    DfMode::Set => true,
-                    DfMode::Clear => false,
-                };
+                let df = sa.outer_df(inner_df || ver == 6);
                 let flags: u16 = if df { 0x4000 } else { 0 };
                 // A tunnel header gets a fresh identification.
                 let (len, ident) = (total as u16, seq as u16);

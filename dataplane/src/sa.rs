@@ -638,6 +638,7 @@ impl OutboundSa {
         } else {
             0
         };
+        let selectors = p.selectors();
         Ok(Self {
             iv_len,
             icv_len,
@@ -657,8 +658,8 @@ impl OutboundSa {
             udp: p.udp_encap,
             crypto,
             lifetime: p.lifetime,
-            families: families_of(&p.selectors()),
-            selectors: p.selectors(),
+            families: families_of(&selectors),
+            selectors,
             state: Arc::new(OutboundState {
                 seq: CachePadded::new(AtomicU64::new(p.initial_seq)),
                 counters: CachePadded::new(SaCounters::default()),
@@ -761,7 +762,7 @@ impl OutboundSa {
         // (Asked per packet: the families were found when the SA was made.)
         let fits = match self.mode {
             Mode::Tunnel => self.max_inner_len_for(mtu, false),
-            Mode::Transport => match self.families() {
+            Mode::Transport => match self.families {
                 (true, false) => self.max_inner_len_for(mtu, false),
                 (false, true) => self.max_inner_len_for(mtu, true),
                 _ => self
@@ -770,6 +771,17 @@ impl OutboundSa {
             },
         };
         u16::try_from(fits).unwrap_or(u16::MAX)
+    }
+
+    /// Whether a tunnel's outer IPv4 header says don't-fragment, for an inner packet that
+    /// does or not (`inner_df`; IPv6 packets count as DF): RFC 4301 §8.1.
+    #[inline]
+    pub(crate) fn outer_df(&self, inner_df: bool) -> bool {
+        match self.df {
+            DfMode::Copy => inner_df,
+            DfMode::Set => true,
+            DfMode::Clear => false,
+        }
     }
 
     /// [`OutboundSa::max_inner_len`] for inner packets of one family (`v6`; tunnel mode does
@@ -799,11 +811,6 @@ impl OutboundSa {
                 }
             }
         }
-    }
-
-    /// Which families of inner packets the selectors let through: (IPv4, IPv6).
-    fn families(&self) -> (bool, bool) {
-        self.families
     }
 
     /// Refuses the packet if a hard lifetime is used up.

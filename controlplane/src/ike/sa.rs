@@ -1814,12 +1814,7 @@ impl IkeSa {
             Req::DeleteChild { spi_in } => {
                 if let Some(pos) = self.children.iter().position(|c| c.spi_in == spi_in) {
                     let c = self.children.remove(pos);
-                    out.push(Action::Remove {
-                        tunnel: self.cfg.name.clone(),
-                        child: self.cfg.children[c.cfg].name.clone(),
-                        spi_in: c.spi_in,
-                        spi_out: c.spi_out,
-                    });
+                    out.push(self.removal(&c));
                 }
             }
             Req::DeleteIke => {
@@ -2255,13 +2250,8 @@ impl IkeSa {
     }
 
     fn close(&mut self, reason: String, restart: bool, out: &mut Vec<Action>) {
-        for c in self.children.drain(..) {
-            out.push(Action::Remove {
-                tunnel: self.cfg.name.clone(),
-                child: self.cfg.children[c.cfg].name.clone(),
-                spi_in: c.spi_in,
-                spi_out: c.spi_out,
-            });
+        for c in std::mem::take(&mut self.children) {
+            out.push(self.removal(&c));
         }
         if let Some(spi_in) = self.larval.take() {
             out.push(Action::Remove {
@@ -3344,12 +3334,7 @@ impl IkeSa {
                             if !crossed {
                                 ours.push(c.spi_in.to_be_bytes().to_vec());
                             }
-                            out.push(Action::Remove {
-                                tunnel: self.cfg.name.clone(),
-                                child: self.cfg.children[c.cfg].name.clone(),
-                                spi_in: c.spi_in,
-                                spi_out: c.spi_out,
-                            });
+                            out.push(self.removal(&c));
                         }
                     }
                     if !ours.is_empty() {
@@ -3388,6 +3373,16 @@ impl IkeSa {
             return;
         }
         self.respond(exchange::INFORMATIONAL, h.msg_id, &resp, out);
+    }
+
+    /// The data plane's removal of CHILD_SA `c`.
+    fn removal(&self, c: &Child) -> Action {
+        Action::Remove {
+            tunnel: self.cfg.name.clone(),
+            child: self.cfg.children[c.cfg].name.clone(),
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+        }
     }
 
     /// Whether our delete of the CHILD_SA with inbound SPI `spi_in` is out (or, with
@@ -3615,8 +3610,7 @@ impl IkeSa {
         }) {
             // A CHILD_SA exchange of ours is under way: moving the children now would leave
             // its answer without its child (and the peer with a pair we forgot, or one it
-            // deleted). The peer
-            // tries again later (as strongSwan answers).
+            // deleted). The peer tries again later (as strongSwan answers).
             tracing::info!(tunnel = %self.cfg.name, "IKE SA rekey while our CHILD_SA exchange is under way: TEMPORARY_FAILURE");
             return fail(self, notify::TEMPORARY_FAILURE, Vec::new(), out);
         }
@@ -3882,12 +3876,7 @@ impl IkeSa {
             tracing::info!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
                 spi_in = %format_args!("{:08x}", c.spi_in),
                 "the peer does not know the CHILD_SA we rekeyed: removed, made anew");
-            out.push(Action::Remove {
-                tunnel: self.cfg.name.clone(),
-                child: self.cfg.children[cfg].name.clone(),
-                spi_in: c.spi_in,
-                spi_out: c.spi_out,
-            });
+            out.push(self.removal(&c));
             let others = self
                 .children
                 .iter()
