@@ -1045,6 +1045,82 @@ fn half_open_sas_expire_and_only_they_count_for_cookies() {
     assert_eq!(n.b.sas().next().unwrap().state, State::Established);
 }
 
+/// B under load (threshold 0) asks a fresh initiator at `t` for a cookie; returns the
+/// initiator's IKE_SA_INIT that carries it (not delivered) and the cookie.
+fn cookie_retry(n: &mut Net, t: Instant) -> (Vec<Action>, Vec<u8>) {
+    use controlplane::ike::wire::{notify, Message, Payload};
+    let mut a = Daemon::new(&lifetimes_cfgs(["8h", "8h"], [3600, 3600])[0]);
+    let ask = deliver(n, t, true, &a.start(t));
+    let (b_addr, a_addr, d) = first_send(&ask, None).unwrap();
+    let m = Message::parse(&d).unwrap();
+    let cookie = match m.payloads.as_slice() {
+        [Payload::Notify(c)] if c.ntype == notify::COOKIE => c.data.clone(),
+        other => panic!("a cookie request: {other:?}"),
+    };
+    (a.handle(t, a_addr, b_addr, &d), cookie)
+}
+
+/// The secret cookies are made with changes every 30 s (RFC 7296 §2.6: "change the value of
+/// <secret> frequently"). A cookie is taken while its secret is the current one or the one
+/// before: returned 45 s later it still works; returned more than a minute later it is
+/// asked for anew, with another cookie.
+#[test]
+fn cookie_secrets_change_and_old_cookies_expire() {
+    use controlplane::ike::wire::Message;
+    let t = Instant::now();
+    let mut n = reference_net();
+    n.b.set_cookie_threshold(0);
+    let (retry, _) = cookie_retry(&mut n, t);
+    let answer = deliver(&mut n, t + Duration::from_secs(45), true, &retry);
+    let m = Message::parse(&first_send(&answer, None).unwrap().2).unwrap();
+    assert!(m.payloads.len() > 1, "a full answer: {:?}", m.payloads);
+    let t2 = t + Duration::from_secs(45);
+    let (retry, old) = cookie_retry(&mut n, t2);
+    let answer = deliver(&mut n, t2 + Duration::from_secs(61), true, &retry);
+    let m = Message::parse(&first_send(&answer, None).unwrap().2).unwrap();
+    match m.payloads.as_slice() {
+        [controlplane::ike::wire::Payload::Notify(c)] => {
+            assert_eq!(c.ntype, controlplane::ike::wire::notify::COOKIE);
+            assert_ne!(c.data, old, "a cookie from the new secret");
+        }
+        other => panic!("the stale cookie refused with a new one: {other:?}"),
+    }
+    assert_eq!(n.b.sas().count(), 1, "no state for the stale cookie");
+}
+
+/// A request of a major version above 2 gets INVALID_MAJOR_VERSION (RFC 7296 §2.5), ten a
+/// second at most (the answer is unauthenticated, for anyone who asks), and no state.
+#[test]
+fn higher_major_versions_get_invalid_major_version_ten_a_second() {
+    use controlplane::ike::wire::{notify, Message, Payload};
+    let t = Instant::now();
+    let mut n = reference_net();
+    let init = n.a.start(t);
+    let (a_addr, b_addr, mut d) = first_send(&init, None).unwrap();
+    d[17] = 0x30;
+    let mut answers = 0;
+    for i in 0..15 {
+        let at = t + Duration::from_millis(10 * i);
+        for a in n.b.handle(at, b_addr, a_addr, &d) {
+            let Action::Send { data, remote, .. } = a else {
+                panic!("only a send: {a:?}");
+            };
+            assert_eq!(remote, a_addr);
+            let m = Message::parse(&data).unwrap();
+            assert_eq!(m.header.version, 0x20);
+            assert_eq!(
+                m.payloads,
+                vec![Payload::notify(notify::INVALID_MAJOR_VERSION, Vec::new())]
+            );
+            answers += 1;
+        }
+    }
+    assert_eq!(answers, 10);
+    assert_eq!(n.b.sas().count(), 0);
+    let later = n.b.handle(t + Duration::from_secs(2), b_addr, a_addr, &d);
+    assert_eq!(later.len(), 1, "the next second answers again");
+}
+
 #[test]
 fn several_subnets_per_side_are_negotiated_and_narrowed() {
     let now = Instant::now();

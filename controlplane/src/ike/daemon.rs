@@ -28,7 +28,17 @@ pub struct Daemon {
     quiet_start: std::collections::HashSet<String>,
     /// Half-open SAs at which new IKE_SA_INIT requests must return a cookie (RFC 7296 §2.6).
     cookie_threshold: usize,
-    cookie_secret: [u8; 32],
+    /// The secrets cookies are made with: the current one and the one before it (RFC 7296
+    /// §2.6: "change the value of <secret> frequently"), the current one's number (a
+    /// cookie's first byte) and when it was made.
+    cookie_secrets: [[u8; 32]; 2],
+    cookie_gen: u8,
+    cookie_since: Option<Instant>,
+    /// How many SAs of `half_open` are still waiting for IKE_AUTH, when known: counted
+    /// again only after one of them moved on or went, not for every IKE_SA_INIT.
+    half_open_count: Option<usize>,
+    /// INVALID_MAJOR_VERSION answers sent in the second that began at the instant.
+    version_answers: (Option<Instant>, u32),
     /// Local addresses the other gateway of a VRRP pair holds: tunnels from them are neither
     /// initiated nor answered here until this gateway takes the address over.
     standby: std::collections::HashSet<std::net::IpAddr>,
@@ -45,6 +55,13 @@ pub struct Daemon {
     /// The data plane's workers: children with `per_cpu_sas` get a CHILD_SA for each.
     resources: u16,
 }
+
+/// How long a cookie secret is the current one. A cookie is accepted while its secret is
+/// current or the one before: for one to two of these.
+const COOKIE_SECRET_LIFE: Duration = Duration::from_secs(30);
+
+/// INVALID_MAJOR_VERSION answers (unauthenticated, for anyone who asks) sent a second at most.
+const VERSION_ANSWERS_PER_SEC: u32 = 10;
 
 /// Revocation fetches run at once, each on a thread of its own; more wait for one to end.
 const FETCH_THREADS: usize = 8;
@@ -72,11 +89,11 @@ impl Daemon {
             fetch_queue: Default::default(),
             fetched: Vec::new(),
             resources: 0,
-            cookie_secret: {
-                let mut k = [0u8; 32];
-                k.copy_from_slice(&super::crypto::random_bytes(32));
-                k
-            },
+            cookie_secrets: [cookie_secret(), cookie_secret()],
+            cookie_gen: 0,
+            cookie_since: None,
+            half_open_count: None,
+            version_answers: (None, 0),
         }
     }
 
@@ -94,21 +111,82 @@ impl Daemon {
         self.cookie_threshold = n;
     }
 
-    /// The cookie for a first request: version byte, then
+    /// The cookie for a first request made with secret number `generation` (the current one
+    /// or the one before; None for any other): that number, then
     /// SHA-256(secret | Ni | IPi | SPIi) (RFC 7296 §2.6's construction).
-    fn cookie(&self, ni: &[u8], ip: std::net::IpAddr, spi_i: u64) -> Vec<u8> {
+    fn cookie(
+        &self,
+        generation: u8,
+        ni: &[u8],
+        ip: std::net::IpAddr,
+        spi_i: u64,
+    ) -> Option<Vec<u8>> {
         use sha2::Digest;
+        let secret = if generation == self.cookie_gen {
+            &self.cookie_secrets[0]
+        } else if generation == self.cookie_gen.wrapping_sub(1) {
+            &self.cookie_secrets[1]
+        } else {
+            return None;
+        };
         let mut h = sha2::Sha256::new();
-        h.update(self.cookie_secret);
+        h.update(secret);
         h.update(ni);
         match ip {
             std::net::IpAddr::V4(a) => h.update(a.octets()),
             std::net::IpAddr::V6(a) => h.update(a.octets()),
         }
         h.update(spi_i.to_be_bytes());
-        let mut c = vec![1u8];
+        let mut c = vec![generation];
         c.extend_from_slice(&h.finalize()[..16]);
-        c
+        Some(c)
+    }
+
+    /// Makes a new current cookie secret once the current one is [`COOKIE_SECRET_LIFE`] old;
+    /// after twice that both are new, and no cookie given out before is taken.
+    fn rotate_cookie_secret(&mut self, now: Instant) {
+        let since = *self.cookie_since.get_or_insert(now);
+        let age = now.saturating_duration_since(since);
+        if age < COOKIE_SECRET_LIFE {
+            return;
+        }
+        self.cookie_secrets[1] = if age < 2 * COOKIE_SECRET_LIFE {
+            self.cookie_secrets[0]
+        } else {
+            cookie_secret()
+        };
+        self.cookie_secrets[0] = cookie_secret();
+        self.cookie_gen = self.cookie_gen.wrapping_add(1);
+        self.cookie_since = Some(now);
+    }
+
+    /// Whether another INVALID_MAJOR_VERSION answer may go out now.
+    fn version_answer_allowed(&mut self, now: Instant) -> bool {
+        let (start, sent) = &mut self.version_answers;
+        if start.is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1)) {
+            *start = Some(now);
+            *sent = 0;
+        }
+        *sent += 1;
+        *sent <= VERSION_ANSWERS_PER_SEC
+    }
+
+    /// How many responder SAs still wait for their IKE_AUTH.
+    fn half_open_waiting(&mut self) -> usize {
+        if let Some(n) = self.half_open_count {
+            return n;
+        }
+        let n = self
+            .half_open
+            .values()
+            .filter(|spi| {
+                self.sas
+                    .get(spi)
+                    .is_some_and(|s| s.state == State::InitDone)
+            })
+            .count();
+        self.half_open_count = Some(n);
+        n
     }
 
     /// The first initiation of `tunnel` leaves out INITIAL_CONTACT, so the peer keeps the old
@@ -433,8 +511,23 @@ impl Daemon {
         data: &[u8],
     ) -> Vec<Action> {
         let mut out = Vec::new();
-        let Ok(h) = Header::parse(data) else {
-            return out;
+        let h = match Header::parse(data) {
+            Ok(h) => h,
+            Err(super::wire::WireError::Version(v)) if v > 2 => {
+                let answer = super::wire::invalid_major_version_answer(data);
+                if let Some(answer) = answer.filter(|_| !self.standby.contains(&local.ip())) {
+                    if self.version_answer_allowed(now) {
+                        tracing::info!(peer = %remote, version = v, "IKE major version we do not speak: INVALID_MAJOR_VERSION");
+                        out.push(Action::Send {
+                            local,
+                            remote,
+                            data: answer,
+                        });
+                    }
+                }
+                return out;
+            }
+            Err(_) => return out,
         };
         // The sender's role tells us which SPI is ours.
         let ours = if h.is_initiator() { h.spi_r } else { h.spi_i };
@@ -446,7 +539,11 @@ impl Daemon {
             if let Some(spi) = self.half_open.get(&(h.spi_i, remote)).copied() {
                 if let Some(sa) = self.sas.get_mut(&spi) {
                     let mut acts = Vec::new();
+                    let before = sa.state;
                     sa.handle(now, local, remote, data, &mut acts);
+                    if before == State::InitDone && sa.state != State::InitDone {
+                        self.half_open_count = None;
+                    }
                     // A retransmitted IKE_SA_INIT: resend the cached response.
                     if acts.is_empty() {
                         if let Some(a) = resend_init(sa) {
@@ -459,16 +556,7 @@ impl Daemon {
             }
             // Only SAs still waiting for IKE_AUTH count (the map keeps established ones, to
             // catch a late retransmitted IKE_SA_INIT).
-            let half_open = self
-                .half_open
-                .values()
-                .filter(|spi| {
-                    self.sas
-                        .get(spi)
-                        .is_some_and(|s| s.state == State::InitDone)
-                })
-                .count();
-            if half_open >= self.cookie_threshold {
+            if self.half_open_waiting() >= self.cookie_threshold {
                 // Under load: state only for initiators that prove their address (§2.6).
                 let Ok(m) = super::wire::Message::parse(data) else {
                     return out;
@@ -481,7 +569,7 @@ impl Daemon {
                     }
                 });
                 let Some(ni) = ni else { return out };
-                let want = self.cookie(&ni, remote.ip(), h.spi_i);
+                self.rotate_cookie_secret(now);
                 let got = match m.payloads.first() {
                     Some(super::wire::Payload::Notify(n))
                         if n.ntype == super::wire::notify::COOKIE =>
@@ -490,7 +578,15 @@ impl Daemon {
                     }
                     _ => None,
                 };
-                if got.as_deref() != Some(want.as_slice()) {
+                let valid = got.as_ref().is_some_and(|c| {
+                    c.first()
+                        .and_then(|&g| self.cookie(g, &ni, remote.ip(), h.spi_i))
+                        == Some(c.clone())
+                });
+                if !valid {
+                    let want = self
+                        .cookie(self.cookie_gen, &ni, remote.ip(), h.spi_i)
+                        .unwrap_or_default();
                     let mut rh = h;
                     rh.flags = super::wire::flags::RESPONSE;
                     rh.spi_r = 0;
@@ -523,6 +619,9 @@ impl Daemon {
                 sa.set_resources(self.resources);
                 self.start_from_learnt_size(&mut sa, now);
                 self.half_open.insert((h.spi_i, remote), sa.our_spi());
+                if let Some(n) = &mut self.half_open_count {
+                    *n += usize::from(sa.state == State::InitDone);
+                }
                 self.sas.insert(sa.our_spi(), sa);
             }
             self.collect(acts, now, &mut out);
@@ -534,7 +633,11 @@ impl Daemon {
         };
         let mut acts = Vec::new();
         sa.set_resources(self.resources);
+        let before = sa.state;
         sa.handle(now, local, remote, data, &mut acts);
+        if before == State::InitDone && sa.state != State::InitDone {
+            self.half_open_count = None;
+        }
         self.collect(acts, now, &mut out);
         out
     }
@@ -543,6 +646,8 @@ impl Daemon {
     /// trip and can be as short as 100 ms.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        // Timers move SAs on (parked IKE_AUTHs resume, half-open ones expire): count again.
+        self.half_open_count = None;
         let mut acts = Vec::new();
         for sa in self.sas.values_mut() {
             sa.set_resources(self.resources);
@@ -689,6 +794,11 @@ impl Daemon {
                 other => out.push(other),
             }
         }
+        // Sweeping the dead needs a look at every SA; most calls have none.
+        if !self.sas.values().any(|s| s.state == State::Dead) {
+            return;
+        }
+        self.half_open_count = None;
         let learnt: Vec<((IpAddr, IpAddr), usize, Instant)> = self
             .sas
             .values()
@@ -702,9 +812,16 @@ impl Daemon {
         for (key, size, at) in learnt {
             self.learnt_path_size(key, size, at, now);
         }
-        let live: std::collections::HashSet<u64> = self.sas.keys().copied().collect();
-        self.half_open.retain(|_, spi| live.contains(spi));
+        let sas = &self.sas;
+        self.half_open.retain(|_, spi| sas.contains_key(spi));
     }
+}
+
+/// A new random cookie secret.
+fn cookie_secret() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&super::crypto::random_bytes(32));
+    k
 }
 
 impl Daemon {

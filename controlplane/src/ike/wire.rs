@@ -272,6 +272,41 @@ impl Header {
     }
 }
 
+/// The answer to a request of a higher major version than 2 (RFC 7296 §2.5: drop it and
+/// send an unauthenticated INVALID_MAJOR_VERSION "containing the highest (closest) version
+/// number it supports", which §3.10.1 puts in the reply's header). As §1.5 has it for
+/// messages outside an IKE SA, the reply copies the request's SPIs, exchange type and
+/// message ID and sets the response flag, and the initiator flag as the sender's role
+/// leaves it to us. None for anything else: version 2 or lower (IKEv1 is not answered),
+/// responses (never answered, so two such daemons cannot loop), datagrams shorter than a
+/// header.
+pub fn invalid_major_version_answer(request: &[u8]) -> Option<Vec<u8>> {
+    let b = request.get(..HEADER_LEN)?;
+    let (version, flags_byte) = (b[17], b[19]);
+    if version >> 4 <= 2 || flags_byte & flags::RESPONSE != 0 {
+        return None;
+    }
+    let h = Header {
+        spi_i: u64::from_be_bytes(b[0..8].try_into().ok()?),
+        spi_r: u64::from_be_bytes(b[8..16].try_into().ok()?),
+        next: 0,
+        version: 0x20,
+        exchange: b[18],
+        flags: flags::RESPONSE
+            | if flags_byte & flags::INITIATOR == 0 {
+                flags::INITIATOR
+            } else {
+                0
+            },
+        msg_id: u32::from_be_bytes(b[20..24].try_into().ok()?),
+        length: 0,
+    };
+    Some(Message::emit(
+        h,
+        &[Payload::notify(notify::INVALID_MAJOR_VERSION, Vec::new())],
+    ))
+}
+
 /// A transform attribute: only Key Length (type 14, TV) is defined for IKEv2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Transform {
@@ -1043,5 +1078,51 @@ mod tests {
             Err(WireError::Length { .. })
         ));
         assert_eq!(Message::parse(&m[..20]), Err(WireError::ShortHeader));
+    }
+
+    /// A request of version 3.1 from an original initiator gets INVALID_MAJOR_VERSION in a
+    /// 2.0 header with the request's SPIs, exchange and message ID; the other role gets the
+    /// initiator flag. Version 2 and 1, responses and short datagrams get nothing.
+    #[test]
+    fn higher_major_versions_are_answered_with_invalid_major_version() {
+        let mut req = vec![0u8; 40];
+        req[..8].copy_from_slice(&0x1122_3344_5566_7788u64.to_be_bytes());
+        req[8..16].copy_from_slice(&0x99aa_bbcc_ddee_ff00u64.to_be_bytes());
+        req[16] = 0xdd; // whatever a version 3 puts there
+        req[17] = 0x31;
+        req[18] = 77;
+        req[19] = flags::INITIATOR;
+        req[20..24].copy_from_slice(&5u32.to_be_bytes());
+        let a = invalid_major_version_answer(&req).expect("answered");
+        let m = Message::parse(&a).expect("a valid IKEv2 message");
+        assert_eq!(m.header.spi_i, 0x1122_3344_5566_7788);
+        assert_eq!(m.header.spi_r, 0x99aa_bbcc_ddee_ff00);
+        assert_eq!(m.header.version, 0x20);
+        assert_eq!((m.header.exchange, m.header.msg_id), (77, 5));
+        assert_eq!(m.header.flags, flags::RESPONSE);
+        assert_eq!(
+            m.payloads,
+            vec![Payload::notify(notify::INVALID_MAJOR_VERSION, Vec::new())]
+        );
+        req[19] = 0;
+        let a = invalid_major_version_answer(&req).unwrap();
+        let m = Message::parse(&a).unwrap();
+        assert_eq!(m.header.flags, flags::RESPONSE | flags::INITIATOR);
+        for (version, fl, len) in [
+            (0x20, 0, 40),
+            (0x10, 0, 40),
+            (0x31, flags::RESPONSE, 40),
+            (0x31, 0, HEADER_LEN - 1),
+        ] {
+            let mut r = req.clone();
+            r[17] = version;
+            r[19] = fl;
+            r.truncate(len);
+            assert_eq!(
+                invalid_major_version_answer(&r),
+                None,
+                "{version:#x} {fl:#x} {len}"
+            );
+        }
     }
 }
