@@ -1088,6 +1088,64 @@ fn cookie_secrets_change_and_old_cookies_expire() {
     assert_eq!(n.b.sas().count(), 1, "no state for the stale cookie");
 }
 
+/// An error answer to IKE_SA_INIT is unauthenticated (RFC 7296 §2.21.1): one forged by
+/// anyone on the path does not end the attempt, and B's real answer that follows it
+/// completes the exchange.
+#[test]
+fn a_forged_error_answer_to_ike_sa_init_does_not_stop_the_tunnel() {
+    use controlplane::ike::wire::{flags, notify, Header, Message, Payload};
+    let t = Instant::now();
+    let mut n = reference_net();
+    let init = n.a.start(t);
+    let (a_addr, b_addr, d) = first_send(&init, None).unwrap();
+    let req = Message::parse(&d).unwrap().header;
+    let forged = Message::emit(
+        Header {
+            flags: flags::RESPONSE,
+            ..req
+        },
+        &[Payload::notify(notify::NO_PROPOSAL_CHOSEN, Vec::new())],
+    );
+    let after = n.a.handle(t, a_addr, b_addr, &forged);
+    assert!(after.is_empty(), "nothing sent: {after:?}");
+    n.run(t, init, vec![]);
+    assert_eq!(n.up, (true, true));
+}
+
+/// A real refusal (B has no IKE proposal in common with A) ends the attempt only once
+/// `INIT_ERROR_WAIT` has passed with no other answer, the request retransmitted meanwhile.
+#[test]
+fn a_refused_ike_sa_init_is_given_up_after_the_wait() {
+    use controlplane::ike::sa::INIT_ERROR_WAIT;
+    let t = Instant::now();
+    let mut n = reference_net();
+    n.b = Daemon::new(&cfg(
+        B,
+        A,
+        "192.168.20.0/24",
+        "192.168.10.0/24",
+        "none",
+        "aes128-sha256-ecp256",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    ));
+    let init = n.a.start(t);
+    n.run(t, init, vec![]);
+    let state = |n: &Net| n.a.sas().map(|s| s.state).collect::<Vec<_>>();
+    assert_eq!(state(&n), [State::InitSent], "refused, still waiting");
+    let sent = n.sent;
+    let before_end = t + INIT_ERROR_WAIT - Duration::from_millis(100);
+    for at in [t + Duration::from_millis(2100), before_end] {
+        n.tick_both(at);
+    }
+    assert!(n.sent >= sent + 2, "retransmitted and refused again");
+    assert_eq!(state(&n), [State::InitSent]);
+    n.tick_both(t + INIT_ERROR_WAIT);
+    assert_eq!(state(&n), [], "given up");
+    assert_eq!(n.up, (false, false));
+}
+
 /// A request of a major version above 2 gets INVALID_MAJOR_VERSION (RFC 7296 §2.5), ten a
 /// second at most (the answer is unauthenticated, for anyone who asks), and no state.
 #[test]

@@ -440,6 +440,12 @@ pub const SUPERSEDED_WAIT: Duration = Duration::from_secs(30);
 /// (strongSwan's `half_open_timeout` is 30 s too).
 pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an initiator whose IKE_SA_INIT was answered with an error (unauthenticated, so
+/// anyone on the path could have sent it) keeps waiting for another answer before it gives
+/// the attempt up (RFC 7296 §2.21.1: "the recipient should continue trying for some time
+/// before giving up"). The request is retransmitted meanwhile as usual.
+pub const INIT_ERROR_WAIT: Duration = Duration::from_secs(5);
+
 /// Most message IDs a synced IKE SA's first request from the peer may be ahead of what the
 /// snapshot said (requests answered by the other gateway after its last snapshot): accepted
 /// once, if it authenticates.
@@ -681,6 +687,8 @@ pub struct IkeSa {
     init_req: Vec<u8>,
     init_resp: Vec<u8>,
     cookie: Option<Vec<u8>>,
+    /// The error our IKE_SA_INIT was first answered with, and when ([`INIT_ERROR_WAIT`]).
+    init_refused: Option<(u16, Instant)>,
     next_req_id: u32,
     peer_next_id: u32,
     last_resp: Option<(u32, Vec<Vec<u8>>)>,
@@ -1062,6 +1070,7 @@ impl IkeSa {
             peer_hashes: Vec::new(),
             peer_id: None,
             cookie: None,
+            init_refused: None,
             next_req_id: 0,
             peer_next_id: 0,
             last_resp: None,
@@ -1200,6 +1209,7 @@ impl IkeSa {
     }
 
     fn send_init(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.init_refused = None;
         let group = self.group.unwrap_or(Group::Modp2048);
         // A retry with a cookie repeats the same nonce and KE (§2.6); a new group needs a
         // new KE.
@@ -1571,6 +1581,19 @@ impl IkeSa {
                     return;
                 }
             };
+            if h.exchange == exchange::IKE_SA_INIT && self.keys.is_none() {
+                // An error answer is not acted on at once (§2.21.1): the request stays out,
+                // and a real answer that follows a forged one still completes the exchange.
+                if let Some(code) = self.init_refusal(&payloads) {
+                    if self.init_refused.is_none() {
+                        tracing::info!(tunnel = %self.cfg.name, notify = code,
+                            "IKE_SA_INIT answered with an error (unauthenticated): waiting {}s for another answer",
+                            INIT_ERROR_WAIT.as_secs());
+                        self.init_refused = Some((code, now));
+                    }
+                    return;
+                }
+            }
             self.stats.1 += 1;
             self.last_heard = now;
             self.resumed = false;
@@ -1781,11 +1804,7 @@ impl IkeSa {
                     .iter()
                     .find(|n| n.ntype == notify::INVALID_KE_PAYLOAD)
                 {
-                    let g = (n.data.len() == 2)
-                        .then(|| u16::from_be_bytes([n.data[0], n.data[1]]))
-                        .and_then(Group::from_id)
-                        .filter(|g| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g)));
-                    if let Some(g) = g {
+                    if let Some(g) = self.ike_group_asked(&n.data) {
                         tracing::info!(tunnel = %self.cfg.name, group = g.name(), "peer asks for another DH group");
                         self.group = Some(g);
                         self.spi_r = 0;
@@ -1895,6 +1914,29 @@ impl IkeSa {
                 }
             }
         }
+    }
+
+    /// The group an INVALID_KE_PAYLOAD to our IKE_SA_INIT asks for, if one of our proposals has it.
+    fn ike_group_asked(&self, data: &[u8]) -> Option<Group> {
+        let id: [u8; 2] = data.try_into().ok()?;
+        Group::from_id(u16::from_be_bytes(id))
+            .filter(|g| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g)))
+    }
+
+    /// The error an IKE_SA_INIT answer refuses our request with: None for a normal answer, a
+    /// COOKIE request, or an INVALID_KE_PAYLOAD that names a group we can offer (§2.21.1: the
+    /// corrective actions RFC 7296 defines are taken at once).
+    fn init_refusal(&self, payloads: &[Payload]) -> Option<u16> {
+        if notifies(payloads).any(|n| {
+            n.ntype == notify::COOKIE
+                || (n.ntype == notify::INVALID_KE_PAYLOAD
+                    && self.ike_group_asked(&n.data).is_some())
+        }) {
+            return None;
+        }
+        notifies(payloads)
+            .find(|n| n.ntype < notify::FIRST_STATUS)
+            .map(|n| n.ntype)
     }
 
     fn fail(&mut self, reason: String, out: &mut Vec<Action>) {
@@ -3713,6 +3755,19 @@ impl IkeSa {
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.state == State::Dead {
             return;
+        }
+        if let Some((code, at)) = self.init_refused {
+            if self.state == State::InitSent && now.saturating_duration_since(at) >= INIT_ERROR_WAIT
+            {
+                self.fail(
+                    format!(
+                        "IKE_SA_INIT refused: notify {code} (no other answer in {}s)",
+                        INIT_ERROR_WAIT.as_secs()
+                    ),
+                    out,
+                );
+                return;
+            }
         }
         if let Some(p) = &mut self.pending {
             if now >= p.next {
