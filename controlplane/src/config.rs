@@ -626,6 +626,11 @@ impl Config {
                     }
                     let psk =
                         secret(&t.psk, &t.psk_file.as_deref().map(rel), "psk").map_err(inv)?;
+                    if psk.is_empty() {
+                        return Err(inv(
+                            "the PSK is empty (an empty psk_file, or psk: \"\")".into()
+                        ));
+                    }
                     if psk.len() < 8 {
                         warnings.push(format!(
                             "tunnel `{}`: the PSK is shorter than 8 bytes",
@@ -713,9 +718,15 @@ impl Config {
                 |s: &Option<String>, default: u64, what: &str| -> Result<Duration, ConfigError> {
                     match s {
                         None => Ok(Duration::from_secs(default)),
-                        Some(s) => parse_duration(s).ok_or_else(|| {
-                            inv(format!("{what}: `{s}` is not a duration (e.g. 30s, 1h)"))
-                        }),
+                        Some(s) => match parse_duration(s) {
+                            Some(d) if d.is_zero() && what != "dpd.delay" => {
+                                Err(inv(format!("{what}: must be above 0")))
+                            }
+                            Some(d) => Ok(d),
+                            None => Err(inv(format!(
+                                "{what}: `{s}` is not a duration (e.g. 30s, 1h; at most 3650d)"
+                            ))),
+                        },
                     }
                 };
             let ike_lifetime = dur(&t.ike_lifetime, 3600, "ike_lifetime")?;
@@ -754,14 +765,40 @@ impl Config {
                 };
                 let mut esp = Vec::new();
                 for p in &src {
-                    esp.push(
-                        AlgSet::parse(p, false)
-                            .map_err(|e| inv(format!("child `{}`: {e}", c.name)))?,
-                    );
+                    let a = AlgSet::parse(p, false)
+                        .map_err(|e| inv(format!("child `{}`: {e}", c.name)))?;
+                    if a.dh.iter().any(|g| g.is_weak()) {
+                        warnings.push(format!(
+                            "tunnel `{}`, child `{}`: ESP proposal `{p}` uses modp1024 for PFS, a weak group (RFC 8247 says SHOULD NOT); \
+                             accepted for compatibility",
+                            t.name, c.name
+                        ));
+                    }
+                    esp.push(a);
+                }
+                if t.children[..children.len()]
+                    .iter()
+                    .any(|o| o.name == c.name)
+                {
+                    return Err(inv(format!(
+                        "child `{}`: another child of the tunnel has this name",
+                        c.name
+                    )));
                 }
                 if c.local_ts.is_empty() || c.remote_ts.is_empty() {
                     return Err(inv(format!(
                         "child `{}`: local_ts and remote_ts must not be empty",
+                        c.name
+                    )));
+                }
+                if !c
+                    .local_ts
+                    .iter()
+                    .any(|l| c.remote_ts.iter().any(|r| l.is_ipv4() == r.is_ipv4()))
+                {
+                    return Err(inv(format!(
+                        "child `{}`: local_ts and remote_ts share no address family, so the \
+                         CHILD_SA could carry nothing",
                         c.name
                     )));
                 }
@@ -772,7 +809,7 @@ impl Config {
                     None => Ok(if rekey == 0 {
                         0
                     } else {
-                        rekey.saturating_add(rekey / 10)
+                        rekey.saturating_add((rekey / 10).max(1))
                     }),
                     Some(l) if l != 0 && rekey != 0 && l <= rekey => Err(inv(format!(
                         "child `{}`: life_{what} ({l}) must be above rekey_{what} ({rekey})",
@@ -804,6 +841,23 @@ impl Config {
             }
             if t.local.is_ipv4() != t.remote.is_ipv4() {
                 return Err(inv("local and remote must be the same IP version".into()));
+            }
+            if let Some(o) = tunnels.iter().find(|o: &&TunnelConfig| o.name == t.name) {
+                return Err(inv(format!(
+                    "another tunnel is named `{}`: names must be unique",
+                    o.name
+                )));
+            }
+            if let Some(o) = tunnels
+                .iter()
+                .find(|o: &&TunnelConfig| o.local == t.local && o.remote == t.remote)
+            {
+                // An IKE_SA_INIT from the peer is matched to a tunnel by these addresses alone.
+                return Err(inv(format!(
+                    "tunnel `{}` already runs between {} and {}: give it this tunnel's \
+                     children instead (one IKE SA carries them all)",
+                    o.name, t.local, t.remote
+                )));
             }
             let pubkey = matches!(auth, Auth::Pubkey(_));
             let local_id = match (&t.local_id, &auth) {
@@ -957,6 +1011,77 @@ tunnels:
         assert!(e.contains("unknown algorithm `md5`"), "{e}");
         let bad = REFERENCE.replace("lifetime: 8h", "lifetime: 8 weeks");
         assert!(Config::parse(&bad, Path::new("t.yaml")).is_err());
+    }
+
+    /// Values a review found accepted that would misbehave are refused, each error naming
+    /// the tunnel and what is wrong: a duration so large it panicked the clock arithmetic
+    /// (before: a panic, also on `fgctl reload`), zero lifetimes (a rekey storm), an empty
+    /// PSK, duplicate tunnel or child names, a second tunnel between the same two addresses
+    /// (the peer's IKE_SA_INIT would only ever find the first), children whose selectors
+    /// share no family. A small `rekey_packets` gets a hard limit above it, and modp1024 for
+    /// PFS is warned about as it is for IKE.
+    #[test]
+    fn values_that_would_misbehave_are_refused() {
+        let err = |y: String| {
+            Config::parse(&y, Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(parse_duration("100000000000000000000"), None);
+        assert_eq!(
+            parse_duration("3650d"),
+            Some(Duration::from_secs(3650 * 86_400))
+        );
+        assert_eq!(parse_duration("3651d"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        let e = err(REFERENCE.replace("lifetime: 8h", "lifetime: 100000000000000000000"));
+        assert!(e.contains("site-to-site") && e.contains("lifetime"), "{e}");
+        let e = err(REFERENCE.replace("ike_lifetime: 1h", "ike_lifetime: 0s"));
+        assert!(e.contains("ike_lifetime: must be above 0"), "{e}");
+        let e = err(REFERENCE.replace("lifetime: 8h", "lifetime: 0"));
+        assert!(e.contains("lifetime: must be above 0"), "{e}");
+        let e = err(REFERENCE.replace("psk: \"a long random secret\"", "psk: \"\""));
+        assert!(
+            e.contains("site-to-site") && e.contains("PSK is empty"),
+            "{e}"
+        );
+        let (head, tunnel) = REFERENCE.split_at(REFERENCE.find("  - name: site-to-site").unwrap());
+        let e = err(format!("{head}{tunnel}{tunnel}"));
+        assert!(e.contains("another tunnel is named `site-to-site`"), "{e}");
+        let other = tunnel.replace("name: site-to-site", "name: second");
+        let e = err(format!("{head}{tunnel}{other}"));
+        assert!(
+            e.contains("tunnel `site-to-site` already runs between"),
+            "{e}"
+        );
+        let elsewhere = other.replace("remote: 203.0.113.2", "remote: 203.0.113.3");
+        Config::parse(&format!("{head}{tunnel}{elsewhere}"), Path::new("t.yaml")).unwrap();
+        let child = &tunnel[tunnel.find("      - name: net").unwrap()..];
+        let e = err(format!("{head}{tunnel}{child}"));
+        assert!(e.contains("child `net`: another child"), "{e}");
+        let e = err(REFERENCE.replace(
+            "remote_ts: [192.168.20.0/24]",
+            "remote_ts: [\"2001:db8::/64\"]",
+        ));
+        assert!(
+            e.contains("child `net`: local_ts and remote_ts share no"),
+            "{e}"
+        );
+        let y = REFERENCE.replace("lifetime: 8h", "lifetime: 8h\n        rekey_packets: 5");
+        let c = Config::parse(&y, Path::new("t.yaml")).unwrap();
+        assert_eq!(c.tunnels[0].children[0].life_packets, 6);
+        let y = REFERENCE.replace(
+            "esp_proposals: [aes256-sha256]",
+            "esp_proposals: [aes256-sha256-modp1024]",
+        );
+        let c = Config::parse(&y, Path::new("t.yaml")).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("child `net`") && w.contains("modp1024")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

@@ -463,6 +463,13 @@ fn dead_peer_is_detected_and_the_tunnel_restarts() {
             match a {
                 Action::Closed { restart, .. } => {
                     assert!(restart);
+                    // Not before the configured 120 s of unanswered checks (before: the
+                    // default retransmission schedule's ~45 s).
+                    assert!(
+                        t.duration_since(now) >= Duration::from_secs(30 + 120),
+                        "closed after {:?}",
+                        t.duration_since(now)
+                    );
                     closed = true;
                 }
                 Action::Send { data, .. } if closed => {

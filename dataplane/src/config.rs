@@ -63,17 +63,28 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is well-formed YAML but not acceptable.
-    #[error("{path}: SA #{index} ({name}): {message}")]
+    #[error("{path}: {kind} #{index}{}: {message}", in_parens(.name))]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// 0-based index in `sas`.
+        /// What the entry is: "SA", "interface", "route", ...
+        kind: &'static str,
+        /// 0-based index in its list.
         index: usize,
-        /// The SA's name or SPI.
+        /// The entry's name (an SA's name or SPI), if it has one.
         name: String,
         /// What is wrong.
         message: String,
     },
+}
+
+/// " (name)", or nothing for an entry without a name.
+fn in_parens(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({name})")
+    }
 }
 
 /// The top level of an SA file.
@@ -176,9 +187,13 @@ fn default_window() -> u32 {
     64
 }
 
+/// The longest duration the YAML files take (ten years): anything longer is a mistake, and
+/// far longer ones would overflow the clock arithmetic of timers.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 /// Parses a duration of the YAML files (`ferrogate-ike`'s lifetimes and DPD, the gateway's
 /// VRRP `advert_interval`): `30s`, `500ms`, `1h`, `8h`, `10m`, `2d` or a plain number of
-/// seconds.
+/// seconds, up to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s
@@ -194,10 +209,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "d" => n * 86400.0,
         _ => return None,
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
-    }
-    Some(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
 
 /// Parses hex key material: optional `0x`, optional `:` or space separators.
@@ -265,6 +279,7 @@ pub fn parse_sa_yaml(text: &str, path: &Path) -> Result<Vec<SaParams>, ConfigErr
             };
             e.into_params(base).map_err(|message| ConfigError::Invalid {
                 path: path.to_owned(),
+                kind: "SA",
                 index,
                 name,
                 message,

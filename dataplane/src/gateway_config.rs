@@ -40,7 +40,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use crate::config::{syntax_error, ConfigError, SaEntry};
@@ -759,7 +759,16 @@ impl GatewayConfig {
         let f: File = serde_yaml::from_str(text).map_err(|e| syntax_error(e, path))?;
         let invalid =
             |what: &str, index: usize, name: String, message: String| ConfigError::Invalid {
-                path: PathBuf::from(format!("{}: {what}", path.display())),
+                path: path.to_owned(),
+                kind: match what {
+                    "interfaces" => "interface",
+                    "routes" => "route",
+                    "neighbours" => "neighbour",
+                    "cores" => "cores",
+                    "vrrp" => "VRRP group",
+                    "sas" => "SA",
+                    _ => "policy",
+                },
                 index,
                 name,
                 message,
@@ -801,6 +810,14 @@ impl GatewayConfig {
                     i,
                     r.dst.to_string(),
                     format!("no interface named `{}`", r.interface),
+                ));
+            }
+            if r.via.is_some_and(|v| v.is_ipv4() != r.dst.is_ipv4()) {
+                return Err(invalid(
+                    "routes",
+                    i,
+                    r.dst.to_string(),
+                    "the next hop (via) is of the other address family".into(),
                 ));
             }
         }
@@ -974,6 +991,30 @@ impl GatewayConfig {
             let p = e
                 .into_params(base)
                 .map_err(|m| invalid("sas", i, label.clone(), m))?;
+            if names.contains(&label) {
+                return Err(invalid(
+                    "sas",
+                    i,
+                    label,
+                    "another SA has this name (policies name their SA)".into(),
+                ));
+            }
+            let key = |q: &SaParams| (q.spi, q.tunnel.map(|t| t.local));
+            if p.direction == Direction::In
+                && sas
+                    .iter()
+                    .any(|q: &SaParams| q.direction == Direction::In && key(q) == key(&p))
+            {
+                return Err(invalid(
+                    "sas",
+                    i,
+                    label,
+                    format!(
+                        "another inbound SA has SPI {:#x} for the same local address",
+                        p.spi
+                    ),
+                ));
+            }
             names.push(label);
             sas.push(p);
         }
@@ -1144,6 +1185,45 @@ mod tests {
         assert!(e.to_string().contains("LO-HI"), "{e}");
     }
 
+    /// Errors name the kind of entry, its place and its name; a next hop of the other
+    /// family, a second SA of the same name and a second inbound SA with the same SPI and
+    /// local address are refused (before, the route black-holed, a policy took the first SA
+    /// of the name, and the second inbound SA replaced the first in the SAD).
+    #[test]
+    fn duplicates_and_mixed_families_are_refused_by_name() {
+        let err = |y: String| {
+            GatewayConfig::parse(&y, Path::new("g.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let m = err(example().replacen("mtu: 1500", "mtu: 500", 1));
+        assert_eq!(m, "g.yaml: interface #0 (inside): MTU 500 is below 576");
+        let m = err(example().replace("via: 203.0.113.2", "via: \"2001:db8::2\""));
+        assert!(
+            m.starts_with("g.yaml: route #0 (192.168.20.0/24): the next hop"),
+            "{m}"
+        );
+        let sas = example();
+        let (head, rest) = sas.split_once("  - name: b-to-a").unwrap();
+        let (b_to_a, tail) = rest.split_once("policies:").unwrap();
+        let twice = |second: &str| {
+            format!("{head}  - name: b-to-a{b_to_a}  - name: {second}{b_to_a}policies:{tail}")
+        };
+        let m = err(twice("b-to-a"));
+        assert!(
+            m.contains("SA #2 (b-to-a): another SA has this name"),
+            "{m}"
+        );
+        let m = err(twice("b-to-a-2"));
+        assert!(
+            m.contains("SA #2 (b-to-a-2): another inbound SA has SPI 0xc0010002"),
+            "{m}"
+        );
+        let other_spi = twice("b-to-a-2").replacen("spi: 0xc0010002", "spi: 0xc0010003", 2);
+        let other_spi = other_spi.replacen("spi: 0xc0010003", "spi: 0xc0010002", 1);
+        GatewayConfig::parse(&other_spi, Path::new("g.yaml")).unwrap();
+    }
+
     #[test]
     fn af_packet_devices_name_their_kernel_interface() {
         let iface = |device: &str| Interface {
@@ -1270,7 +1350,10 @@ mod tests {
             ("{ interface: outside, vrid: 1, vips: [203.0.113.10] }\n  - { interface: outside, vrid: 1, vips: [203.0.113.11] }", "twice"),
         ] {
             let e = with(bad).unwrap_err().to_string();
-            assert!(e.contains(says) && e.contains("vrrp"), "{bad}: {e}");
+            assert!(
+                e.contains(says) && (e.contains("VRRP group") || e.contains("vrrp[")),
+                "{bad}: {e}"
+            );
         }
         assert_eq!(advert_interval_cs("2.5s"), Ok(250));
         assert_eq!(advert_interval_cs("40.95s"), Ok(4095));

@@ -3771,13 +3771,13 @@ impl IkeSa {
         }
         if let Some(p) = &mut self.pending {
             if now >= p.next {
-                let is_dpd = matches!(p.req, Req::Dpd);
-                let limit = if is_dpd {
-                    self.cfg.dpd.timeout
-                } else {
-                    Duration::MAX
+                // A DPD check stays unanswered for the configured timeout before the peer is
+                // declared dead (sent again meanwhile, the waits growing); other requests for
+                // the default schedule's ~45 s.
+                let mut budget = match p.req {
+                    Req::Dpd if !self.cfg.dpd.timeout.is_zero() => self.cfg.dpd.timeout,
+                    _ => retx_budget(),
                 };
-                let mut budget = retx_budget().min(limit);
                 if self.resumed {
                     budget = budget.min(RESUME_BUDGET);
                 }
