@@ -1153,6 +1153,38 @@ fn a_refused_ike_sa_init_is_given_up_after_the_wait() {
     assert_eq!(n.up, (false, false));
 }
 
+/// An IKE_SA_INIT with a payload of a type we do not know, marked critical, is refused with
+/// UNSUPPORTED_CRITICAL_PAYLOAD naming the type (RFC 7296 §2.5; before: no answer at all).
+#[test]
+fn an_unknown_critical_payload_in_ike_sa_init_is_refused_by_type() {
+    use controlplane::ike::wire::{flags, notify, Message, Payload};
+    let t = Instant::now();
+    let mut n = reference_net();
+    let init = n.a.start(t);
+    let (a_addr, b_addr, d) = first_send(&init, None).unwrap();
+    // A type-200 payload, critical bit set, ahead of the first one.
+    let mut bad = d[..28].to_vec();
+    bad.extend_from_slice(&[d[16], 0x80, 0, 4]);
+    bad.extend_from_slice(&d[28..]);
+    bad[16] = 200;
+    let len = bad.len() as u32;
+    bad[24..28].copy_from_slice(&len.to_be_bytes());
+    let acts = n.b.handle(t, b_addr, a_addr, &bad);
+    let (_, to, answer) = first_send(&acts, None).expect("an answer");
+    assert_eq!(to, a_addr);
+    let m = Message::parse(&answer).unwrap();
+    assert_eq!(m.header.flags, flags::RESPONSE);
+    assert_eq!(m.header.spi_r, 0);
+    assert_eq!(
+        m.payloads,
+        vec![Payload::notify(
+            notify::UNSUPPORTED_CRITICAL_PAYLOAD,
+            vec![200]
+        )]
+    );
+    assert_eq!(n.b.sas().count(), 0, "no state");
+}
+
 /// A request of a major version above 2 gets INVALID_MAJOR_VERSION (RFC 7296 §2.5), ten a
 /// second at most (the answer is unauthenticated, for anyone who asks), and no state.
 #[test]
@@ -1282,7 +1314,9 @@ fn a_host_behind_the_nat_does_not_follow_the_peer() {
     assert_eq!(b_at, SocketAddr::new(B.parse().unwrap(), 4500));
     // B's DPD check (30 s without a word from A) reaches A from another address and port: A is
     // behind the NAT, so it keeps B's address (RFC 7296 §2.23: a host behind a NAT SHOULD NOT
-    // follow; one packet from elsewhere would break its tunnel) and still answers there.
+    // follow; one packet from elsewhere would break its tunnel), and answers where the check
+    // came from (§2.11: "MUST respond to the address and port from which the request was
+    // received"; before, the answer went to B's known address).
     let later = now + Duration::from_secs(31);
     let elsewhere = SocketAddr::new("198.51.100.7".parse().unwrap(), 4600);
     let mut answered = 0;
@@ -1293,7 +1327,7 @@ fn a_host_behind_the_nat_does_not_follow_the_peer() {
                 match r {
                     Action::PeerMoved { .. } => panic!("A, behind the NAT, followed the peer"),
                     Action::Send { remote, .. } => {
-                        assert_eq!(remote, b_at, "A answers at B's known address");
+                        assert_eq!(remote, elsewhere, "A answers where the check came from");
                         answered += 1;
                     }
                     _ => {}
@@ -1303,6 +1337,36 @@ fn a_host_behind_the_nat_does_not_follow_the_peer() {
     }
     assert_eq!(answered, 1, "A answered B's DPD check");
     assert_eq!(n.a.sas().next().unwrap().remote, b_at);
+}
+
+/// Without a NAT between the gateways, an authentic request from another address is answered
+/// there (§2.11) but does not move the IKE SA: its CHILD_SAs' ESP would stay at the old
+/// address (before, the IKE SA moved and no `PeerMoved` told the data plane).
+#[test]
+fn without_a_nat_the_peer_is_not_followed_and_answered_where_it_asked() {
+    let now = Instant::now();
+    let mut n = reference_net();
+    n.bring_up(now);
+    let b_at = n.a.sas().next().unwrap().remote;
+    let later = now + Duration::from_secs(31);
+    let elsewhere = SocketAddr::new(B.parse().unwrap(), 4600);
+    let mut answered = 0;
+    for act in n.b.tick(later) {
+        if let Action::Send { remote, data, .. } = act {
+            for r in n.a.handle(later, remote, elsewhere, &data) {
+                match r {
+                    Action::PeerMoved { .. } => panic!("A moved the tunnel without a NAT"),
+                    Action::Send { remote, .. } => {
+                        assert_eq!(remote, elsewhere);
+                        answered += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(answered, 1, "A answered B's DPD check");
+    assert_eq!(n.a.sas().next().unwrap().remote, b_at, "not followed");
 }
 
 #[test]
@@ -2039,8 +2103,10 @@ fn unprotected_messages_on_an_ike_sa_with_keys_are_dropped() {
 #[test]
 fn forged_retransmissions_do_not_cut_a_response() {
     // Anyone on the path sees the SPIs and message IDs: headers that claim to be A's
-    // IKE_AUTH again (no payload, or a copy whose ICV fails) still get B's response again
-    // (RFC 7296 §2.1 does not ask for more), but do not count towards cutting it smaller.
+    // IKE_AUTH again (no payload, or a copy whose ICV fails) neither get B's response again
+    // (a retransmission is bitwise the request, RFC 7296 §2.1, so it verifies; before, one
+    // small datagram had every fragment of the response sent again) nor count towards
+    // cutting it smaller.
     let (mut n, start) = black_hole_pair(None, None);
     assert_eq!(n.up, (true, true));
     let sa = n.b.sas().next().unwrap();
@@ -2056,8 +2122,8 @@ fn forged_retransmissions_do_not_cut_a_response() {
         now += Duration::from_millis(700);
         let acts = n.b.handle(now, local, remote, &hdr);
         assert!(
-            acts.iter().any(|a| matches!(a, Action::Send { .. })),
-            "answered again"
+            !acts.iter().any(|a| matches!(a, Action::Send { .. })),
+            "not answered: {acts:?}"
         );
     }
     let sa = n.b.sas().next().unwrap();

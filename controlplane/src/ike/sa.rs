@@ -723,6 +723,9 @@ pub struct IkeSa {
     /// Since when this SA has waited for the peer to delete it (it rekeyed it, or won the
     /// collision with our rekey): past [`SUPERSEDED_WAIT`] we delete it ourselves.
     superseded_at: Option<Instant>,
+    /// While a request is handled: where it arrived and where it came from, which is where
+    /// its response goes (RFC 7296 §2.11), whether or not the SA follows that address.
+    reply_to: Option<(SocketAddr, SocketAddr)>,
     /// The peer's IKE SA rekey crossed ours (§2.8.2): its nonces and our SPI of the SA it made.
     collision: Option<(Vec<u8>, Vec<u8>, u64)>,
     /// Redundant from birth (lost a rekey collision): delete it at once.
@@ -1089,6 +1092,7 @@ impl IkeSa {
             ike_rekey_at: None,
             superseded: false,
             superseded_at: None,
+            reply_to: None,
             collision: None,
             delete_now: false,
             behind_nat: false,
@@ -1123,6 +1127,13 @@ impl IkeSa {
         }
         if self.state == State::Established && self.behind_nat {
             tracing::debug!(tunnel = %self.cfg.name, %remote, "a message from another address: not followed, we are behind a NAT");
+            return;
+        }
+        if self.state == State::Established && !self.nat {
+            // Without a NAT between us the peer's address is the configured one: IKE moving
+            // elsewhere while ESP stays would split the two (moving both is MOBIKE's job,
+            // RFC 4555). The response still goes where the request came from (§2.11).
+            tracing::debug!(tunnel = %self.cfg.name, %remote, "a message from another address: not followed, no NAT was detected");
             return;
         }
         let moved = self.state == State::Established && self.nat && remote != self.remote;
@@ -1527,13 +1538,28 @@ impl IkeSa {
 
     /// Sends the datagrams of one message.
     fn send_all(&mut self, data: &[Vec<u8>], out: &mut Vec<Action>) {
+        self.send_all_to(data, (self.local, self.remote), out);
+    }
+
+    /// Sends a response: to where the request being handled came from, else to the peer.
+    fn send_response(&mut self, data: &[Vec<u8>], out: &mut Vec<Action>) {
+        let to = self.reply_to.unwrap_or((self.local, self.remote));
+        self.send_all_to(data, to, out);
+    }
+
+    fn send_all_to(
+        &mut self,
+        data: &[Vec<u8>],
+        (local, remote): (SocketAddr, SocketAddr),
+        out: &mut Vec<Action>,
+    ) {
         if data.len() > 1 {
             self.frag.stats.sent += data.len() as u64;
         }
         for d in data {
             out.push(Action::Send {
-                local: self.local,
-                remote: self.remote,
+                local,
+                remote,
                 data: d.clone(),
             });
         }
@@ -1541,7 +1567,7 @@ impl IkeSa {
 
     fn respond(&mut self, exch: u8, id: u32, payloads: &[Payload], out: &mut Vec<Action>) {
         let (data, recut) = self.seal_with_recut(self.header(exch, true, id), payloads);
-        self.send_all(&data, out);
+        self.send_response(&data, out);
         tracing::debug!(tunnel = %self.cfg.name, exchange = exch, message_id = id, "response sent");
         self.last_resp = Some((id, data));
         // `since` is stamped by `handle`, which knows the time.
@@ -1552,6 +1578,19 @@ impl IkeSa {
 
     /// Handles a datagram for this SA. `local` is where it arrived, `remote` where it came from.
     pub fn handle(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<Action>,
+    ) {
+        self.reply_to = Some((local, remote));
+        self.handle_datagram(now, local, remote, data, out);
+        self.reply_to = None;
+    }
+
+    fn handle_datagram(
         &mut self,
         now: Instant,
         local: SocketAddr,
@@ -1636,20 +1675,28 @@ impl IkeSa {
                 if !Frag::retransmit_trigger(self.codec().as_ref(), &msg, data) {
                     return;
                 }
+                // (Fragment 1 of an SKF message was verified just above.) A retransmission is
+                // bitwise the request (§2.1), so one that does not verify is forged: anyone
+                // who saw the SPIs and message ID could otherwise have the whole response,
+                // every fragment, sent to the peer again for one small datagram. An
+                // IKE_SA_INIT has nothing to verify.
+                let skf = matches!(msg.payloads.last(), Some(Payload::Skf { .. }));
+                if h.exchange != exchange::IKE_SA_INIT && !skf && !self.sk_verifies(&msg, data) {
+                    tracing::debug!(tunnel = %self.cfg.name, message_id = h.msg_id,
+                        "a retransmission that does not verify: dropped");
+                    return;
+                }
                 if let Some((_, d)) = self.last_resp.take() {
-                    // A response the path keeps dropping is cut smaller, as a request is; only
-                    // retransmissions that verify count (a forged header with the right SPIs
-                    // and message ID must not shrink our messages).
+                    // A response the path keeps dropping is cut smaller, as a request is (only
+                    // retransmissions that verify reach here).
                     let mut recut = self.resp_recut.take();
-                    // (Fragment 1 of an SKF message was verified just above.)
-                    let skf = matches!(msg.payloads.last(), Some(Payload::Skf { .. }));
-                    let d = if skf || self.sk_verifies(&msg, data) {
+                    let d = if h.exchange != exchange::IKE_SA_INIT {
                         self.recut(now, now, d, &mut recut)
                     } else {
                         d
                     };
                     self.resp_recut = recut;
-                    self.send_all(&d, out);
+                    self.send_response(&d, out);
                     self.last_resp = Some((h.msg_id, d));
                 }
                 return;
@@ -3011,7 +3058,30 @@ impl IkeSa {
         data: &[u8],
         out: &mut Vec<Action>,
     ) -> Option<IkeSa> {
-        let msg = Message::parse(data).ok()?;
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(super::wire::WireError::UnsupportedCritical(t)) => {
+                // §2.5: a payload type we do not know, marked critical: refused, naming it.
+                let h = Header::parse(data).ok()?;
+                let mut sa = IkeSa::new(cfg, false, local, remote, now);
+                sa.spi_i = h.spi_i;
+                let mut h2 = sa.header(exchange::IKE_SA_INIT, true, 0);
+                h2.spi_r = 0;
+                out.push(Action::Send {
+                    local,
+                    remote,
+                    data: Message::emit(
+                        h2,
+                        &[Payload::notify(
+                            notify::UNSUPPORTED_CRITICAL_PAYLOAD,
+                            vec![t],
+                        )],
+                    ),
+                });
+                return None;
+            }
+            Err(_) => return None,
+        };
         let h = msg.header;
         let mut sa = IkeSa::new(cfg.clone(), false, local, remote, now);
         sa.spi_i = h.spi_i;
