@@ -70,9 +70,11 @@ pub fn oversize(ip: &[u8], max: u16) -> Oversize {
     }
 }
 
-/// Whether an ICMP error may be sent about the IP packet `ip`: not about ICMP errors, about
-/// non-first fragments, about packets to multicast or broadcast addresses, or about packets
-/// whose source is not one host (RFC 1812 §4.3.2.7, RFC 4443 §2.4 (e)).
+/// Whether an ICMP error may be sent about the IP packet `ip`: not about ICMP errors or ICMPv6
+/// redirects, about non-first fragments, about packets to multicast or broadcast addresses,
+/// or about packets whose source is not one host: for IPv4 also the "invalid source
+/// addresses" of RFC 1812 §5.3.7, network 0 and class E (RFC 1812 §4.3.2.7, RFC 4443
+/// §2.4 (e)).
 pub fn may_report(ip: &[u8]) -> bool {
     match ip.first().map(|b| b >> 4) {
         Some(4) => {
@@ -81,7 +83,8 @@ pub fn may_report(ip: &[u8]) -> bool {
             };
             let (src, dst) = (p.src_addr(), p.dst_addr());
             let one_host = |a: Ipv4Addr| {
-                !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
+                let first = a.octets()[0];
+                !(first == 0 || first >= 240 || a.is_multicast() || a.is_loopback())
             };
             if p.frag_offset() != 0 || !one_host(src) || dst.is_multicast() || dst.is_broadcast() {
                 return false;
@@ -100,8 +103,10 @@ pub fn may_report(ip: &[u8]) -> bool {
             }
             match p.upper_layer() {
                 Ok((_, _, true)) | Err(_) => false,
-                // RFC 4443 §2.1: types 0 to 127 are errors.
-                Ok((ip_proto::ICMPV6, off, false)) => ip.get(off).is_some_and(|t| *t >= 128),
+                // RFC 4443 §2.1: types 0 to 127 are errors; §2.4 (e.2): nor about a redirect.
+                Ok((ip_proto::ICMPV6, off, false)) => {
+                    ip.get(off).is_some_and(|t| *t >= 128 && *t != 137)
+                }
                 Ok(_) => true,
             }
         }
@@ -491,10 +496,18 @@ mod tests {
         assert!(!may_report(&e6));
         e6[40] = 128;
         assert!(may_report(&e6));
+        e6[40] = 137; // a redirect (RFC 4443 §2.4 (e.2))
+        assert!(!may_report(&e6));
         let mut m6 = v6(100, ip_proto::UDP);
         m6[24] = 0xff;
         assert!(!may_report(&m6));
         assert!(!may_report(&[0x45, 0, 0]));
+        // Sources that are no one host: network 0, class E (RFC 1812 §5.3.7).
+        for first in [0u8, 240, 250] {
+            let mut p = v4(100, false, ip_proto::UDP, 1);
+            p[12] = first;
+            assert!(!may_report(&p), "source {first}.168.10.5");
+        }
     }
 
     #[test]

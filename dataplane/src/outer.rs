@@ -193,8 +193,19 @@ pub(crate) fn v6_walk(
             }
             ip_proto::FRAGMENT if go_on(nh, off) => {
                 let b = ip.get(off..off + 8).ok_or(DropReason::Malformed)?;
-                if u16::from_be_bytes([b[2], b[3]]) != 0 {
-                    fragment = true; // offset or M flag set
+                let f = u16::from_be_bytes([b[2], b[3]]);
+                // Offset or M flag set; the two reserved bits are "ignored on reception"
+                // (RFC 8200 §4.5), so with only those set it is an atomic fragment.
+                if f & 0xfff9 != 0 {
+                    fragment = true;
+                }
+                if f & 0xfff8 != 0 {
+                    // A later fragment: what follows its header is the middle of the
+                    // datagram, not more headers (they are in the first fragment).
+                    if off + 8 > total {
+                        return Err(DropReason::Malformed);
+                    }
+                    return Ok((b[0], off + 8, off, true));
                 }
                 8
             }

@@ -554,4 +554,51 @@ mod tests {
         let got = r.push(&frags[0], 0).unwrap().unwrap().to_vec();
         assert_eq!(got, whole);
     }
+
+    /// Destination options after the fragment header (in the fragmentable part, RFC 8200
+    /// §4.5): a later fragment's payload is data, not a header. Before, it was read as one
+    /// (here its "length" pointed past the packet) and the fragment was not recognised, so
+    /// the datagram never completed. An atomic fragment with only the reserved bits set is
+    /// not a fragment.
+    #[test]
+    fn ipv6_headers_after_the_fragment_header_are_only_in_the_first_fragment() {
+        let mut whole = vec![0u8; 48];
+        whole[0] = 0x60;
+        whole[6] = 60; // destination options, then ESP
+        whole[7] = 64;
+        whole[8..24].copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        whole[24..40].copy_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        whole[40] = 50;
+        whole[42..48].copy_from_slice(&[1, 4, 0, 0, 0, 0]); // PadN
+        whole.extend_from_slice(&[0xee; 2000]);
+        let plen = (whole.len() - 40) as u16;
+        whole[4..6].copy_from_slice(&plen.to_be_bytes());
+        let fragmentable = &whole[40..];
+        let mut frags = Vec::new();
+        for (i, chunk) in fragmentable.chunks(1200).enumerate() {
+            let mut f = whole[..40].to_vec();
+            f[6] = 44;
+            let more = (i + 1) * 1200 < fragmentable.len();
+            let off = ((i * 1200 / 8) as u16) << 3 | u16::from(more);
+            f.extend_from_slice(&[60, 0]);
+            f.extend_from_slice(&off.to_be_bytes());
+            f.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+            f.extend_from_slice(chunk);
+            let plen = (f.len() - 40) as u16;
+            f[4..6].copy_from_slice(&plen.to_be_bytes());
+            frags.push(f);
+        }
+        assert!(is_fragment(&frags[0]) && is_fragment(&frags[1]));
+        let mut r = Reassembler::new(2, 30_000);
+        assert_eq!(r.push(&frags[1], 0), Ok(None));
+        let got = r.push(&frags[0], 0).unwrap().unwrap().to_vec();
+        assert_eq!(got, whole);
+        // Atomic: offset 0, M clear, reserved bits set.
+        let mut atomic = frags[0][..48].to_vec();
+        atomic[42..44].copy_from_slice(&6u16.to_be_bytes());
+        atomic[40] = 59; // no next header
+        atomic[4..6].copy_from_slice(&8u16.to_be_bytes());
+        assert!(!is_fragment(&atomic));
+        assert_eq!(r.push(&atomic, 0), Err(ReasmError::NotFragment));
+    }
 }
