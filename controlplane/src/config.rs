@@ -149,6 +149,10 @@ pub struct ChildConfig {
     pub esp_proposals: Vec<AlgSet>,
     /// Rekey after this long.
     pub lifetime: Duration,
+    /// A CHILD_SA not rekeyed by this age is deleted (and made anew): strongSwan's
+    /// `life_time`, by default 110% of `lifetime`. Without it, a CHILD_SA whose rekeys the
+    /// peer keeps refusing would carry traffic under the same keys for ever.
+    pub life_time: Duration,
     /// Rekey after this many bytes in either direction (0: no limit; strongSwan's
     /// `rekey_bytes`). The data plane refuses traffic at 110% of it (hard limit).
     pub rekey_bytes: u64,
@@ -532,6 +536,8 @@ struct RawChild {
     #[serde(default)]
     lifetime: Option<String>,
     #[serde(default)]
+    life_time: Option<String>,
+    #[serde(default)]
     rekey_bytes: u64,
     #[serde(default)]
     rekey_packets: u64,
@@ -817,12 +823,27 @@ impl Config {
                     ))),
                     Some(l) => Ok(l),
                 };
+                let lifetime = dur(&c.lifetime, 8 * 3600, "lifetime")?;
+                let life_time = match &c.life_time {
+                    None => lifetime + lifetime / 10,
+                    Some(_) => {
+                        let l = dur(&c.life_time, 0, "life_time")?;
+                        if l <= lifetime {
+                            return Err(inv(format!(
+                                "child `{}`: life_time must be above lifetime (the rekey time)",
+                                c.name
+                            )));
+                        }
+                        l
+                    }
+                };
                 children.push(ChildConfig {
                     name: c.name.clone(),
                     local_ts: c.local_ts.clone(),
                     remote_ts: c.remote_ts.clone(),
                     esp_proposals: esp,
-                    lifetime: dur(&c.lifetime, 8 * 3600, "lifetime")?,
+                    lifetime,
+                    life_time,
                     rekey_bytes: c.rekey_bytes,
                     rekey_packets: c.rekey_packets,
                     life_bytes: hard(c.life_bytes, c.rekey_bytes, "bytes")?,

@@ -1153,6 +1153,83 @@ fn a_refused_ike_sa_init_is_given_up_after_the_wait() {
     assert_eq!(n.up, (false, false));
 }
 
+/// A CHILD_SA whose rekeys the peer keeps refusing is not used for ever: at its hard time
+/// limit (`life_time`, by default 110% of `lifetime`, as strongSwan's) it is deleted, on
+/// both sides (and asked for anew, which B refuses here too; before, the old keys stayed in
+/// use, the rekey retried every 10 s). Here B wants another PFS group (ecp256) than A offers (modp2048), so every rekey
+/// gets INVALID_KE_PAYLOAD naming a group A does not have.
+#[test]
+fn a_child_not_rekeyed_by_its_life_time_is_deleted_on_both_sides() {
+    let now = Instant::now();
+    let mut n = reference_net();
+    let side = |l, r, lts, rts, start, esp| {
+        Daemon::new(&cfg(
+            l,
+            r,
+            lts,
+            rts,
+            start,
+            "aes256-sha256-modp2048",
+            esp,
+            "secret-psk-1",
+            "10s",
+        ))
+    };
+    n.a = side(
+        A,
+        B,
+        "192.168.10.0/24",
+        "192.168.20.0/24",
+        "start",
+        "aes256-sha256-modp2048",
+    );
+    n.b = side(
+        B,
+        A,
+        "192.168.20.0/24",
+        "192.168.10.0/24",
+        "none",
+        "aes256-sha256-ecp256",
+    );
+    n.bring_up(now);
+    let first = n.a_installed[0].spi_in;
+    let mut t = now;
+    let mut gone_at = None;
+    while t < now + Duration::from_secs(12) {
+        t += Duration::from_millis(250);
+        n.tick_both(t);
+        if gone_at.is_none() && n.a_removed.contains(&first) {
+            gone_at = Some(t.duration_since(now));
+        }
+    }
+    let gone_at = gone_at.expect("the CHILD_SA was removed");
+    assert!(
+        gone_at >= Duration::from_secs(11) && gone_at < Duration::from_millis(11_500),
+        "removed at its life_time of 11 s, not before: {gone_at:?}"
+    );
+    let a_children: Vec<u32> =
+        n.a.sas()
+            .next()
+            .unwrap()
+            .children
+            .iter()
+            .map(|c| c.spi_in)
+            .collect();
+    assert!(!a_children.contains(&first), "{a_children:?}");
+    let b_children: Vec<u32> =
+        n.b.sas()
+            .next()
+            .unwrap()
+            .children
+            .iter()
+            .map(|c| c.spi_out)
+            .collect();
+    assert!(
+        !b_children.contains(&first),
+        "B deleted its half too: {b_children:?}"
+    );
+}
+
 /// An IKE_SA_INIT with a payload of a type we do not know, marked critical, is refused with
 /// UNSUPPORTED_CRITICAL_PAYLOAD naming the type (RFC 7296 §2.5; before: no answer at all).
 #[test]
@@ -2565,7 +2642,9 @@ fn the_fuzz_seeds_of_a_synced_ike_sa_restore() {
 /// check takes that, and the message IDs are in step: the next request is answered as new.
 #[test]
 fn a_synced_ike_sa_resyncs_after_a_request_lost_with_the_old_master() {
-    let (mut n, now) = reference_up("10s");
+    // Rekeyed at 10 s; its hard time limit out of the way of the 12 s the test runs.
+    const LIVES_ON: &str = "10s\n        life_time: 1h";
+    let (mut n, now) = reference_up(LIVES_ON);
     // A's CHILD_SA rekey goes out; B answers it; the answer never reaches A (A dies).
     let t1 = now + Duration::from_millis(10_100);
     let acts = n.a.tick(t1);
@@ -2584,7 +2663,7 @@ fn a_synced_ike_sa_resyncs_after_a_request_lost_with_the_old_master() {
     );
     let b_children = n.b.sas().next().unwrap().children.len();
     // A2 carries on; its liveness check gets B's cached CREATE_CHILD_SA answer.
-    let mut a2 = twin("start", "10s");
+    let mut a2 = twin("start", LIVES_ON);
     let t2 = t1 + Duration::from_secs(2);
     assert_eq!(
         a2.restore(&states, Duration::from_secs(2), &|_| true, t2)
@@ -3005,6 +3084,7 @@ fn a_refused_child_is_asked_for_again_with_a_growing_wait() {
     // Child c of A lives 8 h here: no rekeys in the counts.
     let mut a = two_children(A, B, true, "start", false);
     a.tunnels[0].children[0].lifetime = Duration::from_secs(8 * 3600);
+    a.tunnels[0].children[0].life_time = Duration::from_secs(9 * 3600);
     let mut n = with_cfgs(
         &a,
         &Config::parse(&b_one_child, Path::new("b.yaml")).unwrap(),

@@ -3929,6 +3929,26 @@ impl IkeSa {
                 data: vec![0xff],
             });
         }
+        // A CHILD_SA that reached its hard time limit without a rekey (the peer kept refusing
+        // them) is deleted and made anew; not while our rekey of it is out.
+        let rekeying = |spi: u32| {
+            self.pending
+                .as_ref()
+                .is_some_and(|p| matches!(p.req, Req::RekeyChild { old, .. } if old == spi))
+        };
+        let expired = self.children.iter().position(|c| {
+            !c.rekeyed
+                && now.saturating_duration_since(c.installed) >= self.cfg.children[c.cfg].life_time
+                && !rekeying(c.spi_in)
+        });
+        if let Some(pos) = expired {
+            let c = self.remove_and_remake(now, pos, out);
+            tracing::warn!(tunnel = %self.cfg.name, child = %self.cfg.children[c.cfg].name,
+                spi_in = %format_args!("{:08x}", c.spi_in),
+                "a CHILD_SA reached its life_time without a rekey: deleted, made anew");
+            self.request(now, Req::DeleteChild { spi_in: c.spi_in }, out);
+            return;
+        }
         if self.ike_rekey_at.is_some_and(|t| now >= t) {
             self.ike_rekey_at = Some(now + Duration::from_secs(3600));
             let group = self.chosen.and_then(|c| c.dh).unwrap_or(Group::Modp2048);
@@ -3997,20 +4017,10 @@ impl IkeSa {
             .filter(|n| n.ntype < notify::FIRST_STATUS)
             .collect();
         if errors.iter().any(|n| n.ntype == notify::CHILD_SA_NOT_FOUND) {
-            let c = self.children.remove(pos);
             tracing::info!(tunnel = %self.cfg.name, child = %self.cfg.children[cfg].name,
-                spi_in = %format_args!("{:08x}", c.spi_in),
+                spi_in = %format_args!("{old:08x}"),
                 "the peer does not know the CHILD_SA we rekeyed: removed, made anew");
-            out.push(self.removal(&c));
-            let others = self
-                .children
-                .iter()
-                .any(|x| x.cfg == cfg && !x.rekeyed && x.worker == c.worker);
-            if c.worker.is_some() {
-                self.create_failed(now, cfg, c.worker);
-            } else if !others && !self.to_create.contains(&cfg) {
-                self.to_create.push_back(cfg);
-            }
+            self.remove_and_remake(now, pos, out);
             return;
         }
         let asked = errors
@@ -4032,6 +4042,24 @@ impl IkeSa {
             Duration::from_secs(10)
         };
         self.children[pos].rekey_at = now + wait;
+    }
+
+    /// Removes the CHILD_SA at `pos` from the data plane and queues a new one in its place
+    /// (a per-resource one after the usual wait). Returns it.
+    fn remove_and_remake(&mut self, now: Instant, pos: usize, out: &mut Vec<Action>) -> Child {
+        let c = self.children.remove(pos);
+        out.push(self.removal(&c));
+        let cfg = c.cfg;
+        let others = self
+            .children
+            .iter()
+            .any(|x| x.cfg == cfg && !x.rekeyed && x.worker == c.worker);
+        if c.worker.is_some() {
+            self.create_failed(now, cfg, c.worker);
+        } else if !others && !self.to_create.contains(&cfg) {
+            self.to_create.push_back(cfg);
+        }
+        c
     }
 
     /// A DH key pair for a CREATE_CHILD_SA of child `cfg`: of the group the peer last asked
