@@ -348,8 +348,9 @@ struct Tables {
     carry_in: Vec<u32>,
 }
 
-/// A neighbour one lcore learned, passed to the others: (address, MAC, may create an entry).
-type Learned = (IpAddr, [u8; 6], bool);
+/// A neighbour one lcore learned, passed to the others: (address, MAC, what it was heard in,
+/// which says whether it may create an entry or replace a MAC).
+type Learned = (IpAddr, [u8; 6], neigh::Heard);
 
 /// An on-demand policy's packet seen by a pipeline: (policy id, source, destination).
 type Acquire = (u32, IpAddr, IpAddr);
@@ -1440,18 +1441,18 @@ impl Pipeline {
 
     /// Takes in what the other lcores learned about neighbours.
     fn take_learned(&mut self, sh: &Shared) {
-        while let Some((ip, mac, create)) = sh.learn[self.id].pop() {
-            self.fib.neigh.learn(ip, mac, self.fib.now_ms, create);
+        while let Some((ip, mac, heard)) = sh.learn[self.id].pop() {
+            self.fib.neigh.learn(ip, mac, self.fib.now_ms, heard);
         }
     }
 
     /// Learns a neighbour from a frame pipeline `id` received, and tells the other lcores.
-    fn learn(fib: &mut Fib, id: usize, sh: &Shared, ip: IpAddr, mac: [u8; 6], create: bool) {
-        fib.neigh.learn(ip, mac, fib.now_ms, create);
+    fn learn(fib: &mut Fib, id: usize, sh: &Shared, ip: IpAddr, mac: [u8; 6], heard: neigh::Heard) {
+        fib.neigh.learn(ip, mac, fib.now_ms, heard);
         for (k, q) in sh.learn.iter().enumerate() {
             if k != id {
                 // A full queue loses the news; the next request or packet brings it again.
-                let _ = q.push((ip, mac, create));
+                let _ = q.push((ip, mac, heard));
             }
         }
     }
@@ -1548,7 +1549,8 @@ impl Pipeline {
                     .data()
                     .get(38..42)
                     .is_some_and(|t| ours(Ipv4Addr::new(t[0], t[1], t[2], t[3])));
-                Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, for_us);
+                let heard = neigh::Heard::Arp { for_us };
+                Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, heard);
             }
             if iface.ra && ra::is_router_solicit(m.data()) {
                 iface.solicits.fetch_add(1, Ordering::Relaxed);
@@ -1556,47 +1558,29 @@ impl Pipeline {
                 *v = Verdict::ToControlPlane;
                 continue;
             }
-            if let Some((ty, src, target, mac)) = neigh::parse_nd(m.data()) {
+            if let Some((ty, src, target, _)) = neigh::parse_nd(m.data()) {
+                // Our addresses, and the virtual ones this gateway holds.
                 let ours6 = |a: Ipv6Addr| {
                     iface.addrs6.contains(&a) || (has_vrrp && sh.vip_held(k, a.into()))
                 };
-                if let Some(mac) = mac.filter(|_| !src.is_unspecified()) {
-                    let ip = if ty == 135 { src } else { target };
-                    // Solicitations for us create entries; so do solicited advertisements
-                    // sent to one of our addresses, for a unicast target not ours: answers to
-                    // a solicitation the gateway sent (perhaps from another lcore, whose
-                    // table has the incomplete entry). Others only refresh (RFC 4861 §7.2.5).
-                    let create = ty == 135
-                        || (m.data().get(58).is_some_and(|f| f & 0x40 != 0)
-                            && !target.is_multicast()
-                            && !ours6(target)
-                            && m.data().get(38..54).is_some_and(|d| {
-                                ours6(Ipv6Addr::from(<[u8; 16]>::try_from(d).unwrap_or_default()))
-                            }));
-                    Self::learn(&mut self.fib, self.id, sh, ip.into(), mac, create);
+                // Solicitations for one of ours (only those: RFC 4861 §7.2.3) and answers to
+                // ours create entries, the rest only refresh (see `neigh::nd_lesson`).
+                if let Some((ip, mac, heard)) = neigh::nd_lesson(m.data(), ours6) {
+                    Self::learn(&mut self.fib, self.id, sh, ip, mac, heard);
                 }
-                let to_mac = m.data()[6..12].try_into().unwrap_or([0; 6]);
-                // Our addresses, and the virtual ones this gateway holds (from the virtual
-                // MAC if the router has one).
-                let vip = has_vrrp && sh.vip_held(k, target.into());
-                if ty == 135
-                    && (vip || iface.addrs6.contains(&target))
-                    && m.len() >= neigh::NA_FRAME_LEN
-                {
-                    let from = if vip {
+                if ty == 135 && ours6(target) {
+                    let to_mac = m.data()[6..12].try_into().unwrap_or([0; 6]);
+                    // From the virtual MAC if the target is a virtual address of a router
+                    // that has one.
+                    let from = if has_vrrp && sh.vip_held(k, target.into()) {
                         sh.mac_for(k, target.into(), my_mac)
                     } else {
                         my_mac
                     };
-                    // Duplicate address detection (a solicitation from ::) is answered to all
-                    // nodes (RFC 4861 §7.2.4): the address is taken.
-                    let n = if src.is_unspecified() {
-                        neigh::unsolicited_advert(m.data_mut(), from, target)
-                    } else {
-                        neigh::neighbor_advert(m.data_mut(), from, target, src, to_mac)
-                    };
-                    let extra = m.len() - n;
-                    if m.trim(extra).is_ok() {
+                    // Written over the solicitation, grown to the advertisement's size
+                    // (those without options are shorter). Duplicate address detection (from
+                    // ::) is answered to all nodes (RFC 4861 §7.2.4): the address is taken.
+                    if neigh::answer_solicit(m, from, target, src, to_mac) {
                         *l = Local::Answer;
                         *v = Verdict::ToControlPlane;
                         continue;
@@ -2375,6 +2359,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         neigh.requests += p.neigh.0.requests;
         neigh.learned = neigh.learned.max(p.neigh.0.learned);
         neigh.failed += p.neigh.0.failed;
+        neigh.evicted += p.neigh.0.evicted;
         neigh_entries = neigh_entries.max(p.neigh.1);
         // Counts for an older version of the tables are carried to the current one.
         if let Some(t) = &p.tables {
@@ -2399,6 +2384,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         drops.merge(&m.drops);
         neigh.requests += m.fib.neigh.stats.requests;
         neigh.failed += m.fib.neigh.stats.failed;
+        neigh.evicted += m.fib.neigh.stats.evicted;
         neigh_entries = neigh_entries.max(m.fib.neigh.len());
     }
     let mut dropmap = serde_json::Map::new();
@@ -2479,7 +2465,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         "spd_flow_cache": {"hits": cache.hits, "misses": cache.misses, "bypassed": cache.bypassed},
         "control": s.control.map(|_| serde_json::json!({"punted": punted, "injected": injected})),
         "neighbours": {"entries": neigh_entries, "requests": neigh.requests,
-            "learned": neigh.learned, "failed": neigh.failed},
+            "learned": neigh.learned, "failed": neigh.failed, "evicted": neigh.evicted},
         "reassembly": {"fragments": reasm.fragments, "reassembled": reasm.reassembled,
             "timed_out": reasm.timed_out, "evicted": reasm.evicted,
             "overlaps": reasm.overlaps, "malformed": reasm.malformed, "too_big": reasm.too_big},
