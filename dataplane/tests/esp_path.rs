@@ -1001,6 +1001,58 @@ fn ipv6_transport_esp_goes_after_the_routing_header() {
     assert_eq!(b.data(), &p[..]);
 }
 
+/// Clear (bypassed) packets too big for the port get the same verdicts as tunnelled ones,
+/// against the port's MTU: refused with it (DF), or left to fragment. Before, every one was
+/// forwarded, for the NIC to drop without a word (a path MTU black hole).
+#[test]
+fn oversized_bypassed_packets_get_too_big_or_fragment_verdicts() {
+    let spd = Spd::build(vec![Rule {
+        priority: 10,
+        selector: Selector {
+            src: "0.0.0.0/0".parse().unwrap(),
+            dst: "0.0.0.0/0".parse().unwrap(),
+            proto: None,
+            src_ports: PortRange::ANY,
+            dst_ports: PortRange::ANY,
+        },
+        action: Action::Bypass,
+    }])
+    .unwrap();
+    let df = udp4([192, 168, 10, 5], [198, 51, 100, 7], 1500 - 28, 0);
+    let mut no_df = df.clone();
+    no_df[6] = 0;
+    no_df[10..12].fill(0);
+    let c = !dataplane::wire::checksum::data(&no_df[..20]);
+    no_df[10..12].copy_from_slice(&c.to_be_bytes());
+    let fits = udp4([192, 168, 10, 5], [198, 51, 100, 7], 1400 - 28, 0);
+    let mut pkts = vec![
+        HeapBuf::from_slice(&df),
+        HeapBuf::from_slice(&no_df),
+        HeapBuf::from_slice(&fits),
+    ];
+    let mut verdicts = [Verdict::Pending; 3];
+    let mut drops = DropCounters::default();
+    let t = OutboundTables {
+        spd: &spd,
+        mtu: 1400,
+    };
+    let mut hits = PolicyHits::new(spd.len());
+    assert_eq!(
+        burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits),
+        1
+    );
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::TooBig(1400),
+            Verdict::Fragment(1400),
+            Verdict::Forward
+        ]
+    );
+    assert_eq!(drops.get(DropReason::TooBig), 1);
+    assert_eq!(pkts[2].data(), &fits[..]);
+}
+
 /// Packets too big for the tunnel: DF or IPv6 ones are refused with the MTU to report
 /// (counted as too_big), IPv4 without DF is left for the caller to fragment.
 #[test]

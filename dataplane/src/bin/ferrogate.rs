@@ -1818,17 +1818,22 @@ impl Pipeline {
                 }
                 Verdict::Fragment(max) => {
                     // RFC 4301 §8.1: fragments of the inner packet, each encapsulated with
-                    // the SA the whole packet's policy names.
-                    let sa = dataplane::flow::flow_key(m.data())
+                    // the SA the whole packet's policy names; a bypassed packet's fragments
+                    // go as they are.
+                    let rule = dataplane::flow::flow_key(m.data())
                         .ok()
-                        .and_then(|key| tables.spd_out.lookup(&key))
-                        .and_then(|r| match &r.action {
-                            Action::Protect(t) => t.sa_for(self.me).map(Arc::as_ref),
-                            _ => None,
-                        });
-                    match sa {
-                        Some(sa) => tx.fragment(&m, max, Some(sa), &self.pool, &mut self.manners),
-                        None => tx.drops.inc(DropReason::NoSaForPolicy),
+                        .and_then(|key| tables.spd_out.lookup(&key));
+                    match rule.map(|r| &r.action) {
+                        Some(Action::Bypass) => {
+                            tx.fragment(&m, max, None, &self.pool, &mut self.manners)
+                        }
+                        Some(Action::Protect(t)) => match t.sa_for(self.me) {
+                            Some(sa) => {
+                                tx.fragment(&m, max, Some(sa), &self.pool, &mut self.manners)
+                            }
+                            None => tx.drops.inc(DropReason::NoSaForPolicy),
+                        },
+                        _ => tx.drops.inc(DropReason::NoSaForPolicy),
                     }
                     continue;
                 }
