@@ -1001,12 +1001,9 @@ fn ipv6_transport_esp_goes_after_the_routing_header() {
     assert_eq!(b.data(), &p[..]);
 }
 
-/// Clear (bypassed) packets too big for the port get the same verdicts as tunnelled ones,
-/// against the port's MTU: refused with it (DF), or left to fragment. Before, every one was
-/// forwarded, for the NIC to drop without a word (a path MTU black hole).
-#[test]
-fn oversized_bypassed_packets_get_too_big_or_fragment_verdicts() {
-    let spd = Spd::build(vec![Rule {
+/// An SPD-out of one rule that takes every IPv4 packet.
+fn everything(action: Action<OutboundTarget>) -> Spd<OutboundTarget> {
+    Spd::build(vec![Rule {
         priority: 10,
         selector: Selector {
             src: "0.0.0.0/0".parse().unwrap(),
@@ -1015,16 +1012,30 @@ fn oversized_bypassed_packets_get_too_big_or_fragment_verdicts() {
             src_ports: PortRange::ANY,
             dst_ports: PortRange::ANY,
         },
-        action: Action::Bypass,
+        action,
     }])
-    .unwrap();
-    let df = udp4([192, 168, 10, 5], [198, 51, 100, 7], 1500 - 28, 0);
+    .unwrap()
+}
+
+/// UDP packets to `dst` from an inside host: `big` bytes with DF, the same without DF, and
+/// one of `fits` bytes.
+fn too_big_and_fitting(dst: [u8; 4], big: usize, fits: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let df = udp4([192, 168, 10, 5], dst, big - 28, 0);
     let mut no_df = df.clone();
     no_df[6] = 0;
     no_df[10..12].fill(0);
     let c = !dataplane::wire::checksum::data(&no_df[..20]);
     no_df[10..12].copy_from_slice(&c.to_be_bytes());
-    let fits = udp4([192, 168, 10, 5], [198, 51, 100, 7], 1400 - 28, 0);
+    (df, no_df, udp4([192, 168, 10, 5], dst, fits - 28, 0))
+}
+
+/// Clear (bypassed) packets too big for the port get the same verdicts as tunnelled ones,
+/// against the port's MTU: refused with it (DF), or left to fragment. Before, every one was
+/// forwarded, for the NIC to drop without a word (a path MTU black hole).
+#[test]
+fn oversized_bypassed_packets_get_too_big_or_fragment_verdicts() {
+    let spd = everything(Action::Bypass);
+    let (df, no_df, fits) = too_big_and_fitting([198, 51, 100, 7], 1500, 1400);
     let mut pkts = vec![
         HeapBuf::from_slice(&df),
         HeapBuf::from_slice(&no_df),
@@ -1068,29 +1079,12 @@ fn oversized_packets_get_too_big_or_fragment_verdicts() {
     );
     let out = Arc::new(OutboundSa::new(&o).unwrap());
     assert_eq!(out.max_inner_len(1500), 1446);
-    let spd = Spd::build(vec![Rule {
-        priority: 10,
-        selector: Selector {
-            src: "0.0.0.0/0".parse().unwrap(),
-            dst: "0.0.0.0/0".parse().unwrap(),
-            proto: None,
-            src_ports: PortRange::ANY,
-            dst_ports: PortRange::ANY,
-        },
-        action: Action::Protect(OutboundTarget {
-            policy_id: 1,
-            sa: Some(out.clone()),
-            per_worker: Vec::new(),
-        }),
-    }])
-    .unwrap();
-    let df = udp4([192, 168, 10, 5], [192, 168, 20, 7], 1447 - 28, 0);
-    let mut no_df = df.clone();
-    no_df[6] = 0;
-    no_df[10..12].fill(0);
-    let c = !dataplane::wire::checksum::data(&no_df[..20]);
-    no_df[10..12].copy_from_slice(&c.to_be_bytes());
-    let fits = udp4([192, 168, 10, 5], [192, 168, 20, 7], 1446 - 28, 0);
+    let spd = everything(Action::Protect(OutboundTarget {
+        policy_id: 1,
+        sa: Some(out.clone()),
+        per_worker: Vec::new(),
+    }));
+    let (df, no_df, fits) = too_big_and_fitting([192, 168, 20, 7], 1447, 1446);
     let mut pkts = vec![
         HeapBuf::from_slice(&df),
         HeapBuf::from_slice(&no_df),
