@@ -107,6 +107,9 @@ drop_reasons! {
     /// learned, a port that hears everything): not this router's to forward or answer, as the
     /// Linux stack drops `PACKET_OTHERHOST` frames.
     OtherHost => "other_host",
+    /// An IPv4 header whose checksum does not verify (RFC 1812 §5.2.2: a router "MUST
+    /// discard" it, and sends no ICMP error about it).
+    BadIpChecksum => "bad_ip_checksum",
 }
 
 /// One counter per [`DropReason`]. Plain integers: each worker owns its own set and the stats

@@ -135,6 +135,20 @@ pub fn icmpv6_echo_reply_if(ip: &mut [u8], is_ours: impl Fn(Ipv6Addr) -> bool) -
     true
 }
 
+/// Whether the IP packet `ip` may go on: false only for an IPv4 header, whole and of a valid
+/// length, whose checksum does not verify (RFC 1812 §5.2.2: a router "MUST verify the IP
+/// checksum of any packet that is received"). Anything else is for later stages to judge.
+pub fn ipv4_checksum_ok(ip: &[u8]) -> bool {
+    if ip.first().map(|b| b >> 4) != Some(4) {
+        return true;
+    }
+    let hl = usize::from(ip[0] & 0x0f) * 4;
+    match ip.get(..hl) {
+        Some(h) if hl >= 20 => checksum::data(h) == 0xffff,
+        _ => true,
+    }
+}
+
 /// A router's TTL / hop-limit decrement (RFC 1812 §5.3.1, RFC 8200 §3), with the IPv4 checksum
 /// updated incrementally (RFC 1624). Packets that would leave with TTL 0 are refused.
 pub fn decrement_ttl(ip: &mut [u8]) -> Result<(), DropReason> {
@@ -209,6 +223,32 @@ pub fn v4_addrs(addrs: impl IntoIterator<Item = IpAddr>) -> Vec<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_checksums_are_verified() {
+        let mut p = vec![0u8; 28];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&28u16.to_be_bytes());
+        p[8] = 64;
+        p[9] = ip_proto::UDP;
+        p[12..16].copy_from_slice(&[192, 168, 10, 5]);
+        p[16..20].copy_from_slice(&[192, 168, 20, 5]);
+        let c = !checksum::data(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        assert!(ipv4_checksum_ok(&p));
+        for i in 0..20 {
+            let mut bad = p.clone();
+            bad[i] ^= 0x10;
+            if i == 0 {
+                continue; // another header length: for later stages
+            }
+            assert!(!ipv4_checksum_ok(&bad), "byte {i}");
+        }
+        // Not IPv4, or not a whole header: not this check's to refuse.
+        assert!(ipv4_checksum_ok(&[0x60; 40]));
+        assert!(ipv4_checksum_ok(&p[..12]));
+        assert!(ipv4_checksum_ok(&[]));
+    }
 
     #[test]
     fn arp_request_for_us_becomes_the_reply() {

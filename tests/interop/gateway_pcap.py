@@ -112,6 +112,10 @@ def main():
         # gateway must leave it alone and count it.
         stray = IP(src="192.168.10.5", dst="192.168.20.8") / UDP(sport=4999, dport=5001) / Raw(b"for another router")
         inside.append(Ether(src=MAC_H1, dst="02:00:00:00:99:99") / stray)
+        # A protected flow's packet whose IPv4 header checksum is wrong: dropped and counted
+        # (RFC 1812 §5.2.2), not sealed.
+        corrupt = IP(src="192.168.10.5", dst="192.168.20.8", chksum=0x1234) / UDP(sport=4998, dport=5001) / Raw(b"bad sum")
+        inside.append(Ether(src=MAC_H1, dst=MAC_A_IN) / corrupt)
         inside.append(Ether(src=MAC_H1, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=MAC_H1, psrc="192.168.10.5", pdst="192.168.10.1"))
         inside.append(Ether(src=MAC_H1, dst=MAC_A_IN) / IP(src="192.168.10.5", dst="192.168.10.1") / ICMP(id=99, seq=1) / Raw(b"are you there"))
         wrpcap(os.path.join(d, "in_rx.pcap"), inside)
@@ -125,7 +129,11 @@ def main():
         tampered = IP(bytes(sa_b.encrypt(IP(src="192.168.20.7", dst="192.168.10.5") / UDP())))
         raw = bytearray(bytes(tampered))
         raw[-20] ^= 1
+        # Valid ESP whose outer IPv4 header checksum is wrong: dropped before the SAD.
+        bad_outer = IP(bytes(sa_b.encrypt(IP(src="192.168.20.7", dst="192.168.10.5") / UDP(sport=5003, dport=4200) / Raw(b"bad outer sum"))))
+        bad_outer.chksum ^= 0x0101
         outside = [Ether(src=MAC_B, dst=MAC_A_OUT) / p for p in esp_in + [replay]] + [Ether(src=MAC_B, dst=MAC_A_OUT) / IP(bytes(raw))]
+        outside.append(Ether(src=MAC_B, dst=MAC_A_OUT) / bad_outer)
         # Bigger packets whose ESP scapy fragments (a path MTU of 400 between B and us).
         big = [IP(src="192.168.20.7", dst="192.168.10.5") / UDP(sport=5002, dport=4100 + i) / Raw(bytes([i]) * (900 + 150 * i))
                for i in range(3)]
@@ -204,6 +212,10 @@ def main():
         check("inside frames go to the host's MAC", all(f[Ether].dst == MAC_H1 and f[Ether].src == MAC_A_IN for f in in_tx))
         check("the frame sent to another MAC was counted, not forwarded",
               stats["drops"].get("other_host") == 1 and hop(stray) not in got, stats["drops"])
+        check("an IPv4 header checksum that fails, one each way, was counted and nothing of it forwarded",
+              stats["drops"].get("bad_ip_checksum") == 2
+              and not any(b"bad sum" in g for g in got)
+              and not any(b"bad outer sum" in bytes(f) for f in in_all), stats["drops"])
         check("the replay and the tampered packet were counted",
               stats["drops"].get("replay_duplicate") == 1 and stats["drops"].get("icv_mismatch") == 1, stats["drops"])
     print(f"{passed} passed, {failed} failed")

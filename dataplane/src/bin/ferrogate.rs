@@ -1619,6 +1619,14 @@ impl Pipeline {
                     continue;
                 }
             };
+            // RFC 1812 §5.2.2: a router verifies the IPv4 header checksum of every packet it
+            // receives (its fields decide everything that follows) and drops those that fail,
+            // without an answer. NICs that check it in hardware would spare this.
+            if !dataplane::host::ipv4_checksum_ok(&m.data()[off..]) {
+                *v = Verdict::Drop(DropReason::BadIpChecksum);
+                self.drops.inc(DropReason::BadIpChecksum);
+                continue;
+            }
             if has_vrrp && vrrp::is_vrrp(&m.data()[off..]) {
                 // Advertisements go to the main lcore's routers; refused ones are counted.
                 match vrrp::parse_advert(&m.data()[off..]) {
