@@ -116,6 +116,11 @@ def main():
         # (RFC 1812 §5.2.2), not sealed.
         corrupt = IP(src="192.168.10.5", dst="192.168.20.8", chksum=0x1234) / UDP(sport=4998, dport=5001) / Raw(b"bad sum")
         inside.append(Ether(src=MAC_H1, dst=MAC_A_IN) / corrupt)
+        # TTL 1: Time Exceeded back to the host, unless the frame went to the link's broadcast
+        # address (RFC 1812 §4.3.2.7: no ICMP error about a link-layer broadcast).
+        expiring = IP(src="192.168.10.5", dst="192.168.20.7", ttl=1) / UDP(sport=4997, dport=5001) / Raw(b"last hop")
+        inside.append(Ether(src=MAC_H1, dst=MAC_A_IN) / expiring)
+        inside.append(Ether(src=MAC_H1, dst="ff:ff:ff:ff:ff:ff") / expiring)
         inside.append(Ether(src=MAC_H1, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=MAC_H1, psrc="192.168.10.5", pdst="192.168.10.1"))
         inside.append(Ether(src=MAC_H1, dst=MAC_A_IN) / IP(src="192.168.10.5", dst="192.168.10.1") / ICMP(id=99, seq=1) / Raw(b"are you there"))
         wrpcap(os.path.join(d, "in_rx.pcap"), inside)
@@ -194,8 +199,13 @@ def main():
 
         in_all = rdpcap(os.path.join(d, "in_tx.pcap"))
         arp = [f for f in in_all if ARP in f]
-        echo = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1"]
-        in_tx = [f for f in in_all if f not in arp and f not in echo]
+        echo = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1" and f[ICMP].type == 0]
+        expired = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1" and f[ICMP].type == 11]
+        in_tx = [f for f in in_all if f not in arp and f not in echo and f not in expired]
+        check("TTL 1: one Time Exceeded, for the unicast frame only (none about a link broadcast)",
+              len(expired) == 1 and expired[0][IP].dst == "192.168.10.5"
+              and bytes(expired[0][ICMP].payload)[:20] == bytes(expiring)[:20]
+              and stats["drops"].get("ttl_exceeded") == 2, f"{len(expired)} {stats['drops']}")
         check("the gateway answered ARP for its inside address",
               len(arp) == 1 and arp[0][ARP].op == 2 and arp[0][ARP].hwsrc == MAC_A_IN and arp[0][ARP].psrc == "192.168.10.1"
               and arp[0][Ether].dst == MAC_H1)

@@ -1674,6 +1674,9 @@ impl Pipeline {
                 *v = Verdict::ToControlPlane;
                 continue;
             }
+            // Sent to a link-layer broadcast or multicast address: no ICMP error about it
+            // (RFC 1812 §4.3.2.7, RFC 4443 §2.4 (e.4)/(e.5)).
+            let l2_group = m.data()[0] & 1 != 0;
             if m.adj(off).is_err() {
                 *v = Verdict::Drop(DropReason::Malformed);
                 self.drops.inc(DropReason::Malformed);
@@ -1716,7 +1719,7 @@ impl Pipeline {
                     // Time exceeded, from our address on this side (RFC 792).
                     let from = source_for(m.data(), my4, my6);
                     let e = IcmpError::TimeExceeded;
-                    if r == DropReason::TtlExceeded && self.manners.build(e, m, from) {
+                    if r == DropReason::TtlExceeded && !l2_group && self.manners.build(e, m, from) {
                         *l = Local::Error(e);
                     }
                     continue;
