@@ -26,6 +26,11 @@ pub const V6_MIN_MTU: u32 = 1280;
 /// RFC 791: every IPv4 host takes 68-byte datagrams unfragmented; no smaller MTU is reported.
 pub const V4_MIN_MTU: u16 = 68;
 
+/// The least path MTU taken from a Fragmentation Needed about our IPv4 ESP: smaller reports
+/// are raised to it (Linux's `min_pmtu` is 552), so that a forged one cannot make every packet
+/// of a tunnel tiny.
+pub const V4_MIN_PMTU: u16 = 576;
+
 /// Which error to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
@@ -112,6 +117,101 @@ pub fn may_report(ip: &[u8]) -> bool {
         }
         _ => false,
     }
+}
+
+/// A Fragmentation Needed (ICMPv4 3/4, RFC 1191) or Packet Too Big (ICMPv6 2/0, RFC 4443
+/// §3.2) sent to one of our addresses (`ours`) about an ESP packet that one of our addresses
+/// sent, plain or in UDP (RFC 3948): its SPI, the peer it was going to, and the MTU the path
+/// takes. RFC 4301 §8.2.1: a gateway keeps the PMTU of its SAs from these. The quoted packet
+/// must name its SPI (so one cannot be forged without knowing an SA of ours). None for
+/// anything else, and for an MTU field of 0 (a router from before RFC 1191); an MTU below
+/// [`V4_MIN_PMTU`] (IPv4) or 1280 (IPv6) is raised to it.
+pub fn esp_too_big(ip: &[u8], ours: impl Fn(IpAddr) -> bool) -> Option<(u32, IpAddr, u16)> {
+    match ip.first()? >> 4 {
+        4 => {
+            let p = ipv4::Packet::new_checked(ip).ok()?;
+            if p.next_header() != ip_proto::ICMP
+                || p.frag_offset() != 0
+                || !ours(p.dst_addr().into())
+            {
+                return None;
+            }
+            let icmp = p.payload();
+            if icmp.get(..2)? != [3, 4]
+                || !icmpv4::Packet::new_checked(icmp).ok()?.verify_checksum()
+            {
+                return None;
+            }
+            let mtu = u16::from_be_bytes([*icmp.get(6)?, *icmp.get(7)?]);
+            // The quoted header, as much of the packet as the router kept (its length field
+            // says more than is here).
+            let q = icmp.get(8..)?;
+            let hl = usize::from(*q.first()? & 0x0f) * 4;
+            if q[0] >> 4 != 4 || hl < 20 || q.len() < hl {
+                return None;
+            }
+            let frag_offset = u16::from_be_bytes([q[6], q[7]]) & 0x1fff;
+            let src = Ipv4Addr::new(q[12], q[13], q[14], q[15]);
+            let dst = Ipv4Addr::new(q[16], q[17], q[18], q[19]);
+            if frag_offset != 0 || !ours(src.into()) || mtu == 0 {
+                return None;
+            }
+            let spi = quoted_spi(q[9], &q[hl..])?;
+            Some((spi, dst.into(), mtu.max(V4_MIN_PMTU)))
+        }
+        6 => {
+            let p = ipv6::Packet::new_checked(ip).ok()?;
+            let (nh, off, non_first) = p.upper_layer().ok()?;
+            if nh != ip_proto::ICMPV6 || non_first || !ours(p.dst_addr().into()) {
+                return None;
+            }
+            let icmp = ip.get(off..usize::from(p.payload_len()) + 40)?;
+            let sum_ok = icmpv6::Packet::new_checked(icmp)
+                .ok()?
+                .verify_checksum(&p.src_addr(), &p.dst_addr());
+            if icmp.get(..2)? != [2, 0] || !sum_ok {
+                return None;
+            }
+            let mtu = u32::from_be_bytes(icmp.get(4..8)?.try_into().ok()?);
+            let q = icmp.get(8..)?;
+            if q.len() < 40 || q[0] >> 4 != 6 || mtu == 0 {
+                return None;
+            }
+            let addr = |b: &[u8]| Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap_or_default());
+            let (src, dst) = (addr(&q[8..24]), addr(&q[24..40]));
+            if !ours(src.into()) {
+                return None;
+            }
+            // Its headers, as far as they were quoted; not from a fragment (ours are whole).
+            let (proto, l4, _, fragment) = crate::outer::v6_walk(q, q.len(), |_, _| true).ok()?;
+            if fragment {
+                return None;
+            }
+            let spi = quoted_spi(proto, q.get(l4..)?)?;
+            let mtu = mtu.clamp(V6_MIN_MTU, u32::from(u16::MAX)) as u16;
+            Some((spi, dst.into(), mtu))
+        }
+        _ => None,
+    }
+}
+
+/// The SPI at the start of a quoted ESP header, or after a quoted UDP header on port 4500 (in
+/// either direction: the peer's end may be a NAT's port). Zero is no SPI (in UDP, the
+/// non-ESP marker of IKE).
+fn quoted_spi(proto: u8, l4: &[u8]) -> Option<u32> {
+    let spi = match proto {
+        ip_proto::ESP => l4.get(..4)?,
+        ip_proto::UDP => {
+            let natt = 4500u16.to_be_bytes();
+            if l4.get(..2)? != natt && l4.get(2..4)? != natt {
+                return None;
+            }
+            l4.get(8..12)?
+        }
+        _ => return None,
+    };
+    let spi = u32::from_be_bytes(spi.try_into().ok()?);
+    (spi != 0).then_some(spi)
 }
 
 /// ICMPv4 error types (RFC 792, RFC 1812 §4.3.2.7): destination unreachable, source quench,
@@ -475,6 +575,93 @@ mod tests {
         assert_eq!(m.data(), &orig[..1232]);
     }
 
+    /// Fragmentation Needed / Packet Too Big about ESP we sent (as a router on the path would
+    /// send them: the error quoting our packet, to our address) give the SPI, the peer and
+    /// the MTU; about anything else, nothing.
+    #[test]
+    fn too_big_errors_about_our_esp_name_the_sa() {
+        let us4 = Ipv4Addr::new(203, 0, 113, 1);
+        let peer4 = Ipv4Addr::new(198, 51, 100, 2);
+        let router4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 254));
+        let ours =
+            |a: IpAddr| a == IpAddr::V4(us4) || a == "2001:db8::1".parse::<IpAddr>().unwrap();
+        let esp4 = |src: Ipv4Addr, proto: u8, l4: &[u8]| {
+            let mut p = v4(1500, true, proto, 64);
+            p[12..16].copy_from_slice(&src.octets());
+            p[16..20].copy_from_slice(&peer4.octets());
+            p[20..20 + l4.len()].copy_from_slice(l4);
+            p
+        };
+        let error = |orig: &[u8], mtu: u16, from: IpAddr| {
+            let mut out = [0u8; 1280];
+            let n = build(Error::TooBig { mtu }, orig, from, &mut out).unwrap();
+            out[..n].to_vec()
+        };
+        let spi = [0xc0, 0x01, 0x00, 0x01];
+        let plain = esp4(us4, ip_proto::ESP, &spi);
+        let want = Some((0xc001_0001, IpAddr::V4(peer4), 1300));
+        assert_eq!(esp_too_big(&error(&plain, 1300, router4), ours), want);
+        // In UDP (NAT-T), from our port 4500 to the NAT's.
+        let natt = [
+            0x11, 0x94, 0x9c, 0x41, 0x05, 0xdc, 0, 0, 0xc0, 0x01, 0x00, 0x01,
+        ];
+        let udp = esp4(us4, ip_proto::UDP, &natt);
+        assert_eq!(esp_too_big(&error(&udp, 1300, router4), ours), want);
+        // A tiny MTU is raised to the floor; 0 (before RFC 1191) is no answer.
+        let tiny = esp_too_big(&error(&plain, 100, router4), ours);
+        assert_eq!(tiny.map(|t| t.2), Some(V4_MIN_PMTU));
+        let mut zero = error(&plain, 1300, router4);
+        zero[26..28].fill(0);
+        assert_eq!(
+            esp_too_big(&zero, ours),
+            None,
+            "MTU 0 (the checksum is wrong too)"
+        );
+        let c = u16::from_be_bytes([zero[22], zero[23]]);
+        zero[22..24].copy_from_slice(&crate::wire::checksum::update(c, 1300, 0).to_be_bytes());
+        assert_eq!(esp_too_big(&zero, ours), None, "MTU 0");
+        let mut bad_sum = error(&plain, 1300, router4);
+        bad_sum[22] ^= 1;
+        assert_eq!(esp_too_big(&bad_sum, ours), None, "ICMP checksum");
+        // Not about ESP of ours: IKE in UDP 4500 (non-ESP marker), another source, other
+        // UDP, another ICMP type.
+        let mut ike = natt;
+        ike[8..12].fill(0);
+        assert_eq!(
+            esp_too_big(&error(&esp4(us4, ip_proto::UDP, &ike), 1300, router4), ours),
+            None
+        );
+        let theirs = esp4(Ipv4Addr::new(203, 0, 113, 9), ip_proto::ESP, &spi);
+        assert_eq!(esp_too_big(&error(&theirs, 1300, router4), ours), None);
+        let mut other_udp = natt;
+        other_udp[..4].copy_from_slice(&[0, 53, 0, 53]);
+        assert_eq!(
+            esp_too_big(
+                &error(&esp4(us4, ip_proto::UDP, &other_udp), 1300, router4),
+                ours
+            ),
+            None
+        );
+        let mut out = [0u8; 1280];
+        let n = build(Error::TimeExceeded, &plain, router4, &mut out).unwrap();
+        assert_eq!(esp_too_big(&out[..n], ours), None);
+        // IPv6: the same, below 1280 raised to it.
+        let mut p6 = v6(1500, ip_proto::ESP);
+        p6[8..24].copy_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        p6[24..40].copy_from_slice(&"2001:db8::2".parse::<Ipv6Addr>().unwrap().octets());
+        p6[40..44].copy_from_slice(&spi);
+        let router6: IpAddr = "2001:db8:ff::1".parse().unwrap();
+        let peer6: IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(
+            esp_too_big(&error(&p6, 1400, router6), ours),
+            Some((0xc001_0001, peer6, 1400))
+        );
+        assert_eq!(
+            esp_too_big(&error(&p6, 1000, router6), ours).map(|t| t.2),
+            Some(1280)
+        );
+    }
+
     #[test]
     fn no_errors_about_errors_fragments_or_multicast() {
         let mut err = v4(56, false, ip_proto::ICMP, 1);
@@ -585,7 +772,7 @@ mod tests {
                 // Mostly IPv4 / IPv6 with arbitrary header lengths, sometimes anything.
                 *x = match version { 0 => 0x40 | (*x & 15), 1 => 0x60, _ => *x };
             }
-            let _ = (may_report(&b), oversize(&b, max));
+            let _ = (may_report(&b), oversize(&b, max), esp_too_big(&b, |_| true));
             let mut out = vec![0u8; room];
             let v4 = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
             let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);

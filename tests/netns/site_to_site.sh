@@ -27,8 +27,10 @@
 #       pre-fragmentation (ping -M dont -s 1472, ESP on the wire within the 1500 MTU),
 #       fragmentation needed with the SA's inner MTU (ping -M do -s 1472), and from B, whose
 #       inside port has MTU 1400, fragmentation needed through the tunnel (ping -M do -s 1410);
-#       a burst of 200 expiring pings meets the rate limit; and the ICMPv6 counterparts (time
-#       exceeded from A and from B, packet too big from A and from B through the tunnel)
+#       a Fragmentation Needed (mtu 1300) about A's ESP, injected onto the outside link, lowers
+#       A's SA MTU (ping -M do -s 1372 gets the smaller inner MTU); a burst of 200 expiring
+#       pings meets the rate limit; and the ICMPv6 counterparts (time exceeded from A and from
+#       B, packet too big from A and from B through the tunnel)
 #   WORKERS=N site_to_site.sh ...               N worker lcores per gateway instead of one (af_packet
 #       qpairs=N: N receive and transmit queues per port, PACKET_FANOUT_HASH spreading flows over
 #       them; the lcores share the 2 CPUs through EAL --lcores): every check above, plus 4
@@ -459,6 +461,38 @@ if [ -n "${ICMP:-}" ]; then
         ping6_says "From fd00:10::1 icmp_seq=1 Packet too big: mtu=$SA_MTU" -M do -s 1452
     check "ping -6 -M do -s 1390 (1438 bytes, fits the tunnel): B's inside MTU 1400 as packet too big through the tunnel" \
         ping6_says "From fd00:20::1 icmp_seq=1 Packet too big: mtu=1400" -M do -s 1390
+    # A router between the gateways says A's ESP does not fit a 1300-byte link: a
+    # Fragmentation Needed (RFC 1191) to A quoting one of A's ESP packets, sent onto the outside
+    # link from B's side. A lowers its SA's MTU towards B (RFC 4301 §8.2.1), and host A's next
+    # packet that fitted before is refused with the smaller inner MTU.
+    ROOM13=$((1300 - 20 - 8 - IV - ICV))
+    SA_MTU13=$((ROOM13 / BLK * BLK - 2))
+    ip netns exec "$GB" python3 - "$MAC_GAO" "$MAC_GBO" <<'EOP'
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+def ipv4(src, dst, proto, payload, length=None):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, length or 20 + len(payload), 0, 0x4000, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:]
+# The head of an ESP packet A sent B (SPI 0xa0b0, as a router quotes it: header and 8 bytes).
+quoted = ipv4("203.0.113.1", "203.0.113.2", 50, b"", length=1500) + struct.pack("!II", 0xa0b0, 7)
+icmp = struct.pack("!BBHHH", 3, 4, 0, 0, 1300) + quoted
+icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+frame = bytes.fromhex(sys.argv[1].replace(":", "")) + bytes.fromhex(sys.argv[2].replace(":", "")) + b"\x08\x00"
+frame += ipv4("203.0.113.2", "203.0.113.1", 1, icmp) + icmp
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("gBo", 0))
+s.send(frame)
+EOP
+    sleep 0.5
+    check "ping -M do -s 1372 after a router's Fragmentation Needed (mtu 1300) about A's ESP: mtu = $SA_MTU13" \
+        ping_says "mtu = $SA_MTU13" -M do -s 1372
     # 200 expiring probes in about 0.4 s against a bucket of 100 a second (burst 100): the
     # gateway answers some, suppresses the rest and counts them (rate_limited, below).
     ip netns exec "$HA" ping -n -q -c 200 -i 0.002 -W 1 -t 1 192.168.20.5 > /dev/null 2>&1 || true

@@ -376,6 +376,9 @@ struct Shared {
     punts: Option<MbufRing>,
     /// Packets of on-demand policies without an SA, for the main lcore to acquire.
     acquires: ArrayQueue<Acquire>,
+    /// Fragmentation Needed / Packet Too Big about our ESP the pipelines received: (SPI,
+    /// peer, MTU), for the main lcore ([`PmtuLearnt`]).
+    pmtu: ArrayQueue<(u32, IpAddr, u16)>,
     /// Neighbours learned, one queue per pipeline (the main lcore's last).
     learn: Vec<ArrayQueue<Learned>>,
     /// Each polling pipeline's counters, refreshed every [`STATS_EVERY`].
@@ -857,6 +860,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         stop: AtomicBool::new(false),
         punts,
         acquires: ArrayQueue::new(256),
+        pmtu: ArrayQueue::new(64),
         learn: (0..npipes).map(|_| ArrayQueue::new(256)).collect(),
         stats: (0..nq).map(|_| Mutex::new(PipeStats::default())).collect(),
         seen: (0..nq)
@@ -1089,8 +1093,19 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             vrrp::LinkHold::new(down, up)
         })
         .collect();
+    let mut pmtu = PmtuLearnt::default();
     loop {
         main.fib.now_ms = started.elapsed().as_millis() as u64;
+        while let Some(report) = sh.pmtu.pop() {
+            let sas = outbound_sas(&dynamic, &cfg, &out_sas);
+            pmtu.heard(report, main.fib.now_ms, sas, sh.out_mtu);
+        }
+        if pmtu.expire(main.fib.now_ms) {
+            for (o, p) in outbound_sas(&dynamic, &cfg, &out_sas) {
+                set_egress_mtu(o, p, &routes, &cfg);
+            }
+            pmtu.apply(outbound_sas(&dynamic, &cfg, &out_sas));
+        }
         if main.fib.now_ms >= next_link_ms {
             let now = main.fib.now_ms;
             next_link_ms = now + link_every_ms;
@@ -1169,6 +1184,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                         set_egress_mtu(o, p, &routes, &cfg);
                     }
                 }
+                pmtu.apply(outbound_sas(&dynamic, &cfg, &out_sas));
                 match dynamic.build(&static_out, &static_in) {
                     Ok((spd_out, spd_in)) => {
                         let old = sh.tables.load_full();
@@ -1387,8 +1403,97 @@ fn set_egress_mtu(
         .tunnel
         .and_then(|t| routes.iter().find(|(pfx, _, _)| pfx.contains(t.remote)))
         .map(|(_, k, _)| *k);
-    if let Some(i) = port.and_then(|k| cfg.interfaces.get(k)) {
-        sa.set_egress_mtu(i.mtu);
+    // No route of its own: the default (the smallest outside MTU).
+    sa.set_egress_mtu(
+        port.and_then(|k| cfg.interfaces.get(k))
+            .map_or(0, |i| i.mtu),
+    );
+}
+
+/// Every outbound SA (static, and those of the control plane) with its parameters.
+fn outbound_sas<'a>(
+    dynamic: &'a Dynamic,
+    cfg: &'a GatewayConfig,
+    out_sas: &'a [Option<Arc<OutboundSa>>],
+) -> impl Iterator<Item = (&'a OutboundSa, &'a dataplane::sa::SaParams)> + Clone {
+    let statics = cfg
+        .sas
+        .iter()
+        .zip(out_sas)
+        .filter_map(|(p, o)| Some((o.as_deref()?, p)));
+    let dynamics = dynamic
+        .sas
+        .values()
+        .filter_map(|d| Some((d.out.as_deref()?, d.params.as_ref()?)));
+    statics.chain(dynamics)
+}
+
+/// How long a path MTU learned from ICMP is used (RFC 1191 §6.3: raised again after about ten
+/// minutes, since the path may have grown); then the port's MTU is tried again.
+const PMTU_KEPT_MS: u64 = 600_000;
+/// Peers whose learned path MTU is kept.
+const PMTU_PEERS_MAX: usize = 1024;
+
+/// Path MTUs towards peers, learned from Fragmentation Needed / Packet Too Big about our ESP
+/// (RFC 4301 §8.2.1). Kept per peer, as Linux keeps a path MTU per destination: every outbound
+/// SA to the peer takes it, the ones a rekey makes too, until it is [`PMTU_KEPT_MS`] old. Only
+/// a report about an SPI of ours to that peer counts, and only to lower the MTU.
+#[derive(Default)]
+struct PmtuLearnt {
+    /// (peer, MTU, until when, ms).
+    peers: Vec<(IpAddr, u16, u64)>,
+    /// Reports that lowered a path MTU.
+    lowered: u64,
+}
+
+impl PmtuLearnt {
+    /// A report that our ESP with `spi` towards `peer` needs packets of at most `mtu` bytes.
+    fn heard<'a>(
+        &mut self,
+        (spi, peer, mtu): (u32, IpAddr, u16),
+        now: u64,
+        sas: impl Iterator<Item = (&'a OutboundSa, &'a dataplane::sa::SaParams)> + Clone,
+        default_mtu: u16,
+    ) {
+        let to_peer = |p: &dataplane::sa::SaParams| p.tunnel.is_some_and(|t| t.remote == peer);
+        if !sas.clone().any(|(_, p)| p.spi == spi && to_peer(p)) {
+            return;
+        }
+        let known = self.peers.iter().position(|x| x.0 == peer);
+        let current = known.map_or(default_mtu, |i| self.peers[i].1);
+        if mtu >= current {
+            return;
+        }
+        match known {
+            Some(i) => self.peers[i] = (peer, mtu, now + PMTU_KEPT_MS),
+            None if self.peers.len() < PMTU_PEERS_MAX => {
+                self.peers.push((peer, mtu, now + PMTU_KEPT_MS))
+            }
+            None => return,
+        }
+        self.lowered += 1;
+        tracing::info!(%peer, mtu, "path MTU towards the peer lowered (ICMP about our ESP)");
+        self.apply(sas);
+    }
+
+    /// Gives every outbound SA to a peer with a learned path MTU the smaller of it and its own.
+    fn apply<'a>(&self, sas: impl Iterator<Item = (&'a OutboundSa, &'a dataplane::sa::SaParams)>) {
+        for (o, p) in sas {
+            let Some(peer) = p.tunnel.map(|t| t.remote) else {
+                continue;
+            };
+            if let Some(&(_, mtu, _)) = self.peers.iter().find(|x| x.0 == peer) {
+                o.set_egress_mtu(o.egress_mtu().map_or(mtu, |m| m.min(mtu)));
+            }
+        }
+    }
+
+    /// Forgets path MTUs older than [`PMTU_KEPT_MS`]: true if one went (the SAs' MTUs are
+    /// then to be set again from their ports).
+    fn expire(&mut self, now: u64) -> bool {
+        let before = self.peers.len();
+        self.peers.retain(|x| now < x.2);
+        self.peers.len() != before
     }
 }
 
@@ -1673,6 +1778,20 @@ impl Pipeline {
                 *l = Local::Answer;
                 *v = Verdict::ToControlPlane;
                 continue;
+            }
+            // A router on the path says our ESP does not fit: for the main lcore, which lowers
+            // the SAs' MTU towards that peer (RFC 4301 §8.2.1).
+            if role == Role::Outside {
+                let ours_any = |a: IpAddr| match a {
+                    IpAddr::V4(a) => ours(a),
+                    IpAddr::V6(a) => ours6(a),
+                };
+                if let Some(t) = icmp_err::esp_too_big(&m.data()[off..], ours_any) {
+                    let _ = sh.pmtu.push(t);
+                    *l = Local::Consumed;
+                    *v = Verdict::ToControlPlane;
+                    continue;
+                }
             }
             // Sent to a link-layer broadcast or multicast address: no ICMP error about it
             // (RFC 1812 §4.3.2.7, RFC 4443 §2.4 (e.4)/(e.5)).
@@ -2436,7 +2555,8 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
         .iter()
         .flatten()
         .map(|sa| serde_json::json!({"spi": format!("{:08x}", sa.spi), "direction": "out", "source": "static",
-            "packets": sa.counters().packets(), "bytes": sa.counters().bytes(), "owner": owner_lcore(sa)}))
+            "packets": sa.counters().packets(), "bytes": sa.counters().bytes(), "owner": owner_lcore(sa),
+            "mtu": sa.egress_mtu()}))
         .collect();
     for (spi, _, sa) in current.sad.iter() {
         let dynamic = s.dynamic.sas.contains_key(&spi);
@@ -2451,7 +2571,7 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
             sas.push(serde_json::json!({"spi": format!("{:08x}", o.spi), "direction": "out", "source": "ike",
                 "tunnel": d.tunnel, "child": d.child, "pair": format!("{spi_in:08x}"), "active": d.active,
                 "packets": o.counters().packets(), "bytes": o.counters().bytes(), "owner": owner_lcore(o),
-                "worker": d.worker}));
+                "worker": d.worker, "mtu": o.egress_mtu()}));
         }
     }
     let out = policy_counts(&current.spd_out, &hits_out, |t: &OutboundTarget| {
