@@ -1230,6 +1230,90 @@ fn a_child_not_rekeyed_by_its_life_time_is_deleted_on_both_sides() {
     );
 }
 
+/// A terminate while our DPD check is out: the delete waits for its answer (a window of one,
+/// RFC 7296 §2.3) and then goes with the next message ID, and both sides end the IKE SA.
+/// Before, the delete went at once with the next ID, and B, which had not received the check,
+/// dropped it as outside its window.
+#[test]
+fn a_delete_waits_for_the_request_ahead_of_it() {
+    let now = Instant::now();
+    let mut n = reference_net();
+    n.bring_up(now);
+    let t = now + Duration::from_secs(31);
+    let check = n.a.tick(t);
+    assert_eq!(sends(&check), 1, "A's DPD check (held back)");
+    let acts = n.a.terminate_by_name("t", t).unwrap();
+    assert_eq!(
+        sends(&acts),
+        0,
+        "nothing sent while the check is out: {acts:?}"
+    );
+    // The check reaches B; its answer brings A's delete, which B takes.
+    n.run(t, check, vec![]);
+    assert_eq!(n.a.sas().count(), 0, "A's IKE SA ended");
+    assert_eq!(n.b.sas().count(), 0, "B took the delete");
+    assert!(!n.b_removed.is_empty(), "B removed its CHILD_SA");
+}
+
+/// A terminate behind a request the peer never answers (it is gone) ends the IKE SA without
+/// a word after `DELETE_BEHIND`, and is not restarted (before: a delete to a peer that does
+/// not answer ended as a dead peer, with the DPD action: restart).
+#[test]
+fn a_delete_behind_an_unanswered_request_ends_quietly_without_a_restart() {
+    use controlplane::ike::sa::DELETE_BEHIND;
+    let now = Instant::now();
+    let mut n = reference_net();
+    n.bring_up(now);
+    let t = now + Duration::from_secs(31);
+    assert_eq!(sends(&n.a.tick(t)), 1, "A's DPD check, lost");
+    n.a.terminate_by_name("t", t).unwrap();
+    let mut restarted = false;
+    let mut at = t;
+    while at < t + DELETE_BEHIND + Duration::from_secs(60) {
+        at += Duration::from_millis(500);
+        for a in n.a.tick(at) {
+            match a {
+                Action::Closed { restart, .. } => {
+                    assert!(!restart, "a terminated tunnel is not restarted");
+                    assert!(
+                        at >= t + DELETE_BEHIND && at < t + DELETE_BEHIND + Duration::from_secs(1)
+                    );
+                }
+                Action::Send { data, .. } => restarted |= data[18] == 34,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(n.a.sas().count(), 0);
+    assert!(!restarted, "no new IKE_SA_INIT");
+}
+
+/// Our delete of the IKE SA going unanswered (the peer is gone) does not restart the tunnel.
+#[test]
+fn an_unanswered_delete_does_not_restart_the_tunnel() {
+    let now = Instant::now();
+    let mut n = reference_net();
+    n.bring_up(now);
+    let t = now + Duration::from_secs(5);
+    assert_eq!(
+        sends(&n.a.terminate_by_name("t", t).unwrap()),
+        1,
+        "the delete, lost"
+    );
+    let mut at = t;
+    while at < t + Duration::from_secs(120) {
+        at += Duration::from_millis(500);
+        for a in n.a.tick(at) {
+            match a {
+                Action::Closed { restart, .. } => assert!(!restart, "not restarted"),
+                Action::Send { data, .. } => assert_ne!(data[18], 34, "no new IKE_SA_INIT"),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(n.a.sas().count(), 0);
+}
+
 /// An IKE_SA_INIT with a payload of a type we do not know, marked critical, is refused with
 /// UNSUPPORTED_CRITICAL_PAYLOAD naming the type (RFC 7296 §2.5; before: no answer at all).
 #[test]

@@ -436,6 +436,11 @@ impl std::fmt::Display for Unusable {
 /// How long a rekeyed IKE SA waits for the peer that rekeyed it to delete it.
 pub const SUPERSEDED_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a delete of the IKE SA (a terminate) waits behind a request of ours still out
+/// (the window is one, RFC 7296 §2.3: it goes once that one is answered). A peer that does not
+/// answer that long is not waited for: the IKE SA ends without a word.
+pub const DELETE_BEHIND: Duration = Duration::from_secs(5);
+
 /// How long a responder keeps an IKE SA whose IKE_SA_INIT it answered waiting for IKE_AUTH
 /// (strongSwan's `half_open_timeout` is 30 s too).
 pub const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -723,6 +728,9 @@ pub struct IkeSa {
     /// Since when this SA has waited for the peer to delete it (it rekeyed it, or won the
     /// collision with our rekey): past [`SUPERSEDED_WAIT`] we delete it ourselves.
     superseded_at: Option<Instant>,
+    /// A delete of the IKE SA waits behind the request out: it ends the SA by then anyway
+    /// ([`DELETE_BEHIND`]).
+    delete_by: Option<Instant>,
     /// While a request is handled: where it arrived and where it came from, which is where
     /// its response goes (RFC 7296 §2.11), whether or not the SA follows that address.
     reply_to: Option<(SocketAddr, SocketAddr)>,
@@ -1092,6 +1100,7 @@ impl IkeSa {
             ike_rekey_at: None,
             superseded: false,
             superseded_at: None,
+            delete_by: None,
             reply_to: None,
             collision: None,
             delete_now: false,
@@ -3028,11 +3037,7 @@ impl IkeSa {
                 self.responder_info(now, h, &payloads, out)
             }
             (exchange::CREATE_CHILD_SA, State::Established)
-                if self.superseded
-                    || self
-                        .pending
-                        .as_ref()
-                        .is_some_and(|p| matches!(p.req, Req::DeleteIke)) =>
+                if self.superseded || self.deleting_ike() =>
             {
                 // Rekeyed (its children are the new IKE SA's) or being deleted: §2.25.2
                 // (a rekey of an IKE SA being closed) and §2.25.1 (of a child being closed).
@@ -3826,6 +3831,16 @@ impl IkeSa {
         if self.state == State::Dead {
             return;
         }
+        if self.delete_by.is_some_and(|t| now >= t)
+            && !self
+                .pending
+                .as_ref()
+                .is_some_and(|p| matches!(p.req, Req::DeleteIke))
+        {
+            tracing::info!(tunnel = %self.cfg.name, "terminated: the request ahead of our delete went unanswered; ended without a word");
+            self.close("terminated".into(), false, out);
+            return;
+        }
         if let Some((code, at)) = self.init_refused {
             if self.state == State::InitSent && now.saturating_duration_since(at) >= INIT_ERROR_WAIT
             {
@@ -3852,7 +3867,11 @@ impl IkeSa {
                     budget = budget.min(RESUME_BUDGET);
                 }
                 if now.duration_since(p.first) >= budget {
-                    let (action, reason) = if self.resumed {
+                    let (action, reason) = if matches!(p.req, Req::DeleteIke) {
+                        // It was ending anyway: not a dead peer to restart for (before, a
+                        // terminate of a tunnel whose peer had gone restarted it).
+                        (DpdAction::Clear, "no answer to our delete".to_string())
+                    } else if self.resumed {
                         (
                             self.cfg.dpd.action,
                             "the peer does not answer the IKE SA carried on from the other gateway"
@@ -4466,14 +4485,30 @@ impl IkeSa {
         }
     }
 
-    /// Deletes the IKE SA (and its children) politely.
+    /// Whether our delete of this IKE SA is out or waiting to go.
+    fn deleting_ike(&self) -> bool {
+        let del = |r: &Req| matches!(r, Req::DeleteIke);
+        self.pending.as_ref().is_some_and(|p| del(&p.req)) || self.queue.iter().any(del)
+    }
+
+    /// Deletes the IKE SA (and its children) politely. With a request of ours still out, the
+    /// delete goes once it is answered (a window of one, RFC 7296 §2.3: sent at once, with the
+    /// next message ID, it was dropped by a peer that had not received the one before), or
+    /// the SA ends without a word after [`DELETE_BEHIND`]. Other queued requests are dropped.
     pub fn delete(&mut self, now: Instant, out: &mut Vec<Action>) {
-        if self.state == State::Established {
-            self.pending = None;
-            self.queue.clear();
-            self.request(now, Req::DeleteIke, out);
-        } else {
+        if self.state != State::Established {
             self.close("terminated".into(), false, out);
+            return;
+        }
+        if self.deleting_ike() {
+            return;
+        }
+        self.queue.clear();
+        if self.pending.is_some() {
+            self.queue.push_back(Req::DeleteIke);
+            self.delete_by = Some(now + DELETE_BEHIND);
+        } else {
+            self.request(now, Req::DeleteIke, out);
         }
     }
 }
