@@ -2294,6 +2294,26 @@ fn forged_retransmissions_do_not_cut_a_response() {
     assert_eq!(n.a.sas().next().unwrap().fragment_path_size(), None);
 }
 
+/// The same with a header that says IKE_SA_INIT (message ID of the last response), from
+/// another address: nothing is sent, there or anywhere. Only a responder still waiting for
+/// IKE_AUTH answers an unprotected IKE_SA_INIT again (before, the header's word was taken, and
+/// the cached IKE_AUTH response, certificates and all, went to the forged source).
+#[test]
+fn a_forged_ike_sa_init_retransmission_gets_nothing() {
+    let (mut n, _) = black_hole_pair(None, None);
+    let sa = n.b.sas().next().unwrap();
+    let local = sa.local;
+    let mut hdr = Vec::new();
+    hdr.extend_from_slice(&sa.spi_i.to_be_bytes());
+    hdr.extend_from_slice(&sa.spi_r.to_be_bytes());
+    hdr.extend_from_slice(&[0, 0x20, 34, 0x08]);
+    hdr.extend_from_slice(&1u32.to_be_bytes());
+    hdr.extend_from_slice(&28u32.to_be_bytes());
+    let victim: SocketAddr = "198.51.100.9:500".parse().unwrap();
+    let acts = n.b.handle(Instant::now(), local, victim, &hdr);
+    assert_eq!(sends(&acts), 0, "{acts:?}");
+}
+
 #[test]
 fn a_response_the_path_drops_is_cut_smaller_when_its_request_keeps_coming() {
     // A black hole on the way back: the path from B to A drops datagrams above 700 bytes, and

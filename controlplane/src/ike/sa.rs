@@ -1687,10 +1687,15 @@ impl IkeSa {
                 // (Fragment 1 of an SKF message was verified just above.) A retransmission is
                 // bitwise the request (§2.1), so one that does not verify is forged: anyone
                 // who saw the SPIs and message ID could otherwise have the whole response,
-                // every fragment, sent to the peer again for one small datagram. An
-                // IKE_SA_INIT has nothing to verify.
+                // every fragment, sent again, and to any address (it goes where the request
+                // came from). Only our IKE_SA_INIT answer, while it is the last one we sent,
+                // answers an unprotected request (the header says what it likes: our state
+                // decides).
                 let skf = matches!(msg.payloads.last(), Some(Payload::Skf { .. }));
-                if h.exchange != exchange::IKE_SA_INIT && !skf && !self.sk_verifies(&msg, data) {
+                let init = self.state == State::InitDone
+                    && h.exchange == exchange::IKE_SA_INIT
+                    && h.msg_id == 0;
+                if !init && !skf && !self.sk_verifies(&msg, data) {
                     tracing::debug!(tunnel = %self.cfg.name, message_id = h.msg_id,
                         "a retransmission that does not verify: dropped");
                     return;
@@ -1699,7 +1704,7 @@ impl IkeSa {
                     // A response the path keeps dropping is cut smaller, as a request is (only
                     // retransmissions that verify reach here).
                     let mut recut = self.resp_recut.take();
-                    let d = if h.exchange != exchange::IKE_SA_INIT {
+                    let d = if !init {
                         self.recut(now, now, d, &mut recut)
                     } else {
                         d
@@ -3949,16 +3954,13 @@ impl IkeSa {
             });
         }
         // A CHILD_SA that reached its hard time limit without a rekey (the peer kept refusing
-        // them) is deleted and made anew; not while our rekey of it is out.
-        let rekeying = |spi: u32| {
-            self.pending
-                .as_ref()
-                .is_some_and(|p| matches!(p.req, Req::RekeyChild { old, .. } if old == spi))
-        };
+        // them) is deleted and made anew (never while our rekey of it is out: nothing is
+        // started here while a request is). Not yet the per-resource ones (RFC 9611): their
+        // group is made anew only through its fallback.
         let expired = self.children.iter().position(|c| {
             !c.rekeyed
+                && !c.per_resource
                 && now.saturating_duration_since(c.installed) >= self.cfg.children[c.cfg].life_time
-                && !rekeying(c.spi_in)
         });
         if let Some(pos) = expired {
             let c = self.remove_and_remake(now, pos, out);
