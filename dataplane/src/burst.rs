@@ -84,7 +84,7 @@ pub struct OutboundTables<'a> {
     /// SPD-out.
     pub spd: &'a Spd<OutboundTarget>,
     /// The MTU of the port encapsulated packets leave by, for SAs that do not know their
-    /// own ([`OutboundSa::egress_mtu`]), and bypassed (clear) packets.
+    /// own ([`OutboundSa::egress_mtu`]).
     pub mtu: u16,
 }
 
@@ -304,13 +304,8 @@ fn outbound_one<'a, B: PacketBuf>(
     }
     hits.hit(id, pkt.data().len());
     match &rule.action {
-        // Clear traffic leaves by the same port: too big for it, it is fragmented or refused
-        // with the MTU to report (RFC 1191, RFC 4443 §3.2), not left for the NIC to drop.
-        Action::Bypass => Ok(Step::Done(match icmp_err::oversize(pkt.data(), t.mtu) {
-            Oversize::Fits => Verdict::Forward,
-            Oversize::Fragment(max) => Verdict::Fragment(max),
-            Oversize::TooBig(max) => Verdict::TooBig(max),
-        })),
+        // Clear traffic may leave by any port (the caller's routes know which, and its MTU).
+        Action::Bypass => Ok(Step::Done(Verdict::Forward)),
         Action::Discard => Err(DropReason::PolicyDiscard),
         Action::Protect(target) => {
             let sa = target

@@ -85,6 +85,9 @@ pub enum Heard {
         create: bool,
         /// Its Override flag: when clear, a different MAC does not replace a cached one.
         override_flag: bool,
+        /// Its Solicited flag: set, the entry is REACHABLE; clear, STALE if the MAC changed
+        /// and as it was otherwise (RFC 4861 §7.2.5).
+        solicited: bool,
     },
 }
 
@@ -500,6 +503,21 @@ impl NeighTable {
                 }
                 return;
             }
+            // §7.2.5: an advertisement that answers no solicitation of ours proves nothing
+            // about the path: a new MAC is STALE (checked at its first use), the same one
+            // changes nothing.
+            (
+                _,
+                Heard::Advert {
+                    solicited: false, ..
+                },
+            ) if e.mac == Some(mac) => return,
+            (
+                _,
+                Heard::Advert {
+                    solicited: false, ..
+                },
+            ) => stale,
             _ => fresh,
         };
         e.mac = Some(mac);
@@ -716,6 +734,7 @@ pub fn nd_lesson(
         Heard::Advert {
             create,
             override_flag: flags & 0x20 != 0,
+            solicited: flags & 0x40 != 0,
         },
     ))
 }
@@ -795,10 +814,12 @@ mod tests {
         assert_eq!(t.stats.requests, 4);
     }
 
-    /// An advertisement that only refreshes (not an answer to us), with the Override flag.
+    /// A solicited advertisement that only refreshes (an answer to another lcore's request,
+    /// say), with the Override flag.
     const NA: Heard = Heard::Advert {
         create: false,
         override_flag: true,
+        solicited: true,
     };
     /// An ARP request for one of our addresses.
     const ARP_FOR_US: Heard = Heard::Arp { for_us: true };
@@ -965,12 +986,41 @@ mod tests {
         assert_eq!(t.resolve(A, 6), Resolution::MacAndRequest(m2));
     }
 
+    /// RFC 4861 §7.2.5: an unsolicited advertisement with a new MAC (and O set) replaces the
+    /// cached one, STALE: used, and checked at once (before: REACHABLE for a minute); with the
+    /// same MAC it changes nothing (a stale entry stays stale).
+    #[test]
+    fn unsolicited_advertisements_leave_entries_stale() {
+        let m2 = [2, 0, 0, 0, 0, 2];
+        let unsolicited = Heard::Advert {
+            create: false,
+            override_flag: true,
+            solicited: false,
+        };
+        let mut t = NeighTable::new(4);
+        assert_eq!(t.resolve(A, 0), Resolution::Request);
+        t.learn(A, M, 1, NA);
+        assert_eq!(t.resolve(A, 2), Resolution::Mac(M));
+        t.learn(A, m2, 3, unsolicited);
+        assert_eq!(t.resolve(A, 4), Resolution::MacAndRequest(m2));
+        // Its answer (solicited) makes it REACHABLE; an unsolicited repeat keeps the state.
+        t.learn(A, m2, 5, NA);
+        assert_eq!(t.resolve(A, 6), Resolution::Mac(m2));
+        t.learn(A, m2, 5 + REACHABLE_MS, unsolicited);
+        assert_eq!(
+            t.resolve(A, 6 + REACHABLE_MS),
+            Resolution::MacAndRequest(m2),
+            "not refreshed by it"
+        );
+    }
+
     #[test]
     fn an_advertisement_without_override_does_not_replace_a_cached_mac() {
         let m2 = [2, 0, 0, 0, 0, 2];
         let keep = Heard::Advert {
             create: false,
             override_flag: false,
+            solicited: true,
         };
         let mut t = NeighTable::new(4);
         assert_eq!(t.resolve(A, 0), Resolution::Request);
@@ -1033,27 +1083,30 @@ mod tests {
         let answer = Heard::Advert {
             create: true,
             override_flag: true,
+            solicited: true,
         };
         assert_eq!(nd_lesson(&g, ours), Some((other.into(), tm, answer)));
         let no_o = Heard::Advert {
             create: true,
             override_flag: false,
+            solicited: true,
         };
         assert_eq!(
             nd_lesson(&with_flags(&g, 0xc0), ours),
             Some((other.into(), tm, no_o))
         );
         // Not solicited, or not to us: refreshes only.
-        let refresh = Heard::Advert {
+        let unsolicited = Heard::Advert {
             create: false,
             override_flag: true,
+            solicited: false,
         };
         assert_eq!(
             nd_lesson(&with_flags(&g, 0xa0), ours),
-            Some((other.into(), tm, refresh))
+            Some((other.into(), tm, unsolicited))
         );
         neighbor_advert(&mut g, tm, other, them, M);
-        assert_eq!(nd_lesson(&g, ours), Some((other.into(), tm, refresh)));
+        assert_eq!(nd_lesson(&g, ours), Some((other.into(), tm, NA)));
     }
 
     /// Built with scapy: Ether(dst="33:33:ff:00:00:01", src="02:00:00:00:00:07") /

@@ -1029,41 +1029,6 @@ fn too_big_and_fitting(dst: [u8; 4], big: usize, fits: usize) -> (Vec<u8>, Vec<u
     (df, no_df, udp4([192, 168, 10, 5], dst, fits - 28, 0))
 }
 
-/// Clear (bypassed) packets too big for the port get the same verdicts as tunnelled ones,
-/// against the port's MTU: refused with it (DF), or left to fragment. Before, every one was
-/// forwarded, for the NIC to drop without a word (a path MTU black hole).
-#[test]
-fn oversized_bypassed_packets_get_too_big_or_fragment_verdicts() {
-    let spd = everything(Action::Bypass);
-    let (df, no_df, fits) = too_big_and_fitting([198, 51, 100, 7], 1500, 1400);
-    let mut pkts = vec![
-        HeapBuf::from_slice(&df),
-        HeapBuf::from_slice(&no_df),
-        HeapBuf::from_slice(&fits),
-    ];
-    let mut verdicts = [Verdict::Pending; 3];
-    let mut drops = DropCounters::default();
-    let t = OutboundTables {
-        spd: &spd,
-        mtu: 1400,
-    };
-    let mut hits = PolicyHits::new(spd.len());
-    assert_eq!(
-        burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits),
-        1
-    );
-    assert_eq!(
-        verdicts,
-        [
-            Verdict::TooBig(1400),
-            Verdict::Fragment(1400),
-            Verdict::Forward
-        ]
-    );
-    assert_eq!(drops.get(DropReason::TooBig), 1);
-    assert_eq!(pkts[2].data(), &fits[..]);
-}
-
 /// Packets too big for the tunnel: DF or IPv6 ones are refused with the MTU to report
 /// (counted as too_big), IPv4 without DF is left for the caller to fragment.
 #[test]

@@ -27,7 +27,7 @@ import tempfile
 
 import random
 
-from scapy.all import ARP, IP, TCP, UDP, ICMP, Ether, Raw, fragment, rdpcap, wrpcap
+from scapy.all import ARP, IP, TCP, UDP, ICMP, Ether, Raw, defragment, fragment, rdpcap, wrpcap
 from scapy.layers.ipsec import ESP, SecurityAssociation
 
 K_OUT = bytes(range(36))          # a-to-b: AES-256 key + salt
@@ -47,6 +47,7 @@ interfaces:
     role: inside
     addresses: [192.168.10.1/24]
     mac: "{MAC_A_IN}"
+    mtu: 9000
   - name: outside
     device: "net_pcap1,rx_pcap={p('out_rx.pcap')},tx_pcap={p('out_tx.pcap')}"
     role: outside
@@ -107,7 +108,11 @@ def main():
         to_b.append(IP(src="192.168.10.5", dst="192.168.20.7") / TCP(sport=40001, dport=443, flags="S", options=[("MSS", 1460)]))
         bypass = IP(src="192.168.10.5", dst="192.168.20.10") / TCP(sport=40000, dport=22, flags="S")
         nowhere = IP(src="192.168.10.5", dst="10.9.9.9") / UDP(sport=1, dport=2)
-        inside = [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in to_b + [bypass, nowhere]]
+        # Bypassed packets bigger than the outside port's 1500 (the inside port takes 9000):
+        # with DF refused with Fragmentation Needed (mtu 1500), without it fragmented.
+        bypass_df = IP(src="192.168.10.5", dst="192.168.20.10", flags="DF") / TCP(sport=40002, dport=22, flags="A") / Raw(b"x" * 1660)
+        bypass_big = IP(src="192.168.10.5", dst="192.168.20.10", flags=0) / TCP(sport=40003, dport=22, flags="A") / Raw(b"y" * 1660)
+        inside = [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in to_b + [bypass, nowhere, bypass_df, bypass_big]]
         # A protected flow's packet sent to another station's MAC (a bridge flooding it): the
         # gateway must leave it alone and count it.
         stray = IP(src="192.168.10.5", dst="192.168.20.8") / UDP(sport=4999, dport=5001) / Raw(b"for another router")
@@ -193,7 +198,13 @@ def main():
         check("the SYN entering the tunnel has its MSS clamped to 1340, checksum valid",
               syn is not None and dict(syn[TCP].options).get("MSS") == 1340
               and TCP(bytes(syn[TCP])).chksum == IP(bytes(clamped(hop(to_b[-1]), 1340)))[TCP].chksum)
-        check("the bypass flow left in the clear", [bytes(f[IP]) for f in clear_out] == [hop(bypass)])
+        check("the bypass flow left in the clear", clear_out and bytes(clear_out[0][IP]) == hop(bypass))
+        pieces = [f[IP] for f in clear_out[1:]]
+        whole = defragment([IP(bytes(f)) for f in pieces])
+        check("the 1700-byte bypassed packet without DF left in fragments that fit 1500 and reassemble to it",
+              len(pieces) == 2 and all(len(f) <= 1500 for f in pieces) and len(whole) == 1
+              and whole[0][Raw].load == b"y" * 1660 and whole[0].ttl == 63 and whole[0][TCP].sport == 40003,
+              [len(f) for f in pieces])
         check("traffic matching no policy was dropped, and nothing else on the way out",
               stats["drops"].get("policy_discard") == 1 and "not_ip" not in stats["drops"], stats["drops"])
 
@@ -201,7 +212,12 @@ def main():
         arp = [f for f in in_all if ARP in f]
         echo = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1" and f[ICMP].type == 0]
         expired = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1" and f[ICMP].type == 11]
-        in_tx = [f for f in in_all if f not in arp and f not in echo and f not in expired]
+        needed = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1" and f[ICMP].type == 3]
+        in_tx = [f for f in in_all if f not in arp and f not in echo and f not in expired and f not in needed]
+        check("the 1700-byte bypassed packet with DF: Fragmentation Needed, mtu 1500, quoting it",
+              len(needed) == 1 and needed[0][ICMP].code == 4 and needed[0][ICMP].nexthopmtu == 1500
+              and needed[0][IP].dst == "192.168.10.5" and bytes(needed[0][ICMP].payload)[:20] == hop(bypass_df)[:20]
+              and stats["drops"].get("too_big") == 1, f"{len(needed)} {stats['drops']}")
         check("TTL 1: one Time Exceeded, for the unicast frame only (none about a link broadcast)",
               len(expired) == 1 and expired[0][IP].dst == "192.168.10.5"
               and bytes(expired[0][ICMP].payload)[:20] == bytes(expiring)[:20]

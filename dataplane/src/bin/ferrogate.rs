@@ -368,6 +368,8 @@ struct Shared {
     mss: Option<u16>,
     /// Encapsulated packets leave by an outside port: the smallest outside MTU bounds them.
     out_mtu: u16,
+    /// The smallest MTU of any port: a packet no longer fits every port.
+    min_mtu: u16,
     tables: ArcSwap<Tables>,
     /// Set by the main lcore: the workers return.
     stop: AtomicBool,
@@ -529,6 +531,9 @@ struct Pipeline {
     rxb: Burst,
     verdicts: [Verdict; BURST],
     local: [Local; BURST],
+    /// Each packet of the burst came in a link-layer broadcast or multicast frame: no ICMP
+    /// error about it (RFC 1812 §4.3.2.7, RFC 4443 §2.4 (e.4)).
+    l2_group: [bool; BURST],
     punt: Burst,
     pool: Arc<Mempool>,
     jumbo: Arc<Mempool>,
@@ -856,6 +861,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         locals,
         mss,
         out_mtu,
+        min_mtu: cfg.interfaces.iter().map(|i| i.mtu).min().unwrap_or(1500),
         tables: ArcSwap::new(Arc::clone(&tables)),
         stop: AtomicBool::new(false),
         punts,
@@ -981,6 +987,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         rxb: Burst::new(),
         verdicts: [Verdict::Pending; BURST],
         local: [Local::No; BURST],
+        l2_group: [false; BURST],
         punt: Burst::new(),
         pool: Arc::clone(&pool),
         jumbo: Arc::clone(&jumbo),
@@ -1631,6 +1638,7 @@ impl Pipeline {
             let (v, l) = (&mut self.verdicts[j], &mut self.local[j]);
             *v = Verdict::Pending;
             *l = Local::No;
+            self.l2_group[j] = m.data().first().is_some_and(|b| b & 1 != 0);
             if handed {
                 continue;
             }
@@ -1879,7 +1887,7 @@ impl Pipeline {
             ),
         };
         for (j, m) in pkts.drain(..).enumerate() {
-            let (v, l) = (self.verdicts[j], self.local[j]);
+            let (v, l, l2_group) = (self.verdicts[j], self.local[j], self.l2_group[j]);
             let mut m: Mbuf = m;
             if let Verdict::Handoff(owner) = v {
                 self.q.hand_off(usize::from(owner), k, m, &mut self.drops);
@@ -1941,9 +1949,11 @@ impl Pipeline {
                 Verdict::Forward => {}
                 Verdict::TooBig(mtu) => {
                     // RFC 4301 §8.2.1: the tunnel's PMTU goes back to the inside host.
-                    let from = source_for(m.data(), my4, my6);
-                    self.manners
-                        .answer(IcmpError::TooBig { mtu }, m, from, &mut tx, &out_t);
+                    if !l2_group {
+                        let from = source_for(m.data(), my4, my6);
+                        self.manners
+                            .answer(IcmpError::TooBig { mtu }, m, from, &mut tx, &out_t);
+                    }
                     continue;
                 }
                 Verdict::Fragment(max) => {
@@ -2000,6 +2010,28 @@ impl Pipeline {
                             let from = tx.inside_source(m.data());
                             let e = IcmpError::TooBig { mtu };
                             self.manners.answer(e, m, from, &mut tx, &out_t);
+                            continue;
+                        }
+                    }
+                }
+            } else if m.len() > usize::from(sh.min_mtu) {
+                // Clear (bypassed) traffic bigger than some port: the MTU of the port it
+                // leaves by decides (RFC 1191, RFC 4443 §3.2), not the NIC dropping it without
+                // a word. (Encapsulated packets fit their port by construction.)
+                if let Some(mtu) = tx.egress_mtu(m.data()) {
+                    match icmp_err::oversize(m.data(), mtu) {
+                        Oversize::Fits => {}
+                        Oversize::Fragment(max) => {
+                            tx.fragment(&m, max, None, &self.pool, &mut self.manners);
+                            continue;
+                        }
+                        Oversize::TooBig(mtu) => {
+                            tx.drops.inc(DropReason::TooBig);
+                            if !l2_group {
+                                let from = source_for(m.data(), my4, my6);
+                                let e = IcmpError::TooBig { mtu };
+                                self.manners.answer(e, m, from, &mut tx, &out_t);
+                            }
                             continue;
                         }
                     }

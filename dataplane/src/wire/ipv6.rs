@@ -114,7 +114,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let end = HEADER_LEN + usize::from(self.payload_len());
         let mut nh = self.next_header();
         let mut off = HEADER_LEN;
-        let mut non_first = false;
         for _ in 0..16 {
             let len = match nh {
                 ip_proto::HOPOPT | ip_proto::ROUTING | ip_proto::DSTOPTS => {
@@ -129,10 +128,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
                         return Err(Error::Truncated);
                     }
                     let fo = u16::from_be_bytes([b[off + 2], b[off + 3]]) & 0xfff8;
-                    non_first |= fo != 0;
+                    if fo != 0 {
+                        // A later fragment: the rest is the middle of the datagram, not more
+                        // headers (RFC 8200 §4.5: they travel in the first fragment).
+                        return Ok((b[off], off + 8, true));
+                    }
                     8
                 }
-                _ => return Ok((nh, off, non_first)),
+                _ => return Ok((nh, off, false)),
             };
             if off + len > end {
                 return Err(Error::Truncated);
@@ -270,6 +273,13 @@ mod tests {
         b[41] = 7; // hop-by-hop claims 64 bytes
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!(p.upper_layer(), Err(Error::Truncated));
+        // A later fragment whose fragment header names destination options: what follows is
+        // data, not that header (before, it was read as one: here a length past the end).
+        let mut b = with_extensions(100);
+        b[48] = ip_proto::DSTOPTS;
+        b[56..64].fill(0xee);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.upper_layer(), Ok((ip_proto::DSTOPTS, 56, true)));
     }
 
     proptest! {
