@@ -1997,27 +1997,14 @@ impl Pipeline {
                 if let Some(mss) = sh.mss {
                     dataplane::host::clamp_syn_mss(m.data_mut(), mss);
                 }
-                // The inside port's MTU: fragment, or tell the source (across the tunnel).
-                if let Some(mtu) = tx.egress_mtu(m.data()) {
-                    match icmp_err::oversize(m.data(), mtu) {
-                        Oversize::Fits => {}
-                        Oversize::Fragment(max) => {
-                            tx.fragment(&m, max, None, &self.pool, &mut self.manners);
-                            continue;
-                        }
-                        Oversize::TooBig(mtu) => {
-                            tx.drops.inc(DropReason::TooBig);
-                            let from = tx.inside_source(m.data());
-                            let e = IcmpError::TooBig { mtu };
-                            self.manners.answer(e, m, from, &mut tx, &out_t);
-                            continue;
-                        }
-                    }
-                }
-            } else if m.len() > usize::from(sh.min_mtu) {
-                // Clear (bypassed) traffic bigger than some port: the MTU of the port it
-                // leaves by decides (RFC 1191, RFC 4443 §3.2), not the NIC dropping it without
-                // a word. (Encapsulated packets fit their port by construction.)
+                // The inside port's MTU, below: errors go to the source across the tunnel.
+            }
+            // The MTU of the port the packet leaves by: fragment it, or tell its source (RFC
+            // 1191, RFC 4443 §3.2). For decapsulated packets (the inside port), and for clear
+            // (bypassed) ones bigger than some port, which the NIC would otherwise drop without
+            // a word. (Encapsulated packets fit their port by construction.)
+            let across = role == Role::Outside;
+            if across || m.len() > usize::from(sh.min_mtu) {
                 if let Some(mtu) = tx.egress_mtu(m.data()) {
                     match icmp_err::oversize(m.data(), mtu) {
                         Oversize::Fits => {}
@@ -2028,7 +2015,11 @@ impl Pipeline {
                         Oversize::TooBig(mtu) => {
                             tx.drops.inc(DropReason::TooBig);
                             if !l2_group {
-                                let from = source_for(m.data(), my4, my6);
+                                let from = if across {
+                                    tx.inside_source(m.data())
+                                } else {
+                                    source_for(m.data(), my4, my6)
+                                };
                                 let e = IcmpError::TooBig { mtu };
                                 self.manners.answer(e, m, from, &mut tx, &out_t);
                             }
