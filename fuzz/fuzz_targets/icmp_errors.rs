@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dataplane::icmp_err::{build, fragment_v4, may_report, oversize, Error};
+use dataplane::icmp_err::{
+    build, esp_too_big, fragment_v4, may_report, oversize, Error, V4_MIN_PMTU,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
@@ -13,6 +15,10 @@ fuzz_target!(|input: &[u8]| {
     };
     let max = 68 + u16::from(m) * 6;
     let _ = (may_report(data), oversize(data, max));
+    // A too-big report about our ESP (every address ours): never below the family's floor.
+    if let Some((_, peer, mtu)) = esp_too_big(data, |_| true) {
+        assert!(mtu >= if peer.is_ipv4() { V4_MIN_PMTU } else { 1280 });
+    }
     let mut out = [0u8; 2048];
     let from4 = IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1));
     let from6 = IpAddr::V6(Ipv6Addr::LOCALHOST);

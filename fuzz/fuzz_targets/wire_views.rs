@@ -2,6 +2,8 @@
 //! there is one, Repr parse → emit → parse. No input may panic.
 #![no_main]
 
+use dataplane::buf::PacketBuf;
+use dataplane::neigh;
 use dataplane::wire::{
     ah, arp, esp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, udp_encap, vrrp,
 };
@@ -9,12 +11,37 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(f) = ethernet::Frame::new_checked(data) {
-        let _ = (f.dst_addr(), f.src_addr(), f.ethertype(), f.vlan(), f.payload());
+        let _ = (
+            f.dst_addr(),
+            f.src_addr(),
+            f.ethertype(),
+            f.vlan(),
+            f.payload(),
+        );
     }
     if let Ok(p) = ipv4::Packet::new_checked(data) {
-        let _ = (p.version(), p.header_len(), p.dscp(), p.ecn(), p.ident(), p.dont_frag());
-        let _ = (p.more_frags(), p.frag_offset(), p.hop_limit(), p.next_header(), p.checksum());
-        let _ = (p.src_addr(), p.dst_addr(), p.options(), p.payload(), p.verify_checksum());
+        let _ = (
+            p.version(),
+            p.header_len(),
+            p.dscp(),
+            p.ecn(),
+            p.ident(),
+            p.dont_frag(),
+        );
+        let _ = (
+            p.more_frags(),
+            p.frag_offset(),
+            p.hop_limit(),
+            p.next_header(),
+            p.checksum(),
+        );
+        let _ = (
+            p.src_addr(),
+            p.dst_addr(),
+            p.options(),
+            p.payload(),
+            p.verify_checksum(),
+        );
         if let Ok(r) = ipv4::Repr::parse(&p) {
             let mut b = vec![0u8; r.buffer_len() + r.payload_len];
             r.emit(&mut b).unwrap();
@@ -23,18 +50,38 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(p) = ipv6::Packet::new_checked(data) {
-        let _ = (p.traffic_class(), p.flow_label(), p.payload_len(), p.next_header());
-        let _ = (p.hop_limit(), p.src_addr(), p.dst_addr(), p.payload(), p.upper_layer());
+        let _ = (
+            p.traffic_class(),
+            p.flow_label(),
+            p.payload_len(),
+            p.next_header(),
+        );
+        let _ = (
+            p.hop_limit(),
+            p.src_addr(),
+            p.dst_addr(),
+            p.payload(),
+            p.upper_layer(),
+        );
         let r = ipv6::Repr::parse(&p).unwrap();
         let mut b = vec![0u8; r.buffer_len() + r.payload_len];
         r.emit(&mut b).unwrap();
-        assert_eq!(ipv6::Repr::parse(&ipv6::Packet::new_checked(&b[..]).unwrap()).unwrap(), r);
+        assert_eq!(
+            ipv6::Repr::parse(&ipv6::Packet::new_checked(&b[..]).unwrap()).unwrap(),
+            r
+        );
     }
     if let Ok(p) = esp::Packet::new_checked(data) {
         let _ = (p.spi(), p.sequence_number(), p.payload());
     }
     if let Ok(p) = ah::Packet::new_checked(data) {
-        let _ = (p.next_header(), p.spi(), p.sequence_number(), p.icv(), p.payload());
+        let _ = (
+            p.next_header(),
+            p.spi(),
+            p.sequence_number(),
+            p.icv(),
+            p.payload(),
+        );
     }
     if let Ok(p) = arp::Packet::new_checked(data) {
         if let Ok(r) = arp::Repr::parse(&p) {
@@ -44,21 +91,44 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(p) = udp::Packet::new_checked(data) {
-        let _ = (p.src_port(), p.dst_port(), p.payload(), udp::Repr::parse(&p));
+        let _ = (
+            p.src_port(),
+            p.dst_port(),
+            p.payload(),
+            udp::Repr::parse(&p),
+        );
     }
     let mut owned = data.to_vec();
     if let Ok(mut p) = tcp::Packet::new_checked(&mut owned[..]) {
-        let _ = (p.seq_number(), p.ack_number(), p.syn(), p.options(), p.payload(), p.mss());
+        let _ = (
+            p.seq_number(),
+            p.ack_number(),
+            p.syn(),
+            p.options(),
+            p.payload(),
+            p.mss(),
+        );
         p.clamp_mss(1200);
     }
     if let Ok(p) = icmpv4::Packet::new_checked(data) {
-        let _ = (p.msg_type(), p.next_hop_mtu(), p.data(), p.verify_checksum());
+        let _ = (
+            p.msg_type(),
+            p.next_hop_mtu(),
+            p.data(),
+            p.verify_checksum(),
+        );
     }
     if let Ok(p) = icmpv6::Packet::new_checked(data) {
         let _ = (p.msg_type(), p.mtu(), p.data());
     }
     if let Ok(p) = vrrp::Packet::new_checked(data) {
-        let _ = (p.version(), p.kind(), p.vrid(), p.priority(), p.max_adver_int());
+        let _ = (
+            p.version(),
+            p.kind(),
+            p.vrid(),
+            p.priority(),
+            p.max_adver_int(),
+        );
         let _ = (p.checksum(), p.addr(0), p.addr(255));
         let _ = p.verify_checksum(vrrp::GROUP_V4, vrrp::GROUP_V4);
     }
@@ -118,4 +188,19 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = udp_encap::classify(data);
     let _ = dataplane::flow::flow_key(data);
+    let _ = dataplane::host::ipv4_checksum_ok(data);
+    // Neighbour discovery: what a frame teaches, the answer written over it (the buffer grown
+    // or cut to the advertisement), and the table learning it.
+    if let Some((ip, mac, heard)) = neigh::nd_lesson(data, |a| a.segments()[7] & 1 == 0) {
+        let mut t = neigh::NeighTable::new(2);
+        let _ = t.resolve(ip, 0);
+        t.learn(ip, mac, 1, heard);
+        let _ = t.resolve(ip, 2);
+    }
+    if let Some((_, src, target, _)) = neigh::parse_nd(data) {
+        let mut m = dataplane::buf::HeapBuf::from_slice_with_room(data, 64, 128);
+        if neigh::answer_solicit(&mut m, [2, 0, 0, 0, 0, 1], target, src, [2, 0, 0, 0, 0, 2]) {
+            assert_eq!(m.len(), neigh::NA_FRAME_LEN);
+        }
+    }
 });
