@@ -808,6 +808,18 @@ impl Config {
                         c.name
                     )));
                 }
+                // Transport mode protects the gateways' own traffic: selectors without their
+                // addresses would let the CHILD_SA carry nothing.
+                if c.mode == dataplane::sa::Mode::Transport
+                    && !(c.local_ts.iter().any(|p| p.contains(t.local))
+                        && c.remote_ts.iter().any(|p| p.contains(t.remote)))
+                {
+                    return Err(inv(format!(
+                        "child `{}`: in transport mode local_ts must hold local ({}) and \
+                         remote_ts remote ({})",
+                        c.name, t.local, t.remote
+                    )));
+                }
                 // Hard limits: as configured, else 10% past the rekey limit (strongSwan's
                 // default relation); a hard limit at or below the rekey limit could never let
                 // the rekey happen first.
@@ -1088,6 +1100,19 @@ tunnels:
             e.contains("child `net`: local_ts and remote_ts share no"),
             "{e}"
         );
+        let transport = REFERENCE.replace("lifetime: 8h", "lifetime: 8h\n        mode: transport");
+        let e = err(transport.clone());
+        assert!(
+            e.contains("child `net`: in transport mode local_ts must hold local"),
+            "{e}"
+        );
+        let hosts = transport
+            .replace("local_ts: [192.168.10.0/24]", "local_ts: [203.0.113.1/32]")
+            .replace(
+                "remote_ts: [192.168.20.0/24]",
+                "remote_ts: [203.0.113.2/32]",
+            );
+        Config::parse(&hosts, Path::new("t.yaml")).unwrap();
         let y = REFERENCE.replace("lifetime: 8h", "lifetime: 8h\n        rekey_packets: 5");
         let c = Config::parse(&y, Path::new("t.yaml")).unwrap();
         assert_eq!(c.tunnels[0].children[0].life_packets, 6);

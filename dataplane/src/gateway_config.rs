@@ -45,7 +45,7 @@ use std::str::FromStr;
 
 use crate::config::{syntax_error, ConfigError, SaEntry};
 use crate::net::IpPrefix;
-use crate::sa::{Direction, SaParams};
+use crate::sa::{Direction, InboundSa, OutboundSa, SaParams};
 use crate::spd::{Action, PortRange, Rule, Selector};
 
 /// An interface address with its prefix length (host bits allowed: `192.168.10.1/24`).
@@ -991,6 +991,13 @@ impl GatewayConfig {
             let p = e
                 .into_params(base)
                 .map_err(|m| invalid("sas", i, label.clone(), m))?;
+            // What building the SA refuses (mixed address families, a replay window out of
+            // range, a cipher on AH...) is said now, by name, not once EAL and the ports are up.
+            let built = match p.direction {
+                Direction::Out => OutboundSa::new(&p).map(drop),
+                Direction::In => InboundSa::new(&p).map(drop),
+            };
+            built.map_err(|e| invalid("sas", i, label.clone(), e.to_string()))?;
             if names.contains(&label) {
                 return Err(invalid(
                     "sas",
@@ -1219,6 +1226,11 @@ mod tests {
             m.contains("SA #2 (b-to-a-2): another inbound SA has SPI 0xc0010002"),
             "{m}"
         );
+        // What only building the SA finds is said when the file is read, by name.
+        let m = err(example().replace("replay_window: 1024", "replay_window: 1000"));
+        assert!(m.starts_with("g.yaml: SA #1 (b-to-a): "), "{m}");
+        let m = err(example().replacen("local: 203.0.113.1", "local: \"2001:db8::1\"", 1));
+        assert!(m.starts_with("g.yaml: SA #0 (a-to-b): "), "{m}");
         let other_spi = twice("b-to-a-2").replacen("spi: 0xc0010002", "spi: 0xc0010003", 2);
         let other_spi = other_spi.replacen("spi: 0xc0010003", "spi: 0xc0010002", 1);
         GatewayConfig::parse(&other_spi, Path::new("g.yaml")).unwrap();
