@@ -1530,6 +1530,53 @@ fn without_a_nat_the_peer_is_not_followed_and_answered_where_it_asked() {
     assert_eq!(n.a.sas().next().unwrap().remote, b_at, "not followed");
 }
 
+/// HA: B (which follows A through A's NAT) is carried on by B2 from a snapshot taken before
+/// A's last request. That request, replayed from another address to B2, is answered (B2 cannot
+/// tell it from a new one) but does not move the tunnel there (RFC 7296 §2.23: only a new
+/// packet may; before, B2 followed the replay).
+#[test]
+fn a_replayed_request_after_a_takeover_does_not_move_the_peer() {
+    let now = Instant::now();
+    let mut n = up_behind_nat(now);
+    let states = n.b.export(&|_| true, now);
+    let a_at = n.b.sas().next().unwrap().remote;
+    // A's DPD check after 30 s idle, taken by B after the snapshot.
+    let t = now + Duration::from_secs(31);
+    let ticked: Vec<Action> =
+        n.a.tick(t)
+            .into_iter()
+            .filter(|a| !matches!(a, Action::Send { data, .. } if data == &[0xff]))
+            .collect();
+    let check = first_send(&ticked, Some(37)).expect("A's DPD check");
+    let answered = n.b.handle(t, check.1, a_at, &check.2);
+    assert_eq!(sends(&answered), 1);
+    // B dies; B2 carries its IKE SA on from the snapshot.
+    let mut b2 = Daemon::new(&cfg(
+        B,
+        A,
+        "192.168.20.0/24",
+        "192.168.10.0/24",
+        "none",
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        "secret-psk-1",
+        "8h",
+    ));
+    let t2 = t + Duration::from_secs(1);
+    assert_eq!(
+        b2.restore(&states, Duration::from_secs(1), &|_| true, t2)
+            .len(),
+        1
+    );
+    let elsewhere: SocketAddr = "198.51.100.66:4500".parse().unwrap();
+    let acts = b2.handle(t2, check.1, elsewhere, &check.2);
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::PeerMoved { .. })),
+        "{acts:?}"
+    );
+    assert_eq!(b2.sas().next().unwrap().remote, a_at, "not moved");
+}
+
 #[test]
 fn a_rekeyed_ike_sa_behind_the_nat_keeps_sending_keepalives() {
     let now = Instant::now();

@@ -1742,6 +1742,11 @@ impl IkeSa {
                     return;
                 }
             };
+            // The first request an IKE SA carried on from the other gateway takes may be one
+            // that gateway already took after its last snapshot, replayed by anyone who saw
+            // it: answered, but not followed to its source (RFC 7296 §2.23: only a new packet
+            // may move the peer's address).
+            let maybe_replayed = self.mid_slack != 0;
             if self.mid_slack != 0 {
                 if ahead != 0 {
                     tracing::info!(tunnel = %self.cfg.name, expected = self.peer_next_id, got = h.msg_id,
@@ -1752,7 +1757,7 @@ impl IkeSa {
             self.stats.1 += 1;
             self.last_heard = now;
             tracing::debug!(tunnel = %self.cfg.name, exchange = h.exchange, message_id = h.msg_id, "request received");
-            if self.keys.is_some() {
+            if self.keys.is_some() && !maybe_replayed {
                 self.follow(local, remote, out);
             }
             // A new request: the peer has our last response. If that was cut smaller to get
