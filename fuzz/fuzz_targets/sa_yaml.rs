@@ -1,4 +1,4 @@
-//! The SA and gateway YAML loaders on arbitrary text: a clear error or a valid configuration,
+//! The SA, gateway and tunnel YAML loaders on arbitrary text: a clear error or a valid configuration,
 //! never a panic.
 #![no_main]
 
@@ -16,6 +16,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(g) = dataplane::gateway_config::GatewayConfig::parse(text, path) {
             let _ = dataplane::spd::Spd::build(g.spd_out);
             let _ = dataplane::spd::Spd::build(g.spd_in);
+        }
+        // The IKE daemon's tunnels (not with keys that name files: an input could name one
+        // that never ends, such as /dev/zero).
+        if !["_file", "cert", "key", "crls"].iter().any(|k| text.contains(k)) {
+            let _ = controlplane::config::Config::parse(text, path);
         }
     }
 });
