@@ -812,14 +812,6 @@ impl GatewayConfig {
                     format!("no interface named `{}`", r.interface),
                 ));
             }
-            if r.via.is_some_and(|v| v.is_ipv4() != r.dst.is_ipv4()) {
-                return Err(invalid(
-                    "routes",
-                    i,
-                    r.dst.to_string(),
-                    "the next hop (via) is of the other address family".into(),
-                ));
-            }
         }
         for (i, n) in f.neighbours.iter().enumerate() {
             if index(&n.interface).is_none() {
@@ -1192,12 +1184,12 @@ mod tests {
         assert!(e.to_string().contains("LO-HI"), "{e}");
     }
 
-    /// Errors name the kind of entry, its place and its name; a next hop of the other
-    /// family, a second SA of the same name and a second inbound SA with the same SPI and
-    /// local address are refused (before, the route black-holed, a policy took the first SA
-    /// of the name, and the second inbound SA replaced the first in the SAD).
+    /// Errors name the kind of entry, its place and its name; a second SA of the same name
+    /// and a second inbound SA with the same SPI and local address are refused (before, a
+    /// policy took the first SA of the name, and the second inbound SA replaced the first in
+    /// the SAD).
     #[test]
-    fn duplicates_and_mixed_families_are_refused_by_name() {
+    fn duplicates_are_refused_and_errors_name_the_entry() {
         let err = |y: String| {
             GatewayConfig::parse(&y, Path::new("g.yaml"))
                 .unwrap_err()
@@ -1205,11 +1197,13 @@ mod tests {
         };
         let m = err(example().replacen("mtu: 1500", "mtu: 500", 1));
         assert_eq!(m, "g.yaml: interface #0 (inside): MTU 500 is below 576");
-        let m = err(example().replace("via: 203.0.113.2", "via: \"2001:db8::2\""));
-        assert!(
-            m.starts_with("g.yaml: route #0 (192.168.20.0/24): the next hop"),
-            "{m}"
-        );
+        // A next hop of the other family is no error: an inside subnet routed to the peer of a
+        // 4in6 tunnel has the peer's IPv6 address as its next hop.
+        GatewayConfig::parse(
+            &example().replace("via: 203.0.113.2", "via: \"2001:db8::2\""),
+            Path::new("g.yaml"),
+        )
+        .unwrap();
         let sas = example();
         let (head, rest) = sas.split_once("  - name: b-to-a").unwrap();
         let (b_to_a, tail) = rest.split_once("policies:").unwrap();
