@@ -1095,6 +1095,15 @@ fn cookie_secrets_change_and_old_cookies_expire() {
     assert_eq!(n.b.sas().count(), 1, "no state for the stale cookie");
 }
 
+/// The reference pair with A started at `t`: A's actions, and its IKE_SA_INIT (from, to, data),
+/// not delivered.
+fn first_init(t: Instant) -> (Net, Vec<Action>, (SocketAddr, SocketAddr, Vec<u8>)) {
+    let mut n = reference_net();
+    let init = n.a.start(t);
+    let first = first_send(&init, None).expect("A's IKE_SA_INIT");
+    (n, init, first)
+}
+
 /// An error answer to IKE_SA_INIT is unauthenticated (RFC 7296 §2.21.1): one forged by
 /// anyone on the path does not end the attempt, and B's real answer that follows it
 /// completes the exchange.
@@ -1102,9 +1111,7 @@ fn cookie_secrets_change_and_old_cookies_expire() {
 fn a_forged_error_answer_to_ike_sa_init_does_not_stop_the_tunnel() {
     use controlplane::ike::wire::{flags, notify, Header, Message, Payload};
     let t = Instant::now();
-    let mut n = reference_net();
-    let init = n.a.start(t);
-    let (a_addr, b_addr, d) = first_send(&init, None).unwrap();
+    let (mut n, init, (a_addr, b_addr, d)) = first_init(t);
     let req = Message::parse(&d).unwrap().header;
     let forged = Message::emit(
         Header {
@@ -1320,9 +1327,7 @@ fn an_unanswered_delete_does_not_restart_the_tunnel() {
 fn an_unknown_critical_payload_in_ike_sa_init_is_refused_by_type() {
     use controlplane::ike::wire::{flags, notify, Message, Payload};
     let t = Instant::now();
-    let mut n = reference_net();
-    let init = n.a.start(t);
-    let (a_addr, b_addr, d) = first_send(&init, None).unwrap();
+    let (mut n, _, (a_addr, b_addr, d)) = first_init(t);
     // A type-200 payload, critical bit set, ahead of the first one.
     let mut bad = d[..28].to_vec();
     bad.extend_from_slice(&[d[16], 0x80, 0, 4]);
@@ -1352,9 +1357,7 @@ fn an_unknown_critical_payload_in_ike_sa_init_is_refused_by_type() {
 fn higher_major_versions_get_invalid_major_version_ten_a_second() {
     use controlplane::ike::wire::{notify, Message, Payload};
     let t = Instant::now();
-    let mut n = reference_net();
-    let init = n.a.start(t);
-    let (a_addr, b_addr, mut d) = first_send(&init, None).unwrap();
+    let (mut n, _, (a_addr, b_addr, mut d)) = first_init(t);
     d[17] = 0x30;
     let mut answers = 0;
     for i in 0..15 {

@@ -129,6 +129,10 @@ pub fn may_report(ip: &[u8]) -> bool {
 pub fn esp_too_big(ip: &[u8], ours: impl Fn(IpAddr) -> bool) -> Option<(u32, IpAddr, u16)> {
     match ip.first()? >> 4 {
         4 => {
+            // Every packet on an outside port asks: most are ESP, turned away by one byte.
+            if *ip.get(9)? != ip_proto::ICMP {
+                return None;
+            }
             let p = ipv4::Packet::new_checked(ip).ok()?;
             if p.next_header() != ip_proto::ICMP
                 || p.frag_offset() != 0

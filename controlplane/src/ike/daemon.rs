@@ -578,10 +578,10 @@ impl Daemon {
                     }
                     _ => None,
                 };
-                let valid = got.as_ref().is_some_and(|c| {
+                let valid = got.as_deref().is_some_and(|c| {
                     c.first()
                         .and_then(|&g| self.cookie(g, &ni, remote.ip(), h.spi_i))
-                        == Some(c.clone())
+                        .is_some_and(|want| want == c)
                 });
                 if !valid {
                     let want = self
