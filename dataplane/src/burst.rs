@@ -23,7 +23,7 @@ use crate::esp::EspPlan;
 use crate::flowcache::FlowCache;
 use crate::icmp_err::{self, Oversize};
 use crate::outer::{self, Arrival, Outer};
-use crate::sa::{InboundSa, OutboundSa, SaCrypto};
+use crate::sa::{InboundSa, Mode, OutboundSa, SaCrypto};
 use crate::sad::Sad;
 use crate::spd::{Action, FlowKey, PolicyHits, Rule, Spd};
 
@@ -47,6 +47,13 @@ pub enum Verdict {
     /// encapsulated and counted as [`DropReason::TooBig`]: the caller sends the source an ICMP
     /// error with this MTU (RFC 4301 §8.2.1).
     TooBig(u16),
+    /// Outbound, tunnel mode: an IPv6 packet of at most 1280 bytes, IPv6's minimum MTU, that
+    /// does not fit once encapsulated (the tunnel's inner MTU is below 1280). Its source may
+    /// not send anything smaller (RFC 8200 §5, RFC 8021), so refusing it would black-hole it:
+    /// the tunnel must fragment its own outer packet instead. Not encapsulated: the caller
+    /// encapsulates it with the SA its policy names and cuts the outer packet into fragments
+    /// of at most this many bytes (the SA's path MTU), which the peer reassembles.
+    FragmentOuter(u16),
     /// Outbound, from [`outbound_owned`] only: the SA this packet's policy names belongs to
     /// this other pipeline ([`OutboundSa::owner`]). Neither encapsulated nor counted (not in
     /// the policy's hits either): the caller hands it, as it is, to that pipeline, which runs
@@ -316,6 +323,11 @@ fn outbound_one<'a, B: PacketBuf>(
             match icmp_err::oversize(pkt.data(), sa.max_inner_len(mtu)) {
                 Oversize::Fits => Ok(Step::Staged(sa)),
                 Oversize::Fragment(max) => Ok(Step::Done(Verdict::Fragment(max))),
+                Oversize::TooBig(_)
+                    if sa.mode == Mode::Tunnel && icmp_err::v6_minimum(pkt.data()) =>
+                {
+                    Ok(Step::Done(Verdict::FragmentOuter(mtu)))
+                }
                 Oversize::TooBig(max) => Ok(Step::Done(Verdict::TooBig(max))),
             }
         }

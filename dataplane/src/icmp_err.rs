@@ -75,6 +75,15 @@ pub fn oversize(ip: &[u8], max: u16) -> Oversize {
     }
 }
 
+/// Whether `ip` is an IPv6 packet of at most IPv6's minimum MTU (1280 bytes): one every link,
+/// a tunnel included, must carry, fragmenting below the IP layer if it has to (RFC 8200 §5).
+#[inline]
+pub fn v6_minimum(ip: &[u8]) -> bool {
+    ip.len() >= 6
+        && ip[0] >> 4 == 6
+        && 40 + u32::from(u16::from_be_bytes([ip[4], ip[5]])) <= V6_MIN_MTU
+}
+
 /// Whether an ICMP error may be sent about the IP packet `ip`: not about ICMP errors or ICMPv6
 /// redirects, about non-first fragments, about packets to multicast or broadcast addresses,
 /// or about packets whose source is not one host: for IPv4 also the "invalid source
@@ -376,6 +385,66 @@ pub fn fragment_v4(
     Ok((total, (!last).then_some(offset + take)))
 }
 
+/// Makes the IPv4 packet `ip`, which this node sends itself (a tunnel's outer header), one it
+/// may fragment: DF cleared, identification `ident`, header checksum recomputed. Only a
+/// packet's source may do this; routers on the way still honour DF.
+pub fn own_v4_fragmentable(ip: &mut [u8], ident: u16) -> Result<(), DropReason> {
+    ipv4::Packet::new_checked(&*ip).map_err(|_| DropReason::Malformed)?;
+    ip[4..6].copy_from_slice(&ident.to_be_bytes());
+    ip[6] &= !0x40;
+    let mut p = ipv4::Packet::new_unchecked(ip);
+    p.fill_checksum();
+    Ok(())
+}
+
+/// One IPv6 fragment (RFC 8200 §4.5) of the IPv6 packet `orig`, which this node sends itself
+/// (only a packet's source fragments IPv6), cut for a path of `max` bytes: the fragment whose
+/// data starts `offset` bytes into `orig`'s payload is written into `out`, with a fragment
+/// header carrying `ident`. Returns its length and the offset of the next fragment's data
+/// (`None` after the last). The unfragmentable part is the fixed header: `orig`'s next header
+/// must be an upper layer (what a tunnel's encapsulation writes: ESP, AH, UDP), not an
+/// extension header.
+pub fn fragment_v6(
+    orig: &[u8],
+    max: u16,
+    offset: usize,
+    ident: u32,
+    out: &mut [u8],
+) -> Result<(usize, Option<usize>), DropReason> {
+    let p = ipv6::Packet::new_checked(orig).map_err(|_| DropReason::Malformed)?;
+    let next = p.next_header();
+    if matches!(next, 0 | 43 | 44 | 60) {
+        return Err(DropReason::Malformed);
+    }
+    let data = p.payload();
+    if offset >= data.len() {
+        return Err(DropReason::Malformed);
+    }
+    const HEADERS: usize = ipv6::HEADER_LEN + 8;
+    let room = usize::from(max).saturating_sub(HEADERS) & !7;
+    if room == 0 {
+        return Err(DropReason::TooBig);
+    }
+    let take = room.min(data.len() - offset);
+    let last = offset + take == data.len();
+    let total = HEADERS + take;
+    let units = u16::try_from(offset / 8)
+        .ok()
+        .filter(|u| *u <= 0x1fff)
+        .ok_or(DropReason::Malformed)?;
+    let out = out.get_mut(..total).ok_or(DropReason::NoTailroom)?;
+    out[..ipv6::HEADER_LEN].copy_from_slice(&orig[..ipv6::HEADER_LEN]);
+    out[4..6].copy_from_slice(&((8 + take) as u16).to_be_bytes());
+    out[6] = 44;
+    let frag = &mut out[ipv6::HEADER_LEN..HEADERS];
+    frag[0] = next;
+    frag[1] = 0;
+    frag[2..4].copy_from_slice(&(units << 3 | u16::from(!last)).to_be_bytes());
+    frag[4..8].copy_from_slice(&ident.to_be_bytes());
+    out[HEADERS..].copy_from_slice(&data[offset..offset + take]);
+    Ok((total, (!last).then_some(offset + take)))
+}
+
 /// Copies the options of `opts` whose copied flag is set (RFC 791: bit 0x80 of the type) to
 /// `out`, returning how many bytes it wrote.
 fn copied_options(opts: &[u8], out: &mut [u8]) -> usize {
@@ -466,6 +535,11 @@ pub struct Counters {
     pub fragmented: u64,
     /// Fragments produced from them.
     pub fragments: u64,
+    /// Outer (tunnel) packets fragmented after encapsulation: IPv6 of at most 1280 bytes on
+    /// a tunnel whose inner MTU is below that (RFC 8200 §5).
+    pub outer_fragmented: u64,
+    /// Fragments produced from them.
+    pub outer_fragments: u64,
 }
 
 impl Counters {
@@ -478,6 +552,8 @@ impl Counters {
         self.not_sent += other.not_sent;
         self.fragmented += other.fragmented;
         self.fragments += other.fragments;
+        self.outer_fragmented += other.outer_fragmented;
+        self.outer_fragments += other.outer_fragments;
     }
 }
 
@@ -739,6 +815,70 @@ mod tests {
         );
     }
 
+    /// A tunnel's own IPv6 outer packet (ESP after the fixed header) in fragments: each fits,
+    /// carries a fragment header with the identification, the original next header and its
+    /// offset in 8-byte units, M on all but the last; the pieces rebuild the payload.
+    #[test]
+    fn ipv6_fragments_of_our_own_packet() {
+        let orig = v6(1368, ip_proto::ESP);
+        let mut out = [0u8; 1500];
+        let (mut got, mut off, mut n_frags) = (Vec::new(), Some(0), 0);
+        while let Some(o) = off {
+            let (n, next) = fragment_v6(&orig, 1280, o, 0xdead_beef, &mut out).unwrap();
+            let f = &out[..n];
+            assert!(n <= 1280);
+            assert_eq!(&f[..4], &orig[..4], "version, class, flow label");
+            assert_eq!(&f[7..40], &orig[7..40], "hop limit, addresses");
+            assert_eq!(usize::from(u16::from_be_bytes([f[4], f[5]])), n - 40);
+            assert_eq!((f[6], f[40], f[41]), (44, ip_proto::ESP, 0));
+            let field = u16::from_be_bytes([f[42], f[43]]);
+            assert_eq!(usize::from(field >> 3) * 8, o);
+            assert_eq!(field & 1 == 1, next.is_some());
+            assert_eq!(field & 6, 0);
+            assert_eq!(&f[44..48], &0xdead_beefu32.to_be_bytes());
+            if next.is_some() {
+                assert_eq!((n - 48) % 8, 0);
+            }
+            got.extend_from_slice(&f[48..]);
+            off = next;
+            n_frags += 1;
+        }
+        assert_eq!(n_frags, 2);
+        assert_eq!(got, orig[40..]);
+        // Not for packets with extension headers, nor for paths that take no data.
+        let hop = v6(200, 0);
+        assert_eq!(
+            fragment_v6(&hop, 1280, 0, 1, &mut out),
+            Err(DropReason::Malformed)
+        );
+        assert_eq!(
+            fragment_v6(&orig, 55, 0, 1, &mut out),
+            Err(DropReason::TooBig)
+        );
+    }
+
+    #[test]
+    fn our_own_ipv4_packet_may_be_fragmented_whatever_its_df() {
+        let mut p = v4(1400, true, ip_proto::ESP, 64);
+        let mut out = [0u8; 1500];
+        assert_eq!(fragment_v4(&p, 1300, 0, &mut out), Err(DropReason::TooBig));
+        own_v4_fragmentable(&mut p, 0x4242).unwrap();
+        let h = ipv4::Packet::new_checked(&p[..]).unwrap();
+        assert!(!h.dont_frag() && h.verify_checksum());
+        assert_eq!(h.ident(), 0x4242);
+        let (n, next) = fragment_v4(&p, 1300, 0, &mut out).unwrap();
+        assert_eq!((n, next), (1300, Some(1280)));
+    }
+
+    #[test]
+    fn only_ipv6_up_to_1280_bytes_is_the_minimum() {
+        assert!(v6_minimum(&v6(1280, ip_proto::UDP)));
+        assert!(v6_minimum(&v6(48, ip_proto::UDP)));
+        assert!(!v6_minimum(&v6(1281, ip_proto::UDP)));
+        assert!(!v6_minimum(&v4(1000, false, ip_proto::UDP, 9)));
+        assert!(!v6_minimum(&[0x60, 0, 0]));
+    }
+
     #[test]
     fn later_fragments_keep_only_copied_options() {
         // 24-byte header: a copied option (0x94, router alert, 4 bytes) then nothing else;
@@ -787,6 +927,10 @@ mod tests {
             if let Ok((n, _)) = fragment_v4(&b, max, off, &mut out) {
                 proptest::prop_assert!(n <= usize::from(max));
             }
+            if let Ok((n, _)) = fragment_v6(&b, max, off, 1, &mut out) {
+                proptest::prop_assert!(n <= usize::from(max));
+            }
+            let _ = (v6_minimum(&b), own_v4_fragmentable(&mut b.clone(), 1));
         }
 
         #[test]

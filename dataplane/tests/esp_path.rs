@@ -1003,11 +1003,16 @@ fn ipv6_transport_esp_goes_after_the_routing_header() {
 
 /// An SPD-out of one rule that takes every IPv4 packet.
 fn everything(action: Action<OutboundTarget>) -> Spd<OutboundTarget> {
+    everything_of("0.0.0.0/0", action)
+}
+
+/// An SPD-out of one rule that takes every packet of `all`'s family.
+fn everything_of(all: &str, action: Action<OutboundTarget>) -> Spd<OutboundTarget> {
     Spd::build(vec![Rule {
         priority: 10,
         selector: Selector {
-            src: "0.0.0.0/0".parse().unwrap(),
-            dst: "0.0.0.0/0".parse().unwrap(),
+            src: all.parse().unwrap(),
+            dst: all.parse().unwrap(),
             proto: None,
             src_ports: PortRange::ANY,
             dst_ports: PortRange::ANY,
@@ -1094,6 +1099,97 @@ fn oversized_packets_get_too_big_or_fragment_verdicts() {
     );
     out.set_egress_mtu(0);
     assert_eq!(out.egress_mtu(), None);
+}
+
+/// A tunnel whose inner MTU is below IPv6's 1280 (6in6 over a 1280-byte path): IPv6 packets
+/// of up to 1280 bytes go through, to be encapsulated and fragmented as outer packets of at
+/// most the path MTU (RFC 8200 §5: their source may send nothing smaller); bigger ones are too
+/// big with the tunnel's inner MTU (reported as 1280); a transport-mode SA, which carries the
+/// packet's own header, refuses both.
+#[test]
+fn ipv6_up_to_1280_bytes_is_fragmented_after_encapsulation() {
+    let everything6 = |sa: &Arc<OutboundSa>| {
+        everything_of(
+            "::/0",
+            Action::Protect(OutboundTarget {
+                policy_id: 1,
+                sa: Some(sa.clone()),
+                per_worker: Vec::new(),
+            }),
+        )
+    };
+    let packets = |max: usize| {
+        [1280, 1281, max]
+            .map(|len: usize| HeapBuf::from_slice(&udp6(len - 48, 0)))
+            .to_vec()
+    };
+    let (o, _) = pair(
+        Cipher::AesGcm256,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Tunnel,
+        true,
+        false,
+        false,
+    );
+    let tunnel = Arc::new(OutboundSa::new(&o).unwrap());
+    let max = tunnel.max_inner_len(1280);
+    assert!(max < 1280, "{max}");
+    let spd = everything6(&tunnel);
+    let t = OutboundTables {
+        spd: &spd,
+        mtu: 1280,
+    };
+    let mut hits = PolicyHits::new(spd.len());
+    let mut drops = DropCounters::default();
+    let mut pkts = packets(usize::from(max));
+    let mut verdicts = [Verdict::Pending; 3];
+    assert_eq!(
+        burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits),
+        1
+    );
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::FragmentOuter(1280),
+            Verdict::TooBig(max),
+            Verdict::Forward
+        ]
+    );
+    assert_eq!((drops.get(DropReason::TooBig), drops.total()), (1, 1));
+    assert_eq!(pkts[0].len(), 1280, "left for the caller to encapsulate");
+    // The path MTU the SA learnt is the fragments' size.
+    tunnel.set_egress_mtu(1300);
+    let mut pkts = packets(usize::from(max));
+    let mut verdicts = [Verdict::Pending; 3];
+    burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+    assert_eq!(verdicts[0], Verdict::FragmentOuter(1300));
+
+    let (mut o, _) = pair(
+        Cipher::AesGcm256,
+        Integrity::None,
+        Protocol::Esp,
+        Mode::Transport,
+        false,
+        false,
+        false,
+    );
+    o.local_ts = vec!["2001:db8:10::/64".parse().unwrap()];
+    o.remote_ts = vec!["2001:db8:20::/64".parse().unwrap()];
+    let transport = Arc::new(OutboundSa::new(&o).unwrap());
+    let max = transport.max_inner_len(1280);
+    let spd = everything6(&transport);
+    let t = OutboundTables {
+        spd: &spd,
+        mtu: 1280,
+    };
+    let mut pkts = packets(usize::from(max));
+    let mut verdicts = [Verdict::Pending; 3];
+    burst::outbound(&t, &mut pkts, &mut verdicts, &mut drops, &mut hits);
+    assert_eq!(
+        verdicts,
+        [Verdict::TooBig(max), Verdict::TooBig(max), Verdict::Forward]
+    );
 }
 
 /// The full SA pair replaces its larval inbound half (installed before the exchange that

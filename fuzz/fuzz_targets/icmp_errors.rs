@@ -1,11 +1,13 @@
-//! The gateway's ICMP errors and IPv4 fragmentation on arbitrary packets: no panic; errors fit
-//! 576 / 1280 bytes; fragments fit the MTU and always move forward.
+//! The gateway's ICMP errors and fragmentation (IPv4; IPv6 and DF-cleared IPv4 for a tunnel's
+//! own outer packets) on arbitrary packets: no panic; errors fit 576 / 1280 bytes; fragments
+//! fit the MTU and always move forward.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dataplane::icmp_err::{
-    build, esp_too_big, fragment_v4, may_report, oversize, Error, V4_MIN_PMTU,
+    build, esp_too_big, fragment_v4, fragment_v6, may_report, own_v4_fragmentable, oversize,
+    v6_minimum, Error, V4_MIN_PMTU,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -14,7 +16,7 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     let max = 68 + u16::from(m) * 6;
-    let _ = (may_report(data), oversize(data, max));
+    let _ = (may_report(data), oversize(data, max), v6_minimum(data));
     // A too-big report about our ESP (every address ours): never below the family's floor.
     if let Some((_, peer, mtu)) = esp_too_big(data, |_| true) {
         assert!(mtu >= if peer.is_ipv4() { V4_MIN_PMTU } else { 1280 });
@@ -39,5 +41,18 @@ fuzz_target!(|input: &[u8]| {
         assert!(n <= usize::from(max));
         assert!(after.is_none_or(|a| a > off));
         next = after;
+    }
+    let mut next = Some(0);
+    while let Some(off) = next {
+        let Ok((n, after)) = fragment_v6(data, max, off, 7, &mut out) else {
+            break;
+        };
+        assert!(n <= usize::from(max));
+        assert!(after.is_none_or(|a| a > off));
+        next = after;
+    }
+    let mut own = data.to_vec();
+    if own_v4_fragmentable(&mut own, 9).is_ok() {
+        assert_eq!(own[6] & 0x40, 0);
     }
 });

@@ -15,6 +15,11 @@ B would. ferrogate runs until its ports fall idle. Then scapy checks:
     SYN entering the tunnel (MTU 1500 - 160 = 1340);
   - ESP from B that scapy fragmented (400-byte fragments, shuffled) was reassembled by the
     gateway and came out decrypted like the rest.
+A second run gives the outside port an MTU of 1280 and tunnels IPv6 in IPv4 and in IPv6, so
+the tunnels' inner MTU is below IPv6's minimum: a 1280-byte IPv6 packet must still go through
+(RFC 8200 §5), in outer fragments that scapy reassembles and decrypts to it; a bigger one gets
+Packet Too Big (mtu 1280); and a 1248-byte Time Exceeded the gateway sends to B's site goes
+back through the IPv6 tunnel the same way.
 
 Usage: gateway_pcap.py FERROGATE
 """
@@ -28,6 +33,7 @@ import tempfile
 import random
 
 from scapy.all import ARP, IP, TCP, UDP, ICMP, Ether, Raw, defragment, fragment, rdpcap, wrpcap
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, ICMPv6PacketTooBig, ICMPv6TimeExceeded, defragment6
 from scapy.layers.ipsec import ESP, SecurityAssociation
 
 K_OUT = bytes(range(36))          # a-to-b: AES-256 key + salt
@@ -71,6 +77,135 @@ policies:
   - {{ direction: out, src: 192.168.10.0/24, dst: 192.168.20.0/24, action: protect, sa: a-to-b }}
   - {{ direction: in, src: 192.168.20.0/24, dst: 192.168.10.0/24, action: protect }}
 """
+
+
+def config6(d):
+    """Gateway A for IPv6 sites through a narrow outside port: 2001:db8:20::/64 in IPv4 (6in4),
+    2001:db8:30::/64 in IPv6 (6in6)."""
+    def p(n):
+        return os.path.join(d, n)
+    return f"""
+interfaces:
+  - name: inside
+    device: "net_pcap0,rx_pcap={p('in6_rx.pcap')},tx_pcap={p('in6_tx.pcap')}"
+    role: inside
+    addresses: ["2001:db8:10::1/64"]
+    mac: "{MAC_A_IN}"
+    mtu: 9000
+  - name: outside
+    device: "net_pcap1,rx_pcap={p('out6_rx.pcap')},tx_pcap={p('out6_tx.pcap')}"
+    role: outside
+    addresses: [203.0.113.1/24, "2001:db8:113::1/64"]
+    mac: "{MAC_A_OUT}"
+    mtu: 1280
+routes:
+  - {{ dst: "2001:db8:20::/64", interface: outside, via: 203.0.113.2 }}
+  - {{ dst: "2001:db8:30::/64", interface: outside, via: "2001:db8:113::2" }}
+neighbours:
+  - {{ ip: 203.0.113.2, mac: "{MAC_B}", interface: outside }}
+  - {{ ip: "2001:db8:113::2", mac: "{MAC_B}", interface: outside }}
+  - {{ ip: "2001:db8:10::5", mac: "{MAC_H1}", interface: inside }}
+cores: {{ main: 0, workers: [1] }}
+sas:
+  - {{ name: six-in-four, spi: {SPI_OUT}, direction: out, mode: tunnel, cipher: aes-gcm-256,
+      enc_key: "0x{K_OUT.hex()}", local: 203.0.113.1, remote: 203.0.113.2,
+      local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:20::/64"] }}
+  - {{ name: six-in-six, spi: {SPI_OUT + 8}, direction: out, mode: tunnel, cipher: aes-gcm-256,
+      enc_key: "0x{K_IN.hex()}", local: "2001:db8:113::1", remote: "2001:db8:113::2",
+      local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:30::/64"] }}
+  - {{ name: six-in-six-in, spi: {SPI_IN}, direction: in, mode: tunnel, cipher: aes-gcm-256,
+      enc_key: "0x{K_OUT.hex()}", local: "2001:db8:113::1", remote: "2001:db8:113::2",
+      local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:30::/64"] }}
+policies:
+  - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:20::/64", action: protect, sa: six-in-four }}
+  - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:30::/64", action: protect, sa: six-in-six }}
+  - {{ direction: in, src: "2001:db8:30::/64", dst: "2001:db8:10::/64", action: protect }}
+"""
+
+
+def run_gateway(tool, d, cfg_text, stats_name):
+    """Runs ferrogate on `cfg_text` until its ports fall idle; returns (process, stats)."""
+    cfg = os.path.join(d, stats_name + ".yaml")
+    with open(cfg, "w") as f:
+        f.write(cfg_text)
+    stats_file = os.path.join(d, stats_name + ".json")
+    eal = f"--no-huge -m 512 --file-prefix fgtest{os.getpid()} --log-level=error"
+    try:
+        r = subprocess.run([tool, "--config", cfg, "--eal", eal, "--idle-exit-ms", "1500", "--stats-json", stats_file],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        # EAL's runtime directory for our prefix (hugepage-less, but it still leaves one).
+        shutil.rmtree(f"/var/run/dpdk/fgtest{os.getpid()}", ignore_errors=True)
+    stats = json.load(open(stats_file)) if r.returncode == 0 else None
+    return r, stats
+
+
+def ipv6_below_1280(tool, d, check):
+    """The second run (see the module's docstring)."""
+    def udp6(dst, size, port):
+        return IPv6(src="2001:db8:10::5", dst=dst, hlim=64) / UDP(sport=port, dport=5001) / Raw((bytes(range(256)) * 6)[:size - 48])
+    whole4 = udp6("2001:db8:20::7", 1280, 4100)
+    whole6 = udp6("2001:db8:30::7", 1280, 4101)
+    small6 = udp6("2001:db8:30::8", 200, 4102)
+    too_big = udp6("2001:db8:30::9", 1281, 4103)
+    wrpcap(os.path.join(d, "in6_rx.pcap"), [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in (whole4, whole6, small6, too_big)])
+    # From B's site, hop limit 1: the gateway's Time Exceeded quotes 1200 of it (1248 bytes in
+    # all) and must go back through the 6in6 tunnel, in fragments too.
+    expiring = IPv6(src="2001:db8:30::7", dst="2001:db8:10::5", hlim=1) / UDP(sport=5001, dport=4104) / Raw(b"e" * 1152)
+    sa_in = SecurityAssociation(ESP, spi=SPI_IN, crypt_algo="AES-GCM", crypt_key=K_OUT,
+                                tunnel_header=IPv6(src="2001:db8:113::2", dst="2001:db8:113::1"))
+    wrpcap(os.path.join(d, "out6_rx.pcap"), [Ether(src=MAC_B, dst=MAC_A_OUT) / sa_in.encrypt(expiring)])
+    r, stats = run_gateway(tool, d, config6(d), "stats6")
+    check("ferrogate ran (IPv6 sites, outside MTU 1280)", r.returncode == 0, r.stderr[-2000:])
+    if r.returncode != 0:
+        return
+    print("stats6:", json.dumps({k: stats[k] for k in ("icmp", "drops")}))
+
+    def hop6(p):
+        q = IPv6(bytes(p))
+        q.hlim -= 1
+        return bytes(q)
+    out = rdpcap(os.path.join(d, "out6_tx.pcap"))
+    v4 = [f[IP] for f in out if IP in f]
+    v6 = [f[IPv6] for f in out if IPv6 in f]
+    check("every frame on the outside port fits its 1280 MTU",
+          all(len(f[Ether].payload) <= 1280 for f in out) and len(out) == 7, [len(f[Ether].payload) for f in out])
+    sa4 = SecurityAssociation(ESP, spi=SPI_OUT, crypt_algo="AES-GCM", crypt_key=K_OUT,
+                              tunnel_header=IP(src="203.0.113.1", dst="203.0.113.2"))
+    sa6 = SecurityAssociation(ESP, spi=SPI_OUT + 8, crypt_algo="AES-GCM", crypt_key=K_IN,
+                              tunnel_header=IPv6(src="2001:db8:113::1", dst="2001:db8:113::2"))
+    ok4 = len(v4) == 2 and all(f.flags.MF == (f.frag == 0) for f in v4)
+    whole = defragment([IP(bytes(f)) for f in v4]) if ok4 else []
+    got4 = bytes(sa4.decrypt(IP(bytes(whole[0])))) if len(whole) == 1 and ESP in whole[0] else b""
+    check("6in4: the 1280-byte IPv6 packet left as two IPv4 fragments (DF clear) that scapy reassembles and decrypts to it",
+          ok4 and not any(f.flags.DF for f in v4) and got4 == hop6(whole4), [f.summary() for f in v4])
+    frags6 = [f for f in v6 if IPv6ExtHdrFragment in f]
+    plain6 = [f for f in v6 if IPv6ExtHdrFragment not in f]
+    ids = sorted({f[IPv6ExtHdrFragment].id for f in frags6})
+    rebuilt = []
+    for i in ids:
+        w = IPv6(bytes(defragment6([IPv6(bytes(f)) for f in frags6 if f[IPv6ExtHdrFragment].id == i])))
+        rebuilt.append(IPv6(bytes(sa6.decrypt(w))) if ESP in w else w)
+    got6 = [bytes(w) for w in rebuilt if UDP in w and w[UDP].sport == 4101]
+    check("6in6: the 1280-byte IPv6 packet left as two IPv6 fragments that scapy reassembles and decrypts to it",
+          len(frags6) == 4 and len(ids) == 2 and got6 == [hop6(whole6)], [f.summary() for f in frags6])
+    te = [w for w in rebuilt if ICMPv6TimeExceeded in w]
+    check("the Time Exceeded for B's site (1248 bytes) went back through the 6in6 tunnel in fragments, quoting the packet",
+          len(te) == 1 and len(te[0]) == 1248 and te[0].src == "2001:db8:10::1" and te[0].dst == "2001:db8:30::7"
+          and bytes(te[0])[48:] == bytes(expiring), [w.summary() for w in rebuilt])
+    got_small = [bytes(sa6.decrypt(IPv6(bytes(f)))) for f in plain6 if ESP in f]
+    check("6in6: a packet that fits left whole", got_small == [hop6(small6)], [f.summary() for f in plain6])
+    inside = rdpcap(os.path.join(d, "in6_tx.pcap"))
+    ptb = [f for f in inside if ICMPv6PacketTooBig in f]
+    check("the 1281-byte packet got Packet Too Big (mtu 1280) from our inside address, and nothing else came back",
+          len(ptb) == 1 and len(inside) == 1 and ptb[0][ICMPv6PacketTooBig].mtu == 1280
+          and ptb[0][IPv6].src == "2001:db8:10::1" and ptb[0][IPv6].dst == "2001:db8:10::5"
+          and bytes(ptb[0][ICMPv6PacketTooBig].payload)[:40] == hop6(too_big)[:40],
+          [f.summary() for f in inside])
+    icmp = stats["icmp"]
+    check("the counters: three outer packets fragmented into six, one too big",
+          icmp.get("outer_fragmented") == 3 and icmp.get("outer_fragments") == 6
+          and stats["drops"].get("too_big") == 1, (icmp, stats["drops"]))
 
 
 def hop(p):
@@ -161,22 +296,11 @@ def main():
         n_frags = sum(len(f) for f in frags)
         wrpcap(os.path.join(d, "out_rx.pcap"), outside)
 
-        cfg = os.path.join(d, "gw.yaml")
-        with open(cfg, "w") as f:
-            f.write(config(d))
-        stats_file = os.path.join(d, "stats.json")
-        eal = f"--no-huge -m 512 --file-prefix fgtest{os.getpid()} --log-level=error"
-        try:
-            r = subprocess.run([tool, "--config", cfg, "--eal", eal, "--idle-exit-ms", "1500", "--stats-json", stats_file],
-                               capture_output=True, text=True, timeout=120)
-        finally:
-            # EAL's runtime directory for our prefix (hugepage-less, but it still leaves one).
-            shutil.rmtree(f"/var/run/dpdk/fgtest{os.getpid()}", ignore_errors=True)
+        r, stats = run_gateway(tool, d, config(d), "stats")
         check("ferrogate ran", r.returncode == 0, r.stderr[-2000:])
         if r.returncode != 0:
             print(f"{passed} passed, {failed} failed")
             sys.exit(1)
-        stats = json.load(open(stats_file))
         print("stats:", json.dumps(stats))
 
         sa_a = SecurityAssociation(ESP, spi=SPI_OUT, crypt_algo="AES-GCM", crypt_key=K_OUT,
@@ -244,6 +368,7 @@ def main():
               and not any(b"bad outer sum" in bytes(f) for f in in_all), stats["drops"])
         check("the replay and the tampered packet were counted",
               stats["drops"].get("replay_duplicate") == 1 and stats["drops"].get("icv_mismatch") == 1, stats["drops"])
+        ipv6_below_1280(tool, d, check)
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 

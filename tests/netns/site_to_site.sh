@@ -28,7 +28,8 @@
 #       fragmentation needed with the SA's inner MTU (ping -M do -s 1472), and from B, whose
 #       inside port has MTU 1400, fragmentation needed through the tunnel (ping -M do -s 1410);
 #       a Fragmentation Needed (mtu 1300) about A's ESP, injected onto the outside link, lowers
-#       A's SA MTU (ping -M do -s 1372 gets the smaller inner MTU); a burst of 200 expiring
+#       A's SA MTU (ping -M do -s 1372 gets the smaller inner MTU) and 1280-byte IPv6 still
+#       goes through, in outer fragments (ping -6 -s 1232); a burst of 200 expiring
 #       pings meets the rate limit; and the ICMPv6 counterparts (time exceeded from A and from
 #       B, packet too big from A and from B through the tunnel)
 #   WORKERS=N site_to_site.sh ...               N worker lcores per gateway instead of one (af_packet
@@ -493,6 +494,16 @@ EOP
     sleep 0.5
     check "ping -M do -s 1372 after a router's Fragmentation Needed (mtu 1300) about A's ESP: mtu = $SA_MTU13" \
         ping_says "mtu = $SA_MTU13" -M do -s 1372
+    # IPv6 of 1280 bytes (IPv6's minimum MTU, which its source cannot go below) is now above
+    # that inner MTU: A must still carry it, the outer packet in fragments of at most 1300
+    # bytes that B reassembles (RFC 8200 §5). Before, A answered Packet Too Big (mtu 1280)
+    # and every such packet was lost.
+    ping6_through() {
+        ip netns exec "$HA" ping -6 -n -c 3 -i 0.2 -W 2 -s 1232 fd00:20::5 | tee "$WORK/ping.txt" | tail -2
+        grep -q " 0% packet loss" "$WORK/ping.txt"
+    }
+    check "ping -6 -s 1232 (1280 bytes, above the tunnel's inner MTU $SA_MTU13 now): through, in outer fragments" \
+        ping6_through
     # 200 expiring probes in about 0.4 s against a bucket of 100 a second (burst 100): the
     # gateway answers some, suppresses the rest and counts them (rate_limited, below).
     ip netns exec "$HA" ping -n -q -c 200 -i 0.002 -W 1 -t 1 192.168.20.5 > /dev/null 2>&1 || true
@@ -528,6 +539,7 @@ ia, ib = a["icmp"], b["icmp"]
 ok = (ia["time_exceeded_sent"] >= 1 and ia["too_big_sent"] >= 1 and ia["fragmented"] >= 3
       and ia["fragments"] >= 6 and ib["time_exceeded_sent"] >= 1 and ib["too_big_sent"] >= 1
       and ib["fragmented"] >= 3 and a["drops"].get("too_big", 0) >= 1
+      and ia["outer_fragmented"] >= 3 and ia["outer_fragments"] >= 6
       and ia["rate_limited"] >= 1 and ia["time_exceeded_sent"] < 200)
 sys.exit(0 if ok else 1)
 EOP

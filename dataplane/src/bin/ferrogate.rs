@@ -14,7 +14,8 @@
 //! forwarded packets, and clamps the MSS of TCP SYNs entering a tunnel. It sends ICMP time
 //! exceeded when a TTL / hop limit runs out and ICMP fragmentation needed / packet too big
 //! when a packet would not fit the outside MTU once encapsulated (or the inside MTU once
-//! decapsulated), and fragments IPv4 packets without DF instead (before encapsulation); errors
+//! decapsulated), and fragments IPv4 packets without DF instead (before encapsulation), and
+//! IPv6 packets of up to 1280 bytes after it (their outer packet, RFC 8200 §5); errors
 //! about packets that came out of the tunnel go back through it (module `icmp_err`).
 //! Next hops without a static neighbour are resolved by ARP / IPv6 neighbor discovery
 //! (`dataplane::neigh`; packets for an unresolved hop are dropped and counted), and outer
@@ -37,7 +38,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -381,6 +382,9 @@ struct Shared {
     /// Fragmentation Needed / Packet Too Big about our ESP the pipelines received: (SPI,
     /// peer, MTU), for the main lcore ([`PmtuLearnt`]).
     pmtu: ArrayQueue<(u32, IpAddr, u16)>,
+    /// Identifications for the outer packets the pipelines fragment ([`Tx::fragment_outer`]):
+    /// one counter for all, so that no two pipelines' fragments to one peer share one.
+    frag_ident: AtomicU32,
     /// Neighbours learned, one queue per pipeline (the main lcore's last).
     learn: Vec<ArrayQueue<Learned>>,
     /// Each polling pipeline's counters, refreshed every [`STATS_EVERY`].
@@ -516,6 +520,8 @@ struct Pipeline {
     q: Queues,
     fib: Fib,
     manners: Manners,
+    /// Outer packets fragmented, and their fragments ([`Tx::fragment_outer`]).
+    outer_frag: (u64, u64),
     reasm: dataplane::reasm::Reassembler,
     drops: DropCounters,
     answered: u64,
@@ -867,6 +873,12 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         punts,
         acquires: ArrayQueue::new(256),
         pmtu: ArrayQueue::new(64),
+        // RFC 7739: identifications another host cannot predict; they count up from there.
+        frag_ident: AtomicU32::new({
+            let mut seed = [0u8; 4];
+            let _ = getrandom::getrandom(&mut seed);
+            u32::from_ne_bytes(seed)
+        }),
         learn: (0..npipes).map(|_| ArrayQueue::new(256)).collect(),
         stats: (0..nq).map(|_| Mutex::new(PipeStats::default())).collect(),
         seen: (0..nq)
@@ -975,6 +987,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         },
         fib: new_fib(),
         manners: Manners::new(icmp_rate),
+        outer_frag: (0, 0),
         reasm: dataplane::reasm::Reassembler::new(16, 30_000),
         drops: DropCounters::default(),
         answered: 0,
@@ -1900,6 +1913,9 @@ impl Pipeline {
                 drops: &mut self.drops,
                 hits: &mut self.hits_out,
                 me: self.me,
+                pool: &self.pool,
+                frag_ident: &sh.frag_ident,
+                outer_frag: &mut self.outer_frag,
             };
             if let Local::Error(e) = l {
                 let ok = tx.deliver(m, &out_t);
@@ -1956,6 +1972,23 @@ impl Pipeline {
                     }
                     continue;
                 }
+                Verdict::FragmentOuter(mtu) => {
+                    // RFC 8200 §5: IPv6 of at most 1280 bytes goes through, in outer
+                    // fragments the peer reassembles.
+                    let rule = dataplane::flow::flow_key(m.data())
+                        .ok()
+                        .and_then(|key| tables.spd_out.lookup(&key));
+                    match rule.map(|r| &r.action) {
+                        Some(Action::Protect(t)) => match t.sa_for(self.me) {
+                            Some(sa) => {
+                                tx.fragment_outer(m, mtu, sa);
+                            }
+                            None => tx.drops.inc(DropReason::NoSaForPolicy),
+                        },
+                        _ => tx.drops.inc(DropReason::NoSaForPolicy),
+                    }
+                    continue;
+                }
                 Verdict::Fragment(max) => {
                     // RFC 4301 §8.1: fragments of the inner packet, each encapsulated with
                     // the SA the whole packet's policy names; a bypassed packet's fragments
@@ -1964,13 +1997,9 @@ impl Pipeline {
                         .ok()
                         .and_then(|key| tables.spd_out.lookup(&key));
                     match rule.map(|r| &r.action) {
-                        Some(Action::Bypass) => {
-                            tx.fragment(&m, max, None, &self.pool, &mut self.manners)
-                        }
+                        Some(Action::Bypass) => tx.fragment(&m, max, None, &mut self.manners),
                         Some(Action::Protect(t)) => match t.sa_for(self.me) {
-                            Some(sa) => {
-                                tx.fragment(&m, max, Some(sa), &self.pool, &mut self.manners)
-                            }
+                            Some(sa) => tx.fragment(&m, max, Some(sa), &mut self.manners),
                             None => tx.drops.inc(DropReason::NoSaForPolicy),
                         },
                         _ => tx.drops.inc(DropReason::NoSaForPolicy),
@@ -2009,7 +2038,7 @@ impl Pipeline {
                     match icmp_err::oversize(m.data(), mtu) {
                         Oversize::Fits => {}
                         Oversize::Fragment(max) => {
-                            tx.fragment(&m, max, None, &self.pool, &mut self.manners);
+                            tx.fragment(&m, max, None, &mut self.manners);
                             continue;
                         }
                         Oversize::TooBig(mtu) => {
@@ -2103,6 +2132,7 @@ impl Pipeline {
         s.not_ip = self.not_ip;
         s.handed = (self.q.handed_off, self.q.handed_in);
         s.icmp = self.manners.counters;
+        (s.icmp.outer_fragmented, s.icmp.outer_fragments) = self.outer_frag;
         s.reasm = self.reasm.stats;
         s.neigh = (self.fib.neigh.stats, self.fib.neigh.len());
         s.hits_out.clone_from(&self.hits_out);
@@ -2262,6 +2292,12 @@ struct Tx<'a> {
     hits: &'a mut PolicyHits,
     /// The pipeline's number among the SAs' owners ([`Pipeline::me`]).
     me: Option<u16>,
+    /// Where fragments come from.
+    pool: &'a Mempool,
+    /// Identifications for the fragmented outer packets this gateway sends ([`Shared::frag_ident`]).
+    frag_ident: &'a AtomicU32,
+    /// Outer packets fragmented, and the fragments made ([`Tx::fragment_outer`]).
+    outer_frag: &'a mut (u64, u64),
 }
 
 impl Tx<'_> {
@@ -2344,6 +2380,23 @@ impl Tx<'_> {
                     }
                 };
             }
+            if let Verdict::FragmentOuter(mtu) = v[0] {
+                // An ICMPv6 error (at most 1280 bytes) into a tunnel narrower than that.
+                let sa = dataplane::flow::flow_key(m.data())
+                    .ok()
+                    .and_then(|key| out_t.spd.lookup(&key))
+                    .and_then(|r| match &r.action {
+                        Action::Protect(t) => t.sa_for(self.me),
+                        _ => None,
+                    });
+                return match sa {
+                    Some(sa) => self.fragment_outer(m, mtu, sa),
+                    None => {
+                        self.drops.inc(DropReason::NoSaForPolicy);
+                        false
+                    }
+                };
+            }
             if v[0] != Verdict::Forward {
                 if let Verdict::Fragment(_) = v[0] {
                     self.drops.inc(DropReason::TooBig);
@@ -2381,25 +2434,56 @@ impl Tx<'_> {
             })
     }
 
-    /// Cuts the IPv4 packet in `orig` into fragments of at most `max` bytes (RFC 791 §3.2) in
-    /// fresh mbufs from `pool`, encapsulates each with `sa` if there is one, and routes them.
-    fn fragment(
-        &mut self,
-        orig: &Mbuf,
-        max: u16,
-        sa: Option<&OutboundSa>,
-        pool: &Mempool,
-        manners: &mut Manners,
-    ) {
+    /// Cuts the IPv4 packet in `orig` into fragments of at most `max` bytes (RFC 791 §3.2),
+    /// encapsulates each with `sa` if there is one, and routes them.
+    fn fragment(&mut self, orig: &Mbuf, max: u16, sa: Option<&OutboundSa>, manners: &mut Manners) {
         manners.counters.fragmented += 1;
+        manners.counters.fragments += self.cut(orig, max, sa, 0);
+    }
+
+    /// Encapsulates the IPv6 packet in `m` (at most 1280 bytes) with the tunnel-mode SA `sa`
+    /// and sends the outer packet in fragments of at most `mtu` bytes, the SA's path MTU: a
+    /// tunnel whose inner MTU is below IPv6's minimum fragments below the inner IP layer
+    /// (RFC 8200 §5, [`Verdict::FragmentOuter`]). We are the outer packet's source, so it
+    /// may be fragmented whatever its DF; each gets a fresh identification. The peer
+    /// reassembles it before decryption (RFC 4303 §3.4.1).
+    fn fragment_outer(&mut self, mut m: Mbuf, mtu: u16, sa: &OutboundSa) -> bool {
+        if let Err(r) = dataplane::esp::encap(sa, &mut m) {
+            self.drops.inc(r);
+            return false;
+        }
+        let ident = self.frag_ident.fetch_add(1, Ordering::Relaxed);
+        if m.data()[0] >> 4 == 4 {
+            if let Err(r) = icmp_err::own_v4_fragmentable(m.data_mut(), ident as u16) {
+                self.drops.inc(r);
+                return false;
+            }
+        }
+        if m.len() <= usize::from(mtu) {
+            return self.route(m);
+        }
+        self.outer_frag.0 += 1;
+        let n = self.cut(&m, mtu, None, ident);
+        self.outer_frag.1 += n;
+        n > 0
+    }
+
+    /// Cuts the IP packet in `orig` into fragments of at most `max` bytes in fresh mbufs
+    /// (IPv4: RFC 791 §3.2; IPv6, which only its source may fragment: RFC 8200 §4.5, with
+    /// identification `ident`), encapsulates each with `sa` if there is one, and routes them.
+    /// Returns how many it made.
+    fn cut(&mut self, orig: &Mbuf, max: u16, sa: Option<&OutboundSa>, ident: u32) -> u64 {
+        let v6 = orig.data().first().is_some_and(|b| b >> 4 == 6);
+        let mut made = 0;
         let mut next = Some(0);
         while let Some(offset) = next {
-            let Some(mut f) = pool.alloc() else {
+            let Some(mut f) = self.pool.alloc() else {
                 self.drops.inc(DropReason::NoMbuf);
-                return;
+                return made;
             };
             let room = usize::from(max);
             let cut = match f.append(room) {
+                Ok(buf) if v6 => icmp_err::fragment_v6(orig.data(), max, offset, ident, buf),
                 Ok(buf) => icmp_err::fragment_v4(orig.data(), max, offset, buf),
                 Err(_) => Err(DropReason::NoTailroom),
             };
@@ -2410,12 +2494,12 @@ impl Tx<'_> {
                 }
                 Err(r) => {
                     self.drops.inc(r);
-                    return;
+                    return made;
                 }
             };
             if f.trim(room - n).is_err() {
                 self.drops.inc(DropReason::Malformed);
-                return;
+                return made;
             }
             if let Some(sa) = sa {
                 if let Err(r) = dataplane::esp::encap(sa, &mut f) {
@@ -2423,9 +2507,10 @@ impl Tx<'_> {
                     continue;
                 }
             }
-            manners.counters.fragments += 1;
+            made += 1;
             self.route(f);
         }
+        made
     }
 }
 
@@ -2616,6 +2701,8 @@ fn snapshot(s: &Snap<'_>) -> serde_json::Value {
             "not_sent": icmp.not_sent,
             "fragmented": icmp.fragmented,
             "fragments": icmp.fragments,
+            "outer_fragmented": icmp.outer_fragmented,
+            "outer_fragments": icmp.outer_fragments,
         },
         "ports": ports,
         "drops": dropmap,
