@@ -3061,6 +3061,24 @@ fn two_children(local: &str, remote: &str, side_a: bool, start: &str, per_cpu: b
     Config::parse(&y, Path::new("t.yaml")).unwrap()
 }
 
+/// A and B with [`two_children`] (`per_cpu_sas` on A, and on B if `b_per_cpu`) and
+/// `resources` workers each, 100 ms after A started the tunnel: what comes up by then is up.
+fn two_children_up(b_per_cpu: bool, resources: u16) -> (Net, Instant) {
+    let now = Instant::now();
+    let mut n = with_cfgs(
+        &two_children(A, B, true, "start", true),
+        &two_children(B, A, false, "none", b_per_cpu),
+    );
+    n.a.set_resources(resources);
+    n.b.set_resources(resources);
+    let acts = n.a.start(now);
+    n.run(now, acts, vec![]);
+    for k in 1..=10 {
+        n.tick_both(now + Duration::from_millis(10 * k));
+    }
+    (n, now)
+}
+
 /// Every (A's install, B's mirror) pair of child `child`, checked mirrored.
 fn pairs_of<'a>(n: &'a Net, child: &str) -> Vec<(&'a ChildSaInstall, &'a ChildSaInstall)> {
     n.a_installed
@@ -3178,22 +3196,81 @@ fn per_resource_child_sas_cover_every_worker_and_keep_it_over_rekeys() {
     );
 }
 
+/// A per-resource group (RFC 9611) whose CHILD_SAs reach their `life_time` unrekeyed (here A's
+/// clock jumps past it, as after a stall; a peer refusing rekeys does the same) is deleted on
+/// both sides and made anew: first the fallback alone, while the workers' CHILD_SAs still
+/// live; then the whole group, every worker getting a CHILD_SA again. Before, the group was
+/// left out of the `life_time` check, and a fallback to be made anew was dropped from the
+/// queue while any worker's CHILD_SA lived.
+#[test]
+fn per_resource_child_sas_past_their_life_time_are_made_anew() {
+    let (mut n, now) = two_children_up(true, 2);
+    let group: Vec<(u32, u32, Option<u16>)> = pairs_of(&n, "c")
+        .iter()
+        .map(|(a, b)| (a.spi_in, b.spi_in, a.worker))
+        .collect();
+    assert_eq!(group.len(), 3);
+    let tick_a = |n: &mut Net, t: Instant| {
+        let acts = n.a.tick(t);
+        n.run(t, acts, vec![]);
+    };
+    let live = |n: &Net| -> Vec<(u32, Option<u16>, Option<u32>)> {
+        n.a_installed
+            .iter()
+            .filter(|a| a.child == "c" && !n.a_removed.contains(&a.spi_in))
+            .map(|a| (a.spi_in, a.worker, a.replaces))
+            .collect()
+    };
+    // 11 s (110% of the 10 s lifetime) after the fallback came up, before the workers' did.
+    let t1 = now + Duration::from_millis(11_001);
+    for k in 0..10 {
+        tick_a(&mut n, t1 + Duration::from_millis(k));
+    }
+    let (old_a, old_b, _) = *group.iter().find(|g| g.2.is_none()).unwrap();
+    assert!(n.a_removed.contains(&old_a) && n.b_removed.contains(&old_b));
+    let now_live = live(&n);
+    let fresh: Vec<_> = now_live
+        .iter()
+        .filter(|x| x.1.is_none() && x.2.is_none() && x.0 != old_a)
+        .collect();
+    assert_eq!(fresh.len(), 1, "a new fallback, not a rekey: {now_live:?}");
+    assert_eq!(
+        now_live.iter().filter(|x| x.1.is_some()).count(),
+        2,
+        "the workers' CHILD_SAs (rekeyed) still live: {now_live:?}"
+    );
+    // Past every CHILD_SA's life_time: the whole group goes, on both sides.
+    let before: Vec<u32> = now_live.iter().map(|x| x.0).collect();
+    let t2 = t1 + Duration::from_millis(11_500);
+    for k in 0..20 {
+        tick_a(&mut n, t2 + Duration::from_millis(k));
+    }
+    for spi in &before {
+        assert!(n.a_removed.contains(spi), "{spi:08x} deleted");
+        let b = n.b_installed.iter().find(|b| b.spi_out == *spi).unwrap();
+        assert!(n.b_removed.contains(&b.spi_in), "B's half of {spi:08x}");
+    }
+    // And comes back: a fallback at once, every worker's within the retry wait (30 s).
+    for k in 0..80 {
+        n.tick_both(t2 + Duration::from_millis(100 + 500 * k));
+    }
+    let now_live = live(&n);
+    let mut workers: Vec<_> = now_live.iter().map(|x| x.1).collect();
+    workers.sort_unstable();
+    assert_eq!(
+        workers,
+        vec![None, Some(0), Some(1)],
+        "a whole group again: {now_live:?}"
+    );
+    assert!(now_live.iter().all(|x| !before.contains(&x.0)));
+    assert!(n.up == (true, true));
+}
+
 /// A peer without `per_cpu_sas` does not answer SA_RESOURCE_INFO: one ordinary CHILD_SA,
 /// and no per-resource ones are asked for.
 #[test]
 fn without_the_peers_consent_there_is_one_ordinary_child_sa() {
-    let now = Instant::now();
-    let mut n = with_cfgs(
-        &two_children(A, B, true, "start", true),
-        &two_children(B, A, false, "none", false),
-    );
-    n.a.set_resources(4);
-    n.b.set_resources(4);
-    let acts = n.a.start(now);
-    n.run(now, acts, vec![]);
-    for k in 1..=10 {
-        n.tick_both(now + Duration::from_millis(10 * k));
-    }
+    let (n, _) = two_children_up(false, 4);
     let c = pairs_of(&n, "c");
     assert_eq!(c.len(), 1);
     assert_eq!((c[0].0.worker, c[0].1.worker), (None, None));

@@ -3960,11 +3960,10 @@ impl IkeSa {
         }
         // A CHILD_SA that reached its hard time limit without a rekey (the peer kept refusing
         // them) is deleted and made anew (never while our rekey of it is out: nothing is
-        // started here while a request is). Not yet the per-resource ones (RFC 9611): their
-        // group is made anew only through its fallback.
+        // started here while a request is). A per-resource one (RFC 9611) too: the fallback
+        // at once, a worker's after the usual wait (its traffic takes the fallback meanwhile).
         let expired = self.children.iter().position(|c| {
             !c.rekeyed
-                && !c.per_resource
                 && now.saturating_duration_since(c.installed) >= self.cfg.children[c.cfg].life_time
         });
         if let Some(pos) = expired {
@@ -4254,10 +4253,11 @@ impl IkeSa {
         let waits = |c: usize, w: Option<u16>, after: &[(usize, Option<u16>, Instant, u32)]| {
             after.iter().any(|x| (x.0, x.1) == (c, w) && now < x.2)
         };
-        // Configured children that came up meanwhile (the peer made them) are done.
+        // Configured children that came up meanwhile (the peer made them) are done; a
+        // per-resource group's workers' CHILD_SAs do not stand for its fallback.
         let children = &self.children;
         self.to_create
-            .retain(|c| !children.iter().any(|x| x.cfg == *c));
+            .retain(|c| !children.iter().any(|x| x.cfg == *c && x.worker.is_none()));
         let mut pick = self
             .to_create
             .iter()
