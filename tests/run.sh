@@ -364,13 +364,13 @@ ike_vs_strongswan() {
 }
 gateway_vs_strongswan() {
     # The product against strongSwan: ferrogate (DPDK, af_packet) + ferrogate-ike through the
-    # shared-memory channel. The reference scenario with 100 CHILD_SA rekeys under load, then
+    # shared-memory channel. The reference scenario with 60 CHILD_SA rekeys under load, then
     # AES-GCM with a few over an IPv6 outside link; kills of either process under traffic; two workers sending on one SA;
-    # charon's make-before-break reauthentications; then strongSwan 6.0 (plain ESP), and 6.1
-    # with per-CPU CHILD_SAs (RFC 9611).
+    # charon's make-before-break reauthentications, and ferrogate-ike's own; then strongSwan 6.0
+    # (plain ESP), and 6.1 with per-CPU CHILD_SAs (RFC 9611).
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
-    SUITE=cbc REKEYS="${REKEYS:-100}" TMPDIR="$WORK" timeout 900 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    SUITE=cbc REKEYS="${REKEYS:-60}" TMPDIR="$WORK" timeout 900 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== again over an IPv6 outside link (4in6: IKE and ESP over IPv6, charon found by neighbor"
     echo "   discovery), with AES-256-GCM and RSA certificates (IKE_AUTH fragmented through the rings)"
     OUTER=6 AUTH=rsa SUITE=gcm REKEYS=5 TMPDIR="$WORK" timeout 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
@@ -380,6 +380,8 @@ gateway_vs_strongswan() {
     WORKERS=2 SUITE=gcm TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== charon reauthenticates every 4-8 s, make-before-break (strongSwan 6's default): no echo lost"
     REAUTH=mbb TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    echo "== ferrogate-ike reauthenticates every ~6 s itself (reauth_time), make-before-break: no echo lost"
+    REAUTH=ours REAUTH_S=6 TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== strongSwan 6.0 (Debian trixie chroot, raw ESP: plain IP protocol 50)"
     SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== per-resource CHILD_SAs (RFC 9611) against strongSwan 6.1 (Debian sid chroot): one per"
@@ -497,7 +499,7 @@ step "ferrogate VRRP vs keepalived, IPv4 and IPv6 (virtual address, ARP/ND, take
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
 step "build ferrogate-ike" build_ferrogate_ike
 step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD, fragmentation)" ike_vs_strongswan
-step "ferrogate + ferrogate-ike vs strongSwan (shm channel, 100 rekeys, kills)" gateway_vs_strongswan
+step "ferrogate + ferrogate-ike vs strongSwan (shm channel, 60 rekeys, kills, reauthentications)" gateway_vs_strongswan
 step "ferrogate + ferrogate-ike vs strongSwan behind a NAT whose mapping changes" nat_vs_strongswan
 step "two ferrogate gateways sharing VIPs by VRRP vs strongSwan (SA-state sync, failover, preemption)" ha_vs_strongswan
 step "two ferrogates with IKEv2 (ferrogate-ike on both) and fgctl" netns_site_to_site_ike

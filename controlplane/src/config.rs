@@ -28,6 +28,9 @@
 //!     #                             #   signatures and certificates are verified either way
 //!     ike_proposals: [aes256-sha256-modp1024]
 //!     ike_lifetime: 1h              # rekey the IKE SA after this (ikelifetime=)
+//!     # reauth_time: 0s             # make the IKE SA anew after this, authenticating again
+//!     #                             #   (strongSwan's reauth_time; ipsec.conf reauth=yes):
+//!     #                             #   make-before-break; 0 = never, rekeys only
 //!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold (trap)
 //!     fragmentation: yes            # IKE fragmentation (RFC 7383) when the peer supports it
 //!     fragment_size: 1280           # largest IP datagram of a fragment (charon.fragment_size)
@@ -194,6 +197,10 @@ pub struct TunnelConfig {
     pub ike_proposals: Vec<AlgSet>,
     /// IKE SA rekey time.
     pub ike_lifetime: Duration,
+    /// Reauthentication time (strongSwan's `reauth_time`): an IKE SA this old is replaced by
+    /// a new one, set up and authenticated from scratch, with its CHILD_SAs, before the old
+    /// one is deleted (RFC 7296 §2.8.3, make-before-break). Zero: never (rekeys only).
+    pub reauth_time: Duration,
     /// DPD.
     pub dpd: Dpd,
     /// IKE fragmentation (RFC 7383): announce support and fragment large messages when the
@@ -468,6 +475,8 @@ struct RawTunnel {
     #[serde(default)]
     ike_lifetime: Option<String>,
     #[serde(default)]
+    reauth_time: Option<String>,
+    #[serde(default)]
     dpd: Option<RawDpd>,
     #[serde(default)]
     fragmentation: Option<YesNo>,
@@ -720,22 +729,25 @@ impl Config {
                 }
                 ike_proposals.push(a);
             }
-            let dur =
-                |s: &Option<String>, default: u64, what: &str| -> Result<Duration, ConfigError> {
-                    match s {
-                        None => Ok(Duration::from_secs(default)),
-                        Some(s) => match parse_duration(s) {
-                            Some(d) if d.is_zero() && what != "dpd.delay" => {
-                                Err(inv(format!("{what}: must be above 0")))
-                            }
-                            Some(d) => Ok(d),
-                            None => Err(inv(format!(
-                                "{what}: `{s}` is not a duration (e.g. 30s, 1h; at most 3650d)"
-                            ))),
-                        },
-                    }
-                };
+            let dur = |s: &Option<String>,
+                       default: u64,
+                       what: &str|
+             -> Result<Duration, ConfigError> {
+                match s {
+                    None => Ok(Duration::from_secs(default)),
+                    Some(s) => match parse_duration(s) {
+                        Some(d) if d.is_zero() && !matches!(what, "dpd.delay" | "reauth_time") => {
+                            Err(inv(format!("{what}: must be above 0")))
+                        }
+                        Some(d) => Ok(d),
+                        None => Err(inv(format!(
+                            "{what}: `{s}` is not a duration (e.g. 30s, 1h; at most 3650d)"
+                        ))),
+                    },
+                }
+            };
             let ike_lifetime = dur(&t.ike_lifetime, 3600, "ike_lifetime")?;
+            let reauth_time = dur(&t.reauth_time, 0, "reauth_time")?;
             let dpd = match &t.dpd {
                 None => Dpd {
                     delay: Duration::ZERO,
@@ -942,6 +954,7 @@ impl Config {
                 auth,
                 ike_proposals,
                 ike_lifetime,
+                reauth_time,
                 dpd,
                 fragmentation,
                 fragment_size,
@@ -1027,6 +1040,28 @@ tunnels:
         assert_eq!(t.local_id, Identity::Addr("203.0.113.1".parse().unwrap()));
         assert_eq!(c.warnings.len(), 1);
         assert!(c.warnings[0].contains("modp1024"));
+    }
+
+    #[test]
+    fn reauth_time_is_off_unless_set_and_may_be_zero() {
+        let c = Config::parse(REFERENCE, Path::new("t.yaml")).unwrap();
+        assert_eq!(c.tunnels[0].reauth_time, Duration::ZERO);
+        for (v, want) in [("30m", 1800), ("0s", 0)] {
+            let y = REFERENCE.replace(
+                "ike_lifetime: 1h",
+                &format!("ike_lifetime: 1h\n    reauth_time: {v}"),
+            );
+            let c = Config::parse(&y, Path::new("t.yaml")).unwrap();
+            assert_eq!(c.tunnels[0].reauth_time, Duration::from_secs(want), "{v}");
+        }
+        let y = REFERENCE.replace(
+            "ike_lifetime: 1h",
+            "ike_lifetime: 1h\n    reauth_time: soon",
+        );
+        let e = Config::parse(&y, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reauth_time"), "{e}");
     }
 
     #[test]

@@ -653,6 +653,130 @@ fn a_second_ike_sa_does_not_claim_initial_contact() {
     assert!(n.a_removed.is_empty() && n.b_removed.is_empty());
 }
 
+/// The reference pair with `reauth_time` on A: A's configuration, B's.
+fn reauth_cfgs(reauth: Duration) -> (Config, Config) {
+    let (ike, esp, psk) = ("aes256-sha256-modp2048", "aes256-sha256", "secret-psk-1");
+    let (l, r) = ("192.168.10.0/24", "192.168.20.0/24");
+    let mut a = cfg(A, B, l, r, "start", ike, esp, psk, "8h");
+    a.tunnels[0].reauth_time = reauth;
+    (a, cfg(B, A, r, l, "none", ike, esp, psk, "8h"))
+}
+
+/// The pair of [`reauth_cfgs`] with a `reauth_time` of 20 s, up: the net, when it came up,
+/// the IKE SA's SPIs and A's CHILD_SA's inbound SPI.
+fn reauth_net() -> (Net, Instant, Vec<(u64, u64)>, u32) {
+    let now = Instant::now();
+    let (a, b) = reauth_cfgs(Duration::from_secs(20));
+    let mut n = with_cfgs(&a, &b);
+    n.bring_up(now);
+    let (ike, child) = (sorted_spis(&n.a), n.a_installed[0].spi_in);
+    (n, now, ike, child)
+}
+
+/// A's CHILD_SAs (inbound SPIs) that are installed and not removed, and B's.
+fn live_children(n: &Net) -> (Vec<u32>, Vec<u32>) {
+    let a = n
+        .a_installed
+        .iter()
+        .map(|c| c.spi_in)
+        .filter(|s| !n.a_removed.contains(s))
+        .collect();
+    let b = n
+        .b_installed
+        .iter()
+        .map(|c| c.spi_in)
+        .filter(|s| !n.b_removed.contains(s))
+        .collect();
+    (a, b)
+}
+
+/// `reauth_time` (strongSwan's; ipsec.conf's reauth=yes): after it, A sets up a new IKE SA
+/// from scratch (IKE_SA_INIT, IKE_AUTH with the PSK again, its CHILD_SA), and only once that
+/// is up deletes the old IKE SA and its CHILD_SA (RFC 7296 §2.8.3, make-before-break): at
+/// every moment both sides hold a CHILD_SA of the child, and the new pair is in before the
+/// old one goes. The new IKE SA says no INITIAL_CONTACT (B would drop the old one at once),
+/// and it reauthenticates again one reauth_time later. Before, ferrogate-ike never did.
+#[test]
+fn reauthentication_sets_up_a_new_ike_sa_before_the_old_goes() {
+    let (mut n, now, first_ike, first_child) = reauth_net();
+    let mut both_at = None;
+    let mut t = now;
+    while t < now + Duration::from_secs(21) {
+        t += Duration::from_millis(250);
+        n.tick_both(t);
+        let (a_live, b_live) = live_children(&n);
+        assert!(
+            !a_live.is_empty() && !b_live.is_empty(),
+            "a CHILD_SA at every moment ({t:?})"
+        );
+        if a_live.len() == 2 && both_at.is_none() {
+            both_at = Some(t.duration_since(now));
+            assert_eq!(b_live.len(), 2, "B holds both too");
+            assert_eq!(sorted_spis(&n.a).len(), 2, "two IKE SAs for a moment");
+            assert_eq!(sorted_spis(&n.a), sorted_spis(&n.b));
+        }
+    }
+    let both_at = both_at.expect("a second CHILD_SA beside the first");
+    assert!(
+        both_at >= Duration::from_secs(18) && both_at <= Duration::from_secs(20),
+        "at 90-100% of reauth_time: {both_at:?}"
+    );
+    assert!(n.a_removed.contains(&first_child), "the old CHILD_SA went");
+    let (a_live, b_live) = live_children(&n);
+    assert_eq!((a_live.len(), b_live.len()), (1, 1));
+    let now_ike = sorted_spis(&n.a);
+    assert_eq!(now_ike.len(), 1);
+    assert_ne!(now_ike, first_ike, "a new IKE SA");
+    assert_eq!(now_ike, sorted_spis(&n.b));
+    assert_eq!(n.up, (true, true));
+    // Again one reauth_time later, from the new IKE SA.
+    while t < now + Duration::from_secs(42) {
+        t += Duration::from_millis(500);
+        n.tick_both(t);
+    }
+    let again = sorted_spis(&n.a);
+    assert_eq!(again.len(), 1);
+    assert!(
+        again != now_ike && again != first_ike,
+        "reauthenticated again"
+    );
+    assert_eq!(n.a_installed.len(), 3);
+}
+
+/// A reauthentication whose new IKE SA does not come up (the path from A is cut meanwhile)
+/// leaves the old IKE SA and its CHILD_SA as they were (and no restart of the tunnel), and is
+/// tried again a minute later, when it succeeds.
+#[test]
+fn a_reauthentication_that_fails_keeps_the_old_ike_sa_and_tries_again() {
+    let (mut n, now, first_ike, first_child) = reauth_net();
+    // Everything A sends is lost from 17 s until 75 s: the new IKE SA's IKE_SA_INIT
+    // goes unanswered until it is given up.
+    n.a_path_mtu = Some(0);
+    let mut t = now + Duration::from_secs(17);
+    while t < now + Duration::from_secs(75) {
+        t += Duration::from_millis(500);
+        n.tick_both(t);
+    }
+    assert!(n.a_dropped_big > 3, "A tried: {}", n.a_dropped_big);
+    assert_eq!(
+        sorted_spis(&n.a),
+        first_ike,
+        "only the old IKE SA, still up"
+    );
+    assert_eq!(live_children(&n).0, vec![first_child]);
+    assert!(n.a_removed.is_empty() && n.b_removed.is_empty());
+    n.a_path_mtu = None;
+    while t < now + Duration::from_secs(140) {
+        t += Duration::from_millis(500);
+        n.tick_both(t);
+    }
+    let now_ike = sorted_spis(&n.a);
+    assert_eq!(now_ike.len(), 1);
+    assert_ne!(now_ike, first_ike, "reauthenticated at the next try");
+    assert_eq!(now_ike, sorted_spis(&n.b));
+    assert!(n.a_removed.contains(&first_child));
+}
+
 /// The reference pair (A starts, B answers; CHILD_SAs for 8 h).
 fn reference_net() -> Net {
     Net::new(

@@ -36,6 +36,10 @@
 #       lost) or the other way round (bbm: 5.9's default; charon's own gap costs echoes, at
 #       most 0.3 s each). One IKE SA and one CHILD_SA must be left on each side. The rekey and
 #       kill phases are skipped
+#   REAUTH=ours: ferrogate-ike reauthenticates instead (`reauth_time: REAUTH_S`, at 90-100% of
+#       it), REAUTHS (3) or more times under the ping stream: a new IKE SA and CHILD_SA towards
+#       charon, then the old IKE SA deleted. No echo may be lost; one IKE SA and one CHILD_SA
+#       must be left on each side, and charon must have seen each new IKE SA authenticated
 #   SWAN6=1: the peer is strongSwan 6 from Debian SWAN6_SUITE (trixie: 6.0; sid: 6.1), a
 #       debootstrap chroot cached in SWAN6_ROOT (default /var/cache/ferrogate/swan6-SUITE), with
 #       kernel-libipsec's raw_esp: no fake NAT, so ESP travels as IP protocol 50 (checked on the
@@ -69,7 +73,7 @@ if [ -n "$PERCPU" ]; then
     [ "$WORKERS" -gt 1 ] || WORKERS=2
 fi
 SWAN6_SUITE=${SWAN6_SUITE:-trixie}
-case $REAUTH in "" | mbb | bbm) ;; *) echo "unknown REAUTH $REAUTH" >&2; exit 2 ;; esac
+case $REAUTH in "" | mbb | bbm | ours) ;; *) echo "unknown REAUTH $REAUTH" >&2; exit 2 ;; esac
 # The outside link's addresses: ours, charon's, the prefix length, and nft's family keyword.
 case $OUTER in
 4) OUT_A=203.0.113.1 OUT_B=203.0.113.2 OUT_LEN=24 NFT_IP=ip ;;
@@ -183,6 +187,7 @@ tunnels:
     $OUR_AUTH
     ike_proposals: [$IKE_PROP]
     ike_lifetime: 1h
+    reauth_time: $([ "$REAUTH" = ours ] && echo "${REAUTH_S}s" || echo 0s)
     dpd: { delay: 30s, timeout: 120s, action: restart }
     start: $START
     keyingtries: 0
@@ -196,7 +201,7 @@ tunnels:
 EOF
 SWAN_REAUTH=() SWAN_EXTRA=""
 [ -z "$PERCPU" ] || SWAN_REAUTH=(--per-cpu-sas yes)
-if [ -n "$REAUTH" ]; then
+if [ -n "$REAUTH" ] && [ "$REAUTH" != ours ]; then
     # strongSwan reauthenticates the IKE SA (a new IKE SA and CHILD_SA, the old ones deleted)
     # every REAUTH_S s instead of rekeying it; make_before_break says in which order.
     SWAN_REAUTH=(--ike-reauth "${REAUTH_S}s" --ike-rekey 0s)
@@ -466,6 +471,41 @@ lost() { # from the last stream: prints "sent received", true when nothing was l
     [ -n "$tx" ] && [ "$tx" -gt 0 ] && [ "$tx" = "$rx" ]
 }
 
+if [ "$REAUTH" = ours ]; then
+    # ferrogate-ike reauthenticates every ~REAUTH_S s under a 100 pps ping stream.
+    REAUTHS=${REAUTHS:-3}
+    N0=$(count '"event":"ike-up"')
+    M0=$(grep -c "reauthenticated: the old IKE SA is deleted" "$WORK/ike.log" || true)
+    A0=$(grep -c "authentication of '.*' with .* successful" "$DIR_B/charon.log" || true)
+    SECS=$((REAUTHS * REAUTH_S + REAUTH_S / 2 + 3))
+    stream "$SECS"
+    sleep 1
+    our_reauth_ok() {
+        local m n auths ours theirs children tx rx i
+        for ((i = 0; i < 20; i++)); do
+            m=$(($(grep -c "reauthenticated: the old IKE SA is deleted" "$WORK/ike.log" || true) - M0))
+            n=$(($(count '"event":"ike-up"') - N0))
+            auths=$(($(grep -c "authentication of '.*' with .* successful" "$DIR_B/charon.log" || true) - A0))
+            theirs=$(swan_ctl b --list-sas 2> /dev/null | grep -c ', ESTABLISHED' || true)
+            children=$(swan_ctl b --list-sas 2> /dev/null | grep -c 'INSTALLED' || true)
+            ours=$("$(dirname "$IKE")/fgctl" --socket "$WORK/ike.sock" list-sas 2> /dev/null | grep -c '^site: ESTABLISHED' || true)
+            [ "$theirs" -eq 1 ] && [ "$ours" -eq 1 ] && [ "$children" -eq 1 ] && [ "$n" -eq "$m" ] && break
+            sleep 0.25
+        done
+        tx=$(grep -o '[0-9]* packets transmitted' "$WORK/stream.txt" | cut -d' ' -f1)
+        rx=$(grep -o '[0-9]* received' "$WORK/stream.txt" | cut -d' ' -f1)
+        echo "ferrogate-ike reauthenticated $m times in ${SECS} s ($n new IKE SAs up); charon logged $auths authentications; now IKE SAs: charon $theirs, ferrogate-ike $ours; charon's CHILD_SAs: $children; ping stream $tx sent, $((tx - rx)) lost"
+        [ "$m" -ge "$REAUTHS" ] && [ "$n" -eq "$m" ] && [ "$auths" -ge "$m" ] || return 1
+        [ "$theirs" -eq 1 ] && [ "$ours" -eq 1 ] && [ "$children" -eq 1 ] || return 1
+        [ -n "$tx" ] && [ "$tx" -gt 0 ] || return 1
+        [ "$tx" = "$rx" ] || { explain_loss; return 1; }
+    }
+    check "ferrogate-ike reauthenticates every ~${REAUTH_S} s (make-before-break): one IKE SA each side after, no echo lost" our_reauth_ok
+    check "after the reauthentications: ping both ways" ping_all "$HA" 192.168.20.5
+    echo "$passed passed, $failed failed (REAUTH: rekey and kill phases skipped)"
+    [ "$failed" -eq 0 ]
+    exit
+fi
 if [ -n "$REAUTH" ]; then
     # charon reauthenticates every REAUTH_S s under a 100 pps ping stream.
     REAUTHS=${REAUTHS:-3}

@@ -1511,7 +1511,10 @@ fn carry_out(actions: Vec<Action>, io: &mut Io, ex: &mut Exporter) {
                 );
             }
             // The daemon takes these itself.
-            Action::Spawn(_) | Action::MoveChildren { .. } | Action::FetchRevocation { .. } => {}
+            Action::Spawn(_)
+            | Action::MoveChildren { .. }
+            | Action::FetchRevocation { .. }
+            | Action::Reauthenticate { .. } => {}
         }
     }
 }

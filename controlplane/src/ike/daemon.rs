@@ -54,7 +54,14 @@ pub struct Daemon {
     fetched: Vec<(u64, FetchVerdict)>,
     /// The data plane's workers: children with `per_cpu_sas` get a CHILD_SA for each.
     resources: u16,
+    /// Reauthentications under way (RFC 7296 §2.8.3, make-before-break): (our SPI of the
+    /// IKE SA being replaced, of the new one, when the new one was initiated).
+    reauths: Vec<(u64, u64, Instant)>,
 }
+
+/// How long a reauthentication's new IKE SA may take to make its CHILD_SAs after it is up
+/// before the old IKE SA is deleted all the same.
+const REAUTH_SETTLE: Duration = Duration::from_secs(30);
 
 /// How long a cookie secret is the current one. A cookie is accepted while its secret is
 /// current or the one before: for one to two of these.
@@ -89,6 +96,7 @@ impl Daemon {
             fetch_queue: Default::default(),
             fetched: Vec::new(),
             resources: 0,
+            reauths: Vec::new(),
             cookie_secrets: [cookie_secret(), cookie_secret()],
             cookie_gen: 0,
             cookie_since: None,
@@ -363,10 +371,11 @@ impl Daemon {
         Some(out)
     }
 
-    fn initiate(&mut self, i: usize, now: Instant, out: &mut Vec<Action>) {
+    /// Initiates tunnel `i`; returns our SPI of the new IKE SA.
+    fn initiate(&mut self, i: usize, now: Instant, out: &mut Vec<Action>) -> Option<u64> {
         if self.standing_by(i) {
             tracing::debug!(tunnel = %self.tunnels[i].name, "not initiated: the other VRRP gateway holds its local address");
-            return;
+            return None;
         }
         // INITIAL_CONTACT says this is the only IKE SA between us (RFC 7296 §2.4): not while
         // another of the tunnel is up (`fgctl initiate` on a live tunnel), or the peer would
@@ -380,8 +389,44 @@ impl Daemon {
         let (mut sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now, ic);
         self.start_from_learnt_size(&mut sa, now);
         *self.attempts.entry(i).or_default() += 1;
-        self.sas.insert(sa.our_spi(), sa);
+        let spi = sa.our_spi();
+        self.sas.insert(spi, sa);
         self.collect(actions, now, out);
+        Some(spi)
+    }
+
+    /// Moves the reauthentications under way on: once a new IKE SA is up with its CHILD_SAs
+    /// (or has been up [`REAUTH_SETTLE`]), the IKE SA it replaces is deleted, its CHILD_SAs
+    /// with it (the new ones already carry the traffic). A new IKE SA that failed leaves the
+    /// old one as it was, to try again later.
+    fn reauth_progress(&mut self, now: Instant, acts: &mut Vec<Action>) {
+        let mut i = 0;
+        while i < self.reauths.len() {
+            let (old, new, started) = self.reauths[i];
+            let Some(fresh) = self.sas.get(&new) else {
+                tracing::warn!(
+                    ?started,
+                    "reauthentication: the new IKE SA did not come up; the old one stays"
+                );
+                self.reauths.swap_remove(i);
+                continue;
+            };
+            let done = fresh.state == State::Established
+                && (fresh.children_settled()
+                    || fresh
+                        .established_at
+                        .is_some_and(|t| now.saturating_duration_since(t) >= REAUTH_SETTLE));
+            if !done && self.sas.contains_key(&old) {
+                i += 1;
+                continue;
+            }
+            self.reauths.swap_remove(i);
+            if let Some(sa) = self.sas.get_mut(&old) {
+                tracing::info!(tunnel = %sa.cfg.name, old = %format_args!("{old:016x}"),
+                    new = %format_args!("{new:016x}"), "reauthenticated: the old IKE SA is deleted");
+                sa.delete(now, acts);
+            }
+        }
     }
 
     /// Traffic hit tunnel `name`'s on-demand policy: initiate it unless an IKE SA of it is up
@@ -419,13 +464,14 @@ impl Daemon {
     pub fn reload(&mut self, config: &Config, now: Instant) -> (Vec<Action>, Vec<String>) {
         fn fingerprint(t: &TunnelConfig) -> String {
             format!(
-                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{}",
+                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{}",
                 t.local,
                 t.remote,
                 t.local_id,
                 t.remote_id,
                 t.ike_proposals,
                 t.ike_lifetime,
+                t.reauth_time,
                 t.dpd,
                 t.start,
                 t.keyingtries,
@@ -653,6 +699,7 @@ impl Daemon {
             sa.set_resources(self.resources);
             sa.tick(now, &mut acts);
         }
+        self.reauth_progress(now, &mut acts);
         // Parked IKE_AUTHs whose revocation fetch is done.
         let mut done = std::mem::take(&mut self.fetched);
         let mut i = 0;
@@ -716,6 +763,16 @@ impl Daemon {
                         out.extend(acts);
                     }
                     self.sas.insert(sa.our_spi(), sa);
+                }
+                Action::Reauthenticate { spi } => {
+                    let tunnel = self.sas.get(&spi).map(|s| s.cfg.name.clone());
+                    let i = tunnel.and_then(|n| self.tunnels.iter().position(|t| t.name == n));
+                    let busy = self.reauths.iter().any(|r| r.0 == spi);
+                    if let (Some(i), false) = (i, busy) {
+                        if let Some(new) = self.initiate(i, now, out) {
+                            self.reauths.push((spi, new, now));
+                        }
+                    }
                 }
                 Action::FetchRevocation { spi, job } => {
                     self.fetch_queue.push_back((spi, Arc::new(job)));

@@ -171,6 +171,13 @@ pub enum Action {
     },
     /// A new IKE SA that replaces this one (IKE SA rekey); the daemon adopts it.
     Spawn(Box<IkeSa>),
+    /// IKE SA `spi` (our SPI) is due for reauthentication: the daemon initiates a new IKE SA
+    /// of its tunnel beside it (without INITIAL_CONTACT) and deletes this one once the new
+    /// one and its CHILD_SAs are up.
+    Reauthenticate {
+        /// Our SPI of the IKE SA to replace.
+        spi: u64,
+    },
     /// The IKE_AUTH of IKE SA `spi` waits for its peer certificate's revocation status: the
     /// daemon runs `job` on another thread, then calls [`IkeSa::resume_after_fetch`].
     FetchRevocation {
@@ -723,6 +730,10 @@ pub struct IkeSa {
     larval: Option<u32>,
     /// When we rekey the IKE SA (RFC 7296 §2.18).
     ike_rekey_at: Option<Instant>,
+    /// When we reauthenticate (the tunnel's `reauth_time`; RFC 7296 §2.8.3): the daemon sets
+    /// up a new IKE SA beside this one ([`Action::Reauthenticate`]). Rekeys keep it: they do
+    /// not authenticate the peer again.
+    reauth_at: Option<Instant>,
     /// Rekeyed: the new IKE SA has the children; this one only waits for its delete.
     superseded: bool,
     /// Since when this SA has waited for the peer to delete it (it rekeyed it, or won the
@@ -790,6 +801,8 @@ const PER_RESOURCE_MAX: usize = 256;
 /// How long a new CHILD_SA that failed (or a per-resource one the peer deleted) waits
 /// before it is tried again; each further failure doubles it, up to [`CREATE_RETRY_MAX`].
 const CREATE_RETRY: Duration = Duration::from_secs(30);
+/// How long after a reauthentication whose new IKE SA did not come up the next is tried.
+const REAUTH_RETRY: Duration = Duration::from_secs(60);
 /// The longest wait between two tries of a new CHILD_SA.
 const CREATE_RETRY_MAX: Duration = Duration::from_secs(3600);
 
@@ -1098,6 +1111,7 @@ impl IkeSa {
             initial_contact: true,
             larval: None,
             ike_rekey_at: None,
+            reauth_at: None,
             superseded: false,
             superseded_at: None,
             delete_by: None,
@@ -1191,6 +1205,18 @@ impl IkeSa {
         self.frag.path_size = Some(size);
         self.frag.path_learnt = Some(learnt);
         tracing::info!(tunnel = %self.cfg.name, size, "IKE messages cut to the datagram size another IKE SA learnt for this path");
+    }
+
+    /// Established, with every configured CHILD_SA it was to make made (or refused and
+    /// waiting for another try) and no request out: what a reauthentication waits for before
+    /// the IKE SA it replaces goes.
+    pub fn children_settled(&self) -> bool {
+        self.state == State::Established
+            && self.pending.is_none()
+            && self
+                .to_create
+                .iter()
+                .all(|c| self.create_after.iter().any(|x| (x.0, x.1) == (*c, None)))
     }
 
     /// Our SPI: the one the daemon indexes this SA by.
@@ -2290,6 +2316,9 @@ impl IkeSa {
                 .unwrap_or(now)
         };
         sa.established_at = Some(ago(s.age_s));
+        // Reauthentication by the age the snapshot gives (after a rekey, the new SA's).
+        sa.reauth_at = (!cfg.reauth_time.is_zero())
+            .then(|| (ago(s.age_s) + cfg.reauth_time).max(now + Duration::from_secs(10)));
         // A rekey that fell due on the way waits a few seconds more (the children go first);
         // none is later than the configured lifetime.
         sa.ike_rekey_at = s.rekey_in_s.map(|r| {
@@ -3024,6 +3053,8 @@ impl IkeSa {
         self.state = State::Established;
         self.established_at = Some(now);
         self.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
+        self.reauth_at =
+            (!self.cfg.reauth_time.is_zero()).then(|| now + jittered(self.cfg.reauth_time));
         tracing::info!(tunnel = %self.cfg.name, algorithms = %self.algorithms(), nat = self.nat, "IKE SA established");
         out.push(Action::Established {
             tunnel: self.cfg.name.clone(),
@@ -3819,6 +3850,7 @@ impl IkeSa {
         new.state = State::Established;
         new.established_at = Some(now);
         new.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
+        new.reauth_at = self.reauth_at;
         if self
             .pending
             .as_ref()
@@ -3973,6 +4005,15 @@ impl IkeSa {
                 "a CHILD_SA reached its life_time without a rekey: deleted, made anew");
             self.request(now, Req::DeleteChild { spi_in: c.spi_in }, out);
             return;
+        }
+        if self.reauth_at.is_some_and(|t| now >= t) {
+            // Again later if the new IKE SA does not come up; the daemon deletes this one
+            // once it has.
+            self.reauth_at = Some(now + REAUTH_RETRY);
+            tracing::info!(tunnel = %self.cfg.name, "reauthenticating: a new IKE SA beside this one");
+            out.push(Action::Reauthenticate {
+                spi: self.our_spi(),
+            });
         }
         if self.ike_rekey_at.is_some_and(|t| now >= t) {
             self.ike_rekey_at = Some(now + Duration::from_secs(3600));
@@ -4423,6 +4464,7 @@ impl IkeSa {
         new.state = State::Established;
         new.established_at = Some(now);
         new.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
+        new.reauth_at = self.reauth_at;
         let mut ours_redundant = false;
         if let Some((their_ni, our_nr, theirs)) = self.collision.take() {
             // §2.8.2: the new SA made with the lowest of the four nonces is redundant, and
