@@ -66,10 +66,40 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# A signal to run.sh (Ctrl-C, CI's TERM at its time limit) is passed on to the running step's
+# processes: the tests run under `timeout`, which puts itself and the test in a process group
+# of their own that such a signal never reaches. Their own traps then clean up (namespaces,
+# processes, hugepages) before run.sh's does.
+trap 'stop_step; exit 130' INT
+trap 'stop_step; exit 143' TERM
 
 make_tmpdir WORK
+
+STEP_PID=
+# Every process below PID, deepest last.
+descendants() {
+    local c
+    for c in $(ps -o pid= --ppid "$1" 2> /dev/null); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+# TERM to the running step and everything it started; what is still there 60 s later (a
+# test's cleanup gets that long) is killed.
+stop_step() {
+    [ -n "$STEP_PID" ] || return 0
+    local i
+    # shellcheck disable=SC2046
+    kill -TERM "$STEP_PID" $(descendants "$STEP_PID") 2> /dev/null
+    for i in $(seq 600); do
+        [ -n "$(descendants "$STEP_PID")" ] || break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2046
+    kill -KILL "$STEP_PID" $(descendants "$STEP_PID") 2> /dev/null
+    wait "$STEP_PID" 2> /dev/null
+    STEP_PID=
+}
 
 # ---------------------------------------------------------------------------------------------
 # Step runner. A step is a command (usually a shell function); `set -e` applies inside it, its
@@ -95,8 +125,13 @@ step() {
     tee "$log" < "$log.fifo" &
     tee_pid=$!
     set +e
-    (set -e; "$@") > "$log.fifo" 2>&1
+    # In the background, waited for: a signal to run.sh interrupts the wait (a foreground
+    # step would hold the trap back until it ended) and stop_step passes it on.
+    (set -e; "$@") > "$log.fifo" 2>&1 &
+    STEP_PID=$!
+    wait "$STEP_PID"
     rc=$?
+    STEP_PID=
     set -e
     rm -f "$log.fifo"
     for i in $(seq 50); do kill -0 "$tee_pid" 2> /dev/null || break; sleep 0.1; done
@@ -131,6 +166,7 @@ skip() {
 APT_PACKAGES=(
     build-essential pkg-config clang libclang-dev libipsec-mb-dev libpcap-dev
     dpdk libdpdk-dev dpdk-dev dpdk-doc iproute2 iputils-ping ethtool tcpdump iperf3 python3-venv
+    procps openssl debootstrap
     strongswan-charon strongswan-swanctl libcharon-extra-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins strongswan-pki nftables conntrack
     keepalived iputils-arping ndisc6
@@ -151,8 +187,8 @@ install_apt_packages() {
         return 1
     fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 }
 
 VENV="$REPO/.venv"
@@ -183,7 +219,9 @@ FGPCAP="${CARGO_TARGET_DIR:-$REPO/target}/release/fgpcap"
 # EAL with --no-huge on a net_ring vdev, as root) and the ipsec-mb backend.
 FEATURE_ARGS=(--features dataplane/dpdk)
 # The DPDK smoke test removes its EAL runtime directory itself; this catches a test that died.
-on_exit 'rm -rf /var/run/dpdk/fgtest*'
+# Only the directories of test processes that are gone (fgtest<PID>): another run's live one
+# stays.
+on_exit 'for d in /var/run/dpdk/fgtest*; do [ -d "$d" ] && ! kill -0 "${d##*fgtest}" 2> /dev/null && rm -rf "$d"; done'
 resolve_features() {
     # `cargo tree` resolves features without compiling anything, so it tells whether the feature
     # exists before clippy/test spend minutes on it.
@@ -232,11 +270,11 @@ py_selftest() {
 }
 py_esp() {
     need_fgpcap
-    TMPDIR="$WORK" timeout 1200 "$VENV_PY" tests/interop/scapy_esp.py "$FGPCAP"
+    TMPDIR="$WORK" timeout -k 30 1200 "$VENV_PY" tests/interop/scapy_esp.py "$FGPCAP"
 }
 py_attacks() {
     need_fgpcap
-    TMPDIR="$WORK" timeout 600 "$VENV_PY" tests/interop/scapy_attacks.py "$FGPCAP"
+    TMPDIR="$WORK" timeout -k 30 600 "$VENV_PY" tests/interop/scapy_attacks.py "$FGPCAP"
 }
 build_ferrogate() {
     rm -f "$WORK/ferrogate.built"
@@ -246,7 +284,7 @@ build_ferrogate() {
 py_gateway_pcap() {
     # The DPDK gateway binary end to end on net_pcap ports (EAL --no-huge, as root).
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
-    TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/gateway_pcap.py "${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
+    TMPDIR="$WORK" timeout -k 30 300 "$VENV_PY" tests/interop/gateway_pcap.py "${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
 }
 netns_site_to_site() {
     # Two ferrogates on af_packet in network namespaces: ping, iperf3, wire decrypted; IPv4 and
@@ -254,11 +292,11 @@ netns_site_to_site() {
     need_fgpcap
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
-    TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
+    TMPDIR="$WORK" timeout -k 30 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
     echo "== again with two workers per gateway, AES-256-CBC + HMAC-SHA-256-128, next hops resolved by ARP and ND (no static neighbours), on hugepages"
-    WORKERS=2 HUGE=1 NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
+    WORKERS=2 HUGE=1 NEIGH=arp CIPHER=cbc TMPDIR="$WORK" timeout -k 30 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP" || return 1
     echo "== the same topology without IPsec (bypass policies): the baseline for the figures above"
-    BASELINE=1 TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
+    BASELINE=1 TMPDIR="$WORK" timeout -k 30 300 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
 interop_secgw() {
     # ferrogate against DPDK's ipsec-secgw (built now from dpdk-doc's example source) with the
@@ -266,9 +304,9 @@ interop_secgw() {
     need_fgpcap
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
-    SUITE=gcm TMPDIR="$WORK" timeout 300 bash tests/interop/secgw.sh "$fg" "$FGPCAP" || return 1
+    SUITE=gcm TMPDIR="$WORK" timeout -k 30 300 bash tests/interop/secgw.sh "$fg" "$FGPCAP" || return 1
     echo "== again with AES-256-CBC + HMAC-SHA-256-128"
-    SUITE=cbc TMPDIR="$WORK" timeout 300 bash tests/interop/secgw.sh "$fg" "$FGPCAP"
+    SUITE=cbc TMPDIR="$WORK" timeout -k 30 300 bash tests/interop/secgw.sh "$fg" "$FGPCAP"
 }
 netns_icmp() {
     # The same two sites, ICMP manners: time exceeded from either gateway (B's through the
@@ -276,9 +314,9 @@ netns_icmp() {
     # narrower inside MTU, counters. About 10 s per suite.
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
-    ICMP=1 TMPDIR="$WORK" timeout 120 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
+    ICMP=1 TMPDIR="$WORK" timeout -k 30 120 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
     echo "== again with AES-256-CBC + HMAC-SHA-256-128"
-    CIPHER=cbc ICMP=1 TMPDIR="$WORK" timeout 120 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
+    CIPHER=cbc ICMP=1 TMPDIR="$WORK" timeout -k 30 120 bash tests/netns/site_to_site.sh "$fg" "$FGPCAP"
 }
 netns_vrrp() {
     # ferrogate's VRRP against keepalived on one bridge: who holds the virtual address, who
@@ -287,9 +325,9 @@ netns_vrrp() {
     # solicitations, unsolicited advertisements). ~2 min.
     [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
-    TMPDIR="$WORK" timeout 180 bash tests/netns/vrrp.sh "$fg" || return 1
+    TMPDIR="$WORK" timeout -k 30 180 bash tests/netns/vrrp.sh "$fg" || return 1
     echo "== VRRP over IPv6"
-    TMPDIR="$WORK" timeout 120 bash tests/netns/vrrp6.sh "$fg"
+    TMPDIR="$WORK" timeout -k 30 120 bash tests/netns/vrrp6.sh "$fg"
 }
 
 netns_site_to_site_ike() {
@@ -299,16 +337,16 @@ netns_site_to_site_ike() {
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
     echo "== reference scenario: IKE aes256-sha256-modp1024, ESP aes256-sha256"
-    CIPHER=cbc IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP" || return 1
+    CIPHER=cbc IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout -k 30 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP" || return 1
     echo "== IKE aes256gcm16-prfsha256-curve25519, ESP aes256gcm16, two workers per gateway"
-    WORKERS=2 IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP"
+    WORKERS=2 IKE="$t/ferrogate-ike" TMPDIR="$WORK" timeout -k 30 300 bash tests/netns/site_to_site.sh "$t/ferrogate" "$FGPCAP"
 }
 strongswan_vs_strongswan() {
     # Two strongSwan charons (kernel-libipsec) in network namespaces: the harness ferrogate-ike
     # will be tested in (tests/strongswan/README.md).
-    TMPDIR="$WORK" timeout 120 bash tests/strongswan/swan_vs_swan.sh
+    SWAN_PYTHON="$VENV_PY" TMPDIR="$WORK" timeout -k 30 120 bash tests/strongswan/swan_vs_swan.sh
     echo "== again with AES-256-GCM (IKE aes256gcm16-prfsha256-curve25519)"
-    SUITE=gcm TMPDIR="$WORK" timeout 120 bash tests/strongswan/swan_vs_swan.sh
+    SWAN_PYTHON="$VENV_PY" SUITE=gcm TMPDIR="$WORK" timeout -k 30 120 bash tests/strongswan/swan_vs_swan.sh
 }
 build_ferrogate_ike() {
     rm -f "$WORK/ike.built"
@@ -329,7 +367,7 @@ ike_vs_strongswan() {
             children=1
             [ "$suite" = cbc ] || children=2
             echo "== SUITE=$suite ROLE=$role CHILDREN=$children"
-            CHILDREN=$children SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+            CHILDREN=$children SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout -k 30 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
         done
     done
     # X.509 certificates that strongSwan's pki issues: RSA with DN identities (we initiate; IKE
@@ -352,14 +390,14 @@ ike_vs_strongswan() {
         [ "$fetch" = - ] && fetch=
         [ "$ocsp" = - ] && ocsp=
         echo "== AUTH=$auth ROLE=$role SUITE=$suite FRAG=$frag RSA_PSS=$pss PMTU=$pmtu ($limit) CRL_FETCH=$fetch OCSP=$ocsp"
-        PMTU_LIMIT=$limit OCSP=$ocsp CRL_FETCH=$fetch PMTU=$pmtu RSA_PSS=$pss FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+        PMTU_LIMIT=$limit OCSP=$ocsp CRL_FETCH=$fetch PMTU=$pmtu RSA_PSS=$pss FRAG=$frag AUTH=$auth SUITE=$suite ROLE=$role TMPDIR="$WORK" timeout -k 30 180 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
     for combo in "ecdsa initiator 1 - delta" "rsa responder - - 1" "rsa initiator - 1 1"; do
         read -r auth role fetch ocsp revoked <<< "$combo"
         [ "$fetch" = - ] && fetch=
         [ "$ocsp" = - ] && ocsp=
         echo "== REVOKED=$revoked AUTH=$auth ROLE=$role CRL_FETCH=$fetch OCSP=$ocsp"
-        OCSP=$ocsp CRL_FETCH=$fetch REVOKED=$revoked AUTH=$auth ROLE=$role TMPDIR="$WORK" timeout 120 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
+        OCSP=$ocsp CRL_FETCH=$fetch REVOKED=$revoked AUTH=$auth ROLE=$role TMPDIR="$WORK" timeout -k 30 120 bash tests/strongswan/ike_vs_swan.sh "$ike" "$FGPCAP" "$VENV_PY" || return 1
     done
 }
 gateway_vs_strongswan() {
@@ -370,23 +408,23 @@ gateway_vs_strongswan() {
     # (plain ESP), and 6.1 with per-CPU CHILD_SAs (RFC 9611).
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
-    SUITE=cbc REKEYS="${REKEYS:-60}" TMPDIR="$WORK" timeout 900 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    SUITE=cbc REKEYS="${REKEYS:-60}" TMPDIR="$WORK" timeout -k 30 900 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== again over an IPv6 outside link (4in6: IKE and ESP over IPv6, charon found by neighbor"
     echo "   discovery), with AES-256-GCM and RSA certificates (IKE_AUTH fragmented through the rings)"
-    OUTER=6 AUTH=rsa SUITE=gcm REKEYS=5 TMPDIR="$WORK" timeout 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    OUTER=6 AUTH=rsa SUITE=gcm REKEYS=5 TMPDIR="$WORK" timeout -k 30 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== on demand (start: trap) with ECDSA certificates"
-    AUTH=ecdsa START=trap SUITE=gcm TMPDIR="$WORK" timeout 120 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    AUTH=ecdsa START=trap SUITE=gcm TMPDIR="$WORK" timeout -k 30 120 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== two ferrogate workers, 4 TCP streams on one SA: strongSwan's replay window refuses nothing"
-    WORKERS=2 SUITE=gcm TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    WORKERS=2 SUITE=gcm TMPDIR="$WORK" timeout -k 30 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== charon reauthenticates every 4-8 s, make-before-break (strongSwan 6's default): no echo lost"
-    REAUTH=mbb TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    REAUTH=mbb TMPDIR="$WORK" timeout -k 30 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== ferrogate-ike reauthenticates every ~6 s itself (reauth_time), make-before-break: no echo lost"
-    REAUTH=ours REAUTH_S=6 TMPDIR="$WORK" timeout 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    REAUTH=ours REAUTH_S=6 TMPDIR="$WORK" timeout -k 30 180 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== strongSwan 6.0 (Debian trixie chroot, raw ESP: plain IP protocol 50)"
-    SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    SWAN6=1 REKEYS=5 TMPDIR="$WORK" timeout -k 30 600 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== per-resource CHILD_SAs (RFC 9611) against strongSwan 6.1 (Debian sid chroot): one per"
     echo "   ferrogate worker beside the fallback, each worker sealing with its own; rekeys keep them"
-    PERCPU=1 SUITE=gcm TMPDIR="$WORK" timeout 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
+    PERCPU=1 SUITE=gcm TMPDIR="$WORK" timeout -k 30 300 bash tests/strongswan/gateway_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }
 ha_vs_strongswan() {
     # The reference scenario's VRRP pair: two ferrogate + ferrogate-ike gateways sharing the
@@ -399,15 +437,15 @@ ha_vs_strongswan() {
     # sync link over IPv6 without it (neighbor discovery finds the new master). ~3.5 min.
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
-    TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    TMPDIR="$WORK" timeout -k 30 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== VRRP advertisements every 100 ms, and charon deaf to IKE for 3 s from the failure: the synced"
     echo "   CHILD_SAs must carry the traffic meanwhile (outage under 1.5 s; ~0.33 s measured, 5.9 s without the sync);"
     echo "   the outside link is IPv6 (the tunnel's shared address an IPv6 VRRP router's), the routers use"
     echo "   the virtual MAC, and charon and hA hold the shared addresses as permanent neighbours"
-    OUTER=6 VMAC=1 ADVERT=100ms BLOCK_IKE_S=3 MAX_OUTAGE_MS=1500 TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    OUTER=6 VMAC=1 ADVERT=100ms BLOCK_IKE_S=3 MAX_OUTAGE_MS=1500 TMPDIR="$WORK" timeout -k 30 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== again without SA-state sync, over the IPv6 outside link without the virtual MAC (the new master"
     echo "   negotiates before traffic flows; charon finds it by neighbor discovery; the failover only)"
-    OUTER=6 SYNC=0 STEPS=12 TMPDIR="$WORK" timeout 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
+    OUTER=6 SYNC=0 STEPS=12 TMPDIR="$WORK" timeout -k 30 300 bash tests/strongswan/ha_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }
 nat_vs_strongswan() {
     # strongSwan behind a NAT (nftables SNAT) whose mapping changes under a 100 pps ping stream:
@@ -416,25 +454,25 @@ nat_vs_strongswan() {
     # then (GCM) only the port.
     [ -e "$WORK/ike.built" ] && [ -e "$WORK/ferrogate.built" ] || { echo "binaries not built by this run" >&2; return 1; }
     local t="${CARGO_TARGET_DIR:-$REPO/target}/debug"
-    TMPDIR="$WORK" timeout 120 bash tests/strongswan/nat_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
+    TMPDIR="$WORK" timeout -k 30 120 bash tests/strongswan/nat_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike" || return 1
     echo "== again with AES-256-GCM, only the NAT's port changing"
-    SUITE=gcm NAT_MOVE=port TMPDIR="$WORK" timeout 120 bash tests/strongswan/nat_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
+    SUITE=gcm NAT_MOVE=port TMPDIR="$WORK" timeout -k 30 120 bash tests/strongswan/nat_vs_swan.sh "$t/ferrogate" "$t/ferrogate-ike"
 }
 py_natt_transport() {
     # Transport-mode ESP in UDP from behind NATs: the inner TCP/UDP checksum fix-up
     # (RFC 3948 §3.1.2), judged by scapy's checksum over the addresses on the wire.
     need_fgpcap
-    TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_natt_transport.py "$FGPCAP"
+    TMPDIR="$WORK" timeout -k 30 300 "$VENV_PY" tests/interop/scapy_natt_transport.py "$FGPCAP"
 }
 py_fragments() {
     # ESP that scapy encrypted and then fragmented (IPv4, IPv6, ESP in UDP): fgpcap reassembles
     # and decrypts it; an overlapping duplicate fragment costs its datagram only.
     need_fgpcap
-    TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_fragments.py "$FGPCAP"
+    TMPDIR="$WORK" timeout -k 30 300 "$VENV_PY" tests/interop/scapy_fragments.py "$FGPCAP"
 }
 py_ah_options() {
     need_fgpcap
-    TMPDIR="$WORK" timeout 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
+    TMPDIR="$WORK" timeout -k 30 300 "$VENV_PY" tests/interop/scapy_ah_options.py "$FGPCAP"
 }
 
 # ---------------------------------------------------------------------------------------------
