@@ -5,6 +5,16 @@
 //! Ownership: an [`Mbuf`] owns one mbuf and frees it when dropped; sending one hands it to the
 //! driver or a ring. Queues are `Send` but `!Sync` handles: each is moved to the one lcore that
 //! polls it, so a queue is never polled by two cores.
+//!
+//! Lifetimes: EAL and the mempools live until the process exits (neither `rte_eal_cleanup` nor
+//! `rte_mempool_free` is ever called), so no mbuf, ring, queue or lcore job can outlive the
+//! memory it points into, whatever order handles are dropped in. A port is started once, and
+//! stopped only when none of its queue handles is left. A single-producer / single-consumer
+//! ring serves the first thread that enqueues / dequeues on it and no other.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use std::ffi::CString;
 use std::marker::PhantomData;
@@ -65,7 +75,9 @@ fn errno() -> i32 {
     unsafe { sys::fg_rte_errno() }
 }
 
-/// The initialised Environment Abstraction Layer. Dropping it runs `rte_eal_cleanup`.
+/// The initialised Environment Abstraction Layer. It is never cleaned up: its memory (the
+/// mempools', the rings') stays mapped until the process exits, so that nothing made from it
+/// can outlive it.
 #[derive(Debug)]
 pub struct Eal {
     _not_send: PhantomData<*const ()>,
@@ -79,14 +91,20 @@ impl Eal {
         if EAL_STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(DpdkError::AlreadyInitialised);
         }
-        let owned: Vec<CString> = args
+        // Owned, writable buffers: EAL permutes argv and writes into some arguments in place
+        // (it splits `--socket-mem` at its commas).
+        let mut owned: Vec<Vec<u8>> = args
             .iter()
-            .map(|a| CString::new(*a).map_err(|_| DpdkError::Nul))
+            .map(|a| {
+                CString::new(*a)
+                    .map(CString::into_bytes_with_nul)
+                    .map_err(|_| DpdkError::Nul)
+            })
             .collect::<Result<_, _>>()?;
         let mut ptrs: Vec<*mut std::os::raw::c_char> =
-            owned.iter().map(|c| c.as_ptr() as *mut _).collect();
-        // SAFETY: argc/argv describe live NUL-terminated strings; EAL may permute `ptrs` but
-        // does not write through them, and keeps no pointer to them after returning.
+            owned.iter_mut().map(|c| c.as_mut_ptr().cast()).collect();
+        // SAFETY: argc/argv describe live, writable, NUL-terminated buffers that outlive the
+        // call; EAL keeps no pointer to them after returning (it copies what it keeps).
         let r = unsafe { sys::rte_eal_init(ptrs.len() as i32, ptrs.as_mut_ptr()) };
         if r < 0 {
             let e = errno();
@@ -186,19 +204,50 @@ impl Lcore {
 #[derive(Debug)]
 pub struct MbufRing {
     ring: NonNull<sys::rte_ring>,
+    /// For a single-producer ring: the thread that enqueues ([`thread_tag`]; 0 until the
+    /// first enqueue claims it). Other threads' enqueues take nothing.
+    producer: Option<AtomicU64>,
+    /// The same for dequeues of a single-consumer ring.
+    consumer: Option<AtomicU64>,
 }
 
 // SAFETY: rte_ring is built for concurrent use: multi-producer/multi-consumer rings take any
-// number of threads, and the single-producer/-consumer ones are documented to need one each,
-// which `MbufRing::new`'s caller promises by choosing them (see its docs).
+// number of threads. A single-producer (-consumer) one is used by one thread only: the first
+// to enqueue (dequeue) claims it and every other thread's call is refused ([`claim`]).
 unsafe impl Send for MbufRing {}
 // SAFETY: as above.
 unsafe impl Sync for MbufRing {}
 
+/// A number for the calling thread, unique in the process and never 0.
+fn thread_tag() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TAG: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TAG.with(|t| *t)
+}
+
+/// Whether the calling thread may use the one-thread side of a ring that `owner` guards
+/// (`None`: any thread may): the first thread to ask claims it for good.
+#[inline]
+fn claim(owner: &Option<AtomicU64>) -> bool {
+    let Some(owner) = owner else {
+        return true;
+    };
+    let me = thread_tag();
+    match owner.load(Ordering::Relaxed) {
+        0 => match owner.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => true,
+            Err(other) => other == me,
+        },
+        x => x == me,
+    }
+}
+
 impl MbufRing {
     /// A ring of `count` slots (a power of two; it holds `count - 1` mbufs). `single_producer`
-    /// / `single_consumer` select the faster one-thread variants: only one lcore may then
-    /// enqueue / dequeue.
+    /// / `single_consumer` select the faster one-thread variants: only one thread may then
+    /// enqueue / dequeue, the first that does (the others' calls move nothing).
     pub fn new(
         _eal: &Eal,
         name: &str,
@@ -215,8 +264,13 @@ impl MbufRing {
         let socket = unsafe { sys::rte_socket_id() } as i32;
         // SAFETY: a live C string; EAL is initialised.
         let r = unsafe { sys::rte_ring_create(cname.as_ptr(), count, socket, flags) };
+        let one = |single: bool| single.then(|| AtomicU64::new(0));
         match NonNull::new(r) {
-            Some(ring) => Ok(MbufRing { ring }),
+            Some(ring) => Ok(MbufRing {
+                ring,
+                producer: one(single_producer),
+                consumer: one(single_consumer),
+            }),
             None => {
                 let e = errno();
                 Err(DpdkError::Ring(name.to_owned(), strerror(e), e))
@@ -225,8 +279,12 @@ impl MbufRing {
     }
 
     /// Moves as many of the burst's mbufs as fit into the ring, in order; the rest stay in the
-    /// burst. Returns how many went in.
+    /// burst. Returns how many went in (none from a thread other than a single-producer
+    /// ring's own).
     pub fn enqueue(&self, burst: &mut Burst) -> usize {
+        if !claim(&self.producer) {
+            return 0;
+        }
         let n = burst.pkts.len().min(BURST);
         let mut raw = [std::ptr::null_mut::<std::os::raw::c_void>(); BURST];
         for (slot, m) in raw.iter_mut().zip(&burst.pkts[..n]) {
@@ -248,8 +306,21 @@ impl MbufRing {
         put
     }
 
-    /// Takes up to the burst's free room from the ring. Returns how many came out.
+    /// Takes up to the burst's free room from the ring. Returns how many came out (none for a
+    /// thread other than a single-consumer ring's own).
     pub fn dequeue(&self, burst: &mut Burst) -> usize {
+        if !claim(&self.consumer) {
+            return 0;
+        }
+        // SAFETY: this thread is the ring's only consumer if it has one.
+        unsafe { self.dequeue_unchecked(burst) }
+    }
+
+    /// [`MbufRing::dequeue`] without the consumer check.
+    ///
+    /// # Safety
+    /// No other thread may dequeue at the same time from a single-consumer ring.
+    unsafe fn dequeue_unchecked(&self, burst: &mut Burst) -> usize {
         let room = BURST.saturating_sub(burst.pkts.len());
         let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
         // SAFETY: a live ring; `raw` has room for `room` pointers.
@@ -270,7 +341,8 @@ impl MbufRing {
 impl Drop for MbufRing {
     fn drop(&mut self) {
         let mut b = Burst::new();
-        while self.dequeue(&mut b) > 0 {
+        // SAFETY: `&mut self`: no other thread holds the ring any more.
+        while unsafe { self.dequeue_unchecked(&mut b) } > 0 {
             b.pkts.clear();
         }
         // SAFETY: the ring came from rte_ring_create and is empty; nobody else holds it (we
@@ -279,16 +351,8 @@ impl Drop for MbufRing {
     }
 }
 
-impl Drop for Eal {
-    fn drop(&mut self) {
-        // SAFETY: EAL was initialised by this process and nothing uses it after the Eal.
-        unsafe {
-            sys::rte_eal_cleanup();
-        }
-    }
-}
-
-/// A pool of packet mbufs.
+/// A pool of packet mbufs. It is never freed (see the module's docs): its mbufs may outlive
+/// the handle.
 #[derive(Debug)]
 pub struct Mempool {
     pool: NonNull<sys::rte_mempool>,
@@ -336,14 +400,6 @@ impl Mempool {
     pub fn alloc(&self) -> Option<Mbuf> {
         // SAFETY: the pool is alive; a non-null result is a fresh mbuf we now own.
         NonNull::new(unsafe { sys::rte_pktmbuf_alloc(self.pool.as_ptr()) }).map(|m| Mbuf { m })
-    }
-}
-
-impl Drop for Mempool {
-    fn drop(&mut self) {
-        // SAFETY: the pool came from rte_pktmbuf_pool_create; mbufs borrow nothing from the
-        // Mempool value, so the caller must return them first (dropping them does).
-        unsafe { sys::rte_mempool_free(self.pool.as_ptr()) }
     }
 }
 
@@ -491,6 +547,11 @@ pub struct Port {
     id: u16,
 }
 
+/// The ports started in this process, each with a token its queue handles hold: a port is
+/// started once, and stopped only when no handle of its queues is left (a stopped port's
+/// queues are released, and polling one would read freed memory).
+static STARTED: Mutex<Option<HashMap<u16, Arc<()>>>> = Mutex::new(None);
+
 fn port_err(port: u16, what: &'static str, r: i32) -> DpdkError {
     DpdkError::Port {
         port,
@@ -519,7 +580,8 @@ impl Port {
     }
 
     /// Configures `rxq` receive and `txq` transmit queues of `desc` descriptors, receiving into
-    /// `pool`, and starts the port. Returns one handle per queue. With several receive queues
+    /// `pool`, and starts the port (once: a second start is refused). Returns one handle per
+    /// queue. With several receive queues
     /// the device spreads flows over them by RSS on the IP addresses, TCP/UDP ports and ESP
     /// SPIs (the hash types it supports of those); a device without RSS (af_packet, which spreads its
     /// `qpairs` by PACKET_FANOUT_HASH) keeps its own way.
@@ -530,6 +592,11 @@ impl Port {
         desc: u16,
         pool: &Mempool,
     ) -> Result<(Vec<RxQueue>, Vec<TxQueue>), DpdkError> {
+        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        let started = started.get_or_insert_with(HashMap::new);
+        if started.contains_key(&self.id) {
+            return Err(port_err(self.id, "start (it was started before)", -114));
+        }
         let mut conf = sys::rte_eth_conf::default();
         if rxq > 1 {
             let hf = self.rss_hash_types()?;
@@ -580,11 +647,14 @@ impl Port {
         if r < 0 {
             return Err(port_err(self.id, "start", r));
         }
+        let token = Arc::new(());
+        started.insert(self.id, token.clone());
         Ok((
             (0..rxq)
                 .map(|q| RxQueue {
                     port: self.id,
                     queue: q,
+                    _started: token.clone(),
                     _one_core: PhantomData,
                 })
                 .collect(),
@@ -592,6 +662,7 @@ impl Port {
                 .map(|q| TxQueue {
                     port: self.id,
                     queue: q,
+                    _started: token.clone(),
                     _one_core: PhantomData,
                 })
                 .collect(),
@@ -627,9 +698,15 @@ impl Port {
         Ok(info.flow_type_rss_offloads & WANT)
     }
 
-    /// Stops the port.
+    /// Stops the port: refused while a handle of its queues is left (drop them first).
     pub fn stop(&self) -> Result<(), DpdkError> {
-        // SAFETY: valid port id.
+        let started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(token) = started.as_ref().and_then(|m| m.get(&self.id)) {
+            if Arc::strong_count(token) > 1 {
+                return Err(port_err(self.id, "stop (its queues are still in use)", -16));
+            }
+        }
+        // SAFETY: valid port id; no queue handle is left to poll it.
         let r = unsafe { sys::rte_eth_dev_stop(self.id) };
         if r < 0 {
             return Err(port_err(self.id, "stop", r));
@@ -711,6 +788,8 @@ impl Port {
 pub struct RxQueue {
     port: u16,
     queue: u16,
+    /// Holds the port started ([`Port::stop`]).
+    _started: Arc<()>,
     _one_core: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -734,6 +813,8 @@ impl RxQueue {
 pub struct TxQueue {
     port: u16,
     queue: u16,
+    /// Holds the port started ([`Port::stop`]).
+    _started: Arc<()>,
     _one_core: PhantomData<std::cell::Cell<()>>,
 }
 

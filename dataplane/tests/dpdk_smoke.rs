@@ -117,6 +117,12 @@ fn eal_mempool_mbuf_ring_port_and_esp() {
     let stats = port.stats().unwrap();
     assert_eq!(stats[2], plain.len() as u64, "opackets");
     drop(got);
+    // A port is started once, and stops only when no handle of its queues is left.
+    assert!(port.start(1, 1, 512, &pool).is_err(), "started twice");
+    assert!(port.stop().is_err(), "stopped under its queues");
+    drop(rx);
+    assert!(port.stop().is_err(), "the transmit queue is still held");
+    drop(tx);
     port.stop().unwrap();
     assert_eq!(pool.available(), total, "no mbuf leaked");
 
@@ -162,6 +168,39 @@ fn eal_mempool_mbuf_ring_port_and_esp() {
         Err(dataplane::dpdk::DpdkError::Launch(77, ..))
     ));
     assert!(eal.launch(0, || 0).is_err());
+    // A single-producer / single-consumer ring serves the first thread that uses each side:
+    // the worker lcore's enqueue and dequeue on this one take nothing.
+    let one = std::sync::Arc::new(MbufRing::new(&eal, "fgtest-one", 64, true, true).unwrap());
+    b.pkts().push(pool.alloc().unwrap());
+    b.pkts().push(pool.alloc().unwrap());
+    assert_eq!(
+        one.enqueue(&mut b),
+        2,
+        "this thread claims the producer side"
+    );
+    let mut got = Burst::new();
+    assert_eq!(one.dequeue(&mut got), 2, "and the consumer side");
+    b.pkts().push(got.pkts().pop().unwrap());
+    assert_eq!(one.enqueue(&mut b), 1);
+    drop(got);
+    let o2 = one.clone();
+    let mut spare = Burst::new();
+    spare.pkts().push(pool.alloc().unwrap());
+    let other = eal
+        .launch(1, move || {
+            let mut b = Burst::new();
+            let took = o2.dequeue(&mut b) as i32;
+            took * 10 + o2.enqueue(&mut spare) as i32
+        })
+        .unwrap();
+    assert_eq!(other.wait(), 0, "neither side served the second thread");
+    assert_eq!(
+        one.dequeue(&mut b),
+        1,
+        "this thread claims the consumer side"
+    );
+    b.pkts().clear();
+    drop(one);
     // What is left in a ring is freed with it.
     for _ in 0..5 {
         b.pkts().push(pool.alloc().unwrap());
@@ -189,9 +228,10 @@ fn eal_mempool_mbuf_ring_port_and_esp() {
     assert!(n0 > 0, "queue 0 delivers");
     assert!(worker.wait() > 0, "queue 1 delivers on the worker lcore");
     drop(b0);
+    drop((rxq, txq));
     null.stop().unwrap();
     assert_eq!(pool.available(), total, "no mbuf leaked");
-    drop(pool);
-    drop(eal);
+    // EAL and the pool stay until the process exits (nothing made from them can outlive them).
+    let _ = (pool, eal);
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
 }

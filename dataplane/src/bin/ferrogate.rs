@@ -1387,24 +1387,25 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     if let Some(p) = &args.stats_file {
         write_stats(p, &stats);
     }
-    for i in &sh.ifaces {
-        let _ = i.port.stop();
-    }
-    if let (Some(c), Some(path)) = (control.take(), &args.control) {
-        drop(c);
-        let _ = shmring::Channel::remove(path);
-    }
+    // The ports stop once no queue handle is left (the workers' went with their jobs).
     drop(main);
+    for i in &sh.ifaces {
+        if let Err(e) = i.port.stop() {
+            tracing::warn!("{e}");
+        }
+    }
+    // Its file goes with it.
+    drop(control.take());
     drop(handoff);
     // The SA owners' rings (the workers' copies went with them): freed, with any mbufs still
-    // in them, while the mempool and EAL are still there.
+    // in them. (The mempools and EAL stay until the process exits.)
     drop(inboxes);
     drop(punted);
     drop(retired);
     drop(sh);
     drop(jumbo);
     drop(pool);
-    drop(eal);
+    let _ = eal;
     match failure {
         Some(f) => Err(f),
         None => Ok(stats),
@@ -3562,6 +3563,8 @@ fn selector(src: IpPrefix, dst: IpPrefix) -> dataplane::spd::Selector {
 /// The data plane's end of the control-plane channel.
 struct Control {
     chan: shmring::Channel,
+    /// Its file, removed when the Control goes ([`Drop`]).
+    path: std::path::PathBuf,
     punted: u64,
     injected: u64,
     /// Last acquire per (tunnel, child): at most one a second.
@@ -3574,11 +3577,27 @@ struct Control {
     /// parked, the encoded datagram): the first IKE message after a start or a VRRP takeover
     /// would otherwise be lost and cost the exchange a retransmission (2 s).
     parked: std::collections::VecDeque<(u64, Vec<u8>)>,
+    /// The injected datagram being sent, copied out of its slot first: the other process can
+    /// write shared memory while we parse it (kept: no allocation per datagram).
+    inject_copy: Vec<u8>,
     /// A `dump` came: the VRRP state goes out with the report (empty without VRRP), so that a
     /// starting control plane knows which addresses are its own before it starts tunnels.
     dumped: bool,
     /// Worker pipelines (`Hello`, `Sas`): per-resource SAs are made for each.
     workers: u16,
+}
+
+impl Drop for Control {
+    /// The channel file goes with the data plane (marked retired first, so that
+    /// ferrogate-ike waits for a new one), also when start-up fails after it was made. Only
+    /// the file this process made: a later ferrogate may have made one anew at the path.
+    fn drop(&mut self) {
+        let ours =
+            shmring::Channel::open(&self.path).is_ok_and(|c| c.creator_pid() == std::process::id());
+        if ours {
+            let _ = shmring::Channel::remove(&self.path);
+        }
+    }
 }
 
 /// Injected datagrams parked at most (further ones are dropped as unresolved).
@@ -3602,12 +3621,14 @@ impl Control {
         .map_err(|e| format!("control channel {}: {e}", path.display()))?;
         let c = Control {
             chan,
+            path: path.to_path_buf(),
             punted: 0,
             injected: 0,
             acquired: Default::default(),
             reports: 0,
             reports_sent: 0,
             parked: Default::default(),
+            inject_copy: Vec::new(),
             dumped: false,
             workers,
         };
@@ -3782,33 +3803,28 @@ impl Control {
             }
         }
         let mut cons = self.chan.consumer(ctl::ring::INJECT).ok()?;
-        let parked = &mut self.parked;
-        let now = fib.now_ms;
-        let mut was_parked = false;
-        let r = cons.pop_with(|b| {
-            match Self::build_inject(b, pool, fib, ifaces, &not_ours) {
-                // Its next hop is being asked for (ARP / ND): parked until it answers.
-                Err(DropReason::NeighbourUnresolved) if parked.len() < PARKED_MAX => {
-                    parked.push_back((now, b.to_vec()));
-                    was_parked = true;
-                    Err(DropReason::NeighbourUnresolved)
-                }
-                r => r,
-            }
+        let copy = &mut self.inject_copy;
+        let got = cons.pop_with(|b| {
+            copy.clear();
+            copy.extend_from_slice(b);
         });
-        if was_parked {
-            return Some(None);
+        if !matches!(got, Ok(Some(()))) {
+            return None;
         }
-        match r {
-            Ok(Some(Ok(x))) => {
+        match Self::build_inject(copy, pool, fib, ifaces, &not_ours) {
+            Ok(x) => {
                 self.injected += 1;
                 Some(Some(x))
             }
-            Ok(Some(Err(reason))) => {
+            // Its next hop is being asked for (ARP / ND): parked until it answers.
+            Err(DropReason::NeighbourUnresolved) if self.parked.len() < PARKED_MAX => {
+                self.parked.push_back((fib.now_ms, copy.clone()));
+                Some(None)
+            }
+            Err(reason) => {
                 drops.inc(reason);
                 Some(None)
             }
-            _ => None,
         }
     }
 }

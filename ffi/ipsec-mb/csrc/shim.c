@@ -1,15 +1,24 @@
 /* Plain C entry points over ipsec-mb's GCM direct API, whose entry points are function
  * pointers in IMB_MGR reached through macros that Rust cannot call. Nothing else lives here. */
+#define _DEFAULT_SOURCE /* explicit_bzero */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <intel-ipsec-mb.h>
 
+/* NULL when the manager cannot be set up for this CPU: its GCM entry points would be unset. */
 IMB_MGR *fg_mgr_new(void)
 {
         IMB_MGR *m = alloc_mb_mgr(0);
-        if (m != NULL)
-                init_mb_mgr_auto(m, NULL);
+        if (m == NULL)
+                return NULL;
+        init_mb_mgr_auto(m, NULL);
+        if (imb_get_errno(m) != 0 || m->gcm128_pre == NULL || m->gcm256_pre == NULL ||
+            m->gcm128_enc == NULL || m->gcm256_enc == NULL || m->gcm128_dec == NULL ||
+            m->gcm256_dec == NULL) {
+                free_mb_mgr(m);
+                return NULL;
+        }
         return m;
 }
 
@@ -35,7 +44,8 @@ struct gcm_key_data *fg_gcm_key_new(IMB_MGR *m, const uint8_t *key, int key_len)
 void fg_gcm_key_free(struct gcm_key_data *k)
 {
         if (k != NULL) {
-                memset(k, 0, sizeof(*k));
+                /* Not memset: a store just before free may be optimised away. */
+                explicit_bzero(k, sizeof(*k));
                 free(k);
         }
 }

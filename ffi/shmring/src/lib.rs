@@ -60,6 +60,7 @@
 //! flag. The peer notices with [`Channel::is_retired`], reopens, and sees the new
 //! [`Channel::generation`].
 
+#![allow(unsafe_code)] // this crate is one of the places unsafe code lives (see above)
 #![deny(missing_docs)]
 
 use std::fmt;
@@ -929,6 +930,16 @@ impl Producer<'_> {
         if used == u64::from(layout.slots) {
             return Err(PushError::Full);
         }
+        // Counters the peer set near u64::MAX (they were read from shared memory when this
+        // producer was taken) must not wrap: the ring is corrupt.
+        let Some(next) = self.tail.checked_add(1) else {
+            let c = Corruption::Counters {
+                ring: self.ring,
+                head: self.r.head.load(Ordering::Acquire),
+                tail: self.tail,
+            };
+            return Err(PushError::Corrupt(self.chan.corrupt(c)));
+        };
         let idx = (self.tail & (u64::from(layout.slots) - 1)) as usize;
         let slot_size = layout.slot_size as usize;
         // SAFETY: idx < slots, so the slot lies inside this ring's slot area, inside the
@@ -940,7 +951,7 @@ impl Producer<'_> {
             ptr::write_volatile(slot.cast::<u32>(), msg.len() as u32);
             ptr::copy_nonoverlapping(msg.as_ptr(), slot.add(SLOT_LEN_PREFIX), msg.len());
         }
-        self.tail += 1;
+        self.tail = next;
         self.r.tail.store(self.tail, Ordering::Release);
         Ok(())
     }

@@ -445,6 +445,23 @@ fn corrupt_head_reported_to_producer() {
     tx.push(b"two").unwrap();
 }
 
+/// Counters the peer set to u64::MAX before this end took the ring (consistent: empty) must
+/// not wrap when the next message is pushed: reported as corrupt, no panic.
+#[test]
+fn counters_at_the_top_do_not_wrap() {
+    let p = TmpPath::new("ctop");
+    let a = Channel::create(&p.0, SMALL).unwrap();
+    let b = Channel::open(&p.0).unwrap();
+    poke_counter(&b, 0, RING_HEAD_OFFSET, u64::MAX);
+    poke_counter(&b, 0, RING_TAIL_OFFSET, u64::MAX);
+    let mut tx = a.producer(0).unwrap();
+    assert!(matches!(
+        tx.push(b"one"),
+        Err(PushError::Corrupt(Corruption::Counters { .. }))
+    ));
+    assert_eq!(a.corruptions(), 1);
+}
+
 #[test]
 fn corrupt_length_dropped_and_reported() {
     let p = TmpPath::new("clen");
