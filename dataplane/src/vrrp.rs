@@ -73,6 +73,45 @@ pub struct Advert {
     pub priority: u8,
     /// Sender's advertisement interval, centiseconds.
     pub interval_cs: u16,
+    /// The virtual addresses it lists.
+    pub addrs: AddrList,
+}
+
+/// A list of virtual addresses as far as RFC 5798 §7.1's check needs it: how many, and a
+/// digest that does not depend on their order (a sender may list them in any). Fixed size:
+/// a received advertisement allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddrList {
+    count: u16,
+    digest: u64,
+}
+
+impl AddrList {
+    /// The list of `addrs`.
+    pub fn of(addrs: &[IpAddr]) -> Self {
+        let mut l = Self::default();
+        for a in addrs {
+            l.add(*a);
+        }
+        l
+    }
+
+    fn add(&mut self, a: IpAddr) {
+        let bits = match a {
+            IpAddr::V4(v) => u128::from(u32::from(v)),
+            IpAddr::V6(v) => u128::from(v) ^ (1 << 127),
+        };
+        // splitmix64 of each half, summed: order does not matter, a repeat does.
+        let mix = |mut z: u64| {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let h = mix(bits as u64) ^ mix((bits >> 64) as u64).rotate_left(17);
+        self.digest = self.digest.wrapping_add(h);
+        self.count += 1;
+    }
 }
 
 /// Whether the IP datagram `ip` carries VRRP (IPv4 protocol 112, or IPv6 next header 112
@@ -112,11 +151,16 @@ pub fn parse_advert(ip: &[u8]) -> Result<Advert, Refusal> {
     if !v.verify_checksum(p.src_addr(), p.dst_addr()) {
         return Err(Refusal::Checksum);
     }
+    let mut addrs = AddrList::default();
+    for i in 0..usize::from(v.count()) {
+        addrs.add(v.addr(i).ok_or(Refusal::Malformed)?.into());
+    }
     Ok(Advert {
         src: p.src_addr().into(),
         vrid: v.vrid(),
         priority: v.priority(),
         interval_cs: v.max_adver_int(),
+        addrs,
     })
 }
 
@@ -146,11 +190,16 @@ fn parse_advert_v6(ip: &[u8]) -> Result<Advert, Refusal> {
     if !v.verify_checksum_v6(src, dst) {
         return Err(Refusal::Checksum);
     }
+    let mut addrs = AddrList::default();
+    for i in 0..usize::from(v.count()) {
+        addrs.add(v.addr6(i).ok_or(Refusal::Malformed)?.into());
+    }
     Ok(Advert {
         src: src.into(),
         vrid: v.vrid(),
         priority: v.priority(),
         interval_cs: v.max_adver_int(),
+        addrs,
     })
 }
 
@@ -353,6 +402,10 @@ pub struct Counters {
     pub priority_zero_in: u64,
     /// Transitions to fault.
     pub faults: u64,
+    /// Advertisements for this VRID whose address list differs from ours (RFC 5798 §7.1:
+    /// logged, and dropped unless the sender owns the addresses): another cluster on the link
+    /// with the same VRID, or a configuration that differs between the two gateways.
+    pub addr_list_mismatch: u64,
 }
 
 /// A port's link as link tracking acts on it, debounced as routers' carrier-delay is: a change
@@ -451,13 +504,17 @@ pub struct Router {
     /// Backup: no preemption before this (the start plus `preempt_delay_ms`).
     preempt_from: u64,
     counters: Counters,
+    /// Our virtual addresses, as advertisements list them.
+    addrs: AddrList,
 }
 
 impl Router {
     /// A router in the Initialize state.
     pub fn new(cfg: Config) -> Self {
         let i = cfg.interval_cs;
+        let addrs = AddrList::of(&cfg.vips);
         Self {
+            addrs,
             cfg,
             state: State::Initialize,
             master_interval_cs: i,
@@ -575,6 +632,14 @@ impl Router {
             || a.src.is_ipv4() != self.cfg.primary.is_ipv4()
         {
             return Step::default();
+        }
+        // RFC 5798 §7.1: another address list is a misconfiguration (or another cluster
+        // using our VRID): counted, and not followed unless its sender owns the addresses.
+        if a.addrs != self.addrs {
+            self.counters.addr_list_mismatch += 1;
+            if a.priority != 255 {
+                return Step::default();
+            }
         }
         self.counters.adverts_in += 1;
         if a.priority == 0 {
@@ -694,7 +759,9 @@ impl Router {
     }
 
     /// A group member yielded to a master: this master yields too, and waits a
-    /// Master_Down_Interval (held back while the member hears that master).
+    /// Master_Down_Interval (held back while the member hears that master). It says so with
+    /// priority 0 (as on shutdown, §6.4.3): the other gateway's router on this link, which
+    /// heard this one as master, takes over after its skew instead of Master_Down_Interval.
     pub fn follow_to_backup(&mut self, now: u64) -> Step {
         if self.state != State::Master {
             return Step::default();
@@ -703,8 +770,8 @@ impl Router {
         self.down_at = now + self.master_down_ms();
         self.released = false;
         Step {
-            advertise: None,
             became: Some(State::Backup),
+            ..self.advertise(0)
         }
     }
 
@@ -754,6 +821,7 @@ mod tests {
             vrid: 51,
             priority,
             interval_cs: 100,
+            addrs: AddrList::of(&[Ipv4Addr::new(203, 0, 113, 1).into()]),
         }
     }
 
@@ -969,7 +1037,15 @@ mod tests {
         // it, and stays backup while outside hears that master.
         let t = now + 100;
         assert_eq!(outside.receive(&adv(250), t).became, Some(State::Backup));
-        assert_eq!(inside.follow_to_backup(t).became, Some(State::Backup));
+        // It says so (priority 0): the other gateway's inside router need not wait out
+        // Master_Down_Interval.
+        assert_eq!(
+            inside.follow_to_backup(t),
+            Step {
+                advertise: Some(0),
+                became: Some(State::Backup)
+            }
+        );
         assert_eq!(inside.follow_to_backup(t), Step::default());
         for t in (t..t + 20_000).step_by(1000) {
             outside.receive(&adv(250), t);
@@ -1104,7 +1180,8 @@ mod tests {
                 src: ME,
                 vrid: 51,
                 priority: 150,
-                interval_cs: 100
+                interval_cs: 100,
+                addrs: AddrList::of(&vips),
             })
         );
         // RFC 5798 §7.1's checks.
@@ -1156,7 +1233,8 @@ mod tests {
                 src: ll,
                 vrid: 61,
                 priority: 150,
-                interval_cs: 100
+                interval_cs: 100,
+                addrs: AddrList::of(&vips),
             })
         );
         // RFC 5798 §7.1 over IPv6.
@@ -1187,9 +1265,54 @@ mod tests {
                 src: "fe80::e804:1eff:fe3c:2d00".parse().unwrap(),
                 vrid: 61,
                 priority: 100,
-                interval_cs: 100
+                interval_cs: 100,
+                addrs: AddrList::of(&vips),
             })
         );
+    }
+
+    /// RFC 5798 §7.1: an advertisement listing other virtual addresses (another cluster on
+    /// the link with our VRID) is counted and not followed, in any order the same list is;
+    /// the addresses' owner (priority 255) is followed all the same.
+    #[test]
+    fn another_address_list_is_counted_and_not_followed() {
+        let mut r = router(100, true);
+        r.start(0);
+        let other = Advert {
+            addrs: AddrList::of(&[Ipv4Addr::new(203, 0, 113, 9).into()]),
+            ..adv(200)
+        };
+        for t in (1000..6000).step_by(1000) {
+            r.receive(&other, t);
+        }
+        assert_eq!(r.counters().addr_list_mismatch, 5);
+        assert_eq!(r.counters().adverts_in, 0);
+        assert_eq!(r.master_ip(), None);
+        assert_eq!(
+            r.tick(3609).became,
+            Some(State::Master),
+            "not held back by it"
+        );
+        // A list in another order is the same list; a repeat or one more is not.
+        let a: IpAddr = Ipv4Addr::new(10, 0, 0, 1).into();
+        let b: IpAddr = Ipv4Addr::new(10, 0, 0, 2).into();
+        assert_eq!(AddrList::of(&[a, b]), AddrList::of(&[b, a]));
+        assert_ne!(AddrList::of(&[a, b]), AddrList::of(&[a, a]));
+        assert_ne!(AddrList::of(&[a]), AddrList::of(&[a, b]));
+        let v6: IpAddr = "::a00:1".parse().unwrap();
+        assert_ne!(AddrList::of(&[a]), AddrList::of(&[v6]));
+        // The owner's advertisement is followed even so.
+        let mut r = router(100, true);
+        r.start(0);
+        r.receive(
+            &Advert {
+                priority: 255,
+                ..other
+            },
+            1000,
+        );
+        assert_eq!(r.master_ip(), Some(PEER));
+        assert_eq!(r.counters().addr_list_mismatch, 1);
     }
 
     #[test]

@@ -716,6 +716,17 @@ impl ChanIo {
                 continue;
             }
             let sa = carried_on(sa.clone(), &snap.report, secs);
+            // This gateway gave the pair up moments ago (it held the address before) and the
+            // data plane still holds it, with its old counters, until the linger is over:
+            // the Add would be refused and the pending Remove would then take the pair away.
+            // Removed now, and installed afresh with the synced numbers.
+            if let Some(i) = self.lingering.iter().position(|l| l.1 == sa.spi_in) {
+                self.lingering.swap_remove(i);
+                self.command(&ctl::Command::Remove {
+                    v: ctl::VERSION,
+                    spi_in: sa.spi_in,
+                });
+            }
             tracing::info!(tunnel = %sa.tunnel, child = %sa.child,
                 spi_in = %format_args!("{:08x}", sa.spi_in), spi_out = %format_args!("{:08x}", sa.spi_out),
                 out_seq_from = sa.out_seq_from, inbound_only = sa.larval,
@@ -754,6 +765,25 @@ impl ChanIo {
             self.installed.insert(sa.spi_in, sa);
         }
         tunnels
+    }
+
+    /// This gateway gave up the addresses `given` (the other VRRP gateway holds them now): the
+    /// pairs installed for them that no IKE SA of ours removed (taken over from that gateway
+    /// and not carried on, or left by an earlier incarnation) go too, as the IKE SAs' own
+    /// did: they would otherwise go on sending from an address this gateway no longer holds,
+    /// and be skipped (old counters and all) when the addresses come back.
+    fn give_up(&mut self, given: &std::collections::HashSet<std::net::IpAddr>) {
+        let gone: Vec<u32> = self
+            .installed
+            .values()
+            .filter(|sa| given.contains(&sa.local))
+            .map(|sa| sa.spi_in)
+            .collect();
+        for spi in gone {
+            tracing::info!(spi_in = %format_args!("{spi:08x}"), "HA: the address went to the other gateway: SA pair removed");
+            self.stale.retain(|s| s.spi_in != spi);
+            self.remove(spi);
+        }
     }
 
     /// What the other gateway needs to take over: the pairs installed for addresses this
@@ -1223,7 +1253,14 @@ struct HaSync {
     sent: u64,
     /// Receive buffer (one datagram).
     buf: Vec<u8>,
+    /// Datagrams ignored (foreign, not opening, our own reflected) since the last warning,
+    /// and when that was: one warning a second at most, however many come.
+    ignored: (u64, Option<Instant>),
 }
+
+/// Sync datagrams read in one pass of the main loop at most: a flood on the sync link must
+/// not hold up IKE.
+const HA_RECV_MAX: usize = 64;
 
 /// How often the master sends its snapshot when nothing changed.
 const HA_EVERY: Duration = Duration::from_millis(500);
@@ -1261,6 +1298,7 @@ impl HaSync {
             received_at: None,
             sent: 0,
             buf: vec![0u8; 65_536],
+            ignored: (0, None),
         })
     }
 
@@ -1279,10 +1317,26 @@ impl HaSync {
     }
 
     /// Takes what the other gateway sent (only from its configured address).
+    /// Counts an ignored datagram; warns (with how many) at most once a second.
+    fn ignore(&mut self, why: std::fmt::Arguments<'_>) {
+        self.ignored.0 += 1;
+        if self
+            .ignored
+            .1
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(count = self.ignored.0, "HA: sync datagram ignored: {why}");
+            self.ignored = (0, Some(Instant::now()));
+        }
+    }
+
     fn recv(&mut self) {
-        while let Ok((n, from)) = self.sock.recv_from(&mut self.buf) {
+        for _ in 0..HA_RECV_MAX {
+            let Ok((n, from)) = self.sock.recv_from(&mut self.buf) else {
+                return;
+            };
             if from != self.cfg.remote {
-                tracing::warn!(%from, "HA: sync datagram from an unknown address ignored");
+                self.ignore(format_args!("from an unknown address, {from}"));
                 continue;
             }
             match controlplane::ha::open(&self.cfg.key, &self.buf[..n]) {
@@ -1291,6 +1345,12 @@ impl HaSync {
                     let Some(snap) = self.assembly.push(part, &self.fresh, now) else {
                         continue;
                     };
+                    // Both gateways share the key: our own snapshot sent back to us (a
+                    // reflection) would pass for the other gateway's.
+                    if snap.boot == self.boot {
+                        self.ignore(format_args!("our own snapshot, reflected"));
+                        continue;
+                    }
                     if self.fresh.take(&snap, now) {
                         let changed = self.theirs.as_ref().is_none_or(|t| {
                             t.sas
@@ -1308,7 +1368,7 @@ impl HaSync {
                         self.received_at = Some(Instant::now());
                     }
                 }
-                Err(e) => tracing::warn!("HA: {e}"),
+                Err(e) => self.ignore(format_args!("{e}")),
             }
         }
     }
@@ -1691,8 +1751,13 @@ fn main() -> ExitCode {
                         event(serde_json::json!({"event": "ike-synced", "tunnel": t}));
                     }
                 }
+                let given: std::collections::HashSet<std::net::IpAddr> =
+                    s.difference(daemon.standby()).copied().collect();
                 let acts = daemon.set_standby(s, now);
                 carry_out(acts, &mut io, &mut ex);
+                if let (false, Io::Channel(ch)) = (given.is_empty(), &mut io) {
+                    ch.give_up(&given);
+                }
                 // Tunnels not started at boot still get a new IKE SA for the pairs taken over.
                 for t in adopted {
                     if !daemon.sas().any(|sa| sa.cfg.name == t) {
@@ -2036,6 +2101,19 @@ mod tests {
         assert!(io.installed.contains_key(&a.spi_in));
         // Taken once.
         assert!(io.adopt(&snap, &held).is_empty());
+        // Given up (the other gateway took the address back), then taken over again within
+        // LINGER, while the data plane still holds it: it goes in afresh, its pending removal
+        // cancelled (before, the Add was refused and the removal then took the pair away).
+        io.give_up(&held);
+        assert!(!io.installed.contains_key(&a.spi_in) && io.stale.is_empty());
+        assert!(io.lingering.iter().any(|l| l.1 == a.spi_in));
+        assert_eq!(io.adopt(&snap, &held), vec!["t".to_string()]);
+        assert!(io.installed.contains_key(&a.spi_in));
+        assert!(
+            !io.lingering.iter().any(|l| l.1 == a.spi_in),
+            "its removal is cancelled"
+        );
+        assert_eq!(io.stale.len(), 1);
         // What this gateway sends as master: the pairs of the addresses it holds.
         assert!(
             io.snapshot(7, 1, &no_tunnels()).is_none(),

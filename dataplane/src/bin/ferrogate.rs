@@ -405,12 +405,15 @@ struct Shared {
     adverts: ArrayQueue<(usize, vrrp::Advert)>,
     /// Datagrams of protocol 112 refused (RFC 5798 §7.1), per [`vrrp::Refusal`], then
     /// advertisements lost to a full `adverts` queue.
-    vrrp_refused: [AtomicU64; vrrp::Refusal::ALL.len() + 1],
+    /// Advertisements refused, by [`vrrp::Refusal`], then those the queue had no room for,
+    /// then those for a VRID no router of the port has.
+    vrrp_refused: [AtomicU64; vrrp::Refusal::ALL.len() + 2],
 }
 
 /// A VRRP virtual router as the pipelines see it.
 struct VrrpSlot {
     port: usize,
+    vrid: u8,
     vips: Vec<IpAddr>,
     /// Its virtual router MAC, if it uses one (`vmac: true`).
     vmac: Option<[u8; 6]>,
@@ -893,6 +896,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             .iter()
             .map(|v| VrrpSlot {
                 port: v.interface,
+                vrid: v.config.vrid,
                 vips: v.config.vips.clone(),
                 vmac: v
                     .vmac
@@ -1160,7 +1164,15 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             while let Some((k, a)) = sh.adverts.pop() {
                 for i in 0..routers.len() {
                     if routers[i].port == k {
+                        let before = routers[i].router.counters().addr_list_mismatch;
                         let step = routers[i].router.receive(&a, now);
+                        let after = routers[i].router.counters().addr_list_mismatch;
+                        // RFC 5798 §7.1: logged (the first, then every 100th).
+                        if after != before && after % 100 == 1 {
+                            tracing::warn!(vrid = a.vrid, from = %a.src, priority = a.priority, count = after,
+                                "VRRP advertisement with other virtual addresses than ours: another cluster on the link with this VRID, or the gateways' vips differ{}",
+                                if a.priority == 255 { " (followed: its sender owns them)" } else { "; not followed" });
+                        }
                         routers[i].apply(&sh, i, step, now, &mut main);
                         if step.became == Some(vrrp::State::Backup) {
                             VrrpRun::group_follows(&mut routers, i, &sh, now, &mut main);
@@ -1757,6 +1769,12 @@ impl Pipeline {
             if has_vrrp && vrrp::is_vrrp(&m.data()[off..]) {
                 // Advertisements go to the main lcore's routers; refused ones are counted.
                 match vrrp::parse_advert(&m.data()[off..]) {
+                    // Only our VRIDs' reach the queue: a flood for others must not crowd
+                    // out our master's (the backups would take over).
+                    Ok(a) if !sh.vrrp.iter().any(|r| r.port == k && r.vrid == a.vrid) => {
+                        sh.vrrp_refused[vrrp::Refusal::ALL.len() + 1]
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(a) => {
                         if sh.adverts.push((k, a)).is_err() {
                             sh.vrrp_refused[vrrp::Refusal::ALL.len()]
@@ -2748,6 +2766,7 @@ fn vrrp_json(sh: &Shared, runs: &[VrrpRun]) -> serde_json::Value {
                 "became_master": n.became_master,
                 "faults": n.faults,
                 "priority_zero_in": n.priority_zero_in,
+                "addr_list_mismatch": n.addr_list_mismatch,
             })
         })
         .collect();
@@ -2761,6 +2780,12 @@ fn vrrp_json(sh: &Shared, runs: &[VrrpRun]) -> serde_json::Value {
     refused.insert(
         "queue_full".into(),
         sh.vrrp_refused[vrrp::Refusal::ALL.len()]
+            .load(Ordering::Relaxed)
+            .into(),
+    );
+    refused.insert(
+        "other_vrid".into(),
+        sh.vrrp_refused[vrrp::Refusal::ALL.len() + 1]
             .load(Ordering::Relaxed)
             .into(),
     );
