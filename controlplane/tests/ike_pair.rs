@@ -777,6 +777,23 @@ fn a_reauthentication_that_fails_keeps_the_old_ike_sa_and_tries_again() {
     assert!(n.a_removed.contains(&first_child));
 }
 
+/// A synced SA pair is taken only for a (tunnel, child) configured here with its local
+/// address (the peer's may have moved behind a NAT).
+#[test]
+fn known_children_are_by_tunnel_child_and_local_address() {
+    let n = reference_net();
+    let a: std::net::IpAddr = A.parse().unwrap();
+    let b: std::net::IpAddr = B.parse().unwrap();
+    assert!(n.a.knows_child("t", "c", a));
+    assert!(!n.a.knows_child("t", "other", a));
+    assert!(!n.a.knows_child("other", "c", a));
+    assert!(
+        !n.a.knows_child("t", "c", b),
+        "B's local address is not A's"
+    );
+    assert!(n.b.knows_child("t", "c", b));
+}
+
 /// The reference pair (A starts, B answers; CHILD_SAs for 8 h).
 fn reference_net() -> Net {
     Net::new(

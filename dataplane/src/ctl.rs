@@ -360,7 +360,19 @@ pub enum Command {
         /// Version.
         v: u32,
     },
+    /// The control plane is running: sent every [`ALIVE_EVERY`]. VRRP routers that track it
+    /// (`track_ike`) go to fault once none came for [`ALIVE_LOST`] after one did.
+    Alive {
+        /// Version.
+        v: u32,
+    },
 }
+
+/// How often the control plane says [`Command::Alive`].
+pub const ALIVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long the data plane waits for a [`Command::Alive`] before it takes the control plane
+/// for dead (six missed: a busy control plane, computing a large DH group say, is not).
+pub const ALIVE_LOST: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Command {
     /// The version field.
@@ -373,7 +385,8 @@ impl Command {
             | Command::Trap { v, .. }
             | Command::Move { v, .. }
             | Command::Untrap { v, .. }
-            | Command::Dump { v } => *v,
+            | Command::Dump { v }
+            | Command::Alive { v } => *v,
         }
     }
     /// Encodes as JSON (the buffer is wiped on drop: it may hold keys).

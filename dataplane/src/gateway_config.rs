@@ -25,6 +25,8 @@
 //!   - { interface: outside, vrid: 51, priority: 150, advert_interval: 1s, vips: [203.0.113.1], group: site }
 //!     # its own link is tracked (down: fault, the addresses go); `track: [inside]` adds others;
 //!     # `preempt_delay: 5s`: no preemption for that long after a start or a fault
+//!     # `track_ike: false`: with --control, a control plane (ferrogate-ike) that stopped saying
+//!     # it is alive (3 s) puts the router in fault too, unless this says false (default true)
 //!     # `vmac: true`: the master answers for the addresses from 00:00:5e:00:01:{vrid}
 //!     # (IPv6: 00:00:5e:00:02:{vrid}; RFC 5798 §7.3), so the link's hosts keep one MAC for
 //!     # them over a takeover
@@ -560,6 +562,8 @@ struct VrrpEntry {
     group: Option<String>,
     #[serde(default)]
     track: Vec<String>,
+    #[serde(default = "default_true")]
+    track_ike: bool,
     #[serde(default)]
     vmac: bool,
 }
@@ -604,6 +608,11 @@ pub struct VrrpInstance {
     /// The interfaces (indices) whose links it tracks: its own first, then those of
     /// `track:`. While any is down the router is in fault, and so is its sync group.
     pub track: Vec<usize>,
+    /// `track_ike` (default true): with a control channel, the router is in fault while the
+    /// control plane, once it said it was alive, has been silent for
+    /// [`crate::ctl::ALIVE_LOST`]: a master whose ferrogate-ike died hands the addresses,
+    /// and with them the tunnels, to the other gateway.
+    pub track_ike: bool,
     /// `vmac: true`: as master it speaks for the addresses from the virtual router MAC
     /// ([`crate::vrrp::virtual_mac`]): advertisements, gratuitous ARPs and ARP answers for the
     /// virtual addresses, and it takes frames sent to that MAC (a backup drops them).
@@ -952,6 +961,7 @@ impl GatewayConfig {
                 },
                 group: v.group.clone(),
                 track,
+                track_ike: v.track_ike,
                 vmac: v.vmac,
             });
         }
@@ -1300,6 +1310,13 @@ mod tests {
         assert_eq!(v.config.primary, "203.0.113.1".parse::<IpAddr>().unwrap());
         assert_eq!(v.group, None);
         assert_eq!(v.track, vec![v.interface]);
+        assert!(
+            v.track_ike,
+            "the control plane is tracked unless told not to"
+        );
+        let n = with("{ interface: outside, vrid: 51, vips: [203.0.113.10], track_ike: false }")
+            .unwrap();
+        assert!(!n.vrrp[0].track_ike);
         let t = with("{ interface: outside, vrid: 9, vips: [203.0.113.10], track: [inside, outside, inside] }").unwrap();
         let names: Vec<&str> = t.vrrp[0]
             .track

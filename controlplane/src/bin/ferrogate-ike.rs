@@ -561,6 +561,8 @@ struct ChanIo {
     workers: u16,
     /// Per-resource pairs told to stop sending at their removal (none followed them).
     deactivated: u64,
+    /// When we last told the data plane we are alive ([`ctl::Command::Alive`]).
+    alive_at: Option<Instant>,
 }
 
 /// How long a pair the peer made beside a sending one of the same child may wait for the
@@ -600,6 +602,7 @@ impl ChanIo {
             deferred: Vec::new(),
             workers: 0,
             deactivated: 0,
+            alive_at: None,
             report: Vec::new(),
             report_seen: false,
             report_at: Instant::now(),
@@ -708,11 +711,20 @@ impl ChanIo {
         &mut self,
         snap: &controlplane::ha::Snapshot,
         held: &std::collections::HashSet<std::net::IpAddr>,
+        known: impl Fn(&ctl::ChildSa) -> bool,
     ) -> Vec<String> {
         let secs = controlplane::ha::report_age_secs(snap, controlplane::ha::wall_ms()).max(1);
         let mut tunnels = Vec::new();
         for sa in &snap.sas {
             if !held.contains(&sa.local) || self.installed.contains_key(&sa.spi_in) {
+                continue;
+            }
+            // A pair of a tunnel or child not configured here as there (the two gateways'
+            // configurations drifted apart) is not installed: nothing here would rekey or
+            // retire it.
+            if !known(sa) {
+                tracing::warn!(tunnel = %sa.tunnel, child = %sa.child, local = %sa.local, remote = %sa.remote,
+                    "HA: the other gateway's SA pair is of a tunnel not configured so here: not installed");
                 continue;
             }
             let sa = carried_on(sa.clone(), &snap.report, secs);
@@ -783,6 +795,20 @@ impl ChanIo {
             tracing::info!(spi_in = %format_args!("{spi:08x}"), "HA: the address went to the other gateway: SA pair removed");
             self.stale.retain(|s| s.spi_in != spi);
             self.remove(spi);
+        }
+    }
+
+    /// Tells the data plane we are alive, every [`ctl::ALIVE_EVERY`]: its VRRP routers that
+    /// track us go to fault when we stop (a master whose ferrogate-ike died hands its
+    /// addresses, and the tunnels, to the other gateway).
+    fn alive(&mut self) {
+        if self.chan.is_some()
+            && self
+                .alive_at
+                .is_none_or(|t| t.elapsed() >= ctl::ALIVE_EVERY)
+        {
+            self.alive_at = Some(Instant::now());
+            self.command(&ctl::Command::Alive { v: ctl::VERSION });
         }
     }
 
@@ -1342,6 +1368,22 @@ impl HaSync {
             match controlplane::ha::open(&self.cfg.key, &self.buf[..n]) {
                 Ok(part) => {
                     let now = controlplane::ha::wall_ms();
+                    // Sync takes snapshots sent within 30 s by our clock: gateways whose
+                    // clocks differ by more get none, which must not go unnoticed.
+                    let off = part.sent_ms.abs_diff(now);
+                    if off > controlplane::ha::MAX_AGE_MS {
+                        let dir = if part.sent_ms > now {
+                            "ahead of"
+                        } else {
+                            "behind"
+                        };
+                        self.ignore(format_args!(
+                            "sent by a clock {:.1} s {dir} ours: the sync needs the gateways' clocks within {} s (NTP)",
+                            off as f64 / 1000.0,
+                            controlplane::ha::MAX_AGE_MS / 1000
+                        ));
+                        continue;
+                    }
                     let Some(snap) = self.assembly.push(part, &self.fresh, now) else {
                         continue;
                     };
@@ -1707,6 +1749,7 @@ fn main() -> ExitCode {
         io.recv(&mut inbox);
         let now = Instant::now();
         if let Io::Channel(ch) = &mut io {
+            ch.alive();
             daemon.set_resources(ch.workers);
             let acq = std::mem::take(&mut ch.acquires);
             let exp = std::mem::take(&mut ch.expired);
@@ -1730,7 +1773,9 @@ fn main() -> ExitCode {
                     ha.as_ref().and_then(|h| h.theirs.as_ref()),
                     &mut io,
                 ) {
-                    adopted = ch.adopt(snap, &taken);
+                    adopted = ch.adopt(snap, &taken, |sa| {
+                        daemon.knows_child(&sa.tunnel, &sa.child, sa.local)
+                    });
                     // Their IKE SAs carry on here: the peer sees no new IKE SA, and their
                     // CHILD_SAs (the pairs just installed) are rekeyed through them. Not from a
                     // snapshot that stopped coming (the sync link is down): its message IDs
@@ -2088,7 +2133,10 @@ mod tests {
             Instant::now() - Duration::from_secs(60),
         );
         let held = std::collections::HashSet::from([held_vip]);
-        assert_eq!(io.adopt(&snap, &held), vec!["t".to_string()]);
+        // Not of a tunnel configured here: nothing goes in.
+        assert!(io.adopt(&snap, &held, |_| false).is_empty());
+        assert!(io.installed.is_empty() && io.stale.is_empty());
+        assert_eq!(io.adopt(&snap, &held, |_| true), vec!["t".to_string()]);
         let got = &io.installed[&a.spi_in];
         assert!(!got.larval);
         assert_eq!(got.out_seq_from, 9000 + 4 * ctl::SEQ_RATE_BOUND);
@@ -2100,14 +2148,14 @@ mod tests {
         assert_eq!(io.stale.len(), 1);
         assert!(io.installed.contains_key(&a.spi_in));
         // Taken once.
-        assert!(io.adopt(&snap, &held).is_empty());
+        assert!(io.adopt(&snap, &held, |_| true).is_empty());
         // Given up (the other gateway took the address back), then taken over again within
         // LINGER, while the data plane still holds it: it goes in afresh, its pending removal
         // cancelled (before, the Add was refused and the removal then took the pair away).
         io.give_up(&held);
         assert!(!io.installed.contains_key(&a.spi_in) && io.stale.is_empty());
         assert!(io.lingering.iter().any(|l| l.1 == a.spi_in));
-        assert_eq!(io.adopt(&snap, &held), vec!["t".to_string()]);
+        assert_eq!(io.adopt(&snap, &held, |_| true), vec!["t".to_string()]);
         assert!(io.installed.contains_key(&a.spi_in));
         assert!(
             !io.lingering.iter().any(|l| l.1 == a.spi_in),

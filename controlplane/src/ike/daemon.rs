@@ -342,6 +342,16 @@ impl Daemon {
             .any(|s| s.cfg.name == name && s.state != State::Dead)
     }
 
+    /// Whether child `child` of tunnel `tunnel` is configured here with local address
+    /// `local` (an SA pair synced from the other gateway of a VRRP pair must be one of ours:
+    /// two gateways whose configurations drifted apart must not install each other's). The
+    /// peer's address is not compared: behind a NAT it may have moved.
+    pub fn knows_child(&self, tunnel: &str, child: &str, local: std::net::IpAddr) -> bool {
+        self.tunnels.iter().any(|t| {
+            t.name == tunnel && t.local == local && t.children.iter().any(|c| c.name == child)
+        })
+    }
+
     /// The VRRP addresses this gateway does not hold, as last set.
     pub fn standby(&self) -> &std::collections::HashSet<std::net::IpAddr> {
         &self.standby

@@ -1071,10 +1071,13 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             port: v.interface,
             group: v.group.clone(),
             track: v.track.clone(),
+            track_ike: v.track_ike,
             garp_again: None,
             since_ms: 0,
         })
         .collect();
+    // Whether the control plane is lost (logged on a change).
+    let mut ike_lost = false;
     // Router advertisements: the main lcore sends them (from the VRRP master only, where
     // a router speaks for the link) and, on SIGTERM, a final one (RFC 4861 §6.2.5).
     let mut adverts: Vec<RaRun> = cfg
@@ -1147,10 +1150,20 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     tracing::info!(interface = %i.name, up, "link");
                 }
             }
+            // The control plane: lost once it said it was alive and then went silent.
+            let lost = control.as_ref().is_some_and(|c| c.lost());
+            if lost != ike_lost {
+                ike_lost = lost;
+                if lost {
+                    tracing::warn!("control plane (ferrogate-ike) silent for {:?}: the VRRP routers that track it go to fault", ctl::ALIVE_LOST);
+                } else {
+                    tracing::info!("control plane (ferrogate-ike) back: the VRRP routers that track it leave fault");
+                }
+            }
             // Link tracking: a router with a tracked link down is in fault, and so is every
             // member of its sync group; all come back (as backups) once the links are up.
             for i in 0..routers.len() {
-                let fault = VrrpRun::group_link_down(&routers, i, &sh);
+                let fault = VrrpRun::group_link_down(&routers, i, &sh, ike_lost);
                 let step = routers[i].router.set_fault(fault, now);
                 routers[i].apply(&sh, i, step, now, &mut main);
                 if step.became == Some(vrrp::State::Master) {
@@ -2801,6 +2814,8 @@ struct VrrpRun {
     group: Option<String>,
     /// The ports whose links it tracks (its own first).
     track: Vec<usize>,
+    /// Whether a lost control plane puts it in fault (`track_ike`).
+    track_ike: bool,
     /// When the gratuitous ARPs of a takeover go out once more (ms since start).
     garp_again: Option<u64>,
     /// When the state last changed (ms since start).
@@ -2808,14 +2823,16 @@ struct VrrpRun {
 }
 
 impl VrrpRun {
-    /// Whether a link that router `i` or a member of its sync group tracks is down.
-    fn group_link_down(runs: &[VrrpRun], i: usize, sh: &Shared) -> bool {
+    /// Whether a link that router `i` or a member of its sync group tracks is down, or such a
+    /// router tracks the control plane and it is lost (`ike_lost`).
+    fn group_link_down(runs: &[VrrpRun], i: usize, sh: &Shared, ike_lost: bool) -> bool {
         let g = &runs[i].group;
         runs.iter().enumerate().any(|(j, r)| {
             (j == i || (g.is_some() && r.group == *g))
-                && r.track
-                    .iter()
-                    .any(|&k| !sh.ifaces[k].link_up.load(Ordering::Relaxed))
+                && ((ike_lost && r.track_ike)
+                    || r.track
+                        .iter()
+                        .any(|&k| !sh.ifaces[k].link_up.load(Ordering::Relaxed)))
         })
     }
 
@@ -3428,7 +3445,7 @@ impl Dynamic {
             ctl::Command::Untrap { tunnel, child, .. } => {
                 Ok(self.traps.remove(&(tunnel, child)).is_some())
             }
-            ctl::Command::Dump { .. } => Ok(false),
+            ctl::Command::Dump { .. } | ctl::Command::Alive { .. } => Ok(false),
         }
     }
 
@@ -3605,11 +3622,23 @@ struct Control {
     /// The injected datagram being sent, copied out of its slot first: the other process can
     /// write shared memory while we parse it (kept: no allocation per datagram).
     inject_copy: Vec<u8>,
+    /// When the control plane last sent a command ([`ctl::Command::Alive`] every
+    /// [`ctl::ALIVE_EVERY`]); None until it first did.
+    last_alive: Option<Instant>,
     /// A `dump` came: the VRRP state goes out with the report (empty without VRRP), so that a
     /// starting control plane knows which addresses are its own before it starts tunnels.
     dumped: bool,
     /// Worker pipelines (`Hello`, `Sas`): per-resource SAs are made for each.
     workers: u16,
+}
+
+impl Control {
+    /// The control plane said it was alive once, and has been silent for
+    /// [`ctl::ALIVE_LOST`] since.
+    fn lost(&self) -> bool {
+        self.last_alive
+            .is_some_and(|t| t.elapsed() >= ctl::ALIVE_LOST)
+    }
 }
 
 impl Drop for Control {
@@ -3654,6 +3683,7 @@ impl Control {
             reports_sent: 0,
             parked: Default::default(),
             inject_copy: Vec::new(),
+            last_alive: None,
             dumped: false,
             workers,
         };
@@ -3707,6 +3737,8 @@ impl Control {
                     break;
                 }
             };
+            // Any command says the control plane is alive.
+            self.last_alive = Some(Instant::now());
             let r = ctl::Command::decode(&msg).and_then(|c| {
                 dump |= matches!(c, ctl::Command::Dump { .. });
                 d.apply(c, sad)
