@@ -548,6 +548,37 @@ mod tests {
         }
     }
 
+    /// An IKE SA with the largest cached response and request in flight that are synced
+    /// still fits one datagram the receiver takes.
+    #[test]
+    fn the_largest_synced_ike_sa_fits_a_datagram() {
+        use crate::ike::sa::{PendingState, ReqState, SYNC_PENDING_MAX, SYNC_RESPONSE_MAX};
+        let key = [5u8; 32];
+        let mut ike = ike_state(1);
+        // Cut in datagrams of 1 KiB, as a fragmented response is.
+        let hexed = |n: usize| -> Vec<String> {
+            (0..n.div_ceil(1024))
+                .map(|k| "ab".repeat(1024.min(n - k * 1024)))
+                .collect()
+        };
+        ike.last_resp = Some((9, hexed(SYNC_RESPONSE_MAX)));
+        ike.pending = Some(PendingState {
+            id: 10,
+            datagrams: hexed(SYNC_PENDING_MAX),
+            req: ReqState::Dpd,
+        });
+        for _ in 0..3 {
+            ike.children.push(ike.children[0].clone());
+        }
+        let mut s = big(6, 1, 7_000_000, 1);
+        s.ike = vec![ike];
+        let parts = seal(&key, &s).unwrap();
+        for p in &parts {
+            assert!(p.len() <= MAX_DATAGRAM, "{}", p.len());
+            open(&key, p).unwrap();
+        }
+    }
+
     #[test]
     fn ike_sas_travel_with_their_pairs_in_parts_under_the_mtu() {
         let key = [5u8; 32];

@@ -467,10 +467,12 @@ const MID_SLACK: u32 = 16;
 /// the snapshot was behind a rekey) has forgotten its CHILD_SAs too, so waiting out the DPD
 /// timeout would only prolong the outage.
 pub const RESUME_BUDGET: Duration = Duration::from_secs(10);
-/// Largest cached response synced: a retransmitted request answered by the other gateway
-/// gets it again from this one. Larger ones (a CREATE_CHILD_SA answer with a big KE) are left
-/// out to keep an IKE SA's part small; such a retransmission then goes unanswered.
-const SYNC_RESPONSE_MAX: usize = 1_024;
+/// Largest cached response synced (its datagrams): a retransmitted request answered by the
+/// other gateway gets it again from this one. An IKE_AUTH answer with a certificate chain
+/// fits (before, at 1 KiB, it did not, and a lost one made the peer give the IKE SA up after
+/// a takeover). Larger ones are left out, such a retransmission then going unanswered. With
+/// [`SYNC_PENDING_MAX`], an IKE SA's part stays under `ha::MAX_DATAGRAM` (in hex, twice).
+pub(crate) const SYNC_RESPONSE_MAX: usize = 4_096;
 
 /// An established IKE SA as the other gateway of a VRRP pair needs it to carry on with the
 /// same peer (`ha:`): SPIs, keys, message IDs, the CHILD_SAs, and how far its timers ran.
@@ -549,7 +551,7 @@ impl std::fmt::Debug for IkeSaState {
 
 /// Largest request in flight synced (its datagrams): larger ones are left out, and the other
 /// gateway starts with a liveness check instead.
-const SYNC_PENDING_MAX: usize = 2_048;
+pub(crate) const SYNC_PENDING_MAX: usize = 2_048;
 
 /// The request an [`IkeSaState`] had in flight, as the other gateway needs it to finish the
 /// exchange: the same datagrams go out again (the peer answers a retransmission with its
