@@ -386,11 +386,14 @@ pub fn fragment_v4(
 }
 
 /// Makes the IPv4 packet `ip`, which this node sends itself (a tunnel's outer header), one it
-/// may fragment: DF cleared, identification `ident`, header checksum recomputed. Only a
-/// packet's source may do this; routers on the way still honour DF.
-pub fn own_v4_fragmentable(ip: &mut [u8], ident: u16) -> Result<(), DropReason> {
+/// may fragment: DF cleared, identification `ident` (`None` keeps it: AH's ICV covers it,
+/// RFC 4302 §3.3.3.1.1.1), header checksum recomputed. Only a packet's source may do this;
+/// routers on the way still honour DF.
+pub fn own_v4_fragmentable(ip: &mut [u8], ident: Option<u16>) -> Result<(), DropReason> {
     ipv4::Packet::new_checked(&*ip).map_err(|_| DropReason::Malformed)?;
-    ip[4..6].copy_from_slice(&ident.to_be_bytes());
+    if let Some(ident) = ident {
+        ip[4..6].copy_from_slice(&ident.to_be_bytes());
+    }
     ip[6] &= !0x40;
     let mut p = ipv4::Packet::new_unchecked(ip);
     p.fill_checksum();
@@ -862,10 +865,21 @@ mod tests {
         let mut p = v4(1400, true, ip_proto::ESP, 64);
         let mut out = [0u8; 1500];
         assert_eq!(fragment_v4(&p, 1300, 0, &mut out), Err(DropReason::TooBig));
-        own_v4_fragmentable(&mut p, 0x4242).unwrap();
+        let mut kept = p.clone();
+        own_v4_fragmentable(&mut p, Some(0x4242)).unwrap();
         let h = ipv4::Packet::new_checked(&p[..]).unwrap();
         assert!(!h.dont_frag() && h.verify_checksum());
         assert_eq!(h.ident(), 0x4242);
+        // AH's: only DF changes (mutable, out of the ICV); the identification stays.
+        own_v4_fragmentable(&mut kept, None).unwrap();
+        let k = ipv4::Packet::new_checked(&kept[..]).unwrap();
+        assert!(!k.dont_frag() && k.verify_checksum());
+        assert_eq!(
+            k.ident(),
+            ipv4::Packet::new_checked(&v4(1400, true, ip_proto::ESP, 64)[..])
+                .unwrap()
+                .ident()
+        );
         let (n, next) = fragment_v4(&p, 1300, 0, &mut out).unwrap();
         assert_eq!((n, next), (1300, Some(1280)));
     }
@@ -930,7 +944,7 @@ mod tests {
             if let Ok((n, _)) = fragment_v6(&b, max, off, 1, &mut out) {
                 proptest::prop_assert!(n <= usize::from(max));
             }
-            let _ = (v6_minimum(&b), own_v4_fragmentable(&mut b.clone(), 1));
+            let _ = (v6_minimum(&b), own_v4_fragmentable(&mut b.clone(), Some(1)));
         }
 
         #[test]

@@ -52,7 +52,7 @@ fuzz_target!(|input: &[u8]| {
         next = after;
     }
     let mut own = data.to_vec();
-    if own_v4_fragmentable(&mut own, 9).is_ok() {
+    if own_v4_fragmentable(&mut own, Some(9)).is_ok() {
         assert_eq!(own[6] & 0x40, 0);
     }
 });

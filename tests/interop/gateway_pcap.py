@@ -34,10 +34,11 @@ import random
 
 from scapy.all import ARP, IP, TCP, UDP, ICMP, Ether, Raw, defragment, fragment, rdpcap, wrpcap
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, ICMPv6PacketTooBig, ICMPv6TimeExceeded, defragment6
-from scapy.layers.ipsec import ESP, SecurityAssociation
+from scapy.layers.ipsec import AH, ESP, SecurityAssociation
 
 K_OUT = bytes(range(36))          # a-to-b: AES-256 key + salt
 K_IN = bytes(range(100, 136))     # b-to-a
+K_AH = bytes(range(200, 232))     # the AH tunnel's HMAC-SHA-256 key
 SPI_OUT, SPI_IN = 0xC0010001, 0xC0010002
 MAC_B, MAC_H1 = "02:00:00:00:0b:01", "02:00:00:00:0a:05"
 MAC_A_IN, MAC_A_OUT = "02:00:00:00:aa:01", "02:00:00:00:aa:02"
@@ -101,6 +102,7 @@ interfaces:
 routes:
   - {{ dst: "2001:db8:20::/64", interface: outside, via: 203.0.113.2 }}
   - {{ dst: "2001:db8:30::/64", interface: outside, via: "2001:db8:113::2" }}
+  - {{ dst: "2001:db8:40::/64", interface: outside, via: 203.0.113.2 }}
 neighbours:
   - {{ ip: 203.0.113.2, mac: "{MAC_B}", interface: outside }}
   - {{ ip: "2001:db8:113::2", mac: "{MAC_B}", interface: outside }}
@@ -113,12 +115,16 @@ sas:
   - {{ name: six-in-six, spi: {SPI_OUT + 8}, direction: out, mode: tunnel, cipher: aes-gcm-256,
       enc_key: "0x{K_IN.hex()}", local: "2001:db8:113::1", remote: "2001:db8:113::2",
       local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:30::/64"] }}
+  - {{ name: six-in-four-ah, spi: {SPI_OUT + 16}, direction: out, protocol: ah, mode: tunnel,
+      integrity: hmac-sha256, auth_key: "0x{K_AH.hex()}", local: 203.0.113.1, remote: 203.0.113.2,
+      local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:40::/64"] }}
   - {{ name: six-in-six-in, spi: {SPI_IN}, direction: in, mode: tunnel, cipher: aes-gcm-256,
       enc_key: "0x{K_OUT.hex()}", local: "2001:db8:113::1", remote: "2001:db8:113::2",
       local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:30::/64"] }}
 policies:
   - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:20::/64", action: protect, sa: six-in-four }}
   - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:30::/64", action: protect, sa: six-in-six }}
+  - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:40::/64", action: protect, sa: six-in-four-ah }}
   - {{ direction: in, src: "2001:db8:30::/64", dst: "2001:db8:10::/64", action: protect }}
 """
 
@@ -148,7 +154,8 @@ def ipv6_below_1280(tool, d, check):
     whole6 = udp6("2001:db8:30::7", 1280, 4101)
     small6 = udp6("2001:db8:30::8", 200, 4102)
     too_big = udp6("2001:db8:30::9", 1281, 4103)
-    wrpcap(os.path.join(d, "in6_rx.pcap"), [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in (whole4, whole6, small6, too_big)])
+    whole_ah = udp6("2001:db8:40::7", 1280, 4105)
+    wrpcap(os.path.join(d, "in6_rx.pcap"), [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in (whole4, whole6, small6, too_big, whole_ah)])
     # From B's site, hop limit 1: the gateway's Time Exceeded quotes 1200 of it (1248 bytes in
     # all) and must go back through the 6in6 tunnel, in fragments too.
     expiring = IPv6(src="2001:db8:30::7", dst="2001:db8:10::5", hlim=1) / UDP(sport=5001, dport=4104) / Raw(b"e" * 1152)
@@ -169,16 +176,32 @@ def ipv6_below_1280(tool, d, check):
     v4 = [f[IP] for f in out if IP in f]
     v6 = [f[IPv6] for f in out if IPv6 in f]
     check("every frame on the outside port fits its 1280 MTU",
-          all(len(f[Ether].payload) <= 1280 for f in out) and len(out) == 7, [len(f[Ether].payload) for f in out])
+          all(len(f[Ether].payload) <= 1280 for f in out) and len(out) == 9, [len(f[Ether].payload) for f in out])
     sa4 = SecurityAssociation(ESP, spi=SPI_OUT, crypt_algo="AES-GCM", crypt_key=K_OUT,
                               tunnel_header=IP(src="203.0.113.1", dst="203.0.113.2"))
     sa6 = SecurityAssociation(ESP, spi=SPI_OUT + 8, crypt_algo="AES-GCM", crypt_key=K_IN,
                               tunnel_header=IPv6(src="2001:db8:113::1", dst="2001:db8:113::2"))
-    ok4 = len(v4) == 2 and all(f.flags.MF == (f.frag == 0) for f in v4)
-    whole = defragment([IP(bytes(f)) for f in v4]) if ok4 else []
+    esp4 = [f for f in v4 if f.proto == 50]
+    ok4 = len(esp4) == 2 and all(f.flags.MF == (f.frag == 0) for f in esp4)
+    whole = defragment([IP(bytes(f)) for f in esp4]) if ok4 else []
     got4 = bytes(sa4.decrypt(IP(bytes(whole[0])))) if len(whole) == 1 and ESP in whole[0] else b""
     check("6in4: the 1280-byte IPv6 packet left as two IPv4 fragments (DF clear) that scapy reassembles and decrypts to it",
-          ok4 and not any(f.flags.DF for f in v4) and got4 == hop6(whole4), [f.summary() for f in v4])
+          ok4 and not any(f.flags.DF for f in esp4) and got4 == hop6(whole4), [f.summary() for f in esp4])
+    # AH (RFC 4302) covers the outer identification: the fragments must keep the one AH
+    # signed, or the peer's ICV check fails. scapy verifies the ICV on the reassembled packet.
+    ah4 = [f for f in v4 if f.proto == 51]
+    sa_ah = SecurityAssociation(AH, spi=SPI_OUT + 16, auth_algo="SHA2-256-128", auth_key=K_AH,
+                                tunnel_header=IP(src="203.0.113.1", dst="203.0.113.2"))
+    got_ah = b""
+    if len(ah4) == 2 and len({f.id for f in ah4}) == 1 and not any(f.flags.DF for f in ah4):
+        whole = defragment([IP(bytes(f)) for f in ah4])
+        if len(whole) == 1 and AH in whole[0]:
+            try:
+                got_ah = bytes(sa_ah.decrypt(IP(bytes(whole[0]))))
+            except Exception as e:  # scapy raises on a bad ICV
+                print("AH:", e)
+    check("6in4 AH: the 1280-byte IPv6 packet left as two IPv4 fragments whose reassembly scapy authenticates (ICV) to it",
+          got_ah == hop6(whole_ah), [f.summary() for f in ah4])
     frags6 = [f for f in v6 if IPv6ExtHdrFragment in f]
     plain6 = [f for f in v6 if IPv6ExtHdrFragment not in f]
     ids = sorted({f[IPv6ExtHdrFragment].id for f in frags6})
@@ -203,8 +226,8 @@ def ipv6_below_1280(tool, d, check):
           and bytes(ptb[0][ICMPv6PacketTooBig].payload)[:40] == hop6(too_big)[:40],
           [f.summary() for f in inside])
     icmp = stats["icmp"]
-    check("the counters: three outer packets fragmented into six, one too big",
-          icmp.get("outer_fragmented") == 3 and icmp.get("outer_fragments") == 6
+    check("the counters: four outer packets fragmented into eight, one too big",
+          icmp.get("outer_fragmented") == 4 and icmp.get("outer_fragments") == 8
           and stats["drops"].get("too_big") == 1, (icmp, stats["drops"]))
 
 

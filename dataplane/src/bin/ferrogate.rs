@@ -385,6 +385,8 @@ struct Shared {
     /// Identifications for the outer packets the pipelines fragment ([`Tx::fragment_outer`]):
     /// one counter for all, so that no two pipelines' fragments to one peer share one.
     frag_ident: AtomicU32,
+    /// The key of IPv6 fragment identifications (SipHash, random per process).
+    frag_key: std::collections::hash_map::RandomState,
     /// Neighbours learned, one queue per pipeline (the main lcore's last).
     learn: Vec<ArrayQueue<Learned>>,
     /// Each polling pipeline's counters, refreshed every [`STATS_EVERY`].
@@ -882,6 +884,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             let _ = getrandom::getrandom(&mut seed);
             u32::from_ne_bytes(seed)
         }),
+        frag_key: std::collections::hash_map::RandomState::new(),
         learn: (0..npipes).map(|_| ArrayQueue::new(256)).collect(),
         stats: (0..nq).map(|_| Mutex::new(PipeStats::default())).collect(),
         seen: (0..nq)
@@ -1947,6 +1950,7 @@ impl Pipeline {
                 me: self.me,
                 pool: &self.pool,
                 frag_ident: &sh.frag_ident,
+                frag_key: &sh.frag_key,
                 outer_frag: &mut self.outer_frag,
             };
             if let Local::Error(e) = l {
@@ -2328,6 +2332,8 @@ struct Tx<'a> {
     pool: &'a Mempool,
     /// Identifications for the fragmented outer packets this gateway sends ([`Shared::frag_ident`]).
     frag_ident: &'a AtomicU32,
+    /// Its key for IPv6 identifications ([`Shared::frag_key`]).
+    frag_key: &'a std::collections::hash_map::RandomState,
     /// Outer packets fragmented, and the fragments made ([`Tx::fragment_outer`]).
     outer_frag: &'a mut (u64, u64),
 }
@@ -2484,9 +2490,12 @@ impl Tx<'_> {
             self.drops.inc(r);
             return false;
         }
-        let ident = self.frag_ident.fetch_add(1, Ordering::Relaxed);
+        let ident = self.next_ident(m.data());
         if m.data()[0] >> 4 == 4 {
-            if let Err(r) = icmp_err::own_v4_fragmentable(m.data_mut(), ident as u16) {
+            // AH's ICV covers the identification it wrote: that one stays.
+            let ah = matches!(sa.crypto(), dataplane::sa::SaCrypto::Ah(_));
+            let id = (!ah).then_some(ident as u16);
+            if let Err(r) = icmp_err::own_v4_fragmentable(m.data_mut(), id) {
                 self.drops.inc(r);
                 return false;
             }
@@ -2498,6 +2507,23 @@ impl Tx<'_> {
         let n = self.cut(&m, mtu, None, ident);
         self.outer_frag.1 += n;
         n > 0
+    }
+
+    /// An identification for a packet this gateway fragments, to the destination of `ip`:
+    /// for IPv4 the next of one counter for all pipelines (16 bits: unique for 65,536
+    /// packets); for IPv6 a keyed hash of that counter and the destination, which another
+    /// host cannot predict from the ones it sees (RFC 7739 §5).
+    fn next_ident(&self, ip: &[u8]) -> u32 {
+        let n = self.frag_ident.fetch_add(1, Ordering::Relaxed);
+        if ip.first().is_some_and(|b| b >> 4 == 6) && ip.len() >= 40 {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = self.frag_key.build_hasher();
+            h.write_u32(n);
+            h.write(&ip[24..40]);
+            h.finish() as u32
+        } else {
+            n
+        }
     }
 
     /// Cuts the IP packet in `orig` into fragments of at most `max` bytes in fresh mbufs
@@ -3644,10 +3670,11 @@ impl Control {
 impl Drop for Control {
     /// The channel file goes with the data plane (marked retired first, so that
     /// ferrogate-ike waits for a new one), also when start-up fails after it was made. Only
-    /// the file this process made: a later ferrogate may have made one anew at the path.
+    /// the file this process made (by its generation, not the PID: ferrogates in other PID
+    /// namespaces may share /dev/shm): a later ferrogate may have made one anew at the path.
     fn drop(&mut self) {
-        let ours =
-            shmring::Channel::open(&self.path).is_ok_and(|c| c.creator_pid() == std::process::id());
+        let ours = shmring::Channel::open(&self.path)
+            .is_ok_and(|c| c.generation() == self.chan.generation());
         if ours {
             let _ = shmring::Channel::remove(&self.path);
         }
