@@ -525,6 +525,7 @@ mod tests {
             peer_id: Some("gw-b.example.test".into()),
             age_s: 100,
             rekey_in_s: Some(3000),
+            reauth_in_s: None,
             children: vec![crate::ike::sa::ChildState {
                 child: "net".into(),
                 spi_in: 0x1000_0000 + i,

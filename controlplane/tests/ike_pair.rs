@@ -743,6 +743,111 @@ fn reauthentication_sets_up_a_new_ike_sa_before_the_old_goes() {
     assert_eq!(n.a_installed.len(), 3);
 }
 
+/// An IKE SA rekey (by B) while A's reauthentication is under way (its IKE_SA_INIT lost once):
+/// once A's new IKE SA is up, the rekeyed IKE SA (the old one's successor, which holds the
+/// CHILD_SAs now) goes as the old one would have. Before, the reauthentication lost track of
+/// its old IKE SA when the rekey replaced it, and two IKE SAs with a CHILD_SA each stayed.
+#[test]
+fn a_rekey_during_a_reauthentication_leaves_one_ike_sa() {
+    let now = Instant::now();
+    let (a, mut b) = reauth_cfgs(Duration::from_secs(20));
+    b.tunnels[0].ike_lifetime = Duration::from_secs(25);
+    let mut n = with_cfgs(&a, &b);
+    n.bring_up(now);
+    let first = sorted_spis(&n.a);
+    // A alone until its reauthentication starts; its IKE_SA_INIT is lost.
+    let mut t = now;
+    loop {
+        t += Duration::from_millis(250);
+        assert!(t < now + Duration::from_secs(21), "no reauthentication");
+        let acts = n.a.tick(t);
+        if n.a.sas().count() == 2 {
+            let kept: Vec<Action> = acts
+                .into_iter()
+                .filter(|a| !matches!(a, Action::Send { .. }))
+                .collect();
+            n.run(t, kept, vec![]);
+            break;
+        }
+        n.run(t, acts, vec![]);
+    }
+    // B rekeys the IKE SA meanwhile (its ike_lifetime, 25 s).
+    let tb = now + Duration::from_secs(26);
+    let acts = n.b.tick(tb);
+    n.run(tb, vec![], acts);
+    let up: Vec<(u64, u64)> =
+        n.a.sas()
+            .filter(|s| s.state == State::Established)
+            .map(|s| (s.spi_i, s.spi_r))
+            .collect();
+    assert_eq!(up.len(), 1, "the old IKE SA rekeyed away");
+    assert!(!first.contains(&up[0]), "by a new one");
+    assert_eq!(
+        n.a.sas().count(),
+        2,
+        "and the reauthentication's, not up yet"
+    );
+    // A's IKE_SA_INIT goes again; the new IKE SA comes up; the rest follows.
+    for k in 1..40 {
+        let ta = t + Duration::from_millis(250 * k);
+        let acts = n.a.tick(ta);
+        n.run(ta, acts, vec![]);
+        let acts = n.b.tick(tb + Duration::from_millis(250 * k));
+        n.run(tb, vec![], acts);
+    }
+    let (a_live, b_live) = live_children(&n);
+    assert_eq!(
+        (sorted_spis(&n.a).len(), sorted_spis(&n.b).len()),
+        (1, 1),
+        "one IKE SA each side: {:?} / {:?}",
+        sorted_spis(&n.a),
+        sorted_spis(&n.b)
+    );
+    assert_eq!(sorted_spis(&n.a), sorted_spis(&n.b));
+    assert_eq!((a_live.len(), b_live.len()), (1, 1));
+    assert_eq!(n.up, (true, true));
+}
+
+/// A gateway that carries an IKE SA on from the other one's snapshot (HA) reauthenticates
+/// when that one would have, not reauth_time after the IKE SA's last rekey: the snapshot
+/// says when (`reauth_in_s`). Before, the time counted from the rekey, so repeated
+/// takeovers could put reauthentication off indefinitely.
+#[test]
+fn a_synced_ike_sa_keeps_its_reauthentication_time() {
+    let now = Instant::now();
+    let (mut a, _) = reauth_cfgs(Duration::from_secs(100));
+    a.tunnels[0].ike_lifetime = Duration::from_secs(30);
+    let (_, b) = reauth_cfgs(Duration::from_secs(100));
+    let mut n = with_cfgs(&a, &b);
+    n.bring_up(now);
+    let first = sorted_spis(&n.a);
+    // Past A's IKE SA rekey (27-30 s), before its reauthentication (90-100 s).
+    let mut t = now;
+    while t < now + Duration::from_secs(50) {
+        t += Duration::from_millis(500);
+        n.tick_both(t);
+    }
+    assert_ne!(sorted_spis(&n.a), first, "rekeyed");
+    let states = n.a.export(&|_| true, t);
+    // A dies; A2 carries its IKE SA on with B.
+    n.a = Daemon::new(&a);
+    assert_eq!(n.a.restore(&states, Duration::ZERO, &|_| true, t).len(), 1);
+    let mut started = None;
+    let mut t2 = t;
+    while t2 < now + Duration::from_secs(140) && started.is_none() {
+        t2 += Duration::from_millis(500);
+        n.tick_both(t2);
+        if n.a.sas().count() == 2 {
+            started = Some(t2.duration_since(now));
+        }
+    }
+    let started = started.expect("A2 reauthenticates");
+    assert!(
+        started <= Duration::from_secs(101),
+        "when A would have (90-100 s after it came up), not 100 s after the rekey: {started:?}"
+    );
+}
+
 /// A reauthentication whose new IKE SA does not come up (the path from A is cut meanwhile)
 /// leaves the old IKE SA and its CHILD_SA as they were (and no restart of the tunnel), and is
 /// tried again a minute later, when it succeeds.

@@ -54,8 +54,9 @@ pub struct Daemon {
     fetched: Vec<(u64, FetchVerdict)>,
     /// The data plane's workers: children with `per_cpu_sas` get a CHILD_SA for each.
     resources: u16,
-    /// Reauthentications under way (RFC 7296 §2.8.3, make-before-break): (our SPI of the
-    /// IKE SA being replaced, of the new one, when the new one was initiated).
+    /// Reauthentications under way (RFC 7296 §2.8.3, make-before-break): (the lineage of the
+    /// IKE SA being replaced, which a rekey meanwhile keeps; our SPI of the new one; when the
+    /// new one was initiated).
     reauths: Vec<(u64, u64, Instant)>,
 }
 
@@ -412,7 +413,7 @@ impl Daemon {
     fn reauth_progress(&mut self, now: Instant, acts: &mut Vec<Action>) {
         let mut i = 0;
         while i < self.reauths.len() {
-            let (old, new, started) = self.reauths[i];
+            let (lineage, new, started) = self.reauths[i];
             let Some(fresh) = self.sas.get(&new) else {
                 tracing::warn!(
                     ?started,
@@ -421,20 +422,31 @@ impl Daemon {
                 self.reauths.swap_remove(i);
                 continue;
             };
+            // The old IKE SA, or the one that rekeyed it meanwhile.
+            let old: Vec<u64> = self
+                .sas
+                .iter()
+                .filter(|(spi, sa)| {
+                    **spi != new && sa.lineage == lineage && sa.state != State::Dead
+                })
+                .map(|(spi, _)| *spi)
+                .collect();
             let done = fresh.state == State::Established
                 && (fresh.children_settled()
                     || fresh
                         .established_at
                         .is_some_and(|t| now.saturating_duration_since(t) >= REAUTH_SETTLE));
-            if !done && self.sas.contains_key(&old) {
+            if !done && !old.is_empty() {
                 i += 1;
                 continue;
             }
             self.reauths.swap_remove(i);
-            if let Some(sa) = self.sas.get_mut(&old) {
-                tracing::info!(tunnel = %sa.cfg.name, old = %format_args!("{old:016x}"),
-                    new = %format_args!("{new:016x}"), "reauthenticated: the old IKE SA is deleted");
-                sa.delete(now, acts);
+            for spi in old {
+                if let Some(sa) = self.sas.get_mut(&spi) {
+                    tracing::info!(tunnel = %sa.cfg.name, old = %format_args!("{spi:016x}"),
+                        new = %format_args!("{new:016x}"), "reauthenticated: the old IKE SA is deleted");
+                    sa.delete(now, acts);
+                }
             }
         }
     }
@@ -775,12 +787,37 @@ impl Daemon {
                     self.sas.insert(sa.our_spi(), sa);
                 }
                 Action::Reauthenticate { spi } => {
-                    let tunnel = self.sas.get(&spi).map(|s| s.cfg.name.clone());
-                    let i = tunnel.and_then(|n| self.tunnels.iter().position(|t| t.name == n));
-                    let busy = self.reauths.iter().any(|r| r.0 == spi);
+                    let Some(old) = self.sas.get(&spi) else {
+                        continue;
+                    };
+                    let lineage = old.lineage;
+                    // Where the old one talks: a peer that moved (behind a NAT) is there,
+                    // and with a NAT both sides use port 4500 already (§2.23).
+                    let (local, remote) = if old.nat {
+                        (old.local, old.remote)
+                    } else {
+                        (
+                            std::net::SocketAddr::new(old.local.ip(), crate::ike::sa::IKE_PORT),
+                            std::net::SocketAddr::new(old.remote.ip(), crate::ike::sa::IKE_PORT),
+                        )
+                    };
+                    let i = self.tunnels.iter().position(|t| t.name == old.cfg.name);
+                    let busy = self.reauths.iter().any(|r| r.0 == lineage);
                     if let (Some(i), false) = (i, busy) {
-                        if let Some(new) = self.initiate(i, now, out) {
-                            self.reauths.push((spi, new, now));
+                        if !self.standing_by(i) {
+                            // Not counted against keyingtries: the tunnel is up.
+                            let (mut sa, actions) = IkeSa::initiate_between(
+                                self.tunnels[i].clone(),
+                                now,
+                                false,
+                                local,
+                                remote,
+                            );
+                            self.start_from_learnt_size(&mut sa, now);
+                            let new = sa.our_spi();
+                            self.sas.insert(new, sa);
+                            self.reauths.push((lineage, new, now));
+                            self.collect(actions, now, out);
                         }
                     }
                 }

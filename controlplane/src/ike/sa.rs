@@ -522,6 +522,10 @@ pub struct IkeSaState {
     pub age_s: u64,
     /// Seconds until its rekey.
     pub rekey_in_s: Option<u64>,
+    /// Seconds until its reauthentication (a rekey does not reset it; none from a version
+    /// before it).
+    #[serde(default)]
+    pub reauth_in_s: Option<u64>,
     /// Its CHILD_SAs.
     pub children: Vec<ChildState>,
     /// The request it had in flight (none from a version before it).
@@ -736,6 +740,10 @@ pub struct IkeSa {
     /// up a new IKE SA beside this one ([`Action::Reauthenticate`]). Rekeys keep it: they do
     /// not authenticate the peer again.
     reauth_at: Option<Instant>,
+    /// The same for an IKE SA and those that rekeyed it (random for a new one): a
+    /// reauthentication deletes its old IKE SA's whole line once the new one is up, also
+    /// when the old one was rekeyed meanwhile.
+    pub(crate) lineage: u64,
     /// Rekeyed: the new IKE SA has the children; this one only waits for its delete.
     superseded: bool,
     /// Since when this SA has waited for the peer to delete it (it rekeyed it, or won the
@@ -1114,6 +1122,7 @@ impl IkeSa {
             larval: None,
             ike_rekey_at: None,
             reauth_at: None,
+            lineage: rand_u64(),
             superseded: false,
             superseded_at: None,
             delete_by: None,
@@ -1243,6 +1252,19 @@ impl IkeSa {
     ) -> (IkeSa, Vec<Action>) {
         let local = SocketAddr::new(cfg.local, IKE_PORT);
         let remote = SocketAddr::new(cfg.remote, IKE_PORT);
+        Self::initiate_between(cfg, now, initial_contact, local, remote)
+    }
+
+    /// [`IkeSa::initiate`] from `local` to `remote` (a reauthentication goes where the IKE SA
+    /// it replaces talks: the peer may have moved behind a NAT, and with a NAT both sides are
+    /// on port 4500 already, RFC 7296 §2.23).
+    pub fn initiate_between(
+        cfg: Arc<TunnelConfig>,
+        now: Instant,
+        initial_contact: bool,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> (IkeSa, Vec<Action>) {
         let mut sa = IkeSa::new(cfg, true, local, remote, now);
         sa.initial_contact = initial_contact;
         sa.spi_i = rand_u64();
@@ -2200,6 +2222,9 @@ impl IkeSa {
             rekey_in_s: self
                 .ike_rekey_at
                 .map(|t| t.saturating_duration_since(now).as_secs()),
+            reauth_in_s: self
+                .reauth_at
+                .map(|t| t.saturating_duration_since(now).as_secs()),
             children: self
                 .children
                 .iter()
@@ -2318,9 +2343,16 @@ impl IkeSa {
                 .unwrap_or(now)
         };
         sa.established_at = Some(ago(s.age_s));
-        // Reauthentication by the age the snapshot gives (after a rekey, the new SA's).
-        sa.reauth_at = (!cfg.reauth_time.is_zero())
-            .then(|| (ago(s.age_s) + cfg.reauth_time).max(now + Duration::from_secs(10)));
+        // Reauthentication when the other gateway would have done it (a rekey does not reset
+        // it); from the IKE SA's age if the snapshot does not say. At most reauth_time away.
+        sa.reauth_at = (!cfg.reauth_time.is_zero()).then(|| {
+            let due = match s.reauth_in_s {
+                Some(r) => now + Duration::from_secs(r).saturating_sub(elapsed),
+                None => ago(s.age_s) + cfg.reauth_time,
+            };
+            due.min(now + cfg.reauth_time)
+                .max(now + Duration::from_secs(10))
+        });
         // A rekey that fell due on the way waits a few seconds more (the children go first);
         // none is later than the configured lifetime.
         sa.ike_rekey_at = s.rekey_in_s.map(|r| {
@@ -3853,6 +3885,7 @@ impl IkeSa {
         new.established_at = Some(now);
         new.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
         new.reauth_at = self.reauth_at;
+        new.lineage = self.lineage;
         if self
             .pending
             .as_ref()
@@ -4016,6 +4049,7 @@ impl IkeSa {
             out.push(Action::Reauthenticate {
                 spi: self.our_spi(),
             });
+            return;
         }
         if self.ike_rekey_at.is_some_and(|t| now >= t) {
             self.ike_rekey_at = Some(now + Duration::from_secs(3600));
@@ -4467,6 +4501,7 @@ impl IkeSa {
         new.established_at = Some(now);
         new.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
         new.reauth_at = self.reauth_at;
+        new.lineage = self.lineage;
         let mut ours_redundant = false;
         if let Some((their_ni, our_nr, theirs)) = self.collision.take() {
             // §2.8.2: the new SA made with the lowest of the four nonces is redundant, and
