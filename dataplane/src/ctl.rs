@@ -361,7 +361,8 @@ pub enum Command {
         v: u32,
     },
     /// The control plane is running: sent every [`ALIVE_EVERY`]. VRRP routers that track it
-    /// (`track_ike`) go to fault once none came for [`ALIVE_LOST`] after one did.
+    /// (`track_ike`) lower their priority to 1 once none came for [`ALIVE_LOST`] after one did
+    /// (any command counts then).
     Alive {
         /// Version.
         v: u32,

@@ -26,7 +26,8 @@
 //!     # its own link is tracked (down: fault, the addresses go); `track: [inside]` adds others;
 //!     # `preempt_delay: 5s`: no preemption for that long after a start or a fault
 //!     # `track_ike: false`: with --control, a control plane (ferrogate-ike) that stopped saying
-//!     # it is alive (3 s) puts the router in fault too, unless this says false (default true)
+//!     # it is alive (3 s) lowers the router's priority to 1, unless this says false (default
+//!     # true)
 //!     # `vmac: true`: the master answers for the addresses from 00:00:5e:00:01:{vrid}
 //!     # (IPv6: 00:00:5e:00:02:{vrid}; RFC 5798 §7.3), so the link's hosts keep one MAC for
 //!     # them over a takeover
@@ -608,10 +609,11 @@ pub struct VrrpInstance {
     /// The interfaces (indices) whose links it tracks: its own first, then those of
     /// `track:`. While any is down the router is in fault, and so is its sync group.
     pub track: Vec<usize>,
-    /// `track_ike` (default true): with a control channel, the router is in fault while the
-    /// control plane, once it said it was alive, has been silent for
-    /// [`crate::ctl::ALIVE_LOST`]: a master whose ferrogate-ike died hands the addresses,
-    /// and with them the tunnels, to the other gateway.
+    /// `track_ike` (default true): with a control channel, the router competes with priority 1
+    /// while the control plane, once it said it was alive, has been silent for
+    /// [`crate::ctl::ALIVE_LOST`] ([`crate::vrrp::Router::set_lowered`]): a master whose
+    /// ferrogate-ike died hands the addresses, and with them the tunnels, to a backup whose
+    /// control plane lives.
     pub track_ike: bool,
     /// `vmac: true`: as master it speaks for the addresses from the virtual router MAC
     /// ([`crate::vrrp::virtual_mac`]): advertisements, gratuitous ARPs and ARP answers for the

@@ -506,6 +506,10 @@ pub struct Router {
     counters: Counters,
     /// Our virtual addresses, as advertisements list them.
     addrs: AddrList,
+    /// Something this router tracks failed in a way that should move the addresses but not
+    /// take them from everyone (the control plane: [`Router::set_lowered`]): it advertises and
+    /// competes with priority 1.
+    lowered: bool,
 }
 
 impl Router {
@@ -515,6 +519,7 @@ impl Router {
         let addrs = AddrList::of(&cfg.vips);
         Self {
             addrs,
+            lowered: false,
             cfg,
             state: State::Initialize,
             master_interval_cs: i,
@@ -555,9 +560,37 @@ impl Router {
         self.state == State::Master && self.took_over_released
     }
 
+    /// The priority it advertises and competes with: the configured one, or 1 while lowered.
+    pub fn priority(&self) -> u8 {
+        if self.lowered && self.cfg.priority != 255 {
+            1
+        } else {
+            self.cfg.priority
+        }
+    }
+
+    /// Lowers the router's priority to 1 (or restores it): keepalived's tracked weight. A
+    /// lowered master keeps the addresses until a backup, which outranks it now, takes them:
+    /// with preemption (RFC 5798 §6.4.2: it discards the lowered master's advertisements and
+    /// takes over after Master_Down_Interval), and the master yields to the first
+    /// advertisement it hears from the backup. If the other gateway is lowered too, nobody
+    /// moves: the installed SAs keep carrying traffic where they are. A lowered master says so
+    /// at once (a backup started since then must not see the old priority).
+    pub fn set_lowered(&mut self, lowered: bool) -> Step {
+        if self.lowered == lowered {
+            return Step::default();
+        }
+        self.lowered = lowered;
+        if self.state == State::Master {
+            self.advertise(self.priority())
+        } else {
+            Step::default()
+        }
+    }
+
     /// Skew_Time, ms: `((256 - Priority) * Master_Adver_Interval) / 256` centiseconds.
     pub fn skew_ms(&self) -> u64 {
-        (256 - u64::from(self.cfg.priority)) * u64::from(self.master_interval_cs) * 10 / 256
+        (256 - u64::from(self.priority())) * u64::from(self.master_interval_cs) * 10 / 256
     }
 
     /// Master_Down_Interval, ms: three of the master's intervals and the skew.
@@ -617,7 +650,7 @@ impl Router {
             State::Backup if now >= self.down_at => self.become_master(now),
             State::Master if now >= self.advert_at => {
                 self.advert_at = now + u64::from(self.cfg.interval_cs) * 10;
-                self.advertise(self.cfg.priority)
+                self.advertise(self.priority())
             }
             _ => Step::default(),
         }
@@ -654,7 +687,7 @@ impl Router {
                     // The master is stopping: take over after the skew only.
                     self.down_at = now + self.skew_ms();
                 } else if !self.cfg.preempt
-                    || a.priority >= self.cfg.priority
+                    || a.priority >= self.priority()
                     || now < self.preempt_from
                 {
                     self.master_interval_cs = a.interval_cs.max(1);
@@ -667,9 +700,9 @@ impl Router {
                 if a.priority == 0 {
                     // Another master stopping: tell the backups who holds the addresses.
                     self.advert_at = now + u64::from(self.cfg.interval_cs) * 10;
-                    self.advertise(self.cfg.priority)
-                } else if a.priority > self.cfg.priority
-                    || (a.priority == self.cfg.priority && a.src > self.cfg.primary)
+                    self.advertise(self.priority())
+                } else if a.priority > self.priority()
+                    || (a.priority == self.priority() && a.src > self.cfg.primary)
                 {
                     self.master_interval_cs = a.interval_cs.max(1);
                     self.down_at = now + self.master_down_ms();
@@ -783,7 +816,7 @@ impl Router {
         self.advert_at = now + u64::from(self.cfg.interval_cs) * 10;
         Step {
             became: Some(State::Master),
-            ..self.advertise(self.cfg.priority)
+            ..self.advertise(self.priority())
         }
     }
 
@@ -1269,6 +1302,43 @@ mod tests {
                 addrs: AddrList::of(&vips),
             })
         );
+    }
+
+    /// A lowered router (its control plane lost) competes with priority 1: a master says so
+    /// at once and yields to the backup, which outranks it now and takes over after
+    /// Master_Down_Interval; lowered on both sides, nobody moves.
+    #[test]
+    fn a_lowered_master_hands_over_to_a_preempting_backup() {
+        let mut m = router(200, true);
+        m.start(0);
+        assert_eq!(m.tick(3218).became, Some(State::Master));
+        assert_eq!(m.set_lowered(true).advertise, Some(1));
+        assert_eq!(m.set_lowered(true), Step::default(), "once");
+        assert_eq!(m.priority(), 1);
+        // The backup (100, preempting) discards the lowered advertisements...
+        let mut b = router(100, true);
+        b.start(0);
+        b.receive(&adv(200), 3000);
+        for t in (4000..7000).step_by(1000) {
+            assert_eq!(b.receive(&adv(1), t), Step::default());
+        }
+        // ...and takes over Master_Down_Interval after the last one it took (3.609 s).
+        assert_eq!(b.tick(3000 + 3608).became, None);
+        assert_eq!(b.tick(3000 + 3609).became, Some(State::Master));
+        // The lowered master yields to its advertisement.
+        assert_eq!(m.receive(&adv(100), 6700).became, Some(State::Backup));
+        // Lowered on both sides: the master stays, its backup follows its advertisements.
+        let mut b = router(100, true);
+        b.start(0);
+        b.set_lowered(true);
+        for t in (1000..20_000).step_by(1000) {
+            b.receive(&adv(1), t);
+            assert_eq!(b.tick(t + 500), Step::default());
+        }
+        assert_eq!(b.state(), State::Backup);
+        // Restored: the configured priority again.
+        m.set_lowered(false);
+        assert_eq!(m.priority(), 200);
     }
 
     /// RFC 5798 §7.1: an advertisement listing other virtual addresses (another cluster on

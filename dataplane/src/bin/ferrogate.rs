@@ -1153,20 +1153,10 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     tracing::info!(interface = %i.name, up, "link");
                 }
             }
-            // The control plane: lost once it said it was alive and then went silent.
-            let lost = control.as_ref().is_some_and(|c| c.lost());
-            if lost != ike_lost {
-                ike_lost = lost;
-                if lost {
-                    tracing::warn!("control plane (ferrogate-ike) silent for {:?}: the VRRP routers that track it go to fault", ctl::ALIVE_LOST);
-                } else {
-                    tracing::info!("control plane (ferrogate-ike) back: the VRRP routers that track it leave fault");
-                }
-            }
             // Link tracking: a router with a tracked link down is in fault, and so is every
             // member of its sync group; all come back (as backups) once the links are up.
             for i in 0..routers.len() {
-                let fault = VrrpRun::group_link_down(&routers, i, &sh, ike_lost);
+                let fault = VrrpRun::group_link_down(&routers, i, &sh);
                 let step = routers[i].router.set_fault(fault, now);
                 routers[i].apply(&sh, i, step, now, &mut main);
                 if step.became == Some(vrrp::State::Master) {
@@ -1226,7 +1216,26 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             main.take_learned(&sh);
         }
         if let Some(c) = &mut control {
-            if c.poll_commands(&mut dynamic, &mut sad) {
+            let changed = c.poll_commands(&mut dynamic, &mut sad);
+            // The control plane, judged after its commands are in (a main lcore that fell
+            // behind must not take it for lost): lost once it said it was alive and then went
+            // silent. The routers that track it compete with priority 1 meanwhile.
+            if c.lost() != ike_lost {
+                ike_lost = !ike_lost;
+                if ike_lost {
+                    tracing::warn!("control plane (ferrogate-ike) silent for {:?}: the VRRP routers that track it lower their priority to 1", ctl::ALIVE_LOST);
+                } else {
+                    tracing::info!("control plane (ferrogate-ike) back: the VRRP routers that track it have their priority again");
+                }
+                let now = main.fib.now_ms;
+                for (i, r) in routers.iter_mut().enumerate() {
+                    if r.track_ike {
+                        let step = r.router.set_lowered(ike_lost);
+                        r.apply(&sh, i, step, now, &mut main);
+                    }
+                }
+            }
+            if changed {
                 for d in dynamic.sas.values() {
                     if let (Some(o), Some(p)) = (&d.out, &d.params) {
                         set_egress_mtu(o, p, &routes, &cfg);
@@ -2849,16 +2858,14 @@ struct VrrpRun {
 }
 
 impl VrrpRun {
-    /// Whether a link that router `i` or a member of its sync group tracks is down, or such a
-    /// router tracks the control plane and it is lost (`ike_lost`).
-    fn group_link_down(runs: &[VrrpRun], i: usize, sh: &Shared, ike_lost: bool) -> bool {
+    /// Whether a link that router `i` or a member of its sync group tracks is down.
+    fn group_link_down(runs: &[VrrpRun], i: usize, sh: &Shared) -> bool {
         let g = &runs[i].group;
         runs.iter().enumerate().any(|(j, r)| {
             (j == i || (g.is_some() && r.group == *g))
-                && ((ike_lost && r.track_ike)
-                    || r.track
-                        .iter()
-                        .any(|&k| !sh.ifaces[k].link_up.load(Ordering::Relaxed)))
+                && r.track
+                    .iter()
+                    .any(|&k| !sh.ifaces[k].link_up.load(Ordering::Relaxed))
         })
     }
 
@@ -3649,7 +3656,7 @@ struct Control {
     /// write shared memory while we parse it (kept: no allocation per datagram).
     inject_copy: Vec<u8>,
     /// When the control plane last sent a command ([`ctl::Command::Alive`] every
-    /// [`ctl::ALIVE_EVERY`]); None until it first did.
+    /// [`ctl::ALIVE_EVERY`]); None until it first sent an Alive.
     last_alive: Option<Instant>,
     /// A `dump` came: the VRRP state goes out with the report (empty without VRRP), so that a
     /// starting control plane knows which addresses are its own before it starts tunnels.
@@ -3764,10 +3771,13 @@ impl Control {
                     break;
                 }
             };
-            // Any command says the control plane is alive.
-            self.last_alive = Some(Instant::now());
             let r = ctl::Command::decode(&msg).and_then(|c| {
                 dump |= matches!(c, ctl::Command::Dump { .. });
+                // Tracking starts with the first Alive (a control plane that never sends one,
+                // an older one, is not tracked); then any command says it is alive.
+                if matches!(c, ctl::Command::Alive { .. }) || self.last_alive.is_some() {
+                    self.last_alive = Some(Instant::now());
+                }
                 d.apply(c, sad)
             });
             match r {
