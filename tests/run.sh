@@ -84,19 +84,38 @@ descendants() {
         descendants "$c"
     done
 }
-# TERM to the running step and everything it started; what is still there 60 s later (a
-# test's cleanup gets that long) is killed.
+# TERM to the running step: to its tests' `timeout`s, each of which passes it on to its test's
+# process group (and kills that 30 s later if it still runs), or to all its processes when it
+# runs none; the step's own shell is stopped at once so it starts nothing more. Its processes
+# are waited for by PID, up to 60 s (their cleanup traps run meanwhile), then killed, so that
+# run.sh's own cleanup (it removes $WORK, the tests' TMPDIR) comes after theirs.
 stop_step() {
     [ -n "$STEP_PID" ] || return 0
-    local i
-    # shellcheck disable=SC2046
-    kill -TERM "$STEP_PID" $(descendants "$STEP_PID") 2> /dev/null
+    local pids p i alive tmos=()
+    pids=$(descendants "$STEP_PID")
+    for p in $pids; do
+        [ "$(ps -o comm= -p "$p" 2> /dev/null)" = timeout ] && tmos+=("$p")
+    done
+    kill -TERM "$STEP_PID" 2> /dev/null
+    if [ "${#tmos[@]}" -gt 0 ]; then
+        kill -TERM "${tmos[@]}" 2> /dev/null
+    else
+        # shellcheck disable=SC2086
+        kill -TERM $pids 2> /dev/null
+    fi
     for i in $(seq 600); do
-        [ -n "$(descendants "$STEP_PID")" ] || break
+        alive=
+        for p in $pids; do
+            if kill -0 "$p" 2> /dev/null; then
+                alive=1
+                break
+            fi
+        done
+        [ -n "$alive" ] || break
         sleep 0.1
     done
-    # shellcheck disable=SC2046
-    kill -KILL "$STEP_PID" $(descendants "$STEP_PID") 2> /dev/null
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2> /dev/null
     wait "$STEP_PID" 2> /dev/null
     STEP_PID=
 }
