@@ -882,6 +882,56 @@ fn a_reauthentication_that_fails_keeps_the_old_ike_sa_and_tries_again() {
     assert!(n.a_removed.contains(&first_child));
 }
 
+/// An IKE SA whose state would not fit one sync datagram (many CHILD_SAs with many
+/// selectors) is left out of the HA export rather than making the whole snapshot too large for
+/// the other gateway to take; one with a few is exported.
+#[test]
+fn an_ike_sa_too_large_for_the_sync_is_not_exported() {
+    let with_children = |n: usize, side_a: bool| {
+        let mut y = format!(
+            "tunnels:\n  - name: t\n    local: {}\n    remote: {}\n    psk: \"secret-psk-1\"\n    ike_proposals: [aes256-sha256-modp2048]\n    start: {}\n    children:\n",
+            if side_a { A } else { B },
+            if side_a { B } else { A },
+            if side_a { "start" } else { "none" }
+        );
+        for c in 0..n {
+            let nets = |side: u8| {
+                (0..8)
+                    .map(|k| format!("\"2001:db8:{side}{c:02x}:{k}::/64\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let (l, r) = if side_a {
+                (nets(1), nets(2))
+            } else {
+                (nets(2), nets(1))
+            };
+            y += &format!(
+                "      - {{ name: c{c}, local_ts: [{l}], remote_ts: [{r}], esp_proposals: [aes256gcm16] }}\n"
+            );
+        }
+        Config::parse(&y, Path::new("t.yaml")).unwrap()
+    };
+    for (children, exported) in [(3, 1), (40, 0)] {
+        let now = Instant::now();
+        let mut n = with_cfgs(
+            &with_children(children, true),
+            &with_children(children, false),
+        );
+        n.bring_up(now);
+        for k in 1..=children as u64 {
+            n.tick_both(now + Duration::from_millis(10 * k));
+        }
+        assert_eq!(n.a.sas().next().unwrap().children.len(), children);
+        let t = now + Duration::from_secs(1);
+        assert_eq!(
+            n.a.export(&|_| true, t).len(),
+            exported,
+            "{children} children"
+        );
+    }
+}
+
 /// A synced SA pair is taken only for a (tunnel, child) configured here with its local
 /// address (the peer's may have moved behind a NAT).
 #[test]

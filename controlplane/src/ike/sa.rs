@@ -2192,7 +2192,7 @@ impl IkeSa {
                 .then(|| (*id, d.iter().map(|b| hex(b).to_string()).collect()))
         });
         let secs = |t: Instant| now.saturating_duration_since(t).as_secs();
-        Some(IkeSaState {
+        let mut st = IkeSaState {
             tunnel: self.cfg.name.clone(),
             initiator: self.initiator,
             spi_i: self.spi_i,
@@ -2247,7 +2247,23 @@ impl IkeSa {
             pending,
             to_create: names(&to_create),
             no_more: names(&self.no_more),
-        })
+        };
+        // An IKE SA's state travels in one datagram of the sync, which the other gateway takes
+        // up to `ha::MAX_DATAGRAM`: past it the whole snapshot would be refused there. The
+        // cached response goes first; an IKE SA still too large (its CHILD_SAs' selectors)
+        // is not synced: the other gateway negotiates a new one after a takeover.
+        let fits = |st: &IkeSaState| {
+            serde_json::to_vec(st).is_ok_and(|v| v.len() <= crate::ha::IKE_STATE_MAX)
+        };
+        if !fits(&st) {
+            st.last_resp = None;
+        }
+        if !fits(&st) {
+            tracing::warn!(tunnel = %self.cfg.name, children = self.children.len(),
+                "HA: this IKE SA's state is too large for the sync: not synced");
+            return None;
+        }
+        Some(st)
     }
 
     /// The IKE SA the other gateway of a VRRP pair had with this peer (`ha:`), carried on
