@@ -27,27 +27,28 @@ SUITE=${SUITE:-gcm}
 ID=$$
 NS=(sg$ID-hA sg$ID-gA sg$ID-gB sg$ID-hB)
 HA=${NS[0]} GA=${NS[1]} GB=${NS[2]} HB=${NS[3]}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-secgw.XXXXXX")
-HUGE=$WORK/huge
-PIDS=()
+WORK=
+HUGE=
 # shellcheck source=../hugepages.sh
 . "$(dirname "$0")/../hugepages.sh"
+# shellcheck source=../netns/pids.sh
+. "$(dirname "$0")/../netns/pids.sh"
+# Processes by PID and start time (pids.sh: a PID that exited and was given to another process
+# is never signalled): TERM, up to 4 s for them all, then KILL.
 cleanup() {
     set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do
-        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
+    stop_tracked 4
+    kill_netns_leftovers "${NS[@]}"
     for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
-    huge_release "$HUGE"
-    [ -n "${SECGW_KEEP:-}" ] || rm -rf "$WORK"
+    [ -z "$HUGE" ] || huge_release "$HUGE"
+    [ -z "$WORK" ] || [ -n "${SECGW_KEEP:-}" ] || rm -rf "$WORK"
     rm -rf "/var/run/dpdk/fgsg$ID" "/var/run/dpdk/sg$ID"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-secgw.XXXXXX")
+HUGE=$WORK/huge
 
 passed=0 failed=0
 check() { # name, then a command
@@ -151,21 +152,21 @@ EOF
 ip netns exec "$GB" stdbuf -o0 -e0 "$SECGW" -l 1 -n 1 --no-pci --huge-dir "$HUGE" --file-prefix "sg$ID" ${SECGW_LOG:---log-level=error} \
     --vdev "net_af_packet0,iface=gBo" --vdev "net_af_packet1,iface=gBi" --vdev crypto_aesni_mb0 \
     -- -p 0x3 -P -u 0x1 --config "(0,0,1),(1,0,1)" -f "$WORK/secgw.cfg" > "$WORK/secgw.log" 2>&1 &
-PIDS+=($!)
 SG_PID=$!
+track_pid "$SG_PID"
 ip netns exec "$GA" "$FG" --config "$WORK/a.yaml" --eal "--no-huge -m 256 --file-prefix fgsg$ID --log-level=error" \
     --idle-sleep-us 50 --stats-every-ms 60000 --stats-file "$WORK/stats.json" > "$WORK/fg.log" 2>&1 &
-PIDS+=($!)
 FG_PID=$!
+track_pid "$FG_PID"
 # ipsec-secgw checks link status for a few seconds before it enters its main loop.
 for _ in $(seq 1 150); do
     grep -q "Port 1 Link up" "$WORK/secgw.log" 2>/dev/null && break
-    kill -0 "$SG_PID" 2>/dev/null || break
+    pid_alive "$SG_PID" || break
     sleep 0.1
 done
 sleep 1
 started() {
-    kill -0 "$SG_PID" 2>/dev/null && kill -0 "$FG_PID" 2>/dev/null &&
+    pid_alive "$SG_PID" && pid_alive "$FG_PID" &&
         grep -q "Port 1 Link up" "$WORK/secgw.log"
 }
 if ! started; then
@@ -177,11 +178,11 @@ fi
 # Each af_packet gateway's own transmissions are invisible to a capture on its side of the
 # wire, so capture at both ends: what reaches ipsec-secgw, and what reaches ferrogate.
 ip netns exec "$GB" tcpdump -q -n -U -i gBo -w "$WORK/wire-to-secgw.pcap" esp 2>/dev/null &
-PIDS+=($!)
 TCPDUMP=$!
+track_pid "$TCPDUMP"
 ip netns exec "$GA" tcpdump -q -n -U -i gAo -w "$WORK/wire-to-ferrogate.pcap" esp 2>/dev/null &
-PIDS+=($!)
 TCPDUMP2=$!
+track_pid "$TCPDUMP2"
 sleep 0.5
 
 ping_all() { # namespace, destination
@@ -191,18 +192,24 @@ ping_all() { # namespace, destination
 }
 check "ping hA -> hB through ferrogate and ipsec-secgw ($SUITE)" ping_all "$HA" 192.168.20.5
 check "ping hB -> hA through ipsec-secgw and ferrogate ($SUITE)" ping_all "$HB" 192.168.10.5
-ip netns exec "$HB" iperf3 -s -D -I "$WORK/iperf3.pid" > /dev/null 2>&1
-sleep 0.5
-PIDS+=("$(cat "$WORK/iperf3.pid")")
+# One iperf3 server for both clients below, a child of this shell (not -D: a daemon leaves the
+# process group and this run's tracking, and serves on after it); its port is polled.
+ip netns exec "$HB" iperf3 -s > /dev/null 2>&1 &
+track_pid $!
+wait_tcp_listen "$HB" 5201 || true
+# `timeout --foreground` for the clients: a plain timeout makes a process group of its own,
+# which a SIGTERM to this run's group (tests/run.sh's timeout) misses: the client would wait out
+# its timeout for a server already gone, and this script's EXIT trap with it.
 iperf() { # extra iperf3 args, label
     rm -f "$WORK/iperf.json" # --logfile appends
-    ip netns exec "$HA" timeout 30 iperf3 -c 192.168.20.5 -t 3 $1 -J --logfile "$WORK/iperf.json" &&
+    ip netns exec "$HA" timeout --foreground 30 iperf3 -c 192.168.20.5 -t 3 $1 -J --logfile "$WORK/iperf.json" &&
         python3 -c "import json; d=json.load(open('$WORK/iperf.json')); print('iperf3 $2, ferrogate <-> ipsec-secgw ($SUITE): %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))"
 }
 check "iperf3 TCP hA -> hB for 3 s" iperf "" "hA -> hB"
 check "iperf3 TCP hB -> hA for 3 s" iperf "-R" "hB -> hA"
 sleep 0.5
-kill "$TCPDUMP" "$TCPDUMP2" 2>/dev/null; wait "$TCPDUMP" "$TCPDUMP2" 2>/dev/null || true
+stop_pid "$TCPDUMP"
+stop_pid "$TCPDUMP2"
 wire_both_ways() {
     local w
     for w in to-secgw to-ferrogate; do

@@ -54,20 +54,26 @@ if [ "${3:-}" = "--demo" ]; then DEMO=${4:-20}; fi
 ID=$$
 NS=(fg$ID-hA fg$ID-gA fg$ID-gB fg$ID-hB)
 HA=${NS[0]} GA=${NS[1]} GB=${NS[2]} HB=${NS[3]}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-netns.XXXXXX")
-PIDS=()
+WORK=
 # shellcheck source=../hugepages.sh
 . "$(dirname "$0")/../hugepages.sh"
+# shellcheck source=pids.sh
+. "$(dirname "$0")/pids.sh"
+# The trap comes first, before anything it undoes is made, and copes with what is not made yet.
+# Processes by PID and start time (pids.sh): TERM, up to 2 s, then KILL.
 cleanup() {
     set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    stop_tracked 2
+    kill_netns_leftovers "${NS[@]}"
     for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
-    huge_release "$WORK/huge"
+    [ -z "$WORK" ] || huge_release "$WORK/huge"
     rm -rf "/var/run/dpdk/fgA$ID" "/var/run/dpdk/fgB$ID"
-    if [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+    if [ -z "$WORK" ]; then :; elif [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-netns.XXXXXX")
 
 passed=0 failed=0
 check() { # name, then a command
@@ -197,10 +203,10 @@ if [ -n "${HUGE:-}" ]; then
 fi
 ip netns exec "$GA" "$FG" --config "$WORK/a.yaml" --eal "$MEM $LCORES_A --file-prefix fgA$ID --log-level=error" \
     --idle-sleep-us 50 --stats-every-ms "$EVERY" --stats-file "$WORK/stats-a.json" "${CTL_A[@]}" > "$WORK/a.log" 2>&1 &
-PIDS+=($!)
+track_pid $!
 ip netns exec "$GB" "$FG" --config "$WORK/b.yaml" --eal "$MEM $LCORES_B --file-prefix fgB$ID --log-level=error" \
     --idle-sleep-us 50 --stats-every-ms "$EVERY" --stats-file "$WORK/stats-b.json" "${CTL_B[@]}" > "$WORK/b.log" 2>&1 &
-PIDS+=($!)
+track_pid $!
 sleep 3
 if [ -n "${IKE:-}" ]; then
     # ike SIDE LOCAL REMOTE LOCAL_NET REMOTE_NET START REKEY_BYTES [EXTRA_CHILD_YAML]
@@ -234,10 +240,10 @@ EOY
     ike_conf B 203.0.113.2 203.0.113.1 192.168.20 192.168.10 none 0 > "$WORK/ike-b.yaml"
     ip netns exec "$GB" "$IKE" --config "$WORK/ike-b.yaml" --dataplane "$WORK/ctl-b" --export-dir "$WORK/keys-b" \
         --socket "$WORK/ike-b.sock" > "$WORK/ike-b.events" 2> "$WORK/ike-b.log" &
-    PIDS+=($!)
+    track_pid $!
     ip netns exec "$GA" "$IKE" --config "$WORK/ike-a.yaml" --dataplane "$WORK/ctl-a" --export-dir "$WORK/keys-a" \
         --socket "$WORK/ike-a.sock" > "$WORK/ike-a.events" 2> "$WORK/ike-a.log" &
-    PIDS+=($!)
+    track_pid $!
     tunnel_up() {
         local i
         for ((i = 0; i < 150; i++)); do
@@ -249,8 +255,8 @@ EOY
     }
     check "IKEv2 through both data planes: CHILD_SA up on A and B ($(grep -o 'ike_proposals: \[.*\]' "$WORK/ike-a.yaml"))" tunnel_up
 fi
-for p in "${PIDS[@]}"; do
-    kill -0 "$p" 2>/dev/null || { echo "a gateway exited:"; cat "$WORK"/*.log; exit 1; }
+for p in "${!TRACKED_PIDS[@]}"; do
+    pid_alive "$p" || { echo "a gateway exited:"; cat "$WORK"/*.log; exit 1; }
 done
 if [ -n "${HUGE:-}" ]; then
     on_hugepages() {
@@ -263,14 +269,30 @@ if [ -n "${HUGE:-}" ]; then
     check "both gateways run on 2 MB hugepages (private hugetlbfs mount)" on_hugepages
 fi
 
+# iperf3_server: a one-shot iperf3 server on hB, listening when this returns. The one before is
+# gone first (it exits after its client; one whose client never came is stopped here): it
+# would still hold the port, and the new one could not bind it.
+#
+# `timeout --foreground` for the clients: a plain timeout makes a process group of its own,
+# which a SIGTERM to this run's group (tests/run.sh's timeout) misses: the client would wait out
+# its timeout for a server already gone, and this script's EXIT trap with it.
+IPERF_S=
+iperf3_server() {
+    stop_pid "$IPERF_S"
+    ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
+    IPERF_S=$!
+    track_pid "$IPERF_S"
+    wait_tcp_listen "$HB" 5201 5 || true
+}
+
 # af_packet transmits bypass the kernel's taps, so each side captures what it receives: A's
 # outside veth sees B -> A, B's sees A -> B.
 ip netns exec "$GA" tcpdump -q -U -i gAo -w "$WORK/wire-a.pcap" esp 2>/dev/null &
-PIDS+=($!)
 TCPDUMP_A=$!
+track_pid "$TCPDUMP_A"
 ip netns exec "$GB" tcpdump -q -U -i gBo -w "$WORK/wire-b.pcap" esp 2>/dev/null &
-PIDS+=($!)
 TCPDUMP_B=$!
+track_pid "$TCPDUMP_B"
 sleep 1
 
 if [ "$DEMO" -gt 0 ]; then
@@ -280,12 +302,10 @@ if [ "$DEMO" -gt 0 ]; then
     fi
     echo "== ping and iperf3 through the tunnel for $DEMO s; gateway A's counters every second =="
     tail -f "$WORK/a.log" &
-    PIDS+=($!)
-    ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
-    PIDS+=($!)
-    sleep 0.5
+    track_pid $!
+    iperf3_server
     ip netns exec "$HA" ping -c "$DEMO" -i 1 192.168.20.5 > "$WORK/ping.txt" &
-    PIDS+=($!)
+    track_pid $!
     ip netns exec "$HA" iperf3 -c 192.168.20.5 -t $((DEMO - 2)) > "$WORK/iperf.txt" 2>&1 || true
     sleep 2
     echo "== ping =="; tail -3 "$WORK/ping.txt"
@@ -508,8 +528,8 @@ EOP
     # gateway answers some, suppresses the rest and counts them (rate_limited, below).
     ip netns exec "$HA" ping -n -q -c 200 -i 0.002 -W 1 -t 1 192.168.20.5 > /dev/null 2>&1 || true
     sleep 1.5 # the stats files are rewritten every second
-    kill "$TCPDUMP_A" "$TCPDUMP_B" 2>/dev/null || true
-    sleep 0.3
+    stop_pid "$TCPDUMP_A"
+    stop_pid "$TCPDUMP_B"
     wire_fits() {
         python3 - "$WORK/wire-b.pcap" "$WORK/wire-a.pcap" <<'EOP'
 import struct, sys
@@ -549,30 +569,22 @@ EOP
     [ "$failed" -eq 0 ]
     exit
 fi
-ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
-PIDS+=($!)
-sleep 0.5
-check "iperf3 TCP A -> B for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json"
+iperf3_server
+check "iperf3 TCP A -> B for 3 s" ip netns exec "$HA" timeout --foreground 20 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json"
 python3 -c "import json,sys; d=json.load(open('$WORK/iperf.json')); print('iperf3 A -> B $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
-ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
-PIDS+=($!)
-sleep 0.5
-check "iperf3 TCP B -> A for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -R -J --logfile "$WORK/iperf-r.json"
+iperf3_server
+check "iperf3 TCP B -> A for 3 s" ip netns exec "$HA" timeout --foreground 20 iperf3 -c 192.168.20.5 -t 3 -R -J --logfile "$WORK/iperf-r.json"
 python3 -c "import json,sys; d=json.load(open('$WORK/iperf-r.json')); print('iperf3 B -> A $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
 if [ -n "$INNER6" ]; then
-    ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
-    PIDS+=($!)
-    sleep 0.5
-    check "iperf3 TCP over IPv6 A -> B for 3 s" ip netns exec "$HA" timeout 20 iperf3 -6 -c fd00:20::5 -t 3 -J --logfile "$WORK/iperf6.json"
+    iperf3_server
+    check "iperf3 TCP over IPv6 A -> B for 3 s" ip netns exec "$HA" timeout --foreground 20 iperf3 -6 -c fd00:20::5 -t 3 -J --logfile "$WORK/iperf6.json"
     python3 -c "import json,sys; d=json.load(open('$WORK/iperf6.json')); print('iperf3 IPv6 A -> B $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
 fi
 if [ "$WORKERS" -gt 1 ]; then
     # Four TCP flows: PACKET_FANOUT_HASH spreads them over the inside ports' queues, so every
     # worker must take part (A's receive the data, B's the acknowledgements).
-    ip netns exec "$HB" iperf3 -s -1 >/dev/null 2>&1 &
-    PIDS+=($!)
-    sleep 0.5
-    check "iperf3 4 TCP streams A -> B for 3 s" ip netns exec "$HA" timeout 20 iperf3 -c 192.168.20.5 -t 3 -P 4 -J --logfile "$WORK/iperf-p4.json"
+    iperf3_server
+    check "iperf3 4 TCP streams A -> B for 3 s" ip netns exec "$HA" timeout --foreground 20 iperf3 -c 192.168.20.5 -t 3 -P 4 -J --logfile "$WORK/iperf-p4.json"
     python3 -c "import json,sys; d=json.load(open('$WORK/iperf-p4.json')); print('iperf3 4 streams A -> B $WHAT: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))" || true
     sleep 1.5 # a fresh --stats-file
     spread() {
@@ -594,7 +606,7 @@ fi
 
 # 100 MB across the tunnel over TCP, checked byte for byte.
 head -c 100000000 /dev/urandom > "$WORK/blob"
-ip netns exec "$HB" timeout 60 python3 -c "
+ip netns exec "$HB" timeout --foreground 60 python3 -c "
 import socket, sys
 s = socket.create_server(('192.168.20.5', 9000)); c, _ = s.accept()
 with open(sys.argv[1], 'wb') as f:
@@ -602,10 +614,10 @@ with open(sys.argv[1], 'wb') as f:
         f.write(b)
 " "$WORK/blob.recv" &
 RECV=$!
-PIDS+=($RECV)
-sleep 0.5
+track_pid "$RECV"
+wait_tcp_listen "$HB" 9000 5 || true
 send_blob() {
-    ip netns exec "$HA" timeout 60 python3 -c "
+    ip netns exec "$HA" timeout --foreground 60 python3 -c "
 import socket, sys, time
 # The receiver may still be starting on a busy machine: try for up to 10 s.
 for i in range(100):
@@ -619,7 +631,7 @@ for i in range(100):
 with open(sys.argv[1], 'rb') as f:
     c.sendfile(f)
 c.close()
-" "$WORK/blob" && wait "$RECV" && cmp -s "$WORK/blob" "$WORK/blob.recv"
+" "$WORK/blob" && wait_pid "$RECV" && cmp -s "$WORK/blob" "$WORK/blob.recv"
 }
 check "100 MB over TCP through the tunnel arrives byte-identical" send_blob
 if [ -n "${IKE:-}" ]; then
@@ -648,8 +660,9 @@ EOP
     check "byte lifetimes: A's data plane reports them, ferrogate-ike rekeys before the hard limit (make-before-break: nothing refused, the transfer intact)" byte_rekeys
 fi
 sleep 1
-kill "$TCPDUMP_A" "$TCPDUMP_B" 2>/dev/null || true  # the captures are complete
-sleep 0.5
+# The captures are complete once tcpdump has exited (it writes what it holds on SIGTERM).
+stop_pid "$TCPDUMP_A"
+stop_pid "$TCPDUMP_B"
 
 if [ "$WORKERS" -gt 1 ]; then
     # Each outbound SA is encapsulated by one worker, its owner; the others hand it its

@@ -45,21 +45,24 @@ FG=$1
 ID=$$
 NS=(fgv$ID-S fgv$ID-F fgv$ID-K fgv$ID-H fgv$ID-G)
 S=${NS[0]} F=${NS[1]} K=${NS[2]} H=${NS[3]} G=${NS[4]}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-vrrp.XXXXXX")
-FG_PID= KA_PID= FG2_PID=
-cleanup() {
-    set +e
-    for p in $FG_PID $KA_PID $FG2_PID; do kill -9 "$p" 2>/dev/null; done
-    for p in $FG_PID $KA_PID $FG2_PID; do wait "$p" 2>/dev/null; done
-    # keepalived's children (its VRRP process) by the PID files it wrote.
-    for f in "$WORK"/ka*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
-    for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
-    rm -rf "/var/run/dpdk/fgv$ID" "/var/run/dpdk/fgw$ID"
-    if [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+WORK=
 # shellcheck source=vrrp_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/vrrp_lib.sh"
+FG_PID=
+# The trap comes first, before anything it undoes is made, and copes with what is not made yet.
+# Processes (ferrogates, keepalived) by PID and start time: SIGTERM, SIGKILL after 5 s
+# (vrrp_cleanup).
+cleanup() {
+    set +e
+    vrrp_cleanup "${NS[@]}"
+    for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
+    rm -rf "/var/run/dpdk/fgv$ID" "/var/run/dpdk/fgw$ID"
+    if [ -z "$WORK" ]; then :; elif [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-vrrp.XXXXXX")
 command -v keepalived > /dev/null || { echo "FAIL keepalived is not installed"; exit 1; }
 command -v arping > /dev/null || { echo "FAIL arping is not installed"; exit 1; }
 
@@ -109,8 +112,8 @@ start_fg() { # priority
 }
 start_fg2() { # priority: the second ferrogate, in G
     fg_conf "$1" net_af_packet0,iface=gv0 203.0.113.5 > "$WORK/fg2.yaml"
+    # (It runs until the end: run_fg tracked it for the cleanup.)
     run_fg "$G" "fgw$ID" fg2 "$WORK/stats2.json"
-    FG2_PID=$RUN_PID
 }
 stop_fg() { # signal
     halt_fg "$1" "$FG_PID" "fgv$ID" || return 1

@@ -44,20 +44,24 @@ FG=$1
 ID=$$
 NS=(fg6v$ID-S fg6v$ID-F fg6v$ID-K fg6v$ID-H)
 S=${NS[0]} F=${NS[1]} K=${NS[2]} H=${NS[3]}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-vrrp6.XXXXXX")
-FG_PID= KA_PID=
-cleanup() {
-    set +e
-    for p in $FG_PID $KA_PID; do kill -9 "$p" 2>/dev/null; done
-    for p in $FG_PID $KA_PID; do wait "$p" 2>/dev/null; done
-    for f in "$WORK"/ka*.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
-    for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
-    rm -rf "/var/run/dpdk/fg6v$ID"
-    if [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+WORK=
 # shellcheck source=vrrp_lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/vrrp_lib.sh"
+FG_PID=
+# The trap comes first, before anything it undoes is made, and copes with what is not made yet.
+# Processes (ferrogate, keepalived, tcpdump) by PID and start time: SIGTERM, SIGKILL after 5 s
+# (vrrp_cleanup).
+cleanup() {
+    set +e
+    vrrp_cleanup "${NS[@]}"
+    for n in "${NS[@]}"; do ip netns del "$n" 2>/dev/null; done
+    rm -rf "/var/run/dpdk/fg6v$ID"
+    if [ -z "$WORK" ]; then :; elif [ -n "${KEEP:-}" ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fg-vrrp6.XXXXXX")
 for c in keepalived ndisc6 tcpdump; do
     command -v "$c" > /dev/null || { echo "FAIL $c is not installed"; exit 1; }
 done
@@ -342,14 +346,34 @@ step8() {
     # solicitation (keepalived's node sends no advertisements).
     RA=1 start_fg 50
     wait_state backup 5 || { echo "ferrogate (50) did not settle as backup"; return 1; }
-    local ras
-    ip netns exec "$H" timeout 4 tcpdump -nn -c 1 -i hv0 "ether src $MAC_F and icmp6 and ip6[40] == 134" > "$WORK/backup-ra.txt" 2>/dev/null &
+    local ras i rc out
+    # The capture covers the whole solicitation (rdisc6 -w 2500 asks three times: 7.5 s) and
+    # half a second after; an advertisement from F ends it at once (-c 1).
+    ip netns exec "$H" timeout 20 tcpdump -l -nn -c 1 -i hv0 "ether src $MAC_F and icmp6 and ip6[40] == 134" \
+        > "$WORK/backup-ra.txt" 2> "$WORK/backup-ra.err" &
     ras=$!
-    sleep 0.5
-    if ip netns exec "$H" rdisc6 -1 -w 2500 hv0 > /dev/null 2>&1; then
-        echo "a router answered H's solicitation while ferrogate was backup"; return 1
+    track_pid "$ras"
+    # A capture that is not running would see nothing, and pass: it must be listening (tcpdump
+    # says so on stderr once its filter is in) before H solicits.
+    for ((i = 0; i < 50; i++)); do
+        grep -q "listening on" "$WORK/backup-ra.err" && break
+        sleep 0.1
+    done
+    if ! grep -q "listening on" "$WORK/backup-ra.err"; then
+        echo "tcpdump on H is not capturing: $(cat "$WORK/backup-ra.err")"; stop_pid "$ras"; return 1
     fi
-    wait "$ras" || true
+    # rdisc6 exits 0 on an answer, 2 saying "No response." on none (what a backup must give),
+    # and 1 on an error of its own, which proves nothing.
+    rc=0
+    out=$(ip netns exec "$H" rdisc6 -1 -w 2500 hv0 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then
+        echo "a router answered H's solicitation while ferrogate was backup:"; echo "$out"; stop_pid "$ras"; return 1
+    fi
+    if [ "$rc" != 2 ] || ! grep -q "No response" <<< "$out"; then
+        echo "rdisc6 failed (exit $rc), not a solicitation left unanswered:"; echo "$out"; stop_pid "$ras"; return 1
+    fi
+    sleep 0.5
+    stop_pid "$ras"
     if grep -q "ICMP6" "$WORK/backup-ra.txt"; then echo "ferrogate advertised as backup: $(cat "$WORK/backup-ra.txt")"; return 1; fi
     [ "$(stat "s['ports'][0]['router_solicits']")" -ge 1 ] || { echo "the backup did not see the solicitation"; return 1; }
     [ "$(stat "s['ports'][0]['router_adverts']")" -eq 0 ] || { echo "the backup counted advertisements sent"; return 1; }

@@ -1,6 +1,10 @@
-# Shared by vrrp.sh and vrrp6.sh (sourced after they set K, WORK and their cleanup trap):
-# counted checks, keepalived in namespace $K with $WORK/ka.conf, and ferrogate's stats file.
+# Shared by vrrp.sh and vrrp6.sh (sourced before their cleanup trap, which vrrp_cleanup does;
+# K and WORK are set before the functions are used): counted checks, keepalived in namespace
+# $K with $WORK/ka.conf, and ferrogate's stats file. Processes are tracked by PID and start
+# time (pids.sh): a PID that exited and was given to another process is never signalled.
 # shellcheck shell=bash
+# shellcheck source=pids.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pids.sh"
 passed=0 failed=0
 check() { # name, then a command
     local name=$1; shift
@@ -11,11 +15,13 @@ start_ka() {
     ip netns exec "$K" keepalived -n -l -D --vrrp -f "$WORK/ka.conf" -p "$WORK/ka.pid" \
         -r "$WORK/ka-vrrp.pid" --no-syslog >> "$WORK/ka.log" 2>&1 &
     KA_PID=$!
+    track_pid "$KA_PID"
 }
+# keepalived stops its VRRP child itself on SIGTERM (which says priority 0 first): it is given
+# 5 s for that before SIGKILL.
 stop_ka() {
     [ -n "$KA_PID" ] || return 1
-    kill -TERM "$KA_PID"
-    wait "$KA_PID" 2>/dev/null || true
+    stop_pid "$KA_PID" TERM 5
     KA_PID=
 }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -39,11 +45,20 @@ run_fg() {
         --eal "--no-huge -m 128 --file-prefix $2 --log-level=error" \
         --idle-sleep-us 200 --stats-file "$4" --log info >> "$WORK/$3.log" 2>&1 &
     RUN_PID=$!
+    track_pid "$RUN_PID"
 }
-# halt_fg SIGNAL PID FILE_PREFIX: stops a ferrogate run_fg started and removes its EAL directory.
+# halt_fg SIGNAL PID FILE_PREFIX: stops a ferrogate run_fg started (SIGNAL, SIGKILL after 5 s)
+# and removes its EAL directory.
 halt_fg() {
     [ -n "$2" ] || return 1
-    kill "-$1" "$2"
-    wait "$2" 2>/dev/null || true
+    stop_pid "$2" "$1" 5
     rm -rf "/var/run/dpdk/$3"
+}
+# vrrp_cleanup NAMESPACES...: for the EXIT trap. Every tracked process gets SIGTERM and 5 s in
+# all (keepalived stops its VRRP child, ferrogate says priority 0), then SIGKILL; whatever is
+# still in the namespaces then (keepalived's child after its parent was killed) is killed
+# there: by namespace, which is this run's, not by a PID file that may be stale.
+vrrp_cleanup() {
+    stop_tracked 5
+    kill_netns_leftovers "$@"
 }

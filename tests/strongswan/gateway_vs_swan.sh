@@ -230,7 +230,7 @@ start_ike() { # [config]
 }
 start_fg
 sleep 2
-kill -0 "$FG_PID" || { echo "ferrogate exited:"; cat "$WORK/fg.log"; exit 1; }
+swan_pid_alive "$FG_PID" || { echo "ferrogate exited:"; cat "$WORK/fg.log"; exit 1; }
 start_ike
 
 count() { grep -c "$1" "$WORK/events.jsonl" 2>/dev/null || true; }
@@ -270,15 +270,20 @@ swan_track_pid "$WIRE"
 sleep 0.5
 check "ping hA -> hB through ferrogate and strongSwan" ping_all "$HA" 192.168.20.5
 check "ping hB -> hA through strongSwan and ferrogate" ping_all "$HB" 192.168.10.5
-ip netns exec "$HB" iperf3 -s -D -I "$WORK/iperf3.pid" > /dev/null 2>&1
-sleep 0.5
-swan_track_pid "$(cat "$WORK/iperf3.pid")"
+# One iperf3 server for every client below (not -D: a daemon leaves the process group and this
+# run's tracking, and serves on after it). Its port is polled, not slept for.
+ip netns exec "$HB" iperf3 -s > /dev/null 2>&1 &
+swan_track_pid $!
+swan_wait_listen "$HB" 5201 || true
+# `timeout --foreground` for the clients: a plain timeout makes a process group of its own,
+# which a SIGTERM to this run's group (tests/run.sh's timeout) misses: the client would wait out
+# its timeout for a server already gone, and this script's EXIT trap with it.
 iperf_ok() {
-    ip netns exec "$HA" timeout 30 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json" &&
+    ip netns exec "$HA" timeout --foreground 30 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json" &&
         "$SWAN_PYTHON" -c "import json; d=json.load(open('$WORK/iperf.json')); print('iperf3 hA -> hB, ferrogate <-> strongSwan ($SUITE): %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))"
 }
 check "iperf3 TCP hA -> hB for 3 s" iperf_ok
-kill "$WIRE" 2>/dev/null; wait "$WIRE" 2>/dev/null || true
+swan_stop_pid "$WIRE"
 wire_kind() {
     local esp udp
     esp=$(tcpdump -n -r "$WORK/wire.pcap" esp 2>/dev/null | wc -l)
@@ -294,9 +299,12 @@ check "the wire: $([ -n "${SWAN6:-}" ] && echo "plain ESP (no NAT with strongSwa
 
 if [ "$AUTH" != psk ]; then
     certs_ok() {
+        local ups
+        # Captured first: grep -q leaving early could fail the producer by SIGPIPE (pipefail).
+        ups=$(grep -F '"event":"ike-up"' "$WORK/events.jsonl") || ups=
         grep -E "authentication of '$ID_A' with [A-Z0-9_]+ successful" "$(swan_dir b)/charon.log" &&
             grep -m1 -F "peer certificate and signature verified" "$WORK/ike.log" &&
-            grep -F '"event":"ike-up"' "$WORK/events.jsonl" | grep -qF "\"peer_id\":\"$ID_B\"" &&
+            grep -qF "\"peer_id\":\"$ID_B\"" <<< "$ups" &&
             { grep -m2 "fragment" "$(swan_dir b)/charon.log" || true; }
     }
     check "both sides verified the other's $AUTH certificate (issued by strongSwan's pki)" certs_ok
@@ -312,7 +320,7 @@ show_logs() {
 # (ESP charon refused as out of sequence, libipsec's replay window, so far); then waits for a
 # fresh stats file.
 four_streams() {
-    ip netns exec "$HA" timeout 30 iperf3 -c 192.168.20.5 -t 4 -P 4 -J --logfile "$WORK/iperf-p4.json" || return 1
+    ip netns exec "$HA" timeout --foreground 30 iperf3 -c 192.168.20.5 -t 4 -P 4 -J --logfile "$WORK/iperf-p4.json" || return 1
     "$SWAN_PYTHON" -c "import json; d=json.load(open('$WORK/iperf-p4.json')); print('iperf3 4 streams hA -> hB: %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))"
     refused=$(grep -c "ESP sequence number verification failed" "$(swan_dir b)/charon.log" || true)
     echo "ESP strongSwan refused as out of sequence: $refused"
@@ -397,9 +405,10 @@ EOP
         lost=$(grep -oE "[0-9]+ received" "$WORK/ping-pc.txt" | awk '{print 1500 - $1}')
         refused=$(grep -c "ESP sequence number verification failed" "$(swan_dir b)/charon.log" || true)
         echo "$rekeys CHILD_SA rekeys in 15 s, $lost of 1500 echoes lost, $refused ESP refused by charon"
+        local ups
+        ups=$(grep '"event":"child-up"' "$WORK/events.jsonl" | tail -n +"$((before + 1))") || ups=
         for w in $(seq 0 $((WORKERS - 1))); do
-            grep '"event":"child-up"' "$WORK/events.jsonl" | tail -n +"$((before + 1))" |
-                grep -q "\"replaces\":\"[0-9a-f]*\".*\"worker\":$w" || { echo "worker $w's CHILD_SA was not rekeyed as its own"; return 1; }
+            grep -q "\"replaces\":\"[0-9a-f]*\".*\"worker\":$w" <<< "$ups" || { echo "worker $w's CHILD_SA was not rekeyed as its own"; return 1; }
         done
         "$(dirname "$IKE")/fgctl" --socket "$WORK/ike.sock" list-sas > "$WORK/list-sas.txt" || true
         grep "per-resource" "$WORK/list-sas.txt" || true
@@ -563,7 +572,9 @@ fi
 # from itself (reconcile), then rekeys every ~REKEY_S s, make-before-break.
 sed "s/lifetime: 8h/lifetime: ${REKEY_S}s/" "$WORK/ike.yaml" > "$WORK/ike-rekey.yaml"
 BEFORE=$(count '"replaces":"')
-kill -KILL "$IKE_PID"; wait "$IKE_PID" 2>/dev/null || true
+# (Signalled only while it is still the ferrogate-ike started: it may have crashed, its PID
+# reused since; the checks below then fail, set -e does not end the run before the summary.)
+swan_stop_pid "$IKE_PID" KILL
 start_ike "$WORK/ike-rekey.yaml"
 for ((i = 0; i < 200; i++)); do
     grep -q "removing an SA pair left by an earlier ferrogate-ike" "$WORK/ike.log" && break
@@ -575,7 +586,7 @@ done
 # strongSwan (seen: one lost at the instant charon destroyed the stale CHILD_SA, with ferrogate
 # dropping and missing nothing). An operator would close it: so does this test, before the
 # measured window, which is about the rekeys.
-STALE=$(swan_ctl b --list-sas 2> /dev/null | grep -o '^[^ ]*: #[0-9]*, ESTABLISHED' | grep -o '#[0-9]*' | tr -d '#' | sort -n)
+STALE=$(swan_ctl b --list-sas 2> /dev/null | grep -o '^[^ ]*: #[0-9]*, ESTABLISHED' | grep -o '#[0-9]*' | tr -d '#' | sort -n) || STALE=
 if [ "$(echo "$STALE" | wc -w)" -ge 2 ]; then
     echo "strongSwan's IKE SA #$(echo "$STALE" | head -1) belonged to the killed ferrogate-ike: terminating it there"
     swan_ctl b --terminate --ike-id "$(echo "$STALE" | head -1)" --force > /dev/null 2>&1 || true
@@ -586,6 +597,7 @@ SECS=$(( (REKEYS + 2) * REKEY_S + 6 ))
 # lost ping can only be the rekeys' fault), and the 100 pps ping stream that counts losses.
 ip netns exec "$HA" timeout $((SECS + 30)) iperf3 -c 192.168.20.5 -b 20M -t "$SECS" -J --logfile "$WORK/iperf-load.json" > /dev/null 2>&1 &
 LOAD=$!
+swan_track_pid "$LOAD"
 # ESP the peer's own kernel refuses (ICMP protocol 50 unreachable: strongSwan 6's raw-ESP
 # socket is not always listening while it rekeys) is counted apart.
 ip netns exec "$GB" tcpdump -q -n -U -i gBo -w "$WORK/refused.pcap" "icmp[icmptype] == 3 and icmp[icmpcode] == 2" 2>/dev/null &
@@ -602,9 +614,10 @@ done) > "$WORK/rcvbuf.log" &
 SAMPLER=$!
 swan_track_pid "$SAMPLER"
 stream "$SECS"
-wait "$LOAD" || true
+swan_wait_pid "$LOAD" || true
 sleep 0.5
-kill "$REFUSED" "$SAMPLER" 2>/dev/null; wait "$REFUSED" "$SAMPLER" 2>/dev/null || true
+swan_stop_pid "$REFUSED"
+swan_stop_pid "$SAMPLER"
 N_REFUSED=$(tcpdump -n -r "$WORK/refused.pcap" 2>/dev/null | grep -c "protocol 50 unreachable" || true)
 N_REKEYS=$(( $(count '"replaces":"') - BEFORE ))
 sleep 1.1
@@ -641,11 +654,12 @@ check "the restarted ferrogate-ike retired the SA pair its predecessor left in t
 # The control plane dies under traffic: the data plane keeps forwarding with what it has.
 ip netns exec "$HA" ping -D -i 0.01 -W 1 -c 800 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
 PING=$!
+swan_track_pid "$PING"
 sleep 2
-kill -KILL "$IKE_PID"; wait "$IKE_PID" 2>/dev/null || true
+swan_stop_pid "$IKE_PID" KILL
 sleep 3
 start_ike
-wait "$PING" || true
+swan_wait_pid "$PING" || true
 check "ferrogate-ike killed (SIGKILL) and restarted under a 100 pps stream: no packet lost" lost
 check "after the restart: the tunnel is up again with new SAs" swan_wait_established b 10
 
@@ -658,13 +672,14 @@ RWIRE=$!
 swan_track_pid "$RWIRE"
 ip netns exec "$HA" ping -D -i 0.01 -W 1 -c 1200 192.168.20.5 > "$WORK/stream.txt" 2>&1 &
 PING=$!
+swan_track_pid "$PING"
 sleep 2
 REINSTALLS=$(grep -c "the data plane restarted: reinstalling" "$WORK/ike.log" || true)
 printf '%s\n' "table inet fgblock {" "  chain in {" "    type filter hook input priority -10;" \
     "    $NFT_IP saddr $OUT_A udp dport 500 drop" \
     "    $NFT_IP saddr $OUT_A udp dport 4500 @th,64,32 0 drop" "  }" "}" |
     ip netns exec "$GB" nft -f -
-kill -KILL "$FG_PID"; wait "$FG_PID" 2>/dev/null || true
+swan_stop_pid "$FG_PID" KILL
 rm -rf "/var/run/dpdk/fgsw$ID"
 start_fg
 for ((i = 0; i < 300; i++)); do
@@ -673,9 +688,9 @@ for ((i = 0; i < 300; i++)); do
 done
 sleep 1.5
 ip netns exec "$GB" nft delete table inet fgblock
-wait "$PING" || true
+swan_wait_pid "$PING" || true
 sleep 1
-kill "$RWIRE" 2>/dev/null; wait "$RWIRE" 2>/dev/null || true
+swan_stop_pid "$RWIRE"
 dp_restart() {
     lost || true
     grep -q "the data plane restarted: reinstalling" "$WORK/ike.log" &&

@@ -234,9 +234,9 @@ start_gw() { # N
     IKE_PID[$1]=$!
     swan_track_pid "${IKE_PID[$1]}"
 }
-kill_gw() { # N: a power cut
-    kill -KILL "${FG_PID[$1]}" "${IKE_PID[$1]}" 2>/dev/null || true
-    wait "${FG_PID[$1]}" "${IKE_PID[$1]}" 2>/dev/null || true
+kill_gw() { # N: a power cut (SIGKILL, to each only while it is still the process started)
+    swan_stop_pid "${FG_PID[$1]}" KILL
+    swan_stop_pid "${IKE_PID[$1]}" KILL
     rm -rf "/var/run/dpdk/fgha$1$ID"
 }
 states() { # N -> "master master" (outside, inside) from its stats file
@@ -304,7 +304,7 @@ EOF
 # GOT (echoes answered) and GAP (the longest time without a reply, ms) and says so.
 GOT= GAP=
 ping_end() {
-    wait "$PING_PID" || true
+    swan_wait_pid "$PING_PID" || true
     monitor_stop
     read -r GOT GAP < <(ping_gap "$1")
     echo "$2: $GOT of $3 echoes answered, longest time without a reply $GAP ms"
@@ -318,7 +318,7 @@ monitor() { # ping file
         while sleep 1; do
             line="[$((SECONDS - t0))s]"
             for n in 1 2; do
-                if kill -0 "${FG_PID[$n]}" 2>/dev/null; then
+                if swan_pid_alive "${FG_PID[$n]}"; then
                     line+=" A$n: $(states "$n" | sed 's/ /\//')"
                 else
                     line+=" A$n: down"
@@ -332,15 +332,14 @@ monitor() { # ping file
 }
 monitor_stop() {
     [ -n "$MON_PID" ] || return 0
-    kill "$MON_PID" 2>/dev/null || true
-    wait "$MON_PID" 2>/dev/null || true
+    swan_stop_pid "$MON_PID"
     MON_PID=
 }
 show_sas() {
     [ -n "${DEMO:-}" ] || return 0
     local n
     for n in 1 2; do
-        kill -0 "${IKE_PID[$n]}" 2>/dev/null || continue
+        swan_pid_alive "${IKE_PID[$n]}" || continue
         echo "== A$n: fgctl list-sas; fgctl ha"
         "$FGCTL" --socket "$WORK/ike-a$n.sock" list-sas || true
         "$FGCTL" --socket "$WORK/ike-a$n.sock" ha || true
@@ -442,7 +441,7 @@ print('\n'.join(f'{k} {v}' for k, v in sorted(most.items())))
         line=$(grep -m1 "HA: installing the other gateway's SA pair" "$WORK/ike-a2.log") || { echo "A2 installed no synced SA pair"; return 1; }
         sin=$(grep -oE 'spi_in=[0-9a-f]{8}' <<< "$line" | cut -d= -f2)
         sout=$(grep -oE 'spi_out=[0-9a-f]{8}' <<< "$line" | cut -d= -f2)
-        wait "$poll" || true
+        swan_wait_pid "$poll" || true
         pin=$(awk -v k="$sin" '$1 == k && $2 == "in" {print $3}' "$WORK/a2-sa-counts.txt")
         pout=$(awk -v k="$sout" '$1 == k && $2 == "out" {print $3}' "$WORK/a2-sa-counts.txt")
         echo "A2's data plane on the synced pair: ${pin:-0} packets in ($sin), ${pout:-0} out ($sout)"

@@ -15,16 +15,27 @@
 #   swan_mkdir VAR NAME                         a fresh directory under the library's temp dir
 #                                               (removed by swan_cleanup), its path put in VAR
 #   swan_netns_add NS...                        ip netns add, deleted again by swan_cleanup
-#   swan_track_pid PID                          kill PID (TERM, then KILL) in swan_cleanup
+#   swan_track_pid PID                          kill PID (TERM, then KILL) in swan_cleanup; its
+#                                               start time is kept, and no PID whose process
+#                                               is no longer the one tracked is ever signalled
+#   swan_untrack_pid PID                        forget it (done by swan_stop_pid, swan_wait_pid)
+#   swan_pid_alive PID                          true while PID runs and is still the one tracked
+#   swan_stop_pid PID [SIG] [SECS]              SIG (TERM) if still ours, up to SECS (2) for it
+#                                               to exit, then KILL; waits for it, untracks it
+#   swan_wait_pid PID                           wait for it (its exit status), untrack it
+#   swan_wait_listen NS PORT [SECS]             until something in NS listens on TCP PORT (10 s)
 #   swan_start NS NAME CONF_DIR [EXTRA]         start charon in NS; EXTRA is strongswan.conf text
 #                                               placed inside charon { } (e.g. "dos_protection = no")
-#   swan_stop NAME                              stop that charon (TERM, wait, KILL)
+#   swan_stop NAME [SIG]                        stop that charon (SIG, default TERM; wait up to
+#                                               5 s, KILL)
 #   swan_uri NAME                               prints unix://CONF_DIR/charon.vici
 #   swan_dir NAME                               prints CONF_DIR
 #   swan_ctl NAME ARGS...                       swanctl ARGS --uri (its own instance)
 #   swan_load NAME SWANCTL_CONF                 swanctl --load-all --file SWANCTL_CONF
 #   swan_initiate NAME CHILD [TIMEOUT_S]        swanctl --initiate --child CHILD
 #   swan_list NAME                              swanctl --list-sas
+#   swan_list_grep NAME ERE                     0: --list-sas shows a line matching ERE, 1: it
+#                                               does not, 2: swanctl failed (charon unreachable)
 #   swan_wait_established NAME TIMEOUT_S [N]    wait until N (default 1) CHILD_SAs are INSTALLED
 #   swan_sa_spis NAME                           "child{uid} in=SPI out=SPI" per installed CHILD_SA
 #   swan_child_keys NAME                        CHILD_SA keys from charon.log, one line per SA:
@@ -43,6 +54,8 @@
 #                   enc = 2 logs every payload parsed, net = 2 every packet as a hex dump.
 #   SWAN_CHARON     the daemon, default /usr/lib/ipsec/charon (charon6.sh: strongSwan 6 in a chroot)
 #   SWAN_PLUGINS    the plugin load list; SWAN_LIBIPSEC_EXTRA extra kernel-libipsec settings
+#   SWAN_PYTHON     the python for the parsers and the tests' own scripts (default Debian's
+#                   /usr/bin/python3; tests/run.sh may pass its venv's)
 #
 # Each instance gets CONF_DIR with strongswan.conf, charon.vici (vici socket), charon.log
 # (filelog), charon.out (stdout/stderr) and run/ (bind-mounted on /run inside the instance's own
@@ -61,8 +74,12 @@ SWAN_PACKAGES=(strongswan-charon strongswan-swanctl libcharon-extra-plugins
 SWAN_PYTHON=${SWAN_PYTHON:-$([ -x /usr/bin/python3 ] && echo /usr/bin/python3 || echo python3)}
 SWAN_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-declare -gA SWAN_DIRS=() SWAN_CHARON_PIDS=()
-declare -ga SWAN_PIDS=() SWAN_NETNS=()
+# TRACKED_PIDS (pids.sh): tracked PID -> its start time (field 22 of /proc/PID/stat); SWAN_CHARON_START:
+# instance -> its charon's start time. bash reaps a background child as soon as it exits, and
+# its PID is then free for the kernel to give to any process (pid_max is 32768 on the test
+# machines, and other runs share them): a PID is signalled only while its start time matches.
+declare -gA SWAN_DIRS=() SWAN_CHARON_PIDS=() SWAN_CHARON_START=()
+declare -ga SWAN_NETNS=() SWAN6_MADE=()
 SWAN_TMP=${SWAN_TMP:-}
 
 swan_log() { echo "swan: $*" >&2; }
@@ -98,7 +115,28 @@ swan_netns_add() {
     done
 }
 
-swan_track_pid() { SWAN_PIDS+=("$1"); }
+# Background processes by PID and start time: tests/netns/pids.sh's helpers (why the start
+# time: see there), under this library's names.
+# shellcheck source=../netns/pids.sh
+. "$SWAN_LIB_DIR/../netns/pids.sh"
+swan_pid_starttime() { pid_starttime "$@"; }
+swan_track_pid() { track_pid "$@"; }
+swan_untrack_pid() { untrack_pid "$@"; }
+swan_pid_is() { # PID START: PID runs and started at START
+    local t
+    [ -n "${1:-}" ] && [ -n "${2:-}" ] || return 1
+    t=$(pid_starttime "$1") || return 1
+    [ "$t" = "$2" ]
+}
+swan_pid_alive() { pid_alive "$@"; }
+swan_signal_pid() { signal_pid "$@"; }
+swan_stop_pid() { stop_pid "$@"; }
+swan_wait_pid() { wait_pid "$@"; }
+swan_wait_listen() { # NS PORT [SECS]
+    wait_tcp_listen "$@" 2> /dev/null && return 0
+    swan_log "nothing listens on TCP port $2 in $1 after ${3:-10} s"
+    return 1
+}
 
 swan_dir() { printf '%s\n' "${SWAN_DIRS[$1]:?swan: no instance named $1}"; }
 swan_uri() { printf 'unix://%s/charon.vici\n' "${SWAN_DIRS[$1]:?swan: no instance named $1}"; }
@@ -162,14 +200,17 @@ swan_start() { # NS NAME CONF_DIR [EXTRA]
         > "$dir/charon.out" 2>&1 &
     pid=$!
     SWAN_CHARON_PIDS[$name]=$pid
+    SWAN_CHARON_START[$name]=$(swan_pid_starttime "$pid" || echo gone)
     for ((i = 0; i < 100; i++)); do
         if swanctl --stats --uri "unix://$dir/charon.vici" > /dev/null 2>&1; then
             return 0
         fi
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! swan_pid_is "$pid" "${SWAN_CHARON_START[$name]}"; then
             swan_log "charon $name exited; charon.out:"; cat "$dir/charon.out" >&2
             [ -f "$dir/charon.log" ] && tail -20 "$dir/charon.log" >&2
-            unset 'SWAN_CHARON_PIDS[$name]'
+            wait "$pid" 2> /dev/null || true
+            swan6_forget_mountpoint "$dir"
+            unset 'SWAN_CHARON_PIDS[$name]' 'SWAN_CHARON_START[$name]'
             return 1
         fi
         sleep 0.1
@@ -178,18 +219,27 @@ swan_start() { # NS NAME CONF_DIR [EXTRA]
     return 1
 }
 
-swan_stop() { # NAME
-    local name=$1 pid i
+swan_stop() { # NAME [SIG]: SIG (TERM) to that charon, up to 5 s for it to exit, then KILL
+    local name=$1 sig=${2:-TERM} pid start i
     pid=${SWAN_CHARON_PIDS[$name]:-}
     [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset 'SWAN_CHARON_PIDS[$name]'
+    start=${SWAN_CHARON_START[$name]:-}
+    # Signals only while the PID is still that charon (it may have died long ago). stderr is
+    # off: bash reports a child killed by a signal there when it reaps it.
+    {
+        if swan_pid_is "$pid" "$start"; then
+            kill "-$sig" "$pid" || true
+            for ((i = 0; i < 50; i++)); do
+                swan_pid_is "$pid" "$start" || break
+                sleep 0.1
+            done
+            if swan_pid_is "$pid" "$start"; then kill -KILL "$pid" || true; fi
+        fi
+        wait "$pid" || true
+    } 2> /dev/null
+    # Its mount namespace (and so charon6.sh's bind mounts) went with it.
+    swan6_forget_mountpoint "${SWAN_DIRS[$name]:-}"
+    unset 'SWAN_CHARON_PIDS[$name]' 'SWAN_CHARON_START[$name]'
     return 0
 }
 
@@ -210,6 +260,17 @@ swan_initiate() { # NAME CHILD [TIMEOUT_S]
 
 swan_list() { # NAME
     swan_ctl "$1" --list-sas
+}
+
+# swan_list_grep NAME ERE: swanctl's output is captured and its exit status checked before
+# grep reads it. `swan_list NAME | grep -q X` is wrong twice: a grep that leaves at its first
+# match can kill swanctl with SIGPIPE (under pipefail the match then reads as a failure), and
+# "! ... | grep -q X" takes a swanctl that cannot reach charon for "X is gone".
+swan_list_grep() {
+    local out
+    out=$(swan_list "$1") || { swan_log "$1: swanctl --list-sas failed"; return 2; }
+    grep -qE -- "$2" <<< "$out" || return 1
+    return 0
 }
 
 swan_sa_spis() { # NAME -> "net{1} in=c1234567 out=c7654321" per INSTALLED CHILD_SA
@@ -406,26 +467,47 @@ swan_pki_install() {
 
 swan_cleanup() {
     # Runs from an EXIT trap, often under set -e: nothing here may stop the cleanup half way.
-    local name pid i opts=$-
+    local name pid i left ns pids opts=$-
     set +e
-    for name in "${!SWAN_CHARON_PIDS[@]}"; do
-        kill "${SWAN_CHARON_PIDS[$name]}" 2>/dev/null
-    done
-    for pid in "${SWAN_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    for name in "${!SWAN_CHARON_PIDS[@]}"; do
-        swan_stop "$name"
-    done
-    for pid in "${SWAN_PIDS[@]}"; do
+    # TERM to every charon and tracked process still running as the one started (no other
+    # PID), then charons get 5 s (swan_stop) and the others 2 s in all before KILL.
+    # (stderr off: see swan_stop_pid.)
+    {
+        for name in "${!SWAN_CHARON_PIDS[@]}"; do
+            swan_pid_is "${SWAN_CHARON_PIDS[$name]}" "${SWAN_CHARON_START[$name]:-}" &&
+                kill "${SWAN_CHARON_PIDS[$name]}"
+        done
+        for pid in "${!TRACKED_PIDS[@]}"; do
+            swan_signal_pid TERM "$pid"
+        done
+        for name in "${!SWAN_CHARON_PIDS[@]}"; do
+            swan_stop "$name"
+        done
         for ((i = 0; i < 20; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
+            left=
+            for pid in "${!TRACKED_PIDS[@]}"; do
+                swan_pid_alive "$pid" && { left=1; break; }
+            done
+            [ -n "$left" ] || break
             sleep 0.1
         done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
+        for pid in "${!TRACKED_PIDS[@]}"; do
+            swan_signal_pid KILL "$pid"
+            wait "$pid"
+        done
+    } 2> /dev/null
+    TRACKED_PIDS=()
+    swan6_remove_mountpoints
+    swan6_abandon_build
+    # The last resort: whatever still runs in this run's namespaces (their names carry the
+    # test's PID: it is this run's) is named, so that a process the test forgot shows, and killed.
+    for ns in "${SWAN_NETNS[@]}"; do
+        pids=$(ip netns pids "$ns" 2> /dev/null | paste -sd,)
+        [ -n "$pids" ] || continue
+        swan_log "still running in $ns, killed: $(ps -o pid=,args= -p "$pids" | cut -c1-100 | paste -sd';')"
+        # shellcheck disable=SC2086 # one PID a word
+        kill -KILL ${pids//,/ } 2> /dev/null
     done
-    SWAN_PIDS=()
     for ((i = ${#SWAN_NETNS[@]} - 1; i >= 0; i--)); do
         ip netns del "${SWAN_NETNS[$i]}" 2>/dev/null
     done
@@ -443,16 +525,102 @@ swan_cleanup() {
 # swan6_root DIR [SUITE]: a Debian chroot (SUITE: trixie (strongSwan 6.0), or sid (6.1, with
 # per-CPU SAs, RFC 9611)) with strongSwan 6 (charon, kernel-libipsec) in DIR, made with
 # debootstrap once (about 45 s) and reused while DIR/.complete exists.
+#
+# Runs share the cache: one builds under DIR.lock (flock) while the others wait, and the tree is
+# made in DIR.PID and renamed to DIR only once complete, so a reader never sees half of one. A
+# build that died (debootstrap killed by a timeout leaves proc and sys, maybe dev, mounted in
+# it) is unmounted before it is removed: rm alone would fail on it for ever after, or reach
+# into the host's /dev through a bind mount.
+SWAN6_BUILDING=
 swan6_root() {
-    local dir=$1 suite=${2:-trixie}
+    local dir=$1 suite=${2:-trixie} fd rc=0 old
     [ -e "$dir/.complete" ] && return 0
     command -v debootstrap > /dev/null || {
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap > /dev/null || return 1
     }
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    debootstrap --variant=minbase \
-        --include=strongswan-charon,strongswan-swanctl,libcharon-extra-plugins,libstrongswan-standard-plugins \
-        "$suite" "$dir" http://deb.debian.org/debian > "$dir.log" 2>&1 || { tail -5 "$dir.log" >&2; return 1; }
-    touch "$dir/.complete"
+    mkdir -p "$(dirname "$dir")" || return 1
+    exec {fd}>> "$dir.lock" || return 1
+    swan_log "strongSwan 6 chroot $dir: waiting for the lock (another run may be building it)"
+    if ! flock -w 900 "$fd"; then
+        swan_log "no lock on $dir.lock within 900 s"
+        exec {fd}>&-
+        return 1
+    fi
+    # Built by the run that held the lock before us?
+    if [ -e "$dir/.complete" ]; then
+        exec {fd}>&-
+        return 0
+    fi
+    swan_log "building the strongSwan 6 chroot ($suite) in $dir with debootstrap"
+    # Leftovers of builds that died: the incomplete DIR of a run before these locks, DIR.PID.
+    for old in "$dir" "$dir".[0-9]*; do
+        [ -d "$old" ] || continue
+        if ! swan6_unmount_under "$old" || ! rm -rf --one-file-system -- "$old"; then
+            swan_log "cannot remove the half-built $old"
+            rc=1
+        fi
+    done
+    if [ "$rc" = 0 ]; then
+        SWAN6_BUILDING=$dir.$$
+        mkdir -p "$SWAN6_BUILDING"
+        if debootstrap --variant=minbase \
+            --include=strongswan-charon,strongswan-swanctl,libcharon-extra-plugins,libstrongswan-standard-plugins \
+            "$suite" "$SWAN6_BUILDING" http://deb.debian.org/debian > "$dir.log" 2>&1 &&
+            swan6_unmount_under "$SWAN6_BUILDING" && touch "$SWAN6_BUILDING/.complete" &&
+            mv -T -- "$SWAN6_BUILDING" "$dir"; then
+            SWAN6_BUILDING=
+        else
+            tail -5 "$dir.log" >&2
+            swan6_abandon_build
+            rc=1
+        fi
+    fi
+    exec {fd}>&-
+    return "$rc"
+}
+
+# swan6_unmount_under DIR: every mount at or below DIR, deepest first (a lazy unmount for one
+# still busy); fails if any is left.
+swan6_unmount_under() {
+    local d m
+    d=$(realpath -m -- "$1")
+    while read -r m; do
+        umount -R -- "$m" 2> /dev/null || umount -R -l -- "$m" 2> /dev/null
+    done < <(findmnt -rn -o TARGET | awk -v d="$d" '$0 == d || index($0, d "/") == 1' | sort -r)
+    ! findmnt -rn -o TARGET | awk -v d="$d" '$0 == d || index($0, d "/") == 1 { found = 1 } END { exit !found }'
+}
+
+# swan6_abandon_build: the chroot this run was building when it was stopped (swan_cleanup),
+# unmounted and removed.
+swan6_abandon_build() {
+    [ -n "$SWAN6_BUILDING" ] || return 0
+    swan6_unmount_under "$SWAN6_BUILDING" && rm -rf --one-file-system -- "$SWAN6_BUILDING"
+    SWAN6_BUILDING=
+    return 0
+}
+
+# charon6.sh makes the instance directory's path inside the chroot (the target of its bind
+# mount) and lists the directories it made in CONF_DIR/.charon6-made. Once that charon is gone
+# (its mount namespace with it) they are empty, and removed: otherwise every run leaves its
+# temp path behind in the cache. rmdir only: a directory that holds anything stays (another
+# instance's mount target under the same temp path: removed with that one, or by swan_cleanup).
+swan6_forget_mountpoint() { # CONF_DIR
+    local line
+    [ -n "${1:-}" ] && [ -f "$1/.charon6-made" ] || return 0
+    while IFS= read -r line; do
+        [ -n "$line" ] && SWAN6_MADE+=("$line")
+    done < "$1/.charon6-made"
+    rm -f "$1/.charon6-made"
+    swan6_remove_mountpoints
+}
+swan6_remove_mountpoints() {
+    local d keep=()
+    [ "${#SWAN6_MADE[@]}" -gt 0 ] || return 0
+    # Deepest first (longest path first).
+    while IFS= read -r d; do
+        [ -d "$d" ] || continue
+        rmdir -- "$d" 2> /dev/null || keep+=("$d")
+    done < <(printf '%s\n' "${SWAN6_MADE[@]}" | awk '{ print length($0) "\t" $0 }' | sort -rn | cut -f2-)
+    SWAN6_MADE=("${keep[@]}")
+    return 0
 }

@@ -153,7 +153,7 @@ ip netns exec "$GA" "$FG" --config "$WORK/gw.yaml" --control "$CHAN" \
 FG_PID=$!
 swan_track_pid "$FG_PID"
 sleep 2
-kill -0 "$FG_PID" || { echo "ferrogate exited:"; cat "$WORK/fg.log"; exit 1; }
+swan_pid_alive "$FG_PID" || { echo "ferrogate exited:"; cat "$WORK/fg.log"; exit 1; }
 ip netns exec "$GA" "$IKE" --config "$WORK/ike.yaml" --dataplane "$CHAN" --socket "$WORK/ike.sock" --log info \
     >> "$WORK/events.jsonl" 2>> "$WORK/ike.log" &
 IKE_PID=$!
@@ -192,9 +192,12 @@ check "ping hB -> hA through strongSwan, the NAT and ferrogate" ping_all "$HB" 1
 ip netns exec "$HB" iperf3 -s -1 > /dev/null 2>&1 &
 IPERF_S=$!
 swan_track_pid "$IPERF_S"
-sleep 0.5
+swan_wait_listen "$HB" 5201 || true
+# `timeout --foreground` for the clients: a plain timeout makes a process group of its own,
+# which a SIGTERM to this run's group (tests/run.sh's timeout) misses: the client would wait out
+# its timeout for a server already gone, and this script's EXIT trap with it.
 iperf_ok() {
-    ip netns exec "$HA" timeout 30 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json" &&
+    ip netns exec "$HA" timeout --foreground 30 iperf3 -c 192.168.20.5 -t 3 -J --logfile "$WORK/iperf.json" &&
         "$SWAN_PYTHON" -c "import json; d=json.load(open('$WORK/iperf.json')); print('iperf3 hA -> hB, ferrogate (responder) <-> strongSwan behind the NAT ($SUITE): %.1f Mbit/s' % (d['end']['sum_received']['bits_per_second']/1e6))"
 }
 check "iperf3 TCP hA -> hB for 3 s (ferrogate responded to strongSwan's IKE_SA_INIT)" iperf_ok
@@ -220,7 +223,7 @@ moved() {
         awk -v a="$T_CHANGE" -v b="$t" 'BEGIN { printf "peer-moved seen %.1f s after the NAT change\n", b - a }'
 }
 check "ferrogate-ike follows the peer: peer-moved event and log line" moved
-wait "$PING" || true
+swan_wait_pid "$PING" || true
 
 # The mapping the NAT gives charon now: the source of its first packet on the wire after the
 # change that does not come from the old mapping (echo replies still in flight may).
@@ -311,16 +314,17 @@ EOF
 check "the stream recovers after the move: only the echoes sent into the forgotten mapping lost (+10), at most $MAX_LOST, the last 300 answered" stream_ok
 check "ping hA -> hB after the move" ping_all "$HA" 192.168.20.5
 check "ping hB -> hA after the move" ping_all "$HB" 192.168.10.5
-swan_list b > "$WORK/list-b.txt"
+# (swanctl failing leaves the list empty: the check below fails, the summary still comes.)
+swan_list b > "$WORK/list-b.txt" || true
 still_one() { [ "$(grep -c "ESTABLISHED" "$WORK/list-b.txt")" -eq 1 ] && [ "$(grep -c '"event":"ike-up"' "$WORK/events.jsonl")" -eq 1 ]; }
 check "the same IKE SA throughout (no new one on either side)" still_one
-kill "$WIRE" 2>/dev/null; wait "$WIRE" 2>/dev/null || true
+swan_stop_pid "$WIRE"
 
 if [ "$failed" -ne 0 ] || [ -n "${SWAN_KEEP:-}" ]; then
     echo "== ferrogate log (tail)"; tail -20 "$WORK/fg.log"
     echo "== ferrogate-ike log (tail)"; tail -30 "$WORK/ike.log"
     echo "== events"; cat "$WORK/events.jsonl"
-    echo "== charon log (DPD, NAT)"; grep -E "DPD|NAT|INFORMATIONAL" "$(swan_dir b)/charon.log" | tail -20
+    echo "== charon log (DPD, NAT)"; grep -E "DPD|NAT|INFORMATIONAL" "$(swan_dir b)/charon.log" | tail -20 || true
     echo "== swanctl --list-sas"; cat "$WORK/list-b.txt"
 fi
 echo "$passed passed, $failed failed"
