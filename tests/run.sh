@@ -340,11 +340,12 @@ netns_icmp() {
 netns_vrrp() {
     # ferrogate's VRRP against keepalived on one bridge: who holds the virtual address, who
     # answers ARP for it, takeovers after SIGTERM (priority 0), SIGKILL and preemption, link
-    # tracking, the virtual MAC between two ferrogates; then the same over IPv6 (neighbor
-    # solicitations, unsolicited advertisements). ~2 min.
-    [ -e "$WORK/ferrogate.built" ] || { echo "ferrogate was not built by this run" >&2; return 1; }
+    # tracking, the control plane tracked (ferrogate-ike killed and back), the virtual MAC
+    # between two ferrogates; then the same over IPv6 (neighbor solicitations, unsolicited
+    # advertisements). ~2.5 min.
+    [ -e "$WORK/ferrogate.built" ] && [ -e "$WORK/ike.built" ] || { echo "ferrogate or ferrogate-ike was not built by this run" >&2; return 1; }
     local fg="${CARGO_TARGET_DIR:-$REPO/target}/debug/ferrogate"
-    TMPDIR="$WORK" timeout -k 30 180 bash tests/netns/vrrp.sh "$fg" || return 1
+    TMPDIR="$WORK" timeout -k 30 200 bash tests/netns/vrrp.sh "$fg" "$(dirname "$fg")/ferrogate-ike" || return 1
     echo "== VRRP over IPv6"
     TMPDIR="$WORK" timeout -k 30 120 bash tests/netns/vrrp6.sh "$fg"
 }
@@ -552,9 +553,9 @@ step "ferrogate on DPDK pcap ports vs scapy" py_gateway_pcap
 step "two ferrogates in network namespaces (IPv4+IPv6 inside, ping, iperf3, counters, wire, 1 and 2 workers, hugepages)" netns_site_to_site
 step "ferrogate vs DPDK ipsec-secgw (ping, iperf3, wire)" interop_secgw
 step "two ferrogates: ICMP time exceeded, too big, pre-fragmentation" netns_icmp
-step "ferrogate VRRP vs keepalived, IPv4 and IPv6 (virtual address, ARP/ND, takeovers)" netns_vrrp
 step "strongSwan vs strongSwan in network namespaces (lib.sh harness)" strongswan_vs_strongswan
 step "build ferrogate-ike" build_ferrogate_ike
+step "ferrogate VRRP vs keepalived, IPv4 and IPv6 (virtual address, ARP/ND, takeovers, control plane tracked)" netns_vrrp
 step "ferrogate-ike vs strongSwan (IKEv2, PSK, NAT-T, rekey, DPD, fragmentation)" ike_vs_strongswan
 step "ferrogate + ferrogate-ike vs strongSwan (shm channel, 60 rekeys, kills, reauthentications)" gateway_vs_strongswan
 step "ferrogate + ferrogate-ike vs strongSwan behind a NAT whose mapping changes" nat_vs_strongswan

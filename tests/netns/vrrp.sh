@@ -26,6 +26,11 @@
 #      back: ferrogate waits a Master_Down_Interval as a backup, then preempts.
 #   7b. `link_delay` on the tracked port: a short flap is ridden out, a lasting loss and the
 #      return are held back by their delays.
+#   7c. The control plane (`track_ike`, the default with --control; needs FERROGATE_IKE):
+#      ferrogate (200) with a ferrogate-ike attached is master over keepalived (100).
+#      ferrogate-ike killed: 3 s later ferrogate advertises priority 1, keepalived (which
+#      preempts) takes over after its Master_Down_Interval, ferrogate yields; ferrogate-ike
+#      back: priority 200 again, ferrogate preempts.
 #   8. The virtual MAC (`vmac: true`, RFC 5798 §7.3), between two ferrogates (keepalived's
 #      use_vmac needs macvlan, which this kernel may lack): F (200) and a second one, G (100,
 #      203.0.113.5). H pins 203.0.113.1 to 00:00:5e:00:01:33 (a permanent neighbour entry: it
@@ -36,12 +41,14 @@
 #      back: it preempts, and the MAC moves back.
 # Takeover times are measured from the stop to H's first ARP answer from the new master.
 #
-#   vrrp.sh FERROGATE            (needs keepalived and arping; tests/run.sh installs them)
+#   vrrp.sh FERROGATE [FERROGATE_IKE]   (needs keepalived and arping; tests/run.sh installs
+#                                them); without FERROGATE_IKE check 7c is skipped
 #   KEEP=1 vrrp.sh ...           keep the work directory (logs, stats) and say where
 #
 # Cleans up its namespaces, processes (by PID) and EAL runtime directory on any exit.
 set -euo pipefail
 FG=$1
+IKE=${2:-}
 ID=$$
 NS=(fgv$ID-S fgv$ID-F fgv$ID-K fgv$ID-H fgv$ID-G)
 S=${NS[0]} F=${NS[1]} K=${NS[2]} H=${NS[3]} G=${NS[4]}
@@ -312,6 +319,51 @@ step7b() {
     [ "$BACK_MS" -ge 5000 ] || { echo "master again before the up delay and a Master_Down_Interval"; return 1; }
 }
 check "link_delay: a short flap of the tracked link is ridden out; a lasting loss faults after the down delay" step7b
+
+# 7c. The control plane tracked (see the top).
+IKE_PID=
+start_ike() {
+    ip netns exec "$F" "$IKE" --config "$WORK/ike.yaml" --dataplane "$WORK/ctl" \
+        --socket "$WORK/ike.sock" --log info >> "$WORK/ike.log" 2>&1 &
+    IKE_PID=$!
+    track_pid "$IKE_PID"
+}
+step7c() {
+    local t0 ms prio
+    stop_fg TERM
+    rm -f "$WORK/stats.json"
+    printf 'tunnels: []\n' > "$WORK/ike.yaml"
+    FG_CONTROL="$WORK/ctl" start_fg 200
+    sleep 1
+    start_ike
+    wait_answer "$MAC_F" 10 > /dev/null || { echo "ferrogate (200) did not take over"; return 1; }
+    sleep 2
+    prio=$(stat "s['vrrp']['routers'][0]['priority']")
+    [ "$prio" = 200 ] || { echo "priority $prio with ferrogate-ike attached"; return 1; }
+    t0=$(now_ms)
+    stop_pid "$IKE_PID" KILL
+    wait_answer "$MAC_K" 12 > /dev/null || { echo "keepalived did not take over from a ferrogate without its control plane"; return 1; }
+    ms=$(($(now_ms) - t0))
+    echo "keepalived answers for $VIP ${ms} ms after ferrogate-ike was killed (3 s unheard, then keepalived's Master_Down_Interval 3.61 s)"
+    [ "$ms" -ge 3000 ] && [ "$ms" -lt 9500 ] || return 1
+    wait_state backup 3 || { echo "ferrogate's stats do not say backup: $(stat "s['vrrp']['routers'][0]")"; return 1; }
+    prio=$(stat "s['vrrp']['routers'][0]['priority']")
+    [ "$prio" = 1 ] || { echo "priority $prio without ferrogate-ike"; return 1; }
+    grep -q "control plane (ferrogate-ike) silent" "$WORK/fg.log" || { echo "not logged"; return 1; }
+    # Back: priority 200, and ferrogate preempts after its Master_Down_Interval (3.22 s).
+    t0=$(now_ms)
+    start_ike
+    wait_answer "$MAC_F" 12 > /dev/null || { echo "ferrogate did not preempt with its control plane back"; return 1; }
+    echo "ferrogate answers again $(($(now_ms) - t0)) ms after ferrogate-ike was started again"
+    wait_state master 3 || return 1
+    prio=$(stat "s['vrrp']['routers'][0]['priority']")
+    [ "$prio" = 200 ] || { echo "priority $prio with ferrogate-ike back"; return 1; }
+}
+if [ -n "$IKE" ]; then
+    check "ferrogate-ike killed: ferrogate's priority drops to 1, keepalived takes over; back: ferrogate preempts" step7c
+else
+    echo "SKIP 7c: no ferrogate-ike given"
+fi
 
 VMAC_ADDR=00:00:5e:00:01:33
 fdb_port() { # the bridge port that has learnt the virtual MAC

@@ -40,8 +40,11 @@ wait_state() { # state, seconds [stat function]: until the first router is in th
 # run_fg NAMESPACE FILE_PREFIX NAME STATS: ferrogate ($FG) in NAMESPACE, configured by
 # $WORK/NAME.yaml, logging to $WORK/NAME.log, writing STATS. Sets RUN_PID.
 RUN_PID=
+# With FG_CONTROL set, the control channel is opened there (--control).
 run_fg() {
-    ip netns exec "$1" "$FG" --config "$WORK/$3.yaml" \
+    local control=()
+    [ -z "${FG_CONTROL:-}" ] || control=(--control "$FG_CONTROL")
+    ip netns exec "$1" "$FG" --config "$WORK/$3.yaml" "${control[@]}" \
         --eal "--no-huge -m 128 --file-prefix $2 --log-level=error" \
         --idle-sleep-us 200 --stats-file "$4" --log info >> "$WORK/$3.log" 2>&1 &
     RUN_PID=$!

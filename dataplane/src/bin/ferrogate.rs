@@ -2804,6 +2804,7 @@ fn vrrp_json(sh: &Shared, runs: &[VrrpRun]) -> serde_json::Value {
                 "vrid": c.vrid,
                 "priority": c.priority,
                 "state": r.router.state().as_str(),
+                "priority": r.router.priority(),
                 "master": r.router.master_ip().map(|a| a.to_string()),
                 "vips": c.vips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "vmac": sh.vrrp[i].vmac.map(fmt_mac),
