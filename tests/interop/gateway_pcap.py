@@ -15,7 +15,8 @@ B would. ferrogate runs until its ports fall idle. Then scapy checks:
     SYN entering the tunnel (MTU 1500 - 160 = 1340);
   - ESP from B that scapy fragmented (400-byte fragments, shuffled) was reassembled by the
     gateway and came out decrypted like the rest.
-A second run gives the outside port an MTU of 1280 and tunnels IPv6 in IPv4 and in IPv6, so
+A second run gives the outside port an MTU of 1280 and tunnels IPv6 in IPv4 (ESP, ESP in UDP,
+AH) and in IPv6, so
 the tunnels' inner MTU is below IPv6's minimum: a 1280-byte IPv6 packet must still go through
 (RFC 8200 §5), in outer fragments that scapy reassembles and decrypts to it; a bigger one gets
 Packet Too Big (mtu 1280); and a 1248-byte Time Exceeded the gateway sends to B's site goes
@@ -103,6 +104,7 @@ routes:
   - {{ dst: "2001:db8:20::/64", interface: outside, via: 203.0.113.2 }}
   - {{ dst: "2001:db8:30::/64", interface: outside, via: "2001:db8:113::2" }}
   - {{ dst: "2001:db8:40::/64", interface: outside, via: 203.0.113.2 }}
+  - {{ dst: "2001:db8:50::/64", interface: outside, via: 203.0.113.2 }}
 neighbours:
   - {{ ip: 203.0.113.2, mac: "{MAC_B}", interface: outside }}
   - {{ ip: "2001:db8:113::2", mac: "{MAC_B}", interface: outside }}
@@ -118,6 +120,10 @@ sas:
   - {{ name: six-in-four-ah, spi: {SPI_OUT + 16}, direction: out, protocol: ah, mode: tunnel,
       integrity: hmac-sha256, auth_key: "0x{K_AH.hex()}", local: 203.0.113.1, remote: 203.0.113.2,
       local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:40::/64"] }}
+  - {{ name: six-in-four-natt, spi: {SPI_OUT + 24}, direction: out, mode: tunnel, cipher: aes-gcm-256,
+      enc_key: "0x{K_OUT.hex()}", local: 203.0.113.1, remote: 203.0.113.2,
+      udp_encap: {{ local_port: 4500, remote_port: 4500 }},
+      local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:50::/64"] }}
   - {{ name: six-in-six-in, spi: {SPI_IN}, direction: in, mode: tunnel, cipher: aes-gcm-256,
       enc_key: "0x{K_OUT.hex()}", local: "2001:db8:113::1", remote: "2001:db8:113::2",
       local_ts: ["2001:db8:10::/64"], remote_ts: ["2001:db8:30::/64"] }}
@@ -125,6 +131,7 @@ policies:
   - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:20::/64", action: protect, sa: six-in-four }}
   - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:30::/64", action: protect, sa: six-in-six }}
   - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:40::/64", action: protect, sa: six-in-four-ah }}
+  - {{ direction: out, src: "2001:db8:10::/64", dst: "2001:db8:50::/64", action: protect, sa: six-in-four-natt }}
   - {{ direction: in, src: "2001:db8:30::/64", dst: "2001:db8:10::/64", action: protect }}
 """
 
@@ -155,7 +162,8 @@ def ipv6_below_1280(tool, d, check):
     small6 = udp6("2001:db8:30::8", 200, 4102)
     too_big = udp6("2001:db8:30::9", 1281, 4103)
     whole_ah = udp6("2001:db8:40::7", 1280, 4105)
-    wrpcap(os.path.join(d, "in6_rx.pcap"), [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in (whole4, whole6, small6, too_big, whole_ah)])
+    whole_natt = udp6("2001:db8:50::7", 1280, 4106)
+    wrpcap(os.path.join(d, "in6_rx.pcap"), [Ether(src=MAC_H1, dst=MAC_A_IN) / p for p in (whole4, whole6, small6, too_big, whole_ah, whole_natt)])
     # From B's site, hop limit 1: the gateway's Time Exceeded quotes 1200 of it (1248 bytes in
     # all) and must go back through the 6in6 tunnel, in fragments too.
     expiring = IPv6(src="2001:db8:30::7", dst="2001:db8:10::5", hlim=1) / UDP(sport=5001, dport=4104) / Raw(b"e" * 1152)
@@ -176,7 +184,7 @@ def ipv6_below_1280(tool, d, check):
     v4 = [f[IP] for f in out if IP in f]
     v6 = [f[IPv6] for f in out if IPv6 in f]
     check("every frame on the outside port fits its 1280 MTU",
-          all(len(f[Ether].payload) <= 1280 for f in out) and len(out) == 9, [len(f[Ether].payload) for f in out])
+          all(len(f[Ether].payload) <= 1280 for f in out) and len(out) == 11, [len(f[Ether].payload) for f in out])
     sa4 = SecurityAssociation(ESP, spi=SPI_OUT, crypt_algo="AES-GCM", crypt_key=K_OUT,
                               tunnel_header=IP(src="203.0.113.1", dst="203.0.113.2"))
     sa6 = SecurityAssociation(ESP, spi=SPI_OUT + 8, crypt_algo="AES-GCM", crypt_key=K_IN,
@@ -202,6 +210,18 @@ def ipv6_below_1280(tool, d, check):
                 print("AH:", e)
     check("6in4 AH: the 1280-byte IPv6 packet left as two IPv4 fragments whose reassembly scapy authenticates (ICV) to it",
           got_ah == hop6(whole_ah), [f.summary() for f in ah4])
+    # ESP in UDP (RFC 3948): the outer packet, UDP header included, is what is fragmented.
+    udp4 = [f for f in v4 if f.proto == 17]
+    sa_natt = SecurityAssociation(ESP, spi=SPI_OUT + 24, crypt_algo="AES-GCM", crypt_key=K_OUT,
+                                  tunnel_header=IP(src="203.0.113.1", dst="203.0.113.2"),
+                                  nat_t_header=UDP(sport=4500, dport=4500))
+    got_natt = b""
+    if len(udp4) == 2 and len({f.id for f in udp4}) == 1 and not any(f.flags.DF for f in udp4):
+        whole = defragment([IP(bytes(f)) for f in udp4])
+        if len(whole) == 1 and UDP in whole[0] and whole[0][UDP].dport == 4500:
+            got_natt = bytes(sa_natt.decrypt(IP(bytes(whole[0]))))
+    check("6in4 ESP in UDP 4500: the 1280-byte IPv6 packet left as two IPv4 fragments that scapy reassembles and decrypts to it",
+          got_natt == hop6(whole_natt), [f.summary() for f in udp4])
     frags6 = [f for f in v6 if IPv6ExtHdrFragment in f]
     plain6 = [f for f in v6 if IPv6ExtHdrFragment not in f]
     ids = sorted({f[IPv6ExtHdrFragment].id for f in frags6})
@@ -226,8 +246,8 @@ def ipv6_below_1280(tool, d, check):
           and bytes(ptb[0][ICMPv6PacketTooBig].payload)[:40] == hop6(too_big)[:40],
           [f.summary() for f in inside])
     icmp = stats["icmp"]
-    check("the counters: four outer packets fragmented into eight, one too big",
-          icmp.get("outer_fragmented") == 4 and icmp.get("outer_fragments") == 8
+    check("the counters: five outer packets fragmented into ten, one too big",
+          icmp.get("outer_fragmented") == 5 and icmp.get("outer_fragments") == 10
           and stats["drops"].get("too_big") == 1, (icmp, stats["drops"]))
 
 
