@@ -143,6 +143,10 @@ pub enum PkiError {
     /// An issuer in the chain is not a CA.
     #[error("`{0}` is not a CA certificate (basicConstraints)")]
     NotCa(String),
+    /// A certificate of the chain fails an RFC 5280 path check other than the signature and
+    /// the dates (an unknown critical extension, key usage, path length, name constraints).
+    #[error("`{0}`: {1}")]
+    Path(String, &'static str),
     /// The chain is longer than we follow.
     #[error("certificate chain longer than {0}")]
     ChainTooLong(usize),
@@ -1820,6 +1824,90 @@ impl TrustAnchors {
         self.verify_in(leaf, intermediates, now, false, &mut false)
     }
 
+    /// RFC 5280 §4.2: an extension marked critical that path validation does not process
+    /// makes the certificate unusable. These are those processed here (name constraints are
+    /// refused where they appear: [`Self::issuer_ok`]).
+    fn critical_ok(c: &X509Certificate<'_>) -> Result<(), PkiError> {
+        use x509_parser::oid_registry::{
+            OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE,
+            OID_X509_EXT_KEY_USAGE, OID_X509_EXT_NAME_CONSTRAINTS, OID_X509_EXT_SUBJECT_ALT_NAME,
+        };
+        let known = [
+            OID_X509_EXT_BASIC_CONSTRAINTS,
+            OID_X509_EXT_KEY_USAGE,
+            OID_X509_EXT_EXTENDED_KEY_USAGE,
+            OID_X509_EXT_SUBJECT_ALT_NAME,
+            OID_X509_EXT_NAME_CONSTRAINTS,
+        ];
+        if c.extensions()
+            .iter()
+            .any(|e| e.critical && !known.contains(&e.oid))
+        {
+            return Err(PkiError::Path(
+                dn_string(c.subject()),
+                "a critical extension that is not processed (RFC 5280 §4.2)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The peer's own certificate: no unknown critical extension, and if it says what its key
+    /// is for, signing (RFC 4945 §5.1.3.2: digitalSignature or nonRepudiation).
+    fn leaf_ok(c: &X509Certificate<'_>) -> Result<(), PkiError> {
+        Self::critical_ok(c)?;
+        match c.key_usage() {
+            Ok(None) => Ok(()),
+            Ok(Some(ku)) if ku.value.digital_signature() || ku.value.non_repudiation() => Ok(()),
+            _ => Err(PkiError::Path(
+                dn_string(c.subject()),
+                "its keyUsage does not allow signing (digitalSignature)",
+            )),
+        }
+    }
+
+    /// A certificate that issued the one `below` CA certificates above the peer's: a CA
+    /// (basicConstraints), allowed to sign certificates if it says what its key is for
+    /// (keyCertSign), with a pathLenConstraint of at least `below`, no unknown critical
+    /// extension, and no name constraints (not enforced here: refused rather than ignored,
+    /// RFC 5280 §4.2.1.10).
+    fn issuer_ok(c: &X509Certificate<'_>, below: usize) -> Result<(), PkiError> {
+        let name = || dn_string(c.subject());
+        Self::critical_ok(c)?;
+        let Ok(Some(bc)) = c.basic_constraints() else {
+            return Err(PkiError::NotCa(name()));
+        };
+        if !bc.value.ca {
+            return Err(PkiError::NotCa(name()));
+        }
+        if bc
+            .value
+            .path_len_constraint
+            .is_some_and(|n| (n as usize) < below)
+        {
+            return Err(PkiError::Path(
+                name(),
+                "more CA certificates below it than its pathLenConstraint allows",
+            ));
+        }
+        match c.key_usage() {
+            Ok(None) => {}
+            Ok(Some(ku)) if ku.value.key_cert_sign() => {}
+            _ => {
+                return Err(PkiError::Path(
+                    name(),
+                    "its keyUsage does not allow signing certificates (keyCertSign)",
+                ))
+            }
+        }
+        if !matches!(c.name_constraints(), Ok(None)) {
+            return Err(PkiError::Path(
+                name(),
+                "name constraints, which ferrogate does not enforce (refused, not ignored)",
+            ));
+        }
+        Ok(())
+    }
+
     /// [`TrustAnchors::verify_at`]; `cached`: no network (see [`Self::verify_cached`]).
     fn verify_in(
         &self,
@@ -1842,10 +1930,21 @@ impl TrustAnchors {
         // us fetch anything.
         let mut links: Vec<(&[u8], &[u8])> = Vec::new();
         let mut cur: &[u8] = leaf;
-        for _ in 0..MAX_CHAIN {
+        for below in 0..MAX_CHAIN {
             let c = parse_cert(cur)?;
             if !valid_at(&c, now) {
                 return Err(PkiError::Expired(dn_string(c.subject())));
+            }
+            // The signature algorithm the certificate names inside its signed part must be
+            // the one it is signed with (RFC 5280 §4.1.1.2).
+            if c.tbs_certificate.signature != c.signature_algorithm {
+                return Err(PkiError::Path(
+                    dn_string(c.subject()),
+                    "its two signature algorithm fields differ (RFC 5280 §4.1.1.2)",
+                ));
+            }
+            if below == 0 {
+                Self::leaf_ok(&c)?;
             }
             let tbs = c.tbs_certificate.as_ref();
             let sig_alg = &c.signature_algorithm;
@@ -1858,6 +1957,9 @@ impl TrustAnchors {
                 }
                 match verify_alg(ac.public_key(), sig_alg, tbs, sig) {
                     Ok(()) if valid_at(&ac, now) => {
+                        // An anchor issues only as a CA (a pinned peer certificate is trusted
+                        // as itself, above, and issues nothing).
+                        Self::issuer_ok(&ac, below)?;
                         links.push((cur, a));
                         let fetching = if cached {
                             Fetching::Cached
@@ -1885,8 +1987,8 @@ impl TrustAnchors {
                 if ic.subject().as_raw() != c.issuer().as_raw() {
                     continue;
                 }
-                if !ic.is_ca() {
-                    last_err = Some(PkiError::NotCa(dn_string(ic.subject())));
+                if let Err(e) = Self::issuer_ok(&ic, below) {
+                    last_err = Some(e);
                     continue;
                 }
                 match verify_alg(ic.public_key(), sig_alg, tbs, sig) {
@@ -2086,6 +2188,55 @@ mod tests {
         hash::SHA2_512,
         hash::IDENTITY,
     ];
+
+    /// RFC 5280 path checks beyond signatures and dates, on chains OpenSSL made
+    /// (tests/data/pki/path/make.sh): each refused chain fails for its own reason, and the two
+    /// good ones pass.
+    #[test]
+    fn path_checks_refuse_what_rfc_5280_forbids() {
+        let p = |n: &str| cert(&format!("path/{n}.pem"));
+        let root = TrustAnchors::new(vec![p("root")]).unwrap();
+        let path_err = |r: Result<String, PkiError>, who: &str, why: &str| match r {
+            Err(PkiError::Path(w, m)) => {
+                assert!(w.contains(who) && m.contains(why), "{w}: {m}");
+            }
+            other => panic!("{who}: {other:?}"),
+        };
+        // Pass.
+        root.verify(&p("ok-leaf"), &[]).unwrap();
+        root.verify(&p("pl0-leaf"), &[p("pl0-int")]).unwrap();
+        // A CA below a pathlen:0 intermediate.
+        path_err(
+            root.verify(&p("pl0-deep"), &[p("pl0-sub"), p("pl0-int")]),
+            "pl0-int",
+            "pathLenConstraint",
+        );
+        // An intermediate whose key may sign CRLs but not certificates.
+        path_err(
+            root.verify(&p("crl-leaf"), &[p("crl-int")]),
+            "crl-int",
+            "keyCertSign",
+        );
+        // Name constraints: refused, not ignored.
+        path_err(
+            root.verify(&p("nc-leaf"), &[p("nc-int")]),
+            "nc-int",
+            "name constraints",
+        );
+        // The peer's certificate: an unknown critical extension; a key that may not sign.
+        path_err(root.verify(&p("crit-leaf"), &[]), "crit-leaf", "critical");
+        path_err(
+            root.verify(&p("enc-leaf"), &[]),
+            "enc-leaf",
+            "digitalSignature",
+        );
+        // A self-signed peer certificate (no CA) pinned as an anchor is trusted as itself, but
+        // issues nothing.
+        let pinned = TrustAnchors::new(vec![p("pinned")]).unwrap();
+        pinned.verify(&p("pinned"), &[]).unwrap();
+        let r = pinned.verify(&p("by-pinned"), &[]);
+        assert!(matches!(r, Err(PkiError::NotCa(_))), "{r:?}");
+    }
 
     #[test]
     fn loads_pkcs8_sec1_and_pkcs1_keys() {
