@@ -675,19 +675,17 @@ fn reauth_net() -> (Net, Instant, Vec<(u64, u64)>, u32) {
 
 /// A's CHILD_SAs (inbound SPIs) that are installed and not removed, and B's.
 fn live_children(n: &Net) -> (Vec<u32>, Vec<u32>) {
-    let a = n
-        .a_installed
-        .iter()
-        .map(|c| c.spi_in)
-        .filter(|s| !n.a_removed.contains(s))
-        .collect();
-    let b = n
-        .b_installed
-        .iter()
-        .map(|c| c.spi_in)
-        .filter(|s| !n.b_removed.contains(s))
-        .collect();
-    (a, b)
+    let live = |installed: &[ChildSaInstall], removed: &[u32]| {
+        installed
+            .iter()
+            .map(|c| c.spi_in)
+            .filter(|s| !removed.contains(s))
+            .collect()
+    };
+    (
+        live(&n.a_installed, &n.a_removed),
+        live(&n.b_installed, &n.b_removed),
+    )
 }
 
 /// `reauth_time` (strongSwan's; ipsec.conf's reauth=yes): after it, A sets up a new IKE SA

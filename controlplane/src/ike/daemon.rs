@@ -382,11 +382,10 @@ impl Daemon {
         Some(out)
     }
 
-    /// Initiates tunnel `i`; returns our SPI of the new IKE SA.
-    fn initiate(&mut self, i: usize, now: Instant, out: &mut Vec<Action>) -> Option<u64> {
+    fn initiate(&mut self, i: usize, now: Instant, out: &mut Vec<Action>) {
         if self.standing_by(i) {
             tracing::debug!(tunnel = %self.tunnels[i].name, "not initiated: the other VRRP gateway holds its local address");
-            return None;
+            return;
         }
         // INITIAL_CONTACT says this is the only IKE SA between us (RFC 7296 §2.4): not while
         // another of the tunnel is up (`fgctl initiate` on a live tunnel), or the peer would
@@ -400,10 +399,8 @@ impl Daemon {
         let (mut sa, actions) = IkeSa::initiate(self.tunnels[i].clone(), now, ic);
         self.start_from_learnt_size(&mut sa, now);
         *self.attempts.entry(i).or_default() += 1;
-        let spi = sa.our_spi();
-        self.sas.insert(spi, sa);
+        self.sas.insert(sa.our_spi(), sa);
         self.collect(actions, now, out);
-        Some(spi)
     }
 
     /// Moves the reauthentications under way on: once a new IKE SA is up with its CHILD_SAs

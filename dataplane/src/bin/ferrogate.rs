@@ -2020,28 +2020,14 @@ impl Pipeline {
                 Verdict::FragmentOuter(mtu) => {
                     // RFC 8200 §5: IPv6 of at most 1280 bytes goes through, in outer
                     // fragments the peer reassembles.
-                    let rule = dataplane::flow::flow_key(m.data())
-                        .ok()
-                        .and_then(|key| tables.spd_out.lookup(&key));
-                    match rule.map(|r| &r.action) {
-                        Some(Action::Protect(t)) => match t.sa_for(self.me) {
-                            Some(sa) => {
-                                tx.fragment_outer(m, mtu, sa);
-                            }
-                            None => tx.drops.inc(DropReason::NoSaForPolicy),
-                        },
-                        _ => tx.drops.inc(DropReason::NoSaForPolicy),
-                    }
+                    tx.fragment_outer_by_policy(m, mtu, &tables.spd_out);
                     continue;
                 }
                 Verdict::Fragment(max) => {
                     // RFC 4301 §8.1: fragments of the inner packet, each encapsulated with
                     // the SA the whole packet's policy names; a bypassed packet's fragments
                     // go as they are.
-                    let rule = dataplane::flow::flow_key(m.data())
-                        .ok()
-                        .and_then(|key| tables.spd_out.lookup(&key));
-                    match rule.map(|r| &r.action) {
+                    match out_action(&tables.spd_out, m.data()) {
                         Some(Action::Bypass) => tx.fragment(&m, max, None, &mut self.manners),
                         Some(Action::Protect(t)) => match t.sa_for(self.me) {
                             Some(sa) => tx.fragment(&m, max, Some(sa), &mut self.manners),
@@ -2429,20 +2415,7 @@ impl Tx<'_> {
             }
             if let Verdict::FragmentOuter(mtu) = v[0] {
                 // An ICMPv6 error (at most 1280 bytes) into a tunnel narrower than that.
-                let sa = dataplane::flow::flow_key(m.data())
-                    .ok()
-                    .and_then(|key| out_t.spd.lookup(&key))
-                    .and_then(|r| match &r.action {
-                        Action::Protect(t) => t.sa_for(self.me),
-                        _ => None,
-                    });
-                return match sa {
-                    Some(sa) => self.fragment_outer(m, mtu, sa),
-                    None => {
-                        self.drops.inc(DropReason::NoSaForPolicy);
-                        false
-                    }
-                };
+                return self.fragment_outer_by_policy(m, mtu, out_t.spd);
             }
             if v[0] != Verdict::Forward {
                 if let Verdict::Fragment(_) = v[0] {
@@ -2486,6 +2459,22 @@ impl Tx<'_> {
     fn fragment(&mut self, orig: &Mbuf, max: u16, sa: Option<&OutboundSa>, manners: &mut Manners) {
         manners.counters.fragmented += 1;
         manners.counters.fragments += self.cut(orig, max, sa, 0);
+    }
+
+    /// [`Tx::fragment_outer`] with the SA this pipeline seals with for the policy of SPD-out
+    /// `spd` that protects the packet in `m`; without one, counted as `no_sa_for_policy`.
+    fn fragment_outer_by_policy(&mut self, m: Mbuf, mtu: u16, spd: &Spd<OutboundTarget>) -> bool {
+        let sa = match out_action(spd, m.data()) {
+            Some(Action::Protect(t)) => t.sa_for(self.me),
+            _ => None,
+        };
+        match sa {
+            Some(sa) => self.fragment_outer(m, mtu, sa),
+            None => {
+                self.drops.inc(DropReason::NoSaForPolicy);
+                false
+            }
+        }
     }
 
     /// Encapsulates the IPv6 packet in `m` (at most 1280 bytes) with the tunnel-mode SA `sa`
@@ -2579,6 +2568,13 @@ impl Tx<'_> {
         }
         made
     }
+}
+
+/// The action of the SPD-out policy that classifies the IP packet `ip` (none for a packet
+/// without a flow key, or that no policy takes).
+fn out_action<'a>(spd: &'a Spd<OutboundTarget>, ip: &[u8]) -> Option<&'a Action<OutboundTarget>> {
+    let key = dataplane::flow::flow_key(ip).ok()?;
+    spd.lookup(&key).map(|r| &r.action)
 }
 
 struct Snap<'a> {
