@@ -1209,6 +1209,12 @@ impl std::fmt::Debug for TrustAnchors {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Chain checks made on this thread (tests: what a check costs, and in which order).
+    pub(crate) static CHAIN_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The longest chain we follow (end entity + intermediates).
 pub const MAX_CHAIN: usize = 6;
 
@@ -1917,6 +1923,8 @@ impl TrustAnchors {
         cached: bool,
         wants: &mut bool,
     ) -> Result<String, PkiError> {
+        #[cfg(test)]
+        CHAIN_CHECKS.with(|n| n.set(n.get() + 1));
         // A peer certificate configured as an anchor itself is trusted as it is.
         if self.cas.iter().any(|a| a == leaf) {
             let c = parse_cert(leaf)?;
@@ -2118,6 +2126,20 @@ pub fn dn_matches(pattern: &str, der: &[u8]) -> bool {
         })
 }
 
+/// Whether the DER distinguished name `der` names `n`: the same attributes in the same order,
+/// values equal but for ASCII case (RFC 5280 §7.1 compares after case folding). No value is
+/// a pattern here: a peer whose ID is `CN=*` is not the certificate's `CN=moon`.
+fn same_dn(der: &[u8], n: &X509Name<'_>) -> bool {
+    let Ok(([], d)) = X509Name::from_der(der) else {
+        return false;
+    };
+    let (a, b) = (dn_pairs(&d), dn_pairs(n));
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|((ak, av), (bk, bv))| ak == bk && av.eq_ignore_ascii_case(bv))
+}
+
 /// Is the IKE identity (`id_type`, `data`) one the certificate vouches for: its subject DN,
 /// or a subjectAltName of the same kind (IP address, DNS name, email)?
 pub fn id_confirmed_by_cert(cert: &[u8], id_type: u8, data: &[u8]) -> bool {
@@ -2125,8 +2147,7 @@ pub fn id_confirmed_by_cert(cert: &[u8], id_type: u8, data: &[u8]) -> bool {
         return false;
     };
     if id_type == 9 {
-        return c.subject().as_raw() == data
-            || dn_der_to_string(data).is_some_and(|s| dn_matches(&s, c.subject().as_raw()));
+        return c.subject().as_raw() == data || same_dn(data, c.subject());
     }
     let Ok(Some(san)) = c.subject_alternative_name() else {
         return false;
@@ -3258,6 +3279,28 @@ mod tests {
         assert!(!id_confirmed_by_cert(&a, 1, &[192, 0, 2, 2]));
         assert!(!id_confirmed_by_cert(&a, 9, &cred("gw-b").subject_der));
         assert!(!id_confirmed_by_cert(&a, 9, b"\x30\x03garbage"));
+        // An ID DN is compared for equality, not as a pattern: `CN=*`, or a value holding the
+        // separator, names nothing but itself.
+        let dn = |attrs: &[(&[u8], &str)]| -> Vec<u8> {
+            let tlv = |t: u8, v: &[u8]| [&[t, v.len() as u8][..], v].concat();
+            let sets: Vec<u8> = attrs
+                .iter()
+                .flat_map(|(oid, v)| {
+                    tlv(
+                        0x31,
+                        &tlv(0x30, &[tlv(0x06, oid), tlv(0x0c, v.as_bytes())].concat()),
+                    )
+                })
+                .collect();
+            tlv(0x30, &sets)
+        };
+        let (cc, o, cn): (&[u8], &[u8], &[u8]) = (&[85, 4, 6], &[85, 4, 10], &[85, 4, 3]);
+        let same = dn(&[(cc, "CH"), (o, "Ferrogate TEST"), (cn, "gw-a.example")]);
+        assert!(id_confirmed_by_cert(&a, 9, &same));
+        let star = dn(&[(cc, "CH"), (o, "ferrogate test"), (cn, "*")]);
+        assert!(!id_confirmed_by_cert(&a, 9, &star));
+        let comma = dn(&[(cc, "CH"), (o, "ferrogate test, CN=gw-a.example")]);
+        assert!(!id_confirmed_by_cert(&a, 9, &comma));
         assert_eq!(
             cert_identities(&a),
             [

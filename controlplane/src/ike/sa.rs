@@ -242,6 +242,62 @@ impl std::fmt::Debug for RevocationFetch {
     }
 }
 
+/// Why a peer's certificate authentication did not pass (yet): [`check_cert_auth`].
+enum CertAuth {
+    Fail(String),
+    /// Its certificate's revocation status has to be fetched first.
+    Fetch,
+}
+
+/// The certificate half of checking a peer's IKE_AUTH: that its certificate `leaf` holds the
+/// identity (`id_type`, `id_data`) and that its key verifies the AUTH payload (`method`,
+/// `data`) over `octets` come first, then the chain through `rest` to `pk`'s anchors and the
+/// revocation of each certificate. The first two cost one signature check; the chain costs
+/// one a certificate, and revocation may cost parsing and verifying CRLs (or fetching), so a
+/// peer that sends someone's public certificate with an AUTH it could not sign is refused
+/// before any of that. `verdict`: the chain's verdict from the daemon's fetch thread, if
+/// this is the second look after a fetch. Returns the anchor's subject.
+#[allow(clippy::too_many_arguments)]
+fn check_cert_auth(
+    pk: &crate::config::PubkeyAuth,
+    leaf: &[u8],
+    rest: &[Vec<u8>],
+    id_type: u8,
+    id_data: &[u8],
+    method: u8,
+    data: &[u8],
+    octets: &[u8],
+    verdict: Option<FetchVerdict>,
+) -> Result<String, CertAuth> {
+    if !pki::id_confirmed_by_cert(leaf, id_type, id_data) {
+        return Err(CertAuth::Fail(format!(
+            "peer identity `{}` is not in its certificate (which holds: {})",
+            id_display(id_type, id_data),
+            pki::cert_identities(leaf).join("; ")
+        )));
+    }
+    pki::verify_auth(leaf, method, data, octets)
+        .map_err(|e| CertAuth::Fail(format!("the peer's AUTH signature: {e}")))?;
+    // With fetching on, the chain is checked without network first: fetching would stall
+    // every IKE SA of the daemon (up to the budget), so it runs on another thread, and only
+    // for a peer whose AUTH verified.
+    let (checked, wants) = if let Some(v) = verdict {
+        // The verdict of the check made with the fetches (on the daemon's fetch thread), not
+        // a second look at caches that may have moved on.
+        (v, false)
+    } else if pk.cas.fetches() {
+        pk.cas.verify_cached(leaf, rest)
+    } else {
+        (pk.cas.verify(leaf, rest), false)
+    };
+    match checked {
+        Err(pki::PkiError::RevocationUnknown(..)) if wants => Err(CertAuth::Fetch),
+        Err(e) => Err(CertAuth::Fail(format!("peer certificate: {e}"))),
+        Ok(_) if wants => Err(CertAuth::Fetch),
+        Ok(ca) => Ok(ca),
+    }
+}
+
 /// Why a peer's authentication did not pass (yet).
 enum AuthErr {
     Fail(String),
@@ -2620,37 +2676,19 @@ impl IkeSa {
                 let (leaf, rest) = certs
                     .split_first()
                     .ok_or("the peer sent no certificate (no CERT payload)")?;
-                // With fetching on, the chain is checked without network first: fetching
-                // would stall every IKE SA of the daemon (up to the budget), so it runs on
-                // another thread, and only for a peer whose chain and AUTH verified.
-                let (checked, wants) = if let Some(v) = self.fetch_verdict.take() {
-                    // The verdict of the check made with the fetches (on the daemon's
-                    // fetch thread), not a second look at caches that may have moved on.
-                    (v, false)
-                } else if pk.cas.fetches() {
-                    pk.cas.verify_cached(leaf, rest)
-                } else {
-                    (pk.cas.verify(leaf, rest), false)
-                };
-                let ca = match checked {
-                    Err(pki::PkiError::RevocationUnknown(..)) if wants => None,
-                    r => Some(r.map_err(|e| format!("peer certificate: {e}"))?),
-                };
-                if !pki::id_confirmed_by_cert(leaf, id_type, id_data) {
-                    return Err(format!(
-                        "peer identity `{shown}` is not in its certificate (which holds: {})",
-                        pki::cert_identities(leaf).join("; ")
-                    )
-                    .into());
-                }
-                pki::verify_auth(leaf, method, data, &octets)
-                    .map_err(|e| format!("the peer's AUTH signature: {e}"))?;
-                let Some(ca) = ca.filter(|_| !wants) else {
-                    return Err(AuthErr::Fetch(RevocationFetch {
-                        cfg: self.cfg.clone(),
-                        leaf: leaf.clone(),
-                        rest: rest.to_vec(),
-                    }));
+                let verdict = self.fetch_verdict.take();
+                let ca = match check_cert_auth(
+                    pk, leaf, rest, id_type, id_data, method, data, &octets, verdict,
+                ) {
+                    Ok(ca) => ca,
+                    Err(CertAuth::Fail(e)) => return Err(e.into()),
+                    Err(CertAuth::Fetch) => {
+                        return Err(AuthErr::Fetch(RevocationFetch {
+                            cfg: self.cfg.clone(),
+                            leaf: leaf.clone(),
+                            rest: rest.to_vec(),
+                        }))
+                    }
                 };
                 tracing::info!(tunnel = %self.cfg.name, peer_id = %shown, ca = %ca, method,
                     signature = %pki::auth_algorithm(method, data), "peer certificate and signature verified");
@@ -4853,6 +4891,72 @@ mod tests {
         let mut slow = RttEstimate::default();
         slow.sample(Duration::from_secs(5));
         assert_eq!(slow.rto(), RETX_FIRST);
+    }
+
+    #[test]
+    fn a_certificate_auth_is_checked_before_its_chain() {
+        let d = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pki");
+        let cert = std::path::PathBuf::from(format!("{d}/gw-a.pem"));
+        let key = std::path::PathBuf::from(format!("{d}/gw-a.key"));
+        let cred = pki::Credential::load(&cert, &key).unwrap();
+        let leaf = pki::load_certs(&cert).unwrap().remove(0);
+        let pk = crate::config::PubkeyAuth {
+            cred: pki::Credential::load(&cert, &key).unwrap(),
+            cas: pki::TrustAnchors::load(&[std::path::Path::new(&format!("{d}/ca-rsa.pem"))])
+                .unwrap(),
+        };
+        let octets = b"the octets IKE_AUTH signs";
+        let (method, good) = cred.sign(octets, &[2]).unwrap();
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        let subject = pk.cred.subject_der.clone();
+        let checks = || pki::CHAIN_CHECKS.with(|c| c.get());
+        let check = |id_type: u8, id: &[u8], sig: &[u8]| {
+            let before = checks();
+            let r = check_cert_auth(&pk, &leaf, &[], id_type, id, method, sig, octets, None);
+            let r = match r {
+                Ok(ca) => Ok(ca),
+                Err(CertAuth::Fail(e)) => Err(e),
+                Err(CertAuth::Fetch) => Err("fetch".into()),
+            };
+            (r, checks() - before)
+        };
+        // A good AUTH: then the chain is checked (once).
+        let (r, chains) = check(9, &subject, &good);
+        assert!(r.as_ref().is_ok_and(|ca| ca.contains("RSA CA")), "{r:?}");
+        assert_eq!(chains, 1);
+        // Someone's public certificate with an AUTH its sender could not sign: refused for the
+        // AUTH, without the chain (nor its revocation) being looked at.
+        let (r, chains) = check(9, &subject, &bad);
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("AUTH signature")),
+            "{r:?}"
+        );
+        assert_eq!(chains, 0);
+        // Nor for an identity the certificate does not hold.
+        let (r, chains) = check(2, b"gw-x.example", &good);
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.contains("not in its certificate")),
+            "{r:?}"
+        );
+        assert_eq!(chains, 0);
+        // A verdict from the fetch thread is taken as it is.
+        let before = checks();
+        let r = check_cert_auth(
+            &pk,
+            &leaf,
+            &[],
+            9,
+            &subject,
+            method,
+            &good,
+            octets,
+            Some(Err(pki::PkiError::Untrusted("revoked meanwhile".into()))),
+        );
+        assert!(matches!(r, Err(CertAuth::Fail(e)) if e.contains("revoked meanwhile")));
+        assert_eq!(checks(), before);
     }
 
     #[test]
