@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ring::rand::SystemRandom;
@@ -224,6 +224,133 @@ fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>, PkiError> {
     }
 }
 
+/// One CRL as revocation checks use it, read from its DER once: when configured or when
+/// fetched. Parsing a large CRL (fetches take up to 8 MiB) takes milliseconds, and each check
+/// of each IKE_AUTH used to parse it again and verify its signature again, holding the fetch
+/// cache's lock meanwhile; now a check looks its serial up in a sorted list, and the
+/// signature is verified once for each issuer key that asks.
+pub(crate) struct Crl {
+    der: Vec<u8>,
+    /// Its issuer's name (DER).
+    issuer: Vec<u8>,
+    /// Why it counts for nothing, whatever its signature: a malformed delta CRL indicator,
+    /// a critical extension not processed here (in the CRL or an entry), or signed and
+    /// outer signature algorithms that differ.
+    unusable: Option<&'static str>,
+    /// A delta CRL's base CRL number (§5.2.4); None for a complete CRL.
+    base: Option<num_bigint::BigUint>,
+    /// Its cRLNumber (§5.2.3).
+    number: Option<num_bigint::BigUint>,
+    /// The serials it lists, as integers (no sign-padding zeros), sorted. A delta CRL's
+    /// entries with reason removeFromCRL are no revocation (§5.3.1) and are left out.
+    revoked: Vec<Box<[u8]>>,
+    /// Entries in the CRL.
+    entries: usize,
+    this_update: i64,
+    next_update: Option<i64>,
+    /// The `http://` points it names for its delta CRLs (freshest CRL, §5.2.6).
+    freshest: Vec<String>,
+    /// Issuer keys (SubjectPublicKeyInfo DER) its signature was checked with, and how that
+    /// went; at most [`CRL_KEYS_REMEMBERED`].
+    verified: Mutex<Vec<KeyVerdict>>,
+}
+
+/// An issuer key (SubjectPublicKeyInfo DER) and whether it verified a [`Crl`]'s signature.
+type KeyVerdict = (Vec<u8>, Result<(), String>);
+
+/// Issuer keys a [`Crl`] remembers its verdict for (in a chain that verified, a name has one
+/// key, or two across a CA's key rollover).
+const CRL_KEYS_REMEMBERED: usize = 4;
+
+impl Crl {
+    pub(crate) fn parse(der: Vec<u8>) -> Result<Crl, PkiError> {
+        use x509_parser::x509::ReasonCode;
+        let crl = parse_crl(&der)?;
+        let int = ocsp::int_bytes;
+        let (unusable, base) = match delta_crl(&crl) {
+            Ok(base) => (None, base),
+            Err(why) => (Some(why), None),
+        };
+        let unusable = unusable.or_else(|| {
+            (crl.tbs_cert_list.signature != crl.signature_algorithm)
+                .then_some("its signed and outer signature algorithms differ")
+        });
+        let removed = |r: &x509_parser::revocation_list::RevokedCertificate<'_>| {
+            base.is_some()
+                && r.reason_code()
+                    .is_some_and(|(_, c)| c == ReasonCode::RemoveFromCRL)
+        };
+        let mut revoked: Vec<Box<[u8]>> = crl
+            .iter_revoked_certificates()
+            .filter(|r| !removed(r))
+            .map(|r| int(r.raw_serial()).into_boxed_slice())
+            .collect();
+        revoked.sort_unstable();
+        let mut freshest = Vec::new();
+        freshest_points(&crl, &mut freshest);
+        let facts = Crl {
+            issuer: crl.issuer().as_raw().to_vec(),
+            unusable,
+            number: crl.crl_number().cloned(),
+            base,
+            entries: crl.tbs_cert_list.revoked_certificates.len(),
+            revoked,
+            this_update: crl.last_update().timestamp(),
+            next_update: crl.next_update().map(|n| n.timestamp()),
+            freshest,
+            verified: Mutex::new(Vec::new()),
+            der: Vec::new(),
+        };
+        Ok(Crl { der, ..facts })
+    }
+
+    /// Whether it lists `serial` (an integer without sign-padding zeros).
+    fn lists(&self, serial: &[u8]) -> bool {
+        self.revoked.binary_search_by(|s| (**s).cmp(serial)).is_ok()
+    }
+
+    /// This update ≤ `now` ≤ next update (a CRL without a next update is never current).
+    fn current(&self, now: i64) -> bool {
+        self.this_update <= now && self.next_update.is_some_and(|n| now <= n)
+    }
+
+    /// Whether `key` verifies its signature (checked once a key).
+    fn verified_by(&self, key: &SubjectPublicKeyInfo<'_>) -> Result<(), String> {
+        let mut memo = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, r)) = memo.iter().find(|(k, _)| k == key.raw) {
+            return r.clone();
+        }
+        #[cfg(test)]
+        CRL_SIGNATURE_CHECKS.with(|n| n.set(n.get() + 1));
+        let r = match parse_crl(&self.der) {
+            Ok(crl) => verify_alg(
+                key,
+                &crl.signature_algorithm,
+                crl.tbs_cert_list.as_ref(),
+                &crl.signature_value.data,
+            )
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if memo.len() >= CRL_KEYS_REMEMBERED {
+            drop(memo.remove(0));
+        }
+        memo.push((key.raw.to_vec(), r.clone()));
+        r
+    }
+
+    /// What keeping it costs, roughly (the DER and the sorted serials).
+    fn bytes(&self) -> usize {
+        self.der.len() + self.revoked.iter().map(|s| s.len() + 32).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// CRL signatures verified on this thread (tests: that each is verified once a key).
+    pub(crate) static CRL_SIGNATURE_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Reads certificate revocation lists (RFC 5280 §5) from a file: PEM `X509 CRL` blocks (what
 /// `openssl ca -gencrl` writes) or one DER CRL (what strongSwan's `pki --signcrl` writes by
 /// default). Each is parsed once to fail early.
@@ -259,13 +386,16 @@ pub const CRL_FETCH_RETRY: Duration = Duration::from_secs(60);
 const CRL_FETCHED_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Distribution points tried for one certificate.
 const CRL_FETCH_MAX_URIS: usize = 3;
-/// Entries the fetch cache holds before it is emptied.
+/// Entries each fetch cache (CRLs, OCSP answers) holds at most.
 const CRL_CACHE_MAX: usize = 256;
+/// Bytes the fetched CRLs may take together ([`Crl::bytes`]): 256 CRLs of up to 8 MiB each
+/// would be 2 GiB.
+const CRL_CACHE_BYTES: usize = 64 << 20;
 
 /// A fetched CRL that its issuer's key verified (None: the fetch failed or gave no usable
 /// CRL), and when it was fetched.
 struct Fetched {
-    der: Option<Vec<u8>>,
+    crl: Option<Arc<Crl>>,
     at: Instant,
 }
 
@@ -273,6 +403,21 @@ struct Fetched {
 /// stored only once its issuer's key verified it, so a forged one neither stays nor stands in
 /// for another issuer's.
 type CrlCache = HashMap<(String, Vec<u8>), Fetched>;
+
+/// A fetch cache entry: when it was had, and what keeping it costs.
+trait Had {
+    fn at(&self) -> Instant;
+    fn bytes(&self) -> usize;
+}
+
+impl Had for Fetched {
+    fn at(&self) -> Instant {
+        self.at
+    }
+    fn bytes(&self) -> usize {
+        self.crl.as_ref().map_or(0, |c| c.bytes())
+    }
+}
 
 fn crl_cache() -> &'static Mutex<CrlCache> {
     static CACHE: std::sync::OnceLock<Mutex<CrlCache>> = std::sync::OnceLock::new();
@@ -309,9 +454,9 @@ impl Drop for FetchClaim {
 /// What [`fetch_crl_once`] got.
 enum Got {
     /// Fetched here (parsed, not yet verified): store it, then drop the claim.
-    Fetched(Vec<u8>, FetchClaim),
+    Fetched(Arc<Crl>, FetchClaim),
     /// Another thread fetched it meanwhile, verified and cached.
-    Cached(Vec<u8>),
+    Cached(Arc<Crl>),
     /// Nothing to use: the fetch failed (remembered), another thread's did, or the wait ran
     /// out of time.
     Nothing,
@@ -432,19 +577,24 @@ fn verify_ocsp_signature<'r>(
 }
 
 /// GETs the CRL at `uri` (PEM or DER, the first if several), parsed but not yet verified.
-fn fetch_crl(uri: &str, timeout: Duration) -> Option<Vec<u8>> {
+fn fetch_crl(uri: &str, timeout: Duration) -> Option<Arc<Crl>> {
     let t = Instant::now();
     let got = fetch::http_get(uri, timeout).and_then(|body| {
         let mut ders = pem_or_der(body, "X509 CRL")?;
         let d = ders.swap_remove(0);
-        parse_crl(&d).map_err(|e| e.to_string())?;
-        Ok(d)
+        Crl::parse(d).map_err(|e| e.to_string())
     });
     let ms = t.elapsed().as_millis() as u64;
     match got {
         Ok(d) => {
-            tracing::info!(uri, bytes = d.len(), ms, "fetched a CRL");
-            Some(d)
+            tracing::info!(
+                uri,
+                bytes = d.der.len(),
+                entries = d.entries,
+                ms,
+                "fetched a CRL"
+            );
+            Some(Arc::new(d))
         }
         Err(e) => {
             tracing::warn!(uri, ms, "CRL fetch failed: {e}");
@@ -524,43 +674,42 @@ struct OcspEntry {
 /// OCSP answers of every tunnel, by (responder, CertID).
 type OcspCache = HashMap<(String, ocsp::CertId), OcspEntry>;
 
-/// A fetch cache entry, with when it was had.
-trait Had {
-    fn at(&self) -> Instant;
-}
-
-impl Had for Fetched {
-    fn at(&self) -> Instant {
-        self.at
-    }
-}
-
 impl Had for OcspEntry {
     fn at(&self) -> Instant {
         self.at
     }
+    fn bytes(&self) -> usize {
+        0
+    }
 }
 
-/// Inserts into a fetch cache. When it holds [`CRL_CACHE_MAX`] entries, those older than
-/// [`CRL_FETCHED_MAX_AGE`] (used by nothing) go first, then the oldest one: a check that
-/// another thread is making must not find the status it just fetched gone.
+/// Inserts into a fetch cache. When it would hold more than [`CRL_CACHE_MAX`] entries or
+/// [`CRL_CACHE_BYTES`], those older than [`CRL_FETCHED_MAX_AGE`] (used by nothing) go first,
+/// then the oldest ones until it fits: a check that another thread is making must not find
+/// the status it just fetched gone.
 fn bounded_insert<K: Eq + std::hash::Hash + Clone, V: Had>(
     cache: &Mutex<HashMap<K, V>>,
     key: K,
     value: V,
 ) {
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= CRL_CACHE_MAX && !cache.contains_key(&key) {
+    cache.remove(&key);
+    let bytes = |c: &HashMap<K, V>| c.values().map(Had::bytes).sum::<usize>();
+    let fits = |c: &HashMap<K, V>| {
+        c.len() < CRL_CACHE_MAX && bytes(c).saturating_add(value.bytes()) <= CRL_CACHE_BYTES
+    };
+    if !fits(&cache) {
         cache.retain(|_, v| v.at().elapsed() < CRL_FETCHED_MAX_AGE);
-        if cache.len() >= CRL_CACHE_MAX {
-            if let Some(oldest) = cache
-                .iter()
-                .min_by_key(|(_, v)| v.at())
-                .map(|(k, _)| k.clone())
-            {
-                cache.remove(&oldest);
-            }
-        }
+    }
+    while !fits(&cache) {
+        let Some(oldest) = cache
+            .iter()
+            .min_by_key(|(_, v)| v.at())
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        cache.remove(&oldest);
     }
     cache.insert(key, value);
 }
@@ -629,24 +778,27 @@ fn http_points(
 
 /// Checks one CRL for a certificate (see `TrustAnchors::current_status`): whether it counts,
 /// and is current; Err if it lists the certificate.
-type CrlCheck<'a> = dyn Fn(&[u8]) -> Result<Option<bool>, PkiError> + 'a;
+type CrlCheck<'a> = dyn Fn(&Crl) -> Result<Option<bool>, PkiError> + 'a;
 
-/// Whether `crl` is a delta CRL (RFC 5280 §5.2.4: a critical delta CRL indicator holding the
-/// number of its base CRL): Err for an indicator that is not critical or holds no
-/// non-negative integer, or for any other critical extension (a partitioned or indirect
-/// CRL: §5.2 and §5.3 forbid using a CRL with a critical extension we do not process).
-fn delta_crl(crl: &CertificateRevocationList<'_>) -> Result<bool, &'static str> {
+/// The base CRL number of `crl` if it is a delta CRL (RFC 5280 §5.2.4: a critical delta CRL
+/// indicator holding it): Err for an indicator that is not critical or holds no non-negative
+/// integer, or for any other critical extension (a partitioned or indirect CRL: §5.2 and
+/// §5.3 forbid using a CRL with a critical extension we do not process).
+fn delta_crl(
+    crl: &CertificateRevocationList<'_>,
+) -> Result<Option<num_bigint::BigUint>, &'static str> {
     use x509_parser::oid_registry::OID_X509_EXT_DELTA_CRL_INDICATOR;
-    let mut delta = false;
+    let mut delta = None;
     for e in crl.extensions() {
         if e.oid == OID_X509_EXT_DELTA_CRL_INDICATOR {
-            let base = x509_parser::der_parser::der::parse_der_integer(e.value);
-            let ok =
-                e.critical && base.is_ok_and(|(rest, n)| rest.is_empty() && n.as_biguint().is_ok());
-            if !ok {
+            let base = match x509_parser::der_parser::der::parse_der_integer(e.value) {
+                Ok(([], n)) if e.critical => n.as_biguint().ok(),
+                _ => None,
+            };
+            let Some(base) = base else {
                 return Err("a malformed delta CRL indicator");
-            }
-            delta = true;
+            };
+            delta = Some(base);
         } else if e.critical {
             return Err("a critical extension (partitioned or indirect CRL)");
         }
@@ -1185,7 +1337,7 @@ fn valid_at(c: &X509Certificate<'_>, t: i64) -> bool {
 /// certificates of a chain are checked against.
 pub struct TrustAnchors {
     cas: Vec<Vec<u8>>,
-    crls: Vec<Vec<u8>>,
+    crls: Vec<Arc<Crl>>,
     revocation: Revocation,
     /// Fetch CRLs from the distribution points certificates name.
     fetch: bool,
@@ -1275,10 +1427,10 @@ impl TrustAnchors {
         crls: Vec<Vec<u8>>,
         revocation: Revocation,
     ) -> Result<TrustAnchors, PkiError> {
-        for d in &crls {
-            parse_crl(d)?;
-        }
-        self.crls = crls;
+        self.crls = crls
+            .into_iter()
+            .map(|d| Crl::parse(d).map(Arc::new))
+            .collect::<Result<_, _>>()?;
         self.revocation = revocation;
         Ok(self)
     }
@@ -1365,77 +1517,63 @@ impl TrustAnchors {
         let mut current = false;
         // The delta CRL points of the complete CRLs that count.
         let freshest = std::cell::RefCell::new(Vec::new());
-        // Whether the CRL `d` counts for `c`, and is current (a delta CRL never is); Err if it
-        // lists `c`.
-        let check = |d: &[u8]| -> Result<Option<bool>, PkiError> {
-            let crl = parse_crl(d)?;
-            if crl.issuer().as_raw() != c.issuer().as_raw() {
+        // The numbers of the current complete CRLs that count, and the base numbers of the
+        // delta CRLs that count (None: a complete CRL without a number).
+        let complete = std::cell::RefCell::new(Vec::new());
+        let bases = std::cell::RefCell::new(Vec::new());
+        // Whether the CRL `crl` counts for `c`, and is current (a delta CRL never is); Err if
+        // it lists `c`.
+        let check = |crl: &Crl| -> Result<Option<bool>, PkiError> {
+            if crl.issuer != c.issuer().as_raw() {
                 return Ok(None);
             }
             let ignore = |why: &str| {
-                tracing::warn!(issuer = %dn_string(crl.issuer()), why, "ignoring a CRL");
+                tracing::warn!(issuer = %dn_string(c.issuer()), why, "ignoring a CRL");
             };
             if !may_sign_crls {
                 ignore("its issuer's keyUsage has no cRLSign");
                 return Ok(None);
             }
-            if crl.tbs_cert_list.signature != crl.signature_algorithm {
-                ignore("its signed and outer signature algorithms differ");
+            if let Some(why) = crl.unusable {
+                ignore(why);
                 return Ok(None);
             }
-            let delta = match delta_crl(&crl) {
-                Ok(delta) => delta,
-                Err(why) => {
-                    ignore(why);
-                    return Ok(None);
-                }
-            };
-            let tbs = crl.tbs_cert_list.as_ref();
-            if let Err(e) = verify_alg(
-                issuer.public_key(),
-                &crl.signature_algorithm,
-                tbs,
-                &crl.signature_value.data,
-            ) {
+            if let Err(e) = crl.verified_by(issuer.public_key()) {
                 ignore(&format!("its issuer's key does not verify it: {e}"));
                 return Ok(None);
             }
-            let removed = |r: &x509_parser::revocation_list::RevokedCertificate<'_>| {
-                delta
-                    && r.reason_code()
-                        .is_some_and(|(_, c)| c == x509_parser::x509::ReasonCode::RemoveFromCRL)
-            };
-            if crl
-                .iter_revoked_certificates()
-                .any(|r| int(r.raw_serial()) == serial && !removed(r))
-            {
+            if crl.lists(&serial) {
                 return Err(PkiError::Revoked(
                     dn_string(c.subject()),
                     c.raw_serial_as_string(),
-                    dn_string(crl.issuer()),
+                    dn_string(c.issuer()),
                 ));
             }
-            let fresh = crl.last_update().timestamp() <= now
-                && crl.next_update().is_some_and(|n| now <= n.timestamp());
+            let fresh = crl.current(now);
+            let delta = crl.base.is_some();
             tracing::info!(subject = %dn_string(c.subject()), serial = %c.raw_serial_as_string(),
-                crl_issuer = %dn_string(crl.issuer()), revoked = crl.tbs_cert_list.revoked_certificates.len(),
+                crl_issuer = %dn_string(c.issuer()), revoked = crl.entries,
                 current = fresh, delta, "certificate not in its issuer's CRL");
-            if delta {
+            if let Some(base) = &crl.base {
+                bases.borrow_mut().push(base.clone());
                 return Ok(Some(false));
             }
-            freshest_points(&crl, &mut freshest.borrow_mut());
+            if fresh {
+                complete.borrow_mut().push(crl.number.clone());
+            }
+            freshest.borrow_mut().extend(crl.freshest.iter().cloned());
             Ok(Some(fresh))
         };
-        for d in &self.crls {
-            current |= check(d)? == Some(true);
+        for crl in &self.crls {
+            current |= check(crl)? == Some(true);
         }
         // CRLs already fetched and verified (no network): one that lists the certificate
         // beats any OCSP answer, which over plain HTTP could be an old one replayed.
         if !current && self.fetch {
             let spki = issuer.public_key().raw;
             for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
-                if let Some(Some(d)) = Self::cached_crl(&(u.clone(), spki.to_vec()), now) {
-                    current |= check(&d)? == Some(true);
+                if let Some(Some(crl)) = Self::cached_crl(&(u.clone(), spki.to_vec()), now) {
+                    current |= check(&crl)? == Some(true);
                 }
             }
         }
@@ -1444,6 +1582,8 @@ impl TrustAnchors {
             Fetching::Cached => (true, None),
             Fetching::Until(d) => (true, Some(d)),
         };
+        // A current status from OCSP, which no delta CRL bears on.
+        let mut by_ocsp = false;
         if network && !current && self.ocsp && !src.ocsp.is_empty() {
             // OCSP gets half of what is left, so that a dead responder leaves time for the
             // CRL distribution points.
@@ -1452,6 +1592,7 @@ impl TrustAnchors {
                 Instant::now() + left / 2
             });
             current = self.ocsp_status(c, issuer, now, &src.ocsp, until, wants)?;
+            by_ocsp = current;
         }
         let mut unfetched = false;
         if network && !current && self.fetch {
@@ -1469,11 +1610,11 @@ impl TrustAnchors {
                 let Some(left) = time_for(deadline, u, "this CRL distribution point") else {
                     break;
                 };
-                let (d, _claim) = match fetch_crl_once(&key, now, left) {
-                    Got::Fetched(d, claim) => (d, claim),
+                let (crl, _claim) = match fetch_crl_once(&key, now, left) {
+                    Got::Fetched(crl, claim) => (crl, claim),
                     // Another check fetched and stored it meanwhile.
-                    Got::Cached(d) => {
-                        if check(&d)? == Some(true) {
+                    Got::Cached(crl) => {
+                        if check(&crl)? == Some(true) {
                             current = true;
                             break;
                         }
@@ -1483,17 +1624,17 @@ impl TrustAnchors {
                 };
                 // Stored only if its issuer's key verified it (Revoked: it did), before the
                 // claim goes and checks waiting for this fetch look.
-                match check(&d) {
+                match check(&crl) {
                     Ok(Some(fresh)) => {
-                        Self::remember(key, Some(d));
+                        Self::remember(key, Some(crl));
                         if fresh {
                             current = true;
                             break;
                         }
                     }
-                    Ok(None) | Err(PkiError::BadCrl(_)) => Self::remember(key, None),
+                    Ok(None) => Self::remember(key, None),
                     Err(e) => {
-                        Self::remember(key, Some(d));
+                        Self::remember(key, Some(crl));
                         return Err(e);
                     }
                 }
@@ -1504,6 +1645,25 @@ impl TrustAnchors {
         if self.fetch {
             let points = freshest.take();
             *wants |= self.check_deltas(&points, issuer, now, fetching, &check)?;
+        }
+        // RFC 5280 §5.2.4 (c): a delta CRL goes with a complete CRL whose number is at least
+        // its base. One based on a newer complete CRL than any current one here says that
+        // one was superseded: what was revoked between the two is in neither, so the complete
+        // CRL vouches for nothing (strict and ifuri refuse the certificate, relaxed lets it
+        // pass). What the delta lists stays refused.
+        if current && !by_ocsp {
+            let complete = complete.take();
+            let newest = complete.iter().max().cloned().flatten();
+            if let Some(base) = bases
+                .take()
+                .into_iter()
+                .find(|b| newest.as_ref().is_none_or(|n| n < b))
+            {
+                tracing::warn!(issuer = %dn_string(c.issuer()), %base,
+                    complete = %newest.map_or("none".into(), |n| n.to_string()),
+                    "a delta CRL is based on a newer complete CRL than the one here: no current status");
+                current = false;
+            }
         }
         Ok(current)
     }
@@ -1523,8 +1683,8 @@ impl TrustAnchors {
         let mut unfetched = false;
         for u in points.iter().take(CRL_FETCH_MAX_URIS) {
             let key = (u.clone(), spki.clone());
-            let (d, claim) = match Self::cached_crl(&key, now) {
-                Some(Some(d)) => (d, None),
+            let (crl, claim) = match Self::cached_crl(&key, now) {
+                Some(Some(crl)) => (crl, None),
                 // Failed a moment ago: the complete CRL stands alone until the retry.
                 Some(None) => continue,
                 None => {
@@ -1540,8 +1700,8 @@ impl TrustAnchors {
                         break;
                     };
                     match fetch_crl_once(&key, now, left) {
-                        Got::Fetched(d, claim) => (d, Some(claim)),
-                        Got::Cached(d) => (d, None),
+                        Got::Fetched(crl, claim) => (crl, Some(claim)),
+                        Got::Cached(crl) => (crl, None),
                         Got::Nothing => {
                             tracing::warn!(uri = %u, "no delta CRL: the complete CRL stands alone");
                             continue;
@@ -1549,14 +1709,14 @@ impl TrustAnchors {
                     }
                 }
             };
-            let r = check(&d);
+            let r = check(&crl);
             // Only what this check fetched is stored, before the claim goes, and only if its
             // issuer's key verified it (Revoked: it did). A cached one is not stored again,
             // which would restart its age, nor replaced by this issuer certificate's view of
             // it (another name, no cRLSign).
             if claim.is_some() {
-                let verified = !matches!(r, Ok(None) | Err(PkiError::BadCrl(_)));
-                Self::remember(key, verified.then_some(d));
+                let verified = !matches!(r, Ok(None));
+                Self::remember(key, verified.then_some(crl));
             }
             drop(claim);
             match r {
@@ -1744,28 +1904,23 @@ impl TrustAnchors {
     /// current (and under a day old), Some(None) within [`CRL_FETCH_RETRY`] of a fetch that
     /// failed or gave nothing current (an expired CRL is still used then: what it lists stays
     /// revoked); None: fetch.
-    fn cached_crl(key: &(String, Vec<u8>), now: i64) -> Option<Option<Vec<u8>>> {
+    fn cached_crl(key: &(String, Vec<u8>), now: i64) -> Option<Option<Arc<Crl>>> {
         let cache = crl_cache().lock().unwrap_or_else(|p| p.into_inner());
         let f = cache.get(key)?;
         let age = f.at.elapsed();
-        let current = f.der.as_deref().is_some_and(|d| {
-            parse_crl(d).is_ok_and(|c| {
-                c.last_update().timestamp() <= now
-                    && c.next_update().is_some_and(|n| now <= n.timestamp())
-            })
-        });
+        let current = f.crl.as_ref().is_some_and(|c| c.current(now));
         if current && age < CRL_FETCHED_MAX_AGE {
-            return Some(f.der.clone());
+            return Some(f.crl.clone());
         }
-        (age < CRL_FETCH_RETRY).then(|| f.der.clone())
+        (age < CRL_FETCH_RETRY).then(|| f.crl.clone())
     }
 
-    fn remember(key: (String, Vec<u8>), der: Option<Vec<u8>>) {
+    fn remember(key: (String, Vec<u8>), crl: Option<Arc<Crl>>) {
         bounded_insert(
             crl_cache(),
             key,
             Fetched {
-                der,
+                crl,
                 at: Instant::now(),
             },
         );
@@ -1778,8 +1933,9 @@ impl TrustAnchors {
 
     /// The DER of each CRL, the revocation mode and whether CRLs are fetched (for the
     /// fingerprint of a configuration).
-    pub fn crls(&self) -> (&[Vec<u8>], Revocation, bool, bool) {
-        (&self.crls, self.revocation, self.fetch, self.ocsp)
+    pub fn crls(&self) -> (Vec<&[u8]>, Revocation, bool, bool) {
+        let ders = self.crls.iter().map(|c| &c.der[..]).collect();
+        (ders, self.revocation, self.fetch, self.ocsp)
     }
 
     /// CERTREQ data: the SHA-1 of each CA's SubjectPublicKeyInfo, concatenated (§3.7).
@@ -2603,9 +2759,8 @@ mod tests {
                 ));
             }
             let key = (url(other).remove(0), ca.public_key().raw.to_vec());
-            assert_eq!(
-                TrustAnchors::cached_crl(&key, during),
-                Some(None),
+            assert!(
+                matches!(TrustAnchors::cached_crl(&key, during), Some(None)),
                 "{other}"
             );
         }
@@ -2701,6 +2856,29 @@ mod tests {
                 r.unwrap();
             }
         }
+        // RFC 5280 §5.2.4: a delta goes with a complete CRL numbered at least its base.
+        // ahead.crl is based on newer.crl (number 2): with it, it adds d-delta as delta.crl
+        // does to base.crl. With base.crl (number 1) it says base.crl was superseded, so
+        // base.crl vouches for nothing (strongSwan gives no status either); what the delta
+        // lists stays refused.
+        let t = with(&["newer.crl", "ahead.crl"], Revocation::Strict);
+        t.verify_at(&leaf("d-ok"), &[], during).unwrap();
+        assert!(revoked(t.verify_at(&leaf("d-base"), &[], during)));
+        assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
+        for order in [["base.crl", "ahead.crl"], ["ahead.crl", "base.crl"]] {
+            let t = with(&order, Revocation::Strict);
+            let r = t.verify_at(&leaf("d-ok"), &[], during);
+            assert!(unknown(&r), "{r:?}");
+            assert!(revoked(t.verify_at(&leaf("d-delta"), &[], during)));
+            assert!(revoked(t.verify_at(&leaf("d-base"), &[], during)));
+        }
+        with(&["base.crl", "ahead.crl"], Revocation::Relaxed)
+            .verify_at(&leaf("d-ok"), &[], during)
+            .unwrap();
+        // Both complete CRLs: the newer one covers the delta's base.
+        with(&["base.crl", "newer.crl", "ahead.crl"], Revocation::Strict)
+            .verify_at(&leaf("d-ok"), &[], during)
+            .unwrap();
         let after = 1_799_971_200; // 2027-01-15: both past their next update
         let t = with(&["base.crl", "delta.crl"], Revocation::Strict);
         assert!(unknown(&t.verify_at(&leaf("d-ok"), &[], after)));
@@ -2830,6 +3008,77 @@ mod tests {
         assert_eq!(hits.load(Ordering::SeqCst), before + 1);
     }
 
+    /// A configured CRL's signature is verified once for each issuer key, not at every check
+    /// (each IKE_AUTH's); one its issuer's key does not verify stays ignored, without being
+    /// verified again.
+    #[test]
+    fn a_crl_is_verified_once_for_each_issuer_key() {
+        let checks = || CRL_SIGNATURE_CHECKS.with(|n| n.get());
+        let now = 1_796_515_200; // 2026-12-06
+        let crls = |names: &[&str]| -> Vec<Vec<u8>> {
+            names
+                .iter()
+                .flat_map(|n| load_crls(&data(n)).unwrap())
+                .collect()
+        };
+        let t = anchors(&["crl-ca.pem"])
+            .with_crls(crls(&["crl.pem"]), Revocation::Strict)
+            .unwrap();
+        let before = checks();
+        for _ in 0..5 {
+            t.verify_at(&cert("crl-ok.pem"), &[], now).unwrap();
+            assert!(matches!(
+                t.verify_at(&cert("crl-bad.pem"), &[], now),
+                Err(PkiError::Revoked(..))
+            ));
+        }
+        assert_eq!(checks() - before, 1);
+        let t = anchors(&["crl-ca.pem"])
+            .with_crls(crls(&["crl-forged.pem"]), Revocation::Strict)
+            .unwrap();
+        let before = checks();
+        for _ in 0..5 {
+            let r = t.verify_at(&cert("crl-ok.pem"), &[], now);
+            assert!(matches!(r, Err(PkiError::RevocationUnknown(..))), "{r:?}");
+        }
+        assert_eq!(checks() - before, 1);
+    }
+
+    /// The fetch caches are bounded in bytes as well as entries: the oldest entries go until
+    /// a new one fits.
+    #[test]
+    fn a_fetch_cache_is_bounded_in_bytes() {
+        struct Sized(Instant, usize);
+        impl Had for Sized {
+            fn at(&self) -> Instant {
+                self.0
+            }
+            fn bytes(&self) -> usize {
+                self.1
+            }
+        }
+        let cache: Mutex<HashMap<usize, Sized>> = Mutex::new(HashMap::new());
+        let t0 = Instant::now();
+        let at = |i: u64| t0 + Duration::from_millis(i);
+        let mib = 1 << 20;
+        for i in 0..8 {
+            bounded_insert(&cache, i, Sized(at(i as u64), 8 * mib));
+        }
+        let total = |c: &HashMap<usize, Sized>| c.values().map(|v| v.1).sum::<usize>();
+        assert_eq!(total(&cache.lock().unwrap()), CRL_CACHE_BYTES);
+        // 20 MiB more: the three oldest go.
+        bounded_insert(&cache, 100, Sized(at(100), 20 * mib));
+        let c = cache.lock().unwrap();
+        assert!(total(&c) <= CRL_CACHE_BYTES);
+        assert_eq!(c.len(), 6);
+        assert!((0..3).all(|i| !c.contains_key(&i)));
+        assert!(c.contains_key(&3) && c.contains_key(&100));
+        drop(c);
+        // Replacing an entry counts it once.
+        bounded_insert(&cache, 100, Sized(at(101), 20 * mib));
+        assert_eq!(cache.lock().unwrap().len(), 6);
+    }
+
     /// A full fetch cache drops what is older than a day, then its oldest entry, never
     /// everything (a check on another thread must find what it just fetched).
     #[test]
@@ -2838,10 +3087,10 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..CRL_CACHE_MAX {
             let at = t0 + Duration::from_millis(i as u64);
-            bounded_insert(&cache, i, Fetched { der: None, at });
+            bounded_insert(&cache, i, Fetched { crl: None, at });
         }
         let at = t0 + Duration::from_secs(1);
-        bounded_insert(&cache, 9999, Fetched { der: None, at });
+        bounded_insert(&cache, 9999, Fetched { crl: None, at });
         let c = cache.lock().unwrap();
         assert_eq!(c.len(), CRL_CACHE_MAX);
         assert!(!c.contains_key(&0), "the oldest went");

@@ -12,6 +12,11 @@
 #                                2026-12-20
 #   release.crl                  delta CRL number 3 on base 1 (OpenSSL-signed) listing d-ok with
 #                                reason removeFromCRL and d-delta, 2026-12-10 to 2026-12-20
+#   newer.crl                    complete CRL number 2 (base.crl's revocations), 2026-12-05 to
+#                                2027-01-01
+#   ahead.crl                    delta CRL number 3 on base 2 (newer.crl) revoking d-delta,
+#                                2026-12-10 to 2026-12-20: with base.crl, based on a newer
+#                                complete CRL (RFC 5280 §5.2.4 (c) does not hold)
 set -e
 cd "$(dirname "$0")"
 T=$(mktemp -d)
@@ -37,6 +42,9 @@ crl() { # out this next [pki options...]
 crl base.crl "2026-11-01 00:00:00" "2027-01-01 00:00:00" --crluri "$U/delta.crl" \
   --reason key-compromise --cert d-base.pem
 crl delta.crl "2026-12-10 00:00:00" "2026-12-20 00:00:00" --basecrl base.crl \
+  --reason key-compromise --cert d-delta.pem
+crl newer.crl "2026-12-05 00:00:00" "2027-01-01 00:00:00" --lastcrl base.crl
+crl ahead.crl "2026-12-10 00:00:00" "2026-12-20 00:00:00" --basecrl newer.crl \
   --reason key-compromise --cert d-delta.pem
 # OpenSSL (`ca -gencrl`, the indicator as a raw extension: `ca` has no setting for it) signs a
 # delta that lists d-ok with reason removeFromCRL (a release from hold, not a revocation) and
@@ -65,12 +73,14 @@ openssl ca -config "$T/ca.cnf" -revoke d-delta.pem -crl_reason keyCompromise 2>/
 openssl ca -config "$T/ca.cnf" -gencrl -crl_lastupdate 20261210000000Z -crl_nextupdate 20261220000000Z \
   -crlexts delta -out "$T/release.pem" 2>/dev/null
 openssl crl -in "$T/release.pem" -outform DER -out release.crl
-for c in base delta release; do
+for c in base delta release newer ahead; do
   openssl crl -inform DER -in $c.crl -noout -text > "$T/$c.txt"
 done
 grep -q "Delta CRL Indicator: critical" "$T/delta.txt"
 grep -q "Freshest CRL" "$T/base.txt"
 grep -q "Remove From CRL" "$T/release.txt"
+grep -A1 "X509v3 CRL Number" "$T/newer.txt" | grep -qx " *2"
+grep -A1 "X509v3 Delta CRL Indicator" "$T/ahead.txt" | grep -qx " *2"
 # strongSwan's own verdicts at 2026-12-15 (`pki --verify` under faketime), which the tests
 # expect of ours (but for removeFromCRL, below). (OpenSSL's `verify -use_deltas` is no guide: given a delta, it takes the delta
 # for a complete CRL and calls d-base good.)
@@ -99,4 +109,13 @@ expect "was revoked" d-delta.pem base release
 # entry (only in delta CRLs) removes the certificate from the CRL (it expired or was released
 # from hold): no revocation. Here ours follows the RFC and lets d-ok pass.
 expect "reason: remove from crl" d-ok.pem base release
+# A delta on the complete CRL it names goes with it.
+expect "status is good" d-ok.pem newer ahead
+expect "was revoked" d-delta.pem newer ahead
+# With base.crl (number 1), ahead.crl (base 2) says base.crl was superseded, and what was
+# revoked between the two complete CRLs is in neither: strongSwan gives no status (its cache
+# keeps the higher-numbered CRL of an issuer, the delta, which is no complete list), and so
+# does ours for d-ok. Ours refuses d-delta, which the delta lists (it was revoked).
+expect "status is not available" d-ok.pem base ahead
+expect "status is not available" d-delta.pem base ahead
 echo "delta CRL data regenerated; strongSwan agrees (removeFromCRL aside, as above)"
