@@ -176,6 +176,36 @@ pub fn decrement_ttl(ip: &mut [u8]) -> Result<(), DropReason> {
     }
 }
 
+/// Undoes [`decrement_ttl`] on `ip`, which may be only the start of the packet (a quote): the
+/// TTL / hop limit one higher and, for IPv4, the header checksum updated incrementally (RFC
+/// 1624), so a header that was received with a valid checksum gets that checksum back. For the
+/// ICMP errors about a forwarded packet, which quote it as it was received (RFC 1812
+/// §4.3.2.3). False (nothing changed) where there is no such header, or the TTL is already 255
+/// (not one [`decrement_ttl`] wrote).
+pub fn undo_ttl_decrement(ip: &mut [u8]) -> bool {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 12 => {
+            let Some(ttl) = ip[8].checked_add(1) else {
+                return false;
+            };
+            let old = u16::from_be_bytes([ip[8], ip[9]]);
+            ip[8] = ttl;
+            let new = u16::from_be_bytes([ip[8], ip[9]]);
+            let c = checksum::update(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            true
+        }
+        Some(6) if ip.len() >= 8 => match ip[7].checked_add(1) {
+            Some(hlim) => {
+                ip[7] = hlim;
+                true
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 /// Lowers the MSS option of a TCP SYN in the IP packet `ip` to `max` (RFC 879, RFC 6691: what
 /// fits in the tunnel). Returns whether the packet changed.
 pub fn clamp_syn_mss(ip: &mut [u8], max: u16) -> bool {
@@ -321,5 +351,51 @@ mod tests {
         assert_eq!(b[8], 1);
         assert!(ipv4::Packet::new_checked(&b[..]).unwrap().verify_checksum());
         assert_eq!(decrement_ttl(&mut b), Err(DropReason::TtlExceeded));
+    }
+
+    /// Undoing the decrement gives back the header as received, checksum included, for every
+    /// TTL a decrement can leave and a spread of header contents; IPv6 likewise.
+    #[test]
+    fn ttl_decrement_undone_gives_back_the_received_header() {
+        for ttl in 2..=255u8 {
+            for ident in [0u16, 1, 0x1234, 0xbeef, 0xffff] {
+                let r = ipv4::Repr {
+                    src_addr: Ipv4Addr::new(192, 168, 10, ttl),
+                    dst_addr: Ipv4Addr::new(5, 6, 7, 8),
+                    next_header: 17,
+                    payload_len: 8,
+                    hop_limit: ttl,
+                    dscp: 0,
+                    ecn: 0,
+                    dont_frag: ident % 2 == 0,
+                    ident,
+                };
+                let mut b = [0u8; 28];
+                r.emit(&mut b).unwrap();
+                let received = b;
+                decrement_ttl(&mut b).unwrap();
+                assert!(undo_ttl_decrement(&mut b));
+                assert_eq!(b, received, "ttl {ttl} ident {ident:#x}");
+                assert!(ipv4::Packet::new_checked(&b[..]).unwrap().verify_checksum());
+                // A quote cut after the checksum field is enough.
+                decrement_ttl(&mut b).unwrap();
+                assert!(undo_ttl_decrement(&mut b[..12]));
+                assert_eq!(b, received);
+            }
+        }
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[7] = 64;
+        decrement_ttl(&mut v6).unwrap();
+        assert!(undo_ttl_decrement(&mut v6));
+        assert_eq!(v6[7], 64);
+        // Nothing to undo: a TTL of 255, no IP header.
+        let mut top = [0x45u8; 20];
+        top[8] = 255;
+        let want = top;
+        assert!(!undo_ttl_decrement(&mut top));
+        assert_eq!(top, want);
+        assert!(!undo_ttl_decrement(&mut [0x45, 0, 0]));
+        assert!(!undo_ttl_decrement(&mut []));
     }
 }

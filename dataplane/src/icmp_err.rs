@@ -233,19 +233,53 @@ fn is_icmpv4_error(t: u8) -> bool {
     matches!(t, 3 | 4 | 5 | 11 | 12)
 }
 
+/// What became of the packet an error is about before the error was built. An error quotes
+/// the packet as it was received (RFC 1812 §4.3.2.3; Linux's `ip_forward` / `ip6_forward`
+/// likewise): TTL / hop limit not yet decremented, and for IPv4 the header checksum as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quote {
+    /// The packet is as it was received (a Time Exceeded's: [`crate::host::decrement_ttl`]
+    /// refuses without changing it), or one this node made: quoted as it is.
+    AsIs,
+    /// The packet was forwarded: [`crate::host::decrement_ttl`] already took its hop (a
+    /// Fragmentation Needed / Packet Too Big found after it). The quote gets the hop back
+    /// ([`crate::host::undo_ttl_decrement`]: TTL / hop limit one higher, IPv4 header checksum
+    /// updated to match, RFC 1624).
+    Forwarded,
+}
+
 /// Writes into `out` the IP packet carrying error `e` about the IP packet `orig`, sent from
 /// `from` (the gateway's address, of `orig`'s family) back to `orig`'s source, and returns its
 /// length. As much of `orig` is quoted as fits in 576 bytes (IPv4) or 1280 (IPv6), and in
-/// `out`. Does not check [`may_report`]: the caller does, before spending a token.
+/// `out`, as it is ([`Quote::AsIs`]; [`build_quoting`] for a packet already forwarded). Does
+/// not check [`may_report`]: the caller does, before spending a token.
 pub fn build(e: Error, orig: &[u8], from: IpAddr, out: &mut [u8]) -> Result<usize, DropReason> {
+    build_quoting(e, orig, Quote::AsIs, from, out)
+}
+
+/// [`build`] for `orig` in the state `quote` says: a forwarded packet, whose TTL / hop limit
+/// this node decremented, is quoted as it was received.
+pub fn build_quoting(
+    e: Error,
+    orig: &[u8],
+    quote: Quote,
+    from: IpAddr,
+    out: &mut [u8],
+) -> Result<usize, DropReason> {
     match (orig.first().map(|b| b >> 4), from) {
-        (Some(4), IpAddr::V4(from)) => build_v4(e, orig, from, out),
-        (Some(6), IpAddr::V6(from)) => build_v6(e, orig, from, out),
+        (Some(4), IpAddr::V4(from)) => build_v4(e, orig, quote, from, out),
+        (Some(6), IpAddr::V6(from)) => build_v6(e, orig, quote, from, out),
         _ => Err(DropReason::NoIcmpSource),
     }
 }
 
-fn build_v4(e: Error, orig: &[u8], from: Ipv4Addr, out: &mut [u8]) -> Result<usize, DropReason> {
+fn build_v4(
+    e: Error,
+    orig: &[u8],
+    how: Quote,
+    from: Ipv4Addr,
+    out: &mut [u8],
+) -> Result<usize, DropReason> {
     let p = ipv4::Packet::new_checked(orig).map_err(|_| DropReason::Malformed)?;
     let ip_len = usize::from(p.total_len()).min(orig.len());
     let head = ipv4::HEADER_LEN + icmpv4::HEADER_LEN;
@@ -272,6 +306,11 @@ fn build_v4(e: Error, orig: &[u8], from: Ipv4Addr, out: &mut [u8]) -> Result<usi
     .emit(out)
     .map_err(|_| DropReason::NoTailroom)?;
     out[head..total].copy_from_slice(&orig[..quote]);
+    if how == Quote::Forwarded {
+        // As received: the hop taken back, the header checksum with it (the ICMP checksum,
+        // filled below, covers the result).
+        crate::host::undo_ttl_decrement(&mut out[head..total]);
+    }
     let mut m = icmpv4::Packet::new_unchecked(&mut out[ipv4::HEADER_LEN..total]);
     match e {
         Error::TimeExceeded => {
@@ -291,7 +330,13 @@ fn build_v4(e: Error, orig: &[u8], from: Ipv4Addr, out: &mut [u8]) -> Result<usi
     Ok(total)
 }
 
-fn build_v6(e: Error, orig: &[u8], from: Ipv6Addr, out: &mut [u8]) -> Result<usize, DropReason> {
+fn build_v6(
+    e: Error,
+    orig: &[u8],
+    how: Quote,
+    from: Ipv6Addr,
+    out: &mut [u8],
+) -> Result<usize, DropReason> {
     let p = ipv6::Packet::new_checked(orig).map_err(|_| DropReason::Malformed)?;
     let ip_len = (ipv6::HEADER_LEN + usize::from(p.payload_len())).min(orig.len());
     let head = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
@@ -315,6 +360,10 @@ fn build_v6(e: Error, orig: &[u8], from: Ipv6Addr, out: &mut [u8]) -> Result<usi
     .emit(out)
     .map_err(|_| DropReason::NoTailroom)?;
     out[head..total].copy_from_slice(&orig[..quote]);
+    if how == Quote::Forwarded {
+        // As received: the hop limit before our decrement.
+        crate::host::undo_ttl_decrement(&mut out[head..total]);
+    }
     let mut m = icmpv6::Packet::new_unchecked(&mut out[ipv6::HEADER_LEN..total]);
     match e {
         Error::TimeExceeded => {
@@ -658,6 +707,76 @@ mod tests {
         assert_eq!(m.data(), &orig[..1232]);
     }
 
+    /// A Fragmentation Needed about a packet the gateway forwarded (its TTL decremented before
+    /// the MTU check) quotes it as it was received: TTL 64, not 63, and the header checksum
+    /// that came with it, valid. RFC 1812 §4.3.2.3; Linux's ip_forward does the same.
+    #[test]
+    fn frag_needed_about_a_forwarded_packet_quotes_it_as_received() {
+        let received = v4(1500, true, ip_proto::UDP, 64);
+        let mut forwarded = received.clone();
+        crate::host::decrement_ttl(&mut forwarded).unwrap();
+        let mut out = [0u8; 600];
+        let from = IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1));
+        let e = Error::TooBig { mtu: 1400 };
+        let n = build_quoting(e, &forwarded, Quote::Forwarded, from, &mut out).unwrap();
+        assert_eq!(n, 576);
+        let p = ipv4::Packet::new_checked(&out[..n]).unwrap();
+        assert!(p.verify_checksum());
+        let m = icmpv4::Packet::new_checked(p.payload()).unwrap();
+        assert!(m.verify_checksum());
+        assert_eq!((m.msg_type(), m.msg_code(), m.next_hop_mtu()), (3, 4, 1400));
+        let q = ipv4::Packet::new_unchecked(m.data());
+        assert_eq!(q.hop_limit(), 64, "the TTL as received");
+        assert!(q.verify_checksum(), "the quoted header's checksum");
+        assert_eq!(
+            m.data(),
+            &received[..548],
+            "the packet as received, byte for byte"
+        );
+        // Quoted as it is, the forwarded packet shows our hop (what the fix is about).
+        let n = build(e, &forwarded, from, &mut out).unwrap();
+        assert_eq!(out[28 + 8], 63);
+        assert_eq!(&out[28..n], &forwarded[..548]);
+    }
+
+    /// The same for IPv6: a Packet Too Big about a forwarded packet quotes the hop limit it was
+    /// received with.
+    #[test]
+    fn packet_too_big_about_a_forwarded_packet_quotes_the_received_hop_limit() {
+        let mut received = v6(1500, ip_proto::UDP);
+        received[7] = 64;
+        let mut forwarded = received.clone();
+        crate::host::decrement_ttl(&mut forwarded).unwrap();
+        let from: Ipv6Addr = "2001:db8:10::1".parse().unwrap();
+        let mut out = [0u8; 1500];
+        let e = Error::TooBig { mtu: 1400 };
+        let n = build_quoting(e, &forwarded, Quote::Forwarded, IpAddr::V6(from), &mut out).unwrap();
+        assert_eq!(n, 1280);
+        let p = ipv6::Packet::new_checked(&out[..n]).unwrap();
+        let m = icmpv6::Packet::new_checked(&out[40..n]).unwrap();
+        assert!(m.verify_checksum(&from, &p.dst_addr()));
+        assert_eq!((m.msg_type(), m.mtu()), (2, 1400));
+        assert_eq!(m.data()[7], 64, "the hop limit as received");
+        assert_eq!(m.data(), &received[..1232]);
+    }
+
+    /// A Time Exceeded is built from the packet its decrement refused, unchanged: quoted as it
+    /// is, TTL / hop limit 1, nothing added.
+    #[test]
+    fn time_exceeded_quotes_the_refused_packet_unchanged() {
+        let mut ttl1 = v4(100, false, ip_proto::UDP, 1);
+        assert!(crate::host::decrement_ttl(&mut ttl1).is_err());
+        let mut out = [0u8; 600];
+        let from = IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1));
+        let n = build(Error::TimeExceeded, &ttl1, from, &mut out).unwrap();
+        assert_eq!(&out[28..n], &ttl1[..], "TTL 1, checksum as received");
+        let mut hl1 = v6(100, ip_proto::UDP);
+        assert!(crate::host::decrement_ttl(&mut hl1).is_err());
+        let from6 = IpAddr::V6("2001:db8:10::1".parse().unwrap());
+        let n = build(Error::TimeExceeded, &hl1, from6, &mut out).unwrap();
+        assert_eq!(&out[48..n], &hl1[..]);
+    }
+
     /// Fragmentation Needed / Packet Too Big about ESP we sent (as a router on the path would
     /// send them: the error quoting our packet, to our address) give the SPI, the peer and
     /// the MTU; about anything else, nothing.
@@ -937,6 +1056,10 @@ mod tests {
             for from in [v4, v6] {
                 let _ = build(Error::TimeExceeded, &b, from, &mut out);
                 let _ = build(Error::TooBig { mtu: max }, &b, from, &mut out);
+                let e = Error::TooBig { mtu: max };
+                if let Ok(n) = build_quoting(e, &b, Quote::Forwarded, from, &mut out) {
+                    proptest::prop_assert!(n <= V6_ERROR_MAX);
+                }
             }
             if let Ok((n, _)) = fragment_v4(&b, max, off, &mut out) {
                 proptest::prop_assert!(n <= usize::from(max));

@@ -14,7 +14,11 @@ B would. ferrogate runs until its ports fall idle. Then scapy checks:
   - the gateway answered ARP and ping for its inside address, and clamped the MSS of a TCP
     SYN entering the tunnel (MTU 1500 - 160 = 1340);
   - ESP from B that scapy fragmented (400-byte fragments, shuffled) was reassembled by the
-    gateway and came out decrypted like the rest.
+    gateway and came out decrypted like the rest;
+  - Fragmentation Needed / Packet Too Big about a forwarded packet (too big for the outside
+    port, for the inside port once decapsulated, for a tunnel) quotes it as it was received
+    (RFC 1812 §4.3.2.3, as Linux does): TTL / hop limit not decremented, IPv4 header checksum
+    valid.
 A second run gives the outside port an MTU of 1280 and tunnels IPv6 in IPv4 (ESP, ESP in UDP,
 AH) and in IPv6, so
 the tunnels' inner MTU is below IPv6's minimum: a 1280-byte IPv6 packet must still go through
@@ -33,7 +37,7 @@ import tempfile
 
 import random
 
-from scapy.all import ARP, IP, TCP, UDP, ICMP, Ether, Raw, defragment, fragment, rdpcap, wrpcap
+from scapy.all import ARP, IP, TCP, UDP, ICMP, Ether, Raw, checksum, defragment, fragment, rdpcap, wrpcap
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, ICMPv6PacketTooBig, ICMPv6TimeExceeded, defragment6
 from scapy.layers.ipsec import AH, ESP, SecurityAssociation
 
@@ -240,11 +244,14 @@ def ipv6_below_1280(tool, d, check):
     check("6in6: a packet that fits left whole", got_small == [hop6(small6)], [f.summary() for f in plain6])
     inside = rdpcap(os.path.join(d, "in6_tx.pcap"))
     ptb = [f for f in inside if ICMPv6PacketTooBig in f]
+    quoted = bytes(ptb[0][IPv6])[48:] if ptb else b""
     check("the 1281-byte packet got Packet Too Big (mtu 1280) from our inside address, and nothing else came back",
           len(ptb) == 1 and len(inside) == 1 and ptb[0][ICMPv6PacketTooBig].mtu == 1280
-          and ptb[0][IPv6].src == "2001:db8:10::1" and ptb[0][IPv6].dst == "2001:db8:10::5"
-          and bytes(ptb[0][ICMPv6PacketTooBig].payload)[:40] == hop6(too_big)[:40],
+          and ptb[0][IPv6].src == "2001:db8:10::1" and ptb[0][IPv6].dst == "2001:db8:10::5",
           [f.summary() for f in inside])
+    check("the Packet Too Big quotes the packet as it was received: hop limit 64, not 63 (1232 bytes of it)",
+          len(quoted) == 1232 and quoted[7] == too_big.hlim == 64 and quoted == bytes(too_big)[:1232],
+          quoted[:48].hex())
     icmp = stats["icmp"]
     check("the counters: five outer packets fragmented into ten, one too big",
           icmp.get("outer_fragmented") == 5 and icmp.get("outer_fragments") == 10
@@ -336,7 +343,16 @@ def main():
         mixed = [f for pair in zip(frags[0], frags[1]) for f in pair]
         mixed += frags[0][len(frags[1]):] + frags[1][len(frags[0]):]
         outside += mixed + frags[2]
-        n_frags = sum(len(f) for f in frags)
+        # A packet from B with DF that is bigger than the inside port's 9000 bytes once
+        # decapsulated (ESP in 1400-byte fragments): Fragmentation Needed (mtu 9000) back to its
+        # source through the tunnel, quoting it as it came out of the tunnel (TTL 64).
+        jumbo = IP(src="192.168.20.7", dst="192.168.10.5", flags="DF", ttl=64) / UDP(sport=5004, dport=4300) / Raw(b"j" * 9000)
+        e = IP(bytes(sa_b.encrypt(jumbo)))
+        e.id = 0x4500
+        jumbo_frags = [Ether(src=MAC_B, dst=MAC_A_OUT) / f for f in fragment(e, fragsize=1400)]
+        outside += jumbo_frags
+        n_big_frags = sum(len(f) for f in frags)
+        n_frags = n_big_frags + len(jumbo_frags)
         wrpcap(os.path.join(d, "out_rx.pcap"), outside)
 
         r, stats = run_gateway(tool, d, config(d), "stats")
@@ -351,12 +367,24 @@ def main():
         out_tx = rdpcap(os.path.join(d, "out_tx.pcap"))
         esp_out = [f for f in out_tx if ESP in f]
         clear_out = [f for f in out_tx if ESP not in f]
-        check("outside: one ESP frame per protected packet", len(esp_out) == len(to_b), f"{len(esp_out)} of {len(to_b)}")
+        check("outside: one ESP frame per protected packet, and one for the Fragmentation Needed to B's site",
+              len(esp_out) == len(to_b) + 1, f"{len(esp_out)} of {len(to_b) + 1}")
         ok = all(f[Ether].dst == MAC_B and f[Ether].src == MAC_A_OUT for f in out_tx)
         check("outside frames go to B's MAC from ours", ok)
         got = []
         for f in esp_out:
             got.append(bytes(sa_a.decrypt(IP(bytes(f[IP])))))
+        to_site_b = [IP(g) for g in got if IP(g).proto == 1 and IP(g)[ICMP].type == 3]
+        got = [g for g in got if not (IP(g).proto == 1 and IP(g)[ICMP].type == 3)]
+        # The quote, from the raw bytes (scapy's dissection of it may not give them back as they
+        # were): after our 20-byte IPv4 header and the 8 of ICMP.
+        quoted = bytes(to_site_b[0])[28:] if to_site_b else b""
+        check("the decapsulated 9028-byte packet with DF: Fragmentation Needed (mtu 9000) back through the tunnel,"
+              " quoting it as it came out of the tunnel (TTL 64, not 63; header checksum valid)",
+              len(to_site_b) == 1 and to_site_b[0][ICMP].code == 4 and to_site_b[0][ICMP].nexthopmtu == 9000
+              and to_site_b[0].src == "192.168.10.1" and to_site_b[0].dst == "192.168.20.7"
+              and len(quoted) == 548 and quoted[8] == jumbo.ttl == 64 and checksum(quoted[:20]) == 0
+              and quoted == bytes(jumbo)[:548], [g.summary() for g in to_site_b] + [quoted[:28].hex(), len(quoted)])
         want = [hop(p) for p in to_b]
         want[-1] = clamped(want[-1], 1340)
         check("scapy decrypts every ESP frame to the original packet, TTL one lower", got == want,
@@ -381,10 +409,14 @@ def main():
         expired = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1" and f[ICMP].type == 11]
         needed = [f for f in in_all if ICMP in f and f[IP].src == "192.168.10.1" and f[ICMP].type == 3]
         in_tx = [f for f in in_all if f not in arp and f not in echo and f not in expired and f not in needed]
+        quoted = bytes(needed[0][IP])[28:] if needed else b""
         check("the 1700-byte bypassed packet with DF: Fragmentation Needed, mtu 1500, quoting it",
               len(needed) == 1 and needed[0][ICMP].code == 4 and needed[0][ICMP].nexthopmtu == 1500
-              and needed[0][IP].dst == "192.168.10.5" and bytes(needed[0][ICMP].payload)[:20] == hop(bypass_df)[:20]
-              and stats["drops"].get("too_big") == 1, f"{len(needed)} {stats['drops']}")
+              and needed[0][IP].dst == "192.168.10.5" and stats["drops"].get("too_big") == 2,
+              f"{len(needed)} {stats['drops']}")
+        check("the Fragmentation Needed quotes the packet as it was received: TTL 64, not 63, header checksum as sent",
+              len(quoted) == 548 and quoted[8] == IP(bytes(bypass_df)).ttl == 64 and checksum(quoted[:20]) == 0
+              and quoted == bytes(bypass_df)[:548], (len(quoted), quoted[:28].hex()))
         check("TTL 1: one Time Exceeded, for the unicast frame only (none about a link broadcast)",
               len(expired) == 1 and expired[0][IP].dst == "192.168.10.5"
               and bytes(expired[0][ICMP].payload)[:20] == bytes(expiring)[:20]
@@ -398,10 +430,10 @@ def main():
         check("inside: every packet from B decrypted, byte for byte (TTL one lower)",
               [bytes(f[IP]) for f in in_tx[:len(from_b)]] == [hop(p) for p in from_b], f"{len(in_tx)} frames")
         got_big = sorted((bytes(f[IP]) for f in in_tx[len(from_b):]), key=len)
-        check(f"fragmented ESP from B ({n_frags} fragments of {len(big)} packets, shuffled) reassembled and decrypted, byte for byte",
+        check(f"fragmented ESP from B ({n_big_frags} fragments of {len(big)} packets, shuffled) reassembled and decrypted, byte for byte",
               got_big == [hop(p) for p in big], f"{len(got_big)} of {len(big)}")
         r = stats.get("reassembly", {})
-        check("the reassembly counters say so", r.get("fragments") == n_frags and r.get("reassembled") == len(big), r)
+        check("the reassembly counters say so (the 9028-byte packet's fragments too)", r.get("fragments") == n_frags and r.get("reassembled") == len(big) + 1, r)
         check("inside frames go to the host's MAC", all(f[Ether].dst == MAC_H1 and f[Ether].src == MAC_A_IN for f in in_tx))
         check("the frame sent to another MAC was counted, not forwarded",
               stats["drops"].get("other_host") == 1 and hop(stray) not in got, stats["drops"])

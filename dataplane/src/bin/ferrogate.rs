@@ -53,7 +53,7 @@ use dataplane::dpdk::{Burst, Eal, Mbuf, MbufRing, Mempool, Port, RxQueue, TxQueu
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::flowcache::{FlowCache, FlowCacheStats};
 use dataplane::gateway_config::{GatewayConfig, MssClamp, Role};
-use dataplane::icmp_err::{self, Error as IcmpError, Oversize};
+use dataplane::icmp_err::{self, Error as IcmpError, Oversize, Quote};
 use dataplane::neigh::{self, NeighTable, Resolution};
 use dataplane::net::IpPrefix;
 use dataplane::ra;
@@ -1900,10 +1900,14 @@ impl Pipeline {
                 if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
                     *v = Verdict::Drop(r);
                     self.drops.inc(r);
-                    // Time exceeded, from our address on this side (RFC 792).
+                    // Time exceeded, from our address on this side (RFC 792), quoting the
+                    // packet as it came: the decrement refused it unchanged.
                     let from = source_for(m.data(), my4, my6);
                     let e = IcmpError::TimeExceeded;
-                    if r == DropReason::TtlExceeded && !l2_group && self.manners.build(e, m, from) {
+                    if r == DropReason::TtlExceeded
+                        && !l2_group
+                        && self.manners.build(e, Quote::AsIs, m, from)
+                    {
                         *l = Local::Error(e);
                     }
                     continue;
@@ -2009,11 +2013,15 @@ impl Pipeline {
             match v {
                 Verdict::Forward => {}
                 Verdict::TooBig(mtu) => {
-                    // RFC 4301 §8.2.1: the tunnel's PMTU goes back to the inside host.
+                    // RFC 4301 §8.2.1: the tunnel's PMTU goes back to the inside host. Only
+                    // SPD-out gives this verdict, to packets from an inside port whose first
+                    // pass (here or in the worker that handed them over) took their hop: the
+                    // error quotes them as received (RFC 1812 §4.3.2.3).
                     if !l2_group {
                         let from = source_for(m.data(), my4, my6);
-                        self.manners
-                            .answer(IcmpError::TooBig { mtu }, m, from, &mut tx, &out_t);
+                        let e = IcmpError::TooBig { mtu };
+                        let q = Quote::Forwarded;
+                        self.manners.answer(e, q, m, from, &mut tx, &out_t);
                     }
                     continue;
                 }
@@ -2045,9 +2053,11 @@ impl Pipeline {
                 if let Err(r) = dataplane::host::decrement_ttl(m.data_mut()) {
                     tx.drops.inc(r);
                     if r == DropReason::TtlExceeded {
+                        // Refused unchanged: quoted as it came out of the tunnel.
                         let from = tx.inside_source(m.data());
+                        let e = IcmpError::TimeExceeded;
                         self.manners
-                            .answer(IcmpError::TimeExceeded, m, from, &mut tx, &out_t);
+                            .answer(e, Quote::AsIs, m, from, &mut tx, &out_t);
                     }
                     continue;
                 }
@@ -2080,8 +2090,11 @@ impl Pipeline {
                                 } else {
                                     source_for(m.data(), my4, my6)
                                 };
+                                // Its hop is taken (the first pass for an inside port's,
+                                // above for a decapsulated one): quoted as received.
                                 let e = IcmpError::TooBig { mtu };
-                                self.manners.answer(e, m, from, &mut tx, &out_t);
+                                let q = Quote::Forwarded;
+                                self.manners.answer(e, q, m, from, &mut tx, &out_t);
                             }
                             continue;
                         }
@@ -2227,8 +2240,10 @@ impl Manners {
     }
 
     /// Rewrites `m`, which holds an IP packet, into the ICMP error `e` about it, sent from
-    /// `from`. False (and counted) when no error may or can be sent; `m` is then to be freed.
-    fn build(&mut self, e: IcmpError, m: &mut Mbuf, from: Option<IpAddr>) -> bool {
+    /// `from`; `quote` says whether the packet already had its TTL / hop limit decremented
+    /// ([`Quote::Forwarded`]: the error quotes it as received). False (and counted) when no
+    /// error may or can be sent; `m` is then to be freed.
+    fn build(&mut self, e: IcmpError, quote: Quote, m: &mut Mbuf, from: Option<IpAddr>) -> bool {
         if !icmp_err::may_report(m.data()) {
             self.counters.not_reportable += 1;
             return false;
@@ -2240,7 +2255,9 @@ impl Manners {
         }
         // The error quotes the packet it replaces: build it aside, then copy it over.
         let mut buf = [0u8; icmp_err::V6_ERROR_MAX];
-        let Some(n) = from.and_then(|f| icmp_err::build(e, m.data(), f, &mut buf).ok()) else {
+        let built =
+            from.and_then(|f| icmp_err::build_quoting(e, m.data(), quote, f, &mut buf).ok());
+        let Some(n) = built else {
             self.counters.not_sent += 1;
             return false;
         };
@@ -2267,16 +2284,17 @@ impl Manners {
         }
     }
 
-    /// Builds the error about the packet in `m` and sends it.
+    /// Builds the error about the packet in `m` ([`Manners::build`]) and sends it.
     fn answer(
         &mut self,
         e: IcmpError,
+        quote: Quote,
         mut m: Mbuf,
         from: Option<IpAddr>,
         tx: &mut Tx<'_>,
         out_t: &OutboundTables<'_>,
     ) {
-        if self.build(e, &mut m, from) {
+        if self.build(e, quote, &mut m, from) {
             let ok = tx.deliver(m, out_t);
             self.sent(e, ok);
         }
