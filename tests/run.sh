@@ -502,7 +502,8 @@ ensure_cargo_fuzz() {
         cargo +nightly fuzz --version
         return 0
     fi
-    cargo install cargo-fuzz --locked
+    # Pinned: the newest release may need a newer rustc than the machine's toolchains.
+    cargo install cargo-fuzz --locked --version 0.13.2
 }
 
 fuzz_target() { cargo +nightly fuzz run "$1" -- -max_total_time="$FUZZ_SECONDS"; }
