@@ -27,10 +27,18 @@
 //!     # rsa_pss: no                 # an RSA key signs with RSASSA-PSS (charon.rsa_pss); PSS
 //!     #                             #   signatures and certificates are verified either way
 //!     ike_proposals: [aes256-sha256-modp1024]
-//!     ike_lifetime: 1h              # rekey the IKE SA after this (ikelifetime=)
+//!     ike_lifetime: 1h              # rekey the IKE SA after this (swanctl's rekey_time;
+//!     #                             #   default 1h, or 0 = never when reauth_time is set)
 //!     # reauth_time: 0s             # make the IKE SA anew after this, authenticating again
 //!     #                             #   (strongSwan's reauth_time; ipsec.conf reauth=yes):
 //!     #                             #   make-before-break; 0 = never, rekeys only
+//!     # over_time: 6m               # hard limit: an IKE SA not rekeyed or reauthenticated
+//!     #                             #   this long after it should have been is deleted (and
+//!     #                             #   made anew with `start: start`); default 10% of the
+//!     #                             #   larger of the two times, 0 = never
+//!     # rand_time: 6m               # rekey / reauthenticate up to this much early (at
+//!     #                             #   random), so that both ends rarely start at once;
+//!     #                             #   default over_time, at most half the shorter time
 //!     dpd: { delay: 30s, timeout: 120s, action: restart }   # restart | clear | hold (trap)
 //!     fragmentation: yes            # IKE fragmentation (RFC 7383) when the peer supports it
 //!     fragment_size: 1280           # largest IP datagram of a fragment (charon.fragment_size)
@@ -41,11 +49,16 @@
 //!         local_ts: [192.168.10.0/24]
 //!         remote_ts: [192.168.20.0/24]
 //!         esp_proposals: [aes256-sha256]    # add a DH group for PFS: aes256-sha256-modp2048
-//!         lifetime: 8h              # rekey the CHILD_SA after this (lifetime=)
+//!         lifetime: 8h              # rekey the CHILD_SA after this (swanctl's rekey_time),
+//!                                   #   up to 10% early at random, never before
+//!                                   #   2 x lifetime - life_time
+//!         # life_time: 8h48m        # hard limit (default 110% of lifetime; alone, it sets
+//!                                   #   lifetime to life_time / 1.1)
 //!         rekey_bytes: 0            # and after this many bytes / packets (0 = no limit);
 //!         rekey_packets: 0          #   the data plane stops at 110% (hard limit)
 //!         life_bytes: 0             # that hard limit instead (strongSwan's life_bytes /
-//!         life_packets: 0           #   life_packets): leave room to rekey at line rate
+//!         life_packets: 0           #   life_packets): leave room to rekey at line rate;
+//!                                   #   alone, it sets the rekey limit to life / 1.1
 //!         mode: tunnel              # tunnel | transport
 //!         per_cpu_sas: no           # RFC 9611: a CHILD_SA per data-plane worker besides
 //!                                   #   the first (strongSwan's per_cpu_sas)
@@ -195,12 +208,19 @@ pub struct TunnelConfig {
     pub auth: Auth,
     /// IKE proposals.
     pub ike_proposals: Vec<AlgSet>,
-    /// IKE SA rekey time.
+    /// IKE SA rekey time (swanctl's `rekey_time`). Zero: never (reauthentication only, or
+    /// neither).
     pub ike_lifetime: Duration,
     /// Reauthentication time (strongSwan's `reauth_time`): an IKE SA this old is replaced by
     /// a new one, set up and authenticated from scratch, with its CHILD_SAs, before the old
     /// one is deleted (RFC 7296 §2.8.3, make-before-break). Zero: never (rekeys only).
     pub reauth_time: Duration,
+    /// Hard IKE SA lifetime beyond the later of its rekey and reauthentication (swanctl's
+    /// `over_time`); None: [`TunnelConfig::ike_over_time`]'s default.
+    pub over_time: Option<Duration>,
+    /// How much earlier than `ike_lifetime` / `reauth_time` they may come, at random
+    /// (swanctl's `rand_time`); None: [`TunnelConfig::ike_rand_time`]'s default.
+    pub rand_time: Option<Duration>,
     /// DPD.
     pub dpd: Dpd,
     /// IKE fragmentation (RFC 7383): announce support and fragment large messages when the
@@ -217,6 +237,47 @@ pub struct TunnelConfig {
     pub keyingtries: u32,
     /// CHILD_SAs.
     pub children: Vec<ChildConfig>,
+}
+
+impl TunnelConfig {
+    /// An IKE SA not rekeyed or reauthenticated this long after the later of the two was
+    /// due is deleted (swanctl's `over_time`; by default 10% of the larger time, but at least
+    /// [`OVER_TIME_MIN`]; zero: never). Without it, a peer that refused every rekey kept an
+    /// IKE SA, and its keys, for ever.
+    pub fn ike_over_time(&self) -> Duration {
+        self.over_time.unwrap_or_else(|| {
+            let tenth = self.ike_lifetime.max(self.reauth_time) / 10;
+            if tenth.is_zero() {
+                tenth
+            } else {
+                tenth.max(OVER_TIME_MIN)
+            }
+        })
+    }
+
+    /// The IKE SA's rekey and reauthentication come up to this much early, at random
+    /// (swanctl's `rand_time`; by default `over_time` (as given, or 10% of the larger time),
+    /// at most half of the shorter of the two times that are set).
+    pub fn ike_rand_time(&self) -> Duration {
+        self.rand_time.unwrap_or_else(|| {
+            let times = [self.ike_lifetime, self.reauth_time];
+            let shortest = times.into_iter().filter(|t| !t.is_zero()).min();
+            let over = self
+                .over_time
+                .unwrap_or_else(|| self.ike_lifetime.max(self.reauth_time) / 10);
+            over.min(shortest.unwrap_or_default() / 2)
+        })
+    }
+}
+
+impl ChildConfig {
+    /// A CHILD_SA is rekeyed up to this much before `lifetime`, at random: 10% of it, or
+    /// less when `life_time` is closer (swanctl's default `rand_time` is the gap between the
+    /// two): ipsec.conf's lifetime=8h with margintime=9m and rekeyfuzz=100% is lifetime
+    /// 7h51m, life_time 8h.
+    pub fn rand_time(&self) -> Duration {
+        (self.lifetime / 10).min(self.life_time.saturating_sub(self.lifetime))
+    }
 }
 
 impl std::fmt::Debug for TunnelConfig {
@@ -477,6 +538,10 @@ struct RawTunnel {
     #[serde(default)]
     reauth_time: Option<String>,
     #[serde(default)]
+    over_time: Option<String>,
+    #[serde(default)]
+    rand_time: Option<String>,
+    #[serde(default)]
     dpd: Option<RawDpd>,
     #[serde(default)]
     fragmentation: Option<YesNo>,
@@ -530,6 +595,14 @@ impl YesNo {
 /// headers, the largest IV, ICV and padding still leave room for about 100 bytes of payload.
 pub const MIN_FRAGMENT_SIZE: usize = 256;
 
+/// The shortest default `over_time`: a refused IKE SA rekey is tried again after 10 s, and an
+/// unanswered one sent again for ~45 s, before the IKE SA should be given up.
+pub const OVER_TIME_MIN: Duration = Duration::from_secs(60);
+
+/// The shortest `dpd.timeout`: the first retransmission timeout of a request (before the
+/// round trip is measured).
+pub const DPD_TIMEOUT_MIN: Duration = Duration::from_secs(2);
+
 fn start_none() -> StartAction {
     StartAction::None
 }
@@ -547,9 +620,9 @@ struct RawChild {
     #[serde(default)]
     life_time: Option<String>,
     #[serde(default)]
-    rekey_bytes: u64,
+    rekey_bytes: Option<u64>,
     #[serde(default)]
-    rekey_packets: u64,
+    rekey_packets: Option<u64>,
     #[serde(default)]
     life_bytes: Option<u64>,
     #[serde(default)]
@@ -729,25 +802,57 @@ impl Config {
                 }
                 ike_proposals.push(a);
             }
-            let dur = |s: &Option<String>,
-                       default: u64,
-                       what: &str|
-             -> Result<Duration, ConfigError> {
-                match s {
-                    None => Ok(Duration::from_secs(default)),
-                    Some(s) => match parse_duration(s) {
-                        Some(d) if d.is_zero() && !matches!(what, "dpd.delay" | "reauth_time") => {
-                            Err(inv(format!("{what}: must be above 0")))
-                        }
-                        Some(d) => Ok(d),
-                        None => Err(inv(format!(
-                            "{what}: `{s}` is not a duration (e.g. 30s, 1h; at most 3650d)"
-                        ))),
-                    },
-                }
-            };
-            let ike_lifetime = dur(&t.ike_lifetime, 3600, "ike_lifetime")?;
+            let dur =
+                |s: &Option<String>, default: u64, what: &str| -> Result<Duration, ConfigError> {
+                    match s {
+                        None => Ok(Duration::from_secs(default)),
+                        Some(s) => match parse_duration(s) {
+                            Some(d)
+                                if d.is_zero()
+                                    && !matches!(
+                                        what,
+                                        "dpd.delay"
+                                            | "reauth_time"
+                                            | "ike_lifetime"
+                                            | "over_time"
+                                            | "rand_time"
+                                    ) =>
+                            {
+                                Err(inv(format!("{what}: must be above 0")))
+                            }
+                            Some(d) => Ok(d),
+                            None => Err(inv(format!(
+                                "{what}: `{s}` is not a duration (e.g. 30s, 1h; at most 3650d)"
+                            ))),
+                        },
+                    }
+                };
             let reauth_time = dur(&t.reauth_time, 0, "reauth_time")?;
+            // swanctl: with a reauthentication time and no rekey time, no rekeys.
+            let ike_default = if reauth_time.is_zero() { 3600 } else { 0 };
+            let ike_lifetime = dur(&t.ike_lifetime, ike_default, "ike_lifetime")?;
+            let opt_dur = |s: &Option<String>, what: &str| match s {
+                None => Ok(None),
+                Some(_) => dur(s, 0, what).map(Some),
+            };
+            let over_time = opt_dur(&t.over_time, "over_time")?;
+            let rand_time = opt_dur(&t.rand_time, "rand_time")?;
+            if let Some(r) = rand_time {
+                for (time, what) in [(ike_lifetime, "ike_lifetime"), (reauth_time, "reauth_time")] {
+                    if !time.is_zero() && r >= time {
+                        return Err(inv(format!(
+                            "rand_time ({r:?}) must be below {what} ({time:?})"
+                        )));
+                    }
+                }
+            }
+            if ike_lifetime.is_zero() && reauth_time.is_zero() {
+                warnings.push(format!(
+                    "tunnel `{}`: ike_lifetime and reauth_time are 0: the IKE SA is never \
+                     rekeyed, its keys never change",
+                    t.name
+                ));
+            }
             let dpd = match &t.dpd {
                 None => Dpd {
                     delay: Duration::ZERO,
@@ -760,6 +865,15 @@ impl Config {
                     action: d.action,
                 },
             };
+            // Below the first retransmission timeout, one lost datagram declares a live peer
+            // dead.
+            if dpd.timeout < DPD_TIMEOUT_MIN {
+                return Err(inv(format!(
+                    "dpd.timeout ({:?}) must be at least {DPD_TIMEOUT_MIN:?}: a shorter one \
+                     gives up on a live peer after one lost datagram",
+                    dpd.timeout
+                )));
+            }
             let fragmentation = match &t.fragmentation {
                 None => true,
                 Some(f) => f
@@ -835,6 +949,13 @@ impl Config {
                 // Hard limits: as configured, else 10% past the rekey limit (strongSwan's
                 // default relation); a hard limit at or below the rekey limit could never let
                 // the rekey happen first.
+                // swanctl: a hard limit alone puts the rekey limit at 1/1.1 of it, so that the
+                // CHILD_SA is rekeyed before its traffic stops.
+                let soft = |rekey: Option<u64>, life: Option<u64>| {
+                    rekey.unwrap_or_else(|| life.map_or(0, |l| l / 11 * 10 + l % 11 * 10 / 11))
+                };
+                let rekey_bytes = soft(c.rekey_bytes, c.life_bytes);
+                let rekey_packets = soft(c.rekey_packets, c.life_packets);
                 let hard = |life: Option<u64>, rekey: u64, what: &str| match life {
                     None => Ok(if rekey == 0 {
                         0
@@ -847,19 +968,25 @@ impl Config {
                     ))),
                     Some(l) => Ok(l),
                 };
-                let lifetime = dur(&c.lifetime, 8 * 3600, "lifetime")?;
                 let life_time = match &c.life_time {
+                    None => None,
+                    Some(_) => Some(dur(&c.life_time, 0, "life_time")?),
+                };
+                // swanctl: life_time alone puts the rekey time at 1/1.1 of it.
+                let lifetime = match (&c.lifetime, life_time) {
+                    (None, Some(l)) => l.div_f64(1.1),
+                    _ => dur(&c.lifetime, 8 * 3600, "lifetime")?,
+                };
+                let life_time = match life_time {
                     None => lifetime + lifetime / 10,
-                    Some(_) => {
-                        let l = dur(&c.life_time, 0, "life_time")?;
-                        if l <= lifetime {
-                            return Err(inv(format!(
-                                "child `{}`: life_time must be above lifetime (the rekey time)",
-                                c.name
-                            )));
-                        }
-                        l
+                    Some(l) if l <= lifetime => {
+                        return Err(inv(format!(
+                            "child `{}`: life_time ({l:?}) must be above lifetime ({lifetime:?}, \
+                             the rekey time)",
+                            c.name
+                        )));
                     }
+                    Some(l) => l,
                 };
                 children.push(ChildConfig {
                     name: c.name.clone(),
@@ -868,10 +995,10 @@ impl Config {
                     esp_proposals: esp,
                     lifetime,
                     life_time,
-                    rekey_bytes: c.rekey_bytes,
-                    rekey_packets: c.rekey_packets,
-                    life_bytes: hard(c.life_bytes, c.rekey_bytes, "bytes")?,
-                    life_packets: hard(c.life_packets, c.rekey_packets, "packets")?,
+                    rekey_bytes,
+                    rekey_packets,
+                    life_bytes: hard(c.life_bytes, rekey_bytes, "bytes")?,
+                    life_packets: hard(c.life_packets, rekey_packets, "packets")?,
                     mode: c.mode,
                     per_cpu_sas: match &c.per_cpu_sas {
                         None => false,
@@ -955,6 +1082,8 @@ impl Config {
                 ike_proposals,
                 ike_lifetime,
                 reauth_time,
+                over_time,
+                rand_time,
                 dpd,
                 fragmentation,
                 fragment_size,
@@ -1042,6 +1171,102 @@ tunnels:
         assert!(c.warnings[0].contains("modp1024"));
     }
 
+    /// The IKE SA's times as swanctl derives them (vici_config.c): over_time 10% of the
+    /// larger of rekey and reauthentication time, rand_time that but at most half the shorter;
+    /// a reauthentication time alone means no rekeys. The reference scenario's ipsec.conf
+    /// (ikelifetime=1h, reauth=yes, margintime=9m, rekeyfuzz=100%: reauthenticate at 42-51
+    /// min, gone at 60) is reauth_time 51m, over_time 9m, rand_time 9m; its lifetime=8h is
+    /// lifetime 471m, life_time 8h (rekeyed at 7h42-7h51).
+    #[test]
+    fn ike_sa_times_are_derived_as_swanctl_does() {
+        let ike = |repl: &str| {
+            let y = REFERENCE.replace("ike_lifetime: 1h", repl);
+            let t = Config::parse(&y, Path::new("t.yaml"))
+                .unwrap()
+                .tunnels
+                .remove(0);
+            let m = |d: Duration| d.as_secs() / 60;
+            (
+                m(t.ike_lifetime),
+                m(t.reauth_time),
+                m(t.ike_over_time()),
+                m(t.ike_rand_time()),
+            )
+        };
+        assert_eq!(ike("ike_lifetime: 1h"), (60, 0, 6, 6));
+        assert_eq!(ike("reauth_time: 1h"), (0, 60, 6, 6), "no rekeys");
+        assert_eq!(
+            ike("ike_lifetime: 1h\n    reauth_time: 4h"),
+            (60, 240, 24, 24)
+        );
+        assert_eq!(
+            ike("ike_lifetime: 4h\n    reauth_time: 20m"),
+            (240, 20, 24, 10)
+        );
+        assert_eq!(
+            ike("reauth_time: 51m\n    over_time: 9m\n    rand_time: 9m"),
+            (0, 51, 9, 9)
+        );
+        assert_eq!(ike("ike_lifetime: 0s"), (0, 0, 0, 0), "never");
+        let y = REFERENCE.replace("ike_lifetime: 1h", "ike_lifetime: 0s");
+        let w = Config::parse(&y, Path::new("t.yaml")).unwrap().warnings;
+        assert!(w.iter().any(|w| w.contains("never rekeyed")), "{w:?}");
+        assert_eq!(ike("ike_lifetime: 1h\n    over_time: 0s"), (60, 0, 0, 0));
+        // Short times keep a minute to retry in (a refused rekey is tried again 10 s later).
+        let y = REFERENCE.replace("ike_lifetime: 1h", "ike_lifetime: 5m");
+        let t = Config::parse(&y, Path::new("t.yaml"))
+            .unwrap()
+            .tunnels
+            .remove(0);
+        assert_eq!(t.ike_over_time(), OVER_TIME_MIN);
+        assert_eq!(t.ike_rand_time(), Duration::from_secs(30));
+        let err = |repl: &str| {
+            let y = REFERENCE.replace("ike_lifetime: 1h", repl);
+            Config::parse(&y, Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("ike_lifetime: 1h\n    rand_time: 1h");
+        assert!(
+            e.contains("rand_time (3600s) must be below ike_lifetime (3600s)"),
+            "{e}"
+        );
+        let e = err("reauth_time: 10m\n    rand_time: 20m");
+        assert!(e.contains("must be below reauth_time"), "{e}");
+        let e = err("ike_lifetime: 1h\n    over_time: later");
+        assert!(
+            e.contains("over_time") && e.contains("not a duration"),
+            "{e}"
+        );
+        // Children: life_time alone sets the rekey time (swanctl: life / 1.1); rekeys come
+        // up to 10% early, or as much as life_time leaves.
+        let child = |repl: &str| {
+            let y = REFERENCE.replace("lifetime: 8h", repl);
+            Config::parse(&y, Path::new("t.yaml")).unwrap().tunnels[0].children[0].clone()
+        };
+        let ch = child("lifetime: 471m\n        life_time: 8h");
+        assert_eq!(ch.rand_time(), Duration::from_secs(9 * 60));
+        let ch = child("lifetime: 8h");
+        assert_eq!(ch.rand_time(), Duration::from_secs(48 * 60));
+        assert_eq!(ch.life_time, Duration::from_secs(8 * 3600 + 48 * 60));
+        let ch = child("life_time: 11h");
+        assert_eq!(ch.lifetime, Duration::from_secs(10 * 3600));
+        let y = REFERENCE.replace("lifetime: 8h", "lifetime: 8h\n        life_time: 1h");
+        let e = Config::parse(&y, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("life_time (3600s) must be above lifetime (28800s"),
+            "{e}"
+        );
+        // DPD: a timeout below the first retransmission's gives up on a live peer.
+        let y = REFERENCE.replace("timeout: 120s", "timeout: 1s");
+        let e = Config::parse(&y, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dpd.timeout (1s) must be at least 2s"), "{e}");
+    }
+
     #[test]
     fn reauth_time_is_off_unless_set_and_may_be_zero() {
         let c = Config::parse(REFERENCE, Path::new("t.yaml")).unwrap();
@@ -1104,8 +1329,6 @@ tunnels:
         assert_eq!(parse_duration("-1s"), None);
         let e = err(REFERENCE.replace("lifetime: 8h", "lifetime: 100000000000000000000"));
         assert!(e.contains("site-to-site") && e.contains("lifetime"), "{e}");
-        let e = err(REFERENCE.replace("ike_lifetime: 1h", "ike_lifetime: 0s"));
-        assert!(e.contains("ike_lifetime: must be above 0"), "{e}");
         let e = err(REFERENCE.replace("lifetime: 8h", "lifetime: 0"));
         assert!(e.contains("lifetime: must be above 0"), "{e}");
         let e = err(REFERENCE.replace("psk: \"a long random secret\"", "psk: \"\""));
@@ -1169,8 +1392,22 @@ tunnels:
     fn the_deployed_example_parses() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/ike-site-a.yaml");
         let c = Config::load(&p).unwrap();
-        assert_eq!(c.tunnels[0].name, "site-to-site");
-        assert!(matches!(&c.tunnels[0].auth, Auth::Psk(p) if !p.is_empty()));
+        let t = &c.tunnels[0];
+        assert_eq!(t.name, "site-to-site");
+        assert!(matches!(&t.auth, Auth::Psk(p) if !p.is_empty()));
+        // ipsec.conf's ikelifetime=1h (reauth=yes) and lifetime=8h, margintime 9m, rekeyfuzz
+        // 100%: reauthenticated at 42-51 min, gone at 60; rekeyed at 7h42-7h51, gone at 8h.
+        let m = |d: Duration| d.as_secs() / 60;
+        let ike = (m(t.ike_lifetime), m(t.reauth_time), m(t.ike_rand_time()));
+        assert_eq!(
+            (ike, m(t.reauth_time + t.ike_over_time())),
+            ((0, 51, 9), 60)
+        );
+        let ch = &t.children[0];
+        assert_eq!(
+            (m(ch.lifetime), m(ch.rand_time()), m(ch.life_time)),
+            (471, 9, 480)
+        );
     }
 
     #[test]
@@ -1203,6 +1440,16 @@ tunnels:
             (5000, 0),
             "a hard limit alone"
         );
+        // ... puts the rekey limit at 1/1.1 of it (swanctl), not at none: the CHILD_SA is
+        // rekeyed before its traffic stops.
+        let c = |extra: &str| {
+            let text = REFERENCE.replace("lifetime: 8h", &format!("lifetime: 8h\n        {extra}"));
+            Config::parse(&text, Path::new("t.yaml")).unwrap().tunnels[0].children[0].clone()
+        };
+        let ch = c("life_bytes: 5000\n        life_packets: 1100");
+        assert_eq!((ch.rekey_bytes, ch.rekey_packets), (4545, 1000));
+        let ch = c("life_bytes: 18446744073709551615");
+        assert_eq!(ch.rekey_bytes, u64::MAX / 11 * 10 + u64::MAX % 11 * 10 / 11);
         let e = set("rekey_bytes: 1000000\n        life_bytes: 1000000")
             .unwrap_err()
             .to_string();

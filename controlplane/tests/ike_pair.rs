@@ -63,6 +63,8 @@ struct Net {
     /// The same for the path from B to A.
     b_path_mtu: Option<usize>,
     b_dropped_big: usize,
+    /// Drop A's requests of this exchange type (a peer that never gets them).
+    drop_a_requests: Option<u8>,
 }
 
 /// (fragment number, total) of an SKF datagram (IKE header, then the SKF payload first).
@@ -120,11 +122,16 @@ impl Net {
             a_dropped_big: 0,
             b_path_mtu: None,
             b_dropped_big: 0,
+            drop_a_requests: None,
         }
     }
 
     /// The datagrams to deliver now for one that `from_a` (or B) sent.
     fn wire(&mut self, from_a: bool, d: Vec<u8>) -> Vec<Vec<u8>> {
+        let request = d.len() > 19 && d[19] & 0x20 == 0;
+        if from_a && request && self.drop_a_requests == Some(d[18]) {
+            return Vec::new();
+        }
         let Some((number, total)) = skf_numbers(&d) else {
             return vec![d];
         };
@@ -715,9 +722,11 @@ fn reauthentication_sets_up_a_new_ike_sa_before_the_old_goes() {
         }
     }
     let both_at = both_at.expect("a second CHILD_SA beside the first");
+    // swanctl's rand_time: the default over_time (10% of ike_lifetime, 1 h), but at most half
+    // the shorter time: 10 s.
     assert!(
-        both_at >= Duration::from_secs(18) && both_at <= Duration::from_secs(20),
-        "at 90-100% of reauth_time: {both_at:?}"
+        both_at >= Duration::from_secs(10) && both_at <= Duration::from_secs(20),
+        "at 50-100% of reauth_time: {both_at:?}"
     );
     assert!(n.a_removed.contains(&first_child), "the old CHILD_SA went");
     let (a_live, b_live) = live_children(&n);
@@ -1070,6 +1079,48 @@ fn lifetimes_net(child: [&str; 2], ike: [u64; 2]) -> Net {
 
 fn short_ike_lifetime() -> Net {
     lifetimes_net(["1h", "1h"], [20, 20])
+}
+
+/// swanctl's `over_time`: an IKE SA whose rekey never gets through (the path loses A's
+/// CREATE_CHILD_SA requests) is deleted once the later of its rekey and reauthentication times
+/// is `over_time` past, and with `start: start` the tunnel is made anew. Before, A sent the
+/// rekey again (and again every 10 s after a refusal) and kept the IKE SA and its keys until
+/// the peer went quiet for good.
+#[test]
+fn an_ike_sa_not_rekeyed_by_its_hard_lifetime_is_deleted_and_made_anew() {
+    let now = Instant::now();
+    let [mut a, b] = lifetimes_cfgs(["8h", "8h"], [20, 3600]);
+    a.tunnels[0].over_time = Some(Duration::from_secs(5));
+    assert_eq!(a.tunnels[0].ike_rand_time(), Duration::from_secs(5));
+    let mut n = with_cfgs(&a, &b);
+    n.bring_up(now);
+    let first = sorted_spis(&n.a);
+    let first_child = n.a_installed[0].spi_in;
+    n.drop_a_requests = Some(36); // CREATE_CHILD_SA
+    let mut gone_at = None;
+    for s in 1..=50 {
+        let at = now + Duration::from_secs(s);
+        n.tick_both(at);
+        let a_spis = sorted_spis(&n.a);
+        if gone_at.is_none() && !a_spis.iter().any(|x| first.contains(x)) {
+            gone_at = Some(s);
+        }
+    }
+    // Rekey due at 15-20 s, hard limit 5 s later; the delete waits up to 5 s behind the
+    // unanswered rekey, then the tunnel starts again 2 s after.
+    let gone_at = gone_at.expect("the IKE SA that could not be rekeyed was never deleted");
+    assert!((20..=31).contains(&gone_at), "gone at {gone_at} s");
+    let (a_sas, b_sas) = (sorted_spis(&n.a), sorted_spis(&n.b));
+    assert_eq!(a_sas.len(), 1, "{a_sas:?}");
+    assert_eq!(a_sas, b_sas, "B dropped the old IKE SA (INITIAL_CONTACT)");
+    assert!(n.a.sas().all(|s| s.state == State::Established));
+    assert!(n.a_removed.contains(&first_child));
+    let (a_live, b_live) = live_children(&n);
+    assert_eq!(
+        (a_live.len(), b_live.len()),
+        (1, 1),
+        "{a_live:?} {b_live:?}"
+    );
 }
 
 fn up_then_rekey_ike(n: &mut Net, now: Instant) {

@@ -36,8 +36,8 @@
 #       lost) or the other way round (bbm: 5.9's default; charon's own gap costs echoes, at
 #       most 0.3 s each). One IKE SA and one CHILD_SA must be left on each side. The rekey and
 #       kill phases are skipped
-#   REAUTH=ours: ferrogate-ike reauthenticates instead (`reauth_time: REAUTH_S`, at 90-100% of
-#       it), REAUTHS (3) or more times under the ping stream: a new IKE SA and CHILD_SA towards
+#   REAUTH=ours: ferrogate-ike reauthenticates instead (`reauth_time: REAUTH_S` and no rekeys,
+#       so at 90-100% of it: swanctl's default rand_time), REAUTHS (3) or more times under the ping stream: a new IKE SA and CHILD_SA towards
 #       charon, then the old IKE SA deleted. No echo may be lost; one IKE SA and one CHILD_SA
 #       must be left on each side, and charon must have seen each new IKE SA authenticated
 #   SWAN6=1: the peer is strongSwan 6 from Debian SWAN6_SUITE (trixie: 6.0; sid: 6.1), a
@@ -186,7 +186,7 @@ tunnels:
     remote_id: $ID_B
     $OUR_AUTH
     ike_proposals: [$IKE_PROP]
-    ike_lifetime: 1h
+    ike_lifetime: $([ "$REAUTH" = ours ] && echo 0s || echo 1h)
     reauth_time: $([ "$REAUTH" = ours ] && echo "${REAUTH_S}s" || echo 0s)
     dpd: { delay: 30s, timeout: 120s, action: restart }
     start: $START

@@ -796,6 +796,15 @@ pub struct IkeSa {
     /// up a new IKE SA beside this one ([`Action::Reauthenticate`]). Rekeys keep it: they do
     /// not authenticate the peer again.
     reauth_at: Option<Instant>,
+    /// When this IKE SA is deleted if it was not rekeyed or reauthenticated by then (the later
+    /// of the two plus the tunnel's `over_time`).
+    expire_at: Option<Instant>,
+    /// It reached `expire_at`: its delete is out, and the tunnel starts again once it is
+    /// gone (`start: start`).
+    expired: bool,
+    /// When its first rekey or reauthentication was started: it expires no sooner than
+    /// `over_time` after (a clock that jumped past `expire_at` gives the rekey its chance).
+    first_try: Option<Instant>,
     /// The same for an IKE SA and those that rekeyed it (random for a new one): a
     /// reauthentication deletes its old IKE SA's whole line once the new one is up, also
     /// when the old one was rekeyed meanwhile.
@@ -1126,13 +1135,31 @@ fn restore_pending(
     })
 }
 
-/// Rekey time with up to 10% jitter subtracted, so both ends rarely rekey at once.
-fn jittered(lifetime: Duration) -> Duration {
+/// `time` less up to `rand` at random, so that both ends rarely rekey at once.
+fn jittered(time: Duration, rand: Duration) -> Duration {
     let r = crypto::random_bytes(1)[0] as f64 / 255.0;
-    lifetime.mul_f64(1.0 - 0.1 * r)
+    time.saturating_sub(rand.min(time).mul_f64(r))
 }
 
 impl IkeSa {
+    /// The hard limit (the tunnel's `over_time`) after the later of the rekey and the
+    /// reauthentication now due.
+    fn set_expiry(&mut self) {
+        let over = self.cfg.ike_over_time();
+        let last = self.ike_rekey_at.max(self.reauth_at);
+        self.expire_at = last.filter(|_| !over.is_zero()).map(|t| t + over);
+    }
+
+    /// Times for this IKE SA, which rekeyed `old` at `now`: its own rekey, the reauthentication
+    /// (a rekey authenticates nothing), and so its hard limit.
+    fn rekeyed_from(&mut self, old: &IkeSa, now: Instant) {
+        let cfg = &self.cfg;
+        self.ike_rekey_at = (!cfg.ike_lifetime.is_zero())
+            .then(|| now + jittered(cfg.ike_lifetime, cfg.ike_rand_time()));
+        self.reauth_at = old.reauth_at;
+        self.set_expiry();
+    }
+
     fn new(
         cfg: Arc<TunnelConfig>,
         initiator: bool,
@@ -1178,6 +1205,9 @@ impl IkeSa {
             larval: None,
             ike_rekey_at: None,
             reauth_at: None,
+            expire_at: None,
+            expired: false,
+            first_try: None,
             lineage: rand_u64(),
             superseded: false,
             superseded_at: None,
@@ -2011,10 +2041,13 @@ impl IkeSa {
             Req::DeleteIke => {
                 let why = if self.superseded {
                     "rekeyed"
+                } else if self.expired {
+                    "expired (over_time)"
                 } else {
                     "deleted"
                 };
-                self.close(why.into(), false, out);
+                let restart = self.restarts_when_expired();
+                self.close(why.into(), restart, out);
             }
             Req::RekeyIke {
                 spi, ni, dh, group, ..
@@ -2427,12 +2460,16 @@ impl IkeSa {
         });
         // A rekey that fell due on the way waits a few seconds more (the children go first);
         // none is later than the configured lifetime.
-        sa.ike_rekey_at = s.rekey_in_s.map(|r| {
-            now + Duration::from_secs(r)
-                .min(cfg.ike_lifetime)
-                .saturating_sub(elapsed)
-                .max(Duration::from_secs(10))
-        });
+        sa.ike_rekey_at = s
+            .rekey_in_s
+            .filter(|_| !cfg.ike_lifetime.is_zero())
+            .map(|r| {
+                now + Duration::from_secs(r)
+                    .min(cfg.ike_lifetime)
+                    .saturating_sub(elapsed)
+                    .max(Duration::from_secs(10))
+            });
+        sa.set_expiry();
         match &s.pending {
             // The request in flight goes out again, as it was: the peer answers it (or, if it
             // had, sends its answer again), and the exchange completes here. It is the liveness
@@ -3128,7 +3165,7 @@ impl IkeSa {
             local_ts,
             remote_ts,
             installed: now,
-            rekey_at: now + jittered(ccfg.lifetime),
+            rekey_at: now + jittered(ccfg.lifetime, ccfg.rand_time()),
             rekeyed: false,
             replaces,
             collision: None,
@@ -3140,9 +3177,13 @@ impl IkeSa {
     fn established(&mut self, now: Instant, initial_contact: bool, out: &mut Vec<Action>) {
         self.state = State::Established;
         self.established_at = Some(now);
-        self.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
+        let cfg = &self.cfg;
+        let rand = cfg.ike_rand_time();
+        self.ike_rekey_at =
+            (!cfg.ike_lifetime.is_zero()).then(|| now + jittered(cfg.ike_lifetime, rand));
         self.reauth_at =
-            (!self.cfg.reauth_time.is_zero()).then(|| now + jittered(self.cfg.reauth_time));
+            (!cfg.reauth_time.is_zero()).then(|| now + jittered(cfg.reauth_time, rand));
+        self.set_expiry();
         tracing::info!(tunnel = %self.cfg.name, algorithms = %self.algorithms(), nat = self.nat, "IKE SA established");
         out.push(Action::Established {
             tunnel: self.cfg.name.clone(),
@@ -3937,8 +3978,7 @@ impl IkeSa {
         new.chosen = Some(chosen);
         new.state = State::Established;
         new.established_at = Some(now);
-        new.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
-        new.reauth_at = self.reauth_at;
+        new.rekeyed_from(self, now);
         new.lineage = self.lineage;
         if self
             .pending
@@ -3969,8 +4009,25 @@ impl IkeSa {
                 .is_some_and(|p| matches!(p.req, Req::DeleteIke))
         {
             tracing::info!(tunnel = %self.cfg.name, "terminated: the request ahead of our delete went unanswered; ended without a word");
-            self.close("terminated".into(), false, out);
+            let restart = self.restarts_when_expired();
+            self.close("terminated".into(), restart, out);
             return;
+        }
+        let over = self.cfg.ike_over_time();
+        if self.state == State::Established
+            && !self.superseded
+            && !self.expired
+            && self.expire_at.is_some_and(|t| now >= t)
+            && self.first_try.is_some_and(|t| now >= t + over)
+        {
+            // swanctl's over_time: neither a rekey nor a reauthentication got through (a
+            // peer that refuses them), and keys are not used for ever. The tunnel starts
+            // again once this IKE SA is gone, if it is one that starts by itself.
+            self.expired = true;
+            tracing::warn!(tunnel = %self.cfg.name,
+                "the IKE SA reached its hard lifetime (over_time) without a rekey or reauthentication: deleting it");
+            // On to the request that may be out: its retransmission, or its end.
+            self.delete(now, out);
         }
         if let Some((code, at)) = self.init_refused {
             if self.state == State::InitSent && now.saturating_duration_since(at) >= INIT_ERROR_WAIT
@@ -4000,8 +4057,14 @@ impl IkeSa {
                 if now.duration_since(p.first) >= budget {
                     let (action, reason) = if matches!(p.req, Req::DeleteIke) {
                         // It was ending anyway: not a dead peer to restart for (before, a
-                        // terminate of a tunnel whose peer had gone restarted it).
-                        (DpdAction::Clear, "no answer to our delete".to_string())
+                        // terminate of a tunnel whose peer had gone restarted it), unless it
+                        // expired.
+                        let action = if self.restarts_when_expired() {
+                            DpdAction::Restart
+                        } else {
+                            DpdAction::Clear
+                        };
+                        (action, "no answer to our delete".to_string())
                     } else if self.resumed {
                         (
                             self.cfg.dpd.action,
@@ -4099,6 +4162,7 @@ impl IkeSa {
             // Again later if the new IKE SA does not come up; the daemon deletes this one
             // once it has.
             self.reauth_at = Some(now + REAUTH_RETRY);
+            self.first_try.get_or_insert(now);
             tracing::info!(tunnel = %self.cfg.name, "reauthenticating: a new IKE SA beside this one");
             out.push(Action::Reauthenticate {
                 spi: self.our_spi(),
@@ -4107,6 +4171,7 @@ impl IkeSa {
         }
         if self.ike_rekey_at.is_some_and(|t| now >= t) {
             self.ike_rekey_at = Some(now + Duration::from_secs(3600));
+            self.first_try.get_or_insert(now);
             let group = self.chosen.and_then(|c| c.dh).unwrap_or(Group::Modp2048);
             let (dh, public) = DhPrivate::generate(group);
             let req = Req::RekeyIke {
@@ -4553,8 +4618,7 @@ impl IkeSa {
         new.chosen = Some(chosen);
         new.state = State::Established;
         new.established_at = Some(now);
-        new.ike_rekey_at = Some(now + jittered(self.cfg.ike_lifetime));
-        new.reauth_at = self.reauth_at;
+        new.rekeyed_from(self, now);
         new.lineage = self.lineage;
         let mut ours_redundant = false;
         if let Some((their_ni, our_nr, theirs)) = self.collision.take() {
@@ -4623,6 +4687,12 @@ impl IkeSa {
                 c.rekey_at = now;
             }
         }
+    }
+
+    /// Whether the tunnel starts again once this IKE SA is gone: it expired (`over_time`), it
+    /// was the tunnel's last word (not one a rekey replaced), and the tunnel starts by itself.
+    fn restarts_when_expired(&self) -> bool {
+        self.expired && !self.superseded && self.cfg.start == crate::config::StartAction::Start
     }
 
     /// Whether our delete of this IKE SA is out or waiting to go.
