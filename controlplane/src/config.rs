@@ -6,7 +6,8 @@
 //!   - name: site-to-site
 //!     local: 203.0.113.1            # our outer address
 //!     remote: 203.0.113.2           # the peer's outer address
-//!     local_id: 203.0.113.1         # default: the local address (IP, FQDN, user@fqdn, DN)
+//!     local_id: 203.0.113.1         # default: the local address, or the certificate's
+//!                                   #   subject (IP, FQDN, user@fqdn, DN)
 //!     remote_id: 203.0.113.2        # default: the remote address (%any with certificates)
 //!     psk: "a long random secret"   # or psk_file: /etc/ferrogate/site.psk
 //!     # or certificates (RFC 7427 signatures; RSA, ECDSA P-256/P-384, Ed25519):
@@ -68,7 +69,8 @@
 //!   secret: "long random secret"    # or secret_file: (16 bytes or more; keys the sync)
 //! ```
 //!
-//! Unknown keys are errors; every error names the file, line and column.
+//! Unknown keys are errors. Errors name the file, and the line and column (YAML errors) or the
+//! tunnel (errors in the values).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -396,6 +398,27 @@ impl Identity {
         }
         Identity::Fqdn(s.to_string())
     }
+    /// Why this identity, as written, names nothing a peer could send or match: an empty FQDN
+    /// (`""`, `"@"`), an email address without a user or a domain, or something with a `=`
+    /// that is no DN (strongSwan would take it for an FQDN, which no certificate holds).
+    fn check(&self, written: &str) -> Result<(), String> {
+        match self {
+            Identity::Fqdn(f) if f.is_empty() => Err(format!("`{written}` is an empty FQDN")),
+            Identity::Fqdn(f) if f.contains('=') => Err(format!(
+                "`{written}` is no DN (write `C=CH, O=Example, CN=gw`, each part type=value)"
+            )),
+            Identity::Email(e)
+                if e.split_once('@')
+                    .is_some_and(|(u, d)| u.is_empty() || d.is_empty()) =>
+            {
+                Err(format!(
+                    "`{written}` is an email address without a user or a domain"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// ID type and data (None for a DN pattern or `%any`, which we do not send as IDr).
     pub fn encode(&self) -> Option<(u8, Vec<u8>)> {
         Some(match self {
@@ -1042,6 +1065,20 @@ impl Config {
                 None => Identity::Addr(t.remote),
                 Some(s) => Identity::parse(s),
             };
+            for (id, written, what) in [
+                (&local_id, &t.local_id, "local_id"),
+                (&remote_id, &t.remote_id, "remote_id"),
+            ] {
+                if let Some(w) = written {
+                    id.check(w).map_err(|e| inv(format!("{what}: {e}")))?;
+                }
+            }
+            if t.local == t.remote {
+                return Err(inv(format!(
+                    "local and remote are the same address ({})",
+                    t.local
+                )));
+            }
             match (&local_id, &auth) {
                 (Identity::Any, _) => return Err(inv("local_id cannot be %any".into())),
                 (Identity::Dn(_), Auth::Psk(_)) => {
@@ -1107,6 +1144,12 @@ impl Config {
                 let secret = secret(&h.secret, &file, "secret").map_err(inv)?;
                 if secret.len() < 16 {
                     return Err(inv("the sync secret must be 16 bytes or more".into()));
+                }
+                if h.local == h.remote || h.local.port() == 0 || h.remote.port() == 0 {
+                    return Err(inv(format!(
+                        "local ({}) and remote ({}) must be two endpoints, each with a port",
+                        h.local, h.remote
+                    )));
                 }
                 if h.local.is_ipv4() != h.remote.is_ipv4() {
                     return Err(inv(
@@ -1528,5 +1571,60 @@ tunnels:
             Identity::Email("vpn@example.com".into())
         );
         assert_eq!(Identity::parse("::1").encode().unwrap().0, 5);
+    }
+
+    /// Identities that name nothing, a tunnel to itself and an HA link to itself are refused,
+    /// each error naming the key and what was written (a review found them accepted: `""`
+    /// sent an empty ID_FQDN).
+    #[test]
+    fn identities_and_endpoints_that_name_nothing_are_refused() {
+        let err = |from: &str, to: &str| {
+            let y = REFERENCE.replace(from, to);
+            Config::parse(&y, Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let psk = "psk: \"a long random secret\"";
+        for (id, want) in [
+            ("\"\"", "local_id: `` is an empty FQDN"),
+            ("\"@\"", "local_id: `@` is an empty FQDN"),
+            (
+                "user@",
+                "local_id: `user@` is an email address without a user or a domain",
+            ),
+            ("\"CN=a, =b\"", "local_id: `CN=a, =b` is no DN"),
+        ] {
+            let e = err(psk, &format!("{psk}\n    local_id: {id}"));
+            assert!(e.contains(want) && e.contains("site-to-site"), "{id}: {e}");
+        }
+        let e = err(psk, &format!("{psk}\n    remote_id: \"\""));
+        assert!(e.contains("remote_id: `` is an empty FQDN"), "{e}");
+        for id in ["gw.example", "\"@gw.example\"", "vpn@example.com"] {
+            let y = REFERENCE.replace(psk, &format!("{psk}\n    remote_id: {id}"));
+            Config::parse(&y, Path::new("t.yaml")).unwrap();
+        }
+        let e = err("remote: 203.0.113.2", "remote: 203.0.113.1");
+        assert!(
+            e.contains("local and remote are the same address (203.0.113.1)"),
+            "{e}"
+        );
+        let ha = |local: &str, remote: &str| {
+            format!(
+                "{REFERENCE}ha:\n  local: {local}\n  remote: {remote}\n  secret: \"0123456789abcdef\"\n"
+            )
+        };
+        Config::parse(&ha("10.99.0.1:4510", "10.99.0.2:4510"), Path::new("t.yaml")).unwrap();
+        for (l, r) in [
+            ("10.99.0.1:4510", "10.99.0.1:4510"),
+            ("10.99.0.1:0", "10.99.0.2:4510"),
+        ] {
+            let e = Config::parse(&ha(l, r), Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("must be two endpoints, each with a port"),
+                "{l} {r}: {e}"
+            );
+        }
     }
 }
