@@ -37,18 +37,19 @@
 //!     # announced by unsolicited neighbor advertisements, virtual MAC 00:00:5e:00:02:{vrid}
 //! ```
 //!
-//! Unknown keys are errors; YAML errors name the file, line and column; references between
-//! sections (an SA named by a policy, an interface named by a route) are checked, and those
-//! errors name the entry.
+//! Unknown keys are errors; YAML errors name the file, line and column (and the key, and the
+//! value refused); references between sections (an SA named by a policy, an interface named by
+//! a route) are checked, and those errors name the entry. Booleans (`preempt`, `vmac`, `esn`...)
+//! are `true`/`false` or `yes`/`no`, as in `ferrogate-ike`'s file.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
 
-use crate::config::{syntax_error, ConfigError, SaEntry};
+use crate::config::{number_or_word, syntax_error, yes_no, ConfigError, SaEntry};
 use crate::net::IpPrefix;
-use crate::sa::{Direction, InboundSa, OutboundSa, SaParams};
+use crate::sa::{Direction, SaParams};
 use crate::spd::{Action, PortRange, Rule, Selector};
 
 /// An interface address with its prefix length (host bits allowed: `192.168.10.1/24`).
@@ -185,19 +186,19 @@ pub struct RaEntry {
     #[serde(default = "default_ra_hop_limit")]
     hop_limit: u8,
     /// M flag.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yes_no")]
     managed: bool,
     /// O flag.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yes_no")]
     other: bool,
     /// MTU option with the interface's MTU.
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", deserialize_with = "yes_no")]
     mtu: bool,
     /// Prefix information (default: the networks of the interface's global IPv6 addresses).
     #[serde(default)]
     prefixes: Option<Vec<IpPrefix>>,
     /// A flag of the prefixes (SLAAC).
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", deserialize_with = "yes_no")]
     autonomous: bool,
     /// Valid lifetime of the prefixes (default 30 days).
     #[serde(default)]
@@ -524,23 +525,21 @@ pub enum MssClamp {
 
 impl<'de> serde::Deserialize<'de> for MssClamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u16),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) if n >= 536 => Ok(MssClamp::Fixed(n)),
-            Raw::N(n) => Err(serde::de::Error::custom(format!(
-                "MSS {n} is below the 536 every host must accept"
-            ))),
-            Raw::S(s) if s == "auto" => Ok(MssClamp::Auto),
-            Raw::S(s) if s == "off" => Ok(MssClamp::Off),
-            Raw::S(s) => Err(serde::de::Error::custom(format!(
-                "mss_clamp is auto, off or a number, not `{s}`"
-            ))),
-        }
+        number_or_word(
+            d,
+            "auto, off or an MSS from 536 (what every host must accept) to 65535",
+            |n| {
+                u16::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 536)
+                    .map(MssClamp::Fixed)
+            },
+            |s| match s {
+                "auto" => Some(MssClamp::Auto),
+                "off" => Some(MssClamp::Off),
+                _ => None,
+            },
+        )
     }
 }
 
@@ -554,7 +553,7 @@ struct VrrpEntry {
     priority: u8,
     #[serde(default = "default_advert_interval")]
     advert_interval: String,
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", deserialize_with = "yes_no")]
     preempt: bool,
     #[serde(default)]
     preempt_delay: Option<String>,
@@ -563,9 +562,9 @@ struct VrrpEntry {
     group: Option<String>,
     #[serde(default)]
     track: Vec<String>,
-    #[serde(default = "default_true")]
+    #[serde(default = "default_true", deserialize_with = "yes_no")]
     track_ike: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yes_no")]
     vmac: bool,
 }
 
@@ -585,8 +584,16 @@ fn default_true() -> bool {
 fn advert_interval_cs(s: &str) -> Result<u16, String> {
     let bad =
         || format!("advert_interval `{s}` is not 10ms-40.95s in steps of 10 ms (`1s`, `100ms`)");
-    // A unit is required: a bare number is not taken for seconds here.
-    if !s.trim_end().ends_with(|c: char| c.is_ascii_alphabetic()) {
+    // A unit is required: a bare number is not taken for seconds here (the wire counts
+    // centiseconds, and keepalived's `advert_int 1` is seconds: either could be meant).
+    let n = s.trim();
+    if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "advert_interval `{n}` has no unit: write `{n}s` or `{n}ms` (10ms-40.95s in steps \
+             of 10 ms)"
+        ));
+    }
+    if !n.ends_with(|c: char| c.is_ascii_alphabetic()) {
         return Err(bad());
     }
     let d = crate::config::parse_duration(s).ok_or_else(bad)?;
@@ -659,27 +666,21 @@ struct Proto(u8);
 
 impl<'de> serde::Deserialize<'de> for Proto {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u8),
-            S(String),
-        }
         use crate::wire::ip_proto;
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Proto(n)),
-            Raw::S(s) => match s.as_str() {
-                "tcp" => Ok(Proto(ip_proto::TCP)),
-                "udp" => Ok(Proto(ip_proto::UDP)),
-                "icmp" => Ok(Proto(ip_proto::ICMP)),
-                "ipv6-icmp" | "icmpv6" => Ok(Proto(ip_proto::ICMPV6)),
-                "esp" => Ok(Proto(ip_proto::ESP)),
-                "sctp" => Ok(Proto(132)),
-                _ => Err(serde::de::Error::custom(format!(
-                    "unknown protocol `{s}` (tcp, udp, icmp, icmpv6, esp, sctp or a number)"
-                ))),
+        number_or_word(
+            d,
+            "a protocol: tcp, udp, icmp, icmpv6, esp, sctp or a number from 0 to 255",
+            |n| u8::try_from(n).ok().map(Proto),
+            |s| match s {
+                "tcp" => Some(Proto(ip_proto::TCP)),
+                "udp" => Some(Proto(ip_proto::UDP)),
+                "icmp" => Some(Proto(ip_proto::ICMP)),
+                "ipv6-icmp" | "icmpv6" => Some(Proto(ip_proto::ICMPV6)),
+                "esp" => Some(Proto(ip_proto::ESP)),
+                "sctp" => Some(Proto(132)),
+                _ => None,
             },
-        }
+        )
     }
 }
 
@@ -689,25 +690,17 @@ struct Ports(PortRange);
 
 impl<'de> serde::Deserialize<'de> for Ports {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u16),
-            S(String),
-        }
-        let bad = |s: &str| serde::de::Error::custom(format!("`{s}` is not a port or LO-HI range"));
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Ports(PortRange::single(n))),
-            Raw::S(s) => {
-                let (lo, hi) = s.split_once('-').ok_or_else(|| bad(&s))?;
-                let lo: u16 = lo.trim().parse().map_err(|_| bad(&s))?;
-                let hi: u16 = hi.trim().parse().map_err(|_| bad(&s))?;
-                if lo > hi {
-                    return Err(bad(&s));
-                }
-                Ok(Ports(PortRange { lo, hi }))
-            }
-        }
+        number_or_word(
+            d,
+            "a port from 0 to 65535 or a LO-HI range of them",
+            |n| u16::try_from(n).ok().map(|n| Ports(PortRange::single(n))),
+            |s| {
+                let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+                let lo: u16 = lo.trim().parse().ok()?;
+                let hi: u16 = hi.trim().parse().ok()?;
+                (lo <= hi).then_some(Ports(PortRange { lo, hi }))
+            },
+        )
     }
 }
 
@@ -987,48 +980,14 @@ impl GatewayConfig {
                 vrrp: by,
             });
         }
-        let base = path.parent().unwrap_or(Path::new("."));
-        let mut sas = Vec::with_capacity(f.sas.len());
-        let mut names = Vec::with_capacity(f.sas.len());
-        for (i, e) in f.sas.into_iter().enumerate() {
-            let label = e.label();
-            let p = e
-                .into_params(base)
-                .map_err(|m| invalid("sas", i, label.clone(), m))?;
-            // What building the SA refuses (mixed address families, a replay window out of
-            // range, a cipher on AH...) is said now, by name, not once EAL and the ports are up.
-            let built = match p.direction {
-                Direction::Out => OutboundSa::new(&p).map(drop),
-                Direction::In => InboundSa::new(&p).map(drop),
-            };
-            built.map_err(|e| invalid("sas", i, label.clone(), e.to_string()))?;
-            if names.contains(&label) {
-                return Err(invalid(
-                    "sas",
-                    i,
-                    label,
-                    "another SA has this name (policies name their SA)".into(),
-                ));
-            }
-            let key = |q: &SaParams| (q.spi, q.tunnel.map(|t| t.local));
-            if p.direction == Direction::In
-                && sas
-                    .iter()
-                    .any(|q: &SaParams| q.direction == Direction::In && key(q) == key(&p))
-            {
-                return Err(invalid(
-                    "sas",
-                    i,
-                    label,
-                    format!(
-                        "another inbound SA has SPI {:#x} for the same local address",
-                        p.spi
-                    ),
-                ));
-            }
-            names.push(label);
-            sas.push(p);
-        }
+        // Each SA is checked as it would be installed (mixed address families, a replay window
+        // out of range, a cipher on AH...), by name, before EAL and the ports are up; so are
+        // duplicate names and inbound SPIs.
+        let sas = crate::config::build_sas(f.sas, path, true)?;
+        let names: Vec<String> = sas
+            .iter()
+            .map(|p| crate::config::sa_label(&p.name, p.spi))
+            .collect();
         let mut spd_out = Vec::new();
         let mut spd_in = Vec::new();
         for (i, p) in f.policies.into_iter().enumerate() {
@@ -1595,5 +1554,177 @@ mod tests {
             let e = with(bad).unwrap_err().to_string();
             assert!(e.contains("cores") && e.contains("differ"), "{bad}: {e}");
         }
+    }
+
+    /// The line (1-based) of the first line of `text` that contains `needle`.
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    /// A number out of range names its key, the number and what is expected, at its own
+    /// line (an untagged enum said only "data did not match any variant", at another line).
+    #[test]
+    fn numbers_out_of_range_name_their_key_and_value() {
+        for (from, to, key, says) in [
+            ("mss_clamp: auto", "mss_clamp: 70000", "mss_clamp", "integer `70000`, expected auto, off or an MSS from 536"),
+            ("mss_clamp: auto", "mss_clamp: 100", "mss_clamp", "integer `100`, expected auto, off or an MSS from 536"),
+            ("mss_clamp: auto", "mss_clamp: -1", "mss_clamp", "integer `-1`, expected auto, off"),
+            ("mss_clamp: auto", "mss_clamp: sometimes", "mss_clamp", "string \"sometimes\", expected auto, off"),
+            ("dst_ports: 22", "dst_ports: 70000", "policies[0].dst_ports", "integer `70000`, expected a port from 0 to 65535"),
+            ("dst_ports: 22", "dst_ports: 30-20", "policies[0].dst_ports", "string \"30-20\", expected a port from 0 to 65535 or a LO-HI range"),
+            ("dst_ports: 22", "dst_ports: 22, src_ports: 1-70000", "policies[0].src_ports", "string \"1-70000\""),
+            ("proto: tcp", "proto: 300", "policies[0].proto", "integer `300`, expected a protocol: tcp, udp, icmp, icmpv6, esp, sctp or a number from 0 to 255"),
+            ("proto: tcp", "proto: tcpp", "policies[0].proto", "string \"tcpp\", expected a protocol"),
+        ] {
+            let text = example().replacen(from, to, 1);
+            let e = GatewayConfig::parse(&text, Path::new("g.yaml"))
+                .unwrap_err()
+                .to_string();
+            let at = format!("g.yaml:{}:", line_of(&text, to));
+            assert!(
+                e.starts_with(&at) && e.contains(&format!("{key}: invalid value: {says}")),
+                "{to}: {e}"
+            );
+        }
+        // What is in range still reads.
+        for (from, to) in [
+            ("mss_clamp: auto", "mss_clamp: 1360"),
+            ("mss_clamp: auto", "mss_clamp: off"),
+            ("dst_ports: 22", "dst_ports: 65535"),
+            ("dst_ports: 22", "dst_ports: 20-22"),
+            ("dst_ports: 22", "dst_ports: \"22\""),
+            ("proto: tcp", "proto: 255"),
+            ("proto: tcp", "proto: icmpv6"),
+        ] {
+            GatewayConfig::parse(&example().replacen(from, to, 1), Path::new("g.yaml"))
+                .unwrap_or_else(|e| panic!("{to}: {e}"));
+        }
+        let c = GatewayConfig::parse(
+            &example().replacen("mss_clamp: auto", "mss_clamp: 1360", 1),
+            Path::new("g.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.mss_clamp, MssClamp::Fixed(1360));
+    }
+
+    /// The gateway file's booleans take yes/no as the IKE file's do (README: "`preempt`
+    /// (default yes)"), and refuse anything else by key and value.
+    #[test]
+    fn booleans_take_yes_and_no() {
+        let text = format!(
+            "{}\nvrrp:\n  - {{ interface: outside, vrid: 51, vips: [203.0.113.10], preempt: no, track_ike: no, vmac: yes }}\n",
+            example().replacen("replay_window: 1024", "replay_window: 1024\n    esn: yes", 1)
+        );
+        let c = GatewayConfig::parse(&text, Path::new("g.yaml")).unwrap();
+        let v = &c.vrrp[0];
+        assert!(!v.config.preempt && !v.track_ike && v.vmac);
+        assert!(c.sas[1].esn);
+        let c = GatewayConfig::parse(
+            &text.replace(
+                "preempt: no, track_ike: no, vmac: yes",
+                "preempt: \"yes\", vmac: false",
+            ),
+            Path::new("g.yaml"),
+        )
+        .unwrap();
+        assert!(c.vrrp[0].config.preempt && c.vrrp[0].track_ike && !c.vrrp[0].vmac);
+        let e = GatewayConfig::parse(
+            &text.replace("preempt: no", "preempt: nope"),
+            Path::new("g.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(&format!("g.yaml:{}:", line_of(&text, "preempt: no")))
+                && e.contains("vrrp[0].preempt: invalid value: string \"nope\", expected yes, no, true or false"),
+            "{e}"
+        );
+        // Router advertisements' flags too.
+        let ra = example().replacen(
+            "addresses: [192.168.10.1/24]\n    mtu: 1500",
+            "addresses: [192.168.10.1/24, \"2001:db8:10::1/64\"]\n    mtu: 1500\n    router_advertisements: { managed: yes, other: yes, mtu: no, autonomous: no }",
+            1,
+        );
+        let c = GatewayConfig::parse(&ra, Path::new("g.yaml")).unwrap();
+        let k = &c.ra[0].config;
+        assert!(k.managed && k.other && k.mtu.is_none() && !k.prefixes[0].autonomous);
+    }
+
+    /// `advert_interval: 1` says its unit is missing (a bare number is not taken for seconds:
+    /// the wire counts centiseconds).
+    #[test]
+    fn an_advert_interval_without_unit_says_so() {
+        for (n, says) in [
+            ("1", "advert_interval `1` has no unit: write `1s` or `1ms`"),
+            (
+                "100",
+                "advert_interval `100` has no unit: write `100s` or `100ms`",
+            ),
+            ("2.5", "advert_interval `2.5` has no unit"),
+        ] {
+            let e = advert_interval_cs(n).unwrap_err();
+            assert!(e.contains(says), "{n}: {e}");
+        }
+        // Other mistakes keep the general message.
+        let e = advert_interval_cs("1 fortnight").unwrap_err();
+        assert!(
+            e.contains("is not 10ms-40.95s") && !e.contains("no unit"),
+            "{e}"
+        );
+        let e = advert_interval_cs("-1").unwrap_err();
+        assert!(e.contains("is not 10ms-40.95s"), "{e}");
+        assert_eq!(advert_interval_cs("1s"), Ok(100));
+    }
+
+    /// The gateway's `sas:` go through the same checks as fgpcap's SA files
+    /// ([`crate::config::build_sas`]), named by place and name.
+    #[test]
+    fn the_gateways_sas_are_checked_like_sa_files() {
+        let err = |from: &str, to: &str| {
+            GatewayConfig::parse(&example().replacen(from, to, 1), Path::new("g.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let m = err("spi: 0xc0010002", "spi: 255");
+        assert!(
+            m.starts_with("g.yaml: SA #1 (b-to-a): SPI 255 is reserved"),
+            "{m}"
+        );
+        let m = err(
+            "replay_window: 1024",
+            "replay_window: 1024\n    lifetime: { soft_bytes: 1000, hard_bytes: 10 }",
+        );
+        assert!(
+            m.starts_with(
+                "g.yaml: SA #1 (b-to-a): lifetime: soft_bytes 1000 is not below hard_bytes 10"
+            ),
+            "{m}"
+        );
+        let m = err("replay_window: 1024", "replay_window: 0\n    esn: true");
+        assert!(
+            m.starts_with("g.yaml: SA #1 (b-to-a): replay_window 0"),
+            "{m}"
+        );
+        let m = err(
+            "remote: 203.0.113.2",
+            "remote: 203.0.113.2\n    initial_seq: 0x100000000",
+        );
+        assert!(
+            m.starts_with("g.yaml: SA #0 (a-to-b): initial_seq 4294967296"),
+            "{m}"
+        );
+        let m = err("    cipher: aes-gcm-256\n", "");
+        assert!(
+            m.starts_with("g.yaml: SA #0 (a-to-b): cipher null needs a 0-byte enc_key")
+                && m.contains("no `cipher` given"),
+            "{m}"
+        );
+        // Anti-replay off without ESN loads (with a warning).
+        let c = GatewayConfig::parse(
+            &example().replacen("replay_window: 1024", "replay_window: 0", 1),
+            Path::new("g.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.sas[1].replay_window, 0);
     }
 }

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use dataplane::buf::{HeapBuf, PacketBuf};
-use dataplane::config::load_sa_file;
+use dataplane::config::{load_sa_file, sa_warnings};
 use dataplane::drop::{DropCounters, DropReason};
 use dataplane::outer::{self, Arrival};
 use dataplane::pcap::{LinkType, Reader, Writer};
@@ -89,6 +89,10 @@ struct Summary {
 
 fn run(args: &Args) -> Result<Summary, String> {
     let sas = load_sa_file(&args.sa).map_err(|e| e.to_string())?;
+    // The loader logs these through `tracing`, which this tool does not set up: say them here.
+    for w in sa_warnings(&sas) {
+        eprintln!("fgpcap: warning: {}: {w}", args.sa.display());
+    }
     let want = if args.encrypt {
         Direction::Out
     } else {
