@@ -1453,6 +1453,36 @@ tunnels:
         );
     }
 
+    /// The reference scenario's VRRP pair as shipped (`deploy/examples/ha/`): both of site
+    /// A's gateways run the same tunnel from the shared address, each syncing to the other;
+    /// site B's is its mirror image.
+    #[test]
+    fn the_ha_examples_are_a_pair_and_its_peer() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/ha");
+        let load = |f: &str| Config::load(&dir.join(f)).unwrap();
+        let (a1, a2, b) = (
+            load("ike-site-a-gw1.yaml"),
+            load("ike-site-a-gw2.yaml"),
+            load("ike-site-b.yaml"),
+        );
+        let (h1, h2) = (a1.ha.as_ref().unwrap(), a2.ha.as_ref().unwrap());
+        assert_eq!((h1.local, h1.remote), (h2.remote, h2.local));
+        assert_eq!(*h1.key, *h2.key, "one sync secret");
+        let (t1, t2, tb) = (&a1.tunnels[0], &a2.tunnels[0], &b.tunnels[0]);
+        assert_eq!(format!("{t1:?}"), format!("{t2:?}"));
+        assert_eq!((t1.local, t1.remote), (tb.remote, tb.local));
+        assert_eq!(t1.local.to_string(), "203.0.113.1");
+        let (c1, cb) = (&t1.children[0], &tb.children[0]);
+        assert_eq!((&c1.local_ts, &c1.remote_ts), (&cb.remote_ts, &cb.local_ts));
+        assert!(b.ha.is_none());
+        for t in [t1, tb] {
+            assert_eq!(
+                (t.reauth_time, t.ike_over_time()),
+                (t1.reauth_time, t1.ike_over_time())
+            );
+        }
+    }
+
     #[test]
     fn hard_lifetimes_default_to_110_percent_or_take_life_keys() {
         let c = Config::parse(REFERENCE, Path::new("t.yaml")).unwrap();

@@ -78,3 +78,46 @@ fn fgpcap_checks_sa_files_as_the_gateway_does() {
     assert!(ok && err.is_empty(), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The reference scenario's VRRP pair as shipped (`deploy/examples/ha/`): both gateways of
+/// site A load and share their virtual addresses, VRIDs and group, each with addresses of its
+/// own and the first with the higher priority; site B talks to A's shared address.
+#[test]
+fn the_ha_examples_are_a_vrrp_pair() {
+    let gw = |n: u8| GatewayConfig::load(&example(&format!("ha/site-a-gw{n}.yaml"))).unwrap();
+    let (a1, a2) = (gw(1), gw(2));
+    let routers = |g: &GatewayConfig| -> Vec<_> {
+        g.vrrp
+            .iter()
+            .map(|r| {
+                let c = &r.config;
+                (
+                    g.interfaces[r.interface].name.clone(),
+                    c.vrid,
+                    c.vips.clone(),
+                    r.group.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(routers(&a1), routers(&a2));
+    assert_eq!(routers(&a1).len(), 2);
+    let vips: Vec<String> = routers(&a1)
+        .iter()
+        .flat_map(|r| r.2.iter().map(|a| a.to_string()))
+        .collect();
+    assert_eq!(vips, ["203.0.113.1", "192.168.10.1"]);
+    let prio = |g: &GatewayConfig| g.vrrp.iter().map(|r| r.config.priority).collect::<Vec<_>>();
+    assert_eq!((prio(&a1), prio(&a2)), (vec![200, 200], vec![100, 100]));
+    let own = |g: &GatewayConfig| {
+        g.interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().map(|a| format!("{a:?}")))
+            .collect::<Vec<_>>()
+    };
+    assert!(own(&a1).iter().all(|a| !own(&a2).contains(a)));
+    let b = GatewayConfig::load(&example("ha/site-b.yaml")).unwrap();
+    assert!(b.vrrp.is_empty());
+    let via: Vec<String> = b.routes.iter().map(|r| format!("{r:?}")).collect();
+    assert!(via.iter().any(|r| r.contains("203.0.113.1")), "{via:?}");
+}
