@@ -217,7 +217,7 @@ pub struct TunnelConfig {
     /// a new one, set up and authenticated from scratch, with its CHILD_SAs, before the old
     /// one is deleted (RFC 7296 §2.8.3, make-before-break). Zero: never (rekeys only).
     pub reauth_time: Duration,
-    /// Hard IKE SA lifetime beyond the later of its rekey and reauthentication (swanctl's
+    /// Hard IKE SA lifetime beyond its rekey or its reauthentication, whichever is missed first (swanctl's
     /// `over_time`); None: [`TunnelConfig::ike_over_time`]'s default.
     pub over_time: Option<Duration>,
     /// How much earlier than `ike_lifetime` / `reauth_time` they may come, at random
@@ -242,7 +242,7 @@ pub struct TunnelConfig {
 }
 
 impl TunnelConfig {
-    /// An IKE SA not rekeyed or reauthenticated this long after the later of the two was
+    /// An IKE SA not rekeyed, or not reauthenticated, this long after that was
     /// due is deleted (swanctl's `over_time`; by default 10% of the larger time, but at least
     /// [`OVER_TIME_MIN`]; zero: never). Without it, a peer that refused every rekey kept an
     /// IKE SA, and its keys, for ever.

@@ -483,7 +483,7 @@ impl Daemon {
     pub fn reload(&mut self, config: &Config, now: Instant) -> (Vec<Action>, Vec<String>) {
         fn fingerprint(t: &TunnelConfig) -> String {
             format!(
-                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{}",
+                "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{:?}|{}",
                 t.local,
                 t.remote,
                 t.local_id,
@@ -491,6 +491,8 @@ impl Daemon {
                 t.ike_proposals,
                 t.ike_lifetime,
                 t.reauth_time,
+                t.over_time,
+                t.rand_time,
                 t.dpd,
                 t.start,
                 t.keyingtries,

@@ -1649,23 +1649,85 @@ impl TrustAnchors {
         // RFC 5280 §5.2.4 (c): a delta CRL goes with a complete CRL whose number is at least
         // its base. One based on a newer complete CRL than any current one here says that
         // one was superseded: what was revoked between the two is in neither, so the complete
-        // CRL vouches for nothing (strict and ifuri refuse the certificate, relaxed lets it
-        // pass). What the delta lists stays refused.
+        // CRL vouches for nothing. What the delta lists stays refused. The newer complete CRL
+        // is looked for (a CA publishes a new base and its delta together): OCSP, then the
+        // distribution points afresh, passing over their cached copy (the superseded one)
+        // unless it was fetched within CRL_FETCH_RETRY. Without it there is no current
+        // status (strict and ifuri refuse the certificate, relaxed lets it pass).
+        let superseded = || {
+            let newest = complete.borrow().iter().max().cloned().flatten();
+            let base = bases
+                .borrow()
+                .iter()
+                .find(|b| newest.as_ref().is_none_or(|n| n < *b))
+                .cloned();
+            base.map(|b| (b, newest))
+        };
         if current && !by_ocsp {
-            let complete = complete.take();
-            let newest = complete.iter().max().cloned().flatten();
-            if let Some(base) = bases
-                .take()
-                .into_iter()
-                .find(|b| newest.as_ref().is_none_or(|n| n < b))
-            {
+            if let Some((base, newest)) = superseded() {
                 tracing::warn!(issuer = %dn_string(c.issuer()), %base,
                     complete = %newest.map_or("none".into(), |n| n.to_string()),
-                    "a delta CRL is based on a newer complete CRL than the one here: no current status");
+                    "a delta CRL is based on a newer complete CRL than the one here: looking for that one");
                 current = false;
+                if network && self.ocsp && !src.ocsp.is_empty() {
+                    let until = deadline
+                        .map(|d| Instant::now() + d.saturating_duration_since(Instant::now()) / 2);
+                    current = self.ocsp_status(c, issuer, now, &src.ocsp, until, wants)?;
+                }
+                let spki = issuer.public_key().raw.to_vec();
+                for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
+                    if current || !self.fetch {
+                        break;
+                    }
+                    let key = (u.clone(), spki.clone());
+                    // A copy fetched since may be the newer one.
+                    if let Some(Some(crl)) = Self::cached_crl(&key, now) {
+                        if check(&crl)? == Some(true) && superseded().is_none() {
+                            current = true;
+                            break;
+                        }
+                    }
+                    if !network || Self::fetched_lately(&key) {
+                        continue;
+                    }
+                    let Some(deadline) = deadline else {
+                        *wants = true;
+                        continue;
+                    };
+                    let Some(left) = time_for(deadline, u, "this CRL distribution point") else {
+                        break;
+                    };
+                    let Some(crl) = fetch_crl(u, left) else {
+                        Self::remember(key, None);
+                        continue;
+                    };
+                    match check(&crl) {
+                        Ok(Some(_)) => {
+                            Self::remember(key, Some(crl));
+                            current = superseded().is_none();
+                        }
+                        Ok(None) => Self::remember(key, None),
+                        Err(e) => {
+                            Self::remember(key, Some(crl));
+                            return Err(e);
+                        }
+                    }
+                }
+                if !current {
+                    tracing::warn!(issuer = %dn_string(c.issuer()),
+                        "no complete CRL as new as its delta CRL's base: no current status");
+                }
             }
         }
         Ok(current)
+    }
+
+    /// Whether the CRL for `key` was fetched (or tried) within [`CRL_FETCH_RETRY`].
+    fn fetched_lately(key: &(String, Vec<u8>)) -> bool {
+        let cache = crl_cache().lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(key)
+            .is_some_and(|f| f.at.elapsed() < CRL_FETCH_RETRY)
     }
 
     /// Checks `c` against the delta CRLs at `points` (the freshest-CRL points of its complete
@@ -2929,6 +2991,43 @@ mod tests {
             .verify_at(&leaf("d-delta"), &[], during)
             .unwrap();
         assert_eq!(hits(), before);
+
+        // A delta based on a newer complete CRL than the one configured (a CA published a
+        // new base and its delta together; helper-52): the check without network asks for a
+        // fetch; the fetch takes the newer complete CRL from the distribution point, and the
+        // certificate passes; later checks find it in the cache without asking again.
+        let t = fetching(&["base.crl", "ahead.crl"]);
+        let (ok_der, base_der, ca_der) = (leaf("d-ok"), leaf("d-base"), cert("delta/ca.pem"));
+        let (ok, revoked, ca) = (
+            parse_cert(&ok_der).unwrap(),
+            parse_cert(&base_der).unwrap(),
+            parse_cert(&ca_der).unwrap(),
+        );
+        let src = Sources {
+            crl: vec!["http://127.0.0.1:29914/delta/newer.crl".into()],
+            ocsp: Vec::new(),
+            named: true,
+        };
+        let check = |c: &X509Certificate<'_>, fetching: Fetching| {
+            let mut wants = false;
+            let r = t.check_revocation(c, &ca, during, &src, fetching, &mut wants);
+            (r, wants)
+        };
+        let before = hits();
+        let (r, wants) = check(&ok, Fetching::Cached);
+        assert!(
+            matches!(r, Err(PkiError::RevocationUnknown(..))) && wants,
+            "{r:?} {wants}"
+        );
+        assert_eq!(hits(), before);
+        let (r, _) = check(&ok, Fetching::Until(Instant::now() + CRL_FETCH_BUDGET));
+        r.unwrap();
+        assert_eq!(hits(), before + 1, "newer.crl fetched");
+        let (r, wants) = check(&ok, Fetching::Cached);
+        assert!(r.is_ok() && !wants, "{r:?} {wants}");
+        let (r, _) = check(&revoked, Fetching::Cached);
+        assert!(matches!(r, Err(PkiError::Revoked(..))), "{r:?}");
+        assert_eq!(hits(), before + 1);
     }
 
     /// crl-ca.pem as the only anchor, strict, fetching CRLs, none configured.

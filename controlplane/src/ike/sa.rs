@@ -796,15 +796,19 @@ pub struct IkeSa {
     /// up a new IKE SA beside this one ([`Action::Reauthenticate`]). Rekeys keep it: they do
     /// not authenticate the peer again.
     reauth_at: Option<Instant>,
-    /// When this IKE SA is deleted if it was not rekeyed or reauthenticated by then (the later
-    /// of the two plus the tunnel's `over_time`).
-    expire_at: Option<Instant>,
-    /// It reached `expire_at`: its delete is out, and the tunnel starts again once it is
+    /// When this IKE SA was due for its rekey (fixed: `ike_rekey_at` moves on with retries),
+    /// and when its first rekey attempt was made. Both plus `over_time` past, it is deleted.
+    rekey_due: Option<Instant>,
+    rekey_tried: Option<Instant>,
+    /// The same for the reauthentication, which rekeys do not reset: the new IKE SA of a
+    /// rekey inherits both (as strongSwan's `inherit_post` keeps its reauthentication time and
+    /// hard lifetime), so a peer that answers rekeys but fails every reauthentication (its
+    /// certificate revoked, say) still loses the IKE SA `over_time` after it was due.
+    reauth_due: Option<Instant>,
+    reauth_tried: Option<Instant>,
+    /// It reached its hard lifetime: its delete is out, and the tunnel starts again once it is
     /// gone (`start: start`).
     expired: bool,
-    /// When its first rekey or reauthentication was started: it expires no sooner than
-    /// `over_time` after (a clock that jumped past `expire_at` gives the rekey its chance).
-    first_try: Option<Instant>,
     /// The same for an IKE SA and those that rekeyed it (random for a new one): a
     /// reauthentication deletes its old IKE SA's whole line once the new one is up, also
     /// when the old one was rekeyed meanwhile.
@@ -1142,22 +1146,29 @@ fn jittered(time: Duration, rand: Duration) -> Duration {
 }
 
 impl IkeSa {
-    /// The hard limit (the tunnel's `over_time`) after the later of the rekey and the
-    /// reauthentication now due.
-    fn set_expiry(&mut self) {
+    /// Whether the IKE SA reached its hard lifetime (swanctl's `over_time`, as strongSwan
+    /// counts it: from the earlier of the rekey and the reauthentication): one of them was
+    /// due, and first tried, `over_time` ago or more, and has not happened. Requiring an
+    /// attempt gives a rekey its chance after a clock that jumped past its time.
+    fn past_hard_lifetime(&self, now: Instant) -> bool {
         let over = self.cfg.ike_over_time();
-        let last = self.ike_rekey_at.max(self.reauth_at);
-        self.expire_at = last.filter(|_| !over.is_zero()).map(|t| t + over);
+        let past = |due: Option<Instant>, tried: Option<Instant>| {
+            due.is_some_and(|d| now >= d + over) && tried.is_some_and(|t| now >= t + over)
+        };
+        !over.is_zero()
+            && (past(self.rekey_due, self.rekey_tried) || past(self.reauth_due, self.reauth_tried))
     }
 
-    /// Times for this IKE SA, which rekeyed `old` at `now`: its own rekey, the reauthentication
-    /// (a rekey authenticates nothing), and so its hard limit.
+    /// Times for this IKE SA, which rekeyed `old` at `now`: its own rekey; the
+    /// reauthentication's, which a rekey does not reset (it authenticates nothing).
     fn rekeyed_from(&mut self, old: &IkeSa, now: Instant) {
         let cfg = &self.cfg;
         self.ike_rekey_at = (!cfg.ike_lifetime.is_zero())
             .then(|| now + jittered(cfg.ike_lifetime, cfg.ike_rand_time()));
+        self.rekey_due = self.ike_rekey_at;
         self.reauth_at = old.reauth_at;
-        self.set_expiry();
+        self.reauth_due = old.reauth_due;
+        self.reauth_tried = old.reauth_tried;
     }
 
     fn new(
@@ -1205,9 +1216,11 @@ impl IkeSa {
             larval: None,
             ike_rekey_at: None,
             reauth_at: None,
-            expire_at: None,
+            rekey_due: None,
+            rekey_tried: None,
+            reauth_due: None,
+            reauth_tried: None,
             expired: false,
-            first_try: None,
             lineage: rand_u64(),
             superseded: false,
             superseded_at: None,
@@ -2469,7 +2482,8 @@ impl IkeSa {
                     .saturating_sub(elapsed)
                     .max(Duration::from_secs(10))
             });
-        sa.set_expiry();
+        sa.rekey_due = sa.ike_rekey_at;
+        sa.reauth_due = sa.reauth_at;
         match &s.pending {
             // The request in flight goes out again, as it was: the peer answers it (or, if it
             // had, sends its answer again), and the exchange completes here. It is the liveness
@@ -3183,7 +3197,8 @@ impl IkeSa {
             (!cfg.ike_lifetime.is_zero()).then(|| now + jittered(cfg.ike_lifetime, rand));
         self.reauth_at =
             (!cfg.reauth_time.is_zero()).then(|| now + jittered(cfg.reauth_time, rand));
-        self.set_expiry();
+        self.rekey_due = self.ike_rekey_at;
+        self.reauth_due = self.reauth_at;
         tracing::info!(tunnel = %self.cfg.name, algorithms = %self.algorithms(), nat = self.nat, "IKE SA established");
         out.push(Action::Established {
             tunnel: self.cfg.name.clone(),
@@ -3656,7 +3671,9 @@ impl IkeSa {
             } else {
                 "deleted by the peer"
             };
-            self.close(why.into(), false, out);
+            // Ours may have crossed it, both ends' hard lifetimes ending together.
+            let restart = self.restarts_when_expired();
+            self.close(why.into(), restart, out);
             return;
         }
         self.respond(exchange::INFORMATIONAL, h.msg_id, &resp, out);
@@ -4013,12 +4030,10 @@ impl IkeSa {
             self.close("terminated".into(), restart, out);
             return;
         }
-        let over = self.cfg.ike_over_time();
         if self.state == State::Established
             && !self.superseded
             && !self.expired
-            && self.expire_at.is_some_and(|t| now >= t)
-            && self.first_try.is_some_and(|t| now >= t + over)
+            && self.past_hard_lifetime(now)
         {
             // swanctl's over_time: neither a rekey nor a reauthentication got through (a
             // peer that refuses them), and keys are not used for ever. The tunnel starts
@@ -4162,7 +4177,7 @@ impl IkeSa {
             // Again later if the new IKE SA does not come up; the daemon deletes this one
             // once it has.
             self.reauth_at = Some(now + REAUTH_RETRY);
-            self.first_try.get_or_insert(now);
+            self.reauth_tried.get_or_insert(now);
             tracing::info!(tunnel = %self.cfg.name, "reauthenticating: a new IKE SA beside this one");
             out.push(Action::Reauthenticate {
                 spi: self.our_spi(),
@@ -4171,7 +4186,7 @@ impl IkeSa {
         }
         if self.ike_rekey_at.is_some_and(|t| now >= t) {
             self.ike_rekey_at = Some(now + Duration::from_secs(3600));
-            self.first_try.get_or_insert(now);
+            self.rekey_tried.get_or_insert(now);
             let group = self.chosen.and_then(|c| c.dh).unwrap_or(Group::Modp2048);
             let (dh, public) = DhPrivate::generate(group);
             let req = Req::RekeyIke {
