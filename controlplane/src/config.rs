@@ -593,24 +593,13 @@ enum AuthKind {
     Pubkey,
 }
 
-/// `yes`/`no` as strongSwan writes them (YAML 1.2 reads them as strings), or a YAML boolean.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum YesNo {
-    Bool(bool),
-    Word(String),
-}
+/// `yes`/`no` as strongSwan writes them (YAML 1.2 reads them as strings), or a YAML boolean;
+/// anything else is an error at its line and column (as the gateway's file has it).
+struct YesNo(bool);
 
-impl YesNo {
-    fn get(&self) -> Option<bool> {
-        match self {
-            YesNo::Bool(b) => Some(*b),
-            YesNo::Word(w) => match w.as_str() {
-                "yes" | "true" => Some(true),
-                "no" | "false" => Some(false),
-                _ => None,
-            },
-        }
+impl<'de> serde::Deserialize<'de> for YesNo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        dataplane::config::yes_no(d).map(YesNo)
     }
 }
 
@@ -763,12 +752,7 @@ impl Config {
                                 .into(),
                         ));
                     }
-                    let pss = match &t.rsa_pss {
-                        None => false,
-                        Some(v) => v
-                            .get()
-                            .ok_or_else(|| inv("rsa_pss: give yes or no".into()))?,
-                    };
+                    let pss = t.rsa_pss.as_ref().is_some_and(|v| v.0);
                     let cred = pki::Credential::load(&rel(c), &rel(k))
                         .map_err(|e| inv(format!("cert/key: {e}")))?
                         .with_rsa_pss(pss);
@@ -787,16 +771,8 @@ impl Config {
                         Some(RevocationMode::Ifuri) => pki::Revocation::IfUri,
                         Some(RevocationMode::Relaxed) | None => pki::Revocation::Relaxed,
                     };
-                    let fetch = match &t.crl_fetch {
-                        None => true,
-                        Some(v) => v
-                            .get()
-                            .ok_or_else(|| inv("crl_fetch: give yes or no".into()))?,
-                    };
-                    let ocsp = match &t.ocsp {
-                        None => true,
-                        Some(v) => v.get().ok_or_else(|| inv("ocsp: give yes or no".into()))?,
-                    };
+                    let fetch = t.crl_fetch.as_ref().is_none_or(|v| v.0);
+                    let ocsp = t.ocsp.as_ref().is_none_or(|v| v.0);
                     let cas = cas
                         .with_crls(crls, mode)
                         .map_err(|e| inv(format!("crls: {e}")))?
@@ -897,12 +873,7 @@ impl Config {
                     dpd.timeout
                 )));
             }
-            let fragmentation = match &t.fragmentation {
-                None => true,
-                Some(f) => f
-                    .get()
-                    .ok_or_else(|| inv("fragmentation: give yes or no".into()))?,
-            };
+            let fragmentation = t.fragmentation.as_ref().is_none_or(|v| v.0);
             let fragment_size = t
                 .fragment_size
                 .unwrap_or(crate::ike::frag::DEFAULT_FRAGMENT_SIZE);
@@ -1023,12 +994,7 @@ impl Config {
                     life_bytes: hard(c.life_bytes, rekey_bytes, "bytes")?,
                     life_packets: hard(c.life_packets, rekey_packets, "packets")?,
                     mode: c.mode,
-                    per_cpu_sas: match &c.per_cpu_sas {
-                        None => false,
-                        Some(v) => v.get().ok_or_else(|| {
-                            inv(format!("child `{}`: per_cpu_sas: give yes or no", c.name))
-                        })?,
-                    },
+                    per_cpu_sas: c.per_cpu_sas.as_ref().is_some_and(|v| v.0),
                 });
             }
             if children.is_empty() {
@@ -1551,7 +1517,20 @@ tunnels:
         let e = Config::parse(&y, Path::new("t.yaml"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("per_cpu_sas: give yes or no"), "{e}");
+        assert!(
+            e.contains("t.yaml:18:22: tunnels[0].children[0].per_cpu_sas: invalid value: string \"maybe\", expected yes, no, true or false"),
+            "{e}"
+        );
+        // A number too, at its own line (before: the tunnel's first line, "did not match any
+        // variant of untagged enum YesNo").
+        let y = REFERENCE.replace("keyingtries: 0", "keyingtries: 0\n    fragmentation: 5");
+        let e = Config::parse(&y, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("fragmentation: invalid type: integer `5`, expected yes, no, true or false at line 12"),
+            "{e}"
+        );
     }
 
     #[test]
