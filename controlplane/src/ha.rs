@@ -21,7 +21,7 @@
 use crate::ike::sa::IkeSaState;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
-use dataplane::ctl::{ChildSa, SaReport};
+use dataplane::ctl::{ChildSa, SaReport, VrrpMaster, SYNC_ADVERTS_MAX};
 
 /// Associated data of every sync message (version and purpose). Version 2: snapshots in
 /// parts (version 1 sent one datagram per snapshot, at most ~80 pairs).
@@ -61,6 +61,12 @@ pub struct Snapshot {
     /// The sender's established IKE SAs of those tunnels (none from a version before them).
     #[serde(default)]
     pub ike: Vec<IkeSaState>,
+    /// The VRRP routers the sender's data plane is master of (none from a version before
+    /// them): the receiver's data plane takes each as an advertisement of that router, a
+    /// second path for when the wire loses them (split brain). At most
+    /// [`SYNC_ADVERTS_MAX`]: a part with more is refused.
+    #[serde(default)]
+    pub vrrp: Vec<VrrpMaster>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -104,6 +110,9 @@ pub struct Part {
     /// Its IKE SAs.
     #[serde(default)]
     pub ike: Vec<IkeSaState>,
+    /// [`Snapshot::vrrp`], in the first part only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp: Vec<VrrpMaster>,
 }
 
 /// Cuts a snapshot into parts of about [`PART_BYTES`] of JSON (an empty snapshot is one part
@@ -113,8 +122,15 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
     for r in &snap.report {
         by_spi.entry(r.spi_in).or_default().push(r);
     }
+    if snap.vrrp.len() > SYNC_ADVERTS_MAX {
+        return Err(format!(
+            "{} VRRP masters, more than {SYNC_ADVERTS_MAX}",
+            snap.vrrp.len()
+        ));
+    }
     let mut shares = vec![Share::default()];
-    let mut used = FRAME;
+    // The VRRP masters travel in the first part.
+    let mut used = FRAME + json_len(&snap.vrrp);
     for sa in &snap.sas {
         let report: Vec<SaReport> = by_spi
             .get(&sa.spi_in)
@@ -157,6 +173,11 @@ pub fn seal(key: &[u8; 32], snap: &Snapshot) -> Result<Vec<Vec<u8>>, String> {
                     sas,
                     report,
                     ike,
+                    vrrp: if i == 0 {
+                        snap.vrrp.clone()
+                    } else {
+                        Vec::new()
+                    },
                 },
             )
         })
@@ -239,6 +260,13 @@ pub fn open(key: &[u8; 32], b: &[u8]) -> Result<Part, String> {
     if !p.numbered_right() {
         return Err(format!("sync snapshot: part {} of {}", p.part, p.parts));
     }
+    if p.vrrp.len() > SYNC_ADVERTS_MAX || (p.part != 0 && !p.vrrp.is_empty()) {
+        return Err(format!(
+            "sync snapshot: {} VRRP masters in part {}",
+            p.vrrp.len(),
+            p.part
+        ));
+    }
     Ok(p)
 }
 
@@ -299,11 +327,16 @@ impl Assembly {
             report: Vec::new(),
             report_age_ms,
             ike: Vec::new(),
+            vrrp: Vec::new(),
         };
         for p in std::mem::take(&mut self.got).into_iter().flatten() {
             snap.sas.extend(p.sas);
             snap.report.extend(p.report);
             snap.ike.extend(p.ike);
+            if p.part == 0 {
+                snap.vrrp = p.vrrp;
+                snap.vrrp.truncate(SYNC_ADVERTS_MAX);
+            }
         }
         Some(snap)
     }
@@ -365,6 +398,7 @@ mod tests {
             report: Vec::new(),
             report_age_ms: 120,
             ike: Vec::new(),
+            vrrp: Vec::new(),
         }
     }
 
@@ -646,6 +680,7 @@ mod tests {
                     sas: Vec::new(),
                     report: Vec::new(),
                     ike: Vec::new(),
+                    vrrp: Vec::new(),
                 },
             )
         };
@@ -667,6 +702,100 @@ mod tests {
         let fresh = Freshness::default();
         assert!(a.push(open(&key, &p(0, 2)).unwrap(), &fresh, 1).is_none());
         assert!(a.push(open(&key, &p(1, 3)).unwrap(), &fresh, 1).is_none());
+    }
+
+    fn masters() -> Vec<VrrpMaster> {
+        vec![
+            VrrpMaster {
+                interface: "outside".into(),
+                vrid: 51,
+                priority: 200,
+                primary: "203.0.113.2".parse().unwrap(),
+                interval_cs: 100,
+            },
+            VrrpMaster {
+                interface: "outside".into(),
+                vrid: 51,
+                priority: 200,
+                primary: "fe80::2".parse().unwrap(),
+                interval_cs: 10,
+            },
+        ]
+    }
+
+    #[test]
+    fn the_vrrp_masters_travel_in_the_first_part() {
+        let key = [3u8; 32];
+        let now = 2_000_000;
+        let mut s = big(1, 1, now, 40);
+        s.vrrp = masters();
+        let parts = seal(&key, &s).unwrap();
+        assert!(parts.len() > 2);
+        for b in &parts {
+            assert!(b.len() < 1500 - 48, "{} bytes", b.len());
+        }
+        let opened: Vec<Part> = parts.iter().map(|b| open(&key, b).unwrap()).collect();
+        assert_eq!(opened[0].vrrp, masters());
+        assert!(opened[1..].iter().all(|p| p.vrrp.is_empty()));
+        // Put together in any order, the snapshot has them.
+        let (mut a, fresh) = (Assembly::default(), Freshness::default());
+        let mut out = None;
+        for p in opened.into_iter().rev() {
+            out = a.push(p, &fresh, now);
+        }
+        assert_eq!(out.expect("assembled").vrrp, masters());
+        // Without them (a sender of before) a part and a snapshot still open: none.
+        let legacy = serde_json::json!({"boot": 1, "seq": 1, "sent_ms": now, "report_age_ms": 0,
+            "part": 0, "parts": 1, "sas": [], "report": []});
+        let p: Part = serde_json::from_value(legacy).unwrap();
+        assert!(p.vrrp.is_empty());
+        let old = serde_json::json!({"boot": 1, "seq": 1, "sent_ms": now, "report_age_ms": 0,
+            "sas": [], "report": []});
+        let o: Snapshot = serde_json::from_value(old).unwrap();
+        assert!(o.vrrp.is_empty());
+        // An empty list is not written at all (what an older receiver reads is unchanged).
+        let plain = serde_json::to_string(&Part {
+            vrrp: Vec::new(),
+            ..p
+        })
+        .unwrap();
+        assert!(!plain.contains("vrrp"), "{plain}");
+    }
+
+    #[test]
+    fn too_many_vrrp_masters_are_refused() {
+        let key = [4u8; 32];
+        let mut s = snap(1, 1, 5);
+        s.vrrp = vec![masters()[0].clone(); SYNC_ADVERTS_MAX + 1];
+        assert!(seal(&key, &s).is_err());
+        // A peer with the key that sends them anyway, or in a later part, is refused.
+        let part = |i: u32, n: usize| Part {
+            boot: 1,
+            seq: 1,
+            sent_ms: 5,
+            report_age_ms: 0,
+            part: i,
+            parts: 2,
+            sas: Vec::new(),
+            report: Vec::new(),
+            ike: Vec::new(),
+            vrrp: vec![masters()[0].clone(); n],
+        };
+        assert!(open(&key, &seal_part(&key, &part(0, SYNC_ADVERTS_MAX))).is_ok());
+        assert!(open(&key, &seal_part(&key, &part(0, SYNC_ADVERTS_MAX + 1))).is_err());
+        assert!(open(&key, &seal_part(&key, &part(1, 1))).is_err());
+        // The assembly keeps the bound on a part that did not come through `open`.
+        let (mut a, fresh) = (Assembly::default(), Freshness::default());
+        a.push(
+            Part {
+                parts: 1,
+                ..part(0, SYNC_ADVERTS_MAX + 10)
+            },
+            &fresh,
+            5,
+        )
+        .map(|s| assert_eq!(s.vrrp.len(), SYNC_ADVERTS_MAX))
+        .expect("assembled");
     }
 
     #[test]

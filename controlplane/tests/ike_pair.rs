@@ -2474,15 +2474,15 @@ fn certificate_configuration_errors_are_clear() {
         ),
         (
             format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    crl_fetch: maybe"),
-            "crl_fetch: give yes or no",
+            "crl_fetch: invalid value: string \"maybe\", expected yes, no, true or false",
         ),
         (
             format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    ocsp: perhaps"),
-            "ocsp: give yes or no",
+            "ocsp: invalid value: string \"perhaps\", expected yes, no, true or false",
         ),
         (
             format!("auth: pubkey\n    cert: {d}/gw-a.pem\n    key: {d}/gw-a.key\n    cacerts: [{d}/ca-rsa.pem]\n    rsa_pss: maybe"),
-            "rsa_pss: give yes or no",
+            "rsa_pss: invalid value: string \"maybe\", expected yes, no, true or false",
         ),
     ] {
         let e = Config::parse(&y(&auth), Path::new("t.yaml")).unwrap_err().to_string();

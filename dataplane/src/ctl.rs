@@ -367,6 +367,33 @@ pub enum Command {
         /// Version.
         v: u32,
     },
+    /// The other gateway's VRRP masters, from its last SA-state sync snapshot: each is taken
+    /// as an advertisement of that router (`vrrp::Router::receive_sync`), a second path for
+    /// when the wire's are lost. At most [`SYNC_ADVERTS_MAX`] are used.
+    SyncAdverts {
+        /// Version.
+        v: u32,
+        /// Its masters.
+        masters: Vec<VrrpMaster>,
+    },
+}
+
+/// Most entries of a [`Command::SyncAdverts`] (or of a snapshot) that are used.
+pub const SYNC_ADVERTS_MAX: usize = 64;
+
+/// A VRRP router a gateway is master of, as its control plane sends it to the other gateway's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VrrpMaster {
+    /// Its interface (the two gateways name their ports alike).
+    pub interface: String,
+    /// Virtual router ID.
+    pub vrid: u8,
+    /// The priority it advertises.
+    pub priority: u8,
+    /// Its primary address (the source of its advertisements; its family is the router's).
+    pub primary: IpAddr,
+    /// Its advertisement interval, centiseconds.
+    pub interval_cs: u16,
 }
 
 /// How often the control plane says [`Command::Alive`].
@@ -387,7 +414,8 @@ impl Command {
             | Command::Move { v, .. }
             | Command::Untrap { v, .. }
             | Command::Dump { v }
-            | Command::Alive { v } => *v,
+            | Command::Alive { v }
+            | Command::SyncAdverts { v, .. } => *v,
         }
     }
     /// Encodes as JSON (the buffer is wiped on drop: it may hold keys).
@@ -515,6 +543,10 @@ pub enum Event {
         held: Vec<IpAddr>,
         /// Virtual addresses the other gateway holds.
         standby: Vec<IpAddr>,
+        /// The routers this gateway is master of (none from an older data plane): they go
+        /// into the SA-state sync snapshot.
+        #[serde(default)]
+        masters: Vec<VrrpMaster>,
     },
     /// A command was refused.
     Refused {

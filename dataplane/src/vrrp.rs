@@ -406,7 +406,18 @@ pub struct Counters {
     /// logged, and dropped unless the sender owns the addresses): another cluster on the link
     /// with the same VRID, or a configuration that differs between the two gateways.
     pub addr_list_mismatch: u64,
+    /// Advertisements of the other gateway's master that came through the SA-state sync
+    /// ([`Router::receive_sync`]): the second path, for when the wire's are lost.
+    pub adverts_via_sync: u64,
+    /// Times this master yielded to one of those (split brain: both gateways were master).
+    pub yields_via_sync: u64,
 }
+
+/// How long an advertisement that came through the SA-state sync holds a backup at the least,
+/// ms: the sync sends one every 0.5 s, so three may be lost (a Master_Down_Interval shorter
+/// than this, with short advertisement intervals, would let the backup take over between two
+/// of them).
+pub const SYNC_HOLD_MS: u64 = 1_600;
 
 /// A port's link as link tracking acts on it, debounced as routers' carrier-delay is: a change
 /// of the raw reading counts only once it has held for `down_ms` (a loss) or `up_ms` (a
@@ -510,6 +521,10 @@ pub struct Router {
     /// take them from everyone (the control plane: [`Router::set_lowered`]): it advertises and
     /// competes with priority 1.
     lowered: bool,
+    /// When an advertisement of another router of this VRID last came over the wire (an
+    /// accepted one, whatever its priority): while they come, the wire decides alone and
+    /// advertisements through the sync are not used.
+    wire_heard_at: Option<u64>,
 }
 
 impl Router {
@@ -530,6 +545,7 @@ impl Router {
             took_over_released: false,
             preempt_from: 0,
             counters: Counters::default(),
+            wire_heard_at: None,
         }
     }
 
@@ -675,6 +691,7 @@ impl Router {
             }
         }
         self.counters.adverts_in += 1;
+        self.wire_heard_at = Some(now);
         if a.priority == 0 {
             self.counters.priority_zero_in += 1;
         }
@@ -708,6 +725,67 @@ impl Router {
                     self.down_at = now + self.master_down_ms();
                     self.master_ip = Some(a.src);
                     self.state = State::Backup;
+                    Step {
+                        advertise: None,
+                        became: Some(State::Backup),
+                    }
+                } else {
+                    Step::default()
+                }
+            }
+        }
+    }
+
+    /// Whether the wire has been silent for this router: no advertisement of another router
+    /// of its VRID came for one of the master's intervals and the skew (one missed at the
+    /// least), or none ever did.
+    fn wire_silent(&self, now: u64) -> bool {
+        self.wire_heard_at.is_none_or(|t| {
+            now >= t
+                .saturating_add(u64::from(self.master_interval_cs) * 10)
+                .saturating_add(self.skew_ms())
+        })
+    }
+
+    /// Takes an advertisement of the other gateway's master that came through the SA-state
+    /// sync (its `priority`, primary address `src` and interval): a second path, used only
+    /// while the wire is silent ([`Router::wire_silent`]), so that a link that loses the
+    /// advertisements (a switch dropping the multicast) does not make both gateways master.
+    /// As an advertisement would (RFC 5798 §6.4.3): a master yields to a higher priority, or
+    /// to an equal one from a higher address; a backup that would not preempt it keeps
+    /// waiting, at least [`SYNC_HOLD_MS`] (the sync is slower than short advertisement
+    /// intervals); a lower priority is ignored (a backup then takes over as it would).
+    /// Another family's, our own, and priority 0 are ignored.
+    pub fn receive_sync(&mut self, priority: u8, src: IpAddr, interval_cs: u16, now: u64) -> Step {
+        if src == self.cfg.primary || src.is_ipv4() != self.cfg.primary.is_ipv4() || priority == 0 {
+            return Step::default();
+        }
+        self.counters.adverts_via_sync += 1;
+        if !self.wire_silent(now) {
+            return Step::default();
+        }
+        let hold = |r: &Self| now.saturating_add(r.master_down_ms().max(SYNC_HOLD_MS));
+        match self.state {
+            State::Initialize | State::Fault => Step::default(),
+            State::Backup => {
+                if !self.cfg.preempt || priority >= self.priority() || now < self.preempt_from {
+                    self.released = false;
+                    self.master_interval_cs = interval_cs.clamp(1, 4095);
+                    self.down_at = self.down_at.max(hold(self));
+                    self.master_ip = Some(src);
+                }
+                Step::default()
+            }
+            State::Master => {
+                if priority > self.priority()
+                    || (priority == self.priority() && src > self.cfg.primary)
+                {
+                    self.master_interval_cs = interval_cs.clamp(1, 4095);
+                    self.down_at = hold(self);
+                    self.master_ip = Some(src);
+                    self.state = State::Backup;
+                    self.released = false;
+                    self.counters.yields_via_sync += 1;
                     Step {
                         advertise: None,
                         became: Some(State::Backup),
@@ -856,6 +934,115 @@ mod tests {
             interval_cs: 100,
             addrs: AddrList::of(&[Ipv4Addr::new(203, 0, 113, 1).into()]),
         }
+    }
+
+    /// A router made master by a silent wire (both gateways master: split brain).
+    fn master(priority: u8) -> Router {
+        let mut r = router(priority, true);
+        r.start(0);
+        assert_eq!(r.tick(10_000).became, Some(State::Master));
+        r
+    }
+
+    #[test]
+    fn a_master_yields_to_a_higher_priority_through_the_sync() {
+        let mut r = master(100);
+        let s = r.receive_sync(200, PEER, 100, 11_000);
+        assert_eq!(s.became, Some(State::Backup));
+        assert_eq!(s.advertise, None);
+        assert_eq!(r.state(), State::Backup);
+        assert_eq!(r.master_ip(), Some(PEER));
+        assert_eq!(r.counters().adverts_via_sync, 1);
+        assert_eq!(r.counters().yields_via_sync, 1);
+    }
+
+    #[test]
+    fn equal_priorities_through_the_sync_go_to_the_higher_address() {
+        // PEER (.4) is above ME (.3): this master yields.
+        let mut r = master(100);
+        assert_eq!(
+            r.receive_sync(100, PEER, 100, 11_000).became,
+            Some(State::Backup)
+        );
+        // A lower address at the same priority: this master stays.
+        let mut r = master(100);
+        let lower: IpAddr = Ipv4Addr::new(203, 0, 113, 2).into();
+        assert_eq!(r.receive_sync(100, lower, 100, 11_000), Step::default());
+        assert_eq!(r.state(), State::Master);
+        assert_eq!(r.counters().yields_via_sync, 0);
+    }
+
+    #[test]
+    fn a_lower_priority_through_the_sync_is_ignored() {
+        let mut r = master(150);
+        assert_eq!(r.receive_sync(100, PEER, 100, 11_000), Step::default());
+        assert_eq!(r.state(), State::Master);
+        assert_eq!(r.counters().adverts_via_sync, 1);
+        // A backup (preempting) does not wait for it: it takes over as it would.
+        let mut r = router(150, true);
+        r.start(0);
+        for t in (500..4000).step_by(500) {
+            r.receive_sync(100, PEER, 100, t);
+        }
+        assert_eq!(r.tick(3414).became, Some(State::Master));
+        // Nor for another family's, its own, or priority 0.
+        let mut r = master(100);
+        let v6: IpAddr = "fe80::4".parse().unwrap();
+        for (p, a) in [(200, v6), (200, ME), (0, PEER)] {
+            assert_eq!(r.receive_sync(p, a, 100, 11_000), Step::default());
+        }
+        assert_eq!(r.state(), State::Master);
+    }
+
+    #[test]
+    fn sync_adverts_hold_a_backup_while_the_wire_is_silent() {
+        let mut r = router(100, true);
+        r.start(0);
+        // No advertisement on the wire, the master's through the sync twice a second: the
+        // backup stays so, far past Master_Down_Interval (3.609 s).
+        let mut t = 500;
+        while t <= 20_000 {
+            r.receive_sync(200, PEER, 100, t);
+            assert_eq!(r.tick(t + 250), Step::default(), "at {t}");
+            t += 500;
+        }
+        assert_eq!(r.state(), State::Backup);
+        assert_eq!(r.master_ip(), Some(PEER));
+        assert_eq!(r.counters().adverts_via_sync, 40);
+        // They stop (the master is gone): master a Master_Down_Interval after the last.
+        assert_eq!(r.tick(20_000 + 3608).became, None);
+        assert_eq!(r.tick(20_000 + 3609).became, Some(State::Master));
+    }
+
+    #[test]
+    fn sync_adverts_hold_a_fast_backup_for_at_least_the_sync_hold() {
+        // 100 ms advertisements: Master_Down_Interval is 361 ms, less than the sync's 500 ms.
+        let mut r = router(100, true);
+        r.cfg.interval_cs = 10;
+        r.start(0);
+        for t in (500..5000).step_by(500) {
+            r.receive_sync(200, PEER, 10, t);
+            assert_eq!(r.tick(t + 499), Step::default(), "at {t}");
+        }
+        assert_eq!(r.tick(4500 + SYNC_HOLD_MS - 1).became, None);
+        assert_eq!(r.tick(4500 + SYNC_HOLD_MS).became, Some(State::Master));
+    }
+
+    #[test]
+    fn the_wire_decides_while_it_carries_advertisements() {
+        // A master that hears a lower priority on the wire keeps the addresses, whatever an
+        // older word through the sync says.
+        let mut r = master(150);
+        r.receive(&adv(100), 11_000);
+        assert_eq!(r.receive_sync(200, PEER, 100, 11_100), Step::default());
+        assert_eq!(r.state(), State::Master);
+        // A backup that hears its master on the wire is timed by the wire alone: when that
+        // master falls silent it takes over after Master_Down_Interval, not later.
+        let mut r = router(100, true);
+        r.start(0);
+        r.receive(&adv(200), 1000);
+        r.receive_sync(200, PEER, 100, 1500);
+        assert_eq!(r.tick(1000 + 3609).became, Some(State::Master));
     }
 
     #[test]

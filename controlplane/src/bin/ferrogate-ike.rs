@@ -549,6 +549,12 @@ struct ChanIo {
     vrrp_seen: bool,
     /// The VRRP addresses the data plane last said this gateway holds.
     held: std::collections::HashSet<std::net::IpAddr>,
+    /// The VRRP routers the data plane last said it is master of, and when: they go into the
+    /// sync snapshot while that word is fresh ([`VRRP_MASTERS_FRESH`]; a master's data plane
+    /// says so every 100 ms), so that a data plane that died does not go on holding the
+    /// other gateway back through the sync.
+    masters: Vec<ctl::VrrpMaster>,
+    masters_at: Option<Instant>,
     /// On-demand policies to (re)install: (tunnel, child, local_ts, remote_ts).
     traps: Vec<(String, String, Vec<IpPrefix>, Vec<IpPrefix>)>,
     /// SA pairs deleted but still in the data plane until then (inbound SPI): ESP the peer
@@ -613,6 +619,8 @@ impl ChanIo {
             standby: None,
             vrrp_seen: false,
             held: Default::default(),
+            masters: Vec::new(),
+            masters_at: None,
         }
     }
 
@@ -812,6 +820,29 @@ impl ChanIo {
         }
     }
 
+    /// The VRRP routers the data plane is master of, if it said so lately (else none).
+    fn fresh_masters(&self) -> Vec<ctl::VrrpMaster> {
+        if self
+            .masters_at
+            .is_some_and(|t| t.elapsed() < VRRP_MASTERS_FRESH)
+        {
+            self.masters.clone()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Hands the data plane the other gateway's VRRP masters from its snapshot: each is taken
+    /// as an advertisement of that router, a second path for when the wire loses them.
+    fn sync_adverts(&self, masters: Vec<ctl::VrrpMaster>) {
+        if self.chan.is_some() && !masters.is_empty() {
+            self.command(&ctl::Command::SyncAdverts {
+                v: ctl::VERSION,
+                masters,
+            });
+        }
+    }
+
     /// What the other gateway needs to take over: the pairs installed for addresses this
     /// gateway holds, and the data plane's last report of them. None while it holds none.
     fn snapshot(&self, boot: u64, seq: u64, daemon: &Daemon) -> Option<controlplane::ha::Snapshot> {
@@ -838,6 +869,7 @@ impl ChanIo {
             report,
             report_age_ms: self.report_at.elapsed().as_millis() as u64,
             ike: daemon.export(&|a| self.held.contains(&a), Instant::now()),
+            vrrp: self.fresh_masters(),
         })
     }
 
@@ -942,7 +974,15 @@ impl ChanIo {
                     tracing::info!(spi_in = %format_args!("{spi_in:08x}"), hard, "CHILD_SA lifetime (bytes/packets) reached");
                     self.expired.push((spi_in, hard));
                 }
-                Ok(ctl::Event::Vrrp { held, standby, .. }) => {
+                Ok(ctl::Event::Vrrp {
+                    held,
+                    standby,
+                    mut masters,
+                    ..
+                }) => {
+                    masters.truncate(ctl::SYNC_ADVERTS_MAX);
+                    self.masters = masters;
+                    self.masters_at = Some(Instant::now());
                     let any = !held.is_empty() || !standby.is_empty();
                     if any && !self.vrrp_seen {
                         tracing::info!(?held, ?standby, "VRRP: the data plane's virtual addresses");
@@ -1277,6 +1317,9 @@ struct HaSync {
     received_at: Option<Instant>,
     /// Snapshots queued (each goes out whole, paced, before the next is made).
     sent: u64,
+    /// The VRRP masters of the other gateway's newest snapshot, for our data plane (taken by
+    /// the main loop).
+    their_masters: Option<Vec<ctl::VrrpMaster>>,
     /// Receive buffer (one datagram).
     buf: Vec<u8>,
     /// Datagrams ignored (foreign, not opening, our own reflected) since the last warning,
@@ -1287,6 +1330,10 @@ struct HaSync {
 /// Sync datagrams read in one pass of the main loop at most: a flood on the sync link must
 /// not hold up IKE.
 const HA_RECV_MAX: usize = 64;
+
+/// How long the data plane's word on which VRRP routers it is master of is put into the sync
+/// snapshot (it says so every 100 ms while master of any).
+const VRRP_MASTERS_FRESH: Duration = Duration::from_millis(300);
 
 /// How often the master sends its snapshot when nothing changed.
 const HA_EVERY: Duration = Duration::from_millis(500);
@@ -1323,6 +1370,7 @@ impl HaSync {
             theirs: None,
             received_at: None,
             sent: 0,
+            their_masters: None,
             buf: vec![0u8; 65_536],
             ignored: (0, None),
         })
@@ -1406,6 +1454,7 @@ impl HaSync {
                                 "HA: the other gateway's SA pairs"
                             );
                         }
+                        self.their_masters = Some(snap.vrrp.clone());
                         self.theirs = Some(snap);
                         self.received_at = Some(Instant::now());
                     }
@@ -1815,6 +1864,9 @@ fn main() -> ExitCode {
         }
         if let (Some(h), Io::Channel(ch)) = (&mut ha, &io) {
             h.recv();
+            if let Some(m) = h.their_masters.take() {
+                ch.sync_adverts(m);
+            }
             h.send(ch, &daemon);
         }
         let busy = !inbox.is_empty();
@@ -2126,6 +2178,7 @@ mod tests {
             report: vec![report(a.spi_in, a.spi_out, Some(9000), Some(40))],
             report_age_ms: 300,
             ike: Vec::new(),
+            vrrp: Vec::new(),
         };
         let mut io = ChanIo::new(PathBuf::from("/nonexistent"));
         io.replaced_at.insert(

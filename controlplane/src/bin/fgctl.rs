@@ -67,7 +67,7 @@ fn stats_text(v: &serde_json::Value) -> String {
             .filter_map(|a| a.as_str())
             .collect();
         s.push_str(&format!(
-            "vrrp {} vrid {} priority {} {} for {:.1}s (master {}) vips {}{}  adverts in {} out {}  took over {} times{}\n",
+            "vrrp {} vrid {} priority {} {} for {:.1}s (master {}) vips {}{}  adverts in {} out {}{}  took over {} times{}\n",
             r["interface"].as_str().unwrap_or("?"),
             r["vrid"],
             r["priority"],
@@ -81,6 +81,15 @@ fn stats_text(v: &serde_json::Value) -> String {
             },
             r["adverts_in"].as_u64().unwrap_or(0),
             r["adverts_out"].as_u64().unwrap_or(0),
+            // Through the SA-state sync (the other gateway's masters): split brain averted.
+            match (
+                r["adverts_via_sync"].as_u64().unwrap_or(0),
+                r["yields_via_sync"].as_u64().unwrap_or(0),
+            ) {
+                (0, _) => String::new(),
+                (n, 0) => format!(" via sync {n}"),
+                (n, y) => format!(" via sync {n} (yielded {y} times)"),
+            },
             r["became_master"].as_u64().unwrap_or(0),
             match r["faults"].as_u64().unwrap_or(0) {
                 0 => String::new(),
@@ -338,6 +347,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("vrrp refused: version=4\n"), "{text}");
+        let split = serde_json::json!({"seconds": 2.0, "ports": [], "sas": [], "drops": {},
+            "vrrp": {"routers": [{"interface": "outside", "vrid": 51, "priority": 100,
+                "state": "backup", "master": "203.0.113.3", "vips": ["203.0.113.1"],
+                "seconds_in_state": 4.0, "adverts_in": 3, "adverts_out": 12,
+                "adverts_via_sync": 9, "yields_via_sync": 1, "became_master": 2}]}});
+        let text = stats_text(&split);
+        assert!(
+            text.contains("adverts in 3 out 12 via sync 9 (yielded 1 times)  took over 2 times\n"),
+            "{text}"
+        );
         let fault = serde_json::json!({"seconds": 2.0, "sas": [], "drops": {},
             "ports": [{"name": "inside", "rx_frames": 1, "tx_frames": 2, "link": "down", "link_changes": 3},
                 {"name": "outside", "rx_frames": 1, "tx_frames": 2, "link": "up"}],

@@ -1111,7 +1111,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         }
     }
     // The control plane hears of every change of the VRRP states (and every second).
-    let mut vrrp_told: Option<Vec<bool>> = None;
+    let mut vrrp_told: Option<Vec<(bool, u8)>> = None;
     // Links are read every 50 ms with VRRP (a fault moves the addresses), else every 500.
     let link_every_ms = if routers.is_empty() { 500 } else { 50 };
     let mut next_link_ms = 0;
@@ -1217,6 +1217,36 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         }
         if let Some(c) = &mut control {
             let changed = c.poll_commands(&mut dynamic, &mut sad);
+            // The other gateway's masters through the SA-state sync: advertisements by a
+            // second path, for when the wire loses them (split brain).
+            let now = main.fib.now_ms;
+            for m in std::mem::take(&mut c.sync_adverts) {
+                for i in 0..routers.len() {
+                    if routers[i].router.config().vrid != m.vrid
+                        || sh.ifaces[routers[i].port].name != m.interface
+                    {
+                        continue;
+                    }
+                    let step =
+                        routers[i]
+                            .router
+                            .receive_sync(m.priority, m.primary, m.interval_cs, now);
+                    if step.became == Some(vrrp::State::Backup) {
+                        tracing::warn!(
+                            interface = %m.interface,
+                            vrid = m.vrid,
+                            their_priority = m.priority,
+                            ours = routers[i].router.priority(),
+                            master = %m.primary,
+                            "split brain: the other gateway is VRRP master too (its advertisements do not reach us, the SA-state sync does) and outranks us: going backup"
+                        );
+                    }
+                    routers[i].apply(&sh, i, step, now, &mut main);
+                    if step.became == Some(vrrp::State::Backup) {
+                        VrrpRun::group_follows(&mut routers, i, &sh, now, &mut main);
+                    }
+                }
+            }
             // The control plane, judged after its commands are in (a main lcore that fell
             // behind must not take it for lost): lost once it said it was alive and then went
             // silent. The routers that track it compete with priority 1 meanwhile.
@@ -1330,6 +1360,12 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                 if periodic {
                     last_report = Instant::now();
                     c.reports += 1;
+                    // A master says so every 100 ms: ferrogate-ike puts it into its sync
+                    // snapshots only while fresh (a data plane that died must not go on
+                    // holding the other gateway back through them).
+                    if sh.vrrp.iter().any(|v| v.master.load(Ordering::Relaxed)) {
+                        vrrp_told = None;
+                    }
                     if c.reports % 10 == 0 {
                         c.report(&dynamic);
                         vrrp_told = None;
@@ -1339,7 +1375,14 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             if std::mem::take(&mut c.dumped) {
                 vrrp_told = None;
             }
-            let masters = || sh.vrrp.iter().map(|v| v.master.load(Ordering::Relaxed));
+            // A change of state or of priority (the other gateway hears of our masters' through
+            // the sync).
+            let masters = || {
+                sh.vrrp
+                    .iter()
+                    .zip(&routers)
+                    .map(|(v, r)| (v.master.load(Ordering::Relaxed), r.router.priority()))
+            };
             if vrrp_told
                 .as_ref()
                 .is_none_or(|told| told.iter().copied().ne(masters()))
@@ -1354,10 +1397,27 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     to.extend(v.vips.iter().copied());
                 }
                 standby.retain(|a| !held.contains(a));
+                let ours = sh
+                    .vrrp
+                    .iter()
+                    .zip(&routers)
+                    .filter(|(v, _)| v.master.load(Ordering::Relaxed))
+                    .map(|(_, r)| {
+                        let c = r.router.config();
+                        ctl::VrrpMaster {
+                            interface: sh.ifaces[r.port].name.clone(),
+                            vrid: c.vrid,
+                            priority: r.router.priority(),
+                            primary: c.primary,
+                            interval_cs: c.interval_cs,
+                        }
+                    })
+                    .collect();
                 c.event(&ctl::Event::Vrrp {
                     v: ctl::VERSION,
                     held,
                     standby,
+                    masters: ours,
                 });
                 vrrp_told = Some(masters().collect());
             }
@@ -2830,6 +2890,8 @@ fn vrrp_json(sh: &Shared, runs: &[VrrpRun]) -> serde_json::Value {
                 "faults": n.faults,
                 "priority_zero_in": n.priority_zero_in,
                 "addr_list_mismatch": n.addr_list_mismatch,
+                "adverts_via_sync": n.adverts_via_sync,
+                "yields_via_sync": n.yields_via_sync,
             })
         })
         .collect();
@@ -3493,7 +3555,9 @@ impl Dynamic {
             ctl::Command::Untrap { tunnel, child, .. } => {
                 Ok(self.traps.remove(&(tunnel, child)).is_some())
             }
-            ctl::Command::Dump { .. } | ctl::Command::Alive { .. } => Ok(false),
+            ctl::Command::Dump { .. }
+            | ctl::Command::Alive { .. }
+            | ctl::Command::SyncAdverts { .. } => Ok(false),
         }
     }
 
@@ -3678,6 +3742,10 @@ struct Control {
     dumped: bool,
     /// Worker pipelines (`Hello`, `Sas`): per-resource SAs are made for each.
     workers: u16,
+    /// The other gateway's VRRP masters from its last sync snapshot
+    /// ([`ctl::Command::SyncAdverts`]), for the routers to take (at most
+    /// [`ctl::SYNC_ADVERTS_MAX`]).
+    sync_adverts: Vec<ctl::VrrpMaster>,
 }
 
 impl Control {
@@ -3735,6 +3803,7 @@ impl Control {
             last_alive: None,
             dumped: false,
             workers,
+            sync_adverts: Vec::new(),
         };
         c.event(&ctl::Event::Hello {
             v: ctl::VERSION,
@@ -3792,6 +3861,12 @@ impl Control {
                 // an older one, is not tracked); then any command says it is alive.
                 if matches!(c, ctl::Command::Alive { .. }) || self.last_alive.is_some() {
                     self.last_alive = Some(Instant::now());
+                }
+                if let ctl::Command::SyncAdverts { mut masters, .. } = c {
+                    // The newest snapshot's word replaces an older one not yet taken.
+                    masters.truncate(ctl::SYNC_ADVERTS_MAX);
+                    self.sync_adverts = masters;
+                    return Ok(false);
                 }
                 d.apply(c, sad)
             });
