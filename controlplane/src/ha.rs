@@ -712,6 +712,7 @@ mod tests {
                 priority: 200,
                 primary: "203.0.113.2".parse().unwrap(),
                 interval_cs: 100,
+                hears: false,
             },
             VrrpMaster {
                 interface: "outside".into(),
@@ -719,6 +720,7 @@ mod tests {
                 priority: 200,
                 primary: "fe80::2".parse().unwrap(),
                 interval_cs: 10,
+                hears: true,
             },
         ]
     }

@@ -424,17 +424,24 @@ pub fn build_sas(
 /// replayed packets (RFC 4303 §3.4.3 lets a receiver turn anti-replay off, as strongSwan's
 /// `replay_window = 0` does, but it should be a decision, and a visible one).
 pub fn sa_warnings(sas: &[SaParams]) -> Vec<String> {
-    sas.iter()
-        .enumerate()
-        .filter(|(_, p)| p.direction == Direction::In && p.replay_window == 0)
-        .map(|(i, p)| {
-            format!(
-                "SA #{i} ({}): replay_window 0 turns anti-replay off: replayed packets are \
-                 accepted (RFC 4303 §3.4.3)",
-                sa_label(&p.name, p.spi)
-            )
-        })
-        .collect()
+    let mut w = Vec::new();
+    for (i, p) in sas.iter().enumerate() {
+        let label = sa_label(&p.name, p.spi);
+        if p.direction == Direction::In && p.replay_window == 0 {
+            w.push(format!(
+                "SA #{i} ({label}): replay_window 0 turns anti-replay off: replayed packets are \
+                 accepted (RFC 4303 §3.4.3)"
+            ));
+        }
+        if p.spi < 256 {
+            w.push(format!(
+                "SA #{i} ({label}): SPI {:#x} is one of those IANA reserves (1-255, RFC 4303 \
+                 §2.1)",
+                p.spi
+            ));
+        }
+    }
+    w
 }
 
 /// The YAML name of an algorithm (`aes-gcm-128`), for messages.
@@ -486,13 +493,13 @@ impl SaEntry {
     /// The SA as the data plane installs it, or why it cannot be (one line, without the SA's
     /// name: the caller adds it).
     fn check(self, base: &Path) -> Result<SaParams, String> {
-        // RFC 4303 §2.1: 1-255 are reserved by IANA, 0 for local use (never on the wire).
-        if self.spi < 256 {
-            return Err(format!(
-                "SPI {} is reserved (RFC 4303 §2.1: 0 never goes on the wire, 1-255 are IANA's): \
-                 give one of 256 or more",
-                self.spi
-            ));
+        // RFC 4303 §2.1: 0 is for local use and never on the wire; 1-255 are reserved by
+        // IANA, but peers use them (DPDK ipsec-secgw's sample configurations, captures to
+        // decrypt): warned about ([`sa_warnings`]), not refused.
+        if self.spi == 0 {
+            return Err(
+                "SPI 0 is reserved for local use and never goes on the wire (RFC 4303 §2.1)".into(),
+            );
         }
         let lt = self.lifetime;
         for (what, soft, hard) in [
@@ -730,14 +737,22 @@ sas:
     /// RFC 4303 §2.1: SPIs 1-255 are reserved by IANA and 0 never goes on the wire.
     #[test]
     fn reserved_spis_are_refused() {
-        for spi in ["0", "1", "255", "0xff"] {
-            let e = sa_err(&one_sa(spi, "in", ""));
+        let e = sa_err(&one_sa("0", "in", ""));
+        assert!(
+            e.starts_with("x.yaml: SA #0 (s): SPI 0 is reserved for local use"),
+            "{e}"
+        );
+        // 1-255 (IANA's) load with a warning: peers use them.
+        for spi in ["1", "255", "0xff"] {
+            let sas = parse_sa_yaml(&one_sa(spi, "in", ""), Path::new("x")).unwrap();
+            let w = sa_warnings(&sas);
             assert!(
-                e.starts_with("x.yaml: SA #0 (s): SPI ") && e.contains("is reserved"),
-                "{spi}: {e}"
+                w.iter().any(|w| w.contains("IANA reserves")),
+                "{spi}: {w:?}"
             );
         }
-        parse_sa_yaml(&one_sa("256", "in", ""), Path::new("x")).unwrap();
+        let sas = parse_sa_yaml(&one_sa("256", "in", ""), Path::new("x")).unwrap();
+        assert!(sa_warnings(&sas).iter().all(|w| !w.contains("IANA")));
         parse_sa_yaml(&one_sa("0xffffffff", "out", ""), Path::new("x")).unwrap();
     }
 

@@ -394,6 +394,11 @@ pub struct VrrpMaster {
     pub primary: IpAddr,
     /// Its advertisement interval, centiseconds.
     pub interval_cs: u16,
+    /// Whether it hears advertisements of the other gateway's router on the wire: then the
+    /// wire works from the other gateway to it, and the other gateway does not wait for it
+    /// (it may not be able to send there). Absent from an older sender: false.
+    #[serde(default)]
+    pub hears: bool,
 }
 
 /// How often the control plane says [`Command::Alive`].

@@ -1685,9 +1685,9 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        let m = err("spi: 0xc0010002", "spi: 255");
+        let m = err("spi: 0xc0010002", "spi: 0");
         assert!(
-            m.starts_with("g.yaml: SA #1 (b-to-a): SPI 255 is reserved"),
+            m.starts_with("g.yaml: SA #1 (b-to-a): SPI 0 is reserved"),
             "{m}"
         );
         let m = err(

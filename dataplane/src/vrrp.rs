@@ -407,7 +407,8 @@ pub struct Counters {
     /// with the same VRID, or a configuration that differs between the two gateways.
     pub addr_list_mismatch: u64,
     /// Advertisements of the other gateway's master that came through the SA-state sync
-    /// ([`Router::receive_sync`]): the second path, for when the wire's are lost.
+    /// ([`Router::receive_sync`]) and were used: the wire was silent both ways (the second
+    /// path, for when the wire loses them).
     pub adverts_via_sync: u64,
     /// Times this master yielded to one of those (split brain: both gateways were master).
     pub yields_via_sync: u64,
@@ -747,23 +748,41 @@ impl Router {
         })
     }
 
+    /// Whether advertisements of another router of this VRID have come over the wire lately
+    /// (within one of its intervals and the skew): reported to the other gateway through the
+    /// sync, so that it uses our word there only when the wire is silent both ways.
+    pub fn hears_wire(&self, now: u64) -> bool {
+        !self.wire_silent(now)
+    }
+
     /// Takes an advertisement of the other gateway's master that came through the SA-state
-    /// sync (its `priority`, primary address `src` and interval): a second path, used only
-    /// while the wire is silent ([`Router::wire_silent`]), so that a link that loses the
-    /// advertisements (a switch dropping the multicast) does not make both gateways master.
+    /// sync (its `priority`, primary address `src` and interval; `it_hears`: whether that
+    /// master hears advertisements on the wire itself): a second path, used only while the
+    /// wire is silent both ways ([`Router::wire_silent`] here, and `!it_hears`), so that a
+    /// link that loses the advertisements (a switch dropping the multicast) does not make
+    /// both gateways master. A master that hears ours on the wire while we hear nothing of it
+    /// cannot send there (a stuck transmit path, a blocked port): then this router takes the
+    /// addresses as it did before the sync carried this, rather than wait for it for good.
     /// As an advertisement would (RFC 5798 §6.4.3): a master yields to a higher priority, or
     /// to an equal one from a higher address; a backup that would not preempt it keeps
     /// waiting, at least [`SYNC_HOLD_MS`] (the sync is slower than short advertisement
     /// intervals); a lower priority is ignored (a backup then takes over as it would).
     /// Another family's, our own, and priority 0 are ignored.
-    pub fn receive_sync(&mut self, priority: u8, src: IpAddr, interval_cs: u16, now: u64) -> Step {
+    pub fn receive_sync(
+        &mut self,
+        priority: u8,
+        src: IpAddr,
+        interval_cs: u16,
+        it_hears: bool,
+        now: u64,
+    ) -> Step {
         if src == self.cfg.primary || src.is_ipv4() != self.cfg.primary.is_ipv4() || priority == 0 {
             return Step::default();
         }
-        self.counters.adverts_via_sync += 1;
-        if !self.wire_silent(now) {
+        if it_hears || !self.wire_silent(now) {
             return Step::default();
         }
+        self.counters.adverts_via_sync += 1;
         let hold = |r: &Self| now.saturating_add(r.master_down_ms().max(SYNC_HOLD_MS));
         match self.state {
             State::Initialize | State::Fault => Step::default(),
@@ -947,7 +966,7 @@ mod tests {
     #[test]
     fn a_master_yields_to_a_higher_priority_through_the_sync() {
         let mut r = master(100);
-        let s = r.receive_sync(200, PEER, 100, 11_000);
+        let s = r.receive_sync(200, PEER, 100, false, 11_000);
         assert_eq!(s.became, Some(State::Backup));
         assert_eq!(s.advertise, None);
         assert_eq!(r.state(), State::Backup);
@@ -961,13 +980,16 @@ mod tests {
         // PEER (.4) is above ME (.3): this master yields.
         let mut r = master(100);
         assert_eq!(
-            r.receive_sync(100, PEER, 100, 11_000).became,
+            r.receive_sync(100, PEER, 100, false, 11_000).became,
             Some(State::Backup)
         );
         // A lower address at the same priority: this master stays.
         let mut r = master(100);
         let lower: IpAddr = Ipv4Addr::new(203, 0, 113, 2).into();
-        assert_eq!(r.receive_sync(100, lower, 100, 11_000), Step::default());
+        assert_eq!(
+            r.receive_sync(100, lower, 100, false, 11_000),
+            Step::default()
+        );
         assert_eq!(r.state(), State::Master);
         assert_eq!(r.counters().yields_via_sync, 0);
     }
@@ -975,21 +997,24 @@ mod tests {
     #[test]
     fn a_lower_priority_through_the_sync_is_ignored() {
         let mut r = master(150);
-        assert_eq!(r.receive_sync(100, PEER, 100, 11_000), Step::default());
+        assert_eq!(
+            r.receive_sync(100, PEER, 100, false, 11_000),
+            Step::default()
+        );
         assert_eq!(r.state(), State::Master);
         assert_eq!(r.counters().adverts_via_sync, 1);
         // A backup (preempting) does not wait for it: it takes over as it would.
         let mut r = router(150, true);
         r.start(0);
         for t in (500..4000).step_by(500) {
-            r.receive_sync(100, PEER, 100, t);
+            r.receive_sync(100, PEER, 100, false, t);
         }
         assert_eq!(r.tick(3414).became, Some(State::Master));
         // Nor for another family's, its own, or priority 0.
         let mut r = master(100);
         let v6: IpAddr = "fe80::4".parse().unwrap();
         for (p, a) in [(200, v6), (200, ME), (0, PEER)] {
-            assert_eq!(r.receive_sync(p, a, 100, 11_000), Step::default());
+            assert_eq!(r.receive_sync(p, a, 100, false, 11_000), Step::default());
         }
         assert_eq!(r.state(), State::Master);
     }
@@ -1002,7 +1027,7 @@ mod tests {
         // backup stays so, far past Master_Down_Interval (3.609 s).
         let mut t = 500;
         while t <= 20_000 {
-            r.receive_sync(200, PEER, 100, t);
+            r.receive_sync(200, PEER, 100, false, t);
             assert_eq!(r.tick(t + 250), Step::default(), "at {t}");
             t += 500;
         }
@@ -1021,11 +1046,32 @@ mod tests {
         r.cfg.interval_cs = 10;
         r.start(0);
         for t in (500..5000).step_by(500) {
-            r.receive_sync(200, PEER, 10, t);
+            r.receive_sync(200, PEER, 10, false, t);
             assert_eq!(r.tick(t + 499), Step::default(), "at {t}");
         }
         assert_eq!(r.tick(4500 + SYNC_HOLD_MS - 1).became, None);
         assert_eq!(r.tick(4500 + SYNC_HOLD_MS).became, Some(State::Master));
+    }
+
+    /// A master that hears our advertisements on the wire while we hear nothing of it cannot
+    /// send there (a stuck transmit path, a blocked port): it is not waited for, and it does
+    /// not make a master yield (helper-54: the fence would otherwise keep the addresses with a
+    /// gateway that cannot forward, for good).
+    #[test]
+    fn a_master_that_hears_the_wire_itself_is_not_waited_for() {
+        let mut r = router(100, true);
+        r.start(0);
+        for t in (500..4000).step_by(500) {
+            assert_eq!(r.receive_sync(200, PEER, 100, true, t), Step::default());
+        }
+        assert_eq!(r.tick(3609).became, Some(State::Master));
+        assert_eq!(r.receive_sync(200, PEER, 100, true, 4100), Step::default());
+        assert_eq!(r.state(), State::Master);
+        assert_eq!(r.counters().adverts_via_sync, 0);
+        // It hears us (we are master now and advertise); we hear it not: still master.
+        assert!(!r.hears_wire(4100));
+        r.receive(&adv(200), 5000);
+        assert!(r.hears_wire(5100));
     }
 
     #[test]
@@ -1034,14 +1080,17 @@ mod tests {
         // older word through the sync says.
         let mut r = master(150);
         r.receive(&adv(100), 11_000);
-        assert_eq!(r.receive_sync(200, PEER, 100, 11_100), Step::default());
+        assert_eq!(
+            r.receive_sync(200, PEER, 100, false, 11_100),
+            Step::default()
+        );
         assert_eq!(r.state(), State::Master);
         // A backup that hears its master on the wire is timed by the wire alone: when that
         // master falls silent it takes over after Master_Down_Interval, not later.
         let mut r = router(100, true);
         r.start(0);
         r.receive(&adv(200), 1000);
-        r.receive_sync(200, PEER, 100, 1500);
+        r.receive_sync(200, PEER, 100, false, 1500);
         assert_eq!(r.tick(1000 + 3609).became, Some(State::Master));
     }
 

@@ -1320,6 +1320,8 @@ struct HaSync {
     /// The VRRP masters of the other gateway's newest snapshot, for our data plane (taken by
     /// the main loop).
     their_masters: Option<Vec<ctl::VrrpMaster>>,
+    /// How late the other gateway's snapshots usually come (clock offset and transit).
+    lateness: Lateness,
     /// Receive buffer (one datagram).
     buf: Vec<u8>,
     /// Datagrams ignored (foreign, not opening, our own reflected) since the last warning,
@@ -1330,6 +1332,33 @@ struct HaSync {
 /// Sync datagrams read in one pass of the main loop at most: a flood on the sync link must
 /// not hold up IKE.
 const HA_RECV_MAX: usize = 64;
+
+/// How late the other gateway's snapshots come by our clock (`now - sent_ms`: the clocks'
+/// offset plus transit): the least seen, let up by 1 ms a second (clock drift), is the usual.
+#[derive(Default)]
+struct Lateness {
+    /// The least lateness and when it was seen (our wall clock, ms).
+    least: Option<(i64, u64)>,
+}
+
+/// A snapshot's VRRP word is used only when it comes at most this much later than usual.
+const VRRP_WORD_LATE_MS: i64 = 1_000;
+
+impl Lateness {
+    /// Notes a snapshot sent at `sent_ms` and taken at `now` (wall clock, ms); whether it is
+    /// no later than [`VRRP_WORD_LATE_MS`] past the usual.
+    fn fresh(&mut self, now: u64, sent_ms: u64) -> bool {
+        let late = now as i64 - sent_ms as i64;
+        let usual = match self.least {
+            Some((least, at)) => least.saturating_add((now.saturating_sub(at) / 1000) as i64),
+            None => late,
+        };
+        if late <= usual {
+            self.least = Some((late, now));
+        }
+        late - usual.min(late) <= VRRP_WORD_LATE_MS
+    }
+}
 
 /// How long the data plane's word on which VRRP routers it is master of is put into the sync
 /// snapshot (it says so every 100 ms while master of any).
@@ -1371,6 +1400,7 @@ impl HaSync {
             received_at: None,
             sent: 0,
             their_masters: None,
+            lateness: Lateness::default(),
             buf: vec![0u8; 65_536],
             ignored: (0, None),
         })
@@ -1454,7 +1484,12 @@ impl HaSync {
                                 "HA: the other gateway's SA pairs"
                             );
                         }
-                        self.their_masters = Some(snap.vrrp.clone());
+                        // The VRRP word only while it is news: a snapshot that took longer
+                        // than usual to come (a long one, paced; a congested link) would
+                        // hold our routers back for a master that may be gone.
+                        if self.lateness.fresh(now, snap.sent_ms) {
+                            self.their_masters = Some(snap.vrrp.clone());
+                        }
                         self.theirs = Some(snap);
                         self.received_at = Some(Instant::now());
                     }
@@ -1911,6 +1946,30 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A snapshot's VRRP word counts only when it comes no later than usual (helper-54: one
+    /// delayed by pacing or congestion held the other gateway's routers for a master that may
+    /// be gone): the usual is the least lateness seen, let up for clock drift.
+    #[test]
+    fn late_snapshots_carry_no_vrrp_word() {
+        let mut l = Lateness::default();
+        // The clocks differ by 5 s; transit 3 ms.
+        let off = 5_000;
+        assert!(l.fresh(1_000_000 + off, 1_000_000 - 3));
+        assert!(l.fresh(1_000_500 + off, 1_000_500 - 1));
+        assert!(
+            l.fresh(1_001_000 + off, 1_001_000 - 800),
+            "0.8 s late: still news"
+        );
+        assert!(
+            !l.fresh(1_001_500 + off, 1_001_500 - 1_200),
+            "1.2 s late: not"
+        );
+        assert!(l.fresh(1_002_000 + off, 1_002_000 - 2));
+        // A clock that drifts 0.5 ms a second is followed.
+        let t = 1_002_000 + 600_000;
+        assert!(l.fresh(t + off + 300, t));
+    }
 
     /// A CHILD_SA of tunnel `t`, child `c`, as an IKE SA hands it over.
     fn pair(spi_in: u32, we_initiated: bool, replaces: Option<u32>) -> ChildSaInstall {

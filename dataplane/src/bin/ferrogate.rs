@@ -1076,6 +1076,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
             track: v.track.clone(),
             track_ike: v.track_ike,
             garp_again: None,
+            reannounced_ms: None,
             since_ms: 0,
         })
         .collect();
@@ -1227,10 +1228,13 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     {
                         continue;
                     }
-                    let step =
-                        routers[i]
-                            .router
-                            .receive_sync(m.priority, m.primary, m.interval_cs, now);
+                    let step = routers[i].router.receive_sync(
+                        m.priority,
+                        m.primary,
+                        m.interval_cs,
+                        m.hears,
+                        now,
+                    );
                     if step.became == Some(vrrp::State::Backup) {
                         tracing::warn!(
                             interface = %m.interface,
@@ -1244,6 +1248,20 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                     routers[i].apply(&sh, i, step, now, &mut main);
                     if step.became == Some(vrrp::State::Backup) {
                         VrrpRun::group_follows(&mut routers, i, &sh, now, &mut main);
+                    }
+                    // We outrank the other gateway, which claims the addresses too (and
+                    // announced them when it took them): announce them again, every 2 s at
+                    // most, so that the neighbours come back to us once it yields (it says
+                    // nothing then).
+                    let r = &mut routers[i];
+                    if step.became.is_none()
+                        && r.router.state() == vrrp::State::Master
+                        && !m.hears
+                        && !r.router.hears_wire(now)
+                        && r.reannounced_ms.is_none_or(|t| now >= t + 2000)
+                    {
+                        r.reannounced_ms = Some(now);
+                        r.announce(&sh, i, &mut main);
                     }
                 }
             }
@@ -1410,6 +1428,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
                             priority: r.router.priority(),
                             primary: c.primary,
                             interval_cs: c.interval_cs,
+                            hears: r.router.hears_wire(main.fib.now_ms),
                         }
                     })
                     .collect();
@@ -2930,6 +2949,9 @@ struct VrrpRun {
     track_ike: bool,
     /// When the gratuitous ARPs of a takeover go out once more (ms since start).
     garp_again: Option<u64>,
+    /// When the addresses were last announced again because the other gateway claimed them
+    /// through the sync (split brain; ms since start).
+    reannounced_ms: Option<u64>,
     /// When the state last changed (ms since start).
     since_ms: u64,
 }
