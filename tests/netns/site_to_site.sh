@@ -304,10 +304,12 @@ if [ "$DEMO" -gt 0 ]; then
     tail -f "$WORK/a.log" &
     track_pid $!
     iperf3_server
-    ip netns exec "$HA" ping -c "$DEMO" -i 1 192.168.20.5 > "$WORK/ping.txt" &
-    track_pid $!
+    ip netns exec "$HA" ping -c "$DEMO" -i 1 -W 2 192.168.20.5 > "$WORK/ping.txt" &
+    PING_PID=$!
+    track_pid "$PING_PID"
     ip netns exec "$HA" iperf3 -c 192.168.20.5 -t $((DEMO - 2)) > "$WORK/iperf.txt" 2>&1 || true
-    sleep 2
+    # The ping's summary (sent, received) once it has ended.
+    wait "$PING_PID" 2> /dev/null || true
     echo "== ping =="; tail -3 "$WORK/ping.txt"
     echo "== iperf3 (TCP through the tunnel) =="; grep -E "sender|receiver" "$WORK/iperf.txt" || cat "$WORK/iperf.txt"
     if [ -n "${IKE:-}" ]; then
