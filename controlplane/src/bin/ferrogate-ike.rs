@@ -545,6 +545,10 @@ struct ChanIo {
     /// The VRRP addresses the data plane last said this gateway does not hold, when that
     /// changed (taken by the event loop).
     standby: Option<std::collections::HashSet<std::net::IpAddr>>,
+    /// The standby set last handed to the event loop, and when: a master's data plane says
+    /// where it stands every 100 ms (for the sync's VRRP word), and the daemon needs the set
+    /// only when it changes, or once a second as before.
+    standby_given: Option<(std::collections::HashSet<std::net::IpAddr>, Instant)>,
     /// Whether the data plane ever said (it runs VRRP).
     vrrp_seen: bool,
     /// The VRRP addresses the data plane last said this gateway holds.
@@ -617,6 +621,7 @@ impl ChanIo {
             expired: Vec::new(),
             traps: Vec::new(),
             standby: None,
+            standby_given: None,
             vrrp_seen: false,
             held: Default::default(),
             masters: Vec::new(),
@@ -989,7 +994,14 @@ impl ChanIo {
                     }
                     self.vrrp_seen |= any;
                     self.held = held.into_iter().collect();
-                    self.standby = Some(standby.into_iter().collect());
+                    let standby: std::collections::HashSet<_> = standby.into_iter().collect();
+                    let due = self.standby_given.as_ref().is_none_or(|(given, at)| {
+                        *given != standby || at.elapsed() >= Duration::from_secs(1)
+                    });
+                    if due {
+                        self.standby_given = Some((standby.clone(), Instant::now()));
+                        self.standby = Some(standby);
+                    }
                 }
                 Ok(ctl::Event::Refused { reason, .. }) => {
                     tracing::warn!("the data plane refused a command: {reason}")

@@ -288,7 +288,7 @@ impl Crl {
         revoked.sort_unstable();
         let mut freshest = Vec::new();
         freshest_points(&crl, &mut freshest);
-        let facts = Crl {
+        Ok(Crl {
             issuer: crl.issuer().as_raw().to_vec(),
             unusable,
             number: crl.crl_number().cloned(),
@@ -299,9 +299,9 @@ impl Crl {
             next_update: crl.next_update().map(|n| n.timestamp()),
             freshest,
             verified: Mutex::new(Vec::new()),
-            der: Vec::new(),
-        };
-        Ok(Crl { der, ..facts })
+            // Last: `crl` borrows it until the fields above are read.
+            der,
+        })
     }
 
     /// Whether it lists `serial` (an integer without sign-padding zeros).
@@ -1582,16 +1582,14 @@ impl TrustAnchors {
             Fetching::Cached => (true, None),
             Fetching::Until(d) => (true, Some(d)),
         };
+        // OCSP gets half of what is left, so that a dead responder leaves time for the CRL
+        // distribution points.
+        let ocsp_until =
+            || deadline.map(|d| Instant::now() + d.saturating_duration_since(Instant::now()) / 2);
         // A current status from OCSP, which no delta CRL bears on.
         let mut by_ocsp = false;
         if network && !current && self.ocsp && !src.ocsp.is_empty() {
-            // OCSP gets half of what is left, so that a dead responder leaves time for the
-            // CRL distribution points.
-            let until = deadline.map(|d| {
-                let left = d.saturating_duration_since(Instant::now());
-                Instant::now() + left / 2
-            });
-            current = self.ocsp_status(c, issuer, now, &src.ocsp, until, wants)?;
+            current = self.ocsp_status(c, issuer, now, &src.ocsp, ocsp_until(), wants)?;
             by_ocsp = current;
         }
         let mut unfetched = false;
@@ -1670,9 +1668,7 @@ impl TrustAnchors {
                     "a delta CRL is based on a newer complete CRL than the one here: looking for that one");
                 current = false;
                 if network && self.ocsp && !src.ocsp.is_empty() {
-                    let until = deadline
-                        .map(|d| Instant::now() + d.saturating_duration_since(Instant::now()) / 2);
-                    current = self.ocsp_status(c, issuer, now, &src.ocsp, until, wants)?;
+                    current = self.ocsp_status(c, issuer, now, &src.ocsp, ocsp_until(), wants)?;
                 }
                 let spki = issuer.public_key().raw.to_vec();
                 for u in uris.iter().take(CRL_FETCH_MAX_URIS) {
